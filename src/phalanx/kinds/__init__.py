@@ -1,0 +1,1 @@
+"""Case kinds: what each stage of a case runs on a host, and how it is judged."""

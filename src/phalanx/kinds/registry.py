@@ -1,0 +1,6 @@
+"""The built-in case kinds. Importing this module registers them."""
+
+from phalanx.kinds.base import register
+from phalanx.kinds.scripts import SCRIPTS
+
+register(SCRIPTS)

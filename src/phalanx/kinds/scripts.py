@@ -1,0 +1,39 @@
+"""Shell stage scripts (the XrdTest kind): each stage is a script, run on
+every host of the case's roles after its @tags@ are substituted; exit code 0
+passes. Suite initialize and finalize are always of this kind."""
+
+from __future__ import annotations
+
+from phalanx.kinds.base import DEFAULT_CASE_STAGES, Outcome, StageContext, Task, judge_exit
+from phalanx.model import Case, Host, Script, Status
+from phalanx.tags import render
+
+
+def takes_part(case: Case | None, host: Host) -> bool:
+    """A case with roles runs on the hosts that have one of them."""
+    return case is None or not case.roles or bool(set(case.roles) & set(host.roles))
+
+
+class Scripts:
+    name = "scripts"
+
+    def stages(self, case: Case) -> tuple[str, ...]:
+        return tuple(s for s in DEFAULT_CASE_STAGES if s in case.stages)
+
+    def script(self, ctx: StageContext) -> Script | None:
+        if ctx.case is None:
+            script: Script | None = getattr(ctx.suite, ctx.stage)
+            return script
+        return ctx.case.stages.get(ctx.stage)
+
+    def task(self, ctx: StageContext) -> Task | None:
+        script = self.script(ctx)
+        if script is None or not takes_part(ctx.case, ctx.host):
+            return None
+        return Task("shell", {"script": render(script.text, ctx.tags), "origin": script.origin})
+
+    def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
+        return judge_exit(outcome)
+
+
+SCRIPTS = Scripts()

@@ -1,0 +1,236 @@
+"""Plain, validated data: what a suite is, what a run produced.
+
+Loaders produce these objects; the engine reads them; reports and the web
+read the results. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SUITE_STAGES = ("initialize", "finalize")
+CASE_STAGES = ("initialize", "run", "finalize")
+DEFAULT_STAGE_TIMEOUT = 600.0
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"  # the test said no
+    ERROR = "error"  # the infrastructure failed
+    SKIPPED = "skipped"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    @property
+    def done(self) -> bool:
+        return self not in (Status.PENDING, Status.RUNNING)
+
+    @property
+    def ok(self) -> bool:
+        return self in (Status.PASSED, Status.SKIPPED)
+
+
+# Worst first: how several host or stage statuses fold into one.
+_SEVERITY = [
+    Status.ERROR,
+    Status.TIMEOUT,
+    Status.FAILED,
+    Status.CANCELLED,
+    Status.RUNNING,
+    Status.PENDING,
+    Status.PASSED,
+    Status.SKIPPED,
+]
+
+
+def worst(statuses: list[Status], empty: Status = Status.PASSED) -> Status:
+    """The status that speaks for a group: an error outranks a failure, which
+    outranks a pass; a group of only skips is skipped."""
+    if not statuses:
+        return empty
+    return min(statuses, key=_SEVERITY.index)
+
+
+class AlertPolicy(StrEnum):
+    SUITE = "SUITE"
+    CASE = "CASE"
+    NONE = "NONE"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Disk(_Model):
+    name: str
+    size: int  # bytes
+    device: str = "vda"
+    mount_point: str = "/data"
+    cache: bool = True
+
+
+class Network(_Model):
+    name: str | None = None
+    ip: str | None = None
+    netmask: str | None = None
+    dhcp_range: tuple[str, str] | None = None
+    bridge_name: str | None = None
+
+
+class Host(_Model):
+    name: str  # usually fully qualified: srv1.xrd.test
+    ip: str | None = None
+    roles: tuple[str, ...] = ()
+    mac: str | None = None
+    aliases: tuple[str, ...] = ()
+    ram_size: str | None = None
+    arch: str | None = None
+    boot_image: str | None = None
+    disks: tuple[Disk, ...] = ()
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def answers_to(self, name: str) -> bool:
+        return name in (self.name, self.short_name, *self.aliases)
+
+
+class Cluster(_Model):
+    name: str
+    hosts: tuple[Host, ...]
+    network: Network | None = None
+    source: Path | None = None
+
+    def host(self, name: str) -> Host | None:
+        return next((h for h in self.hosts if h.answers_to(name)), None)
+
+
+class Script(_Model):
+    """A stage script's text, and where it came from (for messages)."""
+
+    text: str
+    origin: str = "inline"
+
+
+class Case(_Model):
+    name: str
+    kind: str = "scripts"
+    stages: dict[str, Script] = Field(default_factory=dict)
+    timeout: float | None = None  # None: the suite's
+    roles: tuple[str, ...] = ()  # empty: every host of the suite
+    params: dict[str, Any] = Field(default_factory=dict)
+    tags: tuple[str, ...] = ()  # labels for selection, not @tag@ values
+    options: dict[str, Any] = Field(default_factory=dict)  # kind-specific
+    path: Path | None = None
+    description: str = ""
+
+
+class Suite(_Model):
+    name: str
+    cluster: Cluster
+    cases: tuple[Case, ...]
+    machines: tuple[str, ...] = ()  # empty: the whole cluster
+    initialize: Script | None = None
+    finalize: Script | None = None
+    schedule: dict[str, str] | None = None  # cron fields, APScheduler names
+    logs: tuple[str, ...] = ()
+    alert_emails: tuple[str, ...] = ()
+    alert_success: AlertPolicy = AlertPolicy.SUITE
+    alert_failure: AlertPolicy = AlertPolicy.CASE
+    timeout: float = DEFAULT_STAGE_TIMEOUT
+    tags: dict[str, str] = Field(default_factory=dict)  # @name@ values
+    params: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+    path: Path | None = None
+
+    @property
+    def hosts(self) -> tuple[Host, ...]:
+        if not self.machines:
+            return self.cluster.hosts
+        picked = [self.cluster.host(m) for m in self.machines]
+        return tuple(h for h in picked if h is not None)
+
+    def case(self, name: str) -> Case | None:
+        return next((c for c in self.cases if c.name == name), None)
+
+    def stage_timeout(self, case: Case | None) -> float:
+        if case is not None and case.timeout is not None:
+            return case.timeout
+        return self.timeout
+
+    def select(self, names: list[str]) -> Suite:
+        """The same suite with only the named cases, in the suite's order."""
+        if not names:
+            return self
+        wanted = set(names)
+        return self.model_copy(update={"cases": tuple(c for c in self.cases if c.name in wanted)})
+
+
+# --- results -----------------------------------------------------------------
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HostResult(_Result):
+    host: str
+    status: Status = Status.PENDING
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    output: str | None = None  # path relative to the run folder
+    reason: str | None = None
+    logs: list[str] = Field(default_factory=list)  # paths relative to the run folder
+    data: Any = None  # a kind's per-host result (e.g. final_results)
+
+
+class StageResult(_Result):
+    name: str
+    status: Status = Status.PENDING
+    hosts: list[HostResult] = Field(default_factory=list)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def host(self, name: str) -> HostResult | None:
+        return next((h for h in self.hosts if h.host == name), None)
+
+
+class CaseResult(_Result):
+    name: str
+    status: Status = Status.PENDING
+    reason: str | None = None
+    stages: list[StageResult] = Field(default_factory=list)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def stage(self, name: str) -> StageResult | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+class RunResult(_Result):
+    run_id: str
+    suite: str
+    status: Status = Status.PENDING
+    reason: str | None = None
+    cluster: str | None = None
+    hosts: list[str] = Field(default_factory=list)
+    stages: list[StageResult] = Field(default_factory=list)  # suite initialize / finalize
+    cases: list[CaseResult] = Field(default_factory=list)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def case(self, name: str) -> CaseResult | None:
+        return next((c for c in self.cases if c.name == name), None)
+
+    def stage(self, name: str) -> StageResult | None:
+        return next((s for s in self.stages if s.name == name), None)
