@@ -1,7 +1,8 @@
 """Everything that happens in a run is an event; sinks consume them.
 
 The engine emits, in order: RunStarted, then for each stage StageStarted,
-HostOutput (any number), HostStageEnded (one per host), StageEnded; CaseEnded
+HostOutput (any number), HostStageEnded (one per host), HostLogs
+(where the suite collects logs), StageEnded; CaseEnded
 after a case's last stage; RunEnded last. Sinks (the console, the results
 journal, reports, the web) never talk back to the engine.
 """
@@ -45,6 +46,16 @@ class HostOutput:
 
 
 @dataclass(frozen=True)
+class HostLogs:
+    """Log files collected from a host after a stage: run-folder path → bytes."""
+
+    case: str | None
+    stage: str
+    host: str
+    files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
 class HostStageEnded:
     case: str | None
     stage: str
@@ -67,7 +78,16 @@ class RunEnded:
     result: RunResult
 
 
-Event = RunStarted | StageStarted | HostOutput | HostStageEnded | StageEnded | CaseEnded | RunEnded
+Event = (
+    RunStarted
+    | StageStarted
+    | HostOutput
+    | HostLogs
+    | HostStageEnded
+    | StageEnded
+    | CaseEnded
+    | RunEnded
+)
 
 
 class Sink(Protocol):

@@ -1,0 +1,53 @@
+"""`python -m phalanx.agent`: the agent's own light entry point (the local
+provider starts agents this way; `phalanx agent` calls the same `main`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="phalanx agent", description="Run stages for a coordinator."
+    )
+    parser.add_argument("--coordinator", required=True, help="ws(s)://HOST:PORT/agent")
+    parser.add_argument("--name", required=True, help="this host's name in the cluster")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path.cwd(), help="working directory of stages"
+    )
+    parser.add_argument(
+        "--token-file", type=Path, help="file holding the agent's token (else $PHALANX_AGENT_TOKEN)"
+    )
+    parser.add_argument(
+        "--give-up", type=float, default=None, help="exit after S seconds without a coordinator"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    from phalanx.agent.daemon import TOKEN_ENV, Agent
+
+    token = (
+        args.token_file.read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV, "")
+    )
+    if not token:
+        print(f"phalanx agent: no token (use --token-file or ${TOKEN_ENV})", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format=f"%(asctime)s {args.name} %(levelname)s %(message)s",
+    )
+    agent = Agent(
+        args.coordinator, args.name, token, args.workdir.resolve(), give_up_after=args.give_up
+    )
+    try:
+        return asyncio.run(agent.run())
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

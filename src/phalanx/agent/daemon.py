@@ -1,0 +1,393 @@
+"""`phalanx agent`: the daemon on a host under test.
+
+It connects out to the coordinator (one WebSocket; reconnects with capped
+exponential backoff and jitter), authenticates with its bearer token, runs
+the stages it is sent, streams their output, and keeps every result in an
+outbox until the coordinator acknowledges it. Stages reach it through a
+local socket for `phalanx-sync`, `phalanx-send` and `phalanx-wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from phalanx import __version__
+from phalanx.agent import runners
+from phalanx.agent.logs import LogWatch
+from phalanx.agent.process import GroupLedger, ledger_path
+from phalanx.agent.shell import stop_lingering
+from phalanx.wire.messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    CoordinatorMessage,
+    Hello,
+    KvSend,
+    KvValue,
+    KvWait,
+    LogsCollect,
+    LogsResult,
+    Ping,
+    Pong,
+    Shutdown,
+    StageCancel,
+    StageOutput,
+    StageResult,
+    StageStart,
+    SyncArrive,
+    SyncRelease,
+    encode,
+    parse_coordinator_message,
+)
+
+log = logging.getLogger("phalanx.agent")
+
+TOKEN_ENV = "PHALANX_AGENT_TOKEN"
+EXIT_REFUSED = 2
+EXIT_GAVE_UP = 3
+COMMANDS = ("sync", "send", "wait")
+
+
+@dataclass
+class _Stage:
+    message: StageStart
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    seq: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Request:
+    message: SyncArrive | KvWait
+    future: asyncio.Future[str]
+
+
+class Agent:
+    def __init__(
+        self,
+        url: str,
+        host: str,
+        token: str,
+        workdir: Path,
+        *,
+        backoff_max: float = 5.0,
+        give_up_after: float | None = None,
+    ) -> None:
+        self.url = url
+        self.host = host
+        self.token = token
+        self.workdir = workdir
+        self.backoff_max = backoff_max
+        self.give_up_after = give_up_after
+        self.state_dir = workdir / ".phalanx"
+        self.ledger = GroupLedger(ledger_path(workdir))
+        self.running: dict[str, _Stage] = {}
+        self.finished: set[str] = set()
+        self.outbox: dict[str, StageResult] = {}
+        self.watches: dict[str, LogWatch] = {}
+        self.requests: dict[str, _Request] = {}
+        self.queue: asyncio.Queue[str] | None = None
+        self.stopping = asyncio.Event()
+        self.refused: str | None = None
+        self.background: set[asyncio.Task[None]] = set()
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="phx-"))
+        self.socket_path = self._socket_dir / "agent.sock"
+        self.base_env = self._base_env()
+
+    # --- lifetime -------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._install_commands()
+        server = await asyncio.start_unix_server(self._local_client, path=str(self.socket_path))
+        try:
+            return await self._connect_loop()
+        finally:
+            server.close()
+            for stage in self.running.values():
+                if stage.task is not None:
+                    stage.task.cancel()
+            self.ledger.kill_all()
+            stop_lingering()
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    async def _connect_loop(self) -> int:
+        delay = 0.05
+        loop = asyncio.get_running_loop()
+        disconnected_since = loop.time()
+        while not self.stopping.is_set():
+            try:
+                async with connect(
+                    self.url,
+                    additional_headers={"Authorization": f"Bearer {self.token}"},
+                    open_timeout=10,
+                    ping_interval=5,
+                    ping_timeout=10,
+                    max_size=64 * 1024 * 1024,
+                ) as ws:
+                    delay = 0.05
+                    await self._session(ws)
+                    disconnected_since = loop.time()
+            except InvalidStatus as exc:
+                if exc.response.status_code in (401, 403):
+                    log.error(
+                        "the coordinator refused this agent (HTTP %s)", exc.response.status_code
+                    )
+                    return EXIT_REFUSED
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
+                log.info("connection to %s lost: %s", self.url, exc)
+            if self.refused is not None:
+                log.error("the coordinator refused this agent: %s", self.refused)
+                return EXIT_REFUSED
+            if self.stopping.is_set():
+                break
+            if (
+                self.give_up_after is not None
+                and loop.time() - disconnected_since > self.give_up_after
+            ):
+                log.error("no coordinator for %.0fs; giving up", self.give_up_after)
+                return EXIT_GAVE_UP
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, self.backoff_max)
+        return 0
+
+    async def _session(self, ws: ClientConnection) -> None:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        queue.put_nowait(
+            encode(
+                Hello(
+                    version=PROTOCOL_VERSION,
+                    host=self.host,
+                    agent_version=__version__,
+                    pid=os.getpid(),
+                )
+            )
+        )
+        # What the last connection may have lost: results not yet acked, and
+        # requests not yet answered (the coordinator deduplicates both).
+        for result in self.outbox.values():
+            queue.put_nowait(encode(result))
+        for request in self.requests.values():
+            queue.put_nowait(encode(request.message))
+        self.queue = queue
+        writer = asyncio.create_task(self._writer(ws, queue))
+        try:
+            async for raw in ws:
+                try:
+                    message = parse_coordinator_message(raw)
+                except ValidationError as exc:
+                    log.warning("ignoring a malformed message: %s", exc.errors()[:1])
+                    continue
+                await self._dispatch(message)
+                if self.stopping.is_set():
+                    break
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code == 4001:
+                self.refused = exc.rcvd.reason or "refused"
+        finally:
+            self.queue = None
+            writer.cancel()
+
+    async def _writer(self, ws: ClientConnection, queue: asyncio.Queue[str]) -> None:
+        while True:
+            data = await queue.get()
+            try:
+                await ws.send(data)
+            finally:
+                queue.task_done()
+
+    def send(self, message: Any) -> None:
+        """Queue a message on the live connection; without one it is dropped
+        (results and requests are resent on reconnect, output is not)."""
+        if self.queue is not None:
+            self.queue.put_nowait(encode(message))
+
+    # --- messages from the coordinator ----------------------------------------------
+
+    async def _dispatch(self, message: CoordinatorMessage) -> None:
+        match message:
+            case StageStart():
+                self._start_stage(message)
+            case StageCancel(stage_id=stage_id):
+                if stage := self.running.get(stage_id):
+                    stage.cancelled.set()
+            case LogsCollect():
+                task = asyncio.create_task(self._collect_logs(message))
+                self.background.add(task)
+                task.add_done_callback(self.background.discard)
+            case SyncRelease(request_id=rid):
+                self._answer(rid, "")
+            case KvValue(request_id=rid, value=value):
+                self._answer(rid, value)
+            case Ping(seq=seq):
+                self.send(Pong(seq=seq))
+            case Ack(ref=ref):
+                self.outbox.pop(ref, None)
+            case Shutdown():
+                self.stopping.set()
+
+    def _answer(self, request_id: str, value: str) -> None:
+        request = self.requests.pop(request_id, None)
+        if request is not None and not request.future.done():
+            request.future.set_result(value)
+
+    def _start_stage(self, message: StageStart) -> None:
+        stage_id = message.stage_id
+        if stage_id in self.running:
+            return  # a resend after a reconnect; it is already running
+        if stage_id in self.outbox:
+            self.send(self.outbox[stage_id])
+            return
+        if stage_id in self.finished:
+            return
+        stage = _Stage(message)
+        self.running[stage_id] = stage
+        stage.task = asyncio.create_task(self._run_stage(stage))
+
+    async def _run_stage(self, stage: _Stage) -> None:
+        message = stage.message
+        stage_dir = self.state_dir / "stages" / _safe(message.stage_id)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        if message.logs:
+            self.watches[message.stage_id] = LogWatch(message.logs, self.workdir)
+        env = {
+            **self.base_env,
+            **message.env,
+            "PHALANX_STAGE_ID": message.stage_id,
+            "PHALANX_STAGE_TIMEOUT": f"{message.timeout:g}",
+        }
+
+        def output(text: str) -> None:
+            stage.seq += 1
+            self.send(StageOutput(stage_id=message.stage_id, seq=stage.seq, data=text))
+
+        context = runners.RunnerContext(
+            stage_id=message.stage_id,
+            payload=message.task.payload,
+            env=env,
+            cwd=self.workdir,
+            stage_dir=stage_dir,
+            timeout=message.timeout,
+            output=output,
+            ledger=self.ledger,
+            cancelled=stage.cancelled,
+        )
+        started = datetime.now(UTC)
+        runner = runners.get(message.task.type)
+        if runner is None:
+            result = runners.RunnerResult(
+                error=f"this agent has no runner for {message.task.type!r}"
+            )
+        else:
+            try:
+                result = await runner(context)
+            except Exception as exc:  # a runner bug must not take the agent down
+                log.exception("runner %s crashed", message.task.type)
+                result = runners.RunnerResult(
+                    error=f"the {message.task.type} runner crashed: {exc!r}"
+                )
+        reply = StageResult(
+            stage_id=message.stage_id,
+            exit_code=result.exit_code,
+            timed_out=result.timed_out,
+            cancelled=result.cancelled,
+            error=result.error,
+            data=result.data,
+            started_at=started,
+            ended_at=datetime.now(UTC),
+        )
+        self.outbox[message.stage_id] = reply
+        self.running.pop(message.stage_id, None)
+        self.finished.add(message.stage_id)
+        self.send(reply)
+
+    async def _collect_logs(self, message: LogsCollect) -> None:
+        watch = self.watches.pop(message.stage_id, None)
+        files = await asyncio.to_thread(watch.collect) if watch is not None else []
+        self.send(LogsResult(request_id=message.request_id, files=files))
+
+    # --- the local socket: phalanx-sync / -send / -wait --------------------------------
+
+    async def _local_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            request = json.loads(await reader.readline())
+            answer = await self._local_request(request)
+        except Exception as exc:
+            answer = {"ok": False, "error": str(exc)}
+        try:
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        except OSError:
+            pass  # the command gave up waiting
+        finally:
+            writer.close()
+
+    async def _local_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        stage_id = str(request.get("stage_id", ""))
+        if op == "send":
+            self.send(
+                KvSend(stage_id=stage_id, key=str(request["key"]), value=str(request["value"]))
+            )
+            return {"ok": True}
+        rid = uuid.uuid4().hex
+        message: SyncArrive | KvWait
+        if op == "sync":
+            message = SyncArrive(request_id=rid, stage_id=stage_id, name=str(request["name"]))
+        elif op == "wait":
+            message = KvWait(request_id=rid, stage_id=stage_id, key=str(request["key"]))
+        else:
+            return {"ok": False, "error": f"unknown request {op!r}"}
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.requests[rid] = _Request(message, future)
+        self.send(message)
+        try:
+            return {"ok": True, "value": await future}
+        finally:
+            self.requests.pop(rid, None)
+
+    # --- the stage environment ------------------------------------------------------
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+        bin_dir = self.state_dir / "bin"
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
+        env["PHALANX_AGENT_SOCKET"] = str(self.socket_path)
+        env["PHALANX_FUNCTIONS"] = str(self.state_dir / "functions.sh")
+        env["PHALANX_WORKDIR"] = str(self.workdir)
+        return env
+
+    def _install_commands(self) -> None:
+        bin_dir = self.state_dir / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        functions = resources.files("phalanx.agent").joinpath("functions.sh").read_text()
+        (self.state_dir / "functions.sh").write_text(functions)
+        for command in COMMANDS:
+            path = bin_dir / f"phalanx-{command}"
+            path.write_text(
+                f"#!{sys.executable}\nfrom phalanx.agent.syncclient import entry\nentry()\n"
+            )
+            path.chmod(0o755)
+
+
+def _safe(stage_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stage_id)

@@ -1,0 +1,51 @@
+"""Agent-side task runners. A case kind names a runner in its Task's `type`;
+the agent looks it up here. New kinds add a runner; the agent loop stays."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phalanx.agent.process import GroupLedger
+
+
+@dataclass
+class RunnerContext:
+    stage_id: str
+    payload: dict[str, Any]
+    env: dict[str, str]  # the whole environment of the stage's processes
+    cwd: Path  # the host's working directory
+    stage_dir: Path  # scratch space of this stage
+    timeout: float
+    output: Callable[[str], None]
+    ledger: GroupLedger
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class RunnerResult:
+    exit_code: int | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    error: str | None = None
+    data: Any = None
+
+
+Runner = Callable[[RunnerContext], Awaitable[RunnerResult]]
+
+_RUNNERS: dict[str, Runner] = {}
+
+
+def register(name: str, runner: Runner) -> None:
+    _RUNNERS[name] = runner
+
+
+def get(name: str) -> Runner | None:
+    if not _RUNNERS:
+        from phalanx.agent import shell
+
+        register("shell", shell.run_shell)
+    return _RUNNERS.get(name)

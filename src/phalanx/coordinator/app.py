@@ -1,0 +1,19 @@
+"""The coordinator's ASGI application. `phalanx run` serves only the agent
+endpoint; `phalanx serve` mounts the same route beside the API and web UI."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+from phalanx.coordinator.agents import AgentHub
+
+AGENT_PATH = "/agent"
+
+
+def agent_routes(hub: AgentHub) -> list[WebSocketRoute]:
+    return [WebSocketRoute(AGENT_PATH, hub.serve)]
+
+
+def agent_app(hub: AgentHub) -> Starlette:
+    return Starlette(routes=agent_routes(hub))

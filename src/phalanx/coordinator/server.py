@@ -1,0 +1,45 @@
+"""Serving an ASGI app with uvicorn inside the caller's event loop, on a
+socket bound before the server starts (so port 0 works and the port is known)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+START_TIMEOUT = 10.0
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
+    """Serve `app` for the duration of the block; yields the bound port."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        ws="websockets-sansio",
+        ws_max_size=64 * 1024 * 1024,
+        ws_ping_interval=None,  # heartbeats are the hub's: it must notice a silent agent itself
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the server stopped while starting")
+                await asyncio.sleep(0.005)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, 5.0)
+        sock.close()

@@ -1,0 +1,72 @@
+"""The small interface through which the engine talks to hosts.
+
+The engine never sees a socket: it hands a `StageOrder` to a host's session
+and gets back a `StageReport`. The coordinator's agent links implement it;
+tests can implement it with anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from phalanx.kinds.base import Outcome, Task
+
+
+@dataclass(frozen=True)
+class StageOrder:
+    stage_id: str  # unique in the run; results are applied once per (stage_id, host)
+    host: str
+    task: Task
+    env: dict[str, str]
+    timeout: float
+    logs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageReport:
+    outcome: Outcome
+    started_at: datetime
+    ended_at: datetime
+
+
+@dataclass(frozen=True)
+class CollectedLog:
+    path: str  # as named on the host
+    content: bytes = b""
+    truncated: bool = False
+    missing: bool = False
+
+
+@dataclass(frozen=True)
+class StageScope:
+    """Who takes part in a stage, and which key/value space its
+    `phalanx-send`/`phalanx-wait` use (one per case, one for the suite)."""
+
+    stage_id: str
+    hosts: frozenset[str]
+    kv_scope: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class HostSession(Protocol):
+    name: str
+
+    async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
+        """Run one stage; never raises for a host problem: a lost agent is an
+        Outcome with an error."""
+        ...
+
+    async def collect_logs(self, stage_id: str) -> list[CollectedLog]: ...
+
+
+class Fleet(Protocol):
+    """The hosts of a run, as the engine sees them."""
+
+    def session(self, host: str) -> HostSession: ...
+
+    def begin_stage(self, scope: StageScope) -> None: ...
+
+    def end_stage(self, stage_id: str) -> None: ...

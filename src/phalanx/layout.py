@@ -1,0 +1,35 @@
+"""Where things go in a run folder (`phalanx-results/<run-id>/`). Paths only;
+writing them is the store's job."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+RESULTS_JSON = "results.json"
+JUNIT_XML = "junit.xml"
+RESULTS_TAP = "results.tap"
+JOURNAL = "journal.jsonl"
+
+
+def _part(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.@+-]", "_", name)
+    return cleaned if cleaned not in ("", ".", "..") else "_"
+
+
+def stage_dir(case: str | None, stage: str) -> str:
+    return f"suite/{_part(stage)}" if case is None else f"cases/{_part(case)}/{_part(stage)}"
+
+
+def output_path(case: str | None, stage: str, host: str) -> str:
+    return f"{stage_dir(case, stage)}/{_part(host)}.log"
+
+
+def log_path(case: str | None, stage: str, host: str, source: str) -> str:
+    """A collected log file, named after the path it had on the host."""
+    return f"{stage_dir(case, stage)}/logs/{_part(host)}/{_part(source.strip('/'))}"
+
+
+def agent_log(workdir: Path) -> Path:
+    """The agent's own log, in its working directory."""
+    return workdir / ".phalanx" / "agent.log"

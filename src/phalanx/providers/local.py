@@ -1,0 +1,100 @@
+"""The `local` provider: every host is a `phalanx agent` process on this
+machine, with its own working directory and its host name, reached on
+loopback. It is the same agent that connects to a remote coordinator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from phalanx.agent.process import group_alive, ledger_path, read_ledger, signal_group
+from phalanx.layout import agent_log
+from phalanx.model import Host
+from phalanx.providers.base import AgentSpec, ProvisionError
+
+TOKEN_ENV = "PHALANX_AGENT_TOKEN"
+EXIT_GRACE = 5.0  # seconds an agent has to exit after the shutdown message
+GIVE_UP_AFTER = 30.0  # an orphaned local agent stops looking for its coordinator
+
+
+def host_dir(root: Path, host: str) -> Path:
+    return root / host
+
+
+@dataclass
+class _Agent:
+    host: str
+    process: asyncio.subprocess.Process
+    workdir: Path
+
+
+class LocalProvider:
+    def __init__(self, root: Path, python: str = sys.executable) -> None:
+        self.root = root
+        self.python = python
+        self.agents: list[_Agent] = []
+
+    def addresses(self, hosts: list[Host]) -> dict[str, str]:
+        return {h.name: "127.0.0.1" for h in hosts}
+
+    def diskmounts(self, host: Host) -> str:
+        # Local hosts share this machine's file systems: there is nothing to
+        # mount, and a test must not try to.
+        return ""
+
+    async def up(self, specs: list[AgentSpec]) -> None:
+        for spec in specs:
+            workdir = host_dir(self.root, spec.host.name)
+            workdir.mkdir(parents=True, exist_ok=True)
+            env = {**os.environ, TOKEN_ENV: spec.token, "PHALANX_HOSTNAME": spec.host.name}
+            log_path = agent_log(workdir)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log_file:
+                try:
+                    process = await asyncio.create_subprocess_exec(
+                        self.python,
+                        "-m",
+                        "phalanx.agent",
+                        "--coordinator",
+                        spec.url,
+                        "--name",
+                        spec.host.name,
+                        "--workdir",
+                        str(workdir),
+                        "--give-up",
+                        f"{GIVE_UP_AFTER:g}",
+                        env=env,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=asyncio.subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    raise ProvisionError(
+                        f"cannot start the agent of {spec.host.name}: {exc}"
+                    ) from exc
+            self.agents.append(_Agent(spec.host.name, process, workdir))
+
+    async def down(self) -> None:
+        agents, self.agents = self.agents, []
+        await asyncio.gather(*(self._stop(agent) for agent in agents))
+
+    async def _stop(self, agent: _Agent) -> None:
+        try:
+            await asyncio.wait_for(agent.process.wait(), EXIT_GRACE)
+        except TimeoutError:
+            signal_group(agent.process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(agent.process.wait(), EXIT_GRACE)
+            except TimeoutError:
+                signal_group(agent.process.pid, signal.SIGKILL)
+                await agent.process.wait()
+        # An agent killed with -9 could not end its stages' process groups.
+        for pgid in read_ledger(ledger_path(agent.workdir)):
+            if group_alive(pgid):
+                signal_group(pgid, signal.SIGKILL)
+        signal_group(agent.process.pid, signal.SIGKILL)  # anything left in its own group

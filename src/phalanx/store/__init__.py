@@ -1,0 +1,1 @@
+"""The store: run folders on disk (and, for `serve`, the database)."""

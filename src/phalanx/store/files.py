@@ -1,0 +1,57 @@
+"""The run folder on disk: stage output per host, collected logs, and the
+journal of results (written before the agent's result is acked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import IO
+
+from phalanx import layout
+from phalanx.events import Event, HostLogs, HostOutput, HostStageEnded, RunEnded, StageStarted
+from phalanx.wire.messages import StageResult
+
+
+class RunFolder:
+    """A sink: writes what events carry into `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self._outputs: dict[tuple[str | None, str, str], IO[str]] = {}
+        self._journal = (path / layout.JOURNAL).open("a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case StageStarted(case=case, stage=stage, hosts=hosts):
+                for host in hosts:
+                    target = self.path / layout.output_path(case, stage, host)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self._outputs[(case, stage, host)] = target.open("w", encoding="utf-8")
+            case HostOutput(case=case, stage=stage, host=host, text=text):
+                if (f := self._outputs.get((case, stage, host))) is not None:
+                    f.write(text)
+            case HostStageEnded(case=case, stage=stage, result=result):
+                if (f := self._outputs.pop((case, stage, result.host), None)) is not None:
+                    f.close()
+            case HostLogs(files=files):
+                for relative, content in files:
+                    target = self.path / relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(content)
+            case RunEnded():
+                self.close()
+
+    def journal(self, host: str, result: StageResult) -> None:
+        if self._journal.closed:
+            return
+        record = {"host": host, **result.model_dump(mode="json")}
+        self._journal.write(json.dumps(record) + "\n")
+        self._journal.flush()
+
+    def close(self) -> None:
+        for f in self._outputs.values():
+            f.close()
+        self._outputs.clear()
+        if not self._journal.closed:
+            self._journal.close()
