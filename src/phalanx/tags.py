@@ -47,7 +47,6 @@ def tag_values(
             "port": str(run.port),
             "proto": run.proto,
             "diskmounts": diskmounts,
-            "logfiles": " ".join(suite.logs),
             "address": addresses.get(host.name, ""),
         }
     )
@@ -55,6 +54,7 @@ def tag_values(
         address = addresses.get(other.name, "")
         for alias in {other.name, other.short_name, *other.aliases}:
             values[f"host:{alias}"] = address
+    values["logfiles"] = " ".join(render(path, values) for path in suite.logs)
     return values
 
 

@@ -33,7 +33,6 @@ from phalanx import __version__
 from phalanx.agent import runners
 from phalanx.agent.logs import LogWatch
 from phalanx.agent.process import GroupLedger, ledger_path
-from phalanx.agent.shell import stop_lingering
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -125,7 +124,6 @@ class Agent:
                 if stage.task is not None:
                     stage.task.cancel()
             self.ledger.kill_all()
-            stop_lingering()
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     async def _connect_loop(self) -> int:

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
@@ -64,3 +66,65 @@ def read_ledger(path: Path) -> set[int]:
 
 def ledger_path(workdir: Path) -> Path:
     return workdir / ".phalanx" / "groups"
+
+
+class _OutputProtocol(asyncio.Protocol):
+    def __init__(self, on_data: Callable[[bytes], None], eof: asyncio.Future[None]) -> None:
+        self.on_data = on_data
+        self.eof = eof
+
+    def data_received(self, data: bytes) -> None:
+        self.on_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.eof.done():
+            self.eof.set_result(None)
+
+
+class Child:
+    """A process started in a session of its own, whose exit and whose output
+    are awaited separately: a background grandchild holding the output pipe
+    must not make the exit wait (asyncio's Process.wait() does, on 3.11)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.output_closed: asyncio.Future[None] = loop.create_future()
+        self._loop = loop
+        self._pidfd = os.pidfd_open(popen.pid)
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self.popen.wait()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+
+async def spawn(
+    command: list[str], cwd: Path, env: dict[str, str], on_output: Callable[[bytes], None]
+) -> Child:
+    """Start `command` in a new session (its own process group), stdout and
+    stderr merged into `on_output`. Raises OSError if it cannot start."""
+    loop = asyncio.get_running_loop()
+    popen = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    child = Child(popen, loop)
+    assert popen.stdout is not None
+    await loop.connect_read_pipe(
+        lambda: _OutputProtocol(on_output, child.output_closed), popen.stdout
+    )
+    return child

@@ -12,13 +12,13 @@ import codecs
 import os
 import shlex
 from pathlib import Path
+from typing import Any
 
-from phalanx.agent.process import kill_group
+from phalanx.agent.process import Child, kill_group, spawn
 from phalanx.agent.runners import RunnerContext, RunnerResult
 
 DRAIN_AFTER_EXIT = 0.2  # seconds to wait for output still in the pipe after the script exits
 _SHELLS = {"bash", "sh", "dash", "zsh", "ksh"}
-_lingering: set[asyncio.Task[None]] = set()
 
 
 def command_for(script: Path, text: str) -> list[str]:
@@ -43,53 +43,52 @@ async def run_shell(ctx: RunnerContext) -> RunnerResult:
     text = str(ctx.payload.get("script", ""))
     script = ctx.stage_dir / "script"
     script.write_text(text)
+    return await run_command(ctx, command_for(script, text))
+
+
+async def run_command(ctx: RunnerContext, command: list[str]) -> RunnerResult:
+    """Run `command` for a stage: output streamed, timeout and cancel honoured
+    by killing the whole process group."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def on_output(data: bytes) -> None:
+        if text := decoder.decode(data):
+            ctx.output(text)
+
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *command_for(script, text),
-            cwd=ctx.cwd,
-            env=ctx.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        child = await spawn(command, ctx.cwd, ctx.env, on_output)
     except OSError as exc:
-        return RunnerResult(error=f"cannot start the stage script: {exc}")
-    ctx.ledger.add(proc.pid)
-    assert proc.stdout is not None
-    reader = asyncio.create_task(_pump(proc.stdout, ctx))
-    waiter = asyncio.create_task(proc.wait())
-    cancel = asyncio.create_task(ctx.cancelled.wait())
+        return RunnerResult(error=f"cannot start {command[0]}: {exc}")
+    ctx.ledger.add(child.pid)
+    timed_out, cancelled = await _wait(child, ctx)
+    # Background processes the script left running may keep the pipe open;
+    # it stays open and read (so they never die of SIGPIPE), but is not waited for.
     try:
-        await asyncio.wait({waiter, cancel}, timeout=ctx.timeout, return_when="FIRST_COMPLETED")
-    finally:
-        cancel.cancel()
-    timed_out = cancelled = False
-    if not waiter.done():
-        cancelled = ctx.cancelled.is_set()
-        timed_out = not cancelled
-        await kill_group(proc.pid)
-        await waiter
-    # Background processes the script left running keep the pipe open; keep
-    # draining it (so they never die of SIGPIPE) but do not wait for them.
-    try:
-        await asyncio.wait_for(asyncio.shield(reader), DRAIN_AFTER_EXIT)
+        await asyncio.wait_for(asyncio.shield(child.output_closed), DRAIN_AFTER_EXIT)
     except TimeoutError:
-        _lingering.add(reader)
-        reader.add_done_callback(_lingering.discard)
+        pass
+    else:
+        if tail := decoder.decode(b"", final=True):
+            ctx.output(tail)
     return RunnerResult(
-        exit_code=_exit_code(proc.returncode), timed_out=timed_out, cancelled=cancelled
+        exit_code=_exit_code(child.returncode), timed_out=timed_out, cancelled=cancelled
     )
 
 
-async def _pump(stream: asyncio.StreamReader, ctx: RunnerContext) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    while chunk := await stream.read(65536):
-        text = decoder.decode(chunk)
-        if text:
-            ctx.output(text)
-    if tail := decoder.decode(b"", final=True):
-        ctx.output(tail)
+async def _wait(child: Child, ctx: RunnerContext) -> tuple[bool, bool]:
+    """Wait for the exit, the timeout or a cancel; (timed out, cancelled)."""
+    cancel: asyncio.Future[Any] = asyncio.ensure_future(ctx.cancelled.wait())
+    waiters: set[asyncio.Future[Any]] = {child.exited, cancel}
+    try:
+        await asyncio.wait(waiters, timeout=ctx.timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        cancel.cancel()
+    if child.exited.done():
+        return False, False
+    cancelled = ctx.cancelled.is_set()
+    await kill_group(child.pid)
+    await child.exited
+    return not cancelled, cancelled
 
 
 def _exit_code(returncode: int | None) -> int | None:
@@ -97,8 +96,3 @@ def _exit_code(returncode: int | None) -> int | None:
     if returncode is None or returncode >= 0:
         return returncode
     return 128 + -returncode
-
-
-def stop_lingering() -> None:
-    for task in list(_lingering):
-        task.cancel()

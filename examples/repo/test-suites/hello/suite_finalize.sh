@@ -1,0 +1,3 @@
+#!/bin/bash
+source "$PHALANX_FUNCTIONS"
+log "@slavename@ is done"

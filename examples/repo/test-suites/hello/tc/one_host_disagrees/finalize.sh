@@ -1,0 +1,3 @@
+#!/bin/bash
+source "$PHALANX_FUNCTIONS"
+log "cleaning up after the disagreement (finalize always runs)"

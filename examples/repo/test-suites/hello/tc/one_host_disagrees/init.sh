@@ -1,0 +1,3 @@
+#!/bin/bash
+source "$PHALANX_FUNCTIONS"
+log "about to disagree"

@@ -1,0 +1,185 @@
+"""The `phalanx` command.
+
+Exit codes: 0 everything passed or was skipped, 1 a test failed, 2 bad
+definitions or usage, 3 an infrastructure error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from phalanx.model import Status, Suite
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_DEFINITIONS = 2
+EXIT_INFRASTRUCTURE = 3
+
+app = typer.Typer(
+    name="phalanx",
+    help="Run system tests across a fleet of machines, in lockstep.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+
+
+def exit_code(status: Status) -> int:
+    if status in (Status.PASSED, Status.SKIPPED):
+        return EXIT_OK
+    if status is Status.ERROR:
+        return EXIT_INFRASTRUCTURE
+    return EXIT_FAILED
+
+
+def _load(path: Path, suite: str | None, cases: list[str]) -> Suite:
+    """The suite to run, or exit 2 with one line per problem."""
+    from phalanx.load.errors import DefinitionErrors
+    from phalanx.load.repo import check_cases, find_suite
+
+    try:
+        loaded = find_suite(path, suite)
+    except DefinitionErrors as exc:
+        _print_errors([str(e) for e in exc.errors])
+        raise typer.Exit(EXIT_DEFINITIONS) from None
+    problems = check_cases(loaded, cases)
+    if problems:
+        _print_errors([str(e) for e in problems])
+        raise typer.Exit(EXIT_DEFINITIONS)
+    return loaded.select(cases)
+
+
+def _print_errors(lines: list[str]) -> None:
+    for line in lines:
+        err.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+    err.print(f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found; nothing was run.")
+
+
+@app.command()
+def run(
+    path: Annotated[Path, typer.Argument(help="a suite folder, or a definitions repo with -s")],
+    suite: Annotated[str | None, typer.Option("-s", "--suite", help="the suite to run")] = None,
+    case: Annotated[
+        list[str] | None, typer.Option("-t", "--test", help="run only this case (repeatable)")
+    ] = None,
+    results: Annotated[
+        Path, typer.Option("--results", help="folder that receives the run folder")
+    ] = Path("phalanx-results"),
+    junit: Annotated[Path | None, typer.Option("--junit", help="JUnit XML path")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="results JSON path")] = None,
+    tap: Annotated[Path | None, typer.Option("--tap", help="TAP path")] = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="one line per event, no live view")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="show stage output")] = False,
+    heartbeat_timeout: Annotated[
+        float, typer.Option(help="seconds of silence before an agent is lost")
+    ] = 10.0,
+    connect_timeout: Annotated[float, typer.Option(help="seconds to wait for agents")] = 60.0,
+) -> None:
+    """Run a suite on local hosts under an embedded coordinator."""
+    from phalanx.console import make_console, summary
+    from phalanx.coordinator.runs import ReportPaths, RunOptions, run_local
+
+    loaded = _load(path, suite, case or [])
+    options = RunOptions(
+        results=results,
+        heartbeat_timeout=heartbeat_timeout,
+        connect_timeout=connect_timeout,
+        reports=ReportPaths(json=json_path, junit=junit, tap=tap),
+    )
+    console = make_console(plain=plain, verbose=verbose, stream=sys.stdout)
+    try:
+        with console:
+            result, folder = asyncio.run(run_local(loaded, options, [console]))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    summary(result, Console(), folder)
+    raise typer.Exit(exit_code(result.status))
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="a definitions repo or a suite folder")],
+) -> None:
+    """Check every definition; nothing runs. Exit 2 on any problem."""
+    from phalanx.load.repo import load_repo
+
+    repo = load_repo(_repo_root(path))
+    if repo.errors:
+        _print_errors([str(e) for e in repo.errors])
+        raise typer.Exit(EXIT_DEFINITIONS)
+    typer.echo(
+        f"ok: {len(repo.suites)} suite{'s' if len(repo.suites) != 1 else ''}, "
+        f"{len(repo.clusters)} cluster{'s' if len(repo.clusters) != 1 else ''}"
+    )
+
+
+@app.command("list")
+def list_(
+    path: Annotated[Path, typer.Argument(help="a definitions repo")],
+) -> None:
+    """Suites, cases, clusters and schedules of a definitions repo."""
+    from phalanx.load.repo import load_repo
+
+    repo = load_repo(_repo_root(path))
+    out = Console()
+    table = Table("suite", "cluster", "hosts", "cases", "schedule", title="suites")
+    for name, s in sorted(repo.suites.items()):
+        schedule = " ".join(f"{k}={v}" for k, v in (s.schedule or {}).items()) or "-"
+        table.add_row(
+            name,
+            s.cluster.name,
+            str(len(s.hosts)),
+            ", ".join(c.name for c in s.cases),
+            schedule,
+        )
+    out.print(table)
+    clusters = Table("cluster", "hosts", title="clusters")
+    for name, c in sorted(repo.clusters.items()):
+        clusters.add_row(
+            name,
+            ", ".join(
+                f"{h.name}{'[' + ','.join(h.roles) + ']' if h.roles else ''}" for h in c.hosts
+            ),
+        )
+    out.print(clusters)
+    if repo.errors:
+        _print_errors([str(e) for e in repo.errors])
+        raise typer.Exit(EXIT_DEFINITIONS)
+
+
+def _repo_root(path: Path) -> Path:
+    """A suite folder's repo is the folder holding its `test-suites/`."""
+    for candidate in (path, *path.resolve().parents):
+        if (candidate / "test-suites").is_dir() or (candidate / "clusters").is_dir():
+            return candidate
+    return path
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def agent(ctx: typer.Context) -> None:
+    """Run the agent daemon on a host (see `phalanx agent --help`)."""
+    from phalanx.agent.__main__ import main as agent_main
+
+    raise typer.Exit(agent_main(list(ctx.args)))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
