@@ -223,7 +223,7 @@ def test_logs_are_collected_per_stage(tmp_path: Path):
 
 
 def test_results_are_journaled_before_ack(tmp_path: Path):
-    result, folder = run(suite(case("c"), n=2), tmp_path)
+    _, folder = run(suite(case("c"), n=2), tmp_path)
     records = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
     assert {(r["host"], r["stage_id"].split(":")[-1]) for r in records} == {
         ("h0.phalanx.test", "run"),
