@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from phalanx.console import LiveConsole, PlainConsole, duration, make_console, summary
+from phalanx.events import (
+    CaseEnded,
+    Event,
+    HostLogs,
+    HostOutput,
+    HostStageEnded,
+    RunEnded,
+    RunStarted,
+    StageEnded,
+    StageStarted,
+)
+from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status, worst
+
+SRV1, SRV2 = "srv1.phalanx.test", "srv2.phalanx.test"
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][AB0-2]")
+_TIME = r"\d\d:\d\d:\d\d\.\d\d\d"
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def plain(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+class Script:
+    """Builds the event sequence the engine emits for a small run, and the
+    RunResult it ends with."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.clock = 0.0
+        self.result = RunResult(
+            run_id="run-7",
+            suite="hello",
+            cluster="c",
+            hosts=[SRV1, SRV2],
+            status=Status.RUNNING,
+            started_at=at(0),
+            cases=[CaseResult(name=n) for n in ("case_a", "case_b", "case_c")],
+        )
+
+    def stage(
+        self,
+        case: str | None,
+        name: str,
+        outcomes: dict[str, tuple[Status, int | None, str | None]],
+        output: dict[str, list[str]] | None = None,
+    ) -> StageResult:
+        start = self.clock
+        self.events.append(StageStarted(case, name, tuple(outcomes), at(start)))
+        for host, chunks in (output or {}).items():
+            self.events.extend(HostOutput(case, name, host, chunk) for chunk in chunks)
+        hosts = []
+        for i, (host, (status, code, reason)) in enumerate(outcomes.items()):
+            result = HostResult(
+                host=host,
+                status=status,
+                exit_code=code,
+                reason=reason,
+                started_at=at(start),
+                ended_at=at(start + 0.42 + i),
+            )
+            hosts.append(result)
+            self.events.append(HostStageEnded(case, name, result))
+        self.clock = start + 0.42 + len(outcomes)
+        stage = StageResult(
+            name=name,
+            status=worst([h.status for h in hosts]),
+            hosts=hosts,
+            started_at=at(start),
+            ended_at=at(self.clock),
+        )
+        self.events.append(StageEnded(case, stage))
+        return stage
+
+    def case(self, index: int, stages: list[StageResult], reason: str | None = None) -> None:
+        case = self.result.cases[index]
+        case.stages = stages
+        case.status = worst([s.status for s in stages])
+        case.reason = reason
+        case.started_at = stages[0].started_at
+        case.ended_at = stages[-1].ended_at
+        self.events.append(CaseEnded(case))
+
+
+PASS = (Status.PASSED, 0, None)
+
+
+def scripted_run() -> Script:
+    s = Script()
+    s.events.append(RunStarted("run-7", "hello", (SRV1, SRV2), ("case_a", "case_b", "case_c")))
+    s.result.stages.append(s.stage(None, "initialize", {SRV1: PASS, SRV2: PASS}))
+    s.case(
+        0,
+        [
+            s.stage("case_a", "initialize", {SRV1: PASS, SRV2: PASS}),
+            s.stage(
+                "case_a",
+                "run",
+                {SRV1: PASS, SRV2: PASS},
+                {SRV1: ["hello fr", "om srv1\nsecond ", "line"], SRV2: ["\x1b[32mgreen\x1b[0m\n"]},
+            ),
+        ],
+    )
+    s.case(
+        1,
+        [
+            s.stage(
+                "case_b",
+                "run",
+                {SRV1: (Status.FAILED, 1, "exit code 1"), SRV2: PASS},
+                {SRV1: ["boom\n"]},
+            )
+        ],
+        reason="run failed: srv1.phalanx.test (exit code 1)",
+    )
+    s.events.append(HostLogs("case_b", "run", SRV1, (("cases/case_b/run/logs/x", b"log"),)))
+    s.case(
+        2, [s.stage("case_c", "run", {SRV1: (Status.TIMEOUT, -9, "stage timed out"), SRV2: PASS})]
+    )
+    s.result.stages.append(s.stage(None, "finalize", {SRV1: PASS, SRV2: PASS}))
+    s.result.status = Status.TIMEOUT
+    s.result.ended_at = at(s.clock)
+    s.events.append(RunEnded(s.result))
+    return s
+
+
+def feed(sink: PlainConsole | LiveConsole, events: list[Event]) -> None:
+    for event in events:
+        sink(event)
+
+
+def test_plain_console_writes_one_line_per_event() -> None:
+    stream = io.StringIO()
+    feed(PlainConsole(stream), scripted_run().events)
+    lines = stream.getvalue().splitlines()
+    assert all(re.match(_TIME + " ", line) for line in lines)
+    bodies = [line.split(" ", 1)[1] for line in lines]
+    assert bodies[0] == "hello run run-7 started: 3 cases on srv1.phalanx.test, srv2.phalanx.test"
+    assert bodies[1] == "hello initialize started on srv1.phalanx.test, srv2.phalanx.test"
+    assert "hello initialize srv1.phalanx.test passed (0.42s)" in bodies
+    assert "hello/case_a run srv2.phalanx.test passed (1.42s)" in bodies
+    assert "hello/case_b run srv1.phalanx.test failed (0.42s): exit code 1" in bodies
+    assert "hello/case_b run failed (2.42s): exit code 1" in bodies
+    assert "hello/case_b case failed (2.42s): run failed: srv1.phalanx.test (exit code 1)" in bodies
+    assert "hello/case_c run srv1.phalanx.test timeout (0.42s): stage timed out" in bodies
+    assert bodies[-1].startswith("hello run run-7 timeout (")
+    assert bodies[-1].endswith("): 1 passed, 1 failed, 1 timeout")
+    assert not any("|" in line for line in lines)  # output only when verbose
+    assert not any("collected" in line for line in lines)
+
+
+def test_plain_console_time_is_the_event_time() -> None:
+    stream = io.StringIO()
+    PlainConsole(stream)(RunStarted("r", "s", ("h",), ("c",), at=T0))
+    assert stream.getvalue().startswith(T0.astimezone().strftime("%H:%M:%S.123 "))
+
+
+def test_plain_console_verbose_shows_whole_output_lines() -> None:
+    stream = io.StringIO()
+    feed(PlainConsole(stream, verbose=True), scripted_run().events)
+    lines = stream.getvalue().splitlines()
+    output = [line for line in lines if "| " in line and not re.match(_TIME, line)]
+    assert output[:3] == [
+        "srv1.phalanx.test| hello from srv1",
+        "srv2.phalanx.test| \x1b[32mgreen\x1b[0m",
+        "srv1.phalanx.test| second line",  # the unfinished line, at the host's end
+    ]
+    first_end = next(
+        i for i, line in enumerate(lines) if "case_a run srv1.phalanx.test passed" in line
+    )
+    assert lines[first_end - 1] == "srv1.phalanx.test| second line"
+    assert any(
+        line.endswith("hello/case_b run srv1.phalanx.test collected 1 logs") for line in lines
+    )
+
+
+class FlushCounter(io.StringIO):
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_plain_console_flushes_every_line() -> None:
+    stream = FlushCounter()
+    events = scripted_run().events
+    feed(PlainConsole(stream), events)
+    assert stream.flushes == len(stream.getvalue().splitlines())
+
+
+def live_console(verbose: bool = False) -> tuple[LiveConsole, io.StringIO]:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    return LiveConsole(console, verbose=verbose, refresh_per_second=20), buffer
+
+
+def render(live: LiveConsole) -> str:
+    out = Console(file=io.StringIO(), width=120, color_system=None)
+    with out.capture() as captured:
+        out.print(live.render())
+    return captured.get()
+
+
+def test_live_console_final_render_shows_cases_hosts_and_statuses() -> None:
+    live, buffer = live_console()
+    feed(live, scripted_run().events)  # RunStarted starts it, RunEnded stops it
+    final = plain(buffer.getvalue()).rsplit("phalanx hello", 1)[1]
+    assert "run run-7" in final and "timeout" in final
+    assert "3/3 cases done" in final
+    for word in ("case_a", "case_b", "case_c", "srv1", "srv2", "(suite)"):
+        assert word in final
+    rows = {line.split()[0]: line for line in final.splitlines() if line.strip()}
+    assert rows["case_a"].split()[1] == "passed"
+    assert "run failed" in rows["case_b"] and "run passed" in rows["case_b"]
+    assert rows["case_b"].split()[1] == "failed"
+    assert rows["case_c"].split()[1] == "timeout"
+    assert "finalize passed" in rows["(suite)"]
+    assert "\x1b[" in buffer.getvalue()  # colored on a terminal
+
+
+def test_live_console_while_running() -> None:
+    live, _ = live_console()
+    events = scripted_run().events
+    mid = next(
+        i
+        for i, e in enumerate(events)
+        if isinstance(e, StageStarted) and e.case == "case_b" and e.stage == "run"
+    )
+    with live:
+        feed(live, events[: mid + 2])  # case_b's run started, srv1 printed "boom"
+        view = render(live)
+    assert "▸ case_b run" in view
+    assert "1/3 cases done" in view
+    rows = {line.split()[0]: line for line in view.splitlines() if line.strip()}
+    assert rows["case_b"].split()[1:] == ["running", "run", "running", "run", "running"]
+    assert rows["case_c"].split()[1:] == ["pending", "·", "·"]
+    assert "srv1.phalanx.test| boom" in view
+    assert "green" not in view  # srv2's last line was from the stage before
+
+
+def test_live_console_verbose_prints_output_above_the_table() -> None:
+    live, buffer = live_console(verbose=True)
+    feed(live, scripted_run().events)
+    text = plain(buffer.getvalue())
+    assert "srv1.phalanx.test| hello from srv1" in text
+    assert "srv1.phalanx.test| second line" in text
+    assert "srv2.phalanx.test| green" in text
+
+
+def test_live_console_event_handling_is_cheap() -> None:
+    live, _ = live_console()
+    live(RunStarted("r", "s", (SRV1,), ("c",)))
+    try:
+        chunk = HostOutput("c", "run", SRV1, "x" * 100 + "\n")
+        import time
+
+        start = time.perf_counter()
+        for _ in range(20_000):
+            live(chunk)
+        assert time.perf_counter() - start < 1.0
+    finally:
+        live.stop()
+
+
+def finished_run() -> RunResult:
+    return scripted_run().result
+
+
+def test_summary_lists_cases_failing_hosts_totals_and_folder(tmp_path: Path) -> None:
+    result = finished_run()
+    result.stages[0].status = Status.ERROR
+    result.stages[0].hosts[1].status = Status.ERROR
+    result.stages[0].hosts[1].reason = "agent lost"
+    result.cases.append(CaseResult(name="case_d", status=Status.SKIPPED, reason="needs ipv6"))
+    out = Console(file=io.StringIO(), width=120)
+    with out.capture() as captured:
+        summary(result, out, tmp_path / "phalanx-results" / "run-7")
+    text = captured.get()
+    rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert rows["case_a"].split()[1] == "passed"
+    assert rows["case_b"].split()[1] == "failed"
+    assert "run on srv1.phalanx.test: failed (exit code 1)" in rows["case_b"]
+    assert rows["case_c"].split()[1] == "timeout"
+    assert rows["case_d"].split()[1] == "skipped" and "needs ipv6" in rows["case_d"]
+    assert "initialize on srv2.phalanx.test: error (agent lost)" in rows["suite.initialize"]
+    assert "suite.finalize" not in rows
+    assert "4 cases: 1 passed, 1 failed, 1 skipped, 1 timeout · run timeout in" in text
+    assert f"results: {tmp_path / 'phalanx-results' / 'run-7'}" in text
+
+
+def test_durations_read_well() -> None:
+    assert [duration(x) for x in (0.421, 59.999, 62, 3723)] == [
+        "0.42s",
+        "1m00s",
+        "1m02s",
+        "1h02m03s",
+    ]
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_make_console_chooses_plain_unless_on_a_terminal() -> None:
+    assert isinstance(make_console(plain=False, verbose=False, stream=io.StringIO()), PlainConsole)
+    assert isinstance(make_console(plain=True, verbose=False, stream=Tty()), PlainConsole)
+    chosen = make_console(plain=False, verbose=True, stream=Tty())
+    assert isinstance(chosen, LiveConsole) and chosen.verbose
+    assert chosen.console.is_terminal
