@@ -214,3 +214,28 @@ def provisioning_failed_run() -> RunResult:
         started_at=T0,
         ended_at=at(60),
     )
+
+
+@pytest.fixture
+def cancelled_run(run_dir: Path) -> RunResult:
+    """Stopped by a user during case_b: case_c never ran."""
+    cancelled = [
+        host(SRV1, "case_b", "run", Status.CANCELLED, 5, 6, None, "cancelled"),
+        host(SRV2, "case_b", "run", Status.CANCELLED, 5, 6, None, "cancelled"),
+    ]
+    result = RunResult(
+        run_id="run-4",
+        suite="hello",
+        status=Status.CANCELLED,
+        reason="cancelled by alice",
+        hosts=HOSTS,
+        cases=[
+            passing_case("case_a", 1),
+            case_with_run("case_b", 4, cancelled, "run cancelled: both hosts"),
+            CaseResult(name="case_c"),
+        ],
+        started_at=T0,
+        ended_at=at(10),
+    )
+    write_outputs(run_dir, result, {})
+    return result

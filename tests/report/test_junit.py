@@ -179,3 +179,17 @@ def test_control_characters_anywhere_still_make_valid_xml(
     failure = cases(parse(run_dir / "junit.xml"))["case_fail"].find("failure")
     assert failure is not None
     assert re.fullmatch(r"bell\\x07 nul\\x00 esc surrogate\\xdcff", failure.attrib["message"])
+
+
+def test_a_cancelled_run(cancelled_run: RunResult, run_dir: Path) -> None:
+    write_junit(cancelled_run, run_dir, run_dir / "junit.xml")
+    root = parse(run_dir / "junit.xml")
+    by_name = cases(root)
+    assert list(by_name) == ["case_a", "case_b", "case_c"]
+    error = by_name["case_b"].find("error")
+    assert error is not None and error.attrib["type"] == "cancelled"
+    skipped = by_name["case_c"].find("skipped")
+    assert skipped is not None
+    assert skipped.attrib["message"] == "did not run: cancelled by alice"
+    expected = {"tests": "3", "failures": "0", "errors": "1", "skipped": "1"}
+    assert {k: root.attrib[k] for k in expected} == expected

@@ -109,3 +109,12 @@ def test_a_run_that_never_started_is_not_ok(
     assert [(p.ok, p.description) for p in points] == [(True, "case_a"), (False, "suite")]
     assert points[1].diagnostics["status"] == "error"
     assert points[1].diagnostics["reason"].startswith("provisioning failed")
+
+
+def test_a_cancelled_run(cancelled_run: RunResult, run_dir: Path) -> None:
+    write_tap(cancelled_run, run_dir / "results.tap")
+    planned, points = parse((run_dir / "results.tap").read_text())
+    assert planned == 3
+    assert [(p.ok, p.directive) for p in points] == [(True, None), (False, None), (True, "SKIP")]
+    assert points[1].diagnostics["status"] == "cancelled"
+    assert points[2].reason == "did not run: cancelled by alice"
