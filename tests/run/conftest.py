@@ -61,10 +61,14 @@ def run(
     return asyncio.run(run_local(s, options, sinks))
 
 
-def output(folder: Path, result: RunResult, case_name: str, stage: str, host: str) -> str:
-    c = result.case(case_name)
-    assert c is not None
-    st = c.stage(stage)
+def output(folder: Path, result: RunResult, case_name: str | None, stage: str, host: str) -> str:
+    """A host's output of a stage; `case_name` None: a suite stage."""
+    if case_name is None:
+        st = result.stage(stage)
+    else:
+        c = result.case(case_name)
+        assert c is not None
+        st = c.stage(stage)
     assert st is not None
     h = st.host(host)
     assert h is not None and h.output is not None

@@ -50,7 +50,7 @@ def test_suite_initialize_failure_skips_every_case_and_still_finalizes(tmp_path:
     assert all(c.stages == [] for c in result.cases)  # nothing of theirs ran
     fin = result.stage("finalize")
     assert fin is not None and fin.status is Status.PASSED
-    assert (folder / fin.hosts[0].output).read_text() == "finalized\n"
+    assert output(folder, result, None, "finalize", "h0.phalanx.test") == "finalized\n"
 
 
 def test_case_initialize_failure_skips_run_but_finalize_runs_and_suite_goes_on(tmp_path: Path):
