@@ -122,7 +122,7 @@ def scripted_run() -> Script:
                 "case_b",
                 "run",
                 {SRV1: (Status.FAILED, 1, "exit code 1"), SRV2: PASS},
-                {SRV1: ["boom\n"]},
+                {SRV1: ["boom\x00\x07\n"]},
             )
         ],
         reason="run failed: srv1.phalanx.test (exit code 1)",
@@ -183,6 +183,7 @@ def test_plain_console_verbose_shows_whole_output_lines() -> None:
         i for i, line in enumerate(lines) if "case_a run srv1.phalanx.test passed" in line
     )
     assert lines[first_end - 1] == "srv1.phalanx.test| second line"
+    assert "srv1.phalanx.test| boom\\x00\\x07" in lines  # no raw NUL or BEL in a log
     assert any(
         line.endswith("hello/case_b run srv1.phalanx.test collected 1 logs") for line in lines
     )
@@ -323,3 +324,25 @@ def test_make_console_chooses_plain_unless_on_a_terminal() -> None:
     chosen = make_console(plain=False, verbose=True, stream=Tty())
     assert isinstance(chosen, LiveConsole) and chosen.verbose
     assert chosen.console.is_terminal
+
+
+def test_live_cell_keeps_the_stage_that_went_wrong() -> None:
+    s = Script()
+    s.events.append(RunStarted("run-7", "hello", (SRV1, SRV2), ("case_a",)))
+    failed = (Status.FAILED, 3, "exit code 3")
+    init = s.stage("case_a", "initialize", {SRV1: failed, SRV2: PASS})
+    skipped = StageResult(
+        name="run",
+        status=Status.SKIPPED,
+        hosts=[
+            HostResult(host=h, status=Status.SKIPPED, reason="case initialize did not pass")
+            for h in (SRV1, SRV2)
+        ],
+    )
+    s.events.append(StageEnded("case_a", skipped))
+    s.case(0, [init, skipped, s.stage("case_a", "finalize", {SRV1: PASS, SRV2: PASS})])
+    live, _ = live_console()
+    feed(live, s.events)
+    rows = {line.split()[0]: line for line in render(live).splitlines() if line.strip()}
+    assert rows["case_a"].split()[1:6] == ["failed", "initialize", "failed", "finalize", "passed"]
+    live.stop()

@@ -9,6 +9,7 @@ table, writing a terminal) happens outside the engine's call.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -35,7 +36,7 @@ from phalanx.events import (
     StageStarted,
     now,
 )
-from phalanx.model import RunResult, Status
+from phalanx.model import RunResult, Status, worst
 from phalanx.report.outcomes import Entry, entries, seconds
 
 STYLES: dict[Status, str] = {
@@ -50,6 +51,10 @@ STYLES: dict[Status, str] = {
 }
 
 _Key = tuple[str | None, str, str]  # case (None: the suite), stage, host
+
+# C0 controls a log viewer chokes on; tab, CR (progress bars) and ESC (colors,
+# which CI log viewers render) pass through.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
 
 
 def duration(value: float) -> str:
@@ -172,7 +177,8 @@ class PlainConsole:
 
     def _output(self, host: str, lines: list[str]) -> None:
         if lines:
-            self.stream.write("".join(f"{host}| {line}\n" for line in lines))
+            text = "".join(f"{host}| {line}\n" for line in lines)
+            self.stream.write(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
             self.stream.flush()
 
     def start(self) -> None:
@@ -225,6 +231,7 @@ class LiveConsole:
         self._known_cases: set[str] = set()
         self._suite_row = False
         self._cells: dict[tuple[str | None, str], tuple[str, Status]] = {}
+        self._settled: dict[tuple[str | None, str], tuple[str, Status]] = {}
         self._case_status: dict[str, Status] = {}
         self._case_seconds: dict[str, float] = {}
         self._current: tuple[str | None, str] | None = None
@@ -266,14 +273,14 @@ class LiveConsole:
             case HostOutput():
                 self._output(event)
             case HostStageEnded():
-                self._cells[(event.case, event.result.host)] = (event.stage, event.result.status)
+                self._settle((event.case, event.result.host), event.stage, event.result.status)
                 if self.verbose:
                     key = (event.case, event.stage, event.result.host)
                     self._queue(event.result.host, self._lines.flush(key))
             case StageEnded():
                 self._see_case(event.case)
                 for ended in event.result.hosts:
-                    self._cells[(event.case, ended.host)] = (event.result.name, ended.status)
+                    self._settle((event.case, ended.host), event.result.name, ended.status)
                 if self._current == (event.case, event.result.name):
                     self._current = None
             case CaseEnded():
@@ -290,8 +297,17 @@ class LiveConsole:
             case HostLogs():
                 pass
 
+    def _settle(self, key: tuple[str | None, str], stage: str, status: Status) -> None:
+        """A finished cell shows the worst stage the host had in that case,
+        so `initialize failed` is not hidden by the `run skipped` after it."""
+        before = self._settled.get(key)
+        if before is None or worst([before[1], status]) is status:
+            self._settled[key] = (stage, status)
+        self._cells[key] = self._settled[key]
+
     def _reset(self) -> None:
         self._cells.clear()
+        self._settled.clear()
         self._case_status.clear()
         self._case_seconds.clear()
         self._last_line.clear()

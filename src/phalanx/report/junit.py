@@ -122,7 +122,8 @@ def to_junit(result: RunResult, run_dir: Path) -> ET.Element:
         ("hosts", ",".join(result.hosts)),
         ("reason", result.reason or ""),
     ):
-        _set(ET.SubElement(properties, "property"), name=name, value=value)
+        if value:
+            _set(ET.SubElement(properties, "property"), name=name, value=value)
     counts = {"failure": 0, "error": 0, "skipped": 0, "passed": 0}
     for entry in listed:
         counts[_testcase(suite, entry, result, run_dir)] += 1
