@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 import sys
 import tempfile
@@ -261,8 +260,6 @@ class Agent:
 
     async def _run_stage(self, stage: _Stage) -> None:
         message = stage.message
-        stage_dir = self.state_dir / "stages" / _safe(message.stage_id)
-        stage_dir.mkdir(parents=True, exist_ok=True)
         if message.logs:
             self.watches[message.stage_id] = LogWatch(message.logs, self.workdir)
         env = {
@@ -281,7 +278,7 @@ class Agent:
             payload=message.task.payload,
             env=env,
             cwd=self.workdir,
-            stage_dir=stage_dir,
+            scratch_root=self.state_dir / "stages",
             timeout=message.timeout,
             output=output,
             ledger=self.ledger,
@@ -385,7 +382,3 @@ class Agent:
                 f"#!{sys.executable}\nfrom phalanx.agent.syncclient import entry\nentry()\n"
             )
             path.chmod(0o755)
-
-
-def _safe(stage_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", stage_id)

@@ -46,15 +46,17 @@ class GroupLedger:
         self.path = path
         self.groups: set[int] = set()
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a")
 
     def add(self, pgid: int) -> None:
         self.groups.add(pgid)
-        with self.path.open("a") as f:
-            f.write(f"{pgid}\n")
+        self._file.write(f"{pgid}\n")
+        self._file.flush()
 
     def kill_all(self) -> None:
         for pgid in self.groups | read_ledger(self.path):
             signal_group(pgid, signal.SIGKILL)
+        self._file.close()
 
 
 def read_ledger(path: Path) -> set[int]:

@@ -4,6 +4,7 @@ the agent looks it up here. New kinds add a runner; the agent loop stays."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,18 @@ class RunnerContext:
     payload: dict[str, Any]
     env: dict[str, str]  # the whole environment of the stage's processes
     cwd: Path  # the host's working directory
-    stage_dir: Path  # scratch space of this stage
+    scratch_root: Path  # scratch() makes this stage's folder below it, on demand
     timeout: float
     output: Callable[[str], None]
     ledger: GroupLedger
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def scratch(self) -> Path:
+        """This stage's own folder, made on first use (most stages need none,
+        and a mkdir per stage is measurable on a barrier)."""
+        path = self.scratch_root / re.sub(r"[^A-Za-z0-9_.-]", "_", self.stage_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 @dataclass(frozen=True)

@@ -11,39 +11,48 @@ import asyncio
 import codecs
 import os
 import shlex
-from pathlib import Path
 from typing import Any
 
 from phalanx.agent.process import Child, kill_group, spawn
 from phalanx.agent.runners import RunnerContext, RunnerResult
 
 DRAIN_AFTER_EXIT = 0.2  # seconds to wait for output still in the pipe after the script exits
+INLINE_LIMIT = 64 * 1024  # longer scripts go to a file (one argument may hold 128 KiB)
 _SHELLS = {"bash", "sh", "dash", "zsh", "ksh"}
 
 
-def command_for(script: Path, text: str) -> list[str]:
+def interpreter(text: str) -> list[str] | None:
+    """The shell (with its shebang arguments and -e) that runs `text`, or
+    None when its shebang names something else, to be executed as it is."""
     first = text.split("\n", 1)[0]
-    if not first.startswith("#!"):
-        return ["bash", "-e", str(script)]
-    words = shlex.split(first[2:].strip())
+    words = shlex.split(first[2:].strip()) if first.startswith("#!") else []
     if not words:
-        return ["bash", "-e", str(script)]
-    interpreter, args = words[0], words[1:]
-    name = os.path.basename(interpreter)
+        return ["bash", "-e"]
+    program, args = words[0], words[1:]
+    name = os.path.basename(program)
     if name == "env" and args:
-        name = os.path.basename(args[0])
-        interpreter, args = args[0], args[1:]
-    if name in _SHELLS:
-        return [interpreter, "-e", *args, str(script)]
+        program, args = args[0], args[1:]
+        name = os.path.basename(program)
+    return [program, "-e", *args] if name in _SHELLS else None
+
+
+def command_for(ctx: RunnerContext, text: str, name: str) -> list[str]:
+    shell = interpreter(text)
+    if shell is not None and len(text) <= INLINE_LIMIT:
+        # No file to write: one syscall-heavy step less on every barrier.
+        return [*shell, "-c", text, name]
+    script = ctx.scratch() / "script"
+    script.write_text(text)
+    if shell is not None:
+        return [*shell, str(script)]
     script.chmod(0o755)
     return [str(script)]
 
 
 async def run_shell(ctx: RunnerContext) -> RunnerResult:
     text = str(ctx.payload.get("script", ""))
-    script = ctx.stage_dir / "script"
-    script.write_text(text)
-    return await run_command(ctx, command_for(script, text))
+    name = str(ctx.payload.get("origin") or "stage")
+    return await run_command(ctx, command_for(ctx, text, name))
 
 
 async def run_command(ctx: RunnerContext, command: list[str]) -> RunnerResult:

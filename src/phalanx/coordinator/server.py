@@ -17,7 +17,11 @@ START_TIMEOUT = 10.0
 @contextlib.asynccontextmanager
 async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
     """Serve `app` for the duration of the block; yields the bound port."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets that do, and
+    # accepted sockets inherit it. Without it Nagle holds every second small
+    # message until the peer's delayed ACK, 40 ms per barrier.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(

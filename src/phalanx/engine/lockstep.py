@@ -178,14 +178,7 @@ class Lockstep:
                 logs = tuple(self._render(path, host) for path in self.suite.logs)
                 orders.append((host, StageOrder(stage_id, host.name, task, env, timeout, logs)))
         result = StageResult(name=stage, status=Status.RUNNING, started_at=now())
-        result.hosts = [
-            HostResult(
-                host=host.name,
-                status=Status.RUNNING,
-                output=layout.output_path(case_name, stage, host.name),
-            )
-            for host, _ in orders
-        ]
+        result.hosts = [HostResult(host=host.name, status=Status.RUNNING) for host, _ in orders]
         if not orders:
             result.status, result.ended_at = Status.SKIPPED, now()
             self.emit(StageEnded(case_name, result))
@@ -228,6 +221,8 @@ class Lockstep:
         case_name = case.name if case is not None else None
 
         def on_output(text: str) -> None:
+            if result.output is None:  # a host that prints nothing has no output file
+                result.output = layout.output_path(case_name, stage, host.name)
             self.emit(HostOutput(case_name, stage, host.name, text))
 
         result.started_at = now()

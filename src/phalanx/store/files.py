@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from phalanx import layout
-from phalanx.events import Event, HostLogs, HostOutput, HostStageEnded, RunEnded, StageStarted
+from phalanx.events import Event, HostLogs, HostOutput, HostStageEnded, RunEnded
 from phalanx.wire.messages import StageResult
 
 
@@ -23,14 +23,15 @@ class RunFolder:
 
     def __call__(self, event: Event) -> None:
         match event:
-            case StageStarted(case=case, stage=stage, hosts=hosts):
-                for host in hosts:
+            case HostOutput(case=case, stage=stage, host=host, text=text):
+                # Opened on first output: a stage that prints nothing costs no
+                # file, which matters at one barrier every few milliseconds.
+                f = self._outputs.get((case, stage, host))
+                if f is None:
                     target = self.path / layout.output_path(case, stage, host)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    self._outputs[(case, stage, host)] = target.open("w", encoding="utf-8")
-            case HostOutput(case=case, stage=stage, host=host, text=text):
-                if (f := self._outputs.get((case, stage, host))) is not None:
-                    f.write(text)
+                    f = self._outputs[(case, stage, host)] = target.open("w", encoding="utf-8")
+                f.write(text)
             case HostStageEnded(case=case, stage=stage, result=result):
                 if (f := self._outputs.pop((case, stage, result.host), None)) is not None:
                     f.close()
