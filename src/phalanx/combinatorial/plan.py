@@ -1,0 +1,139 @@
+"""The resolved form of a walk order: classes, their options, segments, and a
+fingerprint that workers check so that both sides mean the same walks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from phalanx.combinatorial.action import Action, SerialAction, option_instances
+from phalanx.combinatorial.generate import Space
+from phalanx.combinatorial.names import class_path, resolve_class
+from phalanx.combinatorial.walk import Walk, action_to_json
+
+
+class PlanError(RuntimeError):
+    """A worker's view of the walk order differs from the coordinator's, or cannot be built."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    serial: int | None  # position of the serial action that opens it
+    actions: tuple[int, ...]  # positions of the actions it runs, in order
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    classes: tuple[type[Action], ...]
+    options: tuple[tuple[Action, ...], ...]
+    paths: tuple[str, ...]
+    fingerprint: str
+
+    @classmethod
+    def build(cls, walk_order: Sequence[type[Action]]) -> Plan:
+        classes = tuple(walk_order)
+        if not classes:
+            raise ValueError("walk_order is empty")
+        options = tuple(tuple(option_instances(c)) for c in classes)
+        paths = tuple(class_path(c) for c in classes)
+        return cls(classes, options, paths, _fingerprint(paths, options))
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Plan:
+        classes = []
+        for path in obj["actions"]:
+            found = resolve_class(path)
+            if not issubclass(found, Action):
+                raise PlanError(f"{path} is not an Action subclass")
+            classes.append(found)
+        plan = cls.build(classes)
+        if plan.fingerprint != obj["fingerprint"]:
+            raise PlanError(
+                "the options of "
+                + ", ".join(c.__qualname__ for c in plan.classes)
+                + " differ between the coordinator and this worker: get_option_set() must "
+                "give the same options, in the same order, in every process (a set of "
+                "strings, for one, iterates in a different order in each process)"
+            )
+        return plan
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"actions": list(self.paths), "fingerprint": self.fingerprint}
+
+    @cached_property
+    def space(self) -> Space:
+        serial = tuple(i for i, c in enumerate(self.classes) if issubclass(c, SerialAction))
+        return Space(tuple(len(o) for o in self.options), serial)
+
+    @cached_property
+    def segments(self) -> tuple[Segment, ...]:
+        out: list[Segment] = []
+        serial: int | None = None
+        actions: list[int] = []
+        for pos, c in enumerate(self.classes):
+            if issubclass(c, SerialAction):
+                if pos > 0:
+                    out.append(Segment(serial, tuple(actions)))
+                serial, actions = pos, []
+            else:
+                actions.append(pos)
+        out.append(Segment(serial, tuple(actions)))
+        return tuple(out)
+
+    @cached_property
+    def prunes(self) -> bool:
+        """Whether any action overrides should_cancel: pruning costs a Walk per walk."""
+        return any(c.should_cancel is not Action.should_cancel for c in self.classes)
+
+    @cached_property
+    def action_json(self) -> tuple[tuple[str, ...], ...]:
+        """Per position and option, the action as a JSON fragment (for traces)."""
+        return tuple(
+            tuple(json.dumps(action_to_json(a), separators=(",", ":")) for a in opts)
+            for opts in self.options
+        )
+
+    def walk(self, digits: Sequence[int], positions: Sequence[int] | None = None) -> Walk:
+        chosen = range(len(self.classes)) if positions is None else positions
+        return Walk([self.options[p][digits[p]] for p in chosen])
+
+    def walk_of(self, steps: Sequence[tuple[int, int]]) -> Walk:
+        """The walk of explicit (position, option) steps."""
+        return Walk([self.options[p][o] for p, o in steps])
+
+    def label(self, pos: int, option: int) -> str:
+        return repr(self.options[pos][option])
+
+
+def _fingerprint(paths: tuple[str, ...], options: tuple[tuple[Action, ...], ...]) -> str:
+    body = [
+        [p, [action_to_json(a)["param"] for a in opts]]
+        for p, opts in zip(paths, options, strict=True)
+    ]
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_CACHE: OrderedDict[str, Plan] = OrderedDict()
+_CACHE_LOCK = threading.Lock()  # dask workers run tasks on several threads
+
+
+def cached_from_wire(obj: dict[str, Any]) -> Plan:
+    """Workers see the same plan for every chunk of a run: build it once."""
+    key = obj["fingerprint"] + "|" + "|".join(obj["actions"])
+    with _CACHE_LOCK:
+        plan = _CACHE.get(key)
+        if plan is not None:
+            _CACHE.move_to_end(key)
+            return plan
+    plan = Plan.from_wire(obj)
+    with _CACHE_LOCK:
+        _CACHE[key] = plan
+        while len(_CACHE) > 16:
+            _CACHE.popitem(last=False)
+    return plan
