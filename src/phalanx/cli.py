@@ -166,6 +166,19 @@ def _repo_root(path: Path) -> Path:
     return path
 
 
+@app.command()
+def replay(
+    trace: Annotated[Path, typer.Argument(help="a walk trace (JSON lines) written with log_dir")],
+    walk_id: Annotated[int, typer.Argument(help="the walk to replay")],
+    state: Annotated[str | None, typer.Option("--state", help="initial state, as JSON")] = None,
+    step: Annotated[bool, typer.Option("--step", help="pause before each action")] = False,
+) -> None:
+    """Replay exactly one walk of a combinatorial run."""
+    from phalanx.combinatorial.cli import replay as replay_walk
+
+    raise typer.Exit(replay_walk(trace, walk_id, state, step))
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
