@@ -53,7 +53,8 @@ def register(name: str, runner: Runner) -> None:
 
 def get(name: str) -> Runner | None:
     if not _RUNNERS:
-        from phalanx.agent import shell
+        from phalanx.agent import pyrunner, shell
 
         register("shell", shell.run_shell)
+        register("python", pyrunner.run_python)
     return _RUNNERS.get(name)

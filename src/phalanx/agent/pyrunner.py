@@ -1,0 +1,28 @@
+"""The `python` runner: a role test's classes run in a child Python process
+of their own (its own process group), so a test that hangs or crashes ends
+with its stage, not with the agent."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+from phalanx.agent.runners import RunnerContext, RunnerResult
+from phalanx.agent.shell import run_command
+
+
+async def run_python(ctx: RunnerContext) -> RunnerResult:
+    scratch = ctx.scratch()
+    task_path, result_path = scratch / "task.json", scratch / "result.json"
+    task_path.write_text(json.dumps(ctx.payload))
+    result_path.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "phalanx.agent.pychild", str(task_path), str(result_path)]
+    result = await run_command(ctx, command)
+    try:
+        data = json.loads(result_path.read_text())
+    except (OSError, ValueError):
+        data = None  # killed (timeout) or crashed before it could report
+    if data is None and result.exit_code not in (0, None) and not result.timed_out:
+        data = {"error": f"the test process exited with code {result.exit_code} before reporting"}
+    return dataclasses.replace(result, data=data)

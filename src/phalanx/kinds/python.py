@@ -1,0 +1,105 @@
+"""Python role tests (the CloudPunch contract).
+
+A case of kind `python` names one or more classes (`module:ClassName`). On
+every host of the case's roles the agent constructs `ClassName(config)` and
+runs `run()` in a thread (a `threading.Thread` subclass is started and joined
+as it is); `final_results` is that host's result.
+
+`config` = suite params + case params + `role`, `hostname`, and, in
+server/client mode, `match_ip`: server i pairs with client i and each gets
+the other's address. With server/client mode off, only servers run the test.
+
+The module's source travels in the task (loaded from the definitions repo);
+no pickle, no code but the definitions' own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phalanx.kinds.base import Outcome, StageContext, Task, judge_exit
+from phalanx.kinds.scripts import SCRIPTS
+from phalanx.model import CASE_STAGES, Case, Host, Status, Suite
+
+SERVER, CLIENT = "server", "client"
+EMPTY_RESULTS: tuple[object, ...] = (None, "", {}, [])
+
+
+def role_of(host: Host) -> str:
+    if SERVER in host.roles:
+        return SERVER
+    if CLIENT in host.roles:
+        return CLIENT
+    return host.roles[0] if host.roles else SERVER
+
+
+def pairs(hosts: tuple[Host, ...]) -> dict[str, str]:
+    """Server i ↔ client i, by cluster order: host name → its partner's name."""
+    servers = [h.name for h in hosts if role_of(h) == SERVER]
+    clients = [h.name for h in hosts if role_of(h) == CLIENT]
+    matched: dict[str, str] = {}
+    for server, client in zip(servers, clients, strict=False):
+        matched[server], matched[client] = client, server
+    return matched
+
+
+def classes(case: Case) -> list[str]:
+    spec = case.options.get("class") or case.options.get("classes")
+    return [spec] if isinstance(spec, str) else list(spec or [])
+
+
+def host_config(suite: Suite, case: Case, host: Host, addresses: dict[str, str]) -> dict[str, Any]:
+    config: dict[str, Any] = {**suite.params, **case.params}
+    config["role"] = role_of(host)
+    config["hostname"] = host.name
+    if case.options.get("server_client_mode"):
+        partner = pairs(suite.hosts).get(host.name)
+        config["match_ip"] = addresses.get(partner, "") if partner else None
+    return config
+
+
+class PythonTests:
+    name = "python"
+
+    def stages(self, case: Case) -> tuple[str, ...]:
+        return tuple(s for s in CASE_STAGES if s == "run" or s in case.stages)
+
+    def task(self, ctx: StageContext) -> Task | None:
+        case = ctx.case
+        if case is None or ctx.stage != "run":
+            return SCRIPTS.task(ctx)
+        if case.roles and not set(case.roles) & set(ctx.host.roles):
+            return None
+        server_client = bool(case.options.get("server_client_mode"))
+        if not server_client and role_of(ctx.host) != SERVER:
+            return None  # tests without a partner are for servers only
+        addresses = {h.name: ctx.tags.get(f"host:{h.name}", "") for h in ctx.suite.hosts}
+        return Task(
+            "python",
+            {
+                "classes": classes(case),
+                "modules": dict(case.options.get("modules", {})),
+                "config": host_config(ctx.suite, case, ctx.host, addresses),
+                "test_mode": case.options.get("test_mode", "list"),
+                "test_start_delay": float(case.options.get("test_start_delay", 0)),
+            },
+        )
+
+    def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
+        if ctx.stage != "run":
+            return judge_exit(outcome)
+        data = outcome.data if isinstance(outcome.data, dict) else {}
+        if data.get("error"):
+            return Status.FAILED, str(data["error"])
+        status, reason = judge_exit(outcome)
+        if status is not Status.PASSED:
+            return status, reason
+        empty = [
+            name for name, value in data.get("final_results", {}).items() if value in EMPTY_RESULTS
+        ]
+        if empty or "final_results" not in data:
+            return Status.ERROR, f"empty final_results from {', '.join(empty) or 'the test'}"
+        return Status.PASSED, None
+
+
+PYTHON = PythonTests()
