@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import time
 from typing import Any
 
 from phalanx.combinatorial import Action, CancelWalk, SerialAction, logger
@@ -219,3 +220,13 @@ class Pick5(Remember):
 
 class Pick2(Remember):
     OPTIONS = range(2)
+
+
+class Slow(Action):
+    """Takes a while, and notes which process ran it."""
+
+    OPTIONS = range(4)
+
+    def run(self, param: Any, state: Any) -> None:
+        time.sleep(0.1)
+        state["pid"] = os.getpid()

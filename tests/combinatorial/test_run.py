@@ -155,3 +155,11 @@ def test_action_classes_must_be_importable() -> None:
 
     with pytest.raises(TypeError, match="module level"):
         run_tests([make()])
+
+
+def test_slow_walks_spread_over_every_worker() -> None:
+    # Four walks of 0.1 s on two workers: lumping them into one task would leave
+    # a worker idle.
+    results = run_tests([a.Slow], state={}, gather_states=True, executor="local", max_workers=2)
+
+    assert len({s["pid"] for s in results.states}) == 2

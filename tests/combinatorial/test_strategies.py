@@ -88,3 +88,17 @@ def test_product_index_round_trip() -> None:
     digits = {space.digits(i) for i in range(space.total)}
     assert digits == set(itertools.product(*(range(s) for s in space.sizes)))
     assert all(space.index(space.digits(i)) == i for i in range(space.total))
+
+
+def test_pairwise_with_a_serial_action_runs_each_branch_after_its_serial() -> None:
+    order = [a.Pick4, a.SerialAppend2, a.Pick3]
+    results = run_tests(order, state={}, gather_states=True, strategy="pairwise")
+
+    walks = [(s["Pick4"], s["sp_value"], s["Pick3"]) for s in results.states]
+    assert results.error_count == 0
+    assert len(walks) == results.walk_count < 4 * 2 * 3
+    for i, j in itertools.combinations(range(3), 2):
+        sizes = (4, 2, 3)
+        assert {(w[i], w[j]) for w in walks} == set(
+            itertools.product(range(sizes[i]), range(sizes[j]))
+        )

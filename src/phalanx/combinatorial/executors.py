@@ -28,6 +28,9 @@ class Executor(ABC):
     name: str = "executor"
     # Whether workers are other processes, whose log records must be shipped back.
     remote_logs: bool = True
+    # How long a task should take: dispatch overhead per task is this executor's
+    # fixed cost, so a task should be long enough to make it small.
+    task_seconds: float = 0.02
 
     @property
     @abstractmethod
@@ -110,6 +113,7 @@ class DaskExecutor(Executor):
     """A Dask distributed cluster: an existing scheduler, or one this object started."""
 
     name = "dask"
+    task_seconds = 0.1
 
     def __init__(
         self,

@@ -135,11 +135,19 @@ class WalkSet:
         return key * self.space.sizes[self.space.serial[level]] + option
 
 
-def chunks(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
-    return [(a, min(a + size, hi)) for a in range(lo, hi, max(1, size))]
+CEILING = 8192  # bounds a task's payload and result
 
 
-def chunk_size(count: int, slots: int, floor: int = 16, ceiling: int = 8192) -> int:
-    """Walks per task: a few tasks per slot so that slow chunks even out, but
-    large enough that dispatch costs little per walk."""
-    return max(floor, min(ceiling, math.ceil(count / max(1, slots * 4))))
+def chunk_size(total: int, slots: int, seconds_per_walk: float | None, task_seconds: float) -> int:
+    """Walks per task, for a dispatch of ``total`` walks.
+
+    Tasks should last about ``task_seconds`` (long enough that dispatch costs
+    little, short enough that slow walks spread over every slot). When even an
+    equal share per slot would be quicker than that, one task per slot is best.
+    Until a walk has been timed, a task is one walk: walks may take seconds.
+    """
+    share = max(1, math.ceil(total / max(1, slots)))
+    if seconds_per_walk is None:
+        return 1
+    by_time = int(task_seconds / max(seconds_per_walk, 1e-9))
+    return max(1, min(CEILING, share if by_time >= share else by_time))

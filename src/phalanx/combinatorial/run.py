@@ -25,7 +25,7 @@ from phalanx.combinatorial import state as state_codec
 from phalanx.combinatorial.action import Action, CancelWalk
 from phalanx.combinatorial.config import load_settings
 from phalanx.combinatorial.executors import Executor, ExecutorError, make_executor
-from phalanx.combinatorial.generate import WalkSet, chunk_size, chunks, select
+from phalanx.combinatorial.generate import WalkSet, chunk_size, select
 from phalanx.combinatorial.logs import logger
 from phalanx.combinatorial.plan import Plan
 from phalanx.combinatorial.results import Failure, Results, RunLogs, Shrunk
@@ -171,7 +171,6 @@ class _Runner:
         self.root = json.loads(initial)  # the initial state, encoded
         self.gather = gather
         self.slots = executor.slots
-        self.window = max(2, self.slots * 2)
         self.wire_plan = plan.to_wire()
         self.base = {
             "plan": self.wire_plan,
@@ -180,6 +179,8 @@ class _Runner:
             "origin": origin(),
         }
         self.segments_run = 0
+        self.timed_walks = 0  # walk segments whose time workers reported
+        self.busy_seconds = 0.0
         self.failures: dict[int, Failure] = {}
         self.cancelled: set[int] = set()
         self.pruned: set[int] = set()
@@ -255,11 +256,14 @@ class _Runner:
             return
         base = dict(self.base, mode="segment", segment=k, return_states=keep, prune=k == 0)
         base["update"] = state_codec.encode(update) if update is not None else None
-        size = chunk_size(len(ids), self.slots)
 
         def tasks() -> Iterator[tuple[str, Callable[[], None]]]:
-            for a, b in chunks(0, len(ids), size):
+            a = 0
+            while a < len(ids):
+                # Sized as each task is made: later tasks use what earlier ones measured.
+                b = a + chunk_size(len(ids), self.slots, self._per_walk(), self.ex.task_seconds)
                 part = ids[a:b]
+                a = b
                 task = dict(base)
                 if isinstance(part, range):
                     task["range"] = [part.start, part.stop]
@@ -280,15 +284,28 @@ class _Runner:
         for result in self._pump(tasks()):
             self._absorb(k, last, result)
 
+    def _window(self) -> int:
+        # One task per slot until a walk has been timed (those tasks are one walk
+        # each); then two per slot, so that no slot waits for the coordinator.
+        return self.slots if self._per_walk() is None else self.slots * 2
+
     def _pump(self, tasks: Iterator[tuple[str, Callable[[], None]]]) -> Iterator[dict[str, Any]]:
-        """Submit tasks keeping at most ``window`` in flight; yield results as they end."""
+        """Submit tasks keeping a bounded number in flight; yield results as they end.
+
+        The next task is made only once there is room for it, so that it is
+        sized with everything measured so far.
+        """
         pending: set[Future[str]] = set()
         try:
-            for payload, on_submit in tasks:
-                while len(pending) >= self.window:
+            while True:
+                while len(pending) >= self._window():
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
                         yield self._result(fut)
+                task = next(tasks, None)
+                if task is None:
+                    break
+                payload, on_submit = task
                 on_submit()
                 pending.add(self.ex.submit(payload))
             while pending:
@@ -318,8 +335,14 @@ class _Runner:
             )
         return result
 
+    def _per_walk(self) -> float | None:
+        return self.busy_seconds / self.timed_walks if self.timed_walks else None
+
     def _absorb(self, k: int, last: bool, result: dict[str, Any]) -> None:
         self.segments_run += result["segments"]
+        if result["segments"]:
+            self.timed_walks += result["segments"]
+            self.busy_seconds += result["elapsed"]
         for walk_id in result["pruned"]:
             self.pruned.add(walk_id)
             self._outcome(walk_id, "pruned")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import traceback
 from typing import Any
 
@@ -93,6 +94,7 @@ def _run_segment(plan: Plan, task: dict[str, Any]) -> dict[str, Any]:
     pruned: list[int] = []
     out_states: list[list[Any]] = []
     set_walk = logs.set_walk
+    started = time.perf_counter()
 
     for n, walk_id in enumerate(ids):
         pi = walk_id if pidx is None else pidx[n]
@@ -137,6 +139,7 @@ def _run_segment(plan: Plan, task: dict[str, Any]) -> dict[str, Any]:
                     failed.append([walk_id, _type_path(exc), pos, str(exc), None])
     result: dict[str, Any] = {
         "segments": ran,
+        "elapsed": time.perf_counter() - started,
         "cancelled": cancelled,
         "failed": failed,
         "pruned": pruned,
