@@ -166,6 +166,45 @@ def _repo_root(path: Path) -> Path:
     return path
 
 
+results_app = typer.Typer(help="Work with the results of past runs.", no_args_is_help=True)
+app.add_typer(results_app, name="results")
+
+
+@results_app.command("convert")
+def results_convert(
+    results_json: Annotated[Path, typer.Argument(help="a run's results.json")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="json, yaml, csv, table or html")
+    ] = "table",
+    stat_name: Annotated[
+        str | None, typer.Option("--stat", help="summarize this numeric result field")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--output", help="write here")] = None,
+) -> None:
+    """Per host and test results (final_results) in another format."""
+    from phalanx.report.convert import FORMATS, render, rows, stat
+    from phalanx.report.json import read_json
+
+    if fmt not in FORMATS:
+        err.print(f"error: --format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise typer.Exit(EXIT_DEFINITIONS)
+    try:
+        run_result = read_json(results_json)
+    except (OSError, ValueError) as exc:
+        err.print(f"error: {results_json}: {exc}")
+        raise typer.Exit(EXIT_DEFINITIONS) from None
+    found = rows(run_result)
+    summary = stat(found, stat_name) if stat_name else None
+    if stat_name and summary is None:
+        err.print(f"error: no result has a numeric field {stat_name!r}")
+        raise typer.Exit(EXIT_DEFINITIONS)
+    text = render(found, fmt, summary)
+    if out is not None:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
 @app.command()
 def replay(
     trace: Annotated[Path, typer.Argument(help="a walk trace (JSON lines) written with log_dir")],
