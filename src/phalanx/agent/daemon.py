@@ -10,6 +10,7 @@ local socket for `phalanx-sync`, `phalanx-send` and `phalanx-wait`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -105,7 +106,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self.refused: str | None = None
         self.background: set[asyncio.Task[None]] = set()
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="phx-"))
+        self._socket_dir = socket_dir(workdir)
         self.socket_path = self._socket_dir / "agent.sock"
         self.base_env = self._base_env()
 
@@ -113,6 +114,8 @@ class Agent:
 
     async def run(self) -> int:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)  # left by an agent that was killed
         self._install_commands()
         server = await asyncio.start_unix_server(self._local_client, path=str(self.socket_path))
         try:
@@ -382,3 +385,12 @@ class Agent:
                 f"#!{sys.executable}\nfrom phalanx.agent.syncclient import entry\nentry()\n"
             )
             path.chmod(0o755)
+
+
+def socket_dir(workdir: Path) -> Path:
+    """Where the agent's local socket lives. Unix socket paths are limited to
+    about 100 bytes, too short for most working directories, so it is a short
+    folder in the temp dir, named after the workdir so that whoever cleans up
+    after a killed agent can find it."""
+    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"phx-{digest}"

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from phalanx.agent.daemon import socket_dir
 from phalanx.agent.process import group_alive, ledger_path, read_ledger, signal_group
 from phalanx.layout import agent_log
 from phalanx.model import Host
@@ -98,3 +100,4 @@ class LocalProvider:
             if group_alive(pgid):
                 signal_group(pgid, signal.SIGKILL)
         signal_group(agent.process.pid, signal.SIGKILL)  # anything left in its own group
+        shutil.rmtree(socket_dir(agent.workdir), ignore_errors=True)
