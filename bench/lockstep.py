@@ -36,9 +36,7 @@ def suite(hosts: int, cases: int) -> Suite:
     stage = Script(text="true")
     return Suite(
         name="bench",
-        cluster=Cluster(
-            name="bench", hosts=tuple(Host(name=f"h{i}.bench") for i in range(hosts))
-        ),
+        cluster=Cluster(name="bench", hosts=tuple(Host(name=f"h{i}.bench") for i in range(hosts))),
         cases=tuple(
             Case(name=f"c{i}", stages={"initialize": stage, "run": stage, "finalize": stage})
             for i in range(cases)

@@ -4,11 +4,16 @@ On a worker process, records are buffered per task and returned with the
 task's result; the coordinator hands them to its own handlers (console by
 verbosity, and ``log_dir``). In the coordinating process itself (serial
 actions, the threads executor) records go to those handlers directly.
+
+Each run's handlers take only that run's records (by a run id carried in a
+thread-local), so runs going on at once in one process keep their logs apart.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -27,6 +32,18 @@ LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 _tls = threading.local()
 
 
+_run_ids = itertools.count(1)
+
+
+def set_run(run_id: str | None) -> None:
+    """Attribute records emitted from now on, in this thread, to run ``run_id``."""
+    _tls.run_id = run_id
+
+
+def current_run() -> str | None:
+    return getattr(_tls, "run_id", None)
+
+
 def set_walk(walk_id: int | None) -> None:
     """Tag records emitted from now on, in this thread, with ``walk_id``."""
     _tls.walk_id = walk_id
@@ -36,9 +53,21 @@ def current_walk() -> int | None:
     return getattr(_tls, "walk_id", None)
 
 
-class _WalkIdFilter(logging.Filter):
+class _RunFilter(logging.Filter):
+    """Passes one run's records, tagged with the walk they came from."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "walk_id"):
+        run_id = getattr(record, "run_id", None)
+        if run_id is None:
+            run_id = current_run()
+            record.run_id = run_id
+        if run_id != self.run_id:
+            return False
+        if getattr(record, "walk_id", None) is None:
             record.walk_id = current_walk()
         return True
 
@@ -54,28 +83,39 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s%(walk)s: %(message)s"
 
 
 @contextmanager
-def coordinator_logging(verbose: int, log_file: Path | None) -> Iterator[None]:
-    """Console (by ``verbose``) and file handlers on the logger for one run."""
+def coordinator_logging(verbose: int, log_file: Path | None) -> Iterator[str]:
+    """Handlers for one run: console by ``verbose`` (none if negative), and a file.
+
+    Yields the run id that tasks carry, so that records of this run reach these
+    handlers and no other run's.
+    """
+    run_id = f"{os.getpid()}-{next(_run_ids)}"
     level = LEVELS.get(verbose, logging.DEBUG if verbose > 2 else logging.WARNING)
     handlers: list[logging.Handler] = []
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(level)
-    handlers.append(console)
+    if verbose >= 0:
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(level)
+        handlers.append(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
         file_handler.setLevel(min(level, logging.INFO))
         handlers.append(file_handler)
-    walk_filter = _WalkIdFilter()
+    run_filter = _RunFilter(run_id)
     for h in handlers:
         h.setFormatter(_Formatter(_FORMAT))
-        h.addFilter(walk_filter)
+        h.addFilter(run_filter)
         logger.addHandler(h)
-    old_level = logger.level
-    logger.setLevel(min(h.level for h in handlers))
+    old_level, old_run = logger.level, current_run()
+    if handlers:
+        wanted = min(h.level for h in handlers)
+        # Never quieter than the level someone else set: their handlers want those records.
+        logger.setLevel(min(wanted, old_level) if old_level else wanted)
+    set_run(run_id)
     try:
-        yield
+        yield run_id
     finally:
+        set_run(old_run)
         logger.setLevel(old_level)
         for h in handlers:
             logger.removeHandler(h)
@@ -145,6 +185,7 @@ def emit_returned(records: list[list[Any]], dropped: int, origin: str) -> None:
                 "created": created,
                 "msecs": (created - int(created)) * 1000,
                 "walk_id": walk_id,
+                "run_id": current_run(),
                 "exc_text": exc_text,
                 "worker": origin,
             }

@@ -94,7 +94,7 @@ def run_tests(
     walks = select(plan.space, strategy, count=count, seed=seed or 0, allowed=allowed)
 
     run_logs = _log_paths(Path(log_dir)) if log_dir is not None else None
-    with logs.coordinator_logging(verbose, run_logs.log if run_logs else None):
+    with logs.coordinator_logging(verbose, run_logs.log if run_logs else None) as run_id:
         if strategy == "random":
             logger.info("random strategy: seed %d (pass seed=%d to repeat these walks)", seed, seed)
         owned = not isinstance(executor, Executor)
@@ -116,7 +116,7 @@ def run_tests(
                         "segments": len(plan.segments),
                     },
                 )
-            runner = _Runner(plan, walks, ex, trace, initial, gather_states)
+            runner = _Runner(plan, walks, ex, trace, initial, gather_states, run_id)
             runner.run()
             shrunk = runner.shrink_failures() if shrink else []
         finally:
@@ -162,6 +162,7 @@ class _Runner:
         trace: TraceWriter | None,
         initial: str,
         gather: bool,
+        run_id: str,
     ) -> None:
         self.plan = plan
         self.walks = walks
@@ -177,6 +178,7 @@ class _Runner:
             "log_level": logs.effective_level(),
             "capture": executor.remote_logs,
             "origin": origin(),
+            "run": run_id,
         }
         self.segments_run = 0
         self.timed_walks = 0  # walk segments whose time workers reported

@@ -40,6 +40,7 @@ def run_chunk(payload: str) -> str:
     # In the coordinating process itself (threads, or an in-process dask cluster)
     # records already reach the run's handlers; capturing them would hide them.
     capture = bool(task.get("capture")) and task.get("origin") != origin()
+    logs.set_run(task.get("run"))
     if capture:
         logs.capture_begin(task["log_level"])
     result: dict[str, Any]
@@ -59,6 +60,7 @@ def run_chunk(payload: str) -> str:
             result["logs"] = records
             result["dropped_logs"] = dropped
         logs.set_walk(None)
+        logs.set_run(None)
     result["worker"] = f"{_HOST}:{os.getpid()}"
     return json.dumps(result, separators=(",", ":"))
 
