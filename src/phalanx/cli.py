@@ -159,11 +159,9 @@ def list_(
 
 
 def _repo_root(path: Path) -> Path:
-    """A suite folder's repo is the folder holding its `test-suites/`."""
-    for candidate in (path, *path.resolve().parents):
-        if (candidate / "test-suites").is_dir() or (candidate / "clusters").is_dir():
-            return candidate
-    return path
+    from phalanx.load.repo import repo_root
+
+    return repo_root(path) or path
 
 
 results_app = typer.Typer(help="Work with the results of past runs.", no_args_is_help=True)

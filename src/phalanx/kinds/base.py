@@ -45,6 +45,9 @@ class StageContext:
 
 class CaseKind(Protocol):
     name: str
+    # Keys a case of this kind may carry besides the common ones; the loader
+    # moves them into `Case.options` and rejects any other.
+    options: frozenset[str]
 
     def stages(self, case: Case) -> tuple[str, ...]:
         """The stages this case has, in order."""

@@ -60,6 +60,7 @@ def host_config(suite: Suite, case: Case, host: Host, addresses: dict[str, str])
 
 class PythonTests:
     name = "python"
+    options = frozenset({"class", "classes", "server_client_mode", "test_mode", "test_start_delay"})
 
     def stages(self, case: Case) -> tuple[str, ...]:
         return tuple(s for s in CASE_STAGES if s == "run" or s in case.stages)

@@ -16,6 +16,7 @@ def takes_part(case: Case | None, host: Host) -> bool:
 
 class Scripts:
     name = "scripts"
+    options: frozenset[str] = frozenset()
 
     def stages(self, case: Case) -> tuple[str, ...]:
         return tuple(s for s in DEFAULT_CASE_STAGES if s in case.stages)

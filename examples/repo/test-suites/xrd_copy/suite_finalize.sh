@@ -1,0 +1,4 @@
+#!/bin/bash
+source "$PHALANX_FUNCTIONS"
+rm -rf data
+log "Finalized @slavename@"

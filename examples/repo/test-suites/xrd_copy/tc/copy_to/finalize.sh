@@ -1,0 +1,3 @@
+#!/bin/bash
+source "$PHALANX_FUNCTIONS"
+rm -f data/*.bin

@@ -1,0 +1,249 @@
+"""Cluster definitions: `clusters/<name>.yaml`, or `<name>.py` with
+`getCluster()` (XrdTest), into a `Cluster`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from phalanx.load import fields, pydef, yamlsrc
+from phalanx.load.errors import Problems
+from phalanx.load.fields import FieldError
+from phalanx.load.xrdtest import Cluster as XrdCluster
+from phalanx.model import Cluster, Disk, Host, Network
+
+CLUSTER_KEYS = {"name", "description", "hosts", "network"}
+# YAML takes snake_case; XrdTest's camelCase is accepted too.
+HOST_KEYS = {
+    "name": "name",
+    "ip": "ip",
+    "roles": "roles",
+    "mac": "mac",
+    "aliases": "aliases",
+    "ram_size": "ram_size",
+    "ramSize": "ram_size",
+    "arch": "arch",
+    "boot_image": "boot_image",
+    "bootImage": "boot_image",
+    "disks": "disks",
+    "params": "params",
+}
+DISK_KEYS = {"name", "size", "device", "mount_point", "mountPoint", "cache"}
+NETWORK_KEYS = {
+    "name": "name",
+    "ip": "ip",
+    "netmask": "netmask",
+    "dhcp_range": "dhcp_range",
+    "DHCPRange": "dhcp_range",
+    "bridge_name": "bridge_name",
+    "bridgeName": "bridge_name",
+}
+
+
+def load_cluster(file: Path) -> Cluster:
+    """The cluster a `.yaml`/`.yml` or `.py` file defines; DefinitionErrors otherwise."""
+    if file.suffix == ".py":
+        return from_python(file)
+    return from_yaml(yamlsrc.read(file))
+
+
+def from_yaml(src: yamlsrc.Source) -> Cluster:
+    problems = Problems(src.file)
+    data = src.data
+    if not isinstance(data, dict):
+        problems.add("a cluster file must be a mapping with `name` and `hosts`", line=src.line())
+        problems.raise_if_any()
+    for key in data:
+        if key not in CLUSTER_KEYS:
+            problems.errors.append(src.error(fields.unknown_key(key, CLUSTER_KEYS), key))
+    name = data.get("name", src.file.stem)
+    if not isinstance(name, str) or not name:
+        problems.errors.append(src.error("must be a non-empty name", "name"))
+    hosts: list[Host] = []
+    raw_hosts = data.get("hosts")
+    if raw_hosts is None:
+        problems.errors.append(src.error("missing: a cluster needs `hosts`", "hosts"))
+    elif not isinstance(raw_hosts, list) or not raw_hosts:
+        problems.errors.append(src.error("must be a non-empty list of hosts", "hosts"))
+    else:
+        for index, raw in enumerate(raw_hosts):
+            host = _yaml_host(src, raw, index, problems)
+            if host is not None:
+                hosts.append(host)
+    network = None
+    if data.get("network") is not None:
+        network = _network(
+            data["network"],
+            problems,
+            lambda k: src.line("network", k) if k else src.line("network"),
+        )
+    _check_unique(hosts, problems, lambda i: src.line("hosts", i))
+    problems.raise_if_any()
+    return Cluster(name=str(name), hosts=tuple(hosts), network=network, source=src.file)
+
+
+def _yaml_host(src: yamlsrc.Source, raw: Any, index: int, problems: Problems) -> Host | None:
+    at = ("hosts", index)
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        problems.errors.append(src.error("a host is a name or a mapping with `name`", *at))
+        return None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        field = HOST_KEYS.get(key)
+        if field is None:
+            problems.errors.append(
+                src.error(fields.unknown_key(key, HOST_KEYS, "host key"), *at, key)
+            )
+            continue
+        try:
+            values[field] = _host_field(field, value)
+        except FieldError as exc:
+            problems.errors.append(src.error(str(exc), *at, key))
+    if not values.get("name"):
+        problems.errors.append(src.error("missing: every host needs a `name`", *at))
+        return None
+    if "disks" in values:
+        disks = []
+        for d_index, disk in enumerate(values["disks"]):
+            try:
+                disks.append(_disk(disk))
+            except FieldError as exc:
+                problems.errors.append(src.error(str(exc), *at, "disks", d_index))
+        values["disks"] = tuple(disks)
+    return Host(**values)
+
+
+def _host_field(field: str, value: Any) -> Any:
+    if field in ("roles", "aliases"):
+        return fields.names(value)
+    if field == "params":
+        return fields.mapping(value)
+    if field == "disks":
+        if not isinstance(value, list):
+            raise FieldError("must be a list of disks")
+        return value
+    return fields.text(value) if value is not None else None
+
+
+def _disk(raw: Any) -> Disk:
+    if not isinstance(raw, dict):
+        raise FieldError("a disk is a mapping with `name` and `size`")
+    unknown = set(raw) - DISK_KEYS
+    if unknown:
+        raise FieldError(fields.unknown_key(min(unknown), DISK_KEYS, "disk key"))
+    if "name" not in raw or "size" not in raw:
+        raise FieldError("a disk needs `name` and `size`")
+    return Disk(
+        name=fields.text(raw["name"]),
+        size=fields.size(raw["size"]),
+        device=fields.text(raw.get("device", "vda")),
+        mount_point=fields.text(raw.get("mount_point", raw.get("mountPoint", "/data"))),
+        cache=bool(raw.get("cache", True)),
+    )
+
+
+def _network(
+    raw: Any, problems: Problems, line: Callable[[str | None], int | None]
+) -> Network | None:
+    if not isinstance(raw, dict):
+        problems.add("must be a mapping", "network", line(None))
+        return None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        field = NETWORK_KEYS.get(key)
+        if field is None:
+            message = fields.unknown_key(key, NETWORK_KEYS, "network key")
+            problems.add(message, f"network.{key}", line(key))
+        elif value is None:
+            continue
+        elif field == "dhcp_range":
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                problems.add(
+                    "must be a pair of addresses [first, last]", f"network.{key}", line(key)
+                )
+            else:
+                values[field] = (str(value[0]), str(value[1]))
+        else:
+            values[field] = str(value)
+    return Network(**values)
+
+
+def _check_unique(hosts: list[Host], problems: Problems, line: Any) -> None:
+    seen: dict[str, int] = {}
+    for index, host in enumerate(hosts):
+        if host.name in seen:
+            problems.add(f"host {host.name!r} is defined twice", f"hosts.{index}", line(index))
+        seen[host.name] = index
+
+
+# --- XrdTest getCluster() -----------------------------------------------------
+
+
+def from_python(file: Path) -> Cluster:
+    made = pydef.call(file, "getCluster")
+    lines = pydef.attribute_lines(file)
+    problems = Problems(file)
+    if not isinstance(made, XrdCluster):
+        problems.add(f"getCluster() must return a Cluster, not {type(made).__name__}", "getCluster")
+        problems.raise_if_any()
+    name = made.name or (file.stem if file.parent.name != file.stem else file.parent.name)
+    default = made.defaultHost
+    hosts: list[Host] = []
+    for index, raw in enumerate(made.hosts):
+        if not raw.name:
+            problems.add(f"host {index + 1} has no name", "hosts", lines.get("hosts"))
+            continue
+        try:
+            disks = tuple(
+                Disk(
+                    name=d.name,
+                    size=fields.size(d.size),
+                    device=d.device,
+                    mount_point=d.mountPoint,
+                    cache=bool(d.cache),
+                )
+                for d in raw.disks
+            )
+        except FieldError as exc:
+            problems.add(str(exc), f"{raw.name}.disks", lines.get("disks"))
+            disks = ()
+        hosts.append(
+            Host(
+                name=raw.name,
+                ip=raw.ip or None,
+                roles=tuple(raw.roles),
+                mac=raw.mac,
+                aliases=tuple(raw.aliases),
+                ram_size=_opt(raw.ramSize or default.ramSize),
+                arch=_opt(raw.arch or default.arch),
+                boot_image=_opt(raw.bootImage or default.bootImage),
+                disks=disks,
+                params=dict(raw.params),
+            )
+        )
+    if not hosts and not problems:
+        problems.add(
+            "the cluster has no hosts; call addHost() or addHosts()",
+            "hosts",
+            lines.get("addHosts") or lines.get("addHost"),
+        )
+    network = None
+    net = made._network
+    if net is not None:
+        network = Network(
+            name=net.name,
+            ip=net.ip,
+            netmask=net.netmask,
+            dhcp_range=tuple(net.DHCPRange) if net.DHCPRange else None,
+            bridge_name=net.bridgeName,
+        )
+    _check_unique(hosts, problems, lambda _i: None)
+    problems.raise_if_any()
+    return Cluster(name=str(name), hosts=tuple(hosts), network=network, source=file)
+
+
+def _opt(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)

@@ -1,0 +1,90 @@
+"""Checks shared by the loaders: each returns the clean value or raises
+`FieldError` with a message that reads well after `key:`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+
+class FieldError(ValueError):
+    pass
+
+
+def text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise FieldError(f"must be text, not {type(value).__name__}")
+    return str(value)
+
+
+def names(value: Any) -> tuple[str, ...]:
+    """A list of strings; a single string is a list of one."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list | tuple):
+        raise FieldError(f"must be a list of names, not {type(value).__name__}")
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise FieldError(f"must be a list of names; {item!r} is not one")
+    return tuple(value)
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FieldError(f"must be a mapping, not {type(value).__name__}")
+    return {str(k): v for k, v in value.items()}
+
+
+def string_map(value: Any) -> dict[str, str]:
+    """Tag values: scalars only, kept as text."""
+    out: dict[str, str] = {}
+    for key, item in mapping(value).items():
+        if isinstance(item, dict | list) or item is None:
+            raise FieldError(f"{key!r} must be a single value")
+        out[key] = str(item).lower() if isinstance(item, bool) else str(item)
+    return out
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def seconds(value: Any) -> float:
+    """A duration: a number of seconds, or text like `90s`, `5m`, `1h`."""
+    if isinstance(value, bool):
+        raise FieldError("must be a number of seconds")
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise FieldError(f"must be seconds (a number, or like 90s, 5m, 1h), not {value!r}")
+        number = float(match.group(1)) * _UNIT[match.group(2)]
+    if number <= 0:
+        raise FieldError("must be more than zero seconds")
+    return number
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+_SCALE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def size(value: Any) -> int:
+    """Bytes, from `20G`, `200M` or a plain number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise FieldError(f"must be a size like 20G, 200M or a number of bytes, not {value!r}")
+    return int(float(match.group(1)) * _SCALE[match.group(2).upper()])
+
+
+def unknown_key(key: object, known: Iterable[str], what: str = "key") -> str:
+    """The message for a key nobody reads: a likely typo is named first."""
+    import difflib
+
+    names = sorted(known)
+    close = difflib.get_close_matches(str(key), names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {what} ({hint}known: {', '.join(names)})"

@@ -1,0 +1,81 @@
+"""Executing a Python definition file (`getTestSuite()`, `getCluster()`).
+
+Definition files are code the repo's owners wrote, run the way XrdTest ran
+them; an exception in one becomes a definition error at the file's own line.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from phalanx.load import xrdtest
+from phalanx.load.errors import DefinitionError, DefinitionErrors
+
+
+def call(file: Path, function: str) -> Any:
+    """Execute `file` with the XrdTest names importable, call `function()`, return its value."""
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionErrors([DefinitionError(file, None, None, f"cannot read: {exc}")]) from None
+    namespace: dict[str, Any] = {
+        "__name__": f"phalanx_definition_{file.stem}",
+        "__file__": str(file),
+    }
+    folder = str(file.parent)
+    sys.path.insert(0, folder)  # a definition may import helpers that sit beside it
+    try:
+        with xrdtest.provided():
+            code = compile(source, str(file), "exec")
+            exec(code, namespace)
+            entry = namespace.get(function)
+            if not callable(entry):
+                raise DefinitionErrors(
+                    [DefinitionError(file, None, function, f"the file defines no {function}()")]
+                )
+            return entry()
+    except DefinitionErrors:
+        raise
+    except SyntaxError as exc:
+        raise DefinitionErrors(
+            [DefinitionError(file, exc.lineno, None, f"Python syntax error: {exc.msg}")]
+        ) from None
+    except Exception as exc:
+        raise DefinitionErrors(
+            [DefinitionError(file, _line_in(file, exc), function, f"raised {_describe(exc)}")]
+        ) from None
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _line_in(file: Path, exc: BaseException) -> int | None:
+    """The deepest line of `file` in the exception's traceback."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(file):
+            line = frame.lineno
+    return line
+
+
+def attribute_lines(file: Path) -> dict[str, int]:
+    """Where each `something.attr = ...` is first assigned, so that a problem
+    with an attribute of a Python definition names its line."""
+    lines: dict[str, int] = {}
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return lines
+    for number, line in enumerate(text.splitlines(), 1):
+        for match in re.finditer(r"\.(\w+)\s*=(?!=)", line):
+            lines.setdefault(match.group(1), number)
+    return lines

@@ -1,0 +1,101 @@
+"""YAML with line numbers, so that a problem names the line of its key.
+
+PyYAML's safe loader builds plain data; the node tree it composes first
+still knows where every key sits. We keep both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from phalanx.load.errors import DefinitionError, DefinitionErrors
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file's data and the line of each key path in it (1-based)."""
+
+    file: Path
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+    def line(self, *path: str | int) -> int | None:
+        """The line of `path`, or of its nearest known parent."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), None)
+
+    def error(self, message: str, *path: str | int) -> DefinitionError:
+        key = ".".join(str(p) for p in path) if path else None
+        return DefinitionError(self.file, self.line(*path), key, message)
+
+
+def parse(text: str, file: Path) -> Source:
+    """Parse YAML text; a syntax error or a key given twice raises DefinitionErrors."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise DefinitionErrors(
+            [DefinitionError(file, line, None, f"YAML syntax error: {problem}")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise DefinitionErrors([DefinitionError(file, None, None, f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    lines: dict[KeyPath, int] = {}
+    twice: list[DefinitionError] = []
+    if node is not None:
+        lines[()] = node.start_mark.line + 1
+        _walk(node, (), lines, twice, file)
+    if twice:
+        raise DefinitionErrors(twice)
+    return Source(file, data, lines)
+
+
+def read(file: Path) -> Source:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionErrors([DefinitionError(file, None, None, f"cannot read: {exc}")]) from None
+    return parse(text, file)
+
+
+def _walk(
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    twice: list[DefinitionError],
+    file: Path,
+) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key_path = (*path, str(key_node.value))
+            line = key_node.start_mark.line + 1
+            if key_path in lines and key_node.value != "<<":
+                dotted = ".".join(str(p) for p in key_path)
+                twice.append(
+                    DefinitionError(
+                        file, line, dotted, f"given twice (first on line {lines[key_path]})"
+                    )
+                )
+            lines[key_path] = line
+            _walk(value_node, key_path, lines, twice, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _walk(item, (*path, index), lines, twice, file)

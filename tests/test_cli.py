@@ -1,0 +1,85 @@
+"""The `phalanx` command as a user types it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "repo"
+
+
+def phalanx(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "phalanx.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def only_run(cwd: Path) -> Path:
+    (folder,) = (cwd / "phalanx-results").iterdir()
+    return folder
+
+
+def test_run_hello_exits_1_for_its_failing_case_and_writes_reports(tmp_path: Path) -> None:
+    done = phalanx("run", str(EXAMPLES / "test-suites" / "hello"), "--plain", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    folder = only_run(tmp_path)
+    results = json.loads((folder / "results.json").read_text())
+    assert results["suite"] == "hello"
+    assert {c["name"]: c["status"] for c in results["cases"]} == {
+        "greet": "passed",
+        "two_hosts_agree": "passed",
+        "one_host_disagrees": "failed",
+    }
+    assert (folder / "junit.xml").is_file() and (folder / "results.tap").is_file()
+    assert "one_host_disagrees" in done.stdout and "cli3.phalanx.test" in done.stdout
+
+
+def test_a_repo_root_with_suite_and_case_runs_only_that_case(tmp_path: Path) -> None:
+    done = phalanx(
+        "run", str(EXAMPLES), "-s", "hello", "-t", "two_hosts_agree", "--plain", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((only_run(tmp_path) / "results.json").read_text())
+    assert [c["name"] for c in results["cases"]] == ["two_hosts_agree"]
+    assert results["status"] == "passed"
+
+
+def test_an_xrdtest_suite_runs_unchanged(tmp_path: Path) -> None:
+    done = phalanx("run", str(EXAMPLES), "-s", "xrd_copy", "--plain", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((only_run(tmp_path) / "results.json").read_text())
+    assert results["hosts"] == ["manager1.xrd.test", "ds1.xrd.test", "client1.xrd.test"]
+
+
+def test_validate_and_list_a_good_repo(tmp_path: Path) -> None:
+    done = phalanx("validate", str(EXAMPLES), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: 3 suites, 3 clusters")
+    listed = phalanx("list", str(EXAMPLES), cwd=tmp_path)
+    assert listed.returncode == 0
+    for name in ("hello", "client_server", "xrd_copy", "local4", "cluster_xrd"):
+        assert name in listed.stdout
+
+
+def test_validate_a_broken_repo_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    done = phalanx("validate", str(EXAMPLES / "broken"), cwd=tmp_path)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 10
+    assert "10 problems found; nothing was run." in done.stderr
+
+
+def test_nothing_starts_when_a_definition_or_case_is_bad(tmp_path: Path) -> None:
+    bad = phalanx("run", str(EXAMPLES / "broken"), "-s", "bad_cron", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "bad_cron/suite.yaml:4: schedule:" in bad.stderr
+    unknown = phalanx("run", str(EXAMPLES), "-s", "hello", "-t", "nope", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "no case 'nope'" in unknown.stderr
+    assert not (tmp_path / "phalanx-results").exists()
