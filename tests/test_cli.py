@@ -85,3 +85,20 @@ def test_nothing_starts_when_a_definition_or_case_is_bad(tmp_path: Path) -> None
     assert unknown.returncode == 2
     assert "no case 'nope'" in unknown.stderr
     assert not (tmp_path / "phalanx-results").exists()
+
+
+def test_the_python_role_example_pairs_each_client_with_its_server(tmp_path: Path) -> None:
+    done = phalanx("run", str(EXAMPLES), "-s", "python_roles", "--plain", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((only_run(tmp_path) / "results.json").read_text())
+    (case,) = results["cases"]
+    run = next(s for s in case["stages"] if s["name"] == "run")
+    reported = {
+        h["host"]: h["data"]["final_results"]["roletests:EchoLatency"] for h in run["hosts"]
+    }
+    rounds = 200 * 64
+    assert reported["srv1.phalanx.test"] == {"echoed_bytes": rounds}
+    assert reported["srv2.phalanx.test"] == {"echoed_bytes": rounds}
+    for client in ("cli1.phalanx.test", "cli2.phalanx.test"):
+        assert reported[client]["rounds"] == 200 and reported[client]["rtt_us"] > 0
+    assert "host results" in done.stdout

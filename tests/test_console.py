@@ -346,3 +346,21 @@ def test_live_cell_keeps_the_stage_that_went_wrong() -> None:
     rows = {line.split()[0]: line for line in render(live).splitlines() if line.strip()}
     assert rows["case_a"].split()[1:6] == ["failed", "initialize", "failed", "finalize", "passed"]
     live.stop()
+
+
+def test_summary_prints_what_each_host_reported() -> None:
+    result = finished_run()
+    case = result.cases[0]
+    run_stage = case.stages[-1]
+    run_stage.hosts[0].data = {"final_results": {"tests:Echo": {"rtt_us": 25.7}}}
+    out = Console(file=io.StringIO(), width=120)
+    with out.capture() as captured:
+        summary(result, out)
+    text = captured.get()
+    assert "host results" in text
+    line = next(ln for ln in text.splitlines() if '"rtt_us": 25.7' in ln)
+    assert case.name in line and run_stage.hosts[0].host in line
+    without = finished_run()
+    with out.capture() as captured:
+        summary(without, out)
+    assert "host results" not in captured.get()

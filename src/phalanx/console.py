@@ -9,6 +9,7 @@ table, writing a terminal) happens outside the engine's call.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -505,6 +506,9 @@ def summary(result: RunResult, console: Console, run_dir: Path | None = None) ->
         took = duration(entry.seconds) if entry.seconds else ""
         table.add_row(entry.name, styled(entry.status), took, _details(entry))
     console.print(table)
+    data = _data_table(result)
+    if data is not None:
+        console.print(data)
     took = duration(seconds(result.started_at, result.ended_at))
     totals = Text.assemble(
         f"{len(result.cases)} cases: ",
@@ -518,6 +522,32 @@ def summary(result: RunResult, console: Console, run_dir: Path | None = None) ->
     console.print(totals)
     if run_dir is not None:
         console.print(Text.assemble("results: ", (str(run_dir), "bold")))
+
+
+DATA_WIDTH = 160  # longer results are cut here; results.json has them whole
+
+
+def _data_table(result: RunResult) -> Table | None:
+    """What each host's test reported (e.g. Python tests' final_results), if any did."""
+    table = Table(title="host results", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("case", no_wrap=True)
+    table.add_column("host", no_wrap=True)
+    table.add_column("result", overflow="fold")
+    for case in result.cases:
+        for stage in case.stages:
+            for host in stage.hosts:
+                if host.data is None:
+                    continue
+                shown = (
+                    host.data.get("final_results", host.data)
+                    if isinstance(host.data, dict)
+                    else host.data
+                )
+                text = json.dumps(shown, separators=(", ", ": "), default=str)
+                if len(text) > DATA_WIDTH:
+                    text = text[: DATA_WIDTH - 1] + "…"
+                table.add_row(case.name, host.host, text)
+    return table if table.row_count else None
 
 
 def _tally_text(statuses: list[Status]) -> Text:

@@ -173,3 +173,13 @@ def test_a_hung_test_times_out(tmp_path: Path):
     c = python_case("hang", source, "roletests:Hang").model_copy(update={"timeout": 1.0})
     result, _ = run(suite(c, n=1), tmp_path)
     assert result.cases[0].stages[0].hosts[0].status is Status.TIMEOUT
+
+
+def test_each_partner_also_gets_the_others_host_name():
+    from phalanx.kinds.python import host_config
+    from tests.run.conftest import suite as make_suite
+
+    s = make_suite(n=3)  # h0 server; h1, h2 clients
+    c = python_case("p", PLAIN, "roletests:Plain", server_client_mode=True)
+    names = {h.short_name: host_config(s, c, h, {})["match_host"] for h in s.cluster.hosts}
+    assert names == {"h0": "h1.phalanx.test", "h1": "h0.phalanx.test", "h2": None}

@@ -6,8 +6,8 @@ runs `run()` in a thread (a `threading.Thread` subclass is started and joined
 as it is); `final_results` is that host's result.
 
 `config` = suite params + case params + `role`, `hostname`, and, in
-server/client mode, `match_ip`: server i pairs with client i and each gets
-the other's address. With server/client mode off, only servers run the test.
+server/client mode, `match_ip` and `match_host`: server i pairs with client
+i and each gets the other's address and name. With server/client mode off, only servers run the test.
 
 The module's source travels in the task (loaded from the definitions repo);
 no pickle, no code but the definitions' own.
@@ -55,6 +55,9 @@ def host_config(suite: Suite, case: Case, host: Host, addresses: dict[str, str])
     if case.options.get("server_client_mode"):
         partner = pairs(suite.hosts).get(host.name)
         config["match_ip"] = addresses.get(partner, "") if partner else None
+        # Locally every host's address is loopback; the partner's name tells
+        # pairs apart (e.g. as a phalanx.send/wait key).
+        config["match_host"] = partner
     return config
 
 
