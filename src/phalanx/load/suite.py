@@ -147,10 +147,10 @@ def build(
     problems = Problems(where.file)
     values: dict[str, Any] = {"path": folder}
 
-    def check(key: str, parse: Callable[[Any], Any], field: str | None = None) -> None:
+    def check(key: str, parse: Callable[[Any], Any]) -> None:
         if key in raw:
             try:
-                values[field or key] = parse(raw[key])
+                values[key] = parse(raw[key])
             except (FieldError, ScheduleError) as exc:
                 problems.errors.append(where.error(str(exc), key))
 
