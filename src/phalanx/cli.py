@@ -65,7 +65,7 @@ def _print_errors(lines: list[str]) -> None:
 
 @app.command()
 def run(
-    path: Annotated[Path, typer.Argument(help="a suite folder, or a definitions repo with -s")],
+    path: Annotated[Path, typer.Argument(help="a suite folder, a repo with -s, or a test tree")],
     suite: Annotated[str | None, typer.Option("-s", "--suite", help="the suite to run")] = None,
     case: Annotated[
         list[str] | None, typer.Option("-t", "--test", help="run only this case (repeatable)")
@@ -84,8 +84,39 @@ def run(
         float, typer.Option(help="seconds of silence before an agent is lost")
     ] = 10.0,
     connect_timeout: Annotated[float, typer.Option(help="seconds to wait for agents")] = 60.0,
+    # Test trees (a folder with tests.yaml) only:
+    test_regex: Annotated[str | None, typer.Option(help="tree: tests whose name matches")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("-g", "--tag", help="tree: with this tag")
+    ] = None,
+    exclude_tag: Annotated[
+        list[str] | None, typer.Option("-G", "--exclude-tag", help="tree: without this tag")
+    ] = None,
+    list_tests: Annotated[bool, typer.Option("--list", help="tree: list tests, run none")] = False,
+    list_tags: Annotated[bool, typer.Option(help="tree: list tags, run none")] = False,
+    dry_run: Annotated[bool, typer.Option(help="tree: show what would run")] = False,
+    number: Annotated[int, typer.Option(help="tree: run the selection N times")] = 1,
+    random_order: Annotated[bool, typer.Option(help="tree: shuffle the tests")] = False,
+    seed: Annotated[int | None, typer.Option(help="tree: seed for --random-order")] = None,
+    stop_on_error: Annotated[bool, typer.Option(help="tree: stop after a failure")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="tree: kill a test after S seconds without output")
+    ] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="tree: workers")] = None,
 ) -> None:
-    """Run a suite on local hosts under an embedded coordinator."""
+    """Run a suite on local hosts under an embedded coordinator, or a test tree."""
+    from phalanx.load.tree import tree_folder
+
+    if tree_folder(path) is not None:
+        from phalanx.tree.cli import TreeArgs
+        from phalanx.tree.cli import main as run_tree
+
+        tree = TreeArgs(
+            case or [], test_regex, tag or [], exclude_tag or [], list_tests, list_tags,
+            dry_run, number, random_order, seed, stop_on_error, timeout, jobs, results,
+            json=json_path, junit=junit, tap=tap, verbose=verbose,
+        )  # fmt: skip
+        raise typer.Exit(run_tree(path, tree))
     from phalanx.console import make_console, summary
     from phalanx.coordinator.runs import ReportPaths, RunOptions, run_local
 

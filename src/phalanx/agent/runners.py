@@ -53,8 +53,10 @@ def register(name: str, runner: Runner) -> None:
 
 def get(name: str) -> Runner | None:
     if not _RUNNERS:
-        from phalanx.agent import pyrunner, shell
+        from phalanx.agent import executable, pyrunner, shell
 
         register("shell", shell.run_shell)
         register("python", pyrunner.run_python)
+        register("walks", pyrunner.run_walks)
+        register("executable", executable.run_executable)
     return _RUNNERS.get(name)

@@ -1,8 +1,11 @@
 """The built-in case kinds. Importing this module registers them."""
 
 from phalanx.kinds.base import register
+from phalanx.kinds.executable import DECLARATIVE, EXECUTABLE
 from phalanx.kinds.python import PYTHON
 from phalanx.kinds.scripts import SCRIPTS
 
 register(SCRIPTS)
 register(PYTHON)
+register(EXECUTABLE)
+register(DECLARATIVE)

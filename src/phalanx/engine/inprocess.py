@@ -1,0 +1,53 @@
+"""A host session for the machine the coordinator runs on, without an agent
+process: the agent's own runners are called in this process's event loop.
+
+For local single-host work (test trees) this is the agent minus the wire:
+same runners, same process groups, same results; none of the per-stage
+messages, which on a 1 ms test would cost more than the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from phalanx.agent import runners
+from phalanx.agent.process import GroupLedger
+from phalanx.engine.session import CollectedLog, StageOrder, StageReport
+from phalanx.kinds.base import Outcome
+
+
+class InProcessSession:
+    def __init__(self, name: str, workdir: Path, scratch_root: Path, ledger: GroupLedger) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.scratch_root = scratch_root
+        self.ledger = ledger
+
+    async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
+        started = datetime.now(UTC)
+        runner = runners.get(order.task.type)
+        if runner is None:
+            outcome = Outcome(error=f"no runner for {order.task.type!r}")
+        else:
+            context = runners.RunnerContext(
+                stage_id=order.stage_id,
+                payload=order.task.payload,
+                env=order.env,
+                cwd=self.workdir,
+                scratch_root=self.scratch_root,
+                timeout=order.timeout,
+                output=on_output,
+                ledger=self.ledger,
+            )
+            try:
+                r = await runner(context)
+            except Exception as exc:  # a runner bug is this test's error, not the run's end
+                outcome = Outcome(error=f"the {order.task.type} runner crashed: {exc!r}")
+            else:
+                outcome = Outcome(r.exit_code, r.timed_out, r.cancelled, r.error, r.data)
+        return StageReport(outcome, started, datetime.now(UTC))
+
+    async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
+        return []

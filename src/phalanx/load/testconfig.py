@@ -1,0 +1,147 @@
+"""One test's `test-config.yaml` (the Asterisk test-suite format).
+
+Only the keys phalanx acts on are checked; real files carry many more
+(`minversion`, `issues`, module config sections…) and those are kept out of
+the way, not refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from phalanx.load import fields
+from phalanx.load.errors import DefinitionError
+from phalanx.load.yamlsrc import Source
+
+Dependency = tuple[str, str]  # (kind, name): ("app", "sipp"), ("python", "twisted")
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    summary: str = ""
+    description: str = ""
+    skip: str | None = None  # the reason the test is not to be run
+    dependencies: tuple[Dependency, ...] = ()
+    tags: tuple[str, ...] = ()
+    expected_fail: bool = False
+    timeout: float | None = None  # seconds for the whole test
+    declarative: bool = False  # has `test-modules:`
+    errors: list[DefinitionError] = field(default_factory=list)
+
+
+def parse(source: Source) -> TestConfig:
+    """The parts of `source` phalanx reads; problems in `errors`."""
+    data = source.data if source.data is not None else {}
+    errors: list[DefinitionError] = []
+    if not isinstance(data, dict):
+        errors.append(source.error(f"must be a mapping, not {type(data).__name__}"))
+        return TestConfig(errors=errors)
+    info = _section(source, data, "testinfo", errors)
+    props = _section(source, data, "properties", errors)
+
+    def text(section: dict[str, Any], *path: str) -> str:
+        value = section.get(path[-1])
+        if value is None:
+            return ""
+        try:
+            return fields.text(value)
+        except fields.FieldError as exc:
+            errors.append(source.error(str(exc), *path))
+            return ""
+
+    skip: str | None = None
+    if "skip" in info:
+        raw = info["skip"]
+        # `skip: true` and `skip: 'reason'` both occur; `false` keeps the test.
+        if raw is True:
+            skip = "skipped by its test-config.yaml"
+        elif raw not in (False, None):
+            skip = text(info, "testinfo", "skip") or "skipped by its test-config.yaml"
+
+    tags: tuple[str, ...] = ()
+    if props.get("tags") is not None:
+        try:
+            tags = tuple(str(t) for t in fields.names(props["tags"]))
+        except fields.FieldError as exc:
+            errors.append(source.error(str(exc), "properties", "tags"))
+
+    timeout: float | None = None
+    if props.get("timeout") is not None:
+        try:
+            timeout = fields.seconds(props["timeout"])
+        except fields.FieldError as exc:
+            errors.append(source.error(str(exc), "properties", "timeout"))
+
+    return TestConfig(
+        summary=text(info, "testinfo", "summary").strip(),
+        description=text(info, "testinfo", "description").strip(),
+        skip=skip,
+        dependencies=_dependencies(source, props.get("dependencies"), errors),
+        tags=tags,
+        expected_fail=_expected_fail(source, props, errors),
+        timeout=timeout,
+        declarative="test-modules" in data,
+        errors=errors,
+    )
+
+
+def _section(
+    source: Source, data: dict[str, Any], key: str, errors: list[DefinitionError]
+) -> dict[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.append(source.error(f"must be a mapping, not {type(value).__name__}", key))
+        return {}
+    return {str(k): v for k, v in value.items()}
+
+
+def _expected_fail(source: Source, props: dict[str, Any], errors: list[DefinitionError]) -> bool:
+    for key in ("expected-result", "expectedResult"):
+        if key not in props:
+            continue
+        value = props[key]
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            errors.append(source.error("must be true or false", "properties", key))
+            return False
+        return not value
+    return False
+
+
+def _dependencies(
+    source: Source, value: Any, errors: list[DefinitionError]
+) -> tuple[Dependency, ...]:
+    """`- python: 'twisted'` list items (the usual form), or one mapping of
+    kind to a name or a list of names."""
+    if value is None:
+        return ()
+    found: list[Dependency] = []
+
+    def add(kind: Any, names: Any, *path: str | int) -> None:
+        items = names if isinstance(names, list) else [names]
+        for item in items:
+            if isinstance(item, dict | list) or item is None or str(item).strip() == "":
+                errors.append(source.error(f"{kind} needs a name", *path))
+                continue
+            found.append((str(kind), str(item).strip()))
+
+    if isinstance(value, dict):
+        for kind, names in value.items():
+            add(kind, names, "properties", "dependencies", str(kind))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            path = ("properties", "dependencies", index)
+            if not isinstance(item, dict) or not item:
+                errors.append(source.error("must be like `- app: NAME`", *path))
+                continue
+            for kind, names in item.items():
+                add(kind, names, *path)
+    else:
+        errors.append(
+            source.error("must be a list like `- app: NAME`", "properties", "dependencies")
+        )
+    return tuple(found)

@@ -1,0 +1,1 @@
+"""Running Asterisk-style test trees: selection, the pool run, the console."""

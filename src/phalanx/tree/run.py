@@ -1,0 +1,87 @@
+"""A tree run from start to end: the run folder, N in-process workers on the
+local host, the pool engine, the reports. No agent processes and no web
+server: everything runs here, so that a 1 ms test costs about 1 ms."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from phalanx import layout
+from phalanx.agent.process import GroupLedger
+from phalanx.engine.inprocess import InProcessSession
+from phalanx.engine.pool import Pool
+from phalanx.events import Event, Sink
+from phalanx.model import RunResult, Suite
+from phalanx.store.files import RunFolder
+
+SANDBOX = "sandbox"
+
+
+class _Fanout:
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+
+    def __call__(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink(event)
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+async def run_tree(
+    suite: Suite,
+    run_dir: Path,
+    *,
+    jobs: int,
+    sinks: Sequence[Sink] = (),
+    stop_on_error: bool = False,
+    reports: tuple[Path | None, Path | None, Path | None] = (None, None, None),
+) -> RunResult:
+    """Run every case of `suite` (one local host) on `jobs` workers; write
+    results.json, junit.xml and results.tap (or to the paths in `reports`:
+    json, junit, tap)."""
+    folder = RunFolder(run_dir)
+    ledger = GroupLedger(run_dir / ".phalanx" / "groups")
+    host = suite.hosts[0].name
+    workdir = suite.path.parent if suite.path is not None else Path.cwd()
+    sessions = [
+        InProcessSession(host, workdir, run_dir / SANDBOX, ledger) for _ in range(max(1, jobs))
+    ]
+    run_id = run_dir.name
+    env = {**os.environ, "PHALANX_RUN_ID": run_id, "PHALANX_RESULTS": str(run_dir)}
+    engine = Pool(
+        suite, sessions, run_id, _Fanout([folder, *sinks]), env=env, stop_on_error=stop_on_error
+    )
+    try:
+        result = await engine.execute()
+    finally:
+        # What an interrupted run left behind: every group a test had (each
+        # group is ended when its test ends; this catches a cancelled wait).
+        ledger.kill_all()
+        folder.close()
+    write_reports(result, run_dir, reports)
+    return result
+
+
+def write_reports(
+    result: RunResult, run_dir: Path, paths: tuple[Path | None, Path | None, Path | None]
+) -> None:
+    from phalanx.report.json import write_json
+    from phalanx.report.junit import write_junit
+    from phalanx.report.tap import write_tap
+
+    json_path, junit_path, tap_path = paths
+    write_json(result, json_path or run_dir / layout.RESULTS_JSON)
+    write_junit(result, run_dir, junit_path or run_dir / layout.JUNIT_XML)
+    write_tap(result, tap_path or run_dir / layout.RESULTS_TAP)
+
+
+def new_run_id() -> str:
+    import secrets
+    import time
+
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"

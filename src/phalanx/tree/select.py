@@ -1,0 +1,83 @@
+"""Which tree tests run, how often and in what order. Pure: cases in, cases out."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from phalanx.model import Case
+
+
+class SelectionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Selection:
+    tests: tuple[str, ...] = ()  # -t: a test or a folder of tests, path or dotted
+    regex: str | None = None  # --test-regex: searched in the test's name
+    tags: tuple[str, ...] = ()  # -g: a test must have every one
+    exclude_tags: tuple[str, ...] = ()  # -G: a test must have none
+
+
+def _forms(selector: str, prefix: str) -> list[str]:
+    """The names a `-t` may mean: as given, under the tree's folder, and the
+    dotted form (`pbx.dialplan` for `tests/pbx/dialplan`)."""
+    given = selector.strip().strip("/")
+    if given.startswith("./"):
+        given = given[2:]
+    forms = [given]
+    if "/" not in given and "." in given:
+        forms.append(given.replace(".", "/"))
+    forms += [f"{prefix}/{f}" for f in list(forms) if not f.startswith(f"{prefix}/")]
+    return forms
+
+
+def _under(name: str, form: str) -> bool:
+    return name == form or name.startswith(form + "/")
+
+
+def select(cases: Sequence[Case], selection: Selection, prefix: str) -> list[Case]:
+    """The cases `selection` picks, in tree order. A `-t` that matches no test
+    is an error (a typo must not pass as an empty green run)."""
+    picked = list(cases)
+    if selection.tests:
+        chosen: set[str] = set()
+        for selector in selection.tests:
+            forms = _forms(selector, prefix)
+            matched = [c.name for c in cases if any(_under(c.name, f) for f in forms)]
+            if not matched:
+                raise SelectionError(f"-t {selector}: no test is named so or lives under it")
+            chosen.update(matched)
+        picked = [c for c in picked if c.name in chosen]
+    if selection.regex is not None:
+        try:
+            pattern = re.compile(selection.regex)
+        except re.error as exc:
+            raise SelectionError(f"--test-regex {selection.regex!r}: {exc}") from None
+        picked = [c for c in picked if pattern.search(c.name)]
+    if selection.tags:
+        picked = [c for c in picked if set(selection.tags) <= set(c.tags)]
+    if selection.exclude_tags:
+        picked = [c for c in picked if not set(selection.exclude_tags) & set(c.tags)]
+    return picked
+
+
+def repeat(cases: Sequence[Case], number: int) -> list[Case]:
+    """The selection `number` times; repetitions are named `name#i` so every
+    run of a test keeps its own result and output."""
+    if number < 1:
+        raise SelectionError("--number must be at least 1")
+    if number == 1:
+        return list(cases)
+    return [
+        c.model_copy(update={"name": f"{c.name}#{i}"}) for i in range(1, number + 1) for c in cases
+    ]
+
+
+def shuffle(cases: Sequence[Case], seed: int) -> list[Case]:
+    shuffled = list(cases)
+    random.Random(seed).shuffle(shuffled)
+    return shuffled
