@@ -40,7 +40,8 @@ class Source:
 
 def parse(text: str, file: Path) -> Source:
     """Parse YAML text; a syntax error or a key given twice raises DefinitionErrors."""
-    loader = yaml.SafeLoader(text)
+    # libyaml when present: ten times faster, and a test tree has a file per test.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
