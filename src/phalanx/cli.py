@@ -238,7 +238,9 @@ def results_convert(
 def replay(
     trace: Annotated[Path, typer.Argument(help="a walk trace (JSON lines) written with log_dir")],
     walk_id: Annotated[int, typer.Argument(help="the walk to replay")],
-    state: Annotated[str | None, typer.Option("--state", help="initial state, as JSON")] = None,
+    state: Annotated[
+        str | None, typer.Option("--state", help="initial state, as JSON (default: the run's own)")
+    ] = None,
     step: Annotated[bool, typer.Option("--step", help="pause before each action")] = False,
 ) -> None:
     """Replay exactly one walk of a combinatorial run."""

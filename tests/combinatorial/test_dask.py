@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,11 +57,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def dask_cluster(logs: Path) -> Iterator[str]:
+    """A real `dask scheduler` and a `dask worker` (2 processes); yields dask://HOST:PORT."""
     if not DASK.exists():
         pytest.fail(f"{DASK} is missing: dask[distributed] is a dependency of phalanx")
-    logs = tmp_path_factory.mktemp("dask")
     env = dict(os.environ)
     # The worker imports the test actions by name: give it the repository root.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
@@ -104,6 +105,12 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         for proc in reversed(procs):
             stop(proc)
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as address:
+        yield address
 
 
 def test_walks_run_on_dask_workers(scheduler: str, caplog: pytest.LogCaptureFixture) -> None:

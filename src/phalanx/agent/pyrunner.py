@@ -1,5 +1,5 @@
-"""The `python` runner: a role test's classes run in a child Python process
-of their own (its own process group), so a test that hangs or crashes ends
+"""The `python` and `walks` runners: the task runs in a child Python process
+of its own (its own process group), so a test that hangs or crashes ends
 with its stage, not with the agent."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from phalanx.agent.runners import RunnerContext, RunnerResult
 from phalanx.agent.shell import run_command
 
 
-async def run_python(ctx: RunnerContext) -> RunnerResult:
+async def run_child(ctx: RunnerContext, module: str) -> RunnerResult:
+    """Run `python -m MODULE TASK.json RESULT.json`; RESULT.json is the data."""
     scratch = ctx.scratch()
     task_path, result_path = scratch / "task.json", scratch / "result.json"
     task_path.write_text(json.dumps(ctx.payload))
     result_path.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "phalanx.agent.pychild", str(task_path), str(result_path)]
+    command = [sys.executable, "-m", module, str(task_path), str(result_path)]
     result = await run_command(ctx, command)
     try:
         data = json.loads(result_path.read_text())
@@ -26,3 +27,11 @@ async def run_python(ctx: RunnerContext) -> RunnerResult:
     if data is None and result.exit_code not in (0, None) and not result.timed_out:
         data = {"error": f"the test process exited with code {result.exit_code} before reporting"}
     return dataclasses.replace(result, data=data)
+
+
+async def run_python(ctx: RunnerContext) -> RunnerResult:
+    return await run_child(ctx, "phalanx.agent.pychild")
+
+
+async def run_walks(ctx: RunnerContext) -> RunnerResult:
+    return await run_child(ctx, "phalanx.agent.walkchild")

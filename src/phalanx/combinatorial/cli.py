@@ -29,7 +29,11 @@ def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        state = state_codec.loads(state_json) if state_json is not None else None
+        if state_json is not None:
+            state = state_codec.loads(state_json)
+        else:
+            # Without --state, the walk starts from the run's own initial state.
+            state = state_codec.decode(entry.initial)
     except (json.JSONDecodeError, state_codec.StateError) as exc:
         print(f"error: --state is not valid JSON state: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -128,7 +128,7 @@ def cached_from_wire(obj: dict[str, Any]) -> Plan:
     key = obj["fingerprint"] + "|" + "|".join(obj["actions"])
     with _CACHE_LOCK:
         plan = _CACHE.get(key)
-        if plan is not None:
+        if plan is not None and _current(plan):
             _CACHE.move_to_end(key)
             return plan
     plan = Plan.from_wire(obj)
@@ -137,3 +137,12 @@ def cached_from_wire(obj: dict[str, Any]) -> Plan:
         while len(_CACHE) > 16:
             _CACHE.popitem(last=False)
     return plan
+
+
+def _current(plan: Plan) -> bool:
+    """Whether the plan's classes are still what their names resolve to: a long-lived
+    worker may have been handed a new version of an actions module since."""
+    try:
+        return all(resolve_class(p) is c for p, c in zip(plan.paths, plan.classes, strict=True))
+    except Exception:
+        return False

@@ -114,6 +114,8 @@ def run_tests(
                         "seed": seed,
                         "walk_count": walks.count,
                         "segments": len(plan.segments),
+                        # So that `phalanx replay` starts a walk where the run did.
+                        "state": json.loads(initial),
                     },
                 )
             runner = _Runner(plan, walks, ex, trace, initial, gather_states, run_id)

@@ -100,6 +100,8 @@ class TraceEntry:
         self.outcome: str | None = None
         self.detail = ""
         self.shrunk_from: int | None = None
+        # The run's initial state, encoded (None: the trace did not record one).
+        self.initial: Any = None
 
     def walk(self) -> Walk:
         return Walk([action_from_json(a) for k in sorted(self.segments) for a in self.segments[k]])
@@ -117,6 +119,7 @@ def read_entry(path: Path, walk_id: int) -> TraceEntry:
             header = None
         if not isinstance(header, dict) or header.get("trace") != FORMAT:
             raise ValueError(f"{path} is not a phalanx walk trace")
+        entry.initial = header.get("state")
         needle = f'"walk_id":{walk_id},'
         for line in f:
             # Cheap test first: a trace holds a line per walk per segment.

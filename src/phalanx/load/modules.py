@@ -44,3 +44,8 @@ def _read(module: str, folders: list[Path]) -> str:
                     raise ModuleError(f"cannot read {path}: {exc}") from None
     looked = ", ".join(str(f) for f in folders)
     raise ModuleError(f"module {module!r} not found (looked in {looked})")
+
+
+def read(module: str, folders: list[Path]) -> str:
+    """The source of `module`, from the first of `folders` that holds it."""
+    return _read(module, folders)

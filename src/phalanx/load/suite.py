@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.kinds import base as kinds
+from phalanx.kinds import walks
 from phalanx.load import fields, modules, pydef, scripts, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors, Problems
 from phalanx.load.fields import FieldError
@@ -380,6 +381,11 @@ def _case(
             options["modules"] = modules.sources(options, [case_dir, folder, repo])
         except modules.ModuleError as exc:
             problems.errors.append(where.error(str(exc), "class"))
+    if kind.name == "walks":
+        try:
+            options["modules"] = walks.module_sources(options, [case_dir, folder, repo])
+        except modules.ModuleError as exc:
+            problems.errors.append(where.error(str(exc), "module"))
     values["options"] = options
     return Case(**values)
 

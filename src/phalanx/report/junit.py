@@ -110,6 +110,25 @@ def _testcase(parent: ET.Element, entry: Entry, result: RunResult, run_dir: Path
     return kind
 
 
+def _subcases(parent: ET.Element, entry: Entry, result: RunResult) -> list[str]:
+    """Testcases a kind reported inside one case (a host's data lists them
+    under `testcases`: name, status, message, text), e.g. one per failed walk."""
+    kinds = []
+    for stage in entry.stages:
+        for host in stage.hosts:
+            found = host.data.get("testcases") if isinstance(host.data, dict) else None
+            for sub in found if isinstance(found, list) else []:
+                case = ET.SubElement(parent, "testcase")
+                _set(case, classname=f"{result.suite}.{entry.name}", name=str(sub.get("name")))
+                failed = sub.get("status") != "passed"
+                if failed:
+                    element = ET.SubElement(case, "failure")
+                    _set(element, message=str(sub.get("message", "")), type="failed")
+                    element.text = clean(str(sub.get("text", "")))
+                kinds.append("failure" if failed else "passed")
+    return kinds
+
+
 def to_junit(result: RunResult, run_dir: Path) -> ET.Element:
     listed = entries(result)
     root = ET.Element("testsuites")
@@ -127,11 +146,13 @@ def to_junit(result: RunResult, run_dir: Path) -> ET.Element:
     counts = {"failure": 0, "error": 0, "skipped": 0, "passed": 0}
     for entry in listed:
         counts[_testcase(suite, entry, result, run_dir)] += 1
+        for kind in _subcases(suite, entry, result):
+            counts[kind] += 1
     ET.SubElement(suite, "system-out").text = clean(
         f"run {result.run_id}: {result.status}" + (f" ({result.reason})" if result.reason else "")
     )
     totals = {
-        "tests": str(len(listed)),
+        "tests": str(sum(counts.values())),
         "failures": str(counts["failure"]),
         "errors": str(counts["error"]),
         "skipped": str(counts["skipped"]),

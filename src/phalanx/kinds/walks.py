@@ -1,0 +1,150 @@
+"""Combinatorial walks as a case kind.
+
+A case names an actions module and a walk order; in its `run` stage one host
+(the first host of the case's roles, or the suite's first host) runs every
+walk with `phalanx.combinatorial.run_tests`, on the executor the case names.
+The module's source travels in the task, as for `python` cases, so the host
+needs only phalanx installed. The host's `data` carries the counts, the ids of
+the failed walks, the shrunk walks, and one JUnit testcase per failed walk.
+
+    tests:
+      - name: cache_walks
+        kind: walks
+        module: cacheactions          # found in tc/<case>/, the suite folder or the repo
+        order: [Put, Get, Flush, Get] # classes of `module` (or `other.module:Class`)
+        strategy: product             # product | pairwise | random:N
+        executor: local               # local | threads | dask://H:P | dask-ssh://H1,H2
+        state: {}                     # the initial state (JSON)
+        seed: 7                       # random strategy
+        max_workers: 2
+        shrink: true
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from phalanx.kinds.base import Outcome, StageContext, Task, judge_exit
+from phalanx.kinds.scripts import SCRIPTS
+from phalanx.load import modules
+from phalanx.model import CASE_STAGES, Case, Host, Status
+
+STRATEGIES = ("product", "pairwise", "random")
+OPTION_KEYS = frozenset(
+    {"module", "order", "strategy", "executor", "state", "seed", "max_workers", "shrink", "verbose"}
+)
+
+
+def runner_host(ctx: StageContext) -> Host | None:
+    """The one host that runs the walks."""
+    case = ctx.case
+    hosts = ctx.suite.hosts
+    if case is not None and case.roles:
+        hosts = tuple(h for h in hosts if set(case.roles) & set(h.roles))
+    return hosts[0] if hosts else None
+
+
+class Walks:
+    name = "walks"
+    options = OPTION_KEYS
+
+    def stages(self, case: Case) -> tuple[str, ...]:
+        return tuple(s for s in CASE_STAGES if s == "run" or s in case.stages)
+
+    def task(self, ctx: StageContext) -> Task | None:
+        case = ctx.case
+        if case is None or ctx.stage != "run":
+            return SCRIPTS.task(ctx)
+        chosen = runner_host(ctx)
+        if chosen is None or chosen.name != ctx.host.name:
+            return None
+        opts = case.options
+        return Task(
+            "walks",
+            {
+                "case": case.name,
+                "modules": dict(opts.get("modules", {})),
+                "module": opts["module"],
+                "order": list(opts["order"]),
+                "strategy": str(opts.get("strategy", "product")),
+                "executor": opts.get("executor"),
+                "state": opts.get("state"),
+                "seed": opts.get("seed"),
+                "max_workers": opts.get("max_workers"),
+                "shrink": bool(opts.get("shrink", False)),
+                "verbose": int(opts.get("verbose", 1)),
+            },
+        )
+
+    def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
+        if ctx.stage != "run":
+            return judge_exit(outcome)
+        data = outcome.data if isinstance(outcome.data, dict) else {}
+        if outcome.error is not None or outcome.timed_out or outcome.cancelled:
+            return judge_exit(outcome)
+        # The machinery (executor, workers) failing is not the walks failing.
+        if data.get("infra_error"):
+            return Status.ERROR, str(data["infra_error"])
+        if data.get("error"):
+            return Status.FAILED, str(data["error"])
+        if data.get("error_count"):
+            return Status.FAILED, summary(data)
+        status, reason = judge_exit(outcome)
+        if status is Status.PASSED and "walk_count" not in data:
+            return Status.ERROR, "the walks process reported no results"
+        return status, reason
+
+
+def summary(data: Mapping[str, Any]) -> str:
+    text = f"{data['error_count']} of {data['walk_count']} walks failed"
+    failures = data.get("failures") or []
+    if failures:
+        text += f"; first: {failures[0]['text']}"
+    return text
+
+
+# --- what the loader checks and ships ------------------------------------------
+
+
+def module_sources(options: Mapping[str, Any], search: Iterable[Path]) -> dict[str, str]:
+    """Module name -> source of the case's actions module, after checking the
+    case's walks keys; raises ModuleError saying what is wrong."""
+    module = options.get("module")
+    if not isinstance(module, str) or not module:
+        raise modules.ModuleError("a walks case names its actions module: `module: NAME`")
+    order = options.get("order")
+    if not isinstance(order, list) or not order or not all(isinstance(o, str) for o in order):
+        raise modules.ModuleError("a walks case lists its actions in `order: [Class, ...]`")
+    strategy = str(options.get("strategy", "product"))
+    if strategy.partition(":")[0] not in STRATEGIES:
+        raise modules.ModuleError(f"strategy {strategy!r}: expected product, pairwise or random:N")
+    source = modules.read(module, list(search))
+    defined = _classes(module, source)
+    missing = [o for o in order if ":" not in o and o not in defined]
+    if missing:
+        raise modules.ModuleError(f"module {module!r} defines no class {', '.join(missing)}")
+    return {module: source}
+
+
+def _classes(module: str, source: str) -> set[str]:
+    """The top-level names `source` binds to classes or imports (read, not run:
+    the loader runs no test code)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise modules.ModuleError(f"module {module!r}: {exc}") from None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update((a.asname or a.name).partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+WALKS = Walks()
