@@ -192,8 +192,26 @@ def local_dask(max_workers: int | None = None, timeout: float = 30.0) -> DaskExe
     return DaskExecutor(cluster=cluster, timeout=timeout)
 
 
+def ssh_target(spec: str) -> tuple[str, dict[str, Any]]:
+    """``[user@]host[:port]`` -> (host, asyncssh connect options)."""
+    user, _, rest = spec.rpartition("@")
+    host, colon, port = rest.partition(":")
+    if not host or (colon and not port.isdigit()):
+        raise ValueError(f"{spec!r}: expected [user@]host[:port]")
+    options: dict[str, Any] = {}
+    if user:
+        options["username"] = user
+    if colon:
+        options["port"] = int(port)
+    return host, options
+
+
 def ssh_dask(hosts: list[str], timeout: float = 30.0) -> DaskExecutor:
-    """A Dask SSH cluster: the scheduler on the first host, a worker on every host."""
+    """A Dask SSH cluster: the scheduler on the first host, a worker on every host.
+
+    Hosts are ``[user@]host[:port]``; keys, known hosts and the rest come from
+    the user's ~/.ssh, as for ssh itself.
+    """
     # SSHCluster needs asyncssh only once it connects; say so before trying.
     if importlib.util.find_spec("asyncssh") is None:
         raise ExecutorError(
@@ -201,8 +219,16 @@ def ssh_dask(hosts: list[str], timeout: float = 30.0) -> DaskExecutor:
         )
     from distributed.deploy.ssh import SSHCluster
 
+    targets = [ssh_target(h) for h in hosts]
+    addresses = [targets[0][0], *(host for host, _ in targets)]
+    options = [targets[0][1], *(opts for _, opts in targets)]
     try:
-        cluster = SSHCluster([hosts[0], *hosts], scheduler_options={"dashboard_address": None})
+        cluster = SSHCluster(
+            addresses,
+            connect_options=options,
+            scheduler_options={"dashboard_address": None},
+            worker_options={"death_timeout": timeout},
+        )
     except Exception as exc:
         raise ExecutorError(
             f"cannot start a dask SSH cluster on {', '.join(hosts)}: {exc}"
