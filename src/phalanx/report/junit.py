@@ -81,10 +81,18 @@ def _overview(entry: Entry) -> str:
     return clean("\n".join(lines))
 
 
+def _names(suite: str, name: str) -> tuple[str, str]:
+    """A case named by a path (a tree test, `tests/apps/sample`) is listed
+    under its folder (`tests/apps`) by its leaf; any other under the suite."""
+    folder, _, leaf = name.rpartition("/")
+    return (folder, leaf) if folder and leaf else (suite, name)
+
+
 def _testcase(parent: ET.Element, entry: Entry, result: RunResult, run_dir: Path) -> str:
     """Append the testcase; return which JUnit outcome it counted as."""
     case = ET.SubElement(parent, "testcase")
-    _set(case, classname=result.suite, name=entry.name, time=_time(entry.seconds))
+    classname, name = _names(result.suite, entry.name)
+    _set(case, classname=classname, name=name, time=_time(entry.seconds))
     if entry.status in _FAILURES:
         kind, tag = "failure", "failure"
     elif entry.status in _ERRORS:
