@@ -49,7 +49,9 @@ async def run_tree(
     host = suite.hosts[0].name
     workdir = suite.path.parent if suite.path is not None else Path.cwd()
     sessions = [
-        InProcessSession(host, workdir, run_dir / SANDBOX, ledger) for _ in range(max(1, jobs))
+        # Absolute: tests run from the tree's root, not from here.
+        InProcessSession(host, workdir, run_dir.resolve() / SANDBOX, ledger)
+        for _ in range(max(1, jobs))
     ]
     run_id = run_dir.name
     env = {**os.environ, "PHALANX_RUN_ID": run_id, "PHALANX_RESULTS": str(run_dir)}

@@ -1,0 +1,134 @@
+"""Timeouts, hung tests and their children, parallel workers, --stop-on-error:
+real processes, checked from the outside."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tests.tree.helpers import make_tree, phalanx, reasons, results, statuses
+
+PLAIN = "testinfo:\n    summary: t\n"
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie waiting for its new parent to reap it is gone too
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                return True
+        except (FileNotFoundError, IndexError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_silent_test_is_killed_by_the_inactivity_timeout(tmp_path: Path) -> None:
+    make_tree(
+        tmp_path,
+        {
+            "silent": (PLAIN, "#!/bin/sh\necho started\nexec sleep 60\n"),
+            # Prints every 0.2 s for 1.6 s: never silent for a whole second.
+            "chatty": (PLAIN, "#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.2; done\n"),
+        },
+    )
+    started = time.monotonic()
+    done = phalanx("tests", "--timeout", "1", "-j", "2", cwd=tmp_path)
+    assert time.monotonic() - started < 15
+    assert done.returncode == 1, done.stdout + done.stderr
+    data = results(tmp_path)
+    assert statuses(data) == {"tests/silent": "timeout", "tests/chatty": "passed"}
+    assert reasons(data)["tests/silent"] == "no output for 1s; its process group was killed"
+
+
+def test_a_hung_test_is_killed_with_its_children(tmp_path: Path) -> None:
+    hung = (
+        '#!/bin/sh\nsleep 300 &\necho $! > "$PHALANX_SANDBOX/grandchild.pid"\necho spawned\nwait\n'
+    )
+    make_tree(tmp_path, {"hung": ("properties:\n    timeout: 1\n", hung)})
+    done = phalanx("tests", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    data = results(tmp_path)
+    assert statuses(data) == {"tests/hung": "timeout"}
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    pid = int((run / "sandbox" / "tests_hung" / "grandchild.pid").read_text())
+    assert _gone(pid), f"grandchild {pid} survived its test"
+
+
+def test_processes_a_passing_test_leaves_behind_are_ended(tmp_path: Path) -> None:
+    leaves = 'sleep 300 &\necho $! > "$PHALANX_SANDBOX/daemon.pid"\nexit 0\n'
+    make_tree(tmp_path, {"leaves": (PLAIN, "#!/bin/sh\n" + leaves)})
+    assert phalanx("tests", cwd=tmp_path).returncode == 0
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    assert _gone(int((run / "sandbox" / "tests_leaves" / "daemon.pid").read_text()))
+
+
+def test_workers_run_tests_side_by_side_and_output_stays_apart(tmp_path: Path) -> None:
+    script = '#!/bin/sh\nfor i in 1 2 3 4 5; do echo "{name} line $i"; sleep 0.2; done\n'
+    make_tree(tmp_path, {n: (PLAIN, script.format(name=n)) for n in ("a", "b", "c", "d")})
+    started = time.monotonic()
+    done = phalanx("tests", "-j", "4", "-v", cwd=tmp_path)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert took < 3.5, f"4 tests of 1 s on 4 workers took {took:.1f}s"
+    data = results(tmp_path)
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    for case in data["cases"]:
+        name = case["name"].rsplit("/", 1)[1]
+        text = (run / case["stages"][0]["hosts"][0]["output"]).read_text()
+        assert text == "".join(f"{name} line {i}\n" for i in range(1, 6))
+    # On the console, each test's output is one block under its own line.
+    lines = done.stdout.splitlines()
+    for name in "abcd":
+        at = next(
+            i
+            for i, line in enumerate(lines)
+            if line.endswith(f"tests/{name}") or f"tests/{name} " in line
+        )
+        assert lines[at + 1 : at + 6] == [f"    | {name} line {i}" for i in range(1, 6)]
+
+
+def test_stop_on_error_runs_nothing_after_the_first_failure(tmp_path: Path) -> None:
+    make_tree(
+        tmp_path,
+        {
+            "one": (PLAIN, "#!/bin/sh\nexit 0\n"),
+            "two": (PLAIN, "#!/bin/sh\nexit 1\n"),
+            "three": (PLAIN, "#!/bin/sh\nexit 0\n"),
+        },
+    )
+    done = phalanx("tests", "-j", "1", "--stop-on-error", cwd=tmp_path)
+    assert done.returncode == 1
+    data = results(tmp_path)
+    assert statuses(data) == {
+        "tests/one": "passed",
+        "tests/two": "failed",
+        "tests/three": "skipped",
+    }
+    assert "--stop-on-error after tests/two failed" in (reasons(data)["tests/three"] or "")
+
+
+def test_each_test_has_its_own_sandbox_and_runs_from_the_tree_root(tmp_path: Path) -> None:
+    script = '#!/bin/sh\npwd\necho "$PHALANX_SANDBOX"\ntouch "$TMPDIR/mine"\nls "$TMPDIR"\n'
+    make_tree(tmp_path, {"x": (PLAIN, script), "y": (PLAIN, script)})
+    assert phalanx("tests", "-j", "2", "-v", cwd=tmp_path).returncode == 0
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    for name in ("x", "y"):
+        text = (run / "cases" / f"tests_{name}" / "run" / "localhost.log").read_text().split()
+        assert text == [str(tmp_path), str(run.resolve() / "sandbox" / f"tests_{name}"), "mine"]
+
+
+def test_broken_definitions_name_file_and_line_and_nothing_runs(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path, {"ok": (PLAIN, "#!/bin/sh\nexit 0\n")})
+    (tree / "tests.yaml").write_text("tests:\n    - test: 'ok'\n    - test: 'missing'\n")
+    (tree / "ok" / "test-config.yaml").write_text("properties:\n    expected-result: maybe\n")
+    done = phalanx("tests", cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"{tree / 'tests.yaml'}:3: tests.1.test: no folder 'missing'" in done.stderr
+    assert f"{tree / 'ok' / 'test-config.yaml'}:2: properties.expected-result:" in done.stderr
+    assert not (tmp_path / "phalanx-results").exists()
