@@ -117,6 +117,26 @@ def run(
             json=json_path, junit=junit, tap=tap, verbose=verbose,
         )  # fmt: skip
         raise typer.Exit(run_tree(path, tree))
+    tree_only = {
+        "--test-regex": test_regex is not None,
+        "-g/--tag": bool(tag),
+        "-G/--exclude-tag": bool(exclude_tag),
+        "--list": list_tests,
+        "--list-tags": list_tags,
+        "--dry-run": dry_run,
+        "--number": number != 1,
+        "--random-order": random_order,
+        "--seed": seed is not None,
+        "--stop-on-error": stop_on_error,
+        "--timeout": timeout is not None,
+        "-j/--jobs": jobs is not None,
+    }
+    given = [name for name, used in tree_only.items() if used]
+    if given:
+        _print_errors(
+            [f"{path}: {', '.join(given)} apply to test trees (a folder with tests.yaml) only"]
+        )
+        raise typer.Exit(EXIT_DEFINITIONS)
     from phalanx.console import make_console, summary
     from phalanx.coordinator.runs import ReportPaths, RunOptions, run_local
 
