@@ -6,7 +6,6 @@ definitions or usage, 3 an infrastructure error.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -137,6 +136,7 @@ def run(
             [f"{path}: {', '.join(given)} apply to test trees (a folder with tests.yaml) only"]
         )
         raise typer.Exit(EXIT_DEFINITIONS)
+    from phalanx import aio
     from phalanx.console import make_console, summary
     from phalanx.coordinator.runs import ReportPaths, RunOptions, run_local
 
@@ -150,7 +150,7 @@ def run(
     console = make_console(plain=plain, verbose=verbose, stream=sys.stdout)
     try:
         with console:
-            result, folder = asyncio.run(run_local(loaded, options, [console]))
+            result, folder = aio.run(run_local(loaded, options, [console]))
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None

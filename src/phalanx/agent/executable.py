@@ -63,7 +63,10 @@ async def run_executable(ctx: RunnerContext) -> RunnerResult:
     try:
         return await _run(ctx, command(payload), cwd, env, inactivity)
     finally:
-        _drop_if_empty(sandbox)
+        # Off the event loop and not awaited: an rmdir costs as much as a
+        # trivial test here, and nothing waits on it. asyncio.run waits for
+        # the default executor before it returns.
+        asyncio.get_running_loop().run_in_executor(None, _drop_if_empty, sandbox)
 
 
 async def _run(

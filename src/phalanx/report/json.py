@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from pydantic_core import to_jsonable_python
 
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult
@@ -94,8 +95,9 @@ def to_json(result: RunResult) -> dict[str, Any]:
 
 
 def write_json(result: RunResult, path: Path) -> None:
-    text = json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n"
-    write_atomic(path, text.encode("utf-8"))
+    # pydantic-core's encoder: the stdlib's C encoder does not indent, and its
+    # pure-Python one takes ~0.1 s for a run of 500 tests.
+    write_atomic(path, pydantic_core.to_json(to_json(result), indent=2) + b"\n")
 
 
 def _strip_derived(value: Any) -> Any:

@@ -6,7 +6,6 @@ Exit codes as for every run: 0 all passed or skipped, 1 a test failed,
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
 from collections import Counter
@@ -96,13 +95,14 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
 
 
 def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
+    from phalanx import aio
     from phalanx.tree.console import TreeConsole, summary
     from phalanx.tree.run import new_run_id, run_tree
 
     run_dir = args.results / (args.run_id or new_run_id())
     console = TreeConsole(out, verbose=args.verbose)
     try:
-        result = asyncio.run(
+        result = aio.run(
             run_tree(
                 suite,
                 run_dir,
