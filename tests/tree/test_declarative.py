@@ -222,3 +222,33 @@ def test_the_declarative_examples_pass(tmp_path: Path) -> None:
     assert reasons(results(tmp_path))["tests/declarative/counting"] is None
     assert "[logger] ticks seen in order" in done.stdout
     assert "[client] hello from the client" in done.stdout
+
+
+def test_a_broken_event_action_config_stops_the_tree_before_anything_runs(tmp_path: Path) -> None:
+    text = (EXAMPLE / "declarative" / "counting" / "test-config.yaml").read_text()
+    broken = text.replace("count: 3", "count: lots")
+    tree = make_tree(
+        tmp_path,
+        {
+            "ok": ("testinfo: {summary: fine}\n", "#!/bin/sh\ntouch ran\n"),
+            "counting": (broken, None),
+            "no_section": (
+                "test-modules:\n    modules:\n        - typename: EventActionModule\n"
+                "          config-section: nowhere\n",
+                None,
+            ),
+        },
+    )
+    for args in (("tests",), ("tests", "--list")):
+        done = phalanx(*args, cwd=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr
+        line = next(n for n, t in enumerate(broken.splitlines(), 1) if "count: lots" in t)
+        assert (
+            f"counting/test-config.yaml:{line}: event-action-config.1.process-output.count:"
+            in done.stderr
+        )
+        assert (
+            "no_section/test-config.yaml:4: test-modules.modules.0.config-section: no section 'nowhere'"
+            in done.stderr
+        )
+    assert not (tree.parent / "ran").exists() and not (tmp_path / "ran").exists()

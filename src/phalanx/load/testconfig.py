@@ -82,8 +82,51 @@ def parse(source: Source) -> TestConfig:
         expected_fail=_expected_fail(source, props, errors),
         timeout=timeout,
         declarative="test-modules" in data,
-        errors=errors,
+        errors=errors + _test_modules(source, data),
     )
+
+
+BUILT_IN_EVENT_ACTION = {"EventActionModule", "phalanx.EventActionModule"}
+
+
+def _test_modules(source: Source, data: dict[str, Any]) -> list[DefinitionError]:
+    """What can be checked of `test-modules:` without running a test's own
+    code: its shape, that each `config-section` exists, and the sections of
+    the built-in event/action module. Users' own modules check themselves
+    when the test runs."""
+    from phalanx.kinds.declarative import eventaction
+
+    spec = data.get("test-modules")
+    if spec is None:
+        return []
+    if not isinstance(spec, dict):
+        return [source.error("must be a mapping with `test-object` and `modules`", "test-modules")]
+    errors: list[DefinitionError] = []
+    entries: list[tuple[tuple[str | int, ...], Any]] = []
+    if spec.get("test-object") is not None:
+        entries.append((("test-modules", "test-object"), spec["test-object"]))
+    modules = spec.get("modules") or []
+    if not isinstance(modules, list):
+        return [source.error("must be a list of modules", "test-modules", "modules")]
+    entries += [(("test-modules", "modules", i), m) for i, m in enumerate(modules)]
+    for path, entry in entries:
+        if not isinstance(entry, dict) or not entry.get("typename"):
+            errors.append(source.error("needs `typename:` (and `config-section:`)", *path))
+            continue
+        section = entry.get("config-section")
+        if section is None:
+            continue
+        if section not in data:
+            errors.append(
+                source.error(f"no section {section!r} in this file", *path, "config-section")
+            )
+            continue
+        if str(entry["typename"]) in BUILT_IN_EVENT_ACTION:
+            try:
+                eventaction.parse(data[section])
+            except eventaction.ConfigError as exc:
+                errors.append(source.error(str(exc), str(section), *exc.path))
+    return errors
 
 
 def _section(
