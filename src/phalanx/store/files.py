@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from phalanx import layout
 from phalanx.events import Event, HostLogs, HostOutput, HostStageEnded, RunEnded
-from phalanx.wire.messages import StageResult
+
+if TYPE_CHECKING:  # the wire's models cost ~16 ms to import; runs without agents skip them
+    from phalanx.wire.messages import StageResult
 
 
 class RunFolder:
