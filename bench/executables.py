@@ -160,6 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", type=int, default=500)
     parser.add_argument("--skip-avocado", action="store_true")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="best of N for every runner but avocado (slow)"
+    )
     args = parser.parse_args()
     n = args.tests
     with tempfile.TemporaryDirectory(prefix="phalanx-bench-") as tmp:
@@ -167,14 +170,20 @@ def main() -> None:
         scripts = make_tree(root, n)
         rows: list[tuple[str, float]] = []
         bench_phalanx(root, root / "warmup")  # page cache and .pyc: measure the steady state
-        phalanx_wall, phalanx_run = bench_phalanx(root, root / "results")
+        # Best of N: on a shared 2-core machine the noise is all on one side.
+        runs = [bench_phalanx(root, root / f"results-{i}") for i in range(args.repeat)]
+        phalanx_wall, phalanx_run = min(runs, key=lambda r: r[0])
         rows.append(("phalanx run -j 2", phalanx_wall))
-        rows.append(("pytest + subprocess", bench_pytest(root)))
-        rows.append(("subprocess.run loop (floor)", bench_floor(scripts)))
+        rows.append(("pytest + subprocess", min(bench_pytest(root) for _ in range(args.repeat))))
+        floor = min(bench_floor(scripts) for _ in range(args.repeat))
+        rows.append(("subprocess.run loop (floor)", floor))
         avocado = None if args.skip_avocado else bench_avocado(root, scripts)
         if avocado is not None:
             rows.append(("avocado run (2 tasks)", avocado))
-    print(f"\n{n} trivial run-test executables, one run each, wall time start to exit\n")
+    print(
+        f"\n{n} trivial run-test executables, one run each, wall time start to exit "
+        f"(best of {args.repeat}; avocado once)\n"
+    )
     print(f"{'runner':32} {'total s':>9} {'ms/test':>9} {'vs phalanx':>11}")
     for name, seconds in rows:
         ratio = seconds / phalanx_wall
