@@ -6,15 +6,17 @@ definitions or usage, 3 an infrastructure error.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from phalanx.model import Status, Suite
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -28,7 +30,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False)
+
+
+class _Err:
+    """stderr through Rich, imported on first use: a test tree run never
+    prints through it, and Rich costs ~50 ms to import."""
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        _stderr().print(*args, **kwargs)
+
+
+@functools.cache
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+err = _Err()
 
 
 def exit_code(status: Status) -> int:
@@ -154,6 +173,8 @@ def run(
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
+    from rich.console import Console
+
     summary(result, Console(), folder)
     raise typer.Exit(exit_code(result.status))
 
@@ -183,6 +204,9 @@ def list_(
     from phalanx.load.repo import load_repo
 
     repo = load_repo(_repo_root(path))
+    from rich.console import Console
+    from rich.table import Table
+
     out = Console()
     table = Table("suite", "cluster", "hosts", "cases", "schedule", title="suites")
     for name, s in sorted(repo.suites.items()):
