@@ -9,6 +9,7 @@ journal, reports, the web) never talk back to the engine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -92,3 +93,14 @@ Event = (
 
 class Sink(Protocol):
     def __call__(self, event: Event, /) -> None: ...
+
+
+class Fanout:
+    """One sink that hands every event to several, in order."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+
+    def __call__(self, event: Event, /) -> None:
+        for sink in self.sinks:
+            sink(event)

@@ -33,3 +33,11 @@ def log_path(case: str | None, stage: str, host: str, source: str) -> str:
 def agent_log(workdir: Path) -> Path:
     """The agent's own log, in its working directory."""
     return workdir / ".phalanx" / "agent.log"
+
+
+def new_run_id() -> str:
+    """A run's id and folder name: sortable by time, unique by a random tail."""
+    import secrets
+    import time
+
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"

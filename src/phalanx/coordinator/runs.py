@@ -3,8 +3,6 @@ walk the lockstep, release the hosts, write the reports."""
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +13,7 @@ from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
-from phalanx.events import Event, Sink
+from phalanx.events import Fanout, Sink
 from phalanx.model import RunResult, Status, Suite
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.local import LocalProvider
@@ -43,27 +41,14 @@ class RunOptions:
     run_id: str | None = None
 
 
-def new_run_id() -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-
-
-class _Fanout:
-    def __init__(self, sinks: Sequence[Sink]) -> None:
-        self.sinks = list(sinks)
-
-    def __call__(self, event: Event) -> None:
-        for sink in self.sinks:
-            sink(event)
-
-
 async def run_local(
     suite: Suite, options: RunOptions, sinks: Sequence[Sink] = ()
 ) -> tuple[RunResult, Path]:
     """Run `suite` on local agent processes under an embedded coordinator.
     Returns the result and the run folder."""
-    run_id = options.run_id or new_run_id()
+    run_id = options.run_id or layout.new_run_id()
     folder = RunFolder(options.results / run_id)
-    emit = _Fanout([folder, *sinks])
+    emit = Fanout([folder, *sinks])
     tokens = TokenBook()
     hub = AgentHub(tokens, heartbeat_timeout=options.heartbeat_timeout, journal=folder.journal)
     provider = LocalProvider(folder.path / "hosts")

@@ -96,8 +96,9 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
 
 def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
     from phalanx import aio
+    from phalanx.layout import new_run_id
     from phalanx.tree.console import TreeConsole, summary
-    from phalanx.tree.run import new_run_id, run_tree
+    from phalanx.tree.run import run_tree
 
     run_dir = args.results / (args.run_id or new_run_id())
     console = TreeConsole(out, verbose=args.verbose)

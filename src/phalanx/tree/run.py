@@ -12,20 +12,11 @@ from phalanx import layout
 from phalanx.agent.process import GroupLedger
 from phalanx.engine.inprocess import InProcessSession
 from phalanx.engine.pool import Pool
-from phalanx.events import Event, Sink
+from phalanx.events import Fanout, Sink
 from phalanx.model import RunResult, Suite
 from phalanx.store.files import RunFolder
 
 SANDBOX = "sandbox"
-
-
-class _Fanout:
-    def __init__(self, sinks: Sequence[Sink]) -> None:
-        self.sinks = list(sinks)
-
-    def __call__(self, event: Event) -> None:
-        for sink in self.sinks:
-            sink(event)
 
 
 def default_jobs() -> int:
@@ -56,7 +47,7 @@ async def run_tree(
     run_id = run_dir.name
     env = {**os.environ, "PHALANX_RUN_ID": run_id, "PHALANX_RESULTS": str(run_dir)}
     engine = Pool(
-        suite, sessions, run_id, _Fanout([folder, *sinks]), env=env, stop_on_error=stop_on_error
+        suite, sessions, run_id, Fanout([folder, *sinks]), env=env, stop_on_error=stop_on_error
     )
     try:
         result = await engine.execute()
@@ -80,10 +71,3 @@ def write_reports(
     write_json(result, json_path or run_dir / layout.RESULTS_JSON)
     write_junit(result, run_dir, junit_path or run_dir / layout.JUNIT_XML)
     write_tap(result, tap_path or run_dir / layout.RESULTS_TAP)
-
-
-def new_run_id() -> str:
-    import secrets
-    import time
-
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
