@@ -22,17 +22,13 @@ the failed walks, the shrunk walks, and one JUnit testcase per failed walk.
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from phalanx.kinds.base import Outcome, StageContext, Task, judge_exit
 from phalanx.kinds.scripts import SCRIPTS
-from phalanx.load import modules
 from phalanx.model import CASE_STAGES, Case, Host, Status
 
-STRATEGIES = ("product", "pairwise", "random")
 OPTION_KEYS = frozenset(
     {"module", "order", "strategy", "executor", "state", "seed", "max_workers", "shrink", "verbose"}
 )
@@ -107,44 +103,6 @@ def summary(data: Mapping[str, Any]) -> str:
 
 
 # --- what the loader checks and ships ------------------------------------------
-
-
-def module_sources(options: Mapping[str, Any], search: Iterable[Path]) -> dict[str, str]:
-    """Module name -> source of the case's actions module, after checking the
-    case's walks keys; raises ModuleError saying what is wrong."""
-    module = options.get("module")
-    if not isinstance(module, str) or not module:
-        raise modules.ModuleError("a walks case names its actions module: `module: NAME`")
-    order = options.get("order")
-    if not isinstance(order, list) or not order or not all(isinstance(o, str) for o in order):
-        raise modules.ModuleError("a walks case lists its actions in `order: [Class, ...]`")
-    strategy = str(options.get("strategy", "product"))
-    if strategy.partition(":")[0] not in STRATEGIES:
-        raise modules.ModuleError(f"strategy {strategy!r}: expected product, pairwise or random:N")
-    source = modules.read(module, list(search))
-    defined = _classes(module, source)
-    missing = [o for o in order if ":" not in o and o not in defined]
-    if missing:
-        raise modules.ModuleError(f"module {module!r} defines no class {', '.join(missing)}")
-    return {module: source}
-
-
-def _classes(module: str, source: str) -> set[str]:
-    """The top-level names `source` binds to classes or imports (read, not run:
-    the loader runs no test code)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        raise modules.ModuleError(f"module {module!r}: {exc}") from None
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.ImportFrom | ast.Import):
-            names.update((a.asname or a.name).partition(".")[0] for a in node.names)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    return names
 
 
 WALKS = Walks()

@@ -1,4 +1,4 @@
-"""The source text of the Python test modules a `python` case names.
+"""The source text of the Python modules a `python` or `walks` case names.
 
 Sources travel to the agents inside the task, so a test class runs on a host
 that has only phalanx installed, and no pickled object ever crosses the wire.
@@ -6,9 +6,14 @@ that has only phalanx installed, and no pickled object ever crosses the wire.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+# combinatorial.generate.STRATEGIES, spelled out: importing that package for a
+# name would pull its executors into every load.
+WALK_STRATEGIES = ("product", "pairwise", "random")
 
 
 class ModuleError(ValueError):
@@ -29,11 +34,12 @@ def sources(options: Mapping[str, Any], search: Iterable[Path]) -> dict[str, str
             raise ModuleError(f"{item!r}: expected module:ClassName")
         if module in found:
             continue
-        found[module] = _read(module, folders)
+        found[module] = read(module, folders)
     return found
 
 
-def _read(module: str, folders: list[Path]) -> str:
+def read(module: str, folders: list[Path]) -> str:
+    """The source of `module`, from the first of `folders` that holds it."""
     relative = Path(*module.split("."))
     for folder in folders:
         for path in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
@@ -46,6 +52,39 @@ def _read(module: str, folders: list[Path]) -> str:
     raise ModuleError(f"module {module!r} not found (looked in {looked})")
 
 
-def read(module: str, folders: list[Path]) -> str:
-    """The source of `module`, from the first of `folders` that holds it."""
-    return _read(module, folders)
+def walks_sources(options: Mapping[str, Any], search: Iterable[Path]) -> dict[str, str]:
+    """Module name -> source of the case's actions module, after checking the
+    case's walks keys; raises ModuleError saying what is wrong."""
+    module = options.get("module")
+    if not isinstance(module, str) or not module:
+        raise ModuleError("a walks case names its actions module: `module: NAME`")
+    order = options.get("order")
+    if not isinstance(order, list) or not order or not all(isinstance(o, str) for o in order):
+        raise ModuleError("a walks case lists its actions in `order: [Class, ...]`")
+    strategy = str(options.get("strategy", "product"))
+    if strategy.partition(":")[0] not in WALK_STRATEGIES:
+        raise ModuleError(f"strategy {strategy!r}: expected product, pairwise or random:N")
+    source = read(module, list(search))
+    defined = _classes(module, source)
+    missing = [o for o in order if ":" not in o and o not in defined]
+    if missing:
+        raise ModuleError(f"module {module!r} defines no class {', '.join(missing)}")
+    return {module: source}
+
+
+def _classes(module: str, source: str) -> set[str]:
+    """The top-level names `source` binds to classes or imports (read, not run:
+    the loader runs no test code)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise ModuleError(f"module {module!r}: {exc}") from None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update((a.asname or a.name).partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.kinds import base as kinds
-from phalanx.kinds import walks
 from phalanx.load import fields, modules, pydef, scripts, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors, Problems
 from phalanx.load.fields import FieldError
@@ -61,6 +60,14 @@ STAGE_FILES = {
     "initialize": ("init.sh", "initialize.sh"),
     "run": ("run.sh",),
     "finalize": ("finalize.sh",),
+}
+# Kinds whose Python modules travel to the hosts as source: how to read them,
+# and the case key a problem with them points at.
+SHIPPED_SOURCES: dict[
+    str, tuple[Callable[[Mapping[str, Any], list[Path]], dict[str, str]], str]
+] = {
+    "python": (modules.sources, "class"),
+    "walks": (modules.walks_sources, "module"),
 }
 SUITE_FILES = {"initialize": "suite_init.sh", "finalize": "suite_finalize.sh"}
 DEFINITION_FILES = ("suite.yaml", "suite.yml", "test_suite.py")
@@ -376,16 +383,12 @@ def _case(
                 where.error(f"case {name!r} has no run script ({case_dir}/run.sh)")
             )
         return None
-    if kind.name == "python":
+    if kind.name in SHIPPED_SOURCES:
+        read_sources, key = SHIPPED_SOURCES[kind.name]
         try:
-            options["modules"] = modules.sources(options, [case_dir, folder, repo])
+            options["modules"] = read_sources(options, [case_dir, folder, repo])
         except modules.ModuleError as exc:
-            problems.errors.append(where.error(str(exc), "class"))
-    if kind.name == "walks":
-        try:
-            options["modules"] = walks.module_sources(options, [case_dir, folder, repo])
-        except modules.ModuleError as exc:
-            problems.errors.append(where.error(str(exc), "module"))
+            problems.errors.append(where.error(str(exc), key))
     values["options"] = options
     return Case(**values)
 
