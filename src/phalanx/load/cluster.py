@@ -183,8 +183,8 @@ def _check_unique(hosts: list[Host], problems: Problems, line: Any) -> None:
 
 
 def from_python(file: Path) -> Cluster:
-    made = pydef.call(file, "getCluster")
-    lines = pydef.attribute_lines(file)
+    called = pydef.call(file, "getCluster")
+    made, lines = called.value, called.lines
     problems = Problems(file)
     if not isinstance(made, XrdCluster):
         problems.add(f"getCluster() must return a Cluster, not {type(made).__name__}", "getCluster")

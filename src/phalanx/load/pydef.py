@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,16 @@ from phalanx.load import xrdtest
 from phalanx.load.errors import DefinitionError, DefinitionErrors
 
 
-def call(file: Path, function: str) -> Any:
-    """Execute `file` with the XrdTest names importable, call `function()`, return its value."""
+@dataclass(frozen=True)
+class Called:
+    value: Any  # what the function returned
+    lines: dict[str, int]  # where each `x.attr = ...` is first assigned
+
+
+def call(file: Path, function: str) -> Called:
+    """Execute `file` with the XrdTest names importable, call `function()`;
+    its value, and the line of each attribute the file assigns, so that a
+    problem with an attribute names its line."""
     try:
         source = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -37,7 +46,7 @@ def call(file: Path, function: str) -> Any:
                 raise DefinitionErrors(
                     [DefinitionError(file, None, function, f"the file defines no {function}()")]
                 )
-            return entry()
+            return Called(entry(), attribute_lines(source))
     except DefinitionErrors:
         raise
     except SyntaxError as exc:
@@ -67,15 +76,9 @@ def _line_in(file: Path, exc: BaseException) -> int | None:
     return line
 
 
-def attribute_lines(file: Path) -> dict[str, int]:
-    """Where each `something.attr = ...` is first assigned, so that a problem
-    with an attribute of a Python definition names its line."""
+def attribute_lines(source: str) -> dict[str, int]:
     lines: dict[str, int] = {}
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return lines
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(source.splitlines(), 1):
         for match in re.finditer(r"\.(\w+)\s*=(?!=)", line):
             lines.setdefault(match.group(1), number)
     return lines

@@ -126,7 +126,8 @@ def load_suite(
 
 
 def _from_python(file: Path) -> tuple[dict[str, Any], Where]:
-    made = pydef.call(file, "getTestSuite")
+    called = pydef.call(file, "getTestSuite")
+    made, lines = called.value, called.lines
     if not isinstance(made, TestSuite):
         raise DefinitionErrors(
             [
@@ -138,7 +139,6 @@ def _from_python(file: Path) -> tuple[dict[str, Any], Where]:
                 )
             ]
         )
-    lines = pydef.attribute_lines(file)
     # Only what the file set: XrdTest's defaults are the loader's defaults too.
     raw = {k: v for k, v in vars(made).items() if not k.startswith("_") and v not in (None, [], {})}
     return raw, Where(file, lambda *path: lines.get(str(path[0])) if path else None)
