@@ -8,6 +8,7 @@ scheduler does the rest.
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.util
 import multiprocessing
 import os
@@ -68,7 +69,24 @@ def _start_method() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-class LocalExecutor(Executor):
+class _PoolExecutor(Executor):
+    """An executor backed by a concurrent.futures pool of `_workers` workers."""
+
+    _workers: int
+    _pool: concurrent.futures.Executor
+
+    @property
+    def slots(self) -> int:
+        return self._workers
+
+    def submit(self, payload: str) -> Future[str]:
+        return self._pool.submit(run_chunk, payload)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class LocalExecutor(_PoolExecutor):
     """A process pool on this machine, one worker per core unless told otherwise."""
 
     name = "local"
@@ -77,18 +95,8 @@ class LocalExecutor(Executor):
         self._workers = max_workers or os.cpu_count() or 1
         self._pool = ProcessPoolExecutor(self._workers, mp_context=_start_method())
 
-    @property
-    def slots(self) -> int:
-        return self._workers
 
-    def submit(self, payload: str) -> Future[str]:
-        return self._pool.submit(run_chunk, payload)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class ThreadExecutor(Executor):
+class ThreadExecutor(_PoolExecutor):
     """Threads in this process: for actions that mostly wait (network, subprocesses)."""
 
     name = "threads"
@@ -97,16 +105,6 @@ class ThreadExecutor(Executor):
     def __init__(self, max_workers: int | None = None) -> None:
         self._workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="phalanx-walks")
-
-    @property
-    def slots(self) -> int:
-        return self._workers
-
-    def submit(self, payload: str) -> Future[str]:
-        return self._pool.submit(run_chunk, payload)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskExecutor(Executor):
