@@ -17,7 +17,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import Self, TextIO
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -84,6 +84,28 @@ def styled(status: Status) -> Text:
     return Text(status.value, style=STYLES[status])
 
 
+class _Started:
+    """`with console:` starts it and stops it, whatever ends the block."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 class _Lines:
     """Output arrives in chunks cut anywhere; people read whole lines."""
 
@@ -105,7 +127,7 @@ class _Lines:
 # --- one line per event ------------------------------------------------------
 
 
-class PlainConsole:
+class PlainConsole(_Started):
     """`12:00:01.123 hello/case_a run srv1.phalanx.test passed (0.42s)`."""
 
     def __init__(self, stream: TextIO, verbose: bool = False) -> None:
@@ -188,23 +210,11 @@ class PlainConsole:
     def stop(self) -> None:
         self.stream.flush()
 
-    def __enter__(self) -> PlainConsole:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 # --- a live table --------------------------------------------------------------
 
 
-class LiveConsole:
+class LiveConsole(_Started):
     """A table of cases by hosts, each cell the host's current stage and status.
 
     Events only update dictionaries under a lock; Rich's refresh thread
@@ -448,18 +458,6 @@ class LiveConsole:
             lines, self._pending = self._pending, []
         if lines:
             live.console.print(Text.from_ansi("\n".join(lines)), highlight=False, soft_wrap=True)
-
-    def __enter__(self) -> LiveConsole:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _host_labels(hosts: list[str]) -> list[str]:
