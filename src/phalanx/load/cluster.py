@@ -171,7 +171,7 @@ def _network(
     return Network(**values)
 
 
-def _check_unique(hosts: list[Host], problems: Problems, line: Any) -> None:
+def _check_unique(hosts: list[Host], problems: Problems, line: Callable[[int], int | None]) -> None:
     seen: dict[str, int] = {}
     for index, host in enumerate(hosts):
         if host.name in seen:
@@ -189,7 +189,7 @@ def from_python(file: Path) -> Cluster:
     if not isinstance(made, XrdCluster):
         problems.add(f"getCluster() must return a Cluster, not {type(made).__name__}", "getCluster")
         problems.raise_if_any()
-    name = made.name or (file.stem if file.parent.name != file.stem else file.parent.name)
+    name = made.name or file.stem
     default = made.defaultHost
     hosts: list[Host] = []
     for index, raw in enumerate(made.hosts):
@@ -198,12 +198,14 @@ def from_python(file: Path) -> Cluster:
             continue
         try:
             disks = tuple(
-                Disk(
-                    name=d.name,
-                    size=fields.size(d.size),
-                    device=d.device,
-                    mount_point=d.mountPoint,
-                    cache=bool(d.cache),
+                _disk(
+                    {
+                        "name": d.name,
+                        "size": d.size,
+                        "device": d.device,
+                        "mount_point": d.mountPoint,
+                        "cache": d.cache,
+                    }
                 )
                 for d in raw.disks
             )
@@ -228,7 +230,7 @@ def from_python(file: Path) -> Cluster:
         problems.add(
             "the cluster has no hosts; call addHost() or addHosts()",
             "hosts",
-            lines.get("addHosts") or lines.get("addHost"),
+            lines.get("hosts"),
         )
     network = None
     net = made._network
