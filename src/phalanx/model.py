@@ -1,17 +1,23 @@
-"""Plain, validated data: what a suite is, what a run produced.
+"""Plain data: what a suite is, what a run produced.
 
-Loaders produce these objects; the engine reads them; reports and the web
-read the results. Nothing here does I/O.
+Loaders produce these objects, after checking every value against its file
+and line (which a model library cannot report); the engine reads them;
+reports and the web read the results. Nothing here does I/O.
+
+They are stdlib dataclasses, not pydantic models: a `phalanx run` of a test
+tree would otherwise spend a fifth of its time importing pydantic and
+building schemas for data it never needs to validate. Where data crosses a
+trust boundary (the wire, a results.json read back) pydantic validates it
+into these classes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
 
 SUITE_STAGES = ("initialize", "finalize")
 CASE_STAGES = ("initialize", "run", "finalize")
@@ -64,11 +70,8 @@ class AlertPolicy(StrEnum):
     NONE = "NONE"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Disk(_Model):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Disk:
     name: str
     size: int  # bytes
     device: str = "vda"
@@ -76,7 +79,8 @@ class Disk(_Model):
     cache: bool = True
 
 
-class Network(_Model):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Network:
     name: str | None = None
     ip: str | None = None
     netmask: str | None = None
@@ -84,7 +88,8 @@ class Network(_Model):
     bridge_name: str | None = None
 
 
-class Host(_Model):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Host:
     name: str  # usually fully qualified: srv1.xrd.test
     ip: str | None = None
     roles: tuple[str, ...] = ()
@@ -94,7 +99,7 @@ class Host(_Model):
     arch: str | None = None
     boot_image: str | None = None
     disks: tuple[Disk, ...] = ()
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def short_name(self) -> str:
@@ -104,7 +109,8 @@ class Host(_Model):
         return name in (self.name, self.short_name, *self.aliases)
 
 
-class Cluster(_Model):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cluster:
     name: str
     hosts: tuple[Host, ...]
     network: Network | None = None
@@ -114,27 +120,30 @@ class Cluster(_Model):
         return next((h for h in self.hosts if h.answers_to(name)), None)
 
 
-class Script(_Model):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Script:
     """A stage script's text, and where it came from (for messages)."""
 
     text: str
     origin: str = "inline"
 
 
-class Case(_Model):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Case:
     name: str
     kind: str = "scripts"
-    stages: dict[str, Script] = Field(default_factory=dict)
+    stages: dict[str, Script] = field(default_factory=dict)
     timeout: float | None = None  # None: the suite's
     roles: tuple[str, ...] = ()  # empty: every host of the suite
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()  # labels for selection, not @tag@ values
-    options: dict[str, Any] = Field(default_factory=dict)  # kind-specific
+    options: dict[str, Any] = field(default_factory=dict)  # kind-specific
     path: Path | None = None
     description: str = ""
 
 
-class Suite(_Model):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Suite:
     name: str
     cluster: Cluster
     cases: tuple[Case, ...]
@@ -147,8 +156,8 @@ class Suite(_Model):
     alert_success: AlertPolicy = AlertPolicy.SUITE
     alert_failure: AlertPolicy = AlertPolicy.CASE
     timeout: float = DEFAULT_STAGE_TIMEOUT
-    tags: dict[str, str] = Field(default_factory=dict)  # @name@ values
-    params: dict[str, Any] = Field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # @name@ values
+    params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     path: Path | None = None
 
@@ -172,17 +181,14 @@ class Suite(_Model):
         if not names:
             return self
         wanted = set(names)
-        return self.model_copy(update={"cases": tuple(c for c in self.cases if c.name in wanted)})
+        return replace(self, cases=tuple(c for c in self.cases if c.name in wanted))
 
 
 # --- results -----------------------------------------------------------------
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HostResult(_Result):
+@dataclass(kw_only=True, slots=True)
+class HostResult:
     host: str
     status: Status = Status.PENDING
     exit_code: int | None = None
@@ -190,14 +196,15 @@ class HostResult(_Result):
     ended_at: datetime | None = None
     output: str | None = None  # path relative to the run folder
     reason: str | None = None
-    logs: list[str] = Field(default_factory=list)  # paths relative to the run folder
+    logs: list[str] = field(default_factory=list)  # paths relative to the run folder
     data: Any = None  # a kind's per-host result (e.g. final_results)
 
 
-class StageResult(_Result):
+@dataclass(kw_only=True, slots=True)
+class StageResult:
     name: str
     status: Status = Status.PENDING
-    hosts: list[HostResult] = Field(default_factory=list)
+    hosts: list[HostResult] = field(default_factory=list)
     started_at: datetime | None = None
     ended_at: datetime | None = None
 
@@ -205,11 +212,12 @@ class StageResult(_Result):
         return next((h for h in self.hosts if h.host == name), None)
 
 
-class CaseResult(_Result):
+@dataclass(kw_only=True, slots=True)
+class CaseResult:
     name: str
     status: Status = Status.PENDING
     reason: str | None = None
-    stages: list[StageResult] = Field(default_factory=list)
+    stages: list[StageResult] = field(default_factory=list)
     started_at: datetime | None = None
     ended_at: datetime | None = None
 
@@ -217,15 +225,16 @@ class CaseResult(_Result):
         return next((s for s in self.stages if s.name == name), None)
 
 
-class RunResult(_Result):
+@dataclass(kw_only=True, slots=True)
+class RunResult:
     run_id: str
     suite: str
     status: Status = Status.PENDING
     reason: str | None = None
     cluster: str | None = None
-    hosts: list[str] = Field(default_factory=list)
-    stages: list[StageResult] = Field(default_factory=list)  # suite initialize / finalize
-    cases: list[CaseResult] = Field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    stages: list[StageResult] = field(default_factory=list)  # suite initialize / finalize
+    cases: list[CaseResult] = field(default_factory=list)
     started_at: datetime | None = None
     ended_at: datetime | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,10 @@ def test_server_client_pairs_get_each_others_address(tmp_path: Path):
     # Two servers, two clients: h0, h1 serve; h2, h3 are their clients.
     s = suite(c)
     hosts = tuple(
-        h.model_copy(update={"roles": ("server",) if i < 2 else ("client",)})
+        replace(h, roles=("server",) if i < 2 else ("client",))
         for i, h in enumerate(s.cluster.hosts)
     )
-    s = s.model_copy(update={"cluster": s.cluster.model_copy(update={"hosts": hosts})})
+    s = replace(s, cluster=replace(s.cluster, hosts=hosts))
     # Every client waits for h0's "up"; h1 sends its own, so the sync is the real barrier.
     result, folder = run(s, tmp_path)
     case = result.cases[0]
@@ -108,10 +109,10 @@ def test_server_i_pairs_with_client_i_and_each_gets_the_others_address():
 
     s = make_suite(n=5)  # h0 server; h1..h4 clients
     hosts = tuple(
-        h.model_copy(update={"roles": ("server",) if i in (0, 2) else ("client",)})
+        replace(h, roles=("server",) if i in (0, 2) else ("client",))
         for i, h in enumerate(s.cluster.hosts)
     )
-    s = s.model_copy(update={"cluster": s.cluster.model_copy(update={"hosts": hosts})})
+    s = replace(s, cluster=replace(s.cluster, hosts=hosts))
     c = python_case("p", PLAIN, "roletests:Plain", server_client_mode=True)
     addresses = {h.name: f"10.0.0.{i}" for i, h in enumerate(hosts)}
     match = {h.short_name: host_config(s, c, h, addresses)["match_ip"] for h in hosts}
@@ -170,7 +171,7 @@ def test_an_unknown_class_fails_clearly(tmp_path: Path):
 
 def test_a_hung_test_times_out(tmp_path: Path):
     source = "import time\nclass Hang:\n    def __init__(self, c): pass\n    def run(self): time.sleep(300)\n"
-    c = python_case("hang", source, "roletests:Hang").model_copy(update={"timeout": 1.0})
+    c = replace(python_case("hang", source, "roletests:Hang"), timeout=1.0)
     result, _ = run(suite(c, n=1), tmp_path)
     assert result.cases[0].stages[0].hosts[0].status is Status.TIMEOUT
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -74,16 +74,13 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
     if args.inactivity is not None:
         if args.inactivity <= 0:
             return _errors(["--timeout must be more than zero seconds"], err)
-        cases = [
-            c.model_copy(update={"options": {**c.options, "inactivity": args.inactivity}})
-            for c in cases
-        ]
+        cases = [replace(c, options={**c.options, "inactivity": args.inactivity}) for c in cases]
     from phalanx.tree.run import default_jobs
 
     jobs = args.jobs if args.jobs is not None else default_jobs()
     if jobs < 1:
         return _errors(["-j must be at least 1"], err)
-    chosen = suite.model_copy(update={"cases": tuple(cases)})
+    chosen = replace(suite, cases=tuple(cases))
     if args.dry_run:
         out.write(
             f"would run {len(cases)} test{'s' if len(cases) != 1 else ''} on {jobs} workers:\n"

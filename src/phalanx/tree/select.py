@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from phalanx.model import Case
 
@@ -72,9 +72,7 @@ def repeat(cases: Sequence[Case], number: int) -> list[Case]:
         raise SelectionError("--number must be at least 1")
     if number == 1:
         return list(cases)
-    return [
-        c.model_copy(update={"name": f"{c.name}#{i}"}) for i in range(1, number + 1) for c in cases
-    ]
+    return [replace(c, name=f"{c.name}#{i}") for i in range(1, number + 1) for c in cases]
 
 
 def shuffle(cases: Sequence[Case], seed: int) -> list[Case]:
