@@ -123,6 +123,27 @@ def test_each_test_has_its_own_sandbox_and_runs_from_the_tree_root(tmp_path: Pat
         assert text == [str(tmp_path), str(run.resolve() / "sandbox" / f"tests_{name}"), "mine"]
 
 
+def test_sandboxes_start_empty_and_only_those_with_files_are_kept(tmp_path: Path) -> None:
+    # Empty sandboxes are handed on to later tests: each must still start
+    # empty, carry its own test's name, and never hold another test's files.
+    check = '#!/bin/sh\necho "$PHALANX_SANDBOX"; ls -A "$PHALANX_SANDBOX" | wc -l\n'
+    write = check + 'echo data > "$TMPDIR/kept"\n'
+    tests = {f"t{i}": (PLAIN, write if i % 3 == 0 else check) for i in range(9)}
+    make_tree(tmp_path, tests)
+    assert phalanx("tests", "-j", "2", "-v", cwd=tmp_path).returncode == 0
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    sandbox_root = run.resolve() / "sandbox"
+    for name in tests:
+        where, count = (
+            (run / "cases" / f"tests_{name}" / "run" / "localhost.log").read_text().split()
+        )
+        assert (where, count) == (str(sandbox_root / f"tests_{name}"), "0")
+    assert sorted(p.name for p in sandbox_root.iterdir()) == ["tests_t0", "tests_t3", "tests_t6"]
+    assert all(
+        (sandbox_root / n / "kept").read_text() == "data\n" for n in ("tests_t0", "tests_t3")
+    )
+
+
 def test_broken_definitions_name_file_and_line_and_nothing_runs(tmp_path: Path) -> None:
     tree = make_tree(tmp_path, {"ok": (PLAIN, "#!/bin/sh\nexit 0\n")})
     (tree / "tests.yaml").write_text("tests:\n    - test: 'ok'\n    - test: 'missing'\n")

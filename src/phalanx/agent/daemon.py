@@ -67,7 +67,7 @@ COMMANDS = ("sync", "send", "wait")
 @dataclass
 class _Stage:
     message: StageStart
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: asyncio.Future[None] = field(default_factory=runners.new_signal)
     seq: int = 0
     task: asyncio.Task[None] | None = None
 
@@ -227,7 +227,7 @@ class Agent:
                 self._start_stage(message)
             case StageCancel(stage_id=stage_id):
                 if stage := self.running.get(stage_id):
-                    stage.cancelled.set()
+                    runners.set_signal(stage.cancelled)
             case LogsCollect():
                 task = asyncio.create_task(self._collect_logs(message))
                 self.background.add(task)

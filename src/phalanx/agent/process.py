@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+READ_SIZE = 64 * 1024
 
 
 def group_alive(pgid: int) -> bool:
@@ -70,30 +71,31 @@ def ledger_path(workdir: Path) -> Path:
     return workdir / ".phalanx" / "groups"
 
 
-class _OutputProtocol(asyncio.Protocol):
-    def __init__(self, on_data: Callable[[bytes], None], eof: asyncio.Future[None]) -> None:
-        self.on_data = on_data
-        self.eof = eof
-
-    def data_received(self, data: bytes) -> None:
-        self.on_data(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.eof.done():
-            self.eof.set_result(None)
-
-
 class Child:
     """A process started in a session of its own, whose exit and whose output
     are awaited separately: a background grandchild holding the output pipe
-    must not make the exit wait (asyncio's Process.wait() does, on 3.11)."""
+    must not make the exit wait (asyncio's Process.wait() does, on 3.11).
 
-    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+    The exit is seen through a pidfd and the output through the pipe's own
+    fd, both on the loop's selector: no transport, no child watcher thread,
+    no extra loop turn to connect a pipe."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        output: int,
+        on_output: Callable[[bytes], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.exited: asyncio.Future[None] = loop.create_future()
         self.output_closed: asyncio.Future[None] = loop.create_future()
         self._loop = loop
+        self._on_output = on_output
+        self._output = output
+        os.set_blocking(output, False)
+        loop.add_reader(output, self._on_readable)
         self._pidfd = os.pidfd_open(popen.pid)
         loop.add_reader(self._pidfd, self._on_exit)
 
@@ -104,29 +106,47 @@ class Child:
         if not self.exited.done():
             self.exited.set_result(None)
 
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._output, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._on_output(data)
+            return
+        self._loop.remove_reader(self._output)
+        os.close(self._output)
+        if not self.output_closed.done():
+            self.output_closed.set_result(None)
+
     @property
     def returncode(self) -> int | None:
         return self.popen.returncode
 
 
-async def spawn(
+def spawn(
     command: list[str], cwd: Path, env: dict[str, str], on_output: Callable[[bytes], None]
 ) -> Child:
     """Start `command` in a new session (its own process group), stdout and
-    stderr merged into `on_output`. Raises OSError if it cannot start."""
+    stderr merged into `on_output`. Raises OSError if it cannot start. Call
+    it from the event loop's thread."""
     loop = asyncio.get_running_loop()
-    popen = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    child = Child(popen, loop)
-    assert popen.stdout is not None
-    await loop.connect_read_pipe(
-        lambda: _OutputProtocol(on_output, child.output_closed), popen.stdout
-    )
-    return child
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        popen = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=write_end,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)  # the child has its copy; EOF comes when the last holder exits
+    return Child(popen, read_end, on_output, loop)

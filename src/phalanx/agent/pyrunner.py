@@ -8,8 +8,8 @@ import dataclasses
 import json
 import sys
 
+from phalanx.agent.command import run_command
 from phalanx.agent.runners import RunnerContext, RunnerResult
-from phalanx.agent.shell import run_command
 
 
 async def run_child(ctx: RunnerContext, module: str) -> RunnerResult:

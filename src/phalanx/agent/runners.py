@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.agent.process import GroupLedger
+from phalanx.agent.sandbox import Sandboxes
+
+
+def new_signal() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
+
+
+def set_signal(signal: asyncio.Future[None]) -> None:
+    if not signal.done():
+        signal.set_result(None)
 
 
 @dataclass
@@ -23,7 +33,10 @@ class RunnerContext:
     timeout: float
     output: Callable[[str], None]
     ledger: GroupLedger
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    # Done when the coordinator cancels the stage (a future, not an Event:
+    # runners watch it with a callback instead of a task each).
+    cancelled: asyncio.Future[None] = field(default_factory=new_signal)
+    sandboxes: Sandboxes | None = None  # tree tests' folders, shared by a run's workers
 
     def scratch(self) -> Path:
         """This stage's own folder, made on first use (most stages need none,

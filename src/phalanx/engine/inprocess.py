@@ -14,15 +14,16 @@ from pathlib import Path
 
 from phalanx.agent import runners
 from phalanx.agent.process import GroupLedger
+from phalanx.agent.sandbox import Sandboxes
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport
 from phalanx.kinds.base import Outcome
 
 
 class InProcessSession:
-    def __init__(self, name: str, workdir: Path, scratch_root: Path, ledger: GroupLedger) -> None:
+    def __init__(self, name: str, workdir: Path, sandboxes: Sandboxes, ledger: GroupLedger) -> None:
         self.name = name
         self.workdir = workdir
-        self.scratch_root = scratch_root
+        self.sandboxes = sandboxes
         self.ledger = ledger
 
     async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
@@ -36,10 +37,11 @@ class InProcessSession:
                 payload=order.task.payload,
                 env=order.env,
                 cwd=self.workdir,
-                scratch_root=self.scratch_root,
+                scratch_root=self.sandboxes.root,
                 timeout=order.timeout,
                 output=on_output,
                 ledger=self.ledger,
+                sandboxes=self.sandboxes,
             )
             try:
                 r = await runner(context)

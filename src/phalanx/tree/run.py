@@ -10,6 +10,7 @@ from pathlib import Path
 
 from phalanx import layout
 from phalanx.agent.process import GroupLedger
+from phalanx.agent.sandbox import Sandboxes
 from phalanx.engine.inprocess import InProcessSession
 from phalanx.engine.pool import Pool
 from phalanx.events import Fanout, Sink
@@ -39,11 +40,8 @@ async def run_tree(
     ledger = GroupLedger(run_dir / ".phalanx" / "groups")
     host = suite.hosts[0].name
     workdir = suite.path.parent if suite.path is not None else Path.cwd()
-    sessions = [
-        # Absolute: tests run from the tree's root, not from here.
-        InProcessSession(host, workdir, run_dir.resolve() / SANDBOX, ledger)
-        for _ in range(max(1, jobs))
-    ]
+    sandboxes = Sandboxes(run_dir.resolve() / SANDBOX)  # absolute: tests run in their own folders
+    sessions = [InProcessSession(host, workdir, sandboxes, ledger) for _ in range(max(1, jobs))]
     run_id = run_dir.name
     env = {**os.environ, "PHALANX_RUN_ID": run_id, "PHALANX_RESULTS": str(run_dir)}
     engine = Pool(
@@ -56,6 +54,7 @@ async def run_tree(
         # group is ended when its test ends; this catches a cancelled wait).
         ledger.kill_all()
         folder.close()
+        sandboxes.close()
     write_reports(result, run_dir, reports)
     return result
 
