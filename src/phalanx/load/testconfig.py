@@ -94,11 +94,11 @@ def _test_modules(source: Source, data: dict[str, Any]) -> list[DefinitionError]
     code: its shape, that each `config-section` exists, and the sections of
     the built-in event/action module. Users' own modules check themselves
     when the test runs."""
-    from phalanx.kinds.declarative import eventaction
-
     spec = data.get("test-modules")
     if spec is None:
         return []
+    from phalanx.kinds.declarative import eventaction  # only trees that use it pay for it
+
     if not isinstance(spec, dict):
         return [source.error("must be a mapping with `test-object` and `modules`", "test-modules")]
     errors: list[DefinitionError] = []

@@ -82,39 +82,51 @@ def _walk(
             continue
         name = str(value).strip().strip("/")
         sub = folder / name
-        if not sub.is_dir():
-            errors.append(source.error(f"no folder {name!r} in {folder}", "tests", index, key))
-        elif key == "dir":
-            if not (sub / TESTS_YAML).is_file():
-                errors.append(source.error(f"{name}/ has no {TESTS_YAML}", "tests", index, key))
-            else:
-                _walk(sub, f"{prefix}/{name}", errors, tests, seen)
-        else:
+        if key == "test":
+            # Tests are read straight away: a tree has a folder per test, and
+            # the checks below run only when the read fails.
             test = _test(sub, f"{prefix}/{name}", source, index, errors)
             if test is not None:
                 tests.append(test)
+        elif not sub.is_dir():
+            errors.append(source.error(f"no folder {name!r} in {folder}", "tests", index, key))
+        elif not (sub / TESTS_YAML).is_file():
+            errors.append(source.error(f"{name}/ has no {TESTS_YAML}", "tests", index, key))
+        else:
+            _walk(sub, f"{prefix}/{name}", errors, tests, seen)
 
 
 def _test(
     folder: Path, name: str, listing: yamlsrc.Source, index: int, errors: list[DefinitionError]
 ) -> TreeTest | None:
     config_file = folder / TEST_CONFIG
-    if not config_file.is_file():
-        errors.append(listing.error(f"{name} has no {TEST_CONFIG}", "tests", index, "test"))
-        return None
     try:
         config = testconfig.parse(yamlsrc.read(config_file))
     except DefinitionErrors as exc:
-        errors.extend(exc.errors)
+        if not folder.is_dir():
+            where = listing.file.parent
+            errors.append(
+                listing.error(
+                    f"no folder {os.path.relpath(folder, where)!r} in {where}",
+                    "tests",
+                    index,
+                    "test",
+                )
+            )
+        elif not config_file.exists():
+            errors.append(listing.error(f"{name} has no {TEST_CONFIG}", "tests", index, "test"))
+        else:
+            errors.extend(exc.errors)
         return None
     errors.extend(config.errors)
-    run_test = folder / RUN_TEST
-    if run_test.exists():
-        if not os.access(run_test, os.X_OK):
-            errors.append(
-                DefinitionError(run_test, None, None, "is not executable (chmod +x run-test)")
-            )
-        config = replace(config, declarative=False)  # a run-test, when present, is the test
+    run_test = os.path.join(folder, RUN_TEST)
+    if os.access(run_test, os.X_OK):
+        if config.declarative:
+            config = replace(config, declarative=False)  # a run-test, when present, is the test
+    elif os.path.exists(run_test):
+        errors.append(
+            DefinitionError(Path(run_test), None, None, "is not executable (chmod +x run-test)")
+        )
     elif not config.declarative:
         errors.append(
             DefinitionError(
