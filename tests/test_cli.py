@@ -111,3 +111,16 @@ def test_tree_options_on_a_suite_are_refused_not_ignored(tmp_path: Path) -> None
     assert done.returncode == 2
     assert "-g/--tag, -j/--jobs apply to test trees" in done.stderr
     assert not (tmp_path / "phalanx-results").exists()
+
+
+def test_usage_errors_exit_2_and_help_names_every_command(tmp_path: Path) -> None:
+    bare = phalanx(cwd=tmp_path)
+    assert bare.returncode == 2 and "usage: phalanx" in bare.stderr
+    helped = phalanx("--help", cwd=tmp_path)
+    assert helped.returncode == 0
+    for command in ("run", "validate", "list", "results", "replay", "agent"):
+        assert f"    {command} " in helped.stdout
+    assert phalanx("run", cwd=tmp_path).returncode == 2  # no PATH
+    assert phalanx("run", ".", "--number", "x", cwd=tmp_path).returncode == 2
+    agent = phalanx("agent", "--help", cwd=tmp_path)
+    assert agent.returncode == 0 and "--coordinator" in agent.stdout

@@ -1,5 +1,7 @@
 """`python -m phalanx`."""
 
+import sys
+
 from phalanx.cli import main
 
-main()
+sys.exit(main())

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from phalanx.cli import app
+from phalanx.cli import main
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
 from phalanx.report.json import write_json
 
@@ -46,13 +46,18 @@ def results(tmp_path: Path) -> Path:
     return path
 
 
-def convert(*args: str) -> str:
-    outcome = CliRunner().invoke(app, ["results", "convert", *args])
-    assert outcome.exit_code == 0, outcome.output
-    return outcome.output
+@pytest.fixture
+def convert(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
+    def run(*args: str) -> str:
+        code = main(["results", "convert", *args])
+        out, error = capsys.readouterr()
+        assert code == 0, error
+        return out
+
+    return run
 
 
-def test_json_has_one_row_per_host_and_test(results: Path):
+def test_json_has_one_row_per_host_and_test(results: Path, convert: Callable[..., str]):
     rows = json.loads(convert(str(results), "--format", "json"))
     assert [(r["host"], r["test"], r["result"]["rate"]) for r in rows] == [
         ("h0", SPEC, 10),
@@ -61,7 +66,7 @@ def test_json_has_one_row_per_host_and_test(results: Path):
     ]
 
 
-def test_yaml_and_stat(results: Path):
+def test_yaml_and_stat(results: Path, convert: Callable[..., str]):
     doc = yaml.safe_load(convert(str(results), "-f", "yaml", "--stat", "rate"))
     assert len(doc["rows"]) == 3
     assert doc["stat"] == {
@@ -74,13 +79,13 @@ def test_yaml_and_stat(results: Path):
     }
 
 
-def test_csv_flattens_result_fields(results: Path):
+def test_csv_flattens_result_fields(results: Path, convert: Callable[..., str]):
     table = list(csv.reader(io.StringIO(convert(str(results), "-f", "csv"))))
     assert table[0] == ["case", "stage", "host", "test", "status", "rate", "unit"]
     assert table[2] == ["throughput", "run", "h1", SPEC, "passed", "30", "Mb/s"]
 
 
-def test_table_and_html(results: Path, tmp_path: Path):
+def test_table_and_html(results: Path, tmp_path: Path, convert: Callable[..., str]):
     text = convert(str(results), "-f", "table", "--stat", "rate")
     assert "h2" in text and "Mb/s" in text
     assert "rate: n=3 mean=20 median=20 min=10 max=30" in text
@@ -107,6 +112,5 @@ def test_table_and_html(results: Path, tmp_path: Path):
 
 
 def test_bad_format_and_missing_stat_are_usage_errors(results: Path):
-    runner = CliRunner()
-    assert runner.invoke(app, ["results", "convert", str(results), "-f", "xml"]).exit_code == 2
-    assert runner.invoke(app, ["results", "convert", str(results), "--stat", "nope"]).exit_code == 2
+    assert main(["results", "convert", str(results), "-f", "xml"]) == 2
+    assert main(["results", "convert", str(results), "--stat", "nope"]) == 2

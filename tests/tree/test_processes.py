@@ -128,7 +128,9 @@ def test_sandboxes_start_empty_and_only_those_with_files_are_kept(tmp_path: Path
     # empty, carry its own test's name, and never hold another test's files.
     check = '#!/bin/sh\necho "$PHALANX_SANDBOX"; ls -A "$PHALANX_SANDBOX" | wc -l\n'
     write = check + 'echo data > "$TMPDIR/kept"\n'
-    tests = {f"t{i}": (PLAIN, write if i % 3 == 0 else check) for i in range(9)}
+    tests: dict[str, tuple[str, str | None]] = {
+        f"t{i}": (PLAIN, write if i % 3 == 0 else check) for i in range(9)
+    }
     make_tree(tmp_path, tests)
     assert phalanx("tests", "-j", "2", "-v", cwd=tmp_path).returncode == 0
     (run,) = (tmp_path / "phalanx-results").iterdir()
