@@ -1,0 +1,89 @@
+"""One stage command, supervised: cancel, silence, output that arrives in
+pieces, a background process that keeps the pipe. Real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from phalanx.agent.command import run_command
+from phalanx.agent.process import GroupLedger
+from phalanx.agent.runners import RunnerContext, RunnerResult, set_signal
+
+
+def context(tmp_path: Path, out: list[str], timeout: float = 30.0) -> RunnerContext:
+    return RunnerContext(
+        stage_id="s",
+        payload={},
+        env=dict(os.environ),
+        cwd=tmp_path,
+        scratch_root=tmp_path / "scratch",
+        timeout=timeout,
+        output=out.append,
+        ledger=GroupLedger(tmp_path / "groups"),
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    return state != "Z"
+
+
+async def test_a_cancel_ends_the_whole_group(tmp_path: Path) -> None:
+    out: list[str] = []
+    ctx = context(tmp_path, out)
+    script = "sleep 60 & echo $! > bg.pid; echo started; wait"
+    task = asyncio.create_task(run_command(ctx, ["sh", "-c", script]))
+    while not out:
+        await asyncio.sleep(0.01)
+    set_signal(ctx.cancelled)
+    result = await asyncio.wait_for(task, 10)
+    assert result.cancelled and not result.timed_out
+    grandchild = int((tmp_path / "bg.pid").read_text())
+    deadline = time.monotonic() + 5
+    while alive(grandchild) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert not alive(grandchild)
+
+
+async def test_silence_is_a_timeout_that_says_so(tmp_path: Path) -> None:
+    out: list[str] = []
+    # Talks for a while, then goes quiet: only the quiet part counts.
+    script = "for i in 1 2 3 4 5; do echo $i; sleep 0.1; done; sleep 60"
+    started = time.monotonic()
+    result = await run_command(context(tmp_path, out), ["sh", "-c", script], inactivity=0.4)
+    assert result.timed_out and result.exit_code == 128 + signal.SIGTERM
+    assert "no output for 0.4s" in str(result.data)
+    assert "".join(out).split() == ["1", "2", "3", "4", "5"]
+    assert time.monotonic() - started < 5
+
+
+async def test_a_character_split_across_reads_arrives_whole(tmp_path: Path) -> None:
+    out: list[str] = []
+    # "é" is two bytes; printf writes them in two writes, a moment apart.
+    script = r"printf '\303'; sleep 0.2; printf '\251\n'"
+    result = await run_command(context(tmp_path, out), ["sh", "-c", script])
+    assert result == RunnerResult(exit_code=0)
+    assert "".join(out) == "é\n"
+
+
+async def test_a_background_process_holding_the_pipe_does_not_hold_the_stage(
+    tmp_path: Path,
+) -> None:
+    out: list[str] = []
+    script = "sleep 60 & echo $! > bg.pid; echo done"
+    started = time.monotonic()
+    result = await run_command(context(tmp_path, out), ["sh", "-c", script])
+    assert result.exit_code == 0 and "".join(out) == "done\n"
+    assert time.monotonic() - started < 5
+    # A stage script may leave a server for later stages: it is still there.
+    pid = int((tmp_path / "bg.pid").read_text())
+    assert alive(pid)
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
