@@ -1,0 +1,33 @@
+"""A tree run starts light: the libraries that cost a tenth of a second each
+to import (pydantic, Rich, a CLI framework) stay out of it. A run of 500
+trivial tests has about a second in all (bench/executables.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.tree.helpers import make_tree
+
+HEAVY = {"pydantic", "pydantic_core", "rich", "typer", "click", "fastapi", "starlette", "httpx"}
+
+PROBE = """
+import json, sys
+from phalanx.cli import main
+code = main(sys.argv[1:])
+loaded = sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(HEAVY)))
+print(json.dumps({"code": code, "heavy": loaded}), file=sys.stderr)
+"""
+
+
+def test_a_tree_run_imports_none_of_the_heavy_libraries(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"a": ("testinfo:\n    summary: a\n", "#!/bin/sh\necho hi\n")})
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.replace("HEAVY", repr(json.dumps(sorted(HEAVY)))), "run",
+         "tests", "-j", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "heavy": []}
