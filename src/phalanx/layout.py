@@ -37,7 +37,8 @@ def agent_log(workdir: Path) -> Path:
 
 def new_run_id() -> str:
     """A run's id and folder name: sortable by time, unique by a random tail."""
-    import secrets
+    import os
     import time
 
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    # os.urandom is what secrets.token_hex reads; secrets itself costs ~6 ms to import.
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
