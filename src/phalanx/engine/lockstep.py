@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from phalanx import layout
+from phalanx.engine import lifecycle
 from phalanx.engine.session import Fleet, StageOrder, StageScope
 from phalanx.events import (
     CaseEnded,
@@ -24,7 +25,6 @@ from phalanx.events import (
     HostOutput,
     HostStageEnded,
     RunEnded,
-    RunStarted,
     StageEnded,
     StageStarted,
     now,
@@ -65,32 +65,19 @@ class Lockstep:
             for host in self.suite.hosts
         }
         self.env = {name: environment(values) for name, values in self.tags.items()}
-        self.result = RunResult(
-            run_id=self.run.run_id,
-            suite=self.suite.name,
-            cluster=self.suite.cluster.name,
-            hosts=[h.name for h in self.suite.hosts],
-            cases=[CaseResult(name=c.name) for c in self.suite.cases],
+        self.result = lifecycle.new_result(
+            self.run.run_id, self.suite, [h.name for h in self.suite.hosts]
         )
 
     async def execute(self) -> RunResult:
         result = self.result
-        result.started_at = now()
-        result.status = Status.RUNNING
-        self.emit(
-            RunStarted(
-                result.run_id,
-                self.suite.name,
-                tuple(result.hosts),
-                tuple(c.name for c in self.suite.cases),
-            )
-        )
+        lifecycle.start(result, self.emit)
         try:
             await self._suite_body()
         finally:
             if self.suite.finalize is not None:
                 result.stages.append(await self._stage(None, "finalize", SCRIPTS, 0))
-            self._finish()
+            lifecycle.finish(result, self.emit)
         return result
 
     def fail_before_start(self, status: Status, reason: str) -> RunResult:
@@ -249,18 +236,6 @@ class Lockstep:
 
     def _render(self, text: str, host: Host) -> str:
         return render(text, self.tags[host.name])
-
-    def _finish(self) -> None:
-        result = self.result
-        for case in result.cases:
-            if not case.status.done:  # the run was interrupted before or during it
-                case.status, case.reason = Status.CANCELLED, "the run was cancelled"
-                case.ended_at = case.ended_at or now()
-        statuses = [s.status for s in result.stages] + [c.status for c in result.cases]
-        if result.status is Status.RUNNING:
-            result.status = worst(statuses)
-        result.ended_at = now()
-        self.emit(RunEnded(result))
 
 
 def _who(stage: StageResult) -> str:

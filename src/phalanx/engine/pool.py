@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from phalanx import layout
+from phalanx.engine import lifecycle
 from phalanx.engine.session import HostSession, StageOrder
 from phalanx.events import (
     CaseEnded,
     Event,
     HostOutput,
     HostStageEnded,
-    RunEnded,
-    RunStarted,
     StageEnded,
     StageStarted,
     now,
@@ -50,32 +49,19 @@ class Pool:
         if not self.sessions:
             raise ValueError("the pool engine needs at least one worker")
         self.host = self.suite.hosts[0]
-        self.result = RunResult(
-            run_id=self.run_id,
-            suite=self.suite.name,
-            cluster=self.suite.cluster.name,
-            hosts=[self.host.name],
-            cases=[CaseResult(name=c.name) for c in self.suite.cases],
-        )
+        self.result = lifecycle.new_result(self.run_id, self.suite, [self.host.name])
         self.stopped_by: str | None = None
 
     async def execute(self) -> RunResult:
         result = self.result
-        result.started_at = now()
-        result.status = Status.RUNNING
-        self.emit(
-            RunStarted(
-                self.run_id,
-                self.suite.name,
-                (self.host.name,),
-                tuple(c.name for c in self.suite.cases),
-            )
-        )
+        lifecycle.start(result, self.emit)
         work = iter(enumerate(zip(self.suite.cases, result.cases, strict=True), start=1))
         try:
             await asyncio.gather(*(self._worker(s, work) for s in self.sessions))
         finally:
-            self._finish()
+            if self.stopped_by is not None:
+                result.reason = f"stopped after {self.stopped_by} (--stop-on-error)"
+            lifecycle.finish(result, self.emit, empty=Status.SKIPPED)
         return result
 
     async def _worker(
@@ -137,16 +123,3 @@ class Pool:
         result.status, result.ended_at = host.status, now()
         self.emit(StageEnded(case.name, result))
         return result
-
-    def _finish(self) -> None:
-        result = self.result
-        for case in result.cases:
-            if not case.status.done:  # interrupted before or while it ran
-                case.status, case.reason = Status.CANCELLED, "the run was cancelled"
-                case.ended_at = case.ended_at or now()
-        if result.status is Status.RUNNING:
-            result.status = worst([c.status for c in result.cases], empty=Status.SKIPPED)
-        if self.stopped_by is not None:
-            result.reason = f"stopped after {self.stopped_by} (--stop-on-error)"
-        result.ended_at = now()
-        self.emit(RunEnded(result))

@@ -1,0 +1,48 @@
+"""A run's start and end as every engine records and announces them: the
+result with a pending entry per case, the stamp and `RunStarted` when it
+begins, and at the end every unfinished case cancelled, the statuses folded
+into the run's, the stamp and `RunEnded`.
+
+Engines differ in how cases run (in lockstep across hosts, or side by side
+on workers); they do not differ in this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from phalanx.events import Event, RunEnded, RunStarted, now
+from phalanx.model import CaseResult, RunResult, Status, Suite, worst
+
+
+def new_result(run_id: str, suite: Suite, hosts: list[str]) -> RunResult:
+    return RunResult(
+        run_id=run_id,
+        suite=suite.name,
+        cluster=suite.cluster.name,
+        hosts=hosts,
+        cases=[CaseResult(name=c.name) for c in suite.cases],
+    )
+
+
+def start(result: RunResult, emit: Callable[[Event], None]) -> None:
+    result.started_at = now()
+    result.status = Status.RUNNING
+    emit(
+        RunStarted(
+            result.run_id, result.suite, tuple(result.hosts), tuple(c.name for c in result.cases)
+        )
+    )
+
+
+def finish(result: RunResult, emit: Callable[[Event], None], empty: Status = Status.PASSED) -> None:
+    """End the run. `empty`: its status when nothing ran at all."""
+    for case in result.cases:
+        if not case.status.done:  # the run was interrupted before or during it
+            case.status, case.reason = Status.CANCELLED, "the run was cancelled"
+            case.ended_at = case.ended_at or now()
+    if result.status is Status.RUNNING:
+        statuses = [s.status for s in result.stages] + [c.status for c in result.cases]
+        result.status = worst(statuses, empty=empty)
+    result.ended_at = now()
+    emit(RunEnded(result))
