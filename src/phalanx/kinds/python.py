@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from phalanx.kinds.base import Outcome, StageContext, Task, judge_exit
-from phalanx.kinds.scripts import SCRIPTS
-from phalanx.model import CASE_STAGES, Case, Host, Status, Suite
+from phalanx.kinds.scripts import OwnRun, takes_part
+from phalanx.model import Case, Host, Status, Suite
 
 SERVER, CLIENT = "server", "client"
 EMPTY_RESULTS: tuple[object, ...] = (None, "", {}, [])
@@ -61,18 +61,12 @@ def host_config(suite: Suite, case: Case, host: Host, addresses: dict[str, str])
     return config
 
 
-class PythonTests:
+class PythonTests(OwnRun):
     name = "python"
     options = frozenset({"class", "classes", "server_client_mode", "test_mode", "test_start_delay"})
 
-    def stages(self, case: Case) -> tuple[str, ...]:
-        return tuple(s for s in CASE_STAGES if s == "run" or s in case.stages)
-
-    def task(self, ctx: StageContext) -> Task | None:
-        case = ctx.case
-        if case is None or ctx.stage != "run":
-            return SCRIPTS.task(ctx)
-        if case.roles and not set(case.roles) & set(ctx.host.roles):
+    def run_task(self, ctx: StageContext, case: Case) -> Task | None:
+        if not takes_part(case, ctx.host):
             return None
         server_client = bool(case.options.get("server_client_mode"))
         if not server_client and role_of(ctx.host) != SERVER:
@@ -89,9 +83,7 @@ class PythonTests:
             },
         )
 
-    def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
-        if ctx.stage != "run":
-            return judge_exit(outcome)
+    def judge_run(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
         data = outcome.data if isinstance(outcome.data, dict) else {}
         if data.get("error"):
             return Status.FAILED, str(data["error"])

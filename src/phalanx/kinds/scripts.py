@@ -1,11 +1,15 @@
 """Shell stage scripts (the XrdTest kind): each stage is a script, run on
 every host of the case's roles after its @tags@ are substituted; exit code 0
-passes. Suite initialize and finalize are always of this kind."""
+passes. Suite initialize and finalize are always of this kind, and so are a
+case's initialize and finalize in kinds that only bring their own `run`
+(`OwnRun`)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from phalanx.kinds.base import DEFAULT_CASE_STAGES, Outcome, StageContext, Task, judge_exit
-from phalanx.model import Case, Host, Script, Status
+from phalanx.model import CASE_STAGES, Case, Host, Script, Status
 from phalanx.tags import render
 
 
@@ -38,3 +42,28 @@ class Scripts:
 
 
 SCRIPTS = Scripts()
+
+
+class OwnRun(ABC):
+    """A kind that brings its own `run` stage (a Python test, walks); the
+    case's scripts, when it has them, run its initialize and finalize."""
+
+    def stages(self, case: Case) -> tuple[str, ...]:
+        return tuple(s for s in CASE_STAGES if s == "run" or s in case.stages)
+
+    def task(self, ctx: StageContext) -> Task | None:
+        if ctx.case is None or ctx.stage != "run":
+            return SCRIPTS.task(ctx)
+        return self.run_task(ctx, ctx.case)
+
+    def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
+        if ctx.stage != "run":
+            return SCRIPTS.judge(ctx, outcome)
+        return self.judge_run(ctx, outcome)
+
+    @abstractmethod
+    def run_task(self, ctx: StageContext, case: Case) -> Task | None:
+        """The `run` stage's task on `ctx.host`, or None where it does not run."""
+
+    @abstractmethod
+    def judge_run(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]: ...

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from phalanx.kinds.base import Outcome, StageContext, Task, judge_exit
-from phalanx.kinds.scripts import SCRIPTS
-from phalanx.model import CASE_STAGES, Case, Host, Status
+from phalanx.kinds.scripts import OwnRun
+from phalanx.model import Case, Host, Status
 
 OPTION_KEYS = frozenset(
     {"module", "order", "strategy", "executor", "state", "seed", "max_workers", "shrink", "verbose"}
@@ -43,17 +43,11 @@ def runner_host(ctx: StageContext) -> Host | None:
     return hosts[0] if hosts else None
 
 
-class Walks:
+class Walks(OwnRun):
     name = "walks"
     options = OPTION_KEYS
 
-    def stages(self, case: Case) -> tuple[str, ...]:
-        return tuple(s for s in CASE_STAGES if s == "run" or s in case.stages)
-
-    def task(self, ctx: StageContext) -> Task | None:
-        case = ctx.case
-        if case is None or ctx.stage != "run":
-            return SCRIPTS.task(ctx)
+    def run_task(self, ctx: StageContext, case: Case) -> Task | None:
         chosen = runner_host(ctx)
         if chosen is None or chosen.name != ctx.host.name:
             return None
@@ -75,9 +69,7 @@ class Walks:
             },
         )
 
-    def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
-        if ctx.stage != "run":
-            return judge_exit(outcome)
+    def judge_run(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
         data = outcome.data if isinstance(outcome.data, dict) else {}
         if outcome.error is not None or outcome.timed_out or outcome.cancelled:
             return judge_exit(outcome)
