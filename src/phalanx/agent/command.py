@@ -61,15 +61,15 @@ async def run_command(
     # stays open and read (so they never die of SIGPIPE) but is not waited for.
     if await drain(child) and (tail := decoder.decode(b"", final=True)):
         ctx.output(tail)
-    result = RunnerResult(
+    data = None
+    if verdict == "inactive":
+        data = {"timeout": f"no output for {inactivity:g}s; its process group was killed"}
+    return RunnerResult(
         exit_code=shell_exit_code(child.returncode),
         timed_out=verdict in ("timeout", "inactive"),
         cancelled=verdict == "cancelled",
+        data=data,
     )
-    if verdict == "inactive":
-        why = f"no output for {inactivity:g}s; its process group was killed"
-        result = RunnerResult(result.exit_code, timed_out=True, data={"timeout": why})
-    return result
 
 
 async def supervise(
