@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_DEFINITIONS
     from phalanx import aio
     from phalanx.console import make_console, summary
-    from phalanx.coordinator.runs import ReportPaths, RunOptions, run_local
+    from phalanx.coordinator.runs import RunOptions, run_local
+    from phalanx.report.writers import ReportPaths
 
     loaded = _load(args.path, args.suite, args.test)
     options = RunOptions(

@@ -17,19 +17,11 @@ from phalanx.events import Fanout, Sink
 from phalanx.model import RunResult, Status, Suite
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.local import LocalProvider
+from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
 
 DEFAULT_RESULTS = Path("phalanx-results")
-
-
-@dataclass
-class ReportPaths:
-    """Where reports go; None: the run folder's default name."""
-
-    json: Path | None = None
-    junit: Path | None = None
-    tap: Path | None = None
 
 
 @dataclass
@@ -88,13 +80,3 @@ async def run_local(
         folder.close()
     write_reports(result, folder.path, options.reports)
     return result, folder.path
-
-
-def write_reports(result: RunResult, run_dir: Path, paths: ReportPaths) -> None:
-    from phalanx.report.json import write_json
-    from phalanx.report.junit import write_junit
-    from phalanx.report.tap import write_tap
-
-    write_json(result, paths.json or run_dir / layout.RESULTS_JSON)
-    write_junit(result, run_dir, paths.junit or run_dir / layout.JUNIT_XML)
-    write_tap(result, paths.tap or run_dir / layout.RESULTS_TAP)

@@ -94,6 +94,7 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
 def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
     from phalanx import aio
     from phalanx.layout import new_run_id
+    from phalanx.report.writers import ReportPaths
     from phalanx.tree.console import TreeConsole, summary
     from phalanx.tree.run import run_tree
 
@@ -107,7 +108,7 @@ def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
                 jobs=jobs,
                 sinks=[console],
                 stop_on_error=args.stop_on_error,
-                reports=(args.json, args.junit, args.tap),
+                reports=ReportPaths(json=args.json, junit=args.junit, tap=args.tap),
             )
         )
     except KeyboardInterrupt:

@@ -8,13 +8,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from phalanx import layout
-from phalanx.agent.process import GroupLedger
+from phalanx.agent.process import GroupLedger, ledger_path
 from phalanx.agent.sandbox import Sandboxes
 from phalanx.engine.inprocess import InProcessSession
 from phalanx.engine.pool import Pool
 from phalanx.events import Fanout, Sink
 from phalanx.model import RunResult, Suite
+from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
 
 SANDBOX = "sandbox"
@@ -31,13 +31,12 @@ async def run_tree(
     jobs: int,
     sinks: Sequence[Sink] = (),
     stop_on_error: bool = False,
-    reports: tuple[Path | None, Path | None, Path | None] = (None, None, None),
+    reports: ReportPaths | None = None,
 ) -> RunResult:
     """Run every case of `suite` (one local host) on `jobs` workers; write
-    results.json, junit.xml and results.tap (or to the paths in `reports`:
-    json, junit, tap)."""
+    results.json, junit.xml and results.tap (or to the paths in `reports`)."""
     folder = RunFolder(run_dir)
-    ledger = GroupLedger(run_dir / ".phalanx" / "groups")
+    ledger = GroupLedger(ledger_path(run_dir))
     host = suite.hosts[0].name
     workdir = suite.path.parent if suite.path is not None else Path.cwd()
     sandboxes = Sandboxes(run_dir.resolve() / SANDBOX)  # absolute: tests run in their own folders
@@ -57,16 +56,3 @@ async def run_tree(
         sandboxes.close()
     write_reports(result, run_dir, reports)
     return result
-
-
-def write_reports(
-    result: RunResult, run_dir: Path, paths: tuple[Path | None, Path | None, Path | None]
-) -> None:
-    from phalanx.report.json import write_json
-    from phalanx.report.junit import write_junit
-    from phalanx.report.tap import write_tap
-
-    json_path, junit_path, tap_path = paths
-    write_json(result, json_path or run_dir / layout.RESULTS_JSON)
-    write_junit(result, run_dir, junit_path or run_dir / layout.JUNIT_XML)
-    write_tap(result, tap_path or run_dir / layout.RESULTS_TAP)
