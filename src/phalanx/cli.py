@@ -22,13 +22,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from phalanx.model import Status, Suite
+    from phalanx.model import Suite
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_DEFINITIONS = 2
-EXIT_INFRASTRUCTURE = 3
-EXIT_INTERRUPTED = 130
+from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
 
 
 class Exit(Exception):
@@ -54,16 +50,6 @@ def _stderr() -> Console:
 
 
 err = _Err()
-
-
-def exit_code(status: Status) -> int:
-    from phalanx.model import Status
-
-    if status in (Status.PASSED, Status.SKIPPED):
-        return EXIT_OK
-    if status is Status.ERROR:
-        return EXIT_INFRASTRUCTURE
-    return EXIT_FAILED
 
 
 def _load(path: Path, suite: str | None, cases: list[str]) -> Suite:
@@ -152,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     summary(result, Console(), folder)
-    return exit_code(result.status)
+    return for_status(result.status)
 
 
 def validate(args: argparse.Namespace) -> int:

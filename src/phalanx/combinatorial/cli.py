@@ -14,10 +14,7 @@ from pathlib import Path
 from phalanx.combinatorial import replay as replaying
 from phalanx.combinatorial import state as state_codec
 from phalanx.combinatorial.trace import read_entry
-
-EXIT_PASSED = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2  # no such trace or walk, or a bad --state
+from phalanx.exits import EXIT_DEFINITIONS, EXIT_FAILED, EXIT_OK
 
 
 def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int:
@@ -27,7 +24,7 @@ def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int
         walk = entry.walk()
     except (OSError, LookupError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_DEFINITIONS
     try:
         if state_json is not None:
             state = state_codec.loads(state_json)
@@ -36,7 +33,7 @@ def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int
             state = state_codec.decode(entry.initial)
     except (json.JSONDecodeError, state_codec.StateError) as exc:
         print(f"error: --state is not valid JSON state: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_DEFINITIONS
 
     origin = f", shrunk from walk {entry.shrunk_from}" if entry.shrunk_from is not None else ""
     print(f"replaying walk {walk_id} of {trace} (branch {entry.branch}{origin})")
@@ -60,4 +57,4 @@ def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int
         print(f"state: {state_codec.dumps(final)}")
     except state_codec.StateError:
         print(f"state: {final!r}")
-    return EXIT_PASSED
+    return EXIT_OK

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
-from phalanx.model import Case, Status, Suite
+from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
+from phalanx.model import Case, Suite
 
 
 @dataclass
@@ -43,7 +44,7 @@ def _errors(lines: list[str], stream: TextIO) -> int:
     for line in lines:
         stream.write(f"error: {line}\n")
     stream.write(f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found; nothing was run.\n")
-    return 2
+    return EXIT_DEFINITIONS
 
 
 def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -57,13 +58,13 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
         return _errors([str(e) for e in exc.errors], err)
     if args.list_tags:
         list_tags(suite.cases, out)
-        return 0
+        return EXIT_OK
     selection = Selection(tuple(args.tests), args.regex, tuple(args.tags), tuple(args.exclude_tags))
     try:
         cases = select(suite.cases, selection, suite.name)
         if args.list_tests:
             list_tests(cases, out)
-            return 0
+            return EXIT_OK
         cases = repeat(cases, args.number)
     except SelectionError as exc:
         return _errors([str(exc)], err)
@@ -87,7 +88,7 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
         )
         for case in cases:
             out.write(f"  {case.name}\n")
-        return 0
+        return EXIT_OK
     return _run(chosen, args, jobs, out)
 
 
@@ -113,11 +114,9 @@ def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
         )
     except KeyboardInterrupt:
         out.write("interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
     summary(result, out, run_dir)
-    if result.status in (Status.PASSED, Status.SKIPPED):
-        return 0
-    return 3 if result.status is Status.ERROR else 1
+    return for_status(result.status)
 
 
 def list_tests(cases: list[Case], out: TextIO) -> None:

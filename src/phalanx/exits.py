@@ -1,0 +1,19 @@
+"""The exit codes every `phalanx` command shares, and the one a run earns."""
+
+from __future__ import annotations
+
+from phalanx.model import Status
+
+EXIT_OK = 0  # everything passed or was skipped
+EXIT_FAILED = 1  # a test failed
+EXIT_DEFINITIONS = 2  # bad definitions or usage: nothing ran
+EXIT_INFRASTRUCTURE = 3  # the machinery failed, not the tests
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
+
+def for_status(status: Status) -> int:
+    if status in (Status.PASSED, Status.SKIPPED):
+        return EXIT_OK
+    if status is Status.ERROR:
+        return EXIT_INFRASTRUCTURE
+    return EXIT_FAILED
