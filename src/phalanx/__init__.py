@@ -26,7 +26,7 @@ def wait(key: str, timeout: float | None = None) -> str:
 def _ask(message: dict[str, str], timeout: float | None) -> dict[str, object]:
     import os
 
-    from phalanx.agent.syncclient import request
+    from phalanx.host.syncclient import request
 
     seconds = (
         timeout if timeout is not None else float(os.environ.get("PHALANX_STAGE_TIMEOUT", "600"))

@@ -224,7 +224,7 @@ def replay(args: argparse.Namespace) -> int:
 
 def agent(argv: list[str]) -> int:
     """Run the agent daemon on a host (see `phalanx agent --help`)."""
-    from phalanx.agent.__main__ import main as agent_main
+    from phalanx.host.__main__ import main as agent_main
 
     return agent_main(argv)
 

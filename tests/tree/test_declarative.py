@@ -202,7 +202,7 @@ def test_a_broken_module_config_exits_2_naming_file_line_and_key(tmp_path: Path)
     text = (folder / "test-config.yaml").read_text().replace("count: 3", "count: lots")
     (broken / "test-config.yaml").write_text(text)
     done = subprocess.run(
-        [sys.executable, "-m", "phalanx.kinds.declarative", str(broken)],
+        [sys.executable, "-m", "phalanx.host.declarative", str(broken)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from phalanx.kinds import depends
+from phalanx.host import depends
 from phalanx.load import testconfig, yamlsrc
 from tests.tree.helpers import make_tree, phalanx, reasons, results, statuses
 

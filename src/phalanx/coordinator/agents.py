@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from phalanx.coordinator.auth import TokenBook, bearer
 from phalanx.engine.rendezvous import Answer, Rendezvous
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
-from phalanx.kinds.base import Outcome
+from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -44,9 +44,9 @@ from phalanx.wire.messages import (
     StageStart,
     SyncArrive,
     SyncRelease,
-    TaskSpec,
     encode,
     parse_agent_message,
+    task_spec,
 )
 
 log = logging.getLogger("phalanx.coordinator")
@@ -212,15 +212,8 @@ class AgentLink:
             self.applied.add(stage_id)
             pending = self.pending.get(stage_id)
             if pending is not None and not pending.future.done():
-                outcome = Outcome(
-                    exit_code=message.exit_code,
-                    timed_out=message.timed_out,
-                    cancelled=message.cancelled,
-                    error=message.error,
-                    data=message.data,
-                )
                 pending.future.set_result(
-                    StageReport(outcome, message.started_at, message.ended_at)
+                    StageReport(message.outcome, message.started_at, message.ended_at)
                 )
             self.hub.deliver(self.hub.rendezvous.host_done(stage_id, self.name))
         self._send(Ack(ref=stage_id))
@@ -229,7 +222,7 @@ class AgentLink:
 def _start_message(order: StageOrder) -> StageStart:
     return StageStart(
         stage_id=order.stage_id,
-        task=TaskSpec(type=order.task.type, payload=order.task.payload),
+        task=task_spec(order.task),
         env=order.env,
         timeout=order.timeout,
         logs=list(order.logs),

@@ -29,8 +29,8 @@ from phalanx.events import (
     StageStarted,
     now,
 )
-from phalanx.kinds import base as kinds
-from phalanx.kinds.base import CaseKind, StageContext, Task
+from phalanx.kinds import registry as kinds
+from phalanx.kinds.base import CaseKind, StageContext
 from phalanx.kinds.scripts import SCRIPTS
 from phalanx.model import (
     Case,
@@ -44,6 +44,7 @@ from phalanx.model import (
     worst,
 )
 from phalanx.tags import RunContext, environment, render, tag_values
+from phalanx.tasks import Task
 
 SUITE_SCOPE = "suite"
 

@@ -27,7 +27,7 @@ from phalanx.events import (
     StageStarted,
     now,
 )
-from phalanx.kinds import base as kinds
+from phalanx.kinds import registry as kinds
 from phalanx.kinds.base import StageContext
 from phalanx.model import Case, CaseResult, HostResult, RunResult, StageResult, Status, Suite, worst
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from phalanx.kinds.base import Outcome, Task
+from phalanx.tasks import Outcome, Task
 
 
 @dataclass(frozen=True)

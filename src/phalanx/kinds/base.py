@@ -9,29 +9,11 @@ and how the host's outcome is judged. A new kind plugs in by registering a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from phalanx.model import CASE_STAGES, Case, Host, Status, Suite
-
-
-@dataclass(frozen=True)
-class Task:
-    """What one host runs for one stage. `type` names the agent-side runner."""
-
-    type: str
-    payload: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a host's task ended, as the agent reported it."""
-
-    exit_code: int | None = None
-    timed_out: bool = False
-    cancelled: bool = False
-    error: str | None = None  # the agent could not run the task at all
-    data: Any = None  # a runner's structured result (e.g. final_results)
+from phalanx.tasks import Outcome, Task
 
 
 @dataclass(frozen=True)
@@ -76,26 +58,3 @@ def judge_exit(outcome: Outcome) -> tuple[Status, str | None]:
 
 
 DEFAULT_CASE_STAGES = CASE_STAGES
-
-_REGISTRY: dict[str, CaseKind] = {}
-
-
-def register(kind: CaseKind) -> CaseKind:
-    _REGISTRY[kind.name] = kind
-    return kind
-
-
-def get(name: str) -> CaseKind:
-    from phalanx.kinds import registry  # noqa: F401  (registers the built-in kinds)
-
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown case kind {name!r} (known: {known})") from None
-
-
-def names() -> list[str]:
-    from phalanx.kinds import registry  # noqa: F401
-
-    return sorted(_REGISTRY)

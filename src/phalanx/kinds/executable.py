@@ -7,8 +7,9 @@ reason named.
 
 from __future__ import annotations
 
-from phalanx.kinds.base import Outcome, StageContext, Task
+from phalanx.kinds.base import StageContext
 from phalanx.model import Case, Status
+from phalanx.tasks import Outcome, Task
 
 STAGES = ("run",)
 OPTIONS = frozenset({"dir", "cwd", "skip", "dependencies", "expected_fail", "inactivity"})

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from phalanx.kinds.base import Outcome, StageContext, Task, judge_exit
+from phalanx.kinds.base import StageContext, judge_exit
 from phalanx.kinds.scripts import OwnRun, takes_part
 from phalanx.model import Case, Host, Status, Suite
+from phalanx.tasks import Outcome, Task
 
 SERVER, CLIENT = "server", "client"
 EMPTY_RESULTS: tuple[object, ...] = (None, "", {}, [])

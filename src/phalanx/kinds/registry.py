@@ -1,13 +1,36 @@
-"""The built-in case kinds. Importing this module registers them."""
+"""The case kinds by name: the built-in ones, and any a plugin registers.
 
-from phalanx.kinds.base import register
+A new kind plugs in by calling `register`; the loader and the engines look
+kinds up here and never name one.
+"""
+
+from __future__ import annotations
+
+from phalanx.kinds.base import CaseKind
 from phalanx.kinds.executable import DECLARATIVE, EXECUTABLE
 from phalanx.kinds.python import PYTHON
 from phalanx.kinds.scripts import SCRIPTS
 from phalanx.kinds.walks import WALKS
 
-register(SCRIPTS)
-register(PYTHON)
-register(WALKS)
-register(EXECUTABLE)
-register(DECLARATIVE)
+_REGISTRY: dict[str, CaseKind] = {}
+
+
+def register(kind: CaseKind) -> CaseKind:
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def get(name: str) -> CaseKind:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(f"unknown case kind {name!r} (known: {known})") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+for _kind in (SCRIPTS, PYTHON, WALKS, EXECUTABLE, DECLARATIVE):
+    register(_kind)

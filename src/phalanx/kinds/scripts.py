@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from phalanx.kinds.base import DEFAULT_CASE_STAGES, Outcome, StageContext, Task, judge_exit
+from phalanx.kinds.base import DEFAULT_CASE_STAGES, StageContext, judge_exit
 from phalanx.model import CASE_STAGES, Case, Host, Script, Status
 from phalanx.tags import render
+from phalanx.tasks import Outcome, Task
 
 
 def takes_part(case: Case | None, host: Host) -> bool:

@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from phalanx.kinds.base import Outcome, StageContext, Task, judge_exit
+from phalanx.kinds.base import StageContext, judge_exit
 from phalanx.kinds.scripts import OwnRun
 from phalanx.model import Case, Host, Status
+from phalanx.tasks import Outcome, Task
 
 OPTION_KEYS = frozenset(
     {"module", "order", "strategy", "executor", "state", "seed", "max_workers", "shrink", "verbose"}

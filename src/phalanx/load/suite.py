@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phalanx.kinds import base as kinds
+from phalanx.kinds import registry as kinds
 from phalanx.load import fields, modules, pydef, scripts, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors, Problems
 from phalanx.load.fields import FieldError

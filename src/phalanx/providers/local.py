@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from phalanx.agent.daemon import socket_dir
-from phalanx.agent.process import group_alive, ledger_path, read_ledger, signal_group
+from phalanx.host.daemon import socket_dir
+from phalanx.host.process import group_alive, ledger_path, read_ledger, signal_group
 from phalanx.layout import agent_log
 from phalanx.model import Host
 from phalanx.providers.base import AgentSpec, ProvisionError
@@ -60,7 +60,7 @@ class LocalProvider:
                     process = await asyncio.create_subprocess_exec(
                         self.python,
                         "-m",
-                        "phalanx.agent",
+                        "phalanx.host",
                         "--coordinator",
                         spec.url,
                         "--name",

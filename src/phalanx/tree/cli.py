@@ -122,7 +122,7 @@ def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
 def list_tests(cases: list[Case], out: TextIO) -> None:
     """One line per test: R runs, X runs and is expected to fail, S is
     skipped by its config, U has an unmet dependency (named)."""
-    from phalanx.kinds.depends import unmet
+    from phalanx.host.depends import unmet
 
     for case in cases:
         options = case.options

@@ -8,11 +8,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from phalanx.agent.process import GroupLedger, ledger_path
-from phalanx.agent.sandbox import Sandboxes
-from phalanx.engine.inprocess import InProcessSession
 from phalanx.engine.pool import Pool
 from phalanx.events import Fanout, Sink
+from phalanx.host.inprocess import InProcessSession
+from phalanx.host.process import GroupLedger, ledger_path
+from phalanx.host.sandbox import Sandboxes
 from phalanx.model import RunResult, Suite
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder

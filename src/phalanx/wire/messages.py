@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from phalanx.tasks import Outcome, Task
+
 PROTOCOL_VERSION = 1
 
 
@@ -42,11 +44,7 @@ class StageResult(_Message):
 
     type: Literal["stage.result"] = "stage.result"
     stage_id: str
-    exit_code: int | None = None
-    timed_out: bool = False
-    cancelled: bool = False
-    error: str | None = None
-    data: Any = None
+    outcome: Outcome
     started_at: datetime
     ended_at: datetime
 
@@ -176,3 +174,11 @@ def parse_coordinator_message(raw: str | bytes) -> CoordinatorMessage:
 
 def encode(message: _Message) -> str:
     return message.model_dump_json()
+
+
+def task_spec(task: Task) -> TaskSpec:
+    return TaskSpec(type=task.type, payload=task.payload)
+
+
+def task_of(spec: TaskSpec) -> Task:
+    return Task(spec.type, spec.payload)

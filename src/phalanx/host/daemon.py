@@ -30,9 +30,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from phalanx import __version__
-from phalanx.agent import runners
-from phalanx.agent.logs import LogWatch
-from phalanx.agent.process import GroupLedger, ledger_path
+from phalanx.host.context import RunnerContext, new_signal, set_signal
+from phalanx.host.logs import LogWatch
+from phalanx.host.process import GroupLedger, ledger_path
+from phalanx.host.runners import execute
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -54,6 +55,7 @@ from phalanx.wire.messages import (
     SyncRelease,
     encode,
     parse_coordinator_message,
+    task_of,
 )
 
 log = logging.getLogger("phalanx.agent")
@@ -67,7 +69,7 @@ COMMANDS = ("sync", "send", "wait")
 @dataclass
 class _Stage:
     message: StageStart
-    cancelled: asyncio.Future[None] = field(default_factory=runners.new_signal)
+    cancelled: asyncio.Future[None] = field(default_factory=new_signal)
     seq: int = 0
     task: asyncio.Task[None] | None = None
 
@@ -227,7 +229,7 @@ class Agent:
                 self._start_stage(message)
             case StageCancel(stage_id=stage_id):
                 if stage := self.running.get(stage_id):
-                    runners.set_signal(stage.cancelled)
+                    set_signal(stage.cancelled)
             case LogsCollect():
                 task = asyncio.create_task(self._collect_logs(message))
                 self.background.add(task)
@@ -276,7 +278,7 @@ class Agent:
             stage.seq += 1
             self.send(StageOutput(stage_id=message.stage_id, seq=stage.seq, data=text))
 
-        context = runners.RunnerContext(
+        context = RunnerContext(
             stage_id=message.stage_id,
             payload=message.task.payload,
             env=env,
@@ -288,26 +290,10 @@ class Agent:
             cancelled=stage.cancelled,
         )
         started = datetime.now(UTC)
-        runner = runners.get(message.task.type)
-        if runner is None:
-            result = runners.RunnerResult(
-                error=f"this agent has no runner for {message.task.type!r}"
-            )
-        else:
-            try:
-                result = await runner(context)
-            except Exception as exc:  # a runner bug must not take the agent down
-                log.exception("runner %s crashed", message.task.type)
-                result = runners.RunnerResult(
-                    error=f"the {message.task.type} runner crashed: {exc!r}"
-                )
+        outcome = await execute(task_of(message.task), context)
         reply = StageResult(
             stage_id=message.stage_id,
-            exit_code=result.exit_code,
-            timed_out=result.timed_out,
-            cancelled=result.cancelled,
-            error=result.error,
-            data=result.data,
+            outcome=outcome,
             started_at=started,
             ended_at=datetime.now(UTC),
         )
@@ -377,12 +363,12 @@ class Agent:
     def _install_commands(self) -> None:
         bin_dir = self.state_dir / "bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
-        functions = resources.files("phalanx.agent").joinpath("functions.sh").read_text()
+        functions = resources.files("phalanx.host").joinpath("functions.sh").read_text()
         (self.state_dir / "functions.sh").write_text(functions)
         for command in COMMANDS:
             path = bin_dir / f"phalanx-{command}"
             path.write_text(
-                f"#!{sys.executable}\nfrom phalanx.agent.syncclient import entry\nentry()\n"
+                f"#!{sys.executable}\nfrom phalanx.host.syncclient import entry\nentry()\n"
             )
             path.chmod(0o755)
 

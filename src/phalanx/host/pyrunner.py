@@ -8,11 +8,12 @@ import dataclasses
 import json
 import sys
 
-from phalanx.agent.command import run_command
-from phalanx.agent.runners import RunnerContext, RunnerResult
+from phalanx.host.command import run_command
+from phalanx.host.context import RunnerContext
+from phalanx.tasks import Outcome
 
 
-async def run_child(ctx: RunnerContext, module: str) -> RunnerResult:
+async def run_child(ctx: RunnerContext, module: str) -> Outcome:
     """Run `python -m MODULE TASK.json RESULT.json`; RESULT.json is the data."""
     scratch = ctx.scratch()
     task_path, result_path = scratch / "task.json", scratch / "result.json"
@@ -29,9 +30,9 @@ async def run_child(ctx: RunnerContext, module: str) -> RunnerResult:
     return dataclasses.replace(result, data=data)
 
 
-async def run_python(ctx: RunnerContext) -> RunnerResult:
-    return await run_child(ctx, "phalanx.agent.pychild")
+async def run_python(ctx: RunnerContext) -> Outcome:
+    return await run_child(ctx, "phalanx.host.pychild")
 
 
-async def run_walks(ctx: RunnerContext) -> RunnerResult:
-    return await run_child(ctx, "phalanx.agent.walkchild")
+async def run_walks(ctx: RunnerContext) -> Outcome:
+    return await run_child(ctx, "phalanx.host.walkchild")

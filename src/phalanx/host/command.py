@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from phalanx.agent.process import Child, group_alive, kill_group, spawn
-from phalanx.agent.runners import RunnerContext, RunnerResult
+from phalanx.host.context import RunnerContext
+from phalanx.host.process import Child, group_alive, kill_group, spawn
+from phalanx.tasks import Outcome
 
 DRAIN_AFTER_EXIT = 0.2  # seconds to wait for output still in the pipe after the exit
 
@@ -33,7 +34,7 @@ async def run_command(
     env: dict[str, str] | None = None,
     inactivity: float | None = None,
     end_group: bool = False,
-) -> RunnerResult:
+) -> Outcome:
     """Run `command` (in `cwd`, default the host's; with `env`, default the
     stage's). `inactivity`: seconds without output after which the group is
     killed. `end_group`: once the command exits, kill what it left running
@@ -52,7 +53,7 @@ async def run_command(
     try:
         child = spawn(command, cwd or ctx.cwd, ctx.env if env is None else env, on_output)
     except OSError as exc:
-        return RunnerResult(error=f"cannot start {command[0]}: {exc}")
+        return Outcome(error=f"cannot start {command[0]}: {exc}")
     ctx.ledger.add(child.pid)
     verdict = await supervise(child, ctx.timeout, ctx.cancelled, inactivity, lambda: last_output)
     if end_group and group_alive(child.pid):
@@ -64,7 +65,7 @@ async def run_command(
     data = None
     if verdict == "inactive":
         data = {"timeout": f"no output for {inactivity:g}s; its process group was killed"}
-    return RunnerResult(
+    return Outcome(
         exit_code=shell_exit_code(child.returncode),
         timed_out=verdict in ("timeout", "inactive"),
         cancelled=verdict == "cancelled",

@@ -1,7 +1,7 @@
 """The process a `python` task runs in: imports the shipped test modules,
 constructs each class with its config, runs it, reports `final_results`.
 
-    python -m phalanx.agent.pychild TASK.json RESULT.json
+    python -m phalanx.host.pychild TASK.json RESULT.json
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m phalanx.kinds.declarative TEST_DIR`: run one declarative test.
+"""`python -m phalanx.host.declarative TEST_DIR`: run one declarative test.
 
 Exit 0: passed; 1: failed (the reasons are printed); 2: its config is wrong.
 """
@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from phalanx.host.declarative.modules import resolve
+from phalanx.host.declarative.testobject import ProcessTest, end_group
 from phalanx.kinds.declarative.eventaction import ConfigError
-from phalanx.kinds.declarative.modules import resolve
-from phalanx.kinds.declarative.testobject import ProcessTest, end_group
 from phalanx.load.errors import DefinitionErrors
 from phalanx.load.yamlsrc import Source, read
 
@@ -79,7 +79,7 @@ def build(test_dir: Path) -> tuple[ProcessTest, list[Any]]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m phalanx.kinds.declarative TEST_DIR\n")
+        sys.stderr.write("usage: python -m phalanx.host.declarative TEST_DIR\n")
         return 2
     test_dir = Path(argv[0]).resolve()
     try:

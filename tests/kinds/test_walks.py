@@ -19,7 +19,7 @@ from phalanx.load.errors import DefinitionErrors
 from phalanx.load.repo import find_suite
 from phalanx.model import Status
 from tests.combinatorial.test_dask import dask_cluster, free_port
-from tests.run.conftest import output, run
+from tests.coordinator.runhelpers import output, run
 
 CLUSTER = """\
 name: trio

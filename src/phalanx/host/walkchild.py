@@ -2,7 +2,7 @@
 runs the walks with `run_tests`, and reports counts, failed walks and shrunk
 walks as the host's data.
 
-    python -m phalanx.agent.walkchild TASK.json RESULT.json
+    python -m phalanx.host.walkchild TASK.json RESULT.json
 
 The trace and log of the run are written under `walks/<case>/` in the host's
 working directory (a suite's `logs:` can collect them), so a failed walk can
@@ -21,11 +21,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from phalanx.agent.pychild import install_modules
 from phalanx.combinatorial import DaskExecutor, Executor, ExecutorError, Results, run_tests
 from phalanx.combinatorial.config import load_settings
 from phalanx.combinatorial.executors import make_executor
 from phalanx.combinatorial.names import resolve_class
+from phalanx.host.pychild import install_modules
 
 # Failed walks reported one by one (and as JUnit testcases); the rest are counted.
 DETAILED_FAILURES = 200

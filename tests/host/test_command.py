@@ -9,9 +9,10 @@ import signal
 import time
 from pathlib import Path
 
-from phalanx.agent.command import run_command
-from phalanx.agent.process import GroupLedger
-from phalanx.agent.runners import RunnerContext, RunnerResult, set_signal
+from phalanx.host.command import run_command
+from phalanx.host.context import RunnerContext, set_signal
+from phalanx.host.process import GroupLedger
+from phalanx.tasks import Outcome
 
 
 def context(tmp_path: Path, out: list[str], timeout: float = 30.0) -> RunnerContext:
@@ -70,7 +71,7 @@ async def test_a_character_split_across_reads_arrives_whole(tmp_path: Path) -> N
     # "é" is two bytes; printf writes them in two writes, a moment apart.
     script = r"printf '\303'; sleep 0.2; printf '\251\n'"
     result = await run_command(context(tmp_path, out), ["sh", "-c", script])
-    assert result == RunnerResult(exit_code=0)
+    assert result == Outcome(exit_code=0)
     assert "".join(out) == "é\n"
 
 

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from phalanx.host.declarative.testobject import ProcessTest
 from phalanx.kinds.declarative import eventaction
 from phalanx.kinds.declarative.events import Event, TimerFired
-from phalanx.kinds.declarative.testobject import ProcessTest
 
 
 class EventActionModule:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shlex
 
-from phalanx.agent.command import run_command
-from phalanx.agent.runners import RunnerContext, RunnerResult
+from phalanx.host.command import run_command
+from phalanx.host.context import RunnerContext
+from phalanx.tasks import Outcome
 
 INLINE_LIMIT = 64 * 1024  # longer scripts go to a file (one argument may hold 128 KiB)
 _SHELLS = {"bash", "sh", "dash", "zsh", "ksh"}
@@ -45,7 +46,7 @@ def command_for(ctx: RunnerContext, text: str, name: str) -> list[str]:
     return [str(script)]
 
 
-async def run_shell(ctx: RunnerContext) -> RunnerResult:
+async def run_shell(ctx: RunnerContext) -> Outcome:
     text = str(ctx.payload.get("script", ""))
     name = str(ctx.payload.get("origin") or "stage")
     return await run_command(ctx, command_for(ctx, text, name))

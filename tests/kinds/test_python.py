@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.model import Case, Status
-from tests.run.conftest import output, run, suite
+from tests.coordinator.runhelpers import output, run, suite
 
 PING = '''
 import threading, socket
@@ -105,7 +105,7 @@ def test_server_client_pairs_get_each_others_address(tmp_path: Path):
 
 def test_server_i_pairs_with_client_i_and_each_gets_the_others_address():
     from phalanx.kinds.python import host_config
-    from tests.run.conftest import suite as make_suite
+    from tests.coordinator.runhelpers import suite as make_suite
 
     s = make_suite(n=5)  # h0 server; h1..h4 clients
     hosts = tuple(
@@ -178,7 +178,7 @@ def test_a_hung_test_times_out(tmp_path: Path):
 
 def test_each_partner_also_gets_the_others_host_name():
     from phalanx.kinds.python import host_config
-    from tests.run.conftest import suite as make_suite
+    from tests.coordinator.runhelpers import suite as make_suite
 
     s = make_suite(n=3)  # h0 server; h1, h2 clients
     c = python_case("p", PLAIN, "roletests:Plain", server_client_mode=True)

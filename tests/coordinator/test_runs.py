@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 
 from phalanx.model import Status
-
-from .conftest import case, output, run, suite
+from tests.coordinator.runhelpers import case, output, run, suite
 
 JITTER = "sleep 0.$((RANDOM % 3))"
 

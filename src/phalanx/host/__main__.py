@@ -1,4 +1,4 @@
-"""`python -m phalanx.agent`: the agent's own light entry point (the local
+"""`python -m phalanx.host`: the agent's own light entry point (the local
 provider starts agents this way; `phalanx agent` calls the same `main`)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    from phalanx.agent.daemon import TOKEN_ENV, Agent
+    from phalanx.host.daemon import TOKEN_ENV, Agent
 
     token = (
         args.token_file.read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV, "")

@@ -1,5 +1,5 @@
 """The `executable` runner: one tree test (`run-test`, or a declarative test
-run by `python -m phalanx.kinds.declarative`) in its own process group and
+run by `python -m phalanx.host.declarative`) in its own process group and
 its own sandbox folder.
 
 Dependencies are checked here, on the host that runs the test. A test is
@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from phalanx.agent.command import run_command
-from phalanx.agent.runners import RunnerContext, RunnerResult
-from phalanx.agent.sandbox import Sandboxes
-from phalanx.kinds import depends
+from phalanx.host import depends
+from phalanx.host.command import run_command
+from phalanx.host.context import RunnerContext
+from phalanx.host.sandbox import Sandboxes
+from phalanx.tasks import Outcome
 
 RUN_TEST = "run-test"
 
@@ -28,20 +29,20 @@ RUN_TEST = "run-test"
 def command(payload: dict[str, Any]) -> list[str]:
     folder = str(payload["dir"])
     if payload.get("declarative"):
-        return [sys.executable, "-m", "phalanx.kinds.declarative", folder]
+        return [sys.executable, "-m", "phalanx.host.declarative", folder]
     return [os.path.join(folder, RUN_TEST)]
 
 
-async def run_executable(ctx: RunnerContext) -> RunnerResult:
+async def run_executable(ctx: RunnerContext) -> Outcome:
     payload = ctx.payload
     skip = payload.get("skip")
     if skip:
-        return RunnerResult(data={"skipped": f"skip: {skip}"})
+        return Outcome(data={"skipped": f"skip: {skip}"})
     needs = payload.get("dependencies") or []
     if needs:
         missing = await asyncio.to_thread(depends.unmet, needs)
         if missing:
-            return RunnerResult(data={"skipped": "unmet dependency: " + ", ".join(missing)})
+            return Outcome(data={"skipped": "unmet dependency: " + ", ".join(missing)})
     sandboxes = ctx.sandboxes or Sandboxes(ctx.scratch_root)
     sandbox = sandboxes.take(str(payload.get("name") or ctx.stage_id))
     env = {

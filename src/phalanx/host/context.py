@@ -1,17 +1,18 @@
-"""Agent-side task runners. A case kind names a runner in its Task's `type`;
-the agent looks it up here. New kinds add a runner; the agent loop stays."""
+"""What a runner gets for one stage: the task's payload, the stage's
+environment, where to work, how long it may take, where its output goes,
+and a signal for a cancel."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phalanx.agent.process import GroupLedger
-from phalanx.agent.sandbox import Sandboxes
+from phalanx.host.process import GroupLedger
+from phalanx.host.sandbox import Sandboxes
 
 
 def new_signal() -> asyncio.Future[None]:
@@ -44,32 +45,3 @@ class RunnerContext:
         path = self.scratch_root / re.sub(r"[^A-Za-z0-9_.-]", "_", self.stage_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-
-@dataclass(frozen=True)
-class RunnerResult:
-    exit_code: int | None = None
-    timed_out: bool = False
-    cancelled: bool = False
-    error: str | None = None
-    data: Any = None
-
-
-Runner = Callable[[RunnerContext], Awaitable[RunnerResult]]
-
-_RUNNERS: dict[str, Runner] = {}
-
-
-def register(name: str, runner: Runner) -> None:
-    _RUNNERS[name] = runner
-
-
-def get(name: str) -> Runner | None:
-    if not _RUNNERS:
-        from phalanx.agent import executable, pyrunner, shell
-
-        register("shell", shell.run_shell)
-        register("python", pyrunner.run_python)
-        register("walks", pyrunner.run_walks)
-        register("executable", executable.run_executable)
-    return _RUNNERS.get(name)

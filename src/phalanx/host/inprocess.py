@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from phalanx.agent import runners
-from phalanx.agent.process import GroupLedger
-from phalanx.agent.sandbox import Sandboxes
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport
-from phalanx.kinds.base import Outcome
+from phalanx.host.context import RunnerContext
+from phalanx.host.process import GroupLedger
+from phalanx.host.runners import execute
+from phalanx.host.sandbox import Sandboxes
 
 
 class InProcessSession:
@@ -28,27 +28,18 @@ class InProcessSession:
 
     async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
         started = datetime.now(UTC)
-        runner = runners.get(order.task.type)
-        if runner is None:
-            outcome = Outcome(error=f"no runner for {order.task.type!r}")
-        else:
-            context = runners.RunnerContext(
-                stage_id=order.stage_id,
-                payload=order.task.payload,
-                env=order.env,
-                cwd=self.workdir,
-                scratch_root=self.sandboxes.root,
-                timeout=order.timeout,
-                output=on_output,
-                ledger=self.ledger,
-                sandboxes=self.sandboxes,
-            )
-            try:
-                r = await runner(context)
-            except Exception as exc:  # a runner bug is this test's error, not the run's end
-                outcome = Outcome(error=f"the {order.task.type} runner crashed: {exc!r}")
-            else:
-                outcome = Outcome(r.exit_code, r.timed_out, r.cancelled, r.error, r.data)
+        context = RunnerContext(
+            stage_id=order.stage_id,
+            payload=order.task.payload,
+            env=order.env,
+            cwd=self.workdir,
+            scratch_root=self.sandboxes.root,
+            timeout=order.timeout,
+            output=on_output,
+            ledger=self.ledger,
+            sandboxes=self.sandboxes,
+        )
+        outcome = await execute(order.task, context)
         return StageReport(outcome, started, datetime.now(UTC))
 
     async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
