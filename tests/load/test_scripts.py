@@ -88,3 +88,50 @@ def test_a_bare_file_name_is_not_run_as_a_command(tmp_path: Path) -> None:
     (tmp_path / "suite_init.sh").write_text("echo hi\n")
     with pytest.raises(ScriptError, match=r"write file://suite_init\.sh"):
         resolve("suite_init.sh", tmp_path)
+
+
+def test_a_relative_file_url_may_not_leave_the_repository(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    case = repo / "test-suites" / "s" / "tc" / "c"
+    case.mkdir(parents=True)
+    (repo / "test-suites" / "common.sh").write_text("echo shared\n")
+    # up and around inside the repository is fine
+    assert resolve("file://../../../common.sh", case, repo).text == "echo shared\n"
+    with pytest.raises(ScriptError) as caught:
+        resolve("file://" + "../" * 30 + "etc/hostname", case, repo)
+    message = str(caught.value)
+    assert f"leads outside the definitions repository {repo.resolve()}" in message
+    assert "write file:///etc/hostname if that file is really meant" in message
+
+
+def test_a_symlink_out_of_the_repository_is_refused(tmp_path: Path) -> None:
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    repo.mkdir()
+    outside.mkdir()
+    (outside / "secret.sh").write_text("echo secret\n")
+    (repo / "init.sh").symlink_to(outside / "secret.sh")
+    with pytest.raises(ScriptError, match="leads outside the definitions repository"):
+        resolve("file://init.sh", repo, repo)
+    assert resolve(f"file://{outside}/secret.sh", repo, repo).text == "echo secret\n"
+
+
+def test_a_suite_reaching_outside_its_repo_fails_validate_with_file_line_and_key(
+    tmp_path: Path,
+) -> None:
+    from phalanx.load.errors import DefinitionErrors
+    from phalanx.load.repo import find_suite
+
+    repo = tmp_path / "repo"
+    (repo / "clusters").mkdir(parents=True)
+    (repo / "clusters" / "one.yaml").write_text("name: one\nhosts: [h1]\n")
+    suite = repo / "test-suites" / "s"
+    (suite / "tc" / "c").mkdir(parents=True)
+    (suite / "tc" / "c" / "run.sh").write_text("true\n")
+    (suite / "suite.yaml").write_text(
+        "cluster: one\ntests: [c]\ninitialize: file://../../../etc/passwd\n"
+    )
+    with pytest.raises(DefinitionErrors) as caught:
+        find_suite(suite)
+    (problem,) = caught.value.errors
+    assert (problem.file, problem.line, problem.key) == (suite / "suite.yaml", 3, "initialize")
+    assert "leads outside the definitions repository" in problem.message

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from phalanx.load import fields, pydef, yamlsrc
+from phalanx.load import fields, netaddr, pydef, yamlsrc
 from phalanx.load.errors import Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.xrdtest import Cluster as XrdCluster
@@ -102,6 +102,8 @@ def _yaml_host(src: yamlsrc.Source, raw: Any, index: int, problems: Problems) ->
             values[field] = _host_field(field, value)
         except FieldError as exc:
             problems.errors.append(src.error(str(exc), *at, key))
+    if "name" in raw and "name" not in values:
+        return None  # said above: the name is not a host name
     if not values.get("name"):
         problems.errors.append(src.error("missing: every host needs a `name`", *at))
         return None
@@ -117,15 +119,25 @@ def _yaml_host(src: yamlsrc.Source, raw: Any, index: int, problems: Problems) ->
 
 
 def _host_field(field: str, value: Any) -> Any:
-    if field in ("roles", "aliases"):
+    if field == "roles":
         return fields.names(value)
+    if field == "aliases":
+        return tuple(netaddr.hostname(a) for a in fields.names(value))
     if field == "params":
         return fields.mapping(value)
     if field == "disks":
         if not isinstance(value, list):
             raise FieldError("must be a list of disks")
         return value
-    return fields.text(value) if value is not None else None
+    if value is None:
+        return None
+    text = fields.text(value)
+    check = _ADDRESS_FIELDS.get(field)
+    return check(text) if check is not None else text
+
+
+_ADDRESS_FIELDS = {"name": netaddr.hostname, "ip": netaddr.ip, "mac": netaddr.mac}
+_NETWORK_ADDRESSES = {"ip": netaddr.ip, "netmask": netaddr.netmask}
 
 
 def _disk(raw: Any) -> Disk:
@@ -165,18 +177,41 @@ def _network(
                     "must be a pair of addresses [first, last]", f"network.{key}", line(key)
                 )
             else:
-                values[field] = (str(value[0]), str(value[1]))
+                try:
+                    values[field] = (netaddr.ip(str(value[0])), netaddr.ip(str(value[1])))
+                except FieldError as exc:
+                    problems.add(str(exc), f"network.{key}", line(key))
+        elif field in _NETWORK_ADDRESSES:
+            try:
+                values[field] = _NETWORK_ADDRESSES[field](str(value))
+            except FieldError as exc:
+                problems.add(str(exc), f"network.{key}", line(key))
         else:
             values[field] = str(value)
     return Network(**values)
 
 
 def _check_unique(hosts: list[Host], problems: Problems, line: Callable[[int], int | None]) -> None:
-    seen: dict[str, int] = {}
+    """No two hosts share a name (or alias), an IP or a MAC: each would make
+    one host unreachable, or two hosts answer as one."""
+    seen: dict[tuple[str, str], str] = {}
     for index, host in enumerate(hosts):
-        if host.name in seen:
-            problems.add(f"host {host.name!r} is defined twice", f"hosts.{index}", line(index))
-        seen[host.name] = index
+        values = [("name", n.lower()) for n in (host.name, *host.aliases)]
+        values += [(key, v) for key, v in (("ip", host.ip), ("mac", host.mac)) if v]
+        for key, value in values:
+            owner = seen.get((key, value))
+            if owner is None:
+                seen[(key, value)] = host.name
+            elif owner == host.name:
+                problems.add(f"{value!r} is given twice", f"hosts.{index}.{key}", line(index))
+            elif key == "name":
+                problems.add(f"host {value!r} is defined twice", f"hosts.{index}", line(index))
+            else:
+                problems.add(
+                    f"{value!r} is also {owner}'s {key}; no two hosts may share it",
+                    f"hosts.{index}.{key}",
+                    line(index),
+                )
 
 
 # --- XrdTest getCluster() -----------------------------------------------------
@@ -212,13 +247,23 @@ def from_python(file: Path) -> Cluster:
         except FieldError as exc:
             problems.add(str(exc), f"{raw.name}.disks", lines.get("disks"))
             disks = ()
+        try:
+            name_, ip_, mac_ = (
+                netaddr.hostname(raw.name),
+                netaddr.ip(raw.ip) if raw.ip else None,
+                netaddr.mac(raw.mac) if raw.mac else None,
+            )
+            aliases = tuple(netaddr.hostname(a) for a in raw.aliases)
+        except FieldError as exc:
+            problems.add(str(exc), f"hosts.{raw.name}", lines.get("hosts"))
+            continue
         hosts.append(
             Host(
-                name=raw.name,
-                ip=raw.ip or None,
+                name=name_,
+                ip=ip_,
                 roles=tuple(raw.roles),
-                mac=raw.mac,
-                aliases=tuple(raw.aliases),
+                mac=mac_,
+                aliases=aliases,
                 ram_size=_opt(raw.ramSize or default.ramSize),
                 arch=_opt(raw.arch or default.arch),
                 boot_image=_opt(raw.bootImage or default.bootImage),

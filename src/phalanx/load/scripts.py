@@ -14,14 +14,17 @@ class ScriptError(ValueError):
     """Why a script reference could not be turned into text."""
 
 
-def resolve(value: object, base: Path) -> Script:
-    """The script `value` names, relative paths taken from `base`."""
+def resolve(value: object, base: Path, repo: Path | None = None) -> Script:
+    """The script `value` names, relative paths taken from `base`. A relative
+    `file://` path must stay inside `repo` (the definitions repository), so a
+    suite cannot reach a file elsewhere on the machine by accident or by
+    `../`; `file:///abs` is how to mean a file outside it."""
     if not isinstance(value, str):
         raise ScriptError(
             f"must be a script (text or a file:// or http(s):// URL), not {_kind(value)}"
         )
     if value.startswith("file://"):
-        return _from_file(value, base)
+        return _from_file(value, base, repo)
     if value.startswith(("http://", "https://")):
         return _from_url(value)
     if not value.strip():
@@ -44,9 +47,18 @@ def from_path(path: Path) -> Script:
     return Script(text=text, origin=str(path))
 
 
-def _from_file(url: str, base: Path) -> Script:
+def _from_file(url: str, base: Path, repo: Path | None) -> Script:
     rest = url[len("file://") :]
-    path = Path(rest) if rest.startswith("/") else base / rest
+    if rest.startswith("/"):
+        path = Path(rest)
+    else:
+        path = base / rest
+        inside = (repo or base).resolve()
+        if not path.resolve().is_relative_to(inside):
+            raise ScriptError(
+                f"{url} leads outside the definitions repository {inside} (to {path.resolve()}); "
+                f"write file://{path.resolve()} if that file is really meant"
+            )
     if not path.is_file():
         raise ScriptError(f"{url}: no such file {path}")
     return from_path(path)

@@ -200,7 +200,7 @@ def build(
                 )
 
     for stage, default in SUITE_FILES.items():
-        script = _suite_script(raw, stage, default, folder, where, problems)
+        script = _suite_script(raw, stage, default, folder, repo, where, problems)
         if script is not None:
             values[stage] = script
 
@@ -250,11 +250,17 @@ def _cluster(
 
 
 def _suite_script(
-    raw: dict[str, Any], stage: str, default: str, folder: Path, where: Where, problems: Problems
+    raw: dict[str, Any],
+    stage: str,
+    default: str,
+    folder: Path,
+    repo: Path,
+    where: Where,
+    problems: Problems,
 ) -> Script | None:
     try:
         if stage in raw:
-            return scripts.resolve(raw[stage], folder)
+            return scripts.resolve(raw[stage], folder, repo)
         if (folder / default).is_file():
             return scripts.from_path(folder / default)
     except scripts.ScriptError as exc:
@@ -366,7 +372,7 @@ def _case(
     for stage, files in STAGE_FILES.items():
         try:
             if stage in spec:
-                stages[stage] = scripts.resolve(spec[stage], case_dir)
+                stages[stage] = scripts.resolve(spec[stage], case_dir, repo)
                 continue
             found = next((case_dir / f for f in files if (case_dir / f).is_file()), None)
             if found is not None:

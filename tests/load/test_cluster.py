@@ -1,0 +1,136 @@
+"""Cluster definitions: names, addresses and MACs are checked, because they
+end up in scripts, host files and network links."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from phalanx.load.cluster import load_cluster
+from phalanx.load.errors import DefinitionErrors
+
+
+def write(tmp_path: Path, text: str, name: str = "lab.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(DefinitionErrors) as caught:
+        load_cluster(path)
+    return [str(e) for e in caught.value.errors]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("name", '"a;touch PWNED"', "'a;touch PWNED' is not a host name"),
+        ("name", '"with space"', "'with space' is not a host name"),
+        ("name", "-lead.example", "is not a host name"),
+        ("name", "x" * 64 + ".example", "is not a host name"),
+        ("ip", "notanip", "'notanip' is not an IPv4 or IPv6 address"),
+        ("ip", "10.0.0.300", "is not an IPv4 or IPv6 address"),
+        ("mac", "52:54:00:zz:00:01", "is not a MAC address"),
+        ("aliases", '["ok.example", "$(reboot)"]', "'$(reboot)' is not a host name"),
+    ],
+)
+def test_a_bad_host_value_names_file_line_and_key(
+    tmp_path: Path, key: str, value: str, says: str
+) -> None:
+    host = {"name": "h1.example", key: value}
+    fields = "\n".join(f"    {k}: {v}" for k, v in host.items())
+    path = write(tmp_path, f"name: lab\nhosts:\n  - {fields.strip()}\n")
+    (problem,) = problems(path)
+    line = 3 if key == "name" else 4
+    assert problem.startswith(f"{path}:{line}: hosts.0.{key}: "), problem
+    assert says in problem
+
+
+def test_good_names_and_addresses_load(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: lab
+        network: {ip: 10.9.0.0, netmask: 255.255.255.0, dhcp_range: [10.9.0.10, 10.9.0.20]}
+        hosts:
+          - {name: srv1.lab.test, ip: 10.9.0.1, mac: "52:54:00:AA:00:01", aliases: [data1]}
+          - {name: cli-1, ip: "fd00::2"}
+        """,
+    )
+    cluster = load_cluster(path)
+    assert [h.ip for h in cluster.hosts] == ["10.9.0.1", "fd00::2"]
+    assert cluster.hosts[0].mac == "52:54:00:aa:00:01"
+    assert cluster.network is not None and cluster.network.netmask == "255.255.255.0"
+
+
+def test_two_hosts_may_not_share_an_ip_a_mac_or_a_name(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: lab
+        hosts:
+          - {name: a.test, ip: 10.9.0.1, mac: "52:54:00:00:00:01"}
+          - {name: b.test, ip: 10.9.0.1, mac: "52:54:00:00:00:01"}
+          - {name: c.test, aliases: [a.test]}
+        """,
+    )
+    found = problems(path)
+    assert (
+        f"{path}:4: hosts.1.ip: '10.9.0.1' is also a.test's ip; no two hosts may share it" in found
+    )
+    assert any("hosts.1.mac: '52:54:00:00:00:01' is also a.test's mac" in p for p in found)
+    assert any(p.startswith(f"{path}:5: hosts.2:") and "'a.test'" in p for p in found)
+    assert len(found) == 3
+
+
+def test_a_bad_network_address_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: lab\nnetwork: {ip: 10.1.1, netmask: 255.0.255.0}\nhosts: [h1]\n")
+    found = problems(path)
+    assert any("network.ip: '10.1.1' is not an IPv4 or IPv6 address" in p for p in found)
+    assert any("network.netmask: '255.0.255.0' is not a netmask" in p for p in found)
+
+
+def test_an_xrdtest_cluster_with_a_bad_host_name_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        from XrdTest.ClusterUtils import Cluster, Host
+
+        def getCluster():
+            cluster = Cluster()
+            cluster.name = "lab"
+            cluster.addHost(Host("bad;name.xrd.test", "10.1.0.2"))
+            return cluster
+        """,
+        "lab.py",
+    )
+    (problem,) = problems(path)
+    assert "'bad;name.xrd.test' is not a host name" in problem
+
+
+def test_validate_refuses_an_injected_host_name_before_anything_runs(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "clusters").mkdir(parents=True)
+    (repo / "clusters" / "lab.yaml").write_text('name: lab\nhosts:\n  - name: "a;touch PWNED"\n')
+    suite = repo / "test-suites" / "s"
+    (suite / "tc" / "c").mkdir(parents=True)
+    (suite / "suite.yaml").write_text("cluster: lab\ntests: [c]\n")
+    (suite / "tc" / "c" / "run.sh").write_text("echo @slavename@\n")
+    for command in (["validate", str(repo)], ["run", str(suite), "--results", str(tmp_path)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "phalanx", *command],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "lab.yaml:3: hosts.0.name: 'a;touch PWNED' is not a host name" in (
+            done.stdout + done.stderr
+        )
+    assert not (tmp_path / "PWNED").exists()
