@@ -124,3 +124,37 @@ def test_usage_errors_exit_2_and_help_names_every_command(tmp_path: Path) -> Non
     assert phalanx("run", ".", "--number", "x", cwd=tmp_path).returncode == 2
     agent = phalanx("agent", "--help", cwd=tmp_path)
     assert agent.returncode == 0 and "--coordinator" in agent.stdout
+
+
+def test_bad_option_values_are_usage_errors_before_anything_starts(tmp_path: Path) -> None:
+    hello = str(EXAMPLES / "test-suites" / "hello")
+    for option, value, says in [
+        ("--heartbeat-timeout", "0", "must be more than 0 seconds, not 0"),
+        ("--heartbeat-timeout", "-1", "must be more than 0 seconds, not -1"),
+        ("--connect-timeout", "0", "must be more than 0 seconds, not 0"),
+        ("--connect-timeout", "-3", "must be more than 0 seconds, not -3"),
+        ("--connect-timeout", "soon", "'soon' is not a number of seconds"),
+        ("-j", "0", "must be 1 or more, not 0"),
+    ]:
+        done = phalanx("run", hello, option, value, cwd=tmp_path)
+        assert done.returncode == 2, (option, value, done.stdout, done.stderr)
+        assert says in done.stderr, done.stderr
+    assert not (tmp_path / "phalanx-results").exists()
+
+
+def test_an_agent_with_an_unreadable_token_file_says_so_in_one_line(tmp_path: Path) -> None:
+    done = phalanx(
+        "agent",
+        "--coordinator",
+        "ws://127.0.0.1:9/agent",
+        "--name",
+        "h1",
+        "--token-file",
+        str(tmp_path / "nonexist"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"phalanx agent: cannot read the token file {tmp_path / 'nonexist'}: "
+        f"[Errno 2] No such file or directory: '{tmp_path / 'nonexist'}'"
+    ]

@@ -31,7 +31,18 @@ CORE = {
     "board",
 }
 # Where things run or meet the outside world.
-EDGES = {"host", "coordinator", "providers", "console", "cli", "tree", "store", "wire", "report"}
+EDGES = {
+    "host",
+    "coordinator",
+    "providers",
+    "console",
+    "cli",
+    "argtypes",
+    "tree",
+    "store",
+    "wire",
+    "report",
+}
 
 
 def _top(path: Path) -> str:

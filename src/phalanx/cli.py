@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from phalanx.model import Suite
 
+from phalanx import argtypes
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
 
 
@@ -272,14 +273,14 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     suites.add_argument("--plain", action="store_true", help="one line per event, no live view")
     suites.add_argument(
         "--heartbeat-timeout",
-        type=float,
+        type=argtypes.seconds,
         default=10.0,
         metavar="S",
         help="seconds of silence before an agent is lost (default: %(default)s)",
     )
     suites.add_argument(
         "--connect-timeout",
-        type=float,
+        type=argtypes.seconds,
         default=60.0,
         metavar="S",
         help="seconds to wait for agents (default: %(default)s)",
@@ -301,16 +302,23 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     tree.add_argument("--list-tags", action="store_true", help="list tags, run none")
     tree.add_argument("--dry-run", action="store_true", help="show what would run")
     tree.add_argument(
-        "--number", type=int, default=1, metavar="N", help="run the selection N times"
+        "--number", type=argtypes.count, default=1, metavar="N", help="run the selection N times"
     )
     tree.add_argument("--random-order", action="store_true", help="shuffle the tests")
     tree.add_argument("--seed", type=int, metavar="S", help="seed for --random-order")
     tree.add_argument("--stop-on-error", action="store_true", help="stop after a failure")
     tree.add_argument(
-        "--timeout", type=float, metavar="S", help="kill a test after S seconds without output"
+        "--timeout",
+        type=argtypes.seconds,
+        metavar="S",
+        help="kill a test after S seconds without output",
     )
     tree.add_argument(
-        "-j", "--jobs", type=int, metavar="N", help="workers (default: the number of cores)"
+        "-j",
+        "--jobs",
+        type=argtypes.count,
+        metavar="N",
+        help="workers (default: the number of cores)",
     )
 
 

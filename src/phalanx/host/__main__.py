@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from phalanx import argtypes
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -24,15 +26,26 @@ def main(argv: list[str] | None = None) -> int:
         "--token-file", type=Path, help="file holding the agent's token (else $PHALANX_AGENT_TOKEN)"
     )
     parser.add_argument(
-        "--give-up", type=float, default=None, help="exit after S seconds without a coordinator"
+        "--give-up",
+        type=argtypes.seconds,
+        default=None,
+        help="exit after S seconds without a coordinator",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     from phalanx.host.daemon import TOKEN_ENV, Agent
 
-    token = (
-        args.token_file.read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV, "")
-    )
+    try:
+        token = (
+            args.token_file.read_text().strip()
+            if args.token_file
+            else os.environ.get(TOKEN_ENV, "")
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        print(
+            f"phalanx agent: cannot read the token file {args.token_file}: {exc}", file=sys.stderr
+        )
+        return 2
     if not token:
         print(f"phalanx agent: no token (use --token-file or ${TOKEN_ENV})", file=sys.stderr)
         return 2
