@@ -50,18 +50,36 @@ def parse(text: str) -> tuple[int, list[Point]]:
 def test_plan_and_points(mixed_run: RunResult, run_dir: Path) -> None:
     write_tap(mixed_run, run_dir / "results.tap")
     planned, points = parse((run_dir / "results.tap").read_text())
-    assert planned == len(points) == 5
-    assert [p.number for p in points] == [1, 2, 3, 4, 5]
+    assert planned == len(points) == 8
+    assert [p.number for p in points] == list(range(1, 9))
     assert [(p.ok, p.description) for p in points] == [
+        (True, "suite.initialize"),
         (True, "case_pass"),
         (False, "case_fail"),
         (False, "case_error"),
         (False, "case_timeout"),
         (True, "case_skip"),
+        (True, "suite.finalize"),
+        (True, "suite"),
     ]
-    skip = points[4]
+    skip = points[5]
     assert (skip.directive, skip.reason) == ("SKIP", "needs \\#ipv6 support")
-    assert points[0].diagnostics == {}
+    assert points[1].diagnostics == {}
+
+
+def test_the_plan_is_the_cases_and_three_suite_points_whatever_happened(
+    mixed_run: RunResult,
+    init_failed_run: RunResult,
+    provisioning_failed_run: RunResult,
+    cancelled_run: RunResult,
+    run_dir: Path,
+) -> None:
+    for result in (mixed_run, init_failed_run, provisioning_failed_run, cancelled_run):
+        write_tap(result, run_dir / "results.tap")
+        planned, points = parse((run_dir / "results.tap").read_text())
+        assert planned == len(points) == len(result.cases) + 3
+        names = [p.description for p in points]
+        assert names[0] == "suite.initialize" and names[-2:] == ["suite.finalize", "suite"]
 
 
 def test_diagnostics_name_failing_stages_hosts_and_reasons(
@@ -69,7 +87,7 @@ def test_diagnostics_name_failing_stages_hosts_and_reasons(
 ) -> None:
     write_tap(mixed_run, run_dir / "results.tap")
     _, points = parse((run_dir / "results.tap").read_text())
-    fail = points[1].diagnostics
+    fail = points[2].diagnostics
     assert fail["status"] == "failed"
     assert fail["reason"] == "run failed: srv1.phalanx.test (exit code 1)"
     assert fail["duration_ms"] == 4500
@@ -83,19 +101,21 @@ def test_diagnostics_name_failing_stages_hosts_and_reasons(
             "output": "cases/case_fail/run/srv1.phalanx.test.log",
         }
     ]
-    assert points[2].diagnostics["failing"][0]["status"] == "error"
-    assert points[2].diagnostics["failing"][0]["reason"] == "agent lost"
-    assert points[3].diagnostics["status"] == "timeout"
+    assert points[3].diagnostics["failing"][0]["status"] == "error"
+    assert points[3].diagnostics["failing"][0]["reason"] == "agent lost"
+    assert points[4].diagnostics["status"] == "timeout"
 
 
 def test_suite_initialize_failure(init_failed_run: RunResult, run_dir: Path) -> None:
     write_tap(init_failed_run, run_dir / "results.tap")
     planned, points = parse((run_dir / "results.tap").read_text())
-    assert planned == 3
+    assert planned == 5
     assert [(p.ok, p.description, p.directive) for p in points] == [
         (False, "suite.initialize", None),
         (True, "case_a", "SKIP"),
         (True, "case_b", "SKIP"),
+        (True, "suite.finalize", None),
+        (True, "suite", None),
     ]
     assert points[0].diagnostics["failing"][0]["host"] == "srv1.phalanx.test"
     assert points[1].reason.startswith("suite initialize failed")
@@ -106,15 +126,29 @@ def test_a_run_that_never_started_is_not_ok(
 ) -> None:
     write_tap(provisioning_failed_run, run_dir / "results.tap")
     _, points = parse((run_dir / "results.tap").read_text())
-    assert [(p.ok, p.description) for p in points] == [(True, "case_a"), (False, "suite")]
-    assert points[1].diagnostics["status"] == "error"
-    assert points[1].diagnostics["reason"].startswith("provisioning failed")
+    assert [(p.ok, p.description, p.directive) for p in points] == [
+        (True, "suite.initialize", "SKIP"),
+        (True, "case_a", "SKIP"),
+        (True, "suite.finalize", "SKIP"),
+        (False, "suite", None),
+    ]
+    assert points[0].reason.startswith("did not run: provisioning failed")
+    assert points[3].diagnostics["status"] == "error"
+    assert points[3].diagnostics["reason"].startswith("provisioning failed")
 
 
 def test_a_cancelled_run(cancelled_run: RunResult, run_dir: Path) -> None:
     write_tap(cancelled_run, run_dir / "results.tap")
     planned, points = parse((run_dir / "results.tap").read_text())
-    assert planned == 3
-    assert [(p.ok, p.directive) for p in points] == [(True, None), (False, None), (True, "SKIP")]
-    assert points[1].diagnostics["status"] == "cancelled"
-    assert points[2].reason == "did not run: cancelled by alice"
+    assert planned == 6
+    assert [(p.ok, p.directive) for p in points] == [
+        (True, "SKIP"),
+        (True, None),
+        (False, None),
+        (True, "SKIP"),
+        (True, "SKIP"),
+        (True, None),
+    ]
+    assert points[0].reason == "the suite has none"
+    assert points[2].diagnostics["status"] == "cancelled"
+    assert points[3].reason == "did not run: cancelled by alice"

@@ -1,5 +1,11 @@
-"""TAP version 13: one test point per case (plus the suite stages that did
-not pass), with a YAML diagnostics block under every point that did not pass.
+"""TAP version 13: one test point per case, framed by the suite's own
+points, with a YAML diagnostics block under every point that did not pass.
+
+The plan is the same whatever happens (a TAP consumer compares it across
+runs): `suite.initialize`, every case, `suite.finalize`, and `suite`, the
+run as a whole. A suite stage that passed, or that the suite does not have,
+is an `ok` point; the run's point fails only when nothing else says why the
+run did not pass (e.g. its hosts could not be brought up).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import yaml
 
 from phalanx.model import RunResult, Status
 from phalanx.report.files import write_atomic
-from phalanx.report.outcomes import Entry, Problem, entries
+from phalanx.report.outcomes import SUITE_ENTRY, Entry, Problem, entries, seconds
 
 
 def _one_line(text: str) -> str:
@@ -62,8 +68,34 @@ def _point(number: int, entry: Entry, result: RunResult) -> list[str]:
     return [f"not ok {number} - {name}", *_diagnostics(entry)]
 
 
+def _framed(result: RunResult) -> list[Entry]:
+    """Every case between the suite's points, each suite point present."""
+    listed = {e.name: e for e in entries(result)}
+    ran = {s.name: s for s in result.stages}
+    took = seconds(result.started_at, result.ended_at)
+
+    def suite_point(name: str) -> Entry:
+        if name in listed:
+            return listed[name]
+        stage = ran.get(name.rpartition(".")[2])
+        if stage is not None:  # it passed
+            return Entry(name, stage.status, None, seconds(stage.started_at, stage.ended_at), ())
+        if not result.stages and not any(c.started_at for c in result.cases):
+            return Entry(name, Status.PENDING, None, 0.0, ())  # the run never got that far
+        return Entry(name, Status.SKIPPED, "the suite has none", 0.0, ())
+
+    run = listed.get(SUITE_ENTRY) or Entry(SUITE_ENTRY, Status.PASSED, None, took, ())
+    cases = [e for e in listed.values() if e.name in {c.name for c in result.cases}]
+    return [
+        suite_point(f"{SUITE_ENTRY}.initialize"),
+        *cases,
+        suite_point(f"{SUITE_ENTRY}.finalize"),
+        run,
+    ]
+
+
 def to_tap(result: RunResult) -> str:
-    listed = entries(result)
+    listed = _framed(result)
     lines = ["TAP version 13", f"1..{len(listed)}"]
     for number, entry in enumerate(listed, start=1):
         lines.extend(_point(number, entry, result))
