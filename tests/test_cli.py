@@ -158,3 +158,41 @@ def test_an_agent_with_an_unreadable_token_file_says_so_in_one_line(tmp_path: Pa
         f"phalanx agent: cannot read the token file {tmp_path / 'nonexist'}: "
         f"[Errno 2] No such file or directory: '{tmp_path / 'nonexist'}'"
     ]
+
+
+def test_a_broken_cluster_is_reported_once_however_many_suites_use_it(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "clusters").mkdir(parents=True)
+    (repo / "clusters" / "lab.yaml").write_text("name: lab\n")  # no hosts
+    for suite in ("one", "two", "three"):
+        folder = repo / "test-suites" / suite
+        (folder / "tc" / "c").mkdir(parents=True)
+        (folder / "suite.yaml").write_text("cluster: lab\ntests: [c]\n")
+        (folder / "tc" / "c" / "run.sh").write_text("true\n")
+    done = phalanx("validate", str(repo), cwd=tmp_path)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert sum("lab.yaml:1: hosts: missing" in line for line in lines) == 1
+    assert sum("cluster 'lab' does not load (1 problem in" in line for line in lines) == 3
+    assert f"{len(lines)} problems found; nothing was run." in done.stderr
+
+
+def test_running_a_repo_without_a_suite_names_the_suites_to_pick_from(tmp_path: Path) -> None:
+    done = phalanx("run", str(EXAMPLES), cwd=tmp_path)
+    assert done.returncode == 2
+    assert (
+        "a definitions repo: pick a suite with -s "
+        "(suites: client_server, hello, python_roles, walks, xrd_copy)"
+    ) in done.stderr
+
+
+def test_list_on_a_repo_where_nothing_loads_prints_the_problems_not_an_empty_table(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "test-suites" / "s").mkdir(parents=True)
+    (repo / "test-suites" / "s" / "suite.yaml").write_text("cluster: nowhere\ntests: [c]\n")
+    done = phalanx("list", str(repo), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "suites" not in done.stdout and "cluster" not in done.stdout
+    assert "suite.yaml:1: cluster: unknown cluster 'nowhere'" in done.stderr

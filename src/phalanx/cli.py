@@ -166,18 +166,20 @@ def list_(args: argparse.Namespace) -> int:
 
     repo = load_repo(_repo_root(args.path))
     out = Console()
-    table = Table("suite", "cluster", "hosts", "cases", "schedule", title="suites")
-    for name, s in sorted(repo.suites.items()):
-        schedule = " ".join(f"{k}={v}" for k, v in (s.schedule or {}).items()) or "-"
-        table.add_row(
-            name, s.cluster.name, str(len(s.hosts)), ", ".join(c.name for c in s.cases), schedule
-        )
-    out.print(table)
-    clusters = Table("cluster", "hosts", title="clusters")
-    for name, c in sorted(repo.clusters.items()):
-        hosts = [f"{h.name}{'[' + ','.join(h.roles) + ']' if h.roles else ''}" for h in c.hosts]
-        clusters.add_row(name, ", ".join(hosts))
-    out.print(clusters)
+    # Only what loaded is tabled; what did not is listed below, problem by problem.
+    if repo.suites:
+        table = Table("suite", "cluster", "hosts", "cases", "schedule", title="suites")
+        for name, s in sorted(repo.suites.items()):
+            schedule = " ".join(f"{k}={v}" for k, v in (s.schedule or {}).items()) or "-"
+            cases = ", ".join(c.name for c in s.cases)
+            table.add_row(name, s.cluster.name, str(len(s.hosts)), cases, schedule)
+        out.print(table)
+    if repo.clusters:
+        clusters = Table("cluster", "hosts", title="clusters")
+        for name, c in sorted(repo.clusters.items()):
+            hosts = [f"{h.name}{'[' + ','.join(h.roles) + ']' if h.roles else ''}" for h in c.hosts]
+            clusters.add_row(name, ", ".join(hosts))
+        out.print(clusters)
     if repo.errors:
         _print_errors([str(e) for e in repo.errors])
         return EXIT_DEFINITIONS

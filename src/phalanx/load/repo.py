@@ -93,7 +93,10 @@ def load_repo(root: Path) -> Repo:
             try:
                 suite = load_suite(entry, repo.clusters, root, broken)
             except DefinitionErrors as exc:
-                repo.errors.extend(exc.errors)
+                # A broken cluster's own problems are listed once, above, not
+                # again under every suite that uses it.
+                reported = set(repo.errors)
+                repo.errors.extend(e for e in exc.errors if e not in reported)
                 continue
             if suite.name in repo.suites:
                 other = repo.suites[suite.name].path
@@ -126,8 +129,10 @@ def find_suite(path: Path, suite: str | None = None) -> Suite:
         raise _error(path, "no such file or folder")
     if suite is None:
         if definition_file(path) is None:
-            hint = " (a repo root: pick a suite with -s)" if (path / "test-suites").is_dir() else ""
-            raise _error(path, f"not a suite folder{hint}")
+            if (path / "test-suites").is_dir():
+                names = ", ".join(sorted(p.name for p in suite_folders(path))) or "none"
+                raise _error(path, f"a definitions repo: pick a suite with -s (suites: {names})")
+            raise _error(path, "not a suite folder")
         folder = path
         root = repo_root(path.parent) or path.parent
     else:

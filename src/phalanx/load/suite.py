@@ -241,7 +241,11 @@ def _cluster(
         return None
     cluster = clusters.get(value)
     if cluster is None and value in broken:
-        problems.errors.append(where.error(f"cluster {value!r} does not load:", key))
+        count = len(broken[value])
+        found = f"{count} problem{'s' if count != 1 else ''}"
+        file = broken[value][0].file if broken[value] else None
+        message = f"cluster {value!r} does not load ({found} in {file})"
+        problems.errors.append(where.error(message, key))
         problems.extend(broken[value])
     elif cluster is None:
         known = ", ".join(sorted(clusters)) or "none"
