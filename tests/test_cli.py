@@ -196,3 +196,32 @@ def test_list_on_a_repo_where_nothing_loads_prints_the_problems_not_an_empty_tab
     assert done.returncode == 2
     assert "suites" not in done.stdout and "cluster" not in done.stdout
     assert "suite.yaml:1: cluster: unknown cluster 'nowhere'" in done.stderr
+
+
+def test_validate_warns_about_tags_no_host_fills_and_strict_makes_them_problems(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "clusters").mkdir(parents=True)
+    (repo / "clusters" / "lab.yaml").write_text("name: lab\nhosts: [h1.lab.test, h2.lab.test]\n")
+    folder = repo / "test-suites" / "s"
+    (folder / "tc" / "c").mkdir(parents=True)
+    (folder / "suite.yaml").write_text(
+        "cluster: lab\ntests: [c]\ntags: {greeting: hi}\ninitialize: echo @greting@\n"
+    )
+    run_sh = folder / "tc" / "c" / "run.sh"
+    run_sh.write_text(
+        "echo @slavename@ @greeting@ @host:h2@ @host:h1.lab.test@\n"
+        "echo @nosuchtag@ mail me at someone@example.com\n"
+        "ping @host:nosuch@\n"
+    )
+    done = phalanx("validate", str(repo), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: suite.initialize (inline): @greting@ is filled by no host of the suite",
+        f"warning: {run_sh}:2: @nosuchtag@ is filled by no host of the suite",
+        f"warning: {run_sh}:3: @host:nosuch@ is filled by no host of the suite",
+    ]
+    strict = phalanx("validate", "--strict", str(repo), cwd=tmp_path)
+    assert strict.returncode == 2
+    assert "3 problems found; nothing was run." in strict.stderr

@@ -145,10 +145,17 @@ def run(args: argparse.Namespace) -> int:
 def validate(args: argparse.Namespace) -> int:
     """Check every definition; nothing runs. Exit 2 on any problem."""
     from phalanx.load.repo import load_repo
+    from phalanx.tags import unfilled
 
     repo = load_repo(_repo_root(args.path))
-    if repo.errors:
-        _print_errors([str(e) for e in repo.errors])
+    problems = [str(e) for e in repo.errors]
+    warnings = [str(u) for s in repo.suites.values() for u in unfilled(s)]
+    if args.strict:
+        problems, warnings = problems + warnings, []
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", markup=True, soft_wrap=True)
+    if problems:
+        _print_errors(problems)
         return EXIT_DEFINITIONS
     print(
         f"ok: {len(repo.suites)} suite{'s' if len(repo.suites) != 1 else ''}, "
@@ -336,9 +343,9 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"phalanx {__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _run_options(_command(commands, "run", run))
-    _command(commands, "validate", validate).add_argument(
-        "path", type=Path, help="a definitions repo or a suite folder"
-    )
+    checking = _command(commands, "validate", validate)
+    checking.add_argument("path", type=Path, help="a definitions repo or a suite folder")
+    checking.add_argument("--strict", action="store_true", help="treat warnings as problems")
     _command(commands, "list", list_).add_argument("path", type=Path, help="a definitions repo")
     results = commands.add_parser(
         "results", help="Work with the results of past runs.", description="Past runs' results."

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from phalanx.model import Host, Suite
+from phalanx.model import Host, Script, Suite
 
 _TAG = re.compile(r"@([A-Za-z_][A-Za-z0-9_.:-]*)@")
 
@@ -88,3 +88,42 @@ def environment(values: Mapping[str, str]) -> dict[str, str]:
 
 def _env_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+@dataclass(frozen=True)
+class Unfilled:
+    """An @tag@ in a script that no host of the suite would fill: it would
+    run as written, which is almost always a typo or a missing host."""
+
+    origin: str  # the script's file, or "inline"
+    line: int  # within the script's text
+    where: str  # suite.initialize, CASE.run, ...
+    tag: str
+
+    def __str__(self) -> str:
+        at = f"{self.origin}:{self.line}" if self.origin != "inline" else f"{self.where} (inline)"
+        return f"{at}: @{self.tag}@ is filled by no host of the suite"
+
+
+def unfilled(suite: Suite) -> list[Unfilled]:
+    """Every @tag@ in `suite`'s scripts that no host's tag values hold."""
+    run = RunContext("run", "coordinator", 0)
+    addresses = {h.name: "address" for h in suite.hosts}
+    known: set[str] = set()
+    for host in suite.hosts:
+        known.update(tag_values(suite, host, run, addresses))
+    scripts: list[tuple[str, Script]] = [
+        (f"suite.{stage}", script)
+        for stage in ("initialize", "finalize")
+        if (script := getattr(suite, stage)) is not None
+    ]
+    scripts += [
+        (f"{c.name}.{stage}", script) for c in suite.cases for stage, script in c.stages.items()
+    ]
+    found: list[Unfilled] = []
+    for where, script in scripts:
+        for number, line in enumerate(script.text.splitlines(), start=1):
+            for match in _TAG.finditer(line):
+                if match.group(1) not in known:
+                    found.append(Unfilled(script.origin, number, where, match.group(1)))
+    return found
