@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -56,7 +57,7 @@ class FakeConnection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed = (code, reason)
 
-    def of(self, kind: type) -> list:
+    def of(self, kind: type) -> list[Any]:
         return [m for m in self.sent if isinstance(m, kind)]
 
     def acks(self) -> list[str]:

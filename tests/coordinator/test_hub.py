@@ -41,7 +41,9 @@ async def test_a_result_delivered_twice_is_applied_and_journaled_once_but_acked_
     journaled: Journal = []
     output: list[str] = []
     with RunFleet(hub, "r1", ["a"], journal=journal_into(journaled)) as fleet:
-        running = asyncio.create_task(fleet.session("a").run_stage(order("r1:s", "a"), output.append))
+        running = asyncio.create_task(
+            fleet.session("a").run_stage(order("r1:s", "a"), output.append)
+        )
         await until(lambda: connection.of(StageStart))
         link.handle(StageOutput(stage_id="r1:s", seq=1, data="hello\n"))
         link.handle(result("r1:s", exit_code=3))
