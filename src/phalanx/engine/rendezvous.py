@@ -126,7 +126,8 @@ class Rendezvous:
         answers: list[Answer] = []
         for waiter in keys.pop(key, []):
             answer = Answer(waiter.host, waiter.request_id, key, value)
-            self._stages[waiter.stage_id].answered[waiter.request_id] = answer
+            if (waiting_stage := self._stages.get(waiter.stage_id)) is not None:
+                waiting_stage.answered[waiter.request_id] = answer
             answers.append(answer)
         if not keys:
             self._waiting.pop(scope, None)
