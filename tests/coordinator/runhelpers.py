@@ -10,9 +10,9 @@ from phalanx.events import Event
 from phalanx.model import Case, Cluster, Host, RunResult, Script, Suite
 
 
-def hosts(n: int = 4) -> tuple[Host, ...]:
+def hosts(n: int = 4, prefix: str = "h") -> tuple[Host, ...]:
     return tuple(
-        Host(name=f"h{i}.phalanx.test", roles=("server",) if i == 0 else ("client",))
+        Host(name=f"{prefix}{i}.phalanx.test", roles=("server",) if i == 0 else ("client",))
         for i in range(n)
     )
 
@@ -40,10 +40,11 @@ def suite(
     timeout: float = 60,
     logs: tuple[str, ...] = (),
     tags: dict[str, str] | None = None,
+    prefix: str = "h",
 ) -> Suite:
     return Suite(
         name="t",
-        cluster=Cluster(name="c", hosts=hosts(n)),
+        cluster=Cluster(name="c", hosts=hosts(n, prefix)),
         cases=cases,
         initialize=Script(text=initialize) if initialize else None,
         finalize=Script(text=finalize) if finalize else None,

@@ -77,3 +77,41 @@ def test_messages_for_an_ended_stage_are_ignored():
     r.end_stage("s1")
     assert r.arrive("s1", "a", "x", "r1") == []
     assert r.send("s1", "k", "v") == []
+
+
+def test_an_ended_stage_leaves_its_waiters_and_answers_behind():
+    r = Rendezvous()
+    stage(r, "s1", "case1")
+    assert r.wait("s1", "a", "k", "w1") == []
+    for host in "abc":
+        r.arrive("s1", host, "x", f"r{host}")
+    assert r.held() == (1, 1)
+    r.end_stage("s1")
+    assert r.held() == (0, 0)
+    # A later stage of the case sending the key answers only its own waiters.
+    stage(r, "s2", "case1")
+    assert r.wait("s2", "b", "k", "w2") == []
+    assert r.send("s2", "k", "v") == [Answer("b", "w2", "k", "v")]
+    # A resend for the ended stage gets nothing: its host has ended it.
+    assert r.arrive("s1", "a", "x", "ra") == []
+    r.end_stage("s2")
+    assert r.held() == (0, 0)
+
+
+def test_a_value_sent_in_one_stage_answers_waiters_of_another_stage_of_the_case():
+    r = Rendezvous()
+    r.begin_stage("init", frozenset("a"), "case1")
+    r.begin_stage("run", frozenset("b"), "case1")
+    assert r.wait("run", "b", "k", "w") == []
+    assert r.send("init", "k", "v") == [Answer("b", "w", "k", "v")]
+    # The answer is the waiter's stage's, for its resend.
+    assert r.wait("run", "b", "k", "w") == [Answer("b", "w", "k", "v")]
+
+
+def test_each_run_has_its_own_values():
+    one, two = Rendezvous(), Rendezvous()
+    stage(one, "r1:s", "1:c")
+    stage(two, "r2:s", "1:c")
+    one.send("r1:s", "k", "one")
+    assert two.wait("r2:s", "a", "k", "w") == []
+    assert two.send("r2:s", "k", "two") == [Answer("a", "w", "k", "two")]

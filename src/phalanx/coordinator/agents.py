@@ -1,68 +1,75 @@
-"""The coordinator's end of the agent protocol.
+"""The coordinator's end of the agent protocol, for as long as the server runs.
 
-An `AgentLink` is one host as the engine sees it (a `HostSession`); it
-outlives the WebSocket connections its agent opens and closes. The
-`AgentHub` authenticates connections, routes messages to links, answers
-in-stage coordination through the `Rendezvous`, sends heartbeats, and
-declares an agent lost when it stops answering.
+An `AgentLink` is one host's agent as the coordinator knows it; it outlives
+the WebSocket connections its agent opens and closes, and it outlives runs.
+The `AgentHub` authenticates connections, sends heartbeats, declares an agent
+lost when it stops answering, and knows which run holds which host. Everything
+that belongs to one run (its stages, results, barriers and key/values) lives
+in that run's fleet (coordinator/fleet.py), which claims its hosts here: a
+link hands its messages to whoever holds its host, so nothing here grows per run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from typing import Protocol
 
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phalanx.coordinator.auth import TokenBook, bearer
-from phalanx.engine.rendezvous import Answer, Rendezvous
-from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
-from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
     AgentMessage,
     Hello,
-    KvSend,
-    KvValue,
-    KvWait,
-    LogsCollect,
-    LogsResult,
     Ping,
     Pong,
     Shutdown,
-    StageCancel,
-    StageOutput,
     StageResult,
-    StageStart,
-    SyncArrive,
-    SyncRelease,
     encode,
     parse_agent_message,
-    task_spec,
 )
 
 log = logging.getLogger("phalanx.coordinator")
 
 HELLO_TIMEOUT = 10.0
-LOGS_TIMEOUT = 60.0
 CLOSE_REFUSED = 4001  # application close code: the agent must not retry
 
-Journal = Callable[[str, StageResult], None]
+
+class HostClaimed(Exception):
+    """A run asked for a host that another live run holds."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class Connection(Protocol):
+    """What a link needs of a live connection (a WebSocket, or a test's fake)."""
+
+    def send(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
-class _Connection:
+class Holder(Protocol):
+    """The run that holds a host: it gets the host's run messages."""
+
+    run_id: str
+
+    def on_message(self, host: str, message: AgentMessage) -> None:
+        """A message about a stage; a stage.result must be safe (journaled)
+        when this returns, since the link acks it right after."""
+        ...
+
+    def on_attach(self, host: str) -> None:
+        """The host's agent (re)connected."""
+        ...
+
+    def on_lost(self, host: str, reason: str) -> None: ...
+
+
+class _WebSocketConnection:
     """One live WebSocket, with a single writer so messages keep their order."""
 
     def __init__(self, websocket: WebSocket) -> None:
@@ -84,75 +91,35 @@ class _Connection:
             await self.websocket.close(code, reason)
 
 
-@dataclass
-class _Pending:
-    order: StageOrder
-    future: asyncio.Future[StageReport]
-    on_output: Callable[[str], None]
-    sent_at: datetime
-
-
 class AgentLink:
     def __init__(self, hub: AgentHub, name: str) -> None:
         self.hub = hub
         self.name = name
-        self.connection: _Connection | None = None
+        self.connection: Connection | None = None
         self.connected = asyncio.Event()
         self.last_seen = 0.0
         self.disconnected_at: float | None = None
         self.lost: str | None = None
-        self.pending: dict[str, _Pending] = {}
-        self.applied: set[str] = set()
-        self.log_requests: dict[str, asyncio.Future[list[CollectedLog]]] = {}
+        self.forgotten = False  # dropped from the hub; its late messages go nowhere
 
-    # --- HostSession ----------------------------------------------------------------
-
-    async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
-        sent_at = _now()
-        if self.lost is not None and self.connection is None:
-            return self._lost_report(sent_at, self.lost)
-        future: asyncio.Future[StageReport] = asyncio.get_running_loop().create_future()
-        self.pending[order.stage_id] = _Pending(order, future, on_output, sent_at)
-        self._send(_start_message(order))
-        # The agent enforces the timeout and reports it; this one only guards
-        # against an agent that neither reports nor misses a heartbeat.
-        guard = order.timeout + 2 * self.hub.heartbeat_timeout + 5
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), guard)
-        except TimeoutError:
-            self._send(StageCancel(stage_id=order.stage_id))
-            return self._lost_report(sent_at, f"the agent did not report within {guard:g}s")
-        finally:
-            self.pending.pop(order.stage_id, None)
-
-    async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
-        if self.connection is None:
-            return []
-        rid = uuid.uuid4().hex
-        future: asyncio.Future[list[CollectedLog]] = asyncio.get_running_loop().create_future()
-        self.log_requests[rid] = future
-        self._send(LogsCollect(request_id=rid, stage_id=stage_id))
-        try:
-            return await asyncio.wait_for(future, LOGS_TIMEOUT)
-        except TimeoutError:
-            return []
-        finally:
-            self.log_requests.pop(rid, None)
+    def send(self, message: object) -> None:
+        """Send on the live connection; without one the message is dropped
+        (what must not be lost is resent on the next attach)."""
+        if self.connection is not None:
+            self.connection.send(encode(message))  # type: ignore[arg-type]
 
     # --- connection life -------------------------------------------------------------
 
-    def attach(self, connection: _Connection) -> None:
+    def attach(self, connection: Connection) -> None:
         self.connection = connection
         self.lost = None
         self.disconnected_at = None
         self.last_seen = asyncio.get_running_loop().time()
         self.connected.set()
-        # A stage.start sent while the agent was away may never have arrived;
-        # the agent ignores one it already has.
-        for pending in self.pending.values():
-            self._send(_start_message(pending.order))
+        if (holder := self.hub.holder(self.name)) is not None:
+            holder.on_attach(self.name)
 
-    def detach(self, connection: _Connection) -> None:
+    def detach(self, connection: Connection) -> None:
         if self.connection is connection:
             self.connection = None
             self.connected.clear()
@@ -160,90 +127,34 @@ class AgentLink:
 
     def lose(self, reason: str) -> None:
         self.lost = reason
-        for stage_id, pending in list(self.pending.items()):
-            if not pending.future.done():
-                pending.future.set_result(self._lost_report(pending.sent_at, reason))
-            self.hub.deliver(self.hub.rendezvous.host_done(stage_id, self.name))
-        for future in self.log_requests.values():
-            if not future.done():
-                future.set_result([])
-
-    def _lost_report(self, started: datetime, reason: str) -> StageReport:
-        return StageReport(Outcome(error=f"agent lost: {reason}"), started, _now())
-
-    def _send(self, message: object) -> None:
-        if self.connection is not None:
-            self.connection.send(encode(message))  # type: ignore[arg-type]
+        if (holder := self.hub.holder(self.name)) is not None:
+            holder.on_lost(self.name, reason)
 
     # --- messages from the agent ------------------------------------------------------
 
     def handle(self, message: AgentMessage) -> None:
+        if self.forgotten:
+            return
         self.last_seen = asyncio.get_running_loop().time()
-        match message:
-            case StageOutput(stage_id=stage_id, data=data):
-                if pending := self.pending.get(stage_id):
-                    pending.on_output(data)
-            case StageResult():
-                self._result(message)
-            case SyncArrive(stage_id=stage_id, name=name, request_id=rid):
-                self.hub.deliver(self.hub.rendezvous.arrive(stage_id, self.name, name, rid))
-            case KvSend(stage_id=stage_id, key=key, value=value):
-                self.hub.deliver(self.hub.rendezvous.send(stage_id, key, value))
-            case KvWait(stage_id=stage_id, key=key, request_id=rid):
-                self.hub.deliver(self.hub.rendezvous.wait(stage_id, self.name, key, rid))
-            case LogsResult(request_id=rid, files=files):
-                if (future := self.log_requests.get(rid)) and not future.done():
-                    future.set_result(
-                        [
-                            CollectedLog(
-                                f.path, base64.b64decode(f.content_b64), f.truncated, f.missing
-                            )
-                            for f in files
-                        ]
-                    )
-            case Pong() | Ack() | Hello():
-                pass
-
-    def _result(self, message: StageResult) -> None:
-        stage_id = message.stage_id
-        if stage_id not in self.applied:
-            # Written before it is acked: an ack means the result is safe.
-            self.hub.journal(self.name, message)
-            self.applied.add(stage_id)
-            pending = self.pending.get(stage_id)
-            if pending is not None and not pending.future.done():
-                pending.future.set_result(
-                    StageReport(message.outcome, message.started_at, message.ended_at)
-                )
-            self.hub.deliver(self.hub.rendezvous.host_done(stage_id, self.name))
-        self._send(Ack(ref=stage_id))
-
-
-def _start_message(order: StageOrder) -> StageStart:
-    return StageStart(
-        stage_id=order.stage_id,
-        task=task_spec(order.task),
-        env=order.env,
-        timeout=order.timeout,
-        logs=list(order.logs),
-    )
+        if isinstance(message, Pong | Ack | Hello):
+            return
+        holder = self.hub.holder(self.name)
+        if holder is not None:
+            holder.on_message(self.name, message)
+        if isinstance(message, StageResult):
+            # Acked even when no run holds the stage (a resend after its run
+            # ended): the agent's outbox must empty, and nobody wants it.
+            self.send(Ack(ref=message.stage_id))
 
 
 class AgentHub:
-    """Every agent link of a coordinator; also the engine's `Fleet`."""
+    """Every agent link of a coordinator, and which run holds which host."""
 
-    def __init__(
-        self,
-        tokens: TokenBook,
-        *,
-        heartbeat_timeout: float = 10.0,
-        journal: Journal | None = None,
-    ) -> None:
+    def __init__(self, tokens: TokenBook, *, heartbeat_timeout: float = 10.0) -> None:
         self.tokens = tokens
         self.heartbeat_timeout = heartbeat_timeout
-        self.journal: Journal = journal or (lambda host, result: None)
         self.links: dict[str, AgentLink] = {}
-        self.rendezvous = Rendezvous()
+        self.holders: dict[str, Holder] = {}  # host -> the live run that holds it
         self._watchdog: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -252,28 +163,43 @@ class AgentHub:
             self.links[name] = AgentLink(self, name)
         return self.links[name]
 
-    # --- Fleet --------------------------------------------------------------------
+    # --- which run holds which host ----------------------------------------------------
 
-    def session(self, host: str) -> AgentLink:
-        return self.link(host)
+    def holder(self, host: str) -> Holder | None:
+        return self.holders.get(host)
 
-    def begin_stage(self, scope: StageScope) -> None:
-        self.rendezvous.begin_stage(scope.stage_id, scope.hosts, scope.kv_scope)
+    def claim(self, holder: Holder, hosts: Iterable[str]) -> None:
+        """Give `hosts` to `holder`, all or none."""
+        hosts = list(hosts)
+        for host in hosts:
+            other = self.holders.get(host)
+            if other is not None and other is not holder:
+                raise HostClaimed(f"host {host!r} is held by run {other.run_id!r}")
+        for host in hosts:
+            self.holders[host] = holder
 
-    def end_stage(self, stage_id: str) -> None:
-        self.rendezvous.end_stage(stage_id)
+    def release(self, holder: Holder) -> None:
+        for host in [h for h, held in self.holders.items() if held is holder]:
+            del self.holders[host]
 
-    def deliver(self, answers: list[Answer]) -> None:
-        for answer in answers:
-            link = self.links.get(answer.host)
+    def shutdown(self, hosts: Iterable[str]) -> None:
+        """Tell these hosts' agents to end their stages' processes and exit."""
+        for host in hosts:
+            if (link := self.links.get(host)) is not None:
+                link.send(Shutdown())
+
+    def forget(self, hosts: Iterable[str]) -> None:
+        """Drop these hosts' links (their agents are gone for good, e.g. a run
+        that brought them up has taken them down), closing what is left open."""
+        for host in hosts:
+            link = self.links.pop(host, None)
             if link is None:
                 continue
-            if answer.key is None:
-                link._send(SyncRelease(request_id=answer.request_id))
-            else:
-                link._send(
-                    KvValue(request_id=answer.request_id, key=answer.key, value=answer.value)
-                )
+            link.forgotten = True
+            if link.connection is not None:
+                connection = link.connection
+                link.detach(connection)
+                self._close_later(connection, 1000, "forgotten")
 
     # --- lifetime ------------------------------------------------------------------
 
@@ -282,15 +208,16 @@ class AgentHub:
             self._watchdog = asyncio.create_task(self._watch())
 
     async def stop(self) -> None:
-        for link in self.links.values():
-            link._send(Shutdown())
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
             self._watchdog = None
+        self.forget(list(self.links))
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=5.0)
 
-    def _close_later(self, connection: _Connection, code: int, reason: str) -> None:
+    def _close_later(self, connection: Connection, code: int, reason: str) -> None:
         task = asyncio.create_task(connection.close(code, reason))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -322,7 +249,7 @@ class AgentHub:
                         link.lose(reason)
                         self._close_later(connection, 1011, "heartbeat timeout")
                     else:
-                        link._send(Ping(seq=seq))
+                        link.send(Ping(seq=seq))
                 elif (
                     link.lost is None
                     and link.disconnected_at is not None
@@ -340,7 +267,7 @@ class AgentHub:
             await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
             return
         await websocket.accept()
-        connection = _Connection(websocket)
+        connection = _WebSocketConnection(websocket)
         try:
             hello = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT)
             first = parse_agent_message(hello)

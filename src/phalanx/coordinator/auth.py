@@ -22,6 +22,12 @@ class TokenBook:
     def add(self, host: str, token: str) -> None:
         self._hosts[_digest(token)] = host
 
+    def revoke(self, token: str) -> None:
+        self._hosts.pop(_digest(token), None)
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
     def host_for(self, token: str | None) -> str | None:
         if not token:
             return None

@@ -1,9 +1,17 @@
-"""One run from start to end (DESIGN §2): provision, wait for the agents,
-walk the lockstep, release the hosts, write the reports."""
+"""Runs on a coordinator (DESIGN §2).
+
+A coordinator (`open_coordinator`) serves the agent endpoint and holds the
+hub and the token book for as long as it is open; `run_suite` runs one suite
+on it from start to end: provision, wait for the agents, walk the lockstep,
+release the hosts, write the reports. They are apart because a coordinator
+outlives its runs (`phalanx serve` runs many at once on one hub);
+`run_local` is the one-call pair that `phalanx run` uses.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +19,7 @@ from phalanx import layout
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
+from phalanx.coordinator.fleet import RunFleet
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
 from phalanx.events import Fanout, Sink
@@ -27,42 +36,71 @@ DEFAULT_RESULTS = Path("phalanx-results")
 @dataclass
 class RunOptions:
     results: Path = DEFAULT_RESULTS
+    # The coordinator's, when `run_local` opens one; a run on an open
+    # coordinator goes by the coordinator's own.
     heartbeat_timeout: float = 10.0
     connect_timeout: float = 60.0
     reports: ReportPaths = field(default_factory=ReportPaths)
     run_id: str | None = None
 
 
-async def run_local(
-    suite: Suite, options: RunOptions, sinks: Sequence[Sink] = ()
+@dataclass(frozen=True)
+class Coordinator:
+    hub: AgentHub
+    tokens: TokenBook
+    host: str
+    port: int
+
+    @property
+    def agent_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{AGENT_PATH}"
+
+
+@contextlib.asynccontextmanager
+async def open_coordinator(
+    *, heartbeat_timeout: float = 10.0, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[Coordinator]:
+    """Serve the agent endpoint for the duration of the block."""
+    tokens = TokenBook()
+    hub = AgentHub(tokens, heartbeat_timeout=heartbeat_timeout)
+    async with serving(agent_app(hub), host, port) as bound:
+        hub.start()
+        try:
+            yield Coordinator(hub, tokens, host, bound)
+        finally:
+            await hub.stop()
+
+
+async def run_suite(
+    coordinator: Coordinator, suite: Suite, options: RunOptions, sinks: Sequence[Sink] = ()
 ) -> tuple[RunResult, Path]:
-    """Run `suite` on local agent processes under an embedded coordinator.
+    """Run `suite` on local agent processes connected to `coordinator`.
     Returns the result and the run folder."""
     run_id = options.run_id or layout.new_run_id()
     folder = RunFolder(options.results / run_id)
     emit = Fanout([folder, *sinks])
-    tokens = TokenBook()
-    hub = AgentHub(tokens, heartbeat_timeout=options.heartbeat_timeout, journal=folder.journal)
+    hub, book = coordinator.hub, coordinator.tokens
     provider = LocalProvider(folder.path / "hosts")
     hosts = list(suite.hosts)
+    names = [h.name for h in hosts]
+    tokens: list[str] = []
     try:
-        async with serving(agent_app(hub)) as port:
-            hub.start()
+        with RunFleet(hub, run_id, names, journal=folder.journal) as fleet:
             engine = Lockstep(
                 suite,
-                hub,
-                RunContext(run_id, "127.0.0.1", port, "http"),
+                fleet,
+                RunContext(run_id, coordinator.host, coordinator.port, "http"),
                 emit,
                 addresses=provider.addresses(hosts),
                 diskmounts={h.name: provider.diskmounts(h) for h in hosts},
             )
             try:
-                specs = [
-                    AgentSpec(h, f"ws://127.0.0.1:{port}{AGENT_PATH}", tokens.issue(h.name))
-                    for h in hosts
-                ]
+                specs = []
+                for h in hosts:
+                    tokens.append(book.issue(h.name))
+                    specs.append(AgentSpec(h, coordinator.agent_url, tokens[-1]))
                 await provider.up(specs)
-                missing = await hub.wait_connected([h.name for h in hosts], options.connect_timeout)
+                missing = await hub.wait_connected(names, options.connect_timeout)
                 if missing:
                     result = engine.fail_before_start(
                         Status.ERROR,
@@ -74,9 +112,22 @@ async def run_local(
             except ProvisionError as exc:
                 result = engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
             finally:
-                await hub.stop()
+                hub.shutdown(names)
                 await provider.down()
+                # The agents are gone with the run: so are their tokens and links.
+                for token in tokens:
+                    book.revoke(token)
+                hub.forget(names)
     finally:
         folder.close()
     write_reports(result, folder.path, options.reports)
     return result, folder.path
+
+
+async def run_local(
+    suite: Suite, options: RunOptions, sinks: Sequence[Sink] = ()
+) -> tuple[RunResult, Path]:
+    """Run `suite` on local agent processes under a coordinator of its own.
+    Returns the result and the run folder."""
+    async with open_coordinator(heartbeat_timeout=options.heartbeat_timeout) as coordinator:
+        return await run_suite(coordinator, suite, options, sinks)

@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -64,6 +65,12 @@ TOKEN_ENV = "PHALANX_AGENT_TOKEN"
 EXIT_REFUSED = 2
 EXIT_GAVE_UP = 3
 COMMANDS = ("sync", "send", "wait")
+# The coordinator resends a stage.start only for a stage it still waits on,
+# i.e. one this agent started moments ago, in a reconnect that raced with
+# its result; a stage whose result is still unacked is known by the outbox.
+# So only recent stages need recognising, and an agent that serves run after
+# run for months must not remember every stage it ever ran.
+FINISHED_REMEMBERED = 4096
 
 
 @dataclass
@@ -78,6 +85,26 @@ class _Stage:
 class _Request:
     message: SyncArrive | KvWait
     future: asyncio.Future[str]
+
+
+class RecentIds:
+    """A set that keeps only the `limit` most recently added ids."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, item: str) -> None:
+        self._ids[item] = None
+        self._ids.move_to_end(item)
+        while len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 class Agent:
@@ -100,7 +127,7 @@ class Agent:
         self.state_dir = workdir / ".phalanx"
         self.ledger = GroupLedger(ledger_path(workdir))
         self.running: dict[str, _Stage] = {}
-        self.finished: set[str] = set()
+        self.finished = RecentIds(FINISHED_REMEMBERED)
         self.outbox: dict[str, StageResult] = {}
         self.watches: dict[str, LogWatch] = {}
         self.requests: dict[str, _Request] = {}

@@ -1,0 +1,262 @@
+"""One run's hosts, as the engine sees them (its `Fleet`).
+
+The hub's links outlive runs; a `RunFleet` lives exactly as long as one run.
+It claims the run's hosts on the hub (a host belongs to one live run at a
+time), and owns everything of that run: the stages sent and not yet
+answered, which results were applied, the journal, and the run's own
+`Rendezvous`, so barriers and key/values of concurrent runs never meet even
+where their names and kv scopes are the same. Closing it releases the hosts
+and drops all of that at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+
+from phalanx.coordinator.agents import AgentHub, AgentLink
+from phalanx.engine.rendezvous import Answer, Rendezvous
+from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
+from phalanx.tasks import Outcome
+from phalanx.wire.messages import (
+    AgentMessage,
+    KvSend,
+    KvValue,
+    KvWait,
+    LogsCollect,
+    LogsResult,
+    StageCancel,
+    StageOutput,
+    StageResult,
+    StageStart,
+    SyncArrive,
+    SyncRelease,
+    task_spec,
+)
+
+LOGS_TIMEOUT = 60.0
+
+Journal = Callable[[str, StageResult], None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _no_journal(host: str, result: StageResult) -> None:
+    pass
+
+
+@dataclass
+class _Pending:
+    order: StageOrder
+    future: asyncio.Future[StageReport]
+    on_output: Callable[[str], None]
+    sent_at: datetime
+
+
+class RunHost:
+    """One host in one run: the engine's `HostSession`."""
+
+    def __init__(self, fleet: RunFleet, name: str) -> None:
+        self.fleet = fleet
+        self.name = name
+        self.pending: dict[str, _Pending] = {}
+        self.ordered: set[str] = set()  # stage ids sent to this host in this run
+        self.applied: set[str] = set()
+        self.log_requests: dict[str, asyncio.Future[list[CollectedLog]]] = {}
+
+    @property
+    def link(self) -> AgentLink:
+        return self.fleet.hub.link(self.name)
+
+    # --- HostSession ----------------------------------------------------------------
+
+    async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
+        sent_at = _now()
+        link = self.link
+        if link.lost is not None and link.connection is None:
+            return _lost_report(sent_at, link.lost)
+        future: asyncio.Future[StageReport] = asyncio.get_running_loop().create_future()
+        self.pending[order.stage_id] = _Pending(order, future, on_output, sent_at)
+        self.ordered.add(order.stage_id)
+        link.send(_start_message(order))
+        # The agent enforces the timeout and reports it; this one only guards
+        # against an agent that neither reports nor misses a heartbeat.
+        guard = order.timeout + 2 * self.fleet.hub.heartbeat_timeout + 5
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), guard)
+        except TimeoutError:
+            self.link.send(StageCancel(stage_id=order.stage_id))
+            return _lost_report(sent_at, f"the agent did not report within {guard:g}s")
+        finally:
+            self.pending.pop(order.stage_id, None)
+
+    async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
+        link = self.link
+        if link.connection is None:
+            return []
+        rid = uuid.uuid4().hex
+        future: asyncio.Future[list[CollectedLog]] = asyncio.get_running_loop().create_future()
+        self.log_requests[rid] = future
+        link.send(LogsCollect(request_id=rid, stage_id=stage_id))
+        try:
+            return await asyncio.wait_for(future, LOGS_TIMEOUT)
+        except TimeoutError:
+            return []
+        finally:
+            self.log_requests.pop(rid, None)
+
+    # --- what the link hands over ----------------------------------------------------------
+
+    def resend(self) -> None:
+        # A stage.start sent while the agent was away may never have arrived;
+        # the agent ignores one it already has.
+        link = self.link
+        for pending in self.pending.values():
+            link.send(_start_message(pending.order))
+
+    def result(self, message: StageResult) -> None:
+        stage_id = message.stage_id
+        if stage_id not in self.ordered or stage_id in self.applied:
+            return
+        # Written before it is acked: an ack means the result is safe.
+        self.fleet.journal(self.name, message)
+        self.applied.add(stage_id)
+        pending = self.pending.get(stage_id)
+        if pending is not None and not pending.future.done():
+            pending.future.set_result(
+                StageReport(message.outcome, message.started_at, message.ended_at)
+            )
+        self.fleet.deliver(self.fleet.rendezvous.host_done(stage_id, self.name))
+
+    def logs(self, message: LogsResult) -> None:
+        future = self.log_requests.get(message.request_id)
+        if future is not None and not future.done():
+            future.set_result(
+                [
+                    CollectedLog(f.path, base64.b64decode(f.content_b64), f.truncated, f.missing)
+                    for f in message.files
+                ]
+            )
+
+    def lose(self, reason: str) -> None:
+        for stage_id, pending in list(self.pending.items()):
+            if not pending.future.done():
+                pending.future.set_result(_lost_report(pending.sent_at, reason))
+            self.fleet.deliver(self.fleet.rendezvous.host_done(stage_id, self.name))
+        for future in self.log_requests.values():
+            if not future.done():
+                future.set_result([])
+
+
+class RunFleet:
+    """The engine's `Fleet` for one run; use it as a context manager (or
+    call `close`) so its hosts are released when the run ends."""
+
+    def __init__(
+        self,
+        hub: AgentHub,
+        run_id: str,
+        hosts: Iterable[str],
+        *,
+        journal: Journal | None = None,
+    ) -> None:
+        self.hub = hub
+        self.run_id = run_id
+        self.journal: Journal = journal or _no_journal
+        self.rendezvous = Rendezvous()
+        self.hosts = {name: RunHost(self, name) for name in hosts}
+        self.closed = False
+        hub.claim(self, self.hosts)
+
+    def __enter__(self) -> RunFleet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.hub.release(self)
+        # Only an engine that was interrupted leaves stages waiting.
+        for host in self.hosts.values():
+            host.lose("the run ended")
+        self.hosts.clear()
+        self.rendezvous = Rendezvous()
+
+    # --- Fleet --------------------------------------------------------------------
+
+    def session(self, host: str) -> RunHost:
+        return self.hosts[host]
+
+    def begin_stage(self, scope: StageScope) -> None:
+        self.rendezvous.begin_stage(scope.stage_id, scope.hosts, scope.kv_scope)
+
+    def end_stage(self, stage_id: str) -> None:
+        self.rendezvous.end_stage(stage_id)
+
+    def deliver(self, answers: list[Answer]) -> None:
+        for answer in answers:
+            if answer.host not in self.hosts:
+                continue
+            link = self.hub.link(answer.host)
+            if answer.key is None:
+                link.send(SyncRelease(request_id=answer.request_id))
+            else:
+                link.send(KvValue(request_id=answer.request_id, key=answer.key, value=answer.value))
+
+    # --- Holder: what the hub's links hand over ---------------------------------------------
+
+    def on_message(self, host: str, message: AgentMessage) -> None:
+        run_host = self.hosts.get(host)
+        if run_host is None:
+            return
+        match message:
+            case StageOutput(stage_id=stage_id, data=data):
+                if pending := run_host.pending.get(stage_id):
+                    pending.on_output(data)
+            case StageResult():
+                run_host.result(message)
+            case SyncArrive(stage_id=stage_id, name=name, request_id=rid):
+                self.deliver(self.rendezvous.arrive(stage_id, host, name, rid))
+            case KvSend(stage_id=stage_id, key=key, value=value):
+                self.deliver(self.rendezvous.send(stage_id, key, value))
+            case KvWait(stage_id=stage_id, key=key, request_id=rid):
+                self.deliver(self.rendezvous.wait(stage_id, host, key, rid))
+            case LogsResult():
+                run_host.logs(message)
+
+    def on_attach(self, host: str) -> None:
+        if (run_host := self.hosts.get(host)) is not None:
+            run_host.resend()
+
+    def on_lost(self, host: str, reason: str) -> None:
+        if (run_host := self.hosts.get(host)) is not None:
+            run_host.lose(reason)
+
+
+def _lost_report(started: datetime, reason: str) -> StageReport:
+    return StageReport(Outcome(error=f"agent lost: {reason}"), started, _now())
+
+
+def _start_message(order: StageOrder) -> StageStart:
+    return StageStart(
+        stage_id=order.stage_id,
+        task=task_spec(order.task),
+        env=order.env,
+        timeout=order.timeout,
+        logs=list(order.logs),
+    )

@@ -1,0 +1,183 @@
+"""The hub and a run's fleet, fed messages straight to their links (no processes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from phalanx.coordinator.agents import AgentHub, HostClaimed
+from phalanx.coordinator.auth import TokenBook
+from phalanx.coordinator.fleet import RunFleet
+from phalanx.engine.session import StageScope
+from phalanx.wire.messages import (
+    KvSend,
+    KvValue,
+    KvWait,
+    Pong,
+    StageOutput,
+    StageResult,
+    StageStart,
+    SyncArrive,
+    SyncRelease,
+)
+from tests.coordinator.hubhelpers import FakeConnection, order, result, until
+
+Journal = list[tuple[str, str]]
+
+
+def journal_into(records: Journal):
+    def journal(host: str, message: StageResult) -> None:
+        records.append((host, message.stage_id))
+
+    return journal
+
+
+async def test_a_result_delivered_twice_is_applied_and_journaled_once_but_acked_twice():
+    hub = AgentHub(TokenBook())
+    connection = FakeConnection()
+    link = hub.link("a")
+    link.attach(connection)
+    journaled: Journal = []
+    output: list[str] = []
+    with RunFleet(hub, "r1", ["a"], journal=journal_into(journaled)) as fleet:
+        running = asyncio.create_task(
+            fleet.session("a").run_stage(order("r1:s", "a"), output.append)
+        )
+        await until(lambda: connection.of(StageStart))
+        link.handle(StageOutput(stage_id="r1:s", seq=1, data="hello\n"))
+        link.handle(result("r1:s", exit_code=3))
+        link.handle(result("r1:s", exit_code=3))
+        report = await asyncio.wait_for(running, 5)
+    assert report.outcome.exit_code == 3
+    assert output == ["hello\n"]
+    assert journaled == [("a", "r1:s")]
+    assert connection.acks() == ["r1:s", "r1:s"]
+
+
+async def test_a_pending_stage_start_is_resent_after_a_reconnect():
+    hub = AgentHub(TokenBook())
+    first, second = FakeConnection(), FakeConnection()
+    link = hub.link("a")
+    link.attach(first)
+    with RunFleet(hub, "r1", ["a"]) as fleet:
+        running = asyncio.create_task(fleet.session("a").run_stage(order("r1:s", "a"), print))
+        await until(lambda: first.of(StageStart))
+        link.detach(first)
+        link.attach(second)
+        assert [m.stage_id for m in second.of(StageStart)] == ["r1:s"]
+        link.handle(result("r1:s"))
+        report = await asyncio.wait_for(running, 5)
+        # Once answered, a stage is not resent on the next reconnect.
+        third = FakeConnection()
+        link.detach(second)
+        link.attach(third)
+        assert third.of(StageStart) == []
+    assert report.outcome.exit_code == 0
+
+
+@pytest.mark.parametrize("how", ["silent", "disconnected"])
+async def test_a_lost_agent_ends_its_pending_stages_and_releases_the_barrier(how: str):
+    hub = AgentHub(TokenBook(), heartbeat_timeout=0.3)
+    alive = hub.link("a")
+    alive_connection = FakeConnection(
+        react=lambda m: alive.handle(Pong(seq=m.seq)) if m.type == "ping" else None
+    )
+    alive.attach(alive_connection)
+    doomed = hub.link("b")
+    doomed_connection = FakeConnection()  # never answers a ping
+    doomed.attach(doomed_connection)
+    hub.start()
+    try:
+        with RunFleet(hub, "r1", ["a", "b"]) as fleet:
+            fleet.begin_stage(StageScope("r1:s", frozenset({"a", "b"}), "1:c"))
+            stages = [
+                asyncio.create_task(fleet.session(h).run_stage(order("r1:s", h), print))
+                for h in ("a", "b")
+            ]
+            await until(lambda: doomed_connection.of(StageStart))
+            alive.handle(SyncArrive(stage_id="r1:s", name="ready", request_id="ra"))
+            assert alive_connection.of(SyncRelease) == []
+            if how == "disconnected":
+                doomed.detach(doomed_connection)
+            lost = await asyncio.wait_for(stages[1], 10)
+            assert (lost.outcome.error or "").startswith("agent lost: ")
+            expected = "no heartbeat" if how == "silent" else "disconnected for"
+            assert expected in (lost.outcome.error or "")
+            # The barrier does not wait for a host that is gone.
+            await until(lambda: alive_connection.of(SyncRelease))
+            assert [m.request_id for m in alive_connection.of(SyncRelease)] == ["ra"]
+            alive.handle(result("r1:s"))
+            done = await asyncio.wait_for(stages[0], 5)
+            assert done.outcome.exit_code == 0
+            # A later stage on the lost host ends at once.
+            again = await fleet.session("b").run_stage(order("r1:t", "b"), print)
+            assert (again.outcome.error or "").startswith("agent lost: ")
+            fleet.end_stage("r1:s")
+    finally:
+        await hub.stop()
+    if how == "silent":
+        assert doomed_connection.closed is not None and doomed_connection.closed[0] == 1011
+
+
+async def test_a_result_for_a_stage_of_an_ended_run_is_acked_not_applied():
+    hub = AgentHub(TokenBook())
+    connection = FakeConnection()
+    link = hub.link("a")
+    link.attach(connection)
+    old: Journal = []
+    with RunFleet(hub, "r1", ["a"], journal=journal_into(old)) as fleet:
+        running = asyncio.create_task(fleet.session("a").run_stage(order("r1:s", "a"), print))
+        await until(lambda: connection.of(StageStart))
+    # The run ended (interrupted) before the agent reported.
+    report = await asyncio.wait_for(running, 5)
+    assert report.outcome.error == "agent lost: the run ended"
+    # No run holds the host: the late result is acked and dropped.
+    link.handle(result("r1:s"))
+    assert connection.acks() == ["r1:s"]
+    # Another run holds it now: still not its stage.
+    new: Journal = []
+    with RunFleet(hub, "r2", ["a"], journal=journal_into(new)) as fleet:
+        running = asyncio.create_task(fleet.session("a").run_stage(order("r2:s", "a"), print))
+        await until(lambda: len(connection.of(StageStart)) == 2)
+        link.handle(result("r1:s"))
+        assert not running.done()
+        link.handle(result("r2:s"))
+        await asyncio.wait_for(running, 5)
+    assert connection.acks() == ["r1:s", "r1:s", "r2:s"]
+    assert old == [] and new == [("a", "r2:s")]
+
+
+async def test_a_host_held_by_a_live_run_cannot_be_claimed_by_another():
+    hub = AgentHub(TokenBook())
+    first = RunFleet(hub, "r1", ["a", "b"])
+    with pytest.raises(HostClaimed, match="host 'b' is held by run 'r1'"):
+        RunFleet(hub, "r2", ["c", "b"])
+    assert hub.holders == {"a": first, "b": first}  # all or nothing: no 'c'
+    first.close()
+    assert hub.holders == {}
+    with RunFleet(hub, "r2", ["c", "b"]) as second:
+        assert hub.holders == {"b": second, "c": second}
+    assert hub.holders == {}
+
+
+async def test_runs_on_one_hub_keep_their_key_values_apart():
+    hub = AgentHub(TokenBook())
+    connections = {h: FakeConnection() for h in "abcd"}
+    for host, connection in connections.items():
+        hub.link(host).attach(connection)
+    with RunFleet(hub, "r1", ["a", "b"]) as one, RunFleet(hub, "r2", ["c", "d"]) as two:
+        # The same case at the same place in both suites: the same kv scope.
+        one.begin_stage(StageScope("r1:1:c:run", frozenset("ab"), "1:c"))
+        two.begin_stage(StageScope("r2:1:c:run", frozenset("cd"), "1:c"))
+        hub.link("a").handle(KvSend(stage_id="r1:1:c:run", key="url", value="one"))
+        hub.link("b").handle(KvWait(stage_id="r1:1:c:run", key="url", request_id="wb"))
+        hub.link("d").handle(KvWait(stage_id="r2:1:c:run", key="url", request_id="wd"))
+        assert connections["d"].of(KvValue) == []
+        hub.link("c").handle(KvSend(stage_id="r2:1:c:run", key="url", value="two"))
+        assert [m.value for m in connections["b"].of(KvValue)] == ["one"]
+        assert [m.value for m in connections["d"].of(KvValue)] == ["two"]
+        # A host's messages go to the run holding it, whatever stage id they name.
+        hub.link("c").handle(SyncArrive(stage_id="r1:1:c:run", name="x", request_id="rc"))
+        hub.link("a").handle(SyncArrive(stage_id="r1:1:c:run", name="x", request_id="ra"))
+        assert connections["a"].of(SyncRelease) == []

@@ -1,0 +1,131 @@
+"""The agent daemon's outbox and resends, in-process, against a small real
+WebSocket server that plays the coordinator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from phalanx.host.daemon import Agent, RecentIds
+from phalanx.wire.messages import (
+    Ack,
+    AgentMessage,
+    Hello,
+    Ping,
+    Pong,
+    Shutdown,
+    StageResult,
+    StageStart,
+    TaskSpec,
+    encode,
+    parse_agent_message,
+)
+
+TIMEOUT = 10.0
+
+
+class PlayedCoordinator:
+    """Hands each agent connection to the test, and keeps it open until the
+    test closes it."""
+
+    def __init__(self) -> None:
+        self.connections: asyncio.Queue[ServerConnection] = asyncio.Queue()
+
+    async def handler(self, ws: ServerConnection) -> None:
+        await self.connections.put(ws)
+        await ws.wait_closed()
+
+    async def next(self) -> ServerConnection:
+        ws = await asyncio.wait_for(self.connections.get(), TIMEOUT)
+        hello = await receive(ws)
+        assert isinstance(hello, Hello) and hello.host == "h1"
+        return ws
+
+
+async def receive(ws: ServerConnection) -> AgentMessage:
+    return parse_agent_message(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+async def round_trip(ws: ServerConnection, seq: int) -> list[AgentMessage]:
+    """Ping and wait for the pong: the agent has handled everything sent
+    before. Returns what else it sent meanwhile."""
+    await ws.send(encode(Ping(seq=seq)))
+    others: list[AgentMessage] = []
+    while not isinstance(message := await receive(ws), Pong) or message.seq != seq:
+        others.append(message)
+    return others
+
+
+def start(stage_id: str, script: str) -> str:
+    return encode(
+        StageStart(
+            stage_id=stage_id, task=TaskSpec(type="shell", payload={"script": script}), timeout=30
+        )
+    )
+
+
+@pytest.fixture
+async def played() -> AsyncIterator[tuple[PlayedCoordinator, str]]:
+    coordinator = PlayedCoordinator()
+    async with serve(coordinator.handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield coordinator, f"ws://127.0.0.1:{port}/agent"
+
+
+async def test_an_unacked_result_is_resent_after_a_reconnect_and_dropped_once_acked(
+    played: tuple[PlayedCoordinator, str], tmp_path: Path
+):
+    coordinator, url = played
+    workdir = tmp_path / "h1"
+    agent = Agent(url, "h1", "token", workdir, backoff_max=0.2)
+    running = asyncio.create_task(agent.run())
+    try:
+        ws = await coordinator.next()
+        await ws.send(start("s1", "echo ran >> count"))
+        first = await receive(ws)
+        assert isinstance(first, StageResult) and first.stage_id == "s1"
+        assert first.outcome.exit_code == 0
+        # A stage.start resent while the result is unacked gets the result, not a rerun.
+        await ws.send(start("s1", "echo ran >> count"))
+        assert await round_trip(ws, 1) == [first]
+        await ws.close()  # never acked
+
+        ws = await coordinator.next()
+        assert await receive(ws) == first
+        assert "s1" in agent.outbox
+        await ws.send(encode(Ack(ref="s1")))
+        await round_trip(ws, 2)
+        assert agent.outbox == {}
+        await ws.close()
+
+        # Acked: nothing to resend on the next connection.
+        ws = await coordinator.next()
+        assert await round_trip(ws, 3) == []
+        # A stage.start resent for a finished stage is not run again.
+        await ws.send(start("s1", "echo ran >> count"))
+        assert await round_trip(ws, 4) == []
+        assert "s1" not in agent.running
+        await ws.send(encode(Shutdown()))
+        assert await asyncio.wait_for(running, TIMEOUT) == 0
+    finally:
+        running.cancel()
+    assert (workdir / "count").read_text() == "ran\n"
+
+
+def test_the_agent_remembers_only_its_recent_finished_stages(tmp_path: Path):
+    recent = RecentIds(3)
+    for stage_id in ("a", "b", "c"):
+        recent.add(stage_id)
+    recent.add("a")  # seen again: the most recent now
+    recent.add("d")
+    assert len(recent) == 3
+    assert "b" not in recent
+    assert all(s in recent for s in ("a", "c", "d"))
+    agent = Agent("ws://127.0.0.1:9/agent", "h1", "token", tmp_path)
+    for n in range(agent.finished.limit + 100):
+        agent.finished.add(f"stage{n}")
+    assert len(agent.finished) == agent.finished.limit
