@@ -11,7 +11,6 @@ reports everything as events. It does no I/O of its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -166,29 +165,23 @@ class Lockstep:
         self.emit(StageStarted(case_name, stage, tuple(h.name for h, _ in orders)))
         try:
             # The barrier: the stage ends when every host has ended it.
-            hosts = await asyncio.gather(
-                *(
-                    step.host_stage(
-                        self.fleet.session(host.name),
-                        order,
-                        kind,
-                        self._context(case, stage, host),
-                        self.emit,
-                    )
-                    for host, order in orders
+            hosts = await step.every_host(
+                step.host_stage(
+                    self.fleet.session(host.name),
+                    order,
+                    kind,
+                    self._context(case, stage, host),
+                    self.emit,
                 )
+                for host, order in orders
             )
         finally:
             self.fleet.end_stage(sid)
         result.hosts = list(hosts)
         if self.suite.logs:
-            await asyncio.gather(
-                *(
-                    step.collect_logs(
-                        self.fleet.session(h.host), case_name, stage, sid, h, self.emit
-                    )
-                    for h in result.hosts
-                )
+            await step.every_host(
+                step.collect_logs(self.fleet.session(h.host), case_name, stage, sid, h, self.emit)
+                for h in result.hosts
             )
         result.status = worst([h.status for h in result.hosts])
         result.ended_at = now()

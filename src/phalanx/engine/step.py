@@ -11,7 +11,9 @@ the same failure reads the same in a suite run and in a tree run.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
 from phalanx import layout
 from phalanx.engine.session import HostSession, StageOrder
@@ -32,6 +34,7 @@ SUITE_SCOPE = "suite"
 INITIALIZE_DID_NOT_PASS = "case initialize did not pass"
 
 Emit = Callable[[Event], None]
+T = TypeVar("T")
 
 
 def stage_id(run_id: str, index: int, case: str | None, stage: str) -> str:
@@ -61,6 +64,19 @@ async def host_stage(
         result.data = report.outcome.data
     emit(HostStageEnded(case, stage, HostRecord.of(result)))
     return result
+
+
+async def every_host(steps: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run the hosts' steps side by side; return when all have ended, in
+    order. If one raises or the run is cancelled, the others are cancelled
+    and waited for: no host is still in a stage when the next one starts."""
+    tasks = [asyncio.ensure_future(s) for s in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def collect_logs(
