@@ -89,7 +89,7 @@ def test_a_running_stage_is_current_with_its_hosts_and_their_last_lines() -> Non
         "run",
         ("a.x", "b.x"),
     )
-    assert snap.current.seconds == 3.0
+    assert snap.current.seconds == 3.0 and snap.current.running == ("a.x", "b.x")
     one = snap.case("one")
     assert one is not None and one.status is R
     assert one.cells == (Cell("run", R), Cell("run", R))
@@ -112,7 +112,7 @@ def test_a_host_that_ended_shows_its_status_before_the_stage_ends() -> None:
     assert one is not None
     assert one.cells == (Cell("run", F), Cell("run", R))
     assert one.stages[0].hosts == (("a.x", F), ("b.x", R))
-    assert snap.current is not None  # b.x is still on it
+    assert snap.current is not None and snap.current.running == ("b.x",)
 
 
 def test_a_cell_keeps_the_stage_that_went_worst() -> None:

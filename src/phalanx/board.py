@@ -84,7 +84,8 @@ class Current:
 
     case: str | None
     stage: str
-    hosts: tuple[str, ...]
+    hosts: tuple[str, ...]  # the hosts it started on
+    running: tuple[str, ...]  # those of them that have not ended it yet
     started_at: datetime
     seconds: float | None  # up to the snapshot's moment; None: no moment given
 
@@ -242,10 +243,12 @@ class Board:
         current = None
         if self._current is not None:
             started = self._current
+            _, on = self._stages[started.case][started.stage]
             current = Current(
                 started.case,
                 started.stage,
                 started.hosts,
+                tuple(h for h in started.hosts if on.get(h) is Status.RUNNING),
                 started.at,
                 seconds(started.at, at) if at is not None else None,
             )
