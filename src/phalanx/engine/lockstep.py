@@ -6,7 +6,11 @@ A failed suite initialize skips every case; a failed case initialize skips
 that case's run; finalize always runs; a case failing never stops the suite.
 
 The engine talks to hosts only through a `Fleet` of `HostSession`s and
-reports everything as events. It does no I/O of its own.
+reports everything as events. It does no I/O of its own. A host's part of a
+stage, a case's walk through its stages and its reason are `engine.step`'s,
+shared with the pool engine; what is lockstep's own is the barrier (every
+host ends a stage before any starts the next), suite stages and log
+collection.
 """
 
 from __future__ import annotations

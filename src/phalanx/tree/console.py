@@ -10,11 +10,10 @@ from typing import TextIO
 
 from phalanx.board import Board, Row, tally, tally_text
 from phalanx.events import CaseEnded, Event, HostOutput
-from phalanx.model import RunResult, Status
-from phalanx.report.outcomes import seconds
+from phalanx.model import RunResult
+from phalanx.report.outcomes import RED, seconds
 
 TAIL_LINES = 20
-_RED = {Status.FAILED, Status.ERROR, Status.TIMEOUT, Status.CANCELLED}
 
 
 class TreeConsole:
@@ -40,7 +39,7 @@ class TreeConsole:
             line += f"  ({row.reason})"
         lines = [line]
         shown = output if self.verbose else ""
-        if not shown and row.status in _RED and output:
+        if not shown and row.status in RED and output:
             shown = "\n".join(output.rstrip("\n").split("\n")[-TAIL_LINES:])
         if shown:
             lines += [f"    | {text}" for text in shown.rstrip("\n").split("\n")]
@@ -51,7 +50,7 @@ class TreeConsole:
 def summary(result: RunResult, stream: TextIO, run_dir: Path) -> None:
     counted = tally_text(tally(c.status for c in result.cases)) or "no tests"
     took = seconds(result.started_at, result.ended_at)
-    bad = [c for c in result.cases if c.status in _RED]
+    bad = [c for c in result.cases if c.status in RED]
     lines = [""]
     if bad:
         lines.append("not passed:")
