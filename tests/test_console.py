@@ -10,13 +10,17 @@ from rich.console import Console
 from phalanx.console import LiveConsole, PlainConsole, duration, make_console, summary
 from phalanx.events import (
     CaseEnded,
+    CaseRecord,
     Event,
     HostLogs,
     HostOutput,
+    HostRecord,
     HostStageEnded,
     RunEnded,
+    RunRecord,
     RunStarted,
     StageEnded,
+    StageRecord,
     StageStarted,
 )
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status, worst
@@ -74,7 +78,7 @@ class Script:
                 ended_at=at(start + 0.42 + i),
             )
             hosts.append(result)
-            self.events.append(HostStageEnded(case, name, result))
+            self.events.append(HostStageEnded(case, name, HostRecord.of(result)))
         self.clock = start + 0.42 + len(outcomes)
         stage = StageResult(
             name=name,
@@ -83,7 +87,7 @@ class Script:
             started_at=at(start),
             ended_at=at(self.clock),
         )
-        self.events.append(StageEnded(case, stage))
+        self.events.append(StageEnded(case, StageRecord.of(stage)))
         return stage
 
     def case(self, index: int, stages: list[StageResult], reason: str | None = None) -> None:
@@ -93,7 +97,7 @@ class Script:
         case.reason = reason
         case.started_at = stages[0].started_at
         case.ended_at = stages[-1].ended_at
-        self.events.append(CaseEnded(case))
+        self.events.append(CaseEnded(CaseRecord.of(case)))
 
 
 PASS = (Status.PASSED, 0, None)
@@ -134,7 +138,7 @@ def scripted_run() -> Script:
     s.result.stages.append(s.stage(None, "finalize", {SRV1: PASS, SRV2: PASS}))
     s.result.status = Status.TIMEOUT
     s.result.ended_at = at(s.clock)
-    s.events.append(RunEnded(s.result))
+    s.events.append(RunEnded(RunRecord.of(s.result)))
     return s
 
 
@@ -339,7 +343,7 @@ def test_live_cell_keeps_the_stage_that_went_wrong() -> None:
             for h in (SRV1, SRV2)
         ],
     )
-    s.events.append(StageEnded("case_a", skipped))
+    s.events.append(StageEnded("case_a", StageRecord.of(skipped)))
     s.case(0, [init, skipped, s.stage("case_a", "finalize", {SRV1: PASS, SRV2: PASS})])
     live, _ = live_console()
     feed(live, s.events)

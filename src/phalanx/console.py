@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from phalanx.board import Board, Cell, Snapshot, Tally, tally, tally_text
 from phalanx.events import (
     CaseEnded,
     Event,
@@ -37,7 +36,7 @@ from phalanx.events import (
     StageStarted,
     now,
 )
-from phalanx.model import RunResult, Status, worst
+from phalanx.model import RunResult, Status
 from phalanx.report.outcomes import Entry, entries, seconds
 
 STYLES: dict[Status, str] = {
@@ -73,11 +72,6 @@ def _clock(moment: datetime | None) -> str:
     """Wall-clock time of day, local: what a person compares with their watch."""
     local = (moment or now()).astimezone()
     return local.strftime("%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
-
-
-def _tally(statuses: list[Status]) -> str:
-    counts = Counter(statuses)
-    return ", ".join(f"{counts[s]} {s}" for s in Status if counts[s])
 
 
 def styled(status: Status) -> Text:
@@ -128,18 +122,21 @@ class _Lines:
 
 
 class PlainConsole(_Started):
-    """`12:00:01.123 hello/case_a run srv1.phalanx.test passed (0.42s)`."""
+    """`12:00:01.123 hello/case_a run srv1.phalanx.test passed (0.42s)`.
+
+    A host's or a stage's line says what its event says; the run's state
+    (the suite, a case's row, the tally) comes from the board."""
 
     def __init__(self, stream: TextIO, verbose: bool = False) -> None:
         self.stream = stream
         self.verbose = verbose
-        self._suite = ""
+        self.board = Board()
         self._lines = _Lines()
 
     def __call__(self, event: Event) -> None:
+        self.board.apply(event)
         match event:
             case RunStarted():
-                self._suite = event.suite
                 self._write(
                     event.at,
                     f"{event.suite} run {event.run_id} started: {len(event.cases)} cases "
@@ -179,20 +176,21 @@ class PlainConsole(_Started):
                     line += ": " + "; ".join(sorted(reasons))
                 self._write(stage.ended_at, line)
             case CaseEnded():
-                case = event.result
-                line = f"{self._where(case.name)} case {case.status}"
-                if case.started_at is not None:
-                    line += f" ({duration(seconds(case.started_at, case.ended_at))})"
-                self._write(case.ended_at, line + (f": {case.reason}" if case.reason else ""))
+                row = self.board.case(event.result.name)
+                assert row is not None and row.name is not None  # the board just saw it
+                line = f"{self._where(row.name)} case {row.status}"
+                if row.seconds is not None:
+                    line += f" ({duration(row.seconds)})"
+                self._write(event.result.ended_at, line + (f": {row.reason}" if row.reason else ""))
             case RunEnded():
-                run = event.result
-                run_took = duration(seconds(run.started_at, run.ended_at))
-                line = f"{run.suite} run {run.run_id} {run.status} ({run_took})"
-                line += f": {_tally([c.status for c in run.cases]) or 'no cases'}"
+                run = self.board.snapshot()
+                line = f"{run.suite} run {run.run_id} {run.status} ({duration(run.seconds or 0)})"
+                line += f": {tally_text(run.tally) or 'no cases'}"
                 self._write(run.ended_at, line + (f"; {run.reason}" if run.reason else ""))
 
     def _where(self, case: str | None) -> str:
-        return self._suite if case is None else f"{self._suite}/{case}"
+        suite = self.board.suite
+        return suite if case is None else f"{suite}/{case}"
 
     def _write(self, moment: datetime | None, line: str) -> None:
         self.stream.write(f"{_clock(moment)} {line}\n")
@@ -217,10 +215,10 @@ class PlainConsole(_Started):
 class LiveConsole(_Started):
     """A table of cases by hosts, each cell the host's current stage and status.
 
-    Events only update dictionaries under a lock; Rich's refresh thread
-    builds the table from a snapshot. Starts on RunStarted and stops on
-    RunEnded if nobody did it first; `with LiveConsole(...)` also works and
-    guarantees the terminal is restored if the run blows up.
+    Events only update the board under a lock; Rich's refresh thread renders
+    a snapshot of it. Starts on RunStarted and stops on RunEnded if nobody
+    did it first; `with LiveConsole(...)` also works and guarantees the
+    terminal is restored if the run blows up.
     """
 
     def __init__(
@@ -233,24 +231,9 @@ class LiveConsole(_Started):
         self._live: Live | None = None
         self._pump: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._board = Board()
         self._lines = _Lines()
         self._pending: list[str] = []
-        self._suite = ""
-        self._run_id = ""
-        self._hosts: list[str] = []
-        self._cases: list[str] = []
-        self._known_cases: set[str] = set()
-        self._suite_row = False
-        self._cells: dict[tuple[str | None, str], tuple[str, Status]] = {}
-        self._settled: dict[tuple[str | None, str], tuple[str, Status]] = {}
-        self._case_status: dict[str, Status] = {}
-        self._case_seconds: dict[str, float] = {}
-        self._current: tuple[str | None, str] | None = None
-        self._stage_since = 0.0
-        self._run_since: float | None = None
-        self._run_took: float | None = None
-        self._run_status = Status.PENDING
-        self._last_line: dict[str, str] = {}
 
     # -- events (the engine's thread; keep these O(1)-ish and free of I/O) --
 
@@ -258,88 +241,20 @@ class LiveConsole(_Started):
         if isinstance(event, RunStarted) and self._live is None:
             self.start()
         with self._lock:
-            self._record(event)
+            self._board.apply(event)
+            if self.verbose:
+                self._queue_output(event)
         if isinstance(event, RunEnded):
             self.stop()
 
-    def _record(self, event: Event) -> None:
+    def _queue_output(self, event: Event) -> None:
         match event:
-            case RunStarted():
-                self._reset()
-                self._suite, self._run_id = event.suite, event.run_id
-                self._hosts = list(event.hosts)
-                self._cases = list(event.cases)
-                self._known_cases = set(event.cases)
-                self._run_since = time.monotonic()
-                self._run_status = Status.RUNNING
-            case StageStarted():
-                self._see_case(event.case)
-                self._current = (event.case, event.stage)
-                self._stage_since = time.monotonic()
-                for host in event.hosts:
-                    self._cells[(event.case, host)] = (event.stage, Status.RUNNING)
-                    self._last_line.pop(host, None)  # a new stage: old output would mislead
-                if event.case is not None:
-                    self._case_status[event.case] = Status.RUNNING
             case HostOutput():
-                self._output(event)
+                lines = self._lines.feed((event.case, event.stage, event.host), event.text)
+                self._queue(event.host, lines)
             case HostStageEnded():
-                self._settle((event.case, event.result.host), event.stage, event.result.status)
-                if self.verbose:
-                    key = (event.case, event.stage, event.result.host)
-                    self._queue(event.result.host, self._lines.flush(key))
-            case StageEnded():
-                self._see_case(event.case)
-                for ended in event.result.hosts:
-                    self._settle((event.case, ended.host), event.result.name, ended.status)
-                if self._current == (event.case, event.result.name):
-                    self._current = None
-            case CaseEnded():
-                case = event.result
-                self._see_case(case.name)
-                self._case_status[case.name] = case.status
-                if case.started_at is not None:
-                    self._case_seconds[case.name] = seconds(case.started_at, case.ended_at)
-            case RunEnded():
-                self._run_status = event.result.status
-                self._current = None
-                if self._run_since is not None:
-                    self._run_took = time.monotonic() - self._run_since
-            case HostLogs():
-                pass
-
-    def _settle(self, key: tuple[str | None, str], stage: str, status: Status) -> None:
-        """A finished cell shows the worst stage the host had in that case,
-        so `initialize failed` is not hidden by the `run skipped` after it."""
-        before = self._settled.get(key)
-        if before is None or worst([before[1], status]) is status:
-            self._settled[key] = (stage, status)
-        self._cells[key] = self._settled[key]
-
-    def _reset(self) -> None:
-        self._cells.clear()
-        self._settled.clear()
-        self._case_status.clear()
-        self._case_seconds.clear()
-        self._last_line.clear()
-        self._suite_row = False
-        self._current = None
-        self._run_took = None
-
-    def _see_case(self, case: str | None) -> None:
-        if case is None:
-            self._suite_row = True
-        elif case not in self._known_cases:
-            self._known_cases.add(case)
-            self._cases.append(case)
-
-    def _output(self, event: HostOutput) -> None:
-        last = event.text.rstrip("\r\n").rpartition("\n")[2]
-        if last.strip():
-            self._last_line[event.host] = last
-        if self.verbose:
-            lines = self._lines.feed((event.case, event.stage, event.host), event.text)
-            self._queue(event.host, lines)
+                key = (event.case, event.stage, event.result.host)
+                self._queue(event.result.host, self._lines.flush(key))
 
     def _queue(self, host: str, lines: list[str]) -> None:
         self._pending.extend(f"{host}| {line}" for line in lines)
@@ -351,67 +266,8 @@ class LiveConsole(_Started):
 
     def render(self) -> RenderableType:
         with self._lock:
-            cells = dict(self._cells)
-            case_status = dict(self._case_status)
-            case_seconds = dict(self._case_seconds)
-            cases = list(self._cases)
-            hosts = list(self._hosts)
-            for _, host in cells:
-                if host not in hosts:
-                    hosts.append(host)
-            last_lines = dict(self._last_line)
-            current, stage_since = self._current, self._stage_since
-            run_since, run_took, run_status = self._run_since, self._run_took, self._run_status
-            suite_row = self._suite_row
-        clock = time.monotonic()
-        elapsed = run_took if run_took is not None else clock - (run_since or clock)
-
-        header = Text.assemble(
-            ("phalanx ", "bold"),
-            (self._suite, "bold cyan"),
-            f"  run {self._run_id}  ",
-            styled(run_status),
-            f"  {duration(elapsed)}",
-        )
-        if current is not None:
-            where = current[0] if current[0] is not None else "suite"
-            header.append(f"  ▸ {where} {current[1]} ", style="bold")
-            header.append(duration(clock - stage_since), style="dim")
-        done = sum(1 for c in cases if case_status.get(c, Status.PENDING).done)
-        header.append(f"  {done}/{len(cases)} cases done", style="dim")
-
-        table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
-        table.add_column("case", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        for label in _host_labels(hosts):
-            table.add_column(label, no_wrap=True)
-        table.add_column("time", justify="right", no_wrap=True)
-        if suite_row:
-            table.add_row(
-                Text("(suite)", style="dim"),
-                Text(""),
-                *(_cell(cells.get((None, h))) for h in hosts),
-                Text(""),
-            )
-        for case in cases:
-            status = case_status.get(case, Status.PENDING)
-            took = case_seconds.get(case)
-            table.add_row(
-                case,
-                styled(status),
-                *(_cell(cells.get((case, h))) for h in hosts),
-                duration(took) if took is not None else "",
-            )
-        parts: list[RenderableType] = [header, table]
-        if run_took is None:
-            for host in hosts:
-                line = last_lines.get(host)
-                if line:
-                    text = Text(f"{host}| ", style="dim")
-                    text.append_text(Text.from_ansi(line, no_wrap=True, overflow="ellipsis"))
-                    text.no_wrap, text.overflow = True, "ellipsis"
-                    parts.append(text)
-        return Group(*parts)
+            board = self._board.snapshot(now())
+        return render_board(board)
 
     # -- life cycle --
 
@@ -460,17 +316,62 @@ class LiveConsole(_Started):
             live.console.print(Text.from_ansi("\n".join(lines)), highlight=False, soft_wrap=True)
 
 
-def _host_labels(hosts: list[str]) -> list[str]:
+def render_board(board: Snapshot) -> RenderableType:
+    """The live view: a header, a table of cases by hosts, and while the run
+    goes, the last line each host printed."""
+    header = Text.assemble(
+        ("phalanx ", "bold"),
+        (board.suite, "bold cyan"),
+        f"  run {board.run_id}  ",
+        styled(board.status),
+        f"  {duration(board.seconds or 0.0)}",
+    )
+    current = board.current
+    if current is not None:
+        where = current.case if current.case is not None else "suite"
+        header.append(f"  ▸ {where} {current.stage} ", style="bold")
+        header.append(duration(current.seconds or 0.0), style="dim")
+    header.append(f"  {board.done}/{len(board.cases)} cases done", style="dim")
+
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
+    table.add_column("case", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for label in _host_labels(board.hosts):
+        table.add_column(label, no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    if board.suite_row is not None:
+        table.add_row(
+            Text("(suite)", style="dim"),
+            Text(""),
+            *(_cell(cell) for cell in board.suite_row.cells),
+            Text(""),
+        )
+    for row in board.cases:
+        table.add_row(
+            row.name,
+            styled(row.status),
+            *(_cell(cell) for cell in row.cells),
+            duration(row.seconds) if row.seconds is not None else "",
+        )
+    parts: list[RenderableType] = [header, table]
+    for host, line in board.last_lines:
+        text = Text(f"{host}| ", style="dim")
+        text.append_text(Text.from_ansi(line, no_wrap=True, overflow="ellipsis"))
+        text.no_wrap, text.overflow = True, "ellipsis"
+        parts.append(text)
+    return Group(*parts)
+
+
+def _host_labels(hosts: tuple[str, ...]) -> list[str]:
     """Short names when they tell the hosts apart: the table stays narrow."""
     short = [h.split(".", 1)[0] for h in hosts]
-    return short if len(set(short)) == len(short) else hosts
+    return short if len(set(short)) == len(short) else list(hosts)
 
 
-def _cell(value: tuple[str, Status] | None) -> Text:
-    if value is None:
+def _cell(cell: Cell | None) -> Text:
+    if cell is None:
         return Text("·", style="dim")
-    stage, status = value
-    return Text.assemble((f"{stage} ", "dim"), styled(status))
+    return Text.assemble((f"{cell.stage} ", "dim"), styled(cell.status))
 
 
 # --- after the run -----------------------------------------------------------
@@ -510,7 +411,7 @@ def summary(result: RunResult, console: Console, run_dir: Path | None = None) ->
     took = duration(seconds(result.started_at, result.ended_at))
     totals = Text.assemble(
         f"{len(result.cases)} cases: ",
-        _tally_text([c.status for c in result.cases]),
+        _tally_text(tally(c.status for c in result.cases)),
         " · run ",
         styled(result.status),
         f" in {took}",
@@ -548,14 +449,13 @@ def _data_table(result: RunResult) -> Table | None:
     return table if table.row_count else None
 
 
-def _tally_text(statuses: list[Status]) -> Text:
-    counts = Counter(statuses)
+def _tally_text(counts: Tally) -> Text:
+    """`tally_text`, each count in its status's color."""
     text = Text()
-    for status in Status:
-        if counts[status]:
-            if text:
-                text.append(", ")
-            text.append(f"{counts[status]} {status}", style=STYLES[status])
+    for status, n in counts:
+        if text:
+            text.append(", ")
+        text.append(f"{n} {status}", style=STYLES[status])
     return text or Text("none")
 
 

@@ -1,10 +1,23 @@
 """Everything that happens in a run is an event; sinks consume them.
 
-The engine emits, in order: RunStarted, then for each stage StageStarted,
-HostOutput (any number), HostStageEnded (one per host), HostLogs
-(where the suite collects logs), StageEnded; CaseEnded
-after a case's last stage; RunEnded last. Sinks (the console, the results
-journal, reports, the web) never talk back to the engine.
+The engine emits, in order: RunStarted; then for each stage that runs
+StageStarted, HostOutput (any number), HostStageEnded (one per host, as each
+host ends), HostLogs (one per host whose collected logs had anything in them,
+after every host ended the stage: logs are collected once the stage is over),
+StageEnded (its hosts name their collected logs); a stage nobody runs (no
+host has a task, or the case's initialize did not pass) has only StageEnded;
+CaseEnded after a case's last stage, or for each case a failed suite
+initialize skips; RunEnded last. A case the run never finished (cancelled,
+interrupted) has no CaseEnded: RunEnded carries it as cancelled. A run that
+could not start has only RunEnded. The pool engine interleaves the events of
+cases running side by side; each carries its case's name.
+
+An event never changes after it is emitted: results travel as frozen
+records taken at the moment of the event (`HostRecord`, `StageRecord`,
+`CaseRecord`, `RunRecord`), never as the engine's own results, which it goes
+on filling in. So a sink may keep events (a store, the web) and read them
+later. Sinks (the console, the run folder, reports, the web) never talk back
+to the engine.
 """
 
 from __future__ import annotations
@@ -12,13 +25,132 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from phalanx.model import CaseResult, HostResult, RunResult, StageResult
+from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+# --- results as they were when an event was emitted ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    """One host's part of one stage. `logs` are collected after the stage's
+    barrier: empty in HostStageEnded, named in StageEnded and later."""
+
+    host: str
+    status: Status
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    output: str | None = None
+    reason: str | None = None
+    logs: tuple[str, ...] = ()
+    # What the host's runner reported, as it reported it: the engine only
+    # passes it on, and nothing changes it.
+    data: Any = None
+
+    @classmethod
+    def of(cls, r: HostResult) -> HostRecord:
+        return cls(
+            host=r.host,
+            status=r.status,
+            exit_code=r.exit_code,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            output=r.output,
+            reason=r.reason,
+            logs=tuple(r.logs),
+            data=r.data,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StageRecord:
+    name: str
+    status: Status
+    hosts: tuple[HostRecord, ...] = ()
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @classmethod
+    def of(cls, r: StageResult) -> StageRecord:
+        return cls(
+            name=r.name,
+            status=r.status,
+            hosts=tuple(HostRecord.of(h) for h in r.hosts),
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+        )
+
+    def host(self, name: str) -> HostRecord | None:
+        return next((h for h in self.hosts if h.host == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRecord:
+    name: str
+    status: Status
+    reason: str | None = None
+    stages: tuple[StageRecord, ...] = ()
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @classmethod
+    def of(cls, r: CaseResult) -> CaseRecord:
+        return cls(
+            name=r.name,
+            status=r.status,
+            reason=r.reason,
+            stages=tuple(StageRecord.of(s) for s in r.stages),
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+        )
+
+    def stage(self, name: str) -> StageRecord | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    suite: str
+    status: Status
+    reason: str | None = None
+    cluster: str | None = None
+    hosts: tuple[str, ...] = ()
+    stages: tuple[StageRecord, ...] = ()  # suite initialize / finalize
+    cases: tuple[CaseRecord, ...] = ()
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @classmethod
+    def of(cls, r: RunResult) -> RunRecord:
+        return cls(
+            run_id=r.run_id,
+            suite=r.suite,
+            status=r.status,
+            reason=r.reason,
+            cluster=r.cluster,
+            hosts=tuple(r.hosts),
+            stages=tuple(StageRecord.of(s) for s in r.stages),
+            cases=tuple(CaseRecord.of(c) for c in r.cases),
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+        )
+
+    def case(self, name: str) -> CaseRecord | None:
+        return next((c for c in self.cases if c.name == name), None)
+
+    def stage(self, name: str) -> StageRecord | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+# --- the events -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -47,6 +179,13 @@ class HostOutput:
 
 
 @dataclass(frozen=True)
+class HostStageEnded:
+    case: str | None
+    stage: str
+    result: HostRecord
+
+
+@dataclass(frozen=True)
 class HostLogs:
     """Log files collected from a host after a stage: run-folder path → bytes."""
 
@@ -57,26 +196,19 @@ class HostLogs:
 
 
 @dataclass(frozen=True)
-class HostStageEnded:
-    case: str | None
-    stage: str
-    result: HostResult
-
-
-@dataclass(frozen=True)
 class StageEnded:
     case: str | None
-    result: StageResult
+    result: StageRecord
 
 
 @dataclass(frozen=True)
 class CaseEnded:
-    result: CaseResult
+    result: CaseRecord
 
 
 @dataclass(frozen=True)
 class RunEnded:
-    result: RunResult
+    result: RunRecord
 
 
 Event = (

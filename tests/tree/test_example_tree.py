@@ -29,7 +29,7 @@ def test_the_example_tree_runs_every_kind_of_outcome(tmp_path: Path) -> None:
     assert why["tests/deps/unmet_app"] == "unmet dependency: app no-such-app-phalanx"
     assert "python twisted_no_such_module" in (why["tests/deps/unmet_python"] or "")
     assert "failed as expected (exit code 3)" in (why["tests/expected_fail"] or "")
-    assert why["tests/fail"] == "exit code 1"
+    assert why["tests/fail"] == "run failed: localhost (exit code 1)"
     # The failing test's output is shown, and kept in its own file.
     assert "expected 42, got 41" in done.stdout
     (folder,) = (tmp_path / "phalanx-results").iterdir()

@@ -43,7 +43,9 @@ def test_a_silent_test_is_killed_by_the_inactivity_timeout(tmp_path: Path) -> No
     assert done.returncode == 1, done.stdout + done.stderr
     data = results(tmp_path)
     assert statuses(data) == {"tests/silent": "timeout", "tests/chatty": "passed"}
-    assert reasons(data)["tests/silent"] == "no output for 1s; its process group was killed"
+    assert reasons(data)["tests/silent"] == (
+        "run timeout: localhost (no output for 1s; its process group was killed)"
+    )
 
 
 def test_a_hung_test_is_killed_with_its_children(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from phalanx.events import Event, RunEnded, RunStarted, now
+from phalanx.events import Event, RunEnded, RunRecord, RunStarted, now
 from phalanx.model import CaseResult, RunResult, Status, Suite, worst
 
 
@@ -45,4 +45,4 @@ def finish(result: RunResult, emit: Callable[[Event], None], empty: Status = Sta
         statuses = [s.status for s in result.stages] + [c.status for c in result.cases]
         result.status = worst(statuses, empty=empty)
     result.ended_at = now()
-    emit(RunEnded(result))
+    emit(RunEnded(RunRecord.of(result)))

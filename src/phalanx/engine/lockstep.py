@@ -6,26 +6,29 @@ A failed suite initialize skips every case; a failed case initialize skips
 that case's run; finalize always runs; a case failing never stops the suite.
 
 The engine talks to hosts only through a `Fleet` of `HostSession`s and
-reports everything as events. It does no I/O of its own.
+reports everything as events. It does no I/O of its own. A host's part of a
+stage, a case's walk through its stages and its reason are `engine.step`'s,
+shared with the pool engine; what is lockstep's own is the barrier (every
+host ends a stage before any starts the next), suite stages and log
+collection.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from phalanx import layout
-from phalanx.engine import lifecycle
+from phalanx.engine import lifecycle, step
 from phalanx.engine.session import Fleet, StageOrder, StageScope
+from phalanx.engine.step import SUITE_SCOPE, stage_id
 from phalanx.events import (
     CaseEnded,
+    CaseRecord,
     Event,
-    HostLogs,
-    HostOutput,
-    HostStageEnded,
     RunEnded,
+    RunRecord,
     StageEnded,
+    StageRecord,
     StageStarted,
     now,
 )
@@ -45,8 +48,6 @@ from phalanx.model import (
 )
 from phalanx.tags import RunContext, environment, render, tag_values
 from phalanx.tasks import Task
-
-SUITE_SCOPE = "suite"
 
 
 @dataclass
@@ -76,9 +77,11 @@ class Lockstep:
         try:
             await self._suite_body()
         finally:
-            if self.suite.finalize is not None:
-                result.stages.append(await self._stage(None, "finalize", SCRIPTS, 0))
-            lifecycle.finish(result, self.emit)
+            try:
+                if self.suite.finalize is not None:
+                    result.stages.append(await self._stage(None, "finalize", SCRIPTS, 0))
+            finally:
+                lifecycle.finish(result, self.emit)
         return result
 
     def fail_before_start(self, status: Status, reason: str) -> RunResult:
@@ -89,7 +92,7 @@ class Lockstep:
             case.status, case.reason = Status.SKIPPED, reason
         result.status, result.reason = status, reason
         result.ended_at = now()
-        self.emit(RunEnded(result))
+        self.emit(RunEnded(RunRecord.of(result)))
         return result
 
     async def _suite_body(self) -> None:
@@ -98,11 +101,11 @@ class Lockstep:
             init = await self._stage(None, "initialize", SCRIPTS, 0)
             result.stages.append(init)
             if not init.status.ok:
-                reason = f"suite initialize {init.status}: {_who(init)}"
+                reason = f"suite initialize {init.status}: {step.who(init)}"
                 result.reason = reason
                 for skipped in result.cases:
                     skipped.status, skipped.reason = Status.SKIPPED, reason
-                    self.emit(CaseEnded(skipped))
+                    self.emit(CaseEnded(CaseRecord.of(skipped)))
                 return
         for index, (case, case_result) in enumerate(
             zip(self.suite.cases, result.cases, strict=True), start=1
@@ -110,27 +113,15 @@ class Lockstep:
             await self._case(case, case_result, index)
 
     async def _case(self, case: Case, result: CaseResult, index: int) -> None:
-        result.started_at = now()
-        result.status = Status.RUNNING
         kind = kinds.get(case.kind)
-        initialized = True
-        for stage in kind.stages(case):
-            if stage == "run" and not initialized:
-                result.stages.append(
-                    self._skipped_stage(case, stage, kind, "case initialize did not pass")
-                )
-                continue
-            stage_result = await self._stage(case, stage, kind, index)
-            result.stages.append(stage_result)
-            if stage == "initialize" and not stage_result.status.ok:
-                initialized = False
-                result.reason = f"initialize {stage_result.status}: {_who(stage_result)}"
-        result.status = worst([s.status for s in result.stages])
-        if result.status is not Status.PASSED and result.reason is None:
-            failing = [s for s in result.stages if not s.status.ok]
-            result.reason = "; ".join(f"{s.name} {s.status}: {_who(s)}" for s in failing) or None
-        result.ended_at = now()
-        self.emit(CaseEnded(result))
+
+        async def run(stage: str) -> StageResult:
+            return await self._stage(case, stage, kind, index)
+
+        def skip(stage: str, reason: str) -> StageResult:
+            return self._skipped_stage(case, stage, kind, reason)
+
+        await step.run_case(case, kind, result, run, skip, self.emit)
 
     def _skipped_stage(self, case: Case, stage: str, kind: CaseKind, reason: str) -> StageResult:
         hosts = [
@@ -139,7 +130,7 @@ class Lockstep:
             if self._task(case, stage, kind, h) is not None
         ]
         result = StageResult(name=stage, status=Status.SKIPPED, hosts=hosts)
-        self.emit(StageEnded(case.name, result))
+        self.emit(StageEnded(case.name, StageRecord.of(result)))
         return result
 
     def _context(self, case: Case | None, stage: str, host: Host) -> StageContext:
@@ -152,7 +143,7 @@ class Lockstep:
         self, case: Case | None, stage: str, kind: CaseKind, index: int
     ) -> StageResult:
         case_name = case.name if case is not None else None
-        stage_id = f"{self.run.run_id}:{index}:{case_name or SUITE_SCOPE}:{stage}"
+        sid = stage_id(self.run.run_id, index, case_name, stage)
         timeout = self.suite.stage_timeout(case)
         orders: list[tuple[Host, StageOrder]] = []
         for host in self.suite.hosts:
@@ -164,81 +155,42 @@ class Lockstep:
                     "PHALANX_CASE": case_name or "",
                 }
                 logs = tuple(self._render(path, host) for path in self.suite.logs)
-                orders.append((host, StageOrder(stage_id, host.name, task, env, timeout, logs)))
+                orders.append((host, StageOrder(sid, host.name, task, env, timeout, logs)))
         result = StageResult(name=stage, status=Status.RUNNING, started_at=now())
-        result.hosts = [HostResult(host=host.name, status=Status.RUNNING) for host, _ in orders]
         if not orders:
             result.status, result.ended_at = Status.SKIPPED, now()
-            self.emit(StageEnded(case_name, result))
+            self.emit(StageEnded(case_name, StageRecord.of(result)))
             return result
         self.fleet.begin_stage(
             StageScope(
-                stage_id,
-                frozenset(h.name for h, _ in orders),
-                f"{index}:{case_name or SUITE_SCOPE}",
+                sid, frozenset(h.name for h, _ in orders), f"{index}:{case_name or SUITE_SCOPE}"
             )
         )
         self.emit(StageStarted(case_name, stage, tuple(h.name for h, _ in orders)))
         try:
-            await asyncio.gather(
-                *(
-                    self._host_stage(case, stage, kind, host, order, host_result)
-                    for (host, order), host_result in zip(orders, result.hosts, strict=True)
+            # The barrier: the stage ends when every host has ended it.
+            hosts = await step.every_host(
+                step.host_stage(
+                    self.fleet.session(host.name),
+                    order,
+                    kind,
+                    self._context(case, stage, host),
+                    self.emit,
                 )
+                for host, order in orders
             )
         finally:
-            self.fleet.end_stage(stage_id)
+            self.fleet.end_stage(sid)
+        result.hosts = list(hosts)
         if self.suite.logs:
-            await asyncio.gather(
-                *(self._collect(case_name, stage, stage_id, hr) for hr in result.hosts)
+            await step.every_host(
+                step.collect_logs(self.fleet.session(h.host), case_name, stage, sid, h, self.emit)
+                for h in result.hosts
             )
         result.status = worst([h.status for h in result.hosts])
         result.ended_at = now()
-        self.emit(StageEnded(case_name, result))
+        self.emit(StageEnded(case_name, StageRecord.of(result)))
         return result
-
-    async def _host_stage(
-        self,
-        case: Case | None,
-        stage: str,
-        kind: CaseKind,
-        host: Host,
-        order: StageOrder,
-        result: HostResult,
-    ) -> None:
-        case_name = case.name if case is not None else None
-
-        def on_output(text: str) -> None:
-            if result.output is None:  # a host that prints nothing has no output file
-                result.output = layout.output_path(case_name, stage, host.name)
-            self.emit(HostOutput(case_name, stage, host.name, text))
-
-        result.started_at = now()
-        report = await self.fleet.session(host.name).run_stage(order, on_output)
-        status, reason = kind.judge(self._context(case, stage, host), report.outcome)
-        result.status, result.reason = status, reason
-        result.exit_code = report.outcome.exit_code
-        result.started_at, result.ended_at = report.started_at, report.ended_at
-        result.data = report.outcome.data
-        self.emit(HostStageEnded(case_name, stage, result))
-
-    async def _collect(
-        self, case: str | None, stage: str, stage_id: str, result: HostResult
-    ) -> None:
-        logs = await self.fleet.session(result.host).collect_logs(stage_id)
-        files = tuple(
-            (layout.log_path(case, stage, result.host, log.path), log.content)
-            for log in logs
-            if log.content  # nothing appended during the stage: nothing to keep
-        )
-        result.logs = [path for path, _ in files]
-        if files:
-            self.emit(HostLogs(case, stage, result.host, files))
 
     def _render(self, text: str, host: Host) -> str:
         return render(text, self.tags[host.name])
-
-
-def _who(stage: StageResult) -> str:
-    bad = [h for h in stage.hosts if not h.status.ok]
-    return ", ".join(f"{h.host} ({h.reason or h.status})" for h in bad) or stage.status.value

@@ -1,0 +1,146 @@
+"""What both engines do the same way: one host's part of one stage, a
+case's walk through its stages, and how a case's stages fold into its
+status and reason.
+
+The lockstep engine runs a stage on many hosts behind barriers, the pool
+engine on one worker's host; a host's part of it (send the order, stream
+its output, judge the outcome with the case's kind, announce the host's
+end) is this one step in both, like pytest's single `call_and_report`. So
+the same failure reads the same in a suite run and in a tree run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+
+from phalanx import layout
+from phalanx.engine.session import HostSession, StageOrder
+from phalanx.events import (
+    CaseEnded,
+    CaseRecord,
+    Event,
+    HostLogs,
+    HostOutput,
+    HostRecord,
+    HostStageEnded,
+    now,
+)
+from phalanx.kinds.base import CaseKind, StageContext
+from phalanx.model import Case, CaseResult, HostResult, StageResult, Status, worst
+
+SUITE_SCOPE = "suite"
+INITIALIZE_DID_NOT_PASS = "case initialize did not pass"
+
+Emit = Callable[[Event], None]
+T = TypeVar("T")
+
+
+def stage_id(run_id: str, index: int, case: str | None, stage: str) -> str:
+    """Unique in the run: a case run twice (a repeated tree test) has two indexes."""
+    return f"{run_id}:{index}:{case or SUITE_SCOPE}:{stage}"
+
+
+async def host_stage(
+    session: HostSession, order: StageOrder, kind: CaseKind, context: StageContext, emit: Emit
+) -> HostResult:
+    """Run `order` on `session`; its output goes out as HostOutput, its
+    judged end as HostStageEnded."""
+    case = context.case.name if context.case is not None else None
+    stage, host = context.stage, order.host
+    result = HostResult(host=host, status=Status.RUNNING, started_at=now())
+
+    def on_output(text: str) -> None:
+        if result.output is None:  # a host that prints nothing has no output file
+            result.output = layout.output_path(case, stage, host)
+        emit(HostOutput(case, stage, host, text))
+
+    report = await session.run_stage(order, on_output)
+    result.status, result.reason = kind.judge(context, report.outcome)
+    result.exit_code = report.outcome.exit_code
+    result.started_at, result.ended_at = report.started_at, report.ended_at
+    if result.status is not Status.SKIPPED:  # a skipped host's data only says why: its reason
+        result.data = report.outcome.data
+    emit(HostStageEnded(case, stage, HostRecord.of(result)))
+    return result
+
+
+async def every_host(steps: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run the hosts' steps side by side; return when all have ended, in
+    order. If one raises or the run is cancelled, the others are cancelled
+    and waited for: no host is still in a stage when the next one starts."""
+    tasks = [asyncio.ensure_future(s) for s in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def collect_logs(
+    session: HostSession,
+    case: str | None,
+    stage: str,
+    stage_id: str,
+    result: HostResult,
+    emit: Emit,
+) -> None:
+    """Fetch what the host's logs gained during the stage; name the files in
+    `result` and hand their content to sinks as HostLogs."""
+    logs = await session.collect_logs(stage_id)
+    files = tuple(
+        (layout.log_path(case, stage, result.host, log.path), log.content)
+        for log in logs
+        if log.content  # nothing appended during the stage: nothing to keep
+    )
+    result.logs = [path for path, _ in files]
+    if files:
+        emit(HostLogs(case, stage, result.host, files))
+
+
+async def run_case(
+    case: Case,
+    kind: CaseKind,
+    result: CaseResult,
+    run: Callable[[str], Awaitable[StageResult]],
+    skip: Callable[[str, str], StageResult],
+    emit: Emit,
+    empty: Status = Status.PASSED,
+) -> None:
+    """Walk the case's stages: `run(stage)` runs one, `skip(stage, reason)`
+    records one that does not run. A failed initialize skips `run`;
+    finalize always runs. `empty`: the case's status if it has no stage."""
+    result.started_at = now()
+    result.status = Status.RUNNING
+    initialized = True
+    for stage in kind.stages(case):
+        if stage == "run" and not initialized:
+            result.stages.append(skip(stage, INITIALIZE_DID_NOT_PASS))
+            continue
+        stage_result = await run(stage)
+        result.stages.append(stage_result)
+        if stage == "initialize" and not stage_result.status.ok:
+            initialized = False
+    result.status = worst([s.status for s in result.stages], empty=empty)
+    result.reason = case_reason(result.stages)
+    result.ended_at = now()
+    emit(CaseEnded(CaseRecord.of(result)))
+
+
+def case_reason(stages: Sequence[StageResult]) -> str | None:
+    """Why a case did not pass, stage by stage and host by host:
+    `run failed: h1 (exit code 1)`. A case that passed or was skipped keeps
+    what its hosts noted (`skip: ...`, `failed as expected ...`), if anything."""
+    failing = [s for s in stages if not s.status.ok]
+    if failing:
+        return "; ".join(f"{s.name} {s.status}: {who(s)}" for s in failing)
+    notes = dict.fromkeys(h.reason for s in stages for h in s.hosts if h.reason)
+    return "; ".join(n for n in notes if n) or None
+
+
+def who(stage: StageResult) -> str:
+    """The hosts that did not pass a stage, each with its reason."""
+    bad = [h for h in stage.hosts if not h.status.ok]
+    return ", ".join(f"{h.host} ({h.reason or h.status})" for h in bad) or stage.status.value

@@ -1,0 +1,261 @@
+"""The run board: events in, a snapshot out."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from phalanx.board import Board, Cell, StageRow, fold, tally, tally_text
+from phalanx.engine.lockstep import Lockstep
+from phalanx.events import (
+    CaseEnded,
+    CaseRecord,
+    Event,
+    HostOutput,
+    HostRecord,
+    HostStageEnded,
+    RunEnded,
+    RunRecord,
+    RunStarted,
+    StageEnded,
+    StageRecord,
+    StageStarted,
+)
+from phalanx.model import Status
+from phalanx.tags import RunContext
+from phalanx.tasks import Outcome
+from tests.engine.fakes import FakeFleet, Recorder, case, suite
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+P, F, R = Status.PASSED, Status.FAILED, Status.RUNNING
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def host(
+    name: str, status: Status, start: float, end: float, reason: str | None = None
+) -> HostRecord:
+    return HostRecord(
+        host=name, status=status, started_at=at(start), ended_at=at(end), reason=reason
+    )
+
+
+def stage(
+    name: str, status: Status, *hosts: HostRecord, start: float = 0, end: float = 1
+) -> StageRecord:
+    return StageRecord(
+        name=name, status=status, hosts=hosts, started_at=at(start), ended_at=at(end)
+    )
+
+
+START = RunStarted("r1", "demo", ("a.x", "b.x"), ("one", "two"), at(0))
+
+
+def test_an_empty_board() -> None:
+    snap = Board().snapshot()
+    assert (snap.run_id, snap.suite, snap.hosts, snap.cases) == ("", "", (), ())
+    assert snap.status is Status.PENDING and snap.current is None and snap.tally == ()
+
+
+def test_a_started_run_lists_its_cases_pending() -> None:
+    snap = fold([START], at=at(3))
+    assert (snap.run_id, snap.suite, snap.hosts) == ("r1", "demo", ("a.x", "b.x"))
+    assert [(c.name, c.status, c.cells) for c in snap.cases] == [
+        ("one", Status.PENDING, (None, None)),
+        ("two", Status.PENDING, (None, None)),
+    ]
+    assert snap.status is R and snap.seconds == 3.0
+    assert snap.tally == ((Status.PENDING, 2),) and snap.done == 0
+    assert snap.suite_row is None
+
+
+def test_a_running_stage_is_current_with_its_hosts_and_their_last_lines() -> None:
+    events: list[Event] = [
+        START,
+        StageStarted("one", "run", ("a.x", "b.x"), at(1)),
+        HostOutput("one", "run", "a.x", "first\nsecond\n"),
+        HostOutput("one", "run", "a.x", "  \n"),  # a blank line does not hide the last one
+        HostOutput("one", "run", "b.x", "only\n"),
+    ]
+    snap = fold(events, at=at(4))
+    assert snap.current is not None
+    assert (snap.current.case, snap.current.stage, snap.current.hosts) == (
+        "one",
+        "run",
+        ("a.x", "b.x"),
+    )
+    assert snap.current.seconds == 3.0 and snap.current.running == ("a.x", "b.x")
+    one = snap.case("one")
+    assert one is not None and one.status is R
+    assert one.cells == (Cell("run", R), Cell("run", R))
+    assert one.stages == (StageRow("run", R, (("a.x", R), ("b.x", R))),)
+    assert snap.last_lines == (("a.x", "second"), ("b.x", "only"))
+    # A host's next stage starts with no line: the old one would mislead.
+    later = fold([*events, StageStarted("two", "run", ("b.x",), at(5))])
+    assert later.last_lines == (("a.x", "second"),)
+
+
+def test_a_host_that_ended_shows_its_status_before_the_stage_ends() -> None:
+    snap = fold(
+        [
+            START,
+            StageStarted("one", "run", ("a.x", "b.x"), at(1)),
+            HostStageEnded("one", "run", host("a.x", F, 1, 2, "exit code 1")),
+        ]
+    )
+    one = snap.case("one")
+    assert one is not None
+    assert one.cells == (Cell("run", F), Cell("run", R))
+    assert one.stages[0].hosts == (("a.x", F), ("b.x", R))
+    assert snap.current is not None and snap.current.running == ("b.x",)
+
+
+def test_a_cell_keeps_the_stage_that_went_worst() -> None:
+    snap = fold(
+        [
+            START,
+            StageStarted("one", "initialize", ("a.x", "b.x"), at(0)),
+            StageEnded("one", stage("initialize", F, host("a.x", F, 0, 1), host("b.x", P, 0, 1))),
+            StageEnded(
+                "one",
+                StageRecord(
+                    name="run",
+                    status=Status.SKIPPED,
+                    hosts=(
+                        HostRecord(host="a.x", status=Status.SKIPPED),
+                        HostRecord(host="b.x", status=Status.SKIPPED),
+                    ),
+                ),
+            ),
+            StageStarted("one", "finalize", ("a.x", "b.x"), at(1)),
+            StageEnded("one", stage("finalize", P, host("a.x", P, 1, 2), host("b.x", P, 1, 2))),
+        ]
+    )
+    one = snap.case("one")
+    assert one is not None
+    assert one.cells == (Cell("initialize", F), Cell("finalize", P))
+    assert [(s.name, s.status) for s in one.stages] == [
+        ("initialize", F),
+        ("run", Status.SKIPPED),
+        ("finalize", P),
+    ]
+    assert snap.current is None
+
+
+def test_ended_cases_have_status_time_reason_and_are_tallied() -> None:
+    events: list[Event] = [
+        START,
+        StageStarted(None, "initialize", ("a.x", "b.x"), at(0)),
+        StageEnded(None, stage("initialize", P, host("a.x", P, 0, 1), host("b.x", P, 0, 1))),
+        CaseEnded(
+            CaseRecord(
+                name="one",
+                status=F,
+                reason="run failed: a.x (exit code 1)",
+                started_at=at(1),
+                ended_at=at(3.5),
+            )
+        ),
+        CaseEnded(CaseRecord(name="two", status=P, started_at=at(3.5), ended_at=at(4))),
+    ]
+    snap = fold(events)
+    assert [(c.name, c.status, c.seconds, c.reason) for c in snap.cases] == [
+        ("one", F, 2.5, "run failed: a.x (exit code 1)"),
+        ("two", P, 0.5, None),
+    ]
+    assert snap.tally == ((P, 1), (F, 1)) and snap.done == 2
+    assert snap.suite_row is not None
+    assert snap.suite_row.cells == (Cell("initialize", P), Cell("initialize", P))
+    assert snap.suite_row.status is P
+
+
+def test_run_ended_cancels_what_never_ended_and_gives_the_run_its_time() -> None:
+    run = RunRecord(
+        run_id="r1",
+        suite="demo",
+        status=Status.CANCELLED,
+        reason="cancelled by alice",
+        cases=(
+            CaseRecord(name="one", status=P, started_at=at(0), ended_at=at(1)),
+            CaseRecord(name="two", status=Status.CANCELLED, reason="the run was cancelled"),
+        ),
+        started_at=at(0),
+        ended_at=at(7),
+    )
+    events: list[Event] = [
+        START,
+        CaseEnded(run.cases[0]),
+        StageStarted("two", "run", ("a.x",), at(1)),
+        HostOutput("two", "run", "a.x", "working\n"),
+        RunEnded(run),
+    ]
+    snap = fold(events, at=at(100))
+    assert snap.status is Status.CANCELLED and snap.reason == "cancelled by alice"
+    assert snap.seconds == 7.0  # the run's own, not up to the snapshot's moment
+    assert [(c.status, c.reason) for c in snap.cases] == [
+        (P, None),
+        (Status.CANCELLED, "the run was cancelled"),
+    ]
+    assert snap.current is None and snap.last_lines == ()
+    assert snap.tally == ((P, 1), (Status.CANCELLED, 1))
+
+
+def test_a_run_that_could_not_start_has_only_run_ended() -> None:
+    run = RunRecord(
+        run_id="r9",
+        suite="demo",
+        status=Status.ERROR,
+        reason="provisioning failed: no",
+        hosts=("a.x",),
+        cases=(CaseRecord(name="one", status=Status.SKIPPED, reason="provisioning failed: no"),),
+        started_at=at(0),
+        ended_at=at(2),
+    )
+    snap = fold([RunEnded(run)])
+    assert (snap.run_id, snap.suite, snap.hosts, snap.status) == (
+        "r9",
+        "demo",
+        ("a.x",),
+        Status.ERROR,
+    )
+    assert [(c.name, c.status) for c in snap.cases] == [("one", Status.SKIPPED)]
+
+
+def test_a_snapshot_does_not_change_when_more_events_arrive() -> None:
+    board = Board()
+    board.apply(START)
+    board.apply(StageStarted("one", "run", ("a.x",), at(1)))
+    before = board.snapshot()
+    kept = dataclasses.replace(before)
+    board.apply(HostStageEnded("one", "run", host("a.x", F, 1, 2)))
+    board.apply(CaseEnded(CaseRecord(name="one", status=F, started_at=at(1), ended_at=at(2))))
+    assert before == kept
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.status = Status.FAILED  # type: ignore[misc]
+
+
+def test_the_board_of_a_real_engine_run_agrees_with_its_result() -> None:
+    fleet = FakeFleet(outcomes={("b", "run", "h1"): Outcome(exit_code=1)})
+    sink = Recorder()
+    s = suite(case("a", init="i"), case("b"), initialize="si")
+    result = asyncio.run(Lockstep(s, fleet, RunContext("r1", "127.0.0.1", 1), sink).execute())
+    snap = fold(sink.events)
+    assert snap.status is result.status is F
+    assert [(c.name, c.status, c.reason) for c in snap.cases] == [
+        (c.name, c.status, c.reason) for c in result.cases
+    ]
+    b = snap.case("b")
+    assert b is not None and b.cells == (Cell("run", P), Cell("run", F), Cell("run", P))
+    assert snap.hosts == ("h0", "h1", "h2") and snap.done == 2
+
+
+def test_one_tally_for_every_console() -> None:
+    counts = tally([F, P, Status.TIMEOUT, P])
+    assert counts == ((P, 2), (F, 1), (Status.TIMEOUT, 1))  # in the order Status lists them
+    assert tally_text(counts) == "2 passed, 1 failed, 1 timeout"
+    assert tally_text(tally([])) == ""
