@@ -31,8 +31,7 @@ from phalanx.events import (
     StageEnded,
     StageStarted,
 )
-from phalanx.model import Status, worst
-from phalanx.report.outcomes import seconds
+from phalanx.model import Status, seconds, worst
 
 Tally = tuple[tuple[Status, int], ...]
 

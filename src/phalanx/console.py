@@ -36,8 +36,8 @@ from phalanx.events import (
     StageStarted,
     now,
 )
-from phalanx.model import RunResult, Status
-from phalanx.report.outcomes import Entry, entries, seconds
+from phalanx.model import RunResult, Status, seconds
+from phalanx.report.outcomes import Entry, entries
 
 STYLES: dict[Status, str] = {
     Status.PENDING: "dim",

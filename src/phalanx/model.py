@@ -64,6 +64,13 @@ def worst(statuses: list[Status], empty: Status = Status.PASSED) -> Status:
     return min(statuses, key=_SEVERITY.index)
 
 
+def seconds(started: datetime | None, ended: datetime | None) -> float:
+    """How long something took; 0 for what has not both started and ended."""
+    if started is None or ended is None:
+        return 0.0
+    return max(0.0, (ended - started).total_seconds())
+
+
 class AlertPolicy(StrEnum):
     SUITE = "SUITE"
     CASE = "CASE"

@@ -13,9 +13,8 @@ from typing import Any
 
 import orjson
 
-from phalanx.model import CaseResult, HostResult, RunResult, StageResult
+from phalanx.model import CaseResult, HostResult, RunResult, StageResult, seconds
 from phalanx.report.files import write_atomic
-from phalanx.report.outcomes import seconds
 
 FORMAT = 1
 _DERIVED = ("format", "duration")

@@ -13,9 +13,9 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
-from phalanx.model import RunResult, Status
+from phalanx.model import RunResult, Status, seconds
 from phalanx.report.files import write_atomic
-from phalanx.report.outcomes import Entry, Problem, entries, seconds
+from phalanx.report.outcomes import Entry, Problem, entries
 from phalanx.report.text import clean, tail
 
 _FAILURES = frozenset({Status.FAILED, Status.TIMEOUT})

@@ -6,9 +6,8 @@ share this so they always agree on what failed and why."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from phalanx.model import HostResult, RunResult, StageResult, Status
+from phalanx.model import HostResult, RunResult, StageResult, Status, seconds
 
 SUITE_ENTRY = "suite"
 
@@ -54,12 +53,6 @@ class Entry:
         if self.problems:
             return "; ".join(p.describe() for p in self.problems)
         return str(self.status)
-
-
-def seconds(started: datetime | None, ended: datetime | None) -> float:
-    if started is None or ended is None:
-        return 0.0
-    return max(0.0, (ended - started).total_seconds())
 
 
 def problems(stages: list[StageResult]) -> tuple[Problem, ...]:

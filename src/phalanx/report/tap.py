@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from phalanx.model import RunResult, Status
+from phalanx.model import RunResult, Status, seconds
 from phalanx.report.files import write_atomic
-from phalanx.report.outcomes import SUITE_ENTRY, Entry, Problem, entries, seconds
+from phalanx.report.outcomes import SUITE_ENTRY, Entry, Problem, entries
 
 
 def _one_line(text: str) -> str:

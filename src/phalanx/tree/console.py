@@ -10,8 +10,8 @@ from typing import TextIO
 
 from phalanx.board import Board, Row, tally, tally_text
 from phalanx.events import CaseEnded, Event, HostOutput
-from phalanx.model import RunResult
-from phalanx.report.outcomes import RED, seconds
+from phalanx.model import RunResult, seconds
+from phalanx.report.outcomes import RED
 
 TAIL_LINES = 20
 
