@@ -39,12 +39,12 @@ class Executable:
         checks.number(opts, "inactivity", above=True)
         needs = opts.get("dependencies") or []
         if not isinstance(needs, list | tuple):
-            raise OptionError("must be a list of [kind, name] pairs", "dependencies")
+            raise OptionError("must be a list of (kind, name) pairs", "dependencies")
         for index, need in enumerate(needs):
             pair = isinstance(need, list | tuple) and len(need) == 2
             if not pair or not all(isinstance(part, str) and part for part in need):
                 raise OptionError(
-                    f"must be a [kind, name] pair, not {need!r}", "dependencies", index
+                    f"must be a (kind, name) pair, not {need!r}", "dependencies", index
                 )
         return dict(opts)
 
