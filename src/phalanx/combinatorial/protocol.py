@@ -84,12 +84,24 @@ class WalkOutcome:
 
 
 @dataclass(frozen=True)
+class WorkerRecord:
+    """A log record a worker captured, for the coordinating process to emit."""
+
+    levelno: int
+    name: str  # the logger's
+    message: str  # formatted
+    created: float
+    walk_id: int | None
+    exc_text: str | None = None
+
+
+@dataclass(frozen=True)
 class ChunkResult:
     worker: str  # host:pid
     segment: SegmentResult | None = None
     outcomes: list[WalkOutcome] | None = None  # of a WalksChunk, in its order
     fatal: str | None = None  # the worker could not set the chunk up
-    logs: list[list[Any]] | None = None  # captured records (logs.capture_end)
+    logs: list[WorkerRecord] | None = None  # captured records (logs.capture_end)
     dropped_logs: int = 0
 
 
@@ -128,4 +140,7 @@ def decode_result(text: str) -> ChunkResult:
     outcomes = raw.pop("outcomes", None)
     if outcomes is not None:
         raw["outcomes"] = [WalkOutcome(**o) for o in outcomes]
+    records = raw.pop("logs", None)
+    if records is not None:
+        raw["logs"] = [WorkerRecord(**r) for r in records]
     return ChunkResult(**raw)

@@ -25,6 +25,7 @@ from phalanx.combinatorial.protocol import (
     WalkFailure,
     WalkOutcome,
     WalksChunk,
+    WorkerRecord,
     decode_chunk,
     encode,
 )
@@ -75,7 +76,7 @@ def run_chunk(payload: str) -> str:
             else:
                 outcomes = _run_walks(plan, chunk)
     finally:
-        records: list[list[Any]] | None = None
+        records: list[WorkerRecord] | None = None
         dropped = 0
         if capture:
             records, dropped = logs.capture_end()
