@@ -72,7 +72,7 @@ class PythonTests(OwnRun):
         opts = spec.options
         if "class" in opts and "classes" in opts:
             raise OptionError("give `class` or `classes`, not both", "classes")
-        key = "class" if "class" in opts else "classes"
+        key = "classes" if "classes" in opts else "class"
         value = opts.get(key)
         listed = isinstance(value, list)
         specs = value if isinstance(value, list) else [value]
@@ -104,9 +104,12 @@ class PythonTests(OwnRun):
         if not server_client and role_of(ctx.host) != SERVER:
             return None  # tests without a partner are for servers only
         addresses = {h.name: ctx.tags.get(f"host:{h.name}", "") for h in ctx.suite.hosts}
-        given = {k: case.options[k] for k in ("test_mode",) if case.options.get(k) is not None}
-        if case.options.get("test_start_delay") is not None:
-            given["test_start_delay"] = float(case.options["test_start_delay"])
+        # What the case leaves out, the task's defaults fill in.
+        given: dict[str, Any] = {}
+        if (mode := case.options.get("test_mode")) is not None:
+            given["test_mode"] = mode
+        if (delay := case.options.get("test_start_delay")) is not None:
+            given["test_start_delay"] = float(delay)
         return PythonTask(
             classes=tuple(classes(case)),
             modules=dict(case.options.get("modules", {})),

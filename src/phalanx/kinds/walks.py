@@ -13,8 +13,8 @@ the failed walks, the shrunk walks, and one JUnit testcase per failed walk.
         module: cacheactions          # found in tc/<case>/, the suite folder or the repo
         order: [Put, Get, Flush, Get] # classes of `module` (or `other.module:Class`)
         strategy: product             # product | pairwise | random:N
-        executor: local               # local | threads | dask://H:P | dask-ssh://H1,H2
-        state: {}                     # the initial state (JSON)
+        executor: local               # local, threads, dask-local, dask://H:P, dask-ssh://H1,H2
+        state: {}                     # the initial state (a mapping)
         seed: 7                       # random strategy
         max_workers: 2
         shrink: true
