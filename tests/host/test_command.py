@@ -18,7 +18,6 @@ from phalanx.tasks import Outcome
 def context(tmp_path: Path, out: list[str], timeout: float = 30.0) -> RunnerContext:
     return RunnerContext(
         stage_id="s",
-        payload={},
         env=dict(os.environ),
         cwd=tmp_path,
         scratch_root=tmp_path / "scratch",

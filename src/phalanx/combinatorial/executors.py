@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from phalanx.combinatorial.worker import run_chunk
+from phalanx.tasks.walks import executor_problem
 
 
 class ExecutorError(RuntimeError):
@@ -251,9 +252,7 @@ def make_executor(
     if spec.startswith("dask-ssh://"):
         hosts = [h.strip() for h in spec.removeprefix("dask-ssh://").split(",") if h.strip()]
         if not hosts:
-            raise ValueError(f"{spec!r} names no hosts")
+            raise ValueError(executor_problem(spec))
         return ssh_dask(hosts, dask_timeout)
-    raise ValueError(
-        f"unknown executor {spec!r} "
-        "(local, threads, dask://HOST:PORT, dask-ssh://H1,H2,..., dask-local)"
-    )
+    # The spellings are checked where a suite is loaded too: one list of them.
+    raise ValueError(executor_problem(spec) or f"unknown executor {spec!r}")

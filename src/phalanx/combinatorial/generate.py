@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from allpairspy import AllPairs
 
+from phalanx.tasks.walks import STRATEGIES
+
 
 @dataclass(frozen=True)
 class Space:
@@ -49,9 +51,6 @@ class Space:
     def block(self, level: int) -> int:
         """How many product indexes share their first ``level`` serial digits."""
         return self.total // math.prod(self.sizes[p] for p in self.serial[:level])
-
-
-STRATEGIES = ("product", "pairwise", "random")
 
 
 def select(

@@ -19,7 +19,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from phalanx.combinatorial.protocol import WorkerRecord
 
 logger = logging.getLogger("phalanx.combinatorial")
 
@@ -128,7 +129,7 @@ def effective_level() -> int:
 
 class _Capture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        buffer: list[list[Any]] | None = getattr(_tls, "buffer", None)
+        buffer: list[WorkerRecord] | None = getattr(_tls, "buffer", None)
         if buffer is None:
             return
         if len(buffer) >= RECORD_LIMIT:
@@ -141,7 +142,9 @@ class _Capture(logging.Handler):
         if walk_id is None:
             walk_id = current_walk()
         buffer.append(
-            [record.levelno, record.name, record.getMessage(), record.created, walk_id, exc_text]
+            WorkerRecord(
+                record.levelno, record.name, record.getMessage(), record.created, walk_id, exc_text
+            )
         )
 
 
@@ -164,33 +167,33 @@ def capture_begin(level: int) -> None:
     _tls.dropped = 0
 
 
-def capture_end() -> tuple[list[list[Any]], int]:
-    buffer: list[list[Any]] = getattr(_tls, "buffer", None) or []
+def capture_end() -> tuple[list[WorkerRecord], int]:
+    buffer: list[WorkerRecord] = getattr(_tls, "buffer", None) or []
     dropped: int = getattr(_tls, "dropped", 0)
     _tls.buffer = None
     _tls.dropped = 0
     return buffer, dropped
 
 
-def emit_returned(records: list[list[Any]], dropped: int, origin: str) -> None:
+def emit_returned(records: list[WorkerRecord], dropped: int, origin: str) -> None:
     """Hand records returned by a worker to this process's handlers."""
-    for levelno, name, msg, created, walk_id, exc_text in records:
+    for r in records:
         record = logging.makeLogRecord(
             {
-                "name": name,
-                "levelno": levelno,
-                "levelname": logging.getLevelName(levelno),
-                "msg": msg,
+                "name": r.name,
+                "levelno": r.levelno,
+                "levelname": logging.getLevelName(r.levelno),
+                "msg": r.message,
                 "args": None,
-                "created": created,
-                "msecs": (created - int(created)) * 1000,
-                "walk_id": walk_id,
+                "created": r.created,
+                "msecs": (r.created - int(r.created)) * 1000,
+                "walk_id": r.walk_id,
                 "run_id": current_run(),
-                "exc_text": exc_text,
+                "exc_text": r.exc_text,
                 "worker": origin,
             }
         )
-        logging.getLogger(name).handle(record)
+        logging.getLogger(r.name).handle(record)
     if dropped:
         logger.warning(
             "%s: %d log records were dropped (more than %d in one task)",

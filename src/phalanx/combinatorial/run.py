@@ -28,6 +28,16 @@ from phalanx.combinatorial.executors import Executor, ExecutorError, make_execut
 from phalanx.combinatorial.generate import WalkSet, chunk_size, select
 from phalanx.combinatorial.logs import logger
 from phalanx.combinatorial.plan import Plan
+from phalanx.combinatorial.protocol import (
+    ChunkResult,
+    RunHeader,
+    SegmentChunk,
+    SegmentResult,
+    WalkOutcome,
+    WalksChunk,
+    decode_result,
+    encode,
+)
 from phalanx.combinatorial.results import Failure, Results, RunLogs, Shrunk
 from phalanx.combinatorial.serial import SerialUpdateError, apply_update, run_serial
 from phalanx.combinatorial.shrink import Candidate, shrink
@@ -174,14 +184,13 @@ class _Runner:
         self.root = json.loads(initial)  # the initial state, encoded
         self.gather = gather
         self.slots = executor.slots
-        self.wire_plan = plan.to_wire()
-        self.base = {
-            "plan": self.wire_plan,
-            "log_level": logs.effective_level(),
-            "capture": executor.remote_logs,
-            "origin": origin(),
-            "run": run_id,
-        }
+        self.header = RunHeader(
+            plan=plan.to_wire(),
+            log_level=logs.effective_level(),
+            capture=executor.remote_logs,
+            origin=origin(),
+            run=run_id,
+        )
         self.segments_run = 0
         self.timed_walks = 0  # walk segments whose time workers reported
         self.busy_seconds = 0.0
@@ -258,8 +267,8 @@ class _Runner:
             self._trace_segment(k, branch, ids)
             self.segments_run += len(ids)
             return
-        base = dict(self.base, mode="segment", segment=k, return_states=keep, prune=k == 0)
-        base["update"] = state_codec.encode(update) if update is not None else None
+        encoded_update = state_codec.encode(update) if update is not None else None
+        indexes = self.walks.indexes
 
         def tasks() -> Iterator[tuple[str, Callable[[], None]]]:
             a = 0
@@ -268,32 +277,45 @@ class _Runner:
                 b = a + chunk_size(len(ids), self.slots, self._per_walk(), self.ex.task_seconds)
                 part = ids[a:b]
                 a = b
-                task = dict(base)
                 if isinstance(part, range):
-                    task["range"] = [part.start, part.stop]
-                    task["initial"] = self.initial
-                    if self.walks.indexes is not None:
-                        task["pidx"] = list(self.walks.indexes[part.start : part.stop])
+                    chunk = SegmentChunk(
+                        self.header,
+                        segment=k,
+                        prune=k == 0,
+                        return_states=keep,
+                        update=encoded_update,
+                        initial=self.initial,
+                        span=(part.start, part.stop),
+                        pidx=None if indexes is None else list(indexes[part.start : part.stop]),
+                    )
                 else:
-                    task["ids"] = part
-                    task["states"] = [self.carried.pop(w) for w in part]
-                    if self.walks.indexes is not None:
-                        task["pidx"] = [self.walks.indexes[w] for w in part]
+                    chunk = SegmentChunk(
+                        self.header,
+                        segment=k,
+                        prune=k == 0,
+                        return_states=keep,
+                        update=encoded_update,
+                        ids=part,
+                        states=[self.carried.pop(w) for w in part],
+                        pidx=None if indexes is None else [indexes[w] for w in part],
+                    )
 
                 def on_submit(part: range | list[int] = part) -> None:
                     self._trace_segment(k, branch, part)
 
-                yield json.dumps(task, separators=(",", ":")), on_submit
+                yield encode(chunk), on_submit
 
         for result in self._pump(tasks()):
-            self._absorb(k, last, result)
+            if result.segment is None:
+                raise ExecutorError(f"worker {result.worker} returned no segment result")
+            self._absorb(k, last, result.segment)
 
     def _window(self) -> int:
         # One task per slot until a walk has been timed (those tasks are one walk
         # each); then two per slot, so that no slot waits for the coordinator.
         return self.slots if self._per_walk() is None else self.slots * 2
 
-    def _pump(self, tasks: Iterator[tuple[str, Callable[[], None]]]) -> Iterator[dict[str, Any]]:
+    def _pump(self, tasks: Iterator[tuple[str, Callable[[], None]]]) -> Iterator[ChunkResult]:
         """Submit tasks keeping a bounded number in flight; yield results as they end.
 
         The next task is made only once there is room for it, so that it is
@@ -320,7 +342,7 @@ class _Runner:
             for fut in pending:
                 fut.cancel()
 
-    def _result(self, fut: Future[str]) -> dict[str, Any]:
+    def _result(self, fut: Future[str]) -> ChunkResult:
         try:
             text = fut.result()
         except Exception as exc:
@@ -329,12 +351,12 @@ class _Runner:
                 f"{type(exc).__name__}: {exc} (a walk may have killed its worker; "
                 "the trace names the walks that were running)"
             ) from exc
-        result: dict[str, Any] = json.loads(text)
-        if "logs" in result:
-            logs.emit_returned(result["logs"], result.get("dropped_logs", 0), result["worker"])
-        if "fatal" in result:
+        result = decode_result(text)
+        if result.logs is not None:
+            logs.emit_returned(result.logs, result.dropped_logs, result.worker)
+        if result.fatal is not None:
             raise ExecutorError(
-                f"a worker could not set up the walks: {result['fatal']} "
+                f"a worker could not set up the walks: {result.fatal} "
                 "(action modules must be importable on every worker; see docs/combinatorial.md)"
             )
         return result
@@ -342,23 +364,23 @@ class _Runner:
     def _per_walk(self) -> float | None:
         return self.busy_seconds / self.timed_walks if self.timed_walks else None
 
-    def _absorb(self, k: int, last: bool, result: dict[str, Any]) -> None:
-        self.segments_run += result["segments"]
-        if result["segments"]:
-            self.timed_walks += result["segments"]
-            self.busy_seconds += result["elapsed"]
-        for walk_id in result["pruned"]:
+    def _absorb(self, k: int, last: bool, result: SegmentResult) -> None:
+        self.segments_run += result.segments
+        if result.segments:
+            self.timed_walks += result.segments
+            self.busy_seconds += result.elapsed
+        for walk_id in result.pruned:
             self.pruned.add(walk_id)
             self._outcome(walk_id, "pruned")
         dead: set[int] = set()
-        for walk_id in result["cancelled"]:
+        for walk_id in result.cancelled:
             self.cancelled.add(walk_id)
             dead.add(walk_id)
             self._outcome(walk_id, "cancelled")
-        for walk_id, error_type, pos, message, tb in result["failed"]:
-            self._fail(walk_id, k, error_type, pos, message, tb)
-            dead.add(walk_id)
-        for walk_id, encoded in result.get("states", ()):
+        for f in result.failed:
+            self._fail(f.walk_id, k, f.error_type, f.pos, f.message, f.traceback)
+            dead.add(f.walk_id)
+        for walk_id, encoded in zip(result.state_ids or (), result.states or (), strict=True):
             if walk_id in dead or last:
                 if self.gather:
                     self.final[walk_id] = encoded
@@ -428,9 +450,10 @@ class _Runner:
             outcomes = self._run_walks(cands)
             verdicts = []
             for cand, outcome in zip(cands, outcomes, strict=True):
-                same = outcome[0] == "failed" and (outcome[1], outcome[2]) == failure.signature
+                signature = (outcome.error_type, outcome.action_class)
+                same = outcome.outcome == "failed" and signature == failure.signature
                 if same:
-                    messages[cand] = outcome[3]
+                    messages[cand] = outcome.message or ""
                 verdicts.append(same)
             return verdicts
 
@@ -462,16 +485,24 @@ class _Runner:
             traced,
         )
 
-    def _run_walks(self, cands: Sequence[Candidate]) -> list[list[Any]]:
-        base = dict(self.base, mode="walks", initial=self.initial)
+    def _run_walks(self, cands: Sequence[Candidate]) -> list[WalkOutcome]:
         batches = [list(cands[i : i + SHRINK_BATCH]) for i in range(0, len(cands), SHRINK_BATCH)]
         futures = [
-            self.ex.submit(json.dumps(dict(base, walks=[list(map(list, c)) for c in batch])))
+            self.ex.submit(
+                encode(
+                    WalksChunk(
+                        self.header, [[list(step) for step in c] for c in batch], self.initial
+                    )
+                )
+            )
             for batch in batches
         ]
-        outcomes: list[list[Any]] = []
+        outcomes: list[WalkOutcome] = []
         for fut in futures:
-            outcomes.extend(self._result(fut)["outcomes"])
+            result = self._result(fut)
+            if result.outcomes is None:
+                raise ExecutorError(f"worker {result.worker} returned no walk outcomes")
+            outcomes.extend(result.outcomes)
         return outcomes
 
     # -- results -------------------------------------------------------------

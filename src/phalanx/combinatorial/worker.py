@@ -1,13 +1,12 @@
-"""What runs on a worker: one task (a chunk of walks) in, one compact result out.
+"""What runs on a worker: one chunk of walks in, one compact result out.
 
-Tasks and results are JSON text. A task names its action classes by import path
-and its walks by id range; the worker rebuilds the walks itself, so no walk,
-state object or pickle crosses the wire.
+Chunks and results are JSON text (`protocol`). A chunk names its action
+classes by import path and its walks by id range; the worker rebuilds the
+walks itself, so no walk, state object or pickle crosses the wire.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -19,6 +18,17 @@ from phalanx.combinatorial import state as state_codec
 from phalanx.combinatorial.action import Action, CancelWalk
 from phalanx.combinatorial.names import class_path
 from phalanx.combinatorial.plan import Plan, cached_from_wire
+from phalanx.combinatorial.protocol import (
+    ChunkResult,
+    SegmentChunk,
+    SegmentResult,
+    WalkFailure,
+    WalkOutcome,
+    WalksChunk,
+    WorkerRecord,
+    decode_chunk,
+    encode,
+)
 from phalanx.combinatorial.serial import apply_update
 from phalanx.combinatorial.walk import run_actions
 
@@ -30,71 +40,79 @@ TRACEBACK_CHARS = 8000
 _HOST = socket.gethostname()
 
 
-def origin() -> list[Any]:
-    return [_HOST, os.getpid()]
+def origin() -> tuple[str, int]:
+    return (_HOST, os.getpid())
+
+
+def _worker() -> str:
+    return f"{_HOST}:{os.getpid()}"
 
 
 def run_chunk(payload: str) -> str:
-    """Run one task. Never raises for a walk's failure: failures are results."""
-    task = json.loads(payload)
+    """Run one chunk. Never raises for a walk's failure: failures are results."""
+    try:
+        chunk = decode_chunk(payload)
+    except Exception as exc:  # a coordinator of another phalanx version
+        unread = f"{_HOST} pid {os.getpid()} cannot read the chunk: {type(exc).__name__}: {exc}"
+        return encode(ChunkResult(worker=_worker(), fatal=unread))
+    header = chunk.header
     # In the coordinating process itself (threads, or an in-process dask cluster)
     # records already reach the run's handlers; capturing them would hide them.
-    capture = bool(task.get("capture")) and task.get("origin") != origin()
-    logs.set_run(task.get("run"))
+    capture = header.capture and header.origin != origin()
+    logs.set_run(header.run)
     if capture:
-        logs.capture_begin(task["log_level"])
-    result: dict[str, Any]
+        logs.capture_begin(header.log_level)
+    segment: SegmentResult | None = None
+    outcomes: list[WalkOutcome] | None = None
+    fatal: str | None = None
     try:
         try:
-            plan = cached_from_wire(task["plan"])
+            plan = cached_from_wire(header.plan)
         except Exception as exc:
-            result = {"fatal": f"{_HOST} pid {os.getpid()}: {type(exc).__name__}: {exc}"}
+            fatal = f"{_HOST} pid {os.getpid()}: {type(exc).__name__}: {exc}"
         else:
-            if task["mode"] == "segment":
-                result = _run_segment(plan, task)
+            if isinstance(chunk, SegmentChunk):
+                segment = _run_segment(plan, chunk)
             else:
-                result = _run_walks(plan, task)
+                outcomes = _run_walks(plan, chunk)
     finally:
+        records: list[WorkerRecord] | None = None
+        dropped = 0
         if capture:
             records, dropped = logs.capture_end()
-            result["logs"] = records
-            result["dropped_logs"] = dropped
         logs.set_walk(None)
         logs.set_run(None)
-    result["worker"] = f"{_HOST}:{os.getpid()}"
-    return json.dumps(result, separators=(",", ":"))
+    result = ChunkResult(_worker(), segment, outcomes, fatal, records, dropped)
+    return encode(result)
 
 
 def _type_path(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-def _failure(walk_id: int, pos: int, exc: BaseException, with_tb: bool) -> list[Any]:
+def _failure(walk_id: int, pos: int, exc: BaseException, with_tb: bool) -> WalkFailure:
     tb = traceback.format_exc()[-TRACEBACK_CHARS:] if with_tb else None
-    return [walk_id, _type_path(exc), pos, str(exc)[:MESSAGE_LIMIT], tb]
+    return WalkFailure(walk_id, _type_path(exc), pos, str(exc)[:MESSAGE_LIMIT], tb)
 
 
-def _run_segment(plan: Plan, task: dict[str, Any]) -> dict[str, Any]:
-    segment = plan.segments[task["segment"]]
+def _run_segment(plan: Plan, chunk: SegmentChunk) -> SegmentResult:
+    segment = plan.segments[chunk.segment]
     space = plan.space
     steps = [(p, plan.options[p], space.weights[p], space.sizes[p]) for p in segment.actions]
-    if "range" in task:
-        lo, hi = task["range"]
-        ids: Any = range(lo, hi)
-    else:
-        ids = task["ids"]
-    pidx: list[int] | None = task.get("pidx")
-    states: list[Any] | None = task.get("states")
-    initial: str = task.get("initial", "null")
-    update_enc = task.get("update")
-    prune = bool(task.get("prune")) and plan.prunes
-    keep_states = bool(task.get("return_states"))
+    ids: range | list[int] = range(*chunk.span) if chunk.span is not None else chunk.ids or []
+    pidx = chunk.pidx
+    states = chunk.states
+    initial = chunk.initial
+    update_enc = chunk.update
+    prune = chunk.prune and plan.prunes
+    keep_states = chunk.return_states
 
     ran = 0
     cancelled: list[int] = []
-    failed: list[list[Any]] = []
+    failed: list[WalkFailure] = []
     pruned: list[int] = []
-    out_states: list[list[Any]] = []
+    state_ids: list[int] = []
+    out_states: list[Any] = []
     set_walk = logs.set_walk
     started = time.perf_counter()
 
@@ -133,22 +151,22 @@ def _run_segment(plan: Plan, task: dict[str, Any]) -> dict[str, Any]:
             failed.append(_failure(walk_id, pos, exc, len(failed) < TRACEBACK_LIMIT))
             dead = True
         if keep_states:
+            state_ids.append(walk_id)
             try:
-                out_states.append([walk_id, state_codec.encode(st)])
+                out_states.append(state_codec.encode(st))
             except state_codec.StateError as exc:
-                out_states.append([walk_id, None])
+                out_states.append(None)
                 if not dead:
-                    failed.append([walk_id, _type_path(exc), pos, str(exc), None])
-    result: dict[str, Any] = {
-        "segments": ran,
-        "elapsed": time.perf_counter() - started,
-        "cancelled": cancelled,
-        "failed": failed,
-        "pruned": pruned,
-    }
-    if keep_states:
-        result["states"] = out_states
-    return result
+                    failed.append(WalkFailure(walk_id, _type_path(exc), pos, str(exc)))
+    return SegmentResult(
+        segments=ran,
+        elapsed=time.perf_counter() - started,
+        cancelled=cancelled,
+        failed=failed,
+        pruned=pruned,
+        state_ids=state_ids if keep_states else None,
+        states=out_states if keep_states else None,
+    )
 
 
 def _prune(plan: Plan, pi: int) -> bool | tuple[int, Exception]:
@@ -164,11 +182,11 @@ def _prune(plan: Plan, pi: int) -> bool | tuple[int, Exception]:
     return False
 
 
-def _run_walks(plan: Plan, task: dict[str, Any]) -> dict[str, Any]:
+def _run_walks(plan: Plan, chunk: WalksChunk) -> list[WalkOutcome]:
     """Explicit walks (shrink candidates): each runs whole, serial actions inline."""
-    initial: str = task.get("initial", "null")
-    outcomes: list[list[Any]] = []
-    for walk in task["walks"]:
+    initial = chunk.initial
+    outcomes: list[WalkOutcome] = []
+    for walk in chunk.walks:
         actions: list[Action] = [plan.options[p][o] for p, o in walk]
         at = [0]
 
@@ -179,7 +197,8 @@ def _run_walks(plan: Plan, task: dict[str, Any]) -> dict[str, Any]:
             _, cancelled = run_actions(actions, state_codec.fresh(initial), before)
         except Exception as exc:
             failing = class_path(type(actions[at[0]]))
-            outcomes.append(["failed", _type_path(exc), failing, str(exc)[:MESSAGE_LIMIT]])
+            message = str(exc)[:MESSAGE_LIMIT]
+            outcomes.append(WalkOutcome("failed", _type_path(exc), failing, message))
         else:
-            outcomes.append(["cancelled" if cancelled else "passed"])
-    return {"outcomes": outcomes}
+            outcomes.append(WalkOutcome("cancelled" if cancelled else "passed"))
+    return outcomes

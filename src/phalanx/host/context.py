@@ -1,4 +1,4 @@
-"""What a runner gets for one stage: the task's payload, the stage's
+"""What a runner gets for one stage besides its task: the stage's
 environment, where to work, how long it may take, where its output goes,
 and a signal for a cancel."""
 
@@ -9,7 +9,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from phalanx.host.process import GroupLedger
 from phalanx.host.sandbox import Sandboxes
@@ -27,7 +26,6 @@ def set_signal(signal: asyncio.Future[None]) -> None:
 @dataclass
 class RunnerContext:
     stage_id: str
-    payload: dict[str, Any]
     env: dict[str, str]  # the whole environment of the stage's processes
     cwd: Path  # the host's working directory
     scratch_root: Path  # scratch() makes this stage's folder below it, on demand

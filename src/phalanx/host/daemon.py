@@ -35,6 +35,7 @@ from phalanx.host.context import RunnerContext, new_signal, set_signal
 from phalanx.host.logs import LogWatch
 from phalanx.host.process import GroupLedger, ledger_path
 from phalanx.host.runners import execute
+from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -54,6 +55,7 @@ from phalanx.wire.messages import (
     StageStart,
     SyncArrive,
     SyncRelease,
+    TaskRefused,
     encode,
     parse_coordinator_message,
     task_of,
@@ -307,7 +309,6 @@ class Agent:
 
         context = RunnerContext(
             stage_id=message.stage_id,
-            payload=message.task.payload,
             env=env,
             cwd=self.workdir,
             scratch_root=self.state_dir / "stages",
@@ -317,7 +318,12 @@ class Agent:
             cancelled=stage.cancelled,
         )
         started = datetime.now(UTC)
-        outcome = await execute(task_of(message.task), context)
+        try:
+            task = task_of(message.task)
+        except TaskRefused as exc:  # another phalanx version's task: the stage's error
+            outcome = Outcome(error=str(exc))
+        else:
+            outcome = await execute(task, context)
         reply = StageResult(
             stage_id=message.stage_id,
             outcome=outcome,

@@ -15,50 +15,45 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from phalanx.host import depends
 from phalanx.host.command import run_command
 from phalanx.host.context import RunnerContext
 from phalanx.host.sandbox import Sandboxes
-from phalanx.tasks import Outcome
+from phalanx.tasks import ExecutableTask, Outcome
 
 RUN_TEST = "run-test"
 
 
-def command(payload: dict[str, Any]) -> list[str]:
-    folder = str(payload["dir"])
-    if payload.get("declarative"):
-        return [sys.executable, "-m", "phalanx.host.declarative", folder]
-    return [os.path.join(folder, RUN_TEST)]
+def command(task: ExecutableTask) -> list[str]:
+    if task.declarative:
+        return [sys.executable, "-m", "phalanx.host.declarative", task.dir]
+    return [os.path.join(task.dir, RUN_TEST)]
 
 
-async def run_executable(ctx: RunnerContext) -> Outcome:
-    payload = ctx.payload
-    skip = payload.get("skip")
-    if skip:
-        return Outcome(data={"skipped": f"skip: {skip}"})
-    needs = payload.get("dependencies") or []
-    if needs:
-        missing = await asyncio.to_thread(depends.unmet, needs)
+async def run_executable(task: ExecutableTask, ctx: RunnerContext) -> Outcome:
+    if task.skip:
+        return Outcome(data={"skipped": f"skip: {task.skip}"})
+    if task.dependencies:
+        missing = await asyncio.to_thread(depends.unmet, task.dependencies)
         if missing:
             return Outcome(data={"skipped": "unmet dependency: " + ", ".join(missing)})
     sandboxes = ctx.sandboxes or Sandboxes(ctx.scratch_root)
-    sandbox = sandboxes.take(str(payload.get("name") or ctx.stage_id))
+    sandbox = sandboxes.take(task.name or ctx.stage_id)
     env = {
         **ctx.env,
         "PHALANX_SANDBOX": sandbox,
-        "PHALANX_TEST_DIR": str(payload["dir"]),
-        "PHALANX_TEST_NAME": str(payload.get("name", "")),
+        "PHALANX_TEST_DIR": task.dir,
+        "PHALANX_TEST_NAME": task.name,
         "TMPDIR": sandbox,  # so mktemp and tempfile land in the sandbox too
     }
     try:
         return await run_command(
             ctx,
-            command(payload),
-            cwd=Path(str(payload.get("cwd") or payload["dir"])),
+            command(task),
+            cwd=Path(task.cwd or task.dir),
             env=env,
-            inactivity=payload.get("inactivity"),
+            inactivity=task.inactivity,
             end_group=True,
         )
     finally:

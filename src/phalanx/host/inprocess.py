@@ -30,7 +30,6 @@ class InProcessSession:
         started = datetime.now(UTC)
         context = RunnerContext(
             stage_id=order.stage_id,
-            payload=order.task.payload,
             env=order.env,
             cwd=self.workdir,
             scratch_root=self.sandboxes.root,

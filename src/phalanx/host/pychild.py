@@ -16,6 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from phalanx.tasks import PythonTask, from_json
+
 
 def install_modules(sources: dict[str, str], root: Path) -> None:
     """Write the shipped sources where `import` finds them (dotted names
@@ -72,13 +74,13 @@ class _Test:
         return getattr(self.obj, "final_results", None)
 
 
-def run(task: dict[str, Any]) -> dict[str, Any]:
-    config = dict(task.get("config", {}))
-    delay = float(task.get("test_start_delay", 0))
-    specs = list(task.get("classes", []))
+def run(task: PythonTask) -> dict[str, Any]:
+    config = dict(task.config)
+    delay = task.test_start_delay
+    specs = list(task.classes)
     tests: list[_Test] = []
     errors: list[str] = []
-    concurrent = task.get("test_mode") == "concurrent"
+    concurrent = task.test_mode == "concurrent"
     for spec in specs:
         try:
             test = _Test(spec, load_class(spec), config)
@@ -110,11 +112,11 @@ def _start(test: _Test, delay: float) -> None:
 
 def main(argv: list[str]) -> int:
     task_path, result_path = Path(argv[0]), Path(argv[1])
-    task = json.loads(task_path.read_text())
+    task = from_json(PythonTask, json.loads(task_path.read_text()))
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s"
     )
-    install_modules(task.get("modules", {}), task_path.parent / "modules")
+    install_modules(task.modules, task_path.parent / "modules")
     report = run(task)
     # Not every final_results is JSON; what is not is kept as its repr.
     result_path.write_text(json.dumps(report, default=repr))

@@ -10,14 +10,15 @@ import sys
 
 from phalanx.host.command import run_command
 from phalanx.host.context import RunnerContext
-from phalanx.tasks import Outcome
+from phalanx.tasks import Outcome, PythonTask, Task, WalksTask, to_json
 
 
-async def run_child(ctx: RunnerContext, module: str) -> Outcome:
-    """Run `python -m MODULE TASK.json RESULT.json`; RESULT.json is the data."""
+async def run_child(task: Task, ctx: RunnerContext, module: str) -> Outcome:
+    """Run `python -m MODULE TASK.json RESULT.json`; TASK.json is `task`,
+    which the child reads back into its class; RESULT.json is the data."""
     scratch = ctx.scratch()
     task_path, result_path = scratch / "task.json", scratch / "result.json"
-    task_path.write_text(json.dumps(ctx.payload))
+    task_path.write_text(json.dumps(to_json(task)))
     result_path.unlink(missing_ok=True)
     command = [sys.executable, "-m", module, str(task_path), str(result_path)]
     result = await run_command(ctx, command)
@@ -30,9 +31,9 @@ async def run_child(ctx: RunnerContext, module: str) -> Outcome:
     return dataclasses.replace(result, data=data)
 
 
-async def run_python(ctx: RunnerContext) -> Outcome:
-    return await run_child(ctx, "phalanx.host.pychild")
+async def run_python(task: PythonTask, ctx: RunnerContext) -> Outcome:
+    return await run_child(task, ctx, "phalanx.host.pychild")
 
 
-async def run_walks(ctx: RunnerContext) -> Outcome:
-    return await run_child(ctx, "phalanx.host.walkchild")
+async def run_walks(task: WalksTask, ctx: RunnerContext) -> Outcome:
+    return await run_child(task, ctx, "phalanx.host.walkchild")

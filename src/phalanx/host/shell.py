@@ -12,7 +12,7 @@ import shlex
 
 from phalanx.host.command import run_command
 from phalanx.host.context import RunnerContext
-from phalanx.tasks import Outcome
+from phalanx.tasks import Outcome, ShellTask
 
 INLINE_LIMIT = 64 * 1024  # longer scripts go to a file (one argument may hold 128 KiB)
 _SHELLS = {"bash", "sh", "dash", "zsh", "ksh"}
@@ -46,7 +46,5 @@ def command_for(ctx: RunnerContext, text: str, name: str) -> list[str]:
     return [str(script)]
 
 
-async def run_shell(ctx: RunnerContext) -> Outcome:
-    text = str(ctx.payload.get("script", ""))
-    name = str(ctx.payload.get("origin") or "stage")
-    return await run_command(ctx, command_for(ctx, text, name))
+async def run_shell(task: ShellTask, ctx: RunnerContext) -> Outcome:
+    return await run_command(ctx, command_for(ctx, task.script, task.origin or "stage"))

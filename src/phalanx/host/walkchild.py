@@ -26,6 +26,7 @@ from phalanx.combinatorial.config import load_settings
 from phalanx.combinatorial.executors import make_executor
 from phalanx.combinatorial.names import resolve_class
 from phalanx.host.pychild import install_modules
+from phalanx.tasks import WalksTask, from_json
 
 # Failed walks reported one by one (and as JUnit testcases); the rest are counted.
 DETAILED_FAILURES = 200
@@ -35,16 +36,14 @@ def log_dir(case: str) -> Path:
     return Path("walks") / re.sub(r"[^A-Za-z0-9_.-]", "_", case)
 
 
-def resolve_order(module: str, order: list[str]) -> list[type]:
+def resolve_order(module: str, order: tuple[str, ...]) -> list[type]:
     return [resolve_class(name if ":" in name else f"{module}:{name}") for name in order]
 
 
-def open_executor(task: dict[str, Any], modules_root: Path) -> Executor:
-    settings = load_settings(
-        None, executor=task.get("executor"), max_workers=task.get("max_workers")
-    )
+def open_executor(task: WalksTask, modules_root: Path) -> Executor:
+    settings = load_settings(None, executor=task.executor, max_workers=task.max_workers)
     executor = make_executor(settings.executor, settings.max_workers, settings.dask_timeout)
-    if isinstance(executor, DaskExecutor) and task.get("modules"):
+    if isinstance(executor, DaskExecutor) and task.modules:
         # Dask workers live elsewhere: hand them the shipped modules as one zip,
         # which each worker puts first on its sys.path and imports. Named by its
         # content, so that a changed module is a new file, never a stale cached one.
@@ -130,10 +129,9 @@ def report(results: Results) -> dict[str, Any]:
     }
 
 
-def run(task: dict[str, Any], modules_root: Path) -> dict[str, Any]:
-    case = str(task.get("case", "walks"))
+def run(task: WalksTask, modules_root: Path) -> dict[str, Any]:
     try:
-        order = resolve_order(task["module"], task["order"])
+        order = resolve_order(task.module, task.order)
         executor = open_executor(task, modules_root)
     except ExecutorError as exc:
         return {"infra_error": str(exc)}
@@ -143,13 +141,13 @@ def run(task: dict[str, Any], modules_root: Path) -> dict[str, Any]:
     try:
         results = run_tests(
             order,
-            state=task.get("state"),
-            log_dir=log_dir(case),
-            verbose=int(task.get("verbose", 1)),
+            state=task.state,
+            log_dir=log_dir(task.case),
+            verbose=task.verbose,
             executor=executor,
-            strategy=str(task.get("strategy") or "product"),
-            seed=task.get("seed"),
-            shrink=bool(task.get("shrink")),
+            strategy=task.strategy,
+            seed=task.seed,
+            shrink=task.shrink,
         )
     except ExecutorError as exc:
         traceback.print_exc(file=sys.stdout)
@@ -166,9 +164,9 @@ def run(task: dict[str, Any], modules_root: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     task_path, result_path = Path(argv[0]), Path(argv[1])
-    task = json.loads(task_path.read_text())
+    task = from_json(WalksTask, json.loads(task_path.read_text()))
     root = task_path.parent / "modules"
-    install_modules(task.get("modules", {}), root)
+    install_modules(task.modules, root)
     # Worker processes that do not fork from here (forkserver, spawn, dask-local)
     # find the shipped modules through the environment.
     os.environ["PYTHONPATH"] = os.pathsep.join(

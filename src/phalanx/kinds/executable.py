@@ -7,9 +7,12 @@ reason named.
 
 from __future__ import annotations
 
-from phalanx.kinds.base import StageContext
+from typing import Any
+
+from phalanx.kinds import checks
+from phalanx.kinds.base import CaseSpec, OptionError, StageContext
 from phalanx.model import Case, Status
-from phalanx.tasks import Outcome, Task
+from phalanx.tasks import ExecutableTask, Outcome, Task
 
 STAGES = ("run",)
 OPTIONS = frozenset({"dir", "cwd", "skip", "dependencies", "expected_fail", "inactivity"})
@@ -25,22 +28,38 @@ class Executable:
     def stages(self, case: Case) -> tuple[str, ...]:
         return STAGES
 
+    def prepare(self, spec: CaseSpec) -> dict[str, Any]:
+        """The options as the tree loader makes them (a suite may name the
+        kind too): `dir` the test's folder, `dependencies` [kind, name] pairs."""
+        opts = spec.options
+        checks.text(opts, "dir", required=True)
+        checks.text(opts, "cwd")
+        checks.text(opts, "skip")
+        checks.boolean(opts, "expected_fail")
+        checks.number(opts, "inactivity", above=True)
+        needs = opts.get("dependencies") or []
+        if not isinstance(needs, list | tuple):
+            raise OptionError("must be a list of (kind, name) pairs", "dependencies")
+        for index, need in enumerate(needs):
+            pair = isinstance(need, list | tuple) and len(need) == 2
+            if not pair or not all(isinstance(part, str) and part for part in need):
+                raise OptionError(
+                    f"must be a (kind, name) pair, not {need!r}", "dependencies", index
+                )
+        return dict(opts)
+
     def task(self, ctx: StageContext) -> Task | None:
         case = ctx.case
         if case is None or ctx.stage != "run":
             return None
         options = case.options
-        return Task(
-            "executable",
-            {
-                "name": case.name,
-                "dir": options["dir"],
-                "cwd": options.get("cwd"),
-                "skip": options.get("skip"),
-                "dependencies": options.get("dependencies") or [],
-                "inactivity": options.get("inactivity"),
-                "declarative": self.declarative,
-            },
+        given = {k: options[k] for k in ("cwd", "skip", "inactivity") if options.get(k) is not None}
+        return ExecutableTask(
+            name=case.name,
+            dir=options["dir"],
+            dependencies=tuple((kind, name) for kind, name in options.get("dependencies") or ()),
+            declarative=self.declarative,
+            **given,
         )
 
     def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from phalanx.kinds.base import StageContext, judge_exit
+from phalanx.kinds import checks
+from phalanx.kinds.base import CaseSpec, OptionError, StageContext, judge_exit
 from phalanx.kinds.scripts import OwnRun, takes_part
 from phalanx.model import Case, Host, Status, Suite
-from phalanx.tasks import Outcome, Task
+from phalanx.tasks import Outcome, PythonTask, Task
+from phalanx.tasks.python import TEST_MODES
 
 SERVER, CLIENT = "server", "client"
 EMPTY_RESULTS: tuple[object, ...] = (None, "", {}, [])
@@ -66,6 +68,35 @@ class PythonTests(OwnRun):
     name = "python"
     options = frozenset({"class", "classes", "server_client_mode", "test_mode", "test_start_delay"})
 
+    def prepare(self, spec: CaseSpec) -> dict[str, Any]:
+        opts = spec.options
+        if "class" in opts and "classes" in opts:
+            raise OptionError("give `class` or `classes`, not both", "classes")
+        key = "classes" if "classes" in opts else "class"
+        value = opts.get(key)
+        listed = isinstance(value, list)
+        specs = value if isinstance(value, list) else [value]
+        if not specs or not all(isinstance(s, str) for s in specs):
+            raise OptionError(
+                "a python case names its test as `class: module:ClassName` (or a list)", key
+            )
+        found: dict[str, str] = {}
+        defined: dict[str, set[str]] = {}
+        for index, item in enumerate(specs):
+            at = (key, index) if listed else (key,)
+            module, _, name = item.partition(":")
+            if not module or not name:
+                raise OptionError(f"{item!r}: expected module:ClassName", *at)
+            if module not in found:
+                found[module] = checks.source(spec, module, *at)
+                defined[module] = checks.defined_names(module, found[module], *at)
+            if name not in defined[module]:
+                raise OptionError(f"module {module!r} defines no class {name}", *at)
+        checks.choice(opts, "test_mode", TEST_MODES)
+        checks.number(opts, "test_start_delay")
+        checks.boolean(opts, "server_client_mode")
+        return {**opts, "modules": found}
+
     def run_task(self, ctx: StageContext, case: Case) -> Task | None:
         if not takes_part(case, ctx.host):
             return None
@@ -73,15 +104,17 @@ class PythonTests(OwnRun):
         if not server_client and role_of(ctx.host) != SERVER:
             return None  # tests without a partner are for servers only
         addresses = {h.name: ctx.tags.get(f"host:{h.name}", "") for h in ctx.suite.hosts}
-        return Task(
-            "python",
-            {
-                "classes": classes(case),
-                "modules": dict(case.options.get("modules", {})),
-                "config": host_config(ctx.suite, case, ctx.host, addresses),
-                "test_mode": case.options.get("test_mode", "list"),
-                "test_start_delay": float(case.options.get("test_start_delay", 0)),
-            },
+        # What the case leaves out, the task's defaults fill in.
+        given: dict[str, Any] = {}
+        if (mode := case.options.get("test_mode")) is not None:
+            given["test_mode"] = mode
+        if (delay := case.options.get("test_start_delay")) is not None:
+            given["test_start_delay"] = float(delay)
+        return PythonTask(
+            classes=tuple(classes(case)),
+            modules=dict(case.options.get("modules", {})),
+            config=host_config(ctx.suite, case, ctx.host, addresses),
+            **given,
         )
 
     def judge_run(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:

@@ -1,7 +1,8 @@
 """The case kinds by name: the built-in ones, and any a plugin registers.
 
-A new kind plugs in by calling `register`; the loader and the engines look
-kinds up here and never name one.
+A new kind plugs in by calling `register`: it checks its own options when a
+suite is loaded (`CaseKind.prepare`) and makes its own tasks; the loader and
+the engines look kinds up here and never name one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ _REGISTRY: dict[str, CaseKind] = {}
 def register(kind: CaseKind) -> CaseKind:
     _REGISTRY[kind.name] = kind
     return kind
+
+
+def unregister(name: str) -> None:
+    """Forget a kind (a plugin's, or a test's)."""
+    _REGISTRY.pop(name, None)
 
 
 def get(name: str) -> CaseKind:

@@ -7,11 +7,12 @@ case's initialize and finalize in kinds that only bring their own `run`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
-from phalanx.kinds.base import DEFAULT_CASE_STAGES, StageContext, judge_exit
+from phalanx.kinds.base import DEFAULT_CASE_STAGES, CaseSpec, OptionError, StageContext, judge_exit
 from phalanx.model import CASE_STAGES, Case, Host, Script, Status
 from phalanx.tags import render
-from phalanx.tasks import Outcome, Task
+from phalanx.tasks import Outcome, ShellTask, Task
 
 
 def takes_part(case: Case | None, host: Host) -> bool:
@@ -22,6 +23,13 @@ def takes_part(case: Case | None, host: Host) -> bool:
 class Scripts:
     name = "scripts"
     options: frozenset[str] = frozenset()
+
+    def prepare(self, spec: CaseSpec) -> dict[str, Any]:
+        if "run" not in spec.stages:
+            if not spec.has_folder:
+                raise OptionError(f"case {spec.name!r} has no folder {spec.folder}")
+            raise OptionError(f"case {spec.name!r} has no run script ({spec.folder}/run.sh)")
+        return dict(spec.options)
 
     def stages(self, case: Case) -> tuple[str, ...]:
         return tuple(s for s in DEFAULT_CASE_STAGES if s in case.stages)
@@ -36,7 +44,7 @@ class Scripts:
         script = self.script(ctx)
         if script is None or not takes_part(ctx.case, ctx.host):
             return None
-        return Task("shell", {"script": render(script.text, ctx.tags), "origin": script.origin})
+        return ShellTask(script=render(script.text, ctx.tags), origin=script.origin)
 
     def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
         return judge_exit(outcome)

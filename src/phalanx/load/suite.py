@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.kinds import registry as kinds
+from phalanx.kinds.base import CaseSpec, OptionError
 from phalanx.load import fields, modules, pydef, scripts, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors, Problems
 from phalanx.load.fields import FieldError
@@ -60,14 +61,6 @@ STAGE_FILES = {
     "initialize": ("init.sh", "initialize.sh"),
     "run": ("run.sh",),
     "finalize": ("finalize.sh",),
-}
-# Kinds whose Python modules travel to the hosts as source: how to read them,
-# and the case key a problem with them points at.
-SHIPPED_SOURCES: dict[
-    str, tuple[Callable[[Mapping[str, Any], list[Path]], dict[str, str]], str]
-] = {
-    "python": (modules.sources, "class"),
-    "walks": (modules.walks_sources, "module"),
 }
 SUITE_FILES = {"initialize": "suite_init.sh", "finalize": "suite_finalize.sh"}
 DEFINITION_FILES = ("suite.yaml", "suite.yml", "test_suite.py")
@@ -385,20 +378,21 @@ def _case(
             problems.errors.append(where.error(str(exc), stage))
     values["stages"] = stages
 
-    if kind.name == "scripts" and "run" not in stages:
-        if not case_dir.is_dir():
-            problems.errors.append(where.error(f"case {name!r} has no folder {case_dir}"))
-        else:
-            problems.errors.append(
-                where.error(f"case {name!r} has no run script ({case_dir}/run.sh)")
-            )
+    search = (case_dir, folder, repo)
+    case_spec = CaseSpec(
+        name=name,
+        options=options,
+        stages=stages,
+        folder=case_dir,
+        has_folder=case_dir.is_dir(),
+        search=search,
+        read_module=modules.reader(search),
+    )
+    try:
+        options = kind.prepare(case_spec)
+    except OptionError as exc:
+        problems.errors.append(where.error(str(exc), *exc.path))
         return None
-    if kind.name in SHIPPED_SOURCES:
-        read_sources, key = SHIPPED_SOURCES[kind.name]
-        try:
-            options["modules"] = read_sources(options, [case_dir, folder, repo])
-        except modules.ModuleError as exc:
-            problems.errors.append(where.error(str(exc), key))
     values["options"] = options
     return Case(**values)
 

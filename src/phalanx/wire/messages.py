@@ -7,12 +7,16 @@ the definitions a run uses.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+import pydantic.dataclasses
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from phalanx.tasks import Outcome, Task
+from phalanx import __version__
+from phalanx.tasks import TASK_TYPES, Outcome, Task, to_json
 
 PROTOCOL_VERSION = 1
 
@@ -103,7 +107,14 @@ class Ack(_Message):
 
 
 class TaskSpec(_Message):
+    """A task on the wire: its type, that type's version, and its fields.
+
+    The payload is checked only by the agent, against the task type it
+    knows, so that an agent of another phalanx version can say what it
+    cannot run (as the stage's error) instead of dropping the message."""
+
     type: str  # the agent-side runner: "shell", ...
+    version: int = 1  # of the task type; coordinators before versions sent 1's
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -176,9 +187,54 @@ def encode(message: _Message) -> str:
     return message.model_dump_json()
 
 
+class TaskRefused(ValueError):
+    """This agent cannot run the task it was sent; the message says why."""
+
+
 def task_spec(task: Task) -> TaskSpec:
-    return TaskSpec(type=task.type, payload=task.payload)
+    return TaskSpec(type=task.type, version=task.version, payload=to_json(task))
 
 
 def task_of(spec: TaskSpec) -> Task:
-    return Task(spec.type, spec.payload)
+    """The task `spec` carries, checked against this agent's own task type:
+    unknown keys, missing ones and wrong types are refused, as is another
+    version of the type. Raises TaskRefused."""
+    agent = f"this agent (phalanx {__version__})"
+    cls = TASK_TYPES.get(spec.type)
+    if cls is None:
+        known = ", ".join(sorted(TASK_TYPES))
+        raise TaskRefused(f"{agent} has no runner for task type {spec.type!r} (it runs {known})")
+    if spec.version != cls.version:
+        raise TaskRefused(
+            f"{agent} runs {cls.type} tasks version {cls.version}; "
+            f"the coordinator sent version {spec.version}"
+        )
+    try:
+        # Through JSON: strict checks there still take a list for a tuple.
+        checked = _validator(cls).validate_json(json.dumps(spec.payload))
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        raise TaskRefused(
+            f"{agent} cannot run this {cls.type} task (version {cls.version}): {problems}"
+        ) from None
+    # The validator's class is a pydantic subclass: hand on the task type itself.
+    return cls(**{f.name: getattr(checked, f.name) for f in dataclasses.fields(cls)})
+
+
+_validators: dict[type[Task], TypeAdapter[Any]] = {}
+
+
+def _validator(cls: type[Task]) -> TypeAdapter[Any]:
+    """A strict check of `cls`, made on first use (the agent needs few)."""
+    if cls not in _validators:
+        strict = pydantic.dataclasses.dataclass(
+            cls, config=ConfigDict(extra="forbid", strict=True), frozen=True
+        )
+        _validators[cls] = TypeAdapter(strict)
+    return _validators[cls]
+
+
+def _problem(error: Any) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "payload"
+    kinds = {"unexpected_keyword_argument": "unknown key", "missing": "missing"}
+    return f"{field}: {kinds.get(error['type'], error['msg'])}"

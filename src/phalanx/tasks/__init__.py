@@ -1,0 +1,33 @@
+"""What a host is asked to run for one stage, and how that ended.
+
+Both cross between the coordinator and a host: a `Task` goes out (inside a
+`stage.start`, or straight to an in-process session), an `Outcome` comes
+back. The case kind makes the task and judges the outcome; the host's runner
+turns one into the other. One dataclass per task type, shared by the kind
+that builds it and the runner that runs it: its defaults are the only ones.
+"""
+
+from __future__ import annotations
+
+from phalanx.tasks.base import Outcome, Task, from_json, to_json
+from phalanx.tasks.executable import ExecutableTask
+from phalanx.tasks.python import PythonTask
+from phalanx.tasks.shell import ShellTask
+from phalanx.tasks.walks import WalksTask
+
+# Every task type by the name it crosses the wire under.
+TASK_TYPES: dict[str, type[Task]] = {
+    cls.type: cls for cls in (ShellTask, PythonTask, WalksTask, ExecutableTask)
+}
+
+__all__ = [
+    "TASK_TYPES",
+    "ExecutableTask",
+    "Outcome",
+    "PythonTask",
+    "ShellTask",
+    "Task",
+    "WalksTask",
+    "from_json",
+    "to_json",
+]
