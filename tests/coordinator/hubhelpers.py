@@ -13,7 +13,8 @@ from pydantic import TypeAdapter
 
 from phalanx.coordinator.agents import AgentLink
 from phalanx.engine.session import StageOrder
-from phalanx.tasks import Outcome, Task
+from phalanx.tasks import Outcome
+from phalanx.tasks.shell import ShellTask
 from phalanx.wire.messages import (
     Ack,
     AgentMessage,
@@ -101,7 +102,7 @@ class FakeAgent:
 
 
 def order(stage_id: str, host: str, timeout: float = 30) -> StageOrder:
-    return StageOrder(stage_id, host, Task("shell", {"script": "true"}), {}, timeout)
+    return StageOrder(stage_id, host, ShellTask(script="true"), {}, timeout)
 
 
 def result(stage_id: str, exit_code: int = 0) -> StageResult:
