@@ -225,3 +225,14 @@ def test_validate_warns_about_tags_no_host_fills_and_strict_makes_them_problems(
     strict = phalanx("validate", "--strict", str(repo), cwd=tmp_path)
     assert strict.returncode == 2
     assert "3 problems found; nothing was run." in strict.stderr
+
+
+def test_a_problem_is_printed_as_written_not_read_as_markup(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "clusters").mkdir(parents=True)
+    (repo / "clusters" / "m.yaml").write_text("name: m\nhosts: [h1]\n")
+    (repo / "test-suites" / "s").mkdir(parents=True)
+    (repo / "test-suites" / "s" / "suite.yaml").write_text('cluster: m\ntests: ["[bold]x"]\n')
+    done = phalanx("validate", str(repo), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "tests.[bold]x: case '[bold]x' has no folder" in done.stderr

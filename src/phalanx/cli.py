@@ -72,7 +72,10 @@ def _load(path: Path, suite: str | None, cases: list[str]) -> Suite:
 
 def _print_errors(lines: list[str]) -> None:
     for line in lines:
-        err.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+        # The problem's own text is printed as it is: `[name]` in a message is
+        # not Rich markup.
+        err.print("[red]error:[/red] ", markup=True, end="")
+        err.print(line, markup=False, soft_wrap=True)
     err.print(f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found; nothing was run.")
 
 
