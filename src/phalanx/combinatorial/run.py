@@ -10,6 +10,7 @@ workers stay stateless and any worker can take any chunk.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -277,24 +278,23 @@ class _Runner:
                 b = a + chunk_size(len(ids), self.slots, self._per_walk(), self.ex.task_seconds)
                 part = ids[a:b]
                 a = b
+                segment = functools.partial(
+                    SegmentChunk,
+                    self.header,
+                    segment=k,
+                    prune=k == 0,
+                    return_states=keep,
+                    update=encoded_update,
+                )
                 if isinstance(part, range):
-                    chunk = SegmentChunk(
-                        self.header,
-                        segment=k,
-                        prune=k == 0,
-                        return_states=keep,
-                        update=encoded_update,
+                    # The first segment's walks start from the initial state.
+                    chunk = segment(
                         initial=self.initial,
                         span=(part.start, part.stop),
                         pidx=None if indexes is None else list(indexes[part.start : part.stop]),
                     )
                 else:
-                    chunk = SegmentChunk(
-                        self.header,
-                        segment=k,
-                        prune=k == 0,
-                        return_states=keep,
-                        update=encoded_update,
+                    chunk = segment(
                         ids=part,
                         states=[self.carried.pop(w) for w in part],
                         pidx=None if indexes is None else [indexes[w] for w in part],
