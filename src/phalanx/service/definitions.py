@@ -39,7 +39,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,7 +271,7 @@ class DefinitionSource:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def changes(self, since: Catalog | None = None) -> AsyncIterator[Catalog]:
+    async def changes(self, since: Catalog | None = None) -> AsyncGenerator[Catalog, None]:
         """Each catalog published after `since` (default: the current one);
         when several came while the reader was busy it gets the newest only.
         Ends when the source closes."""
