@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
+from pathlib import Path
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
+from phalanx.load.repo import load_repo
 from phalanx.load.schedule import ScheduleError
+from phalanx.service.definitions import build_catalog
 from phalanx.service.schedule import Scheduler, next_fire
 
 EVERY_SECOND = {"second": "*"}
@@ -124,3 +127,31 @@ async def test_a_failing_or_slow_fire_delays_no_one_and_no_task_is_left() -> Non
                 await asyncio.sleep(0.05)
     assert fired.count("broken") >= 2
     assert asyncio.all_tasks() == tasks_before
+
+
+async def test_a_catalog_feeds_the_scheduler(tmp_path: Path) -> None:
+    root = tmp_path / "defs"
+    (root / "clusters").mkdir(parents=True)
+    (root / "clusters" / "one.yaml").write_text("name: one\nhosts: [{name: h1.t.test}]\n")
+    for name, schedule in (("often", "{second: '*'}"), ("nightly", "'0 3 * * *'")):
+        (root / "test-suites" / name / "tc" / "a").mkdir(parents=True)
+        (root / "test-suites" / name / "tc" / "a" / "run.sh").write_text("true\n")
+        (root / "test-suites" / name / "suite.yaml").write_text(
+            f"cluster: one\nschedule: {schedule}\ntests: [a]\n"
+        )
+    (root / "test-suites" / "manual" / "tc" / "a").mkdir(parents=True)
+    (root / "test-suites" / "manual" / "tc" / "a" / "run.sh").write_text("true\n")
+    (root / "test-suites" / "manual" / "suite.yaml").write_text("cluster: one\ntests: [a]\n")
+    catalog = build_catalog(load_repo(root), None, source="defs")
+    fired: list[str] = []
+
+    async def fire(name: str) -> None:
+        fired.append(name)
+
+    async with Scheduler(fire) as scheduler:
+        scheduler.update(catalog.schedules())
+        assert sorted(scheduler.next_runs()) == ["nightly", "often"]
+        assert scheduler.next_runs()["nightly"].time() == time(3, 0)
+        async with asyncio.timeout(10):
+            while "often" not in fired:
+                await asyncio.sleep(0.05)

@@ -443,6 +443,11 @@ async def run_git(args: tuple[str, ...], cwd: Path, timeout: float, *, hide: str
         process.kill()
         await process.wait()
         raise GitError(f"`git {args[0]}` took longer than {timeout:g} s") from None
+    except asyncio.CancelledError:
+        # the source is closing: leave no git behind
+        process.kill()
+        await asyncio.shield(process.wait())
+        raise
     if process.returncode != 0:
         text = err.decode(errors="replace").strip() or f"exit status {process.returncode}"
         if hide:
