@@ -26,7 +26,9 @@ are the catalog's own `errors`; the suites using such a cluster list it too.
 Loading runs in a worker thread, one load at a time for the whole process
 (Python definition files are executed with `sys.path` and `sys.modules`
 adjusted, which is process-wide). A load that takes longer than
-`load_timeout` is reported as a problem and the previous catalog stays.
+`load_timeout` is reported as a problem and the previous catalog stays
+(a thread cannot be stopped: a definition file that never returns holds
+the loading lock, and every later load of every source reports the same).
 """
 
 from __future__ import annotations
