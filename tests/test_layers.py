@@ -42,6 +42,7 @@ EDGES = {
     "store",
     "wire",
     "report",
+    "service",
 }
 
 

@@ -370,6 +370,9 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "agent", help=(agent.__doc__ or "").strip(), add_help=False
     )  # its own parser reads the rest: see main()
+    from phalanx.service.ca_cli import add_commands as add_ca_commands
+
+    add_ca_commands(commands)
     return top
 
 

@@ -162,6 +162,7 @@ class Suite:
     alert_emails: tuple[str, ...] = ()
     alert_success: AlertPolicy = AlertPolicy.SUITE
     alert_failure: AlertPolicy = AlertPolicy.CASE
+    webhooks: tuple[str, ...] = ()  # http(s) URLs that get a JSON POST per finished run
     timeout: float = DEFAULT_STAGE_TIMEOUT
     tags: dict[str, str] = field(default_factory=dict)  # @name@ values
     params: dict[str, Any] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from phalanx.kinds import registry as kinds
 from phalanx.kinds.base import CaseSpec, OptionError
@@ -37,6 +38,7 @@ SUITE_KEYS = frozenset(
         "alert_emails",
         "alert_success",
         "alert_failure",
+        "webhooks",
         "timeout",
         "tags",
         "params",
@@ -173,6 +175,7 @@ def build(
     check("alert_emails", _emails)
     check("alert_success", _policy)
     check("alert_failure", _policy)
+    check("webhooks", _webhooks)
     check("timeout", fields.seconds)
     check("tags", fields.string_map)
     check("params", fields.mapping)
@@ -410,3 +413,17 @@ def _emails(value: Any) -> tuple[str, ...]:
         if "@" not in email:
             raise FieldError(f"{email!r} is not an email address")
     return emails
+
+
+def _webhooks(value: Any) -> tuple[str, ...]:
+    urls = fields.names(value)
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises on a port that is not one
+        except ValueError:
+            ok = False
+        if not ok:
+            raise FieldError(f"{url!r} is not an http(s) URL")
+    return urls
