@@ -367,6 +367,9 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "agent", help=(agent.__doc__ or "").strip(), add_help=False
     )  # its own parser reads the rest: see main()
+    from phalanx.service import admin  # argparse only at import: heavy imports run in commands
+
+    admin.add_commands(commands, _command)  # db upgrade, token …, user …
     return top
 
 
