@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status, worst
 from phalanx.report.json import iso, jsonable, to_json
 from phalanx.store.db import Database, rowcount
+from phalanx.store.errors import NotFound
 from phalanx.store.tables import CaseRow, HostResultRow, RunRow, StageRow
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class Runs:
         async with self.db.session() as s:
             done = await s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
             if rowcount(done) == 0:
-                raise KeyError(run_id)
+                raise NotFound(f"no run {run_id!r}")
             await s.commit()
 
     # --- results --------------------------------------------------------------------
