@@ -4,12 +4,14 @@ runs a killed coordinator left, retention."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
 from phalanx.report.json import to_json
@@ -125,7 +127,7 @@ def record(run_id: str, stage_id: str, host_name: str, status: str = "passed", *
 
 
 async def loaded(store: Store, run_id: str) -> dict[str, Any]:
-    document = await loaded(store, run_id)
+    document = await store.runs.load_run(run_id)
     assert document is not None
     return document
 
@@ -331,3 +333,39 @@ async def test_suites_and_agents_are_remembered(store: Store) -> None:
     assert (agent.name, agent.labels, agent.version, agent.last_seen) == (
         "srv1", ("x86", "big"), "0.2.0", at(5),
     )  # fmt: skip
+
+
+async def test_a_result_is_committed_when_recording_returns(
+    store: Store, database_url: str, data_dir: Path
+) -> None:
+    await create(store, "r1")
+    assert await store.runs.record_stage_result(record("r1", "r1:1:greet:run", "srv1.lab.test"))
+    # Another connection (a restarted coordinator) sees it at once.
+    async with await Store.open(database_url, data_dir=data_dir) as other:
+        assert await host_rows(other, "r1") == 1
+
+
+async def test_results_arriving_together_share_commits_and_stay_exactly_once(
+    store: Store,
+) -> None:
+    await create(store, "r1")
+    records = [record("r1", f"r1:{i % 20}:greet:run", f"h{i // 20}") for i in range(400)]
+    # Each result twice at once, as a resend racing its original would.
+    answers = await asyncio.gather(
+        *(store.runs.record_stage_result(r) for r in records for _ in (1, 2))
+    )
+    assert answers == [True, False] * 400
+    assert await host_rows(store, "r1") == 400
+
+
+async def test_one_bad_result_fails_alone(store: Store) -> None:
+    await create(store, "r1")
+    good = record("r1", "r1:1:greet:run", "srv1.lab.test")
+    orphan = record("no-such-run", "x:1:greet:run", "srv1.lab.test")
+    answers = await asyncio.gather(
+        store.runs.record_stage_result(good),
+        store.runs.record_stage_result(orphan),
+        return_exceptions=True,
+    )
+    assert answers[0] is True and isinstance(answers[1], IntegrityError)
+    assert await host_rows(store, "r1") == 1

@@ -29,6 +29,7 @@ from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
 from phalanx.report.json import iso, jsonable, to_json
 from phalanx.store.db import Database, rowcount
 from phalanx.store.errors import NotFound
+from phalanx.store.ingest import GroupCommit, write_host_results
 from phalanx.store.tables import CaseRow, HostResultRow, RunRow, StageRow
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,12 @@ class HostStageRecord:
             started_at=result.started_at,
             ended_at=result.ended_at,
         )
+
+    def row(self) -> dict[str, Any]:
+        """The record as a stage_results row (column names)."""
+        values = self.values()
+        values["case_name"] = values.pop("case")
+        return values | {"position": None}
 
     def values(self) -> dict[str, Any]:
         return {
@@ -169,6 +176,9 @@ class Runs:
         # Retention deletes run folders only inside this folder: a path in
         # the database must never make it remove anything else.
         self.data_dir = data_dir.resolve() if data_dir is not None else None
+        self._ingest: GroupCommit[HostStageRecord] = GroupCommit(
+            lambda records: write_host_results(db, [r.row() for r in records])
+        )
 
     # --- a run's life ---------------------------------------------------------------
 
@@ -232,35 +242,19 @@ class Runs:
     async def record_stage_result(self, record: HostStageRecord) -> bool:
         """Write one host's stage result and commit, before the caller acks
         it. The same (run, stage_id, host) again updates the one row: True
-        if this call created it, False if it was there already (a resend)."""
-        return await self.record_stage_results([record]) == 1
+        if this call created it, False if it was there already (a resend).
+        Concurrent calls share a transaction (`store/ingest.py`)."""
+        return await self._ingest.submit(record)
+
+    async def flush(self) -> None:
+        """Wait for results still being written (before closing the store)."""
+        await self._ingest.flush()
 
     async def record_stage_results(self, records: Iterable[HostStageRecord]) -> int:
         """`record_stage_result` for many in one transaction (one commit);
         returns how many were new."""
-        created = 0
-        async with self.db.session() as s:
-            for record in records:
-                values = record.values()
-                statement = (
-                    self.db.insert(HostResultRow)
-                    .values(**values)
-                    .on_conflict_do_nothing(index_elements=["run_id", "stage_id", "host"])
-                )
-                if rowcount(await s.execute(statement)) == 1:
-                    created += 1
-                    continue
-                await s.execute(
-                    update(HostResultRow)
-                    .where(
-                        HostResultRow.run_id == record.run_id,
-                        HostResultRow.stage_id == record.stage_id,
-                        HostResultRow.host == record.host,
-                    )
-                    .values(**{k: values[k] for k in (*_HOST_FIELDS, "started_at", "ended_at")})
-                )
-            await s.commit()
-        return created
+        created = await write_host_results(self.db, [r.row() for r in records])
+        return sum(created)
 
     async def record_run_result(
         self, result: RunResult, *, trigger: str = "", folder: Path | None = None

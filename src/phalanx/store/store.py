@@ -48,7 +48,10 @@ class Store:
         return store
 
     async def close(self) -> None:
-        await self.db.close()
+        try:
+            await self.runs.flush()
+        finally:
+            await self.db.close()
 
     async def __aenter__(self) -> Store:
         return self
