@@ -32,6 +32,7 @@ CORE = {
 }
 # Where things run or meet the outside world.
 EDGES = {
+    "service",
     "host",
     "coordinator",
     "providers",
@@ -42,7 +43,6 @@ EDGES = {
     "store",
     "wire",
     "report",
-    "service",
 }
 
 

@@ -370,9 +370,12 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "agent", help=(agent.__doc__ or "").strip(), add_help=False
     )  # its own parser reads the rest: see main()
-    from phalanx.service.ca_cli import add_commands as add_ca_commands
+    # The service's commands import only argparse here; each command imports
+    # its heavy libraries (SQLAlchemy, cryptography, ...) when it runs.
+    from phalanx.service import admin, ca_cli
 
-    add_ca_commands(commands)
+    ca_cli.add_commands(commands)  # ca init, ca issue
+    admin.add_commands(commands, _command)  # db upgrade, token …, user …
     return top
 
 

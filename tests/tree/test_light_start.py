@@ -31,3 +31,26 @@ def test_a_tree_run_imports_none_of_the_heavy_libraries(tmp_path: Path) -> None:
     )  # fmt: skip
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report == {"code": 0, "heavy": []}
+
+
+# The service's stack (its store, migrations, password hashing, web API) is
+# for `phalanx serve` and the admin commands: a run has its results folder.
+SERVICE_STACK = {"sqlalchemy", "alembic", "argon2", "fastapi", "aiosqlite", "asyncpg"}
+EXAMPLES = Path(__file__).parents[2] / "examples" / "repo"
+
+
+def _imports_of(args: list[str], cwd: Path, heavy: set[str]) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.replace("HEAVY", repr(json.dumps(sorted(heavy)))), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    report: dict[str, object] = json.loads(done.stderr.strip().splitlines()[-1])
+    return report
+
+
+def test_a_suite_run_and_a_tree_run_import_none_of_the_service_stack(tmp_path: Path) -> None:
+    suite = ["run", str(EXAMPLES), "-s", "hello", "-t", "greet", "--plain"]
+    assert _imports_of(suite, tmp_path, SERVICE_STACK) == {"code": 0, "heavy": []}
+    make_tree(tmp_path, {"a": ("testinfo:\n    summary: a\n", "#!/bin/sh\necho hi\n")})
+    tree = ["run", "tests", "-j", "2"]
+    assert _imports_of(tree, tmp_path, SERVICE_STACK) == {"code": 0, "heavy": []}

@@ -1,0 +1,582 @@
+"""Runs in the database: their life (queued, running, ended), every host's
+result of every stage as it arrives, the final result, and retention.
+
+A run's status is one of `model.Status`'s final values once it has ended,
+and before that `queued` or `running`; a run a coordinator left behind when
+it was killed is `interrupted` (see `mark_interrupted`).
+
+`load_run` answers with the same document as the run's results.json
+(`report.json.to_json`), plus `queued_at` and `trigger`: from the final
+result once `record_run_result` has written it, and from the host results
+that arrived so far before that (a running or interrupted run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status, worst
+from phalanx.report.json import iso, jsonable, to_json
+from phalanx.store.db import Database, rowcount
+from phalanx.store.errors import NotFound
+from phalanx.store.ingest import GroupCommit, write_host_results
+from phalanx.store.tables import CaseRow, HostResultRow, RunRow, StageRow
+
+log = logging.getLogger(__name__)
+
+QUEUED = "queued"
+RUNNING = "running"
+INTERRUPTED = "interrupted"
+ACTIVE = (QUEUED, RUNNING)
+INTERRUPTED_REASON = "the coordinator stopped while the run was active"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostStageRecord:
+    """One host's result of one stage, as `record_stage_result` stores it.
+
+    `stage_id` is the engine's (`engine.step.stage_id`): unique in the run,
+    and with `host` the key that makes recording a result twice harmless.
+    `case` is None for the suite's own stages. `output` and `logs` are paths
+    relative to the run folder.
+    """
+
+    run_id: str
+    stage_id: str
+    host: str
+    case: str | None
+    stage: str
+    status: str
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    data: Any = None
+    output: str | None = None
+    logs: Sequence[str] = ()
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @classmethod
+    def of(
+        cls, run_id: str, stage_id: str, case: str | None, stage: str, result: HostResult
+    ) -> HostStageRecord:
+        """The record of a judged `HostResult` (what `HostStageEnded` carries)."""
+        return cls(
+            run_id=run_id,
+            stage_id=stage_id,
+            host=result.host,
+            case=case,
+            stage=stage,
+            status=result.status.value,
+            reason=result.reason,
+            exit_code=result.exit_code,
+            data=result.data,
+            output=result.output,
+            logs=tuple(result.logs),
+            started_at=result.started_at,
+            ended_at=result.ended_at,
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The record as a stage_results row (column names)."""
+        values = self.values()
+        values["case_name"] = values.pop("case")
+        return values | {"position": None}
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "stage_id": self.stage_id,
+            "host": self.host,
+            "case": self.case,
+            "stage": self.stage,
+            "status": str(self.status),
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "data": jsonable(self.data),
+            "output": self.output,
+            "logs": list(self.logs),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """A run's row: what lists of runs show."""
+
+    id: str
+    suite: str
+    cluster: str | None
+    status: str
+    reason: str | None
+    trigger: str
+    queued_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    hosts: list[str]
+    folder: Path | None
+
+    @classmethod
+    def of(cls, row: RunRow) -> RunSummary:
+        return cls(
+            id=row.id,
+            suite=row.suite,
+            cluster=row.cluster,
+            status=row.status,
+            reason=row.reason,
+            trigger=row.trigger,
+            queued_at=row.queued_at,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            hosts=list(row.hosts or []),
+            folder=Path(row.folder) if row.folder else None,
+        )
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a suite's ended runs are kept: runs older than `keep_days`
+    go, and so do all but the newest `keep_runs`; None keeps on that count."""
+
+    keep_days: float | None = None
+    keep_runs: int | None = None
+
+
+def _status(value: str) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        return Status.PENDING
+
+
+_HOST_FIELDS = ("status", "reason", "exit_code", "signal", "data", "output", "logs")
+
+
+class Runs:
+    """The runs of one database. Every method commits before it returns."""
+
+    def __init__(self, db: Database, *, data_dir: Path | None = None) -> None:
+        self.db = db
+        # Retention deletes run folders only inside this folder: a path in
+        # the database must never make it remove anything else.
+        self.data_dir = data_dir.resolve() if data_dir is not None else None
+        self._ingest: GroupCommit[HostStageRecord] = GroupCommit(
+            lambda records: write_host_results(db, [r.row() for r in records])
+        )
+
+    # --- a run's life ---------------------------------------------------------------
+
+    async def create(
+        self,
+        run_id: str,
+        suite: str,
+        *,
+        trigger: str,
+        cluster: str | None = None,
+        hosts: Sequence[str] = (),
+        definition: Any = None,
+        folder: Path | None = None,
+        queued_at: datetime | None = None,
+    ) -> RunSummary:
+        """A new run, `queued`. `trigger` says who asked (`schedule`,
+        `api:alice`, `rerun:ID`…); `definition` is the JSON snapshot of the
+        suite it runs, kept with it."""
+        row = RunRow(
+            id=run_id,
+            suite=suite,
+            cluster=cluster,
+            status=QUEUED,
+            reason=None,
+            trigger=trigger,
+            queued_at=queued_at or utcnow(),
+            hosts=list(hosts),
+            definition=definition,
+            folder=str(folder) if folder is not None else None,
+        )
+        async with self.db.session() as s:
+            s.add(row)
+            await s.commit()
+        return RunSummary.of(row)
+
+    async def start(self, run_id: str, *, started_at: datetime | None = None) -> None:
+        """The run left the queue and runs now."""
+        await self._update(run_id, status=RUNNING, started_at=started_at or utcnow())
+
+    async def end(
+        self,
+        run_id: str,
+        status: Status | str,
+        reason: str | None = None,
+        *,
+        ended_at: datetime | None = None,
+    ) -> None:
+        """The run ended without a result to record (e.g. cancelled in the
+        queue); a run that has one ends by `record_run_result`."""
+        await self._update(run_id, status=str(status), reason=reason, ended_at=ended_at or utcnow())
+
+    async def _update(self, run_id: str, **values: Any) -> None:
+        async with self.db.session() as s:
+            done = await s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+            if rowcount(done) == 0:
+                raise NotFound(f"no run {run_id!r}")
+            await s.commit()
+
+    # --- results --------------------------------------------------------------------
+
+    async def record_stage_result(self, record: HostStageRecord) -> bool:
+        """Write one host's stage result and commit, before the caller acks
+        it. The same (run, stage_id, host) again updates the one row: True
+        if this call created it, False if it was there already (a resend).
+        Concurrent calls share a transaction (`store/ingest.py`)."""
+        return await self._ingest.submit(record)
+
+    async def flush(self) -> None:
+        """Wait for results still being written (before closing the store)."""
+        await self._ingest.flush()
+
+    async def record_stage_results(self, records: Iterable[HostStageRecord]) -> int:
+        """`record_stage_result` for many in one transaction (one commit);
+        returns how many were new."""
+        created = await write_host_results(self.db, [r.row() for r in records])
+        return sum(created)
+
+    async def record_run_result(
+        self, result: RunResult, *, trigger: str = "", folder: Path | None = None
+    ) -> None:
+        """Write the run's final result: its status and times, its cases and
+        stages, every host result (those already recorded are updated, and
+        ones the result does not hold are dropped), in one transaction. A
+        run not created before is created (`trigger`, `folder`)."""
+        async with self.db.session() as s:
+            row = await s.get(RunRow, result.run_id)
+            if row is None:
+                row = RunRow(
+                    id=result.run_id,
+                    suite=result.suite,
+                    trigger=trigger,
+                    queued_at=result.started_at or utcnow(),
+                    folder=str(folder) if folder is not None else None,
+                )
+                s.add(row)
+            row.suite = result.suite
+            row.cluster = result.cluster
+            row.status = result.status.value
+            row.reason = result.reason
+            row.hosts = list(result.hosts)
+            row.started_at = result.started_at
+            row.ended_at = result.ended_at
+            if folder is not None:
+                row.folder = str(folder)
+            await s.flush()
+            await s.execute(delete(CaseRow).where(CaseRow.run_id == result.run_id))
+            await s.execute(delete(StageRow).where(StageRow.run_id == result.run_id))
+            existing = {
+                (h.case, h.stage, h.host): h
+                for h in (
+                    await s.scalars(
+                        select(HostResultRow).where(HostResultRow.run_id == result.run_id)
+                    )
+                )
+            }
+            kept: set[int] = set()
+            for position, case in enumerate(result.cases):
+                s.add(
+                    CaseRow(
+                        run_id=result.run_id,
+                        position=position,
+                        name=case.name,
+                        status=case.status.value,
+                        reason=case.reason,
+                        started_at=case.started_at,
+                        ended_at=case.ended_at,
+                    )
+                )
+            stages: list[tuple[str | None, StageResult]] = [(None, st) for st in result.stages]
+            stages += [(c.name, st) for c in result.cases for st in c.stages]
+            for position, (case_name, stage) in enumerate(stages):
+                s.add(
+                    StageRow(
+                        run_id=result.run_id,
+                        case=case_name,
+                        position=position,
+                        name=stage.name,
+                        status=stage.status.value,
+                        started_at=stage.started_at,
+                        ended_at=stage.ended_at,
+                    )
+                )
+                for host_position, host in enumerate(stage.hosts):
+                    record = HostStageRecord.of(
+                        result.run_id,
+                        f"{result.run_id}:result:{case_name or 'suite'}:{stage.name}",
+                        case_name,
+                        stage.name,
+                        host,
+                    )
+                    values = record.values()
+                    found = existing.get((case_name, stage.name, host.host))
+                    if found is None:
+                        s.add(HostResultRow(**values, position=host_position))
+                        continue
+                    kept.add(found.id)
+                    found.position = host_position
+                    for key in (*_HOST_FIELDS, "started_at", "ended_at"):
+                        setattr(found, key, values[key])
+            stale = [h.id for h in existing.values() if h.id not in kept]
+            if stale:
+                await s.execute(delete(HostResultRow).where(HostResultRow.id.in_(stale)))
+            await s.commit()
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunSummary | None:
+        async with self.db.session() as s:
+            row = await s.get(RunRow, run_id)
+            return RunSummary.of(row) if row is not None else None
+
+    async def recent(
+        self, *, suite: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[RunSummary]:
+        """The newest runs first (by when they were queued)."""
+        query = select(RunRow).order_by(RunRow.queued_at.desc(), RunRow.id.desc()).limit(limit)
+        if suite is not None:
+            query = query.where(RunRow.suite == suite)
+        if status is not None:
+            query = query.where(RunRow.status == status)
+        async with self.db.session() as s:
+            return [RunSummary.of(row) for row in await s.scalars(query)]
+
+    async def definition(self, run_id: str) -> Any:
+        """The definition snapshot the run was created with (None: none)."""
+        async with self.db.session() as s:
+            return await s.scalar(select(RunRow.definition).where(RunRow.id == run_id))
+
+    async def load_result(self, run_id: str) -> RunResult | None:
+        """The run as a `RunResult` (statuses that are not `model.Status`,
+        such as `queued` or `interrupted`, read as pending)."""
+        async with self.db.session() as s:
+            row = await s.get(RunRow, run_id)
+            if row is None:
+                return None
+            return await _build(s, row)
+
+    async def load_run(self, run_id: str) -> dict[str, Any] | None:
+        """The results.json document of the run, plus `queued_at` and `trigger`."""
+        async with self.db.session() as s:
+            row = await s.get(RunRow, run_id)
+            if row is None:
+                return None
+            document = to_json(await _build(s, row))
+        document["status"] = row.status
+        document["queued_at"] = iso(row.queued_at)
+        document["trigger"] = row.trigger
+        return document
+
+    # --- after a crash, and retention ---------------------------------------------------
+
+    async def mark_interrupted(
+        self, reason: str = INTERRUPTED_REASON, *, at: datetime | None = None
+    ) -> list[str]:
+        """Runs left `queued` or `running` by a coordinator that stopped
+        without ending them become `interrupted`; returns their ids. The
+        service calls it at start, before it queues anything."""
+        async with self.db.session() as s:
+            ids = list(await s.scalars(select(RunRow.id).where(RunRow.status.in_(ACTIVE))))
+            if ids:
+                await s.execute(
+                    update(RunRow)
+                    .where(RunRow.id.in_(ids))
+                    .values(status=INTERRUPTED, reason=reason, ended_at=at or utcnow())
+                )
+            await s.commit()
+        return ids
+
+    async def prune(
+        self,
+        keep_days: float | None,
+        keep_runs: int | None,
+        *,
+        suites: Mapping[str, Retention] | None = None,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Delete ended runs past retention, with their rows and folders:
+        older than `keep_days` (by when they ended), or beyond the newest
+        `keep_runs` of their suite. `suites` overrides both per suite.
+        Queued and running runs are never touched. Returns the deleted ids."""
+        now = now or utcnow()
+        default = Retention(keep_days, keep_runs)
+        query = (
+            select(RunRow.id, RunRow.suite, RunRow.queued_at, RunRow.ended_at, RunRow.folder)
+            .where(RunRow.status.not_in(ACTIVE))
+            .order_by(RunRow.suite, RunRow.queued_at.desc(), RunRow.id.desc())
+        )
+        doomed: list[str] = []
+        folders: list[Path] = []
+        async with self.db.session() as s:
+            seen: dict[str, int] = {}
+            for run_id, suite, queued_at, ended_at, folder in (await s.execute(query)).all():
+                rule = (suites or {}).get(suite, default)
+                index = seen[suite] = seen.get(suite, -1) + 1
+                moment = ended_at or queued_at
+                old = rule.keep_days is not None and moment < now - timedelta(days=rule.keep_days)
+                extra = rule.keep_runs is not None and index >= rule.keep_runs
+                if old or extra:
+                    doomed.append(run_id)
+                    if folder:
+                        folders.append(Path(folder))
+            for chunk in _chunks(doomed, 500):
+                for table in (HostResultRow, StageRow, CaseRow):
+                    await s.execute(delete(table).where(table.run_id.in_(chunk)))
+                await s.execute(delete(RunRow).where(RunRow.id.in_(chunk)))
+            await s.commit()
+        # After the commit: a crash in between leaves a folder without a
+        # run (harmless), never a run whose files are gone.
+        await asyncio.to_thread(self._remove_folders, folders)
+        return doomed
+
+    def _remove_folders(self, folders: list[Path]) -> None:
+        for folder in folders:
+            resolved = folder.resolve()
+            if self.data_dir is not None and not resolved.is_relative_to(self.data_dir):
+                log.warning("not removing %s: it is outside the data folder", folder)
+                continue
+            shutil.rmtree(resolved, ignore_errors=True)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class _Builder:
+    """A RunResult put together from rows; stages and cases the rows name
+    without their own row (a run still going, or interrupted) are derived
+    from their hosts' results."""
+
+    result: RunResult
+    host_order: dict[str, int]
+    stages: dict[tuple[str | None, str], StageResult] = field(default_factory=dict)
+    derived_stages: list[StageResult] = field(default_factory=list)
+    derived_cases: list[CaseResult] = field(default_factory=list)
+
+    def case(self, name: str) -> CaseResult:
+        found = self.result.case(name)
+        if found is None:
+            found = CaseResult(name=name)
+            self.result.cases.append(found)
+            self.derived_cases.append(found)
+        return found
+
+    def add_stage(self, case: str | None, stage: StageResult) -> None:
+        self.stages[(case, stage.name)] = stage
+        (self.result.stages if case is None else self.case(case).stages).append(stage)
+
+    def stage(self, case: str | None, name: str) -> StageResult:
+        found = self.stages.get((case, name))
+        if found is None:
+            found = StageResult(name=name)
+            self.add_stage(case, found)
+            self.derived_stages.append(found)
+        return found
+
+    def finish(self) -> RunResult:
+        for stage in self.derived_stages:
+            _fold(stage, [h.status for h in stage.hosts], stage.hosts)
+        for case in self.derived_cases:
+            _fold(case, [st.status for st in case.stages], case.stages)
+        return self.result
+
+
+def _fold(into: StageResult | CaseResult, statuses: list[Status], parts: Sequence[Any]) -> None:
+    into.status = worst(statuses, empty=Status.PENDING)
+    starts = [p.started_at for p in parts if p.started_at is not None]
+    ends = [p.ended_at for p in parts if p.ended_at is not None]
+    into.started_at = min(starts, default=None)
+    into.ended_at = max(ends, default=None) if len(ends) == len(parts) else None
+
+
+async def _build(s: AsyncSession, row: RunRow) -> RunResult:
+    result = RunResult(
+        run_id=row.id,
+        suite=row.suite,
+        status=_status(row.status),
+        reason=row.reason,
+        cluster=row.cluster,
+        hosts=list(row.hosts or []),
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )
+    build = _Builder(result, {h: i for i, h in enumerate(result.hosts)})
+    for c in await s.scalars(
+        select(CaseRow).where(CaseRow.run_id == row.id).order_by(CaseRow.position)
+    ):
+        result.cases.append(
+            CaseResult(
+                name=c.name,
+                status=_status(c.status),
+                reason=c.reason,
+                started_at=c.started_at,
+                ended_at=c.ended_at,
+            )
+        )
+    for st in await s.scalars(
+        select(StageRow).where(StageRow.run_id == row.id).order_by(StageRow.position)
+    ):
+        build.add_stage(
+            st.case,
+            StageResult(
+                name=st.name,
+                status=_status(st.status),
+                started_at=st.started_at,
+                ended_at=st.ended_at,
+            ),
+        )
+    hosts = list(
+        await s.scalars(
+            select(HostResultRow).where(HostResultRow.run_id == row.id).order_by(HostResultRow.id)
+        )
+    )
+    # Stages in the order their first result came; hosts in the order the
+    # final result listed them, else the run's host order.
+    for h in hosts:
+        build.stage(h.case, h.stage)
+    unknown = len(build.host_order)
+    hosts.sort(
+        key=lambda h: (
+            h.position if h.position is not None else unknown,
+            build.host_order.get(h.host, unknown),
+            h.id,
+        )
+    )
+    for h in hosts:
+        build.stage(h.case, h.stage).hosts.append(
+            HostResult(
+                host=h.host,
+                status=_status(h.status),
+                exit_code=h.exit_code,
+                started_at=h.started_at,
+                ended_at=h.ended_at,
+                output=h.output,
+                reason=h.reason,
+                logs=list(h.logs or []),
+                data=h.data,
+            )
+        )
+    return build.finish()

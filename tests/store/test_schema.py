@@ -1,0 +1,73 @@
+"""The schema: migrations make it from nothing, a second upgrade changes
+nothing, and what they make is what the tables declare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from phalanx.store.db import Database
+from phalanx.store.migrate import current, head, upgrade
+from phalanx.store.store import Store
+from phalanx.store.tables import Base
+
+TABLES = {
+    "suites",
+    "runs",
+    "case_results",
+    "stages",
+    "stage_results",
+    "agents",
+    "agent_tokens",
+    "users",
+    "user_tokens",
+    "login_sessions",
+}
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+def _differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def test_migrations_build_the_schema_from_empty_and_a_second_upgrade_is_a_no_op(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        assert await current(db) is None
+        first = await upgrade(db)
+        assert (first.before, first.after, first.changed) == (None, head(), True)
+        async with db.engine.connect() as connection:
+            assert await connection.run_sync(_tables) >= TABLES
+            # What the migrations made is what the tables module declares.
+            assert await connection.run_sync(_differences) == []
+        again = await upgrade(db)
+        assert (again.before, again.after, again.changed) == (head(), head(), False)
+    finally:
+        await db.close()
+
+
+async def test_opening_a_store_migrates_it(database_url: str, data_dir: Path) -> None:
+    async with await Store.open(database_url, data_dir=data_dir) as store:
+        assert store.upgraded is not None and store.upgraded.after == head()
+    async with await Store.open(database_url, data_dir=data_dir) as store:
+        assert store.upgraded is not None and not store.upgraded.changed
+
+
+async def test_sqlite_runs_in_wal_mode_in_the_data_folder(data_dir: Path) -> None:
+    from phalanx.store.db import default_url
+
+    async with await Store.open(default_url(data_dir), data_dir=data_dir) as store:
+        async with store.db.engine.connect() as connection:
+            mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+        assert mode == "wal"
+    assert (data_dir / "phalanx.db").is_file()
