@@ -78,9 +78,9 @@ def test_a_running_stage_is_current_with_its_hosts_and_their_last_lines() -> Non
     events: list[Event] = [
         START,
         StageStarted("one", "run", ("a.x", "b.x"), at(1)),
-        HostOutput("one", "run", "a.x", "first\nsecond\n"),
-        HostOutput("one", "run", "a.x", "  \n"),  # a blank line does not hide the last one
-        HostOutput("one", "run", "b.x", "only\n"),
+        HostOutput("one", "run", "a.x", b"first\nsecond\n"),
+        HostOutput("one", "run", "a.x", b"  \n"),  # a blank line does not hide the last one
+        HostOutput("one", "run", "b.x", b"only\n"),
     ]
     snap = fold(events, at=at(4))
     assert snap.current is not None
@@ -191,7 +191,7 @@ def test_run_ended_cancels_what_never_ended_and_gives_the_run_its_time() -> None
         START,
         CaseEnded(run.cases[0]),
         StageStarted("two", "run", ("a.x",), at(1)),
-        HostOutput("two", "run", "a.x", "working\n"),
+        HostOutput("two", "run", "a.x", b"working\n"),
         RunEnded(run),
     ]
     snap = fold(events, at=at(100))
