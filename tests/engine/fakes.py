@@ -86,9 +86,7 @@ class FakeSession:
         self.host = host
         self.name = name
 
-    async def run_stage(
-        self, order: StageOrder, on_output: Callable[[bytes], None]
-    ) -> StageReport:
+    async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
         case = order.env["PHALANX_CASE"] or None
         stage = order.env["PHALANX_STAGE"]
         key = (case, stage, order.host)
