@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -329,3 +330,19 @@ def test_messages_name_paths_relative_to_where_the_user_stands(tmp_path: Path) -
     assert ran.returncode == 0, ran.stderr
     folder = only_run(tmp_path)
     assert f"results: {folder.relative_to(tmp_path)}" in ran.stdout
+
+
+def test_the_coordinators_warnings_are_stamped_like_every_plain_line(tmp_path: Path) -> None:
+    probe = (
+        "import logging\n"
+        "from phalanx.cli import _log_with_time\n"
+        "_log_with_time(); _log_with_time()\n"
+        "logging.getLogger('phalanx.coordinator').warning('agent h1 lost: no heartbeat for 10s')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d\d\d agent h1 lost: no heartbeat for 10s\n", done.stderr
+    ), done.stderr

@@ -177,9 +177,12 @@ def _log_with_time() -> None:
         def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
             return super().formatTime(record, "%H:%M:%S") + f".{int(record.msecs):03d}"
 
+    logger = logging.getLogger("phalanx")
+    if any(getattr(h, "phalanx_clock", False) for h in logger.handlers):
+        return
     handler = logging.StreamHandler(SafeStream(sys.stderr))
     handler.setFormatter(Clock("%(asctime)s %(message)s"))
-    logger = logging.getLogger("phalanx")
+    handler.phalanx_clock = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
     logger.propagate = False

@@ -186,6 +186,7 @@ class Agent:
                     ping_interval=5,
                     ping_timeout=10,
                     max_size=64 * 1024 * 1024,
+                    compression=None,  # the coordinator takes none (see coordinator/server.py)
                 ) as ws:
                     delay = 0.05
                     await self._session(ws)
