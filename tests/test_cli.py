@@ -346,3 +346,21 @@ def test_the_coordinators_warnings_are_stamped_like_every_plain_line(tmp_path: P
     assert re.fullmatch(
         r"\d\d:\d\d:\d\d\.\d\d\d agent h1 lost: no heartbeat for 10s\n", done.stderr
     ), done.stderr
+
+
+def test_a_tree_run_whose_reader_leaves_early_still_finishes(tmp_path: Path) -> None:
+    tree = Path(__file__).parents[1] / "examples" / "tree"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "phalanx.cli", "run", str(tree), "-v", "--results",
+         str(tmp_path / "phalanx-results")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert run.stdout is not None and run.stderr is not None
+    run.stdout.readline()
+    run.stdout.close()
+    stderr = run.stderr.read().decode()
+    code = run.wait(timeout=120)
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    results = json.loads((only_run(tmp_path) / "results.json").read_text())
+    assert results["status"] == "failed" and code == 1  # the run's own: tests/fail fails
+    assert all(c["status"] != "pending" for c in results["cases"])
