@@ -87,3 +87,39 @@ async def test_a_background_process_holding_the_pipe_does_not_hold_the_stage(
     pid = int((tmp_path / "bg.pid").read_text())
     assert alive(pid)
     os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+async def test_a_backlog_pauses_reading_without_losing_output_or_counting_as_silence(
+    tmp_path: Path,
+) -> None:
+    """Whoever takes the output is behind: the pipe is not read (the program
+    blocks on it) until the backlog clears; then every byte still arrives."""
+    out: list[bytes] = []
+    ctx = context(tmp_path, out)
+    loop = asyncio.get_running_loop()
+    paused: list[float] = []
+
+    def backlog() -> asyncio.Future[None] | None:
+        if paused:
+            return None
+        paused.append(loop.time())
+        behind: asyncio.Future[None] = loop.create_future()
+        loop.call_later(0.6, behind.set_result, None)
+        return behind
+
+    ctx.backlog = backlog
+    times: list[float] = []
+
+    def output(data: bytes) -> None:
+        times.append(loop.time())
+        out.append(data)
+
+    ctx.output = output
+    size = 4 * 1024 * 1024
+    result = await run_command(
+        ctx, ["sh", "-c", f"head -c {size} /dev/zero; echo done"], inactivity=0.3
+    )
+    assert result == Outcome(exit_code=0)
+    assert b"".join(out) == b"\0" * size + b"done\n"
+    assert len(paused) == 1
+    assert times[1] - times[0] >= 0.5  # nothing was read while it was behind
