@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from phalanx.board import Board, Cell, StageRow, fold, tally, tally_text
 from phalanx.engine.lockstep import Lockstep
@@ -78,9 +81,9 @@ def test_a_running_stage_is_current_with_its_hosts_and_their_last_lines() -> Non
     events: list[Event] = [
         START,
         StageStarted("one", "run", ("a.x", "b.x"), at(1)),
-        HostOutput("one", "run", "a.x", "first\nsecond\n"),
-        HostOutput("one", "run", "a.x", "  \n"),  # a blank line does not hide the last one
-        HostOutput("one", "run", "b.x", "only\n"),
+        HostOutput("one", "run", "a.x", b"first\nsecond\n"),
+        HostOutput("one", "run", "a.x", b"  \n"),  # a blank line does not hide the last one
+        HostOutput("one", "run", "b.x", b"only\n"),
     ]
     snap = fold(events, at=at(4))
     assert snap.current is not None
@@ -191,7 +194,7 @@ def test_run_ended_cancels_what_never_ended_and_gives_the_run_its_time() -> None
         START,
         CaseEnded(run.cases[0]),
         StageStarted("two", "run", ("a.x",), at(1)),
-        HostOutput("two", "run", "a.x", "working\n"),
+        HostOutput("two", "run", "a.x", b"working\n"),
         RunEnded(run),
     ]
     snap = fold(events, at=at(100))
@@ -259,3 +262,37 @@ def test_one_tally_for_every_console() -> None:
     assert counts == ((P, 2), (F, 1), (Status.TIMEOUT, 1))  # in the order Status lists them
     assert tally_text(counts) == "2 passed, 1 failed, 1 timeout"
     assert tally_text(tally([])) == ""
+
+
+def test_a_host_waiting_in_phalanx_sync_shows_as_waiting(tmp_path: Path) -> None:
+    """Real agents: h0 reaches the barrier at once, h1 a moment later."""
+    from phalanx.console import render_board
+    from phalanx.events import HostResumed, HostWaiting
+    from tests.coordinator.runhelpers import case as real_case
+    from tests.coordinator.runhelpers import run as real_run
+    from tests.coordinator.runhelpers import suite as real_suite
+
+    script = (
+        '[ "$PHALANX_SLAVENAME" = h1.phalanx.test ] && sleep 0.5\nphalanx-sync ready --timeout 20\n'
+    )
+    events: list[Event] = []
+    result, _ = real_run(real_suite(real_case("meet", run=script), n=2), tmp_path, events=events)
+    assert result.status is Status.PASSED
+    waiting = [e for e in events if isinstance(e, HostWaiting)]
+    assert [(w.case, w.stage, w.host, w.what) for w in waiting] == [
+        ("meet", "run", "h0.phalanx.test", "phalanx-sync ready")
+    ]
+    at_wait = events.index(waiting[0])
+    board = fold(events[: at_wait + 1])
+    row = board.case("meet")
+    assert row is not None
+    assert row.cells[0] == Cell("run", Status.RUNNING, "phalanx-sync ready")
+    assert row.cells[1] == Cell("run", Status.RUNNING)
+    out = Console(file=io.StringIO(), width=120, color_system=None)
+    with out.capture() as captured:
+        out.print(render_board(board))
+    assert "run waiting" in captured.get() and "run running" in captured.get()
+    resumed = next(i for i, e in enumerate(events) if isinstance(e, HostResumed))
+    assert resumed > at_wait
+    after = fold(events[: resumed + 1]).case("meet")
+    assert after is not None and after.cells[0] == Cell("run", Status.RUNNING)

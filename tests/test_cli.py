@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -236,3 +238,140 @@ def test_a_problem_is_printed_as_written_not_read_as_markup(tmp_path: Path) -> N
     done = phalanx("validate", str(repo), cwd=tmp_path)
     assert done.returncode == 2
     assert "tests.[bold]x: case '[bold]x' has no folder" in done.stderr
+
+
+# --- output: a closed pipe, huge lines, raw bytes, escapes (issue 9) ---------------
+
+
+def one_case_suite(root: Path, script: str, hosts: int = 1) -> Path:
+    """A repo with one suite of one case whose run stage is `script`."""
+    names = "".join(f"  - name: h{i}.phalanx.test\n" for i in range(hosts))
+    (root / "clusters").mkdir(parents=True)
+    (root / "clusters" / "c.yaml").write_text(f"name: c\nhosts:\n{names}")
+    suite = root / "test-suites" / "s"
+    (suite / "tc" / "only").mkdir(parents=True)
+    (suite / "suite.yaml").write_text("name: s\ncluster: c\ntests: [only]\n")
+    (suite / "tc" / "only" / "run.sh").write_text(script)
+    return suite
+
+
+def test_a_reader_that_leaves_early_stops_the_console_not_the_run(tmp_path: Path) -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-m", "phalanx.cli", "run", str(EXAMPLES / "test-suites" / "hello"),
+         "-v", "--plain"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert run.stdout is not None and run.stderr is not None
+    # `| head -3`: a reader that takes three lines and leaves.
+    head = [run.stdout.readline() for _ in range(3)]
+    run.stdout.close()
+    stderr = run.stderr.read().decode()
+    assert run.wait(timeout=120) == 1, stderr  # the run's own: one case fails
+    assert all(line.endswith(b"\n") for line in head)
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    results = json.loads((only_run(tmp_path) / "results.json").read_text())
+    assert {c["name"]: c["status"] for c in results["cases"]} == {
+        "greet": "passed",
+        "two_hosts_agree": "passed",
+        "one_host_disagrees": "failed",
+    }
+    assert (only_run(tmp_path) / "junit.xml").is_file()
+
+
+def test_a_run_started_with_stdout_closed_runs_and_writes_its_reports(tmp_path: Path) -> None:
+    suite = one_case_suite(tmp_path / "repo", "echo hello\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "-v", "--plain"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
+    results = json.loads((only_run(tmp_path) / "results.json").read_text())
+    assert results["status"] == "passed"
+
+
+def test_a_50_mb_line_is_stored_whole_and_shown_cut_with_its_size(tmp_path: Path) -> None:
+    size = 50 * 1024 * 1024
+    suite = one_case_suite(tmp_path / "repo", f"head -c {size} /dev/zero | tr '\\0' x\n")
+    done = phalanx("run", str(suite), "-v", "--plain", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    assert "agent lost" not in done.stdout + done.stderr
+    output = only_run(tmp_path) / "cases" / "only" / "run" / "h0.phalanx.test.log"
+    assert output.stat().st_size == size
+    shown = next(line for line in done.stdout.splitlines() if line.startswith("h0.phalanx.test| "))
+    assert shown.endswith(f"… [{size:,} bytes]") and len(shown) < 1000
+
+
+def test_raw_bytes_are_kept_on_disk_and_replaced_only_in_reports(tmp_path: Path) -> None:
+    suite = one_case_suite(tmp_path / "repo", "printf 'caf\\351 \\377\\n'; exit 1\n")
+    done = phalanx("run", str(suite), "--plain", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    folder = only_run(tmp_path)
+    output = folder / "cases" / "only" / "run" / "h0.phalanx.test.log"
+    assert output.read_bytes() == b"caf\xe9 \xff\n"
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    host = results["cases"][0]["stages"][0]["hosts"][0]
+    assert host["output"] == "cases/only/run/h0.phalanx.test.log"
+    assert host["output_tail"] == "caf\ufffd \ufffd\n" and host["output_size"] == 7
+    assert "caf\ufffd \ufffd" in (folder / "junit.xml").read_text(encoding="utf-8")
+    # The failure line shows the host's last lines and where all of it is.
+    assert "    | caf\ufffd \ufffd" in done.stdout
+    assert f"    output: {output.relative_to(tmp_path)}" in done.stdout
+
+
+def test_escape_sequences_never_reach_the_terminal_raw(tmp_path: Path) -> None:
+    script = "printf '\\033]0;PWNED\\007hello \\033[31mred\\033[0m\\n'\n"
+    suite = one_case_suite(tmp_path / "repo", script)
+    done = phalanx("run", str(suite), "-v", "--plain", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "h0.phalanx.test| hello red" in done.stdout
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert "PWNED" not in done.stdout
+
+
+def test_messages_name_paths_relative_to_where_the_user_stands(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    one_case_suite(repo, "true\n")
+    done = phalanx("run", "repo", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "error: repo: a definitions repo: pick a suite with -s" in done.stderr
+    assert str(tmp_path) not in done.stderr
+    ran = phalanx("run", "repo/test-suites/s", "--plain", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    folder = only_run(tmp_path)
+    assert f"results: {folder.relative_to(tmp_path)}" in ran.stdout
+
+
+def test_the_coordinators_warnings_are_stamped_like_every_plain_line(tmp_path: Path) -> None:
+    probe = (
+        "import logging\n"
+        "from phalanx.cli import _log_with_time\n"
+        "_log_with_time(); _log_with_time()\n"
+        "logging.getLogger('phalanx.coordinator').warning('agent h1 lost: no heartbeat for 10s')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d\d\d agent h1 lost: no heartbeat for 10s\n", done.stderr
+    ), done.stderr
+
+
+def test_a_tree_run_whose_reader_leaves_early_still_finishes(tmp_path: Path) -> None:
+    tree = Path(__file__).parents[1] / "examples" / "tree"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "phalanx.cli", "run", str(tree), "-v", "--results",
+         str(tmp_path / "phalanx-results")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert run.stdout is not None and run.stderr is not None
+    run.stdout.readline()
+    run.stdout.close()
+    stderr = run.stderr.read().decode()
+    code = run.wait(timeout=120)
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    results = json.loads((only_run(tmp_path) / "results.json").read_text())
+    assert results["status"] == "failed" and code == 1  # the run's own: tests/fail fails
+    assert all(c["status"] != "pending" for c in results["cases"])

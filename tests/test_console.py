@@ -5,6 +5,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from phalanx.console import LiveConsole, PlainConsole, duration, make_console, summary
@@ -66,7 +67,7 @@ class Script:
         start = self.clock
         self.events.append(StageStarted(case, name, tuple(outcomes), at(start)))
         for host, chunks in (output or {}).items():
-            self.events.extend(HostOutput(case, name, host, chunk) for chunk in chunks)
+            self.events.extend(HostOutput(case, name, host, chunk.encode()) for chunk in chunks)
         hosts = []
         for i, (host, (status, code, reason)) in enumerate(outcomes.items()):
             result = HostResult(
@@ -180,7 +181,7 @@ def test_plain_console_verbose_shows_whole_output_lines() -> None:
     output = [line for line in lines if "| " in line and not re.match(_TIME, line)]
     assert output[:3] == [
         "srv1.phalanx.test| hello from srv1",
-        "srv2.phalanx.test| \x1b[32mgreen\x1b[0m",
+        "srv2.phalanx.test| green",  # escape sequences never reach the terminal
         "srv1.phalanx.test| second line",  # the unfinished line, at the host's end
     ]
     first_end = next(
@@ -189,7 +190,7 @@ def test_plain_console_verbose_shows_whole_output_lines() -> None:
     assert lines[first_end - 1] == "srv1.phalanx.test| second line"
     assert "srv1.phalanx.test| boom\\x00\\x07" in lines  # no raw NUL or BEL in a log
     assert any(
-        line.endswith("hello/case_b run srv1.phalanx.test collected 1 logs") for line in lines
+        line.endswith("hello/case_b run srv1.phalanx.test collected 1 log") for line in lines
     )
 
 
@@ -271,7 +272,7 @@ def test_live_console_event_handling_is_cheap() -> None:
     live, _ = live_console()
     live(RunStarted("r", "s", (SRV1,), ("c",)))
     try:
-        chunk = HostOutput("c", "run", SRV1, "x" * 100 + "\n")
+        chunk = HostOutput("c", "run", SRV1, b"x" * 100 + b"\n")
         import time
 
         start = time.perf_counter()
@@ -368,3 +369,196 @@ def test_summary_prints_what_each_host_reported() -> None:
     with out.capture() as captured:
         summary(without, out)
     assert "host results" not in captured.get()
+
+
+# --- output made fit for a terminal (report/terminal.py) ----------------------------
+
+
+def test_a_line_longer_than_a_screen_is_cut_with_its_size_whatever_the_pieces() -> None:
+    from phalanx.report.terminal import LINE_SHOWN, Lines
+
+    lines = Lines()
+    piece = b"x" * (64 * 1024)
+    shown = "".join(lines.feed("k", piece) for _ in range(800))  # 50 MiB, no newline yet
+    assert shown == ""
+    shown = lines.feed("k", b"xx\nnext\n")
+    first, second = shown.splitlines()
+    assert first == "x" * LINE_SHOWN + f"… [{800 * 64 * 1024 + 2:,} bytes]"
+    assert second == "next"
+    # Cut whole lines inside one piece too, and the unfinished one at the end.
+    shown = lines.feed("j", b"a" * 1000 + b"\nshort\n" + b"b" * 500)
+    assert shown.splitlines() == ["a" * LINE_SHOWN + "… [1,000 bytes]", "short"]
+    assert lines.flush("j") == "b" * LINE_SHOWN + "… [500 bytes]\n"
+
+
+def test_output_reaches_a_terminal_without_escapes_or_controls() -> None:
+    from phalanx.report.terminal import Lines
+
+    lines = Lines()
+    raw = (
+        b"\x1b]0;PWNED\x07title \x1b[31mred\x1b[0m\ttab\r\n"
+        b"10%\r20%\r30%\n"
+        b"bell\x07 nul\x00 \x1bc reset \xc2\x9b2J c1 \xc2\x9d0;X\xc2\x9c end\n"
+        b"caf\xe9 \xff\n"
+    )
+    shown = lines.feed("k", raw)
+    assert shown.splitlines() == [
+        "title red\ttab",
+        "30%",  # what a terminal would show after its carriage returns
+        "bell\\x07 nul\\x00  reset  c1  end",
+        "caf\ufffd \ufffd",
+    ]
+    assert "\x1b" not in shown and "PWNED" not in shown
+    # Binary junk: every control a dot, never a raw byte.
+    junk = Lines().feed("b", bytes(range(256)) * 16 + b"\n")
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in junk)
+
+
+def test_a_character_cut_between_pieces_is_shown_whole() -> None:
+    from phalanx.report.terminal import Lines
+
+    lines = Lines()
+    assert lines.feed("k", b"caf\xc3") == ""
+    assert lines.feed("k", b"\xa9\n") == "café\n"
+
+
+def test_a_terminal_whose_reader_is_gone_goes_quiet(tmp_path: Path) -> None:
+    import os
+
+    from phalanx.report.terminal import Terminal
+
+    read, write = os.pipe()
+    stream = os.fdopen(write, "w")
+    terminal = Terminal(stream)
+    terminal.line("first\n")
+    terminal.drain()
+    assert os.read(read, 100) == b"first\n"
+    os.close(read)  # the reader leaves (| head)
+    for i in range(100):
+        terminal.line(f"line {i}\n")
+        terminal.output("k", "h| ", b"output\n" * 1000)
+    terminal.drain()
+    terminal.close()
+    assert terminal.quiet
+    stream.write("more\n")
+    stream.flush()  # its descriptor now points at /dev/null: no BrokenPipeError
+
+
+def test_a_slow_reader_skips_output_and_says_how_much_but_keeps_every_status_line() -> None:
+    from phalanx.report.terminal import Shown
+
+    shown = Shown(backlog=1000)
+    shown.line("status 1\n")
+    for _ in range(10):
+        shown.output("k", "h| ", b"y" * 299 + b"\n")
+    shown.line("status 2\n")
+    shown.end("k", "h| ")
+    text = shown.take()
+    assert text.count("h| yyy") == 4  # 4 x 300 bytes waited; the rest was counted
+    assert "status 1" in text and "status 2" in text
+    assert "h| … 1,800 bytes of output not shown here" in text
+
+
+def test_plain_console_shows_a_failing_hosts_last_lines_and_output_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "phalanx-results" / "run-7"
+    out = run_dir / "cases/c/run/srv1.log"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"".join(b"line %d\n" % i for i in range(1, 11)) + b"\x1b[31mboom\x1b[0m")
+    stream = io.StringIO()
+    console = PlainConsole(stream, run_dir=run_dir)
+    console(RunStarted("run-7", "s", (SRV1,), ("c",)))
+    failed = HostResult(
+        host=SRV1,
+        status=Status.FAILED,
+        exit_code=1,
+        reason="exit code 1",
+        output="cases/c/run/srv1.log",
+        started_at=at(0),
+        ended_at=at(1),
+    )
+    console(HostStageEnded("c", "run", HostRecord.of(failed)))
+    lines = stream.getvalue().splitlines()
+    at_failure = next(i for i, line in enumerate(lines) if "srv1.phalanx.test failed" in line)
+    assert lines[at_failure + 1 :] == [
+        "    | line 7",
+        "    | line 8",
+        "    | line 9",
+        "    | line 10",
+        "    | boom",
+        "    output: phalanx-results/run-7/cases/c/run/srv1.log",  # relative to the cwd
+    ]
+    assert "1 case on" in lines[0]
+
+
+def many_cases(n: int, failed: set[int], running: int | None) -> list[Event]:
+    names = tuple(f"case_{i:03d}" for i in range(n))
+    events: list[Event] = [RunStarted("r", "big", (SRV1,), names)]
+    ended = running if running is not None else n
+    for i, name in enumerate(names[: ended + 1 if running is not None else n]):
+        events.append(StageStarted(name, "run", (SRV1,), at(i)))
+        if i == running:
+            break
+        status = Status.FAILED if i in failed else Status.PASSED
+        host = HostResult(host=SRV1, status=status, started_at=at(i), ended_at=at(i + 0.5))
+        events.append(HostStageEnded(name, "run", HostRecord.of(host)))
+        stage = StageResult(name="run", status=status, hosts=[host], started_at=at(i))
+        stage.ended_at = at(i + 0.5)
+        events.append(StageEnded(name, StageRecord.of(stage)))
+        case = CaseResult(name=name, status=status, stages=[stage])
+        case.started_at, case.ended_at = at(i), at(i + 0.5)
+        events.append(CaseEnded(CaseRecord.of(case)))
+    return events
+
+
+def test_the_live_view_of_200_cases_follows_the_running_case_and_keeps_failures() -> None:
+    from phalanx.board import fold
+    from phalanx.console import render_board
+
+    out = Console(file=io.StringIO(), width=120, color_system=None)
+    with out.capture() as captured:
+        out.print(render_board(fold(many_cases(200, {3, 77}, running=150), at(200))))
+    view = captured.get()
+    rows = [line.split()[0] for line in view.splitlines() if line.strip().startswith("case_")]
+    assert "case_150" in rows and "case_003" in rows and "case_077" in rows
+    assert len(rows) <= 26
+    assert "… 3 more passed" in view  # case_000..002
+    assert "… 73 more passed" in view  # between the two failures
+    assert "more pending" in view
+    assert "151/200 cases done" not in view and "150/200 cases done" in view
+
+
+def test_a_big_suites_summary_lists_only_what_did_not_pass() -> None:
+    from phalanx.board import fold
+
+    events = many_cases(40, {5, 30}, running=None)
+    board = fold(events)
+    assert board.done == 40
+    result = RunResult(run_id="r", suite="big", hosts=[SRV1], status=Status.FAILED)
+    result.started_at, result.ended_at = at(0), at(40)
+    for event in events:
+        if isinstance(event, CaseEnded):
+            record = event.result
+            case = CaseResult(name=record.name, status=record.status)
+            case.started_at, case.ended_at = record.started_at, record.ended_at
+            result.cases.append(case)
+    out = Console(file=io.StringIO(), width=120)
+    with out.capture() as captured:
+        summary(result, out)
+    text = captured.get()
+    listed = [line.split()[0] for line in text.splitlines() if line.strip().startswith("case_")]
+    assert listed == ["case_005", "case_030"]
+    assert "38 cases passed, not listed" in text
+    assert "40 cases: 38 passed, 2 failed · run failed" in text
+
+
+def test_plurals_say_one_case_and_one_log() -> None:
+    stream = io.StringIO()
+    console = PlainConsole(stream, verbose=True)
+    console(RunStarted("r", "s", (SRV1,), ("only",)))
+    console(HostLogs("only", "run", SRV1, (("x", b"1"),)))
+    text = stream.getvalue()
+    assert "started: 1 case on" in text and "collected 1 log" in text
+    assert "1 cases" not in text and "1 logs" not in text

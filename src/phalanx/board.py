@@ -2,9 +2,10 @@
 
 Events go in (`Board.apply`); an immutable `Snapshot` comes out: the run's
 id, suite, hosts and status, each case with its status, time and reason,
-each case's stages and the hosts on them, a cell per case and host, the
-stage running now, the tally by status and the last line each host printed
-in its current stage. The live and plain consoles, the tree console and
+each case's stages and the hosts on them, a cell per case and host (a host
+waiting in `phalanx-sync`/`phalanx-wait` says so), the stage running now,
+the tally by status and the last line each host printed in its current
+stage. `window` picks the rows a screen has room for. The live and plain consoles, the tree console and
 (later) the web render from it, and only from it.
 
 Pure: no I/O, no terminal, no clock. How long something still running has
@@ -24,7 +25,9 @@ from phalanx.events import (
     CaseRecord,
     Event,
     HostOutput,
+    HostResumed,
     HostStageEnded,
+    HostWaiting,
     RunEnded,
     RunRecord,
     RunStarted,
@@ -34,6 +37,8 @@ from phalanx.events import (
 from phalanx.model import Status, seconds, worst
 
 Tally = tuple[tuple[Status, int], ...]
+
+LAST_LINE_BYTES = 1024  # of each piece of output, for the last line a host printed
 
 
 def tally(statuses: Iterable[Status]) -> Tally:
@@ -56,6 +61,7 @@ class Cell:
 
     stage: str
     status: Status
+    waiting: str | None = None  # running, but waiting for the others: on what
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +157,11 @@ class Board:
             case StageStarted():
                 self._stage_started(event)
             case HostOutput():
-                last = event.text.rstrip("\r\n").rpartition("\n")[2]
-                if last.strip():
-                    self._last_line[event.host] = last
+                self._output(event.host, event.data)
+            case HostWaiting():
+                self._waiting(event.case, event.stage, event.host, event.what)
+            case HostResumed():
+                self._waiting(event.case, event.stage, event.host, None)
             case HostStageEnded():
                 self._host_ended(event)
             case StageEnded():
@@ -174,6 +182,23 @@ class Board:
             self._last_line.pop(host, None)  # a new stage: old output would mislead
         if event.case is not None:
             self._cases[event.case].status = Status.RUNNING
+
+    def _output(self, host: str, data: bytes) -> None:
+        # Only the end of the piece is looked at: a piece costs the same
+        # whatever came before it, and a huge one no more than a small one.
+        tail = data[-LAST_LINE_BYTES:].rstrip(b"\r\n")
+        if not tail.strip():
+            return
+        line = tail.rpartition(b"\n")[2]
+        if len(line) < len(tail) or len(data) <= LAST_LINE_BYTES:
+            self._last_line[host] = line.decode("utf-8", errors="replace")
+        else:  # the end of a line longer than the piece looked at
+            self._last_line[host] = "…" + line.decode("utf-8", errors="replace")
+
+    def _waiting(self, case: str | None, stage: str, host: str, what: str | None) -> None:
+        cell = self._cells.get((case, host))
+        if cell is not None and cell.stage == stage and cell.status is Status.RUNNING:
+            self._cells[(case, host)] = Cell(stage, Status.RUNNING, what)
 
     def _host_ended(self, event: HostStageEnded) -> None:
         host = event.result
@@ -297,3 +322,50 @@ def fold(events: Iterable[Event], at: datetime | None = None) -> Snapshot:
     for event in events:
         board.apply(event)
     return board.snapshot(at)
+
+
+# --- what a screen has room for ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Elided:
+    """Consecutive rows a view leaves out, counted by status."""
+
+    tally: Tally
+
+    @property
+    def count(self) -> int:
+        return sum(n for _, n in self.tally)
+
+
+def window(rows: tuple[Row, ...], limit: int = 24, before: int = 2) -> list[Row | Elided]:
+    """At most about `limit` of `rows`, in order: the case running (or next
+    to run) with `before` rows before it and what follows, and every case
+    that ended without passing (the latest, if there are more than room);
+    each stretch left out becomes one `Elided`."""
+    if len(rows) <= limit:
+        return list(rows)
+    running = [i for i, r in enumerate(rows) if r.status is Status.RUNNING]
+    if running:
+        focus = running[0]
+    else:  # between cases, or over: the first not ended, else the end
+        focus = next((i for i, r in enumerate(rows) if not r.status.done), len(rows) - 1)
+    bad = [i for i, r in enumerate(rows) if r.status.done and not r.status.ok]
+    room = max(limit - len(bad), limit // 2)
+    keep = set(range(max(0, focus - before), min(len(rows), focus - before + room)))
+    keep |= set(running)
+    room_for_bad = max(limit - len(keep), 0)
+    keep |= set(bad[len(bad) - room_for_bad :] if len(bad) > room_for_bad else bad)
+    shown: list[Row | Elided] = []
+    left_out: list[Status] = []
+    for i, row in enumerate(rows):
+        if i in keep:
+            if left_out:
+                shown.append(Elided(tally(left_out)))
+                left_out = []
+            shown.append(row)
+        else:
+            left_out.append(row.status)
+    if left_out:
+        shown.append(Elided(tally(left_out)))
+    return shown

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from phalanx.load.errors import DefinitionError
     from phalanx.model import Suite
 
 from phalanx import argtypes
@@ -47,7 +48,9 @@ class _Err:
 def _stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    from phalanx.report.terminal import SafeStream
+
+    return Console(file=SafeStream(sys.stderr), highlight=False)  # type: ignore[arg-type]
 
 
 err = _Err()
@@ -61,13 +64,25 @@ def _load(path: Path, suite: str | None, cases: list[str]) -> Suite:
     try:
         loaded = find_suite(path, suite)
     except DefinitionErrors as exc:
-        _print_errors([str(e) for e in exc.errors])
+        _print_errors([_problem(e) for e in exc.errors])
         raise Exit(EXIT_DEFINITIONS) from None
     problems = check_cases(loaded, cases)
     if problems:
-        _print_errors([str(e) for e in problems])
+        _print_errors([_problem(e) for e in problems])
         raise Exit(EXIT_DEFINITIONS)
     return loaded.select(cases)
+
+
+def _problem(error: DefinitionError) -> str:
+    """A problem as printed: its file named the way every message names
+    paths (relative to where the user stands when below it)."""
+    import dataclasses
+
+    from phalanx.report.terminal import shown_path
+
+    if error.file is None:
+        return str(error)
+    return str(dataclasses.replace(error, file=Path(shown_path(error.file))))
 
 
 def _print_errors(lines: list[str]) -> None:
@@ -116,33 +131,64 @@ def run(args: argparse.Namespace) -> int:
         if used
     ]
     if given:
+        from phalanx.report.terminal import shown_path
+
         _print_errors(
-            [f"{args.path}: {', '.join(given)} apply to test trees (a folder with tests.yaml) only"]
+            [
+                f"{shown_path(args.path)}: {', '.join(given)} apply to test trees "
+                "(a folder with tests.yaml) only"
+            ]
         )
         return EXIT_DEFINITIONS
     from phalanx import aio
-    from phalanx.console import make_console, summary
+    from phalanx.console import make_console, summary, terminal_console
     from phalanx.coordinator.runs import RunOptions, run_local
+    from phalanx.layout import new_run_id
     from phalanx.report.writers import ReportPaths
 
     loaded = _load(args.path, args.suite, args.test)
+    run_id = new_run_id()  # known before the run: the console names files in its folder
     options = RunOptions(
         results=args.results,
         heartbeat_timeout=args.heartbeat_timeout,
         connect_timeout=args.connect_timeout,
         reports=ReportPaths(json=args.json, junit=args.junit, tap=args.tap),
+        run_id=run_id,
     )
-    console = make_console(plain=args.plain, verbose=args.verbose, stream=sys.stdout)
+    console = make_console(
+        plain=args.plain, verbose=args.verbose, stream=sys.stdout, run_dir=args.results / run_id
+    )
+    _log_with_time()
     try:
         with console:
             result, folder = aio.run(run_local(loaded, options, [console]))
     except KeyboardInterrupt:
         err.print("interrupted")
         return EXIT_INTERRUPTED
-    from rich.console import Console
-
-    summary(result, Console(), folder)
+    summary(result, terminal_console(sys.stdout), folder)
     return for_status(result.status)
+
+
+def _log_with_time() -> None:
+    """The coordinator's own warnings (an agent lost) on stderr, stamped
+    like every line of the plain console."""
+    import logging
+
+    from phalanx.report.terminal import SafeStream
+
+    class Clock(logging.Formatter):
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            return super().formatTime(record, "%H:%M:%S") + f".{int(record.msecs):03d}"
+
+    logger = logging.getLogger("phalanx")
+    if any(getattr(h, "phalanx_clock", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(SafeStream(sys.stderr))
+    handler.setFormatter(Clock("%(asctime)s %(message)s"))
+    handler.phalanx_clock = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -151,7 +197,7 @@ def validate(args: argparse.Namespace) -> int:
     from phalanx.tags import unfilled
 
     repo = load_repo(_repo_root(args.path))
-    problems = [str(e) for e in repo.errors]
+    problems = [_problem(e) for e in repo.errors]
     warnings = [str(u) for s in repo.suites.values() for u in unfilled(s)]
     if args.strict:
         problems, warnings = problems + warnings, []
@@ -191,7 +237,7 @@ def list_(args: argparse.Namespace) -> int:
             clusters.add_row(name, ", ".join(hosts))
         out.print(clusters)
     if repo.errors:
-        _print_errors([str(e) for e in repo.errors])
+        _print_errors([_problem(e) for e in repo.errors])
         return EXIT_DEFINITIONS
     return EXIT_OK
 
@@ -213,7 +259,9 @@ def results_convert(args: argparse.Namespace) -> int:
     try:
         run_result = read_json(args.results_json)
     except (OSError, ValueError) as exc:
-        err.print(f"error: {args.results_json}: {exc}")
+        from phalanx.report.terminal import shown_path
+
+        err.print(f"error: {shown_path(args.results_json)}: {exc}")
         return EXIT_DEFINITIONS
     found = rows(run_result)
     summary = stat(found, args.stat) if args.stat else None
@@ -379,7 +427,26 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _standard_streams() -> None:
+    """Started with stdin, stdout or stderr closed (`>&-`): /dev/null in its
+    place. Otherwise the next file or socket opened takes the number, and
+    what is printed, or what an agent started from here inherits, lands in it."""
+    import os
+
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _standard_streams()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args[:1] == ["agent"]:

@@ -4,13 +4,14 @@ Two sinks read the engine's events: `PlainConsole` writes one line per event
 (logs, CI, pipes, `--plain`); `LiveConsole` keeps a Rich table of cases by
 hosts up to date on a terminal. `summary` prints the verdict at the end.
 Both sinks only record what an event says; anything costly (formatting a
-table, writing a terminal) happens outside the engine's call.
+table, splitting output into lines, writing a terminal) happens on a thread
+of their own, never in the engine's call: a reader that is slow or gone
+never holds the run (see `report/terminal.py`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -23,13 +24,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from phalanx.board import Board, Cell, Snapshot, Tally, tally, tally_text
+from phalanx.board import Board, Cell, Elided, Snapshot, Tally, tally, tally_text, window
 from phalanx.events import (
     CaseEnded,
     Event,
     HostLogs,
     HostOutput,
+    HostRecord,
     HostStageEnded,
+    HostWaiting,
     RunEnded,
     RunStarted,
     StageEnded,
@@ -37,7 +40,16 @@ from phalanx.events import (
     now,
 )
 from phalanx.model import RunResult, Status, seconds
-from phalanx.report.outcomes import Entry, entries
+from phalanx.report.outcomes import RED, Entry, entries
+from phalanx.report.terminal import (
+    SafeStream,
+    Shown,
+    Terminal,
+    file_tail,
+    plural,
+    safe_text,
+    shown_path,
+)
 
 STYLES: dict[Status, str] = {
     Status.PENDING: "dim",
@@ -49,12 +61,11 @@ STYLES: dict[Status, str] = {
     Status.TIMEOUT: "bold yellow",
     Status.CANCELLED: "bright_black",
 }
+WAITING_STYLE = "yellow"
 
-_Key = tuple[str | None, str, str]  # case (None: the suite), stage, host
-
-# C0 controls a log viewer chokes on; tab, CR (progress bars) and ESC (colors,
-# which CI log viewers render) pass through.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
+TAIL_LINES = 5  # of a failing host's output, under its failure
+ROWS = 24  # cases the live table shows at most (plus a line per stretch left out)
+BIG = 30  # cases above which the final table lists only those that did not pass
 
 
 def duration(value: float) -> str:
@@ -76,6 +87,16 @@ def _clock(moment: datetime | None) -> str:
 
 def styled(status: Status) -> Text:
     return Text(status.value, style=STYLES[status])
+
+
+def failure_lines(host: HostRecord, run_dir: Path | None, tail: bool = True) -> list[str]:
+    """What follows a failing host's line: the last lines it printed and
+    where its whole output is."""
+    if host.output is None or run_dir is None:
+        return []
+    path = run_dir / host.output
+    lines = [f"    | {line}" for line in file_tail(path, TAIL_LINES) or []] if tail else []
+    return [*lines, f"    output: {shown_path(path)}"]
 
 
 class _Started:
@@ -100,24 +121,6 @@ class _Started:
         self.stop()
 
 
-class _Lines:
-    """Output arrives in chunks cut anywhere; people read whole lines."""
-
-    def __init__(self) -> None:
-        self._partial: dict[_Key, str] = {}
-
-    def feed(self, key: _Key, text: str) -> list[str]:
-        text = self._partial.pop(key, "") + text
-        *lines, rest = text.split("\n")
-        if rest:
-            self._partial[key] = rest
-        return [line.rstrip("\r") for line in lines]
-
-    def flush(self, key: _Key) -> list[str]:
-        rest = self._partial.pop(key, "")
-        return [rest] if rest else []
-
-
 # --- one line per event ------------------------------------------------------
 
 
@@ -125,13 +128,15 @@ class PlainConsole(_Started):
     """`12:00:01.123 hello/case_a run srv1.phalanx.test passed (0.42s)`.
 
     A host's or a stage's line says what its event says; the run's state
-    (the suite, a case's row, the tally) comes from the board."""
+    (the suite, a case's row, the tally) comes from the board. A host that
+    did not pass is followed by the last lines of its output and the path
+    of its output file (`run_dir`: the run folder)."""
 
-    def __init__(self, stream: TextIO, verbose: bool = False) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO, verbose: bool = False, run_dir: Path | None = None) -> None:
+        self.terminal = Terminal(stream)
         self.verbose = verbose
+        self.run_dir = run_dir
         self.board = Board()
-        self._lines = _Lines()
 
     def __call__(self, event: Event) -> None:
         self.board.apply(event)
@@ -139,31 +144,27 @@ class PlainConsole(_Started):
             case RunStarted():
                 self._write(
                     event.at,
-                    f"{event.suite} run {event.run_id} started: {len(event.cases)} cases "
-                    f"on {', '.join(event.hosts)}",
+                    f"{event.suite} run {event.run_id} started: "
+                    f"{plural(len(event.cases), 'case')} on {', '.join(event.hosts)}",
                 )
             case StageStarted():
                 where = self._where(event.case)
                 self._write(event.at, f"{where} {event.stage} started on {', '.join(event.hosts)}")
             case HostOutput():
                 if self.verbose:
-                    lines = self._lines.feed((event.case, event.stage, event.host), event.text)
-                    self._output(event.host, lines)
-            case HostStageEnded():
-                result = event.result
+                    key = (event.case, event.stage, event.host)
+                    self.terminal.output(key, f"{event.host}| ", event.data)
+            case HostWaiting():
                 if self.verbose:
-                    self._output(
-                        result.host, self._lines.flush((event.case, event.stage, result.host))
-                    )
-                took = seconds(result.started_at, result.ended_at)
-                line = f"{self._where(event.case)} {event.stage} {result.host} {result.status}"
-                line += f" ({duration(took)})" + (f": {result.reason}" if result.reason else "")
-                self._write(result.ended_at, line)
+                    where = f"{self._where(event.case)} {event.stage} {event.host}"
+                    self._write(event.at, f"{where} waiting in {event.what}")
+            case HostStageEnded():
+                self._host_ended(event)
             case HostLogs():
                 if self.verbose:
                     where = self._where(event.case)
-                    count = len(event.files)
-                    self._write(None, f"{where} {event.stage} {event.host} collected {count} logs")
+                    count = plural(len(event.files), "log")
+                    self._write(None, f"{where} {event.stage} {event.host} collected {count}")
             case StageEnded():
                 stage = event.result
                 line = f"{self._where(event.case)} {stage.name} {stage.status}"
@@ -188,25 +189,29 @@ class PlainConsole(_Started):
                 line += f": {tally_text(run.tally) or 'no cases'}"
                 self._write(run.ended_at, line + (f"; {run.reason}" if run.reason else ""))
 
+    def _host_ended(self, event: HostStageEnded) -> None:
+        result = event.result
+        if self.verbose:
+            self.terminal.end((event.case, event.stage, result.host), f"{result.host}| ")
+        took = seconds(result.started_at, result.ended_at)
+        line = f"{self._where(event.case)} {event.stage} {result.host} {result.status}"
+        line += f" ({duration(took)})" + (f": {result.reason}" if result.reason else "")
+        more = [] if result.status.ok else failure_lines(result, self.run_dir, not self.verbose)
+        self._write(result.ended_at, line, more)
+
     def _where(self, case: str | None) -> str:
         suite = self.board.suite
         return suite if case is None else f"{suite}/{case}"
 
-    def _write(self, moment: datetime | None, line: str) -> None:
-        self.stream.write(f"{_clock(moment)} {line}\n")
-        self.stream.flush()
-
-    def _output(self, host: str, lines: list[str]) -> None:
-        if lines:
-            text = "".join(f"{host}| {line}\n" for line in lines)
-            self.stream.write(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
-            self.stream.flush()
+    def _write(self, moment: datetime | None, line: str, more: list[str] | None = None) -> None:
+        text = f"{_clock(moment)} {safe_text(line)}\n"
+        self.terminal.line(text + "".join(f"{m}\n" for m in more or ()))
 
     def start(self) -> None:
         """Nothing to start; here so both consoles are used the same way."""
 
     def stop(self) -> None:
-        self.stream.flush()
+        self.terminal.close()
 
 
 # --- a live table --------------------------------------------------------------
@@ -232,8 +237,7 @@ class LiveConsole(_Started):
         self._pump: threading.Thread | None = None
         self._stopping = threading.Event()
         self._board = Board()
-        self._lines = _Lines()
-        self._pending: list[str] = []
+        self._shown = Shown()
 
     # -- events (the engine's thread; keep these O(1)-ish and free of I/O) --
 
@@ -242,22 +246,16 @@ class LiveConsole(_Started):
             self.start()
         with self._lock:
             self._board.apply(event)
-            if self.verbose:
-                self._queue_output(event)
+        if self.verbose:
+            match event:
+                case HostOutput():
+                    key = (event.case, event.stage, event.host)
+                    self._shown.output(key, f"{event.host}| ", event.data)
+                case HostStageEnded():
+                    host = event.result.host
+                    self._shown.end((event.case, event.stage, host), f"{host}| ")
         if isinstance(event, RunEnded):
             self.stop()
-
-    def _queue_output(self, event: Event) -> None:
-        match event:
-            case HostOutput():
-                lines = self._lines.feed((event.case, event.stage, event.host), event.text)
-                self._queue(event.host, lines)
-            case HostStageEnded():
-                key = (event.case, event.stage, event.result.host)
-                self._queue(event.result.host, self._lines.flush(key))
-
-    def _queue(self, host: str, lines: list[str]) -> None:
-        self._pending.extend(f"{host}| {line}" for line in lines)
 
     # -- rendering (Rich's refresh thread) --
 
@@ -303,22 +301,23 @@ class LiveConsole(_Started):
 
     def _pump_output(self) -> None:
         # Output goes above the table in batches: one redraw per tick, however
-        # much the hosts print.
+        # much the hosts print; what Rich cannot keep up with is skipped, and
+        # counted (Shown's backlog).
         while not self._stopping.wait(1 / self.refresh_per_second):
             live = self._live
             if live is not None:
                 self._print_pending(live)
 
     def _print_pending(self, live: Live) -> None:
-        with self._lock:
-            lines, self._pending = self._pending, []
-        if lines:
-            live.console.print(Text.from_ansi("\n".join(lines)), highlight=False, soft_wrap=True)
+        text = self._shown.take()
+        if text:
+            live.console.print(Text(text.removesuffix("\n")), highlight=False, soft_wrap=True)
 
 
-def render_board(board: Snapshot) -> RenderableType:
-    """The live view: a header, a table of cases by hosts, and while the run
-    goes, the last line each host printed."""
+def render_board(board: Snapshot, rows: int = ROWS) -> RenderableType:
+    """The live view: a header, a table of cases by hosts (the running case
+    and every failure kept in view when there are more than `rows`), and
+    while the run goes, the last line each host printed."""
     header = Text.assemble(
         ("phalanx ", "bold"),
         (board.suite, "bold cyan"),
@@ -331,12 +330,13 @@ def render_board(board: Snapshot) -> RenderableType:
         where = current.case if current.case is not None else "suite"
         header.append(f"  ▸ {where} {current.stage} ", style="bold")
         header.append(duration(current.seconds or 0.0), style="dim")
-    header.append(f"  {board.done}/{len(board.cases)} cases done", style="dim")
+    header.append(f"  {board.done}/{plural(len(board.cases), 'case')} done", style="dim")
 
+    hosts = _host_labels(board.hosts)
     table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
     table.add_column("case", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    for label in _host_labels(board.hosts):
+    for label in hosts:
         table.add_column(label, no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     if board.suite_row is not None:
@@ -346,7 +346,10 @@ def render_board(board: Snapshot) -> RenderableType:
             *(_cell(cell) for cell in board.suite_row.cells),
             Text(""),
         )
-    for row in board.cases:
+    for row in window(board.cases, rows):
+        if isinstance(row, Elided):
+            table.add_row(Text(f"… {_elided(row)}", style="dim"), *[""] * (len(hosts) + 2))
+            continue
         table.add_row(
             row.name,
             styled(row.status),
@@ -356,10 +359,17 @@ def render_board(board: Snapshot) -> RenderableType:
     parts: list[RenderableType] = [header, table]
     for host, line in board.last_lines:
         text = Text(f"{host}| ", style="dim")
-        text.append_text(Text.from_ansi(line, no_wrap=True, overflow="ellipsis"))
+        text.append(safe_text(line).replace("\n", " "))
         text.no_wrap, text.overflow = True, "ellipsis"
         parts.append(text)
     return Group(*parts)
+
+
+def _elided(rows: Elided) -> str:
+    """`37 more passed`; `12 more: 10 passed, 2 skipped`."""
+    if len(rows.tally) == 1:
+        return f"{rows.count} more {rows.tally[0][0].value}"
+    return f"{rows.count} more: {tally_text(rows.tally)}"
 
 
 def _host_labels(hosts: tuple[str, ...]) -> list[str]:
@@ -371,26 +381,35 @@ def _host_labels(hosts: tuple[str, ...]) -> list[str]:
 def _cell(cell: Cell | None) -> Text:
     if cell is None:
         return Text("·", style="dim")
+    if cell.waiting is not None:
+        return Text.assemble((f"{cell.stage} ", "dim"), ("waiting", WAITING_STYLE))
     return Text.assemble((f"{cell.stage} ", "dim"), styled(cell.status))
 
 
 # --- after the run -----------------------------------------------------------
 
 
-def _details(entry: Entry) -> Text:
+def _details(entry: Entry, run_dir: Path | None) -> Text:
     if entry.status is Status.PASSED:
         return Text("")
     if not entry.status.done:
         return Text("did not run", style="dim")
     if entry.problems:
-        lines = [p.describe() for p in entry.problems]
-        return Text("\n".join(lines))
-    return Text(entry.reason or "")
+        lines: list[str] = []
+        for problem in entry.problems:
+            lines.append(problem.describe())
+            if problem.host is not None and problem.status in RED:
+                lines += failure_lines(HostRecord.of(problem.host), run_dir)
+        return Text(safe_text("\n".join(lines)))
+    return Text(safe_text(entry.reason or ""))
 
 
 def summary(result: RunResult, console: Console, run_dir: Path | None = None) -> None:
     """One row per case (and per suite stage that did not pass), totals, and
-    where the results are."""
+    where the results are. A big suite lists only what did not pass."""
+    listed = entries(result)
+    big = len(result.cases) > BIG
+    shown = [e for e in listed if e.status is not Status.PASSED] if big else listed
     table = Table(
         title=f"{result.suite} · run {result.run_id}",
         box=box.SIMPLE_HEAD,
@@ -401,16 +420,26 @@ def summary(result: RunResult, console: Console, run_dir: Path | None = None) ->
     table.add_column("status", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("failing hosts / reason", overflow="fold")
-    for entry in entries(result):
+    for entry in shown:
         took = duration(entry.seconds) if entry.seconds else ""
-        table.add_row(entry.name, styled(entry.status), took, _details(entry))
-    console.print(table)
+        table.add_row(entry.name, styled(entry.status), took, _details(entry, run_dir))
+    if shown:
+        console.print(table)
+    if big:
+        passed = len(listed) - len(shown)
+        console.print(
+            Text(
+                f"{plural(passed, 'case')} passed, not listed"
+                + (" (results.json has every case)" if passed else ""),
+                style="dim",
+            )
+        )
     data = _data_table(result)
     if data is not None:
         console.print(data)
     took = duration(seconds(result.started_at, result.ended_at))
     totals = Text.assemble(
-        f"{len(result.cases)} cases: ",
+        f"{plural(len(result.cases), 'case')}: ",
         _tally_text(tally(c.status for c in result.cases)),
         " · run ",
         styled(result.status),
@@ -420,7 +449,7 @@ def summary(result: RunResult, console: Console, run_dir: Path | None = None) ->
         totals.append(f" · {result.reason}")
     console.print(totals)
     if run_dir is not None:
-        console.print(Text.assemble("results: ", (str(run_dir), "bold")))
+        console.print(Text.assemble("results: ", (shown_path(run_dir), "bold")))
 
 
 DATA_WIDTH = 160  # longer results are cut here; results.json has them whole
@@ -445,7 +474,7 @@ def _data_table(result: RunResult) -> Table | None:
                 text = json.dumps(shown, separators=(", ", ": "), default=str)
                 if len(text) > DATA_WIDTH:
                     text = text[: DATA_WIDTH - 1] + "…"
-                table.add_row(case.name, host.host, text)
+                table.add_row(case.name, host.host, safe_text(text))
     return table if table.row_count else None
 
 
@@ -459,9 +488,16 @@ def _tally_text(counts: Tally) -> Text:
     return text or Text("none")
 
 
-def make_console(plain: bool, verbose: bool, stream: TextIO) -> PlainConsole | LiveConsole:
+def terminal_console(stream: TextIO) -> Console:
+    """A Rich console on `stream` that goes quiet when its reader is gone."""
+    return Console(file=SafeStream(stream))  # type: ignore[arg-type]
+
+
+def make_console(
+    plain: bool, verbose: bool, stream: TextIO, run_dir: Path | None = None
+) -> PlainConsole | LiveConsole:
     """A live table on a terminal; plain lines when asked or when the output
     is a pipe or a file (CI logs keep every line)."""
     if plain or not stream.isatty():
-        return PlainConsole(stream, verbose=verbose)
-    return LiveConsole(Console(file=stream), verbose=verbose)
+        return PlainConsole(stream, verbose=verbose, run_dir=run_dir)
+    return LiveConsole(terminal_console(stream), verbose=verbose)

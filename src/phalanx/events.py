@@ -1,8 +1,9 @@
 """Everything that happens in a run is an event; sinks consume them.
 
 The engine emits, in order: RunStarted; then for each stage that runs
-StageStarted, HostOutput (any number), HostStageEnded (one per host, as each
-host ends), HostLogs (one per host whose collected logs had anything in them,
+StageStarted, HostOutput (any number), HostWaiting and HostResumed (a
+host in `phalanx-sync`/`phalanx-wait`, and its release; suite runs only),
+HostStageEnded (one per host, as each host ends), HostLogs (one per host whose collected logs had anything in them,
 after every host ended the stage: logs are collected once the stage is over),
 StageEnded (its hosts name their collected logs); a stage nobody runs (no
 host has a task, or the case's initialize did not pass) has only StageEnded;
@@ -172,10 +173,35 @@ class StageStarted:
 
 @dataclass(frozen=True)
 class HostOutput:
+    """A piece of what a host's program wrote: its bytes, cut anywhere (in
+    a line, in a UTF-8 character); a sink that shows text decodes them."""
+
     case: str | None
     stage: str
     host: str
-    text: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class HostWaiting:
+    """A host's program waits for the others: in `phalanx-sync NAME` for a
+    barrier, in `phalanx-wait KEY` for a value (`what` says which)."""
+
+    case: str | None
+    stage: str
+    host: str
+    what: str  # `phalanx-sync ready`, `phalanx-wait port`
+    at: datetime = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class HostResumed:
+    """What a host waited for came: it runs on."""
+
+    case: str | None
+    stage: str
+    host: str
+    at: datetime = field(default_factory=now)
 
 
 @dataclass(frozen=True)
@@ -215,6 +241,8 @@ Event = (
     RunStarted
     | StageStarted
     | HostOutput
+    | HostWaiting
+    | HostResumed
     | HostLogs
     | HostStageEnded
     | StageEnded

@@ -39,7 +39,7 @@ async def test_a_result_delivered_twice_is_applied_and_journaled_once_but_acked_
     link = hub.link("a")
     link.attach(connection)
     journaled: Journal = []
-    output: list[str] = []
+    output: list[bytes] = []
     with RunFleet(hub, "r1", ["a"], journal=journal_into(journaled)) as fleet:
         running = asyncio.create_task(
             fleet.session("a").run_stage(order("r1:s", "a"), output.append)
@@ -50,7 +50,7 @@ async def test_a_result_delivered_twice_is_applied_and_journaled_once_but_acked_
         link.handle(result("r1:s", exit_code=3))
         report = await asyncio.wait_for(running, 5)
     assert report.outcome.exit_code == 3
-    assert output == ["hello\n"]
+    assert output == [b"hello\n"]
     assert journaled == [("a", "r1:s")]
     assert connection.acks() == ["r1:s", "r1:s"]
 

@@ -86,7 +86,7 @@ class FakeSession:
         self.host = host
         self.name = name
 
-    async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
+    async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
         case = order.env["PHALANX_CASE"] or None
         stage = order.env["PHALANX_STAGE"]
         key = (case, stage, order.host)
@@ -96,7 +96,7 @@ class FakeSession:
         for _ in range(fleet.turns.get(order.host, 1)):
             await asyncio.sleep(0)
         for text in fleet.output.get(key, []):
-            on_output(text)
+            on_output(text.encode())
         outcome = fleet.outcomes.get(key, PASS)
         if isinstance(outcome, Hang):
             fleet.hung.set()

@@ -106,7 +106,8 @@ def test_validate_names_file_line_and_key_of_every_bad_option(tmp_path: Path) ->
     assert done.returncode == 2, done.stdout + done.stderr
     for name, (_, line, key, says) in BAD.items():
         number = next(n for n, text in enumerate(lines, 1) if text.strip() == line)
-        where = f"{folder / 'suite.yaml'}:{number}: tests.{name}.{key}: "
+        # Named relative to where the user stands (cwd is tmp_path).
+        where = f"{(folder / 'suite.yaml').relative_to(tmp_path)}:{number}: tests.{name}.{key}: "
         (found,) = [t for t in done.stderr.splitlines() if where in t]
         assert says in found, found
     assert f"{len(BAD)} problems found" in done.stderr

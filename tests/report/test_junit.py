@@ -193,3 +193,26 @@ def test_a_cancelled_run(cancelled_run: RunResult, run_dir: Path) -> None:
     assert skipped.attrib["message"] == "did not run: cancelled by alice"
     expected = {"tests": "3", "failures": "0", "errors": "1", "skipped": "1"}
     assert {k: root.attrib[k] for k in expected} == expected
+
+
+def test_raw_output_bytes_are_replaced_only_in_the_report(
+    mixed_run: RunResult, run_dir: Path
+) -> None:
+    output = run_dir / "cases/case_fail/run/srv1.phalanx.test.log"
+    raw = b"\x1b]0;PWNED\x07caf\xe9 \xff\nlast \x1b[31mred\x1b[0m\n"
+    output.write_bytes(raw)
+    write_junit(mixed_run, run_dir, run_dir / "junit.xml")
+    failure = cases(parse(run_dir / "junit.xml"))["case_fail"].find("failure")
+    assert failure is not None
+    text = failure.text or ""
+    assert "caf\ufffd \ufffd\nlast red" in text
+    assert "\x1b" not in text and "PWNED" not in text
+    assert output.read_bytes() == raw
+
+
+def test_the_end_of_one_huge_line_is_shown(mixed_run: RunResult, run_dir: Path) -> None:
+    output = run_dir / "cases/case_fail/run/srv1.phalanx.test.log"
+    output.write_bytes(b"x" * 100_000 + b"THE END")
+    write_junit(mixed_run, run_dir, run_dir / "junit.xml")
+    failure = cases(parse(run_dir / "junit.xml"))["case_fail"].find("failure")
+    assert failure is not None and "THE END" in (failure.text or "")

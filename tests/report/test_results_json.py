@@ -10,6 +10,7 @@ import pytest
 from phalanx.model import HostResult, RunResult, StageResult, Status
 from phalanx.report import read_json, to_json, write_json
 from phalanx.report.json import iso
+from tests.report.conftest import FAILING_OUTPUT
 
 
 def _hosts(data: dict[str, object]) -> list[dict[str, object]]:
@@ -24,7 +25,7 @@ def _hosts(data: dict[str, object]) -> list[dict[str, object]]:
 
 def test_results_json_holds_the_whole_run(mixed_run: RunResult, run_dir: Path) -> None:
     path = run_dir / "results.json"
-    write_json(mixed_run, path)
+    write_json(mixed_run, path, run_dir)
     data = json.loads(path.read_text())
 
     assert (data["run_id"], data["suite"], data["status"]) == ("run-1", "hello", "error")
@@ -49,6 +50,8 @@ def test_results_json_holds_the_whole_run(mixed_run: RunResult, run_dir: Path) -
         "ended_at": "2024-05-01T12:00:12.500000+00:00",
         "duration": 1.5,
         "output": "cases/case_fail/run/srv1.phalanx.test.log",
+        "output_tail": FAILING_OUTPUT,
+        "output_size": len(FAILING_OUTPUT.encode()),
         "reason": "exit code 1",
         "logs": [],
         "data": None,
@@ -125,3 +128,35 @@ def test_write_is_atomic(
         write_json(mixed_run, path)
     assert path.read_text() == "previous"
     assert sorted(p.name for p in run_dir.iterdir() if p.is_file()) == ["results.json"]
+
+
+def test_results_json_keeps_a_bounded_decoded_tail_and_the_files_path(tmp_path: Path) -> None:
+    from phalanx.model import CaseResult
+    from phalanx.report.json import OUTPUT_TAIL
+
+    raw = b"caf\xe9 \xff\n"  # latin-1, not UTF-8
+    big = "é".encode() * 50_000 + b"\nlast line\n"  # 100 KB: only its end is kept
+    (tmp_path / "a.log").write_bytes(raw)
+    (tmp_path / "b.log").write_bytes(big)
+    hosts = [
+        HostResult(host="a", status=Status.FAILED, output="a.log"),
+        HostResult(host="b", status=Status.PASSED, output="b.log"),
+        HostResult(host="c", status=Status.PASSED, output="missing.log"),
+    ]
+    result = RunResult(
+        run_id="r",
+        suite="s",
+        status=Status.FAILED,
+        cases=[CaseResult(name="c", stages=[StageResult(name="run", hosts=hosts)])],
+    )
+    write_json(result, tmp_path / "results.json", tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    a, b, c = data["cases"][0]["stages"][0]["hosts"]
+    assert (a["output"], a["output_tail"], a["output_size"]) == ("a.log", "caf\ufffd \ufffd\n", 7)
+    assert b["output_size"] == len(big)
+    assert len(b["output_tail"].encode()) <= OUTPUT_TAIL
+    assert b["output_tail"].endswith("é\nlast line\n") and "\ufffd" not in b["output_tail"]
+    assert c["output_tail"] is None and c["output"] == "missing.log"
+    assert (tmp_path / "a.log").read_bytes() == raw  # the file itself is untouched
+    back = read_json(tmp_path / "results.json")
+    assert back.cases[0].stages[0].hosts[0].output == "a.log"

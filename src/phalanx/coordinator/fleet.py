@@ -22,6 +22,7 @@ from types import TracebackType
 from phalanx.coordinator.agents import AgentHub, AgentLink
 from phalanx.engine.rendezvous import Answer, Rendezvous
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
+from phalanx.events import Event, HostResumed, HostWaiting
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     AgentMessage,
@@ -52,11 +53,15 @@ def _no_journal(host: str, result: StageResult) -> None:
     pass
 
 
+def _no_emit(event: Event) -> None:
+    pass
+
+
 @dataclass
 class _Pending:
     order: StageOrder
     future: asyncio.Future[StageReport]
-    on_output: Callable[[str], None]
+    on_output: Callable[[bytes], None]
     sent_at: datetime
 
 
@@ -77,7 +82,7 @@ class RunHost:
 
     # --- HostSession ----------------------------------------------------------------
 
-    async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
+    async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
         sent_at = _now()
         link = self.link
         if link.lost is not None and link.connection is None:
@@ -166,10 +171,15 @@ class RunFleet:
         hosts: Iterable[str],
         *,
         journal: Journal | None = None,
+        emit: Callable[[Event], None] | None = None,
     ) -> None:
         self.hub = hub
         self.run_id = run_id
         self.journal: Journal = journal or _no_journal
+        self.emit = emit or _no_emit  # HostWaiting / HostResumed, for the board
+        # (host, request id) -> the stage id, case and stage of a host
+        # waiting in phalanx-sync or phalanx-wait
+        self.waiting: dict[tuple[str, str], tuple[str, str | None, str]] = {}
         self.rendezvous = Rendezvous()
         self.hosts = {name: RunHost(self, name) for name in hosts}
         self.closed = False
@@ -195,6 +205,7 @@ class RunFleet:
         for host in self.hosts.values():
             host.lose("the run ended")
         self.hosts.clear()
+        self.waiting.clear()
         self.rendezvous = Rendezvous()
 
     # --- Fleet --------------------------------------------------------------------
@@ -207,11 +218,15 @@ class RunFleet:
 
     def end_stage(self, stage_id: str) -> None:
         self.rendezvous.end_stage(stage_id)
+        for key in [k for k, where in self.waiting.items() if where[0] == stage_id]:
+            del self.waiting[key]
 
     def deliver(self, answers: list[Answer]) -> None:
         for answer in answers:
             if answer.host not in self.hosts:
                 continue
+            if (where := self.waiting.pop((answer.host, answer.request_id), None)) is not None:
+                self.emit(HostResumed(where[1], where[2], answer.host))
             link = self.hub.link(answer.host)
             if answer.key is None:
                 link.send(SyncRelease(request_id=answer.request_id))
@@ -225,19 +240,38 @@ class RunFleet:
         if run_host is None:
             return
         match message:
-            case StageOutput(stage_id=stage_id, data=data):
+            case StageOutput(stage_id=stage_id):
                 if pending := run_host.pending.get(stage_id):
-                    pending.on_output(data)
+                    pending.on_output(message.content)
             case StageResult():
                 run_host.result(message)
             case SyncArrive(stage_id=stage_id, name=name, request_id=rid):
-                self.deliver(self.rendezvous.arrive(stage_id, host, name, rid))
+                answers = self.rendezvous.arrive(stage_id, host, name, rid)
+                self._wait(run_host, stage_id, rid, f"phalanx-sync {name}", answers)
+                self.deliver(answers)
             case KvSend(stage_id=stage_id, key=key, value=value):
                 self.deliver(self.rendezvous.send(stage_id, key, value))
             case KvWait(stage_id=stage_id, key=key, request_id=rid):
-                self.deliver(self.rendezvous.wait(stage_id, host, key, rid))
+                answers = self.rendezvous.wait(stage_id, host, key, rid)
+                self._wait(run_host, stage_id, rid, f"phalanx-wait {key}", answers)
+                self.deliver(answers)
             case LogsResult():
                 run_host.logs(message)
+
+    def _wait(
+        self, run_host: RunHost, stage_id: str, rid: str, what: str, answers: list[Answer]
+    ) -> None:
+        """A host waits, unless its answer is already here (the last to arrive)."""
+        pending = run_host.pending.get(stage_id)
+        key = (run_host.name, rid)
+        if pending is None or key in self.waiting:
+            return  # a stage already over, or a request resent after a reconnect
+        if any((a.host, a.request_id) == key for a in answers):
+            return
+        env = pending.order.env
+        case, stage = env.get("PHALANX_CASE") or None, env.get("PHALANX_STAGE", "")
+        self.waiting[key] = (stage_id, case, stage)
+        self.emit(HostWaiting(case, stage, run_host.name, what))
 
     def on_attach(self, host: str) -> None:
         if (run_host := self.hosts.get(host)) is not None:

@@ -85,7 +85,7 @@ async def run_suite(
     names = [h.name for h in hosts]
     tokens: list[str] = []
     try:
-        with RunFleet(hub, run_id, names, journal=folder.journal) as fleet:
+        with RunFleet(hub, run_id, names, journal=folder.journal, emit=emit) as fleet:
             engine = Lockstep(
                 suite,
                 fleet,

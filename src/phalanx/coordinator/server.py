@@ -31,6 +31,10 @@ async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIter
         ws="websockets-sansio",
         ws_max_size=64 * 1024 * 1024,
         ws_ping_interval=None,  # heartbeats are the hub's: it must notice a silent agent itself
+        # No compression: uvicorn stops reading a connection only after a whole
+        # network read is handled, and one read of deflated log output can
+        # inflate to hundreds of messages (a run's output held in memory at once).
+        ws_per_message_deflate=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -54,8 +54,8 @@ class StageScope:
 class HostSession(Protocol):
     name: str
 
-    async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
-        """Run one stage; never raises for a host problem: a lost agent is an
+    async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
+        """Run one stage (`on_output` gets the bytes it printed, as they come); never raises for a host problem: a lost agent is an
         Outcome with an error."""
         ...
 

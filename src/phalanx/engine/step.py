@@ -51,10 +51,10 @@ async def host_stage(
     stage, host = context.stage, order.host
     result = HostResult(host=host, status=Status.RUNNING, started_at=now())
 
-    def on_output(text: str) -> None:
+    def on_output(data: bytes) -> None:
         if result.output is None:  # a host that prints nothing has no output file
             result.output = layout.output_path(case, stage, host)
-        emit(HostOutput(case, stage, host, text))
+        emit(HostOutput(case, stage, host, data))
 
     report = await session.run_stage(order, on_output)
     result.status, result.reason = kind.judge(context, report.outcome)

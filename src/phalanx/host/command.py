@@ -1,6 +1,7 @@
 """One command for a stage, start to end: spawned in a process group of its
-own, output decoded and streamed, stopped with its whole group on a
-timeout, a stretch of silence or a cancel.
+own, output streamed as the bytes it wrote (nothing on the host decodes
+it), stopped with its whole group on a timeout, a stretch of silence or a
+cancel.
 
 Every runner that starts a process (shell scripts, tree tests, Python
 children) goes through here, so the rules are the same for all of them.
@@ -12,7 +13,6 @@ timer loop per test were a third of that.
 from __future__ import annotations
 
 import asyncio
-import codecs
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -22,6 +22,9 @@ from phalanx.host.process import Child, group_alive, kill_group, spawn
 from phalanx.tasks import Outcome
 
 DRAIN_AFTER_EXIT = 0.2  # seconds to wait for output still in the pipe after the exit
+# How long output still in the pipe after the exit may wait for a backlog
+# downstream to clear: output is not given up for a slow consumer, within reason.
+BACKLOG_AFTER_EXIT = 60.0
 
 Verdict = Literal["exited", "timeout", "inactive", "cancelled"]
 
@@ -41,27 +44,40 @@ async def run_command(
     in its group (tree tests must not hand daemons to the next test; a
     stage script that starts a server for later stages must)."""
     loop = asyncio.get_running_loop()
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     last_output = loop.time()
+    child: Child | None = None
+    paused: asyncio.Future[None] | None = None
 
     def on_output(data: bytes) -> None:
-        nonlocal last_output
+        nonlocal last_output, paused
         last_output = loop.time()
-        if text := decoder.decode(data):
-            ctx.output(text)
+        ctx.output(data)
+        if paused is None and (wait := ctx.backlog()) is not None and child is not None:
+            paused = wait
+            child.pause_output()
+            wait.add_done_callback(resume)
+
+    def resume(_: object) -> None:
+        nonlocal paused, last_output
+        paused, last_output = None, loop.time()
+        if child is not None:
+            child.resume_output()
+
+    def silent_since() -> float:
+        # A program blocked on a pipe nobody reads is not silent.
+        return loop.time() if paused is not None else last_output
 
     try:
         child = spawn(command, cwd or ctx.cwd, ctx.env if env is None else env, on_output)
     except OSError as exc:
         return Outcome(error=f"cannot start {command[0]}: {exc}")
     ctx.ledger.add(child.pid)
-    verdict = await supervise(child, ctx.timeout, ctx.cancelled, inactivity, lambda: last_output)
+    verdict = await supervise(child, ctx.timeout, ctx.cancelled, inactivity, silent_since)
     if end_group and group_alive(child.pid):
         await kill_group(child.pid)
     # Background processes the command left running may hold the pipe; it
     # stays open and read (so they never die of SIGPIPE) but is not waited for.
-    if await drain(child) and (tail := decoder.decode(b"", final=True)):
-        ctx.output(tail)
+    await drain(child, paused=lambda: paused)
     data = None
     if verdict == "inactive":
         data = {"timeout": f"no output for {inactivity:g}s; its process group was killed"}
@@ -125,10 +141,27 @@ async def supervise(
     return why
 
 
-async def drain(child: Child, grace: float = DRAIN_AFTER_EXIT) -> bool:
-    """Give the output pipe `grace` seconds to close after the exit; whether it did."""
-    if not child.output_closed.done():
+async def drain(
+    child: Child,
+    grace: float = DRAIN_AFTER_EXIT,
+    paused: Callable[[], asyncio.Future[None] | None] = lambda: None,
+) -> bool:
+    """Give the output pipe `grace` seconds of reading to close after the
+    exit; whether it did. While reading is `paused` (a backlog downstream),
+    the grace waits too, up to BACKLOG_AFTER_EXIT in all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BACKLOG_AFTER_EXIT
+    while not child.output_closed.done():
+        backlog = paused()
+        if backlog is not None:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await asyncio.wait({backlog}, timeout=left)
+            continue
         await asyncio.wait({child.output_closed}, timeout=grace)
+        if paused() is None:
+            break  # a whole grace of reading, and the pipe is still open
     return child.output_closed.done()
 
 

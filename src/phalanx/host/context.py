@@ -23,6 +23,10 @@ def set_signal(signal: asyncio.Future[None]) -> None:
         signal.set_result(None)
 
 
+def no_backlog() -> asyncio.Future[None] | None:
+    return None
+
+
 @dataclass
 class RunnerContext:
     stage_id: str
@@ -30,12 +34,17 @@ class RunnerContext:
     cwd: Path  # the host's working directory
     scratch_root: Path  # scratch() makes this stage's folder below it, on demand
     timeout: float
-    output: Callable[[str], None]
+    output: Callable[[bytes], None]  # the bytes the program wrote, as they come
     ledger: GroupLedger
     # Done when the coordinator cancels the stage (a future, not an Event:
     # runners watch it with a callback instead of a task each).
     cancelled: asyncio.Future[None] = field(default_factory=new_signal)
     sandboxes: Sandboxes | None = None  # tree tests' folders, shared by a run's workers
+    # Asked after each piece of output: a future to wait for before reading
+    # more (whoever takes the output is behind), or None to read on. Not
+    # reading makes a program that writes faster than its output can travel
+    # block on its pipe, so nothing between it and the run folder grows.
+    backlog: Callable[[], asyncio.Future[None] | None] = no_backlog
 
     def scratch(self) -> Path:
         """This stage's own folder, made on first use (most stages need none,

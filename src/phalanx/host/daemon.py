@@ -73,6 +73,16 @@ COMMANDS = ("sync", "send", "wait")
 # So only recent stages need recognising, and an agent that serves run after
 # run for months must not remember every stage it ever ran.
 FINISHED_REMEMBERED = 4096
+# Output goes out per stage in messages of at most this many bytes, small
+# writes gathered for up to OUTPUT_GATHER seconds: a program printing a
+# byte at a time costs a message per gather, not per byte.
+OUTPUT_MESSAGE_MAX = 256 * 1024
+OUTPUT_GATHER = 0.02
+# Bytes queued for the coordinator above which stages stop reading their
+# programs' output, and below which they read again: the agent's memory
+# stays bounded however fast a program writes.
+BACKLOG_HIGH = 4 * 1024 * 1024
+BACKLOG_LOW = 1024 * 1024
 
 
 @dataclass
@@ -81,6 +91,8 @@ class _Stage:
     cancelled: asyncio.Future[None] = field(default_factory=new_signal)
     seq: int = 0
     task: asyncio.Task[None] | None = None
+    output: bytearray = field(default_factory=bytearray)  # not yet sent
+    gather: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -134,6 +146,8 @@ class Agent:
         self.watches: dict[str, LogWatch] = {}
         self.requests: dict[str, _Request] = {}
         self.queue: asyncio.Queue[str] | None = None
+        self.queued = 0  # bytes in the queue, not yet sent
+        self.backlog: asyncio.Future[None] | None = None  # done when `queued` is low again
         self.stopping = asyncio.Event()
         self.refused: str | None = None
         self.background: set[asyncio.Task[None]] = set()
@@ -172,6 +186,7 @@ class Agent:
                     ping_interval=5,
                     ping_timeout=10,
                     max_size=64 * 1024 * 1024,
+                    compression=None,  # the coordinator takes none (see coordinator/server.py)
                 ) as ws:
                     delay = 0.05
                     await self._session(ws)
@@ -201,23 +216,22 @@ class Agent:
 
     async def _session(self, ws: ClientConnection) -> None:
         queue: asyncio.Queue[str] = asyncio.Queue()
-        queue.put_nowait(
-            encode(
-                Hello(
-                    version=PROTOCOL_VERSION,
-                    host=self.host,
-                    agent_version=__version__,
-                    pid=os.getpid(),
-                )
+        self.queue = queue
+        self._set_queued(0)
+        self.send(
+            Hello(
+                version=PROTOCOL_VERSION,
+                host=self.host,
+                agent_version=__version__,
+                pid=os.getpid(),
             )
         )
         # What the last connection may have lost: results not yet acked, and
         # requests not yet answered (the coordinator deduplicates both).
         for result in self.outbox.values():
-            queue.put_nowait(encode(result))
+            self.send(result)
         for request in self.requests.values():
-            queue.put_nowait(encode(request.message))
-        self.queue = queue
+            self.send(request.message)
         writer = asyncio.create_task(self._writer(ws, queue))
         try:
             async for raw in ws:
@@ -234,6 +248,7 @@ class Agent:
                 self.refused = exc.rcvd.reason or "refused"
         finally:
             self.queue = None
+            self._set_queued(0)  # what was queued is gone with the connection
             writer.cancel()
 
     async def _writer(self, ws: ClientConnection, queue: asyncio.Queue[str]) -> None:
@@ -243,12 +258,52 @@ class Agent:
                 await ws.send(data)
             finally:
                 queue.task_done()
+                if self.queue is queue:
+                    self._set_queued(self.queued - len(data))
 
     def send(self, message: Any) -> None:
         """Queue a message on the live connection; without one it is dropped
         (results and requests are resent on reconnect, output is not)."""
         if self.queue is not None:
-            self.queue.put_nowait(encode(message))
+            data = encode(message)
+            self.queue.put_nowait(data)
+            self._set_queued(self.queued + len(data))
+
+    def _set_queued(self, queued: int) -> None:
+        self.queued = queued
+        if queued <= BACKLOG_LOW and self.backlog is not None:
+            backlog, self.backlog = self.backlog, None
+            set_signal(backlog)
+
+    def output_backlog(self) -> asyncio.Future[None] | None:
+        """For a stage's command: a future to wait for before reading more
+        output, while too much is queued for the coordinator."""
+        if self.queued <= BACKLOG_HIGH:
+            return None
+        if self.backlog is None:
+            self.backlog = new_signal()
+        return self.backlog
+
+    def _stage_output(self, stage: _Stage, data: bytes) -> None:
+        stage.output += data
+        if len(stage.output) >= OUTPUT_MESSAGE_MAX:
+            self._send_output(stage)
+        elif stage.gather is None:
+            loop = asyncio.get_running_loop()
+            stage.gather = loop.call_later(OUTPUT_GATHER, self._send_output, stage)
+
+    def _send_output(self, stage: _Stage) -> None:
+        if stage.gather is not None:
+            stage.gather.cancel()
+            stage.gather = None
+        buffer = stage.output
+        for start in range(0, len(buffer), OUTPUT_MESSAGE_MAX):
+            piece = bytes(buffer[start : start + OUTPUT_MESSAGE_MAX])
+            stage.seq += 1
+            # latin-1: one character per byte, so the bytes cross as they are.
+            text = piece.decode("latin-1")
+            self.send(StageOutput(stage_id=stage.message.stage_id, seq=stage.seq, data=text))
+        buffer.clear()
 
     # --- messages from the coordinator ----------------------------------------------
 
@@ -303,9 +358,8 @@ class Agent:
             "PHALANX_STAGE_TIMEOUT": f"{message.timeout:g}",
         }
 
-        def output(text: str) -> None:
-            stage.seq += 1
-            self.send(StageOutput(stage_id=message.stage_id, seq=stage.seq, data=text))
+        def output(data: bytes) -> None:
+            self._stage_output(stage, data)
 
         context = RunnerContext(
             stage_id=message.stage_id,
@@ -316,6 +370,7 @@ class Agent:
             output=output,
             ledger=self.ledger,
             cancelled=stage.cancelled,
+            backlog=self.output_backlog,
         )
         started = datetime.now(UTC)
         try:
@@ -324,6 +379,7 @@ class Agent:
             outcome = Outcome(error=str(exc))
         else:
             outcome = await execute(task, context)
+        self._send_output(stage)  # all of it, before the result
         reply = StageResult(
             stage_id=message.stage_id,
             outcome=outcome,

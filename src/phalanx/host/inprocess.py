@@ -26,7 +26,7 @@ class InProcessSession:
         self.sandboxes = sandboxes
         self.ledger = ledger
 
-    async def run_stage(self, order: StageOrder, on_output: Callable[[str], None]) -> StageReport:
+    async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
         started = datetime.now(UTC)
         context = RunnerContext(
             stage_id=order.stage_id,

@@ -121,6 +121,16 @@ class Child:
         if not self.output_closed.done():
             self.output_closed.set_result(None)
 
+    def pause_output(self) -> None:
+        """Stop reading the output until `resume_output`: a program that
+        writes on blocks once the pipe is full."""
+        if not self.output_closed.done():
+            self._loop.remove_reader(self._output)
+
+    def resume_output(self) -> None:
+        if not self.output_closed.done():
+            self._loop.add_reader(self._output, self._on_readable)
+
     @property
     def returncode(self) -> int | None:
         return self.popen.returncode

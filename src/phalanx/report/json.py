@@ -2,6 +2,12 @@
 
 Timestamps are ISO 8601 with microseconds and a UTC offset, always; a
 `duration` in seconds is added for readers and dropped again on reading.
+
+A host's `output` is the path of its whole output in the run folder, the
+bytes the program wrote; `output_tail` is its last 64 KiB as text (decoded
+with U+FFFD for what is not UTF-8) and `output_size` its length in bytes,
+both read from the file when the report is written, and dropped again on
+reading (the file has it all).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from phalanx.model import CaseResult, HostResult, RunResult, StageResult, second
 from phalanx.report.files import write_atomic
 
 FORMAT = 1
-_DERIVED = ("format", "duration")
+_DERIVED = ("format", "duration", "output_tail", "output_size")
+OUTPUT_TAIL = 64 * 1024
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -36,7 +43,23 @@ def _duration(started: datetime | None, ended: datetime | None) -> float | None:
     return round(seconds(started, ended), 6)
 
 
-def _host(h: HostResult) -> dict[str, Any]:
+def output_tail(path: Path, limit: int = OUTPUT_TAIL) -> tuple[str, int] | None:
+    """The last `limit` bytes of a file as text, and the file's size; None
+    if it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - limit))
+            data = f.read()
+    except OSError:
+        return None
+    if size > limit:  # begin at a character, not inside one
+        data = data[next((i for i in range(min(4, len(data))) if data[i] & 0xC0 != 0x80), 0) :]
+    return data.decode("utf-8", errors="replace"), size
+
+
+def _host(h: HostResult, run_dir: Path | None) -> dict[str, Any]:
+    found = output_tail(run_dir / h.output) if run_dir is not None and h.output else None
     return {
         "host": h.host,
         "status": h.status.value,
@@ -45,6 +68,8 @@ def _host(h: HostResult) -> dict[str, Any]:
         "ended_at": iso(h.ended_at),
         "duration": _duration(h.started_at, h.ended_at),
         "output": h.output,
+        "output_tail": found[0] if found else None,
+        "output_size": found[1] if found else None,
         "reason": h.reason,
         "logs": list(h.logs),
         "data": jsonable(h.data),
@@ -65,18 +90,18 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _stage(s: StageResult) -> dict[str, Any]:
+def _stage(s: StageResult, run_dir: Path | None) -> dict[str, Any]:
     return {
         "name": s.name,
         "status": s.status.value,
         "started_at": iso(s.started_at),
         "ended_at": iso(s.ended_at),
         "duration": _duration(s.started_at, s.ended_at),
-        "hosts": [_host(h) for h in s.hosts],
+        "hosts": [_host(h, run_dir) for h in s.hosts],
     }
 
 
-def _case(c: CaseResult) -> dict[str, Any]:
+def _case(c: CaseResult, run_dir: Path | None) -> dict[str, Any]:
     return {
         "name": c.name,
         "status": c.status.value,
@@ -84,11 +109,13 @@ def _case(c: CaseResult) -> dict[str, Any]:
         "started_at": iso(c.started_at),
         "ended_at": iso(c.ended_at),
         "duration": _duration(c.started_at, c.ended_at),
-        "stages": [_stage(s) for s in c.stages],
+        "stages": [_stage(s, run_dir) for s in c.stages],
     }
 
 
-def to_json(result: RunResult) -> dict[str, Any]:
+def to_json(result: RunResult, run_dir: Path | None = None) -> dict[str, Any]:
+    """`run_dir`: the run folder, where the hosts' output files are (None:
+    no tails)."""
     return {
         "format": FORMAT,
         "run_id": result.run_id,
@@ -100,15 +127,16 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "started_at": iso(result.started_at),
         "ended_at": iso(result.ended_at),
         "duration": _duration(result.started_at, result.ended_at),
-        "stages": [_stage(s) for s in result.stages],
-        "cases": [_case(c) for c in result.cases],
+        "stages": [_stage(s, run_dir) for s in result.stages],
+        "cases": [_case(c, run_dir) for c in result.cases],
     }
 
 
-def write_json(result: RunResult, path: Path) -> None:
+def write_json(result: RunResult, path: Path, run_dir: Path | None = None) -> None:
     # orjson: the stdlib's C encoder does not indent, and its pure-Python one
     # takes ~0.1 s for a run of 500 tests.
-    write_atomic(path, orjson.dumps(to_json(result), option=orjson.OPT_INDENT_2) + b"\n")
+    data = to_json(result, run_dir)
+    write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def _strip_derived(value: Any) -> Any:

@@ -54,8 +54,10 @@ def tail(path: Path, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> str | 
         return None
     text = data.decode("utf-8", errors="replace")
     kept = text.splitlines()
-    if start > 0 and kept:
+    if start > 0 and len(kept) > 1:
         kept = kept[1:]  # the first line was cut in the middle
+    elif start > 0 and kept:
+        kept[0] = "…" + kept[0]  # one long line: its end
     omitted = len(kept) > lines or start > 0
     kept = kept[-lines:]
     body = clean("\n".join(kept))

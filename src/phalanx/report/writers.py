@@ -24,6 +24,6 @@ class ReportPaths:
 
 def write_reports(result: RunResult, run_dir: Path, paths: ReportPaths | None = None) -> None:
     paths = paths or ReportPaths()
-    write_json(result, paths.json or run_dir / layout.RESULTS_JSON)
+    write_json(result, paths.json or run_dir / layout.RESULTS_JSON, run_dir)
     write_junit(result, run_dir, paths.junit or run_dir / layout.JUNIT_XML)
     write_tap(result, paths.tap or run_dir / layout.RESULTS_TAP)

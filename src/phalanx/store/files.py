@@ -1,5 +1,6 @@
-"""The run folder on disk: stage output per host, collected logs, and the
-journal of results (written before the agent's result is acked)."""
+"""The run folder on disk: stage output per host (the bytes the program
+wrote, undecoded), collected logs, and the journal of results (written
+before the agent's result is acked)."""
 
 from __future__ import annotations
 
@@ -20,20 +21,22 @@ class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
-        self._outputs: dict[tuple[str | None, str, str], IO[str]] = {}
+        self._outputs: dict[tuple[str | None, str, str], IO[bytes]] = {}
         self._journal = (path / layout.JOURNAL).open("a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
         match event:
-            case HostOutput(case=case, stage=stage, host=host, text=text):
+            case HostOutput(case=case, stage=stage, host=host, data=data):
                 # Opened on first output: a stage that prints nothing costs no
                 # file, which matters at one barrier every few milliseconds.
                 f = self._outputs.get((case, stage, host))
                 if f is None:
                     target = self.path / layout.output_path(case, stage, host)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    f = self._outputs[(case, stage, host)] = target.open("w", encoding="utf-8")
-                f.write(text)
+                    f = self._outputs[(case, stage, host)] = target.open("wb")
+                # A piece is at most one wire message (256 KiB): one write,
+                # into the page cache, well under a millisecond.
+                f.write(data)
             case HostStageEnded(case=case, stage=stage, result=result):
                 if (f := self._outputs.pop((case, stage, result.host), None)) is not None:
                     f.close()

@@ -100,7 +100,7 @@ def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
     from phalanx.tree.run import run_tree
 
     run_dir = args.results / (args.run_id or new_run_id())
-    console = TreeConsole(out, verbose=args.verbose)
+    console = TreeConsole(out, verbose=args.verbose, run_dir=run_dir)
     try:
         result = aio.run(
             run_tree(

@@ -1,53 +1,105 @@
 """What a person sees during a tree run: one line per finished test, in the
 order tests finish, each test's output kept together under its own line
 (shown with --verbose, and the tail of it for a test that did not pass), so
-that output of parallel tests never interleaves."""
+that output of parallel tests never interleaves.
+
+What is kept of a test's output until it ends is bounded: whole lines cut
+like the suite console's, up to VERBOSE_KEPT characters, then only the last
+TAIL_LINES lines and a count of what was left out (the run folder has it
+all). A closed stdout makes it quiet, not the run.
+"""
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from phalanx.board import Board, Row, tally, tally_text
-from phalanx.events import CaseEnded, Event, HostOutput
+from phalanx.events import CaseEnded, CaseRecord, Event, HostOutput
 from phalanx.model import RunResult, seconds
 from phalanx.report.outcomes import RED
+from phalanx.report.terminal import Lines, SafeStream, last_lines, plural, shown_path
 
 TAIL_LINES = 20
+VERBOSE_KEPT = 1024 * 1024
+
+
+@dataclass
+class _Output:
+    """One running test's output, as lines to show, bounded."""
+
+    kept: list[str] = field(default_factory=list)
+    size: int = 0  # characters in `kept`
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    left_out: int = 0  # lines neither kept nor in the tail
+
+    def add(self, shown: str, keep: bool) -> None:
+        if not shown:
+            return
+        if keep and self.size + len(shown) <= VERBOSE_KEPT and not self.left_out:
+            self.kept.append(shown)
+            self.size += len(shown)
+            return
+        lines = last_lines(shown, TAIL_LINES)
+        dropped = len(self.tail) + len(lines) - TAIL_LINES
+        self.left_out += max(0, dropped) + max(0, shown.count("\n") - len(lines))
+        self.tail.extend(lines)
+
+    def lines(self, whole: bool) -> list[str]:
+        """All that was kept (whole) or the last TAIL_LINES lines."""
+        if whole:
+            shown = "".join(self.kept).rstrip("\n").split("\n") if self.kept else []
+            if self.left_out:
+                shown.append(f"… {plural(self.left_out, 'more line')}, then:")
+            return shown + list(self.tail)
+        recent = last_lines("".join(self.kept), TAIL_LINES) + list(self.tail)
+        return recent[-TAIL_LINES:]
 
 
 class TreeConsole:
-    def __init__(self, stream: TextIO, verbose: bool = False) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO, verbose: bool = False, run_dir: Path | None = None) -> None:
+        self.stream = SafeStream(stream)
         self.verbose = verbose
+        self.run_dir = run_dir
         self.board = Board()
-        self.output: dict[str, list[str]] = {}  # a test's whole output, until it ends
+        self._lines = Lines()
+        self.output: dict[str, _Output] = {}  # a running test's output, until it ends
 
     def __call__(self, event: Event) -> None:
         self.board.apply(event)
         match event:
-            case HostOutput(case=case, text=text) if case is not None:
-                self.output.setdefault(case, []).append(text)
+            case HostOutput(case=case, data=data) if case is not None:
+                shown = self._lines.feed(case, data)
+                self.output.setdefault(case, _Output()).add(shown, self.verbose)
             case CaseEnded(result=result):
                 row = self.board.case(result.name)
                 assert row is not None  # the board just saw it
-                self._case(row, "".join(self.output.pop(result.name, [])))
+                output = self.output.pop(result.name, _Output())
+                output.add(self._lines.flush(result.name), self.verbose)
+                self._case(row, output, result)
 
-    def _case(self, row: Row, output: str) -> None:
+    def _case(self, row: Row, output: _Output, case: CaseRecord) -> None:
         line = f"{row.status.value.upper():9} {row.name}  {row.seconds or 0.0:.2f}s"
         if row.reason:
             line += f"  ({row.reason})"
         lines = [line]
-        shown = output if self.verbose else ""
-        if not shown and row.status in RED and output:
-            shown = "\n".join(output.rstrip("\n").split("\n")[-TAIL_LINES:])
-        if shown:
-            lines += [f"    | {text}" for text in shown.rstrip("\n").split("\n")]
+        shown = output.lines(whole=True) if self.verbose else []
+        if not shown and row.status in RED:
+            shown = output.lines(whole=False)
+        lines += [f"    | {text}" for text in shown]
+        if row.status in RED and self.run_dir is not None:
+            for stage in case.stages:
+                for host in stage.hosts:
+                    if host.output is not None and not host.status.ok:
+                        lines.append(f"    output: {shown_path(self.run_dir / host.output)}")
         self.stream.write("\n".join(lines) + "\n")
         self.stream.flush()
 
 
 def summary(result: RunResult, stream: TextIO, run_dir: Path) -> None:
+    out = SafeStream(stream)
     counted = tally_text(tally(c.status for c in result.cases)) or "no tests"
     took = seconds(result.started_at, result.ended_at)
     bad = [c for c in result.cases if c.status in RED]
@@ -55,9 +107,11 @@ def summary(result: RunResult, stream: TextIO, run_dir: Path) -> None:
     if bad:
         lines.append("not passed:")
         lines += [f"  {c.status.value:9} {c.name}  {c.reason or ''}".rstrip() for c in bad]
-    lines.append(f"{len(result.cases)} tests: {counted} · run {result.status.value} in {took:.2f}s")
+    lines.append(
+        f"{plural(len(result.cases), 'test')}: {counted} · run {result.status.value} in {took:.2f}s"
+    )
     if result.reason:
         lines.append(result.reason)
-    lines.append(f"results: {run_dir}")
-    stream.write("\n".join(lines) + "\n")
-    stream.flush()
+    lines.append(f"results: {shown_path(run_dir)}")
+    out.write("\n".join(lines) + "\n")
+    out.flush()

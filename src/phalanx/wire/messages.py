@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from phalanx import __version__
 from phalanx.tasks import TASK_TYPES, Outcome, Task, to_json
 
-PROTOCOL_VERSION = 1
+# 2: stage.output carries bytes as latin-1 text (1 sent text decoded as UTF-8).
+PROTOCOL_VERSION = 2
 
 
 class _Message(BaseModel):
@@ -37,10 +38,23 @@ class Hello(_Message):
 
 
 class StageOutput(_Message):
+    """A piece of a stage's output: the bytes the program wrote, each as the
+    character of the same number (latin-1), so the agent never decodes and
+    the coordinator gets them back with `.encode("latin-1")`. Text, unlike
+    base64: plain ASCII output (the usual) crosses at its own size and reads
+    as itself in a frame dump; only bytes above 0x7f cost two and control
+    bytes six."""
+
     type: Literal["stage.output"] = "stage.output"
     stage_id: str
     seq: int
     data: str
+
+    @property
+    def content(self) -> bytes:
+        # A character above 0xff can only come from a broken or foreign
+        # agent: it becomes `?` rather than an error in the coordinator's loop.
+        return self.data.encode("latin-1", errors="replace")
 
 
 class StageResult(_Message):

@@ -1,0 +1,155 @@
+"""Output at volume: what a run costs when its hosts print a lot.
+
+One host writes 1 GiB in one stage; then 8 hosts write 100 MiB each; each
+with and without `-v` (the plain console, its stdout to /dev/null, so what
+is measured is phalanx and not a terminal). The output is log-like lines of
+64 bytes. For each: the coordinator's peak RSS (`phalanx run`'s VmHWM, read
+from /proc while it runs), the run's wall time, whether an agent was lost,
+and the lockstep overhead of the trivial stage right after the big one (the
+case's finalize, `true`), next to the same stage's overhead in a run whose
+big stage prints nothing. Stage overhead as in bench/lockstep.py: the
+stage's wall time minus its slowest host's script time.
+
+Targets: peak RSS <= 150 MiB, no agent lost, the stage after the output
+within 2x its usual overhead.
+
+    .venv/bin/python bench/output.py [--scale 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+TARGET_RSS_MIB = 150.0
+TARGET_AFTER_RATIO = 2.0
+LINE = "0123456789 the quick brown fox jumps over the lazy dog, again!\n"  # 64 bytes
+BASELINE_RUNS = 3
+
+
+@dataclass
+class Measure:
+    peak_rss_mib: float
+    wall_s: float
+    lost: bool
+    status: str
+    after_ms: float  # overhead of the stage right after the big one
+
+
+def write_repo(root: Path, hosts: int, size: int) -> Path:
+    """A one-case suite: `run` prints `size` bytes on every host (nothing if
+    0), `finalize` is `true`."""
+    names = "".join(f"  - name: h{i}.bench\n" for i in range(hosts))
+    (root / "clusters").mkdir(parents=True)
+    (root / "clusters" / "c.yaml").write_text(f"name: c\nhosts:\n{names}")
+    suite = root / "test-suites" / "out"
+    case = suite / "tc" / "big"
+    case.mkdir(parents=True)
+    (suite / "suite.yaml").write_text("name: out\ncluster: c\ntests: [big]\ntimeout: 600\n")
+    line = LINE.rstrip("\n")
+    run = f"yes '{line}' | head -c {size}\n" if size else "true\n"
+    (case / "run.sh").write_text(run)
+    (case / "finalize.sh").write_text("true\n")
+    return suite
+
+
+def overhead_ms(stage: dict[str, object]) -> float:
+    def moment(value: object) -> float:
+        from datetime import datetime
+
+        return datetime.fromisoformat(str(value)).timestamp()
+
+    hosts = stage["hosts"]
+    assert isinstance(hosts, list)
+    slowest = max(moment(h["ended_at"]) - moment(h["started_at"]) for h in hosts)
+    return (moment(stage["ended_at"]) - moment(stage["started_at"]) - slowest) * 1000
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def measure(suite: Path, results: Path, verbose: bool) -> Measure:
+    command = [sys.executable, "-m", "phalanx", "run", str(suite), "--plain",
+               "--results", str(results)] + (["-v"] if verbose else [])  # fmt: skip
+    started = time.perf_counter()
+    err_path = results.parent / f"{results.name}.stderr"
+    with err_path.open("wb") as err:
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        peak = [0]
+
+        def sample() -> None:
+            while child.poll() is None:
+                peak[0] = max(peak[0], vm_hwm_kib(child.pid) or 0)
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        child.wait(timeout=1800)
+        sampler.join()
+    wall = time.perf_counter() - started
+    (folder,) = results.iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    stages = data["cases"][0]["stages"]
+    after = next(s for s in stages if s["name"] == "finalize")
+    lost = "agent lost" in json.dumps(data) or "agent lost" in err_path.read_text(errors="replace")
+    return Measure(peak[0] / 1024, wall, lost, data["status"], overhead_ms(after))
+
+
+def scenario(root: Path, name: str, hosts: int, size: int, verbose: bool) -> Measure:
+    base = root / name
+    suite = write_repo(base / "repo", hosts, size)
+    return measure(suite, base / "results", verbose)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="of the output sizes")
+    args = parser.parse_args()
+    cases = [
+        ("1 host x 1 GiB", 1, int(1024 * MIB * args.scale)),
+        ("8 hosts x 100 MiB", 8, int(100 * MIB * args.scale)),
+    ]
+    with tempfile.TemporaryDirectory(prefix="phalanx-bench-output-") as tmp:
+        root = Path(tmp)
+        print(f"{'scenario':<28} {'peak RSS':>9} {'wall':>8} {'lost':>5} {'after':>9} "
+              f"{'usual':>8} {'RSS/target':>10} {'after/usual':>11}")  # fmt: skip
+        for label, hosts, size in cases:
+            usual = statistics.median(
+                scenario(root, f"base-{hosts}-{i}", hosts, 0, False).after_ms
+                for i in range(BASELINE_RUNS)
+            )
+            for verbose in (False, True):
+                tag = f"{label}{' -v' if verbose else ''}"
+                m = scenario(root, f"{hosts}-{size}-{verbose}", hosts, size, verbose)
+                rss_ratio = m.peak_rss_mib / TARGET_RSS_MIB
+                after_ratio = m.after_ms / max(usual, 0.001)
+                print(
+                    f"{tag:<28} {m.peak_rss_mib:>6.1f}MiB {m.wall_s:>7.1f}s {'yes' if m.lost else 'no':>5} "
+                    f"{m.after_ms:>7.2f}ms {usual:>6.2f}ms {rss_ratio:>10.2f} "
+                    f"{after_ratio / TARGET_AFTER_RATIO:>11.2f}"
+                    + ("" if m.status == "passed" else f"  run {m.status}!")
+                )
+        print(
+            f"ratios are against the targets: peak RSS <= {TARGET_RSS_MIB:g} MiB; the stage "
+            f"after the output <= {TARGET_AFTER_RATIO:g}x its usual overhead (<= 1.00 meets both)"
+        )
+
+
+if __name__ == "__main__":
+    main()
