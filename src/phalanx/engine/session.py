@@ -61,6 +61,11 @@ class HostSession(Protocol):
 
     async def collect_logs(self, stage_id: str) -> list[CollectedLog]: ...
 
+    def cancel(self, stage_id: str) -> None:
+        """Stop the stage if it runs (its whole process group); its
+        `run_stage` then returns a cancelled outcome. A no-op otherwise."""
+        ...
+
 
 class Fleet(Protocol):
     """The hosts of a run, as the engine sees them."""

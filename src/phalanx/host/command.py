@@ -65,8 +65,10 @@ async def run_command(
     data = None
     if verdict == "inactive":
         data = {"timeout": f"no output for {inactivity:g}s; its process group was killed"}
+    returncode = child.returncode
     return Outcome(
-        exit_code=shell_exit_code(child.returncode),
+        exit_code=shell_exit_code(returncode),
+        signal=-returncode if returncode is not None and returncode < 0 else None,
         timed_out=verdict in ("timeout", "inactive"),
         cancelled=verdict == "cancelled",
         data=data,
