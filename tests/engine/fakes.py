@@ -60,6 +60,7 @@ class FakeFleet:
     hung: asyncio.Event = field(default_factory=asyncio.Event)
     # Stage ids cancelled through a session: a hung host then ends its stage cancelled.
     cancels: dict[str, asyncio.Event] = field(default_factory=dict)
+    ended_scopes: list[str] = field(default_factory=list)  # cases over, in order
 
     def session(self, host: str) -> FakeSession:
         return FakeSession(self, host, host)
@@ -72,6 +73,9 @@ class FakeFleet:
     def end_stage(self, stage_id: str) -> None:
         case, stage = _where(stage_id)
         self.calls.append(Call("finish", case, stage))
+
+    def end_scope(self, scope: str) -> None:
+        self.ended_scopes.append(scope)
 
     def ran(self, what: str = "start") -> list[Key]:
         return [(c.case, c.stage, c.host) for c in self.calls if c.what == what]

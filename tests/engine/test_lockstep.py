@@ -309,3 +309,10 @@ def test_a_run_that_errs_says_why_at_the_top() -> None:
     result = run(suite(case("a"), case("b")), fleet)
     assert result.status is Status.ERROR
     assert result.reason == "b: run error: h1 (agent lost: gone)"
+
+
+def test_each_case_scope_ends_after_its_last_stage_and_before_the_next_case() -> None:
+    fleet = FakeFleet()
+    lockstep = engine(suite(case("a", init="i", fin="f"), case("b"), finalize="sf"), fleet)
+    asyncio.run(lockstep.execute())
+    assert fleet.ended_scopes == ["r1:1:a", "r1:2:b"]

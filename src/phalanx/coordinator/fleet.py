@@ -30,6 +30,7 @@ from phalanx.wire.messages import (
     KvWait,
     LogsCollect,
     LogsResult,
+    ScopeEnd,
     StageCancel,
     StageOutput,
     StageResult,
@@ -216,6 +217,10 @@ class RunFleet:
 
     def end_stage(self, stage_id: str) -> None:
         self.rendezvous.end_stage(stage_id)
+
+    def end_scope(self, scope: str) -> None:
+        for host in self.hosts:
+            self.hub.link(host).send(ScopeEnd(scope=scope))
 
     def deliver(self, answers: list[Answer]) -> None:
         for answer in answers:

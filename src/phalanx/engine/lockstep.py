@@ -106,7 +106,8 @@ class Lockstep:
         result = self.result
         result.started_at = result.started_at or now()
         for case in result.cases:
-            case.status, case.reason = Status.SKIPPED, reason
+            case.status = Status.CANCELLED if status is Status.CANCELLED else Status.SKIPPED
+            case.reason = reason
         result.status, result.reason = status, reason
         result.ended_at = now()
         self.emit(RunEnded(RunRecord.of(result)))
@@ -142,9 +143,14 @@ class Lockstep:
         def skip(stage: str, reason: str, status: Status) -> StageResult:
             return self._skipped_stage(case, stage, kind, reason, status)
 
-        await step.run_case(
-            case, kind, result, run, skip, self.emit, cancellation=self.cancellation
-        )
+        try:
+            await step.run_case(
+                case, kind, result, run, skip, self.emit, cancellation=self.cancellation
+            )
+        finally:
+            # What the case's stages left running (a server its initialize
+            # started) ends with it, on every host.
+            self.fleet.end_scope(step.scope_id(self.run.run_id, index, case.name))
 
     def _skipped_stage(
         self, case: Case | None, stage: str, kind: CaseKind, reason: str, status: Status

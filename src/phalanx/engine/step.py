@@ -39,9 +39,16 @@ Emit = Callable[[Event], None]
 T = TypeVar("T")
 
 
+def scope_id(run_id: str, index: int, case: str | None) -> str:
+    """A case in its run (the suite's stages: index 0, `suite`): what its
+    stages leave running lives until the scope ends."""
+    return f"{run_id}:{index}:{case or SUITE_SCOPE}"
+
+
 def stage_id(run_id: str, index: int, case: str | None, stage: str) -> str:
-    """Unique in the run: a case run twice (a repeated tree test) has two indexes."""
-    return f"{run_id}:{index}:{case or SUITE_SCOPE}:{stage}"
+    """Unique in the run: a case run twice (a repeated tree test) has two
+    indexes. Its scope's id, then the stage."""
+    return f"{scope_id(run_id, index, case)}:{stage}"
 
 
 class Cancellation:
