@@ -192,7 +192,7 @@ HANGS = (
 def test_a_signal_cancels_a_tree_run_and_still_writes_every_report(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
-    tests = {
+    tests: dict[str, tuple[str, str | None]] = {
         "quick": (PLAIN, "#!/bin/sh\nexit 0\n"),
         "hangs": (PLAIN, HANGS.format(trap="")),
         **{f"never{i}": (PLAIN, '#!/bin/sh\ntouch "$PHALANX_RESULTS/never"\n') for i in range(3)},
