@@ -74,8 +74,13 @@ def _wait_for(paths: list[Path], proc: subprocess.Popen[str], within: float = 60
         time.sleep(0.05)
 
 
-def _hosts_dir(cwd: Path) -> Path:
-    (run,) = (cwd / "phalanx-results").iterdir()
+def _hosts_dir(cwd: Path, proc: subprocess.Popen[str], within: float = 30) -> Path:
+    deadline = time.monotonic() + within
+    while not (runs := list((cwd / "phalanx-results").glob("*"))):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no run folder"
+        time.sleep(0.05)
+    (run,) = runs
     return run / "hosts"
 
 
@@ -120,7 +125,7 @@ def test_a_signal_mid_stage_cancels_runs_the_finalizes_and_writes_every_report(
     proc = _start(suite, tmp_path)
     try:
         _wait_for([tmp_path / "phalanx-results"], proc)
-        hosts = _hosts_dir(tmp_path)
+        hosts = _hosts_dir(tmp_path, proc)
         _wait_for([hosts / h / "running" for h in HOSTS], proc)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
@@ -154,7 +159,7 @@ def test_a_second_signal_cuts_the_finalizes_short_and_still_writes_the_reports(
     proc = _start(suite, tmp_path)
     try:
         _wait_for([tmp_path / "phalanx-results"], proc)
-        hosts = _hosts_dir(tmp_path)
+        hosts = _hosts_dir(tmp_path, proc)
         _wait_for([hosts / h / "running" for h in HOSTS], proc)
         proc.send_signal(signal.SIGINT)
         _wait_for([hosts / h / "finalize-started" for h in HOSTS], proc)

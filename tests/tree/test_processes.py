@@ -182,6 +182,16 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], within: float = 30) -> No
         time.sleep(0.05)
 
 
+def _run_dir(cwd: Path, proc: subprocess.Popen[str], within: float = 30) -> Path:
+    deadline = time.monotonic() + within
+    while not (runs := list((cwd / "phalanx-results").glob("*"))):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no run folder"
+        time.sleep(0.05)
+    (run,) = runs
+    return run
+
+
 HANGS = (
     '#!/bin/sh\n{trap}sleep 300 &\necho $! > "$PHALANX_RESULTS/child.pid"\n'
     'touch "$PHALANX_RESULTS/running"\nwait\n'
@@ -200,8 +210,7 @@ def test_a_signal_cancels_a_tree_run_and_still_writes_every_report(
     make_tree(tmp_path, tests)
     proc = _start_tree(tmp_path, "-j", "1")
     try:
-        _wait_for(tmp_path / "phalanx-results", proc)
-        (run,) = (tmp_path / "phalanx-results").iterdir()
+        run = _run_dir(tmp_path, proc)
         _wait_for(run / "running", proc)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
@@ -229,8 +238,7 @@ def test_a_second_signal_stops_a_tree_run_at_once_and_the_record_says_sigkill(
     make_tree(tmp_path, {"stubborn": (PLAIN, HANGS.format(trap="trap '' TERM\n"))})
     proc = _start_tree(tmp_path)
     try:
-        _wait_for(tmp_path / "phalanx-results", proc)
-        (run,) = (tmp_path / "phalanx-results").iterdir()
+        run = _run_dir(tmp_path, proc)
         _wait_for(run / "running", proc)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.2)
