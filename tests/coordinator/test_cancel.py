@@ -182,3 +182,30 @@ def test_a_second_signal_cuts_the_finalizes_short_and_still_writes_the_reports(
     pids = _pids(hosts, "agent.pid") + _pids(hosts, "run-child.pid")
     for pid in pids + _pids(hosts, "finalize-child.pid"):
         assert _gone(pid), f"process {pid} outlived the run"
+
+
+def test_finalizes_that_outlast_the_cancel_grace_are_cut_short(tmp_path: Path) -> None:
+    suite = _repo(tmp_path / "repo", HANGING_FINALIZE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "--plain", "--cancel-grace", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        hosts = _hosts_dir(tmp_path, proc)
+        _wait_for([hosts / h / "running" for h in HOSTS], proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    data = _results(tmp_path)
+    assert data["status"] == "cancelled" and data["reason"] == "cancelled by SIGINT"
+    fin = _stage(data, "slow", "finalize")
+    assert {h["reason"] for h in fin["hosts"]} == {
+        "cancelled by SIGINT; finalize cut short: the cancel grace of 1s ran out"
+    }
+    for pid in _pids(hosts, "finalize-child.pid") + _pids(hosts, "agent.pid"):
+        assert _gone(pid), f"process {pid} outlived the run"
