@@ -187,7 +187,7 @@ def test_a_second_signal_cuts_the_finalizes_short_and_still_writes_the_reports(
 def test_finalizes_that_outlast_the_cancel_grace_are_cut_short(tmp_path: Path) -> None:
     suite = _repo(tmp_path / "repo", HANGING_FINALIZE)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "--plain", "--cancel-grace", "1"],
+        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "--plain", "--cancel-grace", "3"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -205,7 +205,7 @@ def test_finalizes_that_outlast_the_cancel_grace_are_cut_short(tmp_path: Path) -
     assert data["status"] == "cancelled" and data["reason"] == "cancelled by SIGINT"
     fin = _stage(data, "slow", "finalize")
     assert {h["reason"] for h in fin["hosts"]} == {
-        "cancelled by SIGINT; finalize cut short: the cancel grace of 1s ran out"
+        "cancelled by SIGINT; finalize cut short: the cancel grace of 3s ran out"
     }
     for pid in _pids(hosts, "finalize-child.pid") + _pids(hosts, "agent.pid"):
         assert _gone(pid), f"process {pid} outlived the run"
