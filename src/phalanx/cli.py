@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from phalanx.load.errors import DefinitionError
-    from phalanx.model import Suite
+    from phalanx.model import RunResult, Suite
 
 from phalanx import argtypes
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             args.list_tags, args.dry_run, args.number, args.random_order, args.seed,
             args.stop_on_error, args.timeout, args.jobs, args.results,
             json=args.json, junit=args.junit, tap=args.tap, verbose=args.verbose,
+            cancel_grace=args.cancel_grace,
         )  # fmt: skip
         return run_tree(args.path, tree)
     given = [
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from phalanx import aio
     from phalanx.console import make_console, summary, terminal_console
     from phalanx.coordinator.runs import RunOptions, run_local
+    from phalanx.engine.step import Cancellation
     from phalanx.layout import new_run_id
     from phalanx.report.writers import ReportPaths
 
@@ -159,9 +161,20 @@ def run(args: argparse.Namespace) -> int:
         plain=args.plain, verbose=args.verbose, stream=sys.stdout, run_dir=args.results / run_id
     )
     _log_with_time()
+    cancellation = Cancellation()
+
+    async def cancellable() -> tuple[RunResult, Path]:
+        # The first Ctrl-C (or SIGTERM) cancels the run, the finalizes still
+        # run for --cancel-grace; a second one cuts them short. The reports
+        # are written either way.
+        with aio.interrupts(
+            cancellation.cancel, cancellation.abort, args.cancel_grace, on_first=_cancelling
+        ):
+            return await run_local(loaded, options, [console], cancellation)
+
     try:
         with console:
-            result, folder = aio.run(run_local(loaded, options, [console]))
+            result, folder = aio.run(cancellable())
     except KeyboardInterrupt:
         err.print("interrupted")
         return EXIT_INTERRUPTED
@@ -189,6 +202,15 @@ def _log_with_time() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
     logger.propagate = False
+
+
+def _cancelling(reason: str) -> None:
+    print(
+        f"{reason}: stopping the run; finalizes still run "
+        "(a second Ctrl-C skips them), then the reports are written",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -329,6 +351,13 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     reports.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
     reports.add_argument("--json", type=Path, metavar="FILE", help="also write results JSON here")
     reports.add_argument("--tap", type=Path, metavar="FILE", help="also write TAP here")
+    parser.add_argument(
+        "--cancel-grace",
+        type=argtypes.seconds,
+        default=30.0,
+        metavar="S",
+        help="after Ctrl-C or SIGTERM, seconds the finalizes may still take (default: %(default)s)",
+    )
     suites = parser.add_argument_group("suites")
     suites.add_argument("--plain", action="store_true", help="one line per event, no live view")
     suites.add_argument(

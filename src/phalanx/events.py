@@ -46,6 +46,7 @@ class HostRecord:
     host: str
     status: Status
     exit_code: int | None = None
+    signal: int | None = None  # the signal that ended the host's process, if one did
     started_at: datetime | None = None
     ended_at: datetime | None = None
     output: str | None = None
@@ -61,6 +62,7 @@ class HostRecord:
             host=r.host,
             status=r.status,
             exit_code=r.exit_code,
+            signal=r.signal,
             started_at=r.started_at,
             ended_at=r.ended_at,
             output=r.output,

@@ -16,4 +16,6 @@ def for_status(status: Status) -> int:
         return EXIT_OK
     if status is Status.ERROR:
         return EXIT_INFRASTRUCTURE
+    if status is Status.CANCELLED:  # only a cancel request (a signal) cancels a run
+        return EXIT_INTERRUPTED
     return EXIT_FAILED

@@ -200,6 +200,7 @@ class HostResult:
     host: str
     status: Status = Status.PENDING
     exit_code: int | None = None
+    signal: int | None = None  # the signal that ended the host's process, if one did
     started_at: datetime | None = None
     ended_at: datetime | None = None
     output: str | None = None  # path relative to the run folder

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from pathlib import Path
 
 from phalanx.model import Status
@@ -112,7 +113,9 @@ sleep 300"""
         assert "killed" in (host.reason or "")
         assert host.ended_at and host.started_at
         assert (host.ended_at - host.started_at).total_seconds() < 10
-    for pid_file in folder.glob("hosts/*/grandchild.pid"):
+    pid_files = list(folder.glob("hosts/*/grandchild.pid"))
+    assert len(pid_files) == 2, "the stage did not start its grandchild on every host"
+    for pid_file in pid_files:
         pid = int(pid_file.read_text())
         assert not _alive(pid), "a grandchild that ignored SIGTERM survived the timeout"
     assert after.status is Status.PASSED
@@ -139,12 +142,30 @@ def test_killed_agent_is_lost_within_the_heartbeat_timeout(tmp_path: Path):
     assert result.status is Status.ERROR
 
 
-def test_a_silent_agent_is_lost_too(tmp_path: Path):
-    s = suite(case("frozen", run='if [ "@shortname@" = h1 ]; then kill -STOP $PPID; fi'), n=2)
-    result, _ = run(s, tmp_path, heartbeat_timeout=1.5)
+def test_a_silent_agent_is_lost_too_and_the_run_does_not_wait_for_it_at_the_end(tmp_path: Path):
+    s = suite(
+        case(
+            "frozen",
+            run='if [ "@shortname@" = h1 ]; then echo $PPID > agent.pid; kill -STOP $PPID; fi',
+        ),
+        n=2,
+    )
+    started = time.monotonic()
+    result, folder = run(s, tmp_path, heartbeat_timeout=1.5)
+    took = time.monotonic() - started
     host = result.cases[0].stages[0].host("h1.phalanx.test")
     assert host is not None and host.status is Status.ERROR
-    assert "no heartbeat" in (host.reason or "") or "disconnected" in (host.reason or "")
+    # The connection stays open; only the heartbeats stop.
+    assert host.reason == "agent lost: no heartbeat for 1.5s"
+    assert (
+        result.status is Status.ERROR
+        and result.reason == f"frozen: run error: {host.host} ({host.reason})"
+    )
+    # Start-up, the heartbeat timeout and teardown; not another wait on the
+    # frozen agent at the end (that was 10 s).
+    assert took < 1.5 + 6, f"the run took {took:.1f}s"
+    agent = int((folder / "hosts" / "h1.phalanx.test" / "agent.pid").read_text())
+    assert not _alive(agent), "the frozen agent was left behind"
 
 
 def test_tags_are_substituted_and_exported(tmp_path: Path):
@@ -250,3 +271,57 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_stage_that_ignores_sigterm_is_recorded_killed_by_sigkill(tmp_path: Path):
+    s = suite(
+        case("stubborn", run="trap '' TERM; sleep 300", timeout=1),
+        case("crashes", run="kill -SEGV $$"),
+        n=1,
+    )
+    result, folder = run(s, tmp_path)
+    stubborn = result.cases[0].stages[0].hosts[0]
+    assert stubborn.status is Status.TIMEOUT
+    assert (stubborn.signal, stubborn.exit_code) == (9, 137)
+    assert stubborn.reason == (
+        "stage timed out; its process group was killed (killed by SIGKILL after ignoring SIGTERM)"
+    )
+    crashed = result.cases[1].stages[0].hosts[0]
+    assert crashed.status is Status.FAILED and crashed.signal == 11
+    assert crashed.reason == "killed by signal 11 (SIGSEGV)"
+    data = json.loads((folder / "results.json").read_text())
+    assert data["cases"][0]["stages"][0]["hosts"][0]["signal"] == 9
+
+
+SERVER_INIT = "sleep 300 & echo $! > server.pid"
+ESCAPE = """kill -0 $(cat server.pid) && echo server-alive-in-run
+setsid sleep 300 & echo $! > escapee.pid
+(setsid sh -c 'sleep 300 & echo $! > double.pid; wait' &)
+while [ ! -s double.pid ]; do sleep 0.05; done
+"""
+ALIVE = """for name in server escapee double; do
+  pid=$(cat $name.pid)
+  if kill -0 $pid 2>/dev/null && ! grep -q '^State:.*Z' /proc/$pid/status; then
+    echo "$name alive"
+  else
+    echo "$name gone"
+  fi
+done
+"""
+
+
+def test_what_a_case_leaves_running_lives_through_it_and_ends_with_it(tmp_path: Path):
+    # A server from initialize serves run and finalize; processes that left
+    # the stage's group (setsid, a double fork) end with the case all the same.
+    s = suite(case("svc", init=SERVER_INIT, run=ESCAPE, fin=ALIVE), case("next", run=ALIVE), n=2)
+    result, folder = run(s, tmp_path)
+    assert result.status is Status.PASSED, result
+    for i in range(2):
+        h = f"h{i}.phalanx.test"
+        assert output(folder, result, "svc", "run", h) == "server-alive-in-run\n"
+        fin = output(folder, result, "svc", "finalize", h).split("\n")
+        assert fin[:3] == ["server alive", "escapee alive", "double alive"]
+        after = output(folder, result, "next", "run", h).split("\n")
+        assert after[:3] == ["server gone", "escapee gone", "double gone"]
+        for name in ("server", "escapee", "double"):
+            assert not _alive(int((folder / "hosts" / h / f"{name}.pid").read_text()))

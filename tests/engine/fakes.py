@@ -58,6 +58,9 @@ class FakeFleet:
     calls: list[Call] = field(default_factory=list)
     scopes: dict[str, StageScope] = field(default_factory=dict)
     hung: asyncio.Event = field(default_factory=asyncio.Event)
+    # Stage ids cancelled through a session: a hung host then ends its stage cancelled.
+    cancels: dict[str, asyncio.Event] = field(default_factory=dict)
+    ended_scopes: list[str] = field(default_factory=list)  # cases over, in order
 
     def session(self, host: str) -> FakeSession:
         return FakeSession(self, host, host)
@@ -70,6 +73,9 @@ class FakeFleet:
     def end_stage(self, stage_id: str) -> None:
         case, stage = _where(stage_id)
         self.calls.append(Call("finish", case, stage))
+
+    def end_scope(self, scope: str) -> None:
+        self.ended_scopes.append(scope)
 
     def ran(self, what: str = "start") -> list[Key]:
         return [(c.case, c.stage, c.host) for c in self.calls if c.what == what]
@@ -100,10 +106,11 @@ class FakeSession:
         outcome = fleet.outcomes.get(key, PASS)
         if isinstance(outcome, Hang):
             fleet.hung.set()
-            try:
-                await asyncio.Event().wait()  # ends only by being cancelled
+            try:  # ends only by being cancelled: a cancel request, or the task's
+                await fleet.cancels.setdefault(order.stage_id, asyncio.Event()).wait()
             finally:
                 fleet.calls.append(Call("cancelled", case, stage, order.host, self.name))
+            return StageReport(Outcome(cancelled=True), started, datetime.now(UTC))
         if isinstance(outcome, Boom):
             if outcome.once_a_host_hangs:
                 await fleet.hung.wait()
@@ -111,6 +118,11 @@ class FakeSession:
         assert isinstance(outcome, Outcome)
         fleet.calls.append(Call("end", case, stage, order.host, self.name))
         return StageReport(outcome, started, datetime.now(UTC))
+
+    def cancel(self, stage_id: str) -> None:
+        case, stage = _where(stage_id)
+        self.fleet.calls.append(Call("cancel", case, stage, self.host, self.name))
+        self.fleet.cancels.setdefault(stage_id, asyncio.Event()).set()
 
     async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
         case, stage = _where(stage_id)

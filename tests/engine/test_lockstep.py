@@ -228,3 +228,91 @@ def test_a_host_still_in_a_stage_is_stopped_before_finalize_starts() -> None:
     assert cancelled < whats.index(("finish", "b", ""))
     assert cancelled < whats.index(("start", None, "h0"))  # suite finalize
     assert lockstep.result.cases[0].status is Status.CANCELLED
+
+
+def _cancel_when_hung(lockstep: Lockstep, fleet: FakeFleet, *requests: str) -> RunResult:
+    """Run; once a host hangs, make each request ("cancel" or "abort") in turn,
+    each after the fleet hung again."""
+
+    async def go() -> RunResult:
+        task = asyncio.create_task(lockstep.execute())
+        for request in requests:
+            await asyncio.wait_for(fleet.hung.wait(), timeout=10)
+            fleet.hung.clear()
+            if request == "cancel":
+                lockstep.cancel("cancelled by SIGINT")
+            else:
+                lockstep.abort("a second signal")
+        return await asyncio.wait_for(task, timeout=10)
+
+    return asyncio.run(go())
+
+
+def test_a_cancel_request_stops_the_running_stage_keeps_the_finalizes_and_ends_normally() -> None:
+    fleet = FakeFleet(outcomes={("b", "run", "h2"): Hang()})
+    sink = Recorder()
+    s = suite(case("a"), case("b", init="i", fin="f"), case("c"), finalize="sf")
+    lockstep = engine(s, fleet, sink)
+    result = _cancel_when_hung(lockstep, fleet, "cancel")
+    assert result.status is Status.CANCELLED and result.reason == "cancelled by SIGINT"
+    a, b, c = result.cases
+    assert a.status is Status.PASSED
+    init, run_stage, fin = b.stages
+    assert init.status is Status.PASSED and fin.status is Status.PASSED
+    assert run_stage.status is Status.CANCELLED
+    assert run_stage.host("h2").reason == "cancelled by SIGINT"
+    assert b.status is Status.CANCELLED
+    # Only the stage that was still running on a host was cancelled there.
+    assert [(c_.case, c_.stage, c_.host) for c_ in fleet.calls if c_.what == "cancel"] == [
+        ("b", "run", "h2")
+    ]
+    assert c.status is Status.CANCELLED and c.reason == "cancelled by SIGINT"
+    assert ("c", "run", "h0") not in fleet.ran()
+    sf = result.stage("finalize")
+    assert sf is not None and sf.status is Status.PASSED
+    assert sorted(h for case_, st, h in fleet.ran() if case_ is None and st == "finalize") == list(
+        HOSTS
+    )
+    (ended,) = sink.of(RunEnded)
+    assert ended.result.status is Status.CANCELLED and sink.events[-1] is ended
+
+
+def test_an_abort_cuts_the_finalizes_short_too_and_starts_nothing() -> None:
+    fleet = FakeFleet(outcomes={("b", "run", "h0"): Hang(), ("b", "finalize", "h1"): Hang()})
+    s = suite(case("b", fin="f"), case("c"), finalize="sf")
+    lockstep = engine(s, fleet)
+    result = _cancel_when_hung(lockstep, fleet, "cancel", "abort")
+    assert result.status is Status.CANCELLED and result.reason == "cancelled by SIGINT"
+    b, c = result.cases
+    fin = b.stage("finalize")
+    assert fin is not None and fin.status is Status.CANCELLED
+    assert fin.host("h1").reason == "cancelled by SIGINT; finalize cut short: a second signal"
+    assert fin.host("h0").status is Status.PASSED  # it had ended before the abort
+    assert c.status is Status.CANCELLED
+    sf = result.stage("finalize")
+    assert sf is not None and sf.status is Status.CANCELLED
+    assert not [h for case_, st, h in fleet.ran() if case_ is None]
+
+
+def test_a_cancel_before_the_run_starts_runs_nothing_but_the_report() -> None:
+    fleet = FakeFleet()
+    lockstep = engine(suite(case("a"), initialize="si", finalize="sf"), fleet)
+    lockstep.abort("cancelled by SIGTERM")
+    result = asyncio.run(lockstep.execute())
+    assert fleet.ran() == []
+    assert result.status is Status.CANCELLED and result.reason == "cancelled by SIGTERM"
+    assert result.cases[0].status is Status.CANCELLED
+
+
+def test_a_run_that_errs_says_why_at_the_top() -> None:
+    fleet = FakeFleet(outcomes={("b", "run", "h1"): Outcome(error="agent lost: gone")})
+    result = run(suite(case("a"), case("b")), fleet)
+    assert result.status is Status.ERROR
+    assert result.reason == "b: run error: h1 (agent lost: gone)"
+
+
+def test_each_case_scope_ends_after_its_last_stage_and_before_the_next_case() -> None:
+    fleet = FakeFleet()
+    lockstep = engine(suite(case("a", init="i", fin="f"), case("b"), finalize="sf"), fleet)
+    asyncio.run(lockstep.execute())
+    assert fleet.ended_scopes == ["r1:1:a", "r1:2:b"]

@@ -11,7 +11,7 @@ from phalanx.engine.pool import Pool
 from phalanx.events import CaseEnded, StageEnded, StageStarted
 from phalanx.model import RunResult, Status, Suite
 from phalanx.tasks import Outcome
-from tests.engine.fakes import FakeFleet, FakeSession, Recorder, case, host, suite
+from tests.engine.fakes import FakeFleet, FakeSession, Hang, Recorder, case, host, suite
 
 ONE_HOST = (host("localhost"),)
 
@@ -120,3 +120,27 @@ def test_the_pool_refuses_what_it_cannot_run() -> None:
         pool(suite(case("a")), fleet, 1)
     with pytest.raises(ValueError, match="at least one worker"):
         pool(suite(case("a"), hosts=ONE_HOST), fleet, 0)
+
+
+def test_a_cancel_stops_the_running_tests_keeps_their_finalize_and_starts_no_other() -> None:
+    fleet = FakeFleet(outcomes={("b", "run", "localhost"): Hang()})
+    cases = [case("a"), case("b", fin="f"), *(case(f"n{i}") for i in range(5))]
+    engine = pool(suite(*cases, hosts=ONE_HOST), fleet, 2)
+
+    async def go() -> RunResult:
+        task = asyncio.create_task(engine.execute())
+        await asyncio.wait_for(fleet.hung.wait(), timeout=10)
+        engine.cancel("cancelled by SIGINT")
+        return await asyncio.wait_for(task, timeout=10)
+
+    result = asyncio.run(go())
+    assert result.status is Status.CANCELLED and result.reason == "cancelled by SIGINT"
+    b = result.case("b")
+    assert b is not None and b.status is Status.CANCELLED
+    assert [s.status for s in b.stages] == [Status.CANCELLED, Status.PASSED]
+    assert ("b", "finalize", "localhost") in fleet.ran()
+    started = {c for c, _, _ in fleet.ran()}
+    for c in result.cases:
+        if c.name not in started:
+            assert c.status is Status.CANCELLED and c.reason == "cancelled by SIGINT"
+    assert len(started) < len(cases)

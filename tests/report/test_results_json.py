@@ -46,6 +46,7 @@ def test_results_json_holds_the_whole_run(mixed_run: RunResult, run_dir: Path) -
         "host": "srv1.phalanx.test",
         "status": "failed",
         "exit_code": 1,
+        "signal": None,
         "started_at": "2024-05-01T12:00:11.000000+00:00",
         "ended_at": "2024-05-01T12:00:12.500000+00:00",
         "duration": 1.5,

@@ -4,8 +4,13 @@ real processes, checked from the outside."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.tree.helpers import make_tree, phalanx, reasons, results, statuses
 
@@ -157,3 +162,118 @@ def test_broken_definitions_name_file_and_line_and_nothing_runs(tmp_path: Path) 
     assert f"{tree / 'tests.yaml'}:3: tests.1.test: no folder 'missing'" in done.stderr
     assert f"{tree / 'ok' / 'test-config.yaml'}:2: properties.expected-result:" in done.stderr
     assert not (tmp_path / "phalanx-results").exists()
+
+
+def _start_tree(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "phalanx.cli", "run", "tests", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def _run_dir(cwd: Path, proc: subprocess.Popen[str], within: float = 30) -> Path:
+    deadline = time.monotonic() + within
+    while not (runs := list((cwd / "phalanx-results").glob("*"))):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no run folder"
+        time.sleep(0.05)
+    (run,) = runs
+    return run
+
+
+HANGS = (
+    '#!/bin/sh\n{trap}sleep 300 &\necho $! > "$PHALANX_RESULTS/child.pid"\n'
+    'touch "$PHALANX_RESULTS/running"\nwait\n'
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_cancels_a_tree_run_and_still_writes_every_report(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    tests: dict[str, tuple[str, str | None]] = {
+        "quick": (PLAIN, "#!/bin/sh\nexit 0\n"),
+        "hangs": (PLAIN, HANGS.format(trap="")),
+        **{f"never{i}": (PLAIN, '#!/bin/sh\ntouch "$PHALANX_RESULTS/never"\n') for i in range(3)},
+    }
+    make_tree(tmp_path, tests)
+    proc = _start_tree(tmp_path, "-j", "1")
+    try:
+        run = _run_dir(tmp_path, proc)
+        _wait_for(run / "running", proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    data = results(tmp_path)
+    assert data["status"] == "cancelled" and data["reason"] == f"cancelled by {sig.name}"
+    assert statuses(data) == {
+        "tests/quick": "passed",
+        "tests/hangs": "cancelled",
+        **{f"tests/never{i}": "cancelled" for i in range(3)},
+    }
+    assert reasons(data)["tests/never0"] == f"cancelled by {sig.name}"
+    assert (run / "junit.xml").is_file() and (run / "results.tap").is_file()
+    assert not (run / "never").exists()
+    assert _gone(int((run / "child.pid").read_text()))
+
+
+def test_a_second_signal_stops_a_tree_run_at_once_and_the_record_says_sigkill(
+    tmp_path: Path,
+) -> None:
+    # The test ignores SIGTERM: the first signal's cancel would take the
+    # kill grace; the second stops the run without waiting for anything.
+    make_tree(tmp_path, {"stubborn": (PLAIN, HANGS.format(trap="trap '' TERM\n"))})
+    proc = _start_tree(tmp_path)
+    try:
+        run = _run_dir(tmp_path, proc)
+        _wait_for(run / "running", proc)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    data = results(tmp_path)
+    assert data["status"] == "cancelled" and data["reason"] == "cancelled by SIGINT"
+    (host,) = data["cases"][0]["stages"][0]["hosts"]
+    assert host["status"] == "cancelled"
+    assert host["signal"] == 9 and host["exit_code"] == 137
+    assert _gone(int((run / "child.pid").read_text()))
+
+
+def test_a_tree_test_s_escapees_end_with_the_test(tmp_path: Path) -> None:
+    leaves = (
+        "#!/bin/bash\n"
+        'setsid sleep 300 & echo $! > "$PHALANX_RESULTS/escapee.pid"\n'
+        "(setsid sh -c 'sleep 300 & echo $! > \"$PHALANX_RESULTS/double.pid\"; wait' &)\n"
+        'while [ ! -s "$PHALANX_RESULTS/double.pid" ]; do sleep 0.05; done\n'
+        "exit 0\n"
+    )
+    # Runs after `leaves` on the one worker: its escapees must be gone by then.
+    check = (
+        "#!/bin/bash\n"
+        "for name in escapee double; do\n"
+        '  pid=$(cat "$PHALANX_RESULTS/$name.pid")\n'
+        "  if kill -0 $pid 2>/dev/null && ! grep -q '^State:.*Z' /proc/$pid/status; then\n"
+        '    echo "$name $pid alive"; exit 1\n'
+        "  fi\n"
+        "done\n"
+    )
+    make_tree(tmp_path, {"leaves": (PLAIN, leaves), "check": (PLAIN, check)})
+    done = phalanx("tests", "-j", "1", "-v", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert statuses(results(tmp_path)) == {"tests/leaves": "passed", "tests/check": "passed"}

@@ -147,6 +147,16 @@ class AgentLink:
             self.send(Ack(ref=message.stage_id))
 
 
+async def _receive(websocket: WebSocket) -> str | bytes:
+    """The next frame, text or binary: a binary frame is just another
+    message to check (and refuse), not a reason to fail the connection."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text: str | None = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
 class AgentHub:
     """Every agent link of a coordinator, and which run holds which host."""
 
@@ -269,7 +279,7 @@ class AgentHub:
         await websocket.accept()
         connection = _WebSocketConnection(websocket)
         try:
-            hello = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT)
+            hello = await asyncio.wait_for(_receive(websocket), HELLO_TIMEOUT)
             first = parse_agent_message(hello)
             if not isinstance(first, Hello):
                 raise ValueError("the first message must be hello")
@@ -291,7 +301,7 @@ class AgentHub:
         link.attach(connection)
         try:
             while True:
-                raw = await websocket.receive_text()
+                raw = await _receive(websocket)
                 try:
                     message = parse_agent_message(raw)
                 except ValidationError as exc:

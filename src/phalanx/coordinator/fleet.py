@@ -31,6 +31,7 @@ from phalanx.wire.messages import (
     KvWait,
     LogsCollect,
     LogsResult,
+    ScopeEnd,
     StageCancel,
     StageOutput,
     StageResult,
@@ -73,6 +74,7 @@ class RunHost:
         self.name = name
         self.pending: dict[str, _Pending] = {}
         self.ordered: set[str] = set()  # stage ids sent to this host in this run
+        self.cancelled: set[str] = set()  # of those, the ones cancelled while pending
         self.applied: set[str] = set()
         self.log_requests: dict[str, asyncio.Future[list[CollectedLog]]] = {}
 
@@ -101,6 +103,12 @@ class RunHost:
             return _lost_report(sent_at, f"the agent did not report within {guard:g}s")
         finally:
             self.pending.pop(order.stage_id, None)
+            self.cancelled.discard(order.stage_id)
+
+    def cancel(self, stage_id: str) -> None:
+        if stage_id in self.pending:
+            self.cancelled.add(stage_id)
+            self.link.send(StageCancel(stage_id=stage_id))
 
     async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
         link = self.link
@@ -123,8 +131,10 @@ class RunHost:
         # A stage.start sent while the agent was away may never have arrived;
         # the agent ignores one it already has.
         link = self.link
-        for pending in self.pending.values():
+        for stage_id, pending in self.pending.items():
             link.send(_start_message(pending.order))
+            if stage_id in self.cancelled:
+                link.send(StageCancel(stage_id=stage_id))
 
     def result(self, message: StageResult) -> None:
         stage_id = message.stage_id
@@ -220,6 +230,10 @@ class RunFleet:
         self.rendezvous.end_stage(stage_id)
         for key in [k for k, where in self.waiting.items() if where[0] == stage_id]:
             del self.waiting[key]
+
+    def end_scope(self, scope: str) -> None:
+        for host in self.hosts:
+            self.hub.link(host).send(ScopeEnd(scope=scope))
 
     def deliver(self, answers: list[Answer]) -> None:
         for answer in answers:

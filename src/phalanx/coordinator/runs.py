@@ -10,6 +10,7 @@ outlives its runs (`phalanx serve` runs many at once on one hub);
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import RunFleet
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
+from phalanx.engine.step import Cancellation
 from phalanx.events import Fanout, Sink
 from phalanx.model import RunResult, Status, Suite
 from phalanx.providers.base import AgentSpec, ProvisionError
@@ -72,10 +74,17 @@ async def open_coordinator(
 
 
 async def run_suite(
-    coordinator: Coordinator, suite: Suite, options: RunOptions, sinks: Sequence[Sink] = ()
+    coordinator: Coordinator,
+    suite: Suite,
+    options: RunOptions,
+    sinks: Sequence[Sink] = (),
+    cancellation: Cancellation | None = None,
 ) -> tuple[RunResult, Path]:
     """Run `suite` on local agent processes connected to `coordinator`.
-    Returns the result and the run folder."""
+    Returns the result and the run folder. `cancellation`: how the caller
+    stops the run; a cancelled run still releases its hosts and writes its
+    reports."""
+    cancellation = cancellation or Cancellation()
     run_id = options.run_id or layout.new_run_id()
     folder = RunFolder(options.results / run_id)
     emit = Fanout([folder, *sinks])
@@ -93,6 +102,7 @@ async def run_suite(
                 emit,
                 addresses=provider.addresses(hosts),
                 diskmounts={h.name: provider.diskmounts(h) for h in hosts},
+                cancellation=cancellation,
             )
             try:
                 specs = []
@@ -100,8 +110,10 @@ async def run_suite(
                     tokens.append(book.issue(h.name))
                     specs.append(AgentSpec(h, coordinator.agent_url, tokens[-1]))
                 await provider.up(specs)
-                missing = await hub.wait_connected(names, options.connect_timeout)
-                if missing:
+                missing = await _wait_connected(hub, names, options.connect_timeout, cancellation)
+                if cancellation.reason is not None:
+                    result = engine.fail_before_start(Status.CANCELLED, cancellation.reason)
+                elif missing:
                     result = engine.fail_before_start(
                         Status.ERROR,
                         f"agents did not connect within {options.connect_timeout:g}s: "
@@ -112,8 +124,10 @@ async def run_suite(
             except ProvisionError as exc:
                 result = engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
             finally:
-                hub.shutdown(names)
-                await provider.down()
+                # An agent known lost (killed, frozen) is not asked nor waited for.
+                lost = {n for n in names if (link := hub.links.get(n)) and link.lost}
+                hub.shutdown(n for n in names if n not in lost)
+                await provider.down(lost)
                 # The agents are gone with the run: so are their tokens and links.
                 for token in tokens:
                     book.revoke(token)
@@ -124,10 +138,29 @@ async def run_suite(
     return result, folder.path
 
 
+async def _wait_connected(
+    hub: AgentHub, hosts: list[str], timeout: float, cancellation: Cancellation
+) -> list[str]:
+    """`hub.wait_connected`, given up when the run is cancelled."""
+    stop = asyncio.Event()
+    cancellation.on_request(stop.set)
+    waiting = asyncio.ensure_future(hub.wait_connected(hosts, timeout))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        waiting.cancel()
+    return waiting.result() if not waiting.cancelled() and waiting.done() else []
+
+
 async def run_local(
-    suite: Suite, options: RunOptions, sinks: Sequence[Sink] = ()
+    suite: Suite,
+    options: RunOptions,
+    sinks: Sequence[Sink] = (),
+    cancellation: Cancellation | None = None,
 ) -> tuple[RunResult, Path]:
     """Run `suite` on local agent processes under a coordinator of its own.
     Returns the result and the run folder."""
     async with open_coordinator(heartbeat_timeout=options.heartbeat_timeout) as coordinator:
-        return await run_suite(coordinator, suite, options, sinks)
+        return await run_suite(coordinator, suite, options, sinks, cancellation)

@@ -6,12 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
 
 START_TIMEOUT = 10.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A server inside a process that handles its own signals: uvicorn's
+    would take SIGINT and SIGTERM over, close every agent's connection
+    mid-run, and raise the signal again once it has stopped."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @contextlib.asynccontextmanager
@@ -36,7 +46,7 @@ async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIter
         # inflate to hundreds of messages (a run's output held in memory at once).
         ws_per_message_deflate=False,
     )
-    server = uvicorn.Server(config)
+    server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(START_TIMEOUT):

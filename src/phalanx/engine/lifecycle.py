@@ -35,14 +35,39 @@ def start(result: RunResult, emit: Callable[[Event], None]) -> None:
     )
 
 
-def finish(result: RunResult, emit: Callable[[Event], None], empty: Status = Status.PASSED) -> None:
-    """End the run. `empty`: its status when nothing ran at all."""
+def finish(
+    result: RunResult,
+    emit: Callable[[Event], None],
+    empty: Status = Status.PASSED,
+    cancelled: str | None = None,
+) -> None:
+    """End the run. `empty`: its status when nothing ran at all.
+    `cancelled`: why the run was cancelled, if it was; it is then the run's
+    status and reason, whatever the cases that ended before it say."""
     for case in result.cases:
         if not case.status.done:  # the run was interrupted before or during it
-            case.status, case.reason = Status.CANCELLED, "the run was cancelled"
+            case.status = Status.CANCELLED
+            case.reason = cancelled or "the run was cancelled"
             case.ended_at = case.ended_at or now()
-    if result.status is Status.RUNNING:
+    if cancelled is not None:
+        result.status, result.reason = Status.CANCELLED, cancelled
+    elif result.status is Status.RUNNING:
         statuses = [s.status for s in result.stages] + [c.status for c in result.cases]
         result.status = worst(statuses, empty=empty)
+    if result.status in (Status.ERROR, Status.CANCELLED) and result.reason is None:
+        result.reason = _first_reason(result)
     result.ended_at = now()
     emit(RunEnded(RunRecord.of(result)))
+
+
+def _first_reason(result: RunResult) -> str:
+    """Why a run that did not end well did not: its first stage or case of
+    the run's status, named, with that one's reason."""
+    for stage in result.stages:
+        if stage.status is result.status:
+            bad = [f"{h.host} ({h.reason or h.status})" for h in stage.hosts if not h.status.ok]
+            return f"suite {stage.name} {stage.status}: {', '.join(bad) or stage.status}"
+    for case in result.cases:
+        if case.status is result.status:
+            return f"{case.name}: {case.reason or case.status}"
+    return str(result.status)

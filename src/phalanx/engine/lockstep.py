@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from phalanx.engine import lifecycle, step
 from phalanx.engine.session import Fleet, StageOrder, StageScope
-from phalanx.engine.step import SUITE_SCOPE, stage_id
+from phalanx.engine.step import SUITE_SCOPE, Cancellation, stage_id
 from phalanx.events import (
     CaseEnded,
     CaseRecord,
@@ -58,6 +58,8 @@ class Lockstep:
     emit: Callable[[Event], None]
     addresses: Mapping[str, str] = field(default_factory=dict)
     diskmounts: Mapping[str, str] = field(default_factory=dict)
+    # The edge's way to stop the run (`cancel`, `abort`): see step.Cancellation.
+    cancellation: Cancellation = field(default_factory=Cancellation)
 
     def __post_init__(self) -> None:
         self.tags = {
@@ -79,17 +81,33 @@ class Lockstep:
         finally:
             try:
                 if self.suite.finalize is not None:
-                    result.stages.append(await self._stage(None, "finalize", SCRIPTS, 0))
+                    result.stages.append(await self._suite_finalize())
             finally:
-                lifecycle.finish(result, self.emit)
+                lifecycle.finish(result, self.emit, cancelled=self.cancellation.reason)
         return result
+
+    def cancel(self, reason: str) -> None:
+        """Stop the run, keeping its finalizes (see step.Cancellation)."""
+        self.cancellation.cancel(reason)
+
+    def abort(self, reason: str) -> None:
+        """Stop the run, finalizes included."""
+        self.cancellation.abort(reason)
+
+    async def _suite_finalize(self) -> StageResult:
+        if not self.cancellation.allows("finalize"):
+            return self._skipped_stage(
+                None, "finalize", SCRIPTS, self.cancellation.why("finalize"), Status.CANCELLED
+            )
+        return await self._stage(None, "finalize", SCRIPTS, 0)
 
     def fail_before_start(self, status: Status, reason: str) -> RunResult:
         """The run could not start (e.g. provisioning failed): nothing ran."""
         result = self.result
         result.started_at = result.started_at or now()
         for case in result.cases:
-            case.status, case.reason = Status.SKIPPED, reason
+            case.status = Status.CANCELLED if status is Status.CANCELLED else Status.SKIPPED
+            case.reason = reason
         result.status, result.reason = status, reason
         result.ended_at = now()
         self.emit(RunEnded(RunRecord.of(result)))
@@ -97,9 +115,11 @@ class Lockstep:
 
     async def _suite_body(self) -> None:
         result = self.result
-        if self.suite.initialize is not None:
+        if self.suite.initialize is not None and self.cancellation.allows("initialize"):
             init = await self._stage(None, "initialize", SCRIPTS, 0)
             result.stages.append(init)
+            if self.cancellation.requested:
+                return  # the cases are the run's cancelled ones, not skipped
             if not init.status.ok:
                 reason = f"suite initialize {init.status}: {step.who(init)}"
                 result.reason = reason
@@ -110,6 +130,8 @@ class Lockstep:
         for index, (case, case_result) in enumerate(
             zip(self.suite.cases, result.cases, strict=True), start=1
         ):
+            if self.cancellation.requested:
+                return  # the cases not started end as cancelled (lifecycle.finish)
             await self._case(case, case_result, index)
 
     async def _case(self, case: Case, result: CaseResult, index: int) -> None:
@@ -118,19 +140,28 @@ class Lockstep:
         async def run(stage: str) -> StageResult:
             return await self._stage(case, stage, kind, index)
 
-        def skip(stage: str, reason: str) -> StageResult:
-            return self._skipped_stage(case, stage, kind, reason)
+        def skip(stage: str, reason: str, status: Status) -> StageResult:
+            return self._skipped_stage(case, stage, kind, reason, status)
 
-        await step.run_case(case, kind, result, run, skip, self.emit)
+        try:
+            await step.run_case(
+                case, kind, result, run, skip, self.emit, cancellation=self.cancellation
+            )
+        finally:
+            # What the case's stages left running (a server its initialize
+            # started) ends with it, on every host.
+            self.fleet.end_scope(step.scope_id(self.run.run_id, index, case.name))
 
-    def _skipped_stage(self, case: Case, stage: str, kind: CaseKind, reason: str) -> StageResult:
+    def _skipped_stage(
+        self, case: Case | None, stage: str, kind: CaseKind, reason: str, status: Status
+    ) -> StageResult:
         hosts = [
-            HostResult(host=h.name, status=Status.SKIPPED, reason=reason)
+            HostResult(host=h.name, status=status, reason=reason)
             for h in self.suite.hosts
             if self._task(case, stage, kind, h) is not None
         ]
-        result = StageResult(name=stage, status=Status.SKIPPED, hosts=hosts)
-        self.emit(StageEnded(case.name, StageRecord.of(result)))
+        result = StageResult(name=stage, status=status if hosts else Status.SKIPPED, hosts=hosts)
+        self.emit(StageEnded(case.name if case is not None else None, StageRecord.of(result)))
         return result
 
     def _context(self, case: Case | None, stage: str, host: Host) -> StageContext:
@@ -176,6 +207,7 @@ class Lockstep:
                     kind,
                     self._context(case, stage, host),
                     self.emit,
+                    self.cancellation,
                 )
                 for host, order in orders
             )

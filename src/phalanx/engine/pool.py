@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from phalanx.engine import lifecycle, step
 from phalanx.engine.session import HostSession, StageOrder
-from phalanx.engine.step import stage_id
+from phalanx.engine.step import Cancellation, stage_id
 from phalanx.events import CaseEnded, CaseRecord, Event, StageEnded, StageRecord, StageStarted, now
 from phalanx.kinds import registry as kinds
 from phalanx.kinds.base import CaseKind, StageContext
@@ -33,6 +33,8 @@ class Pool:
     emit: Callable[[Event], None]
     env: Mapping[str, str] = field(default_factory=dict)
     stop_on_error: bool = False
+    # The edge's way to stop the run (`cancel`, `abort`): see step.Cancellation.
+    cancellation: Cancellation = field(default_factory=Cancellation)
 
     def __post_init__(self) -> None:
         if self.suite.initialize is not None or self.suite.finalize is not None:
@@ -54,14 +56,26 @@ class Pool:
         finally:
             if self.stopped_by is not None:
                 result.reason = f"stopped after {self.stopped_by} (--stop-on-error)"
-            lifecycle.finish(result, self.emit, empty=Status.SKIPPED)
+            lifecycle.finish(
+                result, self.emit, empty=Status.SKIPPED, cancelled=self.cancellation.reason
+            )
         return result
+
+    def cancel(self, reason: str) -> None:
+        """Stop the run, keeping the running cases' finalizes (see step.Cancellation)."""
+        self.cancellation.cancel(reason)
+
+    def abort(self, reason: str) -> None:
+        """Stop the run, finalizes included."""
+        self.cancellation.abort(reason)
 
     async def _worker(
         self, session: HostSession, work: Iterator[tuple[int, tuple[Case, CaseResult]]]
     ) -> None:
         # One shared iterator: next() never awaits, so two workers never take the same case.
         for index, (case, case_result) in work:
+            if self.cancellation.requested:
+                return  # the cases not started end as cancelled (lifecycle.finish)
             if self.stopped_by is not None:
                 case_result.status = Status.SKIPPED
                 case_result.reason = f"not run: --stop-on-error after {self.stopped_by}"
@@ -78,13 +92,22 @@ class Pool:
         async def run(stage: str) -> StageResult:
             return await self._stage(session, case, kind, stage, index)
 
-        def skip(stage: str, reason: str) -> StageResult:
-            hosts = [HostResult(host=self.host.name, status=Status.SKIPPED, reason=reason)]
-            skipped = StageResult(name=stage, status=Status.SKIPPED, hosts=hosts)
+        def skip(stage: str, reason: str, status: Status) -> StageResult:
+            hosts = [HostResult(host=self.host.name, status=status, reason=reason)]
+            skipped = StageResult(name=stage, status=status, hosts=hosts)
             self.emit(StageEnded(case.name, StageRecord.of(skipped)))
             return skipped
 
-        await step.run_case(case, kind, result, run, skip, self.emit, empty=Status.SKIPPED)
+        await step.run_case(
+            case,
+            kind,
+            result,
+            run,
+            skip,
+            self.emit,
+            empty=Status.SKIPPED,
+            cancellation=self.cancellation,
+        )
 
     async def _stage(
         self, session: HostSession, case: Case, kind: CaseKind, stage: str, index: int
@@ -105,7 +128,7 @@ class Pool:
             self.suite.stage_timeout(case),
         )
         self.emit(StageStarted(case.name, stage, (self.host.name,)))
-        host = await step.host_stage(session, order, kind, context, self.emit)
+        host = await step.host_stage(session, order, kind, context, self.emit, self.cancellation)
         result.hosts = [host]
         result.status, result.ended_at = host.status, now()
         self.emit(StageEnded(case.name, StageRecord.of(result)))

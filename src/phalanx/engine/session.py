@@ -61,6 +61,11 @@ class HostSession(Protocol):
 
     async def collect_logs(self, stage_id: str) -> list[CollectedLog]: ...
 
+    def cancel(self, stage_id: str) -> None:
+        """Stop the stage if it runs (its whole process group); its
+        `run_stage` then returns a cancelled outcome. A no-op otherwise."""
+        ...
+
 
 class Fleet(Protocol):
     """The hosts of a run, as the engine sees them."""
@@ -70,3 +75,8 @@ class Fleet(Protocol):
     def begin_stage(self, scope: StageScope) -> None: ...
 
     def end_stage(self, stage_id: str) -> None: ...
+
+    def end_scope(self, scope: str) -> None:
+        """A case is over (`step.scope_id`): its hosts end whatever its
+        stages left running before they start another stage."""
+        ...

@@ -12,7 +12,8 @@ the same failure reads the same in a suite run and in a tree run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from phalanx import layout
@@ -32,33 +33,129 @@ from phalanx.model import Case, CaseResult, HostResult, StageResult, Status, wor
 
 SUITE_SCOPE = "suite"
 INITIALIZE_DID_NOT_PASS = "case initialize did not pass"
+FINALIZE = "finalize"
 
 Emit = Callable[[Event], None]
 T = TypeVar("T")
 
 
+def scope_id(run_id: str, index: int, case: str | None) -> str:
+    """A case in its run (the suite's stages: index 0, `suite`): what its
+    stages leave running lives until the scope ends."""
+    return f"{run_id}:{index}:{case or SUITE_SCOPE}"
+
+
 def stage_id(run_id: str, index: int, case: str | None, stage: str) -> str:
-    """Unique in the run: a case run twice (a repeated tree test) has two indexes."""
-    return f"{run_id}:{index}:{case or SUITE_SCOPE}:{stage}"
+    """Unique in the run: a case run twice (a repeated tree test) has two
+    indexes. Its scope's id, then the stage."""
+    return f"{scope_id(run_id, index, case)}:{stage}"
+
+
+class Cancellation:
+    """A request to stop a run, as the edge (a signal handler, a service's
+    cancel button) makes it; the engines ask it before every case and stage.
+
+    `cancel`: the stages running now are cancelled on their hosts (their
+    process groups end) and no case or stage starts any more, except the
+    `finalize` stages, which still run so that hosts are left clean.
+    `abort`: the finalizes too are cut short, and nothing starts at all.
+    Either way the engine ends normally, with every result it has."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None  # the run's: why it was cancelled
+        self.aborted: str | None = None  # why the finalizes were cut short too
+        self._running: dict[tuple[int, str], tuple[HostSession, str, str]] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        self._stop(lambda stage: stage != FINALIZE)
+
+    def abort(self, reason: str) -> None:
+        if self.aborted is not None:
+            return
+        self.reason = self.reason or reason
+        self.aborted = reason
+        self._stop(lambda stage: True)
+
+    def allows(self, stage: str) -> bool:
+        """Whether a stage named `stage` may still start."""
+        if self.aborted is not None:
+            return False
+        return self.reason is None or stage == FINALIZE
+
+    def why(self, stage: str) -> str:
+        """The reason given to a host whose `stage` was cancelled."""
+        if stage == FINALIZE and self.aborted is not None:
+            return f"{self.reason}; finalize cut short: {self.aborted}"
+        return self.reason or "cancelled"
+
+    def on_request(self, listener: Callable[[], None]) -> None:
+        """Call `listener` once a cancel is requested (at once if it was)."""
+        if self.requested:
+            listener()
+        else:
+            self._listeners.append(listener)
+
+    def _stop(self, which: Callable[[str], bool]) -> None:
+        for session, sid, stage in list(self._running.values()):
+            if which(stage):
+                session.cancel(sid)
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener()
+
+    @contextlib.contextmanager
+    def running(self, session: HostSession, order: StageOrder, stage: str) -> Iterator[None]:
+        key = (id(session), order.stage_id)
+        self._running[key] = (session, order.stage_id, stage)
+        try:
+            yield
+        finally:
+            self._running.pop(key, None)
 
 
 async def host_stage(
-    session: HostSession, order: StageOrder, kind: CaseKind, context: StageContext, emit: Emit
+    session: HostSession,
+    order: StageOrder,
+    kind: CaseKind,
+    context: StageContext,
+    emit: Emit,
+    cancellation: Cancellation | None = None,
 ) -> HostResult:
     """Run `order` on `session`; its output goes out as HostOutput, its
-    judged end as HostStageEnded."""
+    judged end as HostStageEnded. A cancelled run does not start it (the
+    host's part is `cancelled`) and cancels it while it runs."""
     case = context.case.name if context.case is not None else None
     stage, host = context.stage, order.host
     result = HostResult(host=host, status=Status.RUNNING, started_at=now())
+    if cancellation is not None and not cancellation.allows(stage):
+        result.status, result.reason = Status.CANCELLED, cancellation.why(stage)
+        result.ended_at = now()
+        emit(HostStageEnded(case, stage, HostRecord.of(result)))
+        return result
 
     def on_output(data: bytes) -> None:
         if result.output is None:  # a host that prints nothing has no output file
             result.output = layout.output_path(case, stage, host)
         emit(HostOutput(case, stage, host, data))
 
-    report = await session.run_stage(order, on_output)
+    if cancellation is None:
+        report = await session.run_stage(order, on_output)
+    else:
+        with cancellation.running(session, order, stage):
+            report = await session.run_stage(order, on_output)
     result.status, result.reason = kind.judge(context, report.outcome)
+    if result.status is Status.CANCELLED and cancellation is not None and cancellation.requested:
+        result.reason = cancellation.why(stage)
     result.exit_code = report.outcome.exit_code
+    result.signal = report.outcome.signal
     result.started_at, result.ended_at = report.started_at, report.ended_at
     if result.status is not Status.SKIPPED:  # a skipped host's data only says why: its reason
         result.data = report.outcome.data
@@ -105,19 +202,25 @@ async def run_case(
     kind: CaseKind,
     result: CaseResult,
     run: Callable[[str], Awaitable[StageResult]],
-    skip: Callable[[str, str], StageResult],
+    skip: Callable[[str, str, Status], StageResult],
     emit: Emit,
     empty: Status = Status.PASSED,
+    cancellation: Cancellation | None = None,
 ) -> None:
-    """Walk the case's stages: `run(stage)` runs one, `skip(stage, reason)`
-    records one that does not run. A failed initialize skips `run`;
-    finalize always runs. `empty`: the case's status if it has no stage."""
+    """Walk the case's stages: `run(stage)` runs one, `skip(stage, reason,
+    status)` records one that does not run. A failed initialize skips `run`;
+    finalize always runs, unless the run is aborted; the other stages of a
+    cancelled run are recorded `cancelled`. `empty`: the case's status if it
+    has no stage."""
     result.started_at = now()
     result.status = Status.RUNNING
     initialized = True
     for stage in kind.stages(case):
+        if cancellation is not None and not cancellation.allows(stage):
+            result.stages.append(skip(stage, cancellation.why(stage), Status.CANCELLED))
+            continue
         if stage == "run" and not initialized:
-            result.stages.append(skip(stage, INITIALIZE_DID_NOT_PASS))
+            result.stages.append(skip(stage, INITIALIZE_DID_NOT_PASS, Status.SKIPPED))
             continue
         stage_result = await run(stage)
         result.stages.append(stage_result)

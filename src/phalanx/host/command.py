@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from phalanx.host.context import RunnerContext
-from phalanx.host.process import Child, group_alive, kill_group, spawn
+from phalanx.host.process import Child, end_scope, kill_group, scope_of, spawn
 from phalanx.tasks import Outcome
 
 DRAIN_AFTER_EXIT = 0.2  # seconds to wait for output still in the pipe after the exit
@@ -41,8 +41,9 @@ async def run_command(
     """Run `command` (in `cwd`, default the host's; with `env`, default the
     stage's). `inactivity`: seconds without output after which the group is
     killed. `end_group`: once the command exits, kill what it left running
-    in its group (tree tests must not hand daemons to the next test; a
-    stage script that starts a server for later stages must)."""
+    in its group or that left the group (tree tests must not hand daemons
+    to the next test; a stage script that starts a server for later stages
+    must: its scope, the case, ends it)."""
     loop = asyncio.get_running_loop()
     last_output = loop.time()
     child: Child | None = None
@@ -71,18 +72,21 @@ async def run_command(
         child = spawn(command, cwd or ctx.cwd, ctx.env if env is None else env, on_output)
     except OSError as exc:
         return Outcome(error=f"cannot start {command[0]}: {exc}")
-    ctx.ledger.add(child.pid)
+    ctx.ledger.add(child.pid, scope_of(ctx.stage_id))
     verdict = await supervise(child, ctx.timeout, ctx.cancelled, inactivity, silent_since)
-    if end_group and group_alive(child.pid):
-        await kill_group(child.pid)
+    if end_group:  # the group, and what left it carrying the stage's scope
+        scope = scope_of(ctx.stage_id)
+        await end_scope(scope, ctx.ledger.take(scope))
     # Background processes the command left running may hold the pipe; it
     # stays open and read (so they never die of SIGPIPE) but is not waited for.
     await drain(child, paused=lambda: paused)
     data = None
     if verdict == "inactive":
         data = {"timeout": f"no output for {inactivity:g}s; its process group was killed"}
+    returncode = child.returncode
     return Outcome(
-        exit_code=shell_exit_code(child.returncode),
+        exit_code=shell_exit_code(returncode),
+        signal=-returncode if returncode is not None and returncode < 0 else None,
         timed_out=verdict in ("timeout", "inactive"),
         cancelled=verdict == "cancelled",
         data=data,

@@ -33,7 +33,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from phalanx import __version__
 from phalanx.host.context import RunnerContext, new_signal, set_signal
 from phalanx.host.logs import LogWatch
-from phalanx.host.process import GroupLedger, ledger_path
+from phalanx.host.process import (
+    SCOPE_MARK,
+    GroupLedger,
+    become_subreaper,
+    end_marked,
+    end_processes,
+    end_scope,
+    escapees,
+    ledger_path,
+    scope_of,
+)
 from phalanx.host.runners import execute
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
@@ -48,6 +58,7 @@ from phalanx.wire.messages import (
     LogsResult,
     Ping,
     Pong,
+    ScopeEnd,
     Shutdown,
     StageCancel,
     StageOutput,
@@ -64,6 +75,7 @@ from phalanx.wire.messages import (
 log = logging.getLogger("phalanx.agent")
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
+WORKDIR_MARK = "PHALANX_WORKDIR"  # in every stage process's environment: whose it is
 EXIT_REFUSED = 2
 EXIT_GAVE_UP = 3
 COMMANDS = ("sync", "send", "wait")
@@ -93,6 +105,8 @@ class _Stage:
     task: asyncio.Task[None] | None = None
     output: bytearray = field(default_factory=bytearray)  # not yet sent
     gather: asyncio.TimerHandle | None = None
+    # Scope ends ordered before this stage: it starts once they are done.
+    after: tuple[asyncio.Task[None], ...] = ()
 
 
 @dataclass
@@ -151,6 +165,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self.refused: str | None = None
         self.background: set[asyncio.Task[None]] = set()
+        self.scope_ends: set[asyncio.Task[None]] = set()
         self._socket_dir = socket_dir(workdir)
         self.socket_path = self._socket_dir / "agent.sock"
         self.base_env = self._base_env()
@@ -161,6 +176,9 @@ class Agent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket_path.unlink(missing_ok=True)  # left by an agent that was killed
+        # Processes that leave their stage's group (setsid, a double fork)
+        # are re-parented here, not to init: found and ended with their scope.
+        become_subreaper()
         self._install_commands()
         server = await asyncio.start_unix_server(self._local_client, path=str(self.socket_path))
         try:
@@ -171,6 +189,9 @@ class Agent:
                 if stage.task is not None:
                     stage.task.cancel()
             self.ledger.kill_all()
+            # The run's end is every scope's: what left the groups goes too.
+            await end_marked(WORKDIR_MARK, str(self.workdir), grace=0)
+            await end_processes(escapees(), grace=0)
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     async def _connect_loop(self) -> int:
@@ -326,6 +347,10 @@ class Agent:
                 self.send(Pong(seq=seq))
             case Ack(ref=ref):
                 self.outbox.pop(ref, None)
+            case ScopeEnd(scope=scope):
+                task = asyncio.create_task(end_scope(scope, self.ledger.take(scope)))
+                self.scope_ends.add(task)
+                task.add_done_callback(self.scope_ends.discard)
             case Shutdown():
                 self.stopping.set()
 
@@ -343,18 +368,21 @@ class Agent:
             return
         if stage_id in self.finished:
             return
-        stage = _Stage(message)
+        stage = _Stage(message, after=tuple(self.scope_ends))
         self.running[stage_id] = stage
         stage.task = asyncio.create_task(self._run_stage(stage))
 
     async def _run_stage(self, stage: _Stage) -> None:
         message = stage.message
+        if stage.after:
+            await asyncio.wait(stage.after)
         if message.logs:
             self.watches[message.stage_id] = LogWatch(message.logs, self.workdir)
         env = {
             **self.base_env,
             **message.env,
             "PHALANX_STAGE_ID": message.stage_id,
+            SCOPE_MARK: scope_of(message.stage_id),
             "PHALANX_STAGE_TIMEOUT": f"{message.timeout:g}",
         }
 
@@ -446,7 +474,7 @@ class Agent:
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
         env["PHALANX_AGENT_SOCKET"] = str(self.socket_path)
         env["PHALANX_FUNCTIONS"] = str(self.state_dir / "functions.sh")
-        env["PHALANX_WORKDIR"] = str(self.workdir)
+        env[WORKDIR_MARK] = str(self.workdir)
         return env
 
     def _install_commands(self) -> None:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport
-from phalanx.host.context import RunnerContext
-from phalanx.host.process import GroupLedger
+from phalanx.host.context import RunnerContext, set_signal
+from phalanx.host.process import SCOPE_MARK, GroupLedger, scope_of
 from phalanx.host.runners import execute
 from phalanx.host.sandbox import Sandboxes
 
@@ -25,12 +25,13 @@ class InProcessSession:
         self.workdir = workdir
         self.sandboxes = sandboxes
         self.ledger = ledger
+        self.running: dict[str, RunnerContext] = {}
 
     async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
         started = datetime.now(UTC)
         context = RunnerContext(
             stage_id=order.stage_id,
-            env=order.env,
+            env={**order.env, SCOPE_MARK: scope_of(order.stage_id)},
             cwd=self.workdir,
             scratch_root=self.sandboxes.root,
             timeout=order.timeout,
@@ -38,8 +39,16 @@ class InProcessSession:
             ledger=self.ledger,
             sandboxes=self.sandboxes,
         )
-        outcome = await execute(order.task, context)
+        self.running[order.stage_id] = context
+        try:
+            outcome = await execute(order.task, context)
+        finally:
+            del self.running[order.stage_id]
         return StageReport(outcome, started, datetime.now(UTC))
+
+    def cancel(self, stage_id: str) -> None:
+        if (context := self.running.get(stage_id)) is not None:
+            set_signal(context.cancelled)
 
     async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
         return []

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from phalanx.model import CASE_STAGES, Case, Host, Script, Status, Suite
-from phalanx.tasks import Outcome, Task
+from phalanx.tasks import Outcome, Task, ended_by
+from phalanx.tasks.base import SIGKILL
 
 
 class OptionError(ValueError):
@@ -84,12 +85,18 @@ def judge_exit(outcome: Outcome) -> tuple[Status, str | None]:
     if outcome.error is not None:
         return Status.ERROR, outcome.error
     if outcome.timed_out:
-        return Status.TIMEOUT, "stage timed out; its process group was killed"
+        return Status.TIMEOUT, "stage timed out; its process group was killed" + killed_how(outcome)
     if outcome.cancelled:
         return Status.CANCELLED, "cancelled"
     if outcome.exit_code == 0:
         return Status.PASSED, None
-    return Status.FAILED, f"exit code {outcome.exit_code}"
+    return Status.FAILED, ended_by(outcome)
+
+
+def killed_how(outcome: Outcome) -> str:
+    """` (killed by SIGKILL after ignoring SIGTERM)` for a stage that was
+    stopped and needed more than SIGTERM; nothing otherwise."""
+    return f" ({ended_by(outcome)})" if outcome.signal == SIGKILL else ""
 
 
 DEFAULT_CASE_STAGES = CASE_STAGES

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from phalanx.kinds import checks
-from phalanx.kinds.base import CaseSpec, OptionError, StageContext
+from phalanx.kinds.base import CaseSpec, OptionError, StageContext, killed_how
 from phalanx.model import Case, Status
-from phalanx.tasks import ExecutableTask, Outcome, Task
+from phalanx.tasks import ExecutableTask, Outcome, Task, ended_by
 
 STAGES = ("run",)
 OPTIONS = frozenset({"dir", "cwd", "skip", "dependencies", "expected_fail", "inactivity"})
@@ -70,7 +70,7 @@ class Executable:
             return Status.ERROR, outcome.error
         if outcome.timed_out:
             why = data.get("timeout") or "timed out; its process group was killed"
-            return Status.TIMEOUT, str(why)
+            return Status.TIMEOUT, str(why) + killed_how(outcome)
         if outcome.cancelled:
             return Status.CANCELLED, "cancelled"
         expected_fail = bool(ctx.case is not None and ctx.case.options.get("expected_fail"))
@@ -79,8 +79,8 @@ class Executable:
                 return Status.FAILED, "expected to fail, but exited 0"
             return Status.PASSED, None
         if expected_fail:
-            return Status.PASSED, f"failed as expected (exit code {outcome.exit_code})"
-        return Status.FAILED, f"exit code {outcome.exit_code}"
+            return Status.PASSED, f"failed as expected ({ended_by(outcome)})"
+        return Status.FAILED, ended_by(outcome)
 
 
 EXECUTABLE = Executable("executable", declarative=False)

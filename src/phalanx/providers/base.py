@@ -3,6 +3,7 @@ each, say how hosts reach one another, and take everything down again."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +32,7 @@ class Provider(Protocol):
 
     async def up(self, specs: list[AgentSpec]) -> None: ...
 
-    async def down(self) -> None:
-        """End every process the provider started, with its whole group."""
+    async def down(self, lost: Collection[str] = ()) -> None:
+        """End every process the provider started, with its whole group;
+        the agents of the hosts in `lost` without waiting for them."""
         ...

@@ -9,11 +9,19 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from phalanx.host.daemon import socket_dir
-from phalanx.host.process import group_alive, ledger_path, read_ledger, signal_group
+from phalanx.host.daemon import WORKDIR_MARK, socket_dir
+from phalanx.host.process import (
+    end_marked,
+    group_alive,
+    ledger_path,
+    read_ledger,
+    signal_group,
+    stopped,
+)
 from phalanx.layout import agent_log
 from phalanx.model import Host
 from phalanx.providers.base import AgentSpec, ProvisionError
@@ -81,11 +89,20 @@ class LocalProvider:
                     ) from exc
             self.agents.append(_Agent(spec.host.name, process, workdir))
 
-    async def down(self) -> None:
+    async def down(self, lost: Collection[str] = ()) -> None:
+        """End every agent this provider started. An agent in `lost` (the
+        coordinator gave up on it: killed, frozen, cut off) is not waited
+        for: it is killed at once."""
         agents, self.agents = self.agents, []
-        await asyncio.gather(*(self._stop(agent) for agent in agents))
+        await asyncio.gather(*(self._stop(agent, agent.host in lost) for agent in agents))
 
-    async def _stop(self, agent: _Agent) -> None:
+    async def _stop(self, agent: _Agent, lost: bool) -> None:
+        if lost or stopped(agent.process.pid):
+            # A frozen (SIGSTOPped) agent would not even die of SIGTERM.
+            signal_group(agent.process.pid, signal.SIGKILL)
+            await agent.process.wait()
+            await self._end_strays(agent)
+            return
         try:
             await asyncio.wait_for(agent.process.wait(), EXIT_GRACE)
         except TimeoutError:
@@ -95,9 +112,15 @@ class LocalProvider:
             except TimeoutError:
                 signal_group(agent.process.pid, signal.SIGKILL)
                 await agent.process.wait()
-        # An agent killed with -9 could not end its stages' process groups.
+        signal_group(agent.process.pid, signal.SIGKILL)  # anything left in its own group
+        await self._end_strays(agent)
+
+    async def _end_strays(self, agent: _Agent) -> None:
+        # An agent killed with -9 could not end its stages' process groups,
+        # nor what left them; every stage process carries the agent's
+        # workdir in its environment.
         for pgid in read_ledger(ledger_path(agent.workdir)):
             if group_alive(pgid):
                 signal_group(pgid, signal.SIGKILL)
-        signal_group(agent.process.pid, signal.SIGKILL)  # anything left in its own group
+        await end_marked(WORKDIR_MARK, str(agent.workdir.resolve()), grace=0)
         shutil.rmtree(socket_dir(agent.workdir), ignore_errors=True)

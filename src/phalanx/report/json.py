@@ -64,6 +64,7 @@ def _host(h: HostResult, run_dir: Path | None) -> dict[str, Any]:
         "host": h.host,
         "status": h.status.value,
         "exit_code": h.exit_code,
+        "signal": h.signal,
         "started_at": iso(h.started_at),
         "ended_at": iso(h.ended_at),
         "duration": _duration(h.started_at, h.ended_at),

@@ -9,7 +9,7 @@ that builds it and the runner that runs it: its defaults are the only ones.
 
 from __future__ import annotations
 
-from phalanx.tasks.base import Outcome, Task, from_json, to_json
+from phalanx.tasks.base import Outcome, Task, ended_by, from_json, to_json
 from phalanx.tasks.executable import ExecutableTask
 from phalanx.tasks.python import PythonTask
 from phalanx.tasks.shell import ShellTask
@@ -28,6 +28,7 @@ __all__ = [
     "ShellTask",
     "Task",
     "WalksTask",
+    "ended_by",
     "from_json",
     "to_json",
 ]

@@ -26,11 +26,36 @@ class Task:
 class Outcome:
     """How a host's task ended, as the host reported it."""
 
-    exit_code: int | None = None
+    exit_code: int | None = None  # as a shell says it: 128 + N for a death by signal N
+    signal: int | None = None  # the signal that ended the process (e.g. 9), if one did
     timed_out: bool = False
     cancelled: bool = False
     error: str | None = None  # the host could not run the task at all
     data: Any = None  # a runner's structured result (e.g. final_results)
+
+
+SIGKILL = 9  # the same on every platform phalanx runs on
+
+
+def ended_by(outcome: Outcome) -> str:
+    """How the task's process ended, as a reason reads it: `exit code 1`,
+    `killed by signal 11 (SIGSEGV)`, or, for a process that was asked to
+    end (a timeout, a cancel) and did not, `killed by SIGKILL after ignoring
+    SIGTERM`."""
+    if outcome.signal is None:
+        return f"exit code {outcome.exit_code}"
+    if outcome.signal == SIGKILL and (outcome.timed_out or outcome.cancelled):
+        return "killed by SIGKILL after ignoring SIGTERM"
+    return f"killed by signal {outcome.signal} ({_signal_name(outcome.signal)})"
+
+
+def _signal_name(number: int) -> str:
+    import signal  # only for a name, and only when a process died of one
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"
 
 
 T = TypeVar("T", bound=Task)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
-from phalanx.model import Case, Suite
+from phalanx.model import Case, RunResult, Suite
 
 
 @dataclass
@@ -38,6 +38,7 @@ class TreeArgs:
     junit: Path | None = None
     tap: Path | None = None
     verbose: bool = False
+    cancel_grace: float = 30.0  # after Ctrl-C or SIGTERM, for the running tests' finalize
 
 
 def _errors(lines: list[str], stream: TextIO) -> int:
@@ -94,6 +95,7 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
 
 def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
     from phalanx import aio
+    from phalanx.engine.step import Cancellation
     from phalanx.layout import new_run_id
     from phalanx.report.writers import ReportPaths
     from phalanx.tree.console import TreeConsole, summary
@@ -101,17 +103,28 @@ def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
 
     run_dir = args.results / (args.run_id or new_run_id())
     console = TreeConsole(out, verbose=args.verbose, run_dir=run_dir)
-    try:
-        result = aio.run(
-            run_tree(
+    cancellation = Cancellation()
+
+    def cancelling(reason: str) -> None:
+        sys.stderr.write(f"{reason}: stopping the run (a second Ctrl-C stops at once)\n")
+        sys.stderr.flush()
+
+    async def cancellable() -> RunResult:
+        with aio.interrupts(
+            cancellation.cancel, cancellation.abort, args.cancel_grace, on_first=cancelling
+        ):
+            return await run_tree(
                 suite,
                 run_dir,
                 jobs=jobs,
                 sinks=[console],
                 stop_on_error=args.stop_on_error,
                 reports=ReportPaths(json=args.json, junit=args.junit, tap=args.tap),
+                cancellation=cancellation,
             )
-        )
+
+    try:
+        result = aio.run(cancellable())
     except KeyboardInterrupt:
         out.write("interrupted\n")
         return EXIT_INTERRUPTED

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from phalanx.engine.pool import Pool
+from phalanx.engine.step import Cancellation
 from phalanx.events import Fanout, Sink
 from phalanx.host.inprocess import InProcessSession
-from phalanx.host.process import GroupLedger, ledger_path
+from phalanx.host.process import GroupLedger, become_subreaper, ledger_path
 from phalanx.host.sandbox import Sandboxes
 from phalanx.model import RunResult, Suite
 from phalanx.report.writers import ReportPaths, write_reports
@@ -32,10 +33,14 @@ async def run_tree(
     sinks: Sequence[Sink] = (),
     stop_on_error: bool = False,
     reports: ReportPaths | None = None,
+    cancellation: Cancellation | None = None,
 ) -> RunResult:
     """Run every case of `suite` (one local host) on `jobs` workers; write
     results.json, junit.xml and results.tap (or to the paths in `reports`)."""
     folder = RunFolder(run_dir)
+    # A test's processes that leave its group come back here, to be ended
+    # with the test (host.process).
+    become_subreaper()
     ledger = GroupLedger(ledger_path(run_dir))
     host = suite.hosts[0].name
     workdir = suite.path.parent if suite.path is not None else Path.cwd()
@@ -44,7 +49,13 @@ async def run_tree(
     run_id = run_dir.name
     env = {**os.environ, "PHALANX_RUN_ID": run_id, "PHALANX_RESULTS": str(run_dir)}
     engine = Pool(
-        suite, sessions, run_id, Fanout([folder, *sinks]), env=env, stop_on_error=stop_on_error
+        suite,
+        sessions,
+        run_id,
+        Fanout([folder, *sinks]),
+        env=env,
+        stop_on_error=stop_on_error,
+        cancellation=cancellation or Cancellation(),
     )
     try:
         result = await engine.execute()

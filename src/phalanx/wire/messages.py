@@ -169,6 +169,14 @@ class Ping(_Message):
     seq: int
 
 
+class ScopeEnd(_Message):
+    """A case (`run:index:case`) is over on every host: end what its stages
+    left running, escapees included, before the next stage starts."""
+
+    type: Literal["scope.end"] = "scope.end"
+    scope: str
+
+
 class Shutdown(_Message):
     """The run is over: end every stage process group and exit."""
 
@@ -180,7 +188,15 @@ AgentMessage = Annotated[
     Field(discriminator="type"),
 ]
 CoordinatorMessage = Annotated[
-    StageStart | StageCancel | LogsCollect | SyncRelease | KvValue | Ping | Ack | Shutdown,
+    StageStart
+    | StageCancel
+    | LogsCollect
+    | SyncRelease
+    | KvValue
+    | Ping
+    | Ack
+    | ScopeEnd
+    | Shutdown,
     Field(discriminator="type"),
 ]
 
