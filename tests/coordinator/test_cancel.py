@@ -9,11 +9,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.processes import gone, run_folder, wait_for
 
 HOSTS = ("h0.phalanx.test", "h1.phalanx.test")
 CLUSTER = "name: two\nhosts:\n" + "".join(f"  - name: {h}\n" for h in HOSTS)
@@ -66,37 +67,6 @@ def _start(suite: Path, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(paths: list[Path], proc: subprocess.Popen[str], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while not all(p.exists() for p in paths):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"never appeared: {paths}"
-        time.sleep(0.05)
-
-
-def _hosts_dir(cwd: Path, proc: subprocess.Popen[str], within: float = 30) -> Path:
-    deadline = time.monotonic() + within
-    while not (runs := list((cwd / "phalanx-results").glob("*"))):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no run folder"
-        time.sleep(0.05)
-    (run,) = runs
-    return run / "hosts"
-
-
-def _gone(pid: int, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
-        except (FileNotFoundError, IndexError):
-            return True
-        if state == "Z":  # dead, waiting for a reaper
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _pids(hosts: Path, name: str) -> list[int]:
     files = [hosts / h / name for h in HOSTS]
     assert all(f.exists() for f in files), f"{name} missing on a host"
@@ -124,9 +94,9 @@ def test_a_signal_mid_stage_cancels_runs_the_finalizes_and_writes_every_report(
     suite = _repo(tmp_path / "repo", FINALIZE)
     proc = _start(suite, tmp_path)
     try:
-        _wait_for([tmp_path / "phalanx-results"], proc)
-        hosts = _hosts_dir(tmp_path, proc)
-        _wait_for([hosts / h / "running" for h in HOSTS], proc)
+        wait_for([tmp_path / "phalanx-results"], proc)
+        hosts = run_folder(tmp_path, proc) / "hosts"
+        wait_for([hosts / h / "running" for h in HOSTS], proc)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -149,7 +119,7 @@ def test_a_signal_mid_stage_cancels_runs_the_finalizes_and_writes_every_report(
         assert not (hosts / h / "later-ran").exists()
     # Nothing is left: the agents, the stages' processes.
     for pid in _pids(hosts, "agent.pid") + _pids(hosts, "run-child.pid"):
-        assert _gone(pid), f"process {pid} outlived the run"
+        assert gone(pid), f"process {pid} outlived the run"
 
 
 def test_a_second_signal_cuts_the_finalizes_short_and_still_writes_the_reports(
@@ -158,11 +128,11 @@ def test_a_second_signal_cuts_the_finalizes_short_and_still_writes_the_reports(
     suite = _repo(tmp_path / "repo", HANGING_FINALIZE)
     proc = _start(suite, tmp_path)
     try:
-        _wait_for([tmp_path / "phalanx-results"], proc)
-        hosts = _hosts_dir(tmp_path, proc)
-        _wait_for([hosts / h / "running" for h in HOSTS], proc)
+        wait_for([tmp_path / "phalanx-results"], proc)
+        hosts = run_folder(tmp_path, proc) / "hosts"
+        wait_for([hosts / h / "running" for h in HOSTS], proc)
         proc.send_signal(signal.SIGINT)
-        _wait_for([hosts / h / "finalize-started" for h in HOSTS], proc)
+        wait_for([hosts / h / "finalize-started" for h in HOSTS], proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -181,7 +151,7 @@ def test_a_second_signal_cuts_the_finalizes_short_and_still_writes_the_reports(
         assert not (hosts / h / "suite-finalized").exists()
     pids = _pids(hosts, "agent.pid") + _pids(hosts, "run-child.pid")
     for pid in pids + _pids(hosts, "finalize-child.pid"):
-        assert _gone(pid), f"process {pid} outlived the run"
+        assert gone(pid), f"process {pid} outlived the run"
 
 
 def test_finalizes_that_outlast_the_cancel_grace_are_cut_short(tmp_path: Path) -> None:
@@ -194,8 +164,8 @@ def test_finalizes_that_outlast_the_cancel_grace_are_cut_short(tmp_path: Path) -
         text=True,
     )
     try:
-        hosts = _hosts_dir(tmp_path, proc)
-        _wait_for([hosts / h / "running" for h in HOSTS], proc)
+        hosts = run_folder(tmp_path, proc) / "hosts"
+        wait_for([hosts / h / "running" for h in HOSTS], proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -208,4 +178,4 @@ def test_finalizes_that_outlast_the_cancel_grace_are_cut_short(tmp_path: Path) -
         "cancelled by SIGINT; finalize cut short: the cancel grace of 3s ran out"
     }
     for pid in _pids(hosts, "finalize-child.pid") + _pids(hosts, "agent.pid"):
-        assert _gone(pid), f"process {pid} outlived the run"
+        assert gone(pid), f"process {pid} outlived the run"

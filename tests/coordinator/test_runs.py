@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from pathlib import Path
 
 from phalanx.model import Status
 from tests.coordinator.runhelpers import case, output, run, suite
+from tests.processes import alive
 
 JITTER = "sleep 0.$((RANDOM % 3))"
 
@@ -117,7 +117,7 @@ sleep 300"""
     assert len(pid_files) == 2, "the stage did not start its grandchild on every host"
     for pid_file in pid_files:
         pid = int(pid_file.read_text())
-        assert not _alive(pid), "a grandchild that ignored SIGTERM survived the timeout"
+        assert not alive(pid), "a grandchild that ignored SIGTERM survived the timeout"
     assert after.status is Status.PASSED
 
 
@@ -165,7 +165,7 @@ def test_a_silent_agent_is_lost_too_and_the_run_does_not_wait_for_it_at_the_end(
     # frozen agent at the end (that was 10 s).
     assert took < 1.5 + 6, f"the run took {took:.1f}s"
     agent = int((folder / "hosts" / "h1.phalanx.test" / "agent.pid").read_text())
-    assert not _alive(agent), "the frozen agent was left behind"
+    assert not alive(agent), "the frozen agent was left behind"
 
 
 def test_tags_are_substituted_and_exported(tmp_path: Path):
@@ -257,20 +257,7 @@ def test_no_process_outlives_the_run(tmp_path: Path):
     assert result.status is Status.PASSED
     pids = [int(p.read_text()) for p in folder.glob("hosts/*/bg.pid")]
     assert len(pids) == 2
-    assert not any(_alive(pid) for pid in pids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie waiting for its reaper is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    assert not any(alive(pid) for pid in pids)
 
 
 def test_a_stage_that_ignores_sigterm_is_recorded_killed_by_sigkill(tmp_path: Path):
@@ -324,4 +311,4 @@ def test_what_a_case_leaves_running_lives_through_it_and_ends_with_it(tmp_path: 
         after = output(folder, result, "next", "run", h).split("\n")
         assert after[:3] == ["server gone", "escapee gone", "double gone"]
         for name in ("server", "escapee", "double"):
-            assert not _alive(int((folder / "hosts" / h / f"{name}.pid").read_text()))
+            assert not alive(int((folder / "hosts" / h / f"{name}.pid").read_text()))

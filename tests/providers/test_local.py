@@ -16,18 +16,9 @@ from phalanx.host.process import ledger_path
 from phalanx.model import Host
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.local import LocalProvider, host_dir
+from tests.processes import alive
 
 HOSTS = [Host(name="a1.local.test"), Host(name="a2.local.test")]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purposes (its parent has not reaped it yet).
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
 async def test_every_host_gets_a_connected_agent_in_its_own_folder_and_down_ends_them(

@@ -3,7 +3,6 @@ real processes, checked from the outside."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,25 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import gone, run_folder, wait_for
 from tests.tree.helpers import make_tree, phalanx, reasons, results, statuses
 
 PLAIN = "testinfo:\n    summary: t\n"
-
-
-def _gone(pid: int, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:  # a zombie waiting for its new parent to reap it is gone too
-            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
-                return True
-        except (FileNotFoundError, IndexError):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_silent_test_is_killed_by_the_inactivity_timeout(tmp_path: Path) -> None:
@@ -64,7 +48,7 @@ def test_a_hung_test_is_killed_with_its_children(tmp_path: Path) -> None:
     assert statuses(data) == {"tests/hung": "timeout"}
     (run,) = (tmp_path / "phalanx-results").iterdir()
     pid = int((run / "sandbox" / "tests_hung" / "grandchild.pid").read_text())
-    assert _gone(pid), f"grandchild {pid} survived its test"
+    assert gone(pid), f"grandchild {pid} survived its test"
 
 
 def test_processes_a_passing_test_leaves_behind_are_ended(tmp_path: Path) -> None:
@@ -72,7 +56,7 @@ def test_processes_a_passing_test_leaves_behind_are_ended(tmp_path: Path) -> Non
     make_tree(tmp_path, {"leaves": (PLAIN, "#!/bin/sh\n" + leaves)})
     assert phalanx("tests", cwd=tmp_path).returncode == 0
     (run,) = (tmp_path / "phalanx-results").iterdir()
-    assert _gone(int((run / "sandbox" / "tests_leaves" / "daemon.pid").read_text()))
+    assert gone(int((run / "sandbox" / "tests_leaves" / "daemon.pid").read_text()))
 
 
 def test_workers_run_tests_side_by_side_and_output_stays_apart(tmp_path: Path) -> None:
@@ -174,24 +158,6 @@ def _start_tree(cwd: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(path: Path, proc: subprocess.Popen[str], within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
-def _run_dir(cwd: Path, proc: subprocess.Popen[str], within: float = 30) -> Path:
-    deadline = time.monotonic() + within
-    while not (runs := list((cwd / "phalanx-results").glob("*"))):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no run folder"
-        time.sleep(0.05)
-    (run,) = runs
-    return run
-
-
 HANGS = (
     '#!/bin/sh\n{trap}sleep 300 &\necho $! > "$PHALANX_RESULTS/child.pid"\n'
     'touch "$PHALANX_RESULTS/running"\nwait\n'
@@ -210,8 +176,8 @@ def test_a_signal_cancels_a_tree_run_and_still_writes_every_report(
     make_tree(tmp_path, tests)
     proc = _start_tree(tmp_path, "-j", "1")
     try:
-        run = _run_dir(tmp_path, proc)
-        _wait_for(run / "running", proc)
+        run = run_folder(tmp_path, proc)
+        wait_for(run / "running", proc)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -227,7 +193,7 @@ def test_a_signal_cancels_a_tree_run_and_still_writes_every_report(
     assert reasons(data)["tests/never0"] == f"cancelled by {sig.name}"
     assert (run / "junit.xml").is_file() and (run / "results.tap").is_file()
     assert not (run / "never").exists()
-    assert _gone(int((run / "child.pid").read_text()))
+    assert gone(int((run / "child.pid").read_text()))
 
 
 def test_a_second_signal_stops_a_tree_run_at_once_and_the_record_says_sigkill(
@@ -238,8 +204,8 @@ def test_a_second_signal_stops_a_tree_run_at_once_and_the_record_says_sigkill(
     make_tree(tmp_path, {"stubborn": (PLAIN, HANGS.format(trap="trap '' TERM\n"))})
     proc = _start_tree(tmp_path)
     try:
-        run = _run_dir(tmp_path, proc)
-        _wait_for(run / "running", proc)
+        run = run_folder(tmp_path, proc)
+        wait_for(run / "running", proc)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
@@ -252,7 +218,7 @@ def test_a_second_signal_stops_a_tree_run_at_once_and_the_record_says_sigkill(
     (host,) = data["cases"][0]["stages"][0]["hosts"]
     assert host["status"] == "cancelled"
     assert host["signal"] == 9 and host["exit_code"] == 137
-    assert _gone(int((run / "child.pid").read_text()))
+    assert gone(int((run / "child.pid").read_text()))
 
 
 def test_a_tree_test_s_escapees_end_with_the_test(tmp_path: Path) -> None:
