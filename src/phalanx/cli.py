@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from phalanx.load.errors import DefinitionError
     from phalanx.model import RunResult, Suite
+    from phalanx.tags import Unfilled
 
 from phalanx import argtypes
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
@@ -74,15 +75,19 @@ def _load(path: Path, suite: str | None, cases: list[str]) -> Suite:
 
 
 def _problem(error: DefinitionError) -> str:
-    """A problem as printed: its file named the way every message names
-    paths (relative to where the user stands when below it)."""
+    from phalanx.report.terminal import shown_problem
+
+    return shown_problem(error)
+
+
+def _unfilled(tag: Unfilled) -> str:
     import dataclasses
 
     from phalanx.report.terminal import shown_path
 
-    if error.file is None:
-        return str(error)
-    return str(dataclasses.replace(error, file=Path(shown_path(error.file))))
+    if tag.origin == "inline" or "://" in tag.origin:
+        return str(tag)
+    return str(dataclasses.replace(tag, origin=shown_path(tag.origin)))
 
 
 def _print_errors(lines: list[str]) -> None:
@@ -220,7 +225,7 @@ def validate(args: argparse.Namespace) -> int:
 
     repo = load_repo(_repo_root(args.path))
     problems = [_problem(e) for e in repo.errors]
-    warnings = [str(u) for s in repo.suites.values() for u in unfilled(s)]
+    warnings = [_unfilled(u) for s in repo.suites.values() for u in unfilled(s)]
     if args.strict:
         problems, warnings = problems + warnings, []
     for warning in warnings:

@@ -20,6 +20,7 @@ bytes is skipped, and a note says how much. When the reader is gone
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import re
@@ -27,7 +28,10 @@ import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from phalanx.load.errors import DefinitionError
 
 LINE_SHOWN = 400  # bytes of a line shown; a longer one is cut and its length given
 BACKLOG = 4 * 1024 * 1024  # bytes of program output waiting for a slow reader
@@ -483,6 +487,14 @@ def shown_path(path: Path | str) -> str:
         return str(absolute.relative_to(Path.cwd())) or "."
     except (ValueError, OSError):
         return str(absolute)
+
+
+def shown_problem(error: DefinitionError) -> str:
+    """A definition problem as printed: its file named the way every message
+    names paths."""
+    if error.file is None:
+        return str(error)
+    return str(dataclasses.replace(error, file=Path(shown_path(error.file))))
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -56,7 +56,9 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
     try:
         suite = load_tree(path)
     except DefinitionErrors as exc:
-        return _errors([str(e) for e in exc.errors], err)
+        from phalanx.report.terminal import shown_problem
+
+        return _errors([shown_problem(e) for e in exc.errors], err)
     if args.list_tags:
         list_tags(suite.cases, out)
         return EXIT_OK
