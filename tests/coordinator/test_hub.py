@@ -15,6 +15,7 @@ from phalanx.wire.messages import (
     KvValue,
     KvWait,
     Pong,
+    ScopeEnd,
     StageOutput,
     StageResult,
     StageStart,
@@ -181,3 +182,35 @@ async def test_runs_on_one_hub_keep_their_key_values_apart():
         hub.link("c").handle(SyncArrive(stage_id="r1:1:c:run", name="x", request_id="rc"))
         hub.link("a").handle(SyncArrive(stage_id="r1:1:c:run", name="x", request_id="ra"))
         assert connections["a"].of(SyncRelease) == []
+
+
+async def test_a_case_scope_end_rides_with_the_next_stage_or_goes_alone_when_there_is_none():
+    hub = AgentHub(TokenBook())
+    a, b = FakeConnection(), FakeConnection()
+    hub.link("a").attach(a)
+    hub.link("b").attach(b)
+    with RunFleet(hub, "r1", ["a", "b"]) as fleet:
+        fleet.end_scope("r1:1:c1")
+        # The next stage is a's only: a hears of the case's end with its
+        # stage.start, b at once, on its own.
+        fleet.begin_stage(StageScope("r1:2:c2:run", frozenset({"a"}), "2:c2"))
+        assert [m.scope for m in b.of(ScopeEnd)] == ["r1:1:c1"]
+        output: list[bytes] = []
+        running = asyncio.create_task(
+            fleet.session("a").run_stage(order("r1:2:c2:run", "a"), output.append)
+        )
+        await until(lambda: a.of(StageStart))
+        (start,) = a.of(StageStart)
+        assert start.end_scopes == ["r1:1:c1"] and a.of(ScopeEnd) == []
+        # After a reconnect the resent stage.start still carries it.
+        again = FakeConnection()
+        hub.link("a").attach(again)
+        await until(lambda: again.of(StageStart))
+        assert again.of(StageStart)[0].end_scopes == ["r1:1:c1"]
+        hub.link("a").handle(result("r1:2:c2:run"))
+        await asyncio.wait_for(running, 5)
+        fleet.end_stage("r1:2:c2:run")
+        fleet.end_scope("r1:2:c2")
+    # The run's last case ends with the run.
+    assert [m.scope for m in again.of(ScopeEnd)] == ["r1:2:c2"]
+    assert [m.scope for m in b.of(ScopeEnd)] == ["r1:1:c1", "r1:2:c2"]

@@ -42,6 +42,7 @@ from phalanx.host.process import (
     end_scope,
     escapees,
     ledger_path,
+    scope_left,
     scope_of,
 )
 from phalanx.host.runners import execute
@@ -348,11 +349,18 @@ class Agent:
             case Ack(ref=ref):
                 self.outbox.pop(ref, None)
             case ScopeEnd(scope=scope):
-                task = asyncio.create_task(end_scope(scope, self.ledger.take(scope)))
-                self.scope_ends.add(task)
-                task.add_done_callback(self.scope_ends.discard)
+                self._end_scope(scope)
             case Shutdown():
                 self.stopping.set()
+
+    def _end_scope(self, scope: str) -> None:
+        """End what a case left running; stages that start later wait for it.
+        Most cases leave nothing, and that is known without a task."""
+        groups = self.ledger.take(scope)
+        if scope_left(scope, groups):
+            task = asyncio.create_task(end_scope(scope, groups))
+            self.scope_ends.add(task)
+            task.add_done_callback(self.scope_ends.discard)
 
     def _answer(self, request_id: str, value: str) -> None:
         request = self.requests.pop(request_id, None)
@@ -368,6 +376,8 @@ class Agent:
             return
         if stage_id in self.finished:
             return
+        for scope in message.end_scopes:
+            self._end_scope(scope)
         stage = _Stage(message, after=tuple(self.scope_ends))
         self.running[stage_id] = stage
         stage.task = asyncio.create_task(self._run_stage(stage))

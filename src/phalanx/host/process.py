@@ -163,6 +163,16 @@ async def end_processes(pids: Iterable[int], grace: float = KILL_GRACE) -> None:
         await asyncio.sleep(0.01)
 
 
+def scope_left(scope: str, groups: Iterable[int] = ()) -> bool:
+    """Whether a scope left anything running: one of its stages' groups, or
+    a process carrying its mark. Most scopes leave nothing, and knowing that
+    without a task keeps a case's end off the next stage's start."""
+    if any(group_alive(pgid) for pgid in groups):
+        return True
+    mark = f"{SCOPE_MARK}={scope}".encode()
+    return bool(escapees(mark) if _subreaper else marked(SCOPE_MARK, scope))
+
+
 async def end_scope(scope: str, groups: Iterable[int] = (), grace: float = KILL_GRACE) -> None:
     """End what a scope left running: its stages' process groups, and the
     processes that left them but still carry the scope's mark."""

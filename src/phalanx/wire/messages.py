@@ -139,6 +139,9 @@ class StageStart(_Message):
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float
     logs: list[str] = Field(default_factory=list)  # snapshot now, collect later
+    # Cases over: end what their stages left running before this one starts
+    # (a `scope.end` carried along, saving a message per case).
+    end_scopes: list[str] = Field(default_factory=list)
 
 
 class StageCancel(_Message):
