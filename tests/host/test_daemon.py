@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from phalanx.host.daemon import Agent, RecentIds
+from phalanx.host.daemon import WATCHES_KEPT, Agent, RecentIds
 from phalanx.wire.messages import (
     Ack,
     AgentMessage,
@@ -129,3 +129,34 @@ def test_the_agent_remembers_only_its_recent_finished_stages(tmp_path: Path):
     for n in range(agent.finished.limit + 100):
         agent.finished.add(f"stage{n}")
     assert len(agent.finished) == agent.finished.limit
+
+
+async def test_log_watches_nobody_collects_do_not_pile_up(
+    played: tuple[PlayedCoordinator, str], tmp_path: Path
+):
+    coordinator, url = played
+    agent = Agent(url, "h1", "token", tmp_path / "h1", backoff_max=0.2)
+    running = asyncio.create_task(agent.run())
+    try:
+        ws = await coordinator.next()
+        for n in range(WATCHES_KEPT + 6):
+            await ws.send(
+                encode(
+                    StageStart(
+                        stage_id=f"s{n}",
+                        task=TaskSpec(type="shell", payload={"script": "echo x >> app.log"}),
+                        timeout=30,
+                        logs=["app.log"],
+                    )
+                )
+            )
+            result = await receive(ws)
+            assert isinstance(result, StageResult) and result.outcome.exit_code == 0
+            await ws.send(encode(Ack(ref=f"s{n}")))
+        await round_trip(ws, 1)
+        # Only the newest stages' watches are kept for a collect that may come.
+        assert list(agent.watches) == [f"s{n}" for n in range(6, WATCHES_KEPT + 6)]
+        await ws.send(encode(Shutdown()))
+        assert await asyncio.wait_for(running, TIMEOUT) == 0
+    finally:
+        running.cancel()

@@ -79,6 +79,7 @@ TOKEN_ENV = "PHALANX_AGENT_TOKEN"
 WORKDIR_MARK = "PHALANX_WORKDIR"  # in every stage process's environment: whose it is
 EXIT_REFUSED = 2
 EXIT_GAVE_UP = 3
+WATCHES_KEPT = 64  # log watches of stages whose logs were not collected yet
 COMMANDS = ("sync", "send", "wait")
 # The coordinator resends a stage.start only for a stage it still waits on,
 # i.e. one this agent started moments ago, in a reconnect that raced with
@@ -388,6 +389,10 @@ class Agent:
             await asyncio.wait(stage.after)
         if message.logs:
             self.watches[message.stage_id] = LogWatch(message.logs, self.workdir)
+            # A stage's logs are collected right after its barrier; a watch
+            # nobody collects (its coordinator went away) must not pile up.
+            while len(self.watches) > WATCHES_KEPT:
+                self.watches.pop(next(iter(self.watches)))
         env = {
             **self.base_env,
             **message.env,

@@ -117,7 +117,8 @@ class Walks(OwnRun):
 
 
 def summary(data: Mapping[str, Any]) -> str:
-    text = f"{data['error_count']} of {data['walk_count']} walks failed"
+    total = data["walk_count"]
+    text = f"{data['error_count']} of {total} walk{'' if total == 1 else 's'} failed"
     failures = data.get("failures") or []
     if failures:
         text += f"; first: {failures[0]['text']}"
