@@ -255,3 +255,13 @@ def test_a_serial_action_returning_true_pushes_its_state() -> None:
 def test_a_serial_update_on_a_list_state_is_a_runtime_error() -> None:
     with pytest.raises(RuntimeError, match="update"):
         runner.run_tests([ca.Tally, ca.Propose, ca.Tally], state=[])
+
+
+def test_replay_by_id_reads_a_master_log_or_either_trace(tmp_path: Path) -> None:
+    results = runner.run_tests([ca.Colour, ca.Mark], state={}, log_dir=tmp_path)
+    logs = results.logs
+    combtest_trace = logs["remote"][get_my_IP()][1]
+
+    for source in (logs["master"], combtest_trace, str(logs.trace)):
+        state = replay.replay_walk_by_id(source, 4, state={})
+        assert state == {"path": ["green"], "mark": "m2", "marked": "m2"}
