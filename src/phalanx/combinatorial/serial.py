@@ -26,7 +26,9 @@ class _Assigned(dict[Any, Any]):
         self.assigned: set[Any] = set()
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self.assigned.add(key)
+        # setdefault: a copy rebuilt without __init__ (copy.copy, a decoded
+        # state that held this one) has no ``assigned`` yet.
+        self.__dict__.setdefault("assigned", set()).add(key)
         super().__setitem__(key, value)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
@@ -37,6 +39,10 @@ class _Assigned(dict[Any, Any]):
         if key not in self:
             self[key] = default
         return self[key]
+
+    def __copy__(self) -> _Assigned:
+        # A copy the action makes records its own assignments, not this state's.
+        return _Assigned(self)
 
     def __ior__(self, other: Any) -> _Assigned:  # type: ignore[misc]
         self.update(other)
