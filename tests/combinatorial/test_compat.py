@@ -265,3 +265,12 @@ def test_replay_by_id_reads_a_master_log_or_either_trace(tmp_path: Path) -> None
     for source in (logs["master"], combtest_trace, str(logs.trace)):
         state = replay.replay_walk_by_id(source, 4, state={})
         assert state == {"path": ["green"], "mark": "m2", "marked": "m2"}
+
+
+def test_an_option_set_steps_with_next_and_iterates_afresh() -> None:
+    options = ca.Size.get_option_set()
+    assert next(options) == ca.Size(1)
+    assert next(options) == ca.Size(2)
+    with pytest.raises(StopIteration):
+        next(options)
+    assert list(options) == [ca.Size(1), ca.Size(2)]

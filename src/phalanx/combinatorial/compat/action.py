@@ -11,10 +11,11 @@ walks had written before the serial action (see docs/compat.md).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from phalanx.combinatorial.action import Action, CancelWalk, OptionSet
+from phalanx.combinatorial.action import Action, CancelWalk
+from phalanx.combinatorial.action import OptionSet as _OptionSet
 from phalanx.combinatorial.action import SerialAction as _SerialAction
 from phalanx.combinatorial.serial import SerialUpdateError
 
@@ -49,6 +50,20 @@ class SerialAction(_SerialAction):
         run = cls.__dict__.get("run")
         if run is not None and not getattr(run, "__combtest_serial__", False):
             type.__setattr__(cls, "run", _any_value_pushes_state(run))
+
+
+class OptionSet(_OptionSet):
+    """phalanx's OptionSet, which ``next()`` also steps through, as py-combtest's did.
+
+    ``iter()`` still starts afresh each time (py-combtest's could be iterated once).
+    """
+
+    _cursor: Iterator[Action] | None = None
+
+    def __next__(self) -> Action:
+        if self._cursor is None:
+            self._cursor = iter(self)
+        return next(self._cursor)
 
 
 # py-combtest's earlier name.
