@@ -7,7 +7,8 @@ import glob
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from phalanx.combinatorial import Action, CancelWalk, SerialAction, logger
 
@@ -230,3 +231,27 @@ class Slow(Action):
     def run(self, param: Any, state: Any) -> None:
         time.sleep(0.1)
         state["pid"] = os.getpid()
+
+
+class SetMode(SerialAction):
+    """Sets state["mode"] on the state it is given and returns that state."""
+
+    OPTIONS: ClassVar[Iterable[Any] | None] = ("on", "off")
+
+    def run(self, param: Any, state: Any) -> Any:
+        state["mode"] = param
+        return state
+
+
+class SetModeOn(SetMode):
+    OPTIONS = ("on",)
+
+
+class ClearMode(Action):
+    """Walks change what the serial action set: state["mode"] becomes "cleared"."""
+
+    OPTIONS = (1, 2)
+
+    def run(self, param: Any, state: Any) -> None:
+        state["mode"] = "cleared"
+        state.setdefault("inner", []).append(param)

@@ -109,3 +109,12 @@ def test_cli_replay_step_waits_before_each_action(
     assert cli_replay(results.logs.trace, 5, "{}", step=True) == 1
     assert [p.split(":")[0] for p in prompts] == ["step 1/2", "step 2/2"]
     assert "stopped" in capsys.readouterr().out
+
+
+def test_walk_plus_equals_actions() -> None:
+    w = Walk([a.Append5(1)])
+    w += [a.Append2(0)]
+    w += Walk([a.Singleton3(3)])
+    assert list(w) == [a.Append5(1), a.Append2(0), a.Singleton3(3)]
+    with pytest.raises(TypeError, match="Action instances"):
+        w += [1]  # type: ignore[list-item]

@@ -9,6 +9,7 @@ import pytest
 
 from phalanx.combinatorial import (
     Action,
+    OptionSet,
     SerialUpdateError,
     StateError,
     run_tests,
@@ -163,3 +164,50 @@ def test_slow_walks_spread_over_every_worker() -> None:
     results = run_tests([a.Slow], state={}, gather_states=True, executor="local", max_workers=2)
 
     assert len({s["pid"] for s in results.states}) == 2
+
+
+def test_a_walk_order_may_hold_option_sets_of_chosen_options() -> None:
+    # The chosen options travel to the worker processes with the plan.
+    order = [OptionSet([7, 9], a.Append5), a.Append2.get_option_set()]
+    results = run_tests(order, state={}, gather_states=True)
+
+    assert results.walk_count == 4
+    assert sorted(s["inner"] for s in results.states) == [[7, 0], [7, 1], [9, 0], [9, 1]]
+
+
+def test_a_walk_order_entry_must_give_one_action_class() -> None:
+    with pytest.raises(TypeError, match="one Action class"):
+        run_tests([[a.Append5(1), a.Append10(2)]])
+
+
+def test_a_serial_action_setting_a_value_the_branch_had_still_reaches_every_walk() -> None:
+    # SetMode("on"), then each walk clears the mode, then SetModeOn sets "on"
+    # again: unchanged on the branch, changed in every walk.
+    results = run_tests([a.SetMode, a.ClearMode, a.SetModeOn], state={}, gather_states=True)
+
+    assert [s["mode"] for s in results.states] == ["on"] * 4
+
+
+def test_a_serial_update_keeps_the_values_walks_wrote_before_it() -> None:
+    # [A1, S, A1, C]: the serial update carries only what the serial action set.
+    order = [a.ClearMode, a.SetMode, a.Append2, a.Singleton3]
+    results = run_tests(order, state={"inner": []}, gather_states=True)
+
+    assert sorted(s["inner"] for s in results.states) == sorted(
+        [x, y, 3] for x in (1, 2) for _ in ("on", "off") for y in (0, 1)
+    )
+
+
+def test_a_trailing_serial_update_reaches_the_final_states() -> None:
+    results = run_tests([a.Append2, a.SetMode], state={}, gather_states=True)
+
+    assert sorted((s["inner"], s["mode"]) for s in results.states) == sorted(
+        ([x], m) for x in (0, 1) for m in ("on", "off")
+    )
+
+
+def test_gathered_states_name_their_worker() -> None:
+    results = run_tests([a.Append5, a.Append2], state={}, gather_states=True, executor="threads")
+
+    assert len(results.state_workers) == len(results.states) == 10
+    assert all(":" in w for w in results.state_workers)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -15,7 +15,11 @@ from typing import Any
 from phalanx.combinatorial.action import Action, SerialAction, option_instances
 from phalanx.combinatorial.generate import Space
 from phalanx.combinatorial.names import class_path, resolve_class
-from phalanx.combinatorial.walk import Walk, action_to_json
+from phalanx.combinatorial.walk import Walk, action_from_json, action_to_json
+
+# A walk order entry: an Action class (all its options), or an iterable of
+# instances of one class (e.g. ``Cls.get_option_set()`` or an OptionSet of chosen options).
+OrderEntry = type[Action] | Iterable[Action]
 
 
 class PlanError(RuntimeError):
@@ -34,24 +38,42 @@ class Plan:
     options: tuple[tuple[Action, ...], ...]
     paths: tuple[str, ...]
     fingerprint: str
+    # Per position: whether its options were given in the walk order (not the class's own).
+    explicit: tuple[bool, ...] = ()
 
     @classmethod
-    def build(cls, walk_order: Sequence[type[Action]]) -> Plan:
-        classes = tuple(walk_order)
-        if not classes:
+    def build(cls, walk_order: Sequence[OrderEntry]) -> Plan:
+        if not walk_order:
             raise ValueError("walk_order is empty")
-        options = tuple(tuple(option_instances(c)) for c in classes)
+        classes: list[type[Action]] = []
+        options: list[tuple[Action, ...]] = []
+        explicit: list[bool] = []
+        for entry in walk_order:
+            if isinstance(entry, type):
+                classes.append(entry)
+                options.append(tuple(option_instances(entry)))
+                explicit.append(False)
+            else:
+                given = _given_options(entry)
+                classes.append(type(given[0]))
+                options.append(given)
+                explicit.append(True)
         paths = tuple(class_path(c) for c in classes)
-        return cls(classes, options, paths, _fingerprint(paths, options))
+        opts = tuple(options)
+        return cls(tuple(classes), opts, paths, _fingerprint(paths, opts), tuple(explicit))
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any]) -> Plan:
-        classes = []
-        for path in obj["actions"]:
+        classes: list[OrderEntry] = []
+        given = obj.get("options") or [None] * len(obj["actions"])
+        for path, opts in zip(obj["actions"], given, strict=True):
             found = resolve_class(path)
             if not issubclass(found, Action):
                 raise PlanError(f"{path} is not an Action subclass")
-            classes.append(found)
+            if opts is None:
+                classes.append(found)
+            else:
+                classes.append([action_from_json({"action": path, "param": p}) for p in opts])
         plan = cls.build(classes)
         if plan.fingerprint != obj["fingerprint"]:
             raise PlanError(
@@ -64,7 +86,15 @@ class Plan:
         return plan
 
     def to_wire(self) -> dict[str, Any]:
-        return {"actions": list(self.paths), "fingerprint": self.fingerprint}
+        wire: dict[str, Any] = {"actions": list(self.paths), "fingerprint": self.fingerprint}
+        if any(self.explicit):
+            # Options chosen in the walk order travel with it: the worker cannot
+            # get them from the class.
+            wire["options"] = [
+                [action_to_json(a)["param"] for a in opts] if given else None
+                for opts, given in zip(self.options, self.explicit, strict=True)
+            ]
+        return wire
 
     @cached_property
     def space(self) -> Space:
@@ -111,6 +141,26 @@ class Plan:
         return repr(self.options[pos][option])
 
 
+def _given_options(entry: Iterable[Action]) -> tuple[Action, ...]:
+    try:
+        items = tuple(entry)
+    except TypeError:
+        raise TypeError(
+            f"walk_order entries must be Action subclasses or iterables of Action "
+            f"instances (e.g. Cls.get_option_set()), got {entry!r}"
+        ) from None
+    if not items:
+        raise ValueError(f"walk_order entry {entry!r} has no options")
+    first = type(items[0])
+    for item in items:
+        if not isinstance(item, Action) or type(item) is not first:
+            raise TypeError(
+                f"a walk_order entry must give instances of one Action class; {entry!r} "
+                f"gave {item!r} after {items[0]!r}"
+            )
+    return items
+
+
 def _fingerprint(paths: tuple[str, ...], options: tuple[tuple[Action, ...], ...]) -> str:
     body = [
         [p, [action_to_json(a)["param"] for a in opts]]
@@ -126,6 +176,8 @@ _CACHE_LOCK = threading.Lock()  # dask workers run tasks on several threads
 def cached_from_wire(obj: dict[str, Any]) -> Plan:
     """Workers see the same plan for every chunk of a run: build it once."""
     key = obj["fingerprint"] + "|" + "|".join(obj["actions"])
+    if obj.get("options"):
+        key += "|" + json.dumps(obj["options"], sort_keys=True)
     with _CACHE_LOCK:
         plan = _CACHE.get(key)
         if plan is not None and _current(plan):

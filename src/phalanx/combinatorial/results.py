@@ -81,6 +81,9 @@ class Results:
     failures: list[Failure] = field(default_factory=list)  # by walk id
     cancelled_tests: list[int] = field(default_factory=list)
     state_ids: list[int] = field(default_factory=list)  # walk id of each gathered state
+    # The worker ("host:pid") that ran each gathered state's last segment;
+    # "coordinator" where a serial action ended the walk before any worker did.
+    state_workers: list[str] = field(default_factory=list)
     strategy: str = "product"
     seed: int | None = None
     executor: str = "local"

@@ -23,12 +23,12 @@ from typing import Any
 
 from phalanx.combinatorial import logs
 from phalanx.combinatorial import state as state_codec
-from phalanx.combinatorial.action import Action, CancelWalk
+from phalanx.combinatorial.action import CancelWalk
 from phalanx.combinatorial.config import load_settings
 from phalanx.combinatorial.executors import Executor, ExecutorError, make_executor
 from phalanx.combinatorial.generate import WalkSet, chunk_size, select
 from phalanx.combinatorial.logs import logger
-from phalanx.combinatorial.plan import Plan
+from phalanx.combinatorial.plan import OrderEntry, Plan
 from phalanx.combinatorial.protocol import (
     ChunkResult,
     RunHeader,
@@ -58,7 +58,7 @@ Constraint = Callable[[list[Any]], bool]
 
 
 def run_tests(
-    walk_order: Sequence[type[Action]],
+    walk_order: Sequence[OrderEntry],
     state: Any = None,
     gather_states: bool = False,
     log_dir: str | Path | None = None,
@@ -200,6 +200,7 @@ class _Runner:
         self.pruned: set[int] = set()
         self.carried: dict[int, Any] = {}  # walk id -> encoded state, between segments
         self.final: dict[int, Any] = {}  # walk id -> encoded final state (gather_states)
+        self.final_worker: dict[int, str] = {}  # walk id -> worker that ran its last segment
 
     # -- the branch tree -------------------------------------------------
 
@@ -308,7 +309,7 @@ class _Runner:
         for result in self._pump(tasks()):
             if result.segment is None:
                 raise ExecutorError(f"worker {result.worker} returned no segment result")
-            self._absorb(k, last, result.segment)
+            self._absorb(k, last, result.segment, result.worker)
 
     def _window(self) -> int:
         # One task per slot until a walk has been timed (those tasks are one walk
@@ -364,7 +365,7 @@ class _Runner:
     def _per_walk(self) -> float | None:
         return self.busy_seconds / self.timed_walks if self.timed_walks else None
 
-    def _absorb(self, k: int, last: bool, result: SegmentResult) -> None:
+    def _absorb(self, k: int, last: bool, result: SegmentResult, worker: str) -> None:
         self.segments_run += result.segments
         if result.segments:
             self.timed_walks += result.segments
@@ -384,6 +385,7 @@ class _Runner:
             if walk_id in dead or last:
                 if self.gather:
                     self.final[walk_id] = encoded
+                    self.final_worker[walk_id] = worker
             else:
                 self.carried[walk_id] = encoded
 
@@ -411,6 +413,7 @@ class _Runner:
             state = self.carried.pop(walk_id, None) if k > 0 else self.root
             if self.gather:
                 self.final[walk_id] = state
+                self.final_worker[walk_id] = "coordinator"
             self.segments_run += 1
             if exc is None:
                 self.cancelled.add(walk_id)
@@ -523,4 +526,5 @@ class _Runner:
             failures=[self.failures[w] for w in sorted(self.failures)],
             cancelled_tests=sorted(self.cancelled),
             state_ids=state_ids,
+            state_workers=[self.final_worker.get(w, "coordinator") for w in state_ids],
         )

@@ -13,6 +13,42 @@ class SerialUpdateError(RuntimeError):
     """A serial action's return value cannot be applied to the walks' states."""
 
 
+class _Assigned(dict[Any, Any]):
+    """A dict state that remembers which keys were assigned, even to the value they had.
+
+    A serial action that sets ``state["mode"] = "on"`` means every walk of its
+    branch to see "on" afterwards, also when the branch already held "on" and a
+    walk changed it in between: comparing values alone would not pass that on.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.assigned: set[Any] = set()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # setdefault: a copy rebuilt without __init__ (copy.copy, a decoded
+        # state that held this one) has no ``assigned`` yet.
+        self.__dict__.setdefault("assigned", set()).add(key)
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __copy__(self) -> _Assigned:
+        # A copy the action makes records its own assignments, not this state's.
+        return _Assigned(self)
+
+    def __ior__(self, other: Any) -> _Assigned:  # type: ignore[misc]
+        self.update(other)
+        return self
+
+
 def update_from_return(
     serial: object, given: Any, before: Any, returned: Any
 ) -> dict[str, Any] | None:
@@ -20,8 +56,8 @@ def update_from_return(
 
     ``given`` is the state object it was called with and ``before`` that state's
     encoding before the call. Returning ``given`` itself (mutated) passes on only
-    the keys it changed: the others may have changed since in each walk, and must
-    not be reset to the branch's old values.
+    the keys it assigned or changed: the others may have changed since in each
+    walk, and must not be reset to the branch's old values.
     """
     if returned is None:
         return None
@@ -32,9 +68,10 @@ def update_from_return(
                 "update can be applied to every walk of a branch"
             )
         old = before if isinstance(before, dict) else {}
+        assigned = given.assigned if isinstance(given, _Assigned) else set()
         changed: dict[str, Any] = {}
         for key, value in given.items():
-            if key not in old or state_codec.encode(value) != old[key]:
+            if key in assigned or key not in old or state_codec.encode(value) != old[key]:
                 changed[key] = value
         return changed
     if isinstance(returned, Mapping):
@@ -77,6 +114,8 @@ def run_serial(action: Any, state: Any) -> dict[str, Any] | None:
     """
     before = state_codec.encode(state)
     given = copy.copy(state_codec.decode(before))
+    if type(given) is dict:
+        given = _Assigned(given)
     returned = action.run(action.param, given)
     update = update_from_return(action, given, before, returned)
     check_applicable(action, update, state)

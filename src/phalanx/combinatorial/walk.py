@@ -28,6 +28,19 @@ class Walk:
     def append(self, action: Action) -> None:
         self._actions.append(action)
 
+    def extend(self, actions: Iterable[Action]) -> None:
+        """Append each action of ``actions`` (a Walk, a list, an OptionSet...)."""
+        more = list(actions)
+        for item in more:
+            if not isinstance(item, Action):
+                raise TypeError(f"a Walk holds Action instances, got {type(item).__qualname__}")
+        self._actions.extend(more)
+
+    def __iadd__(self, other: Iterable[Action]) -> Self:
+        # py-combtest rebuilds a walk from a trace with ``walk += segment``.
+        self.extend(other)
+        return self
+
     def __iter__(self) -> Iterator[Action]:
         return iter(self._actions)
 
