@@ -35,13 +35,16 @@ async def run_executable(task: ExecutableTask, ctx: RunnerContext) -> Outcome:
     if task.skip:
         return Outcome(data={"skipped": f"skip: {task.skip}"})
     if task.dependencies:
-        missing = await asyncio.to_thread(depends.unmet, task.dependencies)
+        checker = depends.Checker(dict(task.checks)) if task.checks else None
+        check = checker.unmet if checker is not None else depends.unmet
+        missing = await asyncio.to_thread(check, task.dependencies)
         if missing:
             return Outcome(data={"skipped": "unmet dependency: " + ", ".join(missing)})
     sandboxes = ctx.sandboxes or Sandboxes(ctx.scratch_root)
     sandbox = sandboxes.take(task.name or ctx.stage_id)
     env = {
         **ctx.env,
+        **dict(task.env),
         "PHALANX_SANDBOX": sandbox,
         "PHALANX_TEST_DIR": task.dir,
         "PHALANX_TEST_NAME": task.name,

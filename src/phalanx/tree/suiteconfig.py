@@ -1,0 +1,65 @@
+"""What a test suite's own `test-config.yaml` and runtests.py's options make
+of a loaded tree: excluded tests skipped with the entry that excludes them,
+the environment runtests.py gives every test, the settings of the
+dependency checks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from phalanx.load import yamlsrc
+from phalanx.load.errors import DefinitionError, DefinitionErrors
+from phalanx.load.testconfig import GlobalConfig, parse_global
+from phalanx.model import Suite
+
+SUITE_CONFIG = "test-config.yaml"
+VENVS = (".venv", "venv")
+
+
+def read_global(tree: Path, given: Path | None) -> GlobalConfig:
+    """`given` (--testsuite-config), else the test-config.yaml beside the
+    tree, as runtests.py reads it from where it runs; none is fine."""
+    file = given if given is not None else tree.resolve().parent / SUITE_CONFIG
+    if given is None and not file.is_file():
+        return GlobalConfig()
+    if not file.is_file():
+        raise DefinitionErrors([DefinitionError(file, None, None, "no such file")])
+    return parse_global(yamlsrc.read(file, allow_duplicates=True))
+
+
+def settings(
+    tree: Path, asterisk: Path | None, python: Path | None, *, remote: bool
+) -> dict[str, str]:
+    """The dependency checks' settings (see host.depends.Checker). The tests'
+    interpreter is `python`, else the suite's own venv when it has one."""
+    root = tree.resolve().parent
+    found: dict[str, str] = {"root": str(root)}
+    if asterisk is not None:
+        found["asterisk"] = str(asterisk)
+    if python is None:
+        for venv in VENVS:
+            candidate = root / venv / "bin" / "python"
+            if os.access(candidate, os.X_OK):
+                python = candidate
+                break
+    if python is not None:
+        found["python"] = str(python)
+    if remote:
+        found["remote"] = "1"
+    return found
+
+
+def apply(suite: Suite, config: GlobalConfig, env: dict[str, str], checks: dict[str, str]) -> Suite:
+    cases = []
+    for case in suite.cases:
+        options = dict(case.options)
+        entry = config.excluded_by(case.name)
+        if entry is not None and not options.get("skip"):
+            where = config.file.name if config.file is not None else SUITE_CONFIG
+            options["skip"] = f"excluded by {where} ({config.configuration}): {entry!r}"
+        options["env"] = {**env, "TESTSUITE_ACTIVE_TEST": case.name}
+        options["checks"] = dict(checks)
+        cases.append(replace(case, options=options))
+    return replace(suite, cases=tuple(cases))
