@@ -369,3 +369,48 @@ def test_asterisk_sipp_openssl_buildoption_custom_and_python_dependencies(tmp_pa
     assert {n[len("tests/") :] for n, s in got.items() if s == "passed"} == {
         n for n, letter in letters.items() if letter == "R"
     }
+
+
+# --- 2: declarative tests run by the suite's own runner, when it has one ---------------
+
+# A stand-in for the suite's lib/python/asterisk/test_runner.py, written for
+# this test: it reports how it was started and passes when the test's
+# config names a test-object.
+RUNNER = """\
+import os, sys
+import yaml
+name = sys.argv[1]
+with open(os.path.join(name, "test-config.yaml")) as f:
+    config = yaml.safe_load(f)
+print("runner for", name, "cwd", os.getcwd(), "active", os.environ["TESTSUITE_ACTIVE_TEST"])
+print("path", os.environ["PYTHONPATH"].split(os.pathsep)[0])
+sys.exit(0 if "test-object" in config["test-modules"] else 1)
+"""
+
+DECLARATIVE = """\
+testinfo:
+    summary: 'run by the runner of the suite'
+test-modules:
+    test-object:
+        config-section: test-object-config
+        typename: 'sipp.SIPpTestCase'
+test-object-config:
+    test-iterations:
+        -
+            scenarios:
+                - { 'key-args': {'scenario': 'call.xml', '-p': '5061'} }
+"""
+
+
+def test_declarative_tests_run_by_the_suites_own_runner(tmp_path: Path) -> None:
+    root = tmp_path / "testsuite"
+    tree = suite(root, {"": ["test: 'sipp_call'"]}, {"sipp_call": (DECLARATIVE, None)})
+    package = root / "lib" / "python" / "asterisk"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "test_runner.py").write_text(RUNNER)
+    done = phalanx(str(tree), "-v", "--python", sys.executable, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"runner for tests/sipp_call cwd {root} active tests/sipp_call" in done.stdout
+    assert f"path {root / 'lib' / 'python'}" in done.stdout
+    assert statuses(results(tmp_path)) == {"tests/sipp_call": "passed"}

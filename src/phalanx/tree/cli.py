@@ -96,11 +96,12 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
                 for problem in test.broken:
                     err.write(f"  {test.name}: {shown_problem(problem)}\n")
     from phalanx.host.depends import Checker
-    from phalanx.tree.suiteconfig import settings
+    from phalanx.tree.suiteconfig import settings, suite_env
 
     given = settings(folder, args.asterisk, args.python, remote=config.remote)
     checks = Checker(given)
-    suite = apply(load_tree(folder, found.tests), config, _environment(args), given)
+    env = {**suite_env(folder), **_environment(args)}
+    suite = apply(load_tree(folder, found.tests), config, env, given)
     if args.list_tags:
         list_tags(suite.cases, out)
         if not (args.list_tests or args.list_terse):

@@ -51,6 +51,16 @@ def settings(
     return found
 
 
+def suite_env(tree: Path) -> dict[str, str]:
+    """runtests.py puts the suite's lib/python first on every test's
+    PYTHONPATH (its tests import `asterisk.*` from there)."""
+    lib = tree.resolve().parent / "lib" / "python"
+    if not lib.is_dir():
+        return {}
+    given = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(lib), given) if p)}
+
+
 def apply(suite: Suite, config: GlobalConfig, env: dict[str, str], checks: dict[str, str]) -> Suite:
     cases = []
     for case in suite.cases:
