@@ -208,9 +208,41 @@ class Checker:
         self._answers: dict[tuple[str, str], str | None] = {}
         self._moddir: str | None = None
         self._moddir_found = False
+        self._found: dict[str, bool] = {}  # python name -> found by the tests' interpreter
+
+    _shared: dict[tuple[tuple[str, str], ...], Checker] = {}
+
+    @classmethod
+    def shared(cls, settings: Mapping[str, str]) -> Checker:
+        """One checker per settings in this process: the tests of a run ask
+        the same questions, and a probe of another interpreter costs ~30 ms."""
+        key = tuple(sorted(settings.items()))
+        if key not in cls._shared:
+            cls._shared[key] = cls(settings)
+        return cls._shared[key]
 
     def unmet(self, dependencies: Iterable[Sequence[str]]) -> list[str]:
         return [why for why in (self.why_unmet(k, n) for k, n in dependencies) if why]
+
+    def prefetch(self, dependencies: Iterable[Sequence[str]]) -> None:
+        """Answer every `python:` question in one start of the tests'
+        interpreter instead of one each."""
+        interpreter = self.settings.get("python")
+        names = sorted({n for k, n in dependencies if k == "python"} - self._found.keys())
+        if not interpreter or not names:
+            return
+        script = (
+            "import importlib.util,sys\n"
+            "for n in sys.argv[1:]:\n"
+            " try:\n  s=importlib.util.find_spec(n)\n"
+            " except Exception:\n  s=None\n"
+            " print(n, 'yes' if s else 'no')\n"
+        )
+        answer = _probe([interpreter, "-c", script, *names], self._python_env())
+        for line in answer.splitlines():
+            name, _, found = line.rpartition(" ")
+            if name in names:
+                self._found[name] = found == "yes"
 
     def unmet_names(self, dependencies: Iterable[Sequence[str]]) -> list[str]:
         """The unmet ones as runtests.py's --list-terse names them: the
@@ -329,22 +361,20 @@ class Checker:
             return bool(re.search(pattern, text, re.MULTILINE)), f"not defined in {place}"
         return False, "no buildopts.h found"
 
-    def _python(self, name: str) -> bool:
-        interpreter = self.settings.get("python")
-        if not interpreter:
-            return python(name)
+    def _python_env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.settings.get("root"):
             lib = os.path.join(self.settings["root"], "lib", "python")
             env["PYTHONPATH"] = os.pathsep.join(p for p in (lib, env.get("PYTHONPATH")) if p)
-        # Found, not imported, as in-process (see `python`).
-        script = (
-            "import importlib.util,sys\n"
-            "try:\n s=importlib.util.find_spec(sys.argv[1])\n"
-            "except Exception:\n s=None\n"
-            "print('yes' if s else 'no')\n"
-        )
-        return _probe([interpreter, "-c", script, name], env).strip().endswith("yes")
+        return env
+
+    def _python(self, name: str) -> bool:
+        interpreter = self.settings.get("python")
+        if not interpreter:
+            return python(name)
+        if name not in self._found:
+            self.prefetch([("python", name)])
+        return self._found.get(name, False)
 
 
 def _sipp(wanted: Mapping[str, str]) -> tuple[bool, str]:

@@ -42,7 +42,7 @@ async def run_executable(task: ExecutableTask, ctx: RunnerContext) -> Outcome:
     if task.skip:
         return Outcome(data={"skipped": f"skip: {task.skip}"})
     if task.dependencies:
-        checker = depends.Checker(dict(task.checks)) if task.checks else None
+        checker = depends.Checker.shared(dict(task.checks)) if task.checks else None
         check = checker.unmet if checker is not None else depends.unmet
         missing = await asyncio.to_thread(check, task.dependencies)
         if missing:

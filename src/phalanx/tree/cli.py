@@ -99,8 +99,9 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
     from phalanx.tree.suiteconfig import settings, suite_env
 
     given = settings(folder, args.asterisk, args.python, remote=config.remote)
-    checks = Checker(given)
-    env = {**suite_env(folder), **_environment(args)}
+    checks = Checker.shared(given)
+    checks.prefetch(d for t in found.tests for d in t.config.dependencies)
+    env = {**suite_env(folder, given.get("python")), **_environment(args)}
     suite = apply(load_tree(folder, found.tests), config, env, given)
     if args.list_tags:
         list_tags(suite.cases, out)

@@ -51,14 +51,20 @@ def settings(
     return found
 
 
-def suite_env(tree: Path) -> dict[str, str]:
+def suite_env(tree: Path, python: str | None) -> dict[str, str]:
     """runtests.py puts the suite's lib/python first on every test's
-    PYTHONPATH (its tests import `asterisk.*` from there)."""
+    PYTHONPATH (its tests import `asterisk.*` from there). The tests'
+    interpreter's folder goes first on PATH, so that a `run-test` starting
+    with `#!/usr/bin/env python3` runs with it, as in an activated venv."""
+    env: dict[str, str] = {}
     lib = tree.resolve().parent / "lib" / "python"
-    if not lib.is_dir():
-        return {}
-    given = os.environ.get("PYTHONPATH")
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(lib), given) if p)}
+    if lib.is_dir():
+        given = os.environ.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(lib), given) if p)
+    if python is not None:
+        folder = os.path.dirname(os.path.abspath(python))
+        env["PATH"] = os.pathsep.join(p for p in (folder, os.environ.get("PATH")) if p)
+    return env
 
 
 def apply(suite: Suite, config: GlobalConfig, env: dict[str, str], checks: dict[str, str]) -> Suite:
