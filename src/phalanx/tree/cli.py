@@ -20,6 +20,7 @@ from phalanx.model import Case, RunResult, Suite
 if TYPE_CHECKING:
     from phalanx.host.depends import Checker as Checks
     from phalanx.load.testconfig import GlobalConfig
+    from phalanx.load.tree import TreeTest
 
 
 @dataclass
@@ -84,17 +85,6 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
         err.write(f"note: {shown_problem(note)}\n")
     for warning in config.warnings:
         err.write(f"warning: {warning}\n")
-    broken = [t for t in found.tests if t.broken]
-    if broken:
-        err.write(
-            f"warning: {len(broken)} test{'s' if len(broken) != 1 else ''} cannot be read "
-            "and will be skipped, each with its reason"
-            + (":\n" if args.verbose else " (-v lists them)\n")
-        )
-        if args.verbose:
-            for test in broken:
-                for problem in test.broken:
-                    err.write(f"  {test.name}: {shown_problem(problem)}\n")
     from phalanx.host.depends import Checker
     from phalanx.tree.suiteconfig import settings, suite_env
 
@@ -116,6 +106,8 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
     )
     try:
         cases = select(suite.cases, selection, suite.name)
+        chosen_names = {c.name for c in cases}
+        _broken([t for t in found.tests if t.broken and t.name in chosen_names], args, err)
         if args.list_tests or args.list_terse:
             if args.list_tests:
                 _conditions(config, err)
@@ -152,6 +144,23 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
     return _run(chosen, args, jobs, out)
 
 
+def _broken(broken: list[TreeTest], args: TreeArgs, err: TextIO) -> None:
+    """The selected tests that cannot be read: counted, and named with -v."""
+    from phalanx.report.terminal import shown_problem
+
+    if not broken:
+        return
+    err.write(
+        f"warning: {len(broken)} test{'s' if len(broken) != 1 else ''} cannot be read "
+        "and will be skipped, each with its reason"
+        + (":\n" if args.verbose else " (-v lists them)\n")
+    )
+    if args.verbose:
+        for test in broken:
+            for problem in test.broken:
+                err.write(f"  {test.name}: {shown_problem(problem)}\n")
+
+
 def _environment(args: TreeArgs) -> dict[str, str]:
     """What runtests.py sets for every test, from its options."""
     env: dict[str, str] = {}
@@ -171,7 +180,7 @@ def _conditions(config: GlobalConfig, err: TextIO) -> None:
     if config.excluded:
         err.write(f"{where}: {len(config.excluded)} exclude-tests entries\n")
     if config.conditions:
-        used = ", ".join(config.test_conditions) or "none in force"
+        used = ", ".join(config.test_conditions) or "none"
         err.write(
             f"{where}: conditions defined: {', '.join(config.conditions)}; in force: {used}"
             " (phalanx does not evaluate them)\n"
