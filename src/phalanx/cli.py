@@ -115,17 +115,23 @@ def run(args: argparse.Namespace) -> int:
             args.list_tags, args.dry_run, args.number, args.random_order, args.seed,
             args.stop_on_error, args.timeout, args.jobs, args.results,
             json=args.json, junit=args.junit, tap=args.tap, verbose=args.verbose,
-            cancel_grace=args.cancel_grace,
+            cancel_grace=args.cancel_grace, skip_regexes=args.skip_test_regex,
+            list_terse=args.list_terse, cleanup=args.cleanup, keep_core=args.keep_core,
+            valgrind=args.valgrind, pcap=args.pcap, keep_full_logs=args.keep_full_logs,
+            testsuite_config=args.testsuite_config, asterisk=args.asterisk,
+            python=args.python,
         )  # fmt: skip
         return run_tree(args.path, tree)
     given = [
         name
         for name, used in {
-            "--test-regex": args.test_regex is not None,
+            "--test-regex": bool(args.test_regex),
+            "-T/--skip-test-regex": bool(args.skip_test_regex),
             "-g/--tag": bool(args.tag),
             "-G/--exclude-tag": bool(args.exclude_tag),
-            "--list": args.list_tests,
-            "--list-tags": args.list_tags,
+            "-l/--list": args.list_tests,
+            "--list-terse": args.list_terse,
+            "-L/--list-tags": args.list_tags,
             "--dry-run": args.dry_run,
             "--number": args.number != 1,
             "--random-order": args.random_order,
@@ -133,6 +139,14 @@ def run(args: argparse.Namespace) -> int:
             "--stop-on-error": args.stop_on_error,
             "--timeout": args.timeout is not None,
             "-j/--jobs": args.jobs is not None,
+            "-c/--cleanup": args.cleanup,
+            "-k/--keep-core": args.keep_core,
+            "-V/--valgrind": args.valgrind,
+            "--pcap": args.pcap,
+            "--keep-full-logs": args.keep_full_logs,
+            "--testsuite-config": args.testsuite_config is not None,
+            "--asterisk": args.asterisk is not None,
+            "--python": args.python is not None,
         }.items()
         if used
     ]
@@ -379,22 +393,50 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds to wait for agents (default: %(default)s)",
     )
-    tree = parser.add_argument_group("test trees (a folder with tests.yaml)")
-    tree.add_argument("--test-regex", metavar="REGEX", help="tests whose name matches")
+    tree = parser.add_argument_group(
+        "test trees (a folder with tests.yaml; Asterisk's runtests.py options, but -v is"
+        " --verbose here, not --version)"
+    )
     tree.add_argument(
-        "-g", "--tag", action="append", default=[], help="tests with this tag (repeatable: all)"
+        "--test-regex",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="tests whose name matches (repeatable: any)",
+    )
+    tree.add_argument(
+        "-T",
+        "--skip-test-regex",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="not the tests whose name matches (repeatable)",
+    )
+    tree.add_argument(
+        "-g", "--tag", action="append", default=[], help="tests with this tag (repeatable: any)"
     )
     tree.add_argument(
         "-G",
         "--exclude-tag",
+        "--skip-tag",
         action="append",
         default=[],
         metavar="TAG",
         help="tests without this tag",
     )
-    tree.add_argument("--list", dest="list_tests", action="store_true", help="list tests, run none")
-    tree.add_argument("--list-tags", action="store_true", help="list tags, run none")
-    tree.add_argument("--dry-run", action="store_true", help="show what would run")
+    tree.add_argument(
+        "-l",
+        "--list",
+        "--list-tests",
+        dest="list_tests",
+        action="store_true",
+        help="list tests, run none",
+    )
+    tree.add_argument(
+        "--list-terse", action="store_true", help="list as runtests.py: nnnn E|S|D name [unmet]"
+    )
+    tree.add_argument("-L", "--list-tags", action="store_true", help="list tags, run none")
+    tree.add_argument("-d", "--dry-run", action="store_true", help="show what would run")
     tree.add_argument(
         "--number", type=argtypes.count, default=1, metavar="N", help="run the selection N times"
     )
@@ -406,6 +448,34 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         type=argtypes.seconds,
         metavar="S",
         help="kill a test after S seconds without output",
+    )
+    tree.add_argument(
+        "-c", "--cleanup", action="store_true", help="remove passing tests' sandboxes"
+    )
+    tree.add_argument(
+        "-k", "--keep-core", action="store_true", help="accepted (phalanx deletes no core file)"
+    )
+    tree.add_argument(
+        "-V", "--valgrind", action="store_true", help="VALGRIND_ENABLE=true for the tests"
+    )
+    tree.add_argument("--pcap", action="store_true", help="PCAP=yes for the tests")
+    tree.add_argument(
+        "--keep-full-logs", action="store_true", help="accepted (phalanx keeps all output)"
+    )
+    tree.add_argument(
+        "--testsuite-config",
+        type=Path,
+        metavar="FILE",
+        help="the suite's test-config.yaml (default: the one beside the tree)",
+    )
+    tree.add_argument(
+        "--asterisk", type=Path, metavar="PATH", help="the asterisk binary `asterisk:` checks ask"
+    )
+    tree.add_argument(
+        "--python",
+        type=Path,
+        metavar="PATH",
+        help="interpreter for `python:` checks (default: the suite's venv, else phalanx's)",
     )
     tree.add_argument(
         "-j",

@@ -224,7 +224,7 @@ def test_the_declarative_examples_pass(tmp_path: Path) -> None:
     assert "[client] hello from the client" in done.stdout
 
 
-def test_a_broken_event_action_config_stops_the_tree_before_anything_runs(tmp_path: Path) -> None:
+def test_a_broken_event_action_config_skips_that_test_and_the_rest_runs(tmp_path: Path) -> None:
     text = (EXAMPLE / "declarative" / "counting" / "test-config.yaml").read_text()
     broken = text.replace("count: 3", "count: lots")
     tree = make_tree(
@@ -239,16 +239,25 @@ def test_a_broken_event_action_config_stops_the_tree_before_anything_runs(tmp_pa
             ),
         },
     )
-    for args in (("tests",), ("tests", "--list")):
-        done = phalanx(*args, cwd=tmp_path)
-        assert done.returncode == 2, done.stdout + done.stderr
-        line = next(n for n, t in enumerate(broken.splitlines(), 1) if "count: lots" in t)
-        assert (
-            f"counting/test-config.yaml:{line}: event-action-config.1.process-output.count:"
-            in done.stderr
-        )
-        assert (
-            "no_section/test-config.yaml:4: test-modules.modules.0.config-section: no section 'nowhere'"
-            in done.stderr
-        )
-    assert not (tree.parent / "ran").exists() and not (tmp_path / "ran").exists()
+    line = next(n for n, t in enumerate(broken.splitlines(), 1) if "count: lots" in t)
+    counting = f"counting/test-config.yaml:{line}: event-action-config.1.process-output.count:"
+    no_section = (
+        "no_section/test-config.yaml:4: test-modules.modules.0.config-section: no section 'nowhere'"
+    )
+    listed = phalanx("tests", "--list", "-v", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert counting in listed.stderr and no_section in listed.stderr
+    assert "S tests/counting  (skip: broken: tests/" + counting in listed.stdout
+    assert "R tests/ok" in listed.stdout.splitlines()
+    done = phalanx("tests", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 tests cannot be read and will be skipped" in done.stderr
+    data = results(tmp_path)
+    assert statuses(data) == {
+        "tests/counting": "skipped",
+        "tests/no_section": "skipped",
+        "tests/ok": "passed",
+    }
+    assert counting in (reasons(data)["tests/counting"] or "")
+    assert no_section in (reasons(data)["tests/no_section"] or "")
+    assert (tree.parent / "ran").exists() or (tmp_path / "ran").exists()

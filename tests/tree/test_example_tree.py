@@ -76,7 +76,22 @@ def test_list_tags_counts_tests_per_tag(tmp_path: Path) -> None:
 def test_tag_filters_include_and_exclude(tmp_path: Path) -> None:
     done = phalanx(str(EXAMPLE), "-g", "smoke", "-G", "broken", "--dry-run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n", 1)[1].split() == ["tests/pass", "tests/declarative/counting"]
+    assert done.stdout.split("\n", 1)[1].split() == ["tests/declarative/counting", "tests/pass"]
+    # Several -g mean any of them, as in runtests.py.
+    either = phalanx(
+        str(EXAMPLE), "-g", "smoke", "-g", "known-bug", "-G", "broken", "-l", cwd=tmp_path
+    )
+    assert either.stdout.split() == [
+        "R",
+        "tests/declarative/counting",
+        "X",
+        "tests/expected_fail",
+        "(expected",
+        "to",
+        "fail)",
+        "R",
+        "tests/pass",
+    ]
     ran = phalanx(str(EXAMPLE), "-g", "smoke", cwd=tmp_path)
     assert set(statuses(results(tmp_path))) == {
         "tests/pass",
@@ -87,29 +102,40 @@ def test_tag_filters_include_and_exclude(tmp_path: Path) -> None:
 
 
 def test_dotted_names_folders_and_regex_select(tmp_path: Path) -> None:
-    dotted = phalanx(str(EXAMPLE), "-t", "deps.unmet_app", "--dry-run", cwd=tmp_path)
-    assert dotted.stdout.split("\n", 1)[1].split() == ["tests/deps/unmet_app"]
-    folder = phalanx(str(EXAMPLE), "-t", "deps", "--dry-run", cwd=tmp_path)
-    assert len(folder.stdout.split("\n", 1)[1].split()) == 3
-    regex = phalanx(str(EXAMPLE), "--test-regex", "unmet_(app|python)$", "--dry-run", cwd=tmp_path)
-    assert regex.stdout.split("\n", 1)[1].split() == [
+    # --dry-run shows only what would run; --list-terse shows every selected test.
+    dotted = phalanx(str(EXAMPLE), "-t", "deps.unmet_app", "--list-terse", cwd=tmp_path)
+    assert dotted.stdout.splitlines() == ["0001 D tests/deps/unmet_app no-such-app-phalanx"]
+    assert (
+        "would run 0 tests"
+        in phalanx(str(EXAMPLE), "-t", "deps.unmet_app", "-d", cwd=tmp_path).stdout
+    )
+    folder = phalanx(str(EXAMPLE), "-t", "deps", "--list-terse", cwd=tmp_path)
+    assert len(folder.stdout.splitlines()) == 3
+    folder_dry = phalanx(str(EXAMPLE), "-t", "deps", "--dry-run", cwd=tmp_path)
+    assert folder_dry.stdout.split("\n", 1)[1].split() == ["tests/deps/needs_sh"]
+    regex = phalanx(str(EXAMPLE), "--test-regex", "unmet_(app|python)/$", "-l", cwd=tmp_path)
+    assert [line.split()[1] for line in regex.stdout.splitlines()] == [
         "tests/deps/unmet_app",
         "tests/deps/unmet_python",
     ]
+    skipped = phalanx(
+        str(EXAMPLE), "-t", "deps", "-T", "unmet", "-T", "nothing", "-l", cwd=tmp_path
+    )
+    assert [line.split()[1] for line in skipped.stdout.splitlines()] == ["tests/deps/needs_sh"]
     typo = phalanx(str(EXAMPLE), "-t", "tests/nope", cwd=tmp_path)
     assert typo.returncode == 2 and "-t tests/nope" in typo.stderr
 
 
 def test_number_repeats_and_random_order_is_reproducible_by_seed(tmp_path: Path) -> None:
-    args = (str(EXAMPLE), "-t", "tests/deps", "--number", "2", "--dry-run")
+    args = (str(EXAMPLE), "-t", "tests/declarative", "-t", "tests/pass", "--number", "2", "-d")
     plain = phalanx(*args, cwd=tmp_path).stdout.split("\n", 1)[1].split()
     assert plain == [
-        "tests/deps/needs_sh#1",
-        "tests/deps/unmet_app#1",
-        "tests/deps/unmet_python#1",
-        "tests/deps/needs_sh#2",
-        "tests/deps/unmet_app#2",
-        "tests/deps/unmet_python#2",
+        "tests/declarative/counting#1",
+        "tests/declarative/service_client#1",
+        "tests/pass#1",
+        "tests/declarative/counting#2",
+        "tests/declarative/service_client#2",
+        "tests/pass#2",
     ]
     first = phalanx(*args, "--random-order", "--seed", "7", cwd=tmp_path).stdout
     again = phalanx(*args, "--random-order", "--seed", "7", cwd=tmp_path).stdout

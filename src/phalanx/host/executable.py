@@ -23,10 +23,17 @@ from phalanx.host.sandbox import Sandboxes
 from phalanx.tasks import ExecutableTask, Outcome
 
 RUN_TEST = "run-test"
+# A tree whose suite brings Asterisk's own runner: its declarative tests are
+# run by it, as runtests.py runs them (from the suite's folder, by path).
+ASTERISK_RUNNER = os.path.join("lib", "python", "asterisk", "test_runner.py")
 
 
 def command(task: ExecutableTask) -> list[str]:
     if task.declarative:
+        root = task.cwd
+        if root is not None and os.path.isfile(os.path.join(root, ASTERISK_RUNNER)):
+            python = dict(task.checks).get("python") or sys.executable
+            return [python, "-m", "asterisk.test_runner", os.path.relpath(task.dir, root)]
         return [sys.executable, "-m", "phalanx.host.declarative", task.dir]
     return [os.path.join(task.dir, RUN_TEST)]
 
@@ -35,13 +42,16 @@ async def run_executable(task: ExecutableTask, ctx: RunnerContext) -> Outcome:
     if task.skip:
         return Outcome(data={"skipped": f"skip: {task.skip}"})
     if task.dependencies:
-        missing = await asyncio.to_thread(depends.unmet, task.dependencies)
+        checker = depends.Checker.shared(dict(task.checks)) if task.checks else None
+        check = checker.unmet if checker is not None else depends.unmet
+        missing = await asyncio.to_thread(check, task.dependencies)
         if missing:
             return Outcome(data={"skipped": "unmet dependency: " + ", ".join(missing)})
     sandboxes = ctx.sandboxes or Sandboxes(ctx.scratch_root)
     sandbox = sandboxes.take(task.name or ctx.stage_id)
     env = {
         **ctx.env,
+        **dict(task.env),
         "PHALANX_SANDBOX": sandbox,
         "PHALANX_TEST_DIR": task.dir,
         "PHALANX_TEST_NAME": task.name,

@@ -15,7 +15,9 @@ from phalanx.model import Case, Status
 from phalanx.tasks import ExecutableTask, Outcome, Task, ended_by
 
 STAGES = ("run",)
-OPTIONS = frozenset({"dir", "cwd", "skip", "dependencies", "expected_fail", "inactivity"})
+OPTIONS = frozenset(
+    {"dir", "cwd", "skip", "dependencies", "expected_fail", "inactivity", "env", "checks"}
+)
 
 
 class Executable:
@@ -46,6 +48,12 @@ class Executable:
                 raise OptionError(
                     f"must be a (kind, name) pair, not {need!r}", "dependencies", index
                 )
+        for key in ("env", "checks"):
+            given = opts.get(key) or {}
+            if not isinstance(given, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in given.items()
+            ):
+                raise OptionError("must be a mapping of names to text", key)
         return dict(opts)
 
     def task(self, ctx: StageContext) -> Task | None:
@@ -59,6 +67,8 @@ class Executable:
             dir=options["dir"],
             dependencies=tuple((kind, name) for kind, name in options.get("dependencies") or ()),
             declarative=self.declarative,
+            env=tuple(sorted((options.get("env") or {}).items())),
+            checks=tuple(sorted((options.get("checks") or {}).items())),
             **given,
         )
 

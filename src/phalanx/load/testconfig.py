@@ -8,6 +8,7 @@ the way, not refused.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from phalanx.load import fields
@@ -91,8 +92,9 @@ BUILT_IN_EVENT_ACTION = {"EventActionModule", "phalanx.EventActionModule"}
 
 def _test_modules(source: Source, data: dict[str, Any]) -> list[DefinitionError]:
     """What can be checked of `test-modules:` without running a test's own
-    code: its shape, that each `config-section` exists, and the sections of
-    the built-in event/action module. Users' own modules check themselves
+    code: its shape and the sections of the built-in event/action module. A
+    `config-section` that is missing or names no section means the whole
+    file, as in Asterisk's runner (phalanx's own event/action module excepted). Users' own modules check themselves
     when the test runs."""
     spec = data.get("test-modules")
     if spec is None:
@@ -103,8 +105,14 @@ def _test_modules(source: Source, data: dict[str, Any]) -> list[DefinitionError]
         return [source.error("must be a mapping with `test-object` and `modules`", "test-modules")]
     errors: list[DefinitionError] = []
     entries: list[tuple[tuple[str | int, ...], Any]] = []
-    if spec.get("test-object") is not None:
-        entries.append((("test-modules", "test-object"), spec["test-object"]))
+    test_object = spec.get("test-object")
+    if isinstance(test_object, list):
+        # Asterisk's runner takes the first of a list (the others are for
+        # other Asterisk versions).
+        if test_object:
+            entries.append((("test-modules", "test-object", 0), test_object[0]))
+    elif test_object is not None:
+        entries.append((("test-modules", "test-object"), test_object))
     modules = spec.get("modules") or []
     if not isinstance(modules, list):
         return [source.error("must be a list of modules", "test-modules", "modules")]
@@ -114,14 +122,18 @@ def _test_modules(source: Source, data: dict[str, Any]) -> list[DefinitionError]
             errors.append(source.error("needs `typename:` (and `config-section:`)", *path))
             continue
         section = entry.get("config-section")
+        built_in = str(entry["typename"]) in BUILT_IN_EVENT_ACTION
         if section is None:
             continue
         if section not in data:
-            errors.append(
-                source.error(f"no section {section!r} in this file", *path, "config-section")
-            )
+            # Asterisk's runner hands such a module the whole file; phalanx's
+            # own event/action module needs its list.
+            if built_in:
+                errors.append(
+                    source.error(f"no section {section!r} in this file", *path, "config-section")
+                )
             continue
-        if str(entry["typename"]) in BUILT_IN_EVENT_ACTION:
+        if built_in:
             try:
                 eventaction.parse(data[section])
             except eventaction.ConfigError as exc:
@@ -159,12 +171,22 @@ def _dependencies(
     source: Source, value: Any, errors: list[DefinitionError]
 ) -> tuple[Dependency, ...]:
     """`- python: 'twisted'` list items (the usual form), or one mapping of
-    kind to a name or a list of names."""
+    kind to a name or a list of names. A kind given a mapping, as Asterisk's
+    `- sipp: {version: 'v3.0', feature: 'PCAP'}` and `- openssl: {version:
+    …}`, is kept as `key=value` words (`version=v3.0 feature=PCAP`); given
+    nothing, as `any`."""
     if value is None:
         return ()
     found: list[Dependency] = []
 
     def add(kind: Any, names: Any, *path: str | int) -> None:
+        if isinstance(names, dict):
+            words = " ".join(f"{k}={v}" for k, v in names.items() if v is not None)
+            found.append((str(kind), words or "any"))
+            return
+        if names is None:
+            found.append((str(kind), "any"))
+            return
         items = names if isinstance(names, list) else [names]
         for item in items:
             if isinstance(item, dict | list) or item is None or str(item).strip() == "":
@@ -188,3 +210,69 @@ def _dependencies(
             source.error("must be a list like `- app: NAME`", "properties", "dependencies")
         )
     return tuple(found)
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    """The test suite's own `test-config.yaml` (beside `tests/`, or given by
+    `--testsuite-config`), read as runtests.py reads it:
+    `global-settings.test-configuration` names the section in force; that
+    section's `exclude-tests` lists names, and a test whose name contains one
+    is not run. Condition definitions (pre/post checks of Asterisk's own
+    library) are read and named, not evaluated."""
+
+    file: Path | None = None
+    configuration: str | None = None  # the section in force: config-standard
+    excluded: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()  # names in condition-definitions
+    test_conditions: tuple[str, ...] = ()  # the section's properties.testconditions
+    remote: bool = False  # the section lists asterisk-instances with a host
+    warnings: tuple[str, ...] = ()
+
+    def excluded_by(self, test_name: str) -> str | None:
+        """The exclude-tests entry that rules `test_name` out, if one does
+        (a substring, as runtests.py compares)."""
+        return next((e for e in self.excluded if e in test_name), None)
+
+
+def parse_global(source: Source) -> GlobalConfig:
+    data = source.data if isinstance(source.data, dict) else {}
+    warnings: list[str] = []
+    settings = data.get("global-settings")
+    if not isinstance(settings, dict):
+        return GlobalConfig(file=source.file)
+    definitions = settings.get("condition-definitions") or []
+    conditions = tuple(
+        str(d["name"]) for d in definitions if isinstance(d, dict) and d.get("name") is not None
+    )
+    name = settings.get("test-configuration")
+    section: Any = None
+    if name is not None:
+        if name in data:
+            section = data[name] or {}
+        else:
+            warnings.append(f"test configuration {name!r} not found in {source.file.name}")
+    excluded: tuple[str, ...] = ()
+    test_conditions: tuple[str, ...] = ()
+    remote = False
+    if isinstance(section, dict):
+        raw = section.get("exclude-tests") or []
+        excluded = tuple(str(e) for e in (raw if isinstance(raw, list) else [raw]) if e)
+        props = section.get("properties")
+        listed = props.get("testconditions") if isinstance(props, dict) else None
+        if isinstance(listed, list):
+            test_conditions = tuple(
+                str(c["name"]) for c in listed if isinstance(c, dict) and "name" in c
+            )
+        instances = section.get("asterisk-instances")
+        if isinstance(instances, list):
+            remote = any(isinstance(i, dict) and i.get("host") for i in instances)
+    return GlobalConfig(
+        file=source.file,
+        configuration=str(name) if name is not None else None,
+        excluded=excluded,
+        conditions=conditions,
+        test_conditions=test_conditions,
+        remote=remote,
+        warnings=tuple(warnings),
+    )

@@ -3,7 +3,10 @@ each `dir:` holds another `tests.yaml`, each test folder a `test-config.yaml`
 and an executable `run-test` (or `test-modules:` for a declarative test).
 
 A tree loads as a suite on one local host with one case per test, named by
-its path from the tree's parent (`tests/apps/sample`), in listing order.
+its path from the tree's parent (`tests/apps/sample`), sorted by that name as
+Asterisk's runtests.py sorts them. A test whose files are broken is kept,
+skipped with its first problem as the reason; only an unusable top
+`tests.yaml` stops the load.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ TESTS_YAML = "tests.yaml"
 TEST_CONFIG = "test-config.yaml"
 RUN_TEST = "run-test"
 LOCAL_HOST = "localhost"
+OPTIONAL_DIR = "custom"  # the real tree lists it and its checkout ignores it
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,15 @@ class TreeTest:
     name: str  # tests/apps/sample
     folder: Path
     config: TestConfig
+    # Why it cannot run: it is listed, reported and skipped, and the rest of
+    # the tree runs (as Asterisk's runtests.py does with a test it cannot read).
+    broken: tuple[DefinitionError, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scan:
+    tests: list[TreeTest]  # sorted by name, the order runtests.py runs them in
+    notes: list[DefinitionError]  # listing entries passed over (a missing folder)
 
 
 def tree_folder(path: Path) -> Path | None:
@@ -39,86 +52,87 @@ def tree_folder(path: Path) -> Path | None:
     return None
 
 
-def find_tests(folder: Path) -> list[TreeTest]:
-    """Every test the tree lists, in order; every problem at once."""
+def scan(folder: Path) -> Scan:
+    """Every test the tree lists, each with its problems; raises only when
+    the top `tests.yaml` itself gives nothing to run."""
     folder = folder.resolve()
-    errors: list[DefinitionError] = []
+    notes: list[DefinitionError] = []
     tests: list[TreeTest] = []
-    _walk(folder, folder.name, errors, tests, set())
-    if errors:
-        raise DefinitionErrors(errors)
-    return tests
+    top = _walk(folder, folder.name, notes, tests, set())
+    if top:
+        raise DefinitionErrors(top)
+    tests.sort(key=lambda t: t.name)
+    return Scan(tests, notes)
+
+
+def find_tests(folder: Path) -> list[TreeTest]:
+    """Every test the tree lists, in runtests.py's order (by name)."""
+    return scan(folder).tests
 
 
 def _walk(
     folder: Path,
     prefix: str,
-    errors: list[DefinitionError],
+    notes: list[DefinitionError],
     tests: list[TreeTest],
     seen: set[Path],
-) -> None:
+) -> list[DefinitionError]:
+    """Walks one listing; returns the problems that make it unusable (the
+    caller decides whether that is a note or the end)."""
     listing = folder / TESTS_YAML
     if folder in seen:  # a symlink loop would walk forever
-        errors.append(DefinitionError(listing, None, None, "this folder is listed twice"))
-        return
+        return [DefinitionError(listing, None, None, "this folder is listed twice")]
     seen.add(folder)
     try:
-        source = yamlsrc.read(listing)
+        source = yamlsrc.read(listing, allow_duplicates=True)
     except DefinitionErrors as exc:
-        errors.extend(exc.errors)
-        return
+        return exc.errors
     data = source.data
     entries = data.get("tests") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        errors.append(source.error("must have `tests:` with a list of `- test:` or `- dir:`"))
-        return
+        return [source.error("must have `tests:` with a list of `- test:` or `- dir:`")]
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or len(entry) != 1:
-            errors.append(source.error("must be `- test: NAME` or `- dir: NAME`", "tests", index))
+            notes.append(source.error("must be `- test: NAME` or `- dir: NAME`", "tests", index))
             continue
         ((key, value),) = entry.items()
         if key not in ("test", "dir") or not isinstance(value, str | int) or value == "":
-            errors.append(source.error("must be `- test: NAME` or `- dir: NAME`", "tests", index))
+            notes.append(source.error("must be `- test: NAME` or `- dir: NAME`", "tests", index))
             continue
         name = str(value).strip().strip("/")
         sub = folder / name
         if key == "test":
-            # Tests are read straight away: a tree has a folder per test, and
-            # the checks below run only when the read fails.
-            test = _test(sub, f"{prefix}/{name}", source, index, errors)
-            if test is not None:
-                tests.append(test)
+            tests.append(_test(sub, f"{prefix}/{name}", source, index))
         elif not sub.is_dir():
-            errors.append(source.error(f"no folder {name!r} in {folder}", "tests", index, key))
+            # runtests.py passes over a listed folder that is not there; the
+            # real tree lists `custom`, which its checkout ignores.
+            if not (name == OPTIONAL_DIR and "/" not in prefix):
+                notes.append(
+                    source.error(f"no folder {name!r} in {folder}; passed over", "tests", index)
+                )
         elif not (sub / TESTS_YAML).is_file():
-            errors.append(source.error(f"{name}/ has no {TESTS_YAML}", "tests", index, key))
+            notes.append(source.error(f"{name}/ has no {TESTS_YAML}; passed over", "tests", index))
         else:
-            _walk(sub, f"{prefix}/{name}", errors, tests, seen)
+            notes.extend(_walk(sub, f"{prefix}/{name}", notes, tests, seen))
+    return []
 
 
-def _test(
-    folder: Path, name: str, listing: yamlsrc.Source, index: int, errors: list[DefinitionError]
-) -> TreeTest | None:
+def _test(folder: Path, name: str, listing: yamlsrc.Source, index: int) -> TreeTest:
     config_file = folder / TEST_CONFIG
     try:
-        config = testconfig.parse(yamlsrc.read(config_file))
+        config = testconfig.parse(yamlsrc.read(config_file, allow_duplicates=True))
     except DefinitionErrors as exc:
         if not folder.is_dir():
             where = listing.file.parent
-            errors.append(
-                listing.error(
-                    f"no folder {os.path.relpath(folder, where)!r} in {where}",
-                    "tests",
-                    index,
-                    "test",
-                )
+            problem = listing.error(
+                f"no folder {os.path.relpath(folder, where)!r} in {where}", "tests", index, "test"
             )
         elif not config_file.exists():
-            errors.append(listing.error(f"{name} has no {TEST_CONFIG}", "tests", index, "test"))
+            problem = listing.error(f"{name} has no {TEST_CONFIG}", "tests", index, "test")
         else:
-            errors.extend(exc.errors)
-        return None
-    errors.extend(config.errors)
+            return TreeTest(name, folder, TestConfig(), tuple(exc.errors))
+        return TreeTest(name, folder, TestConfig(), (problem,))
+    errors = list(config.errors)
     run_test = os.path.join(folder, RUN_TEST)
     if os.access(run_test, os.X_OK):
         if config.declarative:
@@ -133,11 +147,24 @@ def _test(
                 config_file, None, None, f"no {RUN_TEST} here and no `test-modules:` to run"
             )
         )
-    return TreeTest(name, folder, config)
+    return TreeTest(name, folder, config, tuple(errors))
+
+
+def broken_reason(test: TreeTest, root: Path) -> str | None:
+    """The skip reason of a broken test: its first problem, its file named
+    from the tree's parent."""
+    if not test.broken:
+        return None
+    first = test.broken[0]
+    if first.file is not None:
+        first = replace(first, file=Path(os.path.relpath(first.file, root)))
+    more = len(test.broken) - 1
+    return f"broken: {first}" + (f" (and {more} more)" if more else "")
 
 
 def to_case(test: TreeTest, root: Path) -> Case:
     config = test.config
+    broken = broken_reason(test, root)
     return Case(
         name=test.name,
         kind="declarative" if config.declarative else "executable",
@@ -148,7 +175,7 @@ def to_case(test: TreeTest, root: Path) -> Case:
         options={
             "dir": str(test.folder),
             "cwd": str(root),
-            "skip": config.skip,
+            "skip": broken or config.skip,
             "dependencies": [list(d) for d in config.dependencies],
             "expected_fail": config.expected_fail,
         },

@@ -24,6 +24,9 @@ class Source:
     file: Path
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    # Keys given twice, when the reader allowed them (the last one counts, as
+    # in PyYAML): for `validate --strict` to warn about.
+    duplicates: tuple[DefinitionError, ...] = ()
 
     def line(self, *path: str | int) -> int | None:
         """The line of `path`, or of its nearest known parent."""
@@ -38,8 +41,12 @@ class Source:
         return DefinitionError(self.file, self.line(*path), key, message)
 
 
-def parse(text: str, file: Path) -> Source:
-    """Parse YAML text; a syntax error or a key given twice raises DefinitionErrors."""
+def parse(text: str, file: Path, *, allow_duplicates: bool = False) -> Source:
+    """Parse YAML text; a syntax error or a key given twice raises DefinitionErrors.
+
+    `allow_duplicates` is for files written for other tools (Asterisk's
+    test-config.yaml), which PyYAML reads with the last value winning: there
+    a key given twice is kept in `duplicates` instead."""
     # libyaml when present: ten times faster, and a test tree has a file per test.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
@@ -61,17 +68,17 @@ def parse(text: str, file: Path) -> Source:
     if node is not None:
         lines[()] = node.start_mark.line + 1
         _walk(node, (), lines, twice, file)
-    if twice:
+    if twice and not allow_duplicates:
         raise DefinitionErrors(twice)
-    return Source(file, data, lines)
+    return Source(file, data, lines, tuple(twice))
 
 
-def read(file: Path) -> Source:
+def read(file: Path, *, allow_duplicates: bool = False) -> Source:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionErrors([DefinitionError(file, None, None, f"cannot read: {exc}")]) from None
-    return parse(text, file)
+    return parse(text, file, allow_duplicates=allow_duplicates)
 
 
 def _walk(

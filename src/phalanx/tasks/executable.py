@@ -20,3 +20,5 @@ class ExecutableTask(Task):
     dependencies: tuple[tuple[str, str], ...] = ()  # (kind, name) the host must have
     inactivity: float | None = None  # seconds of silence after which it is stopped
     declarative: bool = False  # run by phalanx's test object instead of run-test
+    env: tuple[tuple[str, str], ...] = ()  # set for the test (runtests.py's TESTSUITE_*…)
+    checks: tuple[tuple[str, str], ...] = ()  # settings of the dependency checks

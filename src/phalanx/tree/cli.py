@@ -6,22 +6,28 @@ Exit codes as for every run: 0 all passed or skipped, 1 a test failed,
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
 from phalanx.model import Case, RunResult, Suite
+
+if TYPE_CHECKING:
+    from phalanx.host.depends import Checker as Checks
+    from phalanx.load.testconfig import GlobalConfig
+    from phalanx.load.tree import TreeTest
 
 
 @dataclass
 class TreeArgs:
     tests: list[str] = field(default_factory=list)
-    regex: str | None = None
-    tags: list[str] = field(default_factory=list)
+    regexes: list[str] = field(default_factory=list)  # --test-regex: any of them
+    tags: list[str] = field(default_factory=list)  # -g: any of them
     exclude_tags: list[str] = field(default_factory=list)
     list_tests: bool = False
     list_tags: bool = False
@@ -39,6 +45,17 @@ class TreeArgs:
     tap: Path | None = None
     verbose: bool = False
     cancel_grace: float = 30.0  # after Ctrl-C or SIGTERM, for the running tests' finalize
+    # runtests.py's options
+    skip_regexes: list[str] = field(default_factory=list)  # -T
+    list_terse: bool = False
+    cleanup: bool = False  # -c: remove the sandboxes of passing tests
+    keep_core: bool = False  # -k: accepted; phalanx removes no test's files
+    valgrind: bool = False  # -V: VALGRIND_ENABLE=true for the tests
+    pcap: bool = False  # PCAP=yes for the tests
+    keep_full_logs: bool = False  # accepted; phalanx keeps every test's output
+    testsuite_config: Path | None = None
+    asterisk: Path | None = None  # the asterisk binary the `asterisk:` checks ask
+    python: Path | None = None  # the interpreter `python:` checks and tests use
 
 
 def _errors(lines: list[str], stream: TextIO) -> int:
@@ -50,23 +67,53 @@ def _errors(lines: list[str], stream: TextIO) -> int:
 
 def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     from phalanx.load.errors import DefinitionErrors
-    from phalanx.load.tree import load_tree
+    from phalanx.load.tree import load_tree, scan, tree_folder
+    from phalanx.report.terminal import shown_problem
     from phalanx.tree.select import Selection, SelectionError, repeat, select, shuffle
+    from phalanx.tree.suiteconfig import apply, read_global
 
+    folder = tree_folder(path)
     try:
-        suite = load_tree(path)
+        if folder is None:
+            suite = load_tree(path)  # says what is missing
+        found = scan(folder) if folder is not None else None
+        config = read_global(folder, args.testsuite_config) if folder is not None else None
     except DefinitionErrors as exc:
-        from phalanx.report.terminal import shown_problem
-
         return _errors([shown_problem(e) for e in exc.errors], err)
+    assert found is not None and config is not None and folder is not None
+    for note in found.notes:
+        err.write(f"note: {shown_problem(note)}\n")
+    for warning in config.warnings:
+        err.write(f"warning: {warning}\n")
+    from phalanx.host.depends import Checker
+    from phalanx.tree.suiteconfig import settings, suite_env
+
+    given = settings(folder, args.asterisk, args.python, remote=config.remote)
+    checks = Checker.shared(given)
+    checks.prefetch(d for t in found.tests for d in t.config.dependencies)
+    env = {**suite_env(folder, given.get("python")), **_environment(args)}
+    suite = apply(load_tree(folder, found.tests), config, env, given)
     if args.list_tags:
         list_tags(suite.cases, out)
-        return EXIT_OK
-    selection = Selection(tuple(args.tests), args.regex, tuple(args.tags), tuple(args.exclude_tags))
+        if not (args.list_tests or args.list_terse):
+            return EXIT_OK
+    selection = Selection(
+        tuple(args.tests),
+        tuple(args.regexes),
+        tuple(args.tags),
+        tuple(args.exclude_tags),
+        tuple(args.skip_regexes),
+    )
     try:
         cases = select(suite.cases, selection, suite.name)
-        if args.list_tests:
-            list_tests(cases, out)
+        chosen_names = {c.name for c in cases}
+        _broken([t for t in found.tests if t.broken and t.name in chosen_names], args, err)
+        if args.list_tests or args.list_terse:
+            if args.list_tests:
+                _conditions(config, err)
+                list_tests(cases, checks, out)
+            if args.list_terse:
+                list_terse(cases, checks, out)
             return EXIT_OK
         cases = repeat(cases, args.number)
     except SelectionError as exc:
@@ -86,13 +133,58 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
         return _errors(["-j must be at least 1"], err)
     chosen = replace(suite, cases=tuple(cases))
     if args.dry_run:
+        runnable = [c for c in cases if _status(c, checks)[0] in "RX"]
         out.write(
-            f"would run {len(cases)} test{'s' if len(cases) != 1 else ''} on {jobs} workers:\n"
+            f"would run {len(runnable)} test{'s' if len(runnable) != 1 else ''} on {jobs} workers"
+            f" ({len(cases) - len(runnable)} skipped):\n"
         )
-        for case in cases:
+        for case in runnable:
             out.write(f"  {case.name}\n")
         return EXIT_OK
     return _run(chosen, args, jobs, out)
+
+
+def _broken(broken: list[TreeTest], args: TreeArgs, err: TextIO) -> None:
+    """The selected tests that cannot be read: counted, and named with -v."""
+    from phalanx.report.terminal import shown_problem
+
+    if not broken:
+        return
+    err.write(
+        f"warning: {len(broken)} test{'s' if len(broken) != 1 else ''} cannot be read "
+        "and will be skipped, each with its reason"
+        + (":\n" if args.verbose else " (-v lists them)\n")
+    )
+    if args.verbose:
+        for test in broken:
+            for problem in test.broken:
+                err.write(f"  {test.name}: {shown_problem(problem)}\n")
+
+
+def _environment(args: TreeArgs) -> dict[str, str]:
+    """What runtests.py sets for every test, from its options."""
+    env: dict[str, str] = {}
+    if args.testsuite_config is not None:
+        env["TESTSUITE_CONFIG"] = str(args.testsuite_config.resolve())
+    if args.valgrind:
+        env["VALGRIND_ENABLE"] = "true"
+    if args.pcap:
+        env["PCAP"] = "yes"
+    return env
+
+
+def _conditions(config: GlobalConfig, err: TextIO) -> None:
+    if config.file is None:
+        return
+    where = f"{config.file.name} ({config.configuration or 'no test-configuration'})"
+    if config.excluded:
+        err.write(f"{where}: {len(config.excluded)} exclude-tests entries\n")
+    if config.conditions:
+        used = ", ".join(config.test_conditions) or "none"
+        err.write(
+            f"{where}: conditions defined: {', '.join(config.conditions)}; in force: {used}"
+            " (phalanx does not evaluate them)\n"
+        )
 
 
 def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
@@ -130,28 +222,63 @@ def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
     except KeyboardInterrupt:
         out.write("interrupted\n")
         return EXIT_INTERRUPTED
+    if args.cleanup:
+        _clean_up(result, run_dir)
     summary(result, out, run_dir)
     return for_status(result.status)
 
 
-def list_tests(cases: list[Case], out: TextIO) -> None:
-    """One line per test: R runs, X runs and is expected to fail, S is
-    skipped by its config, U has an unmet dependency (named)."""
-    from phalanx.host.depends import unmet
+def _clean_up(result: RunResult, run_dir: Path) -> None:
+    """-c: the sandboxes of the tests that passed go; a failure's stay to be
+    looked at (runtests.py removes a passing test's run folder)."""
+    import shutil
 
+    from phalanx.host.sandbox import sandbox_name
+    from phalanx.model import Status
+    from phalanx.tree.run import SANDBOX
+
+    for case in result.cases:
+        if case.status is Status.PASSED:
+            shutil.rmtree(run_dir / SANDBOX / sandbox_name(case.name), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (run_dir / SANDBOX).rmdir()
+
+
+def _status(case: Case, checks: Checks) -> tuple[str, str]:
+    """R runs, X runs and is expected to fail, S is skipped (by its config,
+    the suite's exclude-tests, or because it is broken), U has an unmet
+    dependency (named)."""
+    options = case.options
+    if options.get("skip"):
+        return "S", f"skip: {options['skip']}"
+    missing = checks.unmet(options.get("dependencies") or [])
+    if missing:
+        return "U", "unmet: " + ", ".join(missing)
+    if options.get("expected_fail"):
+        return "X", "expected to fail"
+    return "R", ""
+
+
+def list_tests(cases: list[Case], checks: Checks, out: TextIO) -> None:
+    """One line per test: a letter (see `_status`), the name, the note."""
     for case in cases:
-        options = case.options
-        note = ""
-        missing = unmet(options.get("dependencies") or [])
-        if options.get("skip"):
-            letter, note = "S", f"skip: {options['skip']}"
-        elif missing:
-            letter, note = "U", "unmet: " + ", ".join(missing)
-        elif options.get("expected_fail"):
-            letter, note = "X", "expected to fail"
-        else:
-            letter = "R"
+        letter, note = _status(case, checks)
+        note = " ".join(note.split())  # one line per test, whatever a reason holds
         out.write(f"{letter} {case.name}" + (f"  ({note})" if note else "") + "\n")
+
+
+def list_terse(cases: list[Case], checks: Checks, out: TextIO) -> None:
+    """runtests.py's `--list-terse`: `nnnn F name [unmet,unmet]`, F being
+    E (enabled), S (skipped) or D (a dependency is not met)."""
+    for number, case in enumerate(cases, 1):
+        flag, unmet = "E", ""
+        if case.options.get("skip"):
+            flag = "S"
+        else:
+            missing = checks.unmet_names(case.options.get("dependencies") or [])
+            if missing:
+                flag, unmet = "D", " " + ",".join(missing)
+        out.write(f"{number:04d} {flag} {case.name}{unmet}\n")
 
 
 def list_tags(cases: tuple[Case, ...] | list[Case], out: TextIO) -> None:

@@ -17,9 +17,10 @@ class SelectionError(ValueError):
 @dataclass(frozen=True)
 class Selection:
     tests: tuple[str, ...] = ()  # -t: a test or a folder of tests, path or dotted
-    regex: str | None = None  # --test-regex: searched in the test's name
-    tags: tuple[str, ...] = ()  # -g: a test must have every one
+    regexes: tuple[str, ...] = ()  # --test-regex: one must be found in `name/`
+    tags: tuple[str, ...] = ()  # -g: a test must have one of them (runtests.py)
     exclude_tags: tuple[str, ...] = ()  # -G: a test must have none
+    skip_regexes: tuple[str, ...] = ()  # -T: none may be found in `name/`
 
 
 def _forms(selector: str, prefix: str) -> list[str]:
@@ -40,7 +41,7 @@ def _under(name: str, form: str) -> bool:
 
 
 def select(cases: Sequence[Case], selection: Selection, prefix: str) -> list[Case]:
-    """The cases `selection` picks, in tree order. A `-t` that matches no test
+    """The cases `selection` picks, in the order given. A `-t` that matches no test
     is an error (a typo must not pass as an empty green run)."""
     picked = list(cases)
     if selection.tests:
@@ -52,17 +53,29 @@ def select(cases: Sequence[Case], selection: Selection, prefix: str) -> list[Cas
                 raise SelectionError(f"-t {selector}: no test is named so or lives under it")
             chosen.update(matched)
         picked = [c for c in picked if c.name in chosen]
-    if selection.regex is not None:
-        try:
-            pattern = re.compile(selection.regex)
-        except re.error as exc:
-            raise SelectionError(f"--test-regex {selection.regex!r}: {exc}") from None
-        picked = [c for c in picked if pattern.search(c.name)]
+    # As runtests.py: searched in the name with a trailing slash, so that
+    # `foo/` matches a test `foo` and not `foobar`.
+    if selection.regexes:
+        wanted = _patterns(selection.regexes, "--test-regex")
+        picked = [c for c in picked if any(p.search(c.name + "/") for p in wanted)]
+    if selection.skip_regexes:
+        unwanted = _patterns(selection.skip_regexes, "-T/--skip-test-regex")
+        picked = [c for c in picked if not any(p.search(c.name + "/") for p in unwanted)]
     if selection.tags:
-        picked = [c for c in picked if set(selection.tags) <= set(c.tags)]
+        picked = [c for c in picked if set(selection.tags) & set(c.tags)]
     if selection.exclude_tags:
         picked = [c for c in picked if not set(selection.exclude_tags) & set(c.tags)]
     return picked
+
+
+def _patterns(regexes: Sequence[str], option: str) -> list[re.Pattern[str]]:
+    patterns = []
+    for regex in regexes:
+        try:
+            patterns.append(re.compile(regex))
+        except re.error as exc:
+            raise SelectionError(f"{option} {regex!r}: {exc}") from None
+    return patterns
 
 
 def repeat(cases: Sequence[Case], number: int) -> list[Case]:
