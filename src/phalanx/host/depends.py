@@ -29,7 +29,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 KindCheck = Callable[[str], bool]
@@ -316,11 +316,7 @@ class Checker:
             Path("/etc/asterisk/asterisk.conf"),
             Path("/usr/local/etc/asterisk/asterisk.conf"),
         ]
-        for conf in confs:
-            try:
-                text = conf.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
+        for _, text in _readable(confs):
             match = re.search(r"^\s*astmoddir\s*=>?\s*(\S+)", text, re.MULTILINE)
             if match:
                 self._moddir = match.group(1)
@@ -352,11 +348,7 @@ class Checker:
             Path("/usr/include/asterisk/buildopts.h"),
             Path("/usr/local/include/asterisk/buildopts.h"),
         ]
-        for place in places:
-            try:
-                text = place.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
+        for place, text in _readable(places):
             pattern = rf"^\s*#define\s+{re.escape(name)}\s+1\b"
             return bool(re.search(pattern, text, re.MULTILINE)), f"not defined in {place}"
         return False, "no buildopts.h found"
@@ -401,3 +393,12 @@ def _openssl(version: str | None) -> tuple[bool, str]:
     if version and _numbers(have) < _numbers(version):
         return False, f"found {have or 'no version'}"
     return True, ""
+
+
+def _readable(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """Each of `paths` that can be read, with its text, in order."""
+    for path in paths:
+        try:
+            yield path, path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
