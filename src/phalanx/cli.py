@@ -454,10 +454,12 @@ def parser() -> argparse.ArgumentParser:
     )  # its own parser reads the rest: see main()
     # The service's commands import only argparse here; each command imports
     # its heavy libraries (SQLAlchemy, cryptography, ...) when it runs.
-    from phalanx.service import admin, ca_cli
+    from phalanx.service import admin, ca_cli, serve, submit
 
     ca_cli.add_commands(commands)  # ca init, ca issue
     admin.add_commands(commands, _command)  # db upgrade, token …, user …
+    serve.add_command(commands, _command)
+    submit.add_command(commands, _command)
     return top
 
 

@@ -17,7 +17,7 @@ class TokenVerifier(Protocol):
     or None. `TokenBook` answers at once; the service's answer comes from
     its store, so it may be awaitable."""
 
-    def host_for(self, token: str | None) -> str | None | Awaitable[str | None]: ...
+    def host_for(self, token: str | None) -> str | Awaitable[str | None] | None: ...
 
 
 class TokenBook:
