@@ -121,15 +121,24 @@ def _follow(client: Any, run_id: str) -> int:
 def _progress(document: dict[str, Any], shown: dict[str, str]) -> None:
     """Print what changed since the last look: the run's state, then each
     stage and case as it ends."""
-    lines: list[tuple[str, str]] = [("run", str(document.get("status")))]
+    status = str(document.get("status"))
+    ended = status not in ("queued", "running")
+    lines: list[tuple[str, str]] = [] if ended else [("run", status)]
     if document.get("waiting"):
         lines.append(("waiting", str(document["waiting"])))
-    for stage in document.get("stages") or []:
+    stages = document.get("stages") or []
+    first = [s for s in stages if s["name"] == "initialize"]
+    for stage in first:
         lines.append((f"suite {stage['name']}", stage["status"]))
     for case in document.get("cases") or []:
         for stage in case.get("stages") or []:
             lines.append((f"{case['name']} {stage['name']}", stage["status"]))
         lines.append((f"{case['name']}", case["status"]))
+    for stage in stages:
+        if stage not in first:
+            lines.append((f"suite {stage['name']}", stage["status"]))
+    if ended:
+        lines.append(("run", status))
     for key, value in lines:
         if value in ("pending", "running") and key != "run":
             continue
