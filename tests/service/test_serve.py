@@ -198,6 +198,21 @@ def test_submit_wait_exits_with_the_runs_code_and_the_store_has_the_run(served: 
         assert outside.status_code == 404 and "message" in outside.json()
         failed = client.get("/api/runs", params={"status": "failed"}).json()
         assert [r["suite"] for r in failed] == ["bad"]
+        nothing_failed = client.post(f"/api/runs/{runs[0]['id']}/rerun", json={"failed_only": True})
+        assert (
+            nothing_failed.status_code == 409
+            and "no failed case" in nothing_failed.json()["message"]
+        )
+        assert client.post("/api/runs/nope/rerun").status_code == 404
+        assert client.post(f"/api/runs/{runs[0]['id']}/rerun", json={"x": 1}).status_code == 422
+
+    again = phalanx(
+        "submit", "--rerun", failed[0]["id"], "--failed-only", *submit[1:], cwd=served.cwd
+    )
+    assert again.returncode == 1, again.stdout + again.stderr
+    with served.client(token) as client:
+        (rerun,) = client.get("/api/runs", params={"suite": "bad", "limit": 1}).json()
+        assert rerun["trigger"] == f"rerun:{failed[0]['id']}" and rerun["status"] == "failed"
 
     no_token = phalanx("submit", "good", "--coordinator", served.url, cwd=served.cwd)
     assert no_token.returncode == 2 and "no token" in no_token.stderr

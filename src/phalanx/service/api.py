@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phalanx import layout
@@ -33,6 +34,12 @@ MAX_READ = 1024 * 1024  # one ranged read of an output file
 DEFAULT_READ = 64 * 1024
 
 RunId = Annotated[str, PathParam(min_length=1, max_length=200)]
+
+
+class RerunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    failed_only: bool = False  # only the cases that did not pass (or skip)
 
 
 class ApiError(Exception):
@@ -153,6 +160,19 @@ def create_app(service: Service) -> FastAPI:
         except NotActive as exc:
             raise ApiError(409, str(exc)) from None
         return {"id": run_id, "status": status}
+
+    @app.post("/api/runs/{run_id}/rerun", status_code=201, tags=["runs"])
+    async def rerun(
+        run_id: RunId, who: Operator, request: RerunRequest | None = None
+    ) -> dict[str, Any]:
+        failed_only = request.failed_only if request is not None else False
+        try:
+            summary = await service.rerun(run_id, failed_only=failed_only)
+        except (NotFound, UnknownSuite) as exc:
+            raise ApiError(404, str(exc)) from None
+        except Unrunnable as exc:
+            raise ApiError(409, str(exc)) from None
+        return _summary(summary)
 
     @app.get(
         "/api/runs/{run_id}/output",

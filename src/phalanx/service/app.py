@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from phalanx.coordinator.agents import AgentHub
@@ -17,6 +17,7 @@ from phalanx.service.auth import Auth
 from phalanx.service.config import ServiceConfig
 from phalanx.service.definitions import Catalog, DefinitionSource, SuiteEntry
 from phalanx.service.queue import RunQueue
+from phalanx.store.errors import NotFound
 from phalanx.store.runs import RunSummary
 from phalanx.store.store import Store
 
@@ -88,6 +89,25 @@ class Service:
         if suite is None:
             raise Unrunnable(f"suite {name!r} has never loaded: fix its definition first")
         return await self.queue.submit(suite, trigger)
+
+    async def rerun(self, run_id: str, *, failed_only: bool = False) -> RunSummary:
+        """Run a past run's suite again, with its current definition; with
+        `failed_only`, only the cases that did not pass or skip that time."""
+        summary = await self.store.runs.get(run_id)
+        if summary is None:
+            raise NotFound(f"no run {run_id!r}")
+        _, entry = self.entry(summary.suite)
+        suite = entry.suite
+        if suite is None:
+            raise Unrunnable(f"suite {summary.suite!r} has never loaded: fix its definition first")
+        if failed_only:
+            result = await self.store.runs.load_result(run_id)
+            failed = {c.name for c in result.cases if not c.status.ok} if result else set()
+            cases = tuple(c for c in suite.cases if c.name in failed)
+            if not cases:
+                raise Unrunnable(f"run {run_id!r} has no failed case that the suite still has")
+            suite = replace(suite, cases=cases)
+        return await self.queue.submit(suite, f"rerun:{run_id}")
 
     async def fire(self, name: str) -> None:
         """The scheduler's call."""

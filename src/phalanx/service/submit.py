@@ -1,5 +1,7 @@
 """`phalanx submit SUITE --coordinator URL`: queue a run on a service and,
 with `--wait`, follow it to its end and exit with its exit code.
+`phalanx submit --rerun ID [--failed-only]` runs a past run's suite again
+(its current definition), all of it or only the cases that failed.
 
 The token (a user API token from `phalanx user token`, operator or admin)
 comes from `--token-file`, else `$PHALANX_TOKEN`. Following polls
@@ -31,7 +33,7 @@ def add_command(
     command: Callable[..., argparse.ArgumentParser],
 ) -> None:
     parser = command(commands, "submit", submit)
-    parser.add_argument("suite", help="the suite to run")
+    parser.add_argument("suite", nargs="?", help="the suite to run")
     parser.add_argument(
         "--coordinator", required=True, metavar="URL", help="the service (http://host:8470)"
     )
@@ -40,6 +42,10 @@ def add_command(
     )
     parser.add_argument(
         "--wait", action="store_true", help="follow the run and exit with its exit code"
+    )
+    parser.add_argument("--rerun", metavar="ID", help="run a past run's suite again (no SUITE)")
+    parser.add_argument(
+        "--failed-only", action="store_true", help="with --rerun: only the cases that failed"
     )
 
 
@@ -58,6 +64,12 @@ def submit(args: argparse.Namespace) -> int:
     """Queue a run of a suite on a phalanx service (and follow it with --wait)."""
     import httpx
 
+    if (args.suite is None) == (args.rerun is None):
+        _err("error: give a SUITE, or --rerun ID")
+        return EXIT_DEFINITIONS
+    if args.failed_only and args.rerun is None:
+        _err("error: --failed-only goes with --rerun ID")
+        return EXIT_DEFINITIONS
     if args.token_file is not None:
         try:
             token = args.token_file.read_text().strip()
@@ -73,15 +85,20 @@ def submit(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=REQUEST_TIMEOUT) as client:
         try:
-            response = client.post(f"/api/suites/{args.suite}/runs")
+            if args.rerun is not None:
+                response = client.post(
+                    f"/api/runs/{args.rerun}/rerun", json={"failed_only": args.failed_only}
+                )
+            else:
+                response = client.post(f"/api/suites/{args.suite}/runs")
         except httpx.HTTPError as exc:
             _err(f"error: cannot reach {base}: {exc}")
             return EXIT_INFRASTRUCTURE
         if response.status_code != 201:
             _err(f"error: {response.status_code}: {_message(response)}")
             return EXIT_INFRASTRUCTURE if response.status_code >= 500 else EXIT_DEFINITIONS
-        run_id = response.json()["id"]
-        print(f"run {run_id} of suite {args.suite} queued", flush=True)
+        run_id, suite = response.json()["id"], response.json()["suite"]
+        print(f"run {run_id} of suite {suite} queued", flush=True)
         if not args.wait:
             return EXIT_OK
         return _follow(client, run_id)
