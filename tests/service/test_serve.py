@@ -316,3 +316,27 @@ def test_a_killed_service_leaves_its_run_interrupted_with_the_results_it_acked(
             assert run_stage and run_stage[0]["hosts"][0]["exit_code"] == 0
     finally:
         stop(again)
+
+
+def test_a_schedule_fires_runs_and_the_next_time_is_shown(tmp_path: Path) -> None:
+    repo = tmp_path / "defs"
+    (repo / "clusters").mkdir(parents=True)
+    (repo / "clusters" / "one.yaml").write_text(ONE)
+    (repo / "test-suites" / "tick" / "tc" / "a").mkdir(parents=True)
+    (repo / "test-suites" / "tick" / "tc" / "a" / "run.sh").write_text("true\n")
+    (repo / "test-suites" / "tick" / "suite.yaml").write_text(
+        "cluster: one\ntests: [a]\nschedule: {second: '*'}\n"
+    )
+    service = start(tmp_path, repo, tmp_path / "data")
+    try:
+        token = user_token(service, "vera", "viewer")
+        with service.client(token) as client:
+            (suite,) = client.get("/api/suites").json()
+            assert suite["schedule"] == {"second": "*"} and suite["next_run"]
+            deadline = time.monotonic() + 30
+            while not (runs := client.get("/api/runs", params={"suite": "tick"}).json()):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert runs[0]["trigger"] == "schedule"
+    finally:
+        stop(service)
