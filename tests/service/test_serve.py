@@ -27,6 +27,15 @@ SUITES = {
     "bad": ("one", "echo failing; exit 3\n"),
     "slow": ("one", "sleep 4\n"),
     "far": ("remote", "echo served by @slavename@\n"),
+    # XrdTest scripts fetch shared files from the master
+    "fetch": (
+        "one",
+        "curl -sf @proto@://@coordinator@:@port@/showScript/utils/helper.sh\n"
+        "for p in ../clusters/one.yaml utils/escape utils/../../outside; do\n"
+        "  echo \"$p $(curl -s --path-as-is -o /dev/null -w '%{http_code}' "
+        '@proto@://@coordinator@:@port@/showScript/$p)"\n'
+        "done\n",
+    ),
 }
 LONG = "cluster: one\ntests: [a, b]\ntimeout: 120\n"  # case a is quick, case b is not
 
@@ -46,6 +55,10 @@ def make_repo(root: Path) -> Path:
         (root / "test-suites" / "long" / "tc" / name).mkdir(parents=True)
         (root / "test-suites" / "long" / "tc" / name / "run.sh").write_text(script)
     (root / "test-suites" / "long" / "suite.yaml").write_text(LONG)
+    (root / "utils").mkdir()
+    (root / "utils" / "helper.sh").write_text("echo a shared helper\n")
+    (root.parent / "outside").write_text("not the repo's\n")
+    (root / "utils" / "escape").symlink_to(root.parent / "outside")
     return root
 
 
@@ -216,6 +229,27 @@ def test_submit_wait_exits_with_the_runs_code_and_the_store_has_the_run(served: 
 
     no_token = phalanx("submit", "good", "--coordinator", served.url, cwd=served.cwd)
     assert no_token.returncode == 2 and "no token" in no_token.stderr
+
+
+def test_the_hosts_of_a_running_run_read_suite_files_and_nothing_outside(
+    served: Served,
+) -> None:
+    token = user_token(served, "otto", "operator")
+    with served.client(token) as client:
+        outsider = client.get("/showScript/utils/helper.sh")  # no run holds a host here
+        assert outsider.status_code == 403 and "message" in outsider.json()
+        run = client.post("/api/suites/fetch/runs").json()["id"]
+        document = wait_run(client, run, ("passed", "failed", "error"))
+        assert document["status"] == "passed", document
+        output = client.get(
+            f"/api/runs/{run}/output", params={"case": "a", "stage": "run", "host": "h1.t.test"}
+        ).text
+        assert output.splitlines() == [
+            "echo a shared helper",
+            "../clusters/one.yaml 404",
+            "utils/escape 404",
+            "utils/../../outside 404",
+        ]
 
 
 def test_runs_on_one_cluster_queue_in_order_and_a_queued_run_cancels(served: Served) -> None:

@@ -103,6 +103,7 @@ class AgentLink:
         self.disconnected_at: float | None = None
         self.lost: str | None = None
         self.forgotten = False  # dropped from the hub; its late messages go nowhere
+        self.address: str | None = None  # where its live connection comes from
 
     def send(self, message: object) -> None:
         """Send on the live connection; without one the message is dropped
@@ -318,6 +319,7 @@ class AgentHub:
             link.detach(old)
             self._close_later(old, 1000, "replaced by a newer connection")
         link.attach(connection)
+        link.address = websocket.client.host if websocket.client is not None else None
         try:
             while True:
                 raw = await _receive(websocket)

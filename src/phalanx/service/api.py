@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from phalanx import layout
 from phalanx.coordinator.app import agent_routes
 from phalanx.coordinator.auth import bearer
+from phalanx.coordinator.scripts import script_routes
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal, Role
 from phalanx.service.definitions import Catalog, SuiteEntry
@@ -236,6 +237,7 @@ def create_app(service: Service) -> FastAPI:
         ]
 
     app.router.routes.extend(agent_routes(service.hub))
+    app.router.routes.extend(script_routes(service.queue.roots_for))
     return app
 
 

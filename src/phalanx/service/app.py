@@ -84,11 +84,11 @@ class Service:
         return merged
 
     async def submit(self, name: str, trigger: str) -> RunSummary:
-        _, entry = self.entry(name)
+        catalog, entry = self.entry(name)
         suite: Suite | None = entry.suite
         if suite is None:
             raise Unrunnable(f"suite {name!r} has never loaded: fix its definition first")
-        return await self.queue.submit(suite, trigger)
+        return await self.queue.submit(suite, trigger, catalog.root)
 
     async def rerun(self, run_id: str, *, failed_only: bool = False) -> RunSummary:
         """Run a past run's suite again, with its current definition; with
@@ -96,7 +96,7 @@ class Service:
         summary = await self.store.runs.get(run_id)
         if summary is None:
             raise NotFound(f"no run {run_id!r}")
-        _, entry = self.entry(summary.suite)
+        catalog, entry = self.entry(summary.suite)
         suite = entry.suite
         if suite is None:
             raise Unrunnable(f"suite {summary.suite!r} has never loaded: fix its definition first")
@@ -107,7 +107,7 @@ class Service:
             if not cases:
                 raise Unrunnable(f"run {run_id!r} has no failed case that the suite still has")
             suite = replace(suite, cases=cases)
-        return await self.queue.submit(suite, f"rerun:{run_id}")
+        return await self.queue.submit(suite, f"rerun:{run_id}", catalog.root)
 
     async def fire(self, name: str) -> None:
         """The scheduler's call."""

@@ -53,6 +53,7 @@ class ActiveRun:
     cancellation: Cancellation = field(default_factory=Cancellation)
     waiting: str = ""  # e.g. "waiting for agents: a, b"
     task: asyncio.Task[None] | None = None
+    root: Path | None = None  # the definitions repo it came from (its hosts may read it)
 
     @property
     def started(self) -> bool:
@@ -80,8 +81,9 @@ class RunQueue:
 
     # --- asking -------------------------------------------------------------------
 
-    async def submit(self, suite: Suite, trigger: str) -> RunSummary:
-        """Queue a run of `suite` (the definition as it is now)."""
+    async def submit(self, suite: Suite, trigger: str, root: Path | None = None) -> RunSummary:
+        """Queue a run of `suite` (the definition as it is now) from the
+        definitions repo at `root`."""
         run_id = layout.new_run_id()
         summary = await self.store.runs.create(
             run_id,
@@ -92,7 +94,7 @@ class RunQueue:
             definition=snapshot(suite),
             folder=self.settings.results / run_id,
         )
-        self.active[run_id] = ActiveRun(run_id, suite, suite.cluster.name)
+        self.active[run_id] = ActiveRun(run_id, suite, suite.cluster.name, root=root)
         log.info("run %s of suite %s queued (%s)", run_id, suite.name, trigger)
         self._dispatch()
         return summary
@@ -119,6 +121,25 @@ class RunQueue:
     def waiting(self, run_id: str) -> str:
         active = self.active.get(run_id)
         return active.waiting if active is not None else ""
+
+    def roots_for(self, client: str) -> list[Path]:
+        """The repos of the running runs with a host whose agent connects
+        from `client` (coordinator/scripts.py: who may read suite files)."""
+        if self.coordinator is None or not client:
+            return []
+        links = self.coordinator.hub.links
+        found = []
+        for active in self.active.values():
+            if not active.started or active.root is None:
+                continue
+            if any(
+                (link := links.get(h.name)) is not None
+                and link.connection is not None
+                and link.address == client
+                for h in active.suite.hosts
+            ):
+                found.append(active.root)
+        return found
 
     def queue_length(self) -> int:
         return sum(1 for a in self.active.values() if not a.started)
