@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         reports=ReportPaths(json=args.json, junit=args.junit, tap=args.tap),
         run_id=run_id,
+        scripts_root=_repo_root(args.path).resolve(),  # /showScript for the hosts
     )
     console = make_console(
         plain=args.plain, verbose=args.verbose, stream=sys.stdout, run_dir=args.results / run_id

@@ -21,6 +21,7 @@ from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import Journal, RunFleet
+from phalanx.coordinator.scripts import script_routes
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation
@@ -52,6 +53,9 @@ class RunOptions:
     # Called with each result before the folder's journal has it acked
     # (the service's store); an awaitable holds the ack until it is done.
     journal: Journal | None = None
+    # The definitions repo whose files the run's hosts may fetch
+    # (/showScript, /downloadScript: coordinator/scripts.py); None: none.
+    scripts_root: Path | None = None
     # Told what the run waits for (`waiting for agents: a, b`), and "" when
     # it no longer does.
     on_status: Callable[[str], None] | None = None
@@ -71,12 +75,25 @@ class Coordinator:
 
 @contextlib.asynccontextmanager
 async def open_coordinator(
-    *, heartbeat_timeout: float = 10.0, host: str = "127.0.0.1", port: int = 0
+    *,
+    heartbeat_timeout: float = 10.0,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    scripts_root: Path | None = None,
 ) -> AsyncIterator[Coordinator]:
-    """Serve the agent endpoint for the duration of the block."""
+    """Serve the agent endpoint for the duration of the block, and the files
+    of `scripts_root` to the connected agents' hosts."""
     tokens = TokenBook()
     hub = AgentHub(tokens, heartbeat_timeout=heartbeat_timeout)
-    async with serving(agent_app(hub), host, port) as bound:
+
+    def roots_for(client: str) -> list[Path]:
+        hosts = any(
+            link.connection is not None and link.address == client for link in hub.links.values()
+        )
+        return [scripts_root] if scripts_root is not None and hosts else []
+
+    app = agent_app(hub, script_routes(roots_for))
+    async with serving(app, host, port) as bound:
         hub.start()
         try:
             yield Coordinator(hub, tokens, host, bound)
@@ -199,5 +216,7 @@ async def run_local(
 ) -> tuple[RunResult, Path]:
     """Run `suite` on local agent processes under a coordinator of its own.
     Returns the result and the run folder."""
-    async with open_coordinator(heartbeat_timeout=options.heartbeat_timeout) as coordinator:
+    async with open_coordinator(
+        heartbeat_timeout=options.heartbeat_timeout, scripts_root=options.scripts_root
+    ) as coordinator:
         return await run_suite(coordinator, suite, options, sinks, cancellation)
