@@ -23,7 +23,7 @@ def test_only_regular_files_inside_the_repo_are_found(tmp_path: Path) -> None:
     assert inside(repo, "utils/a.sh") == (repo / "utils" / "a.sh").resolve()
     assert inside(repo, "utils/in") == (repo / "utils" / "a.sh").resolve()
     for refused in ("utils/out", "../secret", "utils/../../secret", "/etc/passwd", "utils",
-                    "", "utils/missing", "utils\\a.sh"):  # fmt: skip
+                    "", "utils/missing", "utils\\a.sh", "x" * 300):  # fmt: skip
         assert inside(repo, refused) is None, refused
 
 

@@ -209,6 +209,10 @@ def test_submit_wait_exits_with_the_runs_code_and_the_store_has_the_run(served: 
             params={"case": "../../..", "stage": "..", "host": "etc"},
         )
         assert outside.status_code == 404 and "message" in outside.json()
+        too_long = client.get(
+            f"/api/runs/{runs[0]['id']}/output", params={"stage": "run", "host": "h" * 253}
+        )
+        assert too_long.status_code == 404 and "message" in too_long.json()
         failed = client.get("/api/runs", params={"status": "failed"}).json()
         assert [r["suite"] for r in failed] == ["bad"]
         nothing_failed = client.post(f"/api/runs/{runs[0]['id']}/rerun", json={"failed_only": True})

@@ -32,9 +32,12 @@ def inside(root: Path, relative: str) -> Path | None:
         return None
     if any(part == ".." for part in PurePosixPath(relative).parts):
         return None
-    base = root.resolve()
-    target = (base / relative).resolve()  # follows symlinks: where it really is
-    if not target.is_relative_to(base) or not target.is_file():
+    try:
+        base = root.resolve()
+        target = (base / relative).resolve()  # follows symlinks: where it really is
+        if not target.is_relative_to(base) or not target.is_file():
+            return None
+    except (OSError, RuntimeError):  # a name too long, a symlink loop
         return None
     return target
 

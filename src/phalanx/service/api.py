@@ -201,9 +201,7 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(400, "that output is not inside the run's folder")
         try:
             chunk, size = await asyncio.to_thread(_read, target, offset, length)
-        except FileNotFoundError:
-            raise ApiError(404, "no output for that case, stage and host") from None
-        except (IsADirectoryError, NotADirectoryError):
+        except OSError:  # missing, a folder, a name too long for the file system
             raise ApiError(404, "no output for that case, stage and host") from None
         return Response(
             chunk,
