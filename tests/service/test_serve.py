@@ -4,15 +4,19 @@ runs submitted over HTTP and with `phalanx submit`, real agent processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -378,3 +382,60 @@ def test_a_schedule_fires_runs_and_the_next_time_is_shown(tmp_path: Path) -> Non
             assert runs[0]["trigger"] == "schedule"
     finally:
         stop(service)
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    got: ClassVar[list[Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.got.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_alerts_are_sent_and_kept_with_the_run_and_retention_prunes(tmp_path: Path) -> None:
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    nobody = f"http://127.0.0.1:{dead.getsockname()[1]}/hook"
+    repo = make_repo(tmp_path / "defs")
+    (repo / "test-suites" / "good" / "suite.yaml").write_text(
+        f"cluster: one\ntests: [a]\nwebhooks: ['{hook}', '{nobody}']\n"
+    )
+    service = start(tmp_path, repo, tmp_path / "data", env={"PHALANX_KEEP_RUNS": "1"})
+    try:
+        token = user_token(service, "otto", "operator")
+        with service.client(token) as client:
+            first = client.post("/api/suites/good/runs").json()["id"]
+            document = wait_run(client, first, ("passed", "failed", "error"))
+            assert document["status"] == "passed"  # a dead receiver fails no run
+            deadline = time.monotonic() + 30
+            while (alerts := client.get(f"/api/runs/{first}").json()["alerts"]) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert [(a["channel"], a["ok"]) for a in alerts] == [
+                ("webhook", True),
+                ("webhook", False),
+            ]
+            assert [(g["run_id"], g["status"]) for g in _Hooks.got] == [(first, "passed")]
+            folder = tmp_path / "data" / "runs" / first
+            assert folder.is_dir()
+
+            second = client.post("/api/suites/good/runs").json()["id"]
+            wait_run(client, second, ("passed", "failed", "error"))
+            deadline = time.monotonic() + 30
+            while client.get(f"/api/runs/{first}").status_code != 404:
+                assert time.monotonic() < deadline  # keep_runs = 1: the older run goes
+                time.sleep(0.1)
+            assert not folder.exists()
+    finally:
+        stop(service)
+        receiver.shutdown()
+        dead.close()
