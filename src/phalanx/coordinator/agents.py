@@ -159,8 +159,9 @@ class AgentLink:
         try:
             await written
         except Exception:
-            # Not acked: the agent keeps the result and sends it again on
-            # its next connection.
+            # Not acked now. The run has the result all the same (the fleet
+            # applies it); the agent keeps it until a later connection, whose
+            # resend is acked without being written again.
             log.exception("recording a result of agent %s failed", self.name)
             return
         self.send(Ack(ref=stage_id))
