@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INFRASTRUCTURE, EXIT_OK
 
@@ -158,8 +159,11 @@ async def _main(config: object, repos: list[Path]) -> None:
             app = create_app(service)
             async with serving(app, config.host, config.port) as port:
                 hub.start()
+                # What hosts call the coordinator (@coordinator@, and the
+                # local agents' URL): the public URL's host when there is one.
                 local = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-                queue.start(Coordinator(hub, book, local, port))
+                public = urlsplit(config.public_url).hostname if config.public_url else None
+                queue.start(Coordinator(hub, book, public or local, port))
                 shown = f"[{config.host}]" if ":" in config.host else config.host
                 log.info("listening on http://%s:%d (API docs at /docs)", shown, port)
                 scheduler = await stack.enter_async_context(Scheduler(service.fire))
