@@ -271,6 +271,15 @@ def test_runs_on_one_cluster_queue_in_order_and_a_queued_run_cancels(served: Ser
         cancelled = client.post(f"/api/runs/{third}/cancel")
         assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
         assert client.post(f"/api/runs/{third}/cancel").status_code == 409
+        with client.stream("GET", f"/api/runs/{second}/events") as events:
+            assert events.headers["content-type"].startswith("text/event-stream")
+            seen = [
+                json.loads(line.removeprefix("data: "))["status"]
+                for line in events.iter_lines()
+                if line.startswith("data: ")
+            ]
+        # the stream follows the run from the queue to its end, then closes
+        assert seen[0] == "queued" and "running" in seen and seen[-1] == "passed"
         one = wait_run(client, first, ("passed", "failed", "error"))
         two = wait_run(client, second, ("passed", "failed", "error"))
         assert one["status"] == two["status"] == "passed"

@@ -9,13 +9,15 @@ token (service/auth.py keeps the kinds apart). Every error is JSON with a
 """
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,6 +35,7 @@ from phalanx.store.runs import RunSummary
 SESSION_COOKIE = "phalanx_session"
 MAX_READ = 1024 * 1024  # one ranged read of an output file
 DEFAULT_READ = 64 * 1024
+EVENTS_POLL = 0.25  # how often an event stream looks for changes
 
 RunId = Annotated[str, PathParam(min_length=1, max_length=200)]
 
@@ -151,6 +154,35 @@ def create_app(service: Service) -> FastAPI:
         summary = await service.store.runs.get(run_id)
         document["alerts"] = await _alerts(summary.folder if summary else None)
         return document
+
+    @app.get(
+        "/api/runs/{run_id}/events",
+        tags=["runs"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(run_id: RunId, who: Reader) -> StreamingResponse:
+        """Server-sent events: the run's document (as `GET /api/runs/{id}`)
+        each time it changes, until the run has ended."""
+        if await service.store.runs.get(run_id) is None:
+            raise ApiError(404, f"no run {run_id!r}")
+
+        async def stream() -> AsyncIterator[str]:
+            last = None
+            while True:
+                document = await service.store.runs.load_run(run_id)
+                if document is None:
+                    return
+                document["waiting"] = service.queue.waiting(run_id) or None
+                text = json.dumps(document)
+                if text != last:
+                    last = text
+                    yield f"event: run\ndata: {text}\n\n"
+                if document["status"] not in ("queued", "running"):
+                    return
+                await asyncio.sleep(EVENTS_POLL)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
 
     @app.post("/api/runs/{run_id}/cancel", status_code=202, tags=["runs"])
     async def cancel(run_id: RunId, who: Operator) -> dict[str, Any]:
@@ -284,8 +316,6 @@ def _summary(summary: RunSummary, waiting: str = "") -> dict[str, Any]:
 async def _alerts(folder: Path | None) -> Any:
     if folder is None:
         return None
-    import json
-
     try:
         text = await asyncio.to_thread((folder / ALERTS_FILE).read_text, "utf-8")
         return json.loads(text)
