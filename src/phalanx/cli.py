@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         reports=ReportPaths(json=args.json, junit=args.junit, tap=args.tap),
         run_id=run_id,
+        scripts_root=_repo_root(args.path).resolve(),  # /showScript for the hosts
     )
     console = make_console(
         plain=args.plain, verbose=args.verbose, stream=sys.stdout, run_dir=args.results / run_id
@@ -524,10 +525,12 @@ def parser() -> argparse.ArgumentParser:
     )  # its own parser reads the rest: see main()
     # The service's commands import only argparse here; each command imports
     # its heavy libraries (SQLAlchemy, cryptography, ...) when it runs.
-    from phalanx.service import admin, ca_cli
+    from phalanx.service import admin, ca_cli, serve, submit
 
     ca_cli.add_commands(commands)  # ca init, ca issue
     admin.add_commands(commands, _command)  # db upgrade, token …, user …
+    serve.add_command(commands, _command)
+    submit.add_command(commands, _command)
     return top
 
 

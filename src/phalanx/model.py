@@ -122,9 +122,18 @@ class Cluster:
     hosts: tuple[Host, ...]
     network: Network | None = None
     source: Path | None = None
+    # Who serves the hosts: `local` (an agent process per host, started for
+    # the run) or `agents` (remote agents connected under the hosts' names);
+    # None: the runner's default (`phalanx run`: local, `phalanx serve`: agents).
+    provider: str | None = None
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.answers_to(name)), None)
+
+
+PROVIDER_LOCAL = "local"
+PROVIDER_AGENTS = "agents"
+PROVIDERS = (PROVIDER_LOCAL, PROVIDER_AGENTS)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -41,7 +41,7 @@ class FakeConnection:
     message to `react` on the next turn of the loop, as a socket would."""
 
     def __init__(
-        self, react: Callable[[CoordinatorMessage], None] | None = None, keep: bool = True
+        self, react: Callable[[CoordinatorMessage], object] | None = None, keep: bool = True
     ) -> None:
         self.sent: list[CoordinatorMessage] = []
         self.react = react
@@ -80,7 +80,7 @@ class FakeAgent:
         self.foreign = 0
 
     def react(self, message: CoordinatorMessage) -> None:
-        handle: Callable[[AgentMessage], None] = self.link.handle
+        handle: Callable[[AgentMessage], object] = self.link.handle
         match message:
             case Ping(seq=seq):
                 handle(Pong(seq=seq))

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from phalanx.coordinator.auth import TokenBook, bearer
+from phalanx.coordinator.auth import TokenVerifier, bearer
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -57,9 +58,10 @@ class Holder(Protocol):
 
     run_id: str
 
-    def on_message(self, host: str, message: AgentMessage) -> None:
+    def on_message(self, host: str, message: AgentMessage) -> Awaitable[None] | None:
         """A message about a stage; a stage.result must be safe (journaled)
-        when this returns, since the link acks it right after."""
+        when this returns, or when the awaitable it returns is done: the link
+        acks it right after."""
         ...
 
     def on_attach(self, host: str) -> None:
@@ -101,6 +103,7 @@ class AgentLink:
         self.disconnected_at: float | None = None
         self.lost: str | None = None
         self.forgotten = False  # dropped from the hub; its late messages go nowhere
+        self.address: str | None = None  # where its live connection comes from
 
     def send(self, message: object) -> None:
         """Send on the live connection; without one the message is dropped
@@ -132,19 +135,36 @@ class AgentLink:
 
     # --- messages from the agent ------------------------------------------------------
 
-    def handle(self, message: AgentMessage) -> None:
+    def handle(self, message: AgentMessage) -> Awaitable[None] | None:
+        """Hand `message` to the run holding this host. None when it is
+        dealt with; an awaitable when its result is still being written (the
+        ack goes when that is done; the caller awaits it before reading on)."""
         if self.forgotten:
-            return
+            return None
         self.last_seen = asyncio.get_running_loop().time()
         if isinstance(message, Pong | Ack | Hello):
-            return
+            return None
         holder = self.hub.holder(self.name)
-        if holder is not None:
-            holder.on_message(self.name, message)
-        if isinstance(message, StageResult):
-            # Acked even when no run holds the stage (a resend after its run
-            # ended): the agent's outbox must empty, and nobody wants it.
-            self.send(Ack(ref=message.stage_id))
+        written = holder.on_message(self.name, message) if holder is not None else None
+        if not isinstance(message, StageResult):
+            return None
+        if written is not None:
+            return self._ack_after(written, message.stage_id)
+        # Acked even when no run holds the stage (a resend after its run
+        # ended): the agent's outbox must empty, and nobody wants it.
+        self.send(Ack(ref=message.stage_id))
+        return None
+
+    async def _ack_after(self, written: Awaitable[None], stage_id: str) -> None:
+        try:
+            await written
+        except Exception:
+            # Not acked now. The run has the result all the same (the fleet
+            # applies it); the agent keeps it until a later connection, whose
+            # resend is acked without being written again.
+            log.exception("recording a result of agent %s failed", self.name)
+            return
+        self.send(Ack(ref=stage_id))
 
 
 async def _receive(websocket: WebSocket) -> str | bytes:
@@ -160,7 +180,7 @@ async def _receive(websocket: WebSocket) -> str | bytes:
 class AgentHub:
     """Every agent link of a coordinator, and which run holds which host."""
 
-    def __init__(self, tokens: TokenBook, *, heartbeat_timeout: float = 10.0) -> None:
+    def __init__(self, tokens: TokenVerifier, *, heartbeat_timeout: float = 10.0) -> None:
         self.tokens = tokens
         self.heartbeat_timeout = heartbeat_timeout
         self.links: dict[str, AgentLink] = {}
@@ -272,7 +292,8 @@ class AgentHub:
     # --- the WebSocket endpoint -------------------------------------------------------
 
     async def serve(self, websocket: WebSocket) -> None:
-        host = self.tokens.host_for(bearer(websocket.headers.get("authorization")))
+        found = self.tokens.host_for(bearer(websocket.headers.get("authorization")))
+        host = await found if inspect.isawaitable(found) else found
         if host is None:
             await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
             return
@@ -299,6 +320,7 @@ class AgentHub:
             link.detach(old)
             self._close_later(old, 1000, "replaced by a newer connection")
         link.attach(connection)
+        link.address = websocket.client.host if websocket.client is not None else None
         try:
             while True:
                 raw = await _receive(websocket)
@@ -307,7 +329,8 @@ class AgentHub:
                 except ValidationError as exc:
                     log.warning("agent %s sent a malformed message: %s", host, exc.errors()[:1])
                     continue
-                link.handle(message)
+                if (written := link.handle(message)) is not None:
+                    await written
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

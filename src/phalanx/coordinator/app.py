@@ -3,8 +3,10 @@ endpoint; `phalanx serve` mounts the same route beside the API and web UI."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 
 from phalanx.coordinator.agents import AgentHub
 
@@ -15,5 +17,5 @@ def agent_routes(hub: AgentHub) -> list[WebSocketRoute]:
     return [WebSocketRoute(AGENT_PATH, hub.serve)]
 
 
-def agent_app(hub: AgentHub) -> Starlette:
-    return Starlette(routes=agent_routes(hub))
+def agent_app(hub: AgentHub, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    return Starlette(routes=[*agent_routes(hub), *routes])

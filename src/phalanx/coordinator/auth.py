@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Awaitable
+from typing import Protocol
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenVerifier(Protocol):
+    """What the hub asks of a bearer token: the host (agent name) it admits,
+    or None. `TokenBook` answers at once; the service's answer comes from
+    its store, so it may be awaitable."""
+
+    def host_for(self, token: str | None) -> str | Awaitable[str | None] | None: ...
 
 
 class TokenBook:

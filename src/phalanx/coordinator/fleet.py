@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -43,7 +43,9 @@ from phalanx.wire.messages import (
 
 LOGS_TIMEOUT = 60.0
 
-Journal = Callable[[str, StageResult], None]
+# Writes a result where it is safe; an awaitable when that is not done yet
+# (a database): the result is applied and acked once it is.
+Journal = Callable[[str, StageResult], Awaitable[None] | None]
 
 
 def _now() -> datetime:
@@ -152,13 +154,27 @@ class RunHost:
             if stage_id in self.cancelled:
                 link.send(StageCancel(stage_id=stage_id))
 
-    def result(self, message: StageResult) -> None:
+    def result(self, message: StageResult) -> Awaitable[None] | None:
         stage_id = message.stage_id
         if stage_id not in self.ordered or stage_id in self.applied:
-            return
+            return None
         # Written before it is acked: an ack means the result is safe.
-        self.fleet.journal(self.name, message)
+        written = self.fleet.journal(self.name, message)
         self.applied.add(stage_id)
+        if written is None:
+            self._apply(message)
+            return None
+        return self._apply_after(written, message)
+
+    async def _apply_after(self, written: Awaitable[None], message: StageResult) -> None:
+        # Applied only once written, so the run's own end never overtakes it.
+        try:
+            await written
+        finally:
+            self._apply(message)
+
+    def _apply(self, message: StageResult) -> None:
+        stage_id = message.stage_id
         pending = self.pending.get(stage_id)
         if pending is not None and not pending.future.done():
             pending.future.set_result(
@@ -270,16 +286,16 @@ class RunFleet:
 
     # --- Holder: what the hub's links hand over ---------------------------------------------
 
-    def on_message(self, host: str, message: AgentMessage) -> None:
+    def on_message(self, host: str, message: AgentMessage) -> Awaitable[None] | None:
         run_host = self.hosts.get(host)
         if run_host is None:
-            return
+            return None
         match message:
             case StageOutput(stage_id=stage_id):
                 if pending := run_host.pending.get(stage_id):
                     pending.on_output(message.content)
             case StageResult():
-                run_host.result(message)
+                return run_host.result(message)
             case SyncArrive(stage_id=stage_id, name=name, request_id=rid):
                 answers = self.rendezvous.arrive(stage_id, host, name, rid)
                 self._wait(run_host, stage_id, rid, f"phalanx-sync {name}", answers)
@@ -292,6 +308,7 @@ class RunFleet:
                 self.deliver(answers)
             case LogsResult():
                 run_host.logs(message)
+        return None
 
     def _wait(
         self, run_host: RunHost, stage_id: str, rid: str, what: str, answers: list[Answer]

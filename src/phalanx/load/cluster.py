@@ -11,9 +11,9 @@ from phalanx.load import fields, netaddr, pydef, yamlsrc
 from phalanx.load.errors import Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.xrdtest import Cluster as XrdCluster
-from phalanx.model import Cluster, Disk, Host, Network
+from phalanx.model import PROVIDERS, Cluster, Disk, Host, Network
 
-CLUSTER_KEYS = {"name", "description", "hosts", "network"}
+CLUSTER_KEYS = {"name", "description", "hosts", "network", "provider"}
 # YAML takes snake_case; XrdTest's camelCase is accepted too.
 HOST_KEYS = {
     "name": "name",
@@ -79,8 +79,13 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
             lambda k: src.line("network", k) if k else src.line("network"),
         )
     _check_unique(hosts, problems, lambda i: src.line("hosts", i))
+    provider = data.get("provider")
+    if provider is not None and provider not in PROVIDERS:
+        problems.errors.append(src.error(f"must be one of {', '.join(PROVIDERS)}", "provider"))
     problems.raise_if_any()
-    return Cluster(name=str(name), hosts=tuple(hosts), network=network, source=src.file)
+    return Cluster(
+        name=str(name), hosts=tuple(hosts), network=network, source=src.file, provider=provider
+    )
 
 
 def _yaml_host(src: yamlsrc.Source, raw: Any, index: int, problems: Problems) -> Host | None:

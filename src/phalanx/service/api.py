@@ -1,0 +1,330 @@
+"""The service's REST API (FastAPI, OpenAPI at /docs), its health check,
+and the agents' WebSocket endpoint, in one ASGI app.
+
+Auth: `Authorization: Bearer <user API token>` (`phalanx user token`) or a
+login session cookie. Reading needs a user, unless `anonymous_read` is on;
+every write needs an operator or an admin. An agent token is never a user's
+token (service/auth.py keeps the kinds apart). Every error is JSON with a
+`message`.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from phalanx import layout
+from phalanx.coordinator.app import agent_routes
+from phalanx.coordinator.auth import bearer
+from phalanx.coordinator.scripts import script_routes
+from phalanx.service.app import Service, UnknownSuite, Unrunnable
+from phalanx.service.auth import Principal, Role
+from phalanx.service.definitions import Catalog, SuiteEntry
+from phalanx.service.queue import ALERTS_FILE, NotActive
+from phalanx.store.errors import NotFound
+from phalanx.store.runs import RunSummary
+
+SESSION_COOKIE = "phalanx_session"
+MAX_READ = 1024 * 1024  # one ranged read of an output file
+DEFAULT_READ = 64 * 1024
+EVENTS_POLL = 0.25  # how often an event stream looks for changes
+
+RunId = Annotated[str, PathParam(min_length=1, max_length=200)]
+
+
+class RerunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    failed_only: bool = False  # only the cases that did not pass (or skip)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+def create_app(service: Service) -> FastAPI:
+    app = FastAPI(title="phalanx", summary="The phalanx coordinator service.", version="1")
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        ]
+        return _error(422, "; ".join(problems) or "invalid request")
+
+    # --- who asks -------------------------------------------------------------------
+
+    async def principal(request: Request) -> Principal | None:
+        header = request.headers.get("authorization")
+        if header is not None:
+            token = bearer(header)
+            found = await service.auth.verify_user_token(token) if token else None
+            if found is None:
+                raise ApiError(401, "the bearer token is not a valid user API token")
+            return found
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return await service.auth.session_user(cookie)
+        return None
+
+    async def reader(who: Annotated[Principal | None, Depends(principal)]) -> Principal | None:
+        if who is None and not service.config.anonymous_read:
+            raise ApiError(401, "sign in or send an API token (Authorization: Bearer …)")
+        return who
+
+    async def operator(who: Annotated[Principal | None, Depends(principal)]) -> Principal:
+        if who is None:
+            raise ApiError(401, "sign in or send an API token (Authorization: Bearer …)")
+        if not who.role.allows(Role.OPERATOR):
+            raise ApiError(403, f"{who.name} is a {who.role.value}: this needs an operator")
+        return who
+
+    Reader = Annotated[Principal | None, Depends(reader)]
+    Operator = Annotated[Principal, Depends(operator)]
+
+    # --- routes -----------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/api/suites", tags=["suites"])
+    async def suites(who: Reader) -> list[dict[str, Any]]:
+        return [_suite(service, c, e) for c, e in service.entries()]
+
+    @app.get("/api/suites/{name}", tags=["suites"])
+    async def suite(name: str, who: Reader) -> dict[str, Any]:
+        catalog, entry = _entry(service, name)
+        document = _suite(service, catalog, entry)
+        if entry.suite is not None:
+            document["cases"] = [c.name for c in entry.suite.cases]
+            document["hosts"] = [h.name for h in entry.suite.hosts]
+        return document
+
+    @app.post("/api/suites/{name}/runs", status_code=201, tags=["runs"])
+    async def submit(name: str, who: Operator) -> dict[str, Any]:
+        try:
+            summary = await service.submit(name, f"api:{who.name}")
+        except UnknownSuite as exc:
+            raise ApiError(404, str(exc)) from None
+        except Unrunnable as exc:
+            raise ApiError(409, str(exc)) from None
+        return _summary(summary)
+
+    @app.get("/api/runs", tags=["runs"])
+    async def runs(
+        who: Reader,
+        suite: Annotated[str | None, Query(max_length=200)] = None,
+        status: Annotated[str | None, Query(max_length=40)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> list[dict[str, Any]]:
+        found = await service.store.runs.recent(suite=suite, status=status, limit=limit)
+        return [_summary(s, service.queue.waiting(s.id)) for s in found]
+
+    @app.get("/api/runs/{run_id}", tags=["runs"])
+    async def run(run_id: RunId, who: Reader) -> dict[str, Any]:
+        document = await service.store.runs.load_run(run_id)
+        if document is None:
+            raise ApiError(404, f"no run {run_id!r}")
+        document["waiting"] = service.queue.waiting(run_id) or None
+        summary = await service.store.runs.get(run_id)
+        document["alerts"] = await _alerts(summary.folder if summary else None)
+        return document
+
+    @app.get(
+        "/api/runs/{run_id}/events",
+        tags=["runs"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(run_id: RunId, who: Reader) -> StreamingResponse:
+        """Server-sent events: the run's document (as `GET /api/runs/{id}`)
+        each time it changes, until the run has ended."""
+        if await service.store.runs.get(run_id) is None:
+            raise ApiError(404, f"no run {run_id!r}")
+
+        async def stream() -> AsyncIterator[str]:
+            last = None
+            while True:
+                document = await service.store.runs.load_run(run_id)
+                if document is None:
+                    return
+                document["waiting"] = service.queue.waiting(run_id) or None
+                text = json.dumps(document)
+                if text != last:
+                    last = text
+                    yield f"event: run\ndata: {text}\n\n"
+                if document["status"] not in ("queued", "running"):
+                    return
+                await asyncio.sleep(EVENTS_POLL)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    @app.post("/api/runs/{run_id}/cancel", status_code=202, tags=["runs"])
+    async def cancel(run_id: RunId, who: Operator) -> dict[str, Any]:
+        try:
+            status = await service.queue.cancel(run_id, who.name)
+        except NotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        except NotActive as exc:
+            raise ApiError(409, str(exc)) from None
+        return {"id": run_id, "status": status}
+
+    @app.post("/api/runs/{run_id}/rerun", status_code=201, tags=["runs"])
+    async def rerun(
+        run_id: RunId, who: Operator, request: RerunRequest | None = None
+    ) -> dict[str, Any]:
+        failed_only = request.failed_only if request is not None else False
+        try:
+            summary = await service.rerun(run_id, failed_only=failed_only)
+        except (NotFound, UnknownSuite) as exc:
+            raise ApiError(404, str(exc)) from None
+        except Unrunnable as exc:
+            raise ApiError(409, str(exc)) from None
+        return _summary(summary)
+
+    @app.get(
+        "/api/runs/{run_id}/output",
+        tags=["runs"],
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    async def output(
+        run_id: RunId,
+        who: Reader,
+        stage: Annotated[str, Query(min_length=1, max_length=200)],
+        host: Annotated[str, Query(min_length=1, max_length=253)],
+        case: Annotated[str | None, Query(max_length=200)] = None,
+        offset: Annotated[int, Query(ge=0, le=2**53)] = 0,
+        length: Annotated[int, Query(ge=1, le=MAX_READ)] = DEFAULT_READ,
+    ) -> Response:
+        summary = await service.store.runs.get(run_id)
+        if summary is None:
+            raise ApiError(404, f"no run {run_id!r}")
+        if summary.folder is None:
+            raise ApiError(404, f"run {run_id!r} has no files")
+        folder = summary.folder.resolve()
+        target = (folder / layout.output_path(case or None, stage, host)).resolve()
+        if not target.is_relative_to(folder):
+            raise ApiError(400, "that output is not inside the run's folder")
+        try:
+            chunk, size = await asyncio.to_thread(_read, target, offset, length)
+        except OSError:  # missing, a folder, a name too long for the file system
+            raise ApiError(404, "no output for that case, stage and host") from None
+        return Response(
+            chunk,
+            media_type="application/octet-stream",
+            headers={"X-Phalanx-Offset": str(offset), "X-Phalanx-Size": str(size)},
+        )
+
+    @app.get("/api/agents", tags=["agents"])
+    async def agents(who: Reader) -> list[dict[str, Any]]:
+        hub = service.hub
+        return [
+            {
+                "name": name,
+                "connected": link.connected.is_set(),
+                "lost": link.lost,
+                "run": holder.run_id if (holder := hub.holder(name)) is not None else None,
+            }
+            for name, link in sorted(hub.links.items())
+        ]
+
+    @app.get("/api/clusters", tags=["clusters"])
+    async def clusters(who: Reader) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": cluster.name,
+                "repo": catalog.source,
+                "provider": cluster.provider or "agents",
+                "hosts": [h.name for h in cluster.hosts],
+            }
+            for catalog, cluster in service.clusters()
+        ]
+
+    app.router.routes.extend(agent_routes(service.hub))
+    app.router.routes.extend(script_routes(service.queue.roots_for))
+    return app
+
+
+def _entry(service: Service, name: str) -> tuple[Catalog, SuiteEntry]:
+    try:
+        return service.entry(name)
+    except UnknownSuite as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+def _suite(service: Service, catalog: Catalog, entry: SuiteEntry) -> dict[str, Any]:
+    suite = entry.suite
+    nxt = service.next_runs.get(entry.name)
+    return {
+        "name": entry.name,
+        "repo": catalog.source,
+        "ok": entry.ok,
+        "last_good": entry.last_good,
+        "errors": [str(e) for e in entry.errors],
+        "cluster": suite.cluster.name if suite is not None else None,
+        "schedule": suite.schedule if suite is not None else None,
+        "next_run": nxt.isoformat() if nxt is not None else None,
+        "description": suite.description if suite is not None else "",
+    }
+
+
+def _summary(summary: RunSummary, waiting: str = "") -> dict[str, Any]:
+    def iso(moment: Any) -> str | None:
+        return moment.isoformat() if moment is not None else None
+
+    return {
+        "id": summary.id,
+        "suite": summary.suite,
+        "cluster": summary.cluster,
+        "status": summary.status,
+        "reason": summary.reason,
+        "trigger": summary.trigger,
+        "queued_at": iso(summary.queued_at),
+        "started_at": iso(summary.started_at),
+        "ended_at": iso(summary.ended_at),
+        "hosts": summary.hosts,
+        "waiting": waiting or None,
+    }
+
+
+async def _alerts(folder: Path | None) -> Any:
+    if folder is None:
+        return None
+    try:
+        text = await asyncio.to_thread((folder / ALERTS_FILE).read_text, "utf-8")
+        return json.loads(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _read(path: Path, offset: int, length: int) -> tuple[bytes, int]:
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        f.seek(min(offset, size))
+        return f.read(length), size

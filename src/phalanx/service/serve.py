@@ -1,0 +1,211 @@
+"""`phalanx serve`: the coordinator service, in the foreground.
+
+One process: the store (migrated at start; runs a killed service left
+active become `interrupted`), the definition repos, the agent endpoint
+(`/agent`, agents authenticated by the store's agent tokens), the REST API
+(`/api`, OpenAPI at `/docs`), `/healthz`, the run queue and the schedules.
+It logs to stderr and stops on SIGINT or SIGTERM (running runs are
+cancelled, their finalizes get a few seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from phalanx.exits import EXIT_DEFINITIONS, EXIT_INFRASTRUCTURE, EXIT_OK
+
+log = logging.getLogger("phalanx.service")
+
+
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    command: Callable[..., argparse.ArgumentParser],
+) -> None:
+    parser = command(commands, "serve", serve)
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="the service's config file (phalanx.toml)"
+    )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a definitions repo folder to serve (repeatable; beside the config's repos)",
+    )
+    parser.add_argument(
+        "--listen", metavar="HOST:PORT", help="where to listen (default 127.0.0.1:8470)"
+    )
+    parser.add_argument("--data", type=Path, metavar="DIR", help="the data folder (./phalanx-data)")
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the coordinator service: API, agents, queue and schedules (foreground)."""
+    from phalanx.service.config import ConfigError, load_config
+
+    _log_to_stderr()
+    try:
+        config = load_config(args.config, listen=args.listen, data_dir=args.data)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DEFINITIONS
+    if config.tls_cert is not None:
+        print(
+            "error: phalanx serve does not serve TLS yet: unset tls_cert/tls_key", file=sys.stderr
+        )
+        return EXIT_DEFINITIONS
+    missing = [p for p in args.repo if not p.is_dir()]
+    if missing:
+        print(f"error: --repo {missing[0]}: no such folder", file=sys.stderr)
+        return EXIT_DEFINITIONS
+    try:
+        asyncio.run(_main(config, list(args.repo)))
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return EXIT_INFRASTRUCTURE
+    return EXIT_OK
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("phalanx")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+async def _main(config: object, repos: list[Path]) -> None:
+    from phalanx.coordinator.agents import AgentHub
+    from phalanx.coordinator.auth import TokenBook
+    from phalanx.coordinator.runs import Coordinator
+    from phalanx.coordinator.server import serving
+    from phalanx.service.alerts import SmtpSettings
+    from phalanx.service.api import create_app
+    from phalanx.service.app import Service, ServiceTokens
+    from phalanx.service.auth import Auth
+    from phalanx.service.config import ServiceConfig
+    from phalanx.service.definitions import DefinitionSource, DirRepo, GitRepo, RepoSpec
+    from phalanx.service.queue import QueueSettings, RunQueue
+    from phalanx.service.schedule import Scheduler
+    from phalanx.store.store import Store
+
+    assert isinstance(config, ServiceConfig)
+    data = config.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    log.info("database %s, data in %s", config.safe_database(), data.resolve())
+    store = await Store.open(config.database(), data_dir=data)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if interrupted := await store.runs.mark_interrupted():
+            log.warning(
+                "marked %d run(s) the last service left active interrupted", len(interrupted)
+            )
+        auth = Auth(store.credentials, session_ttl=timedelta(hours=config.session_hours))
+        book = TokenBook()
+        hub = AgentHub(ServiceTokens(book, auth), heartbeat_timeout=config.heartbeat_timeout)
+        smtp = None
+        if config.smtp.host:
+            smtp = SmtpSettings(
+                host=config.smtp.host,
+                port=config.smtp.port,
+                starttls=config.smtp.starttls,
+                user=config.smtp.user,
+                password=config.smtp.password.get_secret_value() if config.smtp.password else None,
+                sender=config.smtp.sender,
+                timeout=config.smtp.timeout,
+            )
+        queue = RunQueue(
+            store,
+            QueueSettings(
+                results=(data / "runs").resolve(),
+                heartbeat_timeout=config.heartbeat_timeout,
+                connect_timeout=config.connect_timeout,
+                public_url=config.base_url(),
+                keep_days=config.keep_days,
+                keep_runs=config.keep_runs,
+                smtp=smtp,
+            ),
+        )
+        specs: list[RepoSpec] = []
+        for repo in config.repos:
+            if repo.type == "dir":
+                assert repo.path is not None
+                specs.append(DirRepo(repo.path))
+            else:
+                assert repo.url is not None
+                specs.append(GitRepo(repo.url, repo.branch or "main", repo.poll_seconds))
+        specs += [DirRepo(p) for p in repos]
+        if not specs:
+            log.warning("no definition repos: give --repo PATH or [[repos]] in the config")
+        async with contextlib.AsyncExitStack() as stack:
+            sources = [
+                await stack.enter_async_context(DefinitionSource(spec, data_dir=data))
+                for spec in specs
+            ]
+            service = Service(config, store, auth, hub, queue, sources)
+            app = create_app(service)
+            async with serving(app, config.host, config.port) as port:
+                hub.start()
+                # What hosts call the coordinator (@coordinator@, and the
+                # local agents' URL): the public URL's host when there is one.
+                local = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+                public = urlsplit(config.public_url).hostname if config.public_url else None
+                queue.start(Coordinator(hub, book, public or local, port))
+                shown = f"[{config.host}]" if ":" in config.host else config.host
+                log.info("listening on http://%s:%d (API docs at /docs)", shown, port)
+                scheduler = await stack.enter_async_context(Scheduler(service.fire))
+
+                def reschedule() -> None:
+                    scheduler.update(service.schedules())
+                    service.next_runs = scheduler.next_runs()
+
+                reschedule()
+                watchers = [asyncio.create_task(_follow(source, reschedule)) for source in sources]
+                refresher = asyncio.create_task(_refresh_next(service, scheduler))
+                try:
+                    await stop.wait()
+                finally:
+                    log.info("stopping")
+                    for task in (*watchers, refresher):
+                        task.cancel()
+                    await queue.stop()
+                    await scheduler.stop()
+                    await hub.stop()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await store.close()
+    log.info("stopped")
+
+
+async def _follow(source: object, changed: Callable[[], None]) -> None:
+    from phalanx.service.definitions import DefinitionSource
+
+    assert isinstance(source, DefinitionSource)
+    # The source logs its own problems; a new catalog may change schedules.
+    async for _ in source.changes():
+        changed()
+
+
+async def _refresh_next(service: object, scheduler: object) -> None:
+    """Keep the next fire times the API shows current (a fire moves them on)."""
+    from phalanx.service.app import Service
+    from phalanx.service.schedule import Scheduler
+
+    assert isinstance(service, Service) and isinstance(scheduler, Scheduler)
+    while True:
+        await asyncio.sleep(1.0)
+        service.next_runs = scheduler.next_runs()

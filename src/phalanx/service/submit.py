@@ -1,0 +1,165 @@
+"""`phalanx submit SUITE --coordinator URL`: queue a run on a service and,
+with `--wait`, follow it to its end and exit with its exit code.
+`phalanx submit --rerun ID [--failed-only]` runs a past run's suite again
+(its current definition), all of it or only the cases that failed.
+
+The token (a user API token from `phalanx user token`, operator or admin)
+comes from `--token-file`, else `$PHALANX_TOKEN`. Following polls
+`GET /api/runs/{id}` twice a second and prints a line per change, like
+`phalanx run --plain`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from phalanx.exits import EXIT_DEFINITIONS, EXIT_INFRASTRUCTURE, EXIT_OK, for_status
+from phalanx.model import Status
+
+TOKEN_ENV = "PHALANX_TOKEN"
+POLL = 0.5
+UNREACHABLE = 60.0  # give up after the coordinator has not answered for this long
+REQUEST_TIMEOUT = 30.0
+
+
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    command: Callable[..., argparse.ArgumentParser],
+) -> None:
+    parser = command(commands, "submit", submit)
+    parser.add_argument("suite", nargs="?", help="the suite to run")
+    parser.add_argument(
+        "--coordinator", required=True, metavar="URL", help="the service (http://host:8470)"
+    )
+    parser.add_argument(
+        "--token-file", type=Path, metavar="FILE", help=f"a user API token (else ${TOKEN_ENV})"
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="follow the run and exit with its exit code"
+    )
+    parser.add_argument("--rerun", metavar="ID", help="run a past run's suite again (no SUITE)")
+    parser.add_argument(
+        "--failed-only", action="store_true", help="with --rerun: only the cases that failed"
+    )
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _message(response: Any) -> str:
+    try:
+        return str(response.json().get("message") or response.text)
+    except ValueError:
+        return str(response.text)[:200]
+
+
+def submit(args: argparse.Namespace) -> int:
+    """Queue a run of a suite on a phalanx service (and follow it with --wait)."""
+    import httpx
+
+    if (args.suite is None) == (args.rerun is None):
+        _err("error: give a SUITE, or --rerun ID")
+        return EXIT_DEFINITIONS
+    if args.failed_only and args.rerun is None:
+        _err("error: --failed-only goes with --rerun ID")
+        return EXIT_DEFINITIONS
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            _err(f"error: --token-file {args.token_file}: {exc.strerror or exc}")
+            return EXIT_DEFINITIONS
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        _err(f"error: no token: give --token-file FILE or set ${TOKEN_ENV}")
+        return EXIT_DEFINITIONS
+    base = args.coordinator.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=REQUEST_TIMEOUT) as client:
+        try:
+            if args.rerun is not None:
+                response = client.post(
+                    f"/api/runs/{args.rerun}/rerun", json={"failed_only": args.failed_only}
+                )
+            else:
+                response = client.post(f"/api/suites/{args.suite}/runs")
+        except httpx.HTTPError as exc:
+            _err(f"error: cannot reach {base}: {exc}")
+            return EXIT_INFRASTRUCTURE
+        if response.status_code != 201:
+            _err(f"error: {response.status_code}: {_message(response)}")
+            return EXIT_INFRASTRUCTURE if response.status_code >= 500 else EXIT_DEFINITIONS
+        run_id, suite = response.json()["id"], response.json()["suite"]
+        print(f"run {run_id} of suite {suite} queued", flush=True)
+        if not args.wait:
+            return EXIT_OK
+        return _follow(client, run_id)
+
+
+def _follow(client: Any, run_id: str) -> int:
+    import httpx
+
+    shown: dict[str, str] = {}
+    last_answer = time.monotonic()
+    while True:
+        try:
+            response = client.get(f"/api/runs/{run_id}")
+        except httpx.HTTPError as exc:
+            if time.monotonic() - last_answer > UNREACHABLE:
+                _err(f"error: the coordinator stopped answering: {exc}")
+                return EXIT_INFRASTRUCTURE
+            time.sleep(POLL)
+            continue
+        last_answer = time.monotonic()
+        if response.status_code != 200:
+            _err(f"error: {response.status_code}: {_message(response)}")
+            return EXIT_INFRASTRUCTURE
+        document = response.json()
+        _progress(document, shown)
+        status = document.get("status")
+        if status not in ("queued", "running"):
+            reason = document.get("reason")
+            print(f"run {run_id}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+            try:
+                return for_status(Status(status))
+            except ValueError:
+                return EXIT_INFRASTRUCTURE  # interrupted: the service stopped under it
+        time.sleep(POLL)
+
+
+def _progress(document: dict[str, Any], shown: dict[str, str]) -> None:
+    """Print what changed since the last look: the run's state, then each
+    stage and case as it ends."""
+    status = str(document.get("status"))
+    ended = status not in ("queued", "running")
+    lines: list[tuple[str, str]] = [] if ended else [("run", status)]
+    if document.get("waiting"):
+        lines.append(("waiting", str(document["waiting"])))
+    stages = document.get("stages") or []
+    first = [s for s in stages if s["name"] == "initialize"]
+    for stage in first:
+        lines.append((f"suite {stage['name']}", stage["status"]))
+    for case in document.get("cases") or []:
+        for stage in case.get("stages") or []:
+            lines.append((f"{case['name']} {stage['name']}", stage["status"]))
+        lines.append((f"{case['name']}", case["status"]))
+    for stage in stages:
+        if stage not in first:
+            lines.append((f"suite {stage['name']}", stage["status"]))
+    if ended:
+        lines.append(("run", status))
+    for key, value in lines:
+        if value in ("pending", "running") and key != "run":
+            continue
+        if shown.get(key) != value:
+            shown[key] = value
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{stamp} {key}: {value}" if key != "waiting" else f"{stamp} {value}", flush=True)

@@ -1,0 +1,450 @@
+"""`phalanx serve` as a team runs it: a real service process on a SQLite data
+folder, users' API tokens and agents' tokens made by the admin commands,
+runs submitted over HTTP and with `phalanx submit`, real agent processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from tests.processes import gone
+from tests.service.test_admin import PASSWORD, phalanx
+
+ONE = "name: one\nprovider: local\nhosts:\n  - {name: h1.t.test}\n"
+REMOTE = "name: remote\nhosts:\n  - {name: r1.t.test}\n"
+SUITES = {
+    "good": ("one", "echo hello from @slavename@\n"),
+    "bad": ("one", "echo failing; exit 3\n"),
+    "slow": ("one", "sleep 4\n"),
+    "far": ("remote", "echo served by @slavename@\n"),
+    # XrdTest scripts fetch shared files from the master
+    "fetch": (
+        "one",
+        "curl -sf @proto@://@coordinator@:@port@/showScript/utils/helper.sh\n"
+        "for p in ../clusters/one.yaml utils/escape utils/../../outside; do\n"
+        "  echo \"$p $(curl -s --path-as-is -o /dev/null -w '%{http_code}' "
+        '@proto@://@coordinator@:@port@/showScript/$p)"\n'
+        "done\n",
+    ),
+}
+LONG = "cluster: one\ntests: [a, b]\ntimeout: 120\n"  # case a is quick, case b is not
+
+
+def make_repo(root: Path) -> Path:
+    (root / "clusters").mkdir(parents=True)
+    (root / "clusters" / "one.yaml").write_text(ONE)
+    (root / "clusters" / "remote.yaml").write_text(REMOTE)
+    for name, (cluster, script) in SUITES.items():
+        folder = root / "test-suites" / name / "tc" / "a"
+        folder.mkdir(parents=True)
+        (folder / "run.sh").write_text(script)
+        (root / "test-suites" / name / "suite.yaml").write_text(
+            f"cluster: {cluster}\ntests: [a]\ntimeout: 60\n"
+        )
+    for name, script in (("a", "echo first\n"), ("b", "sleep 60\n")):
+        (root / "test-suites" / "long" / "tc" / name).mkdir(parents=True)
+        (root / "test-suites" / "long" / "tc" / name / "run.sh").write_text(script)
+    (root / "test-suites" / "long" / "suite.yaml").write_text(LONG)
+    (root / "utils").mkdir()
+    (root / "utils" / "helper.sh").write_text("echo a shared helper\n")
+    (root.parent / "outside").write_text("not the repo's\n")
+    (root / "utils" / "escape").symlink_to(root.parent / "outside")
+    return root
+
+
+def wait_case_a(client: httpx.Client, run_id: str) -> None:
+    """Until case a's run stage is recorded (case b's long stage has started)."""
+    deadline = time.monotonic() + 60
+    while True:
+        cases = client.get(f"/api/runs/{run_id}").json()["cases"]
+        done = [c for c in cases if c["name"] == "a" and c["stages"]]
+        if done and any(s["name"] == "run" for s in done[0]["stages"]):
+            return
+        assert time.monotonic() < deadline, cases
+        time.sleep(0.1)
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[str]
+    url: str
+    data: Path
+    log: Path
+    cwd: Path
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def admin(self, *args: str, stdin: str = "") -> str:
+        done = phalanx(*args, "--data", str(self.data), cwd=self.cwd, stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+
+def start(tmp: Path, repo: Path, data: Path, env: dict[str, str] | None = None) -> Served:
+    log = tmp / f"serve-{time.monotonic_ns()}.log"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "phalanx.cli", "serve", "--repo", str(repo),
+             "--listen", "127.0.0.1:0", "--data", str(data)],
+            cwd=tmp, stdout=out, stderr=out, text=True,
+            env=clean | {"PHALANX_CONNECT_TIMEOUT": "4"} | (env or {}),
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        text = log.read_text()
+        if "listening on http://" in text:
+            url = text.split("listening on ", 1)[1].split()[0]
+            return Served(proc, url, data, log, tmp)
+        assert proc.poll() is None, text
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
+
+
+def stop(served: Served) -> None:
+    if served.proc.poll() is None:
+        served.proc.send_signal(signal.SIGTERM)
+        try:
+            served.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            served.proc.kill()
+            served.proc.wait(10)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    service = start(tmp_path, make_repo(tmp_path / "defs"), tmp_path / "data")
+    try:
+        yield service
+    finally:
+        stop(service)
+    assert "phx_user_" not in service.log.read_text()  # no secret in the log
+    assert "phx_agent_" not in service.log.read_text()
+
+
+def user_token(served: Served, name: str, role: str) -> str:
+    served.admin("user", "add", name, "--role", role, stdin=PASSWORD + "\n")
+    return served.admin("user", "token", name)
+
+
+def wait_run(client: httpx.Client, run_id: str, until: tuple[str, ...], within: float = 60) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        document = client.get(f"/api/runs/{run_id}").json()
+        if document["status"] in until:
+            return document
+        assert time.monotonic() < deadline, document
+        time.sleep(0.1)
+
+
+def test_health_docs_and_who_may_do_what(served: Served) -> None:
+    viewer = user_token(served, "vera", "viewer")
+    operator = user_token(served, "otto", "operator")
+    agent = served.admin("token", "create", "r1.t.test")
+    with served.client() as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        assert anonymous.get("/openapi.json").status_code == 200
+        refused = anonymous.get("/api/suites")
+        assert refused.status_code == 401 and refused.json()["message"]
+    for wrong in ("nonsense", agent, "phx_user_" + "x" * 40):
+        with served.client(wrong) as client:
+            answer = client.get("/api/suites")
+            assert answer.status_code == 401, wrong
+            assert "message" in answer.json()
+    with served.client(viewer) as client:
+        assert {s["name"] for s in client.get("/api/suites").json()} == {*SUITES, "long"}
+        forbidden = client.post("/api/suites/good/runs")
+        assert forbidden.status_code == 403 and "operator" in forbidden.json()["message"]
+    with served.client(operator) as client:
+        assert client.post("/api/suites/nope/runs").status_code == 404
+        assert client.get("/api/runs/nope").json() == {"message": "no run 'nope'"}
+        assert client.get("/api/runs", params={"limit": "x"}).status_code == 422
+        assert client.get("/api/runs", params={"limit": 0}).status_code == 422
+        clusters = {c["name"]: c for c in client.get("/api/clusters").json()}
+        assert clusters["one"]["provider"] == "local"
+        assert clusters["remote"]["provider"] == "agents"
+        suite = client.get("/api/suites/good").json()
+        assert suite["cluster"] == "one" and suite["cases"] == ["a"] and suite["ok"]
+
+
+def test_submit_wait_exits_with_the_runs_code_and_the_store_has_the_run(served: Served) -> None:
+    token = user_token(served, "otto", "operator")
+    (served.cwd / "token").write_text(token + "\n")
+    submit = ("submit", "--coordinator", served.url, "--token-file", "token", "--wait")
+    good = phalanx(*submit[:1], "good", *submit[1:], cwd=served.cwd)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "a: passed" in good.stdout and good.stdout.rstrip().endswith("passed")
+    bad = phalanx(*submit[:1], "bad", *submit[1:], cwd=served.cwd)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "a: failed" in bad.stdout
+
+    with served.client(token) as client:
+        runs = client.get("/api/runs", params={"suite": "good"}).json()
+        assert [r["status"] for r in runs] == ["passed"]
+        document = client.get(f"/api/runs/{runs[0]['id']}").json()
+        assert document["suite"] == "good" and document["status"] == "passed"
+        assert document["queued_at"] and document["trigger"] == "api:otto"
+        ((case),) = document["cases"]
+        assert case["name"] == "a" and case["status"] == "passed"
+        output = client.get(
+            f"/api/runs/{runs[0]['id']}/output",
+            params={"case": "a", "stage": "run", "host": "h1.t.test", "offset": 6, "length": 4},
+        )
+        assert output.status_code == 200 and output.content == b"from"
+        assert output.headers["x-phalanx-size"] == str(len(b"hello from h1.t.test\n"))
+        outside = client.get(
+            f"/api/runs/{runs[0]['id']}/output",
+            params={"case": "../../..", "stage": "..", "host": "etc"},
+        )
+        assert outside.status_code == 404 and "message" in outside.json()
+        too_long = client.get(
+            f"/api/runs/{runs[0]['id']}/output", params={"stage": "run", "host": "h" * 253}
+        )
+        assert too_long.status_code == 404 and "message" in too_long.json()
+        failed = client.get("/api/runs", params={"status": "failed"}).json()
+        assert [r["suite"] for r in failed] == ["bad"]
+        nothing_failed = client.post(f"/api/runs/{runs[0]['id']}/rerun", json={"failed_only": True})
+        assert (
+            nothing_failed.status_code == 409
+            and "no failed case" in nothing_failed.json()["message"]
+        )
+        assert client.post("/api/runs/nope/rerun").status_code == 404
+        assert client.post(f"/api/runs/{runs[0]['id']}/rerun", json={"x": 1}).status_code == 422
+
+    again = phalanx(
+        "submit", "--rerun", failed[0]["id"], "--failed-only", *submit[1:], cwd=served.cwd
+    )
+    assert again.returncode == 1, again.stdout + again.stderr
+    with served.client(token) as client:
+        (rerun,) = client.get("/api/runs", params={"suite": "bad", "limit": 1}).json()
+        assert rerun["trigger"] == f"rerun:{failed[0]['id']}" and rerun["status"] == "failed"
+
+    no_token = phalanx("submit", "good", "--coordinator", served.url, cwd=served.cwd)
+    assert no_token.returncode == 2 and "no token" in no_token.stderr
+
+
+def test_the_hosts_of_a_running_run_read_suite_files_and_nothing_outside(
+    served: Served,
+) -> None:
+    token = user_token(served, "otto", "operator")
+    with served.client(token) as client:
+        outsider = client.get("/showScript/utils/helper.sh")  # no run holds a host here
+        assert outsider.status_code == 403 and "message" in outsider.json()
+        run = client.post("/api/suites/fetch/runs").json()["id"]
+        document = wait_run(client, run, ("passed", "failed", "error"))
+        assert document["status"] == "passed", document
+        output = client.get(
+            f"/api/runs/{run}/output", params={"case": "a", "stage": "run", "host": "h1.t.test"}
+        ).text
+        assert output.splitlines() == [
+            "echo a shared helper",
+            "../clusters/one.yaml 404",
+            "utils/escape 404",
+            "utils/../../outside 404",
+        ]
+
+
+def test_runs_on_one_cluster_queue_in_order_and_a_queued_run_cancels(served: Served) -> None:
+    token = user_token(served, "otto", "operator")
+    with served.client(token) as client:
+        first = client.post("/api/suites/slow/runs").json()["id"]
+        second = client.post("/api/suites/good/runs").json()["id"]
+        third = client.post("/api/suites/good/runs").json()["id"]
+        wait_run(client, first, ("running",))
+        assert client.get(f"/api/runs/{second}").json()["status"] == "queued"
+        cancelled = client.post(f"/api/runs/{third}/cancel")
+        assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+        assert client.post(f"/api/runs/{third}/cancel").status_code == 409
+        with client.stream("GET", f"/api/runs/{second}/events") as events:
+            assert events.headers["content-type"].startswith("text/event-stream")
+            seen = [
+                json.loads(line.removeprefix("data: "))["status"]
+                for line in events.iter_lines()
+                if line.startswith("data: ")
+            ]
+        # the stream follows the run from the queue to its end, then closes
+        assert seen[0] == "queued" and "running" in seen and seen[-1] == "passed"
+        one = wait_run(client, first, ("passed", "failed", "error"))
+        two = wait_run(client, second, ("passed", "failed", "error"))
+        assert one["status"] == two["status"] == "passed"
+        assert two["started_at"] >= one["ended_at"]
+        three = client.get(f"/api/runs/{third}").json()
+        assert three["status"] == "cancelled" and "otto" in three["reason"]
+
+
+def test_a_running_run_cancels(served: Served) -> None:
+    token = user_token(served, "otto", "operator")
+    with served.client(token) as client:
+        run = client.post("/api/suites/long/runs").json()["id"]
+        wait_case_a(client, run)
+        assert client.post(f"/api/runs/{run}/cancel").json()["status"] == "running"
+        document = wait_run(client, run, ("cancelled",), within=30)
+        (case_b,) = [c for c in document["cases"] if c["name"] == "b"]
+        assert case_b["status"] == "cancelled"
+
+
+def test_remote_agents_serve_their_hosts_with_store_tokens(served: Served, tmp_path: Path) -> None:
+    token = user_token(served, "otto", "operator")
+    ws = served.url.replace("http://", "ws://") + "/agent"
+    (tmp_path / "agent.token").write_text(served.admin("token", "create", "r1.t.test"))
+    (tmp_path / "bad.token").write_text("phx_agent_" + "x" * 43)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
+    agent_cmd = [sys.executable, "-m", "phalanx.cli", "agent", "--coordinator", ws,
+                 "--name", "r1.t.test", "--workdir", str(tmp_path)]  # fmt: skip
+
+    bad = subprocess.run(
+        [*agent_cmd, "--token-file", str(tmp_path / "bad.token")],
+        capture_output=True, text=True, timeout=60, env=clean,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "refused" in bad.stderr
+
+    with served.client(token) as client:
+        # No agent: the run waits for it, visibly, then ends in error.
+        lonely = client.post("/api/suites/far/runs").json()["id"]
+        deadline = time.monotonic() + 30
+        while not (waiting := client.get(f"/api/runs/{lonely}").json()["waiting"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert waiting == "waiting for agents: r1.t.test"
+        ended = wait_run(client, lonely, ("error",), within=30)
+        assert "did not connect" in ended["reason"]
+
+        agent = subprocess.Popen(
+            [*agent_cmd, "--token-file", str(tmp_path / "agent.token")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean,
+        )  # fmt: skip
+        try:
+            run = client.post("/api/suites/far/runs").json()["id"]
+            document = wait_run(client, run, ("passed", "failed", "error"))
+            assert document["status"] == "passed", document
+            agents = client.get("/api/agents").json()
+            assert [(a["name"], a["connected"]) for a in agents] == [("r1.t.test", True)]
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            if not gone(agent.pid, 10):
+                agent.kill()
+            agent.wait(10)
+
+
+def test_a_killed_service_leaves_its_run_interrupted_with_the_results_it_acked(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "defs")
+    data = tmp_path / "data"
+    service = start(tmp_path, repo, data)
+    try:
+        token = user_token(service, "otto", "operator")
+        with service.client(token) as client:
+            run = client.post("/api/suites/long/runs").json()["id"]
+            wait_case_a(client, run)
+        service.proc.kill()
+        service.proc.wait(10)
+    finally:
+        stop(service)
+    again = start(tmp_path, repo, data)
+    try:
+        with again.client(token) as client:
+            document = client.get(f"/api/runs/{run}").json()
+            assert document["status"] == "interrupted"
+            (case_a,) = [c for c in document["cases"] if c["name"] == "a"]
+            run_stage = [s for s in case_a["stages"] if s["name"] == "run"]
+            assert run_stage and run_stage[0]["hosts"][0]["exit_code"] == 0
+    finally:
+        stop(again)
+
+
+def test_a_schedule_fires_runs_and_the_next_time_is_shown(tmp_path: Path) -> None:
+    repo = tmp_path / "defs"
+    (repo / "clusters").mkdir(parents=True)
+    (repo / "clusters" / "one.yaml").write_text(ONE)
+    (repo / "test-suites" / "tick" / "tc" / "a").mkdir(parents=True)
+    (repo / "test-suites" / "tick" / "tc" / "a" / "run.sh").write_text("true\n")
+    (repo / "test-suites" / "tick" / "suite.yaml").write_text(
+        "cluster: one\ntests: [a]\nschedule: {second: '*'}\n"
+    )
+    service = start(tmp_path, repo, tmp_path / "data")
+    try:
+        token = user_token(service, "vera", "viewer")
+        with service.client(token) as client:
+            (suite,) = client.get("/api/suites").json()
+            assert suite["schedule"] == {"second": "*"} and suite["next_run"]
+            deadline = time.monotonic() + 30
+            while not (runs := client.get("/api/runs", params={"suite": "tick"}).json()):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert runs[0]["trigger"] == "schedule"
+    finally:
+        stop(service)
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    got: ClassVar[list[Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.got.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_alerts_are_sent_and_kept_with_the_run_and_retention_prunes(tmp_path: Path) -> None:
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    nobody = f"http://127.0.0.1:{dead.getsockname()[1]}/hook"
+    repo = make_repo(tmp_path / "defs")
+    (repo / "test-suites" / "good" / "suite.yaml").write_text(
+        f"cluster: one\ntests: [a]\nwebhooks: ['{hook}', '{nobody}']\n"
+    )
+    service = start(tmp_path, repo, tmp_path / "data", env={"PHALANX_KEEP_RUNS": "1"})
+    try:
+        token = user_token(service, "otto", "operator")
+        with service.client(token) as client:
+            first = client.post("/api/suites/good/runs").json()["id"]
+            document = wait_run(client, first, ("passed", "failed", "error"))
+            assert document["status"] == "passed"  # a dead receiver fails no run
+            deadline = time.monotonic() + 30
+            while (alerts := client.get(f"/api/runs/{first}").json()["alerts"]) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert [(a["channel"], a["ok"]) for a in alerts] == [
+                ("webhook", True),
+                ("webhook", False),
+            ]
+            assert [(g["run_id"], g["status"]) for g in _Hooks.got] == [(first, "passed")]
+            folder = tmp_path / "data" / "runs" / first
+            assert folder.is_dir()
+
+            second = client.post("/api/suites/good/runs").json()["id"]
+            wait_run(client, second, ("passed", "failed", "error"))
+            deadline = time.monotonic() + 30
+            while client.get(f"/api/runs/{first}").status_code != 404:
+                assert time.monotonic() < deadline  # keep_runs = 1: the older run goes
+                time.sleep(0.1)
+            assert not folder.exists()
+    finally:
+        stop(service)
+        receiver.shutdown()
+        dead.close()
