@@ -33,9 +33,10 @@ touch running
 wait
 """
 FINALIZE = "touch finalized\n"
-HANGING_FINALIZE = """touch finalize-started
-sleep 300 &
+# finalize-started is touched last: once it exists, the child's pid file is whole.
+HANGING_FINALIZE = """sleep 300 &
 echo $! > finalize-child.pid
+touch finalize-started
 wait
 """
 
