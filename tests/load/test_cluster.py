@@ -84,8 +84,21 @@ def test_two_hosts_may_not_share_an_ip_a_mac_or_a_name(tmp_path: Path) -> None:
         f"{path}:4: hosts.1.ip: '10.9.0.1' is also a.test's ip; no two hosts may share it" in found
     )
     assert any("hosts.1.mac: '52:54:00:00:00:01' is also a.test's mac" in p for p in found)
-    assert any(p.startswith(f"{path}:5: hosts.2:") and "'a.test'" in p for p in found)
+    assert f"{path}:5: hosts.2.aliases: alias 'a.test' is host a.test's name" in found
     assert len(found) == 3
+
+
+def test_hosts_may_share_an_alias_as_a_round_robin_name(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: lab
+        hosts:
+          - {name: ds1.test, ip: 10.9.0.1, aliases: [data.test]}
+          - {name: ds2.test, ip: 10.9.0.2, aliases: [data.test]}
+        """,
+    )
+    assert [h.aliases for h in load_cluster(path).hosts] == [("data.test",), ("data.test",)]
 
 
 def test_a_bad_network_address_is_named(tmp_path: Path) -> None:

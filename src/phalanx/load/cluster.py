@@ -197,18 +197,25 @@ def _network(
 
 
 def _check_unique(hosts: list[Host], problems: Problems, line: Callable[[int], int | None]) -> None:
-    """No two hosts share a name (or alias), an IP or a MAC: each would make
-    one host unreachable, or two hosts answer as one."""
+    """No two hosts share a name, an IP or a MAC, and no alias is another
+    host's name: each would make one host unreachable, or two hosts answer
+    as one. Hosts may share an alias (a round-robin name, as XrdTest
+    clusters give several data servers one)."""
+    names = {h.name.lower(): h.name for h in hosts}
+    for index, host in enumerate(hosts):
+        for alias in host.aliases:
+            owner = names.get(alias.lower())
+            if owner is not None and owner != host.name:
+                message = f"alias {alias!r} is host {owner}'s name"
+                problems.add(message, f"hosts.{index}.aliases", line(index))
     seen: dict[tuple[str, str], str] = {}
     for index, host in enumerate(hosts):
-        values = [("name", n.lower()) for n in (host.name, *host.aliases)]
+        values = [("name", host.name.lower())]
         values += [(key, v) for key, v in (("ip", host.ip), ("mac", host.mac)) if v]
         for key, value in values:
             owner = seen.get((key, value))
             if owner is None:
                 seen[(key, value)] = host.name
-            elif owner == host.name:
-                problems.add(f"{value!r} is given twice", f"hosts.{index}.{key}", line(index))
             elif key == "name":
                 problems.add(f"host {value!r} is defined twice", f"hosts.{index}", line(index))
             else:
