@@ -1,0 +1,102 @@
+"""A repo in XrdTest's own layout (written here in its format) works unchanged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from phalanx.load.repo import find_suite, load_repo
+
+CLUSTER = """\
+from XrdTest.ClusterUtils import Cluster, Network, Host
+
+
+def getCluster():
+    cluster = Cluster("cluster_pair")
+    cluster.network = Network()
+    cluster.network.name = "net_pair"
+    cluster.network.ip = "192.168.130.1"
+    cluster.network.netmask = "255.255.255.0"
+    cluster.network.DHCPRange = ("192.168.130.2", "192.168.130.254")
+    cluster.addHosts([
+        Host("srv1.pair.test", "192.168.130.3", mac="52:54:00:aa:bb:01"),
+        Host("cli1.pair.test", "192.168.130.4", mac="52:54:00:aa:bb:02"),
+    ])
+    return cluster
+"""
+
+SUITE = """\
+from XrdTest.TestUtils import TestSuite
+
+
+def getTestSuite():
+    ts = TestSuite("pair_suite")
+    ts.clusters = ["cluster_pair"]
+    ts.tests = ["copy"]
+    ts.initialize = "file://suite_init.sh"
+    ts.finalize = "file://suite_finalize.sh"
+    ts.logs = []
+    ts.alert_emails = []
+    ts.alert_success = "NONE"
+    ts.alert_failure = "NONE"
+    return ts
+"""
+
+
+def xrdtest_repo(root: Path, scripts: dict[str, str] | None = None) -> Path:
+    """A suite repo as XrdTest users keep it, `test-suites/utils/` included."""
+    files = {
+        "clusters/cluster_pair.py": CLUSTER,
+        "test-suites/utils/fetch-build.py": "print('a helper, not a suite')\n",
+        "test-suites/utils/README": "helpers used by the suites\n",
+        "test-suites/pair_suite/test_suite.py": SUITE,
+        "test-suites/pair_suite/suite_init.sh": "#!/bin/bash\necho init @slavename@\n",
+        "test-suites/pair_suite/suite_finalize.sh": "#!/bin/bash\necho bye\n",
+        "test-suites/pair_suite/tc/copy/init.sh": "#!/bin/bash\necho case init\n",
+        "test-suites/pair_suite/tc/copy/run.sh": "#!/bin/bash\necho run\n",
+    }
+    files.update(scripts or {})
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def phalanx(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "phalanx", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+# item 6: a helper folder under test-suites/ is not a suite
+
+
+def test_a_folder_without_a_suite_file_is_skipped_not_an_error(tmp_path: Path) -> None:
+    repo = load_repo(xrdtest_repo(tmp_path))
+    assert repo.errors == []
+    assert list(repo.suites) == ["pair_suite"]
+    assert repo.skipped == [tmp_path / "test-suites" / "utils"]
+
+
+def test_validate_and_list_note_the_helper_folder_and_pass(tmp_path: Path) -> None:
+    root = xrdtest_repo(tmp_path)
+    validate = phalanx("validate", root)
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "ok: 1 suite, 1 cluster" in validate.stdout
+    assert "utils" in validate.stdout and "skipped" in validate.stdout
+    listed = phalanx("list", root)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "pair_suite" in listed.stdout
+    assert "utils" in listed.stdout and "skipped" in listed.stdout
+
+
+def test_the_suite_next_to_a_helper_folder_still_runs_by_name(tmp_path: Path) -> None:
+    suite = find_suite(xrdtest_repo(tmp_path), "pair_suite")
+    assert [c.name for c in suite.cases] == ["copy"]
