@@ -100,3 +100,77 @@ def test_validate_and_list_note_the_helper_folder_and_pass(tmp_path: Path) -> No
 def test_the_suite_next_to_a_helper_folder_still_runs_by_name(tmp_path: Path) -> None:
     suite = find_suite(xrdtest_repo(tmp_path), "pair_suite")
     assert [c.name for c in suite.cases] == ["copy"]
+
+
+# item 7: scripts run as XrdTest's slave ran them; `shell:` chooses
+
+
+def test_an_xrdtest_suite_runs_scripts_with_sh_and_no_errexit(tmp_path: Path) -> None:
+    suite = find_suite(xrdtest_repo(tmp_path), "pair_suite")
+    assert suite.xrdtest
+    assert suite.shell == ("/bin/sh",)
+
+
+def test_a_yaml_suite_keeps_bash_e_and_may_choose_its_shell(tmp_path: Path) -> None:
+    root = xrdtest_repo(tmp_path)
+    folder = root / "test-suites" / "own"
+    (folder / "tc" / "a").mkdir(parents=True)
+    (folder / "tc" / "a" / "run.sh").write_text("true\n")
+    (folder / "suite.yaml").write_text("cluster: cluster_pair\ntests: [a]\n")
+    suite = find_suite(root, "own")
+    assert not suite.xrdtest and suite.shell is None
+    (folder / "suite.yaml").write_text("cluster: cluster_pair\ntests: [a]\nshell: sh\n")
+    assert find_suite(root, "own").shell == ("sh",)
+    (folder / "suite.yaml").write_text("cluster: cluster_pair\ntests: [a]\nshell: /bin/zsh -f\n")
+    assert find_suite(root, "own").shell == ("/bin/zsh", "-f")
+
+
+def test_an_xrdtest_suite_may_ask_for_bash_e(tmp_path: Path) -> None:
+    asked = SUITE.replace("    ts.logs = []\n", '    ts.logs = []\n    ts.shell = "bash -e"\n')
+    root = xrdtest_repo(tmp_path, {"test-suites/pair_suite/test_suite.py": asked})
+    assert find_suite(root, "pair_suite").shell == ("bash", "-e")
+
+
+def test_a_bad_shell_is_reported_with_file_line_and_key(tmp_path: Path) -> None:
+    root = xrdtest_repo(tmp_path)
+    folder = root / "test-suites" / "own"
+    (folder / "tc" / "a").mkdir(parents=True)
+    (folder / "tc" / "a" / "run.sh").write_text("true\n")
+    (folder / "suite.yaml").write_text("cluster: cluster_pair\ntests: [a]\nshell: ''\n")
+    (error,) = load_repo(root).errors
+    assert (error.file, error.line, error.key) == (folder / "suite.yaml", 3, "shell")
+    assert "must name a shell" in error.message
+
+
+def test_without_errexit_a_failing_line_does_not_stop_the_script(tmp_path: Path) -> None:
+    # What XrdTest users relied on: only the last command's status counts.
+    root = xrdtest_repo(tmp_path)
+    marker = tmp_path / "marker"
+    (root / "test-suites/pair_suite/tc/copy/run.sh").write_text(
+        f"false\necho still here > {marker}\n"
+    )
+    ran = phalanx("run", root, "-s", "pair_suite")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert marker.read_text() == "still here\n"
+
+
+def test_a_phalanx_suite_still_stops_at_the_first_failing_line(tmp_path: Path) -> None:
+    root = xrdtest_repo(tmp_path)
+    folder = root / "test-suites" / "own"
+    (folder / "tc" / "a").mkdir(parents=True)
+    marker = tmp_path / "marker"
+    (folder / "tc" / "a" / "run.sh").write_text(f"false\necho reached > {marker}\n")
+    (folder / "suite.yaml").write_text("cluster: cluster_pair\ntests: [a]\n")
+    ran = phalanx("run", root, "-s", "own")
+    assert ran.returncode != 0
+    assert not marker.exists()
+
+
+def test_a_shebang_picks_the_program_and_the_suite_shell_picks_errexit() -> None:
+    from phalanx.host.shell import interpreter
+
+    assert interpreter("echo hi\n", ("/bin/sh",)) == ["/bin/sh"]
+    assert interpreter("#!/bin/bash\necho hi\n", ("/bin/sh",)) == ["/bin/bash"]
+    assert interpreter("#!/bin/bash\necho hi\n") == ["/bin/bash", "-e"]
+    assert interpreter("echo hi\n") == ["bash", "-e"]
+    assert interpreter("#!/usr/bin/python3\nprint(1)\n", ("/bin/sh",)) is None

@@ -44,7 +44,10 @@ class Scripts:
         script = self.script(ctx)
         if script is None or not takes_part(ctx.case, ctx.host):
             return None
-        return ShellTask(script=render(script.text, ctx.tags), origin=script.origin)
+        text = render(script.text, ctx.tags)
+        if ctx.suite.shell is None:
+            return ShellTask(script=text, origin=script.origin)
+        return ShellTask(script=text, origin=script.origin, shell=ctx.suite.shell)
 
     def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
         return judge_exit(outcome)
