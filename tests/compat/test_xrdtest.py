@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -174,3 +175,107 @@ def test_a_shebang_picks_the_program_and_the_suite_shell_picks_errexit() -> None
     assert interpreter("#!/bin/bash\necho hi\n") == ["/bin/bash", "-e"]
     assert interpreter("echo hi\n") == ["bash", "-e"]
     assert interpreter("#!/usr/bin/python3\nprint(1)\n", ("/bin/sh",)) is None
+
+
+# item 8: XrdTest's helper library, where its scripts source it from
+
+INIT_WITH_FUNCTIONS = """\
+#!/bin/bash
+source /etc/XrdTest/utils/functions.sh
+
+log "Initializing test suite on slave @slavename@" > {out}/init.log
+"""
+
+RUN_WITH_FUNCTIONS = """\
+. /etc/XrdTest/utils/functions.sh
+stamp ls {out} > {out}/stamp.log
+run mkdir -p {out}/made
+run "echo piped | tr a-z A-Z" > {out}/run.log
+assert_fail rm {out}/non_existent
+echo "errors reach stdout" >&2
+log done
+"""
+
+
+def test_an_xrdtest_suite_sourcing_its_functions_runs_unchanged(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    scripts = {
+        "test-suites/pair_suite/suite_init.sh": INIT_WITH_FUNCTIONS.format(out=out),
+        "test-suites/pair_suite/tc/copy/run.sh": RUN_WITH_FUNCTIONS.format(out=out),
+    }
+    root = xrdtest_repo(tmp_path / "repo", scripts)
+    ran = phalanx("run", root, "-s", "pair_suite")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    stamp = r"\[\d\d:\d\d:\d\d\] "
+    # both hosts wrote the same file; the line names one of them
+    assert re.fullmatch(
+        stamp + r"Initializing test suite on slave (srv1|cli1)\.pair\.test\n",
+        (out / "init.log").read_text(),
+    )
+    assert re.fullmatch(f"({stamp}\\S+\n)+", (out / "stamp.log").read_text())
+    assert (out / "made").is_dir()
+    assert (out / "run.log").read_text() == "PIPED\n"
+
+
+def test_a_failing_run_or_a_succeeding_assert_fail_fails_the_stage(tmp_path: Path) -> None:
+    for body in ("run false\necho unreachable\n", "assert_fail true\n"):
+        script = "source /etc/XrdTest/utils/functions.sh\n" + body
+        root = xrdtest_repo(
+            tmp_path / str(len(body)), {"test-suites/pair_suite/tc/copy/run.sh": script}
+        )
+        ran = phalanx("run", root, "-s", "pair_suite")
+        assert ran.returncode != 0, body
+        assert "unreachable" not in ran.stdout
+
+
+def test_the_source_line_is_pointed_at_the_agents_copy_only_in_xrdtest_suites() -> None:
+    from phalanx.tags import xrdtest_sources
+
+    assert xrdtest_sources("  source /etc/XrdTest/utils/functions.sh\n") == (
+        '  . "${PHALANX_XRDTEST_FUNCTIONS:-/etc/XrdTest/utils/functions.sh}"\n'
+    )
+    assert xrdtest_sources('. "/etc/XrdTest/utils/functions.sh"; log x') == (
+        '. "${PHALANX_XRDTEST_FUNCTIONS:-/etc/XrdTest/utils/functions.sh}"; log x'
+    )
+    # another file of that folder, or a mention, is left as written
+    other = "source /etc/XrdTest/utils/functions.sh.bak\necho /etc/XrdTest/utils/functions.sh\n"
+    assert xrdtest_sources(other) == other
+
+
+def test_the_functions_tag_names_the_library_in_any_suite(tmp_path: Path) -> None:
+    root = xrdtest_repo(tmp_path)
+    folder = root / "test-suites" / "own"
+    (folder / "tc" / "a").mkdir(parents=True)
+    out = tmp_path / "tagged.log"
+    (folder / "tc" / "a" / "run.sh").write_text(
+        f'. @functions@\nlog tagged > {out}\n[ -f "$PHALANX_XRDTEST_FUNCTIONS" ]\n'
+    )
+    (folder / "suite.yaml").write_text("cluster: cluster_pair\ntests: [a]\n")
+    ran = phalanx("run", root, "-s", "own")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert out.read_text().endswith("] tagged\n")
+
+
+def test_the_agent_installs_the_library_where_xrdtest_scripts_look(tmp_path: Path) -> None:
+    from phalanx.host.daemon import install_xrdtest_library
+
+    path = install_xrdtest_library(tmp_path / "etc" / "XrdTest" / "utils" / "functions.sh")
+    check = subprocess.run(
+        ["sh", "-c", f". {path}; assert_fail false && log installed"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0
+    assert check.stdout.endswith("] installed\n")
+
+
+def test_installing_where_the_agent_may_not_write_raises(tmp_path: Path) -> None:
+    import pytest
+
+    from phalanx.host.daemon import install_xrdtest_library
+
+    (tmp_path / "etc").write_text("a file, not a folder")
+    with pytest.raises(OSError):
+        install_xrdtest_library(tmp_path / "etc" / "XrdTest" / "utils" / "functions.sh")
