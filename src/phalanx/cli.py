@@ -245,6 +245,7 @@ def validate(args: argparse.Namespace) -> int:
         problems, warnings = problems + warnings, []
     for warning in warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", markup=True, soft_wrap=True)
+    _print_skipped(repo.skipped)
     if problems:
         _print_errors(problems)
         return EXIT_DEFINITIONS
@@ -278,10 +279,16 @@ def list_(args: argparse.Namespace) -> int:
             hosts = [f"{h.name}{'[' + ','.join(h.roles) + ']' if h.roles else ''}" for h in c.hosts]
             clusters.add_row(name, ", ".join(hosts))
         out.print(clusters)
+    _print_skipped(repo.skipped)
     if repo.errors:
         _print_errors([_problem(e) for e in repo.errors])
         return EXIT_DEFINITIONS
     return EXIT_OK
+
+
+def _print_skipped(folders: list[Path]) -> None:
+    for folder in folders:
+        print(f"note: {folder}: not a suite (no suite.yaml or test_suite.py), skipped")
 
 
 def _repo_root(path: Path) -> Path:

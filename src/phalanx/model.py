@@ -177,6 +177,9 @@ class Suite:
     params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     path: Path | None = None
+    # What runs a stage script without a shebang (`shell:`); None: `bash -e`.
+    shell: tuple[str, ...] | None = None
+    xrdtest: bool = False  # defined by an XrdTest `test_suite.py` (getTestSuite)
 
     @property
     def hosts(self) -> tuple[Host, ...]:

@@ -14,6 +14,16 @@ from phalanx.model import Host, Script, Suite
 
 _TAG = re.compile(r"@([A-Za-z_][A-Za-z0-9_.:-]*)@")
 
+# Where XrdTest scripts source its helper library from, and what phalanx
+# reads instead: the agent's copy, named by $PHALANX_XRDTEST_FUNCTIONS
+# (that very path on an agent started with --install-xrdtest-functions).
+XRDTEST_FUNCTIONS = "/etc/XrdTest/utils/functions.sh"
+FUNCTIONS_REF = '"${PHALANX_XRDTEST_FUNCTIONS:-' + XRDTEST_FUNCTIONS + '}"'
+_SOURCE_XRDTEST = re.compile(
+    r"^([ \t]*)(?:source|\.)[ \t]+([\"']?)" + re.escape(XRDTEST_FUNCTIONS) + r"\2(?=[ \t;]|$)",
+    re.MULTILINE,
+)
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -48,6 +58,7 @@ def tag_values(
             "proto": run.proto,
             "diskmounts": diskmounts,
             "address": addresses.get(host.name, ""),
+            "functions": FUNCTIONS_REF,
         }
     )
     for other in suite.hosts:
@@ -68,6 +79,13 @@ def render(text: str, values: Mapping[str, str]) -> str:
     return _TAG.sub(sub, text)
 
 
+def xrdtest_sources(text: str) -> str:
+    """`source /etc/XrdTest/utils/functions.sh` (or `. …`) made to read the
+    agent's copy of the library, so an XrdTest script runs unchanged on a
+    host where nothing is installed under /etc."""
+    return _SOURCE_XRDTEST.sub(lambda m: f"{m.group(1)}. {FUNCTIONS_REF}", text)
+
+
 def environment(values: Mapping[str, str]) -> dict[str, str]:
     """The PHALANX_* variables for the tag values: PHALANX_SLAVENAME,
     PHALANX_HOST_<NAME> for @host:NAME@, PHALANX_TAG_<NAME> for suite tags."""
@@ -77,6 +95,8 @@ def environment(values: Mapping[str, str]) -> dict[str, str]:
     }  # fmt: skip
     env: dict[str, str] = {}
     for key, value in values.items():
+        if key == "functions":
+            continue  # the agent sets PHALANX_XRDTEST_FUNCTIONS itself
         if key.startswith("host:"):
             env[f"PHALANX_HOST_{_env_name(key[5:])}"] = value
         elif key in builtin:

@@ -31,9 +31,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="exit after S seconds without a coordinator",
     )
+    parser.add_argument(
+        "--install-xrdtest-functions",
+        action="store_true",
+        help="install XrdTest's helper library at /etc/XrdTest/utils/functions.sh "
+        "(needs write access there, e.g. root on a netns or VM host)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    from phalanx.host.daemon import TOKEN_ENV, Agent
+    from phalanx.host.daemon import TOKEN_ENV, Agent, install_xrdtest_library
 
     try:
         token = (
@@ -53,8 +59,20 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s {args.name} %(levelname)s %(message)s",
     )
+    xrdtest_functions = None
+    if args.install_xrdtest_functions:
+        try:
+            xrdtest_functions = install_xrdtest_library()
+        except OSError as exc:
+            print(f"phalanx agent: cannot install XrdTest's functions.sh: {exc}", file=sys.stderr)
+            return 2
     agent = Agent(
-        args.coordinator, args.name, token, args.workdir.resolve(), give_up_after=args.give_up
+        args.coordinator,
+        args.name,
+        token,
+        args.workdir.resolve(),
+        give_up_after=args.give_up,
+        xrdtest_functions=xrdtest_functions,
     )
     try:
         return asyncio.run(agent.run())

@@ -46,6 +46,7 @@ from phalanx.host.process import (
     scope_of,
 )
 from phalanx.host.runners import execute
+from phalanx.tags import XRDTEST_FUNCTIONS
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
@@ -147,6 +148,7 @@ class Agent:
         *,
         backoff_max: float = 5.0,
         give_up_after: float | None = None,
+        xrdtest_functions: Path | None = None,  # installed copy; None: the agent's own
     ) -> None:
         self.url = url
         self.host = host
@@ -155,6 +157,7 @@ class Agent:
         self.backoff_max = backoff_max
         self.give_up_after = give_up_after
         self.state_dir = workdir / ".phalanx"
+        self.xrdtest_functions = xrdtest_functions or self.state_dir / "xrdtest_functions.sh"
         self.ledger = GroupLedger(ledger_path(workdir))
         self.running: dict[str, _Stage] = {}
         self.finished = RecentIds(FINISHED_REMEMBERED)
@@ -489,6 +492,7 @@ class Agent:
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
         env["PHALANX_AGENT_SOCKET"] = str(self.socket_path)
         env["PHALANX_FUNCTIONS"] = str(self.state_dir / "functions.sh")
+        env["PHALANX_XRDTEST_FUNCTIONS"] = str(self.xrdtest_functions)
         env[WORKDIR_MARK] = str(self.workdir)
         return env
 
@@ -497,12 +501,26 @@ class Agent:
         bin_dir.mkdir(parents=True, exist_ok=True)
         functions = resources.files("phalanx.host").joinpath("functions.sh").read_text()
         (self.state_dir / "functions.sh").write_text(functions)
+        (self.state_dir / "xrdtest_functions.sh").write_text(xrdtest_library())
         for command in COMMANDS:
             path = bin_dir / f"phalanx-{command}"
             path.write_text(
                 f"#!{sys.executable}\nfrom phalanx.host.syncclient import entry\nentry()\n"
             )
             path.chmod(0o755)
+
+
+def xrdtest_library() -> str:
+    """phalanx's own implementation of XrdTest's utils/functions.sh."""
+    return resources.files("phalanx.host").joinpath("xrdtest_functions.sh").read_text()
+
+
+def install_xrdtest_library(path: Path = Path(XRDTEST_FUNCTIONS)) -> Path:
+    """XrdTest's helper library where its scripts source it from (root on a
+    netns or VM host). Raises OSError when the agent may not write there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(xrdtest_library())
+    return path
 
 
 def socket_dir(workdir: Path) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 
 from phalanx.kinds.base import DEFAULT_CASE_STAGES, CaseSpec, OptionError, StageContext, judge_exit
 from phalanx.model import CASE_STAGES, Case, Host, Script, Status
-from phalanx.tags import render
+from phalanx.tags import render, xrdtest_sources
 from phalanx.tasks import Outcome, ShellTask, Task
 
 
@@ -44,7 +44,12 @@ class Scripts:
         script = self.script(ctx)
         if script is None or not takes_part(ctx.case, ctx.host):
             return None
-        return ShellTask(script=render(script.text, ctx.tags), origin=script.origin)
+        text = render(script.text, ctx.tags)
+        if ctx.suite.xrdtest:
+            text = xrdtest_sources(text)
+        if ctx.suite.shell is None:
+            return ShellTask(script=text, origin=script.origin)
+        return ShellTask(script=text, origin=script.origin, shell=ctx.suite.shell)
 
     def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
         return judge_exit(outcome)

@@ -24,6 +24,9 @@ class Repo:
     suites: dict[str, Suite] = field(default_factory=dict)
     clusters: dict[str, Cluster] = field(default_factory=dict)
     errors: list[DefinitionError] = field(default_factory=list)
+    # Folders under test-suites/ with no suite file (XrdTest repos keep
+    # helpers there, e.g. `utils/`): skipped as XrdTest skips them, not errors.
+    skipped: list[Path] = field(default_factory=list)
 
 
 def cluster_files(root: Path) -> list[Path]:
@@ -84,11 +87,7 @@ def load_repo(root: Path) -> Repo:
             if not entry.is_dir():
                 continue
             if definition_file(entry) is None:
-                repo.errors.append(
-                    DefinitionError(
-                        entry, None, None, "a suite folder needs suite.yaml or test_suite.py"
-                    )
-                )
+                repo.skipped.append(entry)
                 continue
             try:
                 suite = load_suite(entry, repo.clusters, root, broken)

@@ -7,6 +7,7 @@ suite means the same thing whichever way it was written.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,11 @@ SUITE_KEYS = frozenset(
         "timeout",
         "tags",
         "params",
+        "shell",
     }
 )
+# How XrdTest's slave ran every script: `Popen(script, shell=True)`, no -e.
+XRDTEST_SHELL = ("/bin/sh",)
 CASE_KEYS = frozenset(
     {
         "name",
@@ -180,6 +184,10 @@ def build(
     check("tags", fields.string_map)
     check("params", fields.mapping)
     check("schedule", parse_schedule)
+    check("shell", _shell)
+    if where.file.suffix == ".py":
+        values["xrdtest"] = True
+        values.setdefault("shell", XRDTEST_SHELL)
 
     cluster = _cluster(raw, where, clusters, broken, problems)
     if cluster is not None:
@@ -398,6 +406,19 @@ def _case(
         return None
     values["options"] = options
     return Case(**values)
+
+
+def _shell(value: Any) -> tuple[str, ...]:
+    """`sh`, `bash -e`, `/bin/zsh`: a program that takes `-c SCRIPT NAME`."""
+    if not isinstance(value, str):
+        raise FieldError(f"must be a shell command like `sh` or `bash -e`, not {value!r}")
+    try:
+        words = tuple(shlex.split(value))
+    except ValueError as exc:
+        raise FieldError(f"cannot be read as a command ({exc}): {value!r}") from None
+    if not words:
+        raise FieldError("must name a shell, e.g. `sh` or `bash -e`")
+    return words
 
 
 def _policy(value: Any) -> AlertPolicy:
