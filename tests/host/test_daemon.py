@@ -11,6 +11,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from phalanx.host.daemon import WATCHES_KEPT, Agent, RecentIds
+from phalanx.tasks.shell import ShellTask
 from phalanx.wire.messages import (
     Ack,
     AgentMessage,
@@ -63,7 +64,9 @@ async def round_trip(ws: ServerConnection, seq: int) -> list[AgentMessage]:
 def start(stage_id: str, script: str) -> str:
     return encode(
         StageStart(
-            stage_id=stage_id, task=TaskSpec(type="shell", payload={"script": script}), timeout=30
+            stage_id=stage_id,
+            task=TaskSpec(type="shell", version=ShellTask.version, payload={"script": script}),
+            timeout=30,
         )
     )
 
@@ -144,7 +147,11 @@ async def test_log_watches_nobody_collects_do_not_pile_up(
                 encode(
                     StageStart(
                         stage_id=f"s{n}",
-                        task=TaskSpec(type="shell", payload={"script": "echo x >> app.log"}),
+                        task=TaskSpec(
+                            type="shell",
+                            version=ShellTask.version,
+                            payload={"script": "echo x >> app.log"},
+                        ),
                         timeout=30,
                         logs=["app.log"],
                     )

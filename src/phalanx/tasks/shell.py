@@ -13,9 +13,7 @@ DEFAULT_SHELL = ("bash", "-e")  # phalanx's own suites
 @dataclass(frozen=True)
 class ShellTask(Task):
     type: ClassVar[str] = "shell"
-    # Still 1 with `shell` added: its default is version 1's meaning, and an
-    # older agent refuses the unknown key instead of misreading it.
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: `shell`
 
     script: str  # @tags@ already substituted
     origin: str = "stage"  # where the script came from, for messages and $0
