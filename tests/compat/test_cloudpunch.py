@@ -5,6 +5,8 @@ module's name. Run through `phalanx run` on local hosts."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +334,97 @@ def test_phalanx_fail_outside_a_python_test_says_so() -> None:
 
     with pytest.raises(RuntimeError, match="outside a python test: why"):
         phalanx.fail("why")
+
+
+# --- 12: the interpreter a case's tests run under ---------------------------------
+
+WHERE = """\
+import sys
+from threading import Thread
+
+
+class CloudPunchTest(Thread):
+
+    def __init__(self, config):
+        self.config = config
+        self.final_results = 'NoData'
+        super(CloudPunchTest, self).__init__()
+
+    def run(self):
+        self.final_results = {'executable': sys.executable}
+"""
+
+
+def test_python_names_the_interpreter_and_a_bad_one_is_a_clear_error(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "other" / "bin"
+    bin_dir.mkdir(parents=True)
+    other = bin_dir / "python3"
+    other.symlink_to(sys.executable)  # the same Python by another path
+    old = bin_dir / "python2"  # says it is 2.7, as a Python 2 would
+    old.write_text("#!/bin/sh\necho 2 7\n")
+    old.chmod(0o755)
+    cases = f"""\
+  - name: other
+    kind: python
+    class: where:CloudPunchTest
+    python: {other}
+  - name: own
+    kind: python
+    class: where:CloudPunchTest
+  - name: missing
+    kind: python
+    class: where:CloudPunchTest
+    python: {tmp_path / "nowhere" / "python"}
+  - name: too_old
+    kind: python
+    class: where:CloudPunchTest
+    python: {old}
+"""
+    root = repo(tmp_path / "repo", cases)
+    (root / "test-suites" / "cp" / "where.py").write_text(WHERE)
+    # PYTHONPATH the agent does not have: the option alone must make phalanx importable
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = phalanx(str(root), "-s", "cp", "--plain", cwd=tmp_path, env=env)
+    assert done.returncode == 3, done.stdout + done.stderr  # cases in error
+    found = by_case(results(tmp_path))
+    assert found["other"]["status"] == "passed"
+    ran = run_stage(found["other"])["srv1.cp.test"]["data"]["final_results"]["where"]
+    assert ran == {"executable": str(other)}
+    own = run_stage(found["own"])["srv1.cp.test"]["data"]["final_results"]["where"]
+    assert own == {"executable": sys.executable}
+    missing = run_stage(found["missing"])["srv1.cp.test"]
+    assert missing["status"] == "error"
+    assert missing["reason"] == (
+        f"python: {tmp_path / 'nowhere' / 'python'}: no such executable on this host"
+    )
+    too_old = run_stage(found["too_old"])["srv1.cp.test"]
+    assert too_old["status"] == "error"
+    assert f"{old} is Python 2.7; phalanx's test child needs Python >= 3.11" in too_old["reason"]
+
+
+def test_cloudpunch_keys_are_checked_when_the_suite_loads(tmp_path: Path) -> None:
+    cases = """\
+  - name: star
+    kind: python
+    class: keys:CloudPunchTest
+    network_mode: star
+  - name: maybe
+    kind: python
+    class: keys:CloudPunchTest
+    servers_give_results: maybe
+  - name: number
+    kind: python
+    class: keys:CloudPunchTest
+    python: 3
+"""
+    root = repo(tmp_path / "repo", cases)
+    done = phalanx(str(root), "-s", "cp", "--plain", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    for problem in (
+        "suite.yaml:8: tests.star.network_mode: must be full or single-router or"
+        " single-network, not 'star'",
+        "suite.yaml:12: tests.maybe.servers_give_results: must be true or false, not 'maybe'",
+        "suite.yaml:16: tests.number.python: must be non-empty text, not 3",
+    ):
+        assert problem in done.stderr
+    assert not (tmp_path / "phalanx-results").exists()
