@@ -14,6 +14,7 @@ from phalanx.kinds import registry
 from phalanx.kinds.base import CaseSpec, StageContext, judge_exit
 from phalanx.model import Case, Status
 from phalanx.tasks import (
+    TASK_TYPES,
     ExecutableTask,
     Outcome,
     PythonTask,
@@ -89,7 +90,10 @@ def test_a_runners_child_process_reads_back_the_task_it_was_written(task: Task) 
     assert from_json(type(task), json.loads(written)) == task
 
 
-def refusal(task_type: str, payload: dict[str, Any], version: int = 1) -> str:
+def refusal(task_type: str, payload: dict[str, Any], version: int | None = None) -> str:
+    """`version` None: the type's own, so what is refused is the payload."""
+    if version is None:
+        version = TASK_TYPES[task_type].version if task_type in TASK_TYPES else 1
     with pytest.raises(TaskRefused) as info:
         task_of(through_the_wire(TaskSpec(type=task_type, version=version, payload=payload)))
     return str(info.value)
@@ -115,7 +119,7 @@ def test_a_payload_this_agent_cannot_read_is_refused_naming_type_and_field(
 ) -> None:
     text = refusal(task_type, payload)
     assert text.startswith("this agent (phalanx ")
-    assert f"cannot run this {task_type} task (version 1): " in text
+    assert f"cannot run this {task_type} task (version {TASK_TYPES[task_type].version}): " in text
     assert says in text
 
 
