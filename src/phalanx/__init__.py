@@ -5,7 +5,7 @@ package on every stage, and start-up time is overhead on every barrier.
 """
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "send", "sync", "wait"]
+__all__ = ["__version__", "fail", "send", "sync", "wait"]
 
 
 def sync(name: str, timeout: float | None = None) -> None:
@@ -21,6 +21,22 @@ def send(key: str, value: str = "") -> None:
 def wait(key: str, timeout: float | None = None) -> str:
     """Inside a stage: block until some host sent `key`; return its value."""
     return str(_ask({"op": "wait", "key": key}, timeout).get("value", ""))
+
+
+# Set by the python test child (phalanx.host.pychild) to a list it reads
+# when the tests are done: (thread, reason) per phalanx.fail call.
+_failures: list[tuple[object, str]] | None = None
+
+
+def fail(reason: str) -> None:
+    """Inside a python test: mark the test failed with `reason`, and return
+    (the test may still fill final_results). Recorded, not raised, so a test
+    that catches its own exceptions cannot swallow it."""
+    if _failures is None:
+        raise RuntimeError(f"phalanx.fail outside a python test: {reason}")
+    import threading
+
+    _failures.append((threading.current_thread(), str(reason)))
 
 
 def _ask(message: dict[str, str], timeout: float | None) -> dict[str, object]:

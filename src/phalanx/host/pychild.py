@@ -16,7 +16,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import phalanx
 from phalanx.tasks import PythonTask, from_json
+from phalanx.tasks.python import result_keys
 
 
 def install_modules(sources: dict[str, str], root: Path) -> None:
@@ -73,8 +75,21 @@ class _Test:
     def final_results(self) -> Any:
         return getattr(self.obj, "final_results", None)
 
+    def verdict(self, failures: list[tuple[object, str]]) -> str | None:
+        """Why the test failed though it raised nothing: its phalanx.fail
+        calls, or `passed = False` on the object."""
+        said = [reason for thread, reason in failures if thread is self.thread]
+        if said:
+            return f"{self.spec} failed: {'; '.join(said)}"
+        if getattr(self.obj, "passed", True) is False:
+            shown = json.dumps(self.final_results, default=repr)
+            return f"{self.spec} failed: passed is False (final_results: {shown[:200]})"
+        return None
+
 
 def run(task: PythonTask) -> dict[str, Any]:
+    failures: list[tuple[object, str]] = []
+    phalanx._failures = failures
     config = dict(task.config)
     delay = task.test_start_delay
     specs = list(task.classes)
@@ -97,10 +112,18 @@ def run(task: PythonTask) -> dict[str, Any]:
             _start(test, delay)
         for test in tests:
             test.thread.join()
-    errors += [t.error for t in tests if t.error]
-    results = {t.spec: t.final_results for t in tests}
-    for spec, value in results.items():
-        print(f"final_results[{spec}]: {json.dumps(value, default=repr)}", flush=True)
+    for test in tests:
+        errors += [e for e in (test.error, test.verdict(failures)) if e]
+    known = {t.thread for t in tests}
+    # From a thread the test started itself: the test it came from is unknown.
+    errors += [f"failed: {reason}" for thread, reason in failures if thread not in known]
+    keys = result_keys(task.classes)
+    results = {keys[t.spec]: t.final_results for t in tests}
+    for key, value in results.items():
+        print(f"final_results[{key}]: {json.dumps(value, default=repr)}", flush=True)
+    if not task.give_results:
+        print("final_results not kept: this server does not give results", flush=True)
+        results = {}
     return {"final_results": results, "error": "; ".join(errors) or None}
 
 

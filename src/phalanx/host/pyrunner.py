@@ -4,24 +4,41 @@ with its stage, not with the agent."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import os
 import sys
+from pathlib import Path
 
+import phalanx
 from phalanx.host.command import run_command
 from phalanx.host.context import RunnerContext
 from phalanx.tasks import Outcome, PythonTask, Task, WalksTask, to_json
 
+# The child imports phalanx, which needs this Python or later.
+LEAST_PYTHON = (3, 11)
+CHECK_TIMEOUT = 30.0  # seconds for another interpreter to say its version
 
-async def run_child(task: Task, ctx: RunnerContext, module: str) -> Outcome:
+
+async def run_child(task: Task, ctx: RunnerContext, module: str, python: str = "") -> Outcome:
     """Run `python -m MODULE TASK.json RESULT.json`; TASK.json is `task`,
-    which the child reads back into its class; RESULT.json is the data."""
+    which the child reads back into its class; RESULT.json is the data.
+    `python`: another interpreter than the agent's (phalanx's source folder
+    goes on its PYTHONPATH)."""
+    env = None
+    if python:
+        if problem := await unusable(python):
+            return Outcome(error=f"python: {problem}")
+        env = dict(ctx.env)
+        source = str(Path(phalanx.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
     scratch = ctx.scratch()
     task_path, result_path = scratch / "task.json", scratch / "result.json"
     task_path.write_text(json.dumps(to_json(task)))
     result_path.unlink(missing_ok=True)
-    command = [sys.executable, "-m", module, str(task_path), str(result_path)]
-    result = await run_command(ctx, command)
+    command = [python or sys.executable, "-m", module, str(task_path), str(result_path)]
+    result = await run_command(ctx, command, env=env)
     try:
         data = json.loads(result_path.read_text())
     except (OSError, ValueError):
@@ -32,7 +49,42 @@ async def run_child(task: Task, ctx: RunnerContext, module: str) -> Outcome:
 
 
 async def run_python(task: PythonTask, ctx: RunnerContext) -> Outcome:
-    return await run_child(task, ctx, "phalanx.host.pychild")
+    return await run_child(task, ctx, "phalanx.host.pychild", task.python)
+
+
+async def unusable(python: str) -> str | None:
+    """Why `python` cannot run phalanx's test child, or None if it can."""
+    if not os.path.isfile(python) or not os.access(python, os.X_OK):
+        return f"{python}: no such executable on this host"
+    probe = "import sys; print('%d %d' % sys.version_info[:2])"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            python,
+            "-c",
+            probe,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    except OSError as exc:
+        return f"{python}: cannot be started ({exc.strerror})"
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), CHECK_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return f"{python}: did not say its version within {CHECK_TIMEOUT:g} s"
+    try:
+        version = tuple(int(n) for n in out.split()[:2])
+    except ValueError:
+        version = ()
+    if proc.returncode != 0 or len(version) != 2:
+        return f"{python}: not a Python interpreter ({out.decode(errors='replace').strip()[:200]})"
+    if version < LEAST_PYTHON:
+        return (
+            f"{python} is Python {version[0]}.{version[1]}; phalanx's test child needs "
+            f"Python >= {LEAST_PYTHON[0]}.{LEAST_PYTHON[1]} (see docs/compat.md, CloudPunch)"
+        )
+    return None
 
 
 async def run_walks(task: WalksTask, ctx: RunnerContext) -> Outcome:
