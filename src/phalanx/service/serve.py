@@ -95,6 +95,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.service.auth import Auth
     from phalanx.service.config import ServiceConfig
     from phalanx.service.definitions import DefinitionSource, DirRepo, GitRepo, RepoSpec
+    from phalanx.service.metrics import ServiceMetrics
     from phalanx.service.queue import QueueSettings, RunQueue
     from phalanx.service.schedule import Scheduler
     from phalanx.store.store import Store
@@ -155,7 +156,12 @@ async def _main(config: object, repos: list[Path]) -> None:
                 await stack.enter_async_context(DefinitionSource(spec, data_dir=data))
                 for spec in specs
             ]
-            service = Service(config, store, auth, hub, queue, sources)
+            metrics = ServiceMetrics(
+                connected=lambda: sum(1 for link in hub.links.values() if link.connected.is_set()),
+                queued=queue.queue_length,
+            )
+            queue.metrics = metrics
+            service = Service(config, store, auth, hub, queue, sources, metrics=metrics)
             app = create_app(service)
             async with serving(app, config.host, config.port) as port:
                 hub.start()
