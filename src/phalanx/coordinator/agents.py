@@ -261,9 +261,19 @@ class AgentHub:
                     await link.connected.wait()
         return [link.name for link in links if not link.connected.is_set()]
 
+    @property
+    def ping_interval(self) -> float:
+        return max(self.heartbeat_timeout / 4, 0.05)
+
+    def _alive(self, link: AgentLink) -> bool:
+        """Whether the link's connection answered within the last heartbeat
+        interval (with half an interval's slack for the pong's way back)."""
+        idle = asyncio.get_running_loop().time() - link.last_seen
+        return idle <= self.ping_interval * 1.5
+
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = max(self.heartbeat_timeout / 4, 0.05)
+        interval = self.ping_interval
         seq = 0
         while True:
             await asyncio.sleep(interval)
@@ -315,6 +325,15 @@ class AgentHub:
             await connection.close(CLOSE_REFUSED, str(exc)[:120])
             return
         link = self.link(host)
+        if link.connection is not None and self._alive(link):
+            # Two agents under one name would take each other's stages; the
+            # newcomer is told why and does not retry. A connection that has
+            # missed its heartbeat is a dead socket its own agent is
+            # replacing, and gives way.
+            reason = f"an agent named {host} is already connected"
+            log.warning("refusing an agent connection: %s", reason)
+            await connection.close(CLOSE_REFUSED, reason[:120])
+            return
         if link.connection is not None:
             old = link.connection
             link.detach(old)

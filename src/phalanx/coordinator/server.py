@@ -25,8 +25,16 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
-    """Serve `app` for the duration of the block; yields the bound port."""
+async def serving(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> AsyncIterator[int]:
+    """Serve `app` for the duration of the block (over TLS with a certificate
+    and key); yields the bound port."""
     # proto must say TCP: asyncio sets TCP_NODELAY only on sockets that do, and
     # accepted sockets inherit it. Without it Nagle holds every second small
     # message until the peer's delayed ACK, 40 ms per barrier.
@@ -45,6 +53,8 @@ async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIter
         # network read is handled, and one read of deflated log output can
         # inflate to hundreds of messages (a run's output held in memory at once).
         ws_per_message_deflate=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

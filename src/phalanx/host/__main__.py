@@ -7,10 +7,13 @@ import argparse
 import asyncio
 import logging
 import os
+import ssl
 import sys
 from pathlib import Path
 
 from phalanx import argtypes
+
+CA_ENV = "PHALANX_AGENT_CA"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--token-file", type=Path, help="file holding the agent's token (else $PHALANX_AGENT_TOKEN)"
+    )
+    parser.add_argument(
+        "--ca",
+        type=Path,
+        default=os.environ.get(CA_ENV) or None,
+        metavar="FILE",
+        help=f"verify a wss:// coordinator with this CA certificate (else ${CA_ENV}, "
+        "else the system's CAs)",
     )
     parser.add_argument(
         "--give-up",
@@ -55,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print(f"phalanx agent: no token (use --token-file or ${TOKEN_ENV})", file=sys.stderr)
         return 2
+    context = None
+    if args.ca is not None:
+        try:
+            context = tls_client_context(args.ca)
+        except (OSError, ValueError) as exc:
+            print(f"phalanx agent: --ca {args.ca}: not a usable CA certificate ({exc})",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s {args.name} %(levelname)s %(message)s",
@@ -73,11 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir.resolve(),
         give_up_after=args.give_up,
         xrdtest_functions=xrdtest_functions,
+        ssl_context=context,
     )
     try:
         return asyncio.run(agent.run())
     except KeyboardInterrupt:
         return 130
+
+
+def tls_client_context(ca_file: Path) -> ssl.SSLContext:
+    """Trust only `ca_file` and check the coordinator's name. A certificate
+    in it that is not a CA's (the coordinator's own, pinned) is trusted as
+    it stands: partial chains are allowed."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 if __name__ == "__main__":

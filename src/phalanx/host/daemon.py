@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import shutil
+import ssl
 import sys
 import tempfile
 import uuid
@@ -149,8 +150,10 @@ class Agent:
         backoff_max: float = 5.0,
         give_up_after: float | None = None,
         xrdtest_functions: Path | None = None,  # installed copy; None: the agent's own
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self.ssl_context = ssl_context  # wss:// trusting this (`--ca`); None: the system's
         self.host = host
         self.token = token
         self.workdir = workdir
@@ -203,6 +206,8 @@ class Agent:
         delay = 0.05
         loop = asyncio.get_running_loop()
         disconnected_since = loop.time()
+        # websockets refuses an ssl argument on a ws:// URL: give it only for wss.
+        tls: dict[str, Any] = {"ssl": self.ssl_context} if self.ssl_context is not None else {}
         while not self.stopping.is_set():
             try:
                 async with connect(
@@ -213,6 +218,7 @@ class Agent:
                     ping_timeout=10,
                     max_size=64 * 1024 * 1024,
                     compression=None,  # the coordinator takes none (see coordinator/server.py)
+                    **tls,
                 ) as ws:
                     delay = 0.05
                     await self._session(ws)
@@ -223,6 +229,14 @@ class Agent:
                         "the coordinator refused this agent (HTTP %s)", exc.response.status_code
                     )
                     return EXIT_REFUSED
+            except ssl.SSLCertVerificationError as exc:
+                # Not a network blip: retrying cannot make the certificate trusted.
+                log.error(
+                    "cannot verify the coordinator's TLS certificate (%s); "
+                    "give the CA that issued it with --ca FILE",
+                    exc.verify_message or exc,
+                )
+                return EXIT_REFUSED
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 log.info("connection to %s lost: %s", self.url, exc)
             if self.refused is not None:

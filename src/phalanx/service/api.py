@@ -112,6 +112,15 @@ def create_app(service: Service) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics (open like `/healthz`: counts, no names or secrets)."""
+        if service.metrics is None:
+            return JSONResponse({"message": "metrics are not enabled"}, status_code=404)
+        from phalanx.service.metrics import CONTENT_TYPE
+
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
     @app.get("/api/suites", tags=["suites"])
     async def suites(who: Reader) -> list[dict[str, Any]]:
         return [_suite(service, c, e) for c, e in service.entries()]

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.auth import TokenBook
@@ -20,6 +21,9 @@ from phalanx.service.queue import RunQueue
 from phalanx.store.errors import NotFound
 from phalanx.store.runs import RunSummary
 from phalanx.store.store import Store
+
+if TYPE_CHECKING:
+    from phalanx.service.metrics import ServiceMetrics
 
 log = logging.getLogger("phalanx.service")
 
@@ -53,6 +57,7 @@ class Service:
     queue: RunQueue
     sources: Sequence[DefinitionSource] = ()
     next_runs: dict[str, datetime] = field(default_factory=dict)
+    metrics: ServiceMetrics | None = None  # `/metrics` serves it when set
 
     def catalogs(self) -> list[Catalog]:
         return [s.catalog for s in self.sources]

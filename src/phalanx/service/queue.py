@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phalanx import layout
 from phalanx.coordinator.runs import Coordinator, RunOptions, run_suite
@@ -32,6 +32,9 @@ from phalanx.store.runs import HostStageRecord, RunSummary
 from phalanx.store.store import Store
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import StageResult
+
+if TYPE_CHECKING:
+    from phalanx.service.metrics import ServiceMetrics
 
 log = logging.getLogger("phalanx.service")
 
@@ -78,6 +81,7 @@ class RunQueue:
         self.coordinator: Coordinator | None = None  # set once the server listens
         self.active: dict[str, ActiveRun] = {}  # run id -> queued or running, in queue order
         self._closed = False
+        self.metrics: ServiceMetrics | None = None  # set by `serve`
 
     # --- asking -------------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class RunQueue:
         if not active.started:
             del self.active[run_id]
             await self.store.runs.end(run_id, Status.CANCELLED, reason)
+            self._ended(Status.CANCELLED.value)
             log.info("run %s cancelled in the queue by %s", run_id, by)
             return Status.CANCELLED.value
         active.cancellation.cancel(reason)
@@ -204,6 +209,7 @@ class RunQueue:
                 self.coordinator, active.suite, options, (), active.cancellation
             )
             await self.store.runs.record_run_result(result, folder=folder)
+            self._ended(result.status.value)
             log.info("run %s ended: %s", active.id, result.status.value)
             await self._alert(active.suite, result, folder)
             await self._prune()
@@ -213,9 +219,14 @@ class RunQueue:
             log.exception("run %s failed in the service", active.id)
             with contextlib.suppress(Exception):
                 await self.store.runs.end(active.id, Status.ERROR, f"the service failed: {exc}")
+            self._ended(Status.ERROR.value)
         finally:
             self.active.pop(active.id, None)
             self._dispatch()
+
+    def _ended(self, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.run_ended(status)
 
     def _journal(self, run_id: str) -> Callable[[str, StageResult], Awaitable[None]]:
         runs = self.store.runs
@@ -224,6 +235,8 @@ class RunQueue:
             await runs.record_stage_result(record)
 
         def journal(host: str, message: StageResult) -> Awaitable[None]:
+            if self.metrics is not None:
+                self.metrics.stage_ended(message.started_at, message.ended_at)
             case, stage = split_stage_id(run_id, message.stage_id)
             return write(
                 HostStageRecord(

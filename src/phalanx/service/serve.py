@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -58,11 +59,14 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DEFINITIONS
-    if config.tls_cert is not None:
-        print(
-            "error: phalanx serve does not serve TLS yet: unset tls_cert/tls_key", file=sys.stderr
-        )
-        return EXIT_DEFINITIONS
+    if config.tls_cert is not None and config.tls_key is not None:
+        from phalanx.service.ca import CAError, server_context
+
+        try:
+            server_context(config.tls_cert, config.tls_key)  # a bad pair fails here, not later
+        except CAError as exc:
+            print(f"error: tls_cert/tls_key: {exc}", file=sys.stderr)
+            return EXIT_DEFINITIONS
     missing = [p for p in args.repo if not p.is_dir()]
     if missing:
         print(f"error: --repo {missing[0]}: no such folder", file=sys.stderr)
@@ -86,20 +90,29 @@ def _log_to_stderr() -> None:
 
 async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.coordinator.agents import AgentHub
+    from phalanx.coordinator.app import AGENT_PATH
     from phalanx.coordinator.auth import TokenBook
     from phalanx.coordinator.runs import Coordinator
     from phalanx.coordinator.server import serving
+    from phalanx.host.__main__ import CA_ENV
     from phalanx.service.alerts import SmtpSettings
     from phalanx.service.api import create_app
     from phalanx.service.app import Service, ServiceTokens
     from phalanx.service.auth import Auth
     from phalanx.service.config import ServiceConfig
     from phalanx.service.definitions import DefinitionSource, DirRepo, GitRepo, RepoSpec
+    from phalanx.service.metrics import ServiceMetrics
     from phalanx.service.queue import QueueSettings, RunQueue
     from phalanx.service.schedule import Scheduler
     from phalanx.store.store import Store
 
     assert isinstance(config, ServiceConfig)
+
+    class TlsCoordinator(Coordinator):
+        @property
+        def agent_url(self) -> str:
+            return f"wss://{self.host}:{self.port}{AGENT_PATH}"
+
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
     log.info("database %s, data in %s", config.safe_database(), data.resolve())
@@ -155,17 +168,36 @@ async def _main(config: object, repos: list[Path]) -> None:
                 await stack.enter_async_context(DefinitionSource(spec, data_dir=data))
                 for spec in specs
             ]
-            service = Service(config, store, auth, hub, queue, sources)
+            metrics = ServiceMetrics(
+                connected=lambda: sum(1 for link in hub.links.values() if link.connected.is_set()),
+                queued=queue.queue_length,
+            )
+            queue.metrics = metrics
+            service = Service(config, store, auth, hub, queue, sources, metrics=metrics)
             app = create_app(service)
-            async with serving(app, config.host, config.port) as port:
+            tls = config.tls_cert is not None and config.tls_key is not None
+            async with serving(
+                app,
+                config.host,
+                config.port,
+                ssl_certfile=str(config.tls_cert) if tls else None,
+                ssl_keyfile=str(config.tls_key) if tls else None,
+            ) as port:
                 hub.start()
                 # What hosts call the coordinator (@coordinator@, and the
                 # local agents' URL): the public URL's host when there is one.
                 local = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
                 public = urlsplit(config.public_url).hostname if config.public_url else None
-                queue.start(Coordinator(hub, book, public or local, port))
+                if tls:
+                    # The agents this service starts itself (`provider: local`)
+                    # connect over wss and trust the service's own certificate.
+                    os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
+                    queue.start(TlsCoordinator(hub, book, public or local, port))
+                else:
+                    queue.start(Coordinator(hub, book, public or local, port))
                 shown = f"[{config.host}]" if ":" in config.host else config.host
-                log.info("listening on http://%s:%d (API docs at /docs)", shown, port)
+                scheme = "https" if tls else "http"
+                log.info("listening on %s://%s:%d (API docs at /docs)", scheme, shown, port)
                 scheduler = await stack.enter_async_context(Scheduler(service.fire))
 
                 def reschedule() -> None:

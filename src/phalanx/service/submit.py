@@ -41,6 +41,12 @@ def add_command(
         "--token-file", type=Path, metavar="FILE", help=f"a user API token (else ${TOKEN_ENV})"
     )
     parser.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="verify an https:// service with this CA certificate (else the system's CAs)",
+    )
+    parser.add_argument(
         "--wait", action="store_true", help="follow the run and exit with its exit code"
     )
     parser.add_argument("--rerun", metavar="ID", help="run a past run's suite again (no SUITE)")
@@ -81,9 +87,20 @@ def submit(args: argparse.Namespace) -> int:
     if not token:
         _err(f"error: no token: give --token-file FILE or set ${TOKEN_ENV}")
         return EXIT_DEFINITIONS
+    verify: Any = True
+    if args.ca is not None:
+        from phalanx.host.__main__ import tls_client_context
+
+        try:
+            verify = tls_client_context(args.ca)
+        except (OSError, ValueError) as exc:
+            _err(f"error: --ca {args.ca}: not a usable CA certificate ({exc})")
+            return EXIT_DEFINITIONS
     base = args.coordinator.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(
+        base_url=base, headers=headers, timeout=REQUEST_TIMEOUT, verify=verify
+    ) as client:
         try:
             if args.rerun is not None:
                 response = client.post(
