@@ -448,3 +448,22 @@ def test_alerts_are_sent_and_kept_with_the_run_and_retention_prunes(tmp_path: Pa
         stop(service)
         receiver.shutdown()
         dead.close()
+
+
+def test_a_person_signs_in_with_a_password_and_out_again(served: Served) -> None:
+    served.admin("user", "add", "lena", "--role", "operator", stdin=PASSWORD + "\n")
+    with served.client() as browser:
+        wrong = browser.post("/api/login", json={"name": "lena", "password": "not it"})
+        assert wrong.status_code == 401
+        assert wrong.json() == {"message": "wrong name or password"}
+        assert browser.get("/api/suites").status_code == 401
+        signed = browser.post("/api/login", json={"name": "lena", "password": PASSWORD})
+        assert signed.status_code == 200 and signed.json() == {"name": "lena", "role": "operator"}
+        cookie = signed.headers["set-cookie"].lower()
+        assert "phalanx_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+        assert PASSWORD not in served.log.read_text()
+        # The session cookie reads and writes as the user's role allows.
+        assert browser.get("/api/suites").status_code == 200
+        assert browser.post("/api/suites/good/runs").status_code == 201
+        assert browser.post("/api/logout").status_code == 200
+        assert browser.get("/api/suites").status_code == 401

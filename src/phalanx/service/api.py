@@ -46,6 +46,13 @@ class RerunRequest(BaseModel):
     failed_only: bool = False  # only the cases that did not pass (or skip)
 
 
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    password: str
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -120,6 +127,33 @@ def create_app(service: Service) -> FastAPI:
         from phalanx.service.metrics import CONTENT_TYPE
 
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.post("/api/login", tags=["service"])
+    async def login(body: LoginRequest) -> JSONResponse:
+        """Sign in with a name and password; the session is a cookie the
+        browser keeps (HttpOnly, SameSite=Lax, Secure when served over TLS)."""
+        who = await service.auth.verify_password(body.name, body.password)
+        if who is None:
+            raise ApiError(401, "wrong name or password")
+        response = JSONResponse({"name": who.name, "role": who.role.value})
+        response.set_cookie(
+            SESSION_COOKIE,
+            await service.auth.create_session(who.name),
+            max_age=int(service.auth.session_ttl.total_seconds()),
+            httponly=True,
+            samesite="lax",
+            secure=service.config.tls_cert is not None,
+        )
+        return response
+
+    @app.post("/api/logout", tags=["service"])
+    async def logout(request: Request) -> JSONResponse:
+        """End this browser's session (a no-op without one)."""
+        if cookie := request.cookies.get(SESSION_COOKIE):
+            await service.auth.end_session(cookie)
+        response = JSONResponse({"message": "signed out"})
+        response.delete_cookie(SESSION_COOKIE)
+        return response
 
     @app.get("/api/suites", tags=["suites"])
     async def suites(who: Reader) -> list[dict[str, Any]]:
