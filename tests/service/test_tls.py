@@ -34,10 +34,16 @@ def test_agents_and_submit_trust_the_service_through_the_ca(tmp_path: Path) -> N
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
+    repo = make_repo(tmp_path / "defs")
+    # Stage scripts reach the service's web routes (/showScript) over https.
+    proto = repo / "test-suites" / "proto"
+    (proto / "tc" / "a").mkdir(parents=True)
+    (proto / "tc" / "a" / "run.sh").write_text('test "@proto@" = https\n')
+    (proto / "suite.yaml").write_text("cluster: one\ntests: [a]\ntimeout: 60\n")
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         serve = subprocess.Popen(
-            [sys.executable, "-m", "phalanx.cli", "serve", "--repo", str(make_repo(tmp_path / "defs")),
+            [sys.executable, "-m", "phalanx.cli", "serve", "--repo", str(repo),
              "--listen", "127.0.0.1:0", "--data", str(data)],
             cwd=tmp_path, stdout=out, stderr=out, text=True,
             env=clean | {"PHALANX_CONNECT_TIMEOUT": "20",
@@ -79,7 +85,7 @@ def test_agents_and_submit_trust_the_service_through_the_ca(tmp_path: Path) -> N
         submit = [sys.executable, "-m", "phalanx.cli", "submit", "--coordinator", url,
                   "--token-file", str(tmp_path / "user.token"), "--wait"]  # fmt: skip
         # A remote agent's suite, and a local one (the service's own agents over wss).
-        for suite in ("far", "good"):
+        for suite in ("far", "good", "proto"):
             done = subprocess.run(
                 [*submit, suite, "--ca", str(ca / "ca.pem")],
                 capture_output=True, text=True, timeout=120, env=clean,

@@ -72,6 +72,11 @@ class Coordinator:
     def agent_url(self) -> str:
         return f"ws://{self.host}:{self.port}{AGENT_PATH}"
 
+    @property
+    def proto(self) -> str:
+        """How hosts reach its web routes (`@proto@`), e.g. /showScript."""
+        return "http"
+
 
 @contextlib.asynccontextmanager
 async def open_coordinator(
@@ -134,7 +139,7 @@ async def run_suite(
             engine = Lockstep(
                 suite,
                 fleet,
-                RunContext(run_id, coordinator.host, coordinator.port, "http"),
+                RunContext(run_id, coordinator.host, coordinator.port, coordinator.proto),
                 emit,
                 addresses=(
                     provider.addresses(hosts)

@@ -113,6 +113,10 @@ async def _main(config: object, repos: list[Path]) -> None:
         def agent_url(self) -> str:
             return f"wss://{self.host}:{self.port}{AGENT_PATH}"
 
+        @property
+        def proto(self) -> str:
+            return "https"
+
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
     log.info("database %s, data in %s", config.safe_database(), data.resolve())
