@@ -58,9 +58,9 @@ def _repo(root: Path, finalize: str) -> Path:
     return suite
 
 
-def _start(suite: Path, cwd: Path) -> subprocess.Popen[str]:
+def _start(suite: Path, cwd: Path, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "--plain"],
+        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "--plain", *options],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -157,13 +157,7 @@ def test_a_second_signal_cuts_the_finalizes_short_and_still_writes_the_reports(
 
 def test_finalizes_that_outlast_the_cancel_grace_are_cut_short(tmp_path: Path) -> None:
     suite = _repo(tmp_path / "repo", HANGING_FINALIZE)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "--plain", "--cancel-grace", "3"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(suite, tmp_path, "--cancel-grace", "3")
     try:
         hosts = run_folder(tmp_path, proc) / "hosts"
         wait_for([hosts / h / "running" for h in HOSTS], proc)
