@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 from phalanx import argtypes
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
+from phalanx.model import PROVIDERS
 
 
 class Exit(Exception):
@@ -107,6 +108,16 @@ def run(args: argparse.Namespace) -> int:
     from phalanx.load.tree import tree_folder
 
     if tree_folder(args.path) is not None:
+        if args.provider:
+            from phalanx.report.terminal import shown_path
+
+            _print_errors(
+                [
+                    f"{shown_path(args.path)}: --provider applies to suites; "
+                    "a test tree runs its tests on this machine"
+                ]
+            )
+            return EXIT_DEFINITIONS
         from phalanx.tree.cli import TreeArgs
         from phalanx.tree.cli import main as run_tree
 
@@ -172,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(
         results=args.results,
         heartbeat_timeout=args.heartbeat_timeout,
+        provider_override=args.provider,
         connect_timeout=args.connect_timeout,
         reports=ReportPaths(json=args.json, junit=args.junit, tap=args.tap),
         run_id=run_id,
@@ -387,6 +399,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     )
     suites = parser.add_argument_group("suites")
     suites.add_argument("--plain", action="store_true", help="one line per event, no live view")
+    suites.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        help="serve the hosts this way, whatever the cluster says "
+        "(netns: a network namespace per host; needs root)",
+    )
     suites.add_argument(
         "--heartbeat-timeout",
         type=argtypes.seconds,

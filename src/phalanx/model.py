@@ -96,6 +96,28 @@ class Network:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Link:
+    """Conditions on a host's link to the cluster network (`tc netem`/`tbf`
+    on its veth): what a WAN or a bad cable would do."""
+
+    delay: float | None = None  # seconds, one way
+    jitter: float | None = None  # seconds, around `delay`
+    loss: float | None = None  # percent of packets dropped
+    rate: int | None = None  # bits per second
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SshAccess:
+    """How phalanx logs in to a host of the `ssh` provider."""
+
+    user: str | None = None  # None: the local user's name
+    port: int = 22
+    address: str | None = None  # None: the host's `ip`, else its name
+    key_file: str | None = None  # None: the SSH agent's or the user's default keys
+    known_hosts: str | None = None  # None: ~/.ssh/known_hosts; the host key is always checked
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Host:
     name: str  # usually fully qualified: srv1.xrd.test
     ip: str | None = None
@@ -107,6 +129,8 @@ class Host:
     boot_image: str | None = None
     disks: tuple[Disk, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
+    link: Link | None = None  # netns (and VM) hosts only
+    ssh: SshAccess | None = None  # the `ssh` provider's hosts
 
     @property
     def short_name(self) -> str:
@@ -123,17 +147,25 @@ class Cluster:
     network: Network | None = None
     source: Path | None = None
     # Who serves the hosts: `local` (an agent process per host, started for
-    # the run) or `agents` (remote agents connected under the hosts' names);
+    # the run), `netns` (the same, each in network, UTS and mount namespaces
+    # of its own on a bridge), `ssh` (an agent started over SSH on a real
+    # machine) or `agents` (remote agents connected under the hosts' names);
     # None: the runner's default (`phalanx run`: local, `phalanx serve`: agents).
     provider: str | None = None
+    # Names every host resolves to the coordinator (netns hosts' /etc/hosts).
+    # An XrdTest cluster gets its master's name, `master.xrd.test`.
+    coordinator_aliases: tuple[str, ...] = ()
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.answers_to(name)), None)
 
 
 PROVIDER_LOCAL = "local"
+PROVIDER_NETNS = "netns"
+PROVIDER_SSH = "ssh"
 PROVIDER_AGENTS = "agents"
-PROVIDERS = (PROVIDER_LOCAL, PROVIDER_AGENTS)
+PROVIDERS = (PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_SSH, PROVIDER_AGENTS)
+XRDTEST_MASTER = "master.xrd.test"  # what XrdTest's slaves called their master
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

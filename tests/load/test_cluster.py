@@ -147,3 +147,71 @@ def test_validate_refuses_an_injected_host_name_before_anything_runs(tmp_path: P
             done.stdout + done.stderr
         )
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_link_conditions_and_ssh_access_load_in_their_units(tmp_path: Path) -> None:
+    cluster = load_cluster(
+        write(
+            tmp_path,
+            """
+            provider: netns
+            coordinator_aliases: [boss.lab]
+            hosts:
+              - name: a.lab
+                link: {delay: 20ms, jitter: 5ms, loss: 1%, rate: 10mbit}
+              - name: b.lab
+                ssh: {user: tester, port: 2222, key_file: ~/.ssh/lab, address: 10.9.0.2}
+            """,
+        )
+    )
+    a, b = cluster.hosts
+    assert cluster.provider == "netns"
+    assert cluster.coordinator_aliases == ("boss.lab",)
+    assert a.link is not None
+    assert (a.link.delay, a.link.jitter, a.link.loss, a.link.rate) == (0.02, 0.005, 1.0, 10**7)
+    assert b.ssh is not None
+    assert (b.ssh.user, b.ssh.port, b.ssh.key_file, b.ssh.address) == (
+        "tester",
+        2222,
+        "~/.ssh/lab",
+        "10.9.0.2",
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        ("{name: a, link: {delay: soon}}", "must be seconds"),
+        ("{name: a, link: {loss: 120%}}", "from 0% to 100%"),
+        ("{name: a, link: {rate: fast}}", "must be a rate like 10mbit"),
+        ("{name: a, link: {dealy: 20ms}}", "did you mean 'delay'"),
+        ("{name: a, ssh: {port: 70000}}", "from 1 to 65535"),
+        ("{name: a, ssh: {address: 'x;y'}}", "is not a host name"),
+    ],
+)
+def test_a_bad_link_or_ssh_value_is_named_with_its_line(
+    tmp_path: Path, host: str, says: str
+) -> None:
+    found = problems(write(tmp_path, f"hosts:\n  - {host}\n"))
+    assert len(found) == 1, found
+    assert "lab.yaml:2" in found[0] and says in found[0], found[0]
+
+
+def test_an_xrdtest_cluster_names_its_master(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        from XrdTest.ClusterUtils import Cluster, Host
+
+        def getCluster():
+            cluster = Cluster()
+            cluster.name = "lab"
+            host = Host()
+            host.name = "srv1.xrd.test"
+            host.ip = "192.168.127.3"
+            cluster.addHost(host)
+            return cluster
+        """,
+        name="lab.py",
+    )
+    assert load_cluster(path).coordinator_aliases == ("master.xrd.test",)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation
 from phalanx.events import Fanout, Sink
 from phalanx.model import PROVIDER_AGENTS, PROVIDER_LOCAL, RunResult, Status, Suite
-from phalanx.providers.base import AgentSpec, ProvisionError
-from phalanx.providers.local import LocalProvider
+from phalanx.providers.base import AgentSpec, Provider, ProvisionError
+from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
@@ -50,6 +51,8 @@ class RunOptions:
     # `local` starts an agent process per host for the run; `agents` waits
     # for remote agents, connected on their own, named like the hosts.
     provider: str = PROVIDER_LOCAL
+    # Whoever serves the hosts, whatever the cluster says (`--provider`).
+    provider_override: str | None = None
     # Called with each result before the folder's journal has it acked
     # (the service's store); an awaitable holds the ack until it is done.
     journal: Journal | None = None
@@ -67,6 +70,9 @@ class Coordinator:
     tokens: TokenBook
     host: str
     port: int
+    # Serve the agent endpoint on one more address for a block (a provider's
+    # bridge), yielding the port; None: this coordinator cannot.
+    also_listen: Callable[[str], AbstractAsyncContextManager[int]] | None = None
 
     @property
     def agent_url(self) -> str:
@@ -101,7 +107,7 @@ async def open_coordinator(
     async with serving(app, host, port) as bound:
         hub.start()
         try:
-            yield Coordinator(hub, tokens, host, bound)
+            yield Coordinator(hub, tokens, host, bound, lambda address: serving(app, address, 0))
         finally:
             await hub.stop()
 
@@ -122,9 +128,91 @@ async def run_suite(
     run_id = options.run_id or layout.new_run_id()
     folder = RunFolder(options.results / run_id)
     emit = Fanout([folder, *sinks])
+    provider: Provider | None = None
+    refused: str | None = None
+    name = provider_name(suite, options)
+    if name != PROVIDER_AGENTS:
+        try:
+            provider = make_provider(
+                name, cluster=suite.cluster, root=folder.path / "hosts", run_id=run_id
+            )
+        except ProvisionError as exc:
+            refused = str(exc)
+    try:
+        async with _provided(coordinator, provider, refused) as reach:
+            result = await _run_provided(
+                coordinator, reach, suite, options, run_id, folder, emit, provider, cancellation
+            )
+    finally:
+        folder.close()
+    write_reports(result, folder.path, options.reports)
+    return result, folder.path
+
+
+def provider_name(suite: Suite, options: RunOptions) -> str:
+    return options.provider_override or suite.cluster.provider or options.provider
+
+
+@dataclass(frozen=True)
+class _Reach:
+    """How this run's hosts reach the coordinator, or why they cannot."""
+
+    host: str
+    port: int
+    problem: str | None = None
+
+    @property
+    def agent_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{AGENT_PATH}"
+
+
+@contextlib.asynccontextmanager
+async def _provided(
+    coordinator: Coordinator, provider: Provider | None, refused: str | None
+) -> AsyncIterator[_Reach]:
+    """The provider opened (its networks made) for the block, and the
+    coordinator listening where the provider's hosts can reach it; closed
+    after, however the run ended."""
+    if provider is None:
+        yield _Reach(coordinator.host, coordinator.port, refused)
+        return
+    try:
+        await provider.open()
+    except ProvisionError as exc:
+        try:
+            yield _Reach(coordinator.host, coordinator.port, str(exc))
+        finally:
+            await provider.close()
+        return
+    try:
+        address = provider.listen_address
+        if address is None or address == coordinator.host:
+            yield _Reach(coordinator.host, coordinator.port)
+        elif coordinator.also_listen is None:
+            yield _Reach(
+                coordinator.host,
+                coordinator.port,
+                f"these hosts reach the coordinator on {address}, where it cannot listen",
+            )
+        else:
+            async with coordinator.also_listen(address) as port:
+                yield _Reach(address, port)
+    finally:
+        await provider.close()
+
+
+async def _run_provided(
+    coordinator: Coordinator,
+    reach: _Reach,
+    suite: Suite,
+    options: RunOptions,
+    run_id: str,
+    folder: RunFolder,
+    emit: Fanout,
+    provider: Provider | None,
+    cancellation: Cancellation,
+) -> RunResult:
     hub, book = coordinator.hub, coordinator.tokens
-    remote = (suite.cluster.provider or options.provider) == PROVIDER_AGENTS
-    provider = None if remote else LocalProvider(folder.path / "hosts")
     hosts = list(suite.hosts)
     names = [h.name for h in hosts]
     tokens: list[str] = []
@@ -134,63 +222,61 @@ async def run_suite(
         folder.journal(host, result)
         return options.journal(host, result) if options.journal is not None else None
 
-    try:
-        with RunFleet(hub, run_id, names, journal=journal, emit=emit) as fleet:
-            engine = Lockstep(
-                suite,
-                fleet,
-                RunContext(run_id, coordinator.host, coordinator.port, coordinator.proto),
-                emit,
-                addresses=(
-                    provider.addresses(hosts)
-                    if provider is not None
-                    else {h.name: h.ip or h.name for h in hosts}
-                ),
-                diskmounts={
-                    h.name: provider.diskmounts(h) if provider is not None else "" for h in hosts
-                },
-                cancellation=cancellation,
-            )
-            try:
-                if provider is not None:
-                    specs = []
-                    for h in hosts:
-                        tokens.append(book.issue(h.name))
-                        specs.append(AgentSpec(h, coordinator.agent_url, tokens[-1]))
-                    await provider.up(specs)
-                else:
-                    absent = [n for n in names if not hub.link(n).connected.is_set()]
-                    if absent:
-                        status("waiting for agents: " + ", ".join(absent))
-                missing = await _wait_connected(hub, names, options.connect_timeout, cancellation)
-                status("")
-                if cancellation.reason is not None:
-                    result = engine.fail_before_start(Status.CANCELLED, cancellation.reason)
-                elif missing:
-                    result = engine.fail_before_start(
-                        Status.ERROR,
-                        f"agents did not connect within {options.connect_timeout:g}s: "
-                        + ", ".join(missing),
-                    )
-                else:
-                    result = await engine.execute()
-            except ProvisionError as exc:
-                result = engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
-            finally:
-                if provider is not None:
-                    # An agent known lost (killed, frozen) is not asked nor waited for.
-                    lost = {n for n in names if (link := hub.links.get(n)) and link.lost}
-                    hub.shutdown(n for n in names if n not in lost)
-                    await provider.down(lost)
-                    # The agents are gone with the run: so are their tokens and links.
-                    for token in tokens:
-                        book.revoke(token)
-                    hub.forget(names)
-                # Remote agents outlive the run: they stay connected for the next.
-    finally:
-        folder.close()
-    write_reports(result, folder.path, options.reports)
-    return result, folder.path
+    with RunFleet(hub, run_id, names, journal=journal, emit=emit) as fleet:
+        engine = Lockstep(
+            suite,
+            fleet,
+            RunContext(run_id, reach.host, reach.port, coordinator.proto),
+            emit,
+            addresses=(
+                provider.addresses(hosts)
+                if provider is not None
+                else {h.name: h.ip or h.name for h in hosts}
+            ),
+            diskmounts={
+                h.name: provider.diskmounts(h) if provider is not None else "" for h in hosts
+            },
+            cancellation=cancellation,
+        )
+        try:
+            if reach.problem is not None:
+                raise ProvisionError(reach.problem)
+            if provider is not None:
+                specs = []
+                for h in hosts:
+                    tokens.append(book.issue(h.name))
+                    specs.append(AgentSpec(h, reach.agent_url, tokens[-1]))
+                await provider.up(specs)
+            else:
+                absent = [n for n in names if not hub.link(n).connected.is_set()]
+                if absent:
+                    status("waiting for agents: " + ", ".join(absent))
+            missing = await _wait_connected(hub, names, options.connect_timeout, cancellation)
+            status("")
+            if cancellation.reason is not None:
+                result = engine.fail_before_start(Status.CANCELLED, cancellation.reason)
+            elif missing:
+                result = engine.fail_before_start(
+                    Status.ERROR,
+                    f"agents did not connect within {options.connect_timeout:g}s: "
+                    + ", ".join(missing),
+                )
+            else:
+                result = await engine.execute()
+        except ProvisionError as exc:
+            result = engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
+        finally:
+            if provider is not None:
+                # An agent known lost (killed, frozen) is not asked nor waited for.
+                lost = {n for n in names if (link := hub.links.get(n)) and link.lost}
+                hub.shutdown(n for n in names if n not in lost)
+                await provider.down(lost)
+                # The agents are gone with the run: so are their tokens and links.
+                for token in tokens:
+                    book.revoke(token)
+                hub.forget(names)
+            # Remote agents outlive the run: they stay connected for the next.
+    return result
 
 
 def _no_status(text: str) -> None:

@@ -11,9 +11,9 @@ from phalanx.load import fields, netaddr, pydef, yamlsrc
 from phalanx.load.errors import Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.xrdtest import Cluster as XrdCluster
-from phalanx.model import PROVIDERS, Cluster, Disk, Host, Network
+from phalanx.model import PROVIDERS, XRDTEST_MASTER, Cluster, Disk, Host, Link, Network, SshAccess
 
-CLUSTER_KEYS = {"name", "description", "hosts", "network", "provider"}
+CLUSTER_KEYS = {"name", "description", "hosts", "network", "provider", "coordinator_aliases"}
 # YAML takes snake_case; XrdTest's camelCase is accepted too.
 HOST_KEYS = {
     "name": "name",
@@ -28,7 +28,11 @@ HOST_KEYS = {
     "bootImage": "boot_image",
     "disks": "disks",
     "params": "params",
+    "link": "link",
+    "ssh": "ssh",
 }
+LINK_KEYS = {"delay", "jitter", "loss", "rate"}
+SSH_KEYS = {"user", "port", "address", "key_file", "known_hosts"}
 DISK_KEYS = {"name", "size", "device", "mount_point", "mountPoint", "cache"}
 NETWORK_KEYS = {
     "name": "name",
@@ -82,9 +86,20 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
     provider = data.get("provider")
     if provider is not None and provider not in PROVIDERS:
         problems.errors.append(src.error(f"must be one of {', '.join(PROVIDERS)}", "provider"))
+    aliases: tuple[str, ...] = ()
+    if data.get("coordinator_aliases") is not None:
+        try:
+            aliases = tuple(netaddr.hostname(a) for a in fields.names(data["coordinator_aliases"]))
+        except FieldError as exc:
+            problems.errors.append(src.error(str(exc), "coordinator_aliases"))
     problems.raise_if_any()
     return Cluster(
-        name=str(name), hosts=tuple(hosts), network=network, source=src.file, provider=provider
+        name=str(name),
+        hosts=tuple(hosts),
+        network=network,
+        source=src.file,
+        provider=provider,
+        coordinator_aliases=aliases,
     )
 
 
@@ -134,6 +149,10 @@ def _host_field(field: str, value: Any) -> Any:
         if not isinstance(value, list):
             raise FieldError("must be a list of disks")
         return value
+    if field == "link":
+        return _link(value)
+    if field == "ssh":
+        return _ssh(value)
     if value is None:
         return None
     text = fields.text(value)
@@ -143,6 +162,52 @@ def _host_field(field: str, value: Any) -> Any:
 
 _ADDRESS_FIELDS = {"name": netaddr.hostname, "ip": netaddr.ip, "mac": netaddr.mac}
 _NETWORK_ADDRESSES = {"ip": netaddr.ip, "netmask": netaddr.netmask}
+
+
+def _link(raw: Any) -> Link:
+    if not isinstance(raw, dict):
+        raise FieldError(
+            "must be a mapping like {delay: 20ms, jitter: 5ms, loss: 1%, rate: 10mbit}"
+        )
+    unknown = set(raw) - LINK_KEYS
+    if unknown:
+        raise FieldError(fields.unknown_key(min(unknown, key=str), LINK_KEYS, "link key"))
+    return Link(
+        delay=fields.seconds(raw["delay"]) if raw.get("delay") is not None else None,
+        jitter=fields.seconds(raw["jitter"]) if raw.get("jitter") is not None else None,
+        loss=fields.percent(raw["loss"]) if raw.get("loss") is not None else None,
+        rate=fields.bitrate(raw["rate"]) if raw.get("rate") is not None else None,
+    )
+
+
+def _ssh(raw: Any) -> SshAccess:
+    if raw is None:
+        return SshAccess()
+    if not isinstance(raw, dict):
+        raise FieldError(
+            "must be a mapping like {user: test, port: 22, key_file: ~/.ssh/id_ed25519}"
+        )
+    unknown = set(raw) - SSH_KEYS
+    if unknown:
+        raise FieldError(fields.unknown_key(min(unknown, key=str), SSH_KEYS, "ssh key"))
+    port = raw.get("port", 22)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise FieldError(f"ssh port must be a number from 1 to 65535, not {port!r}")
+    address = raw.get("address")
+    if address is not None:
+        text = fields.text(address)
+        address = netaddr.ip(text) if text[:1].isdigit() else netaddr.hostname(text)
+
+    def optional(key: str) -> str | None:
+        return fields.text(raw[key]) if raw.get(key) is not None else None
+
+    return SshAccess(
+        user=optional("user"),
+        port=port,
+        address=address,
+        key_file=optional("key_file"),
+        known_hosts=optional("known_hosts"),
+    )
 
 
 def _disk(raw: Any) -> Disk:
@@ -301,7 +366,13 @@ def from_python(file: Path) -> Cluster:
         )
     _check_unique(hosts, problems, lambda _i: None)
     problems.raise_if_any()
-    return Cluster(name=str(name), hosts=tuple(hosts), network=network, source=file)
+    return Cluster(
+        name=str(name),
+        hosts=tuple(hosts),
+        network=network,
+        source=file,
+        coordinator_aliases=(XRDTEST_MASTER,),
+    )
 
 
 def _opt(value: Any) -> str | None:

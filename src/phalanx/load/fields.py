@@ -80,6 +80,38 @@ def size(value: Any) -> int:
     return int(float(match.group(1)) * _SCALE[match.group(2).upper()])
 
 
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
+
+
+def percent(value: Any) -> float:
+    """A share from 0 to 100: `1%`, `0.5%` or a plain number."""
+    if isinstance(value, bool):
+        raise FieldError("must be a percentage like 1% or 0.5%")
+    match = _PERCENT.match(str(value))
+    number = float(match.group(1)) if match else -1.0
+    if not 0 <= number <= 100:
+        raise FieldError(f"must be a percentage from 0% to 100%, not {value!r}")
+    return number
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(bit|bps)?\s*$", re.IGNORECASE)
+_RATE_SCALE = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
+
+
+def bitrate(value: Any) -> int:
+    """Bits per second, from `10mbit`, `512kbit`, `1gbit` or a plain number
+    of bits (tc's units: `bit`, and `bps` for bytes per second)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _RATE.match(str(value))
+    if not match or float(match.group(1)) <= 0:
+        raise FieldError(f"must be a rate like 10mbit, 512kbit or 1gbit, not {value!r}")
+    bits = float(match.group(1)) * _RATE_SCALE[match.group(2).lower()]
+    if (match.group(3) or "").lower() == "bps":
+        bits *= 8
+    return int(bits)
+
+
 def unknown_key(key: object, known: Iterable[str], what: str = "key") -> str:
     """The message for a key nobody reads: a likely typo is named first."""
     import difflib

@@ -1,9 +1,21 @@
 """What a provider does: bring a cluster's hosts up with a connected agent
-each, say how hosts reach one another, and take everything down again."""
+each, say how hosts reach one another, and take everything down again.
+
+A provider's life, as `coordinator.runs` drives it:
+
+    await provider.open()        # networks, bridges; checks (root? ssh keys?)
+    provider.listen_address      # where the coordinator must listen for them
+    await provider.up(specs)     # one agent per host, connecting back
+    ...the run...
+    await provider.down(lost)    # every agent and what its stages left
+    await provider.close()       # networks, whatever `open` made
+
+`close` runs whenever `open` was called, however the run ended.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,14 +26,50 @@ class ProvisionError(Exception):
     """A host could not be brought up; the run is an infrastructure error."""
 
 
+class FaultError(Exception):
+    """A network fault could not be applied (unknown host, hosts without a
+    network of their own); the message is shown to the stage that asked."""
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     host: Host
-    url: str  # the coordinator's agent endpoint, as the host reaches it
+    url: str  # the coordinator's agent endpoint, as this machine reaches it
     token: str  # a secret: never logged, never on a command line
 
 
+class NetworkFaults(Protocol):
+    """Breaking the network between a run's hosts on demand (`phalanx-net`,
+    `phalanx.net`). The coordinator's own link to the agents is never cut."""
+
+    async def partition(self, groups: Sequence[Sequence[str]]) -> None:
+        """Hosts of one group reach only each other; a host in no group
+        reaches no one."""
+        ...
+
+    async def isolate(self, host: str) -> None: ...
+
+    async def slow(self, host: str, delay: float) -> None:
+        """Add `delay` seconds to every packet leaving `host`."""
+        ...
+
+    async def heal(self) -> None:
+        """Undo every fault; a no-op when there is none."""
+        ...
+
+
 class Provider(Protocol):
+    # Where the coordinator must listen for these hosts to reach it; None:
+    # loopback will do. Known after `open`.
+    listen_address: str | None
+    # None: these hosts share one network stack, there is nothing to break.
+    faults: NetworkFaults | None
+
+    async def open(self) -> None:
+        """What the hosts share (a bridge, a network): before any agent.
+        Raises ProvisionError with one clear reason when it cannot."""
+        ...
+
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
         """The address each host is reached at by the others (@host:NAME@)."""
         ...
@@ -35,4 +83,8 @@ class Provider(Protocol):
     async def down(self, lost: Collection[str] = ()) -> None:
         """End every process the provider started, with its whole group;
         the agents of the hosts in `lost` without waiting for them."""
+        ...
+
+    async def close(self) -> None:
+        """Remove what `open` made. Safe to call more than once."""
         ...

@@ -24,7 +24,7 @@ from phalanx.host.process import (
 )
 from phalanx.layout import agent_log
 from phalanx.model import Host
-from phalanx.providers.base import AgentSpec, ProvisionError
+from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
 EXIT_GRACE = 5.0  # seconds an agent has to exit after the shutdown message
@@ -43,10 +43,19 @@ class _Agent:
 
 
 class LocalProvider:
+    listen_address: str | None = None  # loopback
+    faults: NetworkFaults | None = None  # one network stack for every host: nothing to break
+
     def __init__(self, root: Path, python: str = sys.executable) -> None:
         self.root = root
         self.python = python
         self.agents: list[_Agent] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
         return {h.name: "127.0.0.1" for h in hosts}

@@ -1,0 +1,23 @@
+"""The providers by name (a cluster's `provider:`, `phalanx run
+--provider`). Each is imported only when a run asks for it: the SSH one
+brings asyncssh, which a run on local hosts has no use for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phalanx.model import PROVIDER_LOCAL, PROVIDERS, Cluster
+from phalanx.providers.base import Provider, ProvisionError
+
+
+def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> Provider:
+    """The provider `name` for one run of `cluster`; its hosts' folders go
+    under `root`, and what it makes outside (namespaces, links) carries
+    `run_id`, so that a crashed run's leftovers can be told apart."""
+    if name == PROVIDER_LOCAL:
+        from phalanx.providers.local import LocalProvider
+
+        return LocalProvider(root)
+    if name in PROVIDERS:
+        raise ProvisionError(f"phalanx cannot start {name!r} hosts itself")
+    raise ProvisionError(f"no provider {name!r}; the providers are {', '.join(PROVIDERS)}")
