@@ -192,13 +192,25 @@ async def _main(config: object, repos: list[Path]) -> None:
                 # local agents' URL): the public URL's host when there is one.
                 local = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
                 public = urlsplit(config.public_url).hostname if config.public_url else None
+
+                def also_listen(address: str) -> contextlib.AbstractAsyncContextManager[int]:
+                    # Hosts on a network of their own (a netns bridge) reach
+                    # the service on the bridge's address, for their run.
+                    return serving(
+                        app,
+                        address,
+                        0,
+                        ssl_certfile=str(config.tls_cert) if tls else None,
+                        ssl_keyfile=str(config.tls_key) if tls else None,
+                    )
+
                 if tls:
                     # The agents this service starts itself (`provider: local`)
                     # connect over wss and trust the service's own certificate.
                     os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
-                    queue.start(TlsCoordinator(hub, book, public or local, port))
+                    queue.start(TlsCoordinator(hub, book, public or local, port, also_listen))
                 else:
-                    queue.start(Coordinator(hub, book, public or local, port))
+                    queue.start(Coordinator(hub, book, public or local, port, also_listen))
                 shown = f"[{config.host}]" if ":" in config.host else config.host
                 scheme = "https" if tls else "http"
                 log.info("listening on %s://%s:%d (API docs at /docs)", scheme, shown, port)
