@@ -119,11 +119,13 @@ def render_logs(report: Mapping[str, Any], files: str = "") -> str:
 def render_results(report: Mapping[str, Any]) -> str:
     """Each test's `final_results` as a table per case and test, and each
     numeric series in them as a line chart, a line per host."""
+    from markupsafe import Markup
+
     from phalanx.report.charts import line_chart
 
     rows = runview.result_rows(report)
     charts = [
-        (" · ".join(p for p in (s.case, s.test, s.name) if p), _piece(line_chart(s)))
+        (" · ".join(p for p in (s.case, s.test, s.name) if p), Markup(line_chart(s)))
         for s in runview.all_series(rows)
     ]
     return _with_href("results.html", "", tables=runview.result_tables(rows), charts=charts)
