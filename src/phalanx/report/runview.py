@@ -25,6 +25,8 @@ TAIL_LINES = 40
 TAIL_CHARS = 8 * 1024
 TAILS_PER_HOST = 8  # of stages that went wrong; the host's latest output besides
 WALK_IDS = 200  # failed walk ids listed; the rest are counted
+# Fields of over-time results that say when, not how much: the x axis, not a series.
+CLOCKS = frozenset({"t", "time", "ts", "timestamp", "second", "seconds", "elapsed", "when"})
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
@@ -336,7 +338,7 @@ def series_of(value: Any) -> dict[str, list[float]]:
         if len(value) >= 2 and all(is_number(v) for v in value):
             found[""] = [float(v) for v in value]
         elif len(value) >= 2 and all(isinstance(v, Mapping) for v in value):
-            keys = [k for k, v in value[0].items() if is_number(v)]
+            keys = [k for k, v in value[0].items() if is_number(v) and str(k) not in CLOCKS]
             for key in keys:
                 if all(is_number(v.get(key)) for v in value):
                     found[str(key)] = [float(v[key]) for v in value]
@@ -383,7 +385,7 @@ def shown(value: Any, limit: int = 160) -> str:
         text = value
     elif is_number(value) or isinstance(value, bool) or value is None:
         text = json.dumps(value)
-    elif series_of(value).get(""):
+    elif isinstance(value, list) and series_of(value):
         text = f"{len(value)} points (chart below)"
     else:
         text = json.dumps(value, separators=(", ", ": "), default=str, ensure_ascii=False)
