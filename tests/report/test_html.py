@@ -257,7 +257,9 @@ def test_a_running_run_renders(mixed_run: RunResult, run_dir: Path) -> None:
     run["hosts"][0].update(status="running", ended_at=None, duration=None)
     root = parse(render_run(report))
     header = " ".join(root.find("header")[0].all_text().split())
-    assert "running" in header and "running for" in header
+    assert "running" in header and "running for \u2013" in header  # an en dash: no time yet
+    later = parse(render_run(report, now="2024-05-01T12:00:30+00:00"))
+    assert "running for 30.0 s" in " ".join(later.find("header")[0].all_text().split())
     chip = chips(section(root, "matrix"))[("case_fail", SRV1, "run")]
     assert chip.classes() == ["st", "st-running"]
     bars = [r for r in root.iter("rect") if "st-running" in r.classes()]

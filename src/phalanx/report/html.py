@@ -86,9 +86,10 @@ def _with_href(template: str, files: str, **context: Any) -> _Piece:
     return _piece(rendered.strip() + "\n")
 
 
-def render_header(report: Mapping[str, Any]) -> str:
-    """Suite, status, reason, run id, cluster, start, duration, case counts."""
-    return _with_href("header.html", "", h=runview.header(report))
+def render_header(report: Mapping[str, Any], *, now: Any = None) -> str:
+    """Suite, status, reason, run id, cluster, start, duration (of a run
+    still going: up to `now`), case counts."""
+    return _with_href("header.html", "", h=runview.header(report, now))
 
 
 def render_matrix(report: Mapping[str, Any], files: str = "") -> str:
@@ -164,9 +165,9 @@ def render_run(
     return _with_href(
         "page.html",
         files,
-        h=runview.header(report),
+        h=runview.header(report, now),
         css=_piece(stylesheet()),
-        header=_piece(render_header(report)),
+        header=_piece(render_header(report, now=now)),
         matrix=_piece(render_matrix(report, files)),
         timeline=_piece(render_timeline(report, now=now)),
         outputs=_piece(render_outputs(report, files)),

@@ -30,9 +30,15 @@ CLOCKS = frozenset({"t", "time", "ts", "timestamp", "second", "seconds", "elapse
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
+# A run's status in the service has two more: waiting to start, and left
+# running by a coordinator that stopped.
+RUN_GLYPHS = {"queued": "…", "interrupted": "↯"}
+
+
 def glyph(status: str) -> str:
+    """The sign that shows a status besides its colour."""
     look = LOOKS.get(status)
-    return look.glyph if look else "?"
+    return look.glyph if look else RUN_GLYPHS.get(status, "?")
 
 
 def _list(value: Any) -> list[Mapping[str, Any]]:
@@ -73,7 +79,9 @@ class Header:
     counts: tuple[tuple[str, int], ...]  # of the cases, worst first
 
 
-def header(report: Mapping[str, Any]) -> Header:
+def header(report: Mapping[str, Any], now: Any = None) -> Header:
+    """`now`: what a run still going is measured up to (a datetime or ISO
+    text); without it, such a run shows no duration."""
     statuses = [str(c.get("status", "pending")) for c in _list(report.get("cases"))]
     counts = tuple((s, statuses.count(s)) for s in ORDER if s in statuses)
     counts += tuple(
@@ -87,10 +95,14 @@ def header(report: Mapping[str, Any]) -> Header:
         status=str(report.get("status", "pending")),
         reason=_text(report.get("reason")),
         started_at=started.strftime("%Y-%m-%d %H:%M:%S %Z") if started else None,
-        duration=took_text(report),
+        duration=took_text(report) or _so_far(started, moment(now)),
         hosts=len(hosts_of(report)),
         counts=counts,
     )
+
+
+def _so_far(started: datetime | None, now: datetime | None) -> str:
+    return took(max(0.0, (now - started).total_seconds())) if started and now else ""
 
 
 # --- the matrix --------------------------------------------------------------------
