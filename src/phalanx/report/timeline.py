@@ -44,7 +44,7 @@ LOOKS: dict[str, StatusLook] = {
     "passed": StatusLook("#2f7d4f", None, "#1f5c39", None, "✓"),
     "failed": StatusLook("#c0392b", "hatch", "#8e2a1f", None, "✗"),
     "error": StatusLook("#6c3fb5", "cross", "#4b2a80", None, "!"),
-    "timeout": StatusLook("#b85c00", "vertical", "#7f4000", None, "⏱"),
+    "timeout": StatusLook("#b85c00", "vertical", "#7f4000", None, "◔"),
     "cancelled": StatusLook("#6b7280", "dots", "#4b5563", None, "⊘"),
     "skipped": StatusLook("#e5e7eb", None, "#6b7280", "4 2", "\u2013"),  # an en dash
     "running": StatusLook("#2b6cb0", "stripes", "#1e4e80", None, "▶", "#90cdf4"),
