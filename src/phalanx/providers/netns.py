@@ -233,14 +233,19 @@ async def _remove(record: Record) -> list[str]:
     existing_ns = await bridge.namespaces()
     removed: list[str] = []
     lines: list[str] = []
-    for ns in record.namespaces:
-        for pid in await bridge.pids_in(ns):
+    namespaces = [ns for ns in record.namespaces if ns in existing_ns]
+    for pids in await asyncio.gather(*(bridge.pids_in(ns) for ns in namespaces)):
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    for link in record.links:
-        if link in existing_links:
-            lines.append(f"link del {link}")
-            removed.append(f"link {link}")
+    # A namespace takes its end of a veth pair, and the pair, with it: the
+    # kernel removes them together, far faster than one `link del` at a time.
+    for ns in namespaces:
+        lines.append(f"netns del {ns}")
+        removed.append(f"namespace {ns}")
+    veths = [link for link in record.links if link in existing_links]
+    for link in veths:
+        removed.append(f"link {link}")
     if record.bridge in existing_links:
         if record.bridge_made:
             lines.append(f"link del {record.bridge}")
@@ -248,17 +253,26 @@ async def _remove(record: Record) -> list[str]:
         elif record.bridge_address:
             lines.append(f"addr del {record.bridge_address} dev {record.bridge}")
             removed.append(f"address {record.bridge_address} of {record.bridge}")
-    for ns in record.namespaces:
-        if ns in existing_ns:
-            lines.append(f"netns del {ns}")
-            removed.append(f"namespace {ns}")
     await bridge.ip_batch(lines, force=True)
+    await _gone(veths)
     for ns in record.namespaces:
         folder = ETC_NETNS / ns
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(f"folder {folder}")
     return removed
+
+
+async def _gone(veths: list[str], within: float = 10.0) -> None:
+    """Until the kernel has removed the pairs of the deleted namespaces;
+    what is still there then is removed one by one."""
+    deadline = asyncio.get_running_loop().time() + within
+    left = veths
+    while left and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+        existing = await bridge.links()
+        left = [link for link in left if link in existing]
+    await bridge.ip_batch([f"link del {link}" for link in left], force=True)
 
 
 async def sweep(state_dir: Path = STATE_DIR) -> dict[str, list[str]]:
