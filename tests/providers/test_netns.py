@@ -616,3 +616,29 @@ def test_without_net_admin_the_run_errors_at_once_with_one_clear_reason(tmp_path
     assert results["status"] == "error"
     assert [c["name"] for c in results["cases"]] == ["ok"]
     assert _made_by(run.name) == []
+
+
+@needs_netns
+def test_the_service_runs_a_suite_on_netns_hosts(tmp_path: Path) -> None:
+    from tests.service.test_admin import phalanx as admin_phalanx
+    from tests.service.test_serve import start, stop, user_token
+
+    repo = _repo(
+        tmp_path / "defs",
+        "name: c\nprovider: netns\nhosts:\n  - {name: a.served.test}\n  - {name: b.served.test}\n",
+        {"ping": {"run.sh": "#!/bin/bash\nset -e\n[ \"$(hostname)\" = @slavename@ ]\n"
+                  "getent hosts b.served.test | grep -q @host:b.served.test@\n"}},
+    )  # fmt: skip
+    served = start(tmp_path, repo, tmp_path / "data")
+    try:
+        (tmp_path / "token").write_text(user_token(served, "otto", "operator") + "\n")
+        done = admin_phalanx(
+            "submit", "s", "--coordinator", served.url, "--token-file", "token", "--wait",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr + served.log.read_text()
+        assert "ping: passed" in done.stdout
+    finally:
+        stop(served)
+    (run,) = (tmp_path / "data" / "runs").iterdir()
+    assert _made_by(run.name) == []

@@ -482,11 +482,16 @@ class NetnsProvider:
         record, self._record = self._record, None
         if record is None:
             return
+        self.listen_address = None
+        # A caller cancelled meanwhile (a service shutting down) must not
+        # leave half a network behind: the teardown goes on regardless.
+        await asyncio.shield(self._teardown(record))
+
+    async def _teardown(self, record: Record) -> None:
         await self._agents.down(())
         async with _locked(self.state_dir):
             await _remove(record)
             (self.state_dir / f"{self._mark}.json").unlink(missing_ok=True)
-        self.listen_address = None
 
 
 def describe(swept: Mapping[str, list[str]]) -> list[str]:
