@@ -29,13 +29,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lockstep import overheads, suite  # bench/lockstep.py: the same suite and measure
 from phalanx.coordinator.runs import RunOptions, open_coordinator, run_local
 from phalanx.layout import new_run_id
 from phalanx.model import PROVIDER_LOCAL, PROVIDER_NETNS, Cluster, Host
 from phalanx.providers.base import AgentSpec, Provider
 from phalanx.providers.local import LocalProvider
 from phalanx.providers.netns import NetnsProvider, missing_privileges
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+# bench/lockstep.py: the same suite and the same measure.
+from bench.lockstep import overheads, suite
 
 TARGET_UP_S = {8: 1.0, 32: 3.0}
 TARGET_OVERHEAD_RATIO = 1.5
@@ -47,8 +50,9 @@ def cluster(hosts: int) -> Cluster:
 
 async def up_and_down(
     make: Callable[[Cluster, Path, str], Provider], hosts: int, root: Path
-) -> tuple[float, float]:
-    """Seconds from nothing to every agent connected, and back to nothing."""
+) -> tuple[float, float, float]:
+    """Seconds from nothing to every agent connected (and of it, to the
+    network made: `open`), and back to nothing."""
     the_cluster = cluster(hosts)
     names = [h.name for h in the_cluster.hosts]
     async with open_coordinator(heartbeat_timeout=30) as coordinator:
@@ -57,6 +61,7 @@ async def up_and_down(
         started = time.perf_counter()
         try:
             await provider.open()
+            opened = time.perf_counter() - started
             async with contextlib.AsyncExitStack() as stack:
                 host, port = coordinator.host, coordinator.port
                 if provider.listen_address is not None:
@@ -80,7 +85,7 @@ async def up_and_down(
             coordinator.hub.forget(names)
         finally:
             await provider.close()
-    return up, down
+    return opened, up, down
 
 
 def netns(c: Cluster, root: Path, run_id: str) -> Provider:
@@ -124,17 +129,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="phalanx-bench-") as tmp:
         root = Path(tmp)
         print("bring-up (open + up, agents connected) and teardown (down + close), median s")
-        print(f"{'hosts':>5} {'netns up':>9} {'local up':>9} {'ratio':>6} {'target':>7} "
-              f"{'vs target':>9} {'netns down':>11} {'local down':>11}")  # fmt: skip
+        print(f"{'hosts':>5} {'netns up':>9} {'(open)':>7} {'local up':>9} {'ratio':>6} "
+              f"{'target':>7} {'vs target':>9} {'netns down':>11} {'local down':>11}")  # fmt: skip
         for hosts in (int(h) for h in args.hosts.split(",")):
             n = [asyncio.run(up_and_down(netns, hosts, root)) for _ in range(args.repeats)]
             lo = [asyncio.run(up_and_down(local, hosts, root)) for _ in range(args.repeats)]
-            n_up, n_down = (statistics.median(x) for x in zip(*n, strict=True))
-            l_up, l_down = (statistics.median(x) for x in zip(*lo, strict=True))
+            n_open, n_up, n_down = (statistics.median(x) for x in zip(*n, strict=True))
+            _, l_up, l_down = (statistics.median(x) for x in zip(*lo, strict=True))
             target = TARGET_UP_S.get(hosts)
             versus = f"{n_up / target:.2f}" if target else "-"
             print(
-                f"{hosts:>5} {n_up:>9.2f} {l_up:>9.2f} {n_up / l_up:>6.2f} "
+                f"{hosts:>5} {n_up:>9.2f} {n_open:>7.2f} {l_up:>9.2f} {n_up / l_up:>6.2f} "
                 f"{target or 0:>7.1f} {versus:>9} {n_down:>11.2f} {l_down:>11.2f}"
             )
         print(f"\nlockstep stage overhead, {args.cases} cases x 3 stages of `true`, median ms")
@@ -152,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
