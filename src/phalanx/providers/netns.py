@@ -282,16 +282,22 @@ async def sweep(state_dir: Path = STATE_DIR) -> dict[str, list[str]]:
         return {}
     swept: dict[str, list[str]] = {}
     async with _locked(state_dir):
-        for path in sorted(state_dir.glob("*.json")):
-            try:
-                record = Record(**json.loads(path.read_text()))
-            except (OSError, ValueError, TypeError):
-                continue
+        for path, record in _records(state_dir):
             if _alive(record):
                 continue
             swept[record.run_id] = await _remove(record)
             path.unlink(missing_ok=True)
     return swept
+
+
+def _records(state_dir: Path) -> list[tuple[Path, Record]]:
+    found = []
+    for path in sorted(state_dir.glob("*.json")):
+        try:
+            found.append((path, Record(**json.loads(path.read_text()))))
+        except (OSError, ValueError, TypeError):
+            continue
+    return found
 
 
 # --- the provider ------------------------------------------------------------------------
@@ -387,6 +393,14 @@ class NetnsProvider:
             kind = links.get(bridge_name)
             if kind is not None and kind != "bridge":
                 raise ProvisionError(f"{bridge_name} exists and is not a bridge")
+            for _, other in _records(self.state_dir):
+                if other.bridge == bridge_name and _alive(other):
+                    # Its hosts would have these hosts' addresses on one wire.
+                    raise ProvisionError(
+                        f"the bridge {bridge_name} is in use by run {other.run_id} "
+                        f"(process {other.pid}); a cluster with a network.bridge_name "
+                        "runs once at a time"
+                    )
             plan = plan_addresses(
                 self.cluster, await bridge.routed(), int(self._mark, 16), bridge_name
             )
