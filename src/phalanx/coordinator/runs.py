@@ -160,7 +160,7 @@ class _Reach:
     host: str
     port: int
     problem: str | None = None
-    scheme: str = "ws"
+    scheme: str = "ws"  # wss when the coordinator serves TLS
 
     @property
     def agent_url(self) -> str:
@@ -174,7 +174,7 @@ async def _provided(
     """The provider opened (its networks made) for the block, and the
     coordinator listening where the provider's hosts can reach it; closed
     after, however the run ended."""
-    scheme = coordinator.agent_url.split(":", 1)[0]
+    scheme = coordinator.agent_url.split("://", 1)[0]
     if provider is None:
         yield _Reach(coordinator.host, coordinator.port, refused, scheme)
         return
@@ -189,7 +189,7 @@ async def _provided(
     try:
         address = provider.listen_address
         if address is None or address == coordinator.host:
-            yield _Reach(coordinator.host, coordinator.port, None, scheme)
+            yield _Reach(coordinator.host, coordinator.port, scheme=scheme)
         elif coordinator.also_listen is None:
             yield _Reach(
                 coordinator.host,
@@ -199,7 +199,7 @@ async def _provided(
             )
         else:
             async with coordinator.also_listen(address) as port:
-                yield _Reach(address, port, None, scheme)
+                yield _Reach(address, port, scheme=scheme)
     finally:
         await provider.close()
 

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -193,22 +194,19 @@ async def _main(config: object, repos: list[Path]) -> None:
                 local = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
                 public = urlsplit(config.public_url).hostname if config.public_url else None
 
-                def also_listen(address: str) -> contextlib.AbstractAsyncContextManager[int]:
-                    # Hosts on a network of their own (a netns bridge) reach
-                    # the service on the bridge's address, for their run.
-                    return serving(
-                        app,
-                        address,
-                        0,
-                        ssl_certfile=str(config.tls_cert) if tls else None,
-                        ssl_keyfile=str(config.tls_key) if tls else None,
-                    )
+                def also_listen(address: str) -> AbstractAsyncContextManager[int]:
+                    # netns hosts reach the service on their bridge's address.
+                    if config.host in ("0.0.0.0", "::", ""):
+                        return contextlib.nullcontext(port)  # it listens there already
+                    return serving(app, address, 0)
 
                 if tls:
                     # The agents this service starts itself (`provider: local`)
                     # connect over wss and trust the service's own certificate.
+                    # No second listener: the certificate does not name a
+                    # bridge's address, so netns hosts cannot verify it there.
                     os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
-                    queue.start(TlsCoordinator(hub, book, public or local, port, also_listen))
+                    queue.start(TlsCoordinator(hub, book, public or local, port))
                 else:
                     queue.start(Coordinator(hub, book, public or local, port, also_listen))
                 shown = f"[{config.host}]" if ":" in config.host else config.host
