@@ -1,0 +1,455 @@
+"""The ssh provider against a real OpenSSH server.
+
+The server runs inside a network namespace made here (its own address on a
+veth pair, no route anywhere else: no package index is reachable from
+it), with its own host key, and logs in a user made here for the module,
+whose home is a fresh folder: the remote's ~/.cache/phalanx is not this
+machine's. Needs root, `ip netns` and sshd; skipped otherwise.
+
+The agent's wheelhouse is built once for the session into a temp cache
+(pip download: about 5-10 s with a warm pip cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from phalanx.coordinator.runs import open_coordinator
+from phalanx.model import Host, SshAccess
+from phalanx.providers import wheelhouse as wh
+from phalanx.providers.base import AgentSpec, ProvisionError
+from phalanx.providers.ssh import SshProvider, cache_dir, choose_python
+
+SSHD = shutil.which("sshd") or next(
+    (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None
+)
+IP = shutil.which("ip")
+START_TIMEOUT = 30.0
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (a network namespace, a user and sshd of its own)"
+    if IP is None or subprocess.run([IP, "netns", "list"], capture_output=True).returncode:
+        return "needs `ip netns` (iproute2)"
+    if SSHD is None or shutil.which("useradd") is None:
+        return "needs sshd (openssh-server) and useradd"
+    return None
+
+
+def run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+
+def keygen(path: Path) -> str:
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path))
+    return path.with_suffix(".pub").read_text().strip()
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The sshd in its namespace, and what a client needs to log in."""
+
+    netns: str
+    address: str
+    port: int
+    user: str
+    home: Path
+    key: Path  # authorized
+    other_key: Path  # not authorized
+    known_hosts: Path
+    wrong_known_hosts: Path  # the right address with another host key
+
+    def host(self, name: str = "far.ssh.test", **changes: object) -> Host:
+        access: dict[str, object] = {
+            "user": self.user,
+            "port": self.port,
+            "address": self.address,
+            "key_file": str(self.key),
+            "known_hosts": str(self.known_hosts),
+            **changes,
+        }
+        return Host(name=name, ssh=SshAccess(**access))  # type: ignore[arg-type]
+
+    def processes(self) -> list[int]:
+        """The test user's processes: whatever sshd or an agent left."""
+        uid = pwd.getpwnam(self.user).pw_uid
+        found = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.isdigit() and entry.stat().st_uid == uid:
+                    found.append(int(entry.name))
+        return found
+
+    def wait_no_processes(self, timeout: float = 15.0) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while (left := self.processes()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return left
+
+
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """XDG_CACHE_HOME with the wheelhouse for this machine's Python built in
+    it (the remote runs the system's python3: the same version here)."""
+    xdg = tmp_path_factory.mktemp("xdg")
+    started = time.monotonic()
+    target = wh.Target(sys.version_info[:2], platform.machine())
+    house = wh.wheelhouse(target, xdg / "phalanx" / "wheelhouse")
+    print(f"wheelhouse built in {time.monotonic() - started:.1f}s: {house.path}")
+    return xdg
+
+
+@pytest.fixture(scope="module")
+def remote() -> Iterator[Remote]:
+    reason = _skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    tag = secrets.token_hex(3)
+    netns, outside, inside = f"phxt-ssh-{tag}", f"phs{tag}a", f"phs{tag}b"
+    subnet = f"10.251.{secrets.randbelow(250) + 1}"
+    user = f"phxt{tag}"
+    port = 2200 + secrets.randbelow(600)
+    # Not under pytest's temp folders: those are closed to other users.
+    base = Path(tempfile.mkdtemp(prefix=f"phxt-ssh-{tag}-"))
+    base.chmod(0o755)
+    home = base / "home"
+    made: list[str] = []
+    sshd: subprocess.Popen[bytes] | None = None
+    try:
+        run(IP or "ip", "netns", "add", netns)
+        made.append("netns")
+        run(IP or "ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+        made.append("link")
+        run(IP or "ip", "link", "set", inside, "netns", netns)
+        run(IP or "ip", "addr", "add", f"{subnet}.1/24", "dev", outside)
+        run(IP or "ip", "link", "set", outside, "up")
+        inns = [IP or "ip", "netns", "exec", netns]
+        run(*inns, "ip", "addr", "add", f"{subnet}.2/24", "dev", inside)
+        run(*inns, "ip", "link", "set", inside, "up")
+        run(*inns, "ip", "link", "set", "lo", "up")
+
+        run("useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", user)
+        made.append("user")
+        run("usermod", "-p", "*", user)  # no password, but not a locked account
+        (home / ".ssh").mkdir(parents=True)
+        key, other_key = base / "id_ed25519", base / "other_ed25519"
+        (home / ".ssh" / "authorized_keys").write_text(keygen(key) + "\n")
+        keygen(other_key)
+        shutil.chown(home, user, user)
+        for path in (home / ".ssh", home / ".ssh" / "authorized_keys"):
+            shutil.chown(path, user, user)
+        host_pub = keygen(base / "host_ed25519")
+        other_pub = keygen(base / "other_host_ed25519")
+        known, wrong = base / "known_hosts", base / "wrong_known_hosts"
+        known.write_text(f"[{subnet}.2]:{port} {host_pub}\n")
+        wrong.write_text(f"[{subnet}.2]:{port} {other_pub}\n")
+        config = base / "sshd_config"
+        config.write_text(
+            f"""\
+Port {port}
+ListenAddress {subnet}.2
+HostKey {base / "host_ed25519"}
+PidFile {base / "sshd.pid"}
+AuthorizedKeysFile .ssh/authorized_keys
+AllowUsers {user}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM no
+AllowTcpForwarding yes
+Subsystem sftp internal-sftp
+"""
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        sshd = subprocess.Popen(
+            [*inns, SSHD or "sshd", "-D", "-e", "-f", str(config)],
+            stdout=(base / "sshd.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _wait_for_port(f"{subnet}.2", port, sshd, base / "sshd.log")
+        yield Remote(netns, f"{subnet}.2", port, user, home, key, other_key, known, wrong)
+    finally:
+        if sshd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sshd.pid, signal.SIGTERM)
+            sshd.wait(timeout=10)
+        if "user" in made:
+            uid = pwd.getpwnam(user).pw_uid
+            for entry in Path("/proc").iterdir():
+                with contextlib.suppress(OSError):
+                    if entry.name.isdigit() and entry.stat().st_uid == uid:
+                        os.kill(int(entry.name), signal.SIGKILL)
+            subprocess.run(["userdel", user], capture_output=True, timeout=30)
+        if "link" in made:
+            subprocess.run([IP or "ip", "link", "del", outside], capture_output=True, timeout=30)
+        if "netns" in made:
+            subprocess.run([IP or "ip", "netns", "del", netns], capture_output=True, timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_for_port(address: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited: {log.read_text()}")
+        with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"sshd did not listen on {address}:{port}: {log.read_text()}")
+
+
+def _write_suite(tmp_path: Path, remote: Remote) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "clusters").mkdir(parents=True)
+    (repo / "clusters" / "lab_ssh.yaml").write_text(
+        f"""\
+name: lab_ssh
+provider: ssh
+hosts:
+  - name: far.ssh.test
+    ip: {remote.address}
+    ssh:
+      user: {remote.user}
+      port: {remote.port}
+      key_file: {remote.key}
+      known_hosts: {remote.known_hosts}
+"""
+    )
+    suite = repo / "test-suites" / "where"
+    (suite / "tc" / "where").mkdir(parents=True)
+    (suite / "suite.yaml").write_text("cluster: lab_ssh\ntests: [where]\n")
+    (suite / "tc" / "where" / "run.sh").write_text(
+        '#!/bin/sh\necho "addresses: $(hostname -I)"\necho "user: $(id -un)"\necho "home: $HOME"\n'
+        # Left running on purpose: it must not outlive the run.
+        "setsid sleep 300 </dev/null >/dev/null 2>&1 &\n"
+    )
+    return suite
+
+
+def _phalanx_run(suite: Path, results: Path, wheel_cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(wheel_cache)}
+    return subprocess.run(
+        [sys.executable, "-m", "phalanx", "run", str(suite), "--plain", "--results", str(results),
+         "--connect-timeout", "60"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=results.parent,
+    )  # fmt: skip
+
+
+def test_a_suite_runs_on_the_ssh_host_installed_cold_then_warm(
+    remote: Remote, wheel_cache: Path, tmp_path: Path
+) -> None:
+    suite = _write_suite(tmp_path, remote)
+    local_cache = Path.home() / cache_dir()
+    local_before = local_cache.exists() and sorted(p.name for p in local_cache.iterdir())
+
+    first = _phalanx_run(suite, tmp_path / "first", wheel_cache)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (run_folder,) = (tmp_path / "first").iterdir()
+    output = (run_folder / "cases" / "where" / "run" / "far.ssh.test.log").read_text()
+    # The stage ran on the remote: the namespace's address, the remote's user and home.
+    assert f"addresses: {remote.address}" in output
+    assert f"user: {remote.user}" in output
+    assert f"home: {remote.home}" in output
+    # Installed from the wheelhouse, with no index: the remote cannot reach one.
+    install_log = (run_folder / "hosts" / "far.ssh.test" / "install.log").read_text()
+    assert " --no-index " in install_log and " --find-links " in install_log
+    installed = remote.home / cache_dir()
+    assert (installed / "venv" / "bin" / "python").exists()
+    assert not (installed / "wheels").exists()
+    marker = (installed / "installed").read_text().split()
+    assert marker == [p.name for p in (wheel_cache / "phalanx" / "wheelhouse").iterdir()]
+    marker_time = (installed / "installed").stat().st_mtime_ns
+    # The agent's own log came back into the run folder.
+    assert (run_folder / "hosts" / "far.ssh.test" / ".phalanx" / "agent.log").exists()
+    # Nothing left on the remote but the cache: no process, no working folder.
+    assert remote.wait_no_processes() == []
+    assert not list(Path(tempfile.gettempdir()).glob("phalanx-agent-*")) or all(
+        p.owner() != remote.user for p in Path(tempfile.gettempdir()).glob("phalanx-agent-*")
+    )
+    assert sorted(p.name for p in remote.home.iterdir()) == [".cache", ".ssh"]
+    # The remote's cache is its own home's, not this machine's.
+    assert (local_cache.exists() and sorted(p.name for p in local_cache.iterdir())) == local_before
+
+    second = _phalanx_run(suite, tmp_path / "second", wheel_cache)
+    assert second.returncode == 0, second.stdout + second.stderr
+    (run_folder,) = (tmp_path / "second").iterdir()
+    # Warm: no copy, no install.
+    assert not (run_folder / "hosts" / "far.ssh.test" / "install.log").exists()
+    assert (installed / "installed").stat().st_mtime_ns == marker_time
+    output = (run_folder / "cases" / "where" / "run" / "far.ssh.test.log").read_text()
+    assert f"addresses: {remote.address}" in output
+    assert remote.wait_no_processes() == []
+
+
+def test_the_remote_reaches_no_package_index(remote: Remote) -> None:
+    probe = "import socket; socket.create_connection(('151.101.0.223', 443), timeout=3)"
+    done = subprocess.run(
+        [IP or "ip", "netns", "exec", remote.netns, sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "unreachable" in done.stderr
+
+
+async def _up(provider: SshProvider, host: Host) -> None:
+    async with open_coordinator(heartbeat_timeout=5) as coordinator:
+        token = coordinator.tokens.issue(host.name)
+        try:
+            await provider.up([AgentSpec(host, coordinator.agent_url, token)])
+        finally:
+            await asyncio.wait_for(provider.down(), 30)
+
+
+async def test_the_agent_comes_back_through_ssh_with_its_token_off_the_command_line(
+    remote: Remote, wheel_cache: Path, tmp_path: Path
+) -> None:
+    """One agent brought up by the provider itself: it connects through a
+    reverse forward to loopback, its token is on no command line; killed
+    with -9, `down` still ends what its stage left and its folder."""
+    provider = SshProvider(tmp_path, "r2", wheel_cache=wheel_cache / "phalanx" / "wheelhouse")
+    host = remote.host()
+    assert provider.addresses([host]) == {host.name: remote.address}
+    async with open_coordinator(heartbeat_timeout=5) as coordinator:
+        token = coordinator.tokens.issue(host.name)
+        try:
+            await provider.up([AgentSpec(host, coordinator.agent_url, token)])
+            assert await coordinator.hub.wait_connected([host.name], 60) == []
+            agent = provider.remotes[host.name]
+            assert agent.pid is not None and agent.workdir is not None
+            command_line = Path(f"/proc/{agent.pid}/cmdline").read_bytes().split(b"\0")
+            assert token.encode() not in b" ".join(command_line)
+            url = command_line[command_line.index(b"--coordinator") + 1].decode()
+            assert url.startswith("ws://127.0.0.1:") and url.endswith("/agent")
+            assert url != coordinator.agent_url  # the forward's port on the remote
+            assert Path(agent.workdir).owner() == remote.user
+            # What a stage left running, as the agent's ledger would name it.
+            leftover = subprocess.Popen(
+                ["setpriv", f"--reuid={remote.user}", f"--regid={remote.user}", "--clear-groups",
+                 "sleep", "300"],
+                start_new_session=True,
+            )  # fmt: skip
+            ledger = Path(agent.workdir) / ".phalanx" / "groups"
+            ledger.parent.mkdir(parents=True, exist_ok=True)
+            with ledger.open("a") as f:
+                f.write(f"{leftover.pid}\n")
+            os.kill(agent.pid, signal.SIGKILL)
+        finally:
+            await asyncio.wait_for(provider.down({host.name}), 30)
+    assert leftover.wait(timeout=10) == -signal.SIGKILL
+    assert not Path(agent.workdir).exists()
+    assert remote.wait_no_processes() == []
+
+
+async def test_a_key_the_remote_does_not_know_is_refused_naming_the_host(
+    remote: Remote, wheel_cache: Path, tmp_path: Path
+) -> None:
+    provider = SshProvider(tmp_path, "r1", wheel_cache=wheel_cache / "phalanx" / "wheelhouse")
+    host = remote.host(key_file=str(remote.other_key))
+    with pytest.raises(ProvisionError) as caught:
+        await _up(provider, host)
+    message = str(caught.value)
+    assert message.startswith("ssh hosts not brought up (far.ssh.test): far.ssh.test: ")
+    assert f"{remote.address}:{remote.port} refused '{remote.user}'" in message
+    assert remote.wait_no_processes() == []
+
+
+async def test_a_host_key_other_than_the_known_one_is_refused(
+    remote: Remote, wheel_cache: Path, tmp_path: Path
+) -> None:
+    provider = SshProvider(tmp_path, "r1", wheel_cache=wheel_cache / "phalanx" / "wheelhouse")
+    host = remote.host(known_hosts=str(remote.wrong_known_hosts))
+    with pytest.raises(ProvisionError) as caught:
+        await _up(provider, host)
+    message = str(caught.value)
+    assert "far.ssh.test: the host key of" in message
+    assert "never accepts an unknown host key" in message
+    # Not even logged in: the remote saw no session of the user.
+    assert not (remote.home / ".cache").exists() or remote.wait_no_processes() == []
+
+
+async def test_an_unreachable_host_and_a_missing_known_hosts_file_are_named(
+    remote: Remote, tmp_path: Path
+) -> None:
+    provider = SshProvider(tmp_path, "r1", connect_timeout=5)
+    closed = remote.host("closed.ssh.test", port=remote.port + 1)
+    nowhere = remote.host("nowhere.ssh.test", known_hosts=str(tmp_path / "none"))
+    with pytest.raises(ProvisionError) as caught:
+        await _up(provider, closed)
+    assert f"closed.ssh.test: cannot reach {remote.address}:{remote.port + 1}" in str(caught.value)
+    with pytest.raises(ProvisionError) as caught:
+        await _up(provider, nowhere)
+    assert f"nowhere.ssh.test: no known_hosts file {tmp_path / 'none'}" in str(caught.value)
+
+
+def test_the_wheelhouse_holds_what_every_host_module_imports(
+    wheel_cache: Path, tmp_path: Path
+) -> None:
+    """The agent's requirement list is complete: every module of
+    phalanx.host imports in a venv made from the wheelhouse alone."""
+    (house,) = (wheel_cache / "phalanx" / "wheelhouse").iterdir()
+    names = sorted(p.name for p in house.iterdir())
+    assert not any(
+        n.startswith(("fastapi", "sqlalchemy", "rich", "dask", "asyncssh")) for n in names
+    )
+    pip = next(house.glob("pip-*.whl"))
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", str(venv))
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [python, f"{pip}/pip", "install", "--quiet", "--no-index", "--find-links", str(house),
+         "phalanx"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    probe = (
+        "import importlib, json, pkgutil, sys, phalanx.host\n"
+        "for m in pkgutil.walk_packages(phalanx.host.__path__, 'phalanx.host.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print(json.dumps(phalanx.host.__file__))\n"
+    )
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout).startswith(str(venv))
+
+
+def test_the_agent_requirements_come_with_phalanx_own_version_bounds() -> None:
+    requirements = wh.agent_requirements()
+    assert [r.split(">")[0].lower() for r in requirements] == [
+        n.lower() for n in wh.AGENT_REQUIREMENTS
+    ]
+    assert all(">=" in r for r in requirements)
+
+
+def test_the_remote_python_is_the_first_usable_one() -> None:
+    listing = (
+        "cpython 3.9 x86_64 /usr/bin/python3\n"
+        "cpython 3.12 x86_64 /usr/bin/python3.12\n"
+        "cpython 3.11 x86_64 /usr/bin/python3.11\n"
+    )
+    chosen = choose_python(listing)
+    assert not isinstance(chosen, str)
+    assert (chosen.path, chosen.version) == ("/usr/bin/python3.12", (3, 12))
+    assert choose_python("cpython 3.9 x86_64 /usr/bin/python3\n") == (
+        "no Python >= 3.11 (found /usr/bin/python3 (3.9))"
+    )
+    assert choose_python("") == "no Python >= 3.11 (no python3 at all)"
