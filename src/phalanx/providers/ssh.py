@@ -266,8 +266,8 @@ class SshProvider:
             )
         try:
             return await asyncio.shield(self._houses[target])
-        except wh.WheelhouseError as exc:
-            raise ProvisionError(str(exc)) from exc
+        except (wh.WheelhouseError, OSError) as exc:
+            raise ProvisionError(f"cannot build the agent's wheelhouse: {exc}") from exc
 
     async def _install(self, remote: _Remote, house: wh.Wheelhouse) -> None:
         access = remote.host.ssh or SshAccess()
@@ -314,7 +314,10 @@ class SshProvider:
         self, conn: asyncssh.SSHClientConnection, command: str, what: str, *, check: bool = True
     ) -> asyncssh.SSHCompletedProcess:
         try:
-            done = await conn.run(command, timeout=COMMAND_TIMEOUT)
+            # The account's login shell may be any (csh, fish): sh runs the command.
+            done = await conn.run(
+                f"exec /bin/sh -c {shlex.quote(command)}", timeout=COMMAND_TIMEOUT
+            )
         except (OSError, asyncssh.Error) as exc:
             raise ProvisionError(f"cannot {what}: {exc}") from exc
         if check and done.exit_status != 0:
@@ -380,11 +383,12 @@ class SshProvider:
                     await asyncio.wait_for(remote.process.wait_closed(), EXIT_GRACE)
             if remote.pid is not None and remote.workdir is not None:
                 venv_python = f'"$HOME"/{cache_dir()}/venv/bin/python'
-                with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
-                    await remote.conn.run(
+                with contextlib.suppress(ProvisionError, TimeoutError):
+                    await self._run(
+                        remote.conn,
                         f"{venv_python} -m phalanx.host.leftovers {remote.pid} "
                         f"{shlex.quote(remote.workdir)}",
-                        timeout=COMMAND_TIMEOUT,
+                        "end what the agent left",
                     )
         finally:
             if remote.process is not None:

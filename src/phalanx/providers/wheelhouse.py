@@ -2,10 +2,13 @@
 `python -m phalanx.host`, built here once, so the remote needs no package
 index.
 
-It holds phalanx itself, packed from the very files this process imports
-(an editable dev tree ships its current code), the agent's own
-requirements (`AGENT_REQUIREMENTS`, not the service's stack) and pip, for
-the remote's Python version and machine. A wheelhouse is cached under
+It holds phalanx itself, packed here from the very files this process
+imports (an editable dev tree ships its current code; an installed phalanx
+needs no source tree nor build backend), the agent's own requirements
+(`AGENT_REQUIREMENTS`, not the service's stack) and pip. Those come from
+`pip download --only-binary=:all:` for the remote's Python version and
+machine (manylinux wheels), which need not be this machine's. It is the one
+step that needs a package index, here. A wheelhouse is cached under
 `~/.cache/phalanx/wheelhouse/<version>-<key>/`; the key hashes phalanx's
 files, the requirements and the target, so a changed source tree builds a
 new one and an unchanged one is reused.
@@ -14,7 +17,6 @@ new one and an unchanged one is reused.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -30,13 +32,13 @@ from pathlib import Path
 
 import phalanx
 
-# What `phalanx.host` imports, and nothing more: pydantic (the wire
-# messages; pydantic-settings: the settings of walks), websockets (the
-# link to the coordinator), PyYAML (the
-# declarative runtime) and allpairspy (walks). Their version bounds come
-# from phalanx's own metadata (pyproject), so they are kept in one place.
-# The dask executor of walks is left out: a walk on an SSH host runs its
-# walks in processes (the dask-ssh:// executor reaches its own workers).
+# What `phalanx.host` imports, and nothing more (tests/providers/test_ssh.py
+# imports every module of it in a venv made from the wheelhouse alone):
+# pydantic (the wire messages), pydantic-settings (the settings of walks),
+# websockets (the link to the coordinator), PyYAML (the declarative runtime),
+# allpairspy (walks). Their version bounds come from phalanx's own metadata
+# (pyproject), so they are kept in one place. Left out: the service's stack,
+# and dask (a walk's dask executor on an SSH host says it needs it).
 AGENT_REQUIREMENTS = ("pydantic", "pydantic-settings", "websockets", "pyyaml", "allpairspy")
 DIST = "phalanx"
 PIP_TIMEOUT = 600.0  # seconds for pip to fetch the wheels
@@ -197,14 +199,11 @@ def _pack_phalanx(into: Path) -> Path:
 
 
 def main() -> int:
-    """Build (or find) the wheelhouse for this interpreter and print its path."""
+    """Build (or find) the wheelhouse for this interpreter; print its path."""
     import platform
 
-    with contextlib.suppress(KeyboardInterrupt):
-        target = Target(sys.version_info[:2], platform.machine())
-        print(wheelhouse(target).path)
-        return 0
-    return 130
+    print(wheelhouse(Target(sys.version_info[:2], platform.machine())).path)
+    return 0
 
 
 if __name__ == "__main__":
