@@ -1,10 +1,7 @@
-"""The ssh provider against a real OpenSSH server.
-
-The server runs inside a network namespace made here (its own address on a
-veth pair, no route anywhere else: no package index is reachable from
-it), with its own host key, and logs in a user made here for the module,
-whose home is a fresh folder: the remote's ~/.cache/phalanx is not this
-machine's. Needs root, `ip netns` and sshd; skipped otherwise.
+"""The ssh provider against a real OpenSSH server (tests/providers/sshd.py:
+in a network namespace of its own, with no route to any package index, and
+a user of its own whose home is not this machine's). Needs root, `ip
+netns` and sshd; skipped otherwise.
 
 The agent's wheelhouse is built once for the session into a temp cache
 (pip download: about 5-10 s with a warm pip cache).
@@ -13,97 +10,25 @@ The agent's wheelhouse is built once for the session into a temp cache
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import pwd
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from phalanx.coordinator.runs import open_coordinator
-from phalanx.model import Host, SshAccess
+from phalanx.model import Host
 from phalanx.providers import wheelhouse as wh
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.ssh import SshProvider, cache_dir, choose_python
-
-SSHD = shutil.which("sshd") or next(
-    (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None
-)
-IP = shutil.which("ip")
-START_TIMEOUT = 30.0
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (a network namespace, a user and sshd of its own)"
-    if IP is None or subprocess.run([IP, "netns", "list"], capture_output=True).returncode:
-        return "needs `ip netns` (iproute2)"
-    if SSHD is None or shutil.which("useradd") is None:
-        return "needs sshd (openssh-server) and useradd"
-    return None
-
-
-def run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=30)
-
-
-def keygen(path: Path) -> str:
-    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path))
-    return path.with_suffix(".pub").read_text().strip()
-
-
-@dataclass(frozen=True)
-class Remote:
-    """The sshd in its namespace, and what a client needs to log in."""
-
-    netns: str
-    address: str
-    port: int
-    user: str
-    home: Path
-    key: Path  # authorized
-    other_key: Path  # not authorized
-    known_hosts: Path
-    wrong_known_hosts: Path  # the right address with another host key
-
-    def host(self, name: str = "far.ssh.test", **changes: object) -> Host:
-        access: dict[str, object] = {
-            "user": self.user,
-            "port": self.port,
-            "address": self.address,
-            "key_file": str(self.key),
-            "known_hosts": str(self.known_hosts),
-            **changes,
-        }
-        return Host(name=name, ssh=SshAccess(**access))  # type: ignore[arg-type]
-
-    def processes(self) -> list[int]:
-        """The test user's processes: whatever sshd or an agent left."""
-        uid = pwd.getpwnam(self.user).pw_uid
-        found = []
-        for entry in Path("/proc").iterdir():
-            with contextlib.suppress(OSError):
-                if entry.name.isdigit() and entry.stat().st_uid == uid:
-                    found.append(int(entry.name))
-        return found
-
-    def wait_no_processes(self, timeout: float = 15.0) -> list[int]:
-        deadline = time.monotonic() + timeout
-        while (left := self.processes()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return left
+from tests.providers.sshd import IP, Remote, run, skip_reason, throwaway_sshd
 
 
 @pytest.fixture(scope="session")
@@ -120,103 +45,11 @@ def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def remote() -> Iterator[Remote]:
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    tag = secrets.token_hex(3)
-    netns, outside, inside = f"phxt-ssh-{tag}", f"phs{tag}a", f"phs{tag}b"
-    subnet = f"10.251.{secrets.randbelow(250) + 1}"
-    user = f"phxt{tag}"
-    port = 2200 + secrets.randbelow(600)
-    # Not under pytest's temp folders: those are closed to other users.
-    base = Path(tempfile.mkdtemp(prefix=f"phxt-ssh-{tag}-"))
-    base.chmod(0o755)
-    home = base / "home"
-    made: list[str] = []
-    sshd: subprocess.Popen[bytes] | None = None
-    try:
-        run(IP or "ip", "netns", "add", netns)
-        made.append("netns")
-        run(IP or "ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
-        made.append("link")
-        run(IP or "ip", "link", "set", inside, "netns", netns)
-        run(IP or "ip", "addr", "add", f"{subnet}.1/24", "dev", outside)
-        run(IP or "ip", "link", "set", outside, "up")
-        inns = [IP or "ip", "netns", "exec", netns]
-        run(*inns, "ip", "addr", "add", f"{subnet}.2/24", "dev", inside)
-        run(*inns, "ip", "link", "set", inside, "up")
-        run(*inns, "ip", "link", "set", "lo", "up")
-
-        run("useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", user)
-        made.append("user")
-        run("usermod", "-p", "*", user)  # no password, but not a locked account
-        (home / ".ssh").mkdir(parents=True)
-        key, other_key = base / "id_ed25519", base / "other_ed25519"
-        (home / ".ssh" / "authorized_keys").write_text(keygen(key) + "\n")
-        keygen(other_key)
-        shutil.chown(home, user, user)
-        for path in (home / ".ssh", home / ".ssh" / "authorized_keys"):
-            shutil.chown(path, user, user)
-        host_pub = keygen(base / "host_ed25519")
-        other_pub = keygen(base / "other_host_ed25519")
-        known, wrong = base / "known_hosts", base / "wrong_known_hosts"
-        known.write_text(f"[{subnet}.2]:{port} {host_pub}\n")
-        wrong.write_text(f"[{subnet}.2]:{port} {other_pub}\n")
-        config = base / "sshd_config"
-        config.write_text(
-            f"""\
-Port {port}
-ListenAddress {subnet}.2
-HostKey {base / "host_ed25519"}
-PidFile {base / "sshd.pid"}
-AuthorizedKeysFile .ssh/authorized_keys
-AllowUsers {user}
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-UsePAM no
-AllowTcpForwarding yes
-Subsystem sftp internal-sftp
-"""
-        )
-        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-        sshd = subprocess.Popen(
-            [*inns, SSHD or "sshd", "-D", "-e", "-f", str(config)],
-            stdout=(base / "sshd.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        _wait_for_port(f"{subnet}.2", port, sshd, base / "sshd.log")
-        yield Remote(netns, f"{subnet}.2", port, user, home, key, other_key, known, wrong)
-    finally:
-        if sshd is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(sshd.pid, signal.SIGTERM)
-            sshd.wait(timeout=10)
-        if "user" in made:
-            uid = pwd.getpwnam(user).pw_uid
-            for entry in Path("/proc").iterdir():
-                with contextlib.suppress(OSError):
-                    if entry.name.isdigit() and entry.stat().st_uid == uid:
-                        os.kill(int(entry.name), signal.SIGKILL)
-            subprocess.run(["userdel", user], capture_output=True, timeout=30)
-        if "link" in made:
-            subprocess.run([IP or "ip", "link", "del", outside], capture_output=True, timeout=30)
-        if "netns" in made:
-            subprocess.run([IP or "ip", "netns", "del", netns], capture_output=True, timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _wait_for_port(address: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited: {log.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"sshd did not listen on {address}:{port}: {log.read_text()}")
+    with throwaway_sshd() as made:
+        yield made
 
 
 def _write_suite(tmp_path: Path, remote: Remote) -> Path:
