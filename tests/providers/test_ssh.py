@@ -203,7 +203,10 @@ async def test_a_key_the_remote_does_not_know_is_refused_naming_the_host(
         await _up(provider, host)
     message = str(caught.value)
     assert message.startswith("ssh hosts not brought up (far.ssh.test): far.ssh.test: ")
-    assert f"{remote.address}:{remote.port} refused '{remote.user}'" in message
+    assert message.endswith(
+        f"{remote.address}:{remote.port} refused the login as '{remote.user}' "
+        f"with {remote.other_key}"
+    )
     assert remote.wait_no_processes() == []
 
 
@@ -215,7 +218,10 @@ async def test_a_host_key_other_than_the_known_one_is_refused(
     with pytest.raises(ProvisionError) as caught:
         await _up(provider, host)
     message = str(caught.value)
-    assert "far.ssh.test: the host key of" in message
+    assert (
+        f"far.ssh.test: the host key of {remote.address}:{remote.port} "
+        f"does not match {remote.wrong_known_hosts}"
+    ) in message
     assert "never accepts an unknown host key" in message
     # Not even logged in: the remote saw no session of the user.
     assert not (remote.home / ".cache").exists() or remote.wait_no_processes() == []

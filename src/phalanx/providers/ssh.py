@@ -239,12 +239,12 @@ class SshProvider:
             )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise ProvisionError(
-                f"the host key of {where} is not the one in {known_hosts} ({exc.reason}); "
+                f"the host key of {where} does not match {known_hosts} ({exc.reason}); "
                 "phalanx never accepts an unknown host key"
             ) from exc
         except asyncssh.PermissionDenied as exc:
             key = f" with {access.key_file}" if access.key_file else ""
-            raise ProvisionError(f"{where} refused {user!r}{key}: {exc.reason}") from exc
+            raise ProvisionError(f"{where} refused the login as {user!r}{key}") from exc
         except asyncssh.KeyImportError as exc:
             raise ProvisionError(f"cannot read the key {access.key_file}: {exc}") from exc
         except (OSError, asyncssh.Error, TimeoutError) as exc:
