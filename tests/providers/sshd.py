@@ -30,6 +30,7 @@ SSHD = shutil.which("sshd") or next(
 )
 IP = shutil.which("ip")
 START_TIMEOUT = 30.0
+NO_PYTHON = 1000  # the port of the server's second face: port + this
 
 
 def skip_reason() -> str | None:
@@ -58,6 +59,7 @@ class Remote:
     netns: str
     address: str
     port: int
+    no_python_port: int  # the same server, where the login finds no python3 on its PATH
     user: str
     home: Path
     key: Path  # authorized
@@ -134,12 +136,15 @@ def throwaway_sshd() -> Iterator[Remote]:
         host_pub = keygen(base / "host_ed25519")
         other_pub = keygen(base / "other_host_ed25519")
         known, wrong = base / "known_hosts", base / "wrong_known_hosts"
-        known.write_text(f"[{subnet}.2]:{port} {host_pub}\n")
+        known.write_text(
+            f"[{subnet}.2]:{port} {host_pub}\n[{subnet}.2]:{port + NO_PYTHON} {host_pub}\n"
+        )
         wrong.write_text(f"[{subnet}.2]:{port} {other_pub}\n")
         config = base / "sshd_config"
         config.write_text(
             f"""\
 Port {port}
+Port {port + NO_PYTHON}
 ListenAddress {subnet}.2
 HostKey {base / "host_ed25519"}
 PidFile {base / "sshd.pid"}
@@ -152,6 +157,8 @@ StrictModes no
 UsePAM no
 AllowTcpForwarding yes
 Subsystem sftp internal-sftp
+Match LocalPort {port + NO_PYTHON}
+    SetEnv PATH=/nonexistent
 """
         )
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
@@ -162,7 +169,9 @@ Subsystem sftp internal-sftp
             start_new_session=True,
         )
         _wait_for_port(f"{subnet}.2", port, sshd, base / "sshd.log")
-        yield Remote(netns, f"{subnet}.2", port, user, home, key, other_key, known, wrong)
+        yield Remote(
+            netns, f"{subnet}.2", port, port + NO_PYTHON, user, home, key, other_key, known, wrong
+        )
     finally:
         if sshd is not None:
             with contextlib.suppress(ProcessLookupError):

@@ -241,6 +241,15 @@ async def test_an_unreachable_host_and_a_missing_known_hosts_file_are_named(
     assert f"nowhere.ssh.test: no known_hosts file {tmp_path / 'none'}" in str(caught.value)
 
 
+async def test_a_remote_without_python_is_named(remote: Remote, tmp_path: Path) -> None:
+    provider = SshProvider(tmp_path, "r1")
+    host = remote.host("bare.ssh.test", port=remote.no_python_port)
+    with pytest.raises(ProvisionError) as caught:
+        await _up(provider, host)
+    assert str(caught.value).endswith("bare.ssh.test: no Python >= 3.11 (no python3 at all)")
+    assert remote.wait_no_processes() == []
+
+
 def test_the_wheelhouse_holds_what_every_host_module_imports(
     wheel_cache: Path, tmp_path: Path
 ) -> None:
