@@ -52,22 +52,31 @@ def remote() -> Iterator[Remote]:
         yield made
 
 
+# Two hosts of the cluster on one machine and one account: one install.
+HOSTS = ("far.ssh.test", "near.ssh.test")
+
+
 def _write_suite(tmp_path: Path, remote: Remote) -> Path:
     repo = tmp_path / "repo"
     (repo / "clusters").mkdir(parents=True)
     (repo / "clusters" / "lab_ssh.yaml").write_text(
-        f"""\
+        """\
 name: lab_ssh
 provider: ssh
 hosts:
-  - name: far.ssh.test
-    ip: {remote.address}
+"""
+        + "".join(
+            f"""\
+  - name: {name}
     ssh:
+      address: {remote.address}
       user: {remote.user}
       port: {remote.port}
       key_file: {remote.key}
       known_hosts: {remote.known_hosts}
 """
+            for name in HOSTS
+        )
     )
     suite = repo / "test-suites" / "where"
     (suite / "tc" / "where").mkdir(parents=True)
@@ -99,28 +108,31 @@ def test_a_suite_runs_on_the_ssh_host_installed_cold_then_warm(
     first = _phalanx_run(suite, tmp_path / "first", wheel_cache)
     assert first.returncode == 0, first.stdout + first.stderr
     (run_folder,) = (tmp_path / "first").iterdir()
-    output = (run_folder / "cases" / "where" / "run" / "far.ssh.test.log").read_text()
-    # The stage ran on the remote: the namespace's address, the remote's user and home.
-    assert f"addresses: {remote.address}" in output
-    assert f"user: {remote.user}" in output
-    assert f"home: {remote.home}" in output
-    # Installed from the wheelhouse, with no index: the remote cannot reach one.
-    install_log = (run_folder / "hosts" / "far.ssh.test" / "install.log").read_text()
-    assert " --no-index " in install_log and " --find-links " in install_log
+    for host in HOSTS:
+        output = (run_folder / "cases" / "where" / "run" / f"{host}.log").read_text()
+        # The stage ran on the remote: the namespace's address, the remote's user and home.
+        assert f"addresses: {remote.address}" in output
+        assert f"user: {remote.user}" in output
+        assert f"home: {remote.home}" in output
+        # The agent's own log came back into the run folder.
+        assert (run_folder / "hosts" / host / ".phalanx" / "agent.log").exists()
+    # Installed once, from the wheelhouse, with no index: the remote cannot reach one.
+    (install_log,) = (run_folder / "hosts").glob("*/install.log")
+    assert " --no-index " in install_log.read_text()
+    assert " --find-links " in install_log.read_text()
     installed = remote.home / cache_dir()
     assert (installed / "venv" / "bin" / "python").exists()
     assert not (installed / "wheels").exists()
     marker = (installed / "installed").read_text().split()
     assert marker == [p.name for p in (wheel_cache / "phalanx" / "wheelhouse").iterdir()]
     marker_time = (installed / "installed").stat().st_mtime_ns
-    # The agent's own log came back into the run folder.
-    assert (run_folder / "hosts" / "far.ssh.test" / ".phalanx" / "agent.log").exists()
     # Nothing left on the remote but the cache: no process, no working folder.
     assert remote.wait_no_processes() == []
-    assert not list(Path(tempfile.gettempdir()).glob("phalanx-agent-*")) or all(
-        p.owner() != remote.user for p in Path(tempfile.gettempdir()).glob("phalanx-agent-*")
-    )
+    assert not [
+        p for p in Path(tempfile.gettempdir()).glob("phalanx-agent-*") if p.owner() == remote.user
+    ]
     assert sorted(p.name for p in remote.home.iterdir()) == [".cache", ".ssh"]
+    assert [p.name for p in (remote.home / ".cache").iterdir()] == ["phalanx"]
     # The remote's cache is its own home's, not this machine's.
     assert (local_cache.exists() and sorted(p.name for p in local_cache.iterdir())) == local_before
 
@@ -128,10 +140,11 @@ def test_a_suite_runs_on_the_ssh_host_installed_cold_then_warm(
     assert second.returncode == 0, second.stdout + second.stderr
     (run_folder,) = (tmp_path / "second").iterdir()
     # Warm: no copy, no install.
-    assert not (run_folder / "hosts" / "far.ssh.test" / "install.log").exists()
+    assert list((run_folder / "hosts").glob("*/install.log")) == []
     assert (installed / "installed").stat().st_mtime_ns == marker_time
-    output = (run_folder / "cases" / "where" / "run" / "far.ssh.test.log").read_text()
-    assert f"addresses: {remote.address}" in output
+    for host in HOSTS:
+        output = (run_folder / "cases" / "where" / "run" / f"{host}.log").read_text()
+        assert f"addresses: {remote.address}" in output
     assert remote.wait_no_processes() == []
 
 

@@ -298,7 +298,7 @@ class SshProvider:
         install = (
             f"{shlex.quote(remote.python.path)} -m venv --without-pip {base}/venv && "
             f"{base}/venv/bin/python {base}/wheels/{pip}/pip install --no-index "
-            f"--find-links {base}/wheels --disable-pip-version-check --no-warn-script-location "
+            f"--find-links {base}/wheels --disable-pip-version-check --no-warn-script-location --no-cache-dir "
             f"--quiet phalanx"
         )
         done = await self._run(conn, f"cd && {install} 2>&1", "install the agent", check=False)
