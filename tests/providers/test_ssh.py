@@ -189,6 +189,7 @@ async def test_the_agent_comes_back_through_ssh_with_its_token_off_the_command_l
             assert url.startswith("ws://127.0.0.1:") and url.endswith("/agent")
             assert url != coordinator.agent_url  # the forward's port on the remote
             assert Path(agent.workdir).owner() == remote.user
+            assert Path(agent.workdir).name.startswith("phalanx-agent-r2-")
             # What a stage left running, as the agent's ledger would name it.
             leftover = subprocess.Popen(
                 ["setpriv", f"--reuid={remote.user}", f"--regid={remote.user}", "--clear-groups",

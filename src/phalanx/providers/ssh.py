@@ -181,10 +181,12 @@ class SshProvider:
         prepared = await asyncio.gather(
             *(self._prepare(spec.host) for spec in specs), return_exceptions=True
         )
+        # Every connection made is kept (for `down`) before any error is raised.
         for spec, outcome in zip(specs, prepared, strict=True):
             if isinstance(outcome, _Remote):
                 self.remotes[spec.host.name] = outcome
-            elif isinstance(outcome, ProvisionError):
+        for spec, outcome in zip(specs, prepared, strict=True):
+            if isinstance(outcome, ProvisionError):
                 failures.by_host[spec.host.name] = str(outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
@@ -337,12 +339,14 @@ class SshProvider:
             ) from exc
         agent_url = f"ws://127.0.0.1:{remote.listener.get_port()}{url.path}"
         venv_python = f'"$HOME"/{cache_dir()}/venv/bin/python'
+        # The run's id in the folder's name tells whose a leftover is.
+        prefix = f"phalanx-agent-{self.run_id}-"
         script = "\n".join(
             [
                 "echo $$",
                 "IFS= read -r PHALANX_AGENT_TOKEN || exit 2",
                 "export PHALANX_AGENT_TOKEN",
-                'work=$(mktemp -d "${TMPDIR:-/tmp}/phalanx-agent-XXXXXXXX") || exit 2',
+                f'work=$(mktemp -d "${{TMPDIR:-/tmp}}"/{shlex.quote(prefix)}XXXXXXXX) || exit 2',
                 'cd "$work" && work=$(pwd -P) && echo "$work" || exit 2',
                 f"exec {venv_python} -m phalanx.host --coordinator {shlex.quote(agent_url)} "
                 f'--name {shlex.quote(spec.host.name)} --workdir "$work" '
