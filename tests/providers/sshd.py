@@ -78,17 +78,19 @@ class Remote:
         }
         return Host(name=name, ssh=SshAccess(**access))  # type: ignore[arg-type]
 
-    def processes(self) -> list[int]:
-        """The test user's processes: whatever sshd or an agent left."""
+    def processes(self) -> list[str]:
+        """The test user's processes (pid and command line): whatever sshd
+        or an agent left."""
         uid = pwd.getpwnam(self.user).pw_uid
         found = []
         for entry in Path("/proc").iterdir():
             with contextlib.suppress(OSError):
                 if entry.name.isdigit() and entry.stat().st_uid == uid:
-                    found.append(int(entry.name))
+                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                    found.append(f"{entry.name} {command.decode(errors='replace').strip()}")
         return found
 
-    def wait_no_processes(self, timeout: float = 15.0) -> list[int]:
+    def wait_no_processes(self, timeout: float = 15.0) -> list[str]:
         deadline = time.monotonic() + timeout
         while (left := self.processes()) and time.monotonic() < deadline:
             time.sleep(0.1)

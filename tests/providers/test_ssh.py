@@ -89,6 +89,13 @@ hosts:
     return suite
 
 
+def _agent_logs(run_folder: Path) -> str:
+    return "\n".join(
+        f"{log}:\n{log.read_text(errors='replace')}"
+        for log in sorted(run_folder.glob("hosts/*/.phalanx/agent.log"))
+    )
+
+
 def _phalanx_run(suite: Path, results: Path, wheel_cache: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "XDG_CACHE_HOME": str(wheel_cache)}
     return subprocess.run(
@@ -127,7 +134,7 @@ def test_a_suite_runs_on_the_ssh_host_installed_cold_then_warm(
     assert marker == [p.name for p in (wheel_cache / "phalanx" / "wheelhouse").iterdir()]
     marker_time = (installed / "installed").stat().st_mtime_ns
     # Nothing left on the remote but the cache: no process, no working folder.
-    assert remote.wait_no_processes() == []
+    assert remote.wait_no_processes() == [], _agent_logs(run_folder)
     assert not [
         p for p in Path(tempfile.gettempdir()).glob("phalanx-agent-*") if p.owner() == remote.user
     ]
@@ -145,7 +152,7 @@ def test_a_suite_runs_on_the_ssh_host_installed_cold_then_warm(
     for host in HOSTS:
         output = (run_folder / "cases" / "where" / "run" / f"{host}.log").read_text()
         assert f"addresses: {remote.address}" in output
-    assert remote.wait_no_processes() == []
+    assert remote.wait_no_processes() == [], _agent_logs(run_folder)
 
 
 def test_the_remote_reaches_no_package_index(remote: Remote) -> None:

@@ -387,13 +387,18 @@ class SshProvider:
                     await asyncio.wait_for(remote.process.wait_closed(), EXIT_GRACE)
             if remote.pid is not None and remote.workdir is not None:
                 venv_python = f'"$HOME"/{cache_dir()}/venv/bin/python'
-                with contextlib.suppress(ProvisionError, TimeoutError):
+                try:
                     await self._run(
                         remote.conn,
                         f"{venv_python} -m phalanx.host.leftovers {remote.pid} "
                         f"{shlex.quote(remote.workdir)}",
                         "end what the agent left",
                     )
+                except ProvisionError as exc:
+                    # The run is over; its host's log says what may be left.
+                    log = agent_log(host_dir(self.root, remote.host.name))
+                    with contextlib.suppress(OSError), log.open("a") as f:
+                        f.write(f"phalanx: {exc}\n")
         finally:
             if remote.process is not None:
                 remote.process.close()
