@@ -85,9 +85,18 @@ class Remote:
         found = []
         for entry in Path("/proc").iterdir():
             with contextlib.suppress(OSError):
-                if entry.name.isdigit() and entry.stat().st_uid == uid:
-                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                    found.append(f"{entry.name} {command.decode(errors='replace').strip()}")
+                if not entry.name.isdigit() or entry.stat().st_uid != uid:
+                    continue
+                if (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                    # Dead already. sshd runs under this test process, which
+                    # may have become a child subreaper (an in-process tree
+                    # run), so the orphans of the remote's sessions are its
+                    # own to reap.
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(int(entry.name), os.WNOHANG)
+                    continue
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                found.append(f"{entry.name} {command.decode(errors='replace').strip()}")
         return found
 
     def wait_no_processes(self, timeout: float = 15.0) -> list[str]:
