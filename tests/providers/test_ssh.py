@@ -171,11 +171,13 @@ def test_the_remote_reaches_no_package_index(remote: Remote) -> None:
     assert "unreachable" in done.stderr
 
 
-async def _up(provider: SshProvider, host: Host) -> None:
+async def _up(provider: SshProvider, *hosts: Host) -> None:
     async with open_coordinator(heartbeat_timeout=5) as coordinator:
-        token = coordinator.tokens.issue(host.name)
+        specs = [
+            AgentSpec(h, coordinator.agent_url, coordinator.tokens.issue(h.name)) for h in hosts
+        ]
         try:
-            await provider.up([AgentSpec(host, coordinator.agent_url, token)])
+            await provider.up(specs)
         finally:
             await asyncio.wait_for(provider.down(), 30)
 
@@ -254,18 +256,27 @@ async def test_a_host_key_other_than_the_known_one_is_refused(
     assert not (remote.home / ".cache").exists() or remote.wait_no_processes() == []
 
 
-async def test_an_unreachable_host_and_a_missing_known_hosts_file_are_named(
-    remote: Remote, tmp_path: Path
+async def test_every_failed_host_is_named_in_one_error(
+    remote: Remote, wheel_cache: Path, tmp_path: Path
 ) -> None:
-    provider = SshProvider(tmp_path, "r1", connect_timeout=5)
+    """An unreachable host and one with no known_hosts file beside a good
+    one: one error names both; the good one is logged out again."""
+    provider = SshProvider(
+        tmp_path, "r1", wheel_cache=wheel_cache / "phalanx" / "wheelhouse", connect_timeout=5
+    )
     closed = remote.host("closed.ssh.test", port=remote.port + 1)
     nowhere = remote.host("nowhere.ssh.test", known_hosts=str(tmp_path / "none"))
     with pytest.raises(ProvisionError) as caught:
-        await _up(provider, closed)
-    assert f"closed.ssh.test: cannot reach {remote.address}:{remote.port + 1}" in str(caught.value)
-    with pytest.raises(ProvisionError) as caught:
-        await _up(provider, nowhere)
-    assert f"nowhere.ssh.test: no known_hosts file {tmp_path / 'none'}" in str(caught.value)
+        await _up(provider, closed, remote.host("good.ssh.test"), nowhere)
+    message = str(caught.value)
+    assert message.startswith(
+        "ssh hosts not brought up (closed.ssh.test, nowhere.ssh.test): "
+        f"closed.ssh.test: cannot reach {remote.address}:{remote.port + 1}: "
+    )
+    assert f"; nowhere.ssh.test: no known_hosts file {tmp_path / 'none'} " in message
+    assert "good.ssh.test" not in message
+    assert provider.remotes == {}
+    assert remote.wait_no_processes() == []
 
 
 async def test_a_remote_without_python_is_named(remote: Remote, tmp_path: Path) -> None:
