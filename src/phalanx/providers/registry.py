@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phalanx.model import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDERS, Cluster
+from phalanx.model import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_SSH, PROVIDERS, Cluster
 from phalanx.providers.base import Provider, ProvisionError
 
 
@@ -22,6 +22,10 @@ def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> Pr
         from phalanx.providers.netns import NetnsProvider
 
         return NetnsProvider(cluster, root, run_id)
+    if name == PROVIDER_SSH:
+        from phalanx.providers.ssh import SshProvider
+
+        return SshProvider(root, run_id)
     if name in PROVIDERS:
         raise ProvisionError(f"phalanx cannot start {name!r} hosts itself")
     raise ProvisionError(f"no provider {name!r}; the providers are {', '.join(PROVIDERS)}")
