@@ -112,13 +112,13 @@ def disk_serial(name: str) -> str:
     return name[:20]  # virtio-blk serials are at most 20 bytes
 
 
-def console_tail(path: Path, lines: int = CONSOLE_LINES) -> str:
+def console_tail(path: Path, lines: int = CONSOLE_LINES, empty: str = "(no console output)") -> str:
     try:
         text = path.read_bytes().decode(errors="replace")
     except FileNotFoundError:
-        return "(no console output)"
+        return empty
     kept = [line.rstrip("\r") for line in text.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:]) or "(no console output)"
+    return "\n".join(kept[-lines:]) or empty
 
 
 # --- acceleration -----------------------------------------------------------------
@@ -323,7 +323,7 @@ class QemuProvider:
         }
         (seed / "vm.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
         args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, KERNEL_ARGS)
-        args += ["-name", host.name, "-pidfile", str(folder / "qemu.pid")]
+        args += ["-name", host.name]
         args += ["-serial", f"file:{folder / 'console.log'}"]
         args += ["-qmp", f"unix:{private / 'qmp.sock'},server=on,wait=off"]
         args += _share("hostroot", Path("/"), multidevs=True)
@@ -355,6 +355,9 @@ class QemuProvider:
             except OSError as exc:
                 shutil.rmtree(private, ignore_errors=True)
                 raise ProvisionError(f"cannot start the VM of {host.name}: {exc}") from exc
+        # Kept with the run (QEMU's own -pidfile goes when it exits): which
+        # process was this VM, for whoever looks at the run afterwards.
+        (folder / "qemu.pid").write_text(f"{process.pid}\n")
         self.vms[host.name] = _VM(host, process, folder, private)
 
     async def _booted(self, vm: _VM) -> str | None:
@@ -366,11 +369,12 @@ class QemuProvider:
                 if BOOTED_MARK.encode() in vm.console.read_bytes():
                     return None
             if vm.process.returncode is not None:
-                qemu_said = console_tail(vm.folder / "qemu.log", 3)
+                said = console_tail(vm.folder / "qemu.log", 3, empty="")
                 return (
                     f"the VM of {vm.host.name} ended before its agent started "
-                    f"(QEMU exit status {vm.process.returncode}; QEMU: {qemu_said}); "
-                    f"its console's last lines:\n{console_tail(vm.console)}"
+                    f"(QEMU exit status {vm.process.returncode}"
+                    + (f"; QEMU: {said}" if said else "")
+                    + f"); its console's last lines:\n{console_tail(vm.console)}"
                 )
             if time.monotonic() > deadline:
                 return (

@@ -44,7 +44,8 @@ MODULES = (
     "9p",
     "overlay",
     "ext4",
-    "button",  # the ACPI power button: QMP `system_powerdown`
+    "evdev",
+    "button",  # the ACPI power button (QMP `system_powerdown`), read by acpid from evdev
 )
 APT_HINT = "install them with: apt-get install linux-image-amd64 busybox-static"
 PROBE_MARK = "phalanx-vm: probe ok"
@@ -228,7 +229,7 @@ PHALANX_AGENT_TOKEN=$($bb cat /run/phalanx/token)
 $bb rm -f /run/phalanx/token
 export PHALANX_AGENT_TOKEN PHALANX_HOSTNAME="$PHALANX_NAME" HOME=/root
 export PATH="$PHALANX_PATH"
-$bb acpid -c /run/phalanx/acpi
+$bb acpid -d -c /run/phalanx/acpi &
 $bb mkdir -p "$PHALANX_WORKDIR"
 cd "$PHALANX_WORKDIR"
 echo "phalanx-vm: starting the agent ($PHALANX_PYTHON, coordinator $PHALANX_URL)"
@@ -248,7 +249,12 @@ POWEROFF = r"""#!/run/phalanx/busybox sh
 bb=/run/phalanx/busybox
 pid=$($bb cat /run/phalanx/agent.pid 2>/dev/null)
 [ -n "$pid" ] && $bb kill -TERM "$pid"
-$bb sleep 3
+i=0
+while [ -n "$pid" ] && $bb kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
+    $bb sleep 0.2
+    i=$((i + 1))
+done
+echo "phalanx-vm: powered off by ACPI" > /dev/console
 $bb sync
 $bb poweroff -f
 """
