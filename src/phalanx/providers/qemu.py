@@ -301,6 +301,8 @@ class QemuProvider:
 
     async def _start(self, spec: AgentSpec, private_root: Path, image: Image) -> None:
         host = spec.host
+        if (host.arch or "x86_64") not in ("x86_64", "amd64"):
+            raise ProvisionError(f"{host.name}: arch {host.arch}: only x86_64 VMs for now")
         folder = self.root / host.name
         folder.mkdir(parents=True, exist_ok=True)
         private = Path(tempfile.mkdtemp(prefix="vm-", dir=private_root))
@@ -320,6 +322,7 @@ class QemuProvider:
             "PHALANX_ADDRESS": GUEST_ADDRESS,
             "PHALANX_GATEWAY": GATEWAY,
             "PHALANX_DNS": DNS,
+            "PHALANX_PRIVATE": str(private_root.resolve()),
         }
         (seed / "vm.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
         args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, KERNEL_ARGS)

@@ -204,6 +204,9 @@ ip addr add "$PHALANX_ADDRESS" dev eth0
 ip route add default via "$PHALANX_GATEWAY"
 for d in proc sys dev; do mount --move "/$d" "/newroot/$d"; done
 mount -t tmpfs -o mode=1777 tmp /newroot/tmp
+# This machine's folder of every VM's seed and disks (under /tmp, usually
+# hidden already): no stage reads another VM's token through the 9p root.
+[ -d "/newroot$PHALANX_PRIVATE" ] && mount -t tmpfs -o mode=0700 private "/newroot$PHALANX_PRIVATE"
 mount -t tmpfs -o mode=0755 phalanx /newroot/run
 mkdir -p /newroot/run/phalanx/acpi/PWRF /newroot/dev/pts /newroot/dev/shm /newroot/etc
 mount -t devpts devpts /newroot/dev/pts
