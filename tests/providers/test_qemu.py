@@ -6,6 +6,7 @@ tests share boots where they can."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -159,9 +160,17 @@ async def test_a_two_vm_cluster_runs_stages_in_its_vms_and_a_killed_qemu_is_a_lo
     ran = after.stages[0].host("vm0.qemu.test")
     assert ran is not None and ran.status is Status.PASSED
     assert result.status is Status.ERROR
-    # Nothing is left running, and the per-run disks are gone.
-    for name in ("vm0.qemu.test", "vm1.qemu.test"):
+    # Nothing is left running, and the per-run disks are gone; how each VM
+    # booted and ended is kept with the run.
+    for name, ended_by in (("vm0.qemu.test", "itself"), ("vm1.qemu.test", "lost")):
         assert not alive(_qemu_pid(folder, name))
+        record = json.loads((folder / "hosts" / name / "vm.json").read_text())
+        assert record["ended_by"] == ended_by
+        assert record["boot_to_agent_s"] > 0
+        assert record["disks"] == [
+            {"name": "scratch", "size": 32 << 20, "mount_point": "/mnt/scratch"}
+        ]
+    assert json.loads((folder / "hosts/vm1.qemu.test/vm.json").read_text())["ram_mb"] == 256
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("phalanx-qemu-vm-run-*"))
 
 
@@ -193,6 +202,8 @@ async def test_qmp_reports_a_running_vm_and_powers_it_off(tmp_path: Path, cache:
     finally:
         await provider.close()
     assert provider._private is None and provider.vms == {}
+    record = json.loads((tmp_path / "hosts" / host.name / "vm.json").read_text())
+    assert record["ended_by"] == "acpi" and record["exit_status"] == 0
 
 
 @needs_qemu
@@ -217,3 +228,6 @@ async def test_a_vm_that_does_not_boot_is_a_run_error_with_its_last_console_line
     assert (folder / "hosts" / "vm0.qemu.test" / "console.log").is_file()
     for name in ("vm0.qemu.test", "vm1.qemu.test"):
         assert not alive(_qemu_pid(folder, name))
+        assert (
+            json.loads((folder / "hosts" / name / "vm.json").read_text())["boot_to_agent_s"] is None
+        )

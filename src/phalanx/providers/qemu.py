@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -229,6 +229,28 @@ class _VM:
     process: asyncio.subprocess.Process
     folder: Path  # kept with the run
     private: Path  # disks, seed, QMP socket: removed with the VM
+    accel: str
+    started: float = field(default_factory=time.monotonic)
+    booted_after: float | None = None  # seconds from QEMU's start to the agent's
+    ended_by: str | None = None  # how it ended: itself, acpi, quit, killed, lost
+
+    def record(self) -> dict[str, object]:
+        """What `vm.json` keeps with the run: how the VM was made, how long
+        it took to boot, how it ended."""
+        host = self.host
+        return {
+            "accel": self.accel,
+            "ram_mb": ram_megabytes(host.ram_size),
+            "mac": mac_address(host),
+            "disks": [
+                {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
+            ],
+            "boot_to_agent_s": (
+                round(self.booted_after, 3) if self.booted_after is not None else None
+            ),
+            "ended_by": self.ended_by,
+            "exit_status": self.process.returncode,
+        }
 
     @property
     def console(self) -> Path:
@@ -361,7 +383,7 @@ class QemuProvider:
         # Kept with the run (QEMU's own -pidfile goes when it exits): which
         # process was this VM, for whoever looks at the run afterwards.
         (folder / "qemu.pid").write_text(f"{process.pid}\n")
-        self.vms[host.name] = _VM(host, process, folder, private)
+        self.vms[host.name] = _VM(host, process, folder, private, self.accel)
 
     async def _booted(self, vm: _VM) -> str | None:
         """None once the guest starts its agent; else why it did not."""
@@ -370,6 +392,7 @@ class QemuProvider:
         while True:
             with contextlib.suppress(FileNotFoundError):
                 if BOOTED_MARK.encode() in vm.console.read_bytes():
+                    vm.booted_after = time.monotonic() - vm.started
                     return None
             if vm.process.returncode is not None:
                 said = console_tail(vm.folder / "qemu.log", 3, empty="")
@@ -402,16 +425,20 @@ class QemuProvider:
             await self._wait_or_force(vm, timeout)
 
     async def _wait_or_force(self, vm: _VM, timeout: float) -> None:
+        """After an ACPI power-off: its end, else `quit`, else SIGKILL."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(vm.process.wait(), timeout)
+            vm.ended_by = "acpi"
             return
         with contextlib.suppress(Exception):
             await qmp(vm.monitor, "quit", timeout=3)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(vm.process.wait(), 5)
+            vm.ended_by = "quit"
             return
         signal_group(vm.process.pid, signal.SIGKILL)
         await vm.process.wait()
+        vm.ended_by = "killed"
 
     async def down(self, lost: Collection[str] = ()) -> None:
         """End every VM: a lost one (its agent gone: QEMU killed, guest
@@ -422,12 +449,16 @@ class QemuProvider:
 
     async def _stop(self, vm: _VM, lost: bool) -> None:
         try:
-            if lost:
+            if vm.ended_by is not None:
+                pass  # powered off already (`power_off`)
+            elif lost:
                 signal_group(vm.process.pid, signal.SIGKILL)
                 await vm.process.wait()
+                vm.ended_by = "lost"
             else:
                 try:
                     await asyncio.wait_for(vm.process.wait(), EXIT_GRACE)
+                    vm.ended_by = "itself"  # its agent ended (or its kernel did)
                 except TimeoutError:
                     with contextlib.suppress(Exception):
                         await qmp(vm.monitor, "system_powerdown")
@@ -435,6 +466,8 @@ class QemuProvider:
             signal_group(vm.process.pid, signal.SIGKILL)  # anything left in its group
         finally:
             shutil.rmtree(vm.private, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (vm.folder / "vm.json").write_text(json.dumps(vm.record(), indent=2) + "\n")
 
 
 def _share(tag: str, path: Path, multidevs: bool = False) -> list[str]:
