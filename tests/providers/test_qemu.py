@@ -204,6 +204,10 @@ async def test_qmp_reports_a_running_vm_and_powers_it_off(tmp_path: Path, cache:
     assert provider._private is None and provider.vms == {}
     record = json.loads((tmp_path / "hosts" / host.name / "vm.json").read_text())
     assert record["ended_by"] == "acpi" and record["exit_status"] == 0
+    # QEMU's events, as QMP told them, are kept with the run too.
+    lines = (tmp_path / "hosts" / host.name / "qmp-events.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert "SHUTDOWN" in events[events.index("POWERDOWN") :]
 
 
 @needs_qemu

@@ -207,17 +207,67 @@ def _machine_args(accel: str, ram_mb: int, image: Image, append: str) -> list[st
 # --- QMP --------------------------------------------------------------------------
 
 
-async def qmp(socket: Path, command: str, timeout: float = 10.0, **arguments: Any) -> Any:
-    """One QMP command on a VM's monitor socket; its `return` value."""
-    from qemu.qmp import QMPClient  # only a qemu run needs it
+class Monitor:
+    """A VM's QMP connection, open for the VM's whole life (QEMU serves one
+    client at a time): its commands, and its events (SHUTDOWN, POWERDOWN,
+    RESET, ...) appended to a JSON-lines file as they come."""
 
-    client = QMPClient("phalanx")
-    try:
-        await asyncio.wait_for(client.connect(str(socket)), timeout)
-        return await asyncio.wait_for(client.execute(command, arguments or None), timeout)
-    finally:
-        with contextlib.suppress(Exception):
-            await client.disconnect()
+    def __init__(self, socket: Path, events: Path) -> None:
+        self.socket = socket
+        self.events = events
+        self._client: Any = None
+        self._listener: Any = None
+        self._pump: asyncio.Task[None] | None = None
+
+    async def open(self, process: asyncio.subprocess.Process, within: float = 10.0) -> None:
+        from qemu.qmp import EventListener, QMPClient  # only a qemu run needs it
+
+        deadline = time.monotonic() + within
+        # Until QEMU listens (a failed connect is logged as an error by qemu.qmp).
+        while not self.socket.exists():
+            if process.returncode is not None or time.monotonic() > deadline:
+                return  # commands will say there is no monitor
+            await asyncio.sleep(0.02)
+        client = QMPClient("phalanx")
+        try:
+            await asyncio.wait_for(client.connect(str(self.socket)), within)
+        except Exception:  # QEMU went away meanwhile
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+            return
+        self._listener = EventListener()
+        client.register_listener(self._listener)
+        self._client = client
+        self._pump = asyncio.create_task(self._write_events())
+
+    async def _write_events(self) -> None:
+        async for event in self._listener:
+            self._write(event)
+
+    def _write(self, event: Any) -> None:
+        stamp = event.get("timestamp", {})
+        seconds = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
+        record = {"time": seconds, "event": event["event"], "data": event.get("data", {})}
+        with self.events.open("a") as out:
+            out.write(json.dumps(record) + "\n")
+
+    async def execute(self, command: str, timeout: float = 10.0, **arguments: Any) -> Any:
+        """A QMP command's `return` value."""
+        if self._client is None:
+            raise ProvisionError(f"no QMP monitor on {self.socket}")
+        return await asyncio.wait_for(self._client.execute(command, arguments or None), timeout)
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+            while not self._listener.empty():  # read before the end, not written yet
+                self._write(await self._listener.get())
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._client.disconnect(), 5)
+        self._client = self._listener = self._pump = None
 
 
 # --- the provider -----------------------------------------------------------------
@@ -230,6 +280,7 @@ class _VM:
     folder: Path  # kept with the run
     private: Path  # disks, seed, QMP socket: removed with the VM
     accel: str
+    monitor: Monitor
     started: float = field(default_factory=time.monotonic)
     booted_after: float | None = None  # seconds from QEMU's start to the agent's
     ended_by: str | None = None  # how it ended: itself, acpi, quit, killed, lost
@@ -255,10 +306,6 @@ class _VM:
     @property
     def console(self) -> Path:
         return self.folder / "console.log"
-
-    @property
-    def monitor(self) -> Path:
-        return self.private / "qmp.sock"
 
 
 class QemuProvider:
@@ -383,7 +430,9 @@ class QemuProvider:
         # Kept with the run (QEMU's own -pidfile goes when it exits): which
         # process was this VM, for whoever looks at the run afterwards.
         (folder / "qemu.pid").write_text(f"{process.pid}\n")
-        self.vms[host.name] = _VM(host, process, folder, private, self.accel)
+        monitor = Monitor(private / "qmp.sock", folder / "qmp-events.jsonl")
+        self.vms[host.name] = _VM(host, process, folder, private, self.accel, monitor)
+        await monitor.open(process)
 
     async def _booted(self, vm: _VM) -> str | None:
         """None once the guest starts its agent; else why it did not."""
@@ -412,7 +461,7 @@ class QemuProvider:
 
     async def status(self, host: str) -> str:
         """The VM's run state as QEMU reports it (`running`, `paused`, ...)."""
-        reply = await qmp(self.vms[host].monitor, "query-status")
+        reply = await self.vms[host].monitor.execute("query-status")
         return str(reply["status"])
 
     async def power_off(self, host: str, timeout: float = POWERDOWN_GRACE) -> None:
@@ -421,7 +470,7 @@ class QemuProvider:
         vm = self.vms[host]
         if vm.process.returncode is None:
             with contextlib.suppress(Exception):
-                await qmp(vm.monitor, "system_powerdown")
+                await vm.monitor.execute("system_powerdown")
             await self._wait_or_force(vm, timeout)
 
     async def _wait_or_force(self, vm: _VM, timeout: float) -> None:
@@ -431,7 +480,7 @@ class QemuProvider:
             vm.ended_by = "acpi"
             return
         with contextlib.suppress(Exception):
-            await qmp(vm.monitor, "quit", timeout=3)
+            await vm.monitor.execute("quit", timeout=3)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(vm.process.wait(), 5)
             vm.ended_by = "quit"
@@ -461,10 +510,11 @@ class QemuProvider:
                     vm.ended_by = "itself"  # its agent ended (or its kernel did)
                 except TimeoutError:
                     with contextlib.suppress(Exception):
-                        await qmp(vm.monitor, "system_powerdown")
+                        await vm.monitor.execute("system_powerdown")
                     await self._wait_or_force(vm, POWERDOWN_GRACE)
             signal_group(vm.process.pid, signal.SIGKILL)  # anything left in its group
         finally:
+            await vm.monitor.close()
             shutil.rmtree(vm.private, ignore_errors=True)
             with contextlib.suppress(OSError):
                 (vm.folder / "vm.json").write_text(json.dumps(vm.record(), indent=2) + "\n")
