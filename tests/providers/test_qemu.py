@@ -137,7 +137,7 @@ async def test_a_two_vm_cluster_runs_stages_in_its_vms_and_a_killed_qemu_is_a_lo
             os.kill(killed[0], signal.SIGKILL)
 
     options = RunOptions(
-        results=results, heartbeat_timeout=5, connect_timeout=BOOT, run_id="vm-run"
+        results=results, heartbeat_timeout=15, connect_timeout=BOOT, run_id="vm-run"
     )
     result, folder = await run_local(suite, options, [kill_when_sleeping])
 
