@@ -363,6 +363,21 @@ def cleanup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def image_build(args: argparse.Namespace) -> int:
+    """Build the qemu provider's tiny VM image (kernel + initramfs), once:
+    it is cached by content hash. Prints the image's folder."""
+    from phalanx.providers.vmimage import ImageError, build_image
+
+    try:
+        image = build_image()
+    except ImageError as exc:
+        print(f"phalanx image build: {exc}", file=sys.stderr)
+        return 1
+    how = "built" if image.built else "cached"
+    print(f"{image.path} ({how}; kernel {image.kernel_version})")
+    return 0
+
+
 def agent(argv: list[str]) -> int:
     """Run the agent daemon on a host (see `phalanx agent --help`)."""
     from phalanx.host.__main__ import main as agent_main
@@ -565,6 +580,12 @@ def parser() -> argparse.ArgumentParser:
     walk.add_argument("walk_id", type=int, help="the walk to replay")
     walk.add_argument("--state", help="initial state, as JSON (default: the run's own)")
     walk.add_argument("--step", action="store_true", help="pause before each action")
+    image = commands.add_parser(
+        "image", help="The qemu provider's VM image.", description="The VM image."
+    )
+    image_commands = image.add_subparsers(dest="image_command", metavar="COMMAND")
+    image_commands.required = True
+    _command(image_commands, "build", image_build)
     commands.add_parser(
         "agent", help=(agent.__doc__ or "").strip(), add_help=False
     )  # its own parser reads the rest: see main()

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phalanx.model import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_SSH, PROVIDERS, Cluster
+from phalanx.model import (
+    PROVIDER_LOCAL,
+    PROVIDER_NETNS,
+    PROVIDER_QEMU,
+    PROVIDER_SSH,
+    PROVIDERS,
+    Cluster,
+)
 from phalanx.providers.base import Provider, ProvisionError
 
 
@@ -26,6 +33,10 @@ def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> Pr
         from phalanx.providers.ssh import SshProvider
 
         return SshProvider(root, run_id)
+    if name == PROVIDER_QEMU:
+        from phalanx.providers.qemu import QemuProvider
+
+        return QemuProvider(root, run_id)
     if name in PROVIDERS:
         raise ProvisionError(f"phalanx cannot start {name!r} hosts itself")
     raise ProvisionError(f"no provider {name!r}; the providers are {', '.join(PROVIDERS)}")

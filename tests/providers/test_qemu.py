@@ -1,0 +1,237 @@
+"""The qemu provider on real VMs: QEMU booting the tiny image, agents in
+the guests connecting to a real coordinator. Under TCG (no working KVM) a
+boot to a connected agent takes 15-40 s on a loaded 2-core machine, so the
+tests share boots where they can."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from phalanx.coordinator.runs import RunOptions, open_coordinator, run_local
+from phalanx.events import Event, HostOutput
+from phalanx.model import Case, Cluster, Disk, Host, Script, Status, Suite
+from phalanx.providers import qemu as qemu_module
+from phalanx.providers.base import AgentSpec
+from phalanx.providers.qemu import QemuProvider, guest_url, ram_megabytes
+from phalanx.providers.vmimage import Image, ImageError, build_image, find_busybox, find_kernel
+from tests.coordinator.runhelpers import output
+from tests.processes import alive
+
+
+def _missing() -> str | None:
+    for tool in ("qemu-system-x86_64", "qemu-img"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install qemu-system-x86 qemu-utils)"
+    try:
+        find_kernel()
+        find_busybox()
+    except ImageError as exc:
+        return str(exc)
+    return None
+
+
+MISSING = _missing()
+needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+BOOT = 240  # seconds a test may take: boots under TCG on a busy machine
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An image cache of this module's own (the image and the KVM probe)."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root))
+        yield root
+
+
+def _qemu_pid(folder: Path, host: str) -> int:
+    return int((folder / "hosts" / host / "qemu.pid").read_text())
+
+
+def test_ram_size_is_xrdtest_kib_or_a_size_with_a_unit() -> None:
+    assert ram_megabytes("524288") == 512
+    assert ram_megabytes("256M") == 256
+    assert ram_megabytes("2G") == 2048
+    assert ram_megabytes(None) == qemu_module.DEFAULT_RAM_MB
+
+
+def test_the_guest_reaches_the_coordinators_loopback_at_the_user_network_gateway() -> None:
+    assert guest_url("ws://127.0.0.1:4242/agent") == "ws://10.0.2.2:4242/agent"
+    assert guest_url("ws://192.0.2.7:4242/agent") == "ws://192.0.2.7:4242/agent"
+
+
+@needs_qemu
+def test_image_build_builds_once_then_finds_it_in_the_cache(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "phalanx", "image", "build"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    path, how = first.stdout.split(" ", 1)
+    assert how.startswith("(built;")
+    assert Path(path).parent == tmp_path / "phalanx" / "images"
+    assert {p.name for p in Path(path).iterdir()} >= {"initramfs.img", "image.json"}
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split(" ", 1) == [path, how.replace("built", "cached")]
+
+
+def _two_vm_suite(cases: tuple[Case, ...]) -> Suite:
+    disk = Disk(name="scratch", size=32 << 20, device="vdb", mount_point="/mnt/scratch")
+    hosts = tuple(
+        Host(name=f"vm{i}.qemu.test", ram_size="262144" if i else "256M", disks=(disk,))
+        for i in range(2)
+    )
+    return Suite(
+        name="vms",
+        cluster=Cluster(name="vms", hosts=hosts, provider="qemu"),
+        cases=cases,
+        timeout=BOOT,
+    )
+
+
+CHECK = """uname -n
+@diskmounts@
+grep ' /mnt/scratch ' /proc/mounts | cut -d' ' -f1-3
+echo written > /mnt/scratch/file && cat /mnt/scratch/file
+"""
+VICTIM = """if [ "$(uname -n)" = vm1.qemu.test ]; then echo sleeping; sleep 200; fi"""
+
+
+@needs_qemu
+@pytest.mark.timeout(BOOT + 120)
+async def test_a_two_vm_cluster_runs_stages_in_its_vms_and_a_killed_qemu_is_a_lost_agent(
+    tmp_path: Path, cache: Path
+) -> None:
+    """Both VMs boot and connect; a stage in each sees its own host name and
+    its disk mounted by @diskmounts@; then one QEMU is killed with -9
+    mid-stage: that host is `error` (agent lost), the run goes on."""
+    suite = _two_vm_suite(
+        (
+            Case(name="check", stages={"run": Script(text=CHECK)}),
+            Case(name="victim", stages={"run": Script(text=VICTIM)}),
+            Case(name="after", stages={"run": Script(text="uname -n")}),
+        )
+    )
+    results = tmp_path / "results"
+    killed: list[int] = []
+
+    def kill_when_sleeping(event: Event) -> None:
+        if (
+            isinstance(event, HostOutput)
+            and event.case == "victim"
+            and b"sleeping" in event.data
+            and not killed
+        ):
+            folder = next(results.iterdir())
+            killed.append(_qemu_pid(folder, "vm1.qemu.test"))
+            os.kill(killed[0], signal.SIGKILL)
+
+    options = RunOptions(
+        results=results, heartbeat_timeout=15, connect_timeout=BOOT, run_id="vm-run"
+    )
+    result, folder = await run_local(suite, options, [kill_when_sleeping])
+
+    check = result.case("check")
+    assert check is not None and check.status is Status.PASSED, result.reason
+    for name in ("vm0.qemu.test", "vm1.qemu.test"):
+        text = output(folder, result, "check", "run", name)
+        assert text.splitlines() == [name, "/dev/vda /mnt/scratch ext2", "written"]
+        console = (folder / "hosts" / name / "console.log").read_text(errors="replace")
+        assert "phalanx-vm: starting the agent" in console
+    victim = result.case("victim")
+    assert victim is not None and killed
+    lost = victim.stages[0].host("vm1.qemu.test")
+    assert lost is not None and lost.status is Status.ERROR
+    assert (lost.reason or "").startswith("agent lost")
+    survivor = victim.stages[0].host("vm0.qemu.test")
+    assert survivor is not None and survivor.status is Status.PASSED
+    after = result.case("after")
+    assert after is not None
+    ran = after.stages[0].host("vm0.qemu.test")
+    assert ran is not None and ran.status is Status.PASSED
+    assert result.status is Status.ERROR
+    # Nothing is left running, and the per-run disks are gone; how each VM
+    # booted and ended is kept with the run.
+    for name, ended_by in (("vm0.qemu.test", "itself"), ("vm1.qemu.test", "lost")):
+        assert not alive(_qemu_pid(folder, name))
+        record = json.loads((folder / "hosts" / name / "vm.json").read_text())
+        assert record["ended_by"] == ended_by
+        assert record["boot_to_agent_s"] > 0
+        assert record["disks"] == [
+            {"name": "scratch", "size": 32 << 20, "mount_point": "/mnt/scratch"}
+        ]
+    assert json.loads((folder / "hosts/vm1.qemu.test/vm.json").read_text())["ram_mb"] == 256
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("phalanx-qemu-vm-run-*"))
+
+
+@needs_qemu
+@pytest.mark.timeout(BOOT + 60)
+async def test_qmp_reports_a_running_vm_and_powers_it_off(tmp_path: Path, cache: Path) -> None:
+    host = Host(name="solo.qemu.test", ram_size="256M")
+    provider = QemuProvider(tmp_path / "hosts", "qmp-test")
+    await provider.open()
+    try:
+        async with open_coordinator(heartbeat_timeout=10) as coordinator:
+            token = coordinator.tokens.issue(host.name)
+            await provider.up([AgentSpec(host, coordinator.agent_url, token)])
+            try:
+                assert await coordinator.hub.wait_connected([host.name], BOOT) == []
+                vm = provider.vms[host.name]
+                # The token reaches the guest on its own 9p share: neither
+                # QEMU's command line nor the guest's kernel's has it.
+                assert token.encode() not in Path(f"/proc/{vm.process.pid}/cmdline").read_bytes()
+                assert await provider.status(host.name) == "running"
+                await provider.power_off(host.name, timeout=30)
+                assert vm.process.returncode is not None
+                assert not alive(vm.process.pid)
+                console = vm.console.read_text(errors="replace")
+                assert "phalanx-vm: powered off by ACPI" in console
+                assert token not in console
+            finally:
+                await provider.down()
+    finally:
+        await provider.close()
+    assert provider._private is None and provider.vms == {}
+    record = json.loads((tmp_path / "hosts" / host.name / "vm.json").read_text())
+    assert record["ended_by"] == "acpi" and record["exit_status"] == 0
+    # QEMU's events, as QMP told them, are kept with the run too.
+    lines = (tmp_path / "hosts" / host.name / "qmp-events.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert "SHUTDOWN" in events[events.index("POWERDOWN") :]
+
+
+@needs_qemu
+@pytest.mark.timeout(BOOT)
+async def test_a_vm_that_does_not_boot_is_a_run_error_with_its_last_console_lines(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An initramfs that is not one: the kernel finds no root and panics."""
+    good = await asyncio.to_thread(build_image)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "initramfs.img").write_bytes(b"not an archive" * 100)
+    image = Image(broken, good.kernel, broken / "initramfs.img", good.kernel_version, False)
+    monkeypatch.setattr(qemu_module, "build_image", lambda: image)
+    suite = _two_vm_suite((Case(name="never", stages={"run": Script(text="true")}),))
+    options = RunOptions(results=tmp_path / "results", connect_timeout=BOOT, run_id="vm-broken")
+    result, folder = await run_local(suite, options)
+    assert result.status is Status.ERROR
+    reason = result.reason or ""
+    assert reason.startswith("provisioning failed: the VM of vm0.qemu.test ended before")
+    assert "Kernel panic" in reason
+    assert (folder / "hosts" / "vm0.qemu.test" / "console.log").is_file()
+    for name in ("vm0.qemu.test", "vm1.qemu.test"):
+        assert not alive(_qemu_pid(folder, name))
+        assert (
+            json.loads((folder / "hosts" / name / "vm.json").read_text())["boot_to_agent_s"] is None
+        )
