@@ -82,7 +82,7 @@ def free_subnet() -> ipaddress.IPv4Network:
         except ValueError:
             continue
     for _ in range(50):
-        net = ipaddress.IPv4Network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
+        net = ipaddress.IPv4Network(f"10.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24")
         if not any(net.overlaps(other) for other in taken):
             return net
     raise RuntimeError("no free /24 for the test network")
