@@ -182,7 +182,7 @@ def test_running_a_repo_without_a_suite_names_the_suites_to_pick_from(tmp_path: 
     assert done.returncode == 2
     assert (
         "a definitions repo: pick a suite with -s "
-        "(suites: client_server, hello, python_roles, walks, xrd_copy)"
+        "(suites: client_server, hello, netns_lab, python_roles, walks, xrd_copy)"
     ) in done.stderr
 
 

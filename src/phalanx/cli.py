@@ -344,6 +344,25 @@ def replay(args: argparse.Namespace) -> int:
     return replay_walk(args.trace, args.walk_id, args.state, args.step)
 
 
+def cleanup(args: argparse.Namespace) -> int:
+    """Remove what killed runs left on this machine: netns hosts' namespaces,
+    links, bridges and /etc/netns folders. Live runs are left alone."""
+    from phalanx import aio
+    from phalanx.exits import EXIT_INFRASTRUCTURE
+    from phalanx.providers.netns import describe, missing_privileges, sweep
+
+    problem = missing_privileges()
+    if problem is not None:
+        print(f"phalanx cleanup: {problem}", file=sys.stderr)
+        return EXIT_INFRASTRUCTURE
+    lines = describe(aio.run(sweep()))
+    for line in lines:
+        print(line)
+    if not lines:
+        print("nothing to clean up")
+    return EXIT_OK
+
+
 def agent(argv: list[str]) -> int:
     """Run the agent daemon on a host (see `phalanx agent --help`)."""
     from phalanx.host.__main__ import main as agent_main
@@ -540,6 +559,7 @@ def parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--stat", metavar="NAME", help="summarize this numeric result field")
     convert.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    _command(commands, "cleanup", cleanup)
     walk = _command(commands, "replay", replay)
     walk.add_argument("trace", type=Path, help="a walk trace (JSON lines) written with log_dir")
     walk.add_argument("walk_id", type=int, help="the walk to replay")

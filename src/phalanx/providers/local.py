@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +46,17 @@ class LocalProvider:
     listen_address: str | None = None  # loopback
     faults: NetworkFaults | None = None  # one network stack for every host: nothing to break
 
-    def __init__(self, root: Path, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        root: Path,
+        python: str = sys.executable,
+        wrap: Callable[[Host], Sequence[str]] | None = None,
+    ) -> None:
         self.root = root
         self.python = python
+        # What the agent's command line is handed to, per host (the netns
+        # provider's `ip netns exec …`); it must exec, keeping the pid.
+        self.wrap = wrap
         self.agents: list[_Agent] = []
 
     async def open(self) -> None:
@@ -75,6 +83,7 @@ class LocalProvider:
             with log_path.open("ab") as log_file:
                 try:
                     process = await asyncio.create_subprocess_exec(
+                        *(self.wrap(spec.host) if self.wrap is not None else ()),
                         self.python,
                         "-m",
                         "phalanx.host",

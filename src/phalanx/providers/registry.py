@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phalanx.model import PROVIDER_LOCAL, PROVIDERS, Cluster
+from phalanx.model import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDERS, Cluster
 from phalanx.providers.base import Provider, ProvisionError
 
 
@@ -18,6 +18,10 @@ def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> Pr
         from phalanx.providers.local import LocalProvider
 
         return LocalProvider(root)
+    if name == PROVIDER_NETNS:
+        from phalanx.providers.netns import NetnsProvider
+
+        return NetnsProvider(cluster, root, run_id)
     if name in PROVIDERS:
         raise ProvisionError(f"phalanx cannot start {name!r} hosts itself")
     raise ProvisionError(f"no provider {name!r}; the providers are {', '.join(PROVIDERS)}")

@@ -1,0 +1,483 @@
+"""The `netns` provider: every host is a `phalanx agent` process on this
+machine, as with `local`, but inside network, UTS and mount namespaces of
+its own, so it has its own address, its own `hostname` and its own
+/etc/hosts, and two hosts may both listen on one port.
+
+    bridge (network.bridge_name, or phx<hash>br)  ← the coordinator's address
+      ├─ phx<hash>v0 ══ eth0 in namespace phx-<run id>-0  (host 0's ip, mac)
+      └─ phx<hash>v1 ══ eth0 in namespace phx-<run id>-1  …
+
+`ip netns exec` gives the agent a mount namespace in which the files of
+/etc/netns/<namespace>/ are bind-mounted over /etc (its hosts file: every
+host's names and the coordinator's), and `unshare --uts` a host name.
+
+Everything made carries the run: namespaces the run id, links a hash of
+it. Before anything is made, a record of it is written under STATE_DIR
+with the owning process, so what a killed run left is removed at the next
+start (`open`) or by `phalanx cleanup`, and never what a live run owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from phalanx.model import Cluster, Host
+from phalanx.providers import bridge
+from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.local import LocalProvider
+
+STATE_DIR = Path(os.environ.get("PHALANX_NETNS_STATE", "/run/phalanx/netns"))
+ETC_NETNS = Path("/etc/netns")
+INTERFACE = "eth0"
+COORDINATOR_NAME = "phalanx-coordinator"
+_CAP_NET_ADMIN = 12
+_CAP_SYS_ADMIN = 21
+# Where a per-run network is taken from when the cluster names none.
+_POOL = ipaddress.IPv4Network("10.128.0.0/9")
+
+
+def missing_privileges() -> str | None:
+    """Why this process cannot make namespaces and links, or None."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return "cannot read this process's capabilities (/proc/self/status)"
+    match = re.search(r"^CapEff:\s*([0-9a-fA-F]+)", status, re.MULTILINE)
+    effective = int(match.group(1), 16) if match else 0
+    lacking = [
+        name
+        for name, bit in (("CAP_NET_ADMIN", _CAP_NET_ADMIN), ("CAP_SYS_ADMIN", _CAP_SYS_ADMIN))
+        if not effective >> bit & 1
+    ]
+    if not lacking:
+        return None
+    return (
+        "the netns provider makes network namespaces, a bridge and links, which needs root "
+        f"(CAP_NET_ADMIN and CAP_SYS_ADMIN); this process lacks {' and '.join(lacking)}: "
+        "run phalanx as root, or use --provider local"
+    )
+
+
+def label(run_id: str) -> str:
+    """The short mark of a run on its links (interface names are ≤ 15 characters)."""
+    return hashlib.sha256(run_id.encode()).hexdigest()[:6]
+
+
+# --- addresses ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where everything sits on the hosts' network."""
+
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address  # the bridge's address: the coordinator's
+    ips: dict[str, ipaddress.IPv4Address]
+
+    def interface(self, address: ipaddress.IPv4Address) -> ipaddress.IPv4Interface:
+        return ipaddress.IPv4Interface(f"{address}/{self.subnet.prefixlen}")
+
+
+def plan_addresses(
+    cluster: Cluster,
+    taken: Collection[tuple[ipaddress.IPv4Network, str]],
+    seed: int,
+    bridge_name: str,
+) -> Plan:
+    """The hosts' network: the cluster's `network` (its `ip` is the
+    bridge's, as an XrdTest master's), else the /24 of the hosts' own
+    addresses, else a free /24 of 10.128.0.0/9; hosts without an `ip` get
+    the next free ones (from `dhcp_range` when there is one). `taken`: the
+    networks this machine already routes, with their devices; the hosts'
+    network must not overlap one, except on its own bridge."""
+    network = cluster.network
+    given = {h.name: _v4(h.ip, f"host {h.name}'s ip") for h in cluster.hosts if h.ip}
+    gateway: ipaddress.IPv4Address | None = None
+    if network is not None and network.ip:
+        gateway = _v4(network.ip, "the network's ip")
+        subnet = ipaddress.IPv4Network(f"{gateway}/{network.netmask or 24}", strict=False)
+    elif given:
+        first = next(iter(given.values()))
+        prefix = network.netmask if network is not None and network.netmask else "24"
+        subnet = ipaddress.IPv4Network(f"{first}/{prefix}", strict=False)
+    else:
+        subnet = _free_subnet(taken, seed)
+    for name, address in given.items():
+        if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+            raise ProvisionError(f"host {name}'s ip {address} is not on the network {subnet}")
+    clash = [(net, dev) for net, dev in taken if net.overlaps(subnet) and dev != bridge_name]
+    if clash:
+        net, dev = clash[0]
+        raise ProvisionError(
+            f"the hosts' network {subnet} overlaps {net}, already routed on this machine "
+            f"(dev {dev}: maybe another run of this cluster); give the cluster a network of "
+            "its own, or hosts without an ip"
+        )
+    used = set(given.values())
+    if gateway is None:
+        gateway = _next_free(subnet.hosts(), used)
+    elif gateway in used:
+        raise ProvisionError(f"the network's ip {gateway} is also a host's")
+    used.add(gateway)
+    pool = subnet.hosts()
+    if network is not None and network.dhcp_range:
+        low, high = (_v4(a, "network.dhcp_range") for a in network.dhcp_range)
+        pool = (a for a in subnet.hosts() if low <= a <= high)
+    ips = {}
+    for host in cluster.hosts:
+        if host.name in given:
+            ips[host.name] = given[host.name]
+        else:
+            ips[host.name] = _next_free(pool, used)
+            used.add(ips[host.name])
+    return Plan(subnet, gateway, ips)
+
+
+def _v4(text: str, what: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ProvisionError(
+            f"{what} {text} is not an IPv4 address (netns hosts are IPv4)"
+        ) from None
+
+
+def _next_free(
+    candidates: object, used: Collection[ipaddress.IPv4Address]
+) -> ipaddress.IPv4Address:
+    for address in candidates:  # type: ignore[attr-defined]
+        if address not in used:
+            return address  # type: ignore[no-any-return]
+    raise ProvisionError("the hosts' network has no free address left")
+
+
+def _free_subnet(
+    taken: Collection[tuple[ipaddress.IPv4Network, str]], seed: int
+) -> ipaddress.IPv4Network:
+    count = 2 ** (24 - _POOL.prefixlen)
+    base = int(_POOL.network_address)
+    for step in range(count):
+        candidate = ipaddress.IPv4Network((base + ((seed + step) % count) * 256, 24))
+        if not any(net.overlaps(candidate) for net, _ in taken):
+            return candidate
+    raise ProvisionError(f"no free /24 left in {_POOL} for the hosts' network")
+
+
+def hosts_file(cluster: Cluster, plan: Plan) -> str:
+    """/etc/hosts as every host sees it: the hosts by name, short name and
+    aliases, and the coordinator by its names, on the bridge."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    for host in cluster.hosts:
+        names = dict.fromkeys([host.name, host.short_name, *host.aliases])
+        lines.append(f"{plan.ips[host.name]}\t{' '.join(names)}")
+    coordinator = dict.fromkeys([*cluster.coordinator_aliases, COORDINATOR_NAME])
+    lines.append(f"{plan.gateway}\t{' '.join(coordinator)}")
+    return "\n".join(lines) + "\n"
+
+
+# --- the record of what a run made, and removing it ----------------------------------------
+
+
+@dataclass
+class Record:
+    run_id: str
+    pid: int
+    started: str  # the owner's start time (/proc/PID/stat), against a reused pid
+    bridge: str
+    bridge_made: bool  # False: the cluster's bridge existed; only our address goes
+    bridge_address: str | None  # what we added to it, as ip/prefix
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+
+def _started(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(record: Record) -> bool:
+    return _started(record.pid) == record.started
+
+
+@contextlib.asynccontextmanager
+async def _locked(state_dir: Path) -> AsyncIterator[None]:
+    """One process at a time picks a network, makes its bridge, or sweeps."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.wait_for(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX), 60)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+async def _remove(record: Record) -> list[str]:
+    """Remove what `record` says was made, that still exists; what was removed."""
+    existing_links = await bridge.links()
+    existing_ns = await bridge.namespaces()
+    removed: list[str] = []
+    lines: list[str] = []
+    for ns in record.namespaces:
+        for pid in await bridge.pids_in(ns):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for link in record.links:
+        if link in existing_links:
+            lines.append(f"link del {link}")
+            removed.append(f"link {link}")
+    if record.bridge in existing_links:
+        if record.bridge_made:
+            lines.append(f"link del {record.bridge}")
+            removed.append(f"bridge {record.bridge}")
+        elif record.bridge_address:
+            lines.append(f"addr del {record.bridge_address} dev {record.bridge}")
+            removed.append(f"address {record.bridge_address} of {record.bridge}")
+    for ns in record.namespaces:
+        if ns in existing_ns:
+            lines.append(f"netns del {ns}")
+            removed.append(f"namespace {ns}")
+    await bridge.ip_batch(lines, force=True)
+    for ns in record.namespaces:
+        folder = ETC_NETNS / ns
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"folder {folder}")
+    return removed
+
+
+async def sweep(state_dir: Path = STATE_DIR) -> dict[str, list[str]]:
+    """Remove what runs whose owner is dead left; per run id, what went.
+    Runs of live processes are left alone."""
+    if not state_dir.is_dir():
+        return {}
+    swept: dict[str, list[str]] = {}
+    async with _locked(state_dir):
+        for path in sorted(state_dir.glob("*.json")):
+            try:
+                record = Record(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            if _alive(record):
+                continue
+            swept[record.run_id] = await _remove(record)
+            path.unlink(missing_ok=True)
+    return swept
+
+
+# --- the provider ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetnsHost:
+    """One host's network identity: what faults need to reach it."""
+
+    name: str
+    namespace: str
+    ip: str
+    veth: str  # the outer end, on the bridge
+    interface: str = INTERFACE  # the inner end, in the namespace
+
+
+class NetnsProvider:
+    faults: NetworkFaults | None = None  # the lead wires NetnsFaults in
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        root: Path,
+        run_id: str,
+        python: str = sys.executable,
+        state_dir: Path = STATE_DIR,
+    ) -> None:
+        self.cluster = cluster
+        self.run_id = run_id
+        self.state_dir = state_dir
+        self.listen_address: str | None = None
+        self.hosts: dict[str, NetnsHost] = {}
+        self.plan: Plan | None = None
+        self._record: Record | None = None
+        self._mark = label(run_id)
+        self._agents = LocalProvider(root, python, wrap=self._wrap)
+
+    # What faults need (NetnsFaults(namespaces=…, addresses=…, coordinator=…, interface=…)).
+    @property
+    def namespaces(self) -> dict[str, str]:
+        return {name: h.namespace for name, h in self.hosts.items()}
+
+    @property
+    def ips(self) -> dict[str, str]:
+        return {name: h.ip for name, h in self.hosts.items()}
+
+    @property
+    def interface(self) -> str:
+        return INTERFACE
+
+    def _names(self) -> tuple[str, dict[str, NetnsHost]]:
+        network = self.cluster.network
+        bridge_name = (network.bridge_name if network else None) or f"phx{self._mark}br"
+        if len(bridge_name) > bridge.IFNAMSIZ:
+            raise ProvisionError(
+                f"network.bridge_name {bridge_name!r} is longer than {bridge.IFNAMSIZ} characters"
+            )
+        run = re.sub(r"[^A-Za-z0-9_.-]", "_", self.run_id)
+        hosts = {
+            h.name: NetnsHost(h.name, f"phx-{run}-{i}", "", f"phx{self._mark}v{i}")
+            for i, h in enumerate(self.cluster.hosts)
+        }
+        return bridge_name, hosts
+
+    async def open(self) -> None:
+        problem = missing_privileges()
+        if problem is not None:
+            raise ProvisionError(problem)
+        missing = bridge.tools_missing()
+        if missing:
+            raise ProvisionError(
+                f"the netns provider needs {', '.join(missing)} (iproute2, util-linux) on PATH"
+            )
+        try:
+            await sweep(self.state_dir)
+            await self._check_links()
+            await self._make()
+        except bridge.PlumbingError as exc:
+            raise ProvisionError(f"cannot make the hosts' network: {exc}") from exc
+
+    async def _check_links(self) -> None:
+        wanting = [h.name for h in self.cluster.hosts if h.link and bridge.needs_netem(h.link)]
+        if wanting and await bridge.netem_missing():
+            raise ProvisionError(
+                f"host {wanting[0]}'s link asks for delay, jitter or loss, and this kernel has "
+                "no netem qdisc (sch_netem): load it, or drop those link conditions"
+            )
+
+    async def _make(self) -> None:
+        bridge_name, hosts = self._names()
+        async with _locked(self.state_dir):
+            links = await bridge.links()
+            kind = links.get(bridge_name)
+            if kind is not None and kind != "bridge":
+                raise ProvisionError(f"{bridge_name} exists and is not a bridge")
+            plan = plan_addresses(
+                self.cluster, await bridge.routed(), int(self._mark, 16), bridge_name
+            )
+            address = plan.interface(plan.gateway)
+            has = kind is not None and await self._has_address(bridge_name, address)
+            self._record = Record(
+                run_id=self.run_id,
+                pid=os.getpid(),
+                started=_started(os.getpid()) or "",
+                bridge=bridge_name,
+                bridge_made=kind is None,
+                bridge_address=None if has else address.with_prefixlen,
+                namespaces=[h.namespace for h in hosts.values()],
+                links=[h.veth for h in hosts.values()],
+            )
+            self._save()
+            self.plan = plan
+            self.hosts = {
+                name: NetnsHost(name, h.namespace, str(plan.ips[name]), h.veth)
+                for name, h in hosts.items()
+            }
+            veths = {
+                h.name: bridge.Veth(hosts[h.name].veth, hosts[h.name].namespace, mac=h.mac)
+                for h in self.cluster.hosts
+            }
+            lines = bridge.bridge_lines(bridge_name, None if has else address, kind is None)
+            lines += [f"netns add {v.netns}" for v in veths.values()]
+            for veth in veths.values():
+                lines += veth.lines(bridge_name)
+            await bridge.ip_batch(lines)
+        hosts_text = hosts_file(self.cluster, plan)
+        await asyncio.gather(
+            *(self._inside(h, veths[h.name], plan, hosts_text) for h in self.cluster.hosts)
+        )
+        outer = [
+            line
+            for h in self.cluster.hosts
+            if h.link
+            for line in bridge.qdisc_lines(veths[h.name].outer, h.link)
+        ]
+        await bridge.tc_batch(outer)
+        self.listen_address = str(plan.gateway)
+
+    async def _inside(self, host: Host, veth: bridge.Veth, plan: Plan, hosts_text: str) -> None:
+        await bridge.ip_batch(veth.inner_lines(plan.interface(plan.ips[host.name])), veth.netns)
+        if host.link:
+            await bridge.tc_batch(bridge.qdisc_lines(veth.interface, host.link), veth.netns)
+        etc = ETC_NETNS / veth.netns
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text(hosts_text)
+
+    async def _has_address(self, device: str, address: ipaddress.IPv4Interface) -> bool:
+        shown = json.loads(await bridge.ip("-j", "-4", "addr", "show", "dev", device) or "[]")
+        return any(
+            info.get("local") == str(address.ip)
+            for link in shown
+            for info in link.get("addr_info", [])
+        )
+
+    def _save(self) -> None:
+        assert self._record is not None
+        path = self.state_dir / f"{self._mark}.json"
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(asdict(self._record)))
+        scratch.replace(path)
+
+    def _wrap(self, host: Host) -> list[str]:
+        """The agent in its host's namespaces, under the host's name: `ip
+        netns exec` and `unshare` exec, so the agent keeps the pid started."""
+        return [
+            "ip", "netns", "exec", self.hosts[host.name].namespace,
+            "unshare", "--uts", "--",
+            "sh", "-c", 'hostname "$0" && exec "$@"', host.name,
+        ]  # fmt: skip
+
+    def addresses(self, hosts: list[Host]) -> dict[str, str]:
+        return {h.name: self.hosts[h.name].ip for h in hosts if h.name in self.hosts}
+
+    def diskmounts(self, host: Host) -> str:
+        # The hosts share this machine's file systems, as local ones do.
+        return ""
+
+    async def up(self, specs: list[AgentSpec]) -> None:
+        unknown = [s.host.name for s in specs if s.host.name not in self.hosts]
+        if unknown:
+            raise ProvisionError(f"no network was made for {', '.join(unknown)}")
+        await self._agents.up(specs)
+
+    async def down(self, lost: Collection[str] = ()) -> None:
+        await self._agents.down(lost)
+
+    async def close(self) -> None:
+        record, self._record = self._record, None
+        if record is None:
+            return
+        await self._agents.down(())
+        async with _locked(self.state_dir):
+            await _remove(record)
+            (self.state_dir / f"{self._mark}.json").unlink(missing_ok=True)
+        self.listen_address = None
+
+
+def describe(swept: Mapping[str, list[str]]) -> list[str]:
+    """`phalanx cleanup`'s lines."""
+    return [
+        f"run {run_id}: removed {', '.join(what) if what else 'nothing (already gone)'}"
+        for run_id, what in swept.items()
+    ]
