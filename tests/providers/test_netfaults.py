@@ -285,3 +285,30 @@ async def test_slow_delays_a_host_or_says_the_kernel_cannot(
     await faults.heal()
     assert not faults.slowed
     assert everyone_reaches_everyone(await network.reach_all())
+
+
+async def test_healing_a_slowed_host_puts_its_link_conditions_back(network: Network) -> None:
+    ns = network.namespaces["a"]
+    link = ["qdisc add dev eth0 root handle 2: tbf rate 10mbit burst 16384 latency 200ms"]
+    faults = NetnsFaults(
+        namespaces=network.namespaces,
+        addresses=network.addresses,
+        coordinator=network.coordinator,
+        links={"a": link},
+    )
+    tc = ["ip", "netns", "exec", ns, "tc", "qdisc"]
+    try:
+        # As a slow leaves it (netem itself may be missing from this kernel):
+        # another root qdisc in place of the link's.
+        tbf = ["tbf", "rate", "1mbit", "burst", "16384", "latency", "50ms"]
+        sh(*tc, "replace", "dev", "eth0", "root", *tbf)
+        faults.slowed.add("a")
+        await faults.heal()
+        shown = subprocess.run(
+            [*tc, "show", "dev", "eth0"], capture_output=True, text=True, timeout=30
+        ).stdout
+        assert "tbf 2: root" in shown
+        assert "rate 10Mbit" in shown
+        assert not faults.slowed
+    finally:
+        subprocess.run([*tc, "del", "dev", "eth0", "root"], capture_output=True, timeout=30)

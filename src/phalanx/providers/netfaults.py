@@ -41,10 +41,13 @@ class NetnsFaults:
 
     `namespaces`: host name → namespace; `addresses`: host name → its IP on
     the bridge; `coordinator`: the coordinator's address there, never cut;
-    `interface`: the host's interface inside its namespace (for `slow`).
+    `interface`: the host's interface inside its namespace (for `slow`);
+    `links`: per host, the `tc` lines that give that interface the host's
+    link conditions, put back when a `slow` on it is healed.
 
     A partition describes the whole network: it replaces the cuts made
-    before it. `isolate` adds to them; `slow` is independent of both.
+    before it. `isolate` adds to them; `slow` is independent of both, and
+    replaces the host's outgoing link conditions until it is healed.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class NetnsFaults:
         addresses: Mapping[str, str],
         coordinator: str,
         interface: str = "eth0",
+        links: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         missing = sorted(set(namespaces) - set(addresses))
         if missing:
@@ -62,6 +66,7 @@ class NetnsFaults:
         self.addresses = {name: addresses[name] for name in namespaces}
         self.coordinator = coordinator
         self.interface = interface
+        self.links = {name: list(lines) for name, lines in (links or {}).items() if lines}
         # host → the hosts whose packets it drops now
         self.blocked: dict[str, set[str]] = {name: set() for name in namespaces}
         self.hooked: set[str] = set()  # hosts whose INPUT jumps to the chain
@@ -182,9 +187,13 @@ class NetnsFaults:
 
     async def _unslow(self, name: str) -> str | None:
         code, err = await self._run(name, ["tc", "qdisc", "del", "dev", self.interface, "root"])
-        # Gone already (the qdisc never took): nothing left to heal.
-        if code != 0 and "no such file" not in err.lower() and "cannot" not in err.lower():
+        # "Cannot delete qdisc with handle of zero": there was none left.
+        if code != 0 and "handle of zero" not in err and "No such file" not in err:
             return f"{name}: tc failed: {err.strip()}"
+        if lines := self.links.get(name):
+            code, err = await self._run(name, ["tc", "-batch", "-"], "\n".join(lines) + "\n")
+            if code != 0:
+                return f"{name}: cannot restore its link conditions: tc failed: {err.strip()}"
         self.slowed.discard(name)
         return None
 

@@ -38,6 +38,7 @@ from phalanx.model import Cluster, Host
 from phalanx.providers import bridge
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.local import LocalProvider
+from phalanx.providers.netfaults import NetnsFaults
 
 STATE_DIR = Path(os.environ.get("PHALANX_NETNS_STATE", "/run/phalanx/netns"))
 ETC_NETNS = Path("/etc/netns")
@@ -295,7 +296,7 @@ class NetnsHost:
 
 
 class NetnsProvider:
-    faults: NetworkFaults | None = None  # the lead wires NetnsFaults in
+    faults: NetworkFaults | None = None  # NetnsFaults once the network is made
 
     def __init__(
         self,
@@ -415,6 +416,15 @@ class NetnsProvider:
         ]
         await bridge.tc_batch(outer)
         self.listen_address = str(plan.gateway)
+        self.faults = NetnsFaults(
+            namespaces=self.namespaces,
+            addresses=self.ips,
+            coordinator=str(plan.gateway),
+            interface=INTERFACE,
+            links={
+                h.name: bridge.qdisc_lines(INTERFACE, h.link) for h in self.cluster.hosts if h.link
+            },
+        )
 
     async def _inside(self, host: Host, veth: bridge.Veth, plan: Plan, hosts_text: str) -> None:
         await bridge.ip_batch(veth.inner_lines(plan.interface(plan.ips[host.name])), veth.netns)
@@ -473,6 +483,7 @@ class NetnsProvider:
             await _remove(record)
             (self.state_dir / f"{self._mark}.json").unlink(missing_ok=True)
         self.listen_address = None
+        self.faults = None
 
 
 def describe(swept: Mapping[str, list[str]]) -> list[str]:
