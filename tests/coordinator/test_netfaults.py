@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from phalanx.coordinator import runs
+from phalanx.engine.step import Cancellation
 from phalanx.model import Case, Cluster, RunResult, Status
 from phalanx.providers.base import FaultError
 from phalanx.providers.local import LocalProvider
@@ -97,6 +98,36 @@ def test_faults_reach_the_provider_by_full_name_and_heal_when_each_case_ends(
     # Each heal was over before any host started the next case.
     assert faults.healed_at[0] <= started(result, "slow")
     assert faults.healed_at[1] <= started(result, "last")
+
+
+def test_a_cancelled_case_is_healed_before_the_suite_finalize_starts(
+    tmp_path: Path, faults: RecordingFaults
+) -> None:
+    cancellation = Cancellation()
+
+    async def isolate(host: str) -> None:
+        faults.calls.append(("isolate", host))
+        # The stage goes on sleeping; the run is cancelled under it.
+        asyncio.get_running_loop().call_later(0.5, cancellation.cancel, "Ctrl-C")
+
+    faults.isolate = isolate  # type: ignore[method-assign]
+    s = suite(
+        case("cut", run='[ "$PHALANX_SHORTNAME" != h0 ] || phalanx-net isolate h1\nsleep 60'),
+        case("never"),
+        n=2,
+        finalize="true",
+    )
+    options = runs.RunOptions(results=tmp_path, connect_timeout=30)
+    result, _ = asyncio.run(runs.run_local(s, options, cancellation=cancellation))
+
+    assert result.status is Status.CANCELLED
+    assert [c.status for c in result.cases] == [Status.CANCELLED, Status.CANCELLED]
+    assert faults.calls == [("isolate", "h1.phalanx.test"), ("heal",)]
+    finalize = result.stage("finalize")
+    assert finalize is not None
+    assert all(
+        h.started_at is not None and faults.healed_at[0] <= h.started_at for h in finalize.hosts
+    )
 
 
 def test_a_case_that_breaks_nothing_heals_nothing(tmp_path: Path, faults: RecordingFaults) -> None:
