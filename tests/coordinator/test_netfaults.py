@@ -16,7 +16,7 @@ import pytest
 
 from phalanx.coordinator import runs
 from phalanx.engine.step import Cancellation
-from phalanx.model import Case, Cluster, RunResult, Status
+from phalanx.model import Case, Cluster, Host, RunResult, Status
 from phalanx.providers.base import FaultError
 from phalanx.providers.local import LocalProvider
 from tests.coordinator.runhelpers import case, output, run, suite
@@ -215,3 +215,21 @@ def test_on_local_hosts_a_fault_is_one_clear_error(tmp_path: Path) -> None:
     host = result.cases[1].stages[0].hosts[0]
     assert host.status is Status.FAILED
     assert said in (host.reason or "")
+
+
+def test_a_host_is_named_by_full_name_short_name_or_alias() -> None:
+    hosts = [
+        Host(name="web1.lab.test", aliases=("www.lab.test",)),
+        Host(name="web1.other.test"),  # the same short name: the first host keeps it
+        Host(name="www.lab.test.x", aliases=("web1.lab.test",)),  # a full name wins
+    ]
+    assert runs.host_names(hosts) == {
+        "web1.lab.test": "web1.lab.test",
+        "web1.other.test": "web1.other.test",
+        "www.lab.test.x": "www.lab.test.x",
+        "web1": "web1.lab.test",
+        "www.lab.test": "web1.lab.test",
+        "www": "www.lab.test.x",
+    }
+    assert runs.no_faults("local").endswith("this run's hosts are local")
+    assert runs.no_faults("agents").endswith("this run's hosts are served by remote agents")

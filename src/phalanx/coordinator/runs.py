@@ -312,7 +312,9 @@ def host_names(hosts: Sequence[Host]) -> dict[str, str]:
 
 def no_faults(provider: str) -> str:
     """Why a run on `provider`'s hosts cannot break their network."""
-    hosts = "served by remote agents" if provider == PROVIDER_AGENTS else provider
+    hosts = {PROVIDER_AGENTS: "served by remote agents", PROVIDER_LOCAL: "local"}.get(
+        provider, f"{provider} hosts"
+    )
     return (
         f"network faults need hosts with a network of their own (provider: {PROVIDER_NETNS}); "
         f"this run's hosts are {hosts}"
