@@ -616,3 +616,62 @@ def test_without_net_admin_the_run_errors_at_once_with_one_clear_reason(tmp_path
     assert results["status"] == "error"
     assert [c["name"] for c in results["cases"]] == ["ok"]
     assert _made_by(run.name) == []
+
+
+@needs_netns
+def test_the_service_runs_a_suite_on_netns_hosts(tmp_path: Path) -> None:
+    from tests.service.test_admin import phalanx as admin_phalanx
+    from tests.service.test_serve import start, stop, user_token
+
+    repo = _repo(
+        tmp_path / "defs",
+        "name: c\nprovider: netns\nhosts:\n  - {name: a.served.test}\n  - {name: b.served.test}\n",
+        {"ping": {"run.sh": "#!/bin/bash\nset -e\n[ \"$(hostname)\" = @slavename@ ]\n"
+                  "getent hosts b.served.test | grep -q @host:b.served.test@\n"}},
+    )  # fmt: skip
+    served = start(tmp_path, repo, tmp_path / "data")
+    try:
+        (tmp_path / "token").write_text(user_token(served, "otto", "operator") + "\n")
+        done = admin_phalanx(
+            "submit", "s", "--coordinator", served.url, "--token-file", "token", "--wait",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr + served.log.read_text()
+        assert "ping: passed" in done.stdout
+    finally:
+        stop(served)
+    (run,) = (tmp_path / "data" / "runs").iterdir()
+    assert _made_by(run.name) == []
+
+
+@needs_netns
+async def test_a_named_bridge_serves_one_run_at_a_time_and_hosts_are_known_for_faults(
+    tmp_path: Path,
+) -> None:
+    name = f"phxt{os.urandom(3).hex()}"
+    cluster = Cluster(
+        name="c",
+        network=Network(bridge_name=name),
+        hosts=(Host(name="a.named.test"), Host(name="b.named.test")),
+    )
+    first = NetnsProvider(cluster, tmp_path / "1", f"t1-{os.urandom(3).hex()}")
+    second = NetnsProvider(cluster, tmp_path / "2", f"t2-{os.urandom(3).hex()}")
+    try:
+        await first.open()
+        assert first.listen_address is not None
+        assert first.interface == "eth0"
+        assert set(first.namespaces) == {"a.named.test", "b.named.test"}
+        assert first.ips == first.addresses(list(cluster.hosts))
+        for host, namespace in first.namespaces.items():
+            shown = subprocess.run(
+                ["ip", "-n", namespace, "-4", "-o", "addr", "show", "dev", "eth0"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            assert f"inet {first.ips[host]}/24" in shown
+        with pytest.raises(ProvisionError, match=f"the bridge {name} is in use by run t1-"):
+            await second.open()
+    finally:
+        await second.close()
+        await first.close()
+    assert name not in bridge_links()
+    assert _made_by(first.run_id) == [] and _made_by(second.run_id) == []

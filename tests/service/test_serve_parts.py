@@ -31,7 +31,7 @@ def test_a_cluster_says_who_serves_its_hosts(tmp_path: Path) -> None:
     file.write_text("name: c\nprovider: cloud\nhosts: [a.t]\n")
     with pytest.raises(DefinitionErrors) as raised:
         load_cluster(file)
-    assert "provider" in str(raised.value) and "local, agents" in str(raised.value)
+    assert "provider" in str(raised.value) and "local, netns, ssh, agents" in str(raised.value)
 
 
 def test_a_stage_id_reads_back_into_case_and_stage() -> None:

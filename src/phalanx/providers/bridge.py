@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from phalanx.model import Link
 
 IFNAMSIZ = 15  # the kernel's longest interface name
+CALL_TIMEOUT = 60.0  # seconds for one `ip` or `tc` (a batch of a whole cluster included)
 
 
 class PlumbingError(Exception):
@@ -39,9 +40,14 @@ async def _call(argv: Sequence[str], stdin: str | None = None) -> str:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(
-        process.communicate(stdin.encode() if stdin is not None else None), 60
-    )
+    try:
+        out, err = await asyncio.wait_for(
+            process.communicate(stdin.encode() if stdin is not None else None), CALL_TIMEOUT
+        )
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise PlumbingError(f"{' '.join(argv[:4])}… did not end within {CALL_TIMEOUT:g}s") from None
     if process.returncode != 0:
         said = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
         raise PlumbingError(f"{' '.join(argv[:4])}…: {said}")

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -198,7 +199,14 @@ async def _main(config: object, repos: list[Path]) -> None:
                     os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
                     queue.start(TlsCoordinator(hub, book, public or local, port))
                 else:
-                    queue.start(Coordinator(hub, book, public or local, port))
+                    # netns hosts reach the service on their bridge's address.
+                    # (Not over TLS: the certificate does not name that address.)
+                    def also_listen(address: str) -> AbstractAsyncContextManager[int]:
+                        if config.host in ("0.0.0.0", "::", ""):
+                            return contextlib.nullcontext(port)  # it listens there already
+                        return serving(app, address, 0)
+
+                    queue.start(Coordinator(hub, book, public or local, port, also_listen))
                 shown = f"[{config.host}]" if ":" in config.host else config.host
                 scheme = "https" if tls else "http"
                 log.info("listening on %s://%s:%d (API docs at /docs)", scheme, shown, port)
