@@ -15,10 +15,15 @@ from pathlib import Path
 import pytest
 
 from phalanx.coordinator import runs
+from phalanx.coordinator.agents import AgentHub
+from phalanx.coordinator.auth import TokenBook
+from phalanx.coordinator.fleet import RunFleet
 from phalanx.engine.step import Cancellation
 from phalanx.model import Case, Cluster, Host, RunResult, Status
 from phalanx.providers.base import FaultError
 from phalanx.providers.local import LocalProvider
+from phalanx.wire.messages import NetDone, NetFault, StageStart
+from tests.coordinator.hubhelpers import FakeConnection, order, result, until
 from tests.coordinator.runhelpers import case, output, run, suite
 
 HEAL_TAKES = 0.3  # a heal that takes a while: a stage sent before it is done would show
@@ -233,3 +238,91 @@ def test_a_host_is_named_by_full_name_short_name_or_alias() -> None:
     }
     assert runs.no_faults("local").endswith("this run's hosts are local")
     assert runs.no_faults("agents").endswith("this run's hosts are served by remote agents")
+
+
+# --- the fleet alone, fed messages straight to its links (no processes) ---------------
+
+
+def fault(rid: str, stage_id: str = "r1:s", host: str = "b-alias") -> NetFault:
+    return NetFault(request_id=rid, stage_id=stage_id, action="isolate", host=host)
+
+
+async def test_a_fault_resent_after_a_reconnect_is_made_once_and_answered_again() -> None:
+    hub = AgentHub(TokenBook())
+    first, second = FakeConnection(), FakeConnection()
+    link = hub.link("a")
+    link.attach(first)
+    recording = RecordingFaults()
+    with RunFleet(hub, "r1", ["a", "b"], faults=recording, names={"b-alias": "b"}) as fleet:
+        running = asyncio.create_task(fleet.session("a").run_stage(order("r1:s", "a"), print))
+        await until(lambda: first.of(StageStart))
+        link.handle(fault("n1"))
+        link.handle(fault("n1"))  # resent while it is being made
+        await until(lambda: first.of(NetDone))
+        link.detach(first)
+        link.attach(second)
+        link.handle(fault("n1"))  # resent after a reconnect
+        await until(lambda: second.of(NetDone))
+        link.handle(fault("n2", stage_id="r1:over"))
+        await until(lambda: len(second.of(NetDone)) == 2)
+        link.handle(result("r1:s"))
+        await asyncio.wait_for(running, 5)
+    assert recording.calls == [("isolate", "b")]
+    assert first.of(NetDone) == [NetDone(request_id="n1")]
+    assert second.of(NetDone) == [
+        NetDone(request_id="n1"),
+        NetDone(request_id="n2", error="the stage that asked for it is over"),
+    ]
+
+
+async def test_without_faults_the_stage_is_told_why() -> None:
+    hub = AgentHub(TokenBook())
+    connection = FakeConnection()
+    link = hub.link("a")
+    link.attach(connection)
+    with RunFleet(hub, "r1", ["a"], no_faults="these hosts share one network") as fleet:
+        running = asyncio.create_task(fleet.session("a").run_stage(order("r1:s", "a"), print))
+        await until(lambda: connection.of(StageStart))
+        link.handle(fault("n1", host="a"))
+        await until(lambda: connection.of(NetDone))
+        link.handle(result("r1:s"))
+        await asyncio.wait_for(running, 5)
+    assert connection.of(NetDone) == [
+        NetDone(request_id="n1", error="these hosts share one network")
+    ]
+
+
+async def test_a_heal_that_fails_is_the_next_stages_error_and_is_tried_again() -> None:
+    class HealsOnSecondTry(RecordingFaults):
+        async def heal(self) -> None:
+            self.calls.append(("heal",))
+            if self.calls.count(("heal",)) == 1:
+                raise FaultError("iptables failed: gone")
+
+    hub = AgentHub(TokenBook())
+    connection = FakeConnection()
+    link = hub.link("a")
+    link.attach(connection)
+    faults = HealsOnSecondTry()
+    with RunFleet(hub, "r1", ["a", "b"], faults=faults) as fleet:
+        session = fleet.session("a")
+        running = asyncio.create_task(session.run_stage(order("r1:1", "a"), print))
+        await until(lambda: connection.of(StageStart))
+        link.handle(fault("n1", stage_id="r1:1", host="b"))
+        await until(lambda: connection.of(NetDone))
+        link.handle(result("r1:1"))
+        await asyncio.wait_for(running, 5)
+
+        fleet.end_scope("r1:1:c1")
+        refused = await asyncio.wait_for(session.run_stage(order("r1:2", "a"), print), 5)
+        assert refused.outcome.error == (
+            "the network faults of the last case could not be healed: iptables failed: gone"
+        )
+        assert [m.stage_id for m in connection.of(StageStart)] == ["r1:1"]  # never sent
+
+        fleet.end_scope("r1:2:c2")
+        running = asyncio.create_task(session.run_stage(order("r1:3", "a"), print))
+        await until(lambda: len(connection.of(StageStart)) == 2)
+        link.handle(result("r1:3"))
+        assert (await asyncio.wait_for(running, 5)).outcome.error is None
+    assert faults.calls == [("isolate", "b"), ("heal",), ("heal",)]
