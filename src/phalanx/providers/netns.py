@@ -376,7 +376,7 @@ class NetnsProvider:
             await sweep(self.state_dir)
             await self._check_links()
             await self._make()
-        except bridge.PlumbingError as exc:
+        except (bridge.PlumbingError, OSError) as exc:
             raise ProvisionError(f"cannot make the hosts' network: {exc}") from exc
 
     async def _check_links(self) -> None:
