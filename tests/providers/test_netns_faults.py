@@ -68,6 +68,9 @@ if [ "$(hostname -s)" = a ]; then
 fi
 phalanx-sync cut
 {REACH}
+if [ "$(hostname -s)" = a ]; then
+    phalanx-net slow c 100ms && echo "slowed c" || echo "slow refused"
+fi
 exit 1                             # the case fails with b still cut off
 """
 
@@ -97,6 +100,15 @@ def test_a_cut_holds_in_its_case_and_is_healed_when_the_case_fails(tmp_path: Pat
     assert "b.flt.test timeout" in cut["a.flt.test"] and "c.flt.test ok" in cut["a.flt.test"]
     assert "a.flt.test timeout" in cut["b.flt.test"] and "c.flt.test timeout" in cut["b.flt.test"]
     assert "a.flt.test ok" in cut["c.flt.test"] and "b.flt.test timeout" in cut["c.flt.test"]
+
+    # Without sch_netem, slow says why; with it, c is slowed until the case ends.
+    if "slow refused" in cut["a.flt.test"]:
+        assert (
+            "phalanx-net: cannot slow c.flt.test: this kernel has no netem qdisc"
+            in (cut["a.flt.test"])
+        )
+    else:
+        assert "slowed c" in cut["a.flt.test"]
 
     # The next case: every host reaches every host again.
     whole = _logs(run, "whole")
