@@ -168,10 +168,11 @@ class _Reach:
     host: str
     port: int
     problem: str | None = None
+    scheme: str = "ws"  # wss when the coordinator serves TLS
 
     @property
     def agent_url(self) -> str:
-        return f"ws://{self.host}:{self.port}{AGENT_PATH}"
+        return f"{self.scheme}://{self.host}:{self.port}{AGENT_PATH}"
 
 
 @contextlib.asynccontextmanager
@@ -181,30 +182,32 @@ async def _provided(
     """The provider opened (its networks made) for the block, and the
     coordinator listening where the provider's hosts can reach it; closed
     after, however the run ended."""
+    scheme = coordinator.agent_url.split("://", 1)[0]
     if provider is None:
-        yield _Reach(coordinator.host, coordinator.port, refused)
+        yield _Reach(coordinator.host, coordinator.port, refused, scheme)
         return
     try:
         await provider.open()
     except ProvisionError as exc:
         try:
-            yield _Reach(coordinator.host, coordinator.port, str(exc))
+            yield _Reach(coordinator.host, coordinator.port, str(exc), scheme)
         finally:
             await provider.close()
         return
     try:
         address = provider.listen_address
         if address is None or address == coordinator.host:
-            yield _Reach(coordinator.host, coordinator.port)
+            yield _Reach(coordinator.host, coordinator.port, scheme=scheme)
         elif coordinator.also_listen is None:
             yield _Reach(
                 coordinator.host,
                 coordinator.port,
                 f"these hosts reach the coordinator on {address}, where it cannot listen",
+                scheme,
             )
         else:
             async with coordinator.also_listen(address) as port:
-                yield _Reach(address, port)
+                yield _Reach(address, port, scheme=scheme)
     finally:
         await provider.close()
 
