@@ -28,11 +28,12 @@ from tests.coordinator.runhelpers import case, suite
 FUZZ_HOST = "fuzz.phalanx.test"  # not a host of the run: its link is the fuzzer's own
 TYPES = [
     "hello", "stage.output", "stage.result", "sync.arrive", "kv.send", "kv.wait",
-    "logs.result", "pong", "ack", "stage.start", "shutdown", "", "bogus",
+    "logs.result", "pong", "ack", "stage.start", "shutdown", "net.fault", "", "bogus",
 ]  # fmt: skip
 FIELDS = [
     "type", "version", "host", "stage_id", "seq", "data", "outcome", "started_at",
     "ended_at", "request_id", "name", "key", "value", "files", "ref", "content_b64",
+    "action", "groups", "delay",
 ]  # fmt: skip
 
 json_values = st.recursive(

@@ -7,14 +7,20 @@ answered, which results were applied, the journal, and the run's own
 `Rendezvous`, so barriers and key/values of concurrent runs never meet even
 where their names and kv scopes are the same. Closing it releases the hosts
 and drops all of that at once.
+
+It also applies the network faults its stages ask for (`phalanx-net`)
+through the provider's `NetworkFaults`, and heals them when a case ends and
+when the run does: a case's next stage is sent only once the network is
+whole again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -23,6 +29,7 @@ from phalanx.coordinator.agents import AgentHub, AgentLink
 from phalanx.engine.rendezvous import Answer, Rendezvous
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
 from phalanx.events import Event, HostResumed, HostWaiting
+from phalanx.providers.base import FaultError, NetworkFaults
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     AgentMessage,
@@ -31,6 +38,8 @@ from phalanx.wire.messages import (
     KvWait,
     LogsCollect,
     LogsResult,
+    NetDone,
+    NetFault,
     ScopeEnd,
     StageCancel,
     StageOutput,
@@ -42,6 +51,9 @@ from phalanx.wire.messages import (
 )
 
 LOGS_TIMEOUT = 60.0
+FAULT_TIMEOUT = 120.0  # seconds to make or heal one network fault
+
+log = logging.getLogger("phalanx.coordinator")
 
 # Writes a result where it is safe; an awaitable when that is not done yet
 # (a database): the result is applied and acked once it is.
@@ -94,6 +106,9 @@ class RunHost:
 
     async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
         sent_at = _now()
+        # After a case that broke the network: not before it is whole again.
+        if (unhealed := await self.fleet.healed()) is not None:
+            return StageReport(Outcome(error=unhealed), sent_at, _now())
         link = self.link
         if link.lost is not None and link.connection is None:
             return _lost_report(sent_at, link.lost)
@@ -214,7 +229,13 @@ class RunFleet:
         *,
         journal: Journal | None = None,
         emit: Callable[[Event], None] | None = None,
+        faults: NetworkFaults | None = None,
+        names: Mapping[str, str] | None = None,
+        no_faults: str = "network faults need hosts with a network of their own",
     ) -> None:
+        """`faults`: how this run's network is broken on demand (None: it
+        cannot be, and a request is refused with `no_faults`); `names`:
+        every name a host answers to (short name, aliases) → its name."""
         self.hub = hub
         self.run_id = run_id
         self.journal: Journal = journal or _no_journal
@@ -225,6 +246,15 @@ class RunFleet:
         self.rendezvous = Rendezvous()
         self.hosts = {name: RunHost(self, name) for name in hosts}
         self.closed = False
+        self.faults = faults
+        self.no_faults = no_faults
+        self.names = {name: name for name in self.hosts} | dict(names or {})
+        self.faulted = False  # a fault may hold: heal at the end of the case
+        self.healing: asyncio.Future[str | None] | None = None  # why not healed, or None
+        self.fault_lock = asyncio.Lock()  # one change of the network at a time
+        self.fault_tasks: set[asyncio.Task[None]] = set()
+        self.net_answers: dict[tuple[str, str], str | None] = {}  # (host, request) → error
+        self.net_making: set[tuple[str, str]] = set()
         hub.claim(self, self.hosts)
 
     def __enter__(self) -> RunFleet:
@@ -250,6 +280,8 @@ class RunFleet:
             host.lose("the run ended")
         self.hosts.clear()
         self.waiting.clear()
+        for task in self.fault_tasks:
+            task.cancel()
         self.rendezvous = Rendezvous()
 
     # --- Fleet --------------------------------------------------------------------
@@ -271,6 +303,111 @@ class RunFleet:
     def end_scope(self, scope: str) -> None:
         for host in self.hosts.values():
             host.scopes_to_end.append(scope)
+        self._heal_soon()
+
+    # --- network faults -----------------------------------------------------------------
+
+    def _heal_soon(self) -> None:
+        """Heal what this run's stages broke; the next stage waits for it."""
+        if self.faults is None or not self.faulted:
+            return
+        if self.healing is not None and not self.healing.done():
+            return  # under way, and it takes the lock after any fault being made
+        self.healing = asyncio.ensure_future(self._heal(self.faults))
+
+    async def _heal(self, faults: NetworkFaults) -> str | None:
+        async with self.fault_lock:
+            try:
+                await asyncio.wait_for(faults.heal(), FAULT_TIMEOUT)
+            except (FaultError, TimeoutError) as exc:
+                reason = str(exc) or f"no answer within {FAULT_TIMEOUT:g}s"
+            except Exception as exc:  # the provider's bug: the run goes on, the stage says why
+                log.exception("healing the network failed")
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                self.faulted = False
+                return None
+        return f"the network faults of the last case could not be healed: {reason}"
+
+    async def healed(self) -> str | None:
+        """Wait for a heal under way; None once the network is whole (or
+        there is nothing to heal), else why it is not."""
+        healing = self.healing
+        if healing is None:
+            return None
+        reason = await asyncio.shield(healing)
+        if reason is not None and self.healing is healing and not self.faulted:
+            self.healing = None  # healed since, by a `phalanx-net heal`
+            return None
+        return reason
+
+    async def heal_faults(self) -> str | None:
+        """At the run's end: heal whatever still holds; why not, or None."""
+        self._heal_soon()
+        reason = await self.healed()
+        if reason is not None:
+            log.warning("%s", reason)
+        return reason
+
+    def _net_fault(self, host: str, message: NetFault) -> None:
+        key = (host, message.request_id)
+        if key in self.net_making:
+            return  # resent after a reconnect; answered when made
+        if key in self.net_answers:  # resent after a reconnect: answered already
+            self.hub.link(host).send(
+                NetDone(request_id=message.request_id, error=self.net_answers[key])
+            )
+            return
+        self.net_making.add(key)
+        task = asyncio.ensure_future(self._answer_fault(host, message))
+        self.fault_tasks.add(task)
+        task.add_done_callback(self.fault_tasks.discard)
+
+    async def _answer_fault(self, host: str, message: NetFault) -> None:
+        key = (host, message.request_id)
+        try:
+            error = await self._make_fault(host, message)
+        except (FaultError, TimeoutError) as exc:
+            error = str(exc) or f"no answer within {FAULT_TIMEOUT:g}s"
+        except Exception as exc:  # the provider's bug: the stage is told, the run goes on
+            log.exception("a network fault failed")
+            error = f"{type(exc).__name__}: {exc}"
+        self.net_answers[key] = error
+        self.net_making.discard(key)
+        if (link := self.hub.links.get(host)) is not None:
+            link.send(NetDone(request_id=message.request_id, error=error))
+
+    async def _make_fault(self, host: str, message: NetFault) -> str | None:
+        """Apply one fault; None when it holds, else why not."""
+        faults = self.faults
+        if faults is None:
+            return self.no_faults
+        asked = [name for group in message.groups or [] for name in group]
+        asked += [message.host] if message.host is not None else []
+        unknown = [name for name in asked if name not in self.names]
+        if unknown:
+            known = ", ".join(sorted(self.hosts))
+            return f"no host {unknown[0]!r} in this run (its hosts: {known})"
+        target = self.names[message.host] if message.host is not None else ""
+        async with self.fault_lock:
+            run_host = self.hosts.get(host)
+            if run_host is None or message.stage_id not in run_host.pending:
+                return "the stage that asked for it is over"
+            if message.action == "heal":
+                await asyncio.wait_for(faults.heal(), FAULT_TIMEOUT)
+                self.faulted = False
+                return None
+            self.faulted = True  # before: a fault half made is healed too
+            match message.action:
+                case "partition":
+                    groups = [[self.names[n] for n in group] for group in message.groups or []]
+                    await asyncio.wait_for(faults.partition(groups), FAULT_TIMEOUT)
+                case "isolate":
+                    await asyncio.wait_for(faults.isolate(target), FAULT_TIMEOUT)
+                case "slow":
+                    delay = message.delay or 0.0
+                    await asyncio.wait_for(faults.slow(target, delay), FAULT_TIMEOUT)
+        return None
 
     def deliver(self, answers: list[Answer]) -> None:
         for answer in answers:
@@ -308,6 +445,8 @@ class RunFleet:
                 self.deliver(answers)
             case LogsResult():
                 run_host.logs(message)
+            case NetFault():
+                self._net_fault(host, message)
         return None
 
     def _wait(

@@ -27,7 +27,15 @@ from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation
 from phalanx.events import Fanout, Sink
-from phalanx.model import PROVIDER_AGENTS, PROVIDER_LOCAL, RunResult, Status, Suite
+from phalanx.model import (
+    PROVIDER_AGENTS,
+    PROVIDER_LOCAL,
+    PROVIDER_NETNS,
+    Host,
+    RunResult,
+    Status,
+    Suite,
+)
 from phalanx.providers.base import AgentSpec, Provider, ProvisionError
 from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
@@ -225,7 +233,16 @@ async def _run_provided(
         folder.journal(host, result)
         return options.journal(host, result) if options.journal is not None else None
 
-    with RunFleet(hub, run_id, names, journal=journal, emit=emit) as fleet:
+    with RunFleet(
+        hub,
+        run_id,
+        names,
+        journal=journal,
+        emit=emit,
+        faults=provider.faults if provider is not None else None,
+        names=host_names(hosts),
+        no_faults=no_faults(provider_name(suite, options)),
+    ) as fleet:
         engine = Lockstep(
             suite,
             fleet,
@@ -269,6 +286,8 @@ async def _run_provided(
         except ProvisionError as exc:
             result = engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
         finally:
+            # Hosts that outlive the run (VMs, remote agents) get their network back.
+            await fleet.heal_faults()
             if provider is not None:
                 # An agent known lost (killed, frozen) is not asked nor waited for.
                 lost = {n for n in names if (link := hub.links.get(n)) and link.lost}
@@ -280,6 +299,29 @@ async def _run_provided(
                 hub.forget(names)
             # Remote agents outlive the run: they stay connected for the next.
     return result
+
+
+def host_names(hosts: Sequence[Host]) -> dict[str, str]:
+    """Every name a host answers to → its name; a full name wins over
+    another host's short name or alias, and the first host over the next."""
+    names: dict[str, str] = {}
+    for host in hosts:
+        names.setdefault(host.name, host.name)
+    for host in hosts:
+        for name in (host.short_name, *host.aliases):
+            names.setdefault(name, host.name)
+    return names
+
+
+def no_faults(provider: str) -> str:
+    """Why a run on `provider`'s hosts cannot break their network."""
+    hosts = {PROVIDER_AGENTS: "served by remote agents", PROVIDER_LOCAL: "local"}.get(
+        provider, f"{provider} hosts"
+    )
+    return (
+        f"network faults need hosts with a network of their own (provider: {PROVIDER_NETNS}); "
+        f"this run's hosts are {hosts}"
+    )
 
 
 def _no_status(text: str) -> None:

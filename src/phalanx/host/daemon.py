@@ -4,7 +4,8 @@ It connects out to the coordinator (one WebSocket; reconnects with capped
 exponential backoff and jitter), authenticates with its bearer token, runs
 the stages it is sent, streams their output, and keeps every result in an
 outbox until the coordinator acknowledges it. Stages reach it through a
-local socket for `phalanx-sync`, `phalanx-send` and `phalanx-wait`.
+local socket for `phalanx-sync`, `phalanx-send`, `phalanx-wait` and
+`phalanx-net`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ from phalanx.wire.messages import (
     KvWait,
     LogsCollect,
     LogsResult,
+    NetDone,
+    NetFault,
     Ping,
     Pong,
     ScopeEnd,
@@ -82,7 +85,13 @@ WORKDIR_MARK = "PHALANX_WORKDIR"  # in every stage process's environment: whose 
 EXIT_REFUSED = 2
 EXIT_GAVE_UP = 3
 WATCHES_KEPT = 64  # log watches of stages whose logs were not collected yet
-COMMANDS = ("sync", "send", "wait")
+# The in-stage commands (`phalanx-NAME` on a stage's PATH) and their modules.
+COMMANDS = {
+    "sync": "phalanx.host.syncclient",
+    "send": "phalanx.host.syncclient",
+    "wait": "phalanx.host.syncclient",
+    "net": "phalanx.host.netclient",
+}
 # The coordinator resends a stage.start only for a stage it still waits on,
 # i.e. one this agent started moments ago, in a reconnect that raced with
 # its result; a stage whose result is still unacked is known by the outbox.
@@ -115,8 +124,8 @@ class _Stage:
 
 @dataclass
 class _Request:
-    message: SyncArrive | KvWait
-    future: asyncio.Future[str]
+    message: SyncArrive | KvWait | NetFault
+    future: asyncio.Future[tuple[bool, str]]  # ok, and the value or why not
 
 
 class RecentIds:
@@ -359,9 +368,11 @@ class Agent:
                 self.background.add(task)
                 task.add_done_callback(self.background.discard)
             case SyncRelease(request_id=rid):
-                self._answer(rid, "")
+                self._answer(rid, True, "")
             case KvValue(request_id=rid, value=value):
-                self._answer(rid, value)
+                self._answer(rid, True, value)
+            case NetDone(request_id=rid, error=error):
+                self._answer(rid, error is None, error or "")
             case Ping(seq=seq):
                 self.send(Pong(seq=seq))
             case Ack(ref=ref):
@@ -380,10 +391,10 @@ class Agent:
             self.scope_ends.add(task)
             task.add_done_callback(self.scope_ends.discard)
 
-    def _answer(self, request_id: str, value: str) -> None:
+    def _answer(self, request_id: str, ok: bool, value: str) -> None:
         request = self.requests.pop(request_id, None)
         if request is not None and not request.future.done():
-            request.future.set_result(value)
+            request.future.set_result((ok, value))
 
     def _start_stage(self, message: StageStart) -> None:
         stage_id = message.stage_id
@@ -456,7 +467,7 @@ class Agent:
         files = await asyncio.to_thread(watch.collect) if watch is not None else []
         self.send(LogsResult(request_id=message.request_id, files=files))
 
-    # --- the local socket: phalanx-sync / -send / -wait --------------------------------
+    # --- the local socket: phalanx-sync / -send / -wait / -net -------------------------
 
     async def _local_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -483,20 +494,26 @@ class Agent:
             )
             return {"ok": True}
         rid = uuid.uuid4().hex
-        message: SyncArrive | KvWait
+        message: SyncArrive | KvWait | NetFault
         if op == "sync":
             message = SyncArrive(request_id=rid, stage_id=stage_id, name=str(request["name"]))
         elif op == "wait":
             message = KvWait(request_id=rid, stage_id=stage_id, key=str(request["key"]))
+        elif op == "net":
+            try:
+                message = _net_fault(rid, stage_id, request)
+            except ValidationError as exc:
+                return {"ok": False, "error": _invalid(exc)}
         else:
             return {"ok": False, "error": f"unknown request {op!r}"}
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
         self.requests[rid] = _Request(message, future)
         self.send(message)
         try:
-            return {"ok": True, "value": await future}
+            ok, value = await future
         finally:
             self.requests.pop(rid, None)
+        return {"ok": True, "value": value} if ok else {"ok": False, "error": value}
 
     # --- the stage environment ------------------------------------------------------
 
@@ -516,12 +533,22 @@ class Agent:
         functions = resources.files("phalanx.host").joinpath("functions.sh").read_text()
         (self.state_dir / "functions.sh").write_text(functions)
         (self.state_dir / "xrdtest_functions.sh").write_text(xrdtest_library())
-        for command in COMMANDS:
+        for command, module in COMMANDS.items():
             path = bin_dir / f"phalanx-{command}"
-            path.write_text(
-                f"#!{sys.executable}\nfrom phalanx.host.syncclient import entry\nentry()\n"
-            )
+            path.write_text(f"#!{sys.executable}\nfrom {module} import entry\nentry()\n")
             path.chmod(0o755)
+
+
+def _net_fault(rid: str, stage_id: str, request: dict[str, Any]) -> NetFault:
+    """The `net.fault` a local `phalanx-net` request asks for; raises
+    ValidationError when it is not one."""
+    fields = {key: request[key] for key in ("action", "groups", "host", "delay") if key in request}
+    return NetFault.model_validate({"request_id": rid, "stage_id": stage_id, **fields})
+
+
+def _invalid(exc: ValidationError) -> str:
+    """One line per problem, without pydantic's links."""
+    return "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
 
 
 def xrdtest_library() -> str:

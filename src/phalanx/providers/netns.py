@@ -38,6 +38,7 @@ from phalanx.model import Cluster, Host
 from phalanx.providers import bridge
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.local import LocalProvider
+from phalanx.providers.netfaults import NetnsFaults
 
 STATE_DIR = Path(os.environ.get("PHALANX_NETNS_STATE", "/run/phalanx/netns"))
 ETC_NETNS = Path("/etc/netns")
@@ -315,7 +316,7 @@ class NetnsHost:
 
 
 class NetnsProvider:
-    faults: NetworkFaults | None = None  # the lead wires NetnsFaults in
+    faults: NetworkFaults | None = None  # NetnsFaults once the network is made
 
     def __init__(
         self,
@@ -443,6 +444,15 @@ class NetnsProvider:
         ]
         await bridge.tc_batch(outer)
         self.listen_address = str(plan.gateway)
+        self.faults = NetnsFaults(
+            namespaces=self.namespaces,
+            addresses=self.ips,
+            coordinator=str(plan.gateway),
+            interface=INTERFACE,
+            links={
+                h.name: bridge.qdisc_lines(INTERFACE, h.link) for h in self.cluster.hosts if h.link
+            },
+        )
 
     async def _inside(self, host: Host, veth: bridge.Veth, plan: Plan, hosts_text: str) -> None:
         await bridge.ip_batch(veth.inner_lines(plan.interface(plan.ips[host.name])), veth.netns)
@@ -497,6 +507,7 @@ class NetnsProvider:
         if record is None:
             return
         self.listen_address = None
+        self.faults = None
         # A caller cancelled meanwhile (a service shutting down) must not
         # leave half a network behind: the teardown goes on regardless.
         await asyncio.shield(self._teardown(record))

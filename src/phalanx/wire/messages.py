@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pydantic.dataclasses
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from phalanx import __version__
 from phalanx.tasks import TASK_TYPES, Outcome, Task, to_json
@@ -86,6 +86,37 @@ class KvWait(_Message):
     request_id: str
     stage_id: str
     key: str
+
+
+class NetFault(_Message):
+    """A stage asks for a network fault (`phalanx-net`, `phalanx.net`): one
+    action, with exactly the fields that action takes. Answered by `net.done`."""
+
+    type: Literal["net.fault"] = "net.fault"
+    request_id: str
+    stage_id: str
+    action: Literal["partition", "isolate", "slow", "heal"]
+    groups: list[list[str]] | None = None  # partition
+    host: str | None = None  # isolate, slow
+    delay: float | None = None  # slow, in seconds
+
+    @model_validator(mode="after")
+    def _fields_of_action(self) -> NetFault:
+        takes = {
+            "partition": {"groups"},
+            "isolate": {"host"},
+            "slow": {"host", "delay"},
+            "heal": set(),
+        }[self.action]
+        given = {name for name in ("groups", "host", "delay") if getattr(self, name) is not None}
+        if given != takes:
+            wanted = ", ".join(sorted(takes)) or "nothing else"
+            raise ValueError(f"net.fault {self.action} takes {wanted}")
+        if self.groups is not None and not all(self.groups):
+            raise ValueError("net.fault partition: a group is empty")
+        if self.delay is not None and not (0 <= self.delay < 3600):
+            raise ValueError("net.fault slow: the delay is not between 0 and an hour")
+        return self
 
 
 class LogFile(_Message):
@@ -167,6 +198,14 @@ class KvValue(_Message):
     value: str
 
 
+class NetDone(_Message):
+    """The answer to a `net.fault`: done, or why not (`error`)."""
+
+    type: Literal["net.done"] = "net.done"
+    request_id: str
+    error: str | None = None
+
+
 class Ping(_Message):
     type: Literal["ping"] = "ping"
     seq: int
@@ -187,7 +226,16 @@ class Shutdown(_Message):
 
 
 AgentMessage = Annotated[
-    Hello | StageOutput | StageResult | SyncArrive | KvSend | KvWait | LogsResult | Pong | Ack,
+    Hello
+    | StageOutput
+    | StageResult
+    | SyncArrive
+    | KvSend
+    | KvWait
+    | NetFault
+    | LogsResult
+    | Pong
+    | Ack,
     Field(discriminator="type"),
 ]
 CoordinatorMessage = Annotated[
@@ -196,6 +244,7 @@ CoordinatorMessage = Annotated[
     | LogsCollect
     | SyncRelease
     | KvValue
+    | NetDone
     | Ping
     | Ack
     | ScopeEnd
