@@ -67,18 +67,24 @@ def kind_of(line: bytes) -> str:
     return ""
 
 
-def read_page(path: Path, offset: int, *, page: int = PAGE, query: str = "") -> OutputPage:
-    """The lines of `path` around bytes [offset, offset + page): it starts at
-    the first line that begins at or after `offset` (or at 0) and ends with
-    the last whole line, unless a single line is longer than the page."""
+def read_page(
+    path: Path, offset: int, *, page: int = PAGE, query: str = "", exact: bool = False
+) -> OutputPage:
+    """The lines of `path` around bytes [offset, offset + page), ending with
+    the last whole line (unless one line is longer than the page). It
+    starts at `offset` itself when `exact` (a "next" link: where the last
+    page ended), else at the first line that begins at or after it."""
     needle = query.encode()[:MAX_QUERY].lower()
     with path.open("rb") as f:
         size = f.seek(0, 2)
         offset = max(0, min(offset, size))
-        start = offset
-        f.seek(offset)
-        data = f.read(page)
-    if start > 0:
+        # One byte before: whether `offset` is a line's start already.
+        start = max(0, offset - 1)
+        f.seek(start)
+        data = f.read(page + (offset - start))
+    if exact or (offset > 0 and data[:1] == b"\n"):
+        data, start = data[offset - start :], offset
+    elif offset > 0:
         # Begin at a line's start: skip the partial line, unless that is all there is.
         newline = data.find(b"\n")
         if 0 <= newline < len(data) - 1:

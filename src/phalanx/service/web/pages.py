@@ -11,6 +11,7 @@ cookie's SameSite=Lax that keeps other sites from acting for a user.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -278,7 +279,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
                 note = f"“{query}” is not found after this point"
             else:
                 offset = found
-        shown = await asyncio.to_thread(output.read_page, path, offset, query=query)
+        exact = q.get("exact") == "1" and not note and q.get("at") != "end"
+        shown = await asyncio.to_thread(
+            functools.partial(output.read_page, path, offset, query=query, exact=exact)
+        )
         base = views.output_link(run_id, case, stage, host)
         return pages.render(
             request,
