@@ -207,7 +207,9 @@ def test_the_output_viewer_pages_through_a_big_output(
         found = client.get(base + "&q=line%20200000%20of&find=1&offset=0")
         assert 'class="ln hit">line 200000 of' in found.text
         nowhere = client.get(base + "&q=no-such-words&find=1&offset=0")
-        assert "is not found" in nowhere.text
+        assert "is not in this output" in nowhere.text
+        wrapped = client.get(base + "&q=line%20200000%20of&find=1&offset=20000000")
+        assert 'class="ln hit">line 200000 of' in wrapped.text and "from the start" in wrapped.text
         assert client.get(f"/runs/{run_id}/output?stage=run&host=..%2F..&case=a").status_code == 404
 
 

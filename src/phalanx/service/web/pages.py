@@ -271,12 +271,16 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         query = q.get("q", "")[: output.MAX_QUERY]
         offset = _int(q.get("offset"), 0)
         note = ""
+        wrapped = False
         if q.get("at") == "end":
             offset = await asyncio.to_thread(lambda: max(0, path.stat().st_size - output.PAGE))
         elif query and q.get("find"):
             found = await asyncio.to_thread(output.find, path, query, offset)
+            if found is None and offset > 0:  # go on from the start, as editors do
+                found = await asyncio.to_thread(output.find, path, query, 0)
+                wrapped = found is not None
             if found is None:
-                note = f"“{query}” is not found after this point"
+                note = f"“{query}” is not in this output"
             else:
                 offset = found
         exact = q.get("exact") == "1" and not note and q.get("at") != "end"
@@ -296,6 +300,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             host=host,
             query=query,
             note=note,
+            wrapped=wrapped,
         )
 
     @page("/admin")
