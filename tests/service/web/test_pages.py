@@ -5,6 +5,7 @@ that needs the role for it and comes from the site itself."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -230,3 +231,31 @@ def test_an_admin_adds_a_user_and_makes_tokens(web: Served) -> None:
         assert re.search(r"phx_agent_[A-Za-z0-9_-]+", agent.text)
         assert admin.post("/admin/users/nina/remove").status_code == 303
         assert "nina" not in admin.get("/admin").text
+
+
+def test_while_a_run_goes_its_pages_show_the_stage_and_the_output_so_far(web: Served) -> None:
+    with signed_in(web, "vera") as viewer, signed_in(web, "otto") as operator:
+        run_id = run_id_of(operator.post("/suites/chatty/run").headers["location"])
+        deadline = time.monotonic() + 60
+        while True:
+            page = viewer.get(f"/runs/{run_id}").text
+            if "Live output" in page and "tick 3" in page:
+                break
+            assert time.monotonic() < deadline, page
+            time.sleep(0.2)
+        assert "h1.t.test · a/run" in page
+        agents = viewer.get("/agents").text.split('id="agent-h1.t.test"', 1)[1].split("</tr>")[0]
+        assert "connected" in agents and f'href="/runs/{run_id}">a/run<' in agents
+        dashboard = viewer.get("/").text.split('id="h-progress"', 1)[1]
+        assert run_id in dashboard and "a/run" in dashboard.split("</table>")[0]
+        assert 'class="state state-running">running<' in viewer.get("/suites").text
+        assert wait_status(viewer, run_id, ("passed",)) == "passed"
+
+
+def test_the_pages_assets_are_served_from_the_package(web: Served) -> None:
+    with httpx.Client(base_url=web.url, timeout=30) as anonymous:
+        for name in ("htmx.min.js", "htmx-ext-sse.min.js", "phalanx.css"):
+            answer = anonymous.get(f"/static/{name}")
+            assert answer.status_code == 200 and len(answer.content) > 1000, name
+        page = anonymous.get("/login").text
+        assert 'src="/static/htmx.min.js"' in page and "https://" not in page  # no CDN
