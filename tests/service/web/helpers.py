@@ -46,6 +46,15 @@ def make_web_repo(root: Path) -> Path:
         (root / "test-suites" / name / "suite.yaml").write_text(
             f"cluster: one\n{head}timeout: 120\n"
         )
+    # case a passes and fails by turns, case b always passes: a is flaky
+    state = root.parent / f"flip-{root.name}"
+    for case, script in (
+        ("a", f"if [ -e {state} ]; then rm {state}; exit 1; else touch {state}; fi\n"),
+        ("b", "echo steady\n"),
+    ):
+        (root / "test-suites" / "flip" / "tc" / case).mkdir(parents=True)
+        (root / "test-suites" / "flip" / "tc" / case / "run.sh").write_text(script)
+    (root / "test-suites" / "flip" / "suite.yaml").write_text("cluster: one\ntests: [a, b]\n")
     broken = root / "test-suites" / "broken"
     broken.mkdir(parents=True)
     (broken / "suite.yaml").write_text("cluster: nowhere\ntests: [zz]\n")

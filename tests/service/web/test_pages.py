@@ -259,3 +259,19 @@ def test_the_pages_assets_are_served_from_the_package(web: Served) -> None:
             assert answer.status_code == 200 and len(answer.content) > 1000, name
         page = anonymous.get("/login").text
         assert 'src="/static/htmx.min.js"' in page and "https://" not in page  # no CDN
+
+
+def test_a_suites_history_charts_its_runs_and_shows_the_flaky_case(web: Served) -> None:
+    with signed_in(web, "otto") as operator:
+        ids = []
+        for _ in range(3):
+            ids.append(run_id_of(operator.post("/suites/flip/run").headers["location"]))
+            wait_status(operator, ids[-1], ("passed", "failed"))
+        page = operator.get("/suites/flip").text
+    assert [s for s in re.findall(r'<svg class="chart"', page)] == ['<svg class="chart"'] * 2
+    bars = re.findall(r'<rect class="st-(\w+)"', page)
+    assert bars == ["passed", "failed", "passed"]  # oldest left
+    assert "flaky: a" in page
+    row_a = page.split('<tr class="flaky">', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r"cell st-(\w+)", row_a) == ["passed", "failed", "passed"]
+    assert page.count('class="flaky"') == 1  # b is steady
