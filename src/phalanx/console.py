@@ -24,6 +24,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from phalanx import layout
 from phalanx.board import Board, Cell, Elided, Snapshot, Tally, tally, tally_text, window
 from phalanx.events import (
     CaseEnded,
@@ -450,6 +451,9 @@ def summary(result: RunResult, console: Console, run_dir: Path | None = None) ->
     console.print(totals)
     if run_dir is not None:
         console.print(Text.assemble("results: ", (shown_path(run_dir), "bold")))
+        page = run_dir / layout.REPORT_HTML
+        if page.is_file():  # a run that could not write it still says where the rest is
+            console.print(Text.assemble("report:  ", (shown_path(page), "bold")))
 
 
 DATA_WIDTH = 160  # longer results are cut here; results.json has them whole

@@ -9,6 +9,7 @@ from pathlib import Path
 RESULTS_JSON = "results.json"
 JUNIT_XML = "junit.xml"
 RESULTS_TAP = "results.tap"
+REPORT_HTML = "report.html"
 JOURNAL = "journal.jsonl"
 
 

@@ -134,9 +134,13 @@ def to_json(result: RunResult, run_dir: Path | None = None) -> dict[str, Any]:
 
 
 def write_json(result: RunResult, path: Path, run_dir: Path | None = None) -> None:
+    dump_json(to_json(result, run_dir), path)
+
+
+def dump_json(data: dict[str, Any], path: Path) -> None:
+    """A report made by `to_json`, written as results.json."""
     # orjson: the stdlib's C encoder does not indent, and its pure-Python one
     # takes ~0.1 s for a run of 500 tests.
-    data = to_json(result, run_dir)
     write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
 
 

@@ -1,5 +1,6 @@
-"""Every report of a finished run, written together: results.json, JUnit XML
-and TAP, each in the run folder under its usual name or where it was asked for."""
+"""Every report of a finished run, written together: results.json, JUnit XML,
+TAP and report.html, each in the run folder under its usual name or where it
+was asked for."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from phalanx import layout
 from phalanx.model import RunResult
-from phalanx.report.json import write_json
+from phalanx.report.json import dump_json, to_json
 from phalanx.report.junit import write_junit
 from phalanx.report.tap import write_tap
 
@@ -20,10 +21,24 @@ class ReportPaths:
     json: Path | None = None
     junit: Path | None = None
     tap: Path | None = None
+    html: Path | None = None
 
 
-def write_reports(result: RunResult, run_dir: Path, paths: ReportPaths | None = None) -> None:
+def write_reports(
+    result: RunResult, run_dir: Path, paths: ReportPaths | None = None, html: bool = True
+) -> None:
+    """`html` False: no report.html (it costs the HTML templates' import)."""
     paths = paths or ReportPaths()
-    write_json(result, paths.json or run_dir / layout.RESULTS_JSON, run_dir)
-    write_junit(result, run_dir, paths.junit or run_dir / layout.JUNIT_XML)
-    write_tap(result, paths.tap or run_dir / layout.RESULTS_TAP)
+    report = to_json(result, run_dir)
+    json_path = paths.json or run_dir / layout.RESULTS_JSON
+    junit_path = paths.junit or run_dir / layout.JUNIT_XML
+    tap_path = paths.tap or run_dir / layout.RESULTS_TAP
+    dump_json(report, json_path)
+    write_junit(result, run_dir, junit_path)
+    write_tap(result, tap_path)
+    if html:
+        from phalanx.report.html import write_html  # Jinja2: only when it is written
+
+        html_path = paths.html or run_dir / layout.REPORT_HTML
+        links = [("results.json", json_path), ("JUnit XML", junit_path), ("TAP", tap_path)]
+        write_html(report, html_path, links=links, run_dir=run_dir)

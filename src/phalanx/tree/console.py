@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from phalanx import layout
 from phalanx.board import Board, Row, tally, tally_text
 from phalanx.events import CaseEnded, CaseRecord, Event, HostOutput
 from phalanx.model import RunResult, seconds
@@ -113,5 +114,7 @@ def summary(result: RunResult, stream: TextIO, run_dir: Path) -> None:
     if result.reason:
         lines.append(result.reason)
     lines.append(f"results: {shown_path(run_dir)}")
+    if (run_dir / layout.REPORT_HTML).is_file():
+        lines.append(f"report:  {shown_path(run_dir / layout.REPORT_HTML)}")
     out.write("\n".join(lines) + "\n")
     out.flush()

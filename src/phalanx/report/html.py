@@ -1,0 +1,211 @@
+"""report.html: the Run page as one self-contained file (inline CSS and SVG,
+no script, no external URL), and the pieces it is made of for the web UI to
+embed: `render_header`, `render_matrix`, `render_timeline`, `render_outputs`,
+`render_logs`, `render_results`, `render_walks`, `render_files`. Each takes a
+run's JSON report (results.json's dict, or the same shape for a run still
+going) and returns an HTML string; `stylesheet()` is the CSS they expect
+(scoped under `.px-run`).
+
+Links to files of the run (outputs, logs, traces, results.json) are relative
+to the run folder; `files` is put in front of each, for a page that is not
+in the run folder ("/runs/ID/files/"). Paths are percent-quoted, so none can
+become a scheme.
+
+Jinja2 with autoescape: everything from a run (names, output, results) is
+untrusted text. Jinja2 is imported on first use, not with this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from phalanx import layout
+from phalanx.report import runview
+from phalanx.report.files import write_atomic
+from phalanx.report.timeline import timeline_svg
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+REPORT_HTML = layout.REPORT_HTML
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def size_text(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return f"{n}"  # pragma: no cover
+
+
+@functools.cache
+def environment() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters["glyph"] = runview.glyph
+    env.filters["size"] = size_text
+    return env
+
+
+@functools.cache
+def stylesheet() -> str:
+    """The CSS the pieces are styled by."""
+    return (TEMPLATES / "report.css").read_text(encoding="utf-8")
+
+
+class _Piece(str):
+    """HTML this module made (and escaped): not escaped again when embedded."""
+
+
+def _piece(text: str) -> _Piece:
+    return _Piece(text)
+
+
+def _with_href(template: str, files: str, **context: Any) -> _Piece:
+    from markupsafe import Markup
+
+    def href(path: Any) -> str:
+        return files + quote(str(path), safe="/")
+
+    safe = {k: Markup(v) if isinstance(v, _Piece) else v for k, v in context.items()}
+    rendered = environment().get_template(template).render(href=href, **safe)
+    return _piece(rendered.strip() + "\n")
+
+
+def render_header(report: Mapping[str, Any], *, now: Any = None) -> str:
+    """Suite, status, reason, run id, cluster, start, duration (of a run
+    still going: up to `now`), case counts."""
+    return _with_href("header.html", "", h=runview.header(report, now))
+
+
+def render_matrix(report: Mapping[str, Any], files: str = "") -> str:
+    """A row per case (the suite's own stages first), a column per host; in
+    each cell a chip per stage with its status, linked to its output."""
+    hosts, rows = runview.matrix(report)
+    return _with_href("matrix.html", files, hosts=hosts, rows=rows)
+
+
+def render_timeline(report: Mapping[str, Any], *, now: Any = None, id_prefix: str = "tl") -> str:
+    """The timeline SVG in a figure with its caption."""
+    return _with_href(
+        "timeline.html", "", svg=_piece(timeline_svg(report, now=now, id_prefix=id_prefix))
+    )
+
+
+def render_outputs(report: Mapping[str, Any], files: str = "") -> str:
+    """Per host: the tail of each stage that went wrong and of its latest
+    output, each linked to the whole output."""
+    return _with_href("outputs.html", files, tails=runview.tails(report))
+
+
+def render_logs(report: Mapping[str, Any], files: str = "") -> str:
+    """The log files collected from the hosts, linked."""
+    return _with_href("logs.html", files, logs=runview.logs(report))
+
+
+def render_results(report: Mapping[str, Any]) -> str:
+    """Each test's `final_results` as a table per case and test, and each
+    numeric series in them as a line chart, a line per host."""
+    from markupsafe import Markup
+
+    from phalanx.report.charts import line_chart
+
+    rows = runview.result_rows(report)
+    charts = [
+        (" · ".join(p for p in (s.case, s.test, s.name) if p), Markup(line_chart(s)))
+        for s in runview.all_series(rows)
+    ]
+    return _with_href("results.html", "", tables=runview.result_tables(rows), charts=charts)
+
+
+def render_walks(report: Mapping[str, Any], files: str = "") -> str:
+    """Per walks case: its counts, the failed walks' ids, each failure with
+    the `phalanx replay` line that replays it, the shrunk walks."""
+    return _with_href("walks.html", files, walks=runview.walks(report))
+
+
+def render_files(files_list: Iterable[tuple[str, str]] | None = None, files: str = "") -> str:
+    """Links to the run's report files: (label, path) pairs; by default the
+    usual names in the run folder."""
+    listed = list(files_list) if files_list is not None else default_files()
+    return _with_href("files.html", files, links=listed)
+
+
+def default_files() -> list[tuple[str, str]]:
+    return [
+        ("results.json", layout.RESULTS_JSON),
+        ("JUnit XML", layout.JUNIT_XML),
+        ("TAP", layout.RESULTS_TAP),
+    ]
+
+
+def render_run(
+    report: Mapping[str, Any],
+    *,
+    files: str = "",
+    links: Iterable[tuple[str, str]] | None = None,
+    now: Any = None,
+) -> str:
+    """The whole Run page as one HTML document."""
+    view_rows = runview.result_rows(report)
+    return _with_href(
+        "page.html",
+        files,
+        h=runview.header(report, now),
+        css=_piece(stylesheet()),
+        header=_piece(render_header(report, now=now)),
+        matrix=_piece(render_matrix(report, files)),
+        timeline=_piece(render_timeline(report, now=now)),
+        outputs=_piece(render_outputs(report, files)),
+        logs=_piece(render_logs(report, files)),
+        results=_piece(render_results(report)),
+        walks=_piece(render_walks(report, files)),
+        files_list=_piece(render_files(links, files)),
+        has_logs=bool(runview.logs(report)),
+        has_results=bool(view_rows),
+        has_walks=bool(runview.walks(report)),
+    )
+
+
+def write_html(
+    report: Mapping[str, Any],
+    path: Path,
+    *,
+    links: Iterable[tuple[str, str | Path]] | None = None,
+    run_dir: Path | None = None,
+) -> None:
+    """The Run page at `path`. `run_dir`: the run folder, which the report's
+    output and log paths are relative to (default: where `path` is).
+    `links`: the report files to link, (label, path), a relative path being
+    in the run folder (default: results.json, junit.xml, results.tap)."""
+    here = path.parent
+    run_dir = run_dir or here
+    files = "" if _same(run_dir, here) else _relative(run_dir, here) + "/"
+    found = list(links) if links is not None else default_files()
+    rebased = [
+        (label, _relative(Path(target), run_dir) if Path(target).is_absolute() else str(target))
+        for label, target in found
+    ]
+    write_atomic(path, render_run(report, files=files, links=rebased).encode("utf-8"))
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _relative(target: Path, start: Path) -> str:
+    return Path(os.path.relpath(target.resolve(), start.resolve())).as_posix()
