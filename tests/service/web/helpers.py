@@ -55,6 +55,15 @@ def make_web_repo(root: Path) -> Path:
         (root / "test-suites" / "flip" / "tc" / case).mkdir(parents=True)
         (root / "test-suites" / "flip" / "tc" / case / "run.sh").write_text(script)
     (root / "test-suites" / "flip" / "suite.yaml").write_text("cluster: one\ntests: [a, b]\n")
+    # two hosts: the timeline has a lane each
+    (root / "clusters" / "two.yaml").write_text(
+        "name: two\nprovider: local\nhosts:\n  - {name: h2a.t.test}\n  - {name: h2b.t.test}\n"
+    )
+    (root / "test-suites" / "pair" / "tc" / "a").mkdir(parents=True)
+    (root / "test-suites" / "pair" / "tc" / "a" / "run.sh").write_text(
+        "sleep 1; echo on @slavename@\n"
+    )
+    (root / "test-suites" / "pair" / "suite.yaml").write_text("cluster: two\ntests: [a]\n")
     broken = root / "test-suites" / "broken"
     broken.mkdir(parents=True)
     (broken / "suite.yaml").write_text("cluster: nowhere\ntests: [zz]\n")

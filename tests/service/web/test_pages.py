@@ -107,6 +107,8 @@ def test_every_page_renders_for_a_viewer(web: Served, finished: dict[str, str]) 
         assert re.search(r'id="run-status"[^>]*>failed<', run.text)
         assert "sse-connect" not in run.text  # an ended run is not followed
         assert f'href="/runs/{finished["bad"]}/files/junit.xml"' in run.text
+        assert f'href="/runs/{finished["bad"]}/files/cases/a/run/h1.t.test.log"' in run.text
+        assert 'class="timeline' in run.text and "<svg" in run.text
         assert f'href="/api/runs/{finished["bad"]}"' in run.text
         junit = client.get(f"/runs/{finished['bad']}/files/junit.xml")
         assert junit.status_code == 200 and "<testsuite" in junit.text
@@ -195,23 +197,28 @@ def test_the_output_viewer_pages_through_a_big_output(
     web: Served, finished: dict[str, str]
 ) -> None:
     run_id = finished["big"]
-    base = f"/runs/{run_id}/output?stage=run&host=h1.t.test&case=a"
+    base = f"/runs/{run_id}/files/cases/a/run/h1.t.test.log"
+    by_name = f"/runs/{run_id}/output?stage=run&host=h1.t.test&case=a"
     with signed_in(web, "vera") as client:
+        assert client.get(by_name).headers["location"] == base
         first = client.get(base)
         assert first.status_code == 200
         assert "line 1 of a long output" in first.text and LAST_LINE not in first.text
         assert len(first.content) < 1024 * 1024  # one page, not the 20 MB
-        end = client.get(base + "&at=end")
+        end = client.get(base + "?at=end")
         assert LAST_LINE in end.text and 'id="output-end"' in end.text
         assert 'class="ln k-error">error: this line is red' in end.text
         assert 'class="ln k-warning">warning: nearly done' in end.text
-        found = client.get(base + "&q=line%20200000%20of&find=1&offset=0")
+        found = client.get(base + "?q=line%20200000%20of&find=1&offset=0")
         assert 'class="ln hit">line 200000 of' in found.text
-        nowhere = client.get(base + "&q=no-such-words&find=1&offset=0")
+        nowhere = client.get(base + "?q=no-such-words&find=1&offset=0")
         assert "is not in this output" in nowhere.text
-        wrapped = client.get(base + "&q=line%20200000%20of&find=1&offset=20000000")
+        wrapped = client.get(base + "?q=line%20200000%20of&find=1&offset=20000000")
         assert 'class="ln hit">line 200000 of' in wrapped.text and "from the start" in wrapped.text
-        assert client.get(f"/runs/{run_id}/output?stage=run&host=..%2F..&case=a").status_code == 404
+        raw = client.get(base + "?raw=1")
+        assert raw.status_code == 200 and raw.text.endswith(LAST_LINE + "\n")
+        assert client.get(f"/runs/{run_id}/files/..%2F..%2Fphalanx.db").status_code == 404
+        assert client.get(f"/runs/{run_id}/files/cases/a/run/nope.log").status_code == 404
 
 
 def test_an_admin_adds_a_user_and_makes_tokens(web: Served) -> None:
@@ -239,11 +246,14 @@ def test_while_a_run_goes_its_pages_show_the_stage_and_the_output_so_far(web: Se
         deadline = time.monotonic() + 60
         while True:
             page = viewer.get(f"/runs/{run_id}").text
-            if "Live output" in page and "tick 3" in page:
+            if 'id="outputs"' in page and "tick 3" in page.split('id="outputs"', 1)[1]:
                 break
             assert time.monotonic() < deadline, page
             time.sleep(0.2)
-        assert "h1.t.test · a/run" in page
+        outputs = page.split('data-host="h1.t.test"', 1)
+        assert len(outputs) == 2 and "tick" in page.split('id="outputs"', 1)[1]
+        chip = re.search(r'data-stage="run" data-status="(\w+)"', page.split('data-case="a"')[1])
+        assert chip is not None and chip.group(1) == "running"
         agents = viewer.get("/agents").text.split('id="agent-h1.t.test"', 1)[1].split("</tr>")[0]
         assert "connected" in agents and f'href="/runs/{run_id}">a/run<' in agents
         dashboard = viewer.get("/").text.split('id="h-progress"', 1)[1]

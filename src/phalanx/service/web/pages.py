@@ -24,7 +24,6 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.responses import StreamingResponse as Streaming
 from starlette.staticfiles import StaticFiles
 
-from phalanx import layout
 from phalanx.coordinator.auth import bearer
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import AuthError, Principal, Role
@@ -53,6 +52,13 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
 
     pages = Pages()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    async def report_css(request: Request) -> Response:
+        from phalanx.report.html import stylesheet
+
+        return Response(stylesheet(), media_type="text/css")
+
+    app.add_api_route("/report.css", report_css, methods=["GET"], include_in_schema=False)
 
     # --- who asks -------------------------------------------------------------------
 
@@ -223,9 +229,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         view = await views.run(service, request.path_params["run_id"])
         if view is None:
             raise Refused(404, f"no run {request.path_params['run_id']!r}")
-        return pages.render(
-            request, "run.html", who, run=view, extras=pages.report_parts(view.document)
-        )
+        return pages.render(request, "run.html", who, run=view, parts=pages.report_parts(view))
 
     @page("/runs/{run_id}/live", live=True)
     async def run_live(request: Request, who: Principal | None) -> Response:
@@ -237,37 +241,30 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             view = await views.run(service, run_id)
             if view is None:
                 return "", True
-            html = pages.fragment(
-                "run_live.html", who, run=view, extras=pages.report_parts(view.document)
-            )
+            html = pages.fragment("run_live.html", who, run=view, parts=pages.report_parts(view))
             return html, not view.active
 
         return Streaming(stream(request, render, "live"), media_type="text/event-stream")
 
-    @page("/runs/{run_id}/files/{name}")
+    @page("/runs/{run_id}/files/{path:path}")
     async def run_file(request: Request, who: Principal | None) -> Response:
-        run_id, name = request.path_params["run_id"], request.path_params["name"]
+        """A file of the run's folder: its report files as they are, any
+        other (stage output, collected logs) in the viewer, or as it is
+        with `raw=1`."""
+        run_id, relative = request.path_params["run_id"], request.path_params["path"]
         summary = await service.store.runs.get(run_id)
-        if summary is None or summary.folder is None or name not in views.REPORT_FILES:
-            raise Refused(404, "no such file")
-        path = summary.folder / name
-        if not path.is_file():
-            raise Refused(404, f"run {run_id!r} has no {name}")
-        kinds = {".json": "application/json", ".xml": "application/xml", ".html": "text/html"}
-        return FileResponse(path, media_type=kinds.get(path.suffix, "text/plain"))
-
-    @page("/runs/{run_id}/output")
-    async def output_page(request: Request, who: Principal | None) -> Response:
-        run_id = request.path_params["run_id"]
-        q = request.query_params
-        stage, host, case = q.get("stage", ""), q.get("host", ""), q.get("case") or None
-        summary = await service.store.runs.get(run_id)
-        if summary is None or summary.folder is None or not stage or not host:
-            raise Refused(404, "no such output")
+        if summary is None or summary.folder is None:
+            raise Refused(404, f"run {run_id!r} has no files")
         folder = summary.folder.resolve()
-        path = (folder / layout.output_path(case, stage, host)).resolve()
+        path = (folder / relative).resolve()
         if not path.is_relative_to(folder) or not path.is_file():
-            raise Refused(404, "no output for that case, stage and host")
+            raise Refused(404, f"run {run_id!r} has no file {relative!r}")
+        q = request.query_params
+        if relative in views.REPORT_FILES or q.get("raw") == "1":
+            kinds = {".json": "application/json", ".xml": "application/xml", ".html": "text/html"}
+            return FileResponse(
+                path, media_type=kinds.get(path.suffix, "text/plain; charset=utf-8")
+            )
         query = q.get("q", "")[: output.MAX_QUERY]
         offset = _int(q.get("offset"), 0)
         note = ""
@@ -287,21 +284,28 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         shown = await asyncio.to_thread(
             functools.partial(output.read_page, path, offset, query=query, exact=exact)
         )
-        base = views.output_link(run_id, case, stage, host)
         return pages.render(
             request,
             "output.html",
             who,
             summary=summary,
             page=shown,
-            base=base,
-            case=case,
-            stage=stage,
-            host=host,
+            link=views.files_link(run_id, relative),
+            relative=relative,
             query=query,
             note=note,
             wrapped=wrapped,
         )
+
+    @page("/runs/{run_id}/output")
+    async def output_page(request: Request, who: Principal | None) -> Response:
+        """A stage's output by case, stage and host (as the API names it)."""
+        q = request.query_params
+        stage, host = q.get("stage", ""), q.get("host", "")
+        if not stage or not host:
+            raise Refused(404, "say which stage and host")
+        link = views.output_link(request.path_params["run_id"], q.get("case") or None, stage, host)
+        return RedirectResponse(link, status_code=303)
 
     @page("/admin")
     async def admin(request: Request, who: Principal | None) -> Response:

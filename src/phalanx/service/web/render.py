@@ -4,13 +4,17 @@ the filters the templates share."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from phalanx.service.auth import Principal, Role
+
+if TYPE_CHECKING:
+    from phalanx.service.web.views import RunView
 
 
 def when(moment: datetime | str | None) -> str:
@@ -90,7 +94,21 @@ class Pages:
     ) -> HTMLResponse:
         return self.render(request, "error.html", who, status=status, code=status, message=message)
 
-    def report_parts(self, document: dict[str, Any]) -> dict[str, str]:
-        """The run report's pieces (timeline, results, walks) as HTML, from
-        the report renderers; empty where they are not there."""
-        return {}
+    def report_parts(self, run: RunView) -> dict[str, str]:
+        """The Run page's pieces from the report renderers (report/html.py),
+        linking files through this site's viewer."""
+        from phalanx.report import html, runview
+
+        report, files = run.report, f"/runs/{quote(run.summary.id)}/files/"
+        parts = {
+            "matrix": html.render_matrix(report, files),
+            "timeline": html.render_timeline(report, id_prefix="tl"),
+            "outputs": html.render_outputs(report, files),
+        }
+        if runview.logs(report):
+            parts["logs"] = html.render_logs(report, files)
+        if runview.result_rows(report):
+            parts["results"] = html.render_results(report)
+        if runview.walks(report):
+            parts["walks"] = html.render_walks(report, files)
+        return parts

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from phalanx import layout
 from phalanx.report.json import output_tail
@@ -101,10 +102,10 @@ async def suite(service: Service, name: str) -> SuiteView:
 # --- agents and clusters ------------------------------------------------------------------
 
 
-def current_stages(service: Service) -> dict[str, tuple[str, str | None, str]]:
-    """host -> (run id, case, stage) of the stage each host runs now, read
-    from the live run holding the host."""
-    found: dict[str, tuple[str, str | None, str]] = {}
+def current_stages(service: Service) -> dict[str, tuple[str, str | None, str, datetime | None]]:
+    """host -> (run id, case, stage, since) of the stage each host runs
+    now, read from the live run holding the host."""
+    found: dict[str, tuple[str, str | None, str, datetime | None]] = {}
     for host in list(service.hub.holders):
         holder = service.hub.holder(host)
         run_id = getattr(holder, "run_id", None)
@@ -112,9 +113,10 @@ def current_stages(service: Service) -> dict[str, tuple[str, str | None, str]]:
         pending = getattr(run_host, "pending", None)
         if not run_id or not pending:
             continue
-        stage_id = next(iter(pending))
+        stage_id, waiting = next(iter(pending.items()))
         case, stage = split_stage_id(run_id, stage_id)
-        found[host] = (run_id, case, stage)
+        since = getattr(waiting, "sent_at", None)
+        found[host] = (run_id, case, stage, since if isinstance(since, datetime) else None)
     return found
 
 
@@ -227,7 +229,7 @@ async def dashboard(service: Service) -> dict[str, Any]:
         if r.status not in ACTIVE:
             continue
         now = sorted(
-            {"/".join(p for p in (case, stage) if p) for run, case, stage in stages.values()
+            {"/".join(p for p in (case, stage) if p) for run, case, stage, _ in stages.values()
              if run == r.id}
         )  # fmt: skip
         words = ", ".join(now) or service.queue.waiting(r.id) or r.status
@@ -244,20 +246,11 @@ async def dashboard(service: Service) -> dict[str, Any]:
 
 
 @dataclass
-class Cell:
-    status: str
-    stages: list[tuple[str, str, str | None]]  # (stage, status, output link)
-
-
-@dataclass
 class RunView:
     summary: RunSummary
-    document: dict[str, Any]
-    hosts: list[str]
-    cases: list[str]
-    matrix: dict[tuple[str, str], Cell]
-    tails: list[tuple[str, str, str, str]]  # (host, stage label, text, output link)
+    report: dict[str, Any]  # results.json's shape, with output tails and the stages running now
     files: list[str]  # report files present in the run folder
+    waiting: str = ""  # what a run that has started waits for (agents to connect)
 
     @property
     def active(self) -> bool:
@@ -265,71 +258,86 @@ class RunView:
 
     @property
     def failed_cases(self) -> int:
-        return sum(1 for c in self.document.get("cases", []) if c.get("status") not in OK)
+        return sum(1 for c in self.report.get("cases", []) if c.get("status") not in OK)
+
+
+def files_link(run_id: str, relative: str) -> str:
+    return f"/runs/{quote(run_id)}/files/{quote(relative)}"
 
 
 def output_link(run_id: str, case: str | None, stage: str, host: str) -> str:
-    from urllib.parse import urlencode
-
-    query = {"stage": stage, "host": host} | ({"case": case} if case else {})
-    return f"/runs/{run_id}/output?{urlencode(query)}"
+    return files_link(run_id, layout.output_path(case, stage, host))
 
 
-REPORT_FILES = (layout.RESULTS_JSON, layout.JUNIT_XML, layout.RESULTS_TAP, "report.html")
+REPORT_FILES = (layout.RESULTS_JSON, layout.JUNIT_XML, layout.RESULTS_TAP, layout.REPORT_HTML)
 
 
 async def run(service: Service, run_id: str) -> RunView | None:
     summary = await service.store.runs.get(run_id)
-    document = await service.store.runs.load_run(run_id)
-    if summary is None or document is None:
+    report = await service.store.runs.load_run(run_id)
+    if summary is None or report is None:
         return None
-    definition = await service.store.runs.definition(run_id) or {}
-    hosts = list(summary.hosts or definition.get("hosts") or [])
-    cases = [c["name"] for c in document.get("cases", [])]
-    cases += [c for c in definition.get("cases", []) if c not in cases]
-    if document.get("stages"):
-        cases.insert(0, "")  # the suite's own stages
-    matrix: dict[tuple[str, str], Cell] = {}
-    by_case = {c["name"]: c for c in document.get("cases", [])}
-    for case in cases:
-        stages = (
-            document.get("stages", []) if case == "" else by_case.get(case, {}).get("stages", [])
-        )
-        for host in hosts:
-            cell = Cell("pending", [])
-            for st in stages:
-                for h in st.get("hosts", []):
-                    if h["host"] == host:
-                        link = output_link(run_id, case or None, st["name"], host)
-                        cell.stages.append(
-                            (st["name"], h["status"], link if h.get("output") else None)
-                        )
-            if cell.stages:
-                statuses = [s for _, s, _ in cell.stages]
-                bad = [s for s in statuses if s not in OK]
-                cell.status = bad[-1] if bad else statuses[-1]
-            matrix[(case, host)] = cell
-    tails = []
-    if summary.status in ACTIVE and summary.folder is not None:
-        for host, (rid, case, stage) in sorted(current_stages(service).items()):
-            if rid != run_id:
-                continue
-            key = (case or "", host)
-            cell = matrix.setdefault(key, Cell("running", []))
-            cell.status = "running"
-            cell.stages.append((stage, "running", output_link(run_id, case, stage, host)))
-            found = await asyncio.to_thread(
-                output_tail, summary.folder / layout.output_path(case, stage, host), TAIL
-            )
-            label = "/".join(p for p in (case, stage) if p)
-            tails.append(
-                (host, label, found[0] if found else "", output_link(run_id, case, stage, host))
-            )
+    if summary.status in ACTIVE:
+        definition = await service.store.runs.definition(run_id) or {}
+        _add_pending_cases(report, definition.get("cases") or [])
+        _add_running(report, service, run_id)
     files: list[str] = []
     if summary.folder is not None:
         folder: Path = summary.folder
-        files = await asyncio.to_thread(lambda: [n for n in REPORT_FILES if (folder / n).is_file()])
-    return RunView(summary, document, hosts, cases, matrix, tails, files)
+        files = await asyncio.to_thread(_with_tails, report, folder)
+    return RunView(summary, report, files, service.queue.waiting(run_id))
+
+
+def _add_pending_cases(report: dict[str, Any], names: list[str]) -> None:
+    """The cases the run has not come to yet, as pending rows."""
+    known = {c.get("name") for c in report.setdefault("cases", [])}
+    report["cases"] += [
+        {"name": n, "status": "pending", "stages": []} for n in names if n not in known
+    ]
+
+
+def _add_running(report: dict[str, Any], service: Service, run_id: str) -> None:
+    """The stage each host runs now, as a running host result (the store
+    has a host's result only once its stage ended)."""
+    for host, (rid, case, stage, since) in sorted(current_stages(service).items()):
+        if rid != run_id:
+            continue
+        if case is None:
+            stages = report.setdefault("stages", [])
+        else:
+            found = next((c for c in report.get("cases", []) if c.get("name") == case), None)
+            if found is None:
+                found = {"name": case, "status": "running", "stages": []}
+                report.setdefault("cases", []).append(found)
+            found["status"] = "running"
+            stages = found.setdefault("stages", [])
+        entry = next((st for st in stages if st.get("name") == stage), None)
+        if entry is None:
+            entry = {"name": stage, "status": "running", "hosts": []}
+            stages.append(entry)
+        entry["status"] = "running"
+        entry.setdefault("hosts", []).append(
+            {
+                "host": host,
+                "status": "running",
+                "started_at": since.isoformat() if since is not None else None,
+                "ended_at": None,
+                "output": layout.output_path(case, stage, host),
+            }
+        )
+
+
+def _with_tails(report: dict[str, Any], folder: Path) -> list[str]:
+    """Fill in each host's output tail and size from the run folder (as
+    results.json has them); the report files that are there."""
+    for case in [{"stages": report.get("stages", [])}, *report.get("cases", [])]:
+        for stage in case.get("stages", []):
+            for host in stage.get("hosts", []):
+                if host.get("output") and host.get("output_tail") is None:
+                    found = output_tail(folder / host["output"], TAIL)
+                    if found is not None:
+                        host["output_tail"], host["output_size"] = found
+    return [n for n in REPORT_FILES if (folder / n).is_file()]
 
 
 # --- suite history ------------------------------------------------------------------------
