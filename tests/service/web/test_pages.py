@@ -78,6 +78,7 @@ def test_every_page_renders_for_a_viewer(web: Served, finished: dict[str, str]) 
     with signed_in(web, "vera") as client:
         dashboard = client.get("/")
         assert dashboard.status_code == 200
+        assert "script-src 'self'" in dashboard.headers["content-security-policy"]
         for part in (
             "Suites",
             "Clusters",
@@ -217,6 +218,8 @@ def test_the_output_viewer_pages_through_a_big_output(
         assert 'class="ln hit">line 200000 of' in wrapped.text and "from the start" in wrapped.text
         raw = client.get(base + "?raw=1")
         assert raw.status_code == 200 and raw.text.endswith(LAST_LINE + "\n")
+        assert raw.headers["content-type"].startswith("text/plain")
+        assert raw.headers["x-content-type-options"] == "nosniff"
         assert client.get(f"/runs/{run_id}/files/..%2F..%2Fphalanx.db").status_code == 404
         assert client.get(f"/runs/{run_id}/files/cases/a/run/nope.log").status_code == 404
 

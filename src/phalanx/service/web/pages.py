@@ -33,7 +33,8 @@ from phalanx.service.web.render import Pages
 from phalanx.store.errors import Conflict, NotFound
 
 STATIC = Path(__file__).parent / "static"
-LIVE_POLL = 0.5  # how often a live fragment is rendered again (sent only when it changed)
+RUN_POLL = 0.5  # how often a run's live fragment is rendered again (sent only when it changed)
+PAGE_POLL = 2.0  # the same for the dashboard and the lists
 LIVE_FOR = 600.0  # a page's stream ends after this; the browser reconnects
 
 Handler = Callable[..., Awaitable[Response]]
@@ -160,7 +161,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     }
 
     async def stream(
-        request: Request, render: Callable[[], Awaitable[tuple[str, bool]]], event: str
+        request: Request,
+        render: Callable[[], Awaitable[tuple[str, bool]]],
+        event: str,
+        every: float,
     ) -> AsyncIterator[str]:
         """`event` with the fragment each time it changes; `end` once it is final."""
         last = ""
@@ -174,7 +178,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             if final:
                 yield _sse("end", "")
                 return
-            await asyncio.sleep(LIVE_POLL)
+            await asyncio.sleep(every)
 
     @page("/live/{name}", live=True)
     async def live(request: Request, who: Principal | None) -> Response:
@@ -186,7 +190,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         async def render() -> tuple[str, bool]:
             return pages.fragment(template, who, **await gather()), False
 
-        return Streaming(stream(request, render, "page"), media_type="text/event-stream")
+        return Streaming(stream(request, render, "page", PAGE_POLL), media_type="text/event-stream")
 
     # --- pages ------------------------------------------------------------------------
 
@@ -244,7 +248,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             html = pages.fragment("run_live.html", who, run=view, parts=pages.report_parts(view))
             return html, not view.active
 
-        return Streaming(stream(request, render, "live"), media_type="text/event-stream")
+        return Streaming(stream(request, render, "live", RUN_POLL), media_type="text/event-stream")
 
     @page("/runs/{run_id}/files/{path:path}")
     async def run_file(request: Request, who: Principal | None) -> Response:
@@ -260,10 +264,15 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         if not path.is_relative_to(folder) or not path.is_file():
             raise Refused(404, f"run {run_id!r} has no file {relative!r}")
         q = request.query_params
-        if relative in views.REPORT_FILES or q.get("raw") == "1":
+        if relative in views.REPORT_FILES:  # written by phalanx itself
             kinds = {".json": "application/json", ".xml": "application/xml", ".html": "text/html"}
+            return FileResponse(path, media_type=kinds.get(path.suffix, "text/plain"))
+        if q.get("raw") == "1":
+            # What a host wrote is never a page of this site, whatever its name.
             return FileResponse(
-                path, media_type=kinds.get(path.suffix, "text/plain; charset=utf-8")
+                path,
+                media_type="text/plain; charset=utf-8",
+                headers={"X-Content-Type-Options": "nosniff"},
             )
         query = q.get("q", "")[: output.MAX_QUERY]
         offset = _int(q.get("offset"), 0)
