@@ -60,6 +60,7 @@ if (why := _missing()) is not None:
     pytest.skip(why, allow_module_level=True)
 
 expect.set_options(timeout=WAIT)
+pytestmark = pytest.mark.timeout(300)  # a real service, real runs and a browser on a busy machine
 
 
 @pytest.fixture(scope="module")
