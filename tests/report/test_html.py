@@ -240,6 +240,9 @@ def test_pieces_take_a_prefix_for_their_links(mixed_run: RunResult, run_dir: Pat
     report = to_json(mixed_run, run_dir)
     report["cases"][0]["stages"][0]["hosts"][0]["output"] = "cases/a b/run/x?.log"
     piece = render_matrix(report, files="/runs/run-1/files/")
+    from markupsafe import escape
+
+    assert escape(piece) == piece  # Markup: a web page's template embeds it as it is
     root = parse(piece)
     hrefs = [a.attrs["href"] for a in root.iter("a")]
     assert hrefs and all(h.startswith("/runs/run-1/files/") for h in hrefs)

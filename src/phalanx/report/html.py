@@ -3,8 +3,9 @@ no script, no external URL), and the pieces it is made of for the web UI to
 embed: `render_header`, `render_matrix`, `render_timeline`, `render_outputs`,
 `render_logs`, `render_results`, `render_walks`, `render_files`. Each takes a
 run's JSON report (results.json's dict, or the same shape for a run still
-going) and returns an HTML string; `stylesheet()` is the CSS they expect
-(scoped under `.px-run`).
+going) and returns an HTML string, a `markupsafe.Markup` (a Jinja2 template
+embeds it as it is); `stylesheet()` is the CSS they expect (scoped under
+`.px-run`).
 
 Links to files of the run (outputs, logs, traces, results.json) are relative
 to the run folder; `files` is put in front of each, for a page that is not
@@ -37,11 +38,13 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def size_text(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return f"{n}"  # pragma: no cover
+    """`512 bytes`, `4.9 KiB`, `1.2 MiB`."""
+    if n < 1024:
+        return f"{n} bytes"
+    size, units = n / 1024, ["KiB", "MiB", "GiB"]
+    while size >= 1024 and len(units) > 1:
+        size, units = size / 1024, units[1:]
+    return f"{size:.1f} {units[0]}"
 
 
 @functools.cache
@@ -67,23 +70,20 @@ def stylesheet() -> str:
     return (TEMPLATES / "report.css").read_text(encoding="utf-8")
 
 
-class _Piece(str):
-    """HTML this module made (and escaped): not escaped again when embedded."""
-
-
-def _piece(text: str) -> _Piece:
-    return _Piece(text)
-
-
-def _with_href(template: str, files: str, **context: Any) -> _Piece:
+def _markup(text: str) -> str:
+    """HTML made here (and escaped here): Jinja2 embeds it as it is, in these
+    templates and in the web UI's."""
     from markupsafe import Markup
 
+    return Markup(text)
+
+
+def _with_href(template: str, files: str, **context: Any) -> str:
     def href(path: Any) -> str:
         return files + quote(str(path), safe="/")
 
-    safe = {k: Markup(v) if isinstance(v, _Piece) else v for k, v in context.items()}
-    rendered = environment().get_template(template).render(href=href, **safe)
-    return _piece(rendered.strip() + "\n")
+    rendered = environment().get_template(template).render(href=href, **context)
+    return _markup(rendered.strip() + "\n")
 
 
 def render_header(report: Mapping[str, Any], *, now: Any = None) -> str:
@@ -102,7 +102,7 @@ def render_matrix(report: Mapping[str, Any], files: str = "") -> str:
 def render_timeline(report: Mapping[str, Any], *, now: Any = None, id_prefix: str = "tl") -> str:
     """The timeline SVG in a figure with its caption."""
     return _with_href(
-        "timeline.html", "", svg=_piece(timeline_svg(report, now=now, id_prefix=id_prefix))
+        "timeline.html", "", svg=_markup(timeline_svg(report, now=now, id_prefix=id_prefix))
     )
 
 
@@ -120,13 +120,11 @@ def render_logs(report: Mapping[str, Any], files: str = "") -> str:
 def render_results(report: Mapping[str, Any]) -> str:
     """Each test's `final_results` as a table per case and test, and each
     numeric series in them as a line chart, a line per host."""
-    from markupsafe import Markup
-
     from phalanx.report.charts import line_chart
 
     rows = runview.result_rows(report)
     charts = [
-        (" · ".join(p for p in (s.case, s.test, s.name) if p), Markup(line_chart(s)))
+        (" · ".join(p for p in (s.case, s.test, s.name) if p), _markup(line_chart(s)))
         for s in runview.all_series(rows)
     ]
     return _with_href("results.html", "", tables=runview.result_tables(rows), charts=charts)
@@ -138,10 +136,10 @@ def render_walks(report: Mapping[str, Any], files: str = "") -> str:
     return _with_href("walks.html", files, walks=runview.walks(report))
 
 
-def render_files(files_list: Iterable[tuple[str, str]] | None = None, files: str = "") -> str:
+def render_files(links: Iterable[tuple[str, str]] | None = None, files: str = "") -> str:
     """Links to the run's report files: (label, path) pairs; by default the
     usual names in the run folder."""
-    listed = list(files_list) if files_list is not None else default_files()
+    listed = list(links) if links is not None else default_files()
     return _with_href("files.html", files, links=listed)
 
 
@@ -166,15 +164,15 @@ def render_run(
         "page.html",
         files,
         h=runview.header(report, now),
-        css=_piece(stylesheet()),
-        header=_piece(render_header(report, now=now)),
-        matrix=_piece(render_matrix(report, files)),
-        timeline=_piece(render_timeline(report, now=now)),
-        outputs=_piece(render_outputs(report, files)),
-        logs=_piece(render_logs(report, files)),
-        results=_piece(render_results(report)),
-        walks=_piece(render_walks(report, files)),
-        files_list=_piece(render_files(links, files)),
+        css=_markup(stylesheet()),
+        header=_markup(render_header(report, now=now)),
+        matrix=_markup(render_matrix(report, files)),
+        timeline=_markup(render_timeline(report, now=now)),
+        outputs=_markup(render_outputs(report, files)),
+        logs=_markup(render_logs(report, files)),
+        results=_markup(render_results(report)),
+        walks=_markup(render_walks(report, files)),
+        files_list=_markup(render_files(links, files)),
         has_logs=bool(runview.logs(report)),
         has_results=bool(view_rows),
         has_walks=bool(runview.walks(report)),
