@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -288,3 +289,24 @@ def test_a_suites_history_charts_its_runs_and_shows_the_flaky_case(web: Served) 
     row_a = page.split('<tr class="flaky">', 1)[1].split("</tr>", 1)[0]
     assert re.findall(r"cell st-(\w+)", row_a) == ["passed", "failed", "passed"]
     assert page.count('class="flaky"') == 1  # b is steady
+
+
+def test_with_anonymous_read_a_visitor_reads_the_pages_but_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    served = start(
+        tmp_path, make_web_repo(tmp_path / "defs"), tmp_path / "data",
+        env={"PHALANX_ANONYMOUS_READ": "true"},
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=served.url, timeout=30) as anonymous:
+            for page in ("/", "/suites", "/suites/good", "/agents", "/clusters"):
+                answer = anonymous.get(page)
+                assert answer.status_code == 200, page
+                assert "Sign in" in answer.text and 'action="/logout"' not in answer.text
+            assert 'action="/suites/good/run"' not in anonymous.get("/suites").text
+            assert anonymous.post("/suites/good/run").status_code == 401
+            assert anonymous.get("/admin").status_code == 403
+            assert anonymous.get("/api/runs").json() == []
+    finally:
+        stop(served)
