@@ -136,14 +136,7 @@ def create_app(service: Service) -> FastAPI:
         if who is None:
             raise ApiError(401, "wrong name or password")
         response = JSONResponse({"name": who.name, "role": who.role.value})
-        response.set_cookie(
-            SESSION_COOKIE,
-            await service.auth.create_session(who.name),
-            max_age=int(service.auth.session_ttl.total_seconds()),
-            httponly=True,
-            samesite="lax",
-            secure=service.config.tls_cert is not None,
-        )
+        await open_session(service, response, who)
         return response
 
     @app.post("/api/logout", tags=["service"])
@@ -311,7 +304,23 @@ def create_app(service: Service) -> FastAPI:
 
     app.router.routes.extend(agent_routes(service.hub))
     app.router.routes.extend(script_routes(service.queue.roots_for))
+    from phalanx.service.web import mount  # the web UI: pages on the same data
+
+    mount(app, service, session_cookie=SESSION_COOKIE)
     return app
+
+
+async def open_session(service: Service, response: Response, who: Principal) -> None:
+    """Sign `who` in on this response: a new session in its cookie
+    (HttpOnly, SameSite=Lax, Secure when served over TLS)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        await service.auth.create_session(who.name),
+        max_age=int(service.auth.session_ttl.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=service.config.tls_cert is not None,
+    )
 
 
 def _entry(service: Service, name: str) -> tuple[Catalog, SuiteEntry]:

@@ -35,8 +35,10 @@ class RunFolder:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     f = self._outputs[(case, stage, host)] = target.open("wb")
                 # A piece is at most one wire message (256 KiB): one write,
-                # into the page cache, well under a millisecond.
+                # into the page cache, well under a millisecond. Flushed, so
+                # the web UI's live tail reads what a stage printed so far.
                 f.write(data)
+                f.flush()
             case HostStageEnded(case=case, stage=stage, result=result):
                 if (f := self._outputs.pop((case, stage, result.host), None)) is not None:
                     f.close()

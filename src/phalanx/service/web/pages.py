@@ -1,0 +1,470 @@
+"""The web UI's routes: pages (GET), their live fragments (server-sent
+events that htmx swaps in), and the forms' actions (POST only; each answers
+with a redirect, so the pages work without JavaScript).
+
+Who: the login session cookie (or a user API token, as the API takes). A
+state-changing request needs the role for it (403 otherwise), comes as a
+POST, and is refused when its `Origin` names another site: with the
+cookie's SameSite=Lax that keeps other sites from acting for a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import StreamingResponse as Streaming
+from starlette.staticfiles import StaticFiles
+
+from phalanx.coordinator.auth import bearer
+from phalanx.service.app import Service, UnknownSuite, Unrunnable
+from phalanx.service.auth import AuthError, Principal, Role
+from phalanx.service.queue import NotActive
+from phalanx.service.web import charts, output, views
+from phalanx.service.web.render import Pages
+from phalanx.store.errors import Conflict, NotFound
+
+STATIC = Path(__file__).parent / "static"
+RUN_POLL = 0.5  # how often a run's live fragment is rendered again (sent only when it changed)
+PAGE_POLL = 2.0  # the same for the dashboard and the lists
+LIVE_FOR = 600.0  # a page's stream ends after this; the browser reconnects
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
+    """Add the web UI's routes and static files to the service's app."""
+    from phalanx.service.api import open_session  # the API's login, shared
+
+    pages = Pages()
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    async def report_css(request: Request) -> Response:
+        from phalanx.report.html import stylesheet
+
+        return Response(stylesheet(), media_type="text/css")
+
+    app.add_api_route("/report.css", report_css, methods=["GET"], include_in_schema=False)
+
+    # --- who asks -------------------------------------------------------------------
+
+    async def principal(request: Request) -> Principal | None:
+        header = request.headers.get("authorization")
+        if header is not None:
+            token = bearer(header)
+            return await service.auth.verify_user_token(token) if token else None
+        cookie = request.cookies.get(session_cookie)
+        return await service.auth.session_user(cookie) if cookie else None
+
+    def page(path: str, *, live: bool = False) -> Callable[[Handler], Handler]:
+        """A GET page for readers: a visitor who must sign in is sent to the login."""
+
+        def wrap(handler: Handler) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                who = await principal(request)
+                if who is None and not service.config.anonymous_read:
+                    if live:
+                        return Response(status_code=401)
+                    target = request.url.path + (
+                        f"?{request.url.query}" if request.url.query else ""
+                    )
+                    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+                try:
+                    return await handler(request, who)
+                except Refused as exc:
+                    return pages.error(request, who, exc.status, exc.message)
+
+            app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+            return handler
+
+        return wrap
+
+    def action(path: str, role: Role = Role.OPERATOR) -> Callable[[Handler], Handler]:
+        """A POST form action that needs `role`."""
+
+        def wrap(handler: Handler) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                who = await principal(request)
+                try:
+                    if not _same_origin(request):
+                        raise Refused(403, "this form was sent from another site")
+                    if who is None:
+                        raise Refused(401, "sign in first")
+                    if not who.role.allows(role):
+                        raise Refused(
+                            403, f"{who.name} is a {who.role.value}: this needs an {role.value}"
+                        )
+                    form = await _form(request)
+                    return await handler(request, who, form)
+                except Refused as exc:
+                    return pages.error(request, who, exc.status, exc.message)
+
+            app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
+            return handler
+
+        return wrap
+
+    # --- login ------------------------------------------------------------------------
+
+    async def login_page(request: Request) -> Response:
+        who = await principal(request)
+        nxt = _local(request.query_params.get("next", "/"))
+        return pages.render(request, "login.html", who, next=nxt, failed=False)
+
+    async def login(request: Request) -> Response:
+        if not _same_origin(request):
+            return pages.error(request, None, 403, "this form was sent from another site")
+        form = await _form(request)
+        nxt = _local(form.get("next", "/"))
+        who = await service.auth.verify_password(form.get("name", ""), form.get("password", ""))
+        if who is None:
+            return pages.render(request, "login.html", None, next=nxt, failed=True, status=401)
+        response = RedirectResponse(nxt, status_code=303)
+        await open_session(service, response, who)
+        return response
+
+    async def logout(request: Request) -> Response:
+        if not _same_origin(request):
+            return pages.error(request, None, 403, "this form was sent from another site")
+        if cookie := request.cookies.get(session_cookie):
+            await service.auth.end_session(cookie)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(session_cookie)
+        return response
+
+    app.add_api_route("/login", login_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/login", login, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/logout", logout, methods=["POST"], include_in_schema=False)
+
+    # --- live fragments ---------------------------------------------------------------
+
+    live_pages: dict[str, tuple[Callable[[], Awaitable[dict[str, Any]]], str]] = {
+        "dashboard": (lambda: views.dashboard(service), "dashboard_body.html"),
+        "suites": (lambda: _suites(service), "suites_body.html"),
+        "agents": (lambda: _agents(service), "agents_body.html"),
+        "clusters": (lambda: _clusters(service), "clusters_body.html"),
+    }
+
+    async def stream(
+        request: Request,
+        render: Callable[[], Awaitable[tuple[str, bool]]],
+        event: str,
+        every: float,
+    ) -> AsyncIterator[str]:
+        """`event` with the fragment each time it changes; `end` once it is final."""
+        last = ""
+        deadline = time.monotonic() + LIVE_FOR
+        while time.monotonic() < deadline and not await request.is_disconnected():
+            html, final = await render()
+            digest = hashlib.sha256(html.encode()).hexdigest()
+            if digest != last:
+                last = digest
+                yield _sse(event, html)
+            if final:
+                yield _sse("end", "")
+                return
+            await asyncio.sleep(every)
+
+    @page("/live/{name}", live=True)
+    async def live(request: Request, who: Principal | None) -> Response:
+        name = request.path_params["name"]
+        if name not in live_pages:
+            raise Refused(404, f"no live page {name!r}")
+        gather, template = live_pages[name]
+
+        async def render() -> tuple[str, bool]:
+            return pages.fragment(template, who, **await gather()), False
+
+        return Streaming(stream(request, render, "page", PAGE_POLL), media_type="text/event-stream")
+
+    # --- pages ------------------------------------------------------------------------
+
+    @page("/")
+    async def dashboard(request: Request, who: Principal | None) -> Response:
+        return pages.render(request, "dashboard.html", who, **await views.dashboard(service))
+
+    @page("/suites")
+    async def suites(request: Request, who: Principal | None) -> Response:
+        return pages.render(request, "suites.html", who, **await _suites(service))
+
+    @page("/suites/{name}")
+    async def suite(request: Request, who: Principal | None) -> Response:
+        name = request.path_params["name"]
+        try:
+            view = await views.suite(service, name)
+        except UnknownSuite as exc:
+            raise Refused(404, str(exc)) from None
+        found = await views.history(service, name)
+        return pages.render(
+            request,
+            "suite.html",
+            who,
+            suite=view,
+            history=found,
+            status_chart=charts.status_chart(found.points, f"Results of {name}'s last runs"),
+            duration_chart=charts.duration_chart(found.points, f"Duration of {name}'s last runs"),
+        )
+
+    @page("/agents")
+    async def agents(request: Request, who: Principal | None) -> Response:
+        return pages.render(request, "agents.html", who, **await _agents(service))
+
+    @page("/clusters")
+    async def clusters(request: Request, who: Principal | None) -> Response:
+        return pages.render(request, "clusters.html", who, **await _clusters(service))
+
+    @page("/runs/{run_id}")
+    async def run(request: Request, who: Principal | None) -> Response:
+        view = await views.run(service, request.path_params["run_id"])
+        if view is None:
+            raise Refused(404, f"no run {request.path_params['run_id']!r}")
+        return pages.render(request, "run.html", who, run=view, parts=pages.report_parts(view))
+
+    @page("/runs/{run_id}/live", live=True)
+    async def run_live(request: Request, who: Principal | None) -> Response:
+        run_id = request.path_params["run_id"]
+        if await service.store.runs.get(run_id) is None:
+            raise Refused(404, f"no run {run_id!r}")
+
+        async def render() -> tuple[str, bool]:
+            view = await views.run(service, run_id)
+            if view is None:
+                return "", True
+            html = pages.fragment("run_live.html", who, run=view, parts=pages.report_parts(view))
+            return html, not view.active
+
+        return Streaming(stream(request, render, "live", RUN_POLL), media_type="text/event-stream")
+
+    @page("/runs/{run_id}/files/{path:path}")
+    async def run_file(request: Request, who: Principal | None) -> Response:
+        """A file of the run's folder: its report files as they are, any
+        other (stage output, collected logs) in the viewer, or as it is
+        with `raw=1`."""
+        run_id, relative = request.path_params["run_id"], request.path_params["path"]
+        summary = await service.store.runs.get(run_id)
+        if summary is None or summary.folder is None:
+            raise Refused(404, f"run {run_id!r} has no files")
+        folder = summary.folder.resolve()
+        path = (folder / relative).resolve()
+        if not path.is_relative_to(folder) or not path.is_file():
+            raise Refused(404, f"run {run_id!r} has no file {relative!r}")
+        q = request.query_params
+        if relative in views.REPORT_FILES:  # written by phalanx itself
+            kinds = {".json": "application/json", ".xml": "application/xml", ".html": "text/html"}
+            return FileResponse(path, media_type=kinds.get(path.suffix, "text/plain"))
+        if q.get("raw") == "1":
+            # What a host wrote is never a page of this site, whatever its name.
+            return FileResponse(
+                path,
+                media_type="text/plain; charset=utf-8",
+                headers={"X-Content-Type-Options": "nosniff"},
+            )
+        query = q.get("q", "")[: output.MAX_QUERY]
+        offset = _int(q.get("offset"), 0)
+        note = ""
+        wrapped = False
+        if q.get("at") == "end":
+            offset = await asyncio.to_thread(lambda: max(0, path.stat().st_size - output.PAGE))
+        elif query and q.get("find"):
+            found = await asyncio.to_thread(output.find, path, query, offset)
+            if found is None and offset > 0:  # go on from the start, as editors do
+                found = await asyncio.to_thread(output.find, path, query, 0)
+                wrapped = found is not None
+            if found is None:
+                note = f"“{query}” is not in this output"
+            else:
+                offset = found
+        exact = q.get("exact") == "1" and not note and q.get("at") != "end"
+        shown = await asyncio.to_thread(
+            functools.partial(output.read_page, path, offset, query=query, exact=exact)
+        )
+        return pages.render(
+            request,
+            "output.html",
+            who,
+            summary=summary,
+            page=shown,
+            link=views.files_link(run_id, relative),
+            relative=relative,
+            query=query,
+            note=note,
+            wrapped=wrapped,
+        )
+
+    @page("/runs/{run_id}/output")
+    async def output_page(request: Request, who: Principal | None) -> Response:
+        """A stage's output by case, stage and host (as the API names it)."""
+        q = request.query_params
+        stage, host = q.get("stage", ""), q.get("host", "")
+        if not stage or not host:
+            raise Refused(404, "say which stage and host")
+        link = views.output_link(request.path_params["run_id"], q.get("case") or None, stage, host)
+        return RedirectResponse(link, status_code=303)
+
+    @page("/admin")
+    async def admin(request: Request, who: Principal | None) -> Response:
+        if who is None or not who.role.allows(Role.ADMIN):
+            raise Refused(403, "the admin page is for admins")
+        return pages.render(
+            request,
+            "admin.html",
+            who,
+            users=await service.auth.users(),
+            agent_tokens=await service.auth.agent_tokens(),
+            roles=[r.value for r in Role],
+            secret=None,
+        )
+
+    # --- actions ----------------------------------------------------------------------
+
+    @action("/suites/{name}/run")
+    async def start(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        try:
+            summary = await service.submit(request.path_params["name"], f"web:{who.name}")
+        except UnknownSuite as exc:
+            raise Refused(404, str(exc)) from None
+        except Unrunnable as exc:
+            raise Refused(409, str(exc)) from None
+        return RedirectResponse(f"/runs/{summary.id}", status_code=303)
+
+    @action("/runs/{run_id}/cancel")
+    async def cancel(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            await service.queue.cancel(run_id, who.name)
+        except NotFound as exc:
+            raise Refused(404, str(exc)) from None
+        except NotActive:
+            pass  # it has ended meanwhile: the page says so
+        return RedirectResponse(_local(form.get("back", f"/runs/{run_id}")), status_code=303)
+
+    @action("/runs/{run_id}/rerun")
+    async def rerun(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        try:
+            summary = await service.rerun(
+                request.path_params["run_id"], failed_only=form.get("failed_only") == "1"
+            )
+        except (NotFound, UnknownSuite) as exc:
+            raise Refused(404, str(exc)) from None
+        except Unrunnable as exc:
+            raise Refused(409, str(exc)) from None
+        return RedirectResponse(f"/runs/{summary.id}", status_code=303)
+
+    async def admin_answer(
+        request: Request, who: Principal, secret: tuple[str, str] | None
+    ) -> Response:
+        if secret is None:
+            return RedirectResponse("/admin", status_code=303)
+        return pages.render(
+            request,
+            "admin.html",
+            who,
+            users=await service.auth.users(),
+            agent_tokens=await service.auth.agent_tokens(),
+            roles=[r.value for r in Role],
+            secret=secret,  # shown once, on this answer only
+        )
+
+    @action("/admin/users", Role.ADMIN)
+    async def add_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        try:
+            await service.auth.add_user(
+                form.get("name", ""), form.get("role", ""), form.get("password", "")
+            )
+        except (AuthError, Conflict) as exc:
+            raise Refused(400, str(exc)) from None
+        return await admin_answer(request, who, None)
+
+    @action("/admin/users/{name}/remove", Role.ADMIN)
+    async def remove_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        try:
+            await service.auth.remove_user(request.path_params["name"])
+        except NotFound as exc:
+            raise Refused(404, str(exc)) from None
+        return await admin_answer(request, who, None)
+
+    @action("/admin/users/{name}/token", Role.ADMIN)
+    async def user_token(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        name = request.path_params["name"]
+        try:
+            token = await service.auth.create_user_token(name)
+        except NotFound as exc:
+            raise Refused(404, str(exc)) from None
+        return await admin_answer(request, who, (f"API token for {name}", token))
+
+    @action("/admin/users/{name}/revoke", Role.ADMIN)
+    async def revoke_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        await service.auth.revoke_user_tokens(request.path_params["name"])
+        return await admin_answer(request, who, None)
+
+    @action("/admin/agents", Role.ADMIN)
+    async def agent_token(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        name = form.get("name", "")
+        try:
+            token = await service.auth.create_agent_token(name)
+        except (AuthError, Conflict) as exc:
+            raise Refused(400, str(exc)) from None
+        return await admin_answer(request, who, (f"agent token for {name}", token))
+
+    @action("/admin/agents/{name}/revoke", Role.ADMIN)
+    async def revoke_agent(request: Request, who: Principal, form: dict[str, str]) -> Response:
+        await service.auth.revoke_agent_token(request.path_params["name"])
+        return await admin_answer(request, who, None)
+
+
+async def _suites(service: Service) -> dict[str, Any]:
+    return {"suites": await views.suites(service)}
+
+
+async def _agents(service: Service) -> dict[str, Any]:
+    return {"agents": await views.agents(service)}
+
+
+async def _clusters(service: Service) -> dict[str, Any]:
+    return {"clusters": await views.clusters(service)}
+
+
+def _sse(event: str, html: str) -> str:
+    data = "\n".join(f"data: {line}" for line in html.splitlines()) or "data: "
+    return f"event: {event}\n{data}\n\n"
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A urlencoded form's fields (the first value of each)."""
+    body = (await request.body())[: 64 * 1024].decode("utf-8", errors="replace")
+    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+
+def _same_origin(request: Request) -> bool:
+    """No Origin (an older browser, a script with a token), or ours."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def _local(target: str) -> str:
+    """Only a path on this site (no open redirect)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return max(0, int(text)) if text is not None else default
+    except ValueError:
+        return default

@@ -1,0 +1,383 @@
+"""What each page shows, gathered from the service (the store, the queue,
+the hub and the definition catalogs: the same sources the REST API reads)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from phalanx import layout
+from phalanx.report.json import output_tail
+from phalanx.service.app import Service
+from phalanx.service.definitions import Catalog, SuiteEntry
+from phalanx.service.queue import split_stage_id
+from phalanx.service.web.charts import Point
+from phalanx.store.runs import ACTIVE, RunSummary
+
+STRIP = 20
+TAIL = 4 * 1024
+OK = ("passed", "skipped")
+
+
+def _status_class(status: str | None) -> str:
+    return f"st-{status}" if status else "st-none"
+
+
+@dataclass
+class SuiteView:
+    name: str
+    repo: str
+    cluster: str | None
+    description: str
+    state: str  # idle, queued, running, definition error
+    errors: list[str]
+    last_good: bool
+    next_run: datetime | None
+    schedule: str | None
+    recent: list[RunSummary]  # newest first
+    active: list[str] = field(default_factory=list)  # queued or running run ids
+
+    @property
+    def last_status(self) -> str | None:
+        ended = [r for r in self.recent if r.status not in ACTIVE]
+        return ended[0].status if ended else None
+
+    @property
+    def strip(self) -> list[RunSummary]:
+        return list(reversed(self.recent))  # oldest left, as time goes
+
+
+def _suite_view(
+    service: Service, catalog: Catalog, entry: SuiteEntry, recent: list[RunSummary]
+) -> SuiteView:
+    active = [a for a in service.queue.active.values() if a.suite.name == entry.name]
+    if entry.errors or entry.suite is None:
+        state = "definition error"
+    elif any(a.started for a in active):
+        state = "running"
+    elif active:
+        state = "queued"
+    else:
+        state = "idle"
+    suite = entry.suite
+    return SuiteView(
+        name=entry.name,
+        repo=catalog.source,
+        cluster=suite.cluster.name if suite is not None else None,
+        description=suite.description if suite is not None else "",
+        state=state,
+        errors=[str(e) for e in entry.errors],
+        last_good=entry.last_good,
+        next_run=service.next_runs.get(entry.name),
+        schedule=_cron(suite.schedule) if suite is not None else None,
+        recent=recent,
+        active=[a.id for a in active],
+    )
+
+
+def _cron(schedule: dict[str, str] | None) -> str | None:
+    if not schedule:
+        return None
+    return " ".join(f"{key}={value}" for key, value in schedule.items())
+
+
+async def suites(service: Service) -> list[SuiteView]:
+    views = []
+    for catalog, entry in service.entries():
+        recent = await service.store.runs.recent(suite=entry.name, limit=STRIP)
+        views.append(_suite_view(service, catalog, entry, recent))
+    return views
+
+
+async def suite(service: Service, name: str) -> SuiteView:
+    catalog, entry = service.entry(name)
+    recent = await service.store.runs.recent(suite=name, limit=STRIP)
+    return _suite_view(service, catalog, entry, recent)
+
+
+# --- agents and clusters ------------------------------------------------------------------
+
+
+def current_stages(service: Service) -> dict[str, tuple[str, str | None, str, datetime | None]]:
+    """host -> (run id, case, stage, since) of the stage each host runs
+    now, read from the live run holding the host."""
+    found: dict[str, tuple[str, str | None, str, datetime | None]] = {}
+    for host in list(service.hub.holders):
+        holder = service.hub.holder(host)
+        run_id = getattr(holder, "run_id", None)
+        run_host = getattr(holder, "hosts", {}).get(host)
+        pending = getattr(run_host, "pending", None)
+        if not run_id or not pending:
+            continue
+        stage_id, waiting = next(iter(pending.items()))
+        case, stage = split_stage_id(run_id, stage_id)
+        since = getattr(waiting, "sent_at", None)
+        found[host] = (run_id, case, stage, since if isinstance(since, datetime) else None)
+    return found
+
+
+@dataclass
+class AgentView:
+    name: str
+    connected: bool
+    lost: str | None
+    last_seen: datetime | None
+    seconds_ago: float | None
+    labels: tuple[str, ...]
+    version: str | None
+    run: str | None
+    stage: str | None
+    clusters: list[str]
+
+
+async def agents(service: Service) -> list[AgentView]:
+    hub = service.hub
+    known = {a.name: a for a in await service.store.agents.all()}
+    stages = current_stages(service)
+    serving: dict[str, list[str]] = {}
+    for _, cluster in service.clusters():
+        for host in cluster.hosts:
+            serving.setdefault(host.name, []).append(cluster.name)
+    now = asyncio.get_running_loop().time()
+    views = []
+    for name in sorted(set(hub.links) | set(known)):
+        link = hub.links.get(name)
+        stored = known.get(name)
+        current = stages.get(name)
+        views.append(
+            AgentView(
+                name=name,
+                connected=link is not None and link.connected.is_set(),
+                lost=link.lost if link is not None else None,
+                last_seen=stored.last_seen if stored is not None else None,
+                seconds_ago=now - link.last_seen if link is not None and link.last_seen else None,
+                labels=stored.labels if stored is not None else (),
+                version=stored.version if stored is not None else None,
+                run=current[0] if current else None,
+                stage="/".join(p for p in (current[1], current[2]) if p) if current else None,
+                clusters=serving.get(name, []),
+            )
+        )
+    return views
+
+
+@dataclass
+class ClusterView:
+    name: str
+    repo: str
+    provider: str
+    hosts: list[tuple[str, str]]  # (host, state: connected, lost, not connected, busy)
+    runs: list[RunSummary]  # its recent runs, newest first
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for r in self.runs if r.status not in (*ACTIVE, *OK))
+
+    @property
+    def last_status(self) -> str | None:
+        ended = [r for r in self.runs if r.status not in ACTIVE]
+        return ended[0].status if ended else None
+
+
+async def clusters(service: Service) -> list[ClusterView]:
+    recent = await service.store.runs.recent(limit=200)
+    hub = service.hub
+    views = []
+    for catalog, cluster in service.clusters():
+        hosts = []
+        for h in cluster.hosts:
+            link = hub.links.get(h.name)
+            if hub.holder(h.name) is not None:
+                state = "busy"
+            elif link is not None and link.connected.is_set():
+                state = "connected"
+            elif link is not None and link.lost:
+                state = "lost"
+            else:
+                state = "not connected"
+            hosts.append((h.name, state))
+        views.append(
+            ClusterView(
+                name=cluster.name,
+                repo=catalog.source,
+                provider=cluster.provider or "agents",
+                hosts=hosts,
+                runs=[r for r in recent if r.cluster == cluster.name][:STRIP],
+            )
+        )
+    return views
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ActiveView:
+    summary: RunSummary
+    stage: str  # what it does now, in words
+
+
+async def dashboard(service: Service) -> dict[str, Any]:
+    recent = await service.store.runs.recent(limit=200)
+    stages = current_stages(service)
+    in_progress = []
+    for r in recent:
+        if r.status not in ACTIVE:
+            continue
+        now = sorted(
+            {"/".join(p for p in (case, stage) if p) for run, case, stage, _ in stages.values()
+             if run == r.id}
+        )  # fmt: skip
+        words = ", ".join(now) or service.queue.waiting(r.id) or r.status
+        in_progress.append(ActiveView(r, words))
+    next_runs = sorted(service.next_runs.items(), key=lambda item: item[1])[:10]
+    return {
+        "suites": await suites(service),
+        "clusters": await clusters(service),
+        "agents": await agents(service),
+        "in_progress": in_progress,
+        "next_runs": next_runs,
+        "finished": [r for r in recent if r.status not in ACTIVE][:20],
+    }
+
+
+@dataclass
+class RunView:
+    summary: RunSummary
+    report: dict[str, Any]  # results.json's shape, with output tails and the stages running now
+    files: list[str]  # report files present in the run folder
+    waiting: str = ""  # what a run that has started waits for (agents to connect)
+
+    @property
+    def active(self) -> bool:
+        return self.summary.status in ACTIVE
+
+    @property
+    def failed_cases(self) -> int:
+        return sum(1 for c in self.report.get("cases", []) if c.get("status") not in OK)
+
+
+def files_link(run_id: str, relative: str) -> str:
+    return f"/runs/{quote(run_id)}/files/{quote(relative)}"
+
+
+def output_link(run_id: str, case: str | None, stage: str, host: str) -> str:
+    return files_link(run_id, layout.output_path(case, stage, host))
+
+
+REPORT_FILES = (layout.RESULTS_JSON, layout.JUNIT_XML, layout.RESULTS_TAP, layout.REPORT_HTML)
+
+
+async def run(service: Service, run_id: str) -> RunView | None:
+    summary = await service.store.runs.get(run_id)
+    report = await service.store.runs.load_run(run_id)
+    if summary is None or report is None:
+        return None
+    if summary.status in ACTIVE:
+        definition = await service.store.runs.definition(run_id) or {}
+        _add_pending_cases(report, definition.get("cases") or [])
+        _add_running(report, service, run_id)
+    files: list[str] = []
+    if summary.folder is not None:
+        folder: Path = summary.folder
+        files = await asyncio.to_thread(_with_tails, report, folder)
+    return RunView(summary, report, files, service.queue.waiting(run_id))
+
+
+def _add_pending_cases(report: dict[str, Any], names: list[str]) -> None:
+    """The cases the run has not come to yet, as pending rows."""
+    known = {c.get("name") for c in report.setdefault("cases", [])}
+    report["cases"] += [
+        {"name": n, "status": "pending", "stages": []} for n in names if n not in known
+    ]
+
+
+def _add_running(report: dict[str, Any], service: Service, run_id: str) -> None:
+    """The stage each host runs now, as a running host result (the store
+    has a host's result only once its stage ended)."""
+    for host, (rid, case, stage, since) in sorted(current_stages(service).items()):
+        if rid != run_id:
+            continue
+        if case is None:
+            stages = report.setdefault("stages", [])
+        else:
+            found = next((c for c in report.get("cases", []) if c.get("name") == case), None)
+            if found is None:
+                found = {"name": case, "status": "running", "stages": []}
+                report.setdefault("cases", []).append(found)
+            found["status"] = "running"
+            stages = found.setdefault("stages", [])
+        entry = next((st for st in stages if st.get("name") == stage), None)
+        if entry is None:
+            entry = {"name": stage, "status": "running", "hosts": []}
+            stages.append(entry)
+        entry["status"] = "running"
+        entry.setdefault("hosts", []).append(
+            {
+                "host": host,
+                "status": "running",
+                "started_at": since.isoformat() if since is not None else None,
+                "ended_at": None,
+                "output": layout.output_path(case, stage, host),
+            }
+        )
+
+
+def _with_tails(report: dict[str, Any], folder: Path) -> list[str]:
+    """Fill in each host's output tail and size from the run folder (as
+    results.json has them); the report files that are there."""
+    for case in [{"stages": report.get("stages", [])}, *report.get("cases", [])]:
+        for stage in case.get("stages", []):
+            for host in stage.get("hosts", []):
+                if host.get("output") and host.get("output_tail") is None:
+                    found = output_tail(folder / host["output"], TAIL)
+                    if found is not None:
+                        host["output_tail"], host["output_size"] = found
+    return [n for n in REPORT_FILES if (folder / n).is_file()]
+
+
+# --- suite history ------------------------------------------------------------------------
+
+
+@dataclass
+class HistoryView:
+    name: str
+    runs: list[RunSummary]  # oldest first
+    points: list[Point]
+    cases: list[str]
+    grid: dict[tuple[str, str], str]  # (case, run id) -> status
+    flaky: set[str]
+
+
+async def history(service: Service, name: str, limit: int = 50) -> HistoryView:
+    runs = [
+        r
+        for r in await service.store.runs.recent(suite=name, limit=limit)
+        if r.status not in ACTIVE
+    ]
+    runs.reverse()
+    points = []
+    grid: dict[tuple[str, str], str] = {}
+    cases: list[str] = []
+    for r in runs:
+        seconds = (
+            (r.ended_at - r.started_at).total_seconds()
+            if r.started_at is not None and r.ended_at is not None
+            else None
+        )
+        points.append(Point(r.id, r.status, seconds))
+        result = await service.store.runs.load_result(r.id)
+        for c in result.cases if result is not None else []:
+            if c.name not in cases:
+                cases.append(c.name)
+            grid[(c.name, r.id)] = c.status.value
+    flaky = set()
+    for case in cases:
+        seen = {grid[(case, r.id)] in OK for r in runs if (case, r.id) in grid}
+        if len(seen) == 2:
+            flaky.add(case)
+    return HistoryView(name, runs, points, cases, grid, flaky)

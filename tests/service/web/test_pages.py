@@ -1,0 +1,312 @@
+"""The web UI without JavaScript, as plain HTTP against a real `phalanx
+serve`: every page renders for a viewer, what changes things is a POST
+that needs the role for it and comes from the site itself."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.test_admin import PASSWORD
+from tests.service.test_serve import Served, start, stop
+from tests.service.web.helpers import (
+    LAST_LINE,
+    add_users,
+    make_web_repo,
+    run_id_of,
+    signed_in,
+    wait_status,
+)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("web")
+    served = start(tmp, make_web_repo(tmp / "defs"), tmp / "data")
+    try:
+        add_users(served)
+        yield served
+    finally:
+        stop(served)
+
+
+@pytest.fixture(scope="module")
+def finished(web: Served) -> dict[str, str]:
+    """Runs that have ended: one that passed, one that failed, one with a big output."""
+    ids = {}
+    with signed_in(web, "otto") as client:
+        for suite in ("good", "bad", "big"):
+            answer = client.post(f"/suites/{suite}/run")
+            assert answer.status_code == 303, answer.text
+            ids[suite] = run_id_of(answer.headers["location"])
+        for run_id in ids.values():
+            wait_status(client, run_id, ("passed", "failed"), within=120)
+    return ids
+
+
+def test_a_visitor_is_sent_to_sign_in_and_a_wrong_password_is_refused(web: Served) -> None:
+    with httpx.Client(base_url=web.url, timeout=30) as client:
+        answer = client.get("/suites")
+        assert answer.status_code == 303 and answer.headers["location"] == "/login?next=/suites"
+        form = client.get("/login?next=/suites")
+        assert 'action="/login"' in form.text and 'for="login-password"' in form.text
+        wrong = client.post("/login", data={"name": "vera", "password": "nope", "next": "/"})
+        assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
+        assert "phalanx_session" not in client.cookies
+        right = client.post(
+            "/login", data={"name": "vera", "password": PASSWORD, "next": "/suites"}
+        )
+        assert right.status_code == 303 and right.headers["location"] == "/suites"
+        cookie = right.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        assert client.get("/suites").status_code == 200
+        # an offsite `next` is not followed
+        again = client.post(
+            "/login", data={"name": "vera", "password": PASSWORD, "next": "//evil.test/"}
+        )
+        assert again.headers["location"] == "/"
+        out = client.post("/logout")
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        assert client.get("/suites").status_code == 303
+
+
+def test_every_page_renders_for_a_viewer(web: Served, finished: dict[str, str]) -> None:
+    with signed_in(web, "vera") as client:
+        dashboard = client.get("/")
+        assert dashboard.status_code == 200
+        assert "script-src 'self'" in dashboard.headers["content-security-policy"]
+        for part in (
+            "Suites",
+            "Clusters",
+            "Agents",
+            "In progress",
+            "Next scheduled",
+            "Last finished",
+        ):
+            assert part in dashboard.text
+        assert (
+            finished["good"] in dashboard.text and 'sse-connect="/live/dashboard"' in dashboard.text
+        )
+
+        suites = client.get("/suites")
+        assert suites.status_code == 200
+        row = suites.text.split('id="suite-broken"', 1)[1]
+        assert "definition error" in row.split("</tr>", 1)[0]
+        assert "nowhere" in suites.text  # the definition's error, in full
+        assert "idle" in suites.text.split('id="suite-good"', 1)[1].split("</tr>", 1)[0]
+
+        history = client.get("/suites/good")
+        assert history.status_code == 200 and "<svg" in history.text
+        assert f'href="/runs/{finished["good"]}"' in history.text
+
+        run = client.get(f"/runs/{finished['bad']}")
+        assert run.status_code == 200
+        assert re.search(r'id="run-status"[^>]*>failed<', run.text)
+        assert "sse-connect" not in run.text  # an ended run is not followed
+        assert f'href="/runs/{finished["bad"]}/files/junit.xml"' in run.text
+        assert f'href="/runs/{finished["bad"]}/files/cases/a/run/h1.t.test.log"' in run.text
+        assert 'class="timeline' in run.text and "<svg" in run.text
+        assert f'href="/api/runs/{finished["bad"]}"' in run.text
+        junit = client.get(f"/runs/{finished['bad']}/files/junit.xml")
+        assert junit.status_code == 200 and "<testsuite" in junit.text
+        assert client.get(f"/runs/{finished['bad']}/files/..%2Fphalanx.db").status_code == 404
+
+        for page in ("/agents", "/clusters"):
+            answer = client.get(page)
+            assert answer.status_code == 200, page
+        assert "h1.t.test" in client.get("/clusters").text
+        assert client.get("/runs/nope").status_code == 404
+        assert client.get("/suites/nope").status_code == 404
+
+
+def test_a_viewer_sees_no_run_button_and_is_refused_what_operators_do(
+    web: Served, finished: dict[str, str]
+) -> None:
+    with signed_in(web, "vera") as viewer, signed_in(web, "otto") as operator:
+        assert 'action="/suites/good/run"' not in viewer.get("/suites").text
+        assert ">Rerun<" not in viewer.get(f"/runs/{finished['bad']}").text
+        assert 'action="/suites/good/run"' in operator.get("/suites").text
+        assert ">Rerun failed (1)<" in operator.get(f"/runs/{finished['bad']}").text
+        before = len(viewer.get("/api/runs", params={"suite": "good"}).json())
+        for path in (
+            "/suites/good/run",
+            f"/runs/{finished['good']}/rerun",
+            f"/runs/{finished['good']}/cancel",
+            "/admin/users",
+        ):
+            refused = viewer.post(path, data={"name": "x", "role": "admin", "password": "x" * 10})
+            assert refused.status_code == 403, path
+            assert "vera is a viewer" in refused.text
+        assert len(viewer.get("/api/runs", params={"suite": "good"}).json()) == before
+        assert viewer.get("/admin").status_code == 403
+        assert operator.get("/admin").status_code == 403
+
+
+def test_state_changes_are_posts_from_this_site_only(web: Served, finished: dict[str, str]) -> None:
+    with signed_in(web, "otto") as operator:
+        before = len(operator.get("/api/runs", params={"suite": "good"}).json())
+        assert operator.get("/suites/good/run").status_code in (404, 405)
+        offsite = operator.post("/suites/good/run", headers={"Origin": "https://evil.test"})
+        assert offsite.status_code == 403 and "another site" in offsite.text
+        assert len(operator.get("/api/runs", params={"suite": "good"}).json()) == before
+        same = operator.post("/suites/good/run", headers={"Origin": web.url})
+        assert same.status_code == 303
+        wait_status(operator, run_id_of(same.headers["location"]), ("passed",))
+    with httpx.Client(base_url=web.url, timeout=30) as anonymous:
+        assert anonymous.post("/suites/good/run").status_code == 401
+
+
+def test_an_operator_reruns_and_cancels_from_the_pages(
+    web: Served, finished: dict[str, str]
+) -> None:
+    with signed_in(web, "otto") as operator:
+        rerun = operator.post(f"/runs/{finished['bad']}/rerun", data={"failed_only": "1"})
+        assert rerun.status_code == 303
+        new = run_id_of(rerun.headers["location"])
+        assert operator.get(f"/api/runs/{new}").json()["trigger"] == f"rerun:{finished['bad']}"
+        wait_status(operator, new, ("failed",))
+
+        started = operator.post("/suites/long/run")
+        run_id = run_id_of(started.headers["location"])
+        wait_status(operator, run_id, ("running",))
+        page = operator.get(f"/runs/{run_id}")
+        assert f'sse-connect="/runs/{run_id}/live"' in page.text
+        assert f'action="/runs/{run_id}/cancel"' in page.text
+        cancel = operator.post(f"/runs/{run_id}/cancel", data={"back": f"/runs/{run_id}"})
+        assert cancel.status_code == 303 and cancel.headers["location"] == f"/runs/{run_id}"
+        assert wait_status(operator, run_id, ("cancelled",)) == "cancelled"
+
+
+def test_the_run_page_streams_its_changes_until_the_run_ends(web: Served) -> None:
+    with signed_in(web, "otto") as operator:
+        run_id = run_id_of(operator.post("/suites/steps/run").headers["location"])
+        events = []
+        with operator.stream("GET", f"/runs/{run_id}/live", timeout=60) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line.removeprefix("event: "))
+        assert events[-1] == "end" and events.count("live") >= 2
+        assert wait_status(operator, run_id, ("passed",)) == "passed"
+
+
+def test_the_output_viewer_pages_through_a_big_output(
+    web: Served, finished: dict[str, str]
+) -> None:
+    run_id = finished["big"]
+    base = f"/runs/{run_id}/files/cases/a/run/h1.t.test.log"
+    by_name = f"/runs/{run_id}/output?stage=run&host=h1.t.test&case=a"
+    with signed_in(web, "vera") as client:
+        assert client.get(by_name).headers["location"] == base
+        first = client.get(base)
+        assert first.status_code == 200
+        assert "line 1 of a long output" in first.text and LAST_LINE not in first.text
+        assert len(first.content) < 1024 * 1024  # one page, not the 20 MB
+        end = client.get(base + "?at=end")
+        assert LAST_LINE in end.text and 'id="output-end"' in end.text
+        assert 'class="ln k-error">error: this line is red' in end.text
+        assert 'class="ln k-warning">warning: nearly done' in end.text
+        found = client.get(base + "?q=line%20200000%20of&find=1&offset=0")
+        assert 'class="ln hit">line 200000 of' in found.text
+        nowhere = client.get(base + "?q=no-such-words&find=1&offset=0")
+        assert "is not in this output" in nowhere.text
+        wrapped = client.get(base + "?q=line%20200000%20of&find=1&offset=20000000")
+        assert 'class="ln hit">line 200000 of' in wrapped.text and "from the start" in wrapped.text
+        raw = client.get(base + "?raw=1")
+        assert raw.status_code == 200 and raw.text.endswith(LAST_LINE + "\n")
+        assert raw.headers["content-type"].startswith("text/plain")
+        assert raw.headers["x-content-type-options"] == "nosniff"
+        assert client.get(f"/runs/{run_id}/files/..%2F..%2Fphalanx.db").status_code == 404
+        assert client.get(f"/runs/{run_id}/files/cases/a/run/nope.log").status_code == 404
+
+
+def test_an_admin_adds_a_user_and_makes_tokens(web: Served) -> None:
+    with signed_in(web, "ada") as admin:
+        page = admin.get("/admin")
+        assert page.status_code == 200 and "vera" in page.text and "otto" in page.text
+        added = admin.post(
+            "/admin/users", data={"name": "nina", "role": "viewer", "password": PASSWORD}
+        )
+        assert added.status_code == 303
+        made = admin.post("/admin/users/nina/token")
+        token = re.search(r"(phx_user_[A-Za-z0-9_-]+)", made.text)
+        assert token is not None
+        with web.client(token.group(1)) as nina:
+            assert nina.get("/api/suites").status_code == 200
+        agent = admin.post("/admin/agents", data={"name": "r9.t.test"})
+        assert re.search(r"phx_agent_[A-Za-z0-9_-]+", agent.text)
+        assert admin.post("/admin/users/nina/remove").status_code == 303
+        assert "nina" not in admin.get("/admin").text
+
+
+def test_while_a_run_goes_its_pages_show_the_stage_and_the_output_so_far(web: Served) -> None:
+    with signed_in(web, "vera") as viewer, signed_in(web, "otto") as operator:
+        run_id = run_id_of(operator.post("/suites/chatty/run").headers["location"])
+        deadline = time.monotonic() + 60
+        while True:
+            page = viewer.get(f"/runs/{run_id}").text
+            if 'id="outputs"' in page and "tick 3" in page.split('id="outputs"', 1)[1]:
+                break
+            assert time.monotonic() < deadline, page
+            time.sleep(0.2)
+        outputs = page.split('data-host="h1.t.test"', 1)
+        assert len(outputs) == 2 and "tick" in page.split('id="outputs"', 1)[1]
+        chip = re.search(r'data-stage="run" data-status="(\w+)"', page.split('data-case="a"')[1])
+        assert chip is not None and chip.group(1) == "running"
+        agents = viewer.get("/agents").text.split('id="agent-h1.t.test"', 1)[1].split("</tr>")[0]
+        assert "connected" in agents and f'href="/runs/{run_id}">a/run<' in agents
+        dashboard = viewer.get("/").text.split('id="h-progress"', 1)[1]
+        assert run_id in dashboard and "a/run" in dashboard.split("</table>")[0]
+        assert 'class="state state-running">running<' in viewer.get("/suites").text
+        assert wait_status(viewer, run_id, ("passed",)) == "passed"
+
+
+def test_the_pages_assets_are_served_from_the_package(web: Served) -> None:
+    with httpx.Client(base_url=web.url, timeout=30) as anonymous:
+        for name in ("htmx.min.js", "htmx-ext-sse.min.js", "phalanx.css"):
+            answer = anonymous.get(f"/static/{name}")
+            assert answer.status_code == 200 and len(answer.content) > 1000, name
+        page = anonymous.get("/login").text
+        assert 'src="/static/htmx.min.js"' in page and "https://" not in page  # no CDN
+
+
+def test_a_suites_history_charts_its_runs_and_shows_the_flaky_case(web: Served) -> None:
+    with signed_in(web, "otto") as operator:
+        ids = []
+        for _ in range(3):
+            ids.append(run_id_of(operator.post("/suites/flip/run").headers["location"]))
+            wait_status(operator, ids[-1], ("passed", "failed"))
+        page = operator.get("/suites/flip").text
+    assert [s for s in re.findall(r'<svg class="chart"', page)] == ['<svg class="chart"'] * 2
+    bars = re.findall(r'<rect class="st-(\w+)"', page)
+    assert bars == ["passed", "failed", "passed"]  # oldest left
+    assert "flaky: a" in page
+    row_a = page.split('<tr class="flaky">', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r"cell st-(\w+)", row_a) == ["passed", "failed", "passed"]
+    assert page.count('class="flaky"') == 1  # b is steady
+
+
+def test_with_anonymous_read_a_visitor_reads_the_pages_but_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    served = start(
+        tmp_path, make_web_repo(tmp_path / "defs"), tmp_path / "data",
+        env={"PHALANX_ANONYMOUS_READ": "true"},
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=served.url, timeout=30) as anonymous:
+            for page in ("/", "/suites", "/suites/good", "/agents", "/clusters"):
+                answer = anonymous.get(page)
+                assert answer.status_code == 200, page
+                assert "Sign in" in answer.text and 'action="/logout"' not in answer.text
+            assert 'action="/suites/good/run"' not in anonymous.get("/suites").text
+            assert anonymous.post("/suites/good/run").status_code == 401
+            assert anonymous.get("/admin").status_code == 403
+            assert anonymous.get("/api/runs").json() == []
+    finally:
+        stop(served)
