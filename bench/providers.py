@@ -107,14 +107,11 @@ def stage_overhead(provider: str, hosts: int, cases: int, root: Path) -> float:
     return statistics.median(overheads(result))
 
 
-def ssh_rows(root: Path) -> None:
-    """The SSH provider's measurements (bench/providers_ssh.py's `main(root)`)."""
-    try:
-        module = importlib.import_module("providers_ssh")
-    except ModuleNotFoundError:
-        print("ssh: bench/providers_ssh.py is not there yet")
-        return
-    module.main(root)
+def ssh_rows() -> None:
+    """The SSH provider's measurements (bench/providers_ssh.py): one host
+    brought up with a cold and a warm agent cache."""
+    module = importlib.import_module("providers_ssh")
+    print(module.report(module.ssh_bring_up()))
 
 
 def main() -> None:
@@ -153,7 +150,7 @@ def main() -> None:
             )
         print()
         # --- SSH hosts (bench/providers_ssh.py, the SSH provider's own) ---
-        ssh_rows(root)
+        ssh_rows()
 
 
 if __name__ == "__main__":
