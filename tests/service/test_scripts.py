@@ -41,6 +41,10 @@ def test_the_hosts_of_phalanx_run_fetch_files_of_its_repo(tmp_path: Path) -> Non
         f"curl -sf {url}/downloadScript/utils/helper.sh -o got.sh && cat got.sh\n"
         f"echo outside $(curl -s --path-as-is -o /dev/null -w '%{{http_code}}' "
         f"{url}/showScript/../clusters/../../etc/passwd)\n"
+        # XrdTest's ts_example fetches a helper its master had and runs it:
+        # a file the repo lacks must stop the script, saying so.
+        f"curl -sSO {url}/showScript/utils/get_latest.py; "
+        f"{sys.executable} get_latest.py 2>&1 | grep -o 'phalanx: .*' || true\n"
     )
     (repo / "test-suites" / "fetch" / "suite.yaml").write_text("cluster: one\ntests: [a]\n")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
@@ -56,4 +60,5 @@ def test_the_hosts_of_phalanx_run_fetch_files_of_its_repo(tmp_path: Path) -> Non
         "a shared helper",
         "echo a shared helper",
         "outside 404",
+        "phalanx: no file 'utils/get_latest.py' in the suite's repo",
     ]

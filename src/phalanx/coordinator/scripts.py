@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 # The client's address -> the definitions repos of the live runs that hold
@@ -42,19 +42,25 @@ def inside(root: Path, relative: str) -> Path | None:
     return target
 
 
+def _refusal(message: str, status: int) -> Response:
+    # Plain text, not JSON: suite scripts fetch with `curl -sSO` (no -f) and
+    # run what they got. A JSON body is a valid Python dict literal, so
+    # `python fetched.py` would "pass" without a word; this line makes any
+    # interpreter stop and show it.
+    return PlainTextResponse(f"phalanx: {message}\n", status_code=status)
+
+
 def script_routes(roots_for: RootsFor) -> list[Route]:
     async def find(request: Request) -> Path | Response:
         client = request.client.host if request.client is not None else ""
         roots = roots_for(client)
         if not roots:
-            return JSONResponse(
-                {"message": "suite files are for the hosts of a running run"}, status_code=403
-            )
+            return _refusal("suite files are for the hosts of a running run", 403)
         relative = str(request.path_params.get("path", ""))
         for root in roots:
             if (found := inside(root, relative)) is not None:
                 return found
-        return JSONResponse({"message": f"no file {relative!r} in the suite's repo"}, 404)
+        return _refusal(f"no file {relative!r} in the suite's repo", 404)
 
     async def show(request: Request) -> Response:
         found = await find(request)
