@@ -87,7 +87,7 @@ def _child(request: dict[str, Any], log_fd: int, closing: list[int]) -> int:
     return agent_main.main(request["argv"])
 
 
-def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int], wake: list[int]) -> None:
+def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int], own: list[int]) -> None:
     if len(fds) != 1:
         for fd in fds:
             os.close(fd)
@@ -103,7 +103,7 @@ def _fork(sock: socket.socket, request: dict[str, Any], fds: list[int], wake: li
     if pid == 0:
         code = 1
         try:
-            code = _child(request, log_fd, [sock.fileno(), *wake])
+            code = _child(request, log_fd, [sock.fileno(), *own])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -158,7 +158,7 @@ def serve(sock: socket.socket) -> None:
                 continue
             if not data:
                 return
-            _fork(sock, json.loads(data), fds, [wake_r, wake_w])
+            _fork(sock, json.loads(data), fds, [wake_r, wake_w, selector.fileno()])
         _reap(sock)
 
 
