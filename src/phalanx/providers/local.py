@@ -1,6 +1,7 @@
 """The `local` provider: every host is a `phalanx agent` process on this
 machine, with its own working directory and its host name, reached on
-loopback. It is the same agent that connects to a remote coordinator."""
+loopback. It is the same agent that connects to a remote coordinator,
+forked by a fork server (providers/forkserver.py) that has its imports."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from phalanx.host.process import (
 from phalanx.layout import agent_log
 from phalanx.model import Host
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.forkserver import AgentProcess, Zygote
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
 EXIT_GRACE = 5.0  # seconds an agent has to exit after the shutdown message
@@ -38,7 +40,7 @@ def host_dir(root: Path, host: str) -> Path:
 @dataclass
 class _Agent:
     host: str
-    process: asyncio.subprocess.Process
+    process: AgentProcess
     workdir: Path
 
 
@@ -50,20 +52,22 @@ class LocalProvider:
         self,
         root: Path,
         python: str = sys.executable,
-        wrap: Callable[[Host], Sequence[str]] | None = None,
+        namespace: Callable[[Host], str] | None = None,
     ) -> None:
         self.root = root
         self.python = python
-        # What the agent's command line is handed to, per host (the netns
-        # provider's `ip netns exec …`); it must exec, keeping the pid.
-        self.wrap = wrap
+        # The network namespace of each host's agent (the netns provider's);
+        # the agent also gets mount and UTS namespaces of its own there.
+        self.namespace = namespace
         self.agents: list[_Agent] = []
+        # Forks the agents: their imports are paid once, not per host.
+        self._zygote: Zygote | None = None
 
     async def open(self) -> None:
         pass
 
     async def close(self) -> None:
-        pass
+        await self._zygote_down()
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
         return {h.name: "127.0.0.1" for h in hosts}
@@ -80,26 +84,22 @@ class LocalProvider:
             env = {**os.environ, TOKEN_ENV: spec.token, "PHALANX_HOSTNAME": spec.host.name}
             log_path = agent_log(workdir)
             log_path.parent.mkdir(parents=True, exist_ok=True)
+            argv = [
+                "--coordinator", spec.url,
+                "--name", spec.host.name,
+                "--workdir", str(workdir),
+                "--give-up", f"{GIVE_UP_AFTER:g}",
+            ]  # fmt: skip
             with log_path.open("ab") as log_file:
                 try:
-                    process = await asyncio.create_subprocess_exec(
-                        *(self.wrap(spec.host) if self.wrap is not None else ()),
-                        self.python,
-                        "-m",
-                        "phalanx.host",
-                        "--coordinator",
-                        spec.url,
-                        "--name",
-                        spec.host.name,
-                        "--workdir",
-                        str(workdir),
-                        "--give-up",
-                        f"{GIVE_UP_AFTER:g}",
-                        env=env,
-                        stdin=asyncio.subprocess.DEVNULL,
-                        stdout=log_file,
-                        stderr=asyncio.subprocess.STDOUT,
-                        start_new_session=True,
+                    zygote = await self._zygote_up()
+                    process = await zygote.spawn(
+                        argv,
+                        env,
+                        log_file.fileno(),
+                        title=[self.python, "-m", "phalanx.host", *argv],
+                        namespace=self.namespace(spec.host) if self.namespace else None,
+                        hostname=spec.host.name,
                     )
                 except OSError as exc:
                     raise ProvisionError(
@@ -107,12 +107,27 @@ class LocalProvider:
                     ) from exc
             self.agents.append(_Agent(spec.host.name, process, workdir))
 
+    async def _zygote_up(self) -> Zygote:
+        if self._zygote is not None and not self._zygote.alive:
+            await self._zygote_down()
+        if self._zygote is None:
+            self._zygote = await Zygote.start(self.python)
+        return self._zygote
+
+    async def _zygote_down(self) -> None:
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            await zygote.close()
+
     async def down(self, lost: Collection[str] = ()) -> None:
         """End every agent this provider started. An agent in `lost` (the
         coordinator gave up on it: killed, frozen, cut off) is not waited
         for: it is killed at once."""
         agents, self.agents = self.agents, []
-        await asyncio.gather(*(self._stop(agent, agent.host in lost) for agent in agents))
+        try:
+            await asyncio.gather(*(self._stop(agent, agent.host in lost) for agent in agents))
+        finally:
+            await self._zygote_down()
 
     async def _stop(self, agent: _Agent, lost: bool) -> None:
         if lost or stopped(agent.process.pid):

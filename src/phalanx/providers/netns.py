@@ -7,9 +7,11 @@ its own, so it has its own address, its own `hostname` and its own
       ├─ phx<hash>v0 ══ eth0 in namespace phx-<run id>-0  (host 0's ip, mac)
       └─ phx<hash>v1 ══ eth0 in namespace phx-<run id>-1  …
 
-`ip netns exec` gives the agent a mount namespace in which the files of
-/etc/netns/<namespace>/ are bind-mounted over /etc (its hosts file: every
-host's names and the coordinator's), and `unshare --uts` a host name.
+The agent, forked by the fork server, enters its namespace itself as `ip
+netns exec` would (host/namespaces.py): a mount namespace in which the
+files of /etc/netns/<namespace>/ are bind-mounted over /etc (its hosts
+file: every host's names and the coordinator's), and a UTS one with the
+host's name.
 
 Everything made carries the run: namespaces the run id, links a hash of
 it. Before anything is made, a record of it is written under STATE_DIR
@@ -334,7 +336,7 @@ class NetnsProvider:
         self.plan: Plan | None = None
         self._record: Record | None = None
         self._mark = label(run_id)
-        self._agents = LocalProvider(root, python, wrap=self._wrap)
+        self._agents = LocalProvider(root, python, namespace=self._namespace)
 
     # What faults need (NetnsFaults(namespaces=…, addresses=…, coordinator=…, interface=…)).
     @property
@@ -477,14 +479,8 @@ class NetnsProvider:
         scratch.write_text(json.dumps(asdict(self._record)))
         scratch.replace(path)
 
-    def _wrap(self, host: Host) -> list[str]:
-        """The agent in its host's namespaces, under the host's name: `ip
-        netns exec` and `unshare` exec, so the agent keeps the pid started."""
-        return [
-            "ip", "netns", "exec", self.hosts[host.name].namespace,
-            "unshare", "--uts", "--",
-            "sh", "-c", 'hostname "$0" && exec "$@"', host.name,
-        ]  # fmt: skip
+    def _namespace(self, host: Host) -> str:
+        return self.hosts[host.name].namespace
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
         return {h.name: self.hosts[h.name].ip for h in hosts if h.name in self.hosts}

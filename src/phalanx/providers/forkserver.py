@@ -1,0 +1,214 @@
+"""The provider's side of the agents' fork server (host/zygote.py): start
+it, ask it for agents, and follow each agent through a pidfd, so that its
+end is noticed even if the zygote itself is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+READY_TIMEOUT = 60.0  # seconds for the zygote's imports, on a loaded machine
+REPLY_TIMEOUT = 30.0
+REPORT_WAIT = 1.0  # seconds an exit status may trail the exit itself
+# A blank argument of the zygote's: the room its children write their own
+# command line into (see zygote.set_cmdline).
+ROOM = " " * 2048
+MAX_MESSAGE = 1 << 16
+
+
+class ZygoteError(OSError):
+    pass
+
+
+class AgentProcess:
+    """An agent forked by the zygote: its pid (its process group's too),
+    and its end."""
+
+    def __init__(self, pid: int, pidfd: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._ended: asyncio.Future[None] = loop.create_future()
+        self._reported = asyncio.Event()
+        loop.add_reader(pidfd, self._on_end)
+
+    def _on_end(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+    def report(self, code: int | None) -> None:
+        if code is not None:
+            self.returncode = code
+        self._reported.set()
+
+    async def wait(self) -> int | None:
+        """Until it has ended; its exit code when the zygote reported it
+        (None when the zygote was gone first)."""
+        await asyncio.shield(self._ended)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._reported.wait(), REPORT_WAIT)
+        return self.returncode
+
+
+class Zygote:
+    def __init__(self, process: asyncio.subprocess.Process, sock: socket.socket) -> None:
+        self.process = process
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._replies: collections.deque[asyncio.Future[AgentProcess]] = collections.deque()
+        self._children: dict[int, AgentProcess] = {}
+        self.alive = True
+        self._loop.add_reader(sock, self._readable)
+
+    @classmethod
+    async def start(cls, python: str) -> Zygote:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                python, "-m", "phalanx.host.zygote", ROOM,
+                stdin=theirs.fileno(),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        zygote = cls(process, ours)
+        try:
+            await asyncio.wait_for(asyncio.shield(zygote._ready), READY_TIMEOUT)
+        except (TimeoutError, ZygoteError) as exc:
+            why = await zygote._stderr() or str(exc) or "no answer"
+            await zygote.close()
+            raise ZygoteError(f"the agents' fork server did not start: {why}") from None
+        return zygote
+
+    async def _stderr(self) -> str:
+        if self.process.stderr is None:
+            return ""
+        with contextlib.suppress(TimeoutError):
+            data = await asyncio.wait_for(self.process.stderr.read(), 2)
+            return data.decode(errors="replace").strip().splitlines()[-1:][0] if data else ""
+        return ""
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self._sock, MAX_MESSAGE, 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self._gone()
+                return
+            self._handle(json.loads(data), fds)
+
+    def _handle(self, message: dict[str, Any], fds: list[int]) -> None:
+        if "ready" in message:
+            if not self._ready.done():
+                self._ready.set_result(None)
+        elif "exit" in message:
+            child = self._children.pop(message["exit"], None)
+            if child is not None:
+                child.report(message["code"])
+        elif self._replies:
+            reply = self._replies.popleft()
+            if "pid" in message and len(fds) == 1:
+                child = AgentProcess(message["pid"], fds[0])
+                self._children[child.pid] = child
+                if not reply.done():
+                    reply.set_result(child)
+            else:
+                for fd in fds:
+                    os.close(fd)
+                if not reply.done():
+                    reply.set_exception(ZygoteError(message.get("error", "a bad answer")))
+        else:
+            for fd in fds:
+                os.close(fd)
+
+    def _gone(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        self._loop.remove_reader(self._sock)
+        error = ZygoteError("the agents' fork server has ended")
+        if not self._ready.done():
+            self._ready.set_exception(error)
+        while self._replies:
+            reply = self._replies.popleft()
+            if not reply.done():
+                reply.set_exception(error)
+        # Their pidfds still tell their ends; nobody will report a status.
+        for child in self._children.values():
+            child.report(None)
+        self._children.clear()
+
+    async def spawn(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_fd: int,
+        title: Sequence[str],
+        namespace: str | None = None,
+        hostname: str | None = None,
+    ) -> AgentProcess:
+        """Fork an agent running `python -m phalanx.host ARGV` in its own
+        session, its output to `log_fd`, optionally in a netns host's
+        namespaces under `hostname`; shown as `title` in ps."""
+        if not self.alive:
+            raise ZygoteError("the agents' fork server has ended")
+        request = {
+            "argv": list(argv),
+            "env": dict(env),
+            "namespace": namespace,
+            "hostname": hostname,
+            "title": list(title),
+        }
+        reply: asyncio.Future[AgentProcess] = self._loop.create_future()
+        self._replies.append(reply)
+        data = json.dumps(request).encode()
+        deadline = self._loop.time() + REPLY_TIMEOUT
+        while True:
+            try:
+                socket.send_fds(self._sock, [data], [log_fd])
+                break
+            except BlockingIOError:
+                if self._loop.time() > deadline:
+                    raise ZygoteError("the agents' fork server takes no request") from None
+                await asyncio.sleep(0.01)
+            except OSError as exc:
+                self._replies.remove(reply)
+                raise ZygoteError(f"the agents' fork server is gone: {exc}") from exc
+        try:
+            return await asyncio.wait_for(asyncio.shield(reply), REPLY_TIMEOUT)
+        except TimeoutError:
+            raise ZygoteError("the agents' fork server did not answer") from None
+
+    async def close(self) -> None:
+        """End the zygote (EOF); its children live on."""
+        if self.alive:
+            self._gone()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
