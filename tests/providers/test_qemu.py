@@ -219,6 +219,9 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
         assert record["disks"] == [
             {"name": "scratch", "size": 32 << 20, "mount_point": "/mnt/scratch"}
         ]
+        assert record["network"]["mode"] == "bridge"
+        assert record["network"]["address"] == own[name]
+        assert record["network"]["tap"].startswith(f"phx{netns.label(run_id)}t")
     assert json.loads((folder / "hosts/vm1.qemu.test/vm.json").read_text())["ram_mb"] == 256
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"phalanx-qemu-{run_id[-8:]}-*"))
     mark = f"phx{netns.label(run_id)}"
@@ -239,6 +242,37 @@ def test_without_root_the_vms_fall_back_to_user_mode_networking_unless_told_othe
     monkeypatch.setenv(qemu_module.NETWORK_ENV, "user")
     monkeypatch.setattr(netns, "lacking_capabilities", lambda *names: [])
     assert provider._why_not_bridged() == "PHALANX_QEMU_NETWORK=user"
+
+
+@pytest.mark.skipif(not ROOT, reason="taps and a bridge need root (CAP_NET_ADMIN) and iproute2")
+async def test_the_taps_and_bridge_of_a_crashed_run_are_swept_like_netns_leftovers(
+    tmp_path: Path,
+) -> None:
+    """No VM needed: the network a qemu run makes, its owner then gone as
+    after a kill -9; the next sweep (a netns or qemu run's start, `phalanx
+    cleanup`) removes the taps and the bridge."""
+    hosts = (Host(name="a.sweep.test"), Host(name="b.sweep.test", ip="10.99.7.20"))
+    cluster = Cluster(name="sweep", hosts=hosts, provider="qemu")
+    state = tmp_path / "state"
+    run_id = _run_id("vm-crash")
+    provider = QemuProvider(tmp_path / "hosts", run_id, cluster=cluster, state_dir=state)
+    network = await provider._bridge()
+    try:
+        mark = f"phx{netns.label(run_id)}"
+        assert network.taps == {"a.sweep.test": f"{mark}t0", "b.sweep.test": f"{mark}t1"}
+        assert {str(a) for a in network.plan.ips.values()} == {"10.99.7.2", "10.99.7.20"}
+        assert str(network.plan.gateway) == "10.99.7.1"
+        shown = json.loads(await bridge.ip("-j", "link", "show", "master", f"{mark}br"))
+        assert sorted(link["ifname"] for link in shown) == [f"{mark}t0", f"{mark}t1"]
+        path = state / f"{netns.label(run_id)}.json"
+        saved = json.loads(path.read_text())
+        path.write_text(json.dumps({**saved, "started": "gone"}))  # its owner is dead
+        swept = await netns.sweep(state)
+        assert swept == {run_id: [f"tap {mark}t0", f"tap {mark}t1", f"bridge {mark}br"]}
+        assert [link for link in await bridge.links() if link.startswith(mark)] == []
+        assert not path.exists()
+    finally:
+        await netns.remove_network(network.record, state)  # whatever a failure left
 
 
 @needs_qemu
@@ -280,6 +314,7 @@ async def test_qmp_reports_a_running_vm_on_user_mode_networking_and_powers_it_of
     assert provider._private is None and provider.vms == {}
     record = json.loads((tmp_path / "hosts" / host.name / "vm.json").read_text())
     assert record["ended_by"] == "acpi" and record["exit_status"] == 0
+    assert record["network"] == {"mode": "user", "address": "10.0.2.15/24"}
     # QEMU's events, as QMP told them, are kept with the run too.
     lines = (tmp_path / "hosts" / host.name / "qmp-events.jsonl").read_text().splitlines()
     events = [json.loads(line)["event"] for line in lines]

@@ -290,6 +290,7 @@ class _VM:
     private: Path  # disks, seed, QMP socket: removed with the VM
     accel: str
     monitor: Monitor
+    network: dict[str, str]  # how it was connected, for vm.json
     started: float = field(default_factory=time.monotonic)
     booted_after: float | None = None  # seconds from QEMU's start to the agent's
     ended_by: str | None = None  # how it ended: itself, acpi, quit, killed, lost
@@ -302,6 +303,7 @@ class _VM:
             "accel": self.accel,
             "ram_mb": ram_megabytes(host.ram_size),
             "mac": mac_address(host),
+            "network": self.network,
             "disks": [
                 {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
             ],
@@ -535,7 +537,11 @@ class QemuProvider:
         # process was this VM, for whoever looks at the run afterwards.
         (folder / "qemu.pid").write_text(f"{process.pid}\n")
         monitor = Monitor(private / "qmp.sock", folder / "qmp-events.jsonl")
-        self.vms[host.name] = _VM(host, process, folder, private, self.accel, monitor)
+        network = {"mode": "user", "address": address}
+        if self.network is not None:
+            network = {"mode": "bridge", "address": address, "bridge": self.network.record.bridge}
+            network["tap"] = self.network.taps[host.name]
+        self.vms[host.name] = _VM(host, process, folder, private, self.accel, monitor, network)
         await monitor.open(process)
 
     async def _booted(self, vm: _VM) -> str | None:
