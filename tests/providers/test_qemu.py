@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +21,10 @@ import pytest
 
 from phalanx.coordinator.runs import RunOptions, open_coordinator, run_local
 from phalanx.events import Event, HostOutput
-from phalanx.model import Case, Cluster, Disk, Host, Script, Status, Suite
+from phalanx.model import Case, Cluster, Disk, Host, RunResult, Script, Status, Suite
+from phalanx.providers import bridge, netns
 from phalanx.providers import qemu as qemu_module
-from phalanx.providers.base import AgentSpec
+from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.qemu import QemuProvider, guest_url, ram_megabytes
 from phalanx.providers.vmimage import Image, ImageError, build_image, find_busybox, find_kernel
 from tests.coordinator.runhelpers import output
@@ -56,6 +59,14 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def _qemu_pid(folder: Path, host: str) -> int:
     return int((folder / "hosts" / host / "qemu.pid").read_text())
+
+
+def _run_id(what: str) -> str:
+    """Unique: other test runs on this machine make bridges at the same time."""
+    return f"{what}-{uuid.uuid4().hex[:8]}"
+
+
+ROOT = not netns.lacking_capabilities("CAP_NET_ADMIN") and shutil.which("ip") is not None
 
 
 def test_ram_size_is_xrdtest_kib_or_a_size_with_a_unit() -> None:
@@ -99,6 +110,18 @@ def _two_vm_suite(cases: tuple[Case, ...]) -> Suite:
     )
 
 
+# Each VM's own address, its partner's by name (/etc/hosts) and by
+# @host:NAME@, the coordinator's by name, and a ping to the partner by name.
+NET = """if [ "$(uname -n)" = vm0.qemu.test ]; then
+    peer=vm1.qemu.test at=@host:vm1.qemu.test@
+else
+    peer=vm0.qemu.test at=@host:vm0.qemu.test@
+fi
+echo "own $(ip -4 -o addr show dev eth0 | awk '{print $4}') @address@"
+echo "peer $(getent hosts $peer | awk '{print $1}') $at"
+echo "coordinator $(getent hosts phalanx-coordinator | awk '{print $1}')"
+/run/phalanx/busybox ping -c 1 -w 20 $peer >/dev/null && echo "pinged $peer"
+"""
 CHECK = """uname -n
 @diskmounts@
 grep ' /mnt/scratch ' /proc/mounts | cut -d' ' -f1-3
@@ -109,14 +132,20 @@ VICTIM = """if [ "$(uname -n)" = vm1.qemu.test ]; then echo sleeping; sleep 200;
 
 @needs_qemu
 @pytest.mark.timeout(BOOT + 120)
-async def test_a_two_vm_cluster_runs_stages_in_its_vms_and_a_killed_qemu_is_a_lost_agent(
+async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_lost_agent(
     tmp_path: Path, cache: Path
 ) -> None:
-    """Both VMs boot and connect; a stage in each sees its own host name and
-    its disk mounted by @diskmounts@; then one QEMU is killed with -9
-    mid-stage: that host is `error` (agent lost), the run goes on."""
+    """Both VMs boot on the cluster's bridge and connect to the coordinator
+    over it; a stage in each sees its own host name and address, pings its
+    partner by name and gets its address by @host:NAME@, and sees its disk
+    mounted by @diskmounts@; then one QEMU is killed with -9 mid-stage: that
+    host is `error` (agent lost), the run goes on. The taps and the bridge
+    go at the end. (Not root: the same on user-mode networking, without
+    the network's checks.)"""
+    net = (Case(name="net", stages={"run": Script(text=NET)}),) if ROOT else ()
     suite = _two_vm_suite(
         (
+            *net,
             Case(name="check", stages={"run": Script(text=CHECK)}),
             Case(name="victim", stages={"run": Script(text=VICTIM)}),
             Case(name="after", stages={"run": Script(text="uname -n")}),
@@ -136,11 +165,11 @@ async def test_a_two_vm_cluster_runs_stages_in_its_vms_and_a_killed_qemu_is_a_lo
             killed.append(_qemu_pid(folder, "vm1.qemu.test"))
             os.kill(killed[0], signal.SIGKILL)
 
-    options = RunOptions(
-        results=results, heartbeat_timeout=15, connect_timeout=BOOT, run_id="vm-run"
-    )
+    run_id = _run_id("vm-run")
+    options = RunOptions(results=results, heartbeat_timeout=15, connect_timeout=BOOT, run_id=run_id)
     result, folder = await run_local(suite, options, [kill_when_sleeping])
 
+    own = _bridged(folder, result) if ROOT else {}
     check = result.case("check")
     assert check is not None and check.status is Status.PASSED, result.reason
     for name in ("vm0.qemu.test", "vm1.qemu.test"):
@@ -170,16 +199,105 @@ async def test_a_two_vm_cluster_runs_stages_in_its_vms_and_a_killed_qemu_is_a_lo
         assert record["disks"] == [
             {"name": "scratch", "size": 32 << 20, "mount_point": "/mnt/scratch"}
         ]
+        if ROOT:
+            assert record["network"]["mode"] == "bridge"
+            assert record["network"]["address"] == own[name]
+            assert record["network"]["tap"].startswith(f"phx{netns.label(run_id)}t")
     assert json.loads((folder / "hosts/vm1.qemu.test/vm.json").read_text())["ram_mb"] == 256
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("phalanx-qemu-vm-run-*"))
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"phalanx-qemu-{run_id[-8:]}-*"))
+    if ROOT:
+        mark = f"phx{netns.label(run_id)}"
+        assert [link for link in await bridge.links() if link.startswith(mark)] == []
+        assert not (netns.STATE_DIR / f"{netns.label(run_id)}.json").exists()
+
+
+def _bridged(folder: Path, result: RunResult) -> dict[str, str]:
+    """The `net` case's checks; each VM's address (ip/prefix) by name."""
+    net = result.case("net")
+    assert net is not None and net.status is Status.PASSED, result.reason
+    said = {
+        name: output(folder, result, "net", "run", name).splitlines()
+        for name in ("vm0.qemu.test", "vm1.qemu.test")
+    }
+    own = {name: lines[0].split()[1] for name, lines in said.items()}
+    coordinator = said["vm0.qemu.test"][2]
+    for name, peer in (("vm0.qemu.test", "vm1.qemu.test"), ("vm1.qemu.test", "vm0.qemu.test")):
+        address = own[name].split("/")[0]
+        assert said[name][0] == f"own {own[name]} {address}"
+        assert own[name].endswith("/24") and not address.startswith("10.0.2.")
+        peer_address = own[peer].split("/")[0]
+        assert said[name][1:] == [
+            f"peer {peer_address} {peer_address}",
+            coordinator,
+            f"pinged {peer}",
+        ]
+    assert (
+        coordinator.startswith("coordinator 10.") and own["vm0.qemu.test"] != own["vm1.qemu.test"]
+    )
+    return own
+
+
+def test_without_root_the_vms_fall_back_to_user_mode_networking_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = Cluster(name="c", hosts=(Host(name="h"),), provider="qemu")
+    monkeypatch.setattr(netns, "lacking_capabilities", lambda *names: list(names))
+    provider = QemuProvider(tmp_path, "r", cluster=cluster)
+    assert "not root" in (provider._why_not_bridged() or "")
+    monkeypatch.setenv(qemu_module.NETWORK_ENV, "bridge")
+    with pytest.raises(ProvisionError, match="PHALANX_QEMU_NETWORK=bridge, but this process"):
+        provider._why_not_bridged()
+    monkeypatch.setenv(qemu_module.NETWORK_ENV, "user")
+    monkeypatch.setattr(netns, "lacking_capabilities", lambda *names: [])
+    assert provider._why_not_bridged() == "PHALANX_QEMU_NETWORK=user"
+
+
+@pytest.mark.skipif(not ROOT, reason="taps and a bridge need root (CAP_NET_ADMIN) and iproute2")
+async def test_the_taps_and_bridge_of_a_crashed_run_are_swept_like_netns_leftovers(
+    tmp_path: Path,
+) -> None:
+    """No VM needed: the network a qemu run makes, its owner then gone as
+    after a kill -9; the next sweep (a netns or qemu run's start, `phalanx
+    cleanup`) removes the taps and the bridge."""
+    hosts = (Host(name="a.sweep.test"), Host(name="b.sweep.test", ip="10.99.7.20"))
+    cluster = Cluster(name="sweep", hosts=hosts, provider="qemu")
+    state = tmp_path / "state"
+    run_id = _run_id("vm-crash")
+    provider = QemuProvider(tmp_path / "hosts", run_id, cluster=cluster, state_dir=state)
+    network = await provider._bridge()
+    try:
+        mark = f"phx{netns.label(run_id)}"
+        assert network.taps == {"a.sweep.test": f"{mark}t0", "b.sweep.test": f"{mark}t1"}
+        assert {str(a) for a in network.plan.ips.values()} == {"10.99.7.2", "10.99.7.20"}
+        assert str(network.plan.gateway) == "10.99.7.1"
+        shown = json.loads(await bridge.ip("-j", "link", "show", "master", f"{mark}br"))
+        assert sorted(link["ifname"] for link in shown) == [f"{mark}t0", f"{mark}t1"]
+        path = state / f"{netns.label(run_id)}.json"
+        saved = json.loads(path.read_text())
+        path.write_text(json.dumps({**saved, "started": "gone"}))  # its owner is dead
+        swept = await netns.sweep(state)
+        assert swept == {run_id: [f"tap {mark}t0", f"tap {mark}t1", f"bridge {mark}br"]}
+        assert [link for link in await bridge.links() if link.startswith(mark)] == []
+        assert not path.exists()
+    finally:
+        await netns.remove_network(network.record, state)  # whatever a failure left
 
 
 @needs_qemu
 @pytest.mark.timeout(BOOT + 60)
-async def test_qmp_reports_a_running_vm_and_powers_it_off(tmp_path: Path, cache: Path) -> None:
+async def test_qmp_reports_a_running_vm_on_user_mode_networking_and_powers_it_off(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not root: no taps, QEMU's user-mode network, said in the log."""
     host = Host(name="solo.qemu.test", ram_size="256M")
-    provider = QemuProvider(tmp_path / "hosts", "qmp-test")
-    await provider.open()
+    cluster = Cluster(name="solo", hosts=(host,), provider="qemu")
+    monkeypatch.setattr(netns, "lacking_capabilities", lambda *names: list(names))
+    provider = QemuProvider(tmp_path / "hosts", _run_id("qmp-test"), cluster=cluster)
+    with caplog.at_level(logging.WARNING, logger="phalanx.providers.qemu"):
+        await provider.open()
+    assert "user-mode networking, because this process is not root" in caplog.text
+    assert provider.network is None and provider.listen_address is None
+    assert provider.addresses([host]) == {host.name: host.name}
     try:
         async with open_coordinator(heartbeat_timeout=10) as coordinator:
             token = coordinator.tokens.issue(host.name)
@@ -204,6 +322,7 @@ async def test_qmp_reports_a_running_vm_and_powers_it_off(tmp_path: Path, cache:
     assert provider._private is None and provider.vms == {}
     record = json.loads((tmp_path / "hosts" / host.name / "vm.json").read_text())
     assert record["ended_by"] == "acpi" and record["exit_status"] == 0
+    assert record["network"] == {"mode": "user", "address": "10.0.2.15/24"}
     # QEMU's events, as QMP told them, are kept with the run too.
     lines = (tmp_path / "hosts" / host.name / "qmp-events.jsonl").read_text().splitlines()
     events = [json.loads(line)["event"] for line in lines]
@@ -223,7 +342,8 @@ async def test_a_vm_that_does_not_boot_is_a_run_error_with_its_last_console_line
     image = Image(broken, good.kernel, broken / "initramfs.img", good.kernel_version, False)
     monkeypatch.setattr(qemu_module, "build_image", lambda: image)
     suite = _two_vm_suite((Case(name="never", stages={"run": Script(text="true")}),))
-    options = RunOptions(results=tmp_path / "results", connect_timeout=BOOT, run_id="vm-broken")
+    run_id = _run_id("vm-broken")
+    options = RunOptions(results=tmp_path / "results", connect_timeout=BOOT, run_id=run_id)
     result, folder = await run_local(suite, options)
     assert result.status is Status.ERROR
     reason = result.reason or ""

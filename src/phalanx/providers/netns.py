@@ -52,19 +52,21 @@ _CAP_SYS_ADMIN = 21
 _POOL = ipaddress.IPv4Network("10.128.0.0/9")
 
 
-def missing_privileges() -> str | None:
-    """Why this process cannot make namespaces and links, or None."""
+def lacking_capabilities(*names: str) -> list[str]:
+    """Those of `names` (CAP_NET_ADMIN, CAP_SYS_ADMIN) this process lacks."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
-        return "cannot read this process's capabilities (/proc/self/status)"
+        return list(names)
     match = re.search(r"^CapEff:\s*([0-9a-fA-F]+)", status, re.MULTILINE)
     effective = int(match.group(1), 16) if match else 0
-    lacking = [
-        name
-        for name, bit in (("CAP_NET_ADMIN", _CAP_NET_ADMIN), ("CAP_SYS_ADMIN", _CAP_SYS_ADMIN))
-        if not effective >> bit & 1
-    ]
+    bits = {"CAP_NET_ADMIN": _CAP_NET_ADMIN, "CAP_SYS_ADMIN": _CAP_SYS_ADMIN}
+    return [name for name in names if not effective >> bits[name] & 1]
+
+
+def missing_privileges() -> str | None:
+    """Why this process cannot make namespaces and links, or None."""
+    lacking = lacking_capabilities("CAP_NET_ADMIN", "CAP_SYS_ADMIN")
     if not lacking:
         return None
     return (
@@ -203,7 +205,8 @@ class Record:
     bridge_made: bool  # False: the cluster's bridge existed; only our address goes
     bridge_address: str | None  # what we added to it, as ip/prefix
     namespaces: list[str] = field(default_factory=list)
-    links: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # veths: they go with their namespace
+    taps: list[str] = field(default_factory=list)  # VMs' taps: removed one by one
 
 
 def _started(pid: int) -> str | None:
@@ -249,6 +252,10 @@ async def _remove(record: Record) -> list[str]:
     veths = [link for link in record.links if link in existing_links]
     for link in veths:
         removed.append(f"link {link}")
+    for tap in record.taps:
+        if tap in existing_links:
+            lines.append(f"link del {tap}")
+            removed.append(f"tap {tap}")
     if record.bridge in existing_links:
         if record.bridge_made:
             lines.append(f"link del {record.bridge}")
@@ -301,6 +308,79 @@ def _records(state_dir: Path) -> list[tuple[Path, Record]]:
         except (OSError, ValueError, TypeError):
             continue
     return found
+
+
+# --- a run's network: its bridge, addressed, and the links on it ------------------------
+
+
+async def make_network(
+    cluster: Cluster,
+    run_id: str,
+    state_dir: Path,
+    bridge_name: str,
+    lines: list[str],
+    namespaces: Collection[str] = (),
+    links: Collection[str] = (),
+    taps: Collection[str] = (),
+) -> tuple[Plan, Record]:
+    """The cluster's bridge (made, or the existing one given our address),
+    its addresses planned, and `lines` (the hosts' links: veths into
+    namespaces, VMs' taps) run in the same batch. The record of it all is
+    saved before anything is made; when making fails, what was made goes."""
+    async with _locked(state_dir):
+        existing = await bridge.links()
+        kind = existing.get(bridge_name)
+        if kind is not None and kind != "bridge":
+            raise ProvisionError(f"{bridge_name} exists and is not a bridge")
+        for _, other in _records(state_dir):
+            if other.bridge == bridge_name and _alive(other):
+                # Its hosts would have these hosts' addresses on one wire.
+                raise ProvisionError(
+                    f"the bridge {bridge_name} is in use by run {other.run_id} "
+                    f"(process {other.pid}); a cluster with a network.bridge_name "
+                    "runs once at a time"
+                )
+        mark = label(run_id)
+        plan = plan_addresses(cluster, await bridge.routed(), int(mark, 16), bridge_name)
+        address = plan.interface(plan.gateway)
+        has = kind is not None and await _has_address(bridge_name, address)
+        record = Record(
+            run_id=run_id,
+            pid=os.getpid(),
+            started=_started(os.getpid()) or "",
+            bridge=bridge_name,
+            bridge_made=kind is None,
+            bridge_address=None if has else address.with_prefixlen,
+            namespaces=list(namespaces),
+            links=list(links),
+            taps=list(taps),
+        )
+        path = state_dir / f"{mark}.json"
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(asdict(record)))
+        scratch.replace(path)
+        batch = bridge.bridge_lines(bridge_name, None if has else address, kind is None)
+        try:
+            await bridge.ip_batch(batch + lines)
+        except BaseException:
+            await _remove(record)
+            path.unlink(missing_ok=True)
+            raise
+    return plan, record
+
+
+async def remove_network(record: Record, state_dir: Path) -> None:
+    """Remove what `make_network` made, and its record."""
+    async with _locked(state_dir):
+        await _remove(record)
+        (state_dir / f"{label(record.run_id)}.json").unlink(missing_ok=True)
+
+
+async def _has_address(device: str, address: ipaddress.IPv4Interface) -> bool:
+    shown = json.loads(await bridge.ip("-j", "-4", "addr", "show", "dev", device) or "[]")
+    return any(
+        info.get("local") == str(address.ip) for link in shown for info in link.get("addr_info", [])
+    )
 
 
 # --- the provider ------------------------------------------------------------------------
@@ -391,49 +471,27 @@ class NetnsProvider:
 
     async def _make(self) -> None:
         bridge_name, hosts = self._names()
-        async with _locked(self.state_dir):
-            links = await bridge.links()
-            kind = links.get(bridge_name)
-            if kind is not None and kind != "bridge":
-                raise ProvisionError(f"{bridge_name} exists and is not a bridge")
-            for _, other in _records(self.state_dir):
-                if other.bridge == bridge_name and _alive(other):
-                    # Its hosts would have these hosts' addresses on one wire.
-                    raise ProvisionError(
-                        f"the bridge {bridge_name} is in use by run {other.run_id} "
-                        f"(process {other.pid}); a cluster with a network.bridge_name "
-                        "runs once at a time"
-                    )
-            plan = plan_addresses(
-                self.cluster, await bridge.routed(), int(self._mark, 16), bridge_name
-            )
-            address = plan.interface(plan.gateway)
-            has = kind is not None and await self._has_address(bridge_name, address)
-            self._record = Record(
-                run_id=self.run_id,
-                pid=os.getpid(),
-                started=_started(os.getpid()) or "",
-                bridge=bridge_name,
-                bridge_made=kind is None,
-                bridge_address=None if has else address.with_prefixlen,
-                namespaces=[h.namespace for h in hosts.values()],
-                links=[h.veth for h in hosts.values()],
-            )
-            self._save()
-            self.plan = plan
-            self.hosts = {
-                name: NetnsHost(name, h.namespace, str(plan.ips[name]), h.veth)
-                for name, h in hosts.items()
-            }
-            veths = {
-                h.name: bridge.Veth(hosts[h.name].veth, hosts[h.name].namespace, mac=h.mac)
-                for h in self.cluster.hosts
-            }
-            lines = bridge.bridge_lines(bridge_name, None if has else address, kind is None)
-            lines += [f"netns add {v.netns}" for v in veths.values()]
-            for veth in veths.values():
-                lines += veth.lines(bridge_name)
-            await bridge.ip_batch(lines)
+        veths = {
+            h.name: bridge.Veth(hosts[h.name].veth, hosts[h.name].namespace, mac=h.mac)
+            for h in self.cluster.hosts
+        }
+        lines = [f"netns add {v.netns}" for v in veths.values()]
+        for veth in veths.values():
+            lines += veth.lines(bridge_name)
+        plan, self._record = await make_network(
+            self.cluster,
+            self.run_id,
+            self.state_dir,
+            bridge_name,
+            lines,
+            namespaces=[h.namespace for h in hosts.values()],
+            links=[h.veth for h in hosts.values()],
+        )
+        self.plan = plan
+        self.hosts = {
+            name: NetnsHost(name, h.namespace, str(plan.ips[name]), h.veth)
+            for name, h in hosts.items()
+        }
         hosts_text = hosts_file(self.cluster, plan)
         await asyncio.gather(
             *(self._inside(h, veths[h.name], plan, hosts_text) for h in self.cluster.hosts)
@@ -463,21 +521,6 @@ class NetnsProvider:
         etc = ETC_NETNS / veth.netns
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "hosts").write_text(hosts_text)
-
-    async def _has_address(self, device: str, address: ipaddress.IPv4Interface) -> bool:
-        shown = json.loads(await bridge.ip("-j", "-4", "addr", "show", "dev", device) or "[]")
-        return any(
-            info.get("local") == str(address.ip)
-            for link in shown
-            for info in link.get("addr_info", [])
-        )
-
-    def _save(self) -> None:
-        assert self._record is not None
-        path = self.state_dir / f"{self._mark}.json"
-        scratch = path.with_suffix(".tmp")
-        scratch.write_text(json.dumps(asdict(self._record)))
-        scratch.replace(path)
 
     def _namespace(self, host: Host) -> str:
         return self.hosts[host.name].namespace
@@ -510,9 +553,7 @@ class NetnsProvider:
 
     async def _teardown(self, record: Record) -> None:
         await self._agents.down(())
-        async with _locked(self.state_dir):
-            await _remove(record)
-            (self.state_dir / f"{self._mark}.json").unlink(missing_ok=True)
+        await remove_network(record, self.state_dir)
 
 
 def describe(swept: Mapping[str, list[str]]) -> list[str]:

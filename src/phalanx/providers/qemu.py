@@ -9,10 +9,17 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
   MAC (or one derived from its name), each disk a qcow2 made for the run and
   attached as virtio-blk with the disk's name as serial, so `@diskmounts@`
   finds it whatever the guest calls it.
-- Networking, for now: QEMU's user-mode network. The guest is 10.0.2.15
-  and reaches this machine's loopback at 10.0.2.2, so the coordinator's
-  loopback endpoint is handed to the agent as ws://10.0.2.2:PORT. VMs do
-  not reach each other this way (that takes a tap on the cluster bridge).
+- Networking, as root (CAP_NET_ADMIN): every VM has a tap on the
+  cluster's bridge, made and planned as the netns provider does
+  (`netns.make_network`: the same bridge, addresses, run record, and sweep
+  of a crashed run's leftovers). The guest's init gives eth0 the host's
+  address and writes the netns hosts file (every host's names, the
+  coordinator's on the bridge address), both from the VM's private seed;
+  the coordinator listens on the bridge address. Otherwise (or with
+  `PHALANX_QEMU_NETWORK=user`) QEMU's user-mode network, said in the log:
+  the guest is 10.0.2.15 and reaches this machine's loopback at 10.0.2.2,
+  so the coordinator's loopback endpoint is handed to the agent as
+  ws://10.0.2.2:PORT, and VMs do not reach each other.
 - What stays with the run (`hosts/<host>/`): `console.log` (the serial
   console: kernel, init, the agent's own output), `qemu.log` (QEMU's
   stderr), `qemu.pid`. What does not (disks, the seed with the token, the
@@ -43,7 +50,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
-from phalanx.model import Host
+from phalanx.model import Cluster, Host
+from phalanx.providers import bridge, netns
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.vmimage import (
     BOOTED_MARK,
@@ -59,6 +67,7 @@ log = logging.getLogger("phalanx.providers.qemu")
 QEMU = "qemu-system-x86_64"
 QEMU_IMG = "qemu-img"
 ACCEL_ENV = "PHALANX_QEMU_ACCEL"
+NETWORK_ENV = "PHALANX_QEMU_NETWORK"  # user | bridge: instead of deciding by privileges
 DEFAULT_RAM_MB = 512
 GUEST_ADDRESS = "10.0.2.15/24"  # QEMU user-mode networking's fixed plan
 GATEWAY = "10.0.2.2"  # ...where the guest reaches this machine's loopback
@@ -281,6 +290,7 @@ class _VM:
     private: Path  # disks, seed, QMP socket: removed with the VM
     accel: str
     monitor: Monitor
+    network: dict[str, str]  # how it was connected, for vm.json
     started: float = field(default_factory=time.monotonic)
     booted_after: float | None = None  # seconds from QEMU's start to the agent's
     ended_by: str | None = None  # how it ended: itself, acpi, quit, killed, lost
@@ -293,6 +303,7 @@ class _VM:
             "accel": self.accel,
             "ram_mb": ram_megabytes(host.ram_size),
             "mac": mac_address(host),
+            "network": self.network,
             "disks": [
                 {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
             ],
@@ -308,16 +319,37 @@ class _VM:
         return self.folder / "console.log"
 
 
-class QemuProvider:
-    listen_address: str | None = None  # loopback: the guests reach it at 10.0.2.2
-    faults: NetworkFaults | None = None  # user-mode networking: nothing between VMs to break
+@dataclass(frozen=True)
+class Bridged:
+    """The VMs' network when they have taps on the cluster's bridge."""
 
-    def __init__(self, root: Path, run_id: str, image: Image | None = None) -> None:
+    plan: netns.Plan
+    record: netns.Record
+    taps: dict[str, str]  # host name: its tap
+    hosts_file: str  # every VM's /etc/hosts
+
+
+class QemuProvider:
+    faults: NetworkFaults | None = None  # not yet for VMs: their taps take no faults
+
+    def __init__(
+        self,
+        root: Path,
+        run_id: str,
+        image: Image | None = None,
+        cluster: Cluster | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
         self.root = root
         self.run_id = run_id
         self.image = image
+        self.cluster = cluster
+        self.state_dir = state_dir or netns.STATE_DIR
         self.accel = "tcg"
         self.vms: dict[str, _VM] = {}
+        self.network: Bridged | None = None  # None: user-mode networking
+        # The bridge's address once the VMs have one; None: loopback (10.0.2.2 in the guests).
+        self.listen_address: str | None = None
         self._private: Path | None = None
 
     async def open(self) -> None:
@@ -332,21 +364,85 @@ class QemuProvider:
             except ImageError as exc:
                 raise ProvisionError(f"no VM image: {exc}") from exc
         self.accel, reason = await choose_accel(self.image)
-        log.warning(
-            "qemu: %s (%s); user-mode networking: the VMs reach the coordinator at %s, "
-            "and not each other",
-            "KVM" if self.accel == "kvm" else "TCG, no KVM",
-            reason,
-            GATEWAY,
-        )
+        accel = "KVM" if self.accel == "kvm" else "TCG, no KVM"
         self._private = Path(tempfile.mkdtemp(prefix=f"phalanx-qemu-{self.run_id[-8:]}-"))
+        why_not = self._why_not_bridged()
+        if why_not is None:
+            try:
+                self.network = await self._bridge()
+            except (bridge.PlumbingError, OSError) as exc:
+                raise ProvisionError(f"cannot make the VMs' network: {exc}") from exc
+            self.listen_address = str(self.network.plan.gateway)
+            log.warning(
+                "qemu: %s (%s); the VMs are on the bridge %s (%s), the coordinator at %s",
+                accel,
+                reason,
+                self.network.record.bridge,
+                self.network.plan.subnet,
+                self.listen_address,
+            )
+        else:
+            log.warning(
+                "qemu: %s (%s); user-mode networking, because %s: the VMs reach the "
+                "coordinator at %s, and NOT each other",
+                accel,
+                reason,
+                why_not,
+                GATEWAY,
+            )
+
+    def _why_not_bridged(self) -> str | None:
+        """None when the VMs get taps on the cluster's bridge; else why not
+        (then they have QEMU's user-mode network)."""
+        forced = os.environ.get(NETWORK_ENV)
+        if forced == "user":
+            return f"{NETWORK_ENV}=user"
+        if self.cluster is None:
+            return "no cluster to make a network for"
+        problem = None
+        if netns.lacking_capabilities("CAP_NET_ADMIN"):
+            problem = "this process is not root (no CAP_NET_ADMIN to make taps and a bridge)"
+        elif shutil.which("ip") is None:
+            problem = "iproute2's ip is not on PATH"
+        if problem is not None and forced == "bridge":
+            raise ProvisionError(f"{NETWORK_ENV}=bridge, but {problem}")
+        return problem
+
+    async def _bridge(self) -> Bridged:
+        """Taps for every VM on the cluster's bridge, as netns makes it."""
+        assert self.cluster is not None
+        await netns.sweep(self.state_dir)
+        mark = netns.label(self.run_id)
+        network = self.cluster.network
+        bridge_name = (network.bridge_name if network else None) or f"phx{mark}br"
+        if len(bridge_name) > bridge.IFNAMSIZ:
+            raise ProvisionError(
+                f"network.bridge_name {bridge_name!r} is longer than {bridge.IFNAMSIZ} characters"
+            )
+        taps = {h.name: f"phx{mark}t{i}" for i, h in enumerate(self.cluster.hosts)}
+        lines = []
+        for tap in taps.values():
+            lines += [f"tuntap add dev {tap} mode tap", bridge.attach(tap, bridge_name)]
+        plan, record = await netns.make_network(
+            self.cluster, self.run_id, self.state_dir, bridge_name, lines, taps=list(taps.values())
+        )
+        return Bridged(plan, record, taps, netns.hosts_file(self.cluster, plan))
 
     async def close(self) -> None:
         if self._private is not None:
             shutil.rmtree(self._private, ignore_errors=True)
             self._private = None
+        network, self.network = self.network, None
+        self.listen_address = None
+        if network is not None:
+            # Cancelled meanwhile (a service shutting down) or not, the taps
+            # and the bridge go.
+            await asyncio.shield(netns.remove_network(network.record, self.state_dir))
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
+        if self.network is not None:
+            ips = self.network.plan.ips
+            return {h.name: str(ips[h.name]) for h in hosts if h.name in ips}
         # Under user-mode networking a VM has no address the others reach;
         # the definitions' own is the best there is to tell a stage.
         return {h.name: h.ip or h.name for h in hosts}
@@ -381,6 +477,16 @@ class QemuProvider:
         token.touch(mode=0o600)
         token.write_text(spec.token)
         python = os.path.abspath(sys.executable)  # the same path in the guest
+        address, gateway, dns, netdev = GUEST_ADDRESS, GATEWAY, DNS, "user,id=net0"
+        if self.network is not None:
+            if host.name not in self.network.taps:
+                raise ProvisionError(f"no network was made for {host.name}")
+            plan = self.network.plan
+            address = plan.interface(plan.ips[host.name]).with_prefixlen
+            gateway, dns = str(plan.gateway), ""  # no name server: /etc/hosts has every name
+            tap = self.network.taps[host.name]
+            netdev = f"tap,id=net0,ifname={tap},script=no,downscript=no"
+            (seed / "hosts").write_text(self.network.hosts_file)
         env = {
             "PHALANX_NAME": host.name,
             "PHALANX_URL": guest_url(spec.url),
@@ -388,9 +494,9 @@ class QemuProvider:
             "PHALANX_PATH": os.pathsep.join((os.path.dirname(python), *GUEST_PATH)),
             "PHALANX_WORKDIR": GUEST_WORKDIR,
             "PHALANX_GIVE_UP": f"{GIVE_UP_AFTER:g}",
-            "PHALANX_ADDRESS": GUEST_ADDRESS,
-            "PHALANX_GATEWAY": GATEWAY,
-            "PHALANX_DNS": DNS,
+            "PHALANX_ADDRESS": address,
+            "PHALANX_GATEWAY": gateway,
+            "PHALANX_DNS": dns,
             "PHALANX_PRIVATE": str(private_root.resolve()),
         }
         (seed / "vm.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
@@ -402,7 +508,7 @@ class QemuProvider:
         args += _share("seed", seed)
         args += [
             "-netdev",
-            "user,id=net0",
+            netdev,
             "-device",
             f"virtio-net-pci,netdev=net0,mac={mac_address(host)}",
         ]
@@ -431,7 +537,11 @@ class QemuProvider:
         # process was this VM, for whoever looks at the run afterwards.
         (folder / "qemu.pid").write_text(f"{process.pid}\n")
         monitor = Monitor(private / "qmp.sock", folder / "qmp-events.jsonl")
-        self.vms[host.name] = _VM(host, process, folder, private, self.accel, monitor)
+        network = {"mode": "user", "address": address}
+        if self.network is not None:
+            network = {"mode": "bridge", "address": address, "bridge": self.network.record.bridge}
+            network["tap"] = self.network.taps[host.name]
+        self.vms[host.name] = _VM(host, process, folder, private, self.accel, monitor, network)
         await monitor.open(process)
 
     async def _booted(self, vm: _VM) -> str | None:

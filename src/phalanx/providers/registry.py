@@ -36,7 +36,7 @@ def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> Pr
     if name == PROVIDER_QEMU:
         from phalanx.providers.qemu import QemuProvider
 
-        return QemuProvider(root, run_id)
+        return QemuProvider(root, run_id, cluster=cluster)
     if name in PROVIDERS:
         raise ProvisionError(f"phalanx cannot start {name!r} hosts itself")
     raise ProvisionError(f"no provider {name!r}; the providers are {', '.join(PROVIDERS)}")

@@ -9,8 +9,9 @@ the same Python and phalanx as the coordinator. What a VM is told (its name,
 the coordinator's URL, its token) comes on a second 9p share of its own
 (mount tag `seed`, a 0700 folder on this machine with a 0600 token file),
 never on the kernel command line, which every process in the guest and
-every user of this machine (`ps`) can read. Init reads the seed and
-unmounts it before any stage runs.
+every user of this machine (`ps`) can read; so do its address and, on a
+bridge, its /etc/hosts. Init reads the seed and unmounts it before any
+stage runs.
 
 Nothing is downloaded: the kernel is the newest one installed with 9p
 support (Debian: `linux-image-amd64`; the `cloud` flavour has no 9p), and
@@ -194,6 +195,7 @@ mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work 
     || fail "cannot lay a tmpfs over the host's file system (overlayfs)"
 mount -t 9p -o trans=virtio,version=9p2000.L,ro seed /seed || fail "cannot mount the seed (9p)"
 cp /seed/vm.env /vm.env
+[ -f /seed/hosts ] && cp /seed/hosts /hosts
 token=$(cat /seed/token)
 umount /seed
 . /vm.env
@@ -217,9 +219,19 @@ umask 077
 printf '%s' "$token" > /newroot/run/phalanx/token
 umask 022
 printf '%s\n' "$PHALANX_NAME" > /newroot/etc/hostname
-printf '127.0.0.1 localhost\n127.0.1.1 %s %s\n' "$PHALANX_NAME" "${PHALANX_NAME%%.*}" \
-    > /newroot/etc/hosts
-printf 'nameserver %s\n' "$PHALANX_DNS" > /newroot/etc/resolv.conf
+# On the cluster's bridge: every host's names and the coordinator's (as a
+# netns host has them); on the user-mode network: this VM's own.
+if [ -f /hosts ]; then
+    cp /hosts /newroot/etc/hosts
+else
+    printf '127.0.0.1 localhost\n127.0.1.1 %s %s\n' "$PHALANX_NAME" "${PHALANX_NAME%%.*}" \
+        > /newroot/etc/hosts
+fi
+if [ -n "$PHALANX_DNS" ]; then
+    printf 'nameserver %s\n' "$PHALANX_DNS" > /newroot/etc/resolv.conf
+else
+    : > /newroot/etc/resolv.conf
+fi
 cp /vm.env /newroot/run/phalanx/vm.env
 exec switch_root /newroot /run/phalanx/busybox sh /run/phalanx/stage2
 """
