@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.service.test_admin import PASSWORD
-from tests.service.test_serve import Served, make_repo
+from tests.service.test_serve import Served, make_repo, start, stop
 
 BIG_LINES = 340_000  # ~20 MB of output
 LAST_LINE = "LAST LINE OF THE BIG OUTPUT"
@@ -99,3 +99,14 @@ def run_id_of(location: str) -> str:
     found = re.fullmatch(r"/runs/([^/?]+)", location)
     assert found, location
     return found.group(1)
+
+
+@contextmanager
+def web_service(tmp: Path) -> Iterator[Served]:
+    """A real `phalanx serve` of make_web_repo's suites, with its users, for a block."""
+    served = start(tmp, make_web_repo(tmp / "defs"), tmp / "data")
+    try:
+        add_users(served)
+        yield served
+    finally:
+        stop(served)

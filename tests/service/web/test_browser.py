@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from tests.service.test_admin import PASSWORD
-from tests.service.test_serve import Served, start, stop
-from tests.service.web.helpers import LAST_LINE, add_users, make_web_repo
+from tests.service.test_serve import Served
+from tests.service.web.helpers import LAST_LINE, web_service
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).parents[3]
@@ -83,13 +83,8 @@ def axe() -> Path:
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("browser")
-    served = start(tmp, make_web_repo(tmp / "defs"), tmp / "data")
-    try:
-        add_users(served)
+    with web_service(tmp_path_factory.mktemp("browser")) as served:
         yield served
-    finally:
-        stop(served)
 
 
 @pytest.fixture(scope="module")

@@ -16,23 +16,18 @@ from tests.service.test_admin import PASSWORD
 from tests.service.test_serve import Served, start, stop
 from tests.service.web.helpers import (
     LAST_LINE,
-    add_users,
     make_web_repo,
     run_id_of,
     signed_in,
     wait_status,
+    web_service,
 )
 
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("web")
-    served = start(tmp, make_web_repo(tmp / "defs"), tmp / "data")
-    try:
-        add_users(served)
+    with web_service(tmp_path_factory.mktemp("web")) as served:
         yield served
-    finally:
-        stop(served)
 
 
 @pytest.fixture(scope="module")

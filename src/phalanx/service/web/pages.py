@@ -320,6 +320,11 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     async def admin(request: Request, who: Principal | None) -> Response:
         if who is None or not who.role.allows(Role.ADMIN):
             raise Refused(403, "the admin page is for admins")
+        return await admin_page(request, who, None)
+
+    async def admin_page(
+        request: Request, who: Principal, secret: tuple[str, str] | None
+    ) -> Response:
         return pages.render(
             request,
             "admin.html",
@@ -327,7 +332,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             users=await service.auth.users(),
             agent_tokens=await service.auth.agent_tokens(),
             roles=[r.value for r in Role],
-            secret=None,
+            secret=secret,  # shown once, on the answer that made it only
         )
 
     # --- actions ----------------------------------------------------------------------
@@ -370,15 +375,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     ) -> Response:
         if secret is None:
             return RedirectResponse("/admin", status_code=303)
-        return pages.render(
-            request,
-            "admin.html",
-            who,
-            users=await service.auth.users(),
-            agent_tokens=await service.auth.agent_tokens(),
-            roles=[r.value for r in Role],
-            secret=secret,  # shown once, on this answer only
-        )
+        return await admin_page(request, who, secret)
 
     @action("/admin/users", Role.ADMIN)
     async def add_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
