@@ -214,3 +214,48 @@ async def test_a_case_scope_end_rides_with_the_next_stage_or_goes_alone_when_the
     # The run's last case ends with the run.
     assert [m.scope for m in again.of(ScopeEnd)] == ["r1:2:c2"]
     assert [m.scope for m in b.of(ScopeEnd)] == ["r1:1:c1", "r1:2:c2"]
+
+
+async def test_an_observer_hears_of_connects_disconnects_and_heartbeats_only_now_and_then():
+    from phalanx.coordinator.agents import Sighting
+
+    sightings: list[Sighting] = []
+    hub = AgentHub(TokenBook(), on_seen=sightings.append, seen_interval=3600)
+    link = hub.link("a")
+    link.version, link.labels, link.address = "9.9", {"rack": "r1"}, "10.0.0.7"
+    connection = FakeConnection()
+    link.attach(connection)
+    for seq in range(50):
+        link.handle(Pong(seq=seq))
+    link.detach(connection)
+    assert sightings == [
+        Sighting("a", "9.9", {"rack": "r1"}, "10.0.0.7", True),
+        Sighting("a", "9.9", {"rack": "r1"}, "10.0.0.7", False),
+    ]  # fifty pongs, none of them written
+
+    sightings.clear()
+    hub.seen_interval = 0  # every sign of life is due
+    link.attach(connection)
+    link.handle(Pong(seq=1))
+    assert [s.connected for s in sightings] == [True, True]
+
+
+async def test_an_observer_that_fails_costs_the_agent_nothing():
+    def broken(_: object) -> None:
+        raise RuntimeError("the database is gone")
+
+    hub = AgentHub(TokenBook(), on_seen=broken, seen_interval=0)
+    link = hub.link("a")
+    link.attach(FakeConnection())
+    link.handle(Pong(seq=1))
+    assert link.connected.is_set()
+
+
+async def test_without_an_observer_the_hub_records_nothing():
+    hub = AgentHub(TokenBook())  # as `phalanx run` makes it
+    link = hub.link("a")
+    connection = FakeConnection()
+    link.attach(connection)
+    link.handle(Pong(seq=1))
+    link.detach(connection)
+    assert link.reported == 0.0

@@ -7,6 +7,9 @@ lost when it stops answering, and knows which run holds which host. Everything
 that belongs to one run (its stages, results, barriers and key/values) lives
 in that run's fleet (coordinator/fleet.py), which claims its hosts here: a
 link hands its messages to whoever holds its host, so nothing here grows per run.
+
+Whoever wants to remember agents (`phalanx serve` keeps them in its store)
+gives the hub an `on_seen` observer; the hub itself stores nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -39,6 +43,20 @@ log = logging.getLogger("phalanx.coordinator")
 
 HELLO_TIMEOUT = 10.0
 CLOSE_REFUSED = 4001  # application close code: the agent must not retry
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """An agent as the hub saw it just now: what `on_seen` is given."""
+
+    name: str
+    version: str  # the phalanx version it runs ("" from an agent that did not say)
+    labels: Mapping[str, str]
+    address: str | None  # where its connection comes from
+    connected: bool
+
+
+OnSeen = Callable[[Sighting], None]
 
 
 class HostClaimed(Exception):
@@ -104,6 +122,9 @@ class AgentLink:
         self.lost: str | None = None
         self.forgotten = False  # dropped from the hub; its late messages go nowhere
         self.address: str | None = None  # where its live connection comes from
+        self.version = ""  # from its hello
+        self.labels: dict[str, str] = {}  # from its hello
+        self.reported = 0.0  # when `on_seen` last heard of it (loop time)
 
     def send(self, message: object) -> None:
         """Send on the live connection; without one the message is dropped
@@ -119,6 +140,7 @@ class AgentLink:
         self.disconnected_at = None
         self.last_seen = asyncio.get_running_loop().time()
         self.connected.set()
+        self._report()
         if (holder := self.hub.holder(self.name)) is not None:
             holder.on_attach(self.name)
 
@@ -127,6 +149,19 @@ class AgentLink:
             self.connection = None
             self.connected.clear()
             self.disconnected_at = asyncio.get_running_loop().time()
+            self._report()
+
+    def _report(self) -> None:
+        if self.hub.on_seen is None:
+            return
+        self.reported = asyncio.get_running_loop().time()
+        sighting = Sighting(
+            self.name, self.version, dict(self.labels), self.address, self.connection is not None
+        )
+        try:
+            self.hub.on_seen(sighting)
+        except Exception:  # an observer's fault must not cost the agent its connection
+            log.exception("recording that agent %s was seen failed", self.name)
 
     def lose(self, reason: str) -> None:
         self.lost = reason
@@ -142,6 +177,8 @@ class AgentLink:
         if self.forgotten:
             return None
         self.last_seen = asyncio.get_running_loop().time()
+        if self.last_seen - self.reported >= self.hub.seen_interval:
+            self._report()  # a sign of life, told now and then, not at every pong
         if isinstance(message, Pong | Ack | Hello):
             return None
         holder = self.hub.holder(self.name)
@@ -180,9 +217,21 @@ async def _receive(websocket: WebSocket) -> str | bytes:
 class AgentHub:
     """Every agent link of a coordinator, and which run holds which host."""
 
-    def __init__(self, tokens: TokenVerifier, *, heartbeat_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        tokens: TokenVerifier,
+        *,
+        heartbeat_timeout: float = 10.0,
+        on_seen: OnSeen | None = None,
+        seen_interval: float = 60.0,
+    ) -> None:
+        """`on_seen` hears of each agent when it connects, when it
+        disconnects, and while it stays connected at most every
+        `seen_interval` seconds."""
         self.tokens = tokens
         self.heartbeat_timeout = heartbeat_timeout
+        self.on_seen = on_seen
+        self.seen_interval = seen_interval
         self.links: dict[str, AgentLink] = {}
         self.holders: dict[str, Holder] = {}  # host -> the live run that holds it
         self._watchdog: asyncio.Task[None] | None = None
@@ -338,8 +387,10 @@ class AgentHub:
             old = link.connection
             link.detach(old)
             self._close_later(old, 1000, "replaced by a newer connection")
-        link.attach(connection)
         link.address = websocket.client.host if websocket.client is not None else None
+        link.version = first.agent_version
+        link.labels = dict(first.labels)
+        link.attach(connection)
         try:
             while True:
                 raw = await _receive(websocket)

@@ -48,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         help="install XrdTest's helper library at /etc/XrdTest/utils/functions.sh "
         "(needs write access there, e.g. root on a netns or VM host)",
     )
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        type=label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label shown with this agent in the service's pages and API (repeatable)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     from phalanx.host.daemon import TOKEN_ENV, Agent, install_xrdtest_library
@@ -93,11 +102,19 @@ def main(argv: list[str] | None = None) -> int:
         give_up_after=args.give_up,
         xrdtest_functions=xrdtest_functions,
         ssl_context=context,
+        labels=dict(args.labels),
     )
     try:
         return asyncio.run(agent.run())
     except KeyboardInterrupt:
         return 130
+
+
+def label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
 
 
 def tls_client_context(ca_file: Path) -> ssl.SSLContext:

@@ -160,8 +160,10 @@ class Agent:
         give_up_after: float | None = None,
         xrdtest_functions: Path | None = None,  # installed copy; None: the agent's own
         ssl_context: ssl.SSLContext | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.labels = dict(labels or {})
         self.ssl_context = ssl_context  # wss:// trusting this (`--ca`); None: the system's
         self.host = host
         self.token = token
@@ -273,6 +275,7 @@ class Agent:
                 host=self.host,
                 agent_version=__version__,
                 pid=os.getpid(),
+                labels=self.labels,
             )
         )
         # What the last connection may have lost: results not yet acked, and

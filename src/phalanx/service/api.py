@@ -25,6 +25,7 @@ from phalanx import layout
 from phalanx.coordinator.app import agent_routes
 from phalanx.coordinator.auth import bearer
 from phalanx.coordinator.scripts import script_routes
+from phalanx.service.agents import known
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal, Role
 from phalanx.service.definitions import Catalog, SuiteEntry
@@ -279,16 +280,8 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/api/agents", tags=["agents"])
     async def agents(who: Reader) -> list[dict[str, Any]]:
-        hub = service.hub
-        return [
-            {
-                "name": name,
-                "connected": link.connected.is_set(),
-                "lost": link.lost,
-                "run": holder.run_id if (holder := hub.holder(name)) is not None else None,
-            }
-            for name, link in sorted(hub.links.items())
-        ]
+        """Every agent connected now or recorded before: the Agents page's rows."""
+        return [agent.to_json() for agent in await known(service)]
 
     @app.get("/api/clusters", tags=["clusters"])
     async def clusters(who: Reader) -> list[dict[str, Any]]:

@@ -27,6 +27,10 @@ from phalanx.exits import EXIT_DEFINITIONS, EXIT_INFRASTRUCTURE, EXIT_OK
 
 log = logging.getLogger("phalanx.service")
 
+# How often a connected agent's heartbeats update its last-seen time in the
+# store (connects and disconnects are written at once).
+SEEN_EVERY = 30.0
+
 
 def add_command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -96,6 +100,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.coordinator.runs import Coordinator
     from phalanx.coordinator.server import serving
     from phalanx.host.__main__ import CA_ENV
+    from phalanx.service.agents import SeenRecorder
     from phalanx.service.alerts import SmtpSettings
     from phalanx.service.api import create_app
     from phalanx.service.app import Service, ServiceTokens
@@ -122,6 +127,8 @@ async def _main(config: object, repos: list[Path]) -> None:
     data.mkdir(parents=True, exist_ok=True)
     log.info("database %s, data in %s", config.safe_database(), data.resolve())
     store = await Store.open(config.database(), data_dir=data)
+    seen = SeenRecorder(store.agents)
+    seen.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -133,7 +140,12 @@ async def _main(config: object, repos: list[Path]) -> None:
             )
         auth = Auth(store.credentials, session_ttl=timedelta(hours=config.session_hours))
         book = TokenBook()
-        hub = AgentHub(ServiceTokens(book, auth), heartbeat_timeout=config.heartbeat_timeout)
+        hub = AgentHub(
+            ServiceTokens(book, auth),
+            heartbeat_timeout=config.heartbeat_timeout,
+            on_seen=seen,
+            seen_interval=SEEN_EVERY,
+        )
         smtp = None
         if config.smtp.host:
             smtp = SmtpSettings(
@@ -231,6 +243,7 @@ async def _main(config: object, repos: list[Path]) -> None:
                     await scheduler.stop()
                     await hub.stop()
     finally:
+        await seen.stop()  # the hub's last disconnects, written before the store closes
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await store.close()

@@ -13,7 +13,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pydantic.dataclasses
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from phalanx import __version__
 from phalanx.tasks import TASK_TYPES, Outcome, Task, to_json
@@ -35,6 +44,17 @@ class Hello(_Message):
     host: str
     agent_version: str = ""
     pid: int | None = None
+    # `phalanx agent --label KEY=VALUE`, shown with the agent. Optional:
+    # an agent without labels sends none, so an older coordinator (whose
+    # hello forbids unknown fields) still admits it.
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_labels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("labels"):
+            data.pop("labels", None)
+        return data
 
 
 class StageOutput(_Message):

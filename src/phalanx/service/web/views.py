@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 from phalanx import layout
 from phalanx.report.json import output_tail
+from phalanx.service.agents import AgentInfo, current_stages, known
 from phalanx.service.app import Service
 from phalanx.service.definitions import Catalog, SuiteEntry
-from phalanx.service.queue import split_stage_id
 from phalanx.service.web.charts import Point
 from phalanx.store.runs import ACTIVE, RunSummary
 
@@ -102,67 +102,8 @@ async def suite(service: Service, name: str) -> SuiteView:
 # --- agents and clusters ------------------------------------------------------------------
 
 
-def current_stages(service: Service) -> dict[str, tuple[str, str | None, str, datetime | None]]:
-    """host -> (run id, case, stage, since) of the stage each host runs
-    now, read from the live run holding the host."""
-    found: dict[str, tuple[str, str | None, str, datetime | None]] = {}
-    for host in list(service.hub.holders):
-        holder = service.hub.holder(host)
-        run_id = getattr(holder, "run_id", None)
-        run_host = getattr(holder, "hosts", {}).get(host)
-        pending = getattr(run_host, "pending", None)
-        if not run_id or not pending:
-            continue
-        stage_id, waiting = next(iter(pending.items()))
-        case, stage = split_stage_id(run_id, stage_id)
-        since = getattr(waiting, "sent_at", None)
-        found[host] = (run_id, case, stage, since if isinstance(since, datetime) else None)
-    return found
-
-
-@dataclass
-class AgentView:
-    name: str
-    connected: bool
-    lost: str | None
-    last_seen: datetime | None
-    seconds_ago: float | None
-    labels: tuple[str, ...]
-    version: str | None
-    run: str | None
-    stage: str | None
-    clusters: list[str]
-
-
-async def agents(service: Service) -> list[AgentView]:
-    hub = service.hub
-    known = {a.name: a for a in await service.store.agents.all()}
-    stages = current_stages(service)
-    serving: dict[str, list[str]] = {}
-    for _, cluster in service.clusters():
-        for host in cluster.hosts:
-            serving.setdefault(host.name, []).append(cluster.name)
-    now = asyncio.get_running_loop().time()
-    views = []
-    for name in sorted(set(hub.links) | set(known)):
-        link = hub.links.get(name)
-        stored = known.get(name)
-        current = stages.get(name)
-        views.append(
-            AgentView(
-                name=name,
-                connected=link is not None and link.connected.is_set(),
-                lost=link.lost if link is not None else None,
-                last_seen=stored.last_seen if stored is not None else None,
-                seconds_ago=now - link.last_seen if link is not None and link.last_seen else None,
-                labels=stored.labels if stored is not None else (),
-                version=stored.version if stored is not None else None,
-                run=current[0] if current else None,
-                stage="/".join(p for p in (current[1], current[2]) if p) if current else None,
-                clusters=serving.get(name, []),
-            )
-        )
-    return views
+async def agents(service: Service) -> list[AgentInfo]:
+    return await known(service)
 
 
 @dataclass
