@@ -204,7 +204,8 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
             assert record["network"]["address"] == own[name]
             assert record["network"]["tap"].startswith(f"phx{netns.label(run_id)}t")
     assert json.loads((folder / "hosts/vm1.qemu.test/vm.json").read_text())["ram_mb"] == 256
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"phalanx-qemu-{run_id[-8:]}-*"))
+    for parent in (qemu_module.PRIVATE_PARENT, Path(os.environ.get("TMPDIR", "/tmp"))):
+        assert not list(parent.glob(f"phalanx-qemu-{run_id[-8:]}-*")), parent  # seeds, disks
     if ROOT:
         mark = f"phx{netns.label(run_id)}"
         assert [link for link in await bridge.links() if link.startswith(mark)] == []

@@ -365,7 +365,9 @@ class QemuProvider:
                 raise ProvisionError(f"no VM image: {exc}") from exc
         self.accel, reason = await choose_accel(self.image)
         accel = "KVM" if self.accel == "kvm" else "TCG, no KVM"
-        self._private = Path(tempfile.mkdtemp(prefix=f"phalanx-qemu-{self.run_id[-8:]}-"))
+        self._private = Path(
+            tempfile.mkdtemp(prefix=f"phalanx-qemu-{self.run_id[-8:]}-", dir=_private_parent())
+        )
         why_not = self._why_not_bridged()
         if why_not is None:
             try:
@@ -654,3 +656,17 @@ async def _qemu_img(path: Path, size: int) -> None:
     out, _ = await process.communicate()
     if process.returncode != 0:
         raise ProvisionError(f"qemu-img cannot make {path.name}: {out.decode().strip()}")
+
+
+PRIVATE_PARENT = Path("/run/phalanx/qemu")
+
+
+def _private_parent() -> str | None:
+    """Where the VMs' seeds and disks go: under /run when this process may
+    write there (every guest mounts a fresh /run, so no VM sees another's
+    seed through its 9p root), else the temp dir (the guest masks them)."""
+    try:
+        PRIVATE_PARENT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(PRIVATE_PARENT) if os.access(PRIVATE_PARENT, os.W_OK) else None

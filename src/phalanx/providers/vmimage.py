@@ -205,10 +205,14 @@ ip link set eth0 up
 ip addr add "$PHALANX_ADDRESS" dev eth0
 ip route add default via "$PHALANX_GATEWAY"
 for d in proc sys dev; do mount --move "/$d" "/newroot/$d"; done
-mount -t tmpfs -o mode=1777 tmp /newroot/tmp
-# This machine's folder of every VM's seed and disks (under /tmp, usually
-# hidden already): no stage reads another VM's token through the 9p root.
-[ -d "/newroot$PHALANX_PRIVATE" ] && mount -t tmpfs -o mode=0700 private "/newroot$PHALANX_PRIVATE"
+# /tmp stays the host's, under the overlay: the Python and phalanx this VM
+# runs may live there (a checkout or venv in /tmp). The folders of VM seeds
+# and disks are hidden, so no stage reads a VM's token through the 9p root:
+# they live under /run when this machine allows (every guest mounts a fresh
+# /run below), else under /tmp, where each is masked here.
+for private in "/newroot$PHALANX_PRIVATE" /newroot/tmp/phalanx-qemu-*; do
+    [ -d "$private" ] && mount -t tmpfs -o mode=0700 private "$private"
+done
 mount -t tmpfs -o mode=0755 phalanx /newroot/run
 mkdir -p /newroot/run/phalanx/acpi/PWRF /newroot/dev/pts /newroot/dev/shm /newroot/etc
 mount -t devpts devpts /newroot/dev/pts
