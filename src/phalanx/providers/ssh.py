@@ -38,6 +38,7 @@ import shlex
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncssh
@@ -132,6 +133,17 @@ class _Remote:
 class _Failures:
     by_host: dict[str, str] = field(default_factory=dict)
 
+    def gathered(self, specs: list[AgentSpec], outcomes: list[Any]) -> None:
+        """Note every host's ProvisionError from a `gather(...,
+        return_exceptions=True)`, re-raise anything else, then raise one
+        error naming every failed host, if any failed."""
+        for spec, outcome in zip(specs, outcomes, strict=True):
+            if isinstance(outcome, ProvisionError):
+                self.by_host[spec.host.name] = str(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        self.raise_if_any()
+
     def raise_if_any(self) -> None:
         if self.by_host:
             hosts = ", ".join(self.by_host)
@@ -185,22 +197,12 @@ class SshProvider:
         for spec, outcome in zip(specs, prepared, strict=True):
             if isinstance(outcome, _Remote):
                 self.remotes[spec.host.name] = outcome
-        for spec, outcome in zip(specs, prepared, strict=True):
-            if isinstance(outcome, ProvisionError):
-                failures.by_host[spec.host.name] = str(outcome)
-            elif isinstance(outcome, BaseException):
-                raise outcome
-        failures.raise_if_any()
+        failures.gathered(specs, prepared)
         started = await asyncio.gather(
             *(self._start(self.remotes[spec.host.name], spec) for spec in specs),
             return_exceptions=True,
         )
-        for spec, problem in zip(specs, started, strict=True):
-            if isinstance(problem, ProvisionError):
-                failures.by_host[spec.host.name] = str(problem)
-            elif isinstance(problem, BaseException):
-                raise problem
-        failures.raise_if_any()
+        failures.gathered(specs, started)
 
     async def _prepare(self, host: Host) -> _Remote:
         conn = await self._connect(host)
