@@ -164,14 +164,23 @@ _ADDRESS_FIELDS = {"name": netaddr.hostname, "ip": netaddr.ip, "mac": netaddr.ma
 _NETWORK_ADDRESSES = {"ip": netaddr.ip, "netmask": netaddr.netmask}
 
 
-def _link(raw: Any) -> Link:
+def _checked_mapping(raw: Any, known: set[str], what: str, shape: str) -> dict[str, Any]:
+    """`raw` as a mapping of `known` keys only; `shape` says what one looks like."""
     if not isinstance(raw, dict):
-        raise FieldError(
-            "must be a mapping like {delay: 20ms, jitter: 5ms, loss: 1%, rate: 10mbit}"
-        )
-    unknown = set(raw) - LINK_KEYS
+        raise FieldError(shape)
+    unknown = set(raw) - known
     if unknown:
-        raise FieldError(fields.unknown_key(min(unknown, key=str), LINK_KEYS, "link key"))
+        raise FieldError(fields.unknown_key(min(unknown, key=str), known, what))
+    return raw
+
+
+def _link(raw: Any) -> Link:
+    raw = _checked_mapping(
+        raw,
+        LINK_KEYS,
+        "link key",
+        "must be a mapping like {delay: 20ms, jitter: 5ms, loss: 1%, rate: 10mbit}",
+    )
     return Link(
         delay=fields.seconds(raw["delay"]) if raw.get("delay") is not None else None,
         jitter=fields.seconds(raw["jitter"]) if raw.get("jitter") is not None else None,
@@ -183,13 +192,12 @@ def _link(raw: Any) -> Link:
 def _ssh(raw: Any) -> SshAccess:
     if raw is None:
         return SshAccess()
-    if not isinstance(raw, dict):
-        raise FieldError(
-            "must be a mapping like {user: test, port: 22, key_file: ~/.ssh/id_ed25519}"
-        )
-    unknown = set(raw) - SSH_KEYS
-    if unknown:
-        raise FieldError(fields.unknown_key(min(unknown, key=str), SSH_KEYS, "ssh key"))
+    raw = _checked_mapping(
+        raw,
+        SSH_KEYS,
+        "ssh key",
+        "must be a mapping like {user: test, port: 22, key_file: ~/.ssh/id_ed25519}",
+    )
     port = raw.get("port", 22)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise FieldError(f"ssh port must be a number from 1 to 65535, not {port!r}")
@@ -211,11 +219,7 @@ def _ssh(raw: Any) -> SshAccess:
 
 
 def _disk(raw: Any) -> Disk:
-    if not isinstance(raw, dict):
-        raise FieldError("a disk is a mapping with `name` and `size`")
-    unknown = set(raw) - DISK_KEYS
-    if unknown:
-        raise FieldError(fields.unknown_key(min(unknown), DISK_KEYS, "disk key"))
+    raw = _checked_mapping(raw, DISK_KEYS, "disk key", "a disk is a mapping with `name` and `size`")
     if "name" not in raw or "size" not in raw:
         raise FieldError("a disk needs `name` and `size`")
     return Disk(
