@@ -381,6 +381,28 @@ def test_the_netns_example_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert _made_by(run.name) == []
 
 
+@needs_netns
+def test_the_client_server_example_runs_on_netns_hosts_by_their_own_addresses(
+    tmp_path: Path,
+) -> None:
+    done = _phalanx(
+        "run",
+        str(EXAMPLES),
+        "-s",
+        "client_server",
+        "--provider",
+        "netns",
+        "--plain",
+        "-v",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    fetched = (run / "cases" / "fetch" / "run" / "cli1.phalanx.test.log").read_text()
+    assert "fetching http://10." in fetched  # the server's own address, not loopback
+    assert "checksum matches" in fetched
+
+
 RATE_CLUSTER = """\
 name: c
 hosts:
