@@ -293,6 +293,7 @@ class _VM:
     network: dict[str, str]  # how it was connected, for vm.json
     started: float = field(default_factory=time.monotonic)
     booted_after: float | None = None  # seconds from QEMU's start to the agent's
+    connected_after: float | None = None  # ...to the agent's connection
     ended_by: str | None = None  # how it ended: itself, acpi, quit, killed, lost
 
     def record(self) -> dict[str, object]:
@@ -307,9 +308,8 @@ class _VM:
             "disks": [
                 {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
             ],
-            "boot_to_agent_s": (
-                round(self.booted_after, 3) if self.booted_after is not None else None
-            ),
+            "boot_to_agent_s": _rounded(self.booted_after),
+            "boot_to_connected_s": _rounded(self.connected_after),
             "ended_by": self.ended_by,
             "exit_status": self.process.returncode,
         }
@@ -317,6 +317,10 @@ class _VM:
     @property
     def console(self) -> Path:
         return self.folder / "console.log"
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return round(seconds, 3) if seconds is not None else None
 
 
 @dataclass(frozen=True)
@@ -570,6 +574,27 @@ class QemuProvider:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(vm.process.wait()), 0.2)
+
+    def connected(self, host: str) -> None:
+        """`Diagnosing.connected`: the boot's last step, for vm.json."""
+        if (vm := self.vms.get(host)) is not None and vm.connected_after is None:
+            vm.connected_after = time.monotonic() - vm.started
+
+    def explain(self, host: str) -> str | None:
+        """`Diagnosing.explain`: a VM that booted but whose agent did not
+        connect (a wrong address, a refused token, an agent that crashed)
+        says so on its console."""
+        vm = self.vms.get(host)
+        if vm is None:
+            return None
+        how = (
+            "started its agent, which did not connect"
+            if vm.booted_after is not None
+            else "did not start its agent"
+        )
+        if vm.process.returncode is not None:
+            how += f" (QEMU exit status {vm.process.returncode})"
+        return f"the VM of {host} {how}; its console's last lines:\n{console_tail(vm.console)}"
 
     async def status(self, host: str) -> str:
         """The VM's run state as QEMU reports it (`running`, `paused`, ...)."""
