@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -51,7 +52,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
-from phalanx.providers import bridge, netns
+from phalanx.providers import bridge, cloudinit, netns, wheelhouse
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.vmimage import (
     BOOTED_MARK,
@@ -77,6 +78,7 @@ GUEST_WORKDIR = "/var/lib/phalanx/agent"
 GIVE_UP_AFTER = 30.0  # an agent whose coordinator is gone stops, and its VM with it
 PROBE_TIMEOUT = 20.0
 BOOT_TIMEOUT = {"kvm": 60.0, "tcg": 180.0}  # to the agent's start, per VM
+IMAGE_BOOT_FACTOR = 3  # a boot image's whole distribution boots, and installs the agent
 EXIT_GRACE = 10.0  # a VM whose agent was told to shut down powers off by itself
 POWERDOWN_GRACE = 10.0  # after ACPI power-off, before `quit`
 CONSOLE_LINES = 15  # of a VM that did not boot, in the run's reason
@@ -188,6 +190,18 @@ async def choose_accel(image: Image, qemu: str = QEMU) -> tuple[str, str]:
 
 
 def _machine_args(accel: str, ram_mb: int, image: Image, append: str) -> list[str]:
+    return [
+        *_hardware_args(accel, ram_mb),
+        "-kernel",
+        str(image.kernel),
+        "-initrd",
+        str(image.initrd),
+        "-append",
+        append,
+    ]
+
+
+def _hardware_args(accel: str, ram_mb: int) -> list[str]:
     cpu = "host" if accel == "kvm" else "max"
     return [
         QEMU,
@@ -204,12 +218,6 @@ def _machine_args(accel: str, ram_mb: int, image: Image, append: str) -> list[st
         "-display",
         "none",
         "-no-reboot",  # a guest that panics or reboots ends its QEMU
-        "-kernel",
-        str(image.kernel),
-        "-initrd",
-        str(image.initrd),
-        "-append",
-        append,
     ]
 
 
@@ -506,12 +514,27 @@ class QemuProvider:
             "PHALANX_PRIVATE": str(private_root.resolve()),
         }
         (seed / "vm.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
-        args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, KERNEL_ARGS)
+        if host.boot_image is not None:  # its own bootloader, a cloud-init seed
+            cloud_seed = cloudinit.Seed(
+                host.name, env["PHALANX_URL"], spec.token, address, gateway, dns,
+                self.network.hosts_file if self.network is not None else "",
+                GUEST_WORKDIR, GIVE_UP_AFTER, mac_address(host),
+            )  # fmt: skip
+            args = await cloudinit.boot_image_args(
+                host.boot_image,
+                cloud_seed,
+                private,
+                (await self._wheelhouse()).wheels,
+                f"{self.run_id}-{host.name}",
+                _hardware_args(self.accel, ram_megabytes(host.ram_size)),
+            )
+        else:
+            args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, KERNEL_ARGS)
+            args += _share("hostroot", Path("/"), multidevs=True)
+            args += _share("seed", seed)
         args += ["-name", host.name]
         args += ["-serial", f"file:{folder / 'console.log'}"]
         args += ["-qmp", f"unix:{private / 'qmp.sock'},server=on,wait=off"]
-        args += _share("hostroot", Path("/"), multidevs=True)
-        args += _share("seed", seed)
         args += [
             "-netdev",
             netdev,
@@ -550,9 +573,17 @@ class QemuProvider:
         self.vms[host.name] = _VM(host, process, folder, private, self.accel, monitor, network)
         await monitor.open(process)
 
+    async def _wheelhouse(self) -> wheelhouse.Wheelhouse:
+        """The agent's wheels for a boot image's seed: built once (cached)."""
+        target = wheelhouse.Target(sys.version_info[:2], platform.machine())
+        try:
+            return await asyncio.to_thread(wheelhouse.wheelhouse, target)
+        except wheelhouse.WheelhouseError as exc:
+            raise ProvisionError(f"cannot build the agent's wheelhouse: {exc}") from exc
+
     async def _booted(self, vm: _VM) -> str | None:
         """None once the guest starts its agent; else why it did not."""
-        timeout = BOOT_TIMEOUT[self.accel]
+        timeout = BOOT_TIMEOUT[self.accel] * (IMAGE_BOOT_FACTOR if vm.host.boot_image else 1)
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(FileNotFoundError):
