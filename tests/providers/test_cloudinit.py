@@ -229,6 +229,7 @@ def test_a_boot_image_boots_by_its_own_bootloader_installs_the_agent_and_runs_a_
     vm = report["vms"]["vm0.cloud.test"]
     assert vm["boot_to_agent_s"] > 0 and vm["boot_to_connected_s"] >= vm["boot_to_agent_s"]
     assert vm["ended_by"] == "itself"  # its agent ended, and its unit powered it off
+    assert vm["boot_image"] == str(image)
     # The base is as it was; nothing is left running; the overlay and seed
     # went with the VM's private folder.
     assert _digest(image) == before

@@ -24,6 +24,8 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
   console: kernel, init, the agent's own output), `qemu.log` (QEMU's
   stderr), `qemu.pid`. What does not (disks, the seed with the token, the
   QMP socket) lives in a private folder removed by `down`/`close`.
+- A host with a `boot_image` boots that instead, by its own bootloader,
+  through an overlay, with a cloud-init seed (`cloudinit`).
 - Control over QMP (`qemu.qmp`): `status` (`query-status`), `power_off`
   (ACPI `system_powerdown`, then `quit` after a timeout).
 """
@@ -310,6 +312,7 @@ class _VM:
         host = self.host
         return {
             "accel": self.accel,
+            "boot_image": host.boot_image,  # None: the tiny image
             "ram_mb": ram_megabytes(host.ram_size),
             "mac": mac_address(host),
             "network": self.network,
