@@ -36,7 +36,7 @@ from phalanx.model import (
     Status,
     Suite,
 )
-from phalanx.providers.base import AgentSpec, Provider, ProvisionError
+from phalanx.providers.base import AgentSpec, Diagnosing, Provider, ProvisionError
 from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
@@ -227,6 +227,7 @@ async def _run_provided(
     hosts = list(suite.hosts)
     names = [h.name for h in hosts]
     tokens: list[str] = []
+    noticing: list[asyncio.Task[None]] = []
     status = options.on_status or _no_status
 
     def journal(host: str, result: StageResult) -> Awaitable[None] | None:
@@ -266,6 +267,7 @@ async def _run_provided(
                 for h in hosts:
                     tokens.append(book.issue(h.name))
                     specs.append(AgentSpec(h, reach.agent_url, tokens[-1]))
+                noticing = _notice_connections(hub, names, provider)
                 await provider.up(specs)
             else:
                 absent = [n for n in names if not hub.link(n).connected.is_set()]
@@ -279,13 +281,16 @@ async def _run_provided(
                 result = engine.fail_before_start(
                     Status.ERROR,
                     f"agents did not connect within {options.connect_timeout:g}s: "
-                    + ", ".join(missing),
+                    + ", ".join(missing)
+                    + _explained(provider, missing),
                 )
             else:
                 result = await engine.execute()
         except ProvisionError as exc:
             result = engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
         finally:
+            for noticed in noticing:
+                noticed.cancel()
             # Hosts that outlive the run (VMs, remote agents) get their network back.
             await fleet.heal_faults()
             if provider is not None:
@@ -342,6 +347,31 @@ async def _wait_connected(
         stopped.cancel()
         waiting.cancel()
     return waiting.result() if not waiting.cancelled() and waiting.done() else []
+
+
+def _notice_connections(
+    hub: AgentHub, hosts: list[str], provider: Provider
+) -> list[asyncio.Task[None]]:
+    """Tell a provider that wants to know (`Diagnosing.connected`) when each
+    host's agent connects: watched from before `up`, as an agent may connect
+    while the provider still brings up others."""
+    if not isinstance(provider, Diagnosing):
+        return []
+
+    async def notice(host: str) -> None:
+        await hub.link(host).connected.wait()
+        provider.connected(host)
+
+    return [asyncio.create_task(notice(h)) for h in hosts]
+
+
+def _explained(provider: Provider | None, missing: list[str]) -> str:
+    """What the provider knows of why these hosts' agents did not connect
+    (`Diagnosing.explain`), a paragraph per host it can say something of."""
+    if not isinstance(provider, Diagnosing):
+        return ""
+    said = [text for host in missing if (text := provider.explain(host))]
+    return "".join(f"\n{text}" for text in said)
 
 
 async def run_local(

@@ -11,13 +11,18 @@ A provider's life, as `coordinator.runs` drives it:
     await provider.close()       # networks, whatever `open` made
 
 `close` runs whenever `open` was called, however the run ended.
+
+Two methods are optional (`Diagnosing`), for a provider that sees more of
+its hosts than the coordinator does (a VM's console): `connected(host)`, told
+when the host's agent connects, and `explain(host)`, asked why a host's
+agent never did.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from phalanx.model import Host
 
@@ -87,4 +92,19 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Remove what `open` made. Safe to call more than once."""
+        ...
+
+
+@runtime_checkable
+class Diagnosing(Protocol):
+    """What a provider may add to `Provider`, for the run's results and
+    reason; the coordinator calls it when the provider has it."""
+
+    def connected(self, host: str) -> None:
+        """The host's agent has just connected (its boot's last step)."""
+        ...
+
+    def explain(self, host: str) -> str | None:
+        """Why the host's agent has not connected, from what the provider
+        sees of the host (a VM's last console lines); None: nothing to say."""
         ...

@@ -24,6 +24,8 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
   console: kernel, init, the agent's own output), `qemu.log` (QEMU's
   stderr), `qemu.pid`. What does not (disks, the seed with the token, the
   QMP socket) lives in a private folder removed by `down`/`close`.
+- A host with a `boot_image` boots that instead, by its own bootloader,
+  through an overlay, with a cloud-init seed (`cloudinit`).
 - Control over QMP (`qemu.qmp`): `status` (`query-status`), `power_off`
   (ACPI `system_powerdown`, then `quit` after a timeout).
 """
@@ -36,6 +38,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -51,7 +54,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
-from phalanx.providers import bridge, netns
+from phalanx.providers import bridge, cloudinit, netns, wheelhouse
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.vmimage import (
     BOOTED_MARK,
@@ -77,6 +80,7 @@ GUEST_WORKDIR = "/var/lib/phalanx/agent"
 GIVE_UP_AFTER = 30.0  # an agent whose coordinator is gone stops, and its VM with it
 PROBE_TIMEOUT = 20.0
 BOOT_TIMEOUT = {"kvm": 60.0, "tcg": 180.0}  # to the agent's start, per VM
+IMAGE_BOOT_FACTOR = 3  # a boot image's whole distribution boots, and installs the agent
 EXIT_GRACE = 10.0  # a VM whose agent was told to shut down powers off by itself
 POWERDOWN_GRACE = 10.0  # after ACPI power-off, before `quit`
 CONSOLE_LINES = 15  # of a VM that did not boot, in the run's reason
@@ -188,6 +192,18 @@ async def choose_accel(image: Image, qemu: str = QEMU) -> tuple[str, str]:
 
 
 def _machine_args(accel: str, ram_mb: int, image: Image, append: str) -> list[str]:
+    return [
+        *_hardware_args(accel, ram_mb),
+        "-kernel",
+        str(image.kernel),
+        "-initrd",
+        str(image.initrd),
+        "-append",
+        append,
+    ]
+
+
+def _hardware_args(accel: str, ram_mb: int) -> list[str]:
     cpu = "host" if accel == "kvm" else "max"
     return [
         QEMU,
@@ -204,12 +220,6 @@ def _machine_args(accel: str, ram_mb: int, image: Image, append: str) -> list[st
         "-display",
         "none",
         "-no-reboot",  # a guest that panics or reboots ends its QEMU
-        "-kernel",
-        str(image.kernel),
-        "-initrd",
-        str(image.initrd),
-        "-append",
-        append,
     ]
 
 
@@ -293,6 +303,7 @@ class _VM:
     network: dict[str, str]  # how it was connected, for vm.json
     started: float = field(default_factory=time.monotonic)
     booted_after: float | None = None  # seconds from QEMU's start to the agent's
+    connected_after: float | None = None  # ...to the agent's connection
     ended_by: str | None = None  # how it ended: itself, acpi, quit, killed, lost
 
     def record(self) -> dict[str, object]:
@@ -301,15 +312,15 @@ class _VM:
         host = self.host
         return {
             "accel": self.accel,
+            "boot_image": host.boot_image,  # None: the tiny image
             "ram_mb": ram_megabytes(host.ram_size),
             "mac": mac_address(host),
             "network": self.network,
             "disks": [
                 {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
             ],
-            "boot_to_agent_s": (
-                round(self.booted_after, 3) if self.booted_after is not None else None
-            ),
+            "boot_to_agent_s": _rounded(self.booted_after),
+            "boot_to_connected_s": _rounded(self.connected_after),
             "ended_by": self.ended_by,
             "exit_status": self.process.returncode,
         }
@@ -317,6 +328,10 @@ class _VM:
     @property
     def console(self) -> Path:
         return self.folder / "console.log"
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return round(seconds, 3) if seconds is not None else None
 
 
 @dataclass(frozen=True)
@@ -502,12 +517,27 @@ class QemuProvider:
             "PHALANX_PRIVATE": str(private_root.resolve()),
         }
         (seed / "vm.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
-        args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, KERNEL_ARGS)
+        if host.boot_image is not None:  # its own bootloader, a cloud-init seed
+            cloud_seed = cloudinit.Seed(
+                host.name, env["PHALANX_URL"], spec.token, address, gateway, dns,
+                self.network.hosts_file if self.network is not None else "",
+                GUEST_WORKDIR, GIVE_UP_AFTER, mac_address(host),
+            )  # fmt: skip
+            args = await cloudinit.boot_image_args(
+                host.boot_image,
+                cloud_seed,
+                private,
+                (await self._wheelhouse()).wheels,
+                f"{self.run_id}-{host.name}",
+                _hardware_args(self.accel, ram_megabytes(host.ram_size)),
+            )
+        else:
+            args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, KERNEL_ARGS)
+            args += _share("hostroot", Path("/"), multidevs=True)
+            args += _share("seed", seed)
         args += ["-name", host.name]
         args += ["-serial", f"file:{folder / 'console.log'}"]
         args += ["-qmp", f"unix:{private / 'qmp.sock'},server=on,wait=off"]
-        args += _share("hostroot", Path("/"), multidevs=True)
-        args += _share("seed", seed)
         args += [
             "-netdev",
             netdev,
@@ -546,9 +576,17 @@ class QemuProvider:
         self.vms[host.name] = _VM(host, process, folder, private, self.accel, monitor, network)
         await monitor.open(process)
 
+    async def _wheelhouse(self) -> wheelhouse.Wheelhouse:
+        """The agent's wheels for a boot image's seed: built once (cached)."""
+        target = wheelhouse.Target(sys.version_info[:2], platform.machine())
+        try:
+            return await asyncio.to_thread(wheelhouse.wheelhouse, target)
+        except wheelhouse.WheelhouseError as exc:
+            raise ProvisionError(f"cannot build the agent's wheelhouse: {exc}") from exc
+
     async def _booted(self, vm: _VM) -> str | None:
         """None once the guest starts its agent; else why it did not."""
-        timeout = BOOT_TIMEOUT[self.accel]
+        timeout = BOOT_TIMEOUT[self.accel] * (IMAGE_BOOT_FACTOR if vm.host.boot_image else 1)
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(FileNotFoundError):
@@ -570,6 +608,27 @@ class QemuProvider:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(vm.process.wait()), 0.2)
+
+    def connected(self, host: str) -> None:
+        """`Diagnosing.connected`: the boot's last step, for vm.json."""
+        if (vm := self.vms.get(host)) is not None and vm.connected_after is None:
+            vm.connected_after = time.monotonic() - vm.started
+
+    def explain(self, host: str) -> str | None:
+        """`Diagnosing.explain`: a VM that booted but whose agent did not
+        connect (a wrong address, a refused token, an agent that crashed)
+        says so on its console."""
+        vm = self.vms.get(host)
+        if vm is None:
+            return None
+        how = (
+            "started its agent, which did not connect"
+            if vm.booted_after is not None
+            else "did not start its agent"
+        )
+        if vm.process.returncode is not None:
+            how += f" (QEMU exit status {vm.process.returncode})"
+        return f"the VM of {host} {how}; its console's last lines:\n{console_tail(vm.console)}"
 
     async def status(self, host: str) -> str:
         """The VM's run state as QEMU reports it (`running`, `paused`, ...)."""

@@ -1,8 +1,8 @@
 """report.html: the Run page as one self-contained file (inline CSS and SVG,
 no script, no external URL), and the pieces it is made of for the web UI to
 embed: `render_header`, `render_matrix`, `render_timeline`, `render_outputs`,
-`render_logs`, `render_results`, `render_walks`, `render_files`. Each takes a
-run's JSON report (results.json's dict, or the same shape for a run still
+`render_logs`, `render_results`, `render_walks`, `render_vms`, `render_files`.
+Each takes a run's JSON report (results.json's dict, or the same shape for a run still
 going) and returns an HTML string, a `markupsafe.Markup` (a Jinja2 template
 embeds it as it is); `stylesheet()` is the CSS they expect (scoped under
 `.px-run`).
@@ -130,6 +130,12 @@ def render_results(report: Mapping[str, Any]) -> str:
     return _with_href("results.html", "", tables=runview.result_tables(rows), charts=charts)
 
 
+def render_vms(report: Mapping[str, Any], files: str = "") -> str:
+    """Per VM: accel, RAM, its boot to the agent's start and connection,
+    migrations, how it ended, its QMP events; its console and events linked."""
+    return _with_href("vms.html", files, vms=runview.vms(report))
+
+
 def render_walks(report: Mapping[str, Any], files: str = "") -> str:
     """Per walks case: its counts, the failed walks' ids, each failure with
     the `phalanx replay` line that replays it, the shrunk walks."""
@@ -172,10 +178,12 @@ def render_run(
         logs=_markup(render_logs(report, files)),
         results=_markup(render_results(report)),
         walks=_markup(render_walks(report, files)),
+        vms=_markup(render_vms(report, files)),
         files_list=_markup(render_files(links, files)),
         has_logs=bool(runview.logs(report)),
         has_results=bool(view_rows),
         has_walks=bool(runview.walks(report)),
+        has_vms=bool(runview.vms(report)),
     )
 
 

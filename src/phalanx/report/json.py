@@ -8,11 +8,18 @@ bytes the program wrote; `output_tail` is its last 64 KiB as text (decoded
 with U+FFFD for what is not UTF-8) and `output_size` its length in bytes,
 both read from the file when the report is written, and dropped again on
 reading (the file has it all).
+
+`vms` is what the run folder keeps of each host that was a virtual machine
+(the qemu provider's `hosts/<host>/vm.json`: accel, RAM, its boot timings
+from QEMU's start to its agent's start and connection, live migrations, how
+it ended), with the paths of its console log and QMP events and those
+events counted by name; read when the report is written, dropped on reading.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,8 @@ from phalanx.model import CaseResult, HostResult, RunResult, StageResult, second
 from phalanx.report.files import write_atomic
 
 FORMAT = 1
-_DERIVED = ("format", "duration", "output_tail", "output_size")
+_DERIVED = ("format", "duration", "output_tail", "output_size", "vms")
+HOSTS = "hosts"  # the run folder's host folders, where a VM's files are
 OUTPUT_TAIL = 64 * 1024
 
 
@@ -75,6 +83,45 @@ def _host(h: HostResult, run_dir: Path | None) -> dict[str, Any]:
         "logs": list(h.logs),
         "data": jsonable(h.data),
     }
+
+
+def vms(hosts: Iterable[str], run_dir: Path | None) -> dict[str, Any]:
+    """Each VM's record (`vm.json`) and files, by host; {} for a run with
+    no VM (or no run folder)."""
+    found: dict[str, Any] = {}
+    if run_dir is None:
+        return found
+    for host in hosts:
+        folder = Path(HOSTS) / host
+        try:
+            record = json.loads((run_dir / folder / "vm.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        events = folder / "qmp-events.jsonl"
+        found[host] = {
+            **jsonable(record),
+            "console": (folder / "console.log").as_posix(),
+            "qmp_events": {"path": events.as_posix(), "counts": _event_counts(run_dir / events)},
+        }
+    return found
+
+
+def _event_counts(path: Path) -> dict[str, int]:
+    """QMP events by name, in the order each first came."""
+    counts: dict[str, int] = {}
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return counts
+    for line in lines:
+        try:
+            name = json.loads(line)["event"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash
+        counts[str(name)] = counts.get(str(name), 0) + 1
+    return counts
 
 
 def jsonable(value: Any) -> Any:
@@ -130,6 +177,7 @@ def to_json(result: RunResult, run_dir: Path | None = None) -> dict[str, Any]:
         "duration": _duration(result.started_at, result.ended_at),
         "stages": [_stage(s, run_dir) for s in result.stages],
         "cases": [_case(c, run_dir) for c in result.cases],
+        "vms": vms(result.hosts, run_dir),
     }
 
 

@@ -300,6 +300,65 @@ def logs(report: Mapping[str, Any]) -> tuple[LogFile, ...]:
     return tuple(found)
 
 
+# --- virtual machines ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VmFacts:
+    host: str
+    accel: str
+    ram: str
+    started: str  # QEMU's start to the agent's start
+    connected: str  # ...to the agent's connection
+    migrations: str
+    ended_by: str
+    events: str  # QMP events by name, with their counts
+    console: str | None  # its path in the run folder
+    events_path: str | None
+
+
+NONE = "\u2013"  # a fact not known
+
+
+def _secs(value: Any) -> str:
+    return f"{value:.1f} s" if is_number(value) else NONE
+
+
+def vms(report: Mapping[str, Any]) -> tuple[VmFacts, ...]:
+    """A row per VM of the run (results.json's `vms`)."""
+    found = report.get("vms")
+    if not isinstance(found, Mapping):
+        return ()
+    rows = []
+    for host, vm in found.items():
+        if not isinstance(vm, Mapping):
+            continue
+        moves = _list(vm.get("migrations"))
+        migrations = (
+            f"{len(moves)} ({', '.join(_secs(m.get('seconds')) for m in moves)})" if moves else NONE
+        )
+        qmp = vm.get("qmp_events")
+        qmp = qmp if isinstance(qmp, Mapping) else {}
+        counts = qmp.get("counts")
+        counts = counts if isinstance(counts, Mapping) else {}
+        ram = vm.get("ram_mb")
+        rows.append(
+            VmFacts(
+                host=str(host),
+                accel=str(vm.get("accel") or "?").upper(),
+                ram=f"{ram} MiB" if is_number(ram) else NONE,
+                started=_secs(vm.get("boot_to_agent_s")),
+                connected=_secs(vm.get("boot_to_connected_s")),
+                migrations=migrations,
+                ended_by=str(vm.get("ended_by") or NONE),
+                events=", ".join(f"{name} {n}" for name, n in counts.items()) or NONE,
+                console=_text(vm.get("console")),
+                events_path=_text(qmp.get("path")),
+            )
+        )
+    return tuple(rows)
+
+
 # --- final_results -----------------------------------------------------------------
 
 

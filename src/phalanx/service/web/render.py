@@ -124,4 +124,6 @@ class Pages:
             parts["results"] = html.render_results(report)
         if runview.walks(report):
             parts["walks"] = html.render_walks(report, files)
+        if runview.vms(report):
+            parts["vms"] = html.render_vms(report, files)
         return parts
