@@ -1,0 +1,137 @@
+"""Machine (one QEMU + QMP) on real VMs under TCG: a disk-root VM saved,
+restored and live-migrated; a 9p-root VM whose snapshot and migration QEMU
+refuses, with QEMU's reason. The image and the root disk are built once per
+session, in this user's cache (content-hashed, so reusing them is safe)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from phalanx.providers import qemu as qemu_module
+from phalanx.providers.base import ProvisionError
+from phalanx.providers.machine import Machine
+from phalanx.providers.vmimage import (
+    Image,
+    ImageError,
+    RootDisk,
+    build_image,
+    build_root_disk,
+    find_busybox,
+    find_kernel,
+)
+from tests.processes import alive
+
+BOOT = 240  # seconds: a boot under TCG on a busy machine
+
+
+def _missing() -> str | None:
+    for tool in ("qemu-system-x86_64", "qemu-img", "mkfs.ext4", "/usr/sbin/sshd"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (qemu-system-x86 qemu-utils e2fsprogs openssh-server)"
+    try:
+        find_kernel()
+        find_busybox()
+    except ImageError as exc:
+        return str(exc)
+    return None
+
+
+MISSING = _missing()
+needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+
+@pytest.fixture(scope="session")
+def images() -> Iterator[tuple[Image, RootDisk]]:
+    """The tiny image and the root disk, built (or found) once."""
+    yield build_image(), build_root_disk()
+
+
+async def _up(machine: Machine, mark: str) -> None:
+    await machine.start()
+    deadline = time.monotonic() + BOOT
+    while mark.encode() not in machine.console.read_bytes():
+        assert machine.returncode is None, machine.console.read_text(errors="replace")
+        assert time.monotonic() < deadline, machine.console.read_text(errors="replace")
+        await asyncio.sleep(0.2)
+
+
+UP = "phalanx-vm: no coordinator, no agent; up"
+
+
+@needs_qemu
+@pytest.mark.timeout(BOOT + 120)
+async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
+    tmp_path: Path, images: tuple[Image, RootDisk]
+) -> None:
+    image, root_disk = images
+    private = tmp_path / "private"
+    machine = await qemu_module.standalone_vm(
+        "disk.machine.test",
+        tmp_path / "vm",
+        private,
+        accel="tcg",
+        image=image,
+        root_disk=root_disk,
+    )
+    pids = []
+    try:
+        await _up(machine, UP)
+        pids.append(machine.pid)
+        assert await machine.savevm("booted") > 0
+        assert await machine.loadvm("booted") > 0
+        assert await machine.status() == "running"
+        for mode in ("tcp", "unix"):
+            assert await machine.migrate(mode) > 0
+            pids.append(machine.pid)
+            assert await machine.status() == "running"
+        assert len(set(pids)) == 3
+        assert not any(alive(pid) for pid in pids[:2])  # the sources are gone
+        assert [m["mode"] for m in machine.migrations] == ["tcp", "unix"]
+        assert all(m["downtime_ms"] is not None for m in machine.migrations)
+        assert (tmp_path / "vm" / "qemu.pid").read_text().strip() == str(pids[-1])
+        # The snapshot is in the overlay the destinations opened: still there.
+        await machine.loadvm("booted")
+        assert await machine.power_off(timeout=30) == "acpi"
+        console = machine.console.read_text(errors="replace")
+        assert console.count(UP) == 1  # one boot; the console went on across QEMUs
+        assert "phalanx-vm: powered off by ACPI" in console
+    finally:
+        await machine.close()
+    assert not alive(pids[-1]) and not private.exists()
+
+
+@needs_qemu
+@pytest.mark.timeout(BOOT + 60)
+async def test_qemu_refuses_to_save_or_migrate_a_vm_with_its_9p_root_and_says_why(
+    tmp_path: Path, images: tuple[Image, RootDisk]
+) -> None:
+    """The tiny image's default root is this machine's / over 9p: savevm
+    fails with QEMU's reason, and so does a migration, the VM running on."""
+    image, _ = images
+    private = tmp_path / "private"
+    seed = private / "seed"
+    env = qemu_module.guest_env("ninep.machine.test", None, python=os.path.abspath("/bin/sh"))
+    qemu_module.write_seed(seed, env)
+    args = qemu_module._machine_args("tcg", 256, image, qemu_module.KERNEL_ARGS)
+    args += qemu_module._share("hostroot", Path("/"), multidevs=True)
+    args += qemu_module._share("seed", seed)
+    machine = Machine("ninep.machine.test", args, tmp_path / "vm", private, accel="tcg")
+    try:
+        await _up(machine, UP)
+        with pytest.raises(ProvisionError, match=r"savevm x on ninep\.machine\.test: .*VirtFS"):
+            await machine.savevm("x")
+        source = machine.pid
+        with pytest.raises(ProvisionError, match=r"migration of ninep\.machine\.test.*VirtFS"):
+            await machine.migrate("unix")
+        assert machine.pid == source and await machine.status() == "running"
+        assert machine.migrations == []
+    finally:
+        await machine.close()
+    assert not alive(source) and not private.exists()
