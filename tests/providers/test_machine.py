@@ -1,15 +1,13 @@
 """Machine (one QEMU + QMP) on real VMs under TCG: a disk-root VM saved,
 restored and live-migrated; a 9p-root VM whose snapshot and migration QEMU
 refuses, with QEMU's reason. The image and the root disk are built once per
-session, in this user's cache (content-hashed, so reusing them is safe)."""
+session (conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,40 +15,15 @@ import pytest
 from phalanx.providers import qemu as qemu_module
 from phalanx.providers.base import ProvisionError
 from phalanx.providers.machine import Machine
-from phalanx.providers.vmimage import (
-    Image,
-    ImageError,
-    RootDisk,
-    build_image,
-    build_root_disk,
-    find_busybox,
-    find_kernel,
-)
+from phalanx.providers.vmimage import Image, RootDisk
 from tests.processes import alive
+from tests.providers.conftest import vm_missing
 
 BOOT = 240  # seconds: a boot under TCG on a busy machine
 
 
-def _missing() -> str | None:
-    for tool in ("qemu-system-x86_64", "qemu-img", "mkfs.ext4", "/usr/sbin/sshd"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (qemu-system-x86 qemu-utils e2fsprogs openssh-server)"
-    try:
-        find_kernel()
-        find_busybox()
-    except ImageError as exc:
-        return str(exc)
-    return None
-
-
-MISSING = _missing()
+MISSING = vm_missing()
 needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
-
-
-@pytest.fixture(scope="session")
-def images() -> Iterator[tuple[Image, RootDisk]]:
-    """The tiny image and the root disk, built (or found) once."""
-    yield build_image(), build_root_disk()
 
 
 async def _up(machine: Machine, mark: str) -> None:
@@ -68,9 +41,9 @@ UP = "phalanx-vm: no coordinator, no agent; up"
 @needs_qemu
 @pytest.mark.timeout(BOOT + 120)
 async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
-    tmp_path: Path, images: tuple[Image, RootDisk]
+    tmp_path: Path, vm_images: tuple[Image, RootDisk]
 ) -> None:
-    image, root_disk = images
+    image, root_disk = vm_images
     private = tmp_path / "private"
     machine = await qemu_module.standalone_vm(
         "disk.machine.test",
@@ -110,11 +83,11 @@ async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
 @needs_qemu
 @pytest.mark.timeout(BOOT + 60)
 async def test_qemu_refuses_to_save_or_migrate_a_vm_with_its_9p_root_and_says_why(
-    tmp_path: Path, images: tuple[Image, RootDisk]
+    tmp_path: Path, vm_images: tuple[Image, RootDisk]
 ) -> None:
     """The tiny image's default root is this machine's / over 9p: savevm
     fails with QEMU's reason, and so does a migration, the VM running on."""
-    image, _ = images
+    image, _ = vm_images
     private = tmp_path / "private"
     seed = private / "seed"
     env = qemu_module.guest_env("ninep.machine.test", None, python=os.path.abspath("/bin/sh"))

@@ -464,6 +464,7 @@ ROOT_FORMAT = 1  # bump when the layout of a root disk changes
 ROOT_SERIAL = "phalanx-root"  # the virtio-blk serial the init finds the root disk by
 GUEST_PREFIX = "/usr/local"  # where this Python lives on the root disk
 SSHD = Path("/usr/sbin/sshd")
+BASH = Path("/bin/bash")  # stage scripts run with bash, as on every other host
 ROOT_SPARE = 1 << 30  # bytes of free space on a root disk (it is sparse: costs nothing)
 # What of the standard library an agent never imports.
 STDLIB_LEFT_OUT = (
@@ -545,7 +546,7 @@ def _root_key(busybox: bytes, wheels_key: str) -> str:
     executable, stdlib, shared = _python_parts()
     digest = hashlib.sha256()
     parts: list[bytes] = [str(ROOT_FORMAT).encode(), busybox, wheels_key.encode(), STAGE2.encode()]
-    for path in (executable, shared, SSHD):
+    for path in (executable, shared, SSHD, BASH):
         if path is not None:
             parts.append(path.read_bytes())
     for path in sorted(stdlib.rglob("*")):
@@ -562,7 +563,7 @@ def _root_key(busybox: bytes, wheels_key: str) -> str:
 def build_root_disk(root: Path | None = None) -> RootDisk:
     """The disk-root image (ext4), built unless the cache has it: busybox,
     this Python (interpreter, libraries, standard library), the agent's
-    packages from the wheelhouse, OpenSSH's sshd. A VM that boots it (the
+    packages from the wheelhouse, bash, OpenSSH's sshd. A VM that boots it (the
     kernel command line says `phalanx.root=disk`) shares nothing with this
     machine over 9p, so QEMU can save, restore and migrate it."""
     from phalanx.providers.wheelhouse import Target, WheelhouseError, wheelhouse
@@ -573,6 +574,8 @@ def build_root_disk(root: Path | None = None) -> RootDisk:
             raise ImageError(f"{tool} is not installed (apt-get install e2fsprogs libc-bin)")
     if not SSHD.is_file():
         raise ImageError(f"no {SSHD}; install it with: apt-get install openssh-server")
+    if not BASH.is_file():
+        raise ImageError(f"no {BASH}; install it with: apt-get install bash")
     busybox = find_busybox()
     try:
         wheels = wheelhouse(Target(sys.version_info[:2], platform.machine()))
@@ -665,7 +668,7 @@ def _stage_root(staging: Path, busybox: bytes, wheels: Path) -> None:
         raise ImageError(f"pip could not install the agent's packages: {last}")
     # Every library the interpreter, its extension modules, the agent's
     # packages and sshd load, at this machine's paths.
-    elves = [executable, SSHD]
+    elves = [executable, SSHD, BASH]
     elves += [p for p in [*guest_stdlib.rglob("*.so"), *site.rglob("*.so")] if p.is_file()]
     needed: set[str] = set()
     for elf in elves:
@@ -675,6 +678,10 @@ def _stage_root(staging: Path, busybox: bytes, wheels: Path) -> None:
             continue
         _place(library, staging)
     _place(str(SSHD), staging)
+    bash = staging / BASH.relative_to("/")
+    if bash.is_symlink():  # busybox's applet: bash itself replaces it
+        bash.unlink()
+    _place(str(BASH), staging)
     done = subprocess.run(["ldconfig", "-r", str(staging)], capture_output=True, text=True)
     if done.returncode != 0:
         raise ImageError(f"ldconfig could not index the root disk's libraries: {done.stderr}")
