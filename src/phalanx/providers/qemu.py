@@ -402,7 +402,10 @@ class QemuProvider:
         cluster: Cluster | None = None,
         state_dir: Path | None = None,
         root_disk: RootDisk | None = None,
+        vm_root: str | None = None,
     ) -> None:
+        """`vm_root`: `host` or `disk`, whatever the cluster says (the
+        cluster's `vm_root`, else `disk` when it reverts, else `host`)."""
         self.root = root
         self.run_id = run_id
         self.image = image
@@ -416,7 +419,7 @@ class QemuProvider:
         self.listen_address: str | None = None
         self._private: Path | None = None
         self.reverts = cluster is not None and cluster.revert == "case"
-        vm_root = cluster.vm_root if cluster is not None else None
+        vm_root = vm_root or (cluster.vm_root if cluster is not None else None)
         self.vm_root = vm_root or ("disk" if self.reverts else "host")
         if self.reverts and self.vm_root != "disk":
             raise ProvisionError("revert: case needs VMs with a root disk (vm_root: disk)")
@@ -437,7 +440,7 @@ class QemuProvider:
         self.accel, reason = await choose_accel(self.image)
         accel = "KVM" if self.accel == "kvm" else "TCG, no KVM"
         if self.vm_root == "disk":
-            accel += "; root disks"
+            reason += "; the VMs boot root disks of their own"
         self._private = Path(
             tempfile.mkdtemp(prefix=f"phalanx-qemu-{self.run_id[-8:]}-", dir=_private_parent())
         )
