@@ -108,3 +108,22 @@ async def test_qemu_refuses_to_save_or_migrate_a_vm_with_its_9p_root_and_says_wh
     finally:
         await machine.close()
     assert not alive(source) and not private.exists()
+
+
+@needs_qemu
+async def test_a_qemu_that_ends_at_its_start_is_a_provision_error_with_what_qemu_said(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "private"
+    machine = Machine(
+        "bad.machine.test", [qemu_module.QEMU, "-no-such-option"], tmp_path / "vm", private,
+        accel="tcg",
+    )  # fmt: skip
+    with pytest.raises(ProvisionError, match=r"ended at its start .*-no-such-option") as caught:
+        await machine.start()
+    assert str(caught.value).startswith("the VM of bad.machine.test ended at its start (QEMU exit")
+    assert machine.returncode is not None and not alive(machine.pid)
+    assert (tmp_path / "vm" / "qemu.pid").read_text().strip() == str(machine.pid)
+    await machine.close()
+    await machine.close()  # idempotent
+    assert not private.exists()

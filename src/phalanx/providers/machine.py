@@ -191,14 +191,14 @@ class Machine:
     def _qmp_socket(self, generation: int) -> Path:
         return self.private / f"qmp-{generation}.sock"
 
-    async def _spawn(
+    async def _launch(
         self, generation: int, extra: list[str], args: list[str] | None = None
-    ) -> tuple[asyncio.subprocess.Process, Monitor]:
+    ) -> asyncio.subprocess.Process:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.private.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self.log_file.open("ab") as qemu_log:
             try:
-                process = await asyncio.create_subprocess_exec(
+                return await asyncio.create_subprocess_exec(
                     *self._command(generation, extra, args),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=qemu_log,
@@ -207,6 +207,11 @@ class Machine:
                 )
             except OSError as exc:
                 raise ProvisionError(f"cannot start the VM of {self.name}: {exc}") from exc
+
+    async def _connect(self, process: asyncio.subprocess.Process, generation: int) -> Monitor:
+        """The monitor of a QEMU just launched; if there is none (QEMU
+        ended at once: a bad option, a busy tap), QEMU is ended and the
+        ProvisionError says what QEMU said."""
         monitor = Monitor(self._qmp_socket(generation), self.events)
         await monitor.open(process)
         if not monitor.connected:
@@ -218,7 +223,7 @@ class Machine:
                 + (f"; QEMU: {said}" if said else "")
                 + ")"
             )
-        return process, monitor
+        return monitor
 
     def _keep_pid(self) -> None:
         # Kept with the run (QEMU's own -pidfile goes when it exits): which
@@ -228,8 +233,9 @@ class Machine:
     async def start(self) -> None:
         """Spawn QEMU and connect its monitor (ProvisionError on failure)."""
         self.started = time.monotonic()
-        self.process, self.monitor = await self._spawn(self._generation, [])
+        self.process = await self._launch(self._generation, [])
         self._keep_pid()
+        self.monitor = await self._connect(self.process, self._generation)
 
     async def qmp(self, command: str, timeout: float = 10.0, **arguments: Any) -> Any:
         """A QMP command's `return` value (ProvisionError with QEMU's reason)."""
@@ -287,7 +293,8 @@ class Machine:
         else:
             uri = f"unix:{self.private / f'migrate-{generation}.sock'}"
         began = time.monotonic()
-        process, monitor = await self._spawn(generation, ["-incoming", uri], args)
+        process = await self._launch(generation, ["-incoming", uri], args)
+        monitor = await self._connect(process, generation)
         try:
             await self.qmp("migrate-set-parameters", **{"max-bandwidth": MIGRATION_BANDWIDTH})
             try:

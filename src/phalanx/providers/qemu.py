@@ -25,7 +25,14 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
   stderr), `qemu.pid`. What does not (disks, the seed with the token, the
   QMP socket) lives in a private folder removed by `down`/`close`.
 - Control over QMP (`qemu.qmp`): `status` (`query-status`), `power_off`
-  (ACPI `system_powerdown`, then `quit` after a timeout).
+  (ACPI `system_powerdown`, then `quit` after a timeout). Each VM is a
+  `Machine` (machine.py): one QEMU process group, its console, its monitor.
+- Root disks (`vm_root: disk`, and any cluster with `revert: case`): the
+  VM boots a qcow2 overlay of `vmimage.build_root_disk` instead of this
+  machine's / over 9p, so QEMU can snapshot and migrate it: `migrate(host)`
+  moves it to a new QEMU here (on a bridge, to its spare tap); `revert:
+  case` snapshots every VM once booted, its guest waiting before its agent,
+  and `revert` + `resume` go back there before a case (coordinator/runs.py).
 """
 
 from __future__ import annotations
@@ -671,13 +678,14 @@ class QemuProvider:
             network = {"mode": "bridge", "address": address, "bridge": self.network.record.bridge}
             network["tap"] = self.network.taps[host.name]
         machine = Machine(host.name, args, folder, private, accel=self.accel)
-        vm = _VM(host, machine, network, "disk" if disk_root else "host")
         try:
             await machine.start()
         except ProvisionError:
-            await machine.close()
-            raise
-        self.vms[host.name] = vm
+            if machine.process is None:  # not even started
+                await machine.close()
+                raise
+            # QEMU ended at once: `_booted` says so, with what QEMU said.
+        self.vms[host.name] = _VM(host, machine, network, "disk" if disk_root else "host")
 
     async def _booted(self, vm: _VM, mark: str = BOOTED_MARK) -> str | None:
         """None once the guest starts its agent (or waits to); else why not."""

@@ -13,7 +13,14 @@ every user of this machine (`ps`) can read; so do its address and, on a
 bridge, its /etc/hosts. Init reads the seed and unmounts it before any
 stage runs.
 
-Nothing is downloaded: the kernel is the newest one installed with 9p
+A VM that must be saved, restored or migrated cannot have a 9p share
+mounted (QEMU refuses), so it boots a root disk instead (`build_root_disk`:
+an ext4 image with busybox, this Python, the agent's packages, bash and
+sshd; the kernel command line says `phalanx.root=disk`, the init mounts it
+read-write). The seed stays a 9p share: unmounted, it blocks neither.
+
+Nothing is downloaded (but the agent's wheels, for the root disk, from the
+package index): the kernel is the newest one installed with 9p
 support (Debian: `linux-image-amd64`; the `cloud` flavour has no 9p), and
 busybox must be the static one (`busybox-static`).
 """
@@ -542,10 +549,12 @@ def _place(path: str, staging: Path) -> None:
 def _root_key(busybox: bytes, wheels_key: str) -> str:
     """What goes in: the binaries' bytes, the standard library's files by
     name, size and time, the wheelhouse's key (itself a hash of phalanx's
-    files and the agent's requirements), the init scripts."""
+    files and the agent's requirements), the files written for the guest."""
     executable, stdlib, shared = _python_parts()
     digest = hashlib.sha256()
-    parts: list[bytes] = [str(ROOT_FORMAT).encode(), busybox, wheels_key.encode(), STAGE2.encode()]
+    written = (PASSWD, GROUP, SHADOW, NSSWITCH, GUEST_PREFIX, *STDLIB_LEFT_OUT)
+    parts: list[bytes] = [str(ROOT_FORMAT).encode(), busybox, wheels_key.encode()]
+    parts += [text.encode() for text in written]
     for path in (executable, shared, SSHD, BASH):
         if path is not None:
             parts.append(path.read_bytes())
