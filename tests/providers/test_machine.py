@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -38,12 +39,26 @@ async def _up(machine: Machine, mark: str) -> None:
 UP = "phalanx-vm: no coordinator, no agent; up"
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @needs_qemu
 @pytest.mark.timeout(BOOT + 120)
 async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
     tmp_path: Path, vm_images: tuple[Image, RootDisk]
 ) -> None:
+    """A VM without an agent, driven over SSH (its seed's keys start sshd;
+    the host key is checked): a file written after savevm is gone after
+    loadvm; after each migration (each QEMU forwards its own port to the
+    guest's sshd) the guest is the same, its uptime carrying on."""
+    import asyncssh
+
     image, root_disk = vm_images
+    user, host_key = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
+    ports = [_free_port() for _ in range(3)]
     private = tmp_path / "private"
     machine = await qemu_module.standalone_vm(
         "disk.machine.test",
@@ -52,18 +67,48 @@ async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
         accel="tcg",
         image=image,
         root_disk=root_disk,
+        netdev=f"user,id=net0,hostfwd=tcp:127.0.0.1:{ports[0]}-:22",
+        files={
+            "authorized_keys": user.export_public_key().decode(),
+            "ssh_host_ed25519_key": host_key.export_private_key().decode(),
+        },
     )
+
+    async def run(port: int, command: str) -> str:
+        known = asyncssh.import_known_hosts(
+            f"[127.0.0.1]:{port} {host_key.export_public_key().decode()}"
+        )
+        async with asyncssh.connect(
+            "127.0.0.1", port, username="root", client_keys=[user], known_hosts=known
+        ) as connection:
+            done = await connection.run(command, check=True, timeout=60)
+            return str(done.stdout)
+
+    def uptime(said: str) -> float:
+        return float(said.split()[0])
+
     pids = []
     try:
         await _up(machine, UP)
         pids.append(machine.pid)
         assert await machine.savevm("booted") > 0
+        assert await run(ports[0], "echo x > /root/after-savevm && ls /root") == "after-savevm\n"
         assert await machine.loadvm("booted") > 0
         assert await machine.status() == "running"
-        for mode in ("tcp", "unix"):
-            assert await machine.migrate(mode) > 0
+        assert await run(ports[0], "ls /root") == ""
+        uptimes = [uptime(await run(ports[0], "cat /proc/uptime"))]
+        for index, mode in enumerate(("tcp", "unix"), start=1):
+            args = [
+                a.replace(f":{ports[index - 1]}-:22", f":{ports[index]}-:22") for a in machine.args
+            ]
+            assert await machine.migrate(mode, args=args) > 0
+            assert machine.args == args
             pids.append(machine.pid)
             assert await machine.status() == "running"
+            said = await run(ports[index], "uname -n; cat /proc/uptime")
+            assert said.splitlines()[0] == "disk.machine.test"
+            uptimes.append(uptime(said.splitlines()[1]))
+        assert uptimes == sorted(uptimes) and len(set(uptimes)) == 3
         assert len(set(pids)) == 3
         assert not any(alive(pid) for pid in pids[:2])  # the sources are gone
         assert [m["mode"] for m in machine.migrations] == ["tcp", "unix"]
@@ -74,6 +119,7 @@ async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
         assert await machine.power_off(timeout=30) == "acpi"
         console = machine.console.read_text(errors="replace")
         assert console.count(UP) == 1  # one boot; the console went on across QEMUs
+        assert "phalanx-vm: sshd started" in console
         assert "phalanx-vm: powered off by ACPI" in console
     finally:
         await machine.close()

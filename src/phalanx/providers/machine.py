@@ -282,7 +282,8 @@ class Machine:
         TCP on a free loopback port or a unix socket. On success the source
         is ended and this Machine stands for the destination; on failure
         the destination is ended, the source keeps running, and the
-        ProvisionError has QEMU's reason. Returns the seconds taken."""
+        ProvisionError has QEMU's reason. Returns the seconds taken.
+        `args`, once migrated to, are this Machine's command line."""
         if mode not in ("tcp", "unix"):
             raise ProvisionError(f"migration mode {mode!r}: tcp or unix")
         if self.process is None or self.monitor is None or self.process.returncode is not None:
@@ -303,6 +304,7 @@ class Machine:
                 reason = str(exc).removeprefix("QMP migrate: ")
                 raise ProvisionError(f"the migration of {self.name} failed: {reason}") from exc
             info = await self._wait_migrated(timeout, began)
+            await self._wait_arrived(monitor, timeout, began)
         except BaseException:
             signal_group(process.pid, signal.SIGKILL)
             await process.wait()
@@ -316,6 +318,8 @@ class Machine:
         seconds = time.monotonic() - began
         old_process, old_monitor = self.process, self.monitor
         self.process, self.monitor, self._generation = process, monitor, generation
+        if args is not None:
+            self.args = list(args)  # what the next migration clones
         self._keep_pid()
         await self._end_source(old_process, old_monitor)
         self.migrations.append(
@@ -346,6 +350,17 @@ class Machine:
                     f"(status {status})"
                 )
             await asyncio.sleep(MIGRATION_POLL)
+
+    async def _wait_arrived(self, monitor: Monitor, timeout: float, began: float) -> None:
+        """Until the destination runs the guest: the source says `completed`
+        a moment before the destination has loaded the last of it."""
+        while (await monitor.execute("query-status"))["status"] == "inmigrate":
+            if time.monotonic() - began > timeout:
+                raise ProvisionError(
+                    f"the migration of {self.name} completed, but its destination did not "
+                    f"start the guest within {timeout:g}s"
+                )
+            await asyncio.sleep(MIGRATION_POLL / 5)
 
     async def _end_source(self, process: asyncio.subprocess.Process, monitor: Monitor) -> None:
         with contextlib.suppress(Exception):

@@ -608,7 +608,6 @@ class QemuProvider:
         seconds = await vm.machine.migrate(mode, timeout, args=args)
         if self.network is not None and args is not None:
             self.network.taps[host], self.network.spares[host] = spare, tap
-            vm.machine.args = args
             vm.network["tap"] = spare
         return seconds
 
