@@ -35,6 +35,9 @@ log = logging.getLogger("phalanx.providers.machine")
 
 MIGRATION_BANDWIDTH = 8 << 30  # bytes/s: QEMU's default (32 MiB/s) is for real networks
 MIGRATION_POLL = 0.05  # seconds between `query-migrate`s
+# Until a QEMU just started serves QMP: well under a second, but a loaded
+# machine (other VMs under TCG) has taken more than ten.
+START_TIMEOUT = 30.0
 
 
 def console_tail(path: Path, lines: int = 15, empty: str = "(no console output)") -> str:
@@ -210,10 +213,11 @@ class Machine:
 
     async def _connect(self, process: asyncio.subprocess.Process, generation: int) -> Monitor:
         """The monitor of a QEMU just launched; if there is none (QEMU
-        ended at once: a bad option, a busy tap), QEMU is ended and the
-        ProvisionError says what QEMU said."""
+        ended at once: a bad option, a busy tap; or it did not serve QMP
+        within START_TIMEOUT), QEMU is ended and the ProvisionError says
+        what QEMU said."""
         monitor = Monitor(self._qmp_socket(generation), self.events)
-        await monitor.open(process)
+        await monitor.open(process, START_TIMEOUT)
         if not monitor.connected:
             signal_group(process.pid, signal.SIGKILL)
             await process.wait()
