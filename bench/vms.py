@@ -1,38 +1,49 @@
 """VMs of the qemu provider: how long from QEMU's start to a connected agent.
 
-For each cluster size (1 and 4 VMs by default), the provider boots the tiny
-image (`phalanx image build`, built first if missing) under KVM when it
-works here, else TCG, against a real coordinator: the time until every
+For each cluster size (1 and 4 VMs by default) and root (this machine's
+over 9p, or a root disk), the provider boots the tiny image (`phalanx
+image build`, built first if missing) under KVM when it works here, else
+TCG, against a real coordinator: the time until every
 guest started its agent (`up` returns), until every agent is connected,
 and until every VM is powered off again (the agents shut down, the guests
 power off; `down`).
 
-Targets (issue 14): <= 6 s boot-to-agent for the tiny image under TCG on a
-2-core machine. Anchor: avocado-virt's boot test took ~7.5 s under KVM.
-Still to measure here: live migration of an idle 256 MB guest, stage
-overhead inside VMs next to netns hosts (no migration, no bridge yet).
+Then live migration of an idle guest (one VM on its root disk, its agent
+connected, `--migrations` times over TCP and over a unix socket to a new
+QEMU on this machine): the wall time of `Machine.migrate` (the clone's
+start, the transfer, the source's end) and QEMU's own downtime.
 
-    .venv/bin/python bench/vms.py [--vms 1,4] [--ram 256M]
+Targets (issue 14): <= 6 s boot-to-agent for the tiny image under TCG on a
+2-core machine; <= 1 s live migration of an idle 256 MB guest. Anchors:
+avocado-virt's boot test took ~7.5 s under KVM; a migration by hand with
+QEMU 7.2 took 0.6 s. Still to measure here: stage overhead inside VMs next
+to netns hosts.
+
+    .venv/bin/python bench/vms.py [--vms 1,4] [--root host,disk] [--ram 256M] [--migrations 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
+from phalanx.coordinator.app import AGENT_PATH
 from phalanx.coordinator.runs import open_coordinator
-from phalanx.model import Host
+from phalanx.model import Cluster, Host
 from phalanx.providers.base import AgentSpec
 from phalanx.providers.qemu import QemuProvider
 
 
-async def measure(count: int, ram: str, root: Path) -> dict[str, object]:
+async def measure(count: int, ram: str, root: Path, vm_root: str) -> dict[str, object]:
     hosts = [Host(name=f"vm{i}.bench.test", ram_size=ram) for i in range(count)]
-    provider = QemuProvider(root / f"n{count}", f"bench-{count}")
+    provider = QemuProvider(root / f"n{count}-{vm_root}", f"bench-{count}", vm_root=vm_root)
     await provider.open()
     try:
         async with open_coordinator(heartbeat_timeout=30) as coordinator:
@@ -52,6 +63,7 @@ async def measure(count: int, ram: str, root: Path) -> dict[str, object]:
         await provider.close()
     return {
         "vms": count,
+        "root": vm_root,
         "accel": provider.accel,
         "ram": ram,
         "agents_started_s": round(booted, 2),
@@ -61,14 +73,78 @@ async def measure(count: int, ram: str, root: Path) -> dict[str, object]:
     }
 
 
+TARGET_MIGRATION_S = 1.0
+ANCHOR_MIGRATION_S = 0.6  # QEMU 7.2 by hand
+
+
+async def measure_migration(ram: str, root: Path, times: int) -> dict[str, object]:
+    host = Host(name="idle.bench.test", ram_size=ram)
+    cluster = Cluster(name="idle", hosts=(host,), provider="qemu", vm_root="disk")
+    run_id = f"bench-migrate-{uuid.uuid4().hex[:6]}"
+    provider = QemuProvider(root / "migrate", run_id, cluster=cluster)
+    await provider.open()
+    seconds: dict[str, list[float]] = {"tcp": [], "unix": []}
+    network = "user"
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            coordinator = await stack.enter_async_context(open_coordinator(heartbeat_timeout=30))
+            url = coordinator.agent_url
+            address = provider.listen_address
+            if address is not None and coordinator.also_listen is not None:  # on the bridge
+                port = await stack.enter_async_context(coordinator.also_listen(address))
+                url = f"ws://{address}:{port}{AGENT_PATH}"
+            await provider.up([AgentSpec(host, url, coordinator.tokens.issue(host.name))])
+            missing = await coordinator.hub.wait_connected([host.name], 600)
+            network = "bridge" if provider.network is not None else "user"
+            for _ in range(times):
+                for mode in seconds:
+                    seconds[mode].append(await provider.migrate(host.name, mode))
+            migrations = provider.vms[host.name].machine.migrations
+            coordinator.hub.shutdown([host.name])
+            await provider.down()
+    finally:
+        await provider.close()
+    downtime = [m["downtime_ms"] for m in migrations if m["downtime_ms"] is not None]
+    return {
+        "ram": ram,
+        "accel": provider.accel,
+        "network": network,
+        **{f"{mode}_median_s": round(statistics.median(s), 3) for mode, s in seconds.items()},
+        **{f"{mode}_max_s": round(max(s), 3) for mode, s in seconds.items()},
+        "downtime_median_ms": statistics.median(downtime) if downtime else None,
+        "migrations": len(migrations),
+        "missing": missing,
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vms", default="1,4", help="cluster sizes (default: %(default)s)")
     parser.add_argument("--ram", default="256M", help="each VM's RAM (default: %(default)s)")
+    parser.add_argument("--root", default="host,disk", help="the VMs' roots (default: %(default)s)")
+    parser.add_argument(
+        "--migrations", type=int, default=5, help="migrations per mode (default: %(default)s)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="phalanx-bench-vms-") as tmp:
-        for count in (int(n) for n in args.vms.split(",")):
-            print(json.dumps(await measure(count, args.ram, Path(tmp))), flush=True)
+        for vm_root in args.root.split(","):
+            for count in (int(n) for n in args.vms.split(",") if n):
+                row = await measure(count, args.ram, Path(tmp), vm_root)
+                print(json.dumps(row), flush=True)
+        if args.migrations > 0:
+            row = await measure_migration(args.ram, Path(tmp), args.migrations)
+            print(json.dumps(row), flush=True)
+            print(
+                f"live migration of an idle {args.ram} guest, median s (target <= "
+                f"{TARGET_MIGRATION_S:g} s, anchor {ANCHOR_MIGRATION_S:g} s by hand)"
+            )
+            print(f"{'mode':>5} {'median':>7} {'max':>6} {'vs target':>9} {'vs anchor':>9}")
+            for mode in ("tcp", "unix"):
+                median = float(row[f"{mode}_median_s"])  # type: ignore[arg-type]
+                print(
+                    f"{mode:>5} {median:>7.3f} {row[f'{mode}_max_s']:>6} "
+                    f"{median / TARGET_MIGRATION_S:>9.2f} {median / ANCHOR_MIGRATION_S:>9.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -364,17 +364,21 @@ def cleanup(args: argparse.Namespace) -> int:
 
 
 def image_build(args: argparse.Namespace) -> int:
-    """Build the qemu provider's tiny VM image (kernel + initramfs), once:
-    it is cached by content hash. Prints the image's folder."""
-    from phalanx.providers.vmimage import ImageError, build_image
+    """Build the qemu provider's tiny VM image (kernel + initramfs) and its
+    root disk (what VMs that snapshot or migrate boot), once: each is cached
+    by content hash. Prints each one's folder and what it is."""
+    from phalanx.providers.vmimage import ImageError, build_image, build_root_disk
 
     try:
         image = build_image()
+        how = "built" if image.built else "cached"
+        print(f"{image.path} ({how}; kernel {image.kernel_version})", flush=True)
+        disk = build_root_disk()
     except ImageError as exc:
         print(f"phalanx image build: {exc}", file=sys.stderr)
         return 1
-    how = "built" if image.built else "cached"
-    print(f"{image.path} ({how}; kernel {image.kernel_version})")
+    how = "built" if disk.built else "cached"
+    print(f"{disk.path} ({how}; root disk {disk.disk.name}, Python {disk.python})")
     return 0
 
 

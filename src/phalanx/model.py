@@ -155,6 +155,14 @@ class Cluster:
     # Names every host resolves to the coordinator (netns hosts' /etc/hosts).
     # An XrdTest cluster gets its master's name, `master.xrd.test`.
     coordinator_aliases: tuple[str, ...] = ()
+    # `case`: every VM is restored, before each case, to a snapshot taken
+    # once they all booted (provider: qemu). None: no snapshots.
+    revert: str | None = None
+    # What a VM's root file system is (provider: qemu): `host` (this
+    # machine's, read-only over 9p, under a tmpfs) or `disk` (an image of
+    # its own, which QEMU can snapshot and migrate). None: `disk` when the
+    # cluster reverts, else `host`.
+    vm_root: str | None = None
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.answers_to(name)), None)
@@ -166,6 +174,8 @@ PROVIDER_SSH = "ssh"
 PROVIDER_AGENTS = "agents"
 PROVIDER_QEMU = "qemu"
 PROVIDERS = (PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_SSH, PROVIDER_AGENTS, PROVIDER_QEMU)
+REVERTS = ("case",)
+VM_ROOTS = ("host", "disk")
 XRDTEST_MASTER = "master.xrd.test"  # what XrdTest's slaves called their master
 
 

@@ -259,3 +259,66 @@ async def test_without_an_observer_the_hub_records_nothing():
     link.handle(Pong(seq=1))
     link.detach(connection)
     assert link.reported == 0.0
+
+
+async def test_before_each_case_once_anything_ran_the_hosts_are_reverted_first():
+    """`revert: case`: the fleet awaits `before_case` before the first stage
+    of each case once anything ran (here a suite initialize), not before
+    every stage; its error is the case's stages' error. The hub drops a
+    replaced agent's connection without calling it lost, takes its
+    successor, and calls one that does not come back lost."""
+    hub = AgentHub(TokenBook(), heartbeat_timeout=0.3)
+    link = hub.link("a")
+
+    def answering() -> FakeConnection:
+        return FakeConnection(
+            react=lambda m: link.handle(Pong(seq=m.seq)) if m.type == "ping" else None
+        )
+
+    old = answering()
+    link.attach(old)
+    reverts: list[str] = []
+    problems: list[str | None] = [None, "revert failed: no"]
+
+    async def before_case() -> str | None:
+        reverts.append("revert")
+        hub.replace(["a"])
+        link.attach(answering())
+        return problems.pop(0)
+
+    hub.start()
+    try:
+        with RunFleet(hub, "r1", ["a"], before_case=before_case) as fleet:
+
+            async def stage(sid: str, kv_scope: str) -> str | None:
+                fleet.begin_stage(StageScope(sid, frozenset({"a"}), kv_scope))
+                running = asyncio.create_task(fleet.session("a").run_stage(order(sid, "a"), print))
+
+                def sent() -> bool:
+                    connection = link.connection  # the one after a revert
+                    assert isinstance(connection, FakeConnection)
+                    return any(m.stage_id == sid for m in connection.of(StageStart))
+
+                await until(lambda: running.done() or sent())
+                if not running.done():
+                    link.handle(result(sid))
+                report = await asyncio.wait_for(running, 5)
+                fleet.end_stage(sid)
+                return report.outcome.error
+
+            assert await stage("r1:init", "0:suite") is None
+            assert reverts == []
+            assert await stage("r1:1:run", "1:first") is None
+            assert reverts == ["revert"]
+            assert old.closed == (1000, "replaced: its VM was restored")
+            assert link.lost is None
+            assert await stage("r1:1:check", "1:first") is None
+            assert reverts == ["revert"]  # once per case
+            assert await stage("r1:2:run", "2:second") == "revert failed: no"
+            assert reverts == ["revert", "revert"]
+        # A replaced agent that does not come back is lost, as any other.
+        hub.replace(["a"])
+        await until(lambda: link.lost is not None)
+        assert (link.lost or "").startswith("disconnected for")
+    finally:
+        await hub.stop()

@@ -215,3 +215,30 @@ def test_an_xrdtest_cluster_names_its_master(tmp_path: Path) -> None:
         name="lab.py",
     )
     assert load_cluster(path).coordinator_aliases == ("master.xrd.test",)
+
+
+def test_vms_may_revert_before_each_case_and_choose_their_root(tmp_path: Path) -> None:
+    path = write(tmp_path, "provider: qemu\nrevert: case\nvm_root: disk\nhosts: [a.example]\n")
+    cluster = load_cluster(path)
+    assert (cluster.revert, cluster.vm_root) == ("case", "disk")
+    plain = load_cluster(write(tmp_path, "hosts: [a.example]\n", "plain.yaml"))
+    assert (plain.revert, plain.vm_root) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "says"),
+    [
+        ("provider: qemu\nrevert: always\n", 2, "revert", "must be one of case"),
+        ("provider: qemu\nvm_root: nfs\n", 2, "vm_root", "must be one of host, disk"),
+        ("provider: netns\nrevert: case\n", 2, "revert", "only VMs have it (provider: qemu)"),
+        ("provider: local\nvm_root: disk\n", 2, "vm_root", "not provider: local"),
+        ("revert: case\nvm_root: host\n", 1, "revert", "cannot be snapshotted: vm_root: disk"),
+    ],
+)
+def test_revert_and_vm_root_errors_name_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str, says: str
+) -> None:
+    path = write(tmp_path, text + "hosts: [a.example]\n")
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:{line}: {key}: "), problem
+    assert says in problem

@@ -82,18 +82,29 @@ def test_the_guest_reaches_the_coordinators_loopback_at_the_user_network_gateway
 
 
 @needs_qemu
+@pytest.mark.timeout(900)
 def test_image_build_builds_once_then_finds_it_in_the_cache(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     command = [sys.executable, "-m", "phalanx", "image", "build"]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    # The root disk's wheelhouse comes from the package index (pip download).
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
-    path, how = first.stdout.split(" ", 1)
+    lines = first.stdout.splitlines()
+    assert len(lines) == 2
+    path, how = lines[0].split(" ", 1)
     assert how.startswith("(built;")
     assert Path(path).parent == tmp_path / "phalanx" / "images"
     assert {p.name for p in Path(path).iterdir()} >= {"initramfs.img", "image.json"}
+    disk, what = lines[1].split(" ", 1)
+    assert what.startswith("(built; root disk root.ext4, Python /usr/local/bin/python3")
+    assert Path(disk).parent == Path(path).parent
+    assert {p.name for p in Path(disk).iterdir()} == {"root.ext4", "image.json"}
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.split(" ", 1) == [path, how.replace("built", "cached")]
+    assert second.stdout.splitlines() == [
+        f"{path} {how.replace('built', 'cached')}",
+        f"{disk} {what.replace('built', 'cached')}",
+    ]
 
 
 def _two_vm_suite(cases: tuple[Case, ...]) -> Suite:

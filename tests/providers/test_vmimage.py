@@ -4,6 +4,7 @@ installed kernel needed."""
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from phalanx.providers.vmimage import (
     Kernel,
     _cpio,
     _is_static_elf,
+    _place,
     find_kernel,
     module_files,
 )
@@ -105,3 +107,34 @@ def test_the_initramfs_archive_is_newc_and_the_same_files_give_the_same_bytes() 
     }
     # What the kernel is given is gzip of it, which its RD_GZIP unpacks.
     assert gzip.decompress(gzip.compress(archive, mtime=0)) == archive
+
+
+def _inside(staging: Path, path: str) -> Path:
+    """`path` resolved inside `staging`, its links read as the guest would."""
+    current = staging
+    for part in Path(path).parts[1:]:
+        candidate = current / part
+        hops = 0
+        while candidate.is_symlink():
+            link = os.readlink(candidate)
+            base = staging if link.startswith("/") else candidate.parent
+            candidate = Path(os.path.normpath(base / link.lstrip("/")))
+            hops += 1
+            assert hops < 10 and str(candidate).startswith(str(staging)), candidate
+        current = candidate
+    return current
+
+
+@pytest.mark.skipif(not Path("/bin/sh").exists(), reason="no /bin/sh")
+def test_a_file_is_placed_at_its_path_with_the_links_on_the_way_kept(tmp_path: Path) -> None:
+    """/bin/sh (on Debian: /bin -> usr/bin, sh -> dash) lands in the
+    staging folder the way it is here: the links are links, the file a file
+    with the same bytes, and nothing outside the staging folder is touched."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    _place("/bin/sh", staging)
+    _place("/bin/sh", staging)  # a second time changes nothing
+    placed = _inside(staging, "/bin/sh")
+    assert placed.is_file() and not placed.is_symlink()
+    assert placed.read_bytes() == Path("/bin/sh").resolve().read_bytes()
+    assert (staging / "bin").is_symlink() == Path("/bin").is_symlink()

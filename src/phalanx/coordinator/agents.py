@@ -267,6 +267,21 @@ class AgentHub:
             if (link := self.links.get(host)) is not None:
                 link.send(Shutdown())
 
+    def replace(self, hosts: Iterable[str]) -> None:
+        """These hosts' agents are being replaced by new ones under the same
+        names and tokens (their VMs were restored to a snapshot taken before
+        their agents started: `revert: case`). Their connections, which no
+        agent holds any more, are dropped now without calling them lost, so
+        that the newcomers are not refused as second agents. One that does
+        not come back within the heartbeat timeout is lost, as any agent
+        that disconnects."""
+        for host in hosts:
+            link = self.links.get(host)
+            if link is not None and link.connection is not None:
+                connection = link.connection
+                link.detach(connection)
+                self._close_later(connection, 1000, "replaced: its VM was restored")
+
     def forget(self, hosts: Iterable[str]) -> None:
         """Drop these hosts' links (their agents are gone for good, e.g. a run
         that brought them up has taken them down), closing what is left open."""

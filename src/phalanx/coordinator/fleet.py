@@ -109,6 +109,9 @@ class RunHost:
         # After a case that broke the network: not before it is whole again.
         if (unhealed := await self.fleet.healed()) is not None:
             return StageReport(Outcome(error=unhealed), sent_at, _now())
+        # A case on reverted hosts: not before they are back (`revert: case`).
+        if (unreverted := await self.fleet.reverted()) is not None:
+            return StageReport(Outcome(error=unreverted), sent_at, _now())
         link = self.link
         if link.lost is not None and link.connection is None:
             return _lost_report(sent_at, link.lost)
@@ -232,10 +235,15 @@ class RunFleet:
         faults: NetworkFaults | None = None,
         names: Mapping[str, str] | None = None,
         no_faults: str = "network faults need hosts with a network of their own",
+        before_case: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         """`faults`: how this run's network is broken on demand (None: it
         cannot be, and a request is refused with `no_faults`); `names`:
-        every name a host answers to (short name, aliases) → its name."""
+        every name a host answers to (short name, aliases) → its name;
+        `before_case`: what puts the hosts back as they were before a case
+        (`revert: case`: VMs restored to a snapshot), awaited before the
+        first stage of each case once anything has run; its error (None: it
+        worked) is that case's stages' error."""
         self.hub = hub
         self.run_id = run_id
         self.journal: Journal = journal or _no_journal
@@ -255,6 +263,9 @@ class RunFleet:
         self.fault_tasks: set[asyncio.Task[None]] = set()
         self.net_answers: dict[tuple[str, str], str | None] = {}  # (host, request) → error
         self.net_making: set[tuple[str, str]] = set()
+        self.before_case = before_case
+        self.reverting: asyncio.Future[str | None] | None = None
+        self.last_kv_scope: str | None = None  # of the last stage begun
         hub.claim(self, self.hosts)
 
     def __enter__(self) -> RunFleet:
@@ -282,6 +293,8 @@ class RunFleet:
         self.waiting.clear()
         for task in self.fault_tasks:
             task.cancel()
+        if self.reverting is not None:
+            self.reverting.cancel()
         self.rendezvous = Rendezvous()
 
     # --- Fleet --------------------------------------------------------------------
@@ -290,6 +303,15 @@ class RunFleet:
         return self.hosts[host]
 
     def begin_stage(self, scope: StageScope) -> None:
+        if self.before_case is not None:
+            # The engine's key/value scope is "<case index>:<case>", index 0
+            # for the suite's own stages: a new one >0 is a case beginning.
+            starts_case = scope.kv_scope != self.last_kv_scope and not scope.kv_scope.startswith(
+                "0:"
+            )
+            if starts_case and self.last_kv_scope is not None:
+                self.reverting = asyncio.ensure_future(self.before_case())
+            self.last_kv_scope = scope.kv_scope
         self.rendezvous.begin_stage(scope.stage_id, scope.hosts, scope.kv_scope)
         for name, host in self.hosts.items():
             if name not in scope.hosts:
@@ -328,6 +350,13 @@ class RunFleet:
                 self.faulted = False
                 return None
         return f"the network faults of the last case could not be healed: {reason}"
+
+    async def reverted(self) -> str | None:
+        """Once the hosts are back as before the case (`before_case`): None,
+        or why not."""
+        if self.reverting is None:
+            return None
+        return await asyncio.shield(self.reverting)
 
     async def healed(self) -> str | None:
         """Wait for a heal under way; None once the network is whole (or

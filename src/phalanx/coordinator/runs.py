@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from phalanx import layout
 from phalanx.coordinator.agents import AgentHub
@@ -243,6 +244,11 @@ async def _run_provided(
         faults=provider.faults if provider is not None else None,
         names=host_names(hosts),
         no_faults=no_faults(provider_name(suite, options)),
+        before_case=(
+            _reverter(provider, hub, names, options.connect_timeout)
+            if isinstance(provider, Reverting) and suite.cluster.revert is not None
+            else None
+        ),
     ) as fleet:
         engine = Lockstep(
             suite,
@@ -262,6 +268,11 @@ async def _run_provided(
         try:
             if reach.problem is not None:
                 raise ProvisionError(reach.problem)
+            if suite.cluster.revert is not None and not isinstance(provider, Reverting):
+                raise ProvisionError(
+                    f"revert: {suite.cluster.revert} needs VMs that can be snapshotted "
+                    f"(provider: qemu); this run's hosts are {provider_name(suite, options)} hosts"
+                )
             if provider is not None:
                 specs = []
                 for h in hosts:
@@ -304,6 +315,40 @@ async def _run_provided(
                 hub.forget(names)
             # Remote agents outlive the run: they stay connected for the next.
     return result
+
+
+@runtime_checkable
+class Reverting(Protocol):
+    """A provider whose hosts go back to a snapshot (`revert: case`): the
+    qemu provider."""
+
+    async def revert(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+
+def _reverter(
+    provider: Reverting, hub: AgentHub, names: list[str], timeout: float
+) -> Callable[[], Awaitable[str | None]]:
+    """Before a case: every VM restored, the hub told that their agents
+    are being replaced (not lost), the guests' fresh agents started and
+    connected. None, or why not (the case's stages' error)."""
+
+    async def revert() -> str | None:
+        try:
+            await provider.revert()
+            hub.replace(names)
+            await provider.resume()
+        except ProvisionError as exc:
+            return f"revert failed: {exc}"
+        missing = await hub.wait_connected(names, timeout)
+        if missing:
+            return f"after the revert, agents did not reconnect within {timeout:g}s: " + ", ".join(
+                missing
+            )
+        return None
+
+    return revert
 
 
 def host_names(hosts: Sequence[Host]) -> dict[str, str]:

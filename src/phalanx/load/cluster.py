@@ -11,9 +11,30 @@ from phalanx.load import fields, netaddr, pydef, yamlsrc
 from phalanx.load.errors import Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.xrdtest import Cluster as XrdCluster
-from phalanx.model import PROVIDERS, XRDTEST_MASTER, Cluster, Disk, Host, Link, Network, SshAccess
+from phalanx.model import (
+    PROVIDER_QEMU,
+    PROVIDERS,
+    REVERTS,
+    VM_ROOTS,
+    XRDTEST_MASTER,
+    Cluster,
+    Disk,
+    Host,
+    Link,
+    Network,
+    SshAccess,
+)
 
-CLUSTER_KEYS = {"name", "description", "hosts", "network", "provider", "coordinator_aliases"}
+CLUSTER_KEYS = {
+    "name",
+    "description",
+    "hosts",
+    "network",
+    "provider",
+    "coordinator_aliases",
+    "revert",
+    "vm_root",
+}
 # YAML takes snake_case; XrdTest's camelCase is accepted too.
 HOST_KEYS = {
     "name": "name",
@@ -92,6 +113,7 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
             aliases = tuple(netaddr.hostname(a) for a in fields.names(data["coordinator_aliases"]))
         except FieldError as exc:
             problems.errors.append(src.error(str(exc), "coordinator_aliases"))
+    revert, vm_root = _vm_choices(src, data, provider, problems)
     problems.raise_if_any()
     return Cluster(
         name=str(name),
@@ -100,6 +122,37 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         source=src.file,
         provider=provider,
         coordinator_aliases=aliases,
+        revert=revert,
+        vm_root=vm_root,
+    )
+
+
+def _vm_choices(
+    src: yamlsrc.Source, data: dict[str, Any], provider: Any, problems: Problems
+) -> tuple[str | None, str | None]:
+    """`revert:` and `vm_root:`, which only VMs have, and which go together:
+    a VM reverts to snapshots only with a root disk of its own."""
+    revert, vm_root = data.get("revert"), data.get("vm_root")
+    if revert is not None and revert not in REVERTS:
+        problems.errors.append(src.error(f"must be one of {', '.join(REVERTS)}", "revert"))
+    if vm_root is not None and vm_root not in VM_ROOTS:
+        problems.errors.append(src.error(f"must be one of {', '.join(VM_ROOTS)}", "vm_root"))
+    for key in ("revert", "vm_root"):
+        if data.get(key) is not None and provider not in (None, PROVIDER_QEMU):
+            problems.errors.append(
+                src.error(f"only VMs have it (provider: qemu), not provider: {provider}", key)
+            )
+    if revert is not None and vm_root == "host":
+        problems.errors.append(
+            src.error(
+                "a VM whose root is this machine's (over 9p) cannot be snapshotted: "
+                "vm_root: disk, or leave vm_root out",
+                "revert",
+            )
+        )
+    return (
+        revert if isinstance(revert, str) else None,
+        vm_root if isinstance(vm_root, str) else None,
     )
 
 

@@ -27,7 +27,14 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
 - A host with a `boot_image` boots that instead, by its own bootloader,
   through an overlay, with a cloud-init seed (`cloudinit`).
 - Control over QMP (`qemu.qmp`): `status` (`query-status`), `power_off`
-  (ACPI `system_powerdown`, then `quit` after a timeout).
+  (ACPI `system_powerdown`, then `quit` after a timeout). Each VM is a
+  `Machine` (machine.py): one QEMU process group, its console, its monitor.
+- Root disks (`vm_root: disk`, and any cluster with `revert: case`): the
+  VM boots a qcow2 overlay of `vmimage.build_root_disk` instead of this
+  machine's / over 9p, so QEMU can snapshot and migrate it: `migrate(host)`
+  moves it to a new QEMU here (on a bridge, to its spare tap); `revert:
+  case` snapshots every VM once booted, its guest waiting before its agent,
+  and `revert` + `resume` go back there before a case (coordinator/runs.py).
 """
 
 from __future__ import annotations
@@ -46,24 +53,30 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
 from phalanx.providers import bridge, cloudinit, netns, wheelhouse
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.cloudinit import make_overlay
+from phalanx.providers.machine import Machine, Monitor, console_tail
 from phalanx.providers.vmimage import (
     BOOTED_MARK,
     PROBE_MARK,
+    ROOT_SERIAL,
     Image,
     ImageError,
+    RootDisk,
     build_image,
+    build_root_disk,
     cache_root,
 )
+
+__all__ = ["Machine", "Monitor", "QemuProvider", "console_tail", "mac_address", "ram_megabytes"]
 
 log = logging.getLogger("phalanx.providers.qemu")
 
@@ -123,15 +136,6 @@ def guest_url(url: str) -> str:
 
 def disk_serial(name: str) -> str:
     return name[:20]  # virtio-blk serials are at most 20 bytes
-
-
-def console_tail(path: Path, lines: int = CONSOLE_LINES, empty: str = "(no console output)") -> str:
-    try:
-        text = path.read_bytes().decode(errors="replace")
-    except FileNotFoundError:
-        return empty
-    kept = [line.rstrip("\r") for line in text.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:]) or empty
 
 
 # --- acceleration -----------------------------------------------------------------
@@ -223,111 +227,66 @@ def _hardware_args(accel: str, ram_mb: int) -> list[str]:
     ]
 
 
-# --- QMP --------------------------------------------------------------------------
-
-
-class Monitor:
-    """A VM's QMP connection, open for the VM's whole life (QEMU serves one
-    client at a time): its commands, and its events (SHUTDOWN, POWERDOWN,
-    RESET, ...) appended to a JSON-lines file as they come."""
-
-    def __init__(self, socket: Path, events: Path) -> None:
-        self.socket = socket
-        self.events = events
-        self._client: Any = None
-        self._listener: Any = None
-        self._pump: asyncio.Task[None] | None = None
-
-    async def open(self, process: asyncio.subprocess.Process, within: float = 10.0) -> None:
-        from qemu.qmp import EventListener, QMPClient  # only a qemu run needs it
-
-        deadline = time.monotonic() + within
-        # Until QEMU listens (a failed connect is logged as an error by qemu.qmp).
-        while not self.socket.exists():
-            if process.returncode is not None or time.monotonic() > deadline:
-                return  # commands will say there is no monitor
-            await asyncio.sleep(0.02)
-        client = QMPClient("phalanx")
-        try:
-            await asyncio.wait_for(client.connect(str(self.socket)), within)
-        except Exception:  # QEMU went away meanwhile
-            with contextlib.suppress(Exception):
-                await client.disconnect()
-            return
-        self._listener = EventListener()
-        client.register_listener(self._listener)
-        self._client = client
-        self._pump = asyncio.create_task(self._write_events())
-
-    async def _write_events(self) -> None:
-        async for event in self._listener:
-            self._write(event)
-
-    def _write(self, event: Any) -> None:
-        stamp = event.get("timestamp", {})
-        seconds = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
-        record = {"time": seconds, "event": event["event"], "data": event.get("data", {})}
-        with self.events.open("a") as out:
-            out.write(json.dumps(record) + "\n")
-
-    async def execute(self, command: str, timeout: float = 10.0, **arguments: Any) -> Any:
-        """A QMP command's `return` value."""
-        if self._client is None:
-            raise ProvisionError(f"no QMP monitor on {self.socket}")
-        return await asyncio.wait_for(self._client.execute(command, arguments or None), timeout)
-
-    async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-            while not self._listener.empty():  # read before the end, not written yet
-                self._write(await self._listener.get())
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._client.disconnect(), 5)
-        self._client = self._listener = self._pump = None
-
-
 # --- the provider -----------------------------------------------------------------
+
+REVERT_TAG = "phalanx-revert"  # the snapshot a cluster with `revert: case` returns to
+WAITING_MARK = "phalanx-vm: waiting for go"  # the guest's stage2, before its agent (revert)
+DISK_ROOT_ARG = "phalanx.root=disk"
+ROOT_DEVICE = "phalanx-root"  # the root disk's drive id
 
 
 @dataclass
 class _VM:
     host: Host
-    process: asyncio.subprocess.Process
-    folder: Path  # kept with the run
-    private: Path  # disks, seed, QMP socket: removed with the VM
-    accel: str
-    monitor: Monitor
+    machine: Machine
     network: dict[str, str]  # how it was connected, for vm.json
-    started: float = field(default_factory=time.monotonic)
-    booted_after: float | None = None  # seconds from QEMU's start to the agent's
+    root: str  # host | disk
+    booted_after: float | None = None  # seconds from QEMU's start to the agent's (or to `go`)
     connected_after: float | None = None  # ...to the agent's connection
-    ended_by: str | None = None  # how it ended: itself, acpi, quit, killed, lost
+    go: asyncio.StreamWriter | None = None  # the "go" port's connection (revert: case)
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        assert self.machine.process is not None, "a VM is registered once QEMU runs"
+        return self.machine.process
+
+    @property
+    def folder(self) -> Path:
+        return self.machine.folder
+
+    @property
+    def private(self) -> Path:
+        return self.machine.private
+
+    @property
+    def monitor(self) -> Monitor | None:
+        return self.machine.monitor
+
+    @property
+    def console(self) -> Path:
+        return self.machine.console
 
     def record(self) -> dict[str, object]:
         """What `vm.json` keeps with the run: how the VM was made, how long
-        it took to boot, how it ended."""
+        it took to boot, its migrations and snapshots, how it ended."""
         host = self.host
         return {
-            "accel": self.accel,
+            "accel": self.machine.accel,
             "boot_image": host.boot_image,  # None: the tiny image
             "ram_mb": ram_megabytes(host.ram_size),
             "mac": mac_address(host),
+            "root": self.root,
             "network": self.network,
             "disks": [
                 {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
             ],
             "boot_to_agent_s": _rounded(self.booted_after),
             "boot_to_connected_s": _rounded(self.connected_after),
-            "ended_by": self.ended_by,
-            "exit_status": self.process.returncode,
+            "migrations": self.machine.migrations,
+            "snapshots": self.machine.snapshots,
+            "ended_by": self.machine.ended_by,
+            "exit_status": self.machine.returncode,
         }
-
-    @property
-    def console(self) -> Path:
-        return self.folder / "console.log"
 
 
 def _rounded(seconds: float | None) -> float | None:
@@ -342,6 +301,112 @@ class Bridged:
     record: netns.Record
     taps: dict[str, str]  # host name: its tap
     hosts_file: str  # every VM's /etc/hosts
+    # host name: a second tap on the bridge, for the QEMU a VM migrates to
+    # (a tap serves one QEMU at a time); the two swap at each migration.
+    spares: dict[str, str] = field(default_factory=dict)
+
+
+def guest_env(
+    name: str,
+    url: str | None,
+    *,
+    python: str,
+    address: str = GUEST_ADDRESS,
+    gateway: str = GATEWAY,
+    dns: str = DNS,
+    private: str = "",
+    wait_go: bool = False,
+) -> dict[str, str]:
+    """What the guest's init and stage2 are told (`vm.env` in its seed).
+    No `url`: no agent is started (a VM driven from outside)."""
+    env = {
+        "PHALANX_NAME": name,
+        "PHALANX_URL": guest_url(url) if url else "",
+        "PHALANX_PYTHON": python,
+        "PHALANX_PATH": os.pathsep.join(dict.fromkeys((os.path.dirname(python), *GUEST_PATH))),
+        "PHALANX_WORKDIR": GUEST_WORKDIR,
+        "PHALANX_GIVE_UP": f"{GIVE_UP_AFTER:g}",
+        "PHALANX_ADDRESS": address,
+        "PHALANX_GATEWAY": gateway,
+        "PHALANX_DNS": dns,
+        "PHALANX_PRIVATE": private,
+    }
+    if wait_go:
+        env["PHALANX_WAIT_GO"] = "1"
+    return env
+
+
+def write_seed(
+    seed: Path,
+    env: dict[str, str],
+    token: str | None = None,
+    files: Mapping[str, str | bytes] = {},
+) -> None:
+    """A VM's seed folder (0700; its files 0600): `vm.env`, the agent's
+    token, and `files` by name (`hosts`, `authorized_keys`,
+    `ssh_host_ed25519_key`). It reaches the guest on a 9p share its init
+    reads and unmounts before anything else runs (an unmounted share keeps
+    neither savevm nor migration from working)."""
+    seed.mkdir(mode=0o700, parents=True, exist_ok=True)
+    texts: dict[str, str | bytes] = dict(files)
+    texts["vm.env"] = "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
+    if token is not None:
+        texts["token"] = token
+    for name, data in texts.items():
+        path = seed / name
+        path.touch(mode=0o600)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+
+
+def disk_args(overlay: Path) -> list[str]:
+    """The root disk (its per-VM overlay) as the init finds it: by serial."""
+    return [
+        "-drive",
+        f"file={overlay},if=none,id={ROOT_DEVICE},format=qcow2",
+        "-device",
+        f"virtio-blk-pci,drive={ROOT_DEVICE},serial={ROOT_SERIAL}",
+    ]
+
+
+def go_args(socket: Path) -> list[str]:
+    """The `phalanx.go` port: the provider says go on it, the guest's stage2
+    waits for it before starting its agent."""
+    return [
+        "-device", "virtio-serial-pci,id=phalanx-vser",
+        "-chardev", f"socket,id=phalanx-go,path={socket},server=on,wait=off",
+        "-device", "virtserialport,bus=phalanx-vser.0,chardev=phalanx-go,name=phalanx.go",
+    ]  # fmt: skip
+
+
+async def standalone_vm(
+    name: str,
+    folder: Path,
+    private: Path,
+    *,
+    accel: str,
+    image: Image,
+    root_disk: RootDisk,
+    ram_mb: int = 256,
+    netdev: str = "user,id=net0",
+    mac: str = "",
+    files: Mapping[str, str | bytes] = {},
+    extra: tuple[str, ...] = (),
+) -> Machine:
+    """A disk-root VM without an agent (phalanx.virt drives it): its seed
+    (`files`: `authorized_keys` and `ssh_host_ed25519_key` start sshd),
+    its overlay and command line; not started yet."""
+    private.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_seed(private / "seed", guest_env(name, None, python=root_disk.python), files=files)
+    overlay = private / "root.qcow2"
+    await make_overlay(root_disk.disk, overlay)
+    mac = mac or mac_address(Host(name=name))
+    args = _machine_args(accel, ram_mb, image, f"{KERNEL_ARGS} {DISK_ROOT_ARG}")
+    args += _share("seed", private / "seed") + disk_args(overlay)
+    args += ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={mac}", *extra]
+    return Machine(name, args, folder, private, accel=accel)
 
 
 class QemuProvider:
@@ -354,10 +419,15 @@ class QemuProvider:
         image: Image | None = None,
         cluster: Cluster | None = None,
         state_dir: Path | None = None,
+        root_disk: RootDisk | None = None,
+        vm_root: str | None = None,
     ) -> None:
+        """`vm_root`: `host` or `disk`, whatever the cluster says (the
+        cluster's `vm_root`, else `disk` when it reverts, else `host`)."""
         self.root = root
         self.run_id = run_id
         self.image = image
+        self.root_disk = root_disk
         self.cluster = cluster
         self.state_dir = state_dir or netns.STATE_DIR
         self.accel = "tcg"
@@ -366,6 +436,11 @@ class QemuProvider:
         # The bridge's address once the VMs have one; None: loopback (10.0.2.2 in the guests).
         self.listen_address: str | None = None
         self._private: Path | None = None
+        self.reverts = cluster is not None and cluster.revert == "case"
+        vm_root = vm_root or (cluster.vm_root if cluster is not None else None)
+        self.vm_root = vm_root or ("disk" if self.reverts else "host")
+        if self.reverts and self.vm_root != "disk":
+            raise ProvisionError("revert: case needs VMs with a root disk (vm_root: disk)")
 
     async def open(self) -> None:
         for tool in (QEMU, QEMU_IMG):
@@ -373,13 +448,17 @@ class QemuProvider:
                 raise ProvisionError(
                     f"{tool} is not installed (apt-get install qemu-system-x86 qemu-utils)"
                 )
-        if self.image is None:
-            try:
+        try:
+            if self.image is None:
                 self.image = await asyncio.to_thread(build_image)
-            except ImageError as exc:
-                raise ProvisionError(f"no VM image: {exc}") from exc
+            if self.vm_root == "disk" and self.root_disk is None:
+                self.root_disk = await asyncio.to_thread(build_root_disk)
+        except ImageError as exc:
+            raise ProvisionError(f"no VM image: {exc}") from exc
         self.accel, reason = await choose_accel(self.image)
         accel = "KVM" if self.accel == "kvm" else "TCG, no KVM"
+        if self.vm_root == "disk":
+            reason += "; the VMs boot root disks of their own"
         self._private = Path(
             tempfile.mkdtemp(prefix=f"phalanx-qemu-{self.run_id[-8:]}-", dir=_private_parent())
         )
@@ -426,7 +505,8 @@ class QemuProvider:
         return problem
 
     async def _bridge(self) -> Bridged:
-        """Taps for every VM on the cluster's bridge, as netns makes it."""
+        """Taps for every VM on the cluster's bridge, as netns makes it (and
+        a spare one each when the VMs have root disks: they may migrate)."""
         assert self.cluster is not None
         await netns.sweep(self.state_dir)
         mark = netns.label(self.run_id)
@@ -437,13 +517,23 @@ class QemuProvider:
                 f"network.bridge_name {bridge_name!r} is longer than {bridge.IFNAMSIZ} characters"
             )
         taps = {h.name: f"phx{mark}t{i}" for i, h in enumerate(self.cluster.hosts)}
+        spares = (
+            {h.name: f"phx{mark}s{i}" for i, h in enumerate(self.cluster.hosts)}
+            if self.vm_root == "disk"
+            else {}
+        )
         lines = []
-        for tap in taps.values():
+        for tap in [*taps.values(), *spares.values()]:
             lines += [f"tuntap add dev {tap} mode tap", bridge.attach(tap, bridge_name)]
         plan, record = await netns.make_network(
-            self.cluster, self.run_id, self.state_dir, bridge_name, lines, taps=list(taps.values())
+            self.cluster,
+            self.run_id,
+            self.state_dir,
+            bridge_name,
+            lines,
+            taps=[*taps.values(), *spares.values()],
         )
-        return Bridged(plan, record, taps, netns.hosts_file(self.cluster, plan))
+        return Bridged(plan, record, taps, netns.hosts_file(self.cluster, plan), spares)
 
     async def close(self) -> None:
         if self._private is not None:
@@ -472,14 +562,65 @@ class QemuProvider:
         )
 
     async def up(self, specs: list[AgentSpec]) -> None:
+        """Every VM booted to its agent's start. A cluster that reverts is
+        snapshotted first, each guest waiting before its agent (so that
+        every restore starts a fresh agent, as the first boot did)."""
         if self._private is None or self.image is None:
             raise ProvisionError("the qemu provider was not opened")
         for spec in specs:
             await self._start(spec, self._private, self.image)
-        booting = [self._booted(self.vms[s.host.name]) for s in specs]
+        mark = WAITING_MARK if self.reverts else BOOTED_MARK
+        booting = [self._booted(self.vms[s.host.name], mark) for s in specs]
         problems = [p for p in await asyncio.gather(*booting) if p is not None]
         if problems:
             raise ProvisionError("\n".join(problems))
+        if self.reverts:
+            vms = [self.vms[s.host.name] for s in specs]
+            await asyncio.gather(*(vm.machine.savevm(REVERT_TAG) for vm in vms))
+            await asyncio.gather(*(self._go(vm) for vm in vms))
+
+    async def revert(self) -> None:
+        """Every VM back to the snapshot `up` took (`revert: case`), then
+        told to go: each starts a fresh agent, which connects with the same
+        token (the coordinator takes it in place of the old one:
+        `AgentHub.replace`, between `revert` and `resume`)."""
+        await asyncio.gather(*(vm.machine.loadvm(REVERT_TAG) for vm in self.vms.values()))
+
+    async def resume(self) -> None:
+        """After `revert`: the guests start their agents."""
+        await asyncio.gather(*(self._go(vm) for vm in self.vms.values()))
+
+    async def _go(self, vm: _VM) -> None:
+        if vm.go is not None:
+            vm.go.close()
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(vm.private / "go.sock")), 10
+            )
+            vm.go = writer
+            writer.write(b"go\n")
+            await writer.drain()
+        except (OSError, TimeoutError) as exc:
+            raise ProvisionError(f"cannot tell the VM of {vm.host.name} to go: {exc}") from exc
+
+    async def migrate(self, host: str, mode: str = "tcp", timeout: float = 120.0) -> float:
+        """Live-migrate a VM (root disk only) to a new QEMU on this machine;
+        on a bridge it moves to its spare tap. Seconds taken."""
+        vm = self.vms[host]
+        if vm.root != "disk":
+            raise ProvisionError(
+                f"the VM of {host} shares this machine's root over 9p: QEMU cannot migrate it "
+                "(vm_root: disk)"
+            )
+        args = None
+        if self.network is not None:
+            tap, spare = self.network.taps[host], self.network.spares[host]
+            args = [a.replace(f"ifname={tap},", f"ifname={spare},") for a in vm.machine.args]
+        seconds = await vm.machine.migrate(mode, timeout, args=args)
+        if self.network is not None and args is not None:
+            self.network.taps[host], self.network.spares[host] = spare, tap
+            vm.network["tap"] = spare
+        return seconds
 
     async def _start(self, spec: AgentSpec, private_root: Path, image: Image) -> None:
         host = spec.host
@@ -488,13 +629,10 @@ class QemuProvider:
         folder = self.root / host.name
         folder.mkdir(parents=True, exist_ok=True)
         private = Path(tempfile.mkdtemp(prefix="vm-", dir=private_root))
-        seed = private / "seed"
-        seed.mkdir(mode=0o700)
-        token = seed / "token"
-        token.touch(mode=0o600)
-        token.write_text(spec.token)
-        python = os.path.abspath(sys.executable)  # the same path in the guest
+        disk_root = self.vm_root == "disk" and self.root_disk is not None
+        python = self.root_disk.python if self.root_disk and disk_root else sys.executable
         address, gateway, dns, netdev = GUEST_ADDRESS, GATEWAY, DNS, "user,id=net0"
+        files: dict[str, str | bytes] = {}
         if self.network is not None:
             if host.name not in self.network.taps:
                 raise ProvisionError(f"no network was made for {host.name}")
@@ -503,21 +641,25 @@ class QemuProvider:
             gateway, dns = str(plan.gateway), ""  # no name server: /etc/hosts has every name
             tap = self.network.taps[host.name]
             netdev = f"tap,id=net0,ifname={tap},script=no,downscript=no"
-            (seed / "hosts").write_text(self.network.hosts_file)
-        env = {
-            "PHALANX_NAME": host.name,
-            "PHALANX_URL": guest_url(spec.url),
-            "PHALANX_PYTHON": python,
-            "PHALANX_PATH": os.pathsep.join((os.path.dirname(python), *GUEST_PATH)),
-            "PHALANX_WORKDIR": GUEST_WORKDIR,
-            "PHALANX_GIVE_UP": f"{GIVE_UP_AFTER:g}",
-            "PHALANX_ADDRESS": address,
-            "PHALANX_GATEWAY": gateway,
-            "PHALANX_DNS": dns,
-            "PHALANX_PRIVATE": str(private_root.resolve()),
-        }
-        (seed / "vm.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+            files["hosts"] = self.network.hosts_file
+        env = guest_env(
+            host.name,
+            spec.url,
+            # The same path in the guest (9p root), or the root disk's Python.
+            python=python if disk_root else os.path.abspath(python),
+            address=address,
+            gateway=gateway,
+            dns=dns,
+            private=str(private_root.resolve()),
+            wait_go=self.reverts,
+        )
+        write_seed(private / "seed", env, spec.token, files)
         if host.boot_image is not None:  # its own bootloader, a cloud-init seed
+            if self.reverts:
+                raise ProvisionError(
+                    f"{host.name} boots its own image (boot_image), which cannot wait for "
+                    "phalanx's go before its agent: revert: case needs phalanx's root disk"
+                )
             cloud_seed = cloudinit.Seed(
                 host.name, env["PHALANX_URL"], spec.token, address, gateway, dns,
                 self.network.hosts_file if self.network is not None else "",
@@ -532,12 +674,20 @@ class QemuProvider:
                 _hardware_args(self.accel, ram_megabytes(host.ram_size)),
             )
         else:
-            args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, KERNEL_ARGS)
-            args += _share("hostroot", Path("/"), multidevs=True)
-            args += _share("seed", seed)
-        args += ["-name", host.name]
-        args += ["-serial", f"file:{folder / 'console.log'}"]
-        args += ["-qmp", f"unix:{private / 'qmp.sock'},server=on,wait=off"]
+            append = KERNEL_ARGS
+            args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, "")
+            if disk_root:
+                assert self.root_disk is not None
+                overlay = private / "root.qcow2"
+                await make_overlay(self.root_disk.disk, overlay)
+                args += disk_args(overlay)
+                append += f" {DISK_ROOT_ARG}"
+            else:
+                args += _share("hostroot", Path("/"), multidevs=True)
+            args[args.index("-append") + 1] = append
+            args += _share("seed", private / "seed")
+            if self.reverts:
+                args += go_args(private / "go.sock")
         args += [
             "-netdev",
             netdev,
@@ -553,28 +703,19 @@ class QemuProvider:
                 "-device",
                 f"virtio-blk-pci,drive=disk{index},serial={disk_serial(disk.name)}",
             ]
-        with (folder / "qemu.log").open("ab") as qemu_log:
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *args,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=qemu_log,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                shutil.rmtree(private, ignore_errors=True)
-                raise ProvisionError(f"cannot start the VM of {host.name}: {exc}") from exc
-        # Kept with the run (QEMU's own -pidfile goes when it exits): which
-        # process was this VM, for whoever looks at the run afterwards.
-        (folder / "qemu.pid").write_text(f"{process.pid}\n")
-        monitor = Monitor(private / "qmp.sock", folder / "qmp-events.jsonl")
         network = {"mode": "user", "address": address}
         if self.network is not None:
             network = {"mode": "bridge", "address": address, "bridge": self.network.record.bridge}
             network["tap"] = self.network.taps[host.name]
-        self.vms[host.name] = _VM(host, process, folder, private, self.accel, monitor, network)
-        await monitor.open(process)
+        machine = Machine(host.name, args, folder, private, accel=self.accel)
+        try:
+            await machine.start()
+        except ProvisionError:
+            if machine.process is None:  # not even started
+                await machine.close()
+                raise
+            # QEMU ended at once: `_booted` says so, with what QEMU said.
+        self.vms[host.name] = _VM(host, machine, network, "disk" if disk_root else "host")
 
     async def _wheelhouse(self) -> wheelhouse.Wheelhouse:
         """The agent's wheels for a boot image's seed: built once (cached)."""
@@ -584,14 +725,14 @@ class QemuProvider:
         except wheelhouse.WheelhouseError as exc:
             raise ProvisionError(f"cannot build the agent's wheelhouse: {exc}") from exc
 
-    async def _booted(self, vm: _VM) -> str | None:
-        """None once the guest starts its agent; else why it did not."""
+    async def _booted(self, vm: _VM, mark: str = BOOTED_MARK) -> str | None:
+        """None once the guest starts its agent (or waits to); else why not."""
         timeout = BOOT_TIMEOUT[self.accel] * (IMAGE_BOOT_FACTOR if vm.host.boot_image else 1)
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(FileNotFoundError):
-                if BOOTED_MARK.encode() in vm.console.read_bytes():
-                    vm.booted_after = time.monotonic() - vm.started
+                if mark.encode() in vm.console.read_bytes():
+                    vm.booted_after = time.monotonic() - vm.machine.started
                     return None
             if vm.process.returncode is not None:
                 said = console_tail(vm.folder / "qemu.log", 3, empty="")
@@ -612,7 +753,7 @@ class QemuProvider:
     def connected(self, host: str) -> None:
         """`Diagnosing.connected`: the boot's last step, for vm.json."""
         if (vm := self.vms.get(host)) is not None and vm.connected_after is None:
-            vm.connected_after = time.monotonic() - vm.started
+            vm.connected_after = time.monotonic() - vm.machine.started
 
     def explain(self, host: str) -> str | None:
         """`Diagnosing.explain`: a VM that booted but whose agent did not
@@ -632,33 +773,14 @@ class QemuProvider:
 
     async def status(self, host: str) -> str:
         """The VM's run state as QEMU reports it (`running`, `paused`, ...)."""
-        reply = await self.vms[host].monitor.execute("query-status")
-        return str(reply["status"])
+        return await self.vms[host].machine.status()
 
     async def power_off(self, host: str, timeout: float = POWERDOWN_GRACE) -> None:
         """ACPI power-off (the guest ends its agent and powers down), then
         `quit` if it has not within `timeout`, then SIGKILL."""
         vm = self.vms[host]
         if vm.process.returncode is None:
-            with contextlib.suppress(Exception):
-                await vm.monitor.execute("system_powerdown")
-            await self._wait_or_force(vm, timeout)
-
-    async def _wait_or_force(self, vm: _VM, timeout: float) -> None:
-        """After an ACPI power-off: its end, else `quit`, else SIGKILL."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(vm.process.wait(), timeout)
-            vm.ended_by = "acpi"
-            return
-        with contextlib.suppress(Exception):
-            await vm.monitor.execute("quit", timeout=3)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(vm.process.wait(), 5)
-            vm.ended_by = "quit"
-            return
-        signal_group(vm.process.pid, signal.SIGKILL)
-        await vm.process.wait()
-        vm.ended_by = "killed"
+            await vm.machine.power_off(timeout)
 
     async def down(self, lost: Collection[str] = ()) -> None:
         """End every VM: a lost one (its agent gone: QEMU killed, guest
@@ -668,25 +790,23 @@ class QemuProvider:
         await asyncio.gather(*(self._stop(vm, vm.host.name in lost) for vm in vms))
 
     async def _stop(self, vm: _VM, lost: bool) -> None:
+        machine = vm.machine
         try:
-            if vm.ended_by is not None:
+            if machine.ended_by is not None:
                 pass  # powered off already (`power_off`)
             elif lost:
-                signal_group(vm.process.pid, signal.SIGKILL)
-                await vm.process.wait()
-                vm.ended_by = "lost"
+                await machine.kill()
+                machine.ended_by = "lost"
             else:
                 try:
-                    await asyncio.wait_for(vm.process.wait(), EXIT_GRACE)
-                    vm.ended_by = "itself"  # its agent ended (or its kernel did)
+                    await machine.wait(EXIT_GRACE)
+                    machine.ended_by = "itself"  # its agent ended (or its kernel did)
                 except TimeoutError:
-                    with contextlib.suppress(Exception):
-                        await vm.monitor.execute("system_powerdown")
-                    await self._wait_or_force(vm, POWERDOWN_GRACE)
-            signal_group(vm.process.pid, signal.SIGKILL)  # anything left in its group
+                    await machine.power_off(POWERDOWN_GRACE)
         finally:
-            await vm.monitor.close()
-            shutil.rmtree(vm.private, ignore_errors=True)
+            if vm.go is not None:
+                vm.go.close()
+            await machine.close()  # anything left of its process group, its private folder
             with contextlib.suppress(OSError):
                 (vm.folder / "vm.json").write_text(json.dumps(vm.record(), indent=2) + "\n")
 
@@ -700,6 +820,7 @@ def _share(tag: str, path: Path, multidevs: bool = False) -> list[str]:
 
 
 async def _qemu_img(path: Path, size: int) -> None:
+    """An empty qcow2 of `size` bytes (a host's disk)."""
     process = await asyncio.create_subprocess_exec(
         QEMU_IMG,
         "create",

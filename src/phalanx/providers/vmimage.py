@@ -13,22 +13,33 @@ every user of this machine (`ps`) can read; so do its address and, on a
 bridge, its /etc/hosts. Init reads the seed and unmounts it before any
 stage runs.
 
-Nothing is downloaded: the kernel is the newest one installed with 9p
+A VM that must be saved, restored or migrated cannot have a 9p share
+mounted (QEMU refuses), so it boots a root disk instead (`build_root_disk`:
+an ext4 image with busybox, this Python, the agent's packages, bash and
+sshd; the kernel command line says `phalanx.root=disk`, the init mounts it
+read-write). The seed stays a 9p share: unmounted, it blocks neither.
+
+Nothing is downloaded (but the agent's wheels, for the root disk, from the
+package index): the kernel is the newest one installed with 9p
 support (Debian: `linux-image-amd64`; the `cloud` flavour has no 9p), and
 busybox must be the static one (`busybox-static`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import lzma
 import os
+import platform
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -44,8 +55,10 @@ MODULES = (
     "9pnet_virtio",
     "9p",
     "overlay",
+    "crc32c_generic",  # ext4 (the root disk) checksums its metadata with it
     "ext4",
     "evdev",
+    "virtio_console",  # the "go" port of a VM that reverts (revert: case)
     "button",  # the ACPI power button (QMP `system_powerdown`), read by acpid from evdev
 )
 APT_HINT = "install them with: apt-get install linux-image-amd64 busybox-static"
@@ -186,17 +199,35 @@ while read -r m; do insmod "/modules/$m" || say "cannot load $m"; done < /module
 case " $(cat /proc/cmdline) " in
 *" phalanx.probe "*) say "probe ok"; poweroff -f ;;
 esac
-mkdir -p /lower /rw /newroot /seed
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /lower \
-    || fail "cannot mount the host's file system (9p hostroot)"
-mount -t tmpfs -o mode=0755 rw /rw
-mkdir -p /rw/upper /rw/work
-mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot \
-    || fail "cannot lay a tmpfs over the host's file system (overlayfs)"
+mkdir -p /lower /rw /newroot /seed /ssh
+case " $(cat /proc/cmdline) " in
+*" phalanx.root=disk "*)
+    # The root disk (build_root_disk), a per-VM overlay: read-write, and
+    # nothing of this machine's file system is shared (9p would keep QEMU
+    # from saving or migrating the VM).
+    dev=
+    for b in /sys/block/vd*; do
+        [ "$(cat "$b/serial" 2>/dev/null)" = phalanx-root ] && dev=/dev/${b##*/}
+    done
+    [ -n "$dev" ] || fail "no root disk (a virtio disk with serial phalanx-root)"
+    mount -t ext4 -o rw "$dev" /newroot || fail "cannot mount the root disk $dev"
+    ;;
+*)
+    mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /lower \
+        || fail "cannot mount the host's file system (9p hostroot)"
+    mount -t tmpfs -o mode=0755 rw /rw
+    mkdir -p /rw/upper /rw/work
+    mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot \
+        || fail "cannot lay a tmpfs over the host's file system (overlayfs)"
+    ;;
+esac
 mount -t 9p -o trans=virtio,version=9p2000.L,ro seed /seed || fail "cannot mount the seed (9p)"
 cp /seed/vm.env /vm.env
 [ -f /seed/hosts ] && cp /seed/hosts /hosts
-token=$(cat /seed/token)
+token=$(cat /seed/token 2>/dev/null)
+for f in authorized_keys ssh_host_ed25519_key; do
+    [ -f "/seed/$f" ] && cp "/seed/$f" "/ssh/$f"
+done
 umount /seed
 . /vm.env
 hostname "$PHALANX_NAME"
@@ -210,7 +241,7 @@ for d in proc sys dev; do mount --move "/$d" "/newroot/$d"; done
 # and disks are hidden, so no stage reads a VM's token through the 9p root:
 # they live under /run when this machine allows (every guest mounts a fresh
 # /run below), else under /tmp, where each is masked here.
-for private in "/newroot$PHALANX_PRIVATE" /newroot/tmp/phalanx-qemu-*; do
+for private in ${PHALANX_PRIVATE:+"/newroot$PHALANX_PRIVATE"} /newroot/tmp/phalanx-qemu-*; do
     [ -d "$private" ] && mount -t tmpfs -o mode=0700 private "$private"
 done
 mount -t tmpfs -o mode=0755 phalanx /newroot/run
@@ -221,6 +252,7 @@ cp /bin/busybox /stage2 /mount-disk /newroot/run/phalanx/
 cp /poweroff /newroot/run/phalanx/acpi/PWRF/00000080
 umask 077
 printf '%s' "$token" > /newroot/run/phalanx/token
+cp -r /ssh /newroot/run/phalanx/ssh
 umask 022
 printf '%s\n' "$PHALANX_NAME" > /newroot/etc/hostname
 # On the cluster's bridge: every host's names and the coordinator's (as a
@@ -244,13 +276,45 @@ STAGE2 = r"""bb=/run/phalanx/busybox
 set -a
 . /run/phalanx/vm.env
 set +a
-PHALANX_AGENT_TOKEN=$($bb cat /run/phalanx/token)
+PHALANX_AGENT_TOKEN=$($bb cat /run/phalanx/token 2>/dev/null)
 $bb rm -f /run/phalanx/token
 export PHALANX_AGENT_TOKEN PHALANX_HOSTNAME="$PHALANX_NAME" HOME=/root
 export PATH="$PHALANX_PATH"
 $bb acpid -d -c /run/phalanx/acpi &
+if [ -f /run/phalanx/ssh/authorized_keys ] && [ -f /run/phalanx/ssh/ssh_host_ed25519_key ]; then
+    $bb mkdir -p -m 0755 /run/sshd
+    $bb cat > /run/phalanx/sshd_config <<EOF
+Port 22
+HostKey /run/phalanx/ssh/ssh_host_ed25519_key
+AuthorizedKeysFile /run/phalanx/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile /run/sshd.pid
+Subsystem sftp internal-sftp
+EOF
+    /usr/sbin/sshd -f /run/phalanx/sshd_config && echo "phalanx-vm: sshd started"
+fi
+if [ -z "$PHALANX_URL" ]; then
+    # A VM driven from outside (phalanx.virt): it stays up until powered off.
+    echo "phalanx-vm: no coordinator, no agent; up"
+    while :; do $bb sleep 3600; done
+fi
 $bb mkdir -p "$PHALANX_WORKDIR"
 cd "$PHALANX_WORKDIR"
+if [ -n "$PHALANX_WAIT_GO" ]; then
+    # The provider snapshots the VM here (revert: case), then says go:
+    # after each loadvm the guest is back here and a fresh agent starts.
+    for p in /sys/class/virtio-ports/*; do
+        [ "$($bb cat "$p/name" 2>/dev/null)" = phalanx.go ] && port=/dev/${p##*/}
+    done
+    exec 3<"$port"
+    echo "phalanx-vm: waiting for go"
+    read -r go <&3
+    exec 3<&-
+fi
 echo "phalanx-vm: starting the agent ($PHALANX_PYTHON, coordinator $PHALANX_URL)"
 "$PHALANX_PYTHON" -m phalanx.host --coordinator "$PHALANX_URL" --name "$PHALANX_NAME" \
     --workdir "$PHALANX_WORKDIR" --give-up "$PHALANX_GIVE_UP" </dev/null &
@@ -399,3 +463,234 @@ def build_image(root: Path | None = None) -> Image:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Image(path, path / boot, path / "initramfs.img", kernel.version, built=True)
+
+
+# --- the disk root ----------------------------------------------------------------
+
+ROOT_FORMAT = 1  # bump when the layout of a root disk changes
+ROOT_SERIAL = "phalanx-root"  # the virtio-blk serial the init finds the root disk by
+GUEST_PREFIX = "/usr/local"  # where this Python lives on the root disk
+SSHD = Path("/usr/sbin/sshd")
+BASH = Path("/bin/bash")  # stage scripts run with bash, as on every other host
+ROOT_SPARE = 1 << 30  # bytes of free space on a root disk (it is sparse: costs nothing)
+# What of the standard library an agent never imports.
+STDLIB_LEFT_OUT = (
+    "test", "site-packages", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
+    "config-*", "_tkinter*", "__phello__",
+)  # fmt: skip
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n"
+GROUP = "root:x:0:\nnogroup:x:65534:\n"
+SHADOW = "root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n"
+NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+
+
+@dataclass(frozen=True)
+class RootDisk:
+    path: Path  # its folder in the cache
+    disk: Path  # the ext4 image (raw, sparse); VMs boot it through a qcow2 overlay
+    python: str  # the interpreter's path in the guest
+    built: bool  # False: it was in the cache already
+
+
+def _python_parts() -> tuple[Path, Path, Path | None]:
+    """This Python's interpreter, its standard library, its libpython (if shared)."""
+    base = Path(sys.base_prefix)
+    name = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    executable = base / "bin" / name
+    if not executable.is_file():
+        executable = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    stdlib = base / "lib" / name
+    if not (stdlib / "os.py").is_file():
+        raise ImageError(f"no standard library at {stdlib}")
+    shared = None
+    for line in _ldd(executable):
+        if Path(line).name.startswith("libpython"):
+            shared = Path(line)
+    return executable, stdlib, shared
+
+
+def _ldd(path: Path) -> list[str]:
+    """The libraries (resolved paths) `path` loads, its loader included."""
+    done = subprocess.run(["ldd", str(path)], capture_output=True, text=True, timeout=60)
+    found = []
+    for line in done.stdout.splitlines():
+        match = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+        if match:
+            found.append(match[1])
+    return found
+
+
+def _place(path: str, staging: Path) -> None:
+    """`path` of this machine at the same path under `staging`, symbolic
+    links (of folders too: /lib -> usr/lib) kept as links."""
+    current = Path("/")
+    parts = Path(path).parts[1:]
+    for i, part in enumerate(parts):
+        candidate = current / part
+        target = staging / candidate.relative_to("/")
+        if candidate.is_symlink():
+            link = os.readlink(candidate)
+            if not target.is_symlink() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(link)
+            resolved = (current / link) if not link.startswith("/") else Path(link)
+            rest = "/".join(parts[i + 1 :])
+            _place(os.path.normpath(resolved / rest if rest else resolved), staging)
+            return
+        if i == len(parts) - 1:
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(candidate, target)
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        current = candidate
+
+
+def _root_key(busybox: bytes, wheels_key: str) -> str:
+    """What goes in: the binaries' bytes, the standard library's files by
+    name, size and time, the wheelhouse's key (itself a hash of phalanx's
+    files and the agent's requirements), the files written for the guest."""
+    executable, stdlib, shared = _python_parts()
+    digest = hashlib.sha256()
+    written = (PASSWD, GROUP, SHADOW, NSSWITCH, GUEST_PREFIX, *STDLIB_LEFT_OUT)
+    parts: list[bytes] = [str(ROOT_FORMAT).encode(), busybox, wheels_key.encode()]
+    parts += [text.encode() for text in written]
+    for path in (executable, shared, SSHD, BASH):
+        if path is not None:
+            parts.append(path.read_bytes())
+    for path in sorted(stdlib.rglob("*")):
+        if "site-packages" in path.parts or "test" in path.parts:
+            continue
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for part in parts:
+        digest.update(hashlib.sha256(part).digest())
+    return "root-" + digest.hexdigest()[:24]
+
+
+def build_root_disk(root: Path | None = None) -> RootDisk:
+    """The disk-root image (ext4), built unless the cache has it: busybox,
+    this Python (interpreter, libraries, standard library), the agent's
+    packages from the wheelhouse, bash, OpenSSH's sshd. A VM that boots it (the
+    kernel command line says `phalanx.root=disk`) shares nothing with this
+    machine over 9p, so QEMU can save, restore and migrate it."""
+    from phalanx.providers.wheelhouse import Target, WheelhouseError, wheelhouse
+
+    root = root or cache_root()
+    for tool in ("mkfs.ext4", "ldd", "ldconfig"):
+        if shutil.which(tool) is None:
+            raise ImageError(f"{tool} is not installed (apt-get install e2fsprogs libc-bin)")
+    if not SSHD.is_file():
+        raise ImageError(f"no {SSHD}; install it with: apt-get install openssh-server")
+    if not BASH.is_file():
+        raise ImageError(f"no {BASH}; install it with: apt-get install bash")
+    busybox = find_busybox()
+    try:
+        wheels = wheelhouse(Target(sys.version_info[:2], platform.machine()))
+    except WheelhouseError as exc:
+        raise ImageError(f"no wheelhouse for the agent: {exc}") from exc
+    python = f"{GUEST_PREFIX}/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
+    path = root / _root_key(busybox, wheels.key)
+    if (path / "image.json").is_file():
+        return RootDisk(path, path / "root.ext4", python, built=False)
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".building-root-", dir=root))
+    try:
+        staging = building / "staging"
+        _stage_root(staging, busybox, wheels.path)
+        size = ROOT_SPARE + sum(f.lstat().st_size for f in staging.rglob("*")) * 5 // 4
+        disk = building / "root.ext4"
+        done = subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-L", ROOT_SERIAL, "-d", str(staging), "-E",
+             "root_owner=0:0", str(disk), str(size // 1024) + "k"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ImageError(f"mkfs.ext4 could not make the root disk: {done.stderr.strip()}")
+        shutil.rmtree(staging)
+        meta = {"format": ROOT_FORMAT, "python": python, "wheelhouse": wheels.key, "size": size}
+        (building / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
+        building.chmod(0o755)
+        try:
+            building.rename(path)
+        except OSError:
+            if not (path / "image.json").is_file():  # not another build that won the race
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return RootDisk(path, path / "root.ext4", python, built=True)
+
+
+def _stage_root(staging: Path, busybox: bytes, wheels: Path) -> None:
+    """The root disk's files, as a folder for `mkfs.ext4 -d`."""
+    staging.mkdir()
+    # This machine's layout of /bin, /lib, ... (merged /usr: links).
+    for name in ("bin", "sbin", "lib", "lib64"):
+        host = Path("/") / name
+        if host.is_symlink():
+            (staging / name).symlink_to(os.readlink(host))
+            (staging / os.path.normpath(os.readlink(host))).mkdir(parents=True, exist_ok=True)
+        else:
+            (staging / name).mkdir()
+    for name in ("proc", "sys", "dev", "run", "tmp", "mnt", "root", "etc/ssh", "var/lib/phalanx"):
+        (staging / name).mkdir(parents=True, exist_ok=True)
+    (staging / "tmp").chmod(0o1777)
+    (staging / "root").chmod(0o700)
+    (staging / "bin" / "busybox").write_bytes(busybox)
+    (staging / "bin" / "busybox").chmod(0o755)
+    listed = subprocess.run(
+        [str(staging / "bin" / "busybox"), "--list-full"], capture_output=True, text=True
+    ).stdout.split()
+    for applet in listed:
+        link = staging / applet
+        if not link.exists() and not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to("/bin/busybox")
+    for name, text in (("passwd", PASSWD), ("group", GROUP), ("shadow", SHADOW),
+                       ("nsswitch.conf", NSSWITCH), ("hosts", "127.0.0.1 localhost\n"),
+                       ("ld.so.conf", f"{GUEST_PREFIX}/lib\n")):  # fmt: skip
+        (staging / "etc" / name).write_text(text)
+    (staging / "etc" / "shadow").chmod(0o600)
+    # This Python at /usr/local, its own libpython beside it.
+    executable, stdlib, shared = _python_parts()
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    prefix = staging / GUEST_PREFIX.lstrip("/")
+    (prefix / "bin").mkdir(parents=True)
+    shutil.copy2(executable, prefix / "bin" / version)
+    for alias in ("python3", "python"):
+        (prefix / "bin" / alias).symlink_to(version)
+    guest_stdlib = prefix / "lib" / version
+    shutil.copytree(stdlib, guest_stdlib, symlinks=True,
+                    ignore=shutil.ignore_patterns(*STDLIB_LEFT_OUT))  # fmt: skip
+    if shared is not None:
+        shutil.copy2(shared, prefix / "lib" / shared.name)
+    site = guest_stdlib / "site-packages"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--no-index", "--find-links", str(wheels), "--target", str(site),
+         "--no-warn-script-location", "phalanx"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ImageError(f"pip could not install the agent's packages: {last}")
+    # Every library the interpreter, its extension modules, the agent's
+    # packages and sshd load, at this machine's paths.
+    elves = [executable, SSHD, BASH]
+    elves += [p for p in [*guest_stdlib.rglob("*.so"), *site.rglob("*.so")] if p.is_file()]
+    needed: set[str] = set()
+    for elf in elves:
+        needed.update(_ldd(elf))
+    for library in sorted(needed):
+        if Path(library).name.startswith("libpython"):
+            continue
+        _place(library, staging)
+    _place(str(SSHD), staging)
+    bash = staging / BASH.relative_to("/")
+    if bash.is_symlink():  # busybox's applet: bash itself replaces it
+        bash.unlink()
+    _place(str(BASH), staging)
+    done = subprocess.run(["ldconfig", "-r", str(staging)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ImageError(f"ldconfig could not index the root disk's libraries: {done.stderr}")
