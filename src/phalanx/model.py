@@ -155,6 +155,9 @@ class Cluster:
     # Names every host resolves to the coordinator (netns hosts' /etc/hosts).
     # An XrdTest cluster gets its master's name, `master.xrd.test`.
     coordinator_aliases: tuple[str, ...] = ()
+    # Left up after its run, for the next run of this cluster (a qemu
+    # cluster's VMs, as XrdTest's cluster activation kept them).
+    keep: bool = False
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.answers_to(name)), None)

@@ -11,9 +11,27 @@ from phalanx.load import fields, netaddr, pydef, yamlsrc
 from phalanx.load.errors import Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.xrdtest import Cluster as XrdCluster
-from phalanx.model import PROVIDERS, XRDTEST_MASTER, Cluster, Disk, Host, Link, Network, SshAccess
+from phalanx.model import (
+    PROVIDER_QEMU,
+    PROVIDERS,
+    XRDTEST_MASTER,
+    Cluster,
+    Disk,
+    Host,
+    Link,
+    Network,
+    SshAccess,
+)
 
-CLUSTER_KEYS = {"name", "description", "hosts", "network", "provider", "coordinator_aliases"}
+CLUSTER_KEYS = {
+    "name",
+    "description",
+    "hosts",
+    "network",
+    "provider",
+    "coordinator_aliases",
+    "keep",
+}
 # YAML takes snake_case; XrdTest's camelCase is accepted too.
 HOST_KEYS = {
     "name": "name",
@@ -92,6 +110,14 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
             aliases = tuple(netaddr.hostname(a) for a in fields.names(data["coordinator_aliases"]))
         except FieldError as exc:
             problems.errors.append(src.error(str(exc), "coordinator_aliases"))
+    keep = data.get("keep", False)
+    if not isinstance(keep, bool):
+        problems.errors.append(src.error("must be true or false", "keep"))
+        keep = False
+    elif keep and provider != PROVIDER_QEMU:
+        problems.errors.append(
+            src.error(f"only a cluster of VMs (provider: {PROVIDER_QEMU}) is kept up", "keep")
+        )
     problems.raise_if_any()
     return Cluster(
         name=str(name),
@@ -100,6 +126,7 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         source=src.file,
         provider=provider,
         coordinator_aliases=aliases,
+        keep=keep,
     )
 
 

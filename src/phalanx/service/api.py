@@ -296,6 +296,12 @@ def create_app(service: Service) -> FastAPI:
         ]
 
     app.router.routes.extend(agent_routes(service.hub))
+    if service.hypervisors is not None:
+        from starlette.routing import WebSocketRoute
+
+        from phalanx.hypervisor.daemon import HYPERVISOR_PATH
+
+        app.router.routes.append(WebSocketRoute(HYPERVISOR_PATH, service.hypervisors.serve))
     app.router.routes.extend(script_routes(service.queue.roots_for))
     from phalanx.service.web import mount  # the web UI: pages on the same data
 
