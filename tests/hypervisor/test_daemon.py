@@ -82,6 +82,9 @@ def test_a_hypervisor_daemon_runs_a_kept_vm_cluster_for_the_service_and_its_loss
             assert done["status"] == "passed", done
             assert list(workdir.glob("*/hosts/vm1.t.test/qemu.pid")) == pids
             assert alive(pid)
+            page = client.get("/clusters").text
+            assert 'on hypervisor <a href="#hypervisor-hv1">hv1</a>, kept up' in page
+            assert '<span class="state state-running">vm1.t.test running</span>' in page
             # the hypervisor dies mid-run
             third = client.post("/api/suites/vmlong/runs").json()["id"]
             wait_for(
@@ -97,6 +100,7 @@ def test_a_hypervisor_daemon_runs_a_kept_vm_cluster_for_the_service_and_its_loss
             assert time.monotonic() - killed < HEARTBEAT * 3
             assert done["status"] == "error", done
             assert "hypervisor hv1 lost" in str(done), done
+            assert 'class="badge st-failed">lost' in client.get("/clusters").text
             # its VM's agent was refused: the guest powers off, QEMU ends
             assert gone(pid, 120)
     finally:

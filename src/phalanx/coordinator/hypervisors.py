@@ -20,6 +20,7 @@ import inspect
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("phalanx.coordinator")
 
 EMBEDDED = "embedded"
+HISTORY = 20  # runs remembered per hypervisor, for the pages' colours
 REQUEST_TIMEOUT = 1800.0  # booting a cluster under TCG on a busy machine
 DEFAULT_VM_RAM_MB = 512  # the qemu provider's, for a host without ram_size
 
@@ -221,6 +223,8 @@ class Hypervisors:
         self.embedded: Hypervisor | None = None
         self.embedded_assigned: dict[str, Assignment] = {}
         self.kept: dict[str, _KeptCluster] = {}  # cluster name: what its last run left up
+        # hypervisor name: the ids of its last runs, newest last
+        self.history: dict[str, deque[str]] = {}
         self._watchdog: asyncio.Task[None] | None = None
 
     # --- assignment -----------------------------------------------------------------
@@ -268,6 +272,7 @@ class Hypervisors:
         keep: bool,
     ) -> HypervisorProvider:
         folder = root if host is self.embedded else None
+        self.history.setdefault(host.name, deque(maxlen=HISTORY)).append(run_id)
 
         async def keeping(provider: HypervisorProvider) -> None:
             assert provider.opened is not None
@@ -537,10 +542,11 @@ class Hypervisors:
                     ClusterView(a.cluster, a.run_id, a.ram_mb, a.kept, dict(r.states.get(k, {})))
                     for k, a in sorted(r.assigned.items())
                 ],
+                runs=list(self.history.get(r.name, ())),
             )
             for r in sorted(self.remotes.values(), key=lambda r: r.name)
         ]
-        if self.embedded is not None and self.embedded_assigned:
+        if self.embedded is not None and (self.embedded_assigned or EMBEDDED in self.history):
             states = self.embedded.states
             views.append(
                 HypervisorView(
@@ -556,6 +562,7 @@ class Hypervisors:
                         ClusterView(a.cluster, a.run_id, a.ram_mb, a.kept, dict(states.get(k, {})))
                         for k, a in sorted(self.embedded_assigned.items())
                     ],
+                    runs=list(self.history.get(EMBEDDED, ())),
                 )
             )
         return views
@@ -581,6 +588,7 @@ class HypervisorView:
     free_mb: int
     kvm: bool
     clusters: list[ClusterView]
+    runs: list[str]  # the ids of its last runs, oldest first
 
 
 def _keeps(cluster: Cluster) -> bool:
