@@ -215,3 +215,15 @@ def test_an_xrdtest_cluster_names_its_master(tmp_path: Path) -> None:
         name="lab.py",
     )
     assert load_cluster(path).coordinator_aliases == ("master.xrd.test",)
+
+
+def test_keep_is_a_vm_clusters_true_or_false_with_file_line_and_key(tmp_path: Path) -> None:
+    kept = write(tmp_path, "name: vms\nprovider: qemu\nkeep: true\nhosts: [a.t.test]\n")
+    assert load_cluster(kept).keep is True
+    assert load_cluster(write(tmp_path, "name: x\nhosts: [a.t.test]\n", "x.yaml")).keep is False
+    bad = write(tmp_path, "name: vms\nprovider: qemu\nkeep: yes please\nhosts: [a]\n", "b.yaml")
+    assert problems(bad) == [f"{bad}:3: keep: must be true or false"]
+    local = write(tmp_path, "name: l\nhosts: [a]\nkeep: true\n", "l.yaml")
+    assert problems(local) == [
+        f"{local}:3: keep: only a cluster of VMs (provider: qemu) is kept up"
+    ]

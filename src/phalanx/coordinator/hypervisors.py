@@ -325,26 +325,36 @@ class Hypervisors:
         )
 
     def _end_later(self, kept: _KeptCluster) -> None:
-        task = asyncio.create_task(self._end(kept))
+        """End a kept cluster that the next run cannot use. Its agents and
+        tokens go now (the new run's agents take the same names); its VMs
+        go in the background."""
+        self._release(kept)
+        task = asyncio.create_task(self._end_vms(kept))
         task.add_done_callback(lambda _: None)
 
-    async def _end(self, kept: _KeptCluster) -> None:
-        """End a kept cluster: its agents told to exit, its VMs down, their
-        tokens revoked."""
+    def _release(self, kept: _KeptCluster) -> None:
         names = list(kept.kept.tokens)
         self.agents.shutdown(names)
+        for token in kept.kept.tokens.values():
+            self.tokens.revoke(token)
+        self.agents.forget(names)
+        self._assignments(kept.host).pop(kept.key, None)
+
+    async def _end_vms(self, kept: _KeptCluster) -> None:
         try:
             with contextlib.suppress(ProvisionError):
                 await kept.host.down_cluster(kept.key, ())
             with contextlib.suppress(ProvisionError):
                 await kept.host.close_cluster(kept.key)
         finally:
-            for token in kept.kept.tokens.values():
-                self.tokens.revoke(token)
-            self.agents.forget(names)
-            self._assignments(kept.host).pop(kept.key, None)
             if kept.listening is not None and self.listeners is not None:
                 await self.listeners.release(kept.listening)
+
+    async def _end(self, kept: _KeptCluster) -> None:
+        """End a kept cluster: its agents told to exit, their tokens revoked,
+        its VMs down."""
+        self._release(kept)
+        await self._end_vms(kept)
 
     async def end_kept(self) -> list[str]:
         """End every kept cluster (`phalanx cleanup`'s and shutdown's); their names."""

@@ -26,7 +26,7 @@ from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
 from phalanx.coordinator.scripts import script_routes
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
-from phalanx.engine.step import Cancellation
+from phalanx.engine.step import Cancellation, scope_id
 from phalanx.events import Fanout, Sink
 from phalanx.model import (
     PROVIDER_AGENTS,
@@ -308,7 +308,11 @@ async def _run_provided(
                 lost = {n for n in names if (link := hub.links.get(n)) and link.lost}
                 # A kept cluster's agents (`keep: true`) live on with their tokens.
                 kept = set(getattr(provider, "keeps", ())) if not lost else set()
-                if not kept:
+                if kept:
+                    # Their agents do not exit: what the suite's stages left
+                    # running ends as a case's does, not with the next run.
+                    fleet.end_scope(scope_id(run_id, 0, None))
+                else:
                     hub.shutdown(n for n in names if n not in lost)
                 await provider.down(lost)
                 # The agents are gone with the run: so are their tokens and links.
