@@ -133,3 +133,27 @@ async def test_a_daemon_gone_is_lost_within_the_heartbeat_timeout_with_its_agent
         assert (view.name, view.connected, view.lost) == ("hv-a", False, "disconnected for 1s")
         with pytest.raises(ProvisionError, match="hypervisor hv-a is disconnected for 1s"):
             await hypervisors.remotes["hv-a"].up_cluster("run1", [])
+
+
+async def test_a_daemon_back_within_the_heartbeat_timeout_keeps_its_clusters(
+    tmp_path: Path,
+) -> None:
+    async with hub() as (hypervisors, agents, url):
+        first = asyncio.create_task(daemon(url, "hv-a", "tok-a", 4000, tmp_path).run())
+        await connected(hypervisors, "hv-a")
+        remote = hypervisors.remotes["hv-a"]
+        provider = hypervisors.provider(cluster("c1", "256M"), "run1", tmp_path)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        again = daemon(url, "hv-a", "tok-a", 4000, tmp_path)
+        second = asyncio.create_task(again.run())
+        try:
+            await connected(hypervisors, "hv-a")
+            await asyncio.sleep(HEARTBEAT * 2)
+            assert hypervisors.remotes["hv-a"] is remote is provider.hypervisor
+            assert remote.lost is None and list(remote.assigned) == ["run1"]
+            assert agents.link("h0.c1.test").lost is None
+        finally:
+            again.stop()
+            await asyncio.wait_for(second, 20)

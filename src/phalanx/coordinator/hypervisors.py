@@ -479,20 +479,29 @@ class Hypervisors:
             await connection.close(CLOSE_REFUSED, str(exc)[:120])
             return
         capacity = first.capacity
-        remote = Remote(
-            name,
-            capacity.cpus,
-            capacity.ram_mb,
-            capacity.kvm,
-            capacity.accel_reason,
-            first.local,
-            first.phalanx_version,
-        )
         if old is not None and old.lost is None:
-            # A reconnect within the heartbeat timeout: its clusters carry on.
-            remote.assigned, remote.states, remote.pids = old.assigned, old.states, old.pids
-            old.fail_pending(f"hypervisor {name} reconnected; a request was lost")
+            # A reconnect within the heartbeat timeout: the same hypervisor
+            # (its runs' providers hold it), its clusters carry on.
+            remote = old
+            remote.fail_pending(f"hypervisor {name} reconnected; a request was lost")
+            remote.cpus, remote.ram_mb, remote.kvm = capacity.cpus, capacity.ram_mb, capacity.kvm
+            remote.accel_reason, remote.local = capacity.accel_reason, first.local
+            remote.version, remote.disconnected_at = first.phalanx_version, None
+        else:
+            remote = Remote(
+                name,
+                capacity.cpus,
+                capacity.ram_mb,
+                capacity.kvm,
+                capacity.accel_reason,
+                first.local,
+                first.phalanx_version,
+            )
+        if remote.connection is not None:  # a dead socket its daemon is replacing
+            stale = asyncio.ensure_future(remote.connection.close(1000, "replaced"))
+            stale.add_done_callback(lambda _: None)
         remote.connection = connection
+        remote.last_seen, remote.seen_at = time.monotonic(), time.time()
         self.remotes[name] = remote
         log.info(
             "hypervisor %s connected: %d CPUs, %d MB, %s",
