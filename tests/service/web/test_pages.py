@@ -340,6 +340,9 @@ def test_a_hypervisor_shows_on_the_dashboard_and_clusters_pages_connected_then_l
             assert "8 CPUs · 16000 of 16000 MB free · KVM" in row
             tile = viewer.get("/").text.split('id="h-hypervisors"', 1)[1].split("</section>")[0]
             assert "hvweb" in tile and "tile st-passed" in tile
+            listed = {h["name"]: h for h in viewer.get("/api/hypervisors").json()}
+            assert listed["hvweb"]["connected"] is True
+            assert (listed["hvweb"]["cpus"], listed["hvweb"]["free_mb"]) == (8, 16000)
             loop.call_soon_threadsafe(daemon.stop)
             thread.join(30)
             # gone without coming back: lost once the heartbeat timeout has passed
