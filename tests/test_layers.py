@@ -44,6 +44,7 @@ EDGES = {
     "wire",
     "report",
     "net",  # phalanx.net: the facade Python tests break the network with
+    "hypervisor",  # `phalanx hypervisor` and the embedded one: runs VMs for a coordinator
 }
 
 

@@ -389,6 +389,13 @@ def agent(argv: list[str]) -> int:
     return agent_main(argv)
 
 
+def hypervisor(argv: list[str]) -> int:
+    """Run a coordinator's VMs on this machine (see `phalanx hypervisor --help`)."""
+    from phalanx.hypervisor.__main__ import main as hypervisor_main
+
+    return hypervisor_main(argv)
+
+
 # --- the parser -------------------------------------------------------------------------
 
 
@@ -593,6 +600,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "agent", help=(agent.__doc__ or "").strip(), add_help=False
     )  # its own parser reads the rest: see main()
+    commands.add_parser("hypervisor", help=(hypervisor.__doc__ or "").strip(), add_help=False)
     # The service's commands import only argparse here; each command imports
     # its heavy libraries (SQLAlchemy, cryptography, ...) when it runs.
     from phalanx.service import admin, ca_cli, serve, submit
@@ -628,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args[:1] == ["agent"]:
             return agent(args[1:])
+        if args[:1] == ["hypervisor"]:
+            return hypervisor(args[1:])
         parsed = parser().parse_args(args)
         code: int = parsed.handler(parsed)
         return code

@@ -163,6 +163,9 @@ class Cluster:
     # its own, which QEMU can snapshot and migrate). None: `disk` when the
     # cluster reverts, else `host`.
     vm_root: str | None = None
+    # Left up after its run, for the next run of this cluster (a qemu
+    # cluster's VMs, as XrdTest's cluster activation kept them).
+    keep: bool = False
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.answers_to(name)), None)

@@ -242,3 +242,15 @@ def test_revert_and_vm_root_errors_name_file_line_and_key(
     (problem,) = problems(path)
     assert problem.startswith(f"{path}:{line}: {key}: "), problem
     assert says in problem
+
+
+def test_keep_is_a_vm_clusters_true_or_false_with_file_line_and_key(tmp_path: Path) -> None:
+    kept = write(tmp_path, "name: vms\nprovider: qemu\nkeep: true\nhosts: [a.t.test]\n")
+    assert load_cluster(kept).keep is True
+    assert load_cluster(write(tmp_path, "name: x\nhosts: [a.t.test]\n", "x.yaml")).keep is False
+    bad = write(tmp_path, "name: vms\nprovider: qemu\nkeep: yes please\nhosts: [a]\n", "b.yaml")
+    assert problems(bad) == [f"{bad}:3: keep: must be true or false"]
+    local = write(tmp_path, "name: l\nhosts: [a]\nkeep: true\n", "l.yaml")
+    assert problems(local) == [
+        f"{local}:3: keep: only a cluster of VMs (provider: qemu) is kept up"
+    ]

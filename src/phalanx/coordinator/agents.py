@@ -282,6 +282,19 @@ class AgentHub:
                 link.detach(connection)
                 self._close_later(connection, 1000, "replaced: its VM was restored")
 
+    def drop(self, hosts: Iterable[str], reason: str) -> None:
+        """These hosts' agents are lost for `reason` (their hypervisor is
+        gone): their stages end in error, and their connections are closed
+        with a refusal, so the agents exit instead of reconnecting."""
+        for host in hosts:
+            if (link := self.links.get(host)) is None:
+                continue
+            if link.connection is not None:
+                connection = link.connection
+                link.detach(connection)
+                self._close_later(connection, CLOSE_REFUSED, reason[:120])
+            link.lose(reason)
+
     def forget(self, hosts: Iterable[str]) -> None:
         """Drop these hosts' links (their agents are gone for good, e.g. a run
         that brought them up has taken them down), closing what is left open."""

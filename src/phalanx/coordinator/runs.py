@@ -23,15 +23,17 @@ from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import Journal, RunFleet
+from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
 from phalanx.coordinator.scripts import script_routes
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
-from phalanx.engine.step import Cancellation
+from phalanx.engine.step import Cancellation, scope_id
 from phalanx.events import Fanout, Sink
 from phalanx.model import (
     PROVIDER_AGENTS,
     PROVIDER_LOCAL,
     PROVIDER_NETNS,
+    PROVIDER_QEMU,
     Host,
     RunResult,
     Status,
@@ -82,6 +84,9 @@ class Coordinator:
     # Serve the agent endpoint on one more address for a block (a provider's
     # bridge), yielding the port; None: this coordinator cannot.
     also_listen: Callable[[str], AbstractAsyncContextManager[int]] | None = None
+    # Who runs a qemu cluster's VMs: connected hypervisor daemons, else an
+    # embedded one (coordinator/hypervisors.py); None: the qemu provider itself.
+    hypervisors: Hypervisors | None = None
 
     @property
     def agent_url(self) -> str:
@@ -114,10 +119,15 @@ async def open_coordinator(
 
     app = agent_app(hub, script_routes(roots_for))
     async with serving(app, host, port) as bound:
+        listeners = SharedListeners(lambda address: serving(app, address, 0))
+        hypervisors = Hypervisors(
+            hub, tokens, heartbeat_timeout=heartbeat_timeout, listeners=listeners
+        )
         hub.start()
         try:
-            yield Coordinator(hub, tokens, host, bound, lambda address: serving(app, address, 0))
+            yield Coordinator(hub, tokens, host, bound, listeners.hold, hypervisors)
         finally:
+            await hypervisors.stop()
             await hub.stop()
 
 
@@ -142,9 +152,14 @@ async def run_suite(
     name = provider_name(suite, options)
     if name != PROVIDER_AGENTS:
         try:
-            provider = make_provider(
-                name, cluster=suite.cluster, root=folder.path / "hosts", run_id=run_id
-            )
+            if name == PROVIDER_QEMU and coordinator.hypervisors is not None:
+                provider = coordinator.hypervisors.provider(
+                    suite.cluster, run_id, folder.path / "hosts"
+                )
+            else:
+                provider = make_provider(
+                    name, cluster=suite.cluster, root=folder.path / "hosts", run_id=run_id
+                )
         except ProvisionError as exc:
             refused = str(exc)
     try:
@@ -307,12 +322,21 @@ async def _run_provided(
             if provider is not None:
                 # An agent known lost (killed, frozen) is not asked nor waited for.
                 lost = {n for n in names if (link := hub.links.get(n)) and link.lost}
-                hub.shutdown(n for n in names if n not in lost)
+                # A kept cluster's agents (`keep: true`) live on with their tokens.
+                kept = set(getattr(provider, "keeps", ())) if not lost else set()
+                if kept:
+                    # Their agents do not exit: what the suite's stages left
+                    # running ends as a case's does, not with the next run.
+                    fleet.end_scope(scope_id(run_id, 0, None))
+                else:
+                    hub.shutdown(n for n in names if n not in lost)
                 await provider.down(lost)
                 # The agents are gone with the run: so are their tokens and links.
                 for token in tokens:
-                    book.revoke(token)
-                hub.forget(names)
+                    if token not in kept:
+                        book.revoke(token)
+                if not kept:
+                    hub.forget(names)
             # Remote agents outlive the run: they stay connected for the next.
     return result
 

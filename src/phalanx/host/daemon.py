@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import ssl
 import sys
@@ -29,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from phalanx import __version__
+from phalanx.host.connection import keep_connected, refusal
 from phalanx.host.context import RunnerContext, new_signal, set_signal
 from phalanx.host.logs import LogWatch
 from phalanx.host.process import (
@@ -82,8 +82,6 @@ log = logging.getLogger("phalanx.agent")
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
 WORKDIR_MARK = "PHALANX_WORKDIR"  # in every stage process's environment: whose it is
-EXIT_REFUSED = 2
-EXIT_GAVE_UP = 3
 WATCHES_KEPT = 64  # log watches of stages whose logs were not collected yet
 # The in-stage commands (`phalanx-NAME` on a stage's PATH) and their modules.
 COMMANDS = {
@@ -214,56 +212,20 @@ class Agent:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     async def _connect_loop(self) -> int:
-        delay = 0.05
-        loop = asyncio.get_running_loop()
-        disconnected_since = loop.time()
-        # websockets refuses an ssl argument on a ws:// URL: give it only for wss.
-        tls: dict[str, Any] = {"ssl": self.ssl_context} if self.ssl_context is not None else {}
-        while not self.stopping.is_set():
-            try:
-                async with connect(
-                    self.url,
-                    additional_headers={"Authorization": f"Bearer {self.token}"},
-                    open_timeout=10,
-                    ping_interval=5,
-                    ping_timeout=10,
-                    max_size=64 * 1024 * 1024,
-                    compression=None,  # the coordinator takes none (see coordinator/server.py)
-                    **tls,
-                ) as ws:
-                    delay = 0.05
-                    await self._session(ws)
-                    disconnected_since = loop.time()
-            except InvalidStatus as exc:
-                if exc.response.status_code in (401, 403):
-                    log.error(
-                        "the coordinator refused this agent (HTTP %s)", exc.response.status_code
-                    )
-                    return EXIT_REFUSED
-            except ssl.SSLCertVerificationError as exc:
-                # Not a network blip: retrying cannot make the certificate trusted.
-                log.error(
-                    "cannot verify the coordinator's TLS certificate (%s); "
-                    "give the CA that issued it with --ca FILE",
-                    exc.verify_message or exc,
-                )
-                return EXIT_REFUSED
-            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
-                log.info("connection to %s lost: %s", self.url, exc)
-            if self.refused is not None:
-                log.error("the coordinator refused this agent: %s", self.refused)
-                return EXIT_REFUSED
-            if self.stopping.is_set():
-                break
-            if (
-                self.give_up_after is not None
-                and loop.time() - disconnected_since > self.give_up_after
-            ):
-                log.error("no coordinator for %.0fs; giving up", self.give_up_after)
-                return EXIT_GAVE_UP
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, self.backoff_max)
-        return 0
+        async def session(ws: ClientConnection) -> str | None:
+            await self._session(ws)
+            return self.refused
+
+        return await keep_connected(
+            self.url,
+            self.token,
+            session,
+            self.stopping,
+            log,
+            backoff_max=self.backoff_max,
+            give_up_after=self.give_up_after,
+            ssl_context=self.ssl_context,
+        )
 
     async def _session(self, ws: ClientConnection) -> None:
         queue: asyncio.Queue[str] = asyncio.Queue()
@@ -296,8 +258,7 @@ class Agent:
                 if self.stopping.is_set():
                     break
         except ConnectionClosed as exc:
-            if exc.rcvd is not None and exc.rcvd.code == 4001:
-                self.refused = exc.rcvd.reason or "refused"
+            self.refused = refusal(exc)
         finally:
             self.queue = None
             self._set_queued(0)  # what was queued is gone with the connection

@@ -34,6 +34,7 @@ CLUSTER_KEYS = {
     "coordinator_aliases",
     "revert",
     "vm_root",
+    "keep",
 }
 # YAML takes snake_case; XrdTest's camelCase is accepted too.
 HOST_KEYS = {
@@ -114,6 +115,14 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         except FieldError as exc:
             problems.errors.append(src.error(str(exc), "coordinator_aliases"))
     revert, vm_root = _vm_choices(src, data, provider, problems)
+    keep = data.get("keep", False)
+    if not isinstance(keep, bool):
+        problems.errors.append(src.error("must be true or false", "keep"))
+        keep = False
+    elif keep and provider != PROVIDER_QEMU:
+        problems.errors.append(
+            src.error(f"only a cluster of VMs (provider: {PROVIDER_QEMU}) is kept up", "keep")
+        )
     problems.raise_if_any()
     return Cluster(
         name=str(name),
@@ -124,6 +133,7 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         coordinator_aliases=aliases,
         revert=revert,
         vm_root=vm_root,
+        keep=keep,
     )
 
 

@@ -151,10 +151,19 @@ def token_create(args: argparse.Namespace) -> int:
     """Make an agent's token; it is printed once (only its hash is kept)."""
 
     async def work(store: Store, config: ServiceConfig) -> str:
-        return await _auth(store, config).create_agent_token(args.name)
+        auth = _auth(store, config)
+        if args.hypervisor:
+            return await auth.create_hypervisor_token(args.name)
+        return await auth.create_agent_token(args.name)
 
     token = _run(args, work)
     print(token)
+    if args.hypervisor:
+        _err(
+            f"token for hypervisor {args.name!r}: shown once, keep it where only the daemon "
+            "reads it (phalanx hypervisor --token-file F)"
+        )
+        return EXIT_OK
     _err(
         f"token for agent {args.name!r}: shown once, keep it where only the agent reads it "
         "(--token-file F, or $PHALANX_AGENT_TOKEN)"
@@ -184,12 +193,16 @@ def token_revoke(args: argparse.Namespace) -> int:
     """Revoke an agent's token: the agent is refused from its next connection on."""
 
     async def work(store: Store, config: ServiceConfig) -> int:
-        return await _auth(store, config).revoke_agent_token(args.name)
+        auth = _auth(store, config)
+        if args.hypervisor:
+            return await auth.revoke_hypervisor_token(args.name)
+        return await auth.revoke_agent_token(args.name)
 
+    what = "hypervisor" if args.hypervisor else "agent"
     if _run(args, work) == 0:
-        _err(f"error: agent {args.name!r} has no live token")
+        _err(f"error: {what} {args.name!r} has no live token")
         return EXIT_USAGE
-    _err(f"revoked the token of agent {args.name!r}")
+    _err(f"revoked the token of {what} {args.name!r}")
     return EXIT_OK
 
 
@@ -293,14 +306,16 @@ def add_commands(
     db = _group(commands, "db", "The service's database.")
     _data_options(command(db, "upgrade", db_upgrade))
 
-    tokens = _group(commands, "token", "Agents' tokens for the service.")
-    _data_options(command(tokens, "create", token_create)).add_argument(
-        "name", help="the agent's name (the host it serves)"
+    tokens = _group(commands, "token", "Agents' and hypervisors' tokens for the service.")
+    create = _data_options(command(tokens, "create", token_create))
+    create.add_argument("name", help="the agent's name (the host it serves)")
+    create.add_argument(
+        "--hypervisor", action="store_true", help="a token for `phalanx hypervisor --name NAME`"
     )
     _data_options(command(tokens, "list", token_list))
-    _data_options(command(tokens, "revoke", token_revoke)).add_argument(
-        "name", help="the agent's name"
-    )
+    revoke = _data_options(command(tokens, "revoke", token_revoke))
+    revoke.add_argument("name", help="the agent's name")
+    revoke.add_argument("--hypervisor", action="store_true", help="a hypervisor's token")
 
     users = _group(commands, "user", "The service's users and their API tokens.")
     add = _data_options(command(users, "add", user_add))

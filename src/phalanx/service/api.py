@@ -9,6 +9,7 @@ token (service/auth.py keeps the kinds apart). Every error is JSON with a
 """
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -295,7 +296,20 @@ def create_app(service: Service) -> FastAPI:
             for catalog, cluster in service.clusters()
         ]
 
+    @app.get("/api/hypervisors", tags=["clusters"])
+    async def hypervisors(who: Reader) -> list[dict[str, Any]]:
+        """The hypervisors that run VM clusters: state, capacity, clusters, VM states."""
+        if service.hypervisors is None:
+            return []
+        return [dataclasses.asdict(view) for view in service.hypervisors.views()]
+
     app.router.routes.extend(agent_routes(service.hub))
+    if service.hypervisors is not None:
+        from starlette.routing import WebSocketRoute
+
+        from phalanx.hypervisor.daemon import HYPERVISOR_PATH
+
+        app.router.routes.append(WebSocketRoute(HYPERVISOR_PATH, service.hypervisors.serve))
     app.router.routes.extend(script_routes(service.queue.roots_for))
     from phalanx.service.web import mount  # the web UI: pages on the same data
 

@@ -23,6 +23,7 @@ from phalanx.store.runs import RunSummary
 from phalanx.store.store import Store
 
 if TYPE_CHECKING:
+    from phalanx.coordinator.hypervisors import Hypervisors
     from phalanx.service.metrics import ServiceMetrics
 
 log = logging.getLogger("phalanx.service")
@@ -58,6 +59,7 @@ class Service:
     sources: Sequence[DefinitionSource] = ()
     next_runs: dict[str, datetime] = field(default_factory=dict)
     metrics: ServiceMetrics | None = None  # `/metrics` serves it when set
+    hypervisors: Hypervisors | None = None  # `/hypervisor` serves it when set
 
     def catalogs(self) -> list[Catalog]:
         return [s.catalog for s in self.sources]

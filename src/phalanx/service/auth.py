@@ -39,6 +39,11 @@ from phalanx.store.errors import StoreError
 
 AGENT_PREFIX = "phx_agent_"
 USER_PREFIX = "phx_user_"
+HYPERVISOR_PREFIX = "phx_hyper_"
+# A hypervisor's token is kept in the agents' token table under this name
+# prefix; its own token prefix keeps the two apart (neither stands in for
+# the other), and the prefix keeps a hypervisor from taking an agent's name.
+HYPERVISOR_NAME = "hypervisor."
 MIN_PASSWORD = 8
 DEFAULT_SESSION_TTL = timedelta(hours=12)
 
@@ -145,6 +150,27 @@ class Auth:
             return None
         return await self.credentials.agent_for_hash(token_hash(token))
 
+    # --- hypervisors ------------------------------------------------------------------
+
+    async def create_hypervisor_token(self, name: str) -> str:
+        """A new token for hypervisor `name` (`phalanx hypervisor`), returned once."""
+        token = new_token(HYPERVISOR_PREFIX)
+        check_name(name, "hypervisor")
+        await self.credentials.add_agent_token(HYPERVISOR_NAME + name, token_hash(token))
+        return token
+
+    async def revoke_hypervisor_token(self, name: str) -> int:
+        return await self.credentials.revoke_agent_tokens(HYPERVISOR_NAME + name)
+
+    async def verify_hypervisor_token(self, token: str | None) -> str | None:
+        """The hypervisor name a live hypervisor token admits; None for anything else."""
+        if not token or not token.startswith(HYPERVISOR_PREFIX):
+            return None
+        found = await self.credentials.agent_for_hash(token_hash(token))
+        if found is None or not found.startswith(HYPERVISOR_NAME):
+            return None
+        return found.removeprefix(HYPERVISOR_NAME)
+
     # --- users ------------------------------------------------------------------------
 
     async def add_user(self, name: str, role: Role | str, password: str) -> None:
@@ -210,7 +236,7 @@ class Auth:
 
     async def session_user(self, cookie: str | None) -> Principal | None:
         """The user of a live session cookie; None if unknown or expired."""
-        if not cookie or cookie.startswith((AGENT_PREFIX, USER_PREFIX)):
+        if not cookie or cookie.startswith((AGENT_PREFIX, USER_PREFIX, HYPERVISOR_PREFIX)):
             return None
         found = await self.credentials.session_user(token_hash(cookie))
         if found is None or (role := _role(found[1])) is None:

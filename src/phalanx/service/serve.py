@@ -97,6 +97,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.coordinator.agents import AgentHub
     from phalanx.coordinator.app import AGENT_PATH
     from phalanx.coordinator.auth import TokenBook
+    from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
     from phalanx.coordinator.runs import Coordinator
     from phalanx.coordinator.server import serving
     from phalanx.host.__main__ import CA_ENV
@@ -190,7 +191,15 @@ async def _main(config: object, repos: list[Path]) -> None:
                 queued=queue.queue_length,
             )
             queue.metrics = metrics
-            service = Service(config, store, auth, hub, queue, sources, metrics=metrics)
+            hypervisors = Hypervisors(
+                hub,
+                book,
+                verify=auth.verify_hypervisor_token,
+                heartbeat_timeout=config.heartbeat_timeout,
+            )
+            service = Service(
+                config, store, auth, hub, queue, sources, metrics=metrics, hypervisors=hypervisors
+            )
             app = create_app(service)
             tls = config.tls_cert is not None and config.tls_key is not None
             async with serving(
@@ -201,16 +210,22 @@ async def _main(config: object, repos: list[Path]) -> None:
                 ssl_keyfile=str(config.tls_key) if tls else None,
             ) as port:
                 hub.start()
+                hypervisors.start()
                 # What hosts call the coordinator (@coordinator@, and the
                 # local agents' URL): the public URL's host when there is one.
                 local = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
                 public = urlsplit(config.public_url).hostname if config.public_url else None
 
-                def also_listen(address: str) -> AbstractAsyncContextManager[int]:
+                def listen(address: str) -> AbstractAsyncContextManager[int]:
                     # netns hosts reach the service on their bridge's address.
                     if config.host in ("0.0.0.0", "::", ""):
                         return contextlib.nullcontext(port)  # it listens there already
                     return serving(app, address, 0)
+
+                # One listener per bridge address, shared by the runs on it and
+                # held for a kept cluster's agents.
+                hypervisors.listeners = SharedListeners(listen)
+                also_listen = hypervisors.listeners.hold
 
                 if tls:
                     # The agents this service starts itself (`provider: local`)
@@ -218,9 +233,13 @@ async def _main(config: object, repos: list[Path]) -> None:
                     # No second listener: the certificate does not name a
                     # bridge's address, so netns hosts cannot verify it there.
                     os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
-                    queue.start(TlsCoordinator(hub, book, public or local, port))
+                    queue.start(
+                        TlsCoordinator(hub, book, public or local, port, hypervisors=hypervisors)
+                    )
                 else:
-                    queue.start(Coordinator(hub, book, public or local, port, also_listen))
+                    queue.start(
+                        Coordinator(hub, book, public or local, port, also_listen, hypervisors)
+                    )
                 shown = f"[{config.host}]" if ":" in config.host else config.host
                 scheme = "https" if tls else "http"
                 log.info("listening on %s://%s:%d (API docs at /docs)", scheme, shown, port)
@@ -241,6 +260,7 @@ async def _main(config: object, repos: list[Path]) -> None:
                         task.cancel()
                     await queue.stop()
                     await scheduler.stop()
+                    await hypervisors.stop()  # kept clusters end
                     await hub.stop()
     finally:
         await seen.stop()  # the hub's last disconnects, written before the store closes

@@ -305,3 +305,56 @@ def test_with_anonymous_read_a_visitor_reads_the_pages_but_changes_nothing(
             assert anonymous.get("/api/runs").json() == []
     finally:
         stop(served)
+
+
+def _hypervisor_row(client: httpx.Client, name: str) -> str:
+    page = client.get("/clusters").text
+    found = re.search(rf'<tr id="hypervisor-{name}">(.*?)</tr>', page, re.S)
+    assert found, page
+    return found.group(1)
+
+
+def test_a_hypervisor_shows_on_the_dashboard_and_clusters_pages_connected_then_lost(
+    web: Served, tmp_path: Path
+) -> None:
+    import asyncio
+    import threading
+
+    from phalanx.hypervisor.core import Measured
+    from phalanx.hypervisor.daemon import HypervisorDaemon
+
+    token = web.admin("token", "create", "hvweb", "--hypervisor")
+    measured = Measured(cpus=8, ram_mb=16000, kvm=True, accel_reason="given")
+    loop = asyncio.new_event_loop()
+    daemon = HypervisorDaemon(web.url, "hvweb", token, tmp_path / "hv", measured=measured)
+    thread = threading.Thread(target=loop.run_until_complete, args=(daemon.run(),))
+    thread.start()
+    try:
+        with signed_in(web, "vera") as viewer:
+            deadline = time.monotonic() + 30
+            while "hypervisor-hvweb" not in viewer.get("/clusters").text:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            row = _hypervisor_row(viewer, "hvweb")
+            assert 'class="badge st-passed">connected' in row
+            assert "8 CPUs · 16000 of 16000 MB free · KVM" in row
+            tile = viewer.get("/").text.split('id="h-hypervisors"', 1)[1].split("</section>")[0]
+            assert "hvweb" in tile and "tile st-passed" in tile
+            listed = {h["name"]: h for h in viewer.get("/api/hypervisors").json()}
+            assert listed["hvweb"]["connected"] is True
+            assert (listed["hvweb"]["cpus"], listed["hvweb"]["free_mb"]) == (8, 16000)
+            loop.call_soon_threadsafe(daemon.stop)
+            thread.join(30)
+            # gone without coming back: lost once the heartbeat timeout has passed
+            deadline = time.monotonic() + 40
+            while "lost" not in (row := _hypervisor_row(viewer, "hvweb")):
+                assert time.monotonic() < deadline, row
+                time.sleep(0.2)
+            assert 'class="badge st-failed">lost' in row and "disconnected for" in row
+            tile = viewer.get("/").text.split('id="h-hypervisors"', 1)[1].split("</section>")[0]
+            assert "tile st-failed" in tile
+    finally:
+        if thread.is_alive():
+            loop.call_soon_threadsafe(daemon.stop)
+            thread.join(30)
+        loop.close()

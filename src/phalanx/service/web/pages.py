@@ -433,7 +433,10 @@ async def _agents(service: Service) -> dict[str, Any]:
 
 
 async def _clusters(service: Service) -> dict[str, Any]:
-    return {"clusters": await views.clusters(service)}
+    return {
+        "clusters": await views.clusters(service),
+        "hypervisors": await views.hypervisors(service),
+    }
 
 
 def _sse(event: str, html: str) -> str:

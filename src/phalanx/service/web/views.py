@@ -107,12 +107,72 @@ async def agents(service: Service) -> list[AgentInfo]:
 
 
 @dataclass
+class HypervisorView:
+    """A hypervisor as the pages show it: the hub's view, with its runs' statuses."""
+
+    name: str
+    state: str  # connected, lost, disconnected
+    lost: str | None
+    last_seen: datetime
+    cpus: int
+    ram_mb: int
+    free_mb: int
+    kvm: bool
+    clusters: list[Any]  # coordinator.hypervisors.ClusterView
+    runs: list[RunSummary]  # its recent runs, newest first
+
+    @property
+    def errored(self) -> int:
+        return sum(1 for r in self.runs if r.status == "error")
+
+    @property
+    def colour(self) -> str:
+        """Red when lost or its last run errored, green when connected."""
+        if self.lost or (self.runs and self.runs[0].status == "error"):
+            return "st-failed"
+        return "st-passed" if self.state == "connected" else "st-none"
+
+
+async def hypervisors(
+    service: Service, recent: list[RunSummary] | None = None
+) -> list[HypervisorView]:
+    if service.hypervisors is None:
+        return []
+    if recent is None:
+        recent = await service.store.runs.recent(limit=200)
+    by_id = {r.id: r for r in recent}
+    views = []
+    for h in service.hypervisors.views():
+        state = "connected" if h.connected else ("lost" if h.lost else "disconnected")
+        runs = [by_id[i] for i in reversed(h.runs) if i in by_id]
+        views.append(
+            HypervisorView(
+                name=h.name,
+                state=state,
+                lost=h.lost,
+                last_seen=datetime.fromtimestamp(h.last_seen).astimezone(),
+                cpus=h.cpus,
+                ram_mb=h.ram_mb,
+                free_mb=h.free_mb,
+                kvm=h.kvm,
+                clusters=h.clusters,
+                runs=runs,
+            )
+        )
+    return views
+
+
+@dataclass
 class ClusterView:
     name: str
     repo: str
     provider: str
     hosts: list[tuple[str, str]]  # (host, state: connected, lost, not connected, busy)
     runs: list[RunSummary]  # its recent runs, newest first
+    # A VM cluster: the hypervisor it is on now, and its VMs' states there.
+    hypervisor: str | None = None
+    vms: dict[str, str] = field(default_factory=dict)
+    kept: bool = False
 
     @property
     def failures(self) -> int:
@@ -127,6 +187,11 @@ class ClusterView:
 async def clusters(service: Service) -> list[ClusterView]:
     recent = await service.store.runs.recent(limit=200)
     hub = service.hub
+    placed = {
+        c.cluster: (h.name, c)
+        for h in (service.hypervisors.views() if service.hypervisors is not None else [])
+        for c in h.clusters
+    }
     views = []
     for catalog, cluster in service.clusters():
         hosts = []
@@ -150,6 +215,8 @@ async def clusters(service: Service) -> list[ClusterView]:
                 runs=[r for r in recent if r.cluster == cluster.name][:STRIP],
             )
         )
+        if (on := placed.get(cluster.name)) is not None:
+            views[-1].hypervisor, views[-1].vms, views[-1].kept = on[0], on[1].vms, on[1].kept
     return views
 
 
@@ -180,6 +247,7 @@ async def dashboard(service: Service) -> dict[str, Any]:
         "suites": await suites(service),
         "clusters": await clusters(service),
         "agents": await agents(service),
+        "hypervisors": await hypervisors(service, recent),
         "in_progress": in_progress,
         "next_runs": next_runs,
         "finished": [r for r in recent if r.status not in ACTIVE][:20],

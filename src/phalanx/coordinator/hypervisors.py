@@ -1,0 +1,624 @@
+"""The coordinator's hypervisors: the daemons connected to `/hypervisor`
+(authenticated, their capacity, heartbeats, loss), the embedded one, which
+cluster is on which, and the clusters left up for the next run (`keep:
+true`).
+
+A run of a qemu cluster asks `provider()`: with hypervisors connected, the
+cluster goes to the one with the most free RAM that has enough for its VMs
+(none has: the run is `error` saying so); with none, to the embedded one in
+this process. A hypervisor that disconnects and does not come back, or
+misses its heartbeats, for the heartbeat timeout is lost: its pending
+requests fail, and the agents of its clusters are dropped with a reason
+naming it, so their runs end in `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from phalanx.coordinator.agents import CLOSE_REFUSED, AgentHub
+from phalanx.coordinator.auth import TokenBook, bearer
+from phalanx.model import Cluster
+from phalanx.providers.base import AgentSpec, ProvisionError
+from phalanx.providers.remote import ClusterHost, HypervisorProvider, Kept, Opened
+
+if TYPE_CHECKING:
+    from starlette.websockets import WebSocket
+
+    from phalanx.hypervisor.core import Hypervisor
+
+log = logging.getLogger("phalanx.coordinator")
+
+EMBEDDED = "embedded"
+HISTORY = 20  # runs remembered per hypervisor, for the pages' colours
+REQUEST_TIMEOUT = 1800.0  # booting a cluster under TCG on a busy machine
+DEFAULT_VM_RAM_MB = 512  # the qemu provider's, for a host without ram_size
+
+Verifier = Callable[[str | None], Awaitable[str | None] | str | None]
+
+
+def cluster_ram_mb(cluster: Cluster) -> int:
+    from phalanx.providers.qemu import ram_megabytes
+
+    return sum(ram_megabytes(h.ram_size) for h in cluster.hosts)
+
+
+@dataclass
+class Assignment:
+    cluster: str
+    run_id: str
+    ram_mb: int
+    hosts: tuple[str, ...]
+    kept: bool = False
+
+
+@dataclass
+class Remote:
+    """A connected (or lost) hypervisor daemon, as the hub asks things of it."""
+
+    name: str
+    cpus: int
+    ram_mb: int
+    kvm: bool
+    accel_reason: str
+    local: bool
+    version: str = ""
+    connection: Any = None  # the live WebSocket's sender
+    last_seen: float = field(default_factory=time.monotonic)
+    seen_at: float = field(default_factory=time.time)
+    disconnected_at: float | None = None
+    lost: str | None = None
+    assigned: dict[str, Assignment] = field(default_factory=dict)
+    states: dict[str, dict[str, str]] = field(default_factory=dict)
+    pids: dict[str, dict[str, int]] = field(default_factory=dict)
+    pending: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is not None and self.lost is None
+
+    @property
+    def free_mb(self) -> int:
+        return self.ram_mb - sum(a.ram_mb for a in self.assigned.values())
+
+    def fail_pending(self, reason: str) -> None:
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(ProvisionError(reason))
+
+    async def request(self, message: Any) -> Any:
+        from phalanx.wire.hypervisor import encode
+
+        if not self.connected:
+            raise ProvisionError(f"hypervisor {self.name} is {self.lost or 'not connected'}")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending[message.request_id] = future
+        self.connection.send(encode(message))
+        try:
+            reply = await asyncio.wait_for(future, REQUEST_TIMEOUT)
+        except TimeoutError:
+            raise ProvisionError(
+                f"hypervisor {self.name} did not answer {message.type} within {REQUEST_TIMEOUT:g}s"
+            ) from None
+        finally:
+            self.pending.pop(message.request_id, None)
+        if reply.error is not None:
+            raise ProvisionError(f"hypervisor {self.name}: {reply.error}")
+        return reply
+
+    # --- ClusterHost ----------------------------------------------------------------
+
+    async def open_cluster(
+        self, key: str, cluster: Cluster, run_id: str, folder: Path | None = None
+    ) -> Opened:
+        from phalanx.wire.hypervisor import ClusterOpen, cluster_fields
+
+        reply = await self.request(
+            ClusterOpen(
+                request_id=_rid(),
+                cluster=key,
+                run_id=run_id,
+                definition=cluster_fields(cluster),
+            )
+        )
+        return Opened(reply.listen_address, dict(reply.addresses), dict(reply.diskmounts))
+
+    async def up_cluster(self, key: str, specs: list[AgentSpec]) -> None:
+        from phalanx.wire.hypervisor import ClusterUp, VmSpec
+
+        vms = [VmSpec(host=s.host.name, url=s.url, token=s.token) for s in specs]
+        await self.request(ClusterUp(request_id=_rid(), cluster=key, vms=vms))
+
+    async def down_cluster(self, key: str, lost: Collection[str]) -> None:
+        from phalanx.wire.hypervisor import ClusterDown
+
+        if self.connected:
+            await self.request(ClusterDown(request_id=_rid(), cluster=key, lost=list(lost)))
+
+    async def close_cluster(self, key: str) -> None:
+        from phalanx.wire.hypervisor import ClusterClose
+
+        if self.connected:
+            await self.request(ClusterClose(request_id=_rid(), cluster=key))
+
+    async def revert_cluster(self, key: str) -> None:
+        from phalanx.wire.hypervisor import ClusterRevert
+
+        await self.request(ClusterRevert(request_id=_rid(), cluster=key))
+
+    async def resume_cluster(self, key: str) -> None:
+        from phalanx.wire.hypervisor import ClusterResume
+
+        await self.request(ClusterResume(request_id=_rid(), cluster=key))
+
+
+def _rid() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class _KeptCluster:
+    host: ClusterHost
+    key: str
+    cluster: Cluster
+    kept: Kept
+    listening: str | None  # the address held open for its agents
+
+
+class SharedListeners:
+    """One extra listener per address, open while anyone holds it: a kept
+    cluster's agents keep the address and port they were booted with."""
+
+    def __init__(self, listen: Callable[[str], AbstractAsyncContextManager[int]]) -> None:
+        self._listen = listen
+        self._open: dict[str, tuple[contextlib.AsyncExitStack, int, int]] = {}
+
+    async def acquire(self, address: str) -> int:
+        if address in self._open:
+            stack, port, count = self._open[address]
+            self._open[address] = (stack, port, count + 1)
+            return port
+        stack = contextlib.AsyncExitStack()
+        port = await stack.enter_async_context(self._listen(address))
+        self._open[address] = (stack, port, 1)
+        return port
+
+    async def release(self, address: str) -> None:
+        stack, port, count = self._open[address]
+        if count > 1:
+            self._open[address] = (stack, port, count - 1)
+            return
+        del self._open[address]
+        await stack.aclose()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, address: str) -> AsyncIterator[int]:
+        port = await self.acquire(address)
+        try:
+            yield port
+        finally:
+            await self.release(address)
+
+
+class Hypervisors:
+    """Every hypervisor of one coordinator."""
+
+    def __init__(
+        self,
+        agents: AgentHub,
+        tokens: TokenBook,
+        *,
+        verify: Verifier | None = None,
+        heartbeat_timeout: float = 10.0,
+        listeners: SharedListeners | None = None,
+    ) -> None:
+        self.agents = agents
+        self.tokens = tokens
+        self.verify = verify  # None: no daemon may connect (`phalanx run`)
+        self.heartbeat_timeout = heartbeat_timeout
+        self.listeners = listeners
+        self.remotes: dict[str, Remote] = {}
+        self.embedded: Hypervisor | None = None
+        self.embedded_assigned: dict[str, Assignment] = {}
+        self.kept: dict[str, _KeptCluster] = {}  # cluster name: what its last run left up
+        # hypervisor name: the ids of its last runs, newest last
+        self.history: dict[str, deque[str]] = {}
+        self._watchdog: asyncio.Task[None] | None = None
+
+    # --- assignment -----------------------------------------------------------------
+
+    def provider(self, cluster: Cluster, run_id: str, root: Path) -> HypervisorProvider:
+        """The provider for one run of a qemu `cluster`. Raises ProvisionError
+        when hypervisors are connected and none has the RAM for it."""
+        keep = _keeps(cluster)
+        kept = self.kept.pop(cluster.name, None)
+        if kept is not None:
+            if self._reusable(kept):
+                log.info("cluster %s: reusing the VMs kept up on %s", cluster.name, kept.host.name)
+                return self._provider(kept.host, cluster, run_id, kept.key, root, kept, keep)
+            self._end_later(kept)
+        needed = cluster_ram_mb(cluster)
+        connected = [r for r in self.remotes.values() if r.connected]
+        key = f"{cluster.name}@{run_id}" if keep else run_id
+        if not connected:
+            host = self._embedded()
+            self.embedded_assigned[key] = Assignment(
+                cluster.name, run_id, needed, tuple(h.name for h in cluster.hosts)
+            )
+            return self._provider(host, cluster, run_id, key, root, None, keep)
+        fits = [r for r in connected if r.free_mb >= needed]
+        if not fits:
+            free = ", ".join(f"{r.name} {r.free_mb} MB free" for r in connected)
+            raise ProvisionError(
+                f"no hypervisor has {needed} MB free for cluster {cluster.name} ({free})"
+            )
+        chosen = max(fits, key=lambda r: (r.free_mb, r.name))
+        chosen.assigned[key] = Assignment(
+            cluster.name, run_id, needed, tuple(h.name for h in cluster.hosts)
+        )
+        log.info("cluster %s (%d MB) on hypervisor %s", cluster.name, needed, chosen.name)
+        return self._provider(chosen, cluster, run_id, key, root, None, keep)
+
+    def _provider(
+        self,
+        host: ClusterHost,
+        cluster: Cluster,
+        run_id: str,
+        key: str,
+        root: Path,
+        kept: _KeptCluster | None,
+        keep: bool,
+    ) -> HypervisorProvider:
+        folder = root if host is self.embedded else None
+        self.history.setdefault(host.name, deque(maxlen=HISTORY)).append(run_id)
+
+        async def keeping(provider: HypervisorProvider) -> None:
+            assert provider.opened is not None
+            listening = kept.listening if kept is not None else None
+            address = provider.opened.listen_address
+            if listening is None and address is not None and self.listeners is not None:
+                # The run's own listener closes with it: the agents keep this one.
+                await self.listeners.acquire(address)
+                listening = address
+            self.kept[cluster.name] = _KeptCluster(
+                host, key, cluster, Kept(provider.opened, dict(provider.tokens)), listening
+            )
+            if (assignment := self._assignments(host).get(key)) is not None:
+                assignment.kept = True
+
+        async def closed(provider: HypervisorProvider) -> None:
+            self._assignments(host).pop(key, None)
+            if kept is not None and kept.listening is not None and self.listeners is not None:
+                await self.listeners.release(kept.listening)
+
+        return HypervisorProvider(
+            host,
+            cluster,
+            run_id,
+            key,
+            folder=folder,
+            kept=kept.kept if kept is not None else None,
+            keep=keep,
+            on_keep=keeping,
+            on_close=closed,
+        )
+
+    def _assignments(self, host: ClusterHost) -> dict[str, Assignment]:
+        return host.assigned if isinstance(host, Remote) else self.embedded_assigned
+
+    def _embedded(self) -> Hypervisor:
+        if self.embedded is None:
+            from phalanx.hypervisor.core import Hypervisor
+
+            self.embedded = Hypervisor(EMBEDDED, Path("."))
+        return self.embedded
+
+    def _reusable(self, kept: _KeptCluster) -> bool:
+        """Its hypervisor is there, and every VM's agent is connected."""
+        if isinstance(kept.host, Remote) and not kept.host.connected:
+            return False
+        return all(
+            (link := self.agents.links.get(h)) is not None and link.connected.is_set()
+            for h in kept.kept.tokens
+        )
+
+    def _end_later(self, kept: _KeptCluster) -> None:
+        """End a kept cluster that the next run cannot use. Its agents and
+        tokens go now (the new run's agents take the same names); its VMs
+        go in the background."""
+        self._release(kept)
+        task = asyncio.create_task(self._end_vms(kept))
+        task.add_done_callback(lambda _: None)
+
+    def _release(self, kept: _KeptCluster) -> None:
+        names = list(kept.kept.tokens)
+        self.agents.shutdown(names)
+        for token in kept.kept.tokens.values():
+            self.tokens.revoke(token)
+        self.agents.forget(names)
+        self._assignments(kept.host).pop(kept.key, None)
+
+    async def _end_vms(self, kept: _KeptCluster) -> None:
+        try:
+            with contextlib.suppress(ProvisionError):
+                await kept.host.down_cluster(kept.key, ())
+            with contextlib.suppress(ProvisionError):
+                await kept.host.close_cluster(kept.key)
+        finally:
+            if kept.listening is not None and self.listeners is not None:
+                await self.listeners.release(kept.listening)
+
+    async def _end(self, kept: _KeptCluster) -> None:
+        """End a kept cluster: its agents told to exit, their tokens revoked,
+        its VMs down."""
+        self._release(kept)
+        await self._end_vms(kept)
+
+    async def end_kept(self) -> list[str]:
+        """End every kept cluster (`phalanx cleanup`'s and shutdown's); their names."""
+        kept, self.kept = list(self.kept.values()), {}
+        for cluster in kept:
+            await self._end(cluster)
+        return [c.cluster.name for c in kept]
+
+    # --- lifetime -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        await self.end_kept()
+        if self.embedded is not None:
+            await self.embedded.close_all()
+        for remote in self.remotes.values():
+            if remote.connection is not None:
+                with contextlib.suppress(Exception):
+                    await remote.connection.close(1001, "coordinator stopping")
+
+    async def _watch(self) -> None:
+        from phalanx.wire.hypervisor import HyperPing, encode
+
+        interval = max(self.heartbeat_timeout / 4, 0.05)
+        seq = 0
+        while True:
+            await asyncio.sleep(interval)
+            seq += 1
+            now = time.monotonic()
+            for remote in list(self.remotes.values()):
+                if remote.lost is not None:
+                    continue
+                if remote.connection is not None:
+                    if now - remote.last_seen > self.heartbeat_timeout:
+                        self.lose(remote, f"no heartbeat for {self.heartbeat_timeout:g}s")
+                    else:
+                        remote.connection.send(encode(HyperPing(seq=seq)))
+                elif (
+                    remote.disconnected_at is not None
+                    and now - remote.disconnected_at > self.heartbeat_timeout
+                ):
+                    self.lose(remote, f"disconnected for {self.heartbeat_timeout:g}s")
+
+    def lose(self, remote: Remote, reason: str) -> None:
+        """`remote` is gone: its runs end in error naming it."""
+        why = f"hypervisor {remote.name} lost: {reason}"
+        log.warning("%s", why)
+        remote.lost = reason
+        remote.fail_pending(why)
+        if remote.connection is not None:
+            connection, remote.connection = remote.connection, None
+            task = asyncio.ensure_future(connection.close(1011, "lost"))
+            task.add_done_callback(lambda _: None)
+        for assignment in remote.assigned.values():
+            self.agents.drop(assignment.hosts, why)
+        for name in [n for n, k in self.kept.items() if k.host is remote]:
+            kept = self.kept.pop(name)
+            for token in kept.kept.tokens.values():
+                self.tokens.revoke(token)
+            self.agents.forget(kept.kept.tokens)
+        remote.assigned.clear()
+        for states in remote.states.values():
+            for host in states:
+                states[host] = "lost"
+
+    # --- the WebSocket endpoint -----------------------------------------------------
+
+    async def serve(self, websocket: WebSocket) -> None:
+        from pydantic import ValidationError
+        from starlette.websockets import WebSocketDisconnect
+
+        from phalanx.coordinator.agents import HELLO_TIMEOUT, _receive, _WebSocketConnection
+        from phalanx.wire.hypervisor import (
+            HYPERVISOR_PROTOCOL,
+            ClusterClose,
+            ClusterDown,
+            HyperHello,
+            HyperPong,
+            Reply,
+            VmState,
+            encode,
+            parse_daemon_message,
+        )
+
+        name: str | None = None
+        if self.verify is not None:
+            found = self.verify(bearer(websocket.headers.get("authorization")))
+            name = await found if inspect.isawaitable(found) else found
+        if name is None:
+            await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
+            return
+        await websocket.accept()
+        connection = _WebSocketConnection(websocket)
+        try:
+            first = parse_daemon_message(await asyncio.wait_for(_receive(websocket), HELLO_TIMEOUT))
+            if not isinstance(first, HyperHello):
+                raise ValueError("the first message must be hyper.hello")
+            if first.version != HYPERVISOR_PROTOCOL:
+                raise ValueError(
+                    f"hypervisor protocol {first.version} is not supported "
+                    f"(this coordinator speaks {HYPERVISOR_PROTOCOL})"
+                )
+            if first.name != name:
+                raise ValueError(f"this token belongs to {name!r}, not {first.name!r}")
+            old = self.remotes.get(name)
+            if (
+                old is not None
+                and old.connected
+                and time.monotonic() - old.last_seen <= self.heartbeat_timeout / 2
+            ):
+                raise ValueError(f"a hypervisor named {name} is already connected")
+        except (ValueError, ValidationError, TimeoutError, WebSocketDisconnect) as exc:
+            log.warning("refusing a hypervisor connection: %s", exc)
+            await connection.close(CLOSE_REFUSED, str(exc)[:120])
+            return
+        capacity = first.capacity
+        if old is not None and old.lost is None:
+            # A reconnect within the heartbeat timeout: the same hypervisor
+            # (its runs' providers hold it), its clusters carry on.
+            remote = old
+            remote.fail_pending(f"hypervisor {name} reconnected; a request was lost")
+            remote.cpus, remote.ram_mb, remote.kvm = capacity.cpus, capacity.ram_mb, capacity.kvm
+            remote.accel_reason, remote.local = capacity.accel_reason, first.local
+            remote.version, remote.disconnected_at = first.phalanx_version, None
+        else:
+            remote = Remote(
+                name,
+                capacity.cpus,
+                capacity.ram_mb,
+                capacity.kvm,
+                capacity.accel_reason,
+                first.local,
+                first.phalanx_version,
+            )
+        if remote.connection is not None:  # a dead socket its daemon is replacing
+            stale = asyncio.ensure_future(remote.connection.close(1000, "replaced"))
+            stale.add_done_callback(lambda _: None)
+        remote.connection = connection
+        remote.last_seen, remote.seen_at = time.monotonic(), time.time()
+        self.remotes[name] = remote
+        log.info(
+            "hypervisor %s connected: %d CPUs, %d MB, %s",
+            name,
+            remote.cpus,
+            remote.ram_mb,
+            "KVM" if remote.kvm else "TCG",
+        )
+        for key in first.clusters:
+            if key not in remote.assigned:  # a run that ended while it was away
+                connection.send(encode(ClusterDown(request_id=_rid(), cluster=key, lost=[])))
+                connection.send(encode(ClusterClose(request_id=_rid(), cluster=key)))
+        try:
+            while True:
+                raw = await _receive(websocket)
+                try:
+                    message = parse_daemon_message(raw)
+                except ValidationError as exc:
+                    log.warning(
+                        "hypervisor %s sent a malformed message: %s", name, exc.errors()[:1]
+                    )
+                    continue
+                remote.last_seen, remote.seen_at = time.monotonic(), time.time()
+                if isinstance(message, Reply):
+                    future = remote.pending.get(message.request_id)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                elif isinstance(message, VmState):
+                    remote.states.setdefault(message.cluster, {})[message.host] = message.state
+                    if message.pid is not None:
+                        remote.pids.setdefault(message.cluster, {})[message.host] = message.pid
+                elif isinstance(message, HyperPong):
+                    pass
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            connection.writer.cancel()
+            if remote.connection is connection:
+                remote.connection = None
+                remote.disconnected_at = time.monotonic()
+                remote.fail_pending(f"hypervisor {name} disconnected")
+
+    # --- what the pages show --------------------------------------------------------
+
+    def views(self) -> list[HypervisorView]:
+        views = [
+            HypervisorView(
+                name=r.name,
+                connected=r.connected,
+                lost=r.lost,
+                last_seen=r.seen_at,
+                cpus=r.cpus,
+                ram_mb=r.ram_mb,
+                free_mb=r.free_mb,
+                kvm=r.kvm,
+                clusters=[
+                    ClusterView(a.cluster, a.run_id, a.ram_mb, a.kept, dict(r.states.get(k, {})))
+                    for k, a in sorted(r.assigned.items())
+                ],
+                runs=list(self.history.get(r.name, ())),
+            )
+            for r in sorted(self.remotes.values(), key=lambda r: r.name)
+        ]
+        if self.embedded is not None and (self.embedded_assigned or EMBEDDED in self.history):
+            states = self.embedded.states
+            views.append(
+                HypervisorView(
+                    name=EMBEDDED,
+                    connected=True,
+                    lost=None,
+                    last_seen=time.time(),
+                    cpus=0,
+                    ram_mb=0,
+                    free_mb=0,
+                    kvm=False,
+                    clusters=[
+                        ClusterView(a.cluster, a.run_id, a.ram_mb, a.kept, dict(states.get(k, {})))
+                        for k, a in sorted(self.embedded_assigned.items())
+                    ],
+                    runs=list(self.history.get(EMBEDDED, ())),
+                )
+            )
+        return views
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    cluster: str
+    run_id: str
+    ram_mb: int
+    kept: bool
+    vms: dict[str, str]  # host: booting, running, off, lost
+
+
+@dataclass(frozen=True)
+class HypervisorView:
+    name: str
+    connected: bool
+    lost: str | None
+    last_seen: float  # epoch seconds
+    cpus: int
+    ram_mb: int
+    free_mb: int
+    kvm: bool
+    clusters: list[ClusterView]
+    runs: list[str]  # the ids of its last runs, oldest first
+
+
+def _keeps(cluster: Cluster) -> bool:
+    return cluster.keep

@@ -1,0 +1,95 @@
+"""`phalanx hypervisor`: the daemon's entry point and options."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from phalanx import argtypes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="phalanx hypervisor",
+        description="Run a coordinator's VMs on this machine (the qemu provider's clusters).",
+    )
+    parser.add_argument(
+        "--coordinator", required=True, help="the coordinator: http(s)://HOST:PORT or ws(s)://…"
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the hypervisor's token (`phalanx token create NAME --hypervisor`; "
+        "else $PHALANX_HYPERVISOR_TOKEN)",
+    )
+    parser.add_argument("--name", default=socket.gethostname(), help="default: the host name")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("phalanx-hypervisor"),
+        help="where the VMs' consoles and logs go (default: ./phalanx-hypervisor)",
+    )
+    parser.add_argument("--ca", type=Path, metavar="FILE", help="verify a wss:// coordinator")
+    parser.add_argument(
+        "--give-up", type=argtypes.seconds, default=None, help="exit after S seconds unconnected"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    from phalanx.hypervisor.daemon import TOKEN_ENV, HypervisorDaemon
+
+    try:
+        token = (
+            args.token_file.read_text().strip()
+            if args.token_file
+            else os.environ.get(TOKEN_ENV, "")
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"phalanx hypervisor: cannot read {args.token_file}: {exc}", file=sys.stderr)
+        return 2
+    if not token:
+        print(f"phalanx hypervisor: no token (use --token-file or ${TOKEN_ENV})", file=sys.stderr)
+        return 2
+    context = None
+    if args.ca is not None:
+        from phalanx.host.__main__ import tls_client_context
+
+        try:
+            context = tls_client_context(args.ca)
+        except (OSError, ValueError) as exc:
+            print(f"phalanx hypervisor: --ca {args.ca}: {exc}", file=sys.stderr)
+            return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format=f"%(asctime)s hypervisor {args.name} %(levelname)s %(message)s",
+    )
+    daemon = HypervisorDaemon(
+        args.coordinator,
+        args.name,
+        token,
+        args.workdir.resolve(),
+        ssl_context=context,
+        give_up_after=args.give_up,
+    )
+    return asyncio.run(_run(daemon))
+
+
+async def _run(daemon: object) -> int:
+    import signal
+
+    from phalanx.hypervisor.daemon import HypervisorDaemon
+
+    assert isinstance(daemon, HypervisorDaemon)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Stop cleanly: every VM ends before the daemon does.
+        loop.add_signal_handler(signum, daemon.stop)
+    return await daemon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

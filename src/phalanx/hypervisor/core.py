@@ -1,0 +1,182 @@
+"""One hypervisor: the clusters it runs, each by the qemu provider, and the
+state of each VM as it changes. The embedded one (`phalanx run`, a service
+with no hypervisor connected) and the daemon's are this same class; the
+daemon only puts a WebSocket in front of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from phalanx.model import Cluster
+from phalanx.providers.base import AgentSpec, ProvisionError
+from phalanx.providers.machine import Machine
+from phalanx.providers.qemu import QemuProvider, choose_accel
+from phalanx.providers.remote import Opened
+
+log = logging.getLogger("phalanx.hypervisor")
+
+OnState = Callable[[str, str, str, "int | None"], None]  # cluster key, host, state, QEMU pid
+
+
+@dataclass(frozen=True)
+class Measured:
+    cpus: int
+    ram_mb: int
+    kvm: bool
+    accel_reason: str
+
+
+def total_ram_mb() -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+async def measure() -> Measured:
+    """This machine's CPUs, RAM and whether KVM works (a short boot under it,
+    as the qemu provider probes; remembered until reboot)."""
+    from phalanx.providers.vmimage import ImageError, build_image
+
+    try:
+        image = await asyncio.to_thread(build_image)
+        accel, reason = await choose_accel(image)
+    except ImageError as exc:
+        accel, reason = "tcg", f"no VM image: {exc}"
+    return Measured(os.cpu_count() or 1, total_ram_mb(), accel == "kvm", reason)
+
+
+class Hypervisor:
+    """Clusters of VMs by key (one per run, or a kept cluster's). `agent_url`:
+    the URL the VMs' agents get instead of the coordinator's own (a
+    hypervisor on another machine hands its VMs the coordinator URL it was
+    given, reached through QEMU's NAT)."""
+
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        *,
+        on_state: OnState | None = None,
+        agent_url: str | None = None,
+    ) -> None:
+        self.name = name
+        self.root = root
+        self.on_state = on_state
+        self.agent_url = agent_url
+        self.clusters: dict[str, QemuProvider] = {}
+        self.states: dict[str, dict[str, str]] = {}  # key: host: state
+        self._stopping: set[str] = set()
+        self._watchers: dict[str, list[asyncio.Task[None]]] = {}
+
+    def _tell(self, key: str, host: str, state: str, pid: int | None = None) -> None:
+        self.states.setdefault(key, {})[host] = state
+        if self.on_state is not None:
+            self.on_state(key, host, state, pid)
+
+    async def open_cluster(
+        self, key: str, cluster: Cluster, run_id: str, folder: Path | None = None
+    ) -> Opened:
+        if key in self.clusters:
+            raise ProvisionError(f"hypervisor {self.name}: cluster {key!r} is open already")
+        provider = QemuProvider(folder or self.root / run_id / "hosts", run_id, cluster=cluster)
+        self.clusters[key] = provider
+        try:
+            await provider.open()
+        except BaseException:
+            del self.clusters[key]
+            await provider.close()
+            raise
+        hosts = list(cluster.hosts)
+        return Opened(
+            provider.listen_address,
+            provider.addresses(hosts),
+            {h.name: provider.diskmounts(h) for h in hosts},
+        )
+
+    def _provider(self, key: str) -> QemuProvider:
+        if (provider := self.clusters.get(key)) is None:
+            raise ProvisionError(f"hypervisor {self.name}: no cluster {key!r}")
+        return provider
+
+    async def up_cluster(self, key: str, specs: list[AgentSpec]) -> None:
+        provider = self._provider(key)
+        if self.agent_url is not None:
+            specs = [AgentSpec(s.host, self.agent_url, s.token) for s in specs]
+        for spec in specs:
+            self._tell(key, spec.host.name, "booting")
+        try:
+            await provider.up(specs)
+        finally:
+            for name, vm in provider.vms.items():
+                if vm.process.returncode is None and vm.booted_after is not None:
+                    self._tell(key, name, "running", vm.process.pid)
+                    watcher = asyncio.create_task(self._watch(key, name, vm.machine))
+                    self._watchers.setdefault(key, []).append(watcher)
+
+    async def _watch(self, key: str, host: str, machine: Machine) -> None:
+        # A migrated VM is the same machine in a new QEMU: watch that one.
+        while (process := machine.process) is not None:
+            await process.wait()
+            if machine.process is process:
+                break
+        if key not in self._stopping:
+            log.warning("hypervisor %s: the VM of %s ended by itself", self.name, host)
+            self._tell(key, host, "lost", process.pid if process is not None else None)
+
+    async def down_cluster(self, key: str, lost: Collection[str] = ()) -> None:
+        provider = self._provider(key)
+        self._stopping.add(key)
+        names = list(provider.vms)
+        try:
+            await provider.down(lost)
+        finally:
+            for name in names:
+                self._tell(key, name, "off")
+
+    async def close_cluster(self, key: str) -> None:
+        provider = self.clusters.pop(key, None)
+        if provider is None:
+            return
+        try:
+            if provider.vms:
+                self._stopping.add(key)
+                await provider.down(list(provider.vms))
+        finally:
+            await provider.close()
+            for watcher in self._watchers.pop(key, []):
+                watcher.cancel()
+            self._stopping.discard(key)
+            self.states.pop(key, None)
+
+    async def revert_cluster(self, key: str) -> None:
+        await self._provider(key).revert()
+
+    async def resume_cluster(self, key: str) -> None:
+        await self._provider(key).resume()
+
+    def connected(self, key: str, host: str) -> None:
+        if (provider := self.clusters.get(key)) is not None:
+            provider.connected(host)
+
+    def explain(self, key: str, host: str) -> str | None:
+        provider = self.clusters.get(key)
+        return provider.explain(host) if provider is not None else None
+
+    async def close_all(self) -> None:
+        """End every cluster (the daemon stopping, or the coordinator gone)."""
+        for key in list(self.clusters):
+            with contextlib.suppress(Exception):
+                await self.close_cluster(key)
+
+    def pids(self, key: str) -> dict[str, int]:
+        provider = self.clusters.get(key)
+        return {n: vm.process.pid for n, vm in provider.vms.items()} if provider else {}

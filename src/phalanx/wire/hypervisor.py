@@ -1,0 +1,170 @@
+"""The hypervisor protocol: between `phalanx hypervisor` (the daemon on a VM
+host) and the coordinator's hypervisor hub, one JSON object per WebSocket
+message, checked here. Data only: a cluster crosses as its fields, checked
+against `model.Cluster` on arrival.
+
+The daemon says `hyper.hello` (its capacity) and answers `ping`s; the
+coordinator sends requests (`cluster.open`, `cluster.up`, `cluster.down`,
+`cluster.close`), each answered by one `reply` with the same `request_id`;
+the daemon tells each VM's state as it changes (`vm.state`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from phalanx.model import Cluster
+
+HYPERVISOR_PROTOCOL = 1
+VM_STATES = ("booting", "running", "off", "lost")
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Capacity(_Message):
+    cpus: int
+    ram_mb: int
+    kvm: bool
+    accel_reason: str = ""
+
+
+# --- daemon → coordinator ------------------------------------------------------
+
+
+class HyperHello(_Message):
+    type: Literal["hyper.hello"] = "hyper.hello"
+    version: int
+    name: str
+    phalanx_version: str = ""
+    capacity: Capacity
+    # The coordinator is on this machine: its VMs may sit on a bridge here
+    # that the coordinator also listens on. Else they reach it by NAT.
+    local: bool = False
+    # The keys of the clusters it holds (after a reconnect): the coordinator
+    # closes those it no longer knows.
+    clusters: list[str] = Field(default_factory=list)
+
+
+class Reply(_Message):
+    type: Literal["reply"] = "reply"
+    request_id: str
+    error: str | None = None  # why the request failed (a ProvisionError's text)
+    listen_address: str | None = None  # cluster.open's
+    addresses: dict[str, str] = Field(default_factory=dict)
+    diskmounts: dict[str, str] = Field(default_factory=dict)
+
+
+class VmState(_Message):
+    type: Literal["vm.state"] = "vm.state"
+    cluster: str  # the key the coordinator gave the cluster
+    host: str
+    state: Literal["booting", "running", "off", "lost"]
+    pid: int | None = None  # QEMU's
+
+
+class HyperPong(_Message):
+    type: Literal["pong"] = "pong"
+    seq: int
+
+
+# --- coordinator → daemon ------------------------------------------------------
+
+
+class ClusterOpen(_Message):
+    type: Literal["cluster.open"] = "cluster.open"
+    request_id: str
+    cluster: str  # the key: one open cluster on this hypervisor
+    run_id: str
+    definition: dict[str, Any]  # a model.Cluster's fields (`cluster_fields`)
+
+
+class VmSpec(_Message):
+    host: str
+    url: str
+    token: str  # a secret: never logged
+
+
+class ClusterUp(_Message):
+    type: Literal["cluster.up"] = "cluster.up"
+    request_id: str
+    cluster: str
+    vms: list[VmSpec]
+
+
+class ClusterDown(_Message):
+    type: Literal["cluster.down"] = "cluster.down"
+    request_id: str
+    cluster: str
+    lost: list[str] = Field(default_factory=list)
+
+
+class ClusterClose(_Message):
+    type: Literal["cluster.close"] = "cluster.close"
+    request_id: str
+    cluster: str
+
+
+class ClusterRevert(_Message):
+    """Every VM of the cluster back to its snapshot (`revert: case`)."""
+
+    type: Literal["cluster.revert"] = "cluster.revert"
+    request_id: str
+    cluster: str
+
+
+class ClusterResume(_Message):
+    """After cluster.revert: the guests start their agents."""
+
+    type: Literal["cluster.resume"] = "cluster.resume"
+    request_id: str
+    cluster: str
+
+
+class HyperPing(_Message):
+    type: Literal["ping"] = "ping"
+    seq: int
+
+
+DaemonMessage = Annotated[HyperHello | Reply | VmState | HyperPong, Field(discriminator="type")]
+HubMessage = Annotated[
+    ClusterOpen
+    | ClusterUp
+    | ClusterDown
+    | ClusterClose
+    | ClusterRevert
+    | ClusterResume
+    | HyperPing,
+    Field(discriminator="type"),
+]
+
+_daemon: TypeAdapter[DaemonMessage] = TypeAdapter(DaemonMessage)
+_hub: TypeAdapter[HubMessage] = TypeAdapter(HubMessage)
+_cluster: TypeAdapter[Cluster] = TypeAdapter(Cluster)
+
+
+def parse_daemon_message(raw: str | bytes) -> DaemonMessage:
+    """Raises pydantic.ValidationError on anything that is not a valid message."""
+    return _daemon.validate_json(raw)
+
+
+def parse_hub_message(raw: str | bytes) -> HubMessage:
+    return _hub.validate_json(raw)
+
+
+def encode(message: _Message) -> str:
+    return message.model_dump_json()
+
+
+def cluster_fields(cluster: Cluster) -> dict[str, Any]:
+    fields: dict[str, Any] = _cluster.dump_python(cluster, mode="json")
+    fields.pop("source", None)  # a path on the coordinator's machine, of no use here
+    return fields
+
+
+def cluster_of(fields: dict[str, Any]) -> Cluster:
+    """Raises pydantic.ValidationError when the fields are not a cluster's."""
+    return _cluster.validate_python(fields)
