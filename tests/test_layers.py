@@ -44,6 +44,7 @@ EDGES = {
     "wire",
     "report",
     "net",  # phalanx.net: the facade Python tests break the network with
+    "virt",  # phalanx.virt: VM tests drive QEMU guests (providers) from a host
 }
 
 

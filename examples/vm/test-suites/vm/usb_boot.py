@@ -25,7 +25,9 @@ class USBBootTest(test.VirtTest):
         self.vm.remote.run("dmesg -c")
 
     def check_io_errors(self):
-        found = [line for line in self.vm.remote.run("dmesg").stdout.splitlines() if "error" in line]
+        found = [
+            line for line in self.vm.remote.run("dmesg").stdout.splitlines() if "error" in line
+        ]
         for line in found:
             self.log.error(line)
         if found:

@@ -1,7 +1,10 @@
 """The process a `vm` task runs in: loads the shipped test module, runs its
 VM tests (phalanx.virt), reports each.
 
-    python -m phalanx.host.vmchild TASK.json RESULT.json
+    python -m phalanx.virt.child TASK.json RESULT.json
+
+(It lives with phalanx.virt, not in phalanx.host: the host's runner only
+names it, so the host never imports the VM code.)
 
 Each test's VM keeps its console, QEMU's log, its QMP events and `vm.json`
 (boot-to-login and migration timings) in `vm/<case>/<Class.test>/` under the
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.tasks import VmTask, from_json
+from phalanx.virt import runner
 
 
 def vm_folder(case: str) -> Path:
@@ -27,8 +31,6 @@ def vm_folder(case: str) -> Path:
 
 
 def run(task: VmTask, scratch: Path) -> dict[str, Any]:
-    from phalanx.virt import runner
-
     folder = vm_folder(task.case).resolve()
     try:
         module = runner.load_module(
