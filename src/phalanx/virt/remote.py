@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +57,20 @@ class Keys:
         }
 
 
-async def connect(port: int, keys: Keys, timeout: float) -> Any:
+async def connect(
+    port: int, keys: Keys, timeout: float, ended: Callable[[], str | None] = lambda: None
+) -> Any:
     """An SSH connection to root on 127.0.0.1:`port`, retried until the
-    guest's sshd answers or `timeout` passes; the host key is checked."""
+    guest's sshd answers or `timeout` passes; the host key is checked.
+    `ended`: why the VM is gone (no use waiting on), or None."""
     import asyncssh
 
     deadline = time.monotonic() + timeout
     trusted: tuple[list[Any], list[Any], list[Any]] = ([keys.host.convert_to_public()], [], [])
     last: BaseException | None = None
     while time.monotonic() < deadline:
+        if (why := ended()) is not None:
+            raise TestError(why)
         attempt = min(CONNECT_ATTEMPT, max(deadline - time.monotonic(), 0.1))
         try:
             return await asyncio.wait_for(

@@ -33,6 +33,7 @@ DISPLAY = ("-device", "VGA,vgamem_mb=4,bus=pci.0,addr=0x1f")
 START_TIMEOUT = 60.0
 MIGRATE_TIMEOUT = 180.0
 POWER_OFF_TIMEOUT = 30.0  # for ACPI; then quit, then SIGKILL
+CONSOLE_LINES = 15  # of a guest that did not come up, in the test's reason
 LOGIN_TIMEOUT = {"kvm": 60.0, "tcg": 300.0}  # a first login waits for the boot
 
 
@@ -126,7 +127,8 @@ class VM:
         machine = await qemu.standalone_vm(
             self.name,
             self.folder,
-            guest.private / f"{self.name}-{uuid.uuid4().hex[:8]}",
+            # Short: QMP's socket path below it must stay under 108 bytes.
+            guest.private / uuid.uuid4().hex[:8],
             accel=guest.accel,
             image=guest.image,
             root_disk=guest.root_disk,
@@ -148,13 +150,27 @@ class VM:
         assert self._keys is not None and self.port is not None
         if self.remote is not None:
             self._call(self.remote.aclose(), 10, "closing the old login")
-        connection = self._call(
-            connect(self.port, self._keys, wait), wait + 10, f"logging in to {self.name}"
-        )
+        try:
+            connection = self._call(
+                connect(self.port, self._keys, wait, self._ended),
+                wait + 10,
+                f"logging in to {self.name}",
+            )
+        except TestError as exc:  # a guest that does not come up: what its console said
+            raise TestError(f"{exc}; the console's last lines:\n{self._console_tail()}") from exc
         if self.boot_to_login is None:
             self.boot_to_login = time.monotonic() - self._powered_on
         self.remote = Remote(self._loop, connection, self.port)
         return self.remote
+
+    def _ended(self) -> str | None:
+        code = self.machine.returncode if self.machine is not None else None
+        return None if code is None else f"the VM {self.name} ended (QEMU exit status {code})"
+
+    def _console_tail(self) -> str:
+        from phalanx.providers.machine import console_tail
+
+        return console_tail(self.folder / "console.log", CONSOLE_LINES)
 
     def migrate(self, mode: str = "tcp", timeout: float = MIGRATE_TIMEOUT) -> float:
         """Live-migrate the guest to a new QEMU on this machine (`tcp` or
