@@ -251,3 +251,49 @@ def test_vm_tests_power_on_log_in_migrate_and_power_off_through_phalanx_run(
     assert 'name="LifecycleTest.test_fails"' in junit
 
     assert running_under(tmp_path) == []
+
+
+HANGS = """
+import time
+
+from phalanx.virt import test
+
+
+class HangTest(test.VirtTest):
+    def test_hangs(self):
+        self.vm.power_on()
+        self.log.info("powered on; hanging")
+        time.sleep(3600)
+"""
+
+
+@pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+@pytest.mark.timeout(300)
+def test_a_vm_test_that_outlives_its_stage_timeout_leaves_no_qemu_behind(
+    tmp_path: Path, vm_images: tuple[Image, RootDisk]
+) -> None:
+    """QEMU runs in a process group of its own; it still ends with the
+    stage (the agent ends what carries the stage's mark)."""
+    root = tmp_path / "repo"
+    (root / "clusters").mkdir(parents=True)
+    (root / "clusters" / "one.yaml").write_text("name: one\nhosts:\n  - name: h1.vm.test\n")
+    suite = root / "test-suites" / "hang"
+    suite.mkdir(parents=True)
+    (suite / "hangs.py").write_text(HANGS)
+    (suite / "suite.yaml").write_text(
+        "name: hang\ncluster: one\ntests:\n  - {name: hang, kind: vm, test: hangs.py, timeout: 20}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "phalanx.cli", "run", str(root), "-s", "hang", "--plain"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PHALANX_QEMU_ACCEL": "tcg"},
+    )
+    said = done.stdout + done.stderr
+    (case,) = results(tmp_path)["cases"]
+    assert case["status"] == "timeout", said
+    (run_dir,) = (tmp_path / "phalanx-results").iterdir()
+    assert next(run_dir.glob("hosts/*/vm/hang/HangTest.test_hangs/qemu.pid")).is_file()
+    assert running_under(tmp_path) == []
