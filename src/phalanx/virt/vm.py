@@ -121,8 +121,11 @@ class VM:
     async def _power_on(self) -> None:
         from phalanx.providers import qemu
 
+        if self.machine is not None:  # powered on again: the old QEMU's monitor and scratch
+            await self.machine.close()
         self._keys = self._keys or Keys.generate()
         self.port = free_port()
+        self.boot_to_login = None
         guest = self._guest
         machine = await qemu.standalone_vm(
             self.name,
