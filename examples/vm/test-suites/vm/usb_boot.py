@@ -8,7 +8,7 @@ class USBBootTest(test.VirtTest):
     device_name = None
 
     def setUp(self):
-        super(USBBootTest, self).setUp()
+        super().setUp()
         self.device_name = self.params.get("device_name", default="QEMU USB Tablet")
         self.vm.devices.add_cmdline(
             self.params.get(
@@ -36,13 +36,13 @@ class USBBootTest(test.VirtTest):
     def test_shows_monitor(self):
         reply = self.vm.qmp("human-monitor-command", **{"command-line": "info usb"})
         if self.device_name not in reply["return"]:
-            raise exceptions.TestFail("%s is not in the monitor's info usb" % self.device_name)
+            raise exceptions.TestFail(f"{self.device_name} is not in the monitor's info usb")
         self.check_io_errors()
 
     def test_shows_guest_os(self):
         listed = self.vm.remote.run(self.params.get("check_cmd", default="lsusb"))
         if self.device_name not in listed.stdout:
-            raise exceptions.TestFail("%s is not in the guest's USB devices" % self.device_name)
+            raise exceptions.TestFail(f"{self.device_name} is not in the guest's USB devices")
         self.check_io_errors()
 
     def tearDown(self):
