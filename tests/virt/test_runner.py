@@ -19,20 +19,23 @@ from phalanx.virt.test import Params
 from phalanx.virt.vm import Guest
 
 CALLS: list[str] = []  # what the lifecycle test's objects did, in order
+OBJECTS: list[object] = []  # the objects setUp and the test methods ran on (kept alive)
 
 LIFECYCLE = """
 from phalanx.virt import test, exceptions
-from tests.virt.test_runner import CALLS
+from tests.virt.test_runner import CALLS, OBJECTS
 
 
 class Life(test.VirtTest):
     def setUp(self):
-        CALLS.append("setUp %s %x" % (self.name, id(self)))
+        CALLS.append("setUp %s" % self.name)
+        OBJECTS.append(self)
         if self.params.get("break_setup", default=False):
             raise ValueError("setUp broke")
 
     def test_b_passes(self):
-        CALLS.append("test_b_passes %x" % id(self))
+        CALLS.append("test_b_passes")
+        OBJECTS.append(self)
         self.whiteboard = "seen %d" % sum(xrange(4))
 
     def test_a_fails(self):
@@ -92,14 +95,16 @@ def test_each_test_method_runs_on_its_own_object_through_the_whole_lifecycle(
     tmp_path: Path, loop: Loop
 ) -> None:
     CALLS.clear()
+    OBJECTS.clear()
     found = run_all(tmp_path, loop, LIFECYCLE)
     # In the order they are written, each on a fresh object.
     assert list(found) == [f"Life.test_{n}" for n in ("b_passes", "a_fails", "c_raises",
                                                        "d_says_fail", "e_cancels")]  # fmt: skip
-    assert CALLS[:4] == [CALLS[0], CALLS[1], "tearDown", "cleanup"]
-    assert CALLS[0].startswith("setUp Life.test_b_passes ")
-    assert CALLS[0].split()[-1] == CALLS[1].split()[-1]  # the same object
-    assert CALLS[4].split()[-1] != CALLS[0].split()[-1]  # the next test's is another
+    assert CALLS[:5] == [
+        "setUp Life.test_b_passes", "test_b_passes", "tearDown", "cleanup", "setUp Life.test_a_fails",
+    ]  # fmt: skip
+    assert OBJECTS[0] is OBJECTS[1]  # setUp and the method: the same object
+    assert OBJECTS[2] is not OBJECTS[0]  # the next test's is another
     passed = found["Life.test_b_passes"]
     assert passed["status"] == "passed" and passed["reason"] is None
     assert passed["whiteboard"] == "seen 6"  # xrange, as a Python 2 test has it
