@@ -45,6 +45,7 @@ EDGES = {
     "report",
     "net",  # phalanx.net: the facade Python tests break the network with
     "hypervisor",  # `phalanx hypervisor` and the embedded one: runs VMs for a coordinator
+    "virt",  # phalanx.virt: VM tests drive QEMU guests (providers) from a host
 }
 
 

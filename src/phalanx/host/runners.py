@@ -8,9 +8,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from phalanx.host import executable, pyrunner, shell
+from phalanx.host import executable, pyrunner, shell, vmrunner
 from phalanx.host.context import RunnerContext
-from phalanx.tasks import ExecutableTask, Outcome, PythonTask, ShellTask, Task, WalksTask
+from phalanx.tasks import ExecutableTask, Outcome, PythonTask, ShellTask, Task, VmTask, WalksTask
 
 log = logging.getLogger("phalanx.agent")
 
@@ -31,6 +31,7 @@ RUNNERS: dict[str, Runner] = dict(
         runner(PythonTask, pyrunner.run_python),
         runner(WalksTask, pyrunner.run_walks),
         runner(ExecutableTask, executable.run_executable),
+        runner(VmTask, vmrunner.run_vm),
     ]
 )
 

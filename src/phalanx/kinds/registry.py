@@ -11,6 +11,7 @@ from phalanx.kinds.base import CaseKind
 from phalanx.kinds.executable import DECLARATIVE, EXECUTABLE
 from phalanx.kinds.python import PYTHON
 from phalanx.kinds.scripts import SCRIPTS
+from phalanx.kinds.vm import VM
 from phalanx.kinds.walks import WALKS
 
 _REGISTRY: dict[str, CaseKind] = {}
@@ -38,5 +39,5 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-for _kind in (SCRIPTS, PYTHON, WALKS, EXECUTABLE, DECLARATIVE):
+for _kind in (SCRIPTS, PYTHON, WALKS, EXECUTABLE, DECLARATIVE, VM):
     register(_kind)

@@ -13,11 +13,12 @@ from phalanx.tasks.base import Outcome, Task, ended_by, from_json, to_json
 from phalanx.tasks.executable import ExecutableTask
 from phalanx.tasks.python import PythonTask
 from phalanx.tasks.shell import ShellTask
+from phalanx.tasks.vm import VmTask
 from phalanx.tasks.walks import WalksTask
 
 # Every task type by the name it crosses the wire under.
 TASK_TYPES: dict[str, type[Task]] = {
-    cls.type: cls for cls in (ShellTask, PythonTask, WalksTask, ExecutableTask)
+    cls.type: cls for cls in (ShellTask, PythonTask, WalksTask, ExecutableTask, VmTask)
 }
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "PythonTask",
     "ShellTask",
     "Task",
+    "VmTask",
     "WalksTask",
     "ended_by",
     "from_json",
