@@ -195,9 +195,11 @@ async def choose_accel(image: Image, qemu: str = QEMU) -> tuple[str, str]:
     return accel, reason
 
 
-def _machine_args(accel: str, ram_mb: int, image: Image, append: str) -> list[str]:
+def _machine_args(
+    accel: str, ram_mb: int, image: Image, append: str, machine_type: str = "q35"
+) -> list[str]:
     return [
-        *_hardware_args(accel, ram_mb),
+        *_hardware_args(accel, ram_mb, machine_type),
         "-kernel",
         str(image.kernel),
         "-initrd",
@@ -207,12 +209,12 @@ def _machine_args(accel: str, ram_mb: int, image: Image, append: str) -> list[st
     ]
 
 
-def _hardware_args(accel: str, ram_mb: int) -> list[str]:
+def _hardware_args(accel: str, ram_mb: int, machine_type: str = "q35") -> list[str]:
     cpu = "host" if accel == "kvm" else "max"
     return [
         QEMU,
         "-machine",
-        f"q35,accel={accel}",
+        f"{machine_type},accel={accel}",
         "-cpu",
         cpu,
         "-m",
@@ -394,16 +396,18 @@ async def standalone_vm(
     mac: str = "",
     files: Mapping[str, str | bytes] = {},
     extra: tuple[str, ...] = (),
+    machine_type: str = "q35",
 ) -> Machine:
     """A disk-root VM without an agent (phalanx.virt drives it): its seed
     (`files`: `authorized_keys` and `ssh_host_ed25519_key` start sshd),
-    its overlay and command line; not started yet."""
+    its overlay and command line; not started yet. `machine_type`: `pc`
+    for tests whose devices name the i440fx buses (`bus=pci.0`)."""
     private.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_seed(private / "seed", guest_env(name, None, python=root_disk.python), files=files)
     overlay = private / "root.qcow2"
     await make_overlay(root_disk.disk, overlay)
     mac = mac or mac_address(Host(name=name))
-    args = _machine_args(accel, ram_mb, image, f"{KERNEL_ARGS} {DISK_ROOT_ARG}")
+    args = _machine_args(accel, ram_mb, image, f"{KERNEL_ARGS} {DISK_ROOT_ARG}", machine_type)
     args += _share("seed", private / "seed") + disk_args(overlay)
     args += ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={mac}", *extra]
     return Machine(name, args, folder, private, accel=accel)
