@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from tests.processes import alive, gone
-from tests.providers.test_qemu import BOOT, needs_qemu
 from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
+from tests.vms import BOOT, needs_qemu
 
 HEARTBEAT = 5
 

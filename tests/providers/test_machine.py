@@ -18,7 +18,7 @@ from phalanx.providers.base import ProvisionError
 from phalanx.providers.machine import Machine
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.processes import alive
-from tests.providers.conftest import vm_missing
+from tests.vms import vm_missing
 
 BOOT = 240  # seconds: a boot under TCG on a busy machine
 

@@ -26,26 +26,10 @@ from phalanx.providers import bridge, netns
 from phalanx.providers import qemu as qemu_module
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.qemu import QemuProvider, guest_url, ram_megabytes
-from phalanx.providers.vmimage import Image, ImageError, build_image, find_busybox, find_kernel
+from phalanx.providers.vmimage import Image, build_image
 from tests.coordinator.runhelpers import output
 from tests.processes import alive
-
-
-def _missing() -> str | None:
-    for tool in ("qemu-system-x86_64", "qemu-img"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (apt-get install qemu-system-x86 qemu-utils)"
-    try:
-        find_kernel()
-        find_busybox()
-    except ImageError as exc:
-        return str(exc)
-    return None
-
-
-MISSING = _missing()
-needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
-BOOT = 240  # seconds a test may take: boots under TCG on a busy machine
+from tests.vms import BOOT, needs_qemu
 
 
 @pytest.fixture(scope="module")

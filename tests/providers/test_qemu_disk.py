@@ -22,7 +22,7 @@ from phalanx.providers.qemu import QemuProvider
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.coordinator.runhelpers import output
 from tests.processes import alive
-from tests.providers.conftest import vm_missing
+from tests.vms import vm_missing
 
 MISSING = vm_missing()
 needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")

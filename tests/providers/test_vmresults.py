@@ -6,7 +6,6 @@ last console lines. The real runs boot the tiny image under TCG (or KVM)."""
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,29 +17,13 @@ from phalanx.coordinator.runs import RunOptions, run_local
 from phalanx.model import Case, Cluster, Host, RunResult, Script, Status, Suite
 from phalanx.providers import qemu as qemu_module
 from phalanx.providers.base import AgentSpec
-from phalanx.providers.vmimage import ImageError, find_busybox, find_kernel
 from phalanx.report.html import render_run
 from phalanx.report.json import read_json, to_json
 from tests.coordinator.runhelpers import output
 from tests.processes import alive
 from tests.report.test_html import parse, section
+from tests.vms import BOOT, needs_qemu
 
-
-def _missing() -> str | None:
-    for tool in ("qemu-system-x86_64", "qemu-img"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (apt-get install qemu-system-x86 qemu-utils)"
-    try:
-        find_kernel()
-        find_busybox()
-    except ImageError as exc:
-        return str(exc)
-    return None
-
-
-MISSING = _missing()
-needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
-BOOT = 240  # seconds: a boot under TCG on a busy machine
 VM = "solo.vmresults.test"
 
 

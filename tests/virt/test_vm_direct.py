@@ -14,7 +14,7 @@ from phalanx.virt import runner
 from phalanx.virt.loop import Loop
 from phalanx.virt.vm import Guest
 from tests.processes import alive
-from tests.providers.conftest import vm_missing
+from tests.vms import vm_missing
 
 MISSING = vm_missing()
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from phalanx.providers.vmimage import Image, RootDisk
-from tests.providers.conftest import vm_missing
 from tests.tree.helpers import results
+from tests.vms import vm_missing
 
 MISSING = vm_missing()
 RUN_TIMEOUT = 1200  # seconds: four guests booted one after the other under TCG on a busy machine
