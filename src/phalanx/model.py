@@ -125,6 +125,7 @@ class Host:
     mac: str | None = None
     aliases: tuple[str, ...] = ()
     ram_size: str | None = None
+    vcpus: int | None = None  # a VM's virtual CPUs (provider: qemu); None: 1
     arch: str | None = None
     boot_image: str | None = None
     disks: tuple[Disk, ...] = ()

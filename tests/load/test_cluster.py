@@ -254,3 +254,14 @@ def test_keep_is_a_vm_clusters_true_or_false_with_file_line_and_key(tmp_path: Pa
     assert problems(local) == [
         f"{local}:3: keep: only a cluster of VMs (provider: qemu) is kept up"
     ]
+
+
+def test_a_vms_vcpus_is_a_whole_number_with_file_line_and_key(tmp_path: Path) -> None:
+    good = write(tmp_path, "provider: qemu\nhosts:\n  - {name: a.example, vcpus: 2}\n")
+    assert load_cluster(good).hosts[0].vcpus == 2
+    assert load_cluster(write(tmp_path, "hosts: [a.example]\n", "one.yaml")).hosts[0].vcpus is None
+    for bad in ("0", "two", "1.5", "true"):
+        path = write(tmp_path, f"hosts:\n  - {{name: a.example, vcpus: {bad}}}\n", "bad.yaml")
+        assert problems(path) == [
+            f"{path}:2: hosts.0.vcpus: must be a whole number of virtual CPUs from 1 to 255"
+        ], bad

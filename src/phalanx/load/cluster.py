@@ -45,6 +45,7 @@ HOST_KEYS = {
     "aliases": "aliases",
     "ram_size": "ram_size",
     "ramSize": "ram_size",
+    "vcpus": "vcpus",
     "arch": "arch",
     "boot_image": "boot_image",
     "bootImage": "boot_image",
@@ -216,6 +217,10 @@ def _host_field(field: str, value: Any) -> Any:
         return _link(value)
     if field == "ssh":
         return _ssh(value)
+    if field == "vcpus":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255:
+            raise FieldError("must be a whole number of virtual CPUs from 1 to 255")
+        return value
     if value is None:
         return None
     text = fields.text(value)

@@ -5,7 +5,7 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
   or hang: both are caught), else TCG; the choice and its reason are logged
   and remembered until the machine reboots (`kvm-probe.json` in the image
   cache). `PHALANX_QEMU_ACCEL=kvm|tcg` decides instead.
-- Each VM: `ram_size` (XrdTest's KiB number, or `256M`, `2G`), one vCPU, its
+- Each VM: `ram_size` (XrdTest's KiB number, or `256M`, `2G`), `vcpus` (default 1), its
   MAC (or one derived from its name), each disk a qcow2 made for the run and
   attached as virtio-blk with the disk's name as serial, so `@diskmounts@`
   finds it whatever the guest calls it.
@@ -196,10 +196,15 @@ async def choose_accel(image: Image, qemu: str = QEMU) -> tuple[str, str]:
 
 
 def _machine_args(
-    accel: str, ram_mb: int, image: Image, append: str, machine_type: str = "q35"
+    accel: str,
+    ram_mb: int,
+    image: Image,
+    append: str,
+    machine_type: str = "q35",
+    vcpus: int = 1,
 ) -> list[str]:
     return [
-        *_hardware_args(accel, ram_mb, machine_type),
+        *_hardware_args(accel, ram_mb, machine_type, vcpus),
         "-kernel",
         str(image.kernel),
         "-initrd",
@@ -209,7 +214,7 @@ def _machine_args(
     ]
 
 
-def _hardware_args(accel: str, ram_mb: int, machine_type: str = "q35") -> list[str]:
+def _hardware_args(accel: str, ram_mb: int, machine_type: str = "q35", vcpus: int = 1) -> list[str]:
     cpu = "host" if accel == "kvm" else "max"
     return [
         QEMU,
@@ -220,7 +225,7 @@ def _hardware_args(accel: str, ram_mb: int, machine_type: str = "q35") -> list[s
         "-m",
         f"{ram_mb}M",
         "-smp",
-        "1",
+        str(vcpus),
         "-nodefaults",
         "-no-user-config",
         "-display",
@@ -276,6 +281,7 @@ class _VM:
             "accel": self.machine.accel,
             "boot_image": host.boot_image,  # None: the tiny image
             "ram_mb": ram_megabytes(host.ram_size),
+            "vcpus": host.vcpus or 1,
             "mac": mac_address(host),
             "root": self.root,
             "network": self.network,
@@ -675,11 +681,13 @@ class QemuProvider:
                 private,
                 (await self._wheelhouse()).wheels,
                 f"{self.run_id}-{host.name}",
-                _hardware_args(self.accel, ram_megabytes(host.ram_size)),
+                _hardware_args(self.accel, ram_megabytes(host.ram_size), vcpus=host.vcpus or 1),
             )
         else:
             append = KERNEL_ARGS
-            args = _machine_args(self.accel, ram_megabytes(host.ram_size), image, "")
+            args = _machine_args(
+                self.accel, ram_megabytes(host.ram_size), image, "", vcpus=host.vcpus or 1
+            )
             if disk_root:
                 assert self.root_disk is not None
                 overlay = private / "root.qcow2"
