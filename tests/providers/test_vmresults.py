@@ -77,8 +77,8 @@ def test_results_json_carries_each_vms_record_files_and_event_counts(tmp_path: P
     assert not parse(render_run(to_json(result))).find("section", id="vms")
 
 
-def _suite(script: str) -> Suite:
-    host = Host(name=VM, ram_size="256M")
+def _suite(script: str, vcpus: int | None = None) -> Suite:
+    host = Host(name=VM, ram_size="256M", vcpus=vcpus)
     return Suite(
         name="vmresults",
         cluster=Cluster(name="vmresults", hosts=(host,), provider="qemu"),
@@ -106,19 +106,21 @@ def _run_id(what: str) -> str:
 async def test_a_vm_runs_boot_timings_and_qmp_events_are_in_results_json(
     tmp_path: Path, cache: Path
 ) -> None:
-    """One VM, one stage: results.json says how the VM was run (accel, RAM),
+    """One VM with two vCPUs, one stage: the guest has them, and
+    results.json says how the VM was run (accel, RAM, vCPUs),
     how long it took from QEMU's start to its agent's start and to its
     connection, and counts the QMP events its file holds; report.html
     shows it."""
     options = RunOptions(results=tmp_path / "results", connect_timeout=BOOT, run_id=_run_id("vmr"))
-    result, folder = await run_local(_suite("uname -n"), options)
+    result, folder = await run_local(_suite("uname -n; nproc", vcpus=2), options)
 
     assert result.status is Status.PASSED, result.reason
-    assert output(folder, result, "hello", "run", VM).strip() == VM
+    assert output(folder, result, "hello", "run", VM).split() == [VM, "2"]
     report = json.loads((folder / "results.json").read_text())
     vm = report["vms"][VM]
     assert vm["accel"] in ("kvm", "tcg")
     assert vm["ram_mb"] == 256
+    assert vm["vcpus"] == 2
     assert 0 < vm["boot_to_agent_s"] <= vm["boot_to_connected_s"]
     assert vm["ended_by"] in ("itself", "acpi", "quit")
     assert vm["console"] == f"hosts/{VM}/console.log"
