@@ -16,10 +16,15 @@ start, the transfer, the source's end) and QEMU's own downtime.
 Targets (issue 14): <= 6 s boot-to-agent for the tiny image under TCG on a
 2-core machine; <= 1 s live migration of an idle 256 MB guest. Anchors:
 avocado-virt's boot test took ~7.5 s under KVM; a migration by hand with
-QEMU 7.2 took 0.6 s. Still to measure here: stage overhead inside VMs next
-to netns hosts.
+QEMU 7.2 took 0.6 s.
+
+Last, the lockstep stage overhead (a stage's wall time minus its slowest
+host's, bench/lockstep.py's suite and measure: cases of three `true`
+stages) on VMs next to the same suite on netns hosts, in one run; their
+ratio says what a VM's virtual network and CPU add to a barrier.
 
     .venv/bin/python bench/vms.py [--vms 1,4] [--root host,disk] [--ram 256M] [--migrations 5]
+                                  [--overhead-hosts 2] [--cases 20]
 """
 
 from __future__ import annotations
@@ -29,16 +34,21 @@ import asyncio
 import contextlib
 import json
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from phalanx.coordinator.app import AGENT_PATH
-from phalanx.coordinator.runs import open_coordinator
-from phalanx.model import Cluster, Host
+from phalanx.coordinator.runs import RunOptions, open_coordinator, run_local
+from phalanx.model import PROVIDER_NETNS, PROVIDER_QEMU, Cluster, Host
 from phalanx.providers.base import AgentSpec
 from phalanx.providers.qemu import QemuProvider
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+# bench/lockstep.py: the same suite and the same measure as every overhead here.
+from bench.lockstep import overheads, suite
 
 
 async def measure(count: int, ram: str, root: Path, vm_root: str) -> dict[str, object]:
@@ -117,6 +127,15 @@ async def measure_migration(ram: str, root: Path, times: int) -> dict[str, objec
     }
 
 
+async def stage_overhead(provider: str, hosts: int, cases: int, root: Path) -> float:
+    """The median stage overhead in milliseconds, on `provider`'s hosts."""
+    options = RunOptions(results=root, provider_override=provider, connect_timeout=600)
+    result, _ = await run_local(suite(hosts, cases), options)
+    if result.status != "passed":
+        raise SystemExit(f"the suite did not pass on {provider} hosts: {result.reason}")
+    return statistics.median(overheads(result))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vms", default="1,4", help="cluster sizes (default: %(default)s)")
@@ -125,6 +144,10 @@ async def main() -> None:
     parser.add_argument(
         "--migrations", type=int, default=5, help="migrations per mode (default: %(default)s)"
     )
+    parser.add_argument(
+        "--overhead-hosts", type=int, default=2, help="hosts in the overhead suite (0: skip it)"
+    )
+    parser.add_argument("--cases", type=int, default=20, help="its cases (default: %(default)s)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="phalanx-bench-vms-") as tmp:
         for vm_root in args.root.split(","):
@@ -145,6 +168,17 @@ async def main() -> None:
                     f"{mode:>5} {median:>7.3f} {row[f'{mode}_max_s']:>6} "
                     f"{median / TARGET_MIGRATION_S:>9.2f} {median / ANCHOR_MIGRATION_S:>9.2f}"
                 )
+
+        if args.overhead_hosts > 0:
+            hosts = args.overhead_hosts
+            on_vms = await stage_overhead(PROVIDER_QEMU, hosts, args.cases, Path(tmp))
+            on_netns = await stage_overhead(PROVIDER_NETNS, hosts, args.cases, Path(tmp))
+            print(
+                f"lockstep stage overhead, {hosts} hosts, {args.cases} cases x 3 stages of "
+                "`true`, median ms"
+            )
+            print(f"{'VMs':>8} {'netns':>8} {'ratio':>6}")
+            print(f"{on_vms:>8.2f} {on_netns:>8.2f} {on_vms / on_netns:>6.2f}")
 
 
 if __name__ == "__main__":
