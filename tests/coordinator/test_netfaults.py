@@ -212,7 +212,7 @@ def test_on_local_hosts_a_fault_is_one_clear_error(tmp_path: Path) -> None:
     result, folder = run(suite(case("local", run=script), py, n=2), tmp_path)
     text = output(folder, result, "local", "run", "h0.phalanx.test")
     said = (
-        "network faults need hosts with a network of their own (provider: netns); "
+        "network faults need hosts with a network of their own (provider: netns or qemu); "
         "this run's hosts are local"
     )
     assert f"phalanx-net: {said}" in text

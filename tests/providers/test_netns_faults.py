@@ -124,6 +124,6 @@ def test_on_local_hosts_phalanx_net_says_why_not(tmp_path: Path) -> None:
     (run,) = (tmp_path / "phalanx-results").iterdir()
     said = _logs(run, "heal")["a.flt.test"]
     assert (
-        "phalanx-net: network faults need hosts with a network of their own (provider: netns); "
+        "phalanx-net: network faults need hosts with a network of their own (provider: netns or qemu); "
         "this run's hosts are local"
     ) in said

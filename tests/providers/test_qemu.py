@@ -22,9 +22,10 @@ import pytest
 from phalanx.coordinator.runs import RunOptions, open_coordinator, run_local
 from phalanx.events import Event, HostOutput
 from phalanx.model import Case, Cluster, Disk, Host, RunResult, Script, Status, Suite
-from phalanx.providers import bridge, netns
+from phalanx.providers import bridge, bridgefaults, netns
 from phalanx.providers import qemu as qemu_module
 from phalanx.providers.base import AgentSpec, ProvisionError
+from phalanx.providers.bridgefaults import BridgeFaults
 from phalanx.providers.qemu import QemuProvider, guest_url, ram_megabytes
 from phalanx.providers.vmimage import Image, build_image
 from tests.coordinator.runhelpers import output
@@ -123,6 +124,24 @@ grep ' /mnt/scratch ' /proc/mounts | cut -d' ' -f1-3
 echo written > /mnt/scratch/file && cat /mnt/scratch/file
 """
 VICTIM = """if [ "$(uname -n)" = vm1.qemu.test ]; then echo sleeping; sleep 200; fi"""
+# vm0 cuts vm1 off (phalanx-net: the cut is made on the bridge); neither
+# reaches the other until the case ends, which heals it.
+CUT = """if [ "$(uname -n)" = vm0.qemu.test ]; then
+    phalanx-net isolate vm1.qemu.test && echo isolated
+    phalanx-send cut 1
+    peer=vm1.qemu.test
+else
+    phalanx-wait cut --timeout 60 >/dev/null
+    peer=vm0.qemu.test
+fi
+/run/phalanx/busybox ping -c 1 -w 3 $peer >/dev/null || echo "cut off from $peer"
+"""
+REACH = """for peer in vm0.qemu.test vm1.qemu.test; do
+    if [ "$(uname -n)" != $peer ]; then
+        /run/phalanx/busybox ping -c 1 -w 20 $peer >/dev/null && echo "pinged $peer"
+    fi
+done
+"""
 
 
 @needs_qemu
@@ -135,9 +154,19 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
     partner by name and gets its address by @host:NAME@, and sees its disk
     mounted by @diskmounts@; then one QEMU is killed with -9 mid-stage: that
     host is `error` (agent lost), the run goes on. The taps and the bridge
-    go at the end. (Not root: the same on user-mode networking, without
-    the network's checks.)"""
-    net = (Case(name="net", stages={"run": Script(text=NET)}),) if ROOT else ()
+    go at the end. As root, a stage isolates one VM (phalanx-net: cut on the
+    bridge): neither pings the other until the case ends, which heals it.
+    (Not root: the same on user-mode networking, without the network's
+    checks.)"""
+    net = (
+        (
+            Case(name="net", stages={"run": Script(text=NET)}),
+            Case(name="cut", stages={"run": Script(text=CUT)}),
+            Case(name="healed", stages={"run": Script(text=REACH)}),
+        )
+        if ROOT
+        else ()
+    )
     suite = _two_vm_suite(
         (
             *net,
@@ -165,6 +194,21 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
     result, folder = await run_local(suite, options, [kill_when_sleeping])
 
     own = _bridged(folder, result) if ROOT else {}
+    if ROOT:
+        vms = ("vm0.qemu.test", "vm1.qemu.test")
+        for case_name in ("cut", "healed"):
+            faulted = result.case(case_name)
+            assert faulted is not None and faulted.status is Status.PASSED, result.reason
+        cut = {n: output(folder, result, "cut", "run", n).splitlines() for n in vms}
+        assert cut == {
+            "vm0.qemu.test": ["isolated", "cut off from vm1.qemu.test"],
+            "vm1.qemu.test": ["cut off from vm0.qemu.test"],
+        }
+        healed = {n: output(folder, result, "healed", "run", n).splitlines() for n in vms}
+        assert healed == {
+            "vm0.qemu.test": ["pinged vm1.qemu.test"],
+            "vm1.qemu.test": ["pinged vm0.qemu.test"],
+        }
     check = result.case("check")
     assert check is not None and check.status is Status.PASSED, result.reason
     for name in ("vm0.qemu.test", "vm1.qemu.test"):
@@ -268,11 +312,22 @@ async def test_the_taps_and_bridge_of_a_crashed_run_are_swept_like_netns_leftove
         assert str(network.plan.gateway) == "10.99.7.1"
         shown = json.loads(await bridge.ip("-j", "link", "show", "master", f"{mark}br"))
         assert sorted(link["ifname"] for link in shown) == [f"{mark}t0", f"{mark}t1"]
+        table = qemu_module.fault_table(netns.label(run_id))
+        faults = BridgeFaults(table=table, macs={h.name: qemu_module.mac_address(h) for h in hosts})
+        await faults.isolate("a.sweep.test")  # a cut the crashed run never healed
         path = state / f"{netns.label(run_id)}.json"
         saved = json.loads(path.read_text())
         path.write_text(json.dumps({**saved, "started": "gone"}))  # its owner is dead
         swept = await netns.sweep(state)
-        assert swept == {run_id: [f"tap {mark}t0", f"tap {mark}t1", f"bridge {mark}br"]}
+        assert swept == {
+            run_id: [
+                f"tap {mark}t0",
+                f"tap {mark}t1",
+                f"bridge {mark}br",
+                f"nftables table bridge {table}",
+            ]
+        }
+        assert not await bridgefaults.remove_table(table)  # gone
         assert [link for link in await bridge.links() if link.startswith(mark)] == []
         assert not path.exists()
     finally:

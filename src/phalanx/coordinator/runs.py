@@ -389,12 +389,18 @@ def host_names(hosts: Sequence[Host]) -> dict[str, str]:
 
 def no_faults(provider: str) -> str:
     """Why a run on `provider`'s hosts cannot break their network."""
+    if provider == PROVIDER_QEMU:
+        return (
+            "network faults between VMs need them on a bridge of this machine (run as root, "
+            "with the VMs on their hypervisor here); these VMs share QEMU's user-mode network "
+            "or run on a hypervisor elsewhere"
+        )
     hosts = {PROVIDER_AGENTS: "served by remote agents", PROVIDER_LOCAL: "local"}.get(
         provider, f"{provider} hosts"
     )
     return (
-        f"network faults need hosts with a network of their own (provider: {PROVIDER_NETNS}); "
-        f"this run's hosts are {hosts}"
+        f"network faults need hosts with a network of their own (provider: {PROVIDER_NETNS} "
+        f"or {PROVIDER_QEMU}); this run's hosts are {hosts}"
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phalanx.model import Cluster
-from phalanx.providers.base import AgentSpec, ProvisionError
+from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.machine import Machine
 from phalanx.providers.qemu import QemuProvider, choose_accel
 from phalanx.providers.remote import Opened
@@ -162,6 +162,10 @@ class Hypervisor:
 
     async def resume_cluster(self, key: str) -> None:
         await self._provider(key).resume()
+
+    def faults(self, key: str) -> NetworkFaults | None:
+        provider = self.clusters.get(key)
+        return provider.faults if provider is not None else None
 
     def connected(self, key: str, host: str) -> None:
         if (provider := self.clusters.get(key)) is not None:

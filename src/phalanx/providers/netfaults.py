@@ -25,6 +25,54 @@ from phalanx.providers.base import FaultError
 CHAIN = "PHALANX-FAULTS"
 COMMAND_TIMEOUT = 30.0  # seconds for one iptables or tc call
 
+# host → the hosts whose packets it drops
+Cuts = dict[str, set[str]]
+
+
+def known(hosts: Iterable[str], names: Iterable[str]) -> list[str]:
+    """`names`, each one of `hosts`, else a FaultError naming the hosts there are."""
+    hosts = list(hosts)
+    found = []
+    for name in names:
+        if name not in hosts:
+            raise FaultError(
+                f"no host {name!r} in this run (its hosts: {', '.join(sorted(hosts))})"
+            )
+        found.append(name)
+    return found
+
+
+def partitioned(hosts: Iterable[str], groups: Sequence[Sequence[str]]) -> Cuts:
+    """The cuts of a partition: hosts of one group reach only each other;
+    a host in no group reaches no one."""
+    hosts = list(hosts)
+    group_of: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        for name in known(hosts, group):
+            if name in group_of and group_of[name] != index:
+                raise FaultError(f"{name} is in two groups of the partition")
+            group_of[name] = index
+    return {
+        name: {
+            peer
+            for peer in hosts
+            if peer != name and (name not in group_of or group_of.get(peer) != group_of[name])
+        }
+        for name in hosts
+    }
+
+
+def isolated(hosts: Iterable[str], cuts: Cuts, host: str) -> Cuts:
+    """`cuts` with `host` cut off from every other host."""
+    hosts = list(hosts)
+    (name,) = known(hosts, [host])
+    blocked = {peer: set(cuts.get(peer, ())) for peer in hosts}
+    for peer in hosts:
+        if peer != name:
+            blocked[name].add(peer)
+            blocked[peer].add(name)
+    return blocked
+
 
 def iptables_restore() -> str:
     """The iptables-restore to use: the nftables backend's when installed."""
@@ -68,7 +116,7 @@ class NetnsFaults:
         self.interface = interface
         self.links = {name: list(lines) for name, lines in (links or {}).items() if lines}
         # host → the hosts whose packets it drops now
-        self.blocked: dict[str, set[str]] = {name: set() for name in namespaces}
+        self.blocked: Cuts = {name: set() for name in namespaces}
         self.hooked: set[str] = set()  # hosts whose INPUT jumps to the chain
         self.slowed: set[str] = set()
         self._lock = asyncio.Lock()  # one change of the network at a time
@@ -76,35 +124,16 @@ class NetnsFaults:
     # --- NetworkFaults ------------------------------------------------------------
 
     async def partition(self, groups: Sequence[Sequence[str]]) -> None:
-        group_of: dict[str, int] = {}
-        for index, group in enumerate(groups):
-            for name in self._known(group):
-                if name in group_of and group_of[name] != index:
-                    raise FaultError(f"{name} is in two groups of the partition")
-                group_of[name] = index
-        blocked = {
-            name: {
-                peer
-                for peer in self.namespaces
-                if peer != name and (name not in group_of or group_of.get(peer) != group_of[name])
-            }
-            for name in self.namespaces
-        }
+        blocked = partitioned(self.namespaces, groups)
         async with self._lock:
             await self._cut(blocked)
 
     async def isolate(self, host: str) -> None:
-        (name,) = self._known([host])
-        blocked = {peer: set(cut) for peer, cut in self.blocked.items()}
-        for peer in self.namespaces:
-            if peer != name:
-                blocked[name].add(peer)
-                blocked[peer].add(name)
         async with self._lock:
-            await self._cut(blocked)
+            await self._cut(isolated(self.namespaces, self.blocked, host))
 
     async def slow(self, host: str, delay: float) -> None:
-        (name,) = self._known([host])
+        (name,) = known(self.namespaces, [host])
         if delay < 0:
             raise FaultError(f"cannot slow {name} by a negative delay")
         milliseconds = f"{delay * 1000:.3f}ms"
@@ -134,16 +163,7 @@ class NetnsFaults:
 
     # --- how ---------------------------------------------------------------------------
 
-    def _known(self, names: Iterable[str]) -> list[str]:
-        found = []
-        for name in names:
-            if name not in self.namespaces:
-                known = ", ".join(sorted(self.namespaces))
-                raise FaultError(f"no host {name!r} in this run (its hosts: {known})")
-            found.append(name)
-        return found
-
-    async def _cut(self, blocked: dict[str, set[str]]) -> None:
+    async def _cut(self, blocked: Cuts) -> None:
         """Make every host drop what `blocked` says, rewriting only the
         namespaces whose cut changes."""
         restore = iptables_restore()

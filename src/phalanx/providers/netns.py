@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from phalanx.model import Cluster, Host
-from phalanx.providers import bridge
+from phalanx.providers import bridge, bridgefaults
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.local import LocalProvider
 from phalanx.providers.netfaults import NetnsFaults
@@ -207,6 +207,7 @@ class Record:
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)  # veths: they go with their namespace
     taps: list[str] = field(default_factory=list)  # VMs' taps: removed one by one
+    tables: list[str] = field(default_factory=list)  # nftables bridge tables (VMs' faults)
 
 
 def _started(pid: int) -> str | None:
@@ -264,6 +265,9 @@ async def _remove(record: Record) -> list[str]:
             lines.append(f"addr del {record.bridge_address} dev {record.bridge}")
             removed.append(f"address {record.bridge_address} of {record.bridge}")
     await bridge.ip_batch(lines, force=True)
+    for table in record.tables:
+        if await bridgefaults.remove_table(table):
+            removed.append(f"nftables table bridge {table}")
     await _gone(veths)
     for ns in record.namespaces:
         folder = ETC_NETNS / ns
@@ -322,6 +326,7 @@ async def make_network(
     namespaces: Collection[str] = (),
     links: Collection[str] = (),
     taps: Collection[str] = (),
+    tables: Collection[str] = (),
 ) -> tuple[Plan, Record]:
     """The cluster's bridge (made, or the existing one given our address),
     its addresses planned, and `lines` (the hosts' links: veths into
@@ -354,6 +359,7 @@ async def make_network(
             namespaces=list(namespaces),
             links=list(links),
             taps=list(taps),
+            tables=list(tables),
         )
         path = state_dir / f"{mark}.json"
         scratch = path.with_suffix(".tmp")

@@ -15,7 +15,8 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
   of a crashed run's leftovers). The guest's init gives eth0 the host's
   address and writes the netns hosts file (every host's names, the
   coordinator's on the bridge address), both from the VM's private seed;
-  the coordinator listens on the bridge address. Otherwise (or with
+  the coordinator listens on the bridge address; network faults between
+  the VMs are cut on the bridge (`bridgefaults`). Otherwise (or with
   `PHALANX_QEMU_NETWORK=user`) QEMU's user-mode network, said in the log:
   the guest is 10.0.2.15 and reaches this machine's loopback at 10.0.2.2,
   so the coordinator's loopback endpoint is handed to the agent as
@@ -62,6 +63,7 @@ from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
 from phalanx.providers import bridge, cloudinit, netns, wheelhouse
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.bridgefaults import BridgeFaults
 from phalanx.providers.cloudinit import make_overlay
 from phalanx.providers.machine import Machine, Monitor, console_tail
 from phalanx.providers.vmimage import (
@@ -132,6 +134,11 @@ def guest_url(url: str) -> str:
         netloc = GATEWAY + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def fault_table(mark: str) -> str:
+    """The run's nftables table for faults between its VMs (bridgefaults)."""
+    return f"phalanx_{mark}"
 
 
 def disk_serial(name: str) -> str:
@@ -420,7 +427,9 @@ async def standalone_vm(
 
 
 class QemuProvider:
-    faults: NetworkFaults | None = None  # not yet for VMs: their taps take no faults
+    # On a bridge: cuts between the VMs' MACs (bridgefaults); on the
+    # user-mode network there is nothing between them to cut.
+    faults: NetworkFaults | None = None
 
     def __init__(
         self,
@@ -476,6 +485,12 @@ class QemuProvider:
         if why_not is None:
             try:
                 self.network = await self._bridge()
+                self.faults = BridgeFaults(
+                    table=fault_table(netns.label(self.run_id)),
+                    macs={h.name: mac_address(h) for h in self.cluster.hosts}
+                    if self.cluster is not None
+                    else {},
+                )
             except (bridge.PlumbingError, OSError) as exc:
                 raise ProvisionError(f"cannot make the VMs' network: {exc}") from exc
             self.listen_address = str(self.network.plan.gateway)
@@ -542,6 +557,7 @@ class QemuProvider:
             bridge_name,
             lines,
             taps=[*taps.values(), *spares.values()],
+            tables=[fault_table(mark)],
         )
         return Bridged(plan, record, taps, netns.hosts_file(self.cluster, plan), spares)
 
@@ -551,6 +567,7 @@ class QemuProvider:
             self._private = None
         network, self.network = self.network, None
         self.listen_address = None
+        self.faults = None
         if network is not None:
             # Cancelled meanwhile (a service shutting down) or not, the taps
             # and the bridge go.

@@ -106,13 +106,16 @@ class HypervisorProvider:
         return set(self.tokens.values()) if self.keep else set()
 
     async def open(self) -> None:
-        if self.reused:
-            return
-        self._open_called = True
-        self.opened = await self.hypervisor.open_cluster(
-            self.key, self.cluster, self.run_id, self.folder
-        )
-        self.listen_address = self.opened.listen_address
+        if not self.reused:
+            self._open_called = True
+            self.opened = await self.hypervisor.open_cluster(
+                self.key, self.cluster, self.run_id, self.folder
+            )
+            self.listen_address = self.opened.listen_address
+        # Faults between the VMs: cut by a hypervisor in this process; one
+        # across the wire takes none (yet).
+        if (faults_of := getattr(self.hypervisor, "faults", None)) is not None:
+            self.faults = faults_of(self.key)
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
         known = self.opened.addresses if self.opened is not None else {}
