@@ -453,16 +453,23 @@ def build_image(root: Path | None = None) -> Image:
         (staging / boot).write_bytes(elf if elf is not None else kernel_bytes)
         (staging / "initramfs.img").write_bytes(initramfs(kernel, busybox))
         meta = {"kernel": kernel.version, "format": FORMAT, "from": str(kernel.image), "boot": boot}
-        (staging / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
-        staging.chmod(0o755)
-        try:
-            staging.rename(path)
-        except OSError:
-            if not (path / "image.json").is_file():  # not another build that won the race
-                raise
+        _publish(staging, path, meta)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Image(path, path / boot, path / "initramfs.img", kernel.version, built=True)
+
+
+def _publish(building: Path, path: Path, meta: dict[str, object]) -> None:
+    """A build's folder, its `image.json` written last, renamed into the
+    cache as `path` in one step: a reader finds a whole image or none, and
+    of two builds racing, the first to get there wins."""
+    (building / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
+    building.chmod(0o755)
+    try:
+        building.rename(path)
+    except OSError:
+        if not (path / "image.json").is_file():  # not another build that won the race
+            raise
 
 
 # --- the disk root ----------------------------------------------------------------
@@ -610,13 +617,7 @@ def build_root_disk(root: Path | None = None) -> RootDisk:
             raise ImageError(f"mkfs.ext4 could not make the root disk: {done.stderr.strip()}")
         shutil.rmtree(staging)
         meta = {"format": ROOT_FORMAT, "python": python, "wheelhouse": wheels.key, "size": size}
-        (building / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
-        building.chmod(0o755)
-        try:
-            building.rename(path)
-        except OSError:
-            if not (path / "image.json").is_file():  # not another build that won the race
-                raise
+        _publish(building, path, meta)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return RootDisk(path, path / "root.ext4", python, built=True)
