@@ -6,6 +6,7 @@ session (conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -183,3 +184,43 @@ async def test_a_qemu_that_ends_at_its_start_is_a_provision_error_with_what_qemu
     await machine.close()
     await machine.close()  # idempotent
     assert not private.exists()
+
+
+async def test_the_monitor_waits_for_a_qmp_socket_bound_but_not_yet_listening(
+    tmp_path: Path,
+) -> None:
+    """QEMU binds its QMP socket and listens a moment later: a connect in
+    between is refused, which a loaded machine hits. The monitor tries again
+    until QEMU listens (here a stand-in speaking QMP's greeting), within its
+    time, rather than giving the VM up."""
+    path = tmp_path / "qmp.sock"
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound.bind(str(path))  # the file exists; a connect is refused until listen()
+    bound.setblocking(False)
+    greeting = b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}\r\n'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting)
+        # qemu.qmp sends each command as one JSON object, no newline after.
+        while chunk := await reader.read(65536):
+            asked = json.loads(chunk)
+            reply = {"return": {}} | ({"id": asked["id"]} if "id" in asked else {})
+            writer.write(json.dumps(reply).encode() + b"\r\n")
+        writer.close()
+
+    async def listen_later() -> asyncio.Server:
+        await asyncio.sleep(0.5)
+        bound.listen()
+        return await asyncio.start_unix_server(serve, sock=bound)
+
+    process = await asyncio.create_subprocess_exec("sleep", "30")  # QEMU, alive meanwhile
+    later = asyncio.create_task(listen_later())
+    monitor = qemu_module.Monitor(path, tmp_path / "events.jsonl")
+    try:
+        await monitor.open(process, within=10)
+        assert monitor.connected
+    finally:
+        await monitor.close()
+        (await later).close()
+        process.kill()
+        await process.wait()

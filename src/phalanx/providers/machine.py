@@ -75,13 +75,21 @@ class Monitor:
             if process.returncode is not None or time.monotonic() > deadline:
                 return  # commands will say there is no monitor
             await asyncio.sleep(0.02)
-        client = QMPClient("phalanx")
-        try:
-            await asyncio.wait_for(client.connect(str(self.socket)), within)
-        except Exception:  # QEMU went away meanwhile
-            with contextlib.suppress(Exception):
-                await client.disconnect()
-            return
+        while True:
+            client = QMPClient("phalanx")
+            try:
+                await asyncio.wait_for(
+                    client.connect(str(self.socket)), max(deadline - time.monotonic(), 0.1)
+                )
+                break
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await client.disconnect()
+            # Refused: QEMU has bound its socket but not listened on it yet
+            # (a loaded machine shows the gap), or it went away meanwhile.
+            if process.returncode is not None or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.05)
         self._listener = EventListener()
         client.register_listener(self._listener)
         self._client = client
