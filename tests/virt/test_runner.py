@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from phalanx.providers.vmimage import Image, RootDisk
 from phalanx.virt import exceptions, runner
 from phalanx.virt import test as virt_test
 from phalanx.virt.devices import Devices
@@ -68,7 +69,10 @@ def loop() -> Any:
 
 
 def guest(tmp_path: Path) -> Guest:
-    return Guest(image=None, root_disk=None, accel="tcg", ram_mb=128, private=tmp_path / "p")
+    """What VMs would boot; these tests never power one on, so no image is built."""
+    image = Image(tmp_path, tmp_path / "vmlinux", tmp_path / "initramfs.img", "0", built=False)
+    root_disk = RootDisk(tmp_path, tmp_path / "root.ext4", "/usr/local/bin/python3", built=False)
+    return Guest(image=image, root_disk=root_disk, accel="tcg", ram_mb=128, private=tmp_path / "p")
 
 
 def run_all(tmp_path: Path, loop: Loop, source: str, **params: Any) -> dict[str, dict[str, Any]]:

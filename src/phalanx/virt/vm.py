@@ -19,13 +19,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phalanx.providers.base import ProvisionError
 from phalanx.virt.devices import Devices
 from phalanx.virt.exceptions import TestError
 from phalanx.virt.loop import Loop
 from phalanx.virt.remote import Keys, Remote, connect
+
+if TYPE_CHECKING:  # imported when a VM is powered on: the test child starts light
+    from phalanx.providers.machine import Machine
+    from phalanx.providers.vmimage import Image, RootDisk
 
 # A graphic console for screendump (no window), on a slot of its own far
 # from the ones tests name (usb_boot puts its controller on 05).
@@ -42,8 +46,8 @@ class Guest:
     """What every VM of a test process boots: the image and root disk,
     the accelerator, RAM, and where VMs keep their scratch files."""
 
-    image: Any  # vmimage.Image
-    root_disk: Any  # vmimage.RootDisk
+    image: Image
+    root_disk: RootDisk
     accel: str
     ram_mb: int
     private: Path  # 0700; each VM's sockets, seed and overlay below it
@@ -78,7 +82,7 @@ class VM:
         self.devices = Devices()
         self.remote: Remote | None = None
         self.port: int | None = None
-        self.machine: Any = None  # providers.machine.Machine once powered on
+        self.machine: Machine | None = None  # once powered on
         self.boot_to_login: float | None = None
         self.left_running = False
         self._loop = loop
@@ -97,7 +101,7 @@ class VM:
         except ProvisionError as exc:
             raise TestError(str(exc)) from exc
 
-    def _machine(self) -> Any:
+    def _machine(self) -> Machine:
         if self.machine is None or self.machine.returncode is not None:
             raise TestError(f"the VM {self.name} is not powered on")
         return self.machine
