@@ -45,6 +45,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from phalanx.providers import cache
+
 FORMAT = 1  # bump when the layout of an image changes: old ones are not reused
 BUSYBOX_PATHS = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
 # What the guest needs that a distribution kernel may build as modules.
@@ -444,6 +446,7 @@ def build_image(root: Path | None = None) -> Image:
     path = root / digest.hexdigest()[:24]
     if (path / "image.json").is_file():
         meta = json.loads((path / "image.json").read_text())
+        cache.taken(path)
         return Image(path, path / meta["boot"], path / "initramfs.img", kernel.version, False)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
@@ -456,6 +459,7 @@ def build_image(root: Path | None = None) -> Image:
         _publish(staging, path, meta)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    cache.taken(path)
     return Image(path, path / boot, path / "initramfs.img", kernel.version, built=True)
 
 
@@ -600,6 +604,7 @@ def build_root_disk(root: Path | None = None) -> RootDisk:
     python = f"{GUEST_PREFIX}/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
     path = root / _root_key(busybox, wheels.key)
     if (path / "image.json").is_file():
+        cache.taken(path)
         return RootDisk(path, path / "root.ext4", python, built=False)
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=".building-root-", dir=root))
@@ -620,6 +625,7 @@ def build_root_disk(root: Path | None = None) -> RootDisk:
         _publish(building, path, meta)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    cache.taken(path)
     return RootDisk(path, path / "root.ext4", python, built=True)
 
 

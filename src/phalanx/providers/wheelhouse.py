@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import phalanx
+from phalanx.providers.cache import taken
 
 # What `phalanx.host` imports, and nothing more (tests/providers/test_ssh.py
 # imports every module of it in a venv made from the wheelhouse alone):
@@ -131,6 +132,7 @@ def wheelhouse(target: Target, cache: Path | None = None) -> Wheelhouse:
     key = key_for(target)
     final = cache / key
     if final.is_dir():
+        taken(final)
         return Wheelhouse(final, key)
     cache.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
@@ -144,6 +146,7 @@ def wheelhouse(target: Target, cache: Path | None = None) -> Wheelhouse:
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    taken(final)
     return Wheelhouse(final, key)
 
 
