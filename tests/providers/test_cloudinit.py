@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from phalanx.providers import bridge, cloudinit, netns, qemu
+from phalanx.providers import bridge, cloudinit, netns, qemu, qemuimg
 from phalanx.providers.base import ProvisionError
 from phalanx.providers.vmimage import BOOTED_MARK, ImageError, find_busybox, find_kernel
 from tests.processes import alive
@@ -121,7 +121,7 @@ async def test_the_overlay_is_backed_by_the_base_which_it_leaves_alone(tmp_path:
     before = _digest(base)
     overlay = tmp_path / "private" / "root.qcow2"
     overlay.parent.mkdir()
-    await cloudinit.make_overlay(base, overlay)
+    await qemuimg.make_overlay(base, overlay)
     info = json.loads(
         subprocess.run(
             ["qemu-img", "info", "--output=json", str(overlay)],

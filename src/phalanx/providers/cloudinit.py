@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.providers.base import ProvisionError
+from phalanx.providers.qemuimg import make_overlay
 from phalanx.providers.vmimage import BOOTED_MARK
 
 LABEL = "cidata"
@@ -198,31 +199,6 @@ def read_seed(path: Path) -> dict[str, bytes]:
         return found
     finally:
         iso.close()
-
-
-async def make_overlay(base: Path, overlay: Path, qemu_img: str = "qemu-img") -> None:
-    """A qcow2 overlay on `base`: the VM writes there, never in the base."""
-    info = await _run(qemu_img, "info", "--output=json", str(base))
-    try:
-        backing_format = str(json.loads(info)["format"])
-    except (ValueError, KeyError) as exc:
-        raise ProvisionError(f"qemu-img cannot read the boot image {base}") from exc
-    await _run(
-        qemu_img, "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", str(base), str(overlay)
-    )
-
-
-async def _run(*command: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    if process.returncode != 0:
-        raise ProvisionError(f"{' '.join(command[:2])}: {err.decode(errors='replace').strip()}")
-    return out.decode()
 
 
 def boot_image_path(boot_image: str, cwd: Path | None = None) -> Path:

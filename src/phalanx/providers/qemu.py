@@ -61,11 +61,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
-from phalanx.providers import bridge, cloudinit, netns, wheelhouse
+from phalanx.providers import bridge, cloudinit, netns, qemuimg, wheelhouse
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.bridgefaults import BridgeFaults
-from phalanx.providers.cloudinit import make_overlay
 from phalanx.providers.machine import Machine, Monitor, console_tail
+from phalanx.providers.qemuimg import make_overlay
 from phalanx.providers.vmimage import (
     BOOTED_MARK,
     PROBE_MARK,
@@ -83,7 +83,7 @@ __all__ = ["Machine", "Monitor", "QemuProvider", "console_tail", "mac_address", 
 log = logging.getLogger("phalanx.providers.qemu")
 
 QEMU = "qemu-system-x86_64"
-QEMU_IMG = "qemu-img"
+QEMU_IMG = qemuimg.QEMU_IMG
 ACCEL_ENV = "PHALANX_QEMU_ACCEL"
 NETWORK_ENV = "PHALANX_QEMU_NETWORK"  # user | bridge: instead of deciding by privileges
 DEFAULT_RAM_MB = 512
@@ -725,7 +725,7 @@ class QemuProvider:
         ]
         for index, disk in enumerate(host.disks):
             path = private / f"disk{index}.qcow2"
-            await _qemu_img(path, disk.size)
+            await qemuimg.create(path, disk.size)
             args += [
                 "-drive",
                 f"file={path},if=none,id=disk{index},format=qcow2",
@@ -846,25 +846,6 @@ def _share(tag: str, path: Path, multidevs: bool = False) -> list[str]:
     if multidevs:
         options += ",multidevs=remap"  # `/` spans many file systems
     return ["-fsdev", options, "-device", f"virtio-9p-pci,fsdev={tag},mount_tag={tag}"]
-
-
-async def _qemu_img(path: Path, size: int) -> None:
-    """An empty qcow2 of `size` bytes (a host's disk)."""
-    process = await asyncio.create_subprocess_exec(
-        QEMU_IMG,
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        str(path),
-        str(size),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    if process.returncode != 0:
-        raise ProvisionError(f"qemu-img cannot make {path.name}: {out.decode().strip()}")
 
 
 PRIVATE_PARENT = Path("/run/phalanx/qemu")
