@@ -62,27 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     from phalanx.host.daemon import TOKEN_ENV, Agent, install_xrdtest_library
 
     try:
-        token = (
-            args.token_file.read_text().strip()
-            if args.token_file
-            else os.environ.get(TOKEN_ENV, "")
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        print(
-            f"phalanx agent: cannot read the token file {args.token_file}: {exc}", file=sys.stderr
-        )
+        token, context = credentials(args.token_file, TOKEN_ENV, args.ca)
+    except Unusable as exc:
+        print(f"phalanx agent: {exc}", file=sys.stderr)
         return 2
-    if not token:
-        print(f"phalanx agent: no token (use --token-file or ${TOKEN_ENV})", file=sys.stderr)
-        return 2
-    context = None
-    if args.ca is not None:
-        try:
-            context = tls_client_context(args.ca)
-        except (OSError, ValueError) as exc:
-            print(f"phalanx agent: --ca {args.ca}: not a usable CA certificate ({exc})",
-                  file=sys.stderr)  # fmt: skip
-            return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s {args.name} %(levelname)s %(message)s",
@@ -115,6 +98,30 @@ def label(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.strip(), value.strip()
+
+
+class Unusable(Exception):
+    """A token or CA file a daemon cannot use; the message says which and why."""
+
+
+def credentials(
+    token_file: Path | None, token_env: str, ca: Path | None
+) -> tuple[str, ssl.SSLContext | None]:
+    """What a daemon connecting out (`phalanx agent`, `phalanx hypervisor`)
+    authenticates with: its token, from the file or else `$token_env`, and
+    the TLS context that trusts `ca` (None: the system's CAs)."""
+    try:
+        token = token_file.read_text().strip() if token_file else os.environ.get(token_env, "")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Unusable(f"cannot read the token file {token_file}: {exc}") from None
+    if not token:
+        raise Unusable(f"no token (use --token-file or ${token_env})")
+    if ca is None:
+        return token, None
+    try:
+        return token, tls_client_context(ca)
+    except (OSError, ValueError) as exc:
+        raise Unusable(f"--ca {ca}: not a usable CA certificate ({exc})") from None
 
 
 def tls_client_context(ca_file: Path) -> ssl.SSLContext:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import socket
 import sys
 from pathlib import Path
@@ -40,29 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    from phalanx.host.__main__ import Unusable, credentials
     from phalanx.hypervisor.daemon import TOKEN_ENV, HypervisorDaemon
 
     try:
-        token = (
-            args.token_file.read_text().strip()
-            if args.token_file
-            else os.environ.get(TOKEN_ENV, "")
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"phalanx hypervisor: cannot read {args.token_file}: {exc}", file=sys.stderr)
+        token, context = credentials(args.token_file, TOKEN_ENV, args.ca)
+    except Unusable as exc:
+        print(f"phalanx hypervisor: {exc}", file=sys.stderr)
         return 2
-    if not token:
-        print(f"phalanx hypervisor: no token (use --token-file or ${TOKEN_ENV})", file=sys.stderr)
-        return 2
-    context = None
-    if args.ca is not None:
-        from phalanx.host.__main__ import tls_client_context
-
-        try:
-            context = tls_client_context(args.ca)
-        except (OSError, ValueError) as exc:
-            print(f"phalanx hypervisor: --ca {args.ca}: {exc}", file=sys.stderr)
-            return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s hypervisor {args.name} %(levelname)s %(message)s",
