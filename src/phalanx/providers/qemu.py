@@ -61,7 +61,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
-from phalanx.providers import bridge, cloudinit, netns, qemuimg, wheelhouse
+from phalanx.providers import bridge, cloudinit, guestnet, netns, qemuimg, wheelhouse
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.bridgefaults import BridgeFaults
 from phalanx.providers.machine import Machine, Monitor, console_tail
@@ -427,8 +427,9 @@ async def standalone_vm(
 
 
 class QemuProvider:
-    # On a bridge: cuts between the VMs' MACs (bridgefaults); on the
-    # user-mode network there is nothing between them to cut.
+    # On a bridge: cuts between the VMs' MACs (bridgefaults), delays in
+    # the guests (guestnet); on the user-mode network there is nothing
+    # between them to cut.
     faults: NetworkFaults | None = None
 
     def __init__(
@@ -455,6 +456,7 @@ class QemuProvider:
         # The bridge's address once the VMs have one; None: loopback (10.0.2.2 in the guests).
         self.listen_address: str | None = None
         self._private: Path | None = None
+        self._channels: dict[str, guestnet.GuestChannel] = {}  # host: its phalanx.net port
         self.reverts = cluster is not None and cluster.revert == "case"
         vm_root = vm_root or (cluster.vm_root if cluster is not None else None)
         self.vm_root = vm_root or ("disk" if self.reverts else "host")
@@ -485,12 +487,12 @@ class QemuProvider:
         if why_not is None:
             try:
                 self.network = await self._bridge()
-                self.faults = BridgeFaults(
+                hosts = list(self.cluster.hosts) if self.cluster is not None else []
+                cuts = BridgeFaults(
                     table=fault_table(netns.label(self.run_id)),
-                    macs={h.name: mac_address(h) for h in self.cluster.hosts}
-                    if self.cluster is not None
-                    else {},
+                    macs={h.name: mac_address(h) for h in hosts},
                 )
+                self.faults = guestnet.VmFaults(cuts, self._channel, [h.name for h in hosts])
             except (bridge.PlumbingError, OSError) as exc:
                 raise ProvisionError(f"cannot make the VMs' network: {exc}") from exc
             self.listen_address = str(self.network.plan.gateway)
@@ -611,7 +613,9 @@ class QemuProvider:
         told to go: each starts a fresh agent, which connects with the same
         token (the coordinator takes it in place of the old one:
         `AgentHub.replace`, between `revert` and `resume`)."""
-        await asyncio.gather(*(vm.machine.loadvm(REVERT_TAG) for vm in self.vms.values()))
+        faults = self.faults if isinstance(self.faults, guestnet.VmFaults) else None
+        async with faults.restoring() if faults is not None else contextlib.nullcontext():
+            await asyncio.gather(*(vm.machine.loadvm(REVERT_TAG) for vm in self.vms.values()))
 
     async def resume(self) -> None:
         """After `revert`: the guests start their agents."""
@@ -669,6 +673,7 @@ class QemuProvider:
             tap = self.network.taps[host.name]
             netdev = f"tap,id=net0,ifname={tap},script=no,downscript=no"
             files["hosts"] = self.network.hosts_file
+        files.update(guestnet.seed_files(host.link))  # applied by the guest at boot
         env = guest_env(
             host.name,
             spec.url,
@@ -682,6 +687,11 @@ class QemuProvider:
         )
         write_seed(private / "seed", env, spec.token, files)
         if host.boot_image is not None:  # its own bootloader, a cloud-init seed
+            if guestnet.seed_files(host.link):
+                raise ProvisionError(
+                    f"{host.name} boots its own image (boot_image): phalanx cannot give it "
+                    "link conditions (they are applied by the tiny image's guest)"
+                )
             if self.reverts:
                 raise ProvisionError(
                     f"{host.name} boots its own image (boot_image), which cannot wait for "
@@ -717,6 +727,7 @@ class QemuProvider:
             args += _share("seed", private / "seed")
             if self.reverts:
                 args += go_args(private / "go.sock")
+            args += guestnet.port_args(private / "net.sock")  # slow and heal, in the guest
         args += [
             "-netdev",
             netdev,
@@ -745,6 +756,15 @@ class QemuProvider:
                 raise
             # QEMU ended at once: `_booted` says so, with what QEMU said.
         self.vms[host.name] = _VM(host, machine, network, "disk" if disk_root else "host")
+
+    def _channel(self, host: str) -> guestnet.GuestChannel | None:
+        """The VM's phalanx.net port (None: it boots its own image, or is not up)."""
+        vm = self.vms.get(host)
+        if vm is None or vm.host.boot_image is not None:
+            return None
+        if host not in self._channels:
+            self._channels[host] = guestnet.GuestChannel(host, vm.private / "net.sock")
+        return self._channels[host]
 
     async def _wheelhouse(self) -> wheelhouse.Wheelhouse:
         """The agent's wheels for a boot image's seed: built once (cached)."""
@@ -816,6 +836,9 @@ class QemuProvider:
         frozen) at once, the others once their agents have shut down and
         powered off, by ACPI and then `quit` if not. Their disks go."""
         vms, self.vms = list(self.vms.values()), {}
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close()
         await asyncio.gather(*(self._stop(vm, vm.host.name in lost) for vm in vms))
 
     async def _stop(self, vm: _VM, lost: bool) -> None:
