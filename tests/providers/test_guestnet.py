@@ -276,10 +276,9 @@ async def test_link_delay_and_slow_are_made_in_the_guest_and_healed_after_the_ca
 
     said = {
         (case, name): output(folder, result, case, "run", name)
-        for case in ("link", "slow", "healed")
-        for name in (A, B)
+        for case, name in [("link", A), ("link", B), ("slow", B), ("healed", A), ("healed", B)]
     }
-    assert said["link", A].strip() == "netem 8001: root refcnt 2 limit 1000 delay 100ms"
+    assert re.fullmatch(r"netem 1: root .* delay 100ms", said["link", A].strip()), said["link", A]
     rtts = _rtts(said["link", B])
     assert len(rtts) == 3 and min(rtts) >= 200, said["link", B]
     slowed = said["slow", B]
