@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from phalanx.coordinator.runs import RunOptions, open_coordinator, run_local
+from phalanx.events import Event, HostOutput
 from phalanx.model import Case, Cluster, Host, Link, Script, Status, Suite
 from phalanx.providers import guestnet, netns
 from phalanx.providers.base import AgentSpec, FaultError
@@ -354,3 +355,59 @@ async def test_a_link_that_loses_every_packet_fails_pings_and_the_port_refuses_b
                 await provider.down(list(provider.vms))
     finally:
         await provider.close()
+
+
+@needs_bridged_vms
+@pytest.mark.timeout(BOOT + 300)
+async def test_slow_and_heal_hold_across_revert_case_and_a_migration(
+    tmp_path: Path, vm_images: tuple[Image, RootDisk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`revert: case`: B slowed in one case is back as it booted in the
+    next (healed, then restored), A's link too; B migrated to a new QEMU
+    mid-case is slowed through the new QEMU's port, and healed after."""
+    image, root_disk = vm_images
+    providers: list[QemuProvider] = []
+    opened = QemuProvider.open
+
+    async def open_with_images(self: QemuProvider) -> None:
+        self.image, self.root_disk = image, root_disk
+        providers.append(self)
+        await opened(self)
+
+    monkeypatch.setattr(QemuProvider, "open", open_with_images)
+    migrations: list[asyncio.Task[float]] = []
+
+    def migrate_when_ready(event: Event) -> None:
+        if isinstance(event, HostOutput) and b"ready" in event.data and not migrations:
+            migrations.append(asyncio.ensure_future(providers[0].migrate(B, "tcp")))
+
+    hosts = (Host(name=A, ram_size="256M", link=Link(delay=0.1)), Host(name=B, ram_size="256M"))
+    slow = f"phalanx-net slow {B} 300ms && echo slowed\n{SHOW}"
+    moved = f"{SHOW}\necho ready\nsleep 30\nphalanx-net slow {B} 200ms && echo slowed\n{SHOW}"
+    suite = Suite(
+        name="revert",
+        cluster=Cluster(name="revert", hosts=hosts, provider="qemu", revert="case"),
+        cases=(
+            Case(name="slow", stages={"run": _stage(slow)}),
+            Case(name="moved", stages={"run": _stage(moved, SHOW)}),
+            Case(name="after", stages={"run": _stage(SHOW, SHOW)}),
+        ),
+        timeout=BOOT,
+    )
+    run_id = f"vm-revert-{uuid.uuid4().hex[:8]}"
+    options = RunOptions(
+        results=tmp_path / "results", heartbeat_timeout=20, connect_timeout=BOOT, run_id=run_id
+    )
+    result, folder = await run_local(suite, options, [migrate_when_ready])
+    assert result.status is Status.PASSED, result.reason
+    assert migrations and migrations[0].result() > 0
+
+    def said(case: str, name: str) -> list[str]:
+        return output(folder, result, case, "run", name).splitlines()
+
+    assert said("slow", B)[0] == "slowed" and said("slow", B)[1].endswith("delay 300ms")
+    assert said("moved", B)[:2] == ["no netem", "ready"]
+    assert said("moved", B)[2] == "slowed" and said("moved", B)[3].endswith("delay 200ms")
+    assert said("after", B) == ["no netem"]
+    for case in ("moved", "after"):
+        assert re.fullmatch(r"netem 1: root .* delay 100ms", said(case, A)[0]), said(case, A)

@@ -45,6 +45,7 @@ from phalanx.providers.base import FaultError
 from phalanx.providers.netfaults import known
 
 PORT = "phalanx.net"
+CHARDEV = "phalanx-net"  # its QEMU chardev's id
 INTERFACE = "eth0"
 IFB = "ifb0"
 EGRESS = "link.tc"  # seed file: eth0's outgoing conditions, `tc -batch`
@@ -76,8 +77,8 @@ def port_args(socket: Path) -> list[str]:
     """The `phalanx.net` port, on a virtio-serial bus of its own."""
     return [
         "-device", "virtio-serial-pci,id=phalanx-net-vser",
-        "-chardev", f"socket,id=phalanx-net,path={socket},server=on,wait=off",
-        "-device", "virtserialport,bus=phalanx-net-vser.0,chardev=phalanx-net,name=" + PORT,
+        "-chardev", f"socket,id={CHARDEV},path={socket},server=on,wait=off",
+        "-device", f"virtserialport,bus=phalanx-net-vser.0,chardev={CHARDEV},name={PORT}",
     ]  # fmt: skip
 
 
@@ -233,6 +234,11 @@ class GuestChannel:
             parsed = parse_answer(raw.decode(errors="replace"))
             if parsed is not None and parsed[0] == rid:
                 return parsed[1]
+
+    def retarget(self, socket: Path) -> None:
+        """The VM's port is now at `socket` (a new QEMU, after a migration)."""
+        self.socket = socket
+        self.close()
 
     def close(self) -> None:
         """Drop the connection (the next request makes a new one)."""

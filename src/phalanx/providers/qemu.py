@@ -396,6 +396,27 @@ def go_args(socket: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def fresh_sockets(args: list[str], generation: int) -> list[str]:
+    """A migration's clone of `args`, its ports' sockets (`go`, `net`) at
+    paths of its own: QEMU removes a listening socket's path when it ends,
+    so a path shared with the source would be gone with the source (and a
+    destination that failed would take the source's with it)."""
+    return [
+        re.sub(r"(path=[^,]*/(?:go|net))(?:-\d+)?\.sock", rf"\g<1>-{generation}.sock", a)
+        for a in args
+    ]
+
+
+def chardev_path(args: list[str], chardev: str) -> Path | None:
+    """Where the QEMU of `args` listens for chardev `chardev`'s socket."""
+    for arg in args:
+        if arg.startswith("socket,") and f",id={chardev}," in f",{arg[7:]},":
+            match = re.search(r"(?:^|,)path=([^,]*)", arg)
+            if match:
+                return Path(match[1])
+    return None
+
+
 async def standalone_vm(
     name: str,
     folder: Path,
@@ -625,9 +646,8 @@ class QemuProvider:
         if vm.go is not None:
             vm.go.close()
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(vm.private / "go.sock")), 10
-            )
+            socket = chardev_path(vm.machine.args, "phalanx-go") or vm.private / "go.sock"
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket)), 10)
             vm.go = writer
             writer.write(b"go\n")
             await writer.drain()
@@ -643,14 +663,16 @@ class QemuProvider:
                 f"the VM of {host} shares this machine's root over 9p: QEMU cannot migrate it "
                 "(vm_root: disk)"
             )
-        args = None
+        args = fresh_sockets(vm.machine.args, len(vm.machine.migrations) + 1)
         if self.network is not None:
             tap, spare = self.network.taps[host], self.network.spares[host]
-            args = [a.replace(f"ifname={tap},", f"ifname={spare},") for a in vm.machine.args]
+            args = [a.replace(f"ifname={tap},", f"ifname={spare},") for a in args]
         seconds = await vm.machine.migrate(mode, timeout, args=args)
-        if self.network is not None and args is not None:
+        if self.network is not None:
             self.network.taps[host], self.network.spares[host] = spare, tap
             vm.network["tap"] = spare
+        if (channel := self._channels.get(host)) is not None:
+            channel.retarget(chardev_path(args, guestnet.CHARDEV) or channel.socket)
         return seconds
 
     async def _start(self, spec: AgentSpec, private_root: Path, image: Image) -> None:
@@ -763,7 +785,8 @@ class QemuProvider:
         if vm is None or vm.host.boot_image is not None:
             return None
         if host not in self._channels:
-            self._channels[host] = guestnet.GuestChannel(host, vm.private / "net.sock")
+            socket = chardev_path(vm.machine.args, guestnet.CHARDEV) or vm.private / "net.sock"
+            self._channels[host] = guestnet.GuestChannel(host, socket)
         return self._channels[host]
 
     async def _wheelhouse(self) -> wheelhouse.Wheelhouse:
