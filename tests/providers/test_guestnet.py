@@ -199,7 +199,9 @@ async def test_vm_faults_slow_in_the_guest_and_heal_only_what_was_slowed(
     try:
         await faults.isolate("b")
         await faults.slow("a", 0.25)
-        with pytest.raises(FaultError, match="cannot slow b: its VM boots its own image"):
+        with pytest.raises(
+            FaultError, match="cannot slow b: its VM is not running, or boots its own image"
+        ):
             await faults.slow("b", 0.25)
         with pytest.raises(FaultError, match="no host 'c'"):
             await faults.slow("c", 0.25)

@@ -287,7 +287,8 @@ class VmFaults:
         channel = self.channels(name)
         if channel is None:
             raise FaultError(
-                f"cannot slow {name}: its VM boots its own image, which has no phalanx.net port"
+                f"cannot slow {name}: its VM is not running, or boots its own image "
+                "(which has no phalanx.net port)"
             )
         async with self.lock:
             self.slowed.add(name)  # before: a half-made delay is healed too

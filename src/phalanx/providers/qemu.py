@@ -780,9 +780,10 @@ class QemuProvider:
         self.vms[host.name] = _VM(host, machine, network, "disk" if disk_root else "host")
 
     def _channel(self, host: str) -> guestnet.GuestChannel | None:
-        """The VM's phalanx.net port (None: it boots its own image, or is not up)."""
+        """The VM's phalanx.net port (None: it boots its own image, or is not
+        running: nothing to slow, nor to heal)."""
         vm = self.vms.get(host)
-        if vm is None or vm.host.boot_image is not None:
+        if vm is None or vm.host.boot_image is not None or vm.process.returncode is not None:
             return None
         if host not in self._channels:
             socket = chardev_path(vm.machine.args, guestnet.CHARDEV) or vm.private / "net.sock"
