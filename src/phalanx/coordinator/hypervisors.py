@@ -31,7 +31,7 @@ from phalanx.coordinator.agents import CLOSE_REFUSED, AgentHub
 from phalanx.coordinator.auth import TokenBook, bearer
 from phalanx.model import Cluster
 from phalanx.providers.base import AgentSpec, ProvisionError
-from phalanx.providers.remote import ClusterHost, HypervisorProvider, Kept, Opened
+from phalanx.providers.remote import ClusterHost, Fault, HypervisorProvider, Kept, Opened
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -133,7 +133,9 @@ class Remote:
                 definition=cluster_fields(cluster),
             )
         )
-        return Opened(reply.listen_address, dict(reply.addresses), dict(reply.diskmounts))
+        return Opened(
+            reply.listen_address, dict(reply.addresses), dict(reply.diskmounts), reply.faults
+        )
 
     async def up_cluster(self, key: str, specs: list[AgentSpec]) -> None:
         from phalanx.wire.hypervisor import ClusterUp, VmSpec
@@ -162,6 +164,21 @@ class Remote:
         from phalanx.wire.hypervisor import ClusterResume
 
         await self.request(ClusterResume(request_id=_rid(), cluster=key))
+
+    async def fault_cluster(self, key: str, fault: Fault) -> None:
+        """A network fault made by the daemon (`remote.WireFaults`)."""
+        from phalanx.wire.hypervisor import ClusterFault
+
+        await self.request(
+            ClusterFault(
+                request_id=_rid(),
+                cluster=key,
+                action=fault.action,  # type: ignore[arg-type]
+                groups=[list(group) for group in fault.groups],
+                host=fault.host,
+                delay=fault.delay,
+            )
+        )
 
 
 def _rid() -> str:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phalanx.model import Cluster
-from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.base import AgentSpec, FaultError, NetworkFaults, ProvisionError
 from phalanx.providers.machine import Machine
 from phalanx.providers.qemu import QemuProvider, choose_accel
-from phalanx.providers.remote import Opened
+from phalanx.providers.remote import Fault, Opened, apply_fault
 
 log = logging.getLogger("phalanx.hypervisor")
 
@@ -100,6 +100,7 @@ class Hypervisor:
             provider.listen_address,
             provider.addresses(hosts),
             {h.name: provider.diskmounts(h) for h in hosts},
+            faults=provider.faults is not None,
         )
 
     def _provider(self, key: str) -> QemuProvider:
@@ -166,6 +167,19 @@ class Hypervisor:
     def faults(self, key: str) -> NetworkFaults | None:
         provider = self.clusters.get(key)
         return provider.faults if provider is not None else None
+
+    async def fault_cluster(self, key: str, fault: Fault) -> None:
+        """A network fault between the cluster's VMs, asked across the wire
+        (`cluster.fault`); FaultError says why it was not made."""
+        if (provider := self.clusters.get(key)) is None:
+            raise FaultError(f"hypervisor {self.name}: no cluster {key!r}")
+        if provider.faults is None:
+            raise FaultError(
+                f"network faults between VMs need them on a bridge of hypervisor {self.name} "
+                "(run it as root, on the coordinator's machine); these VMs share QEMU's "
+                "user-mode network"
+            )
+        await apply_fault(provider.faults, fault)
 
     def connected(self, key: str, host: str) -> None:
         if (provider := self.clusters.get(key)) is not None:

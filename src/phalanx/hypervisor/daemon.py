@@ -32,13 +32,15 @@ from websockets.exceptions import ConnectionClosed
 from phalanx import __version__
 from phalanx.host.connection import keep_connected, refusal
 from phalanx.hypervisor.core import Hypervisor, Measured, measure
-from phalanx.providers.base import AgentSpec, ProvisionError
+from phalanx.providers.base import AgentSpec, FaultError, ProvisionError
 from phalanx.providers.qemu import NETWORK_ENV
+from phalanx.providers.remote import Fault
 from phalanx.wire.hypervisor import (
     HYPERVISOR_PROTOCOL,
     Capacity,
     ClusterClose,
     ClusterDown,
+    ClusterFault,
     ClusterOpen,
     ClusterResume,
     ClusterRevert,
@@ -230,6 +232,7 @@ class HypervisorDaemon:
                     listen_address=opened.listen_address,
                     addresses=opened.addresses,
                     diskmounts=opened.diskmounts,
+                    faults=opened.faults,
                 )
             elif isinstance(message, ClusterUp):
                 provider = hv.clusters.get(message.cluster)
@@ -248,12 +251,23 @@ class HypervisorDaemon:
                 await hv.revert_cluster(message.cluster)
             elif isinstance(message, ClusterResume):
                 await hv.resume_cluster(message.cluster)
-        except ProvisionError as exc:
+            elif isinstance(message, ClusterFault):
+                await hv.fault_cluster(message.cluster, fault_of(message))
+        except (ProvisionError, FaultError) as exc:
             reply = Reply(request_id=message.request_id, error=str(exc))
         except Exception as exc:  # the coordinator must hear of it, not wait for ever
             log.exception("hypervisor %s: %s failed", self.name, message.type)
             reply = Reply(request_id=message.request_id, error=f"{type(exc).__name__}: {exc}")
         self.send(reply)
+
+
+def fault_of(message: ClusterFault) -> Fault:
+    return Fault(
+        message.action,
+        groups=tuple(tuple(group) for group in message.groups),
+        host=message.host,
+        delay=message.delay,
+    )
 
 
 async def _write(ws: ClientConnection, queue: asyncio.Queue[str]) -> None:

@@ -66,10 +66,9 @@ class BridgeFaults:
             await self._write(isolated(self.macs, self.blocked, host))
 
     async def slow(self, host: str, delay: float) -> None:
-        raise FaultError(
-            f"cannot slow {host}: delaying a VM's packets is not supported yet "
-            "(partition and isolate are)"
-        )
+        # The qemu provider slows a VM in its guest (guestnet.VmFaults),
+        # which uses this class for its cuts only.
+        raise FaultError(f"cannot slow {host}: a VM's packets are delayed in its guest")
 
     async def heal(self) -> None:
         async with self._lock:

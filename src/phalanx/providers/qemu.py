@@ -61,7 +61,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
-from phalanx.providers import bridge, cloudinit, netns, qemuimg, wheelhouse
+from phalanx.providers import bridge, cloudinit, guestnet, netns, qemuimg, wheelhouse
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.bridgefaults import BridgeFaults
 from phalanx.providers.machine import Machine, Monitor, console_tail
@@ -396,6 +396,27 @@ def go_args(socket: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def fresh_sockets(args: list[str], generation: int) -> list[str]:
+    """A migration's clone of `args`, its ports' sockets (`go`, `net`) at
+    paths of its own: QEMU removes a listening socket's path when it ends,
+    so a path shared with the source would be gone with the source (and a
+    destination that failed would take the source's with it)."""
+    return [
+        re.sub(r"(path=[^,]*/(?:go|net))(?:-\d+)?\.sock", rf"\g<1>-{generation}.sock", a)
+        for a in args
+    ]
+
+
+def chardev_path(args: list[str], chardev: str) -> Path | None:
+    """Where the QEMU of `args` listens for chardev `chardev`'s socket."""
+    for arg in args:
+        if arg.startswith("socket,") and f",id={chardev}," in f",{arg[7:]},":
+            match = re.search(r"(?:^|,)path=([^,]*)", arg)
+            if match:
+                return Path(match[1])
+    return None
+
+
 async def standalone_vm(
     name: str,
     folder: Path,
@@ -427,8 +448,9 @@ async def standalone_vm(
 
 
 class QemuProvider:
-    # On a bridge: cuts between the VMs' MACs (bridgefaults); on the
-    # user-mode network there is nothing between them to cut.
+    # On a bridge: cuts between the VMs' MACs (bridgefaults), delays in
+    # the guests (guestnet); on the user-mode network there is nothing
+    # between them to cut.
     faults: NetworkFaults | None = None
 
     def __init__(
@@ -455,6 +477,7 @@ class QemuProvider:
         # The bridge's address once the VMs have one; None: loopback (10.0.2.2 in the guests).
         self.listen_address: str | None = None
         self._private: Path | None = None
+        self._channels: dict[str, guestnet.GuestChannel] = {}  # host: its phalanx.net port
         self.reverts = cluster is not None and cluster.revert == "case"
         vm_root = vm_root or (cluster.vm_root if cluster is not None else None)
         self.vm_root = vm_root or ("disk" if self.reverts else "host")
@@ -485,12 +508,12 @@ class QemuProvider:
         if why_not is None:
             try:
                 self.network = await self._bridge()
-                self.faults = BridgeFaults(
+                hosts = list(self.cluster.hosts) if self.cluster is not None else []
+                cuts = BridgeFaults(
                     table=fault_table(netns.label(self.run_id)),
-                    macs={h.name: mac_address(h) for h in self.cluster.hosts}
-                    if self.cluster is not None
-                    else {},
+                    macs={h.name: mac_address(h) for h in hosts},
                 )
+                self.faults = guestnet.VmFaults(cuts, self._channel, [h.name for h in hosts])
             except (bridge.PlumbingError, OSError) as exc:
                 raise ProvisionError(f"cannot make the VMs' network: {exc}") from exc
             self.listen_address = str(self.network.plan.gateway)
@@ -611,7 +634,9 @@ class QemuProvider:
         told to go: each starts a fresh agent, which connects with the same
         token (the coordinator takes it in place of the old one:
         `AgentHub.replace`, between `revert` and `resume`)."""
-        await asyncio.gather(*(vm.machine.loadvm(REVERT_TAG) for vm in self.vms.values()))
+        faults = self.faults if isinstance(self.faults, guestnet.VmFaults) else None
+        async with faults.restoring() if faults is not None else contextlib.nullcontext():
+            await asyncio.gather(*(vm.machine.loadvm(REVERT_TAG) for vm in self.vms.values()))
 
     async def resume(self) -> None:
         """After `revert`: the guests start their agents."""
@@ -621,9 +646,8 @@ class QemuProvider:
         if vm.go is not None:
             vm.go.close()
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(vm.private / "go.sock")), 10
-            )
+            socket = chardev_path(vm.machine.args, "phalanx-go") or vm.private / "go.sock"
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket)), 10)
             vm.go = writer
             writer.write(b"go\n")
             await writer.drain()
@@ -639,14 +663,16 @@ class QemuProvider:
                 f"the VM of {host} shares this machine's root over 9p: QEMU cannot migrate it "
                 "(vm_root: disk)"
             )
-        args = None
+        args = fresh_sockets(vm.machine.args, len(vm.machine.migrations) + 1)
         if self.network is not None:
             tap, spare = self.network.taps[host], self.network.spares[host]
-            args = [a.replace(f"ifname={tap},", f"ifname={spare},") for a in vm.machine.args]
+            args = [a.replace(f"ifname={tap},", f"ifname={spare},") for a in args]
         seconds = await vm.machine.migrate(mode, timeout, args=args)
-        if self.network is not None and args is not None:
+        if self.network is not None:
             self.network.taps[host], self.network.spares[host] = spare, tap
             vm.network["tap"] = spare
+        if (channel := self._channels.get(host)) is not None:
+            channel.retarget(chardev_path(args, guestnet.CHARDEV) or channel.socket)
         return seconds
 
     async def _start(self, spec: AgentSpec, private_root: Path, image: Image) -> None:
@@ -669,6 +695,7 @@ class QemuProvider:
             tap = self.network.taps[host.name]
             netdev = f"tap,id=net0,ifname={tap},script=no,downscript=no"
             files["hosts"] = self.network.hosts_file
+        files.update(guestnet.seed_files(host.link))  # applied by the guest at boot
         env = guest_env(
             host.name,
             spec.url,
@@ -682,6 +709,11 @@ class QemuProvider:
         )
         write_seed(private / "seed", env, spec.token, files)
         if host.boot_image is not None:  # its own bootloader, a cloud-init seed
+            if guestnet.seed_files(host.link):
+                raise ProvisionError(
+                    f"{host.name} boots its own image (boot_image): phalanx cannot give it "
+                    "link conditions (they are applied by the tiny image's guest)"
+                )
             if self.reverts:
                 raise ProvisionError(
                     f"{host.name} boots its own image (boot_image), which cannot wait for "
@@ -717,6 +749,7 @@ class QemuProvider:
             args += _share("seed", private / "seed")
             if self.reverts:
                 args += go_args(private / "go.sock")
+            args += guestnet.port_args(private / "net.sock")  # slow and heal, in the guest
         args += [
             "-netdev",
             netdev,
@@ -745,6 +778,17 @@ class QemuProvider:
                 raise
             # QEMU ended at once: `_booted` says so, with what QEMU said.
         self.vms[host.name] = _VM(host, machine, network, "disk" if disk_root else "host")
+
+    def _channel(self, host: str) -> guestnet.GuestChannel | None:
+        """The VM's phalanx.net port (None: it boots its own image, or is not
+        running: nothing to slow, nor to heal)."""
+        vm = self.vms.get(host)
+        if vm is None or vm.host.boot_image is not None or vm.process.returncode is not None:
+            return None
+        if host not in self._channels:
+            socket = chardev_path(vm.machine.args, guestnet.CHARDEV) or vm.private / "net.sock"
+            self._channels[host] = guestnet.GuestChannel(host, socket)
+        return self._channels[host]
 
     async def _wheelhouse(self) -> wheelhouse.Wheelhouse:
         """The agent's wheels for a boot image's seed: built once (cached)."""
@@ -816,6 +860,9 @@ class QemuProvider:
         frozen) at once, the others once their agents have shut down and
         powered off, by ACPI and then `quit` if not. Their disks go."""
         vms, self.vms = list(self.vms.values()), {}
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close()
         await asyncio.gather(*(self._stop(vm, vm.host.name in lost) for vm in vms))
 
     async def _stop(self, vm: _VM, lost: bool) -> None:

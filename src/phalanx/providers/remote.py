@@ -10,13 +10,13 @@ business.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from phalanx.model import Cluster, Host
-from phalanx.providers.base import AgentSpec, NetworkFaults
+from phalanx.providers.base import AgentSpec, FaultError, NetworkFaults, ProvisionError
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Opened:
     listen_address: str | None  # where the coordinator must also listen; None: loopback
     addresses: dict[str, str] = field(default_factory=dict)
     diskmounts: dict[str, str] = field(default_factory=dict)
+    faults: bool = False  # its VMs' network can be broken (they are on a bridge)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,66 @@ class ClusterHost(Protocol):
     async def revert_cluster(self, key: str) -> None: ...
 
     async def resume_cluster(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One `NetworkFaults` call, as it crosses to a hypervisor elsewhere."""
+
+    action: str  # partition | isolate | slow | heal
+    groups: tuple[tuple[str, ...], ...] = ()
+    host: str = ""
+    delay: float = 0.0
+
+
+async def apply_fault(faults: NetworkFaults, fault: Fault) -> None:
+    """Make `fault` with `faults` (the hypervisor's side of WireFaults)."""
+    match fault.action:
+        case "partition":
+            await faults.partition([list(group) for group in fault.groups])
+        case "isolate":
+            await faults.isolate(fault.host)
+        case "slow":
+            await faults.slow(fault.host, fault.delay)
+        case "heal":
+            await faults.heal()
+        case _:
+            raise FaultError(f"no network fault {fault.action!r}")
+
+
+@runtime_checkable
+class FaultingHost(Protocol):
+    """A hypervisor across the wire that makes its clusters' faults."""
+
+    async def fault_cluster(self, key: str, fault: Fault) -> None: ...
+
+
+class WireFaults:
+    """`NetworkFaults` of a cluster on a hypervisor elsewhere: each call is
+    one request (`cluster.fault`); the hypervisor's reason for a failure is
+    the FaultError's."""
+
+    def __init__(self, hypervisor: FaultingHost, key: str) -> None:
+        self.hypervisor = hypervisor
+        self.key = key
+
+    async def _ask(self, fault: Fault) -> None:
+        try:
+            await self.hypervisor.fault_cluster(self.key, fault)
+        except ProvisionError as exc:
+            raise FaultError(str(exc)) from None
+
+    async def partition(self, groups: Sequence[Sequence[str]]) -> None:
+        await self._ask(Fault("partition", groups=tuple(tuple(g) for g in groups)))
+
+    async def isolate(self, host: str) -> None:
+        await self._ask(Fault("isolate", host=host))
+
+    async def slow(self, host: str, delay: float) -> None:
+        await self._ask(Fault("slow", host=host, delay=delay))
+
+    async def heal(self) -> None:
+        await self._ask(Fault("heal"))
 
 
 class HypervisorProvider:
@@ -112,10 +173,16 @@ class HypervisorProvider:
                 self.key, self.cluster, self.run_id, self.folder
             )
             self.listen_address = self.opened.listen_address
-        # Faults between the VMs: cut by a hypervisor in this process; one
-        # across the wire takes none (yet).
+        # Faults between the VMs: made by a hypervisor in this process, or
+        # asked of one across the wire when its VMs are on a bridge there.
         if (faults_of := getattr(self.hypervisor, "faults", None)) is not None:
             self.faults = faults_of(self.key)
+        elif (
+            self.opened is not None
+            and self.opened.faults
+            and isinstance(self.hypervisor, FaultingHost)
+        ):
+            self.faults = WireFaults(self.hypervisor, self.key)
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
         known = self.opened.addresses if self.opened is not None else {}

@@ -45,7 +45,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from phalanx.providers import cache
+from phalanx.providers import cache, guestnet
 
 FORMAT = 1  # bump when the layout of an image changes: old ones are not reused
 BUSYBOX_PATHS = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
@@ -62,6 +62,7 @@ MODULES = (
     "evdev",
     "virtio_console",  # the "go" port of a VM that reverts (revert: case)
     "button",  # the ACPI power button (QMP `system_powerdown`), read by acpid from evdev
+    *guestnet.MODULES,  # netem, tbf, ifb: link conditions and `slow` (guestnet)
 )
 APT_HINT = "install them with: apt-get install linux-image-amd64 busybox-static"
 PROBE_MARK = "phalanx-vm: probe ok"
@@ -230,6 +231,11 @@ token=$(cat /seed/token 2>/dev/null)
 for f in authorized_keys ssh_host_ed25519_key; do
     [ -f "/seed/$f" ] && cp "/seed/$f" "/ssh/$f"
 done
+# The link conditions, as `tc -batch` files (guestnet)
+mkdir -p /net
+for f in link.tc link-in.tc; do
+    [ -f "/seed/$f" ] && cp "/seed/$f" "/net/$f"
+done
 umount /seed
 . /vm.env
 hostname "$PHALANX_NAME"
@@ -252,6 +258,8 @@ mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs shm /newroot/dev/shm
 cp /bin/busybox /stage2 /mount-disk /newroot/run/phalanx/
 cp /poweroff /newroot/run/phalanx/acpi/PWRF/00000080
+cp /guestnet /netctl /newroot/run/phalanx/
+for f in /net/*; do [ -f "$f" ] && cp "$f" /newroot/run/phalanx/; done
 umask 077
 printf '%s' "$token" > /newroot/run/phalanx/token
 cp -r /ssh /newroot/run/phalanx/ssh
@@ -283,6 +291,8 @@ $bb rm -f /run/phalanx/token
 export PHALANX_AGENT_TOKEN PHALANX_HOSTNAME="$PHALANX_NAME" HOME=/root
 export PATH="$PHALANX_PATH"
 $bb acpid -d -c /run/phalanx/acpi &
+# Link conditions and the phalanx.net port (guestnet), before the agent.
+[ -f /run/phalanx/guestnet ] && $bb sh /run/phalanx/guestnet
 if [ -f /run/phalanx/ssh/authorized_keys ] && [ -f /run/phalanx/ssh/ssh_host_ed25519_key ]; then
     $bb mkdir -p -m 0755 /run/sshd
     $bb cat > /run/phalanx/sshd_config <<EOF
@@ -395,6 +405,8 @@ def initramfs(kernel: Kernel, busybox: bytes) -> bytes:
         ("stage2", FILE, STAGE2.encode(), (0, 0)),
         ("poweroff", EXEC, POWEROFF.encode(), (0, 0)),
         ("mount-disk", EXEC, MOUNT_DISK.encode(), (0, 0)),
+        ("guestnet", FILE, guestnet.GUESTNET.encode(), (0, 0)),
+        ("netctl", FILE, guestnet.NETCTL.encode(), (0, 0)),
     ]
     names = []
     for path in modules:
@@ -439,7 +451,7 @@ def build_image(root: Path | None = None) -> Image:
     except PermissionError as exc:
         raise ImageError(f"cannot read the kernel {kernel.image}: {exc}") from exc
     digest = hashlib.sha256()
-    scripts = (INIT, STAGE2, POWEROFF, MOUNT_DISK)
+    scripts = (INIT, STAGE2, POWEROFF, MOUNT_DISK, guestnet.GUESTNET, guestnet.NETCTL)
     parts = [str(FORMAT).encode(), kernel_bytes, busybox, *(s.encode() for s in scripts)]
     for part in parts + [m.read_bytes() for m in module_files(kernel)]:
         digest.update(hashlib.sha256(part).digest())
@@ -478,11 +490,12 @@ def _publish(building: Path, path: Path, meta: dict[str, object]) -> None:
 
 # --- the disk root ----------------------------------------------------------------
 
-ROOT_FORMAT = 1  # bump when the layout of a root disk changes
+ROOT_FORMAT = 2  # bump when the layout of a root disk changes
 ROOT_SERIAL = "phalanx-root"  # the virtio-blk serial the init finds the root disk by
 GUEST_PREFIX = "/usr/local"  # where this Python lives on the root disk
 SSHD = Path("/usr/sbin/sshd")
 BASH = Path("/bin/bash")  # stage scripts run with bash, as on every other host
+TC = Path("/usr/sbin/tc")  # iproute2's: busybox's has no netem (link conditions, guestnet)
 ROOT_SPARE = 1 << 30  # bytes of free space on a root disk (it is sparse: costs nothing)
 # What of the standard library an agent never imports.
 STDLIB_LEFT_OUT = (
@@ -566,7 +579,7 @@ def _root_key(busybox: bytes, wheels_key: str) -> str:
     written = (PASSWD, GROUP, SHADOW, NSSWITCH, GUEST_PREFIX, *STDLIB_LEFT_OUT)
     parts: list[bytes] = [str(ROOT_FORMAT).encode(), busybox, wheels_key.encode()]
     parts += [text.encode() for text in written]
-    for path in (executable, shared, SSHD, BASH):
+    for path in (executable, shared, SSHD, BASH, TC):
         if path is not None:
             parts.append(path.read_bytes())
     for path in sorted(stdlib.rglob("*")):
@@ -596,6 +609,8 @@ def build_root_disk(root: Path | None = None) -> RootDisk:
         raise ImageError(f"no {SSHD}; install it with: apt-get install openssh-server")
     if not BASH.is_file():
         raise ImageError(f"no {BASH}; install it with: apt-get install bash")
+    if not TC.is_file():
+        raise ImageError(f"no {TC}; install it with: apt-get install iproute2")
     busybox = find_busybox()
     try:
         wheels = wheelhouse(Target(sys.version_info[:2], platform.machine()))
@@ -627,6 +642,15 @@ def build_root_disk(root: Path | None = None) -> RootDisk:
         shutil.rmtree(building, ignore_errors=True)
     cache.taken(path)
     return RootDisk(path, path / "root.ext4", python, built=True)
+
+
+def _place_tc(staging: Path) -> None:
+    """iproute2's tc in place of busybox's applet (which has no netem)."""
+    for name in ("usr/sbin/tc", "sbin/tc"):
+        applet = staging / name
+        if applet.is_symlink() and os.readlink(applet) == "/bin/busybox":
+            applet.unlink()
+    _place(str(TC), staging)
 
 
 def _stage_root(staging: Path, busybox: bytes, wheels: Path) -> None:
@@ -684,7 +708,7 @@ def _stage_root(staging: Path, busybox: bytes, wheels: Path) -> None:
         raise ImageError(f"pip could not install the agent's packages: {last}")
     # Every library the interpreter, its extension modules, the agent's
     # packages and sshd load, at this machine's paths.
-    elves = [executable, SSHD, BASH]
+    elves = [executable, SSHD, BASH, TC]
     elves += [p for p in [*guest_stdlib.rglob("*.so"), *site.rglob("*.so")] if p.is_file()]
     needed: set[str] = set()
     for elf in elves:
@@ -698,6 +722,7 @@ def _stage_root(staging: Path, busybox: bytes, wheels: Path) -> None:
     if bash.is_symlink():  # busybox's applet: bash itself replaces it
         bash.unlink()
     _place(str(BASH), staging)
+    _place_tc(staging)
     done = subprocess.run(["ldconfig", "-r", str(staging)], capture_output=True, text=True)
     if done.returncode != 0:
         raise ImageError(f"ldconfig could not index the root disk's libraries: {done.stderr}")

@@ -5,7 +5,8 @@ against `model.Cluster` on arrival.
 
 The daemon says `hyper.hello` (its capacity) and answers `ping`s; the
 coordinator sends requests (`cluster.open`, `cluster.up`, `cluster.down`,
-`cluster.close`), each answered by one `reply` with the same `request_id`;
+`cluster.close`, `cluster.revert`, `cluster.resume`, `cluster.fault`), each
+answered by one `reply` with the same `request_id`;
 the daemon tells each VM's state as it changes (`vm.state`).
 """
 
@@ -56,6 +57,9 @@ class Reply(_Message):
     listen_address: str | None = None  # cluster.open's
     addresses: dict[str, str] = Field(default_factory=dict)
     diskmounts: dict[str, str] = Field(default_factory=dict)
+    # cluster.open's: whether the cluster takes `cluster.fault` (its VMs are
+    # on a bridge); False from a daemon that predates it.
+    faults: bool = False
 
 
 class VmState(_Message):
@@ -124,6 +128,19 @@ class ClusterResume(_Message):
     cluster: str
 
 
+class ClusterFault(_Message):
+    """A network fault between the cluster's VMs (`phalanx-net`), made by
+    the hypervisor that runs them; the reply's error says why it was not."""
+
+    type: Literal["cluster.fault"] = "cluster.fault"
+    request_id: str
+    cluster: str
+    action: Literal["partition", "isolate", "slow", "heal"]
+    groups: list[list[str]] = Field(default_factory=list)  # partition's
+    host: str = ""  # isolate's and slow's
+    delay: float = Field(default=0.0, ge=0.0)  # slow's, in seconds
+
+
 class HyperPing(_Message):
     type: Literal["ping"] = "ping"
     seq: int
@@ -137,6 +154,7 @@ HubMessage = Annotated[
     | ClusterClose
     | ClusterRevert
     | ClusterResume
+    | ClusterFault
     | HyperPing,
     Field(discriminator="type"),
 ]
