@@ -1,7 +1,8 @@
 """A VM moves from one `phalanx hypervisor` to another, both real daemons
 (each with its own folder) serving a real `phalanx serve`: a stage runs
 `phalanx-vm migrate --to hv2` in the VM, the guest carries on (its uptime),
-the service's hypervisor report shows the VM running on hv2, the run
+its disk's content came along, the service's hypervisor report shows the
+VM running on hv2, the run
 passes, the source QEMU is gone at once, and nothing of the run is left on
 either side afterwards (QEMUs, taps, folders)."""
 
@@ -26,16 +27,26 @@ from tests.vms import BOOT
 
 needs_vm = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 HOST = "vm1.xmig.test"
-VM = f"name: vm\nprovider: qemu\nvm_root: disk\nhosts:\n  - {{name: {HOST}, ram_size: 256M}}\n"
+VM = f"""name: vm
+provider: qemu
+vm_root: disk
+hosts:
+  - name: {HOST}
+    ram_size: 256M
+    disks: [{{name: scratch, size: 32M, mount_point: /mnt/scratch}}]
+"""
 # hv2 connects once the run is under way: until then the request is refused
 # naming it (and the run is on hv1, the only hypervisor when it started).
-MOVE = """echo "before $(cut -d' ' -f1 /proc/uptime)"
+MOVE = """@diskmounts@
+echo written before > /mnt/scratch/file && sync
+echo "before $(cut -d' ' -f1 /proc/uptime)"
 for i in $(seq 120); do
     if phalanx-vm migrate --to hv2 2>err; then break; fi
     grep -q "no hypervisor 'hv2' is connected" err || { cat err; exit 1; }
     sleep 1
 done
 echo "after $(cut -d' ' -f1 /proc/uptime)"
+echo written after >> /mnt/scratch/file && sync
 sleep 20  # while the test reads the hypervisors' report
 echo "still $(cut -d' ' -f1 /proc/uptime)"
 """
@@ -49,6 +60,8 @@ def repo(root: Path) -> Path:
     (root / "test-suites" / "move" / "tc" / "b").mkdir(parents=True)
     (root / "test-suites" / "move" / "tc" / "b" / "run.sh").write_text(
         "echo later $(cut -d' ' -f1 /proc/uptime)\n"
+        # From the disk, not the guest's cache: the mirror copied it whole.
+        "sync && echo 3 > /proc/sys/vm/drop_caches && cat /mnt/scratch/file\n"
     )
     (root / "test-suites" / "move" / "suite.yaml").write_text("cluster: vm\ntests: [a, b]\n")
     return root
@@ -112,8 +125,10 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path) -> None
         after = float(next(x for x in lines if x.startswith("after ")).split()[1])
         still = float(next(x for x in lines if x.startswith("still ")).split()[1])
         assert before < after < still  # one guest, its clock carrying on
-        later = float(_stage_output(tmp_path, "b").split()[1])
+        later_said = _stage_output(tmp_path, "b").splitlines()
+        later = float(later_said[0].split()[1])
         assert later > still  # the next case ran on it, on hv2
+        assert later_said[1:] == ["written before", "written after"]  # its disk came along
         # Each side's results: the source's record of the move, the destination's
         # of the arrival and how the VM ended.
         gone = json.loads(next((tmp_path / "hv1").glob(f"*/hosts/{HOST}/vm.json")).read_text())
