@@ -52,6 +52,7 @@ from phalanx.providers.qemu import EXIT_GRACE, POWERDOWN_GRACE, ROOT_DEVICE, Qem
 
 if TYPE_CHECKING:
     from phalanx.hypervisor.core import Hypervisor
+    from phalanx.providers.vmimage import Image, RootDisk
 
 log = logging.getLogger("phalanx.hypervisor")
 
@@ -132,6 +133,23 @@ class Moves:
         # Where a destination listens for the source: its loopback unless
         # the daemon knows a better address (the one it reaches the coordinator from).
         self.address = "127.0.0.1"
+        self._made: tuple[Image, RootDisk, str] | None = None
+
+    async def _images(self) -> tuple[Image, RootDisk, str]:
+        """The tiny image, the root disk and its content hash: found (or
+        built) once per process, whose code they are made from."""
+        if self._made is None:
+            from phalanx.providers.vmimage import ImageError, build_image, build_root_disk
+
+            try:
+                image = await asyncio.to_thread(build_image)
+                root_disk = await asyncio.to_thread(build_root_disk)
+            except ImageError as exc:
+                raise ProvisionError(
+                    f"hypervisor {self.hypervisor.name} cannot make the VM's images: {exc}"
+                ) from exc
+            self._made = (image, root_disk, await asyncio.to_thread(content_hash, root_disk.disk))
+        return self._made
 
     def holds(self, key: str) -> bool:
         return bool(self.arrivals.get(key))
@@ -228,16 +246,7 @@ class Moves:
             (provider := hv.clusters.get(key)) is not None and host.name in provider.vms
         ):
             raise ProvisionError(f"hypervisor {hv.name} runs the VM of {host.name} already")
-        from phalanx.providers.vmimage import ImageError, build_image, build_root_disk
-
-        try:
-            image = await asyncio.to_thread(build_image)
-            root_disk = await asyncio.to_thread(build_root_disk)
-        except ImageError as exc:
-            raise ProvisionError(
-                f"hypervisor {hv.name} cannot make the VM's images: {exc}"
-            ) from exc
-        mine = await asyncio.to_thread(content_hash, root_disk.disk)
+        image, root_disk, mine = await self._images()
         if mine != departure.root_hash:
             raise ProvisionError(
                 f"hypervisor {hv.name}'s root disk differs from hypervisor "

@@ -11,6 +11,7 @@ business.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from phalanx.model import Cluster, Host
 from phalanx.providers.base import AgentSpec, Migrated, NetworkFaults, ProvisionError
+
+log = logging.getLogger("phalanx.coordinator")
 
 if TYPE_CHECKING:
     from phalanx.hypervisor.moving import Departure
@@ -247,7 +250,9 @@ class HypervisorProvider:
         if not isinstance(target, MovingHost):
             raise ProvisionError(f"hypervisor {target.name} does not migrate VMs")
         departure = await current.vm_departure(self.key, host)
+        prepared = time.monotonic()
         receiving = await target.vm_incoming(self.key, self.cluster, departure)
+        received = time.monotonic()
         try:
             record = await current.vm_send(self.key, host, receiving, timeout, target.name)
         except BaseException:
@@ -259,6 +264,15 @@ class HypervisorProvider:
         if self._on_move is not None:
             self._on_move(host, current, target)
         await target.vm_settle(self.key, host, timeout, record)
+        log.info(
+            "%s: to %s in %.2fs (departure %.2fs, incoming %.2fs, send %.2fs)",
+            host,
+            target.name,
+            time.monotonic() - began,
+            prepared - began,
+            received - prepared,
+            record.get("seconds", 0.0),
+        )
         return Migrated(
             host, target.name, time.monotonic() - began, record.get("downtime_ms"), moved=True
         )
