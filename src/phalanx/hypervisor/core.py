@@ -202,9 +202,14 @@ class Hypervisor:
 
     async def close_all(self) -> None:
         """End every cluster (the daemon stopping, or the coordinator gone)."""
-        for key in list(self.clusters):
+        for key in self.keys():
             with contextlib.suppress(Exception):
                 await self.close_cluster(key)
+
+    def keys(self) -> list[str]:
+        """The clusters this hypervisor holds VMs of: its own, and those
+        only some of whose VMs came here from another hypervisor."""
+        return sorted({*self.clusters, *(k for k, v in self.moves.arrivals.items() if v)})
 
     def pids(self, key: str) -> dict[str, int]:
         provider = self.clusters.get(key)

@@ -196,7 +196,7 @@ class HypervisorDaemon:
                     cpus=m.cpus, ram_mb=m.ram_mb, kvm=m.kvm, accel_reason=m.accel_reason
                 ),
                 local=self.local,
-                clusters=sorted(self.hypervisor.clusters),
+                clusters=self.hypervisor.keys(),
             )
         )
         if not self.local:

@@ -149,7 +149,8 @@ class HypervisorProvider:
     def keeps(self) -> Collection[str]:
         """The tokens whose agents outlive this run (a kept cluster's):
         the run must neither revoke them nor shut those agents down."""
-        return set(self.tokens.values()) if self.keep else set()
+        # A cluster spread over hypervisors by a migration is not kept.
+        return set(self.tokens.values()) if self.keep and not self.where else set()
 
     async def open(self) -> None:
         if not self.reused:
