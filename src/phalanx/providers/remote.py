@@ -24,7 +24,6 @@ from phalanx.providers.base import AgentSpec, Migrated, NetworkFaults, Provision
 log = logging.getLogger("phalanx.coordinator")
 
 if TYPE_CHECKING:
-    from phalanx.hypervisor.moving import Departure
     from phalanx.providers.machine import Receiving
 
 
@@ -80,9 +79,9 @@ class MovingHost(Protocol):
         """To a new QEMU on this hypervisor; the migration's record."""
         ...
 
-    async def vm_departure(self, key: str, host: str) -> Departure: ...
+    async def vm_departure(self, key: str, host: str) -> Any: ...
 
-    async def vm_incoming(self, key: str, cluster: Cluster, departure: Departure) -> Receiving: ...
+    async def vm_incoming(self, key: str, cluster: Cluster, departure: Any) -> Receiving: ...
 
     async def vm_send(
         self, key: str, host: str, to: Receiving, timeout: float, where: str
