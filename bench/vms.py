@@ -18,13 +18,21 @@ Targets (issue 14): <= 6 s boot-to-agent for the tiny image under TCG on a
 avocado-virt's boot test took ~7.5 s under KVM; a migration by hand with
 QEMU 7.2 took 0.6 s.
 
+Then live migration of the same idle guest to another hypervisor
+(`--cross-migrations` times, a fresh VM each: one that came in does not
+move again): two hypervisors in this process, the VM booted on the first
+and moved to the second (`phalanx-vm migrate --to`: its root disk's
+overlay and any user disk mirrored over NBD, then RAM), the wall time of
+the whole request and of the source's part, and QEMU's downtime; reported
+as a ratio to the same-machine TCP migration's median.
+
 Last, the lockstep stage overhead (a stage's wall time minus its slowest
 host's, bench/lockstep.py's suite and measure: cases of three `true`
 stages) on VMs next to the same suite on netns hosts, in one run; their
 ratio says what a VM's virtual network and CPU add to a barrier.
 
     .venv/bin/python bench/vms.py [--vms 1,4] [--root host,disk] [--ram 256M] [--migrations 5]
-                                  [--overhead-hosts 2] [--cases 20]
+                                  [--cross-migrations 3] [--overhead-hosts 2] [--cases 20]
 """
 
 from __future__ import annotations
@@ -127,6 +135,80 @@ async def measure_migration(ram: str, root: Path, times: int) -> dict[str, objec
     }
 
 
+async def measure_cross_migration(ram: str, root: Path, times: int) -> dict[str, object]:
+    """An idle guest moved from one hypervisor to another, `times` times
+    (a fresh VM each): the request's wall time, the source's part of it
+    (mirror, RAM, switch-over, the source's end) and QEMU's downtime."""
+    from phalanx.hypervisor.core import Hypervisor
+    from phalanx.providers.remote import HypervisorProvider
+
+    host = Host(name="moving.bench.test", ram_size=ram)
+    cluster = Cluster(name="moving", hosts=(host,), provider="qemu", vm_root="disk")
+    hv1, hv2 = Hypervisor("hv1", root / "hv1"), Hypervisor("hv2", root / "hv2")
+    wall: list[float] = []
+    sent: list[float] = []
+    mirrored: list[float] = []
+    downtime: list[float] = []
+    async with open_coordinator(heartbeat_timeout=30) as coordinator:
+        for _ in range(times):
+            run_id = f"bench-xmig-{uuid.uuid4().hex[:6]}"
+            provider = HypervisorProvider(
+                hv1, cluster, run_id, run_id, folder=root / run_id, resolve=lambda to, h: hv2
+            )
+            await provider.open()
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    url = coordinator.agent_url
+                    address = provider.listen_address
+                    if address is not None and coordinator.also_listen is not None:
+                        port = await stack.enter_async_context(coordinator.also_listen(address))
+                        url = f"ws://{address}:{port}{AGENT_PATH}"
+                    token = coordinator.tokens.issue(host.name)
+                    await provider.up([AgentSpec(host, url, token)])
+                    if await coordinator.hub.wait_connected([host.name], 600):
+                        raise SystemExit("the VM's agent did not connect")
+                    began = time.monotonic()
+                    await provider.migrate_vm(host.name, to="hv2", timeout=300)
+                    wall.append(time.monotonic() - began)
+                    arrival = hv2.moves.arrivals[run_id][host.name]
+                    record = arrival.machine.migrations[-1]
+                    sent.append(float(record["seconds"]))
+                    mirrored.append(float(record["mirror_s"]))
+                    if record["downtime_ms"] is not None:
+                        downtime.append(float(record["downtime_ms"]))
+                    coordinator.hub.shutdown([host.name])
+                    await provider.down()
+                    coordinator.hub.forget([host.name])
+                    coordinator.tokens.revoke(token)
+            finally:
+                await provider.close()
+    return {
+        "ram": ram,
+        "to": "another hypervisor",
+        "migrations": len(wall),
+        "wall_median_s": round(statistics.median(wall), 3),
+        "wall_max_s": round(max(wall), 3),
+        "send_median_s": round(statistics.median(sent), 3),
+        "mirror_median_s": round(statistics.median(mirrored), 3),
+        "downtime_median_ms": statistics.median(downtime) if downtime else None,
+    }
+
+
+def print_cross(row: dict[str, object], same_tcp_s: float | None) -> None:
+    wall = float(row["wall_median_s"])  # type: ignore[arg-type]
+    send = float(row["send_median_s"])  # type: ignore[arg-type]
+    print(
+        f"live migration of an idle {row['ram']} guest to another hypervisor, median s "
+        "(ratio: to the same-machine TCP migration's median)"
+    )
+    print(f"{'request':>8} {'source':>7} {'mirror':>7} {'downtime':>9} {'ratio':>6}")
+    ratio = f"{wall / same_tcp_s:>6.2f}" if same_tcp_s else f"{'-':>6}"
+    print(
+        f"{wall:>8.3f} {send:>7.3f} {row['mirror_median_s']!s:>7} "
+        f"{row['downtime_median_ms']!s:>7}ms {ratio}"
+    )
+
+
 async def stage_overhead(provider: str, hosts: int, cases: int, root: Path) -> float:
     """The median stage overhead in milliseconds, on `provider`'s hosts."""
     options = RunOptions(results=root, provider_override=provider, connect_timeout=600)
@@ -145,6 +227,12 @@ async def main() -> None:
         "--migrations", type=int, default=5, help="migrations per mode (default: %(default)s)"
     )
     parser.add_argument(
+        "--cross-migrations",
+        type=int,
+        default=3,
+        help="migrations to another hypervisor, a fresh VM each (default: %(default)s)",
+    )
+    parser.add_argument(
         "--overhead-hosts", type=int, default=2, help="hosts in the overhead suite (0: skip it)"
     )
     parser.add_argument("--cases", type=int, default=20, help="its cases (default: %(default)s)")
@@ -154,8 +242,10 @@ async def main() -> None:
             for count in (int(n) for n in args.vms.split(",") if n):
                 row = await measure(count, args.ram, Path(tmp), vm_root)
                 print(json.dumps(row), flush=True)
+        same_tcp_s: float | None = None
         if args.migrations > 0:
             row = await measure_migration(args.ram, Path(tmp), args.migrations)
+            same_tcp_s = float(row["tcp_median_s"])  # type: ignore[arg-type]
             print(json.dumps(row), flush=True)
             print(
                 f"live migration of an idle {args.ram} guest, median s (target <= "
@@ -168,6 +258,10 @@ async def main() -> None:
                     f"{mode:>5} {median:>7.3f} {row[f'{mode}_max_s']:>6} "
                     f"{median / TARGET_MIGRATION_S:>9.2f} {median / ANCHOR_MIGRATION_S:>9.2f}"
                 )
+        if args.cross_migrations > 0:
+            cross = await measure_cross_migration(args.ram, Path(tmp), args.cross_migrations)
+            print(json.dumps(cross), flush=True)
+            print_cross(cross, same_tcp_s)
 
         if args.overhead_hosts > 0:
             hosts = args.overhead_hosts

@@ -44,6 +44,7 @@ EDGES = {
     "wire",
     "report",
     "net",  # phalanx.net: the facade Python tests break the network with
+    "vm",  # phalanx.vm: the facade Python tests migrate VMs with
     "hypervisor",  # `phalanx hypervisor` and the embedded one: runs VMs for a coordinator
     "virt",  # phalanx.virt: VM tests drive QEMU guests (providers) from a host
 }

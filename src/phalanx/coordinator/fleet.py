@@ -11,7 +11,8 @@ and drops all of that at once.
 It also applies the network faults its stages ask for (`phalanx-net`)
 through the provider's `NetworkFaults`, and heals them when a case ends and
 when the run does: a case's next stage is sent only once the network is
-whole again.
+whole again. And it has the provider migrate the VMs its stages ask to move
+(`phalanx-vm migrate`), one at a time, through its `Migrating`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from phalanx.coordinator.agents import AgentHub, AgentLink
 from phalanx.engine.rendezvous import Answer, Rendezvous
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
 from phalanx.events import Event, HostResumed, HostWaiting
-from phalanx.providers.base import FaultError, NetworkFaults
+from phalanx.providers.base import FaultError, Migrated, Migrating, NetworkFaults, ProvisionError
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     AgentMessage,
@@ -47,11 +48,15 @@ from phalanx.wire.messages import (
     StageStart,
     SyncArrive,
     SyncRelease,
+    VmMigrate,
+    VmMigrated,
     task_spec,
 )
 
 LOGS_TIMEOUT = 60.0
 FAULT_TIMEOUT = 120.0  # seconds to make or heal one network fault
+MIGRATION_MARGIN = 30.0  # past a migration's own timeout: the provider's cleanup after one
+NO_MIGRATION = "live migration needs VMs (provider: qemu); this run's hosts are not VMs"
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -236,6 +241,8 @@ class RunFleet:
         names: Mapping[str, str] | None = None,
         no_faults: str = "network faults need hosts with a network of their own",
         before_case: Callable[[], Awaitable[str | None]] | None = None,
+        migrator: Migrating | None = None,
+        no_migration: str = NO_MIGRATION,
     ) -> None:
         """`faults`: how this run's network is broken on demand (None: it
         cannot be, and a request is refused with `no_faults`); `names`:
@@ -243,7 +250,8 @@ class RunFleet:
         `before_case`: what puts the hosts back as they were before a case
         (`revert: case`: VMs restored to a snapshot), awaited before the
         first stage of each case once anything has run; its error (None: it
-        worked) is that case's stages' error."""
+        worked) is that case's stages' error; `migrator`: what moves this
+        run's VMs live (None: a request is refused with `no_migration`)."""
         self.hub = hub
         self.run_id = run_id
         self.journal: Journal = journal or _no_journal
@@ -266,6 +274,11 @@ class RunFleet:
         self.before_case = before_case
         self.reverting: asyncio.Future[str | None] | None = None
         self.last_kv_scope: str | None = None  # of the last stage begun
+        self.migrator = migrator
+        self.no_migration = no_migration
+        self.migration_lock = asyncio.Lock()  # one migration at a time
+        self.vm_answers: dict[tuple[str, str], VmMigrated] = {}  # (host, request) → answer
+        self.vm_making: set[tuple[str, str]] = set()
         hub.claim(self, self.hosts)
 
     def __enter__(self) -> RunFleet:
@@ -438,6 +451,65 @@ class RunFleet:
                     await asyncio.wait_for(faults.slow(target, delay), FAULT_TIMEOUT)
         return None
 
+    # --- live migration ---------------------------------------------------------------
+
+    def _vm_migrate(self, host: str, message: VmMigrate) -> None:
+        key = (host, message.request_id)
+        if key in self.vm_making:
+            return  # resent after a reconnect (a guest that moved itself); answered when done
+        if (answer := self.vm_answers.get(key)) is not None:
+            self.hub.link(host).send(answer)
+            return
+        self.vm_making.add(key)
+        task = asyncio.ensure_future(self._answer_migration(host, message))
+        self.fault_tasks.add(task)
+        task.add_done_callback(self.fault_tasks.discard)
+
+    async def _answer_migration(self, host: str, message: VmMigrate) -> None:
+        key = (host, message.request_id)
+        try:
+            answer = VmMigrated(
+                request_id=message.request_id, detail=await self._migrate(host, message)
+            )
+        except (ProvisionError, FaultError) as exc:
+            answer = VmMigrated(request_id=message.request_id, error=str(exc))
+        except TimeoutError:
+            answer = VmMigrated(
+                request_id=message.request_id,
+                error=f"the migration did not end within {message.timeout + MIGRATION_MARGIN:g}s",
+            )
+        except Exception as exc:  # the provider's bug: the stage is told, the run goes on
+            log.exception("a migration failed")
+            answer = VmMigrated(request_id=message.request_id, error=f"{type(exc).__name__}: {exc}")
+        self.vm_answers[key] = answer
+        self.vm_making.discard(key)
+        # The asking host's link now: a guest that moved itself may have
+        # reconnected meanwhile (user-mode networking does not carry its
+        # TCP connections over); it resends the request, and gets this.
+        if (link := self.hub.links.get(host)) is not None:
+            link.send(answer)
+
+    async def _migrate(self, host: str, message: VmMigrate) -> str:
+        """Move one VM; what was done (ProvisionError: why not)."""
+        if self.migrator is None:
+            raise ProvisionError(self.no_migration)
+        asked = message.host if message.host is not None else host
+        target = self.names.get(asked)
+        if target is None:
+            known = ", ".join(sorted(self.hosts))
+            raise ProvisionError(f"no host {asked!r} in this run (its hosts: {known})")
+        async with self.migration_lock:
+            run_host = self.hosts.get(host)
+            if run_host is None or message.stage_id not in run_host.pending:
+                raise ProvisionError("the stage that asked for it is over")
+            done = await asyncio.wait_for(
+                self.migrator.migrate_vm(
+                    target, to=message.to, mode=message.mode, timeout=message.timeout
+                ),
+                message.timeout + MIGRATION_MARGIN,
+            )
+        return describe(done)
+
     def deliver(self, answers: list[Answer]) -> None:
         for answer in answers:
             if answer.host not in self.hosts:
@@ -476,6 +548,8 @@ class RunFleet:
                 run_host.logs(message)
             case NetFault():
                 self._net_fault(host, message)
+            case VmMigrate():
+                self._vm_migrate(host, message)
         return None
 
     def _wait(
@@ -500,6 +574,13 @@ class RunFleet:
     def on_lost(self, host: str, reason: str) -> None:
         if (run_host := self.hosts.get(host)) is not None:
             run_host.lose(reason)
+
+
+def describe(done: Migrated) -> str:
+    """A migration as the stage that asked for it is told."""
+    where = f"to hypervisor {done.hypervisor}" if done.moved else f"on {done.hypervisor}"
+    downtime = f", QEMU downtime {done.downtime_ms} ms" if done.downtime_ms is not None else ""
+    return f"{done.host} migrated {where} in {done.seconds:.2f}s{downtime}"
 
 
 def _lost_report(started: datetime, reason: str) -> StageReport:

@@ -37,12 +37,16 @@ if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
     from phalanx.hypervisor.core import Hypervisor
+    from phalanx.hypervisor.moving import Departure
+    from phalanx.providers.machine import Receiving
 
 log = logging.getLogger("phalanx.coordinator")
 
 EMBEDDED = "embedded"
 HISTORY = 20  # runs remembered per hypervisor, for the pages' colours
 REQUEST_TIMEOUT = 1800.0  # booting a cluster under TCG on a busy machine
+MIGRATION_MARGIN = 30.0  # past a migration's own timeout, for a hypervisor's answer
+PREPARE_TIMEOUT = 600.0  # a destination making (or hashing) its root disk
 DEFAULT_VM_RAM_MB = 512  # the qemu provider's, for a host without ram_size
 
 Verifier = Callable[[str | None], Awaitable[str | None] | str | None]
@@ -52,6 +56,12 @@ def cluster_ram_mb(cluster: Cluster) -> int:
     from phalanx.providers.qemu import ram_megabytes
 
     return sum(ram_megabytes(h.ram_size) for h in cluster.hosts)
+
+
+def _host_ram_mb(cluster: Cluster, name: str) -> int:
+    from phalanx.providers.qemu import ram_megabytes
+
+    return sum(ram_megabytes(h.ram_size) for h in cluster.hosts if h.name == name)
 
 
 @dataclass
@@ -98,7 +108,7 @@ class Remote:
             if not future.done():
                 future.set_exception(ProvisionError(reason))
 
-    async def request(self, message: Any) -> Any:
+    async def request(self, message: Any, timeout: float = REQUEST_TIMEOUT) -> Any:
         from phalanx.wire.hypervisor import encode
 
         if not self.connected:
@@ -107,10 +117,10 @@ class Remote:
         self.pending[message.request_id] = future
         self.connection.send(encode(message))
         try:
-            reply = await asyncio.wait_for(future, REQUEST_TIMEOUT)
+            reply = await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise ProvisionError(
-                f"hypervisor {self.name} did not answer {message.type} within {REQUEST_TIMEOUT:g}s"
+                f"hypervisor {self.name} did not answer {message.type} within {timeout:g}s"
             ) from None
         finally:
             self.pending.pop(message.request_id, None)
@@ -179,6 +189,79 @@ class Remote:
                 delay=fault.delay,
             )
         )
+
+    # --- remote.MovingHost: live migration, each request one side's part ------------
+
+    async def migrate_vm(self, key: str, host: str, mode: str, timeout: float) -> dict[str, Any]:
+        from phalanx.wire.hypervisor import ClusterMigrate
+
+        message = ClusterMigrate.model_validate(
+            {"request_id": _rid(), "cluster": key, "host": host, "mode": mode, "timeout": timeout}
+        )
+        return dict((await self.request(message, timeout + MIGRATION_MARGIN)).data)
+
+    async def vm_departure(self, key: str, host: str) -> Departure:
+        from phalanx.hypervisor.moving import departure_of
+        from phalanx.wire.hypervisor import DepartureFields, VmDeparture
+
+        reply = await self.request(
+            VmDeparture(request_id=_rid(), cluster=key, host=host), PREPARE_TIMEOUT
+        )
+        return departure_of(_checked(DepartureFields, reply.data, self.name).model_dump())
+
+    async def vm_incoming(self, key: str, cluster: Cluster, departure: Departure) -> Receiving:
+        from phalanx.hypervisor.moving import departure_fields
+        from phalanx.providers.machine import Receiving
+        from phalanx.wire.hypervisor import (
+            DepartureFields,
+            ReceivingFields,
+            VmIncoming,
+            cluster_fields,
+        )
+
+        message = VmIncoming(
+            request_id=_rid(),
+            cluster=key,
+            definition=cluster_fields(cluster),
+            departure=DepartureFields.model_validate(departure_fields(departure)),
+        )
+        reply = await self.request(message, PREPARE_TIMEOUT)
+        fields = _checked(ReceivingFields, reply.data, self.name)
+        return Receiving(fields.uri, dict(fields.exports))
+
+    async def vm_send(
+        self, key: str, host: str, to: Receiving, timeout: float, where: str
+    ) -> dict[str, Any]:
+        from phalanx.wire.hypervisor import ReceivingFields, VmSend
+
+        message = VmSend(
+            request_id=_rid(),
+            cluster=key,
+            host=host,
+            to=ReceivingFields(uri=to.uri, exports=to.exports),
+            timeout=timeout,
+            where=where,
+        )
+        return dict((await self.request(message, timeout + MIGRATION_MARGIN)).data)
+
+    async def vm_settle(
+        self, key: str, host: str, timeout: float, migration: dict[str, Any] | None
+    ) -> None:
+        from phalanx.wire.hypervisor import VmSettle
+
+        message = VmSettle(
+            request_id=_rid(), cluster=key, host=host, timeout=timeout, migration=migration
+        )
+        await self.request(message, timeout + MIGRATION_MARGIN)
+
+
+def _checked(model: Any, data: dict[str, Any], name: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ProvisionError(f"hypervisor {name} answered with {exc.errors()[:1]}") from None
 
 
 def _rid() -> str:
@@ -317,8 +400,22 @@ class Hypervisors:
 
         async def closed(provider: HypervisorProvider) -> None:
             self._assignments(host).pop(key, None)
+            for elsewhere in provider.where.values():  # the hypervisors VMs moved to
+                self._assignments(elsewhere).pop(key, None)
             if kept is not None and kept.listening is not None and self.listeners is not None:
                 await self.listeners.release(kept.listening)
+
+        def moved(name: str, source: ClusterHost, target: ClusterHost) -> None:
+            ram = _host_ram_mb(cluster, name)
+            if (was := self._assignments(source).get(key)) is not None:
+                was.hosts = tuple(h for h in was.hosts if h != name)
+                was.ram_mb -= ram
+            if isinstance(source, Remote):
+                source.states.get(key, {}).pop(name, None)
+                source.pids.get(key, {}).pop(name, None)
+            now = self._assignments(target).setdefault(key, Assignment(cluster.name, run_id, 0, ()))
+            now.hosts, now.ram_mb = (*now.hosts, name), now.ram_mb + ram
+            log.info("%s of cluster %s moved to hypervisor %s", name, cluster.name, target.name)
 
         return HypervisorProvider(
             host,
@@ -330,7 +427,24 @@ class Hypervisors:
             keep=keep,
             on_keep=keeping,
             on_close=closed,
+            resolve=lambda to, name: self._destination(to, cluster, name),
+            on_move=moved,
         )
+
+    def _destination(self, name: str, cluster: Cluster, host: str) -> ClusterHost:
+        """The connected hypervisor `name`, with room for `host`'s VM."""
+        remote = self.remotes.get(name)
+        if remote is None or not remote.connected:
+            known = ", ".join(sorted(r.name for r in self.remotes.values() if r.connected))
+            raise ProvisionError(
+                f"no hypervisor {name!r} is connected (connected: {known or 'none'})"
+            )
+        needed = _host_ram_mb(cluster, host)
+        if remote.free_mb < needed:
+            raise ProvisionError(
+                f"hypervisor {name} has {remote.free_mb} MB free; the VM of {host} needs {needed} MB"
+            )
+        return remote
 
     def _assignments(self, host: ClusterHost) -> dict[str, Assignment]:
         return host.assigned if isinstance(host, Remote) else self.embedded_assigned

@@ -39,7 +39,7 @@ from phalanx.model import (
     Status,
     Suite,
 )
-from phalanx.providers.base import AgentSpec, Diagnosing, Provider, ProvisionError
+from phalanx.providers.base import AgentSpec, Diagnosing, Migrating, Provider, ProvisionError
 from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
@@ -263,6 +263,11 @@ async def _run_provided(
             _reverter(provider, hub, names, options.connect_timeout)
             if isinstance(provider, Reverting) and suite.cluster.revert is not None
             else None
+        ),
+        migrator=provider if isinstance(provider, Migrating) else None,
+        no_migration=(
+            "live migration needs VMs (provider: qemu); this run's hosts are "
+            f"{provider_name(suite, options)} hosts"
         ),
     ) as fleet:
         engine = Lockstep(

@@ -5,7 +5,7 @@ exponential backoff and jitter), authenticates with its bearer token, runs
 the stages it is sent, streams their output, and keeps every result in an
 outbox until the coordinator acknowledges it. Stages reach it through a
 local socket for `phalanx-sync`, `phalanx-send`, `phalanx-wait` and
-`phalanx-net`.
+`phalanx-net` and `phalanx-vm`.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ from phalanx.wire.messages import (
     SyncArrive,
     SyncRelease,
     TaskRefused,
+    VmMigrate,
+    VmMigrated,
     encode,
     parse_coordinator_message,
     task_of,
@@ -89,6 +91,7 @@ COMMANDS = {
     "send": "phalanx.host.syncclient",
     "wait": "phalanx.host.syncclient",
     "net": "phalanx.host.netclient",
+    "vm": "phalanx.host.vmclient",
 }
 # The coordinator resends a stage.start only for a stage it still waits on,
 # i.e. one this agent started moments ago, in a reconnect that raced with
@@ -122,7 +125,7 @@ class _Stage:
 
 @dataclass
 class _Request:
-    message: SyncArrive | KvWait | NetFault
+    message: SyncArrive | KvWait | NetFault | VmMigrate
     future: asyncio.Future[tuple[bool, str]]  # ok, and the value or why not
 
 
@@ -337,6 +340,8 @@ class Agent:
                 self._answer(rid, True, value)
             case NetDone(request_id=rid, error=error):
                 self._answer(rid, error is None, error or "")
+            case VmMigrated(request_id=rid, error=error, detail=detail):
+                self._answer(rid, error is None, detail if error is None else error)
             case Ping(seq=seq):
                 self.send(Pong(seq=seq))
             case Ack(ref=ref):
@@ -458,7 +463,7 @@ class Agent:
             )
             return {"ok": True}
         rid = uuid.uuid4().hex
-        message: SyncArrive | KvWait | NetFault
+        message: SyncArrive | KvWait | NetFault | VmMigrate
         if op == "sync":
             message = SyncArrive(request_id=rid, stage_id=stage_id, name=str(request["name"]))
         elif op == "wait":
@@ -466,6 +471,11 @@ class Agent:
         elif op == "net":
             try:
                 message = _net_fault(rid, stage_id, request)
+            except ValidationError as exc:
+                return {"ok": False, "error": _invalid(exc)}
+        elif op == "vm":
+            try:
+                message = _vm_migrate(rid, stage_id, request)
             except ValidationError as exc:
                 return {"ok": False, "error": _invalid(exc)}
         else:
@@ -508,6 +518,13 @@ def _net_fault(rid: str, stage_id: str, request: dict[str, Any]) -> NetFault:
     ValidationError when it is not one."""
     fields = {key: request[key] for key in ("action", "groups", "host", "delay") if key in request}
     return NetFault.model_validate({"request_id": rid, "stage_id": stage_id, **fields})
+
+
+def _vm_migrate(rid: str, stage_id: str, request: dict[str, Any]) -> VmMigrate:
+    """The `vm.migrate` a local `phalanx-vm migrate` asks for; raises
+    ValidationError when it is not one."""
+    fields = {key: request[key] for key in ("host", "to", "mode", "timeout") if key in request}
+    return VmMigrate.model_validate({"request_id": rid, "stage_id": stage_id, **fields})
 
 
 def _invalid(exc: ValidationError) -> str:

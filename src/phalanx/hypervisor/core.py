@@ -13,12 +13,17 @@ import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from phalanx.model import Cluster
 from phalanx.providers.base import AgentSpec, FaultError, NetworkFaults, ProvisionError
 from phalanx.providers.machine import Machine
 from phalanx.providers.qemu import QemuProvider, choose_accel
 from phalanx.providers.remote import Fault, Opened, apply_fault
+
+if TYPE_CHECKING:
+    from phalanx.hypervisor.moving import Departure
+    from phalanx.providers.machine import Receiving
 
 log = logging.getLogger("phalanx.hypervisor")
 
@@ -76,6 +81,9 @@ class Hypervisor:
         self.states: dict[str, dict[str, str]] = {}  # key: host: state
         self._stopping: set[str] = set()
         self._watchers: dict[str, list[asyncio.Task[None]]] = {}
+        from phalanx.hypervisor.moving import Moves
+
+        self.moves = Moves(self)
 
     def _tell(self, key: str, host: str, state: str, pid: int | None = None) -> None:
         self.states.setdefault(key, {})[host] = state
@@ -120,8 +128,12 @@ class Hypervisor:
             for name, vm in provider.vms.items():
                 if vm.process.returncode is None and vm.booted_after is not None:
                     self._tell(key, name, "running", vm.process.pid)
-                    watcher = asyncio.create_task(self._watch(key, name, vm.machine))
-                    self._watchers.setdefault(key, []).append(watcher)
+                    self.watch(key, name, vm.machine)
+
+    def watch(self, key: str, host: str, machine: Machine) -> None:
+        """Tell `lost` if the VM's QEMU ends by itself."""
+        watcher = asyncio.create_task(self._watch(key, host, machine))
+        self._watchers.setdefault(key, []).append(watcher)
 
     async def _watch(self, key: str, host: str, machine: Machine) -> None:
         # A migrated VM is the same machine in a new QEMU: watch that one.
@@ -129,23 +141,34 @@ class Hypervisor:
             await process.wait()
             if machine.process is process:
                 break
-        if key not in self._stopping:
+        if key not in self._stopping and (key, host) not in self.moves.departed:
             log.warning("hypervisor %s: the VM of %s ended by itself", self.name, host)
             self._tell(key, host, "lost", process.pid if process is not None else None)
 
     async def down_cluster(self, key: str, lost: Collection[str] = ()) -> None:
-        provider = self._provider(key)
+        provider = self.clusters.get(key)
+        if provider is None and not self.moves.holds(key):
+            raise ProvisionError(f"hypervisor {self.name}: no cluster {key!r}")
         self._stopping.add(key)
-        names = list(provider.vms)
+        names = list(provider.vms) if provider is not None else []
         try:
-            await provider.down(lost)
+            if provider is not None:
+                await provider.down(lost)
         finally:
+            names += await self.moves.down(key, lost)  # the VMs that came in from elsewhere
             for name in names:
                 self._tell(key, name, "off")
 
     async def close_cluster(self, key: str) -> None:
         provider = self.clusters.pop(key, None)
         if provider is None:
+            if self.moves.holds(key):  # only VMs that came in from another hypervisor
+                self._stopping.add(key)
+                await self.down_cluster(key, list(self.moves.arrivals.get(key, {})))
+            for watcher in self._watchers.pop(key, []):
+                watcher.cancel()
+            self._stopping.discard(key)
+            self.states.pop(key, None)
             return
         try:
             if provider.vms:
@@ -153,6 +176,8 @@ class Hypervisor:
                 await provider.down(list(provider.vms))
         finally:
             await provider.close()
+            with contextlib.suppress(Exception):
+                await self.moves.down(key, list(self.moves.arrivals.get(key, {})))
             for watcher in self._watchers.pop(key, []):
                 watcher.cancel()
             self._stopping.discard(key)
@@ -191,10 +216,51 @@ class Hypervisor:
 
     async def close_all(self) -> None:
         """End every cluster (the daemon stopping, or the coordinator gone)."""
-        for key in list(self.clusters):
+        for key in self.keys():
             with contextlib.suppress(Exception):
                 await self.close_cluster(key)
 
+    def keys(self) -> list[str]:
+        """The clusters this hypervisor holds VMs of: its own, and those
+        only some of whose VMs came here from another hypervisor."""
+        return sorted({*self.clusters, *(k for k, v in self.moves.arrivals.items() if v)})
+
     def pids(self, key: str) -> dict[str, int]:
         provider = self.clusters.get(key)
-        return {n: vm.process.pid for n, vm in provider.vms.items()} if provider else {}
+        own = {n: vm.process.pid for n, vm in provider.vms.items()} if provider else {}
+        return own | self.moves.pids(key)
+
+    # --- live migration (hypervisor/moving.py) -------------------------------------
+
+    def tell(self, key: str, host: str, state: str, pid: int | None = None) -> None:
+        self._tell(key, host, state, pid)
+
+    def forget(self, key: str, host: str) -> None:
+        """The VM of `host` is no longer this hypervisor's (it moved away)."""
+        self.states.get(key, {}).pop(host, None)
+
+    async def migrate_vm(self, key: str, host: str, mode: str, timeout: float) -> dict[str, Any]:
+        return await self.moves.migrate(key, host, mode, timeout)
+
+    async def vm_departure(self, key: str, host: str) -> Departure:
+        return await self.moves.departure(key, host)
+
+    async def vm_incoming(self, key: str, cluster: Cluster, departure: Departure) -> Receiving:
+        hosts = {h.name: h for h in cluster.hosts}
+        if departure.host not in hosts:
+            raise ProvisionError(f"no host {departure.host!r} in cluster {cluster.name!r}")
+        return await self.moves.incoming(key, hosts[departure.host], departure)
+
+    async def vm_send(
+        self, key: str, host: str, to: Receiving, timeout: float, where: str
+    ) -> dict[str, Any]:
+        return await self.moves.send(key, host, to, timeout, where)
+
+    async def vm_settle(
+        self, key: str, host: str, timeout: float, migration: dict[str, Any] | None
+    ) -> None:
+        """`migration` None: it failed, abandon the VM that waited for it."""
+        if migration is None:
+            await self.moves.abandon(key, host)
+        else:
+            await self.moves.settle(key, host, timeout, migration)

@@ -23,6 +23,7 @@ import os
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
@@ -33,6 +34,7 @@ from phalanx import __version__
 from phalanx.host.connection import keep_connected, refusal
 from phalanx.hypervisor.core import Hypervisor, Measured, measure
 from phalanx.providers.base import AgentSpec, FaultError, ProvisionError
+from phalanx.providers.machine import Receiving
 from phalanx.providers.qemu import NETWORK_ENV
 from phalanx.providers.remote import Fault
 from phalanx.wire.hypervisor import (
@@ -41,6 +43,7 @@ from phalanx.wire.hypervisor import (
     ClusterClose,
     ClusterDown,
     ClusterFault,
+    ClusterMigrate,
     ClusterOpen,
     ClusterResume,
     ClusterRevert,
@@ -50,6 +53,10 @@ from phalanx.wire.hypervisor import (
     HyperPing,
     HyperPong,
     Reply,
+    VmDeparture,
+    VmIncoming,
+    VmSend,
+    VmSettle,
     VmState,
     cluster_of,
     encode,
@@ -191,9 +198,14 @@ class HypervisorDaemon:
                     cpus=m.cpus, ram_mb=m.ram_mb, kvm=m.kvm, accel_reason=m.accel_reason
                 ),
                 local=self.local,
-                clusters=sorted(self.hypervisor.clusters),
+                clusters=self.hypervisor.keys(),
             )
         )
+        if not self.local:
+            # A VM migrating here from another machine's hypervisor comes to
+            # the address this one reaches the coordinator from.
+            with contextlib.suppress(Exception):
+                self.hypervisor.moves.address = str(ws.local_address[0])
         writer = asyncio.create_task(_write(ws, queue))
         try:
             async for raw in ws:
@@ -253,6 +265,8 @@ class HypervisorDaemon:
                 await hv.resume_cluster(message.cluster)
             elif isinstance(message, ClusterFault):
                 await hv.fault_cluster(message.cluster, fault_of(message))
+            elif isinstance(message, ClusterMigrate | VmDeparture | VmIncoming | VmSend | VmSettle):
+                reply = Reply(request_id=message.request_id, data=await _migration(hv, message))
         except (ProvisionError, FaultError) as exc:
             reply = Reply(request_id=message.request_id, error=str(exc))
         except Exception as exc:  # the coordinator must hear of it, not wait for ever
@@ -268,6 +282,31 @@ def fault_of(message: ClusterFault) -> Fault:
         host=message.host,
         delay=message.delay,
     )
+
+
+async def _migration(
+    hv: Hypervisor, message: ClusterMigrate | VmDeparture | VmIncoming | VmSend | VmSettle
+) -> dict[str, Any]:
+    """One migration request's part here; the reply's data."""
+    from phalanx.hypervisor import moving
+
+    if isinstance(message, ClusterMigrate):
+        return await hv.migrate_vm(message.cluster, message.host, message.mode, message.timeout)
+    if isinstance(message, VmDeparture):
+        return moving.departure_fields(await hv.vm_departure(message.cluster, message.host))
+    if isinstance(message, VmIncoming):
+        try:
+            cluster = cluster_of(message.definition)
+        except ValidationError as exc:
+            raise ProvisionError(f"not a cluster: {exc.errors()[:1]}") from exc
+        departure = moving.departure_of(message.departure.model_dump())
+        receiving = await hv.vm_incoming(message.cluster, cluster, departure)
+        return {"uri": receiving.uri, "exports": receiving.exports}
+    if isinstance(message, VmSend):
+        to = Receiving(message.to.uri, dict(message.to.exports))
+        return await hv.vm_send(message.cluster, message.host, to, message.timeout, message.where)
+    await hv.vm_settle(message.cluster, message.host, message.timeout, message.migration)
+    return {}
 
 
 async def _write(ws: ClientConnection, queue: asyncio.Queue[str]) -> None:

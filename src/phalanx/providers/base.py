@@ -12,6 +12,9 @@ A provider's life, as `coordinator.runs` drives it:
 
 `close` runs whenever `open` was called, however the run ended.
 
+One more is optional (`Migrating`): `migrate_vm`, a VM moved live to a
+new QEMU, on this hypervisor or another (`phalanx-vm migrate`).
+
 Two methods are optional (`Diagnosing`), for a provider that sees more of
 its hosts than the coordinator does (a VM's console): `connected(host)`, told
 when the host's agent connects, and `explain(host)`, asked why a host's
@@ -107,4 +110,28 @@ class Diagnosing(Protocol):
     def explain(self, host: str) -> str | None:
         """Why the host's agent has not connected, from what the provider
         sees of the host (a VM's last console lines); None: nothing to say."""
+        ...
+
+
+@dataclass(frozen=True)
+class Migrated:
+    """A live migration done: where the VM is now and what it cost."""
+
+    host: str
+    hypervisor: str  # the hypervisor running the VM now
+    seconds: float  # from the request to the guest running at its destination
+    downtime_ms: int | None  # QEMU's own measure of the pause
+    moved: bool = False  # to another hypervisor
+
+
+@runtime_checkable
+class Migrating(Protocol):
+    """A provider whose hosts migrate live (the qemu clusters' provider,
+    `remote.HypervisorProvider`). Raises ProvisionError saying why not."""
+
+    async def migrate_vm(
+        self, host: str, *, to: str | None = None, mode: str = "tcp", timeout: float = 120.0
+    ) -> Migrated:
+        """`host`'s VM moved to a new QEMU: on its own hypervisor (`to`
+        None or its name), or on the hypervisor named `to`."""
         ...

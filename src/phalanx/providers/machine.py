@@ -5,7 +5,13 @@ VM's whole life.
 A Machine survives live migration: `migrate()` starts a clone of its
 command line with `-incoming` on this machine, moves the guest there and
 ends the source; from then on the same object stands for the destination
-QEMU (its pid, monitor, console). Snapshots are QEMU 7.2's HMP `savevm` and
+QEMU (its pid, monitor, console). To another machine (or another
+hypervisor's folder) it takes two Machines: the destination `receive()`s
+(QEMU waiting with `-incoming defer` and its drives exported over NBD),
+the source `send()`s (its drives mirrored to those exports, RAM migrated,
+the mirrors completed while the guest is paused before the switch-over,
+the source ended) and the destination `arrived()` (exports stopped, the
+guest running). Snapshots are QEMU 7.2's HMP `savevm` and
 `loadvm` (through QMP's `human-monitor-command`), whose error text is
 QEMU's own reason (a mounted 9p share, a disk that is not qcow2, ...).
 
@@ -25,6 +31,7 @@ import shutil
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +42,7 @@ log = logging.getLogger("phalanx.providers.machine")
 
 MIGRATION_BANDWIDTH = 8 << 30  # bytes/s: QEMU's default (32 MiB/s) is for real networks
 MIGRATION_POLL = 0.05  # seconds between `query-migrate`s
+MIRROR_JOB = "phalanx-mirror-"  # + the drive id: the block jobs `send` starts
 # Until a QEMU just started serves QMP: well under a second, but a loaded
 # machine (other VMs under TCG) has taken more than ten.
 START_TIMEOUT = 30.0
@@ -132,10 +140,30 @@ class Monitor:
         self._client = self._listener = self._pump = None
 
 
-def _free_port() -> int:
+def _free_port(address: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((address, 0))
         return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Drive:
+    """A writable drive of a running VM, as a migration to another machine
+    copies it."""
+
+    id: str  # the -drive id
+    file: str  # its image on this machine
+    virtual_size: int  # bytes
+    backing: bool  # an overlay on a base image: only its own clusters are copied (sync=top)
+
+
+@dataclass(frozen=True)
+class Receiving:
+    """Where a destination QEMU takes a migration: RAM on `uri`, each drive
+    on its NBD export."""
+
+    uri: str
+    exports: dict[str, str]  # drive id: nbd://address:port/name
 
 
 class Machine:
@@ -159,6 +187,7 @@ class Machine:
         self.snapshots: list[dict[str, Any]] = []  # {"op", "tag", "seconds"}
         self._generation = 0  # one per QEMU process this guest lived in
         self._closed = False
+        self._settling: asyncio.Future[None] | None = None  # a migration coming in
 
     # --- what a caller reads -------------------------------------------------
 
@@ -382,6 +411,204 @@ class Machine:
         signal_group(process.pid, signal.SIGKILL)  # anything left of it
         await process.wait()
         await monitor.close()
+
+    # --- migration to another machine ------------------------------------------------
+
+    async def drives(self) -> list[Drive]:
+        """The writable drives (`query-block`): what `send` mirrors."""
+        found = []
+        for block in await self.qmp("query-block"):
+            inserted = block.get("inserted")
+            if not inserted or inserted.get("ro") or not block.get("device"):
+                continue
+            image = inserted.get("image", {})
+            found.append(
+                Drive(
+                    block["device"],
+                    str(inserted.get("file", "")),
+                    int(image.get("virtual-size", 0)),
+                    bool(inserted.get("backing_file") or image.get("backing-filename")),
+                )
+            )
+        return found
+
+    async def receive(self, address: str, drives: list[str], timeout: float = 120.0) -> Receiving:
+        """Start this (new) Machine as a migration's destination: QEMU paused
+        and waiting (`-incoming defer`, `-S`), `drives` exported over NBD
+        for the source to mirror to, listening on `address`. The guest runs
+        as soon as the migration completes (`arrived` waits for that)."""
+        self.started = time.monotonic()
+        self.process = await self._launch(self._generation, ["-incoming", "defer", "-S"])
+        self._keep_pid()
+        self.monitor = await self._connect(self.process, self._generation)
+        # The drives are taken over at `cont`, once the exports have gone:
+        # QEMU would otherwise activate them while NBD still holds them.
+        await self.qmp(
+            "migrate-set-capabilities",
+            capabilities=[{"capability": "late-block-activate", "state": True}],
+        )
+        nbd_port, port = _free_port(address), _free_port(address)
+        await self.qmp(
+            "nbd-server-start",
+            addr={"type": "inet", "data": {"host": address, "port": str(nbd_port)}},
+        )
+        for drive in drives:
+            await self.qmp("nbd-server-add", device=drive, writable=True)
+        uri = f"tcp:{address}:{port}"
+        await self.qmp("migrate-incoming", uri=uri)
+        self._settling = asyncio.ensure_future(self._settle(timeout))
+        return Receiving(uri, {d: f"nbd://{address}:{nbd_port}/{d}" for d in drives})
+
+    async def _settle(self, timeout: float) -> None:
+        """Once the migration has come in: the exports stopped, the guest run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is None or self.process.returncode is not None:
+                raise ProvisionError(
+                    f"the destination QEMU of {self.name} ended while the guest came in "
+                    f"(exit status {self.returncode}; QEMU: {console_tail(self.log_file, 2)})"
+                )
+            with contextlib.suppress(ProvisionError):  # a monitor gone: said above, next turn
+                if await self.status() != "inmigrate":
+                    break
+            if time.monotonic() > deadline:
+                raise ProvisionError(
+                    f"the guest of {self.name} did not come in within {timeout:g}s"
+                )
+            await asyncio.sleep(MIGRATION_POLL / 5)
+        await self.qmp("nbd-server-stop")
+        await self.qmp("cont")
+
+    async def arrived(self, timeout: float = 120.0) -> None:
+        """Until the guest that `receive` waited for runs here
+        (ProvisionError: why not)."""
+        settling = self._settling
+        if settling is None:
+            raise ProvisionError(f"the VM of {self.name} is not receiving a migration")
+        try:
+            await asyncio.wait_for(asyncio.shield(settling), timeout)
+        except TimeoutError:
+            raise ProvisionError(
+                f"the guest of {self.name} did not run at its destination within {timeout:g}s"
+            ) from None
+
+    async def send(
+        self, to: Receiving, drives: list[Drive], timeout: float = 120.0, *, where: str = ""
+    ) -> dict[str, Any]:
+        """Move the guest to the destination that answered `receive` with
+        `to`: each drive mirrored to its export (an overlay's own clusters,
+        other disks whole), RAM migrated, the mirrors completed while the
+        guest is paused before the switch-over, then the switch-over. On
+        success this QEMU is ended (`ended_by`: migrated) and the migration
+        recorded; on failure the mirrors and the migration are cancelled
+        and the guest runs on here (ProvisionError with QEMU's reason)."""
+        if self.process is None or self.monitor is None or self.process.returncode is not None:
+            raise ProvisionError(f"the VM of {self.name} is not running")
+        missing = [d.id for d in drives if d.id not in to.exports]
+        if missing:
+            raise ProvisionError(f"the destination of {self.name} exports no drive {missing[0]}")
+        began = time.monotonic()
+        jobs = [MIRROR_JOB + d.id for d in drives]
+        try:
+            for drive in drives:
+                mirror: dict[str, Any] = {
+                    "device": drive.id,
+                    "job-id": MIRROR_JOB + drive.id,
+                    "target": to.exports[drive.id],
+                    "format": "raw",
+                    "sync": "top" if drive.backing else "full",
+                    "mode": "existing",
+                    "copy-mode": "write-blocking",  # once ready, every write lands on both
+                }
+                await self.qmp("drive-mirror", 10.0, **mirror)
+            await self._wait_jobs(jobs, timeout, began, "ready")
+            mirrored = time.monotonic() - began
+            await self.qmp("migrate-set-parameters", **{"max-bandwidth": MIGRATION_BANDWIDTH})
+            await self.qmp(
+                "migrate-set-capabilities",
+                capabilities=[{"capability": "pause-before-switchover", "state": True}],
+            )
+            await self.qmp("migrate", uri=to.uri)
+            await self._wait_status(("pre-switchover",), timeout, began)
+            for job in jobs:  # a ready mirror cancelled completes: the copy is whole
+                await self.qmp("block-job-cancel", device=job)
+            await self._wait_jobs(jobs, timeout, began, "gone")
+            await self.qmp("migrate-continue", state="pre-switchover")
+            info = await self._wait_status(("completed",), timeout, began)
+        except BaseException:
+            await self._unsend(jobs)
+            raise
+        seconds = time.monotonic() - began
+        process, monitor = self.process, self.monitor
+        await self._end_source(process, monitor)
+        self.ended_by = "migrated"
+        record = {
+            "seconds": round(seconds, 3),
+            "mode": "tcp",
+            "to": where,
+            "mirror_s": round(mirrored, 3),
+            "downtime_ms": info.get("downtime"),
+            "total_ms": info.get("total-time"),
+        }
+        self.migrations.append(record)
+        log.info("%s: migrated to %s in %.2fs", self.name, where or to.uri, seconds)
+        return record
+
+    async def _wait_jobs(self, jobs: list[str], timeout: float, began: float, until: str) -> None:
+        while True:
+            found = {j["device"]: j for j in await self.qmp("query-block-jobs")}
+            ours = [found[j] for j in jobs if j in found]
+            if until == "gone" and not ours:
+                return
+            if until == "ready":
+                if len(ours) < len(jobs):
+                    raise ProvisionError(
+                        f"the disks of {self.name} could not be copied to the destination "
+                        "(a mirror ended before it was ready)"
+                    )
+                if all(j.get("ready") for j in ours):
+                    return
+            if time.monotonic() - began > timeout:
+                raise ProvisionError(
+                    f"the disks of {self.name} were not copied within {timeout:g}s"
+                )
+            await asyncio.sleep(MIGRATION_POLL)
+
+    async def _wait_status(
+        self, wanted: tuple[str, ...], timeout: float, began: float
+    ) -> dict[str, Any]:
+        while True:
+            info: dict[str, Any] = await self.qmp("query-migrate")
+            status = info.get("status")
+            if status in wanted:
+                return info
+            if status in ("failed", "cancelled"):
+                reason = info.get("error-desc") or status
+                raise ProvisionError(f"the migration of {self.name} failed: {reason}")
+            if self.process is not None and self.process.returncode is not None:
+                raise ProvisionError(f"the VM of {self.name} ended while migrating")
+            if time.monotonic() - began > timeout:
+                raise ProvisionError(
+                    f"the migration of {self.name} did not complete within {timeout:g}s "
+                    f"(status {status})"
+                )
+            await asyncio.sleep(MIGRATION_POLL)
+
+    async def _unsend(self, jobs: list[str]) -> None:
+        """After a failed `send`: no migration, no mirror, the guest running here."""
+        with contextlib.suppress(Exception):
+            await self.qmp("migrate_cancel")
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                await self.qmp("block-job-cancel", device=job, force=True)
+        with contextlib.suppress(Exception):
+            await self.qmp(
+                "migrate-set-capabilities",
+                capabilities=[{"capability": "pause-before-switchover", "state": False}],
+            )
+        with contextlib.suppress(Exception):
+            if await self.status() != "running":
+                await self.qmp("cont")
 
     async def wait(self, timeout: float | None = None) -> int:
         """Until QEMU ends (TimeoutError after `timeout`); its exit status."""

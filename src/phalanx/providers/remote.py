@@ -10,13 +10,27 @@ business.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from phalanx.model import Cluster, Host
-from phalanx.providers.base import AgentSpec, FaultError, NetworkFaults, ProvisionError
+from phalanx.providers.base import (
+    AgentSpec,
+    FaultError,
+    Migrated,
+    NetworkFaults,
+    ProvisionError,
+)
+
+log = logging.getLogger("phalanx.coordinator")
+
+if TYPE_CHECKING:
+    from phalanx.providers.machine import Receiving
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,37 @@ class WireFaults:
         await self._ask(Fault("heal"))
 
 
+@runtime_checkable
+class MovingHost(Protocol):
+    """A hypervisor that migrates its VMs (`hypervisor/moving.py`): beside
+    themselves, and, a request for each side's part, to another."""
+
+    name: str
+
+    async def migrate_vm(self, key: str, host: str, mode: str, timeout: float) -> dict[str, Any]:
+        """To a new QEMU on this hypervisor; the migration's record."""
+        ...
+
+    async def vm_departure(self, key: str, host: str) -> Any: ...
+
+    async def vm_incoming(self, key: str, cluster: Cluster, departure: Any) -> Receiving: ...
+
+    async def vm_send(
+        self, key: str, host: str, to: Receiving, timeout: float, where: str
+    ) -> dict[str, Any]: ...
+
+    async def vm_settle(
+        self, key: str, host: str, timeout: float, migration: dict[str, Any] | None
+    ) -> None: ...
+
+
+# The hypervisor named (and with room for a VM of so many MB) for a migration
+# to it; raises ProvisionError saying why not.
+Resolve = Callable[[str, str], ClusterHost]
+# A VM has moved: (host, from, to).
+OnMove = Callable[[str, ClusterHost, ClusterHost], None]
+
+
 class HypervisorProvider:
     """One cluster on one hypervisor, for one run.
 
@@ -144,6 +189,8 @@ class HypervisorProvider:
         keep: bool = False,
         on_keep: Callable[[HypervisorProvider], Awaitable[None]] | None = None,
         on_close: Callable[[HypervisorProvider], Awaitable[None]] | None = None,
+        resolve: Resolve | None = None,
+        on_move: OnMove | None = None,
     ) -> None:
         self.hypervisor = hypervisor
         self.cluster = cluster
@@ -159,12 +206,17 @@ class HypervisorProvider:
         self._open_called = kept is not None
         self._on_keep = on_keep
         self._on_close = on_close
+        self._resolve = resolve
+        self._on_move = on_move
+        # host: the hypervisor running its VM now, for those that moved to another
+        self.where: dict[str, ClusterHost] = {}
 
     @property
     def keeps(self) -> Collection[str]:
         """The tokens whose agents outlive this run (a kept cluster's):
         the run must neither revoke them nor shut those agents down."""
-        return set(self.tokens.values()) if self.keep else set()
+        # A cluster spread over hypervisors by a migration is not kept.
+        return set(self.tokens.values()) if self.keep and not self.where else set()
 
     async def open(self) -> None:
         if not self.reused:
@@ -197,16 +249,38 @@ class HypervisorProvider:
         self.tokens = {s.host.name: s.token for s in specs}
         await self.hypervisor.up_cluster(self.key, specs)
 
+    def _elsewhere(self) -> list[ClusterHost]:
+        """The other hypervisors running VMs of this cluster (moved there)."""
+        found: list[ClusterHost] = []
+        for host in self.where.values():
+            if host is not self.hypervisor and all(host is not h for h in found):
+                found.append(host)
+        return found
+
     async def down(self, lost: Collection[str] = ()) -> None:
+        if self.where:
+            self.keep = False  # spread over hypervisors: not kept (`keep` names one)
         if self.keep and not lost:
             if self._on_keep is not None:
                 await self._on_keep(self)
             return
         self.keep = False  # a VM lost: the cluster is not worth keeping
-        await self.hypervisor.down_cluster(self.key, lost)
+        problems = []
+        for host in [self.hypervisor, *self._elsewhere()]:
+            try:
+                await host.down_cluster(self.key, lost)
+            except ProvisionError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ProvisionError("; ".join(problems))
 
     # `revert: case` (coordinator.runs.Reverting), done by the hypervisor.
     async def revert(self) -> None:
+        if moved := sorted(h for h, where in self.where.items() if where is not self.hypervisor):
+            raise ProvisionError(
+                f"{', '.join(moved)} moved to another hypervisor, where its snapshot is not: "
+                "a cluster does not revert after a migration to another hypervisor"
+            )
         await self.hypervisor.revert_cluster(self.key)
 
     async def resume(self) -> None:
@@ -215,18 +289,79 @@ class HypervisorProvider:
     # `Diagnosing`: what a hypervisor in this process sees of its VMs; one
     # across the wire keeps its consoles to itself (and in its own folder).
     def connected(self, host: str) -> None:
-        if (connected := getattr(self.hypervisor, "connected", None)) is not None:
+        where = self.where.get(host, self.hypervisor)
+        if (connected := getattr(where, "connected", None)) is not None:
             connected(self.key, host)
 
     def explain(self, host: str) -> str | None:
-        explain = getattr(self.hypervisor, "explain", None)
+        explain = getattr(self.where.get(host, self.hypervisor), "explain", None)
         return explain(self.key, host) if explain is not None else None
+
+    # `Migrating`: `phalanx-vm migrate`.
+    async def migrate_vm(
+        self, host: str, *, to: str | None = None, mode: str = "tcp", timeout: float = 120.0
+    ) -> Migrated:
+        if host not in {h.name for h in self.cluster.hosts}:
+            raise ProvisionError(f"no host {host!r} in cluster {self.cluster.name}")
+        current = self.where.get(host, self.hypervisor)
+        if not isinstance(current, MovingHost):
+            raise ProvisionError(f"hypervisor {current.name} does not migrate VMs")
+        began = time.monotonic()
+        if to is None or to == current.name:
+            record = await current.migrate_vm(self.key, host, mode, timeout)
+            return Migrated(host, current.name, time.monotonic() - began, record.get("downtime_ms"))
+        if mode != "tcp":
+            raise ProvisionError(
+                f"to another hypervisor a VM migrates over TCP, not {mode} (a unix socket "
+                "serves a migration beside itself)"
+            )
+        if self._resolve is None:
+            raise ProvisionError(
+                f"no hypervisor {to!r}: this run has its VMs on {current.name} only"
+            )
+        target = self._resolve(to, host)
+        if not isinstance(target, MovingHost):
+            raise ProvisionError(f"hypervisor {target.name} does not migrate VMs")
+        departure = await current.vm_departure(self.key, host)
+        prepared = time.monotonic()
+        receiving = await target.vm_incoming(self.key, self.cluster, departure)
+        received = time.monotonic()
+        try:
+            record = await current.vm_send(self.key, host, receiving, timeout, target.name)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await target.vm_settle(self.key, host, timeout, None)
+            raise
+        # The source has ended its QEMU: the VM is the destination's, come what may.
+        self.where[host] = target
+        if self._on_move is not None:
+            self._on_move(host, current, target)
+        await target.vm_settle(self.key, host, timeout, record)
+        log.info(
+            "%s: to %s in %.2fs (departure %.2fs, incoming %.2fs, send %.2fs)",
+            host,
+            target.name,
+            time.monotonic() - began,
+            prepared - began,
+            received - prepared,
+            record.get("seconds", 0.0),
+        )
+        return Migrated(
+            host, target.name, time.monotonic() - began, record.get("downtime_ms"), moved=True
+        )
 
     async def close(self) -> None:
         try:
             if self._open_called and not self.keep:
                 self._open_called = False
-                await self.hypervisor.close_cluster(self.key)
+                problems = []
+                for host in [self.hypervisor, *self._elsewhere()]:
+                    try:
+                        await host.close_cluster(self.key)
+                    except ProvisionError as exc:
+                        problems.append(str(exc))
+                if problems:
+                    raise ProvisionError("; ".join(problems))
         finally:
             if self._on_close is not None and not self.keep:
                 await self._on_close(self)

@@ -7,7 +7,11 @@ The daemon says `hyper.hello` (its capacity) and answers `ping`s; the
 coordinator sends requests (`cluster.open`, `cluster.up`, `cluster.down`,
 `cluster.close`, `cluster.revert`, `cluster.resume`, `cluster.fault`), each
 answered by one `reply` with the same `request_id`;
-the daemon tells each VM's state as it changes (`vm.state`).
+the daemon tells each VM's state as it changes (`vm.state`). Live
+migration (`hypervisor/moving.py`): `cluster.migrate` beside itself; to
+another hypervisor `vm.departure` (source), `vm.incoming` (destination),
+`vm.send` (source), `vm.settle` (destination), each answered by a `reply`
+whose `data` carries its result.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class Reply(_Message):
     # cluster.open's: whether the cluster takes `cluster.fault` (its VMs are
     # on a bridge); False from a daemon that predates it.
     faults: bool = False
+    data: dict[str, Any] = Field(default_factory=dict)  # a migration request's result
 
 
 class VmState(_Message):
@@ -141,6 +146,94 @@ class ClusterFault(_Message):
     delay: float = Field(default=0.0, ge=0.0)  # slow's, in seconds
 
 
+# --- live migration -----------------------------------------------------------
+
+
+class DriveFields(_Message):
+    id: str
+    file: str
+    virtual_size: int
+    backing: bool
+
+
+class DepartureFields(_Message):
+    """`hypervisor.moving.Departure`'s fields."""
+
+    hypervisor: str
+    run_id: str
+    host: str
+    args: list[str]
+    private: str
+    accel: str
+    root_hash: str
+    drives: list[DriveFields]
+    bridge: str | None = None
+    tap: str | None = None
+    record: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReceivingFields(_Message):
+    """`machine.Receiving`'s fields: where the destination takes the guest."""
+
+    uri: str
+    exports: dict[str, str]
+
+
+class ClusterMigrate(_Message):
+    """A VM to a new QEMU on the same hypervisor; the reply's data is the
+    migration's record."""
+
+    type: Literal["cluster.migrate"] = "cluster.migrate"
+    request_id: str
+    cluster: str
+    host: str
+    mode: Literal["tcp", "unix"] = "tcp"
+    timeout: float = Field(gt=0, le=3600)
+
+
+class VmDeparture(_Message):
+    """Source: what the destination needs (the reply's data: DepartureFields)."""
+
+    type: Literal["vm.departure"] = "vm.departure"
+    request_id: str
+    cluster: str
+    host: str
+
+
+class VmIncoming(_Message):
+    """Destination: a QEMU waiting for the guest (the reply's data: ReceivingFields)."""
+
+    type: Literal["vm.incoming"] = "vm.incoming"
+    request_id: str
+    cluster: str
+    definition: dict[str, Any]  # the cluster's fields: the host's own among them
+    departure: DepartureFields
+
+
+class VmSend(_Message):
+    """Source: mirror, migrate, switch over (the reply's data: the record)."""
+
+    type: Literal["vm.send"] = "vm.send"
+    request_id: str
+    cluster: str
+    host: str
+    to: ReceivingFields
+    timeout: float = Field(gt=0, le=3600)
+    where: str = ""  # the destination's name, for the record
+
+
+class VmSettle(_Message):
+    """Destination: until the guest runs (`migration`: the source's record),
+    or, `migration` None, the waiting QEMU abandoned."""
+
+    type: Literal["vm.settle"] = "vm.settle"
+    request_id: str
+    cluster: str
+    host: str
+    timeout: float = Field(gt=0, le=3600)
+    migration: dict[str, Any] | None = None
+
+
 class HyperPing(_Message):
     type: Literal["ping"] = "ping"
     seq: int
@@ -155,6 +248,11 @@ HubMessage = Annotated[
     | ClusterRevert
     | ClusterResume
     | ClusterFault
+    | ClusterMigrate
+    | VmDeparture
+    | VmIncoming
+    | VmSend
+    | VmSettle
     | HyperPing,
     Field(discriminator="type"),
 ]

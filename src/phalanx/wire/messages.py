@@ -139,6 +139,20 @@ class NetFault(_Message):
         return self
 
 
+class VmMigrate(_Message):
+    """A stage asks for a VM's live migration (`phalanx-vm migrate`,
+    `phalanx.vm.migrate`): `host` (None: the asking host) to a new QEMU on
+    its hypervisor, or on the hypervisor `to`. Answered by `vm.migrated`."""
+
+    type: Literal["vm.migrate"] = "vm.migrate"
+    request_id: str
+    stage_id: str
+    host: str | None = None
+    to: str | None = None
+    mode: Literal["tcp", "unix"] = "tcp"
+    timeout: float = Field(default=120.0, gt=0, le=3600)
+
+
 class LogFile(_Message):
     path: str  # as the suite named it, tags applied
     content_b64: str = ""
@@ -226,6 +240,16 @@ class NetDone(_Message):
     error: str | None = None
 
 
+class VmMigrated(_Message):
+    """The answer to a `vm.migrate`: what was done (`detail`), or why not
+    (`error`)."""
+
+    type: Literal["vm.migrated"] = "vm.migrated"
+    request_id: str
+    error: str | None = None
+    detail: str = ""
+
+
 class Ping(_Message):
     type: Literal["ping"] = "ping"
     seq: int
@@ -253,6 +277,7 @@ AgentMessage = Annotated[
     | KvSend
     | KvWait
     | NetFault
+    | VmMigrate
     | LogsResult
     | Pong
     | Ack,
@@ -265,6 +290,7 @@ CoordinatorMessage = Annotated[
     | SyncRelease
     | KvValue
     | NetDone
+    | VmMigrated
     | Ping
     | Ack
     | ScopeEnd

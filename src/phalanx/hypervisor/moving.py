@@ -1,0 +1,398 @@
+"""Live migration of a hypervisor's VMs: to a new QEMU beside it, or to
+another hypervisor (each side's part; the coordinator's `HypervisorProvider`
+asks them in turn).
+
+To another hypervisor, in four requests:
+
+1. the source's `departure`: what the destination needs to rebuild the VM
+   (its QEMU command line and the folder its paths are in, its root disk's
+   content hash, its bridge and tap, its writable drives);
+2. the destination's `incoming`: the same command line with its own
+   paths (an empty overlay on its own copy of the root disk, whose content
+   hash must be the source's; the user disks empty, of the same sizes; its
+   own seed folder and console), on a tap of its own on the cluster's
+   bridge (found by name: refused when this machine has no such bridge) or
+   on QEMU's user-mode network as the source was, started with
+   `-incoming defer` and its drives exported over NBD;
+3. the source's `send`: mirror, migrate, switch over, end (`Machine.send`);
+4. the destination's `settle`: the guest running (or, after a failure,
+   `abandon`: the new QEMU, its tap and folder gone).
+
+A VM that came in is an `Arrival`, held beside the hypervisor's clusters
+under the same key: the cluster's down and close reach it. It does not
+migrate again, and its cluster does not revert (its snapshot stayed behind).
+
+The NBD exports and the migration stream are plain TCP on the address the
+destination gives (its loopback when the coordinator is on its machine):
+they carry the guest's disks and memory unencrypted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from phalanx.model import Host
+from phalanx.providers import bridge, qemuimg
+from phalanx.providers.base import ProvisionError
+from phalanx.providers.machine import Drive, Machine, Receiving
+from phalanx.providers.qemu import EXIT_GRACE, POWERDOWN_GRACE, ROOT_DEVICE, QemuProvider
+
+if TYPE_CHECKING:
+    from phalanx.hypervisor.core import Hypervisor
+    from phalanx.providers.vmimage import Image, RootDisk
+
+log = logging.getLogger("phalanx.hypervisor")
+
+HASH_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class Departure:
+    """What the source says of a VM that is to move to another hypervisor."""
+
+    hypervisor: str  # the source's name
+    run_id: str
+    host: str
+    args: list[str]  # its QEMU command line (Machine.args)
+    private: str  # the source's folder the command line's own files are in
+    accel: str
+    root_hash: str  # sha256 of the root disk's base image
+    drives: list[Drive]
+    bridge: str | None = None  # None: QEMU's user-mode network
+    tap: str | None = None
+    record: dict[str, Any] = field(default_factory=dict)  # its vm.json so far
+
+
+def departure_fields(departure: Departure) -> dict[str, Any]:
+    """As the wire carries it (`wire.hypervisor.DepartureFields`)."""
+    return dataclasses.asdict(departure)
+
+
+def departure_of(fields: dict[str, Any]) -> Departure:
+    """From `departure_fields` (checked on the wire already)."""
+    drives = [Drive(**d) for d in fields.get("drives", [])]
+    return Departure(**{**fields, "drives": drives})
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a (large, read-only) image; remembered beside it as long as
+    its size and mtime hold, so a second migration does not read it again."""
+    stat = path.stat()
+    stamp = f"{stat.st_size} {stat.st_mtime_ns}"
+    sidecar = path.with_name(path.name + ".sha256")
+    with contextlib.suppress(OSError, ValueError):
+        known_stamp, known = sidecar.read_text().rsplit(" ", 1)
+        if known_stamp == stamp:
+            return known.strip()
+    digest = hashlib.sha256()
+    with path.open("rb") as image:
+        while chunk := image.read(HASH_CHUNK):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    with contextlib.suppress(OSError):
+        sidecar.write_text(f"{stamp} {value}\n")
+    return value
+
+
+def bridge_exists(name: str) -> bool:
+    return Path(f"/sys/class/net/{name}/bridge").is_dir()
+
+
+@dataclass
+class Arrival:
+    """A VM that came in from another hypervisor."""
+
+    key: str
+    host: Host
+    machine: Machine
+    departure: Departure
+    tap: str | None  # made here, on the cluster's bridge
+    arrived_after: float | None = None
+
+
+class Moves:
+    """One hypervisor's side of migrations: its departures and arrivals."""
+
+    def __init__(self, hypervisor: Hypervisor) -> None:
+        self.hypervisor = hypervisor
+        self.arrivals: dict[str, dict[str, Arrival]] = {}  # key: host: the VM that came in
+        self.departed: set[tuple[str, str]] = set()  # (key, host) gone (or going) elsewhere
+        # Where a destination listens for the source: its loopback unless
+        # the daemon knows a better address (the one it reaches the coordinator from).
+        self.address = "127.0.0.1"
+        self._made: tuple[Image, RootDisk, str] | None = None
+
+    async def _images(self) -> tuple[Image, RootDisk, str]:
+        """The tiny image, the root disk and its content hash: found (or
+        built) once per process, whose code they are made from."""
+        if self._made is None:
+            from phalanx.providers.vmimage import ImageError, build_image, build_root_disk
+
+            try:
+                image = await asyncio.to_thread(build_image)
+                root_disk = await asyncio.to_thread(build_root_disk)
+            except ImageError as exc:
+                raise ProvisionError(
+                    f"hypervisor {self.hypervisor.name} cannot make the VM's images: {exc}"
+                ) from exc
+            self._made = (image, root_disk, await asyncio.to_thread(content_hash, root_disk.disk))
+        return self._made
+
+    def holds(self, key: str) -> bool:
+        return bool(self.arrivals.get(key))
+
+    def _provider(self, key: str, host: str) -> QemuProvider:
+        hv = self.hypervisor
+        if host in self.arrivals.get(key, {}):
+            raise ProvisionError(
+                f"the VM of {host} came to hypervisor {hv.name} from another: it does not "
+                "migrate again"
+            )
+        provider = hv.clusters.get(key)
+        if provider is None:
+            raise ProvisionError(f"hypervisor {hv.name}: no cluster {key!r}")
+        if host not in provider.vms:
+            raise ProvisionError(f"hypervisor {hv.name} runs no VM for {host} in cluster {key!r}")
+        return provider
+
+    # --- beside itself ---------------------------------------------------------------
+
+    async def migrate(self, key: str, host: str, mode: str, timeout: float) -> dict[str, Any]:
+        """To a new QEMU on this hypervisor; its migration record."""
+        provider = self._provider(key, host)
+        await provider.migrate(host, mode, timeout)
+        machine = provider.vms[host].machine
+        self.hypervisor.tell(key, host, "running", machine.pid)
+        return dict(machine.migrations[-1])
+
+    # --- the source's part -----------------------------------------------------------
+
+    async def departure(self, key: str, host: str) -> Departure:
+        provider = self._provider(key, host)
+        vm = provider.vms[host]
+        if vm.root != "disk" or vm.host.boot_image is not None:
+            raise ProvisionError(
+                f"the VM of {host} does not boot phalanx's root disk (vm_root: disk): "
+                "only such a VM moves to another hypervisor"
+            )
+        if provider.reverts:
+            raise ProvisionError(
+                f"cluster {provider.cluster.name if provider.cluster else key} reverts "
+                "(revert: case): its snapshots stay on this hypervisor, so its VMs do not "
+                "move to another"
+            )
+        if provider.root_disk is None:
+            raise ProvisionError(f"the VM of {host} has no root disk")
+        if vm.process.returncode is not None:
+            raise ProvisionError(f"the VM of {host} is not running")
+        root_hash = await asyncio.to_thread(content_hash, provider.root_disk.disk)
+        drives = await vm.machine.drives()
+        network = provider.network
+        return Departure(
+            hypervisor=self.hypervisor.name,
+            run_id=provider.run_id,
+            host=host,
+            args=list(vm.machine.args),
+            private=str(vm.machine.private),
+            accel=vm.machine.accel,
+            root_hash=root_hash,
+            drives=drives,
+            bridge=network.record.bridge if network is not None else None,
+            tap=network.taps.get(host) if network is not None else None,
+            record=vm.record(),
+        )
+
+    async def send(
+        self, key: str, host: str, to: Receiving, timeout: float, where: str
+    ) -> dict[str, Any]:
+        """The guest moved to the destination that answered `incoming`; this
+        side's VM ended and forgotten (its vm.json kept with the run)."""
+        provider = self._provider(key, host)
+        vm = provider.vms[host]
+        self.departed.add((key, host))
+        try:
+            drives = await vm.machine.drives()
+            record = await vm.machine.send(to, drives, timeout, where=where)
+        except BaseException:
+            self.departed.discard((key, host))
+            raise
+        provider.vms.pop(host, None)
+        with contextlib.suppress(Exception):
+            await vm.machine.close()
+        with contextlib.suppress(OSError):
+            (vm.folder / "vm.json").write_text(json.dumps(vm.record(), indent=2) + "\n")
+        self.hypervisor.forget(key, host)
+        return record
+
+    # --- the destination's part ------------------------------------------------------
+
+    async def incoming(self, key: str, host: Host, departure: Departure) -> Receiving:
+        """A QEMU waiting for `departure`'s guest, its drives exported."""
+        hv = self.hypervisor
+        if host.name in self.arrivals.get(key, {}) or (
+            (provider := hv.clusters.get(key)) is not None and host.name in provider.vms
+        ):
+            raise ProvisionError(f"hypervisor {hv.name} runs the VM of {host.name} already")
+        image, root_disk, mine = await self._images()
+        if mine != departure.root_hash:
+            raise ProvisionError(
+                f"hypervisor {hv.name}'s root disk differs from hypervisor "
+                f"{departure.hypervisor}'s (sha256 {mine[:12]}… here, "
+                f"{departure.root_hash[:12]}… there): a VM moves only between hypervisors "
+                "that build the same root disk (the same phalanx, Python and packages)"
+            )
+        if departure.bridge is not None and not bridge_exists(departure.bridge):
+            raise ProvisionError(
+                f"hypervisor {hv.name} has no bridge {departure.bridge}: a VM on a bridge "
+                "moves only to a hypervisor with the cluster's bridge by name (on the same "
+                "machine), or the cluster must use QEMU's user-mode network"
+            )
+        folder = hv.root / departure.run_id / "hosts" / host.name
+        parent = hv.root / ".private"
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private = Path(tempfile.mkdtemp(prefix="vm-in-", dir=parent))
+        tap: str | None = None
+        machine: Machine | None = None
+        try:
+            args = _rewrite(departure, private, image.kernel, image.initrd)
+            (private / "seed").mkdir(mode=0o700)  # the guest read its own long ago
+            for drive in departure.drives:
+                target = Path(_moved(drive.file, departure.private, private))
+                if target.parent != private:
+                    raise ProvisionError(
+                        f"the drive {drive.id} of {host.name} is not in its VM's folder "
+                        f"({drive.file}): it cannot be rebuilt here"
+                    )
+                if drive.id == ROOT_DEVICE:
+                    await qemuimg.make_overlay(root_disk.disk, target)
+                else:
+                    await qemuimg.create(target, drive.virtual_size)
+            if departure.bridge is not None and departure.tap is not None:
+                tap = "pxm" + uuid.uuid4().hex[:10]
+                await bridge.ip_batch(
+                    [f"tuntap add dev {tap} mode tap", bridge.attach(tap, departure.bridge)]
+                )
+                args = [a.replace(f"ifname={departure.tap},", f"ifname={tap},") for a in args]
+            machine = Machine(host.name, args, folder, private, accel=departure.accel)
+            receiving = await machine.receive(self.address, [d.id for d in departure.drives])
+        except BaseException as exc:
+            if machine is not None:
+                await machine.close()
+            await _remove_tap(tap)
+            shutil.rmtree(private, ignore_errors=True)
+            if isinstance(exc, bridge.PlumbingError):
+                raise ProvisionError(f"hypervisor {hv.name} cannot make a tap: {exc}") from exc
+            raise
+        self.arrivals.setdefault(key, {})[host.name] = Arrival(key, host, machine, departure, tap)
+        hv.tell(key, host.name, "booting", machine.pid)
+        return receiving
+
+    async def settle(self, key: str, host: str, timeout: float, migration: dict[str, Any]) -> None:
+        """Until the guest runs here; `migration`: the source's record of it."""
+        arrival = self._arrival(key, host)
+        began = time.monotonic()
+        await arrival.machine.arrived(timeout)
+        arrival.arrived_after = time.monotonic() - began
+        arrival.machine.migrations.append({**migration, "from": arrival.departure.hypervisor})
+        self.hypervisor.tell(key, host, "running", arrival.machine.pid)
+        self.hypervisor.watch(key, host, arrival.machine)
+
+    async def abandon(self, key: str, host: str) -> None:
+        """After a failed migration: the QEMU that waited for it, its tap and folder gone."""
+        arrival = self.arrivals.get(key, {}).pop(host, None)
+        if arrival is None:
+            return
+        await arrival.machine.close()
+        await _remove_tap(arrival.tap)
+        self.hypervisor.forget(key, host)
+
+    def _arrival(self, key: str, host: str) -> Arrival:
+        arrival = self.arrivals.get(key, {}).get(host)
+        if arrival is None:
+            raise ProvisionError(f"hypervisor {self.hypervisor.name} awaits no VM for {host}")
+        return arrival
+
+    # --- the end of the cluster ------------------------------------------------------
+
+    async def down(self, key: str, lost: Collection[str] = ()) -> list[str]:
+        """End the VMs that came in under `key`, as the qemu provider ends its
+        own; their names."""
+        arrivals = self.arrivals.pop(key, {})
+        await asyncio.gather(*(_stop(a, a.host.name in lost) for a in arrivals.values()))
+        return list(arrivals)
+
+    def pids(self, key: str) -> dict[str, int]:
+        return {
+            name: a.machine.pid
+            for name, a in self.arrivals.get(key, {}).items()
+            if a.machine.process is not None
+        }
+
+
+def _moved(arg: str, source: str, private: Path) -> str:
+    return arg.replace(source.rstrip("/") + "/", str(private) + "/")
+
+
+def _rewrite(departure: Departure, private: Path, kernel: Path, initrd: Path) -> list[str]:
+    """The source's command line with this side's files."""
+    args = [_moved(a, departure.private, private) for a in departure.args]
+    for flag, path in (("-kernel", kernel), ("-initrd", initrd)):
+        if flag in args:
+            args[args.index(flag) + 1] = str(path)
+    return args
+
+
+async def _remove_tap(tap: str | None) -> None:
+    if tap is not None:
+        with contextlib.suppress(bridge.PlumbingError):
+            await bridge.ip("link", "del", tap)
+
+
+async def _stop(arrival: Arrival, lost: bool) -> None:
+    machine = arrival.machine
+    try:
+        if lost:
+            await machine.kill()
+            machine.ended_by = "lost"
+        elif machine.returncode is None:
+            try:
+                await machine.wait(EXIT_GRACE)
+                machine.ended_by = "itself"
+            except TimeoutError:
+                await machine.power_off(POWERDOWN_GRACE)
+        else:
+            machine.ended_by = machine.ended_by or "itself"
+    finally:
+        await machine.close()
+        await _remove_tap(arrival.tap)
+        record = {
+            **arrival.departure.record,
+            "network": {
+                **dict(arrival.departure.record.get("network") or {}),
+                **({"tap": arrival.tap} if arrival.tap else {}),
+            },
+            "arrived_from": arrival.departure.hypervisor,
+            "arrived_after_s": (
+                round(arrival.arrived_after, 3) if arrival.arrived_after is not None else None
+            ),
+            "migrations": machine.migrations,
+            "snapshots": machine.snapshots,
+            "ended_by": machine.ended_by,
+            "exit_status": machine.returncode,
+        }
+        with contextlib.suppress(OSError):
+            arrival.machine.folder.mkdir(parents=True, exist_ok=True)
+            (arrival.machine.folder / "vm.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,233 @@
+"""Live migration's cheap parts: its messages on both wires round trip and
+refuse what is not one; a destination refuses a root disk whose content
+differs from the source's, and a bridge it does not have, naming them; a
+source refuses a VM on this machine's root over 9p; a cluster spread over
+two hypervisors does not revert; an unknown hypervisor is named."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from phalanx.coordinator.agents import AgentHub
+from phalanx.coordinator.auth import TokenBook
+from phalanx.coordinator.hypervisors import Hypervisors, Remote
+from phalanx.hypervisor.core import Hypervisor
+from phalanx.hypervisor.moving import Departure, content_hash, departure_fields, departure_of
+from phalanx.model import Cluster, Host
+from phalanx.providers.base import Migrating, ProvisionError
+from phalanx.providers.machine import Drive
+from phalanx.providers.qemu import QemuProvider
+from phalanx.providers.remote import HypervisorProvider, MovingHost
+from phalanx.providers.vmimage import Image, RootDisk
+from phalanx.wire import messages
+from phalanx.wire.hypervisor import (
+    ClusterMigrate,
+    DepartureFields,
+    Reply,
+    VmDeparture,
+    VmIncoming,
+    VmSend,
+    VmSettle,
+    encode,
+    parse_daemon_message,
+    parse_hub_message,
+)
+from phalanx.wire.messages import (
+    VmMigrate,
+    VmMigrated,
+    parse_agent_message,
+    parse_coordinator_message,
+)
+from tests.vms import QEMU_MISSING
+
+HOST = "vm0.refuse.test"
+CLUSTER = Cluster(name="c", hosts=(Host(name=HOST, ram_size="256M"),), provider="qemu")
+
+
+def departure(**changes: Any) -> Departure:
+    base = Departure(
+        hypervisor="hv1",
+        run_id="r1",
+        host=HOST,
+        args=["qemu-system-x86_64", "-drive", "file=/src/vm-x/root.qcow2,if=none,id=phalanx-root"],
+        private="/src/vm-x",
+        accel="tcg",
+        root_hash="0" * 64,
+        drives=[Drive("phalanx-root", "/src/vm-x/root.qcow2", 1 << 30, True)],
+        bridge=None,
+        tap=None,
+        record={"ram_mb": 256},
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_the_agents_migration_messages_round_trip_and_refuse_what_is_not_one() -> None:
+    asked = VmMigrate(request_id="r", stage_id="s", host="vm2", to="hv2", timeout=30)
+    assert parse_agent_message(messages.encode(asked)) == asked
+    answer = VmMigrated(request_id="r", detail="vm2 migrated to hypervisor hv2 in 1.00s")
+    assert parse_coordinator_message(messages.encode(answer)) == answer
+    for bad in ({"mode": "rdma"}, {"timeout": 0}, {"timeout": 7200}, {"speed": 1}):
+        with pytest.raises(ValidationError):
+            VmMigrate.model_validate({"request_id": "r", "stage_id": "s", **bad})
+
+
+def test_the_hypervisors_migration_messages_round_trip() -> None:
+    fields = DepartureFields.model_validate(departure_fields(departure()))
+    assert departure_of(fields.model_dump()) == departure()
+    for message in (
+        ClusterMigrate(request_id="1", cluster="k", host=HOST, mode="unix", timeout=60),
+        VmDeparture(request_id="2", cluster="k", host=HOST),
+        VmIncoming(request_id="3", cluster="k", definition={"name": "c"}, departure=fields),
+        VmSend(
+            request_id="4",
+            cluster="k",
+            host=HOST,
+            to={"uri": "tcp:127.0.0.1:1", "exports": {"phalanx-root": "nbd://x"}},  # type: ignore[arg-type]
+            timeout=60,
+            where="hv2",
+        ),
+        VmSettle(request_id="5", cluster="k", host=HOST, timeout=60, migration=None),
+    ):
+        assert parse_hub_message(encode(message)) == message
+    reply = Reply(request_id="2", data=departure_fields(departure()))
+    assert parse_daemon_message(encode(reply)) == reply
+    with pytest.raises(ValidationError):
+        parse_hub_message('{"type": "vm.send", "request_id": "4", "cluster": "k", "host": "h"}')
+
+
+def test_a_content_hash_is_the_files_and_is_remembered_beside_it(tmp_path: Path) -> None:
+    image = tmp_path / "root.ext4"
+    image.write_bytes(b"x" * 10000)
+    first = content_hash(image)
+    assert (tmp_path / "root.ext4.sha256").read_text().split()[-1] == first
+    image.write_bytes(b"y" * 10000)  # another mtime: hashed again
+    assert content_hash(image) != first
+
+
+@pytest.mark.skipif(QEMU_MISSING is not None, reason=QEMU_MISSING or "")
+async def test_a_destination_refuses_another_root_disk_and_a_bridge_it_lacks(
+    tmp_path: Path, vm_images: tuple[Image, RootDisk]
+) -> None:
+    _, root_disk = vm_images
+    hv = Hypervisor("hv2", tmp_path)
+    with pytest.raises(ProvisionError) as refused:
+        await hv.vm_incoming("k", CLUSTER, departure())
+    assert "hypervisor hv2's root disk differs from hypervisor hv1's" in str(refused.value)
+    assert "the same phalanx, Python and packages" in str(refused.value)
+    same = content_hash(root_disk.disk)
+    with pytest.raises(ProvisionError) as refused:
+        await hv.vm_incoming("k", CLUSTER, departure(root_hash=same, bridge="pxnosuchbr", tap="t"))
+    assert "hypervisor hv2 has no bridge pxnosuchbr" in str(refused.value)
+    assert "user-mode network" in str(refused.value)
+    with pytest.raises(ProvisionError, match=r"no host 'other\.test'"):
+        await hv.vm_incoming("k", CLUSTER, departure(host="other.test"))
+    assert not hv.moves.arrivals and not list((tmp_path / ".private").glob("*"))
+
+
+async def test_a_source_refuses_a_vm_on_this_machines_root_and_an_unknown_one(
+    tmp_path: Path,
+) -> None:
+    hv = Hypervisor("hv1", tmp_path)
+    provider = QemuProvider(tmp_path / "hosts", "r1", cluster=CLUSTER)
+    hv.clusters["k"] = provider
+    provider.vms[HOST] = SimpleNamespace(root="host", host=CLUSTER.hosts[0])  # type: ignore[assignment]
+    with pytest.raises(ProvisionError, match="does not boot phalanx's root disk"):
+        await hv.vm_departure("k", HOST)
+    with pytest.raises(ProvisionError, match="runs no VM for nosuch"):
+        await hv.vm_departure("k", "nosuch")
+    with pytest.raises(ProvisionError, match="no cluster 'other'"):
+        await hv.migrate_vm("other", HOST, "tcp", 10)
+
+
+class _Moving:
+    """A hypervisor that records what it is asked (the protocol's shape)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.asked: list[str] = []
+
+    async def open_cluster(self, *args: Any) -> Any: ...
+    async def up_cluster(self, *args: Any) -> None: ...
+    async def down_cluster(self, key: str, lost: Any) -> None:
+        self.asked.append("down")
+
+    async def close_cluster(self, key: str) -> None:
+        self.asked.append("close")
+
+    async def revert_cluster(self, key: str) -> None:
+        self.asked.append("revert")
+
+    async def resume_cluster(self, key: str) -> None: ...
+    async def migrate_vm(self, *args: Any) -> dict[str, Any]:
+        return {"downtime_ms": 5}
+
+    async def vm_departure(self, key: str, host: str) -> Departure:
+        self.asked.append("departure")
+        return departure()
+
+    async def vm_incoming(self, key: str, cluster: Cluster, d: Departure) -> Any:
+        self.asked.append("incoming")
+        return SimpleNamespace(uri="tcp:x", exports={})
+
+    async def vm_send(self, *args: Any) -> dict[str, Any]:
+        self.asked.append("send")
+        return {"downtime_ms": 7}
+
+    async def vm_settle(self, key: str, host: str, timeout: float, migration: Any) -> None:
+        self.asked.append("settle" if migration is not None else "abandon")
+
+
+async def test_a_moved_vm_is_ended_by_its_hypervisor_and_the_cluster_no_longer_reverts() -> None:
+    hv1, hv2 = _Moving("hv1"), _Moving("hv2")
+    provider = HypervisorProvider(
+        hv1, CLUSTER, "r1", "k", resolve=lambda to, host: {"hv2": hv2}[to]
+    )
+    assert isinstance(provider, Migrating) and isinstance(hv1, MovingHost)
+    beside = await provider.migrate_vm(HOST)
+    assert (beside.hypervisor, beside.moved, beside.downtime_ms) == ("hv1", False, 5)
+    with pytest.raises(ProvisionError, match="over TCP, not unix"):
+        await provider.migrate_vm(HOST, to="hv2", mode="unix")
+    moved = await provider.migrate_vm(HOST, to="hv2")
+    assert (moved.hypervisor, moved.moved, moved.downtime_ms) == ("hv2", True, 7)
+    assert hv1.asked == ["departure", "send"] and hv2.asked == ["incoming", "settle"]
+    with pytest.raises(ProvisionError, match="does not revert after a migration"):
+        await provider.revert()
+    provider._open_called = True
+    await provider.down()
+    await provider.close()
+    assert hv1.asked[-2:] == ["down", "close"] and hv2.asked[-2:] == ["down", "close"]
+
+
+async def test_a_failed_send_abandons_the_destination() -> None:
+    hv1, hv2 = _Moving("hv1"), _Moving("hv2")
+
+    async def fails(*args: Any) -> dict[str, Any]:
+        raise ProvisionError("the migration of vm0 failed: boom")
+
+    hv1.vm_send = fails  # type: ignore[method-assign]
+    provider = HypervisorProvider(hv1, CLUSTER, "r1", "k", resolve=lambda to, host: hv2)
+    with pytest.raises(ProvisionError, match="boom"):
+        await provider.migrate_vm(HOST, to="hv2")
+    assert hv2.asked == ["incoming", "abandon"]
+    assert provider.where == {}
+
+
+async def test_an_unknown_or_full_hypervisor_is_refused_by_name() -> None:
+    book = TokenBook()
+    hypervisors = Hypervisors(AgentHub(book), book)
+    with pytest.raises(
+        ProvisionError, match=r"no hypervisor 'hv9' is connected \(connected: none\)"
+    ):
+        hypervisors._destination("hv9", CLUSTER, HOST)
+    full = Remote("hv2", 2, 128, False, "", True, connection=object())
+    hypervisors.remotes["hv2"] = full
+    with pytest.raises(ProvisionError, match=r"hv2 has 128 MB free; the VM of .* needs 256 MB"):
+        hypervisors._destination("hv2", CLUSTER, HOST)
+    with pytest.raises(ProvisionError, match=r"connected: hv2\)"):
+        hypervisors._destination("hv9", CLUSTER, HOST)
