@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,10 +243,12 @@ class Machine:
         # process is this VM now, for whoever looks at the run afterwards.
         (self.folder / "qemu.pid").write_text(f"{self.pid}\n")
 
-    async def start(self) -> None:
-        """Spawn QEMU and connect its monitor (ProvisionError on failure)."""
+    async def start(self, extra: Sequence[str] = ()) -> None:
+        """Spawn QEMU and connect its monitor (ProvisionError on failure).
+        `extra`: options for this start only, not cloned by `migrate` (an
+        `-incoming` that restores a saved state)."""
         self.started = time.monotonic()
-        self.process = await self._launch(self._generation, [])
+        self.process = await self._launch(self._generation, list(extra))
         self._keep_pid()
         self.monitor = await self._connect(self.process, self._generation)
 

@@ -61,7 +61,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
-from phalanx.providers import bridge, cloudinit, netns, qemuimg, wheelhouse
+from phalanx.providers import bridge, cloudinit, netns, qemuimg, vmtemplate, wheelhouse
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.bridgefaults import BridgeFaults
 from phalanx.providers.machine import Machine, Monitor, console_tail
@@ -77,6 +77,7 @@ from phalanx.providers.vmimage import (
     build_root_disk,
     cache_root,
 )
+from phalanx.providers.vmtemplate import Template
 
 __all__ = ["Machine", "Monitor", "QemuProvider", "console_tail", "mac_address", "ram_megabytes"]
 
@@ -255,6 +256,7 @@ class _VM:
     machine: Machine
     network: dict[str, str]  # how it was connected, for vm.json
     root: str  # host | disk
+    boot: str = "cold"  # cold | template (restored from one: vmtemplate)
     booted_after: float | None = None  # seconds from QEMU's start to the agent's (or to `go`)
     connected_after: float | None = None  # ...to the agent's connection
     go: asyncio.StreamWriter | None = None  # the "go" port's connection (revert: case)
@@ -291,6 +293,7 @@ class _VM:
             "vcpus": host.vcpus or 1,
             "mac": mac_address(host),
             "root": self.root,
+            "boot": self.boot,
             "network": self.network,
             "disks": [
                 {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
@@ -396,6 +399,29 @@ def go_args(socket: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def template_vm_args(
+    accel: str,
+    ram_mb: int,
+    vcpus: int,
+    image: Image,
+    overlay: Path,
+    seed: Path,
+    go: Path,
+    netdev: str,
+    mac: str,
+) -> list[str]:
+    """A VM that is a template (vmtemplate) or is restored from one: the
+    same machine and devices in the same order either way (a restoring QEMU
+    must match the saved one), only the files and the network's backend
+    its own. `vmgenid`: each restoring QEMU has a new one, and the guest's
+    kernel reseeds its RNG when it changes."""
+    args = _machine_args(accel, ram_mb, image, f"{KERNEL_ARGS} {DISK_ROOT_ARG}", vcpus=vcpus)
+    args += disk_args(overlay) + _share("seed", seed) + go_args(go)
+    args += ["-device", "vmgenid,guid=auto"]
+    args += ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={mac}"]
+    return args
+
+
 async def standalone_vm(
     name: str,
     folder: Path,
@@ -455,6 +481,9 @@ class QemuProvider:
         # The bridge's address once the VMs have one; None: loopback (10.0.2.2 in the guests).
         self.listen_address: str | None = None
         self._private: Path | None = None
+        # Where templates are kept (vmtemplate); None: beside the images.
+        self.templates_root: Path | None = None
+        self._templates: dict[tuple[int, int], Template | None] = {}  # (MiB, vCPUs)
         self.reverts = cluster is not None and cluster.revert == "case"
         vm_root = vm_root or (cluster.vm_root if cluster is not None else None)
         self.vm_root = vm_root or ("disk" if self.reverts else "host")
@@ -681,6 +710,16 @@ class QemuProvider:
             wait_go=self.reverts,
         )
         write_seed(private / "seed", env, spec.token, files)
+        network = {"mode": "user", "address": address}
+        if self.network is not None:
+            network = {"mode": "bridge", "address": address, "bridge": self.network.record.bridge}
+            network["tap"] = self.network.taps[host.name]
+        if self._why_cold(host) is None:
+            hosts = self.network.hosts_file if self.network is not None else ""
+            restored = await self._restore(spec, folder, private, env, netdev, hosts, network)
+            if restored is not None:
+                self.vms[host.name] = restored
+                return
         if host.boot_image is not None:  # its own bootloader, a cloud-init seed
             if self.reverts:
                 raise ProvisionError(
@@ -732,10 +771,6 @@ class QemuProvider:
                 "-device",
                 f"virtio-blk-pci,drive=disk{index},serial={disk_serial(disk.name)}",
             ]
-        network = {"mode": "user", "address": address}
-        if self.network is not None:
-            network = {"mode": "bridge", "address": address, "bridge": self.network.record.bridge}
-            network["tap"] = self.network.taps[host.name]
         machine = Machine(host.name, args, folder, private, accel=self.accel)
         try:
             await machine.start()
@@ -745,6 +780,139 @@ class QemuProvider:
                 raise
             # QEMU ended at once: `_booted` says so, with what QEMU said.
         self.vms[host.name] = _VM(host, machine, network, "disk" if disk_root else "host")
+
+    def _why_cold(self, host: Host) -> str | None:
+        """None when `host`'s VM may be restored from a template; else why not."""
+        if not vmtemplate.enabled():
+            return f"{vmtemplate.ENV}=0"
+        if self.vm_root != "disk" or self.root_disk is None:
+            return "it shares this machine's root over 9p, which QEMU cannot save"
+        if host.boot_image is not None:
+            return "it boots its own image"
+        if host.disks:
+            return "it has disks of its own"
+        if self.reverts:
+            return "revert: case snapshots its cold boot"
+        return None
+
+    def _shape(self, ram_mb: int, vcpus: int) -> vmtemplate.Shape:
+        assert self.image is not None and self.root_disk is not None
+        placeholders = (Path("/overlay"), Path("/seed"), Path("/go"))
+        args = template_vm_args(
+            self.accel, ram_mb, vcpus, self.image, *placeholders, "user,id=net0", vmtemplate.MAC
+        )
+        return vmtemplate.Shape(
+            tuple(args), str(self.root_disk.disk), vmtemplate.qemu_identity(QEMU)
+        )
+
+    async def _template(self, ram_mb: int, vcpus: int) -> Template | None:
+        """The template VMs of this RAM and vCPUs restore from: found in the
+        cache or built now (once per provider); None (logged) if it cannot be."""
+        key = (ram_mb, vcpus)
+        if key in self._templates:
+            return self._templates[key]
+        shape = self._shape(ram_mb, vcpus)
+        root = self.templates_root or cache_root()
+        template = await asyncio.to_thread(vmtemplate.find, shape, root)
+        if template is None:
+            began = time.monotonic()
+            try:
+                template = await vmtemplate.build(
+                    shape,
+                    root,
+                    lambda disk, folder: self._boot_template(ram_mb, vcpus, disk, folder),
+                    self.accel,
+                )
+                log.info(
+                    "qemu: built the template for %d MiB, %d vCPUs in %.1fs (%s)",
+                    ram_mb, vcpus, time.monotonic() - began, template.path,
+                )  # fmt: skip
+            except ProvisionError as exc:
+                log.warning(
+                    "qemu: no template for %d MiB, %d vCPUs, so its VMs boot cold: %s",
+                    ram_mb, vcpus, exc,
+                )  # fmt: skip
+        self._templates[key] = template
+        return template
+
+    async def _boot_template(self, ram_mb: int, vcpus: int, disk: Path, folder: Path) -> Machine:
+        """The template's VM started: a root disk overlay at `disk`, no
+        name, no address, no agent yet (PHALANX_TEMPLATE)."""
+        assert self._private is not None and self.image is not None and self.root_disk is not None
+        private = Path(tempfile.mkdtemp(prefix="template-", dir=self._private))
+        env = guest_env("template.invalid", None, python=self.root_disk.python)
+        env["PHALANX_TEMPLATE"] = "1"
+        write_seed(private / "seed", env)
+        await make_overlay(self.root_disk.disk, disk)
+        args = template_vm_args(
+            self.accel, ram_mb, vcpus, self.image, disk, private / "seed", private / "go.sock",
+            "user,id=net0", vmtemplate.MAC,
+        )  # fmt: skip
+        machine = Machine("template", args, folder, private, accel=self.accel)
+        try:
+            await machine.start()
+        except BaseException:
+            await machine.close()
+            raise
+        return machine
+
+    async def _restore(
+        self,
+        spec: AgentSpec,
+        folder: Path,
+        private: Path,
+        env: dict[str, str],
+        netdev: str,
+        hosts: str,
+        network: dict[str, str],
+    ) -> _VM | None:
+        """The host's VM restored from its template and told who it is;
+        None (logged) when there is no template or it did not restore: the
+        caller boots it cold. A template that did not restore is discarded."""
+        assert self.image is not None
+        host = spec.host
+        ram_mb, vcpus = ram_megabytes(host.ram_size), host.vcpus or 1
+        template = await self._template(ram_mb, vcpus)
+        if template is None:
+            return None
+        overlay = private / "root.qcow2"
+        await make_overlay(template.disk, overlay)
+        args = template_vm_args(
+            self.accel, ram_mb, vcpus, self.image, overlay, private / "seed", private / "go.sock",
+            netdev, mac_address(host),
+        )  # fmt: skip
+        machine = Machine(host.name, args, folder, private, accel=self.accel)
+        vm = _VM(host, machine, network, "disk", boot="template")
+        try:
+            await machine.start(vmtemplate.incoming(template))
+            await vmtemplate.restored(machine)
+            await self._tell(vm, vmtemplate.identity(env, spec.token, mac_address(host), hosts))
+        except ProvisionError as exc:
+            log.warning(
+                "qemu: %s: the template %s did not restore, so it boots cold: %s",
+                host.name, template.path.name, exc,
+            )  # fmt: skip
+            await machine.kill()
+            if machine.monitor is not None:
+                await machine.monitor.close()
+            for leftover in private.glob("qmp-*.sock"):  # the cold boot's QEMU serves its own
+                leftover.unlink(missing_ok=True)
+            self._templates[(ram_mb, vcpus)] = None
+            vmtemplate.discard(template)
+            return None
+        return vm
+
+    async def _tell(self, vm: _VM, line: bytes) -> None:
+        """`line` on the VM's go port (its connection kept: closed at `down`)."""
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(vm.private / "go.sock")), 10
+            )
+            vm.go = writer
+            writer.write(line)
+            await writer.drain()
+        except (OSError, TimeoutError) as exc:
+            raise ProvisionError(f"cannot tell the VM of {vm.host.name} who it is: {exc}") from exc
 
     async def _wheelhouse(self) -> wheelhouse.Wheelhouse:
         """The agent's wheels for a boot image's seed: built once (cached)."""
