@@ -799,7 +799,7 @@ class QemuProvider:
         assert self.image is not None and self.root_disk is not None
         placeholders = (Path("/overlay"), Path("/seed"), Path("/go"))
         args = template_vm_args(
-            self.accel, ram_mb, vcpus, self.image, *placeholders, "user,id=net0", vmtemplate.MAC
+            self.accel, ram_mb, vcpus, self.image, *placeholders, vmtemplate.NETDEV, vmtemplate.MAC
         )
         return vmtemplate.Shape(
             tuple(args), str(self.root_disk.disk), vmtemplate.qemu_identity(QEMU)
@@ -846,7 +846,7 @@ class QemuProvider:
         await make_overlay(self.root_disk.disk, disk)
         args = template_vm_args(
             self.accel, ram_mb, vcpus, self.image, disk, private / "seed", private / "go.sock",
-            "user,id=net0", vmtemplate.MAC,
+            vmtemplate.NETDEV, vmtemplate.MAC,
         )  # fmt: skip
         machine = Machine("template", args, folder, private, accel=self.accel)
         try:

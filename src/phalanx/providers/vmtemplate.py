@@ -43,6 +43,10 @@ FORMAT = 1  # bump when what a template holds changes: old ones are not reused
 ENV = "PHALANX_QEMU_TEMPLATE"  # "0": every VM boots cold
 READY_MARK = "phalanx-vm: template ready"
 MAC = "52:54:00:00:00:01"  # the template's own; each VM's guest takes its host's
+# The template's network: a hub port to nowhere. Its VMs' own backends
+# (user-mode, a tap) are their own; a user-mode one saved with the template
+# would be in its state ("slirp"), which a VM on a tap cannot load.
+NETDEV = "hubport,id=net0,hubid=0"
 SAVE_BANDWIDTH = 8 << 30  # bytes/s: QEMU's default (32 MiB/s) would take seconds
 BUILD_TIMEOUT = {"kvm": 120.0, "tcg": 300.0}  # a cold boot to the agent's imports, and the save
 RESTORE_TIMEOUT = 60.0
