@@ -276,6 +276,7 @@ CoordinatorMessage = Annotated[
     Field(discriminator="type"),
 ]
 
+
 # Made on first use: an agent parses only the coordinator's messages, a
 # coordinator only the agents'.
 @functools.cache
