@@ -868,7 +868,8 @@ class QemuProvider:
     ) -> _VM | None:
         """The host's VM restored from its template and told who it is;
         None (logged) when there is no template or it did not restore: the
-        caller boots it cold. A template that did not restore is discarded."""
+        caller boots it cold. A template QEMU cannot load is discarded (the
+        next run builds it anew)."""
         assert self.image is not None
         host = spec.host
         ram_mb, vcpus = ram_megabytes(host.ram_size), host.vcpus or 1
@@ -893,12 +894,14 @@ class QemuProvider:
                 host.name, template.path.name, exc,
             )  # fmt: skip
             await machine.kill()
+            unrestorable = isinstance(exc, vmtemplate.Unrestorable) or vmtemplate.refused(machine)
             if machine.monitor is not None:
                 await machine.monitor.close()
             for leftover in private.glob("qmp-*.sock"):  # the cold boot's QEMU serves its own
                 leftover.unlink(missing_ok=True)
-            self._templates[(ram_mb, vcpus)] = None
-            vmtemplate.discard(template)
+            if unrestorable:
+                self._templates[(ram_mb, vcpus)] = None
+                vmtemplate.discard(template)
             return None
         return vm
 

@@ -53,6 +53,12 @@ RESTORE_TIMEOUT = 60.0
 POLL = 0.02
 
 
+class Unrestorable(ProvisionError):
+    """QEMU refused the template's saved state: the template is no good
+    (a restore that only took too long, on a loaded machine, says nothing
+    about the template)."""
+
+
 @dataclass(frozen=True)
 class Shape:
     """What a template is the template of. A restoring QEMU must have the
@@ -192,15 +198,24 @@ def incoming(template: Template) -> list[str]:
     return ["-incoming", f"exec:cat {shlex.quote(str(template.state))}"]
 
 
+def refused(machine: Machine) -> bool:
+    """Whether a QEMU started from `incoming` could not load the state (it
+    says so in its log), however the caller learnt that it failed: at its
+    start, while loading, or by a monitor that went away."""
+    with contextlib.suppress(OSError):
+        return "load of migration failed" in machine.log_file.read_text(errors="replace")
+    return False
+
+
 async def restored(machine: Machine, timeout: float = RESTORE_TIMEOUT) -> None:
     """Until the VM started from `incoming` has loaded the state; then it
-    runs (the template was saved stopped). ProvisionError if it did not
-    load (QEMU's reason from its log)."""
+    runs (the template was saved stopped). Unrestorable if QEMU could not
+    load it (QEMU's reason from its log), ProvisionError if not in time."""
     deadline = time.monotonic() + timeout
     while True:
         if machine.returncode is not None:
             said = console_tail(machine.log_file, 3, empty="")
-            raise ProvisionError(
+            raise Unrestorable(
                 f"QEMU could not restore the template (exit status {machine.returncode}"
                 + (f"; QEMU: {said}" if said else "")
                 + ")"
@@ -217,7 +232,7 @@ async def restored(machine: Machine, timeout: float = RESTORE_TIMEOUT) -> None:
         if status == "running":
             return
         if status != "inmigrate":
-            raise ProvisionError(f"QEMU could not restore the template (status {status})")
+            raise Unrestorable(f"QEMU could not restore the template (status {status})")
         if time.monotonic() > deadline:
             raise ProvisionError(f"QEMU did not restore the template within {timeout:g}s")
         await asyncio.sleep(POLL)
