@@ -222,9 +222,11 @@ async def restored(machine: Machine, timeout: float = RESTORE_TIMEOUT) -> None:
             )
         try:
             status = await machine.status()
-        except ProvisionError:
+        except Exception:  # its monitor went away: QEMU ends (said above)
+            with contextlib.suppress(TimeoutError):
+                await machine.wait(5)
             if machine.returncode is not None:
-                continue  # said above
+                continue
             raise
         if status == "paused":
             await machine.qmp("cont")
