@@ -627,8 +627,7 @@ class QemuProvider:
         every restore starts a fresh agent, as the first boot did)."""
         if self._private is None or self.image is None:
             raise ProvisionError("the qemu provider was not opened")
-        for spec in specs:
-            await self._start(spec, self._private, self.image)
+        await self._start_all(specs, self._private, self.image)
         mark = WAITING_MARK if self.reverts else BOOTED_MARK
         booting = [self._booted(self.vms[s.host.name], mark) for s in specs]
         problems = [p for p in await asyncio.gather(*booting) if p is not None]
@@ -681,6 +680,22 @@ class QemuProvider:
             self.network.taps[host], self.network.spares[host] = spare, tap
             vm.network["tap"] = spare
         return seconds
+
+    async def _start_all(self, specs: list[AgentSpec], private_root: Path, image: Image) -> None:
+        """Cold boots one after another; VMs restored from templates side by
+        side once their templates are there (each built once, in turn)."""
+        restoring = [s for s in specs if self._why_cold(s.host) is None]
+        for spec in restoring:
+            await self._template(ram_megabytes(spec.host.ram_size), spec.host.vcpus or 1)
+        for spec in specs:
+            if spec not in restoring:
+                await self._start(spec, private_root, image)
+        started = await asyncio.gather(
+            *(self._start(s, private_root, image) for s in restoring), return_exceptions=True
+        )
+        for problem in started:
+            if isinstance(problem, BaseException):
+                raise problem
 
     async def _start(self, spec: AgentSpec, private_root: Path, image: Image) -> None:
         host = spec.host
@@ -789,6 +804,8 @@ class QemuProvider:
         """None when `host`'s VM may be restored from a template; else why not."""
         if not vmtemplate.enabled():
             return f"{vmtemplate.ENV}=0"
+        if (host.arch or "x86_64") not in ("x86_64", "amd64"):
+            return f"arch {host.arch}"
         if self.vm_root != "disk" or self.root_disk is None:
             return "it shares this machine's root over 9p, which QEMU cannot save"
         if host.boot_image is not None:
