@@ -37,6 +37,7 @@ echo "boot $(cat /proc/sys/kernel/random/boot_id)"
 echo "random $(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n')"
 echo "clock $(date +%s)"
 echo "token ${PHALANX_AGENT_TOKEN:-none}"
+echo "env $(. /run/phalanx/vm.env && echo "$PHALANX_NAME")"
 """
 
 
@@ -112,6 +113,7 @@ async def test_vms_restored_from_a_template_are_distinct_correctly_named_hosts(
         assert record["boot"] == "template"
         assert record["network"]["mode"] == network
         assert mine["name"] == host.name
+        assert mine["env"] == host.name  # what a cold boot's stage2 leaves, as it leaves it
         assert mine["mac"] == mac_address(host)
         assert mine["ip"] == record["network"]["address"]
         assert mine["token"] == "none"  # the agent keeps its token from its stages

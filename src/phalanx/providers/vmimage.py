@@ -351,6 +351,7 @@ $bb poweroff -f
 TEMPLATE_AGENT = r"""import json
 import os
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -397,6 +398,8 @@ def take(told):
     )
     subprocess.run([BB, "sh", "-c", script, "-", told["mac"], env["PHALANX_ADDRESS"],
                     env["PHALANX_GATEWAY"]], check=True)
+    with open("/run/phalanx/vm.env", "w") as out:  # as a cold boot's stage2 has it
+        out.write("".join("%s=%s\n" % (k, shlex.quote(v)) for k, v in env.items()))
     os.environ.update(env)
     os.environ.update(PHALANX_AGENT_TOKEN=told["token"], PHALANX_HOSTNAME=name, HOME="/root",
                       PATH=env["PHALANX_PATH"])
