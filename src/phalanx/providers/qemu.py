@@ -36,10 +36,10 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
   moves it to a new QEMU here (on a bridge, to its spare tap); `revert:
   case` snapshots every VM once booted, its guest waiting before its agent,
   and `revert` + `resume` go back there before a case (coordinator/runs.py).
-- Templates (`vmtemplate`): a root-disk VM without disks of its own, in a
-  cluster that does not revert, is restored from a saved template of its
-  shape and told who it is on its go port (`_restore`); without one, or
-  if it does not restore, it boots cold.
+- Templates (`vmtemplate`): a root-disk VM without disks of its own is
+  restored from a saved template of its shape and told who it is on its
+  go port (`_restore`); without one, or if it does not restore, it boots
+  cold.
 """
 
 from __future__ import annotations
@@ -812,8 +812,6 @@ class QemuProvider:
             return "it boots its own image"
         if host.disks:
             return "it has disks of its own"
-        if self.reverts:
-            return "revert: case snapshots its cold boot"
         return None
 
     def _shape(self, ram_mb: int, vcpus: int) -> vmtemplate.Shape:

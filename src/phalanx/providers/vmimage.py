@@ -363,7 +363,7 @@ from phalanx.host import daemon  # noqa: F401  (the agent's imports, paid before
 BB = "/run/phalanx/busybox"
 
 
-def identity(port):
+def line_from(port):
     # A virtio-serial port reads as empty until the host connects to it.
     line = b""
     with open(port, "rb", buffering=0) as channel:
@@ -373,7 +373,7 @@ def identity(port):
                 line += chunk
             else:
                 time.sleep(0.02)
-    return json.loads(line)
+    return line
 
 
 def take(told):
@@ -409,7 +409,12 @@ def take(told):
 
 
 print("phalanx-vm: template ready", flush=True)
-env = take(identity(sys.argv[1]))
+env = take(json.loads(line_from(sys.argv[1])))
+if env.get("PHALANX_WAIT_GO"):
+    # As a cold boot's stage2 does: the provider snapshots the VM here
+    # (revert: case), then says go; each loadvm comes back here.
+    print("phalanx-vm: waiting for go", flush=True)
+    line_from(sys.argv[1])
 print("phalanx-vm: starting the agent (%s, coordinator %s, from a template)"
       % (sys.executable, env["PHALANX_URL"]), flush=True)
 sys.exit(entry.main(["--coordinator", env["PHALANX_URL"], "--name", env["PHALANX_NAME"],
