@@ -133,6 +133,9 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path) -> None
         # of the arrival and how the VM ended.
         gone = json.loads(next((tmp_path / "hv1").glob(f"*/hosts/{HOST}/vm.json")).read_text())
         assert gone["ended_by"] == "migrated"
+        # Restored from hv1's template, whose layer of the root disk hv2 has
+        # not: it was copied into the VM's own overlay before the mirror.
+        assert gone["boot"] == "template"
         assert gone["migrations"][-1]["to"] == "hv2"
         came = json.loads(next((tmp_path / "hv2").glob(f"*/hosts/{HOST}/vm.json")).read_text())
         assert came["arrived_from"] == "hv1"

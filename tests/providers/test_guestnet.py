@@ -6,6 +6,7 @@ and the heal after the case."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -295,6 +296,8 @@ async def test_link_delay_and_slow_are_made_in_the_guest_and_healed_after_the_ca
     assert said["healed", A] == said["link", A]
     console = (folder / "hosts" / A / "console.log").read_text(errors="replace")
     assert "phalanx-vm: link conditions applied" in console
+    # Restored from a template, A was told its link with who it is.
+    assert json.loads((folder / "hosts" / A / "vm.json").read_text())["boot"] == "template"
 
 
 def _ping(address: str, within: int = 30) -> subprocess.CompletedProcess[str]:

@@ -158,6 +158,7 @@ async def test_revert_case_restores_the_vm_before_each_case(
     assert output(folder, result, "check", "run", HOST) == "gone\n"
     record = json.loads((folder / "hosts" / HOST / "vm.json").read_text())
     assert record["root"] == "disk"
+    assert record["boot"] == "template"  # restored from one, then snapshotted waiting for go
     # One snapshot once booted; one restore, before the second case only.
     assert [(s["op"], s["tag"]) for s in record["snapshots"]] == [
         ("savevm", qemu_module.REVERT_TAG),

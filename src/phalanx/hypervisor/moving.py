@@ -199,6 +199,8 @@ class Moves:
         if vm.process.returncode is not None:
             raise ProvisionError(f"the VM of {host} is not running")
         root_hash = await asyncio.to_thread(content_hash, provider.root_disk.disk)
+        if vm.boot == "template":  # its overlay's backing is a template only this side has
+            await vm.machine.flatten(ROOT_DEVICE, provider.root_disk.disk)
         drives = await vm.machine.drives()
         network = provider.network
         return Departure(

@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ log = logging.getLogger("phalanx.providers.machine")
 MIGRATION_BANDWIDTH = 8 << 30  # bytes/s: QEMU's default (32 MiB/s) is for real networks
 MIGRATION_POLL = 0.05  # seconds between `query-migrate`s
 MIRROR_JOB = "phalanx-mirror-"  # + the drive id: the block jobs `send` starts
+STREAM_JOB = "phalanx-stream-"  # + the drive id: `flatten`'s
 # Until a QEMU just started serves QMP: well under a second, but a loaded
 # machine (other VMs under TCG) has taken more than ten.
 START_TIMEOUT = 30.0
@@ -271,10 +273,12 @@ class Machine:
         # process is this VM now, for whoever looks at the run afterwards.
         (self.folder / "qemu.pid").write_text(f"{self.pid}\n")
 
-    async def start(self) -> None:
-        """Spawn QEMU and connect its monitor (ProvisionError on failure)."""
+    async def start(self, extra: Sequence[str] = ()) -> None:
+        """Spawn QEMU and connect its monitor (ProvisionError on failure).
+        `extra`: options for this start only, not cloned by `migrate` (an
+        `-incoming` that restores a saved state)."""
         self.started = time.monotonic()
-        self.process = await self._launch(self._generation, [])
+        self.process = await self._launch(self._generation, list(extra))
         self._keep_pid()
         self.monitor = await self._connect(self.process, self._generation)
 
@@ -553,6 +557,29 @@ class Machine:
         self.migrations.append(record)
         log.info("%s: migrated to %s in %.2fs", self.name, where or to.uri, seconds)
         return record
+
+    async def flatten(self, drive: str, base: Path, timeout: float = 120.0) -> None:
+        """Copy into `drive`'s own image what its backing chain holds above
+        `base`, which becomes its backing file: an overlay whose chain has
+        a layer only this machine has (a template's) then mirrors `sync:
+        top` onto an overlay of `base` elsewhere. The guest runs on."""
+        began = time.monotonic()
+        job = STREAM_JOB + drive
+        await self.qmp("block-stream", 10.0, device=drive, **{"job-id": job, "base": str(base)})
+        await self._wait_jobs([job], timeout, began, "gone")
+        backing = next(
+            (
+                b["inserted"].get("image", {}).get("backing-image", {}).get("filename")
+                for b in await self.qmp("query-block")
+                if b.get("device") == drive and b.get("inserted")
+            ),
+            None,
+        )
+        if backing != str(base):
+            raise ProvisionError(
+                f"the disk {drive} of {self.name} could not be made an overlay of {base} "
+                f"(its backing file is {backing})"
+            )
 
     async def _wait_jobs(self, jobs: list[str], timeout: float, began: float, until: str) -> None:
         while True:

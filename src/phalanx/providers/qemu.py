@@ -36,6 +36,10 @@ tiny image (`vmimage`), whose init starts an agent that connects back.
   moves it to a new QEMU here (on a bridge, to its spare tap); `revert:
   case` snapshots every VM once booted, its guest waiting before its agent,
   and `revert` + `resume` go back there before a case (coordinator/runs.py).
+- Templates (`vmtemplate`): a root-disk VM without disks of its own is
+  restored from a saved template of its shape and told who it is on its
+  go port (`_restore`); without one, or if it does not restore, it boots
+  cold.
 """
 
 from __future__ import annotations
@@ -61,7 +65,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
-from phalanx.providers import bridge, cloudinit, guestnet, netns, qemuimg, wheelhouse
+from phalanx.providers import (
+    bridge,
+    cloudinit,
+    guestnet,
+    netns,
+    qemuimg,
+    vmtemplate,
+    wheelhouse,
+)
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.bridgefaults import BridgeFaults
 from phalanx.providers.machine import Machine, Monitor, console_tail
@@ -77,6 +89,7 @@ from phalanx.providers.vmimage import (
     build_root_disk,
     cache_root,
 )
+from phalanx.providers.vmtemplate import Template
 
 __all__ = ["Machine", "Monitor", "QemuProvider", "console_tail", "mac_address", "ram_megabytes"]
 
@@ -255,6 +268,7 @@ class _VM:
     machine: Machine
     network: dict[str, str]  # how it was connected, for vm.json
     root: str  # host | disk
+    boot: str = "cold"  # cold | template (restored from one: vmtemplate)
     booted_after: float | None = None  # seconds from QEMU's start to the agent's (or to `go`)
     connected_after: float | None = None  # ...to the agent's connection
     go: asyncio.StreamWriter | None = None  # the "go" port's connection (revert: case)
@@ -291,6 +305,7 @@ class _VM:
             "vcpus": host.vcpus or 1,
             "mac": mac_address(host),
             "root": self.root,
+            "boot": self.boot,
             "network": self.network,
             "disks": [
                 {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
@@ -417,6 +432,30 @@ def chardev_path(args: list[str], chardev: str) -> Path | None:
     return None
 
 
+def template_vm_args(
+    accel: str,
+    ram_mb: int,
+    vcpus: int,
+    image: Image,
+    overlay: Path,
+    seed: Path,
+    go: Path,
+    net: Path,
+    netdev: str,
+    mac: str,
+) -> list[str]:
+    """A VM that is a template (vmtemplate) or is restored from one: the
+    same machine and devices in the same order either way (a restoring QEMU
+    must match the saved one), only the files and the network's backend
+    its own. `vmgenid`: each restoring QEMU has a new one, and the guest's
+    kernel reseeds its RNG when it changes."""
+    args = _machine_args(accel, ram_mb, image, f"{KERNEL_ARGS} {DISK_ROOT_ARG}", vcpus=vcpus)
+    args += disk_args(overlay) + _share("seed", seed) + go_args(go) + guestnet.port_args(net)
+    args += ["-device", "vmgenid,guid=auto"]
+    args += ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={mac}"]
+    return args
+
+
 async def standalone_vm(
     name: str,
     folder: Path,
@@ -478,6 +517,9 @@ class QemuProvider:
         self.listen_address: str | None = None
         self._private: Path | None = None
         self._channels: dict[str, guestnet.GuestChannel] = {}  # host: its phalanx.net port
+        # Where templates are kept (vmtemplate); None: beside the images.
+        self.templates_root: Path | None = None
+        self._templates: dict[tuple[int, int], Template | None] = {}  # (MiB, vCPUs)
         self.reverts = cluster is not None and cluster.revert == "case"
         vm_root = vm_root or (cluster.vm_root if cluster is not None else None)
         self.vm_root = vm_root or ("disk" if self.reverts else "host")
@@ -617,8 +659,7 @@ class QemuProvider:
         every restore starts a fresh agent, as the first boot did)."""
         if self._private is None or self.image is None:
             raise ProvisionError("the qemu provider was not opened")
-        for spec in specs:
-            await self._start(spec, self._private, self.image)
+        await self._start_all(specs, self._private, self.image)
         mark = WAITING_MARK if self.reverts else BOOTED_MARK
         booting = [self._booted(self.vms[s.host.name], mark) for s in specs]
         problems = [p for p in await asyncio.gather(*booting) if p is not None]
@@ -675,6 +716,22 @@ class QemuProvider:
             channel.retarget(chardev_path(args, guestnet.CHARDEV) or channel.socket)
         return seconds
 
+    async def _start_all(self, specs: list[AgentSpec], private_root: Path, image: Image) -> None:
+        """Cold boots one after another; VMs restored from templates side by
+        side once their templates are there (each built once, in turn)."""
+        restoring = [s for s in specs if self._why_cold(s.host) is None]
+        for spec in restoring:
+            await self._template(ram_megabytes(spec.host.ram_size), spec.host.vcpus or 1)
+        for spec in specs:
+            if spec not in restoring:
+                await self._start(spec, private_root, image)
+        started = await asyncio.gather(
+            *(self._start(s, private_root, image) for s in restoring), return_exceptions=True
+        )
+        for problem in started:
+            if isinstance(problem, BaseException):
+                raise problem
+
     async def _start(self, spec: AgentSpec, private_root: Path, image: Image) -> None:
         host = spec.host
         if (host.arch or "x86_64") not in ("x86_64", "amd64"):
@@ -708,6 +765,16 @@ class QemuProvider:
             wait_go=self.reverts,
         )
         write_seed(private / "seed", env, spec.token, files)
+        network = {"mode": "user", "address": address}
+        if self.network is not None:
+            network = {"mode": "bridge", "address": address, "bridge": self.network.record.bridge}
+            network["tap"] = self.network.taps[host.name]
+        if self._why_cold(host) is None:
+            hosts = self.network.hosts_file if self.network is not None else ""
+            restored = await self._restore(spec, folder, private, env, netdev, hosts, network)
+            if restored is not None:
+                self.vms[host.name] = restored
+                return
         if host.boot_image is not None:  # its own bootloader, a cloud-init seed
             if guestnet.seed_files(host.link):
                 raise ProvisionError(
@@ -765,10 +832,6 @@ class QemuProvider:
                 "-device",
                 f"virtio-blk-pci,drive=disk{index},serial={disk_serial(disk.name)}",
             ]
-        network = {"mode": "user", "address": address}
-        if self.network is not None:
-            network = {"mode": "bridge", "address": address, "bridge": self.network.record.bridge}
-            network["tap"] = self.network.taps[host.name]
         machine = Machine(host.name, args, folder, private, accel=self.accel)
         try:
             await machine.start()
@@ -789,6 +852,145 @@ class QemuProvider:
             socket = chardev_path(vm.machine.args, guestnet.CHARDEV) or vm.private / "net.sock"
             self._channels[host] = guestnet.GuestChannel(host, socket)
         return self._channels[host]
+
+    def _why_cold(self, host: Host) -> str | None:
+        """None when `host`'s VM may be restored from a template; else why not."""
+        if not vmtemplate.enabled():
+            return f"{vmtemplate.ENV}=0"
+        if (host.arch or "x86_64") not in ("x86_64", "amd64"):
+            return f"arch {host.arch}"
+        if self.vm_root != "disk" or self.root_disk is None:
+            return "it shares this machine's root over 9p, which QEMU cannot save"
+        if host.boot_image is not None:
+            return "it boots its own image"
+        if host.disks:
+            return "it has disks of its own"
+        return None
+
+    def _shape(self, ram_mb: int, vcpus: int) -> vmtemplate.Shape:
+        assert self.image is not None and self.root_disk is not None
+        placeholders = (Path("/overlay"), Path("/seed"), Path("/go"), Path("/net"))
+        args = template_vm_args(
+            self.accel, ram_mb, vcpus, self.image, *placeholders, vmtemplate.NETDEV, vmtemplate.MAC
+        )
+        return vmtemplate.Shape(
+            tuple(args), str(self.root_disk.disk), vmtemplate.qemu_identity(QEMU)
+        )
+
+    async def _template(self, ram_mb: int, vcpus: int) -> Template | None:
+        """The template VMs of this RAM and vCPUs restore from: found in the
+        cache or built now (once per provider); None (logged) if it cannot be."""
+        key = (ram_mb, vcpus)
+        if key in self._templates:
+            return self._templates[key]
+        shape = self._shape(ram_mb, vcpus)
+        root = self.templates_root or cache_root()
+        template = await asyncio.to_thread(vmtemplate.find, shape, root)
+        if template is None:
+            began = time.monotonic()
+            try:
+                template = await vmtemplate.build(
+                    shape,
+                    root,
+                    lambda disk, folder: self._boot_template(ram_mb, vcpus, disk, folder),
+                    self.accel,
+                )
+                log.info(
+                    "qemu: built the template for %d MiB, %d vCPUs in %.1fs (%s)",
+                    ram_mb, vcpus, time.monotonic() - began, template.path,
+                )  # fmt: skip
+            except ProvisionError as exc:
+                log.warning(
+                    "qemu: no template for %d MiB, %d vCPUs, so its VMs boot cold: %s",
+                    ram_mb, vcpus, exc,
+                )  # fmt: skip
+        self._templates[key] = template
+        return template
+
+    async def _boot_template(self, ram_mb: int, vcpus: int, disk: Path, folder: Path) -> Machine:
+        """The template's VM started: a root disk overlay at `disk`, no
+        name, no address, no agent yet (PHALANX_TEMPLATE)."""
+        assert self._private is not None and self.image is not None and self.root_disk is not None
+        private = Path(tempfile.mkdtemp(prefix="template-", dir=self._private))
+        env = guest_env("template.invalid", None, python=self.root_disk.python)
+        env["PHALANX_TEMPLATE"] = "1"
+        write_seed(private / "seed", env)
+        await make_overlay(self.root_disk.disk, disk)
+        args = template_vm_args(
+            self.accel, ram_mb, vcpus, self.image, disk, private / "seed", private / "go.sock",
+            private / "net.sock", vmtemplate.NETDEV, vmtemplate.MAC,
+        )  # fmt: skip
+        machine = Machine("template", args, folder, private, accel=self.accel)
+        try:
+            await machine.start()
+        except BaseException:
+            await machine.close()
+            raise
+        return machine
+
+    async def _restore(
+        self,
+        spec: AgentSpec,
+        folder: Path,
+        private: Path,
+        env: dict[str, str],
+        netdev: str,
+        hosts: str,
+        network: dict[str, str],
+    ) -> _VM | None:
+        """The host's VM restored from its template and told who it is;
+        None (logged) when there is no template or it did not restore: the
+        caller boots it cold. A template QEMU cannot load is discarded (the
+        next run builds it anew)."""
+        assert self.image is not None
+        host = spec.host
+        ram_mb, vcpus = ram_megabytes(host.ram_size), host.vcpus or 1
+        template = await self._template(ram_mb, vcpus)
+        if template is None:
+            return None
+        overlay = private / "root.qcow2"
+        await make_overlay(template.disk, overlay)
+        args = template_vm_args(
+            self.accel, ram_mb, vcpus, self.image, overlay, private / "seed", private / "go.sock",
+            private / "net.sock", netdev, mac_address(host),
+        )  # fmt: skip
+        machine = Machine(host.name, args, folder, private, accel=self.accel)
+        vm = _VM(host, machine, network, "disk", boot="template")
+        try:
+            await machine.start(vmtemplate.incoming(template))
+            await vmtemplate.restored(machine)
+            told = vmtemplate.identity(
+                env, spec.token, mac_address(host), hosts, guestnet.seed_files(host.link)
+            )
+            await self._tell(vm, told)
+        except ProvisionError as exc:
+            log.warning(
+                "qemu: %s: the template %s did not restore, so it boots cold: %s",
+                host.name, template.path.name, exc,
+            )  # fmt: skip
+            await machine.kill()
+            unrestorable = isinstance(exc, vmtemplate.Unrestorable) or vmtemplate.refused(machine)
+            if machine.monitor is not None:
+                await machine.monitor.close()
+            for leftover in private.glob("qmp-*.sock"):  # the cold boot's QEMU serves its own
+                leftover.unlink(missing_ok=True)
+            if unrestorable:
+                self._templates[(ram_mb, vcpus)] = None
+                vmtemplate.discard(template)
+            return None
+        return vm
+
+    async def _tell(self, vm: _VM, line: bytes) -> None:
+        """`line` on the VM's go port (its connection kept: closed at `down`)."""
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(vm.private / "go.sock")), 10
+            )
+            vm.go = writer
+            writer.write(line)
+            await writer.drain()
+        except (OSError, TimeoutError) as exc:
+            raise ProvisionError(f"cannot tell the VM of {vm.host.name} who it is: {exc}") from exc
 
     async def _wheelhouse(self) -> wheelhouse.Wheelhouse:
         """The agent's wheels for a boot image's seed: built once (cached)."""

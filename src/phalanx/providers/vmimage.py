@@ -238,11 +238,15 @@ for f in link.tc link-in.tc; do
 done
 umount /seed
 . /vm.env
-hostname "$PHALANX_NAME"
-ip link set lo up
-ip link set eth0 up
-ip addr add "$PHALANX_ADDRESS" dev eth0
-ip route add default via "$PHALANX_GATEWAY"
+if [ -z "$PHALANX_TEMPLATE" ]; then
+    # A template's guest has no name or address yet: each VM restored from
+    # it is told its own (the template script, TEMPLATE_AGENT).
+    hostname "$PHALANX_NAME"
+    ip link set lo up
+    ip link set eth0 up
+    ip addr add "$PHALANX_ADDRESS" dev eth0
+    ip route add default via "$PHALANX_GATEWAY"
+fi
 for d in proc sys dev; do mount --move "/$d" "/newroot/$d"; done
 # /tmp stays the host's, under the overlay: the Python and phalanx this VM
 # runs may live there (a checkout or venv in /tmp). The folders of VM seeds
@@ -256,7 +260,7 @@ mount -t tmpfs -o mode=0755 phalanx /newroot/run
 mkdir -p /newroot/run/phalanx/acpi/PWRF /newroot/dev/pts /newroot/dev/shm /newroot/etc
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs shm /newroot/dev/shm
-cp /bin/busybox /stage2 /mount-disk /newroot/run/phalanx/
+cp /bin/busybox /stage2 /mount-disk /template.py /newroot/run/phalanx/
 cp /poweroff /newroot/run/phalanx/acpi/PWRF/00000080
 cp /guestnet /netctl /newroot/run/phalanx/
 for f in /net/*; do [ -f "$f" ] && cp "$f" /newroot/run/phalanx/; done
@@ -309,33 +313,140 @@ Subsystem sftp internal-sftp
 EOF
     /usr/sbin/sshd -f /run/phalanx/sshd_config && echo "phalanx-vm: sshd started"
 fi
-if [ -z "$PHALANX_URL" ]; then
-    # A VM driven from outside (phalanx.virt): it stays up until powered off.
-    echo "phalanx-vm: no coordinator, no agent; up"
-    while :; do $bb sleep 3600; done
-fi
-$bb mkdir -p "$PHALANX_WORKDIR"
-cd "$PHALANX_WORKDIR"
-if [ -n "$PHALANX_WAIT_GO" ]; then
-    # The provider snapshots the VM here (revert: case), then says go:
-    # after each loadvm the guest is back here and a fresh agent starts.
+go_port() {
     for p in /sys/class/virtio-ports/*; do
         [ "$($bb cat "$p/name" 2>/dev/null)" = phalanx.go ] && port=/dev/${p##*/}
     done
-    exec 3<"$port"
-    echo "phalanx-vm: waiting for go"
-    read -r go <&3
-    exec 3<&-
+}
+if [ -n "$PHALANX_TEMPLATE" ]; then
+    # A template (providers/vmtemplate.py): the agent's Python with its
+    # modules imported, saved while it waits on the go port for who it is.
+    go_port
+    "$PHALANX_PYTHON" /run/phalanx/template.py "$port" </dev/null &
+else
+    if [ -z "$PHALANX_URL" ]; then
+        # A VM driven from outside (phalanx.virt): it stays up until powered off.
+        echo "phalanx-vm: no coordinator, no agent; up"
+        while :; do $bb sleep 3600; done
+    fi
+    $bb mkdir -p "$PHALANX_WORKDIR"
+    cd "$PHALANX_WORKDIR"
+    if [ -n "$PHALANX_WAIT_GO" ]; then
+        # The provider snapshots the VM here (revert: case), then says go:
+        # after each loadvm the guest is back here and a fresh agent starts.
+        go_port
+        exec 3<"$port"
+        echo "phalanx-vm: waiting for go"
+        read -r go <&3
+        exec 3<&-
+    fi
+    echo "phalanx-vm: starting the agent ($PHALANX_PYTHON, coordinator $PHALANX_URL)"
+    "$PHALANX_PYTHON" -m phalanx.host --coordinator "$PHALANX_URL" --name "$PHALANX_NAME" \
+        --workdir "$PHALANX_WORKDIR" --give-up "$PHALANX_GIVE_UP" </dev/null &
 fi
-echo "phalanx-vm: starting the agent ($PHALANX_PYTHON, coordinator $PHALANX_URL)"
-"$PHALANX_PYTHON" -m phalanx.host --coordinator "$PHALANX_URL" --name "$PHALANX_NAME" \
-    --workdir "$PHALANX_WORKDIR" --give-up "$PHALANX_GIVE_UP" </dev/null &
 echo $! > /run/phalanx/agent.pid
 unset PHALANX_AGENT_TOKEN
 wait
 echo "phalanx-vm: the agent exited; powering off"
 $bb sync
 $bb poweroff -f
+"""
+
+# A template's agent (providers/vmtemplate.py), run by stage2 with the go
+# port's device: it imports what the agent needs, says it is ready (the
+# provider saves the VM then), and waits. Each VM restored from the saved
+# state is sent, on its own go port, one JSON line: who it is (vm.env's
+# values, token, MAC, hosts file), the host's clock and fresh entropy;
+# this takes them on and becomes the agent, as `python -m phalanx.host`.
+TEMPLATE_AGENT = r"""import json
+import os
+import random
+import shlex
+import socket
+import subprocess
+import sys
+import time
+
+from phalanx.host import __main__ as entry
+from phalanx.host import daemon  # noqa: F401  (the agent's imports, paid before the save)
+
+BB = "/run/phalanx/busybox"
+
+
+def line_from(port):
+    # A virtio-serial port reads as empty until the host connects to it.
+    line = b""
+    with open(port, "rb", buffering=0) as channel:
+        while not line.endswith(b"\n"):
+            chunk = channel.read(65536)
+            if chunk:
+                line += chunk
+            else:
+                time.sleep(0.02)
+    return line
+
+
+def link(files):
+    # The link conditions, as a cold boot's guestnet script applies them
+    # from its seed (and where phalanx.net's heal finds them again).
+    if not files.get("link.tc"):
+        return
+    for name, text in files.items():
+        with open("/run/phalanx/" + os.path.basename(name), "w") as out:
+            out.write(text)
+    subprocess.run([BB, "ip", "link", "set", "ifb0", "up"], check=False)
+    applied = all(
+        subprocess.run(["/usr/sbin/tc", "-batch", "/run/phalanx/" + name]).returncode == 0
+        for name in ("link.tc", "link-in.tc")
+    )
+    print("phalanx-vm: link conditions %s" % ("applied" if applied else "NOT applied"),
+          flush=True)
+
+
+def take(told):
+    time.clock_settime(time.CLOCK_REALTIME, told["time"])
+    with open("/dev/urandom", "wb") as pool:
+        pool.write(bytes.fromhex(told["entropy"]))
+    random.seed()
+    env = told["env"]
+    name = env["PHALANX_NAME"]
+    socket.sethostname(name)
+    with open("/etc/hostname", "w") as out:
+        out.write(name + "\n")
+    hosts = told.get("hosts") or "127.0.0.1 localhost\n127.0.1.1 %s %s\n" % (
+        name, name.split(".")[0])
+    with open("/etc/hosts", "w") as out:
+        out.write(hosts)
+    with open("/etc/resolv.conf", "w") as out:
+        out.write("nameserver %s\n" % env["PHALANX_DNS"] if env["PHALANX_DNS"] else "")
+    script = (
+        'ip link set eth0 address "$1" && ip link set lo up && ip link set eth0 up && '
+        'ip addr add "$2" dev eth0 && ip route add default via "$3"'
+    )
+    subprocess.run([BB, "sh", "-c", script, "-", told["mac"], env["PHALANX_ADDRESS"],
+                    env["PHALANX_GATEWAY"]], check=True)
+    link(told.get("link") or {})
+    with open("/run/phalanx/vm.env", "w") as out:  # as a cold boot's stage2 has it
+        out.write("".join("%s=%s\n" % (k, shlex.quote(v)) for k, v in env.items()))
+    os.environ.update(env)
+    os.environ.update(PHALANX_AGENT_TOKEN=told["token"], PHALANX_HOSTNAME=name, HOME="/root",
+                      PATH=env["PHALANX_PATH"])
+    os.makedirs(env["PHALANX_WORKDIR"], exist_ok=True)
+    os.chdir(env["PHALANX_WORKDIR"])
+    return env
+
+
+print("phalanx-vm: template ready", flush=True)
+env = take(json.loads(line_from(sys.argv[1])))
+if env.get("PHALANX_WAIT_GO"):
+    # As a cold boot's stage2 does: the provider snapshots the VM here
+    # (revert: case), then says go; each loadvm comes back here.
+    print("phalanx-vm: waiting for go", flush=True)
+    line_from(sys.argv[1])
+print("phalanx-vm: starting the agent (%s, coordinator %s, from a template)"
+      % (sys.executable, env["PHALANX_URL"]), flush=True)
+sys.exit(entry.main(["--coordinator", env["PHALANX_URL"], "--name", env["PHALANX_NAME"],
+                     "--workdir", env["PHALANX_WORKDIR"], "--give-up", env["PHALANX_GIVE_UP"]]))
 """
 
 # busybox acpid runs this on the ACPI power button (QMP system_powerdown):
@@ -407,6 +518,7 @@ def initramfs(kernel: Kernel, busybox: bytes) -> bytes:
         ("mount-disk", EXEC, MOUNT_DISK.encode(), (0, 0)),
         ("guestnet", FILE, guestnet.GUESTNET.encode(), (0, 0)),
         ("netctl", FILE, guestnet.NETCTL.encode(), (0, 0)),
+        ("template.py", FILE, TEMPLATE_AGENT.encode(), (0, 0)),
     ]
     names = []
     for path in modules:
@@ -451,7 +563,9 @@ def build_image(root: Path | None = None) -> Image:
     except PermissionError as exc:
         raise ImageError(f"cannot read the kernel {kernel.image}: {exc}") from exc
     digest = hashlib.sha256()
-    scripts = (INIT, STAGE2, POWEROFF, MOUNT_DISK, guestnet.GUESTNET, guestnet.NETCTL)
+    scripts = (
+        INIT, STAGE2, POWEROFF, MOUNT_DISK, TEMPLATE_AGENT, guestnet.GUESTNET, guestnet.NETCTL
+    )  # fmt: skip
     parts = [str(FORMAT).encode(), kernel_bytes, busybox, *(s.encode() for s in scripts)]
     for part in parts + [m.read_bytes() for m in module_files(kernel)]:
         digest.update(hashlib.sha256(part).digest())

@@ -8,6 +8,7 @@ the definitions a run uses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -32,7 +33,10 @@ PROTOCOL_VERSION = 2
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Each model's validator is built on its first use, not at import: an
+    # agent never needs most of them, and under TCG (a VM's agent) building
+    # them all took seconds of its start.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --- agent → coordinator -------------------------------------------------------
@@ -298,17 +302,26 @@ CoordinatorMessage = Annotated[
     Field(discriminator="type"),
 ]
 
-_agent_adapter: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)
-_coordinator_adapter: TypeAdapter[CoordinatorMessage] = TypeAdapter(CoordinatorMessage)
+
+# Made on first use: an agent parses only the coordinator's messages, a
+# coordinator only the agents'.
+@functools.cache
+def _agent_adapter() -> TypeAdapter[AgentMessage]:
+    return TypeAdapter(AgentMessage)
+
+
+@functools.cache
+def _coordinator_adapter() -> TypeAdapter[CoordinatorMessage]:
+    return TypeAdapter(CoordinatorMessage)
 
 
 def parse_agent_message(raw: str | bytes) -> AgentMessage:
     """Raises pydantic.ValidationError on anything that is not a valid message."""
-    return _agent_adapter.validate_json(raw)
+    return _agent_adapter().validate_json(raw)
 
 
 def parse_coordinator_message(raw: str | bytes) -> CoordinatorMessage:
-    return _coordinator_adapter.validate_json(raw)
+    return _coordinator_adapter().validate_json(raw)
 
 
 def encode(message: _Message) -> str:
