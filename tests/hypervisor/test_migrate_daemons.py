@@ -144,7 +144,7 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path) -> None
         dest_pid = int(next((tmp_path / "hv2").glob(f"*/hosts/{HOST}/qemu.pid")).read_text())
         wait_for("the destination QEMU ends", lambda: not alive(dest_pid), 60)
         # Nothing of the run left on either side.
-        assert not list((tmp_path / "hv2" / ".private").glob("*"))
+        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
         assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
         assert {link for link in _links() if link.startswith("pxm")} <= links_before
     finally:

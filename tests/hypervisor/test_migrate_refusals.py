@@ -20,6 +20,7 @@ from phalanx.coordinator.hypervisors import Hypervisors, Remote
 from phalanx.hypervisor.core import Hypervisor
 from phalanx.hypervisor.moving import Departure, content_hash, departure_fields, departure_of
 from phalanx.model import Cluster, Host
+from phalanx.providers import qemu as qemu_module
 from phalanx.providers.base import Migrating, ProvisionError
 from phalanx.providers.machine import Drive
 from phalanx.providers.qemu import QemuProvider
@@ -127,7 +128,8 @@ async def test_a_destination_refuses_another_root_disk_and_a_bridge_it_lacks(
     assert "user-mode network" in str(refused.value)
     with pytest.raises(ProvisionError, match=r"no host 'other\.test'"):
         await hv.vm_incoming("k", CLUSTER, departure(host="other.test"))
-    assert not hv.moves.arrivals and not list((tmp_path / ".private").glob("*"))
+    assert not hv.moves.arrivals
+    assert not list(qemu_module.PRIVATE_PARENT.glob("phalanx-in-r1-*"))
 
 
 async def test_a_source_refuses_a_vm_on_this_machines_root_and_an_unknown_one(

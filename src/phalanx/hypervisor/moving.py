@@ -48,7 +48,13 @@ from phalanx.model import Host
 from phalanx.providers import bridge, qemuimg
 from phalanx.providers.base import ProvisionError
 from phalanx.providers.machine import Drive, Machine, Receiving
-from phalanx.providers.qemu import EXIT_GRACE, POWERDOWN_GRACE, ROOT_DEVICE, QemuProvider
+from phalanx.providers.qemu import (
+    EXIT_GRACE,
+    POWERDOWN_GRACE,
+    ROOT_DEVICE,
+    QemuProvider,
+    private_parent,
+)
 
 if TYPE_CHECKING:
     from phalanx.hypervisor.core import Hypervisor
@@ -263,9 +269,11 @@ class Moves:
                 "machine), or the cluster must use QEMU's user-mode network"
             )
         folder = hv.root / departure.run_id / "hosts" / host.name
-        parent = hv.root / ".private"
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        private = Path(tempfile.mkdtemp(prefix="vm-in-", dir=parent))
+        # Where the provider keeps its VMs' private files: a short path (a
+        # unix socket's must fit in 108 bytes), not the workdir, which may be long.
+        private = Path(
+            tempfile.mkdtemp(prefix=f"phalanx-in-{departure.run_id[-8:]}-", dir=private_parent())
+        )
         tap: str | None = None
         machine: Machine | None = None
         try:

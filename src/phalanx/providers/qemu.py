@@ -544,7 +544,7 @@ class QemuProvider:
         if self.vm_root == "disk":
             reason += "; the VMs boot root disks of their own"
         self._private = Path(
-            tempfile.mkdtemp(prefix=f"phalanx-qemu-{self.run_id[-8:]}-", dir=_private_parent())
+            tempfile.mkdtemp(prefix=f"phalanx-qemu-{self.run_id[-8:]}-", dir=private_parent())
         )
         why_not = self._why_not_bridged()
         if why_not is None:
@@ -1100,7 +1100,7 @@ def _share(tag: str, path: Path, multidevs: bool = False) -> list[str]:
 PRIVATE_PARENT = Path("/run/phalanx/qemu")
 
 
-def _private_parent() -> str | None:
+def private_parent() -> str | None:
     """Where the VMs' seeds and disks go: under /run when this process may
     write there (every guest mounts a fresh /run, so no VM sees another's
     seed through its 9p root), else the temp dir (the guest masks them)."""
