@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.processes import alive, gone
-from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
+from tests.service.test_serve import Served, make_repo, start, stop, user_token, wait_run
 from tests.vms import BOOT, needs_qemu
 
 HEARTBEAT = 5
@@ -37,6 +37,19 @@ def vm_repo(root: Path) -> Path:
     return root
 
 
+def start_hypervisor(served: Served, tmp: Path, name: str) -> subprocess.Popen[str]:
+    """`phalanx hypervisor` NAME for `served`, in `tmp`/NAME (its log `tmp`/NAME.log)."""
+    (tmp / f"{name}.token").write_text(served.admin("token", "create", name, "--hypervisor"))
+    log = (tmp / f"{name}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "phalanx.cli", "hypervisor", "--coordinator", served.url,
+         "--token-file", str(tmp / f"{name}.token"), "--name", name,
+         "--workdir", str(tmp / name), "-v"],
+        stdout=log, stderr=log, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")},
+    )  # fmt: skip
+
+
 def wait_for(what: str, check: object, within: float) -> None:
     deadline = time.monotonic() + within
     while not check():  # type: ignore[operator]
@@ -53,16 +66,8 @@ def test_a_hypervisor_daemon_runs_a_kept_vm_cluster_for_the_service_and_its_loss
     daemon: subprocess.Popen[str] | None = None
     try:
         operator = user_token(served, "otto", "operator")
-        (tmp_path / "hv.token").write_text(served.admin("token", "create", "hv1", "--hypervisor"))
-        log = (tmp_path / "hv.log").open("w")
-        workdir = tmp_path / "hv"
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "phalanx.cli", "hypervisor", "--coordinator", served.url,
-             "--token-file", str(tmp_path / "hv.token"), "--name", "hv1",
-             "--workdir", str(workdir), "-v"],
-            stdout=log, stderr=log, text=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")},
-        )  # fmt: skip
+        workdir = tmp_path / "hv1"
+        daemon = start_hypervisor(served, tmp_path, "hv1")
         wait_for(
             "the hypervisor connects",
             lambda: "hypervisor hv1 connected" in served.log.read_text(),

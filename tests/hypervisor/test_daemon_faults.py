@@ -5,15 +5,13 @@ other; the next case finds the network healed."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from phalanx.providers import netns
-from tests.hypervisor.test_daemon import wait_for
+from tests.hypervisor.test_daemon import start_hypervisor, wait_for
 from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
 from tests.vms import BOOT, QEMU_MISSING
 
@@ -71,15 +69,7 @@ def test_a_daemons_vms_are_isolated_then_healed_through_the_wire(tmp_path: Path)
     daemon: subprocess.Popen[str] | None = None
     try:
         operator = user_token(served, "otto", "operator")
-        (tmp_path / "hv.token").write_text(served.admin("token", "create", "hv1", "--hypervisor"))
-        log = (tmp_path / "hv.log").open("w")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "phalanx.cli", "hypervisor", "--coordinator", served.url,
-             "--token-file", str(tmp_path / "hv.token"), "--name", "hv1",
-             "--workdir", str(tmp_path / "hv"), "-v"],
-            stdout=log, stderr=log, text=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")},
-        )  # fmt: skip
+        daemon = start_hypervisor(served, tmp_path, "hv1")
         wait_for(
             "the hypervisor connects",
             lambda: "hypervisor hv1 connected" in served.log.read_text(),
@@ -92,7 +82,7 @@ def test_a_daemons_vms_are_isolated_then_healed_through_the_wire(tmp_path: Path)
             cases = {c["name"]: c["status"] for c in done["cases"]}
             assert cases == {"cut": "passed", "healed": "passed"}
         # The VMs were on the daemon's bridge (the faults' only place).
-        vm = (tmp_path / "hv").glob("*/hosts/vm0.flt.test/vm.json")
+        vm = (tmp_path / "hv1").glob("*/hosts/vm0.flt.test/vm.json")
         assert '"mode": "bridge"' in next(vm).read_text()
     finally:
         if daemon is not None and daemon.poll() is None:

@@ -9,9 +9,7 @@ either side afterwards (QEMUs, taps, folders)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,10 @@ import pytest
 
 from phalanx.providers import bridge
 from phalanx.providers import qemu as qemu_module
-from tests.hypervisor.test_daemon import wait_for
+from tests.hypervisor.test_daemon import start_hypervisor, wait_for
 from tests.processes import alive
 from tests.providers.test_qemu_disk import MISSING
-from tests.service.test_serve import Served, make_repo, start, stop, user_token, wait_run
+from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
 from tests.vms import BOOT
 
 needs_vm = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -67,18 +65,6 @@ def repo(root: Path) -> Path:
     return root
 
 
-def hypervisor(served: Served, tmp: Path, name: str) -> subprocess.Popen[str]:
-    (tmp / f"{name}.token").write_text(served.admin("token", "create", name, "--hypervisor"))
-    log = (tmp / f"{name}.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "phalanx.cli", "hypervisor", "--coordinator", served.url,
-         "--token-file", str(tmp / f"{name}.token"), "--name", name,
-         "--workdir", str(tmp / name), "-v"],
-        stdout=log, stderr=log, text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")},
-    )  # fmt: skip
-
-
 def vms_on(client: Any, name: str) -> dict[str, str]:
     for view in client.get("/api/hypervisors").json():
         if view["name"] == name:
@@ -96,7 +82,7 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path) -> None
     try:
         links_before = set(_links())
         operator = user_token(served, "otto", "operator")
-        daemons.append(hypervisor(served, tmp_path, "hv1"))
+        daemons.append(start_hypervisor(served, tmp_path, "hv1"))
         wait_for("hv1 connects", lambda: "hypervisor hv1 connected" in served.log.read_text(), BOOT)
         with served.client(operator) as client:
             run_id = client.post("/api/suites/move/runs").json()["id"]
@@ -106,7 +92,7 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path) -> None
                 BOOT,
             )
             source_pid = int(next((tmp_path / "hv1").glob(f"*/hosts/{HOST}/qemu.pid")).read_text())
-            daemons.append(hypervisor(served, tmp_path, "hv2"))
+            daemons.append(start_hypervisor(served, tmp_path, "hv2"))
             wait_for(
                 "the VM runs on hv2",
                 lambda: vms_on(client, "hv2").get(HOST) == "running",

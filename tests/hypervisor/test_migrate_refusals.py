@@ -120,7 +120,7 @@ async def test_a_destination_refuses_another_root_disk_and_a_bridge_it_lacks(
     with pytest.raises(ProvisionError) as refused:
         await hv.vm_incoming("k", CLUSTER, departure())
     assert "hypervisor hv2's root disk differs from hypervisor hv1's" in str(refused.value)
-    assert "the same phalanx, Python and packages" in str(refused.value)
+    assert "the same root disk image (one build, shared" in str(refused.value)
     same = content_hash(root_disk.disk)
     with pytest.raises(ProvisionError) as refused:
         await hv.vm_incoming("k", CLUSTER, departure(root_hash=same, bridge="pxnosuchbr", tap="t"))

@@ -260,7 +260,8 @@ class Moves:
                 f"hypervisor {hv.name}'s root disk differs from hypervisor "
                 f"{departure.hypervisor}'s (sha256 {mine[:12]}… here, "
                 f"{departure.root_hash[:12]}… there): a VM moves only between hypervisors "
-                "that build the same root disk (the same phalanx, Python and packages)"
+                "that have the same root disk image (one build, shared: mkfs makes every build "
+                "its own bytes, and the moving overlay holds blocks over those bytes)"
             )
         if departure.bridge is not None and not bridge_exists(departure.bridge):
             raise ProvisionError(

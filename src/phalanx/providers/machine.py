@@ -348,7 +348,7 @@ class Machine:
             except ProvisionError as exc:  # refused at once (a blocker: a mounted 9p share)
                 reason = str(exc).removeprefix("QMP migrate: ")
                 raise ProvisionError(f"the migration of {self.name} failed: {reason}") from exc
-            info = await self._wait_migrated(timeout, began)
+            info = await self._wait_status(("completed",), timeout, began)
             await self._wait_arrived(monitor, timeout, began)
         except BaseException:
             signal_group(process.pid, signal.SIGKILL)
@@ -377,24 +377,6 @@ class Machine:
         )
         log.info("%s: migrated (%s) in %.2fs", self.name, mode, seconds)
         return seconds
-
-    async def _wait_migrated(self, timeout: float, began: float) -> dict[str, Any]:
-        while True:
-            info: dict[str, Any] = await self.qmp("query-migrate")
-            status = info.get("status")
-            if status == "completed":
-                return info
-            if status in ("failed", "cancelled"):
-                reason = info.get("error-desc") or status
-                raise ProvisionError(f"the migration of {self.name} failed: {reason}")
-            if self.process is not None and self.process.returncode is not None:
-                raise ProvisionError(f"the VM of {self.name} ended while migrating")
-            if time.monotonic() - began > timeout:
-                raise ProvisionError(
-                    f"the migration of {self.name} did not complete within {timeout:g}s "
-                    f"(status {status})"
-                )
-            await asyncio.sleep(MIGRATION_POLL)
 
     async def _wait_arrived(self, monitor: Monitor, timeout: float, began: float) -> None:
         """Until the destination runs the guest: the source says `completed`
