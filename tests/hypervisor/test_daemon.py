@@ -37,7 +37,9 @@ def vm_repo(root: Path) -> Path:
     return root
 
 
-def start_hypervisor(served: Served, tmp: Path, name: str) -> subprocess.Popen[str]:
+def start_hypervisor(
+    served: Served, tmp: Path, name: str, cache: Path | None = None
+) -> subprocess.Popen[str]:
     """`phalanx hypervisor` NAME for `served`, in `tmp`/NAME (its log `tmp`/NAME.log)."""
     (tmp / f"{name}.token").write_text(served.admin("token", "create", name, "--hypervisor"))
     log = (tmp / f"{name}.log").open("w")
@@ -46,7 +48,8 @@ def start_hypervisor(served: Served, tmp: Path, name: str) -> subprocess.Popen[s
          "--token-file", str(tmp / f"{name}.token"), "--name", name,
          "--workdir", str(tmp / name), "-v"],
         stdout=log, stderr=log, text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")},
+        env={k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
+        | ({"XDG_CACHE_HOME": str(cache)} if cache is not None else {}),
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ either side afterwards (QEMUs, taps, folders)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,14 @@ vm_root: disk
 hosts:
   - name: {HOST}
     ram_size: 256M
-    disks: [{{name: scratch, size: 32M, mount_point: /mnt/scratch}}]
 """
+# A user disk: its VM boots cold (a template has no disks), and the disk
+# crosses whole.
+SCRATCH = "    disks: [{name: scratch, size: 32M, mount_point: /mnt/scratch}]\n"
 # hv2 connects once the run is under way: until then the request is refused
 # naming it (and the run is on hv1, the only hypervisor when it started).
 MOVE = """@diskmounts@
-echo written before > /mnt/scratch/file && sync
+echo written before > {file} && sync
 echo "before $(cut -d' ' -f1 /proc/uptime)"
 for i in $(seq 120); do
     if phalanx-vm migrate --to hv2 2>err; then break; fi
@@ -44,22 +47,25 @@ for i in $(seq 120); do
     sleep 1
 done
 echo "after $(cut -d' ' -f1 /proc/uptime)"
-echo written after >> /mnt/scratch/file && sync
+echo written after >> {file} && sync
 sleep 20  # while the test reads the hypervisors' report
 echo "still $(cut -d' ' -f1 /proc/uptime)"
 """
 
 
-def repo(root: Path) -> Path:
+def repo(root: Path, scratch: bool) -> Path:
+    """The move suite; the file it writes on the user disk (`scratch`) or
+    on the root disk."""
+    file = "/mnt/scratch/file" if scratch else "/root/file"
     make_repo(root)
-    (root / "clusters" / "vm.yaml").write_text(VM)
+    (root / "clusters" / "vm.yaml").write_text(VM + (SCRATCH if scratch else ""))
     (root / "test-suites" / "move" / "tc" / "a").mkdir(parents=True)
-    (root / "test-suites" / "move" / "tc" / "a" / "run.sh").write_text(MOVE)
+    (root / "test-suites" / "move" / "tc" / "a" / "run.sh").write_text(MOVE.replace("{file}", file))
     (root / "test-suites" / "move" / "tc" / "b").mkdir(parents=True)
     (root / "test-suites" / "move" / "tc" / "b" / "run.sh").write_text(
         "echo later $(cut -d' ' -f1 /proc/uptime)\n"
         # From the disk, not the guest's cache: the mirror copied it whole.
-        "sync && echo 3 > /proc/sys/vm/drop_caches && cat /mnt/scratch/file\n"
+        f"sync && echo 3 > /proc/sys/vm/drop_caches && cat {file}\n"
     )
     (root / "test-suites" / "move" / "suite.yaml").write_text("cluster: vm\ntests: [a, b]\n")
     return root
@@ -74,13 +80,19 @@ def vms_on(client: Any, name: str) -> dict[str, str]:
 
 @needs_vm
 @pytest.mark.timeout(BOOT * 3)
-def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("root_disk", ["shared", "own"])
+def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path, root_disk: str) -> None:
+    """`shared`: both daemons find the one root disk in the image cache, so
+    only the VM's overlay crosses (the VM restored from a template: the
+    template's layer taken into it first), the file written on the root
+    disk with it; `own`: hv2 has a root disk of its own (other bytes), so
+    the VM's root disk crosses whole, and its user disk too."""
     env = {"PHALANX_CONNECT_TIMEOUT": str(BOOT), "PHALANX_HEARTBEAT_TIMEOUT": "20"}
-    served = start(tmp_path, repo(tmp_path / "defs"), tmp_path / "data", env=env)
+    served = start(
+        tmp_path, repo(tmp_path / "defs", scratch=root_disk == "own"), tmp_path / "data", env=env
+    )
     daemons: list[subprocess.Popen[str]] = []
-    links_before = set()
     try:
-        links_before = set(_links())
         operator = user_token(served, "otto", "operator")
         daemons.append(start_hypervisor(served, tmp_path, "hv1"))
         wait_for("hv1 connects", lambda: "hypervisor hv1 connected" in served.log.read_text(), BOOT)
@@ -92,7 +104,8 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path) -> None
                 BOOT,
             )
             source_pid = int(next((tmp_path / "hv1").glob(f"*/hosts/{HOST}/qemu.pid")).read_text())
-            daemons.append(start_hypervisor(served, tmp_path, "hv2"))
+            cache = None if root_disk == "shared" else own_root_disk(tmp_path / "cache2")
+            daemons.append(start_hypervisor(served, tmp_path, "hv2", cache=cache))
             wait_for(
                 "the VM runs on hv2",
                 lambda: vms_on(client, "hv2").get(HOST) == "running",
@@ -119,20 +132,23 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path) -> None
         # of the arrival and how the VM ended.
         gone = json.loads(next((tmp_path / "hv1").glob(f"*/hosts/{HOST}/vm.json")).read_text())
         assert gone["ended_by"] == "migrated"
-        # Restored from hv1's template, whose layer of the root disk hv2 has
-        # not: it was copied into the VM's own overlay before the mirror.
-        assert gone["boot"] == "template"
+        # shared: restored from hv1's template, whose layer of the root disk
+        # hv2 has not (it was taken into the VM's own overlay before the mirror).
+        assert gone["boot"] == ("template" if root_disk == "shared" else "cold")
         assert gone["migrations"][-1]["to"] == "hv2"
         came = json.loads(next((tmp_path / "hv2").glob(f"*/hosts/{HOST}/vm.json")).read_text())
         assert came["arrived_from"] == "hv1"
         assert came["migrations"][-1]["from"] == "hv1"
+        hv2_log = (tmp_path / "hv2.log").read_text()
+        assert ("arrives with its root disk whole" in hv2_log) == (root_disk == "own"), hv2_log
         assert came["migrations"][-1]["downtime_ms"] is not None
         dest_pid = int(next((tmp_path / "hv2").glob(f"*/hosts/{HOST}/qemu.pid")).read_text())
         wait_for("the destination QEMU ends", lambda: not alive(dest_pid), 60)
         # Nothing of the run left on either side.
         assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
         assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
-        assert {link for link in _links() if link.startswith("pxm")} <= links_before
+        tap = came["network"].get("tap")  # hv2's own, on the cluster's bridge
+        assert tap is None or tap not in _links()
     finally:
         for daemon in daemons:
             if daemon.poll() is None:
@@ -151,3 +167,33 @@ def _stage_output(tmp: Path, case: str) -> str:
     found = list((tmp / "data").rglob(f"cases/{case}/run/{HOST}.log"))
     assert found, f"no output of case {case}"
     return found[0].read_text()
+
+
+def own_root_disk(cache: Path) -> Path:
+    """An XDG cache whose phalanx images are this machine's (hard links, so
+    nothing is built) but for the root disk: a copy with a MiB more at its
+    end, so other bytes, the same file system."""
+    from phalanx.providers.vmimage import build_root_disk, cache_root
+
+    mine = build_root_disk()  # what the daemons find: the same code, the same key
+    ours = cache_root().parent
+    theirs = cache / "phalanx"
+    theirs.mkdir(parents=True)
+    for name in ("wheelhouse", "kvm-probe.json"):
+        if (ours / name).exists():
+            subprocess.run(["cp", "-al", str(ours / name), str(theirs / name)], check=True)
+    (theirs / "images").mkdir()
+    for entry in (ours / "images").iterdir():
+        if entry.is_dir() and not entry.name.startswith(("root-", ".")) and "-" not in entry.name:
+            subprocess.run(
+                ["cp", "-al", str(entry), str(theirs / "images" / entry.name)], check=True
+            )
+    copy = theirs / "images" / mine.path.name
+    copy.mkdir()
+    shutil.copy2(mine.path / "image.json", copy / "image.json")
+    subprocess.run(
+        ["cp", "--sparse=always", str(mine.disk), str(copy / "root.ext4")], check=True, timeout=300
+    )
+    with (copy / "root.ext4").open("ab") as disk:
+        disk.truncate((copy / "root.ext4").stat().st_size + (1 << 20))
+    return cache

@@ -227,7 +227,7 @@ class Remote:
         )
         reply = await self.request(message, PREPARE_TIMEOUT)
         fields = _checked(ReceivingFields, reply.data, self.name)
-        return Receiving(fields.uri, dict(fields.exports))
+        return Receiving(fields.uri, dict(fields.exports), tuple(fields.whole))
 
     async def vm_send(
         self, key: str, host: str, to: Receiving, timeout: float, where: str
@@ -238,7 +238,7 @@ class Remote:
             request_id=_rid(),
             cluster=key,
             host=host,
-            to=ReceivingFields(uri=to.uri, exports=to.exports),
+            to=ReceivingFields(uri=to.uri, exports=to.exports, whole=list(to.whole)),
             timeout=timeout,
             where=where,
         )

@@ -301,9 +301,9 @@ async def _migration(
             raise ProvisionError(f"not a cluster: {exc.errors()[:1]}") from exc
         departure = moving.departure_of(message.departure.model_dump())
         receiving = await hv.vm_incoming(message.cluster, cluster, departure)
-        return {"uri": receiving.uri, "exports": receiving.exports}
+        return {"uri": receiving.uri, "exports": receiving.exports, "whole": list(receiving.whole)}
     if isinstance(message, VmSend):
-        to = Receiving(message.to.uri, dict(message.to.exports))
+        to = Receiving(message.to.uri, dict(message.to.exports), tuple(message.to.whole))
         return await hv.vm_send(message.cluster, message.host, to, message.timeout, message.where)
     await hv.vm_settle(message.cluster, message.host, message.timeout, message.migration)
     return {}

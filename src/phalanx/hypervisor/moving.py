@@ -255,14 +255,15 @@ class Moves:
         ):
             raise ProvisionError(f"hypervisor {hv.name} runs the VM of {host.name} already")
         image, root_disk, mine = await self._images()
-        if mine != departure.root_hash:
-            raise ProvisionError(
-                f"hypervisor {hv.name}'s root disk differs from hypervisor "
-                f"{departure.hypervisor}'s (sha256 {mine[:12]}… here, "
-                f"{departure.root_hash[:12]}… there): a VM moves only between hypervisors "
-                "that have the same root disk image (one build, shared: mkfs makes every build "
-                "its own bytes, and the moving overlay holds blocks over those bytes)"
-            )
+        # Another root disk than the source's (two builds are never the same
+        # bytes): the overlay's blocks mean nothing over it, so the source
+        # copies the whole disk into a standalone image here.
+        whole = () if mine == departure.root_hash else (ROOT_DEVICE,)
+        if whole:
+            log.info(
+                "hypervisor %s: %s arrives with its root disk whole (sha256 %s… here, %s… on %s)",
+                hv.name, host.name, mine[:12], departure.root_hash[:12], departure.hypervisor,
+            )  # fmt: skip
         if departure.bridge is not None and not bridge_exists(departure.bridge):
             raise ProvisionError(
                 f"hypervisor {hv.name} has no bridge {departure.bridge}: a VM on a bridge "
@@ -287,7 +288,7 @@ class Moves:
                         f"the drive {drive.id} of {host.name} is not in its VM's folder "
                         f"({drive.file}): it cannot be rebuilt here"
                     )
-                if drive.id == ROOT_DEVICE:
+                if drive.id == ROOT_DEVICE and not whole:
                     await qemuimg.make_overlay(root_disk.disk, target)
                 else:
                     await qemuimg.create(target, drive.virtual_size)
@@ -299,6 +300,7 @@ class Moves:
                 args = [a.replace(f"ifname={departure.tap},", f"ifname={tap},") for a in args]
             machine = Machine(host.name, args, folder, private, accel=departure.accel)
             receiving = await machine.receive(self.address, [d.id for d in departure.drives])
+            receiving = Receiving(receiving.uri, receiving.exports, whole)
         except BaseException as exc:
             if machine is not None:
                 await machine.close()

@@ -162,10 +162,13 @@ class Drive:
 @dataclass(frozen=True)
 class Receiving:
     """Where a destination QEMU takes a migration: RAM on `uri`, each drive
-    on its NBD export."""
+    on its NBD export; `whole`: the drives it has no base for (another root
+    disk than the source's), so the source copies them whole, not only the
+    overlay's own clusters."""
 
     uri: str
     exports: dict[str, str]  # drive id: nbd://address:port/name
+    whole: tuple[str, ...] = ()
 
 
 class Machine:
@@ -502,7 +505,7 @@ class Machine:
                     "job-id": MIRROR_JOB + drive.id,
                     "target": to.exports[drive.id],
                     "format": "raw",
-                    "sync": "top" if drive.backing else "full",
+                    "sync": "top" if drive.backing and drive.id not in to.whole else "full",
                     "mode": "existing",
                     "copy-mode": "write-blocking",  # once ready, every write lands on both
                 }

@@ -177,6 +177,7 @@ class ReceivingFields(_Message):
 
     uri: str
     exports: dict[str, str]
+    whole: list[str] = Field(default_factory=list)  # drives to be copied whole
 
 
 class ClusterMigrate(_Message):
