@@ -304,9 +304,10 @@ async def test_the_taps_and_bridge_of_a_crashed_run_are_swept_like_netns_leftove
     state = tmp_path / "state"
     run_id = _run_id("vm-crash")
     provider = QemuProvider(tmp_path / "hosts", run_id, cluster=cluster, state_dir=state)
+    mark = f"phx{netns.label(run_id)}"
+    arrived = f"pxm{mark[3:]}in"  # a VM from another hypervisor has a tap of its own here
     network = await provider._bridge()
     try:
-        mark = f"phx{netns.label(run_id)}"
         assert network.taps == {"a.sweep.test": f"{mark}t0", "b.sweep.test": f"{mark}t1"}
         assert {str(a) for a in network.plan.ips.values()} == {"10.99.7.2", "10.99.7.20"}
         assert str(network.plan.gateway) == "10.99.7.1"
@@ -315,9 +316,15 @@ async def test_the_taps_and_bridge_of_a_crashed_run_are_swept_like_netns_leftove
         table = qemu_module.fault_table(netns.label(run_id))
         faults = BridgeFaults(table=table, macs={h.name: qemu_module.mac_address(h) for h in hosts})
         await faults.isolate("a.sweep.test")  # a cut the crashed run never healed
-        path = state / f"{netns.label(run_id)}.json"
-        saved = json.loads(path.read_text())
-        path.write_text(json.dumps({**saved, "started": "gone"}))  # its owner is dead
+        await netns.add_tap(arrived, f"{mark}br", state)
+        shown = json.loads(await bridge.ip("-j", "link", "show", "master", f"{mark}br"))
+        assert arrived in {link["ifname"] for link in shown}
+        for path in (
+            state / f"{netns.label(run_id)}.json",
+            state / f"{netns.label(f'tap {arrived}')}.json",
+        ):
+            saved = json.loads(path.read_text())
+            path.write_text(json.dumps({**saved, "started": "gone"}))  # its owner is dead
         swept = await netns.sweep(state)
         assert swept == {
             run_id: [
@@ -325,13 +332,15 @@ async def test_the_taps_and_bridge_of_a_crashed_run_are_swept_like_netns_leftove
                 f"tap {mark}t1",
                 f"bridge {mark}br",
                 f"nftables table bridge {table}",
-            ]
+            ],
+            f"tap {arrived}": [f"tap {arrived}"],
         }
         assert not await bridgefaults.remove_table(table)  # gone
-        assert [link for link in await bridge.links() if link.startswith(mark)] == []
-        assert not path.exists()
+        assert [link for link in await bridge.links() if link.startswith((mark, arrived))] == []
+        assert not list(state.glob("*.json"))
     finally:
         await netns.remove_network(network.record, state)  # whatever a failure left
+        await netns.remove_tap(arrived, f"{mark}br", state)
 
 
 @needs_qemu

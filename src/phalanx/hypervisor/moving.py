@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phalanx.model import Host
-from phalanx.providers import bridge, qemuimg
+from phalanx.providers import bridge, netns, qemuimg
 from phalanx.providers.base import ProvisionError
 from phalanx.providers.machine import Drive, Machine, Receiving
 from phalanx.providers.qemu import (
@@ -294,9 +294,7 @@ class Moves:
                     await qemuimg.create(target, drive.virtual_size)
             if departure.bridge is not None and departure.tap is not None:
                 tap = "pxm" + uuid.uuid4().hex[:10]
-                await bridge.ip_batch(
-                    [f"tuntap add dev {tap} mode tap", bridge.attach(tap, departure.bridge)]
-                )
+                await netns.add_tap(tap, departure.bridge)
                 args = [a.replace(f"ifname={departure.tap},", f"ifname={tap},") for a in args]
             machine = Machine(host.name, args, folder, private, accel=departure.accel)
             receiving = await machine.receive(self.address, [d.id for d in departure.drives])
@@ -304,7 +302,7 @@ class Moves:
         except BaseException as exc:
             if machine is not None:
                 await machine.close()
-            await _remove_tap(tap)
+            await _remove_tap(tap, departure.bridge)
             shutil.rmtree(private, ignore_errors=True)
             if isinstance(exc, bridge.PlumbingError):
                 raise ProvisionError(f"hypervisor {hv.name} cannot make a tap: {exc}") from exc
@@ -329,7 +327,7 @@ class Moves:
         if arrival is None:
             return
         await arrival.machine.close()
-        await _remove_tap(arrival.tap)
+        await _remove_tap(arrival.tap, arrival.departure.bridge)
         self.hypervisor.forget(key, host)
 
     def _arrival(self, key: str, host: str) -> Arrival:
@@ -368,10 +366,10 @@ def _rewrite(departure: Departure, private: Path, kernel: Path, initrd: Path) ->
     return args
 
 
-async def _remove_tap(tap: str | None) -> None:
-    if tap is not None:
+async def _remove_tap(tap: str | None, bridge_name: str | None) -> None:
+    if tap is not None and bridge_name is not None:
         with contextlib.suppress(bridge.PlumbingError):
-            await bridge.ip("link", "del", tap)
+            await netns.remove_tap(tap, bridge_name)
 
 
 async def _stop(arrival: Arrival, lost: bool) -> None:
@@ -390,7 +388,7 @@ async def _stop(arrival: Arrival, lost: bool) -> None:
             machine.ended_by = machine.ended_by or "itself"
     finally:
         await machine.close()
-        await _remove_tap(arrival.tap)
+        await _remove_tap(arrival.tap, arrival.departure.bridge)
         record = {
             **arrival.departure.record,
             "network": {

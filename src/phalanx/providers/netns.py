@@ -361,16 +361,13 @@ async def make_network(
             taps=list(taps),
             tables=list(tables),
         )
-        path = state_dir / f"{mark}.json"
-        scratch = path.with_suffix(".tmp")
-        scratch.write_text(json.dumps(asdict(record)))
-        scratch.replace(path)
+        _save(record, state_dir)
         batch = bridge.bridge_lines(bridge_name, None if has else address, kind is None)
         try:
             await bridge.ip_batch(batch + lines)
         except BaseException:
             await _remove(record)
-            path.unlink(missing_ok=True)
+            (state_dir / f"{mark}.json").unlink(missing_ok=True)
             raise
     return plan, record
 
@@ -380,6 +377,40 @@ async def remove_network(record: Record, state_dir: Path) -> None:
     async with _locked(state_dir):
         await _remove(record)
         (state_dir / f"{label(record.run_id)}.json").unlink(missing_ok=True)
+
+
+def _save(record: Record, state_dir: Path) -> None:
+    path = state_dir / f"{label(record.run_id)}.json"
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(asdict(record)))
+    scratch.replace(path)
+
+
+def _tap_record(tap: str, bridge_name: str) -> Record:
+    pid = os.getpid()
+    return Record(f"tap {tap}", pid, _started(pid) or "", bridge_name, False, None, taps=[tap])
+
+
+async def add_tap(tap: str, bridge_name: str, state_dir: Path = STATE_DIR) -> None:
+    """A tap on an existing bridge, outside any run's network (a VM that
+    arrived from another hypervisor), recorded first: a crashed owner's tap
+    is swept as a run's links are."""
+    record = _tap_record(tap, bridge_name)
+    async with _locked(state_dir):
+        _save(record, state_dir)
+        try:
+            await bridge.ip_batch(
+                [f"tuntap add dev {tap} mode tap", bridge.attach(tap, bridge_name)]
+            )
+        except BaseException:
+            await _remove(record)
+            (state_dir / f"{label(record.run_id)}.json").unlink(missing_ok=True)
+            raise
+
+
+async def remove_tap(tap: str, bridge_name: str, state_dir: Path = STATE_DIR) -> None:
+    """The tap `add_tap` made, and its record."""
+    await remove_network(_tap_record(tap, bridge_name), state_dir)
 
 
 async def _has_address(device: str, address: ipaddress.IPv4Interface) -> bool:
