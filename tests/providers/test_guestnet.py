@@ -24,7 +24,7 @@ from phalanx.providers.guestnet import GuestChannel, VmFaults
 from phalanx.providers.qemu import QemuProvider
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.coordinator.runhelpers import output
-from tests.vms import BOOT, vm_missing
+from tests.vms import BOOT, vm_missing, with_images
 
 MISSING = vm_missing()
 ROOT = not netns.lacking_capabilities("CAP_NET_ADMIN") and shutil.which("ip") is not None
@@ -246,14 +246,7 @@ async def test_link_delay_and_slow_are_made_in_the_guest_and_healed_after_the_ca
     by 300 ms (`phalanx-net slow`): its pings take at least 500 ms and its
     eth0 has a netem delay of 300 ms; the next case finds B's eth0 without
     netem (healed) and A's link as it was."""
-    image, root_disk = vm_images
-    opened = QemuProvider.open
-
-    async def open_with_images(self: QemuProvider) -> None:
-        self.image, self.root_disk = image, root_disk
-        await opened(self)
-
-    monkeypatch.setattr(QemuProvider, "open", open_with_images)
+    with_images(monkeypatch, vm_images)
     hosts = (Host(name=A, ram_size="256M", link=Link(delay=0.1)), Host(name=B, ram_size="256M"))
     ping = PING.format(peer=A)
     suite = Suite(
@@ -370,16 +363,7 @@ async def test_slow_and_heal_hold_across_revert_case_and_a_migration(
     """`revert: case`: B slowed in one case is back as it booted in the
     next (healed, then restored), A's link too; B migrated to a new QEMU
     mid-case is slowed through the new QEMU's port, and healed after."""
-    image, root_disk = vm_images
-    providers: list[QemuProvider] = []
-    opened = QemuProvider.open
-
-    async def open_with_images(self: QemuProvider) -> None:
-        self.image, self.root_disk = image, root_disk
-        providers.append(self)
-        await opened(self)
-
-    monkeypatch.setattr(QemuProvider, "open", open_with_images)
+    providers = with_images(monkeypatch, vm_images)
     migrations: list[asyncio.Task[float]] = []
 
     def migrate_when_ready(event: Event) -> None:

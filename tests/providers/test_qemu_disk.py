@@ -18,11 +18,10 @@ from phalanx.events import Event, HostOutput
 from phalanx.model import Case, Cluster, Host, Script, Status, Suite
 from phalanx.providers import bridge, netns
 from phalanx.providers import qemu as qemu_module
-from phalanx.providers.qemu import QemuProvider
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.coordinator.runhelpers import output
 from tests.processes import alive
-from tests.vms import vm_missing
+from tests.vms import vm_missing, with_images
 
 MISSING = vm_missing()
 needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -64,16 +63,7 @@ echo "after $(cut -d' ' -f1 /proc/uptime)"
 async def test_a_vm_migrates_while_its_stage_runs_and_the_guest_carries_on(
     tmp_path: Path, vm_images: tuple[Image, RootDisk], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    image, root_disk = vm_images
-    providers: list[QemuProvider] = []
-    opened = QemuProvider.open
-
-    async def open_and_keep(self: QemuProvider) -> None:
-        self.image, self.root_disk = image, root_disk
-        providers.append(self)
-        await opened(self)
-
-    monkeypatch.setattr(QemuProvider, "open", open_and_keep)
+    providers = with_images(monkeypatch, vm_images)
     migrations: list[asyncio.Task[float]] = []
     pids: list[int] = []
     ended: list[bool] = []
@@ -131,14 +121,7 @@ async def test_revert_case_restores_the_vm_before_each_case(
     """Case 1 writes a file on the VM's root disk; case 2, on the VM as
     it was booted, does not find it; both cases' results are recorded, and
     the agent replaced by the restore is not an agent lost."""
-    image, root_disk = vm_images
-    opened = QemuProvider.open
-
-    async def open_with_images(self: QemuProvider) -> None:
-        self.image, self.root_disk = image, root_disk
-        await opened(self)
-
-    monkeypatch.setattr(QemuProvider, "open", open_with_images)
+    with_images(monkeypatch, vm_images)
     suite = _suite(
         (
             Case(name="write", stages={"run": Script(text=WRITE)}),

@@ -18,11 +18,11 @@ from phalanx.coordinator.runs import RunOptions, run_local
 from phalanx.model import Case, Cluster, Host, Script, Status, Suite
 from phalanx.providers import netns, vmtemplate
 from phalanx.providers.base import ProvisionError
-from phalanx.providers.qemu import QemuProvider, mac_address
+from phalanx.providers.qemu import mac_address
 from phalanx.providers.qemuimg import make_overlay
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.coordinator.runhelpers import output
-from tests.vms import vm_missing
+from tests.vms import vm_missing, with_images
 
 MISSING = vm_missing()
 needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -50,22 +50,6 @@ def _suite(hosts: tuple[Host, ...], case: Case) -> Suite:
     )
 
 
-def _with_images(
-    monkeypatch: pytest.MonkeyPatch, images: tuple[Image, RootDisk], templates: Path | None = None
-) -> list[QemuProvider]:
-    providers: list[QemuProvider] = []
-    opened = QemuProvider.open
-
-    async def open_with_images(self: QemuProvider) -> None:
-        self.image, self.root_disk = images
-        self.templates_root = templates
-        providers.append(self)
-        await opened(self)
-
-    monkeypatch.setattr(QemuProvider, "open", open_with_images)
-    return providers
-
-
 def _said(text: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
@@ -85,7 +69,7 @@ async def test_vms_restored_from_a_template_are_distinct_correctly_named_hosts(
     network: str,
 ) -> None:
     monkeypatch.setenv("PHALANX_QEMU_NETWORK", network)
-    _with_images(monkeypatch, vm_images)
+    with_images(monkeypatch, vm_images)
     hosts = (
         Host(name="vm0.tmpl.test", ram_size="256M"),
         Host(name="vm1.tmpl.test", ram_size="256M"),
@@ -139,7 +123,7 @@ async def test_a_template_that_does_not_restore_is_discarded_and_the_vm_boots_co
     file): the restoring QEMU fails, the VM boots cold and runs the case,
     and the template is gone from the cache."""
     monkeypatch.setenv("PHALANX_QEMU_NETWORK", "user")
-    _with_images(monkeypatch, vm_images, templates=tmp_path / "templates")
+    with_images(monkeypatch, vm_images, templates=tmp_path / "templates")
     broken = tmp_path / "templates" / "tmpl-broken"
     broken.mkdir(parents=True)
     (broken / "state").write_bytes(b"not a saved VM\n" * 100)
@@ -173,7 +157,7 @@ async def test_a_template_that_cannot_be_built_leaves_the_vms_to_boot_cold(
 ) -> None:
     monkeypatch.setenv("PHALANX_QEMU_NETWORK", "user")
     templates = tmp_path / "templates"
-    _with_images(monkeypatch, vm_images, templates=templates)
+    with_images(monkeypatch, vm_images, templates=templates)
 
     async def cannot_save(*_: object) -> None:
         raise ProvisionError("no room for the state")
