@@ -121,6 +121,13 @@ def content_hash(path: Path) -> str:
     return value
 
 
+def crosses_whole(root_hash: str, mine: str) -> tuple[str, ...]:
+    """The drives a destination takes whole besides the user disks: the
+    root disk, unless the source's is an overlay on the very bytes of this
+    side's (`root_hash` "": it has no base image, it came whole)."""
+    return () if root_hash and root_hash == mine else (ROOT_DEVICE,)
+
+
 def bridge_exists(name: str) -> bool:
     return Path(f"/sys/class/net/{name}/bridge").is_dir()
 
@@ -371,7 +378,7 @@ class Moves:
         # Another root disk than the source's (two builds are never the same
         # bytes): the overlay's blocks mean nothing over it, so the source
         # copies the whole disk into a standalone image here.
-        whole = () if departure.root_hash and mine == departure.root_hash else (ROOT_DEVICE,)
+        whole = crosses_whole(departure.root_hash, mine)
         if whole:
             log.info(
                 "hypervisor %s: %s arrives with its root disk whole (sha256 %s… here, %s on %s)",

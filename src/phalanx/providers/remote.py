@@ -308,7 +308,8 @@ class HypervisorProvider:
 
     # `revert: case` (coordinator.runs.Reverting), done by the hypervisor.
     async def revert(self) -> None:
-        if moved := sorted(h for h, where in self.where.items() if where is not self.hypervisor):
+        # Moved back, it is still not the VM its snapshot is of (it came in anew).
+        if moved := sorted(self.where):
             raise ProvisionError(
                 f"{', '.join(moved)} moved to another hypervisor, where its snapshot is not: "
                 "a cluster does not revert after a migration to another hypervisor"
