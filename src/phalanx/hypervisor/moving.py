@@ -240,6 +240,9 @@ class Moves:
         if tap is not None:
             old, arrival.tap = arrival.tap, tap
             await _remove_tap(old, bridge_name)
+            log.info(
+                "hypervisor %s: %s on tap %s (was %s)", self.hypervisor.name, machine.name, tap, old
+            )
         if arrival.channel is not None:
             arrival.channel.retarget(chardev_path(args, guestnet.CHARDEV) or arrival.channel.socket)
 
