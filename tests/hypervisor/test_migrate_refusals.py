@@ -409,3 +409,22 @@ async def test_an_arrival_copied_whole_departs_whole_and_one_still_coming_is_ref
     hv.moves.departed.add(("k", HOST))
     with pytest.raises(FaultError, match=f"cannot slow {HOST}: its VM moved from hypervisor hv2"):
         await hv.fault_cluster("k", Fault("slow", host=HOST, delay=0.1))
+
+
+def test_a_hypervisor_a_vm_came_to_and_left_holds_no_assignment_of_it(tmp_path: Path) -> None:
+    book = TokenBook()
+    hypervisors = Hypervisors(AgentHub(book), book)
+    for name in ("hv1", "hv2", "hv3"):
+        hypervisors.remotes[name] = Remote(name, 2, 4096, False, "", True, connection=object())
+    hv1, hv2, hv3 = (hypervisors.remotes[n] for n in ("hv1", "hv2", "hv3"))
+    provider = hypervisors.provider(CLUSTER, "r1", tmp_path)
+    assert provider.hypervisor is hv3  # the most free RAM, then the last name
+    assert provider._on_move is not None
+    provider._on_move(HOST, hv3, hv2)
+    provider._on_move(HOST, hv2, hv1)
+    assert provider.key not in hv2.assigned  # it came and went on
+    assert hv1.assigned[provider.key].hosts == (HOST,)
+    assert hv3.assigned[provider.key].hosts == ()  # the cluster's own: its end goes there
+    provider._on_move(HOST, hv1, hv3)  # back where it started
+    assert provider.key not in hv1.assigned
+    assert hv3.assigned[provider.key].hosts == (HOST,) and hv3.assigned[provider.key].ram_mb == 256
