@@ -410,6 +410,8 @@ class Hypervisors:
             if (was := self._assignments(source).get(key)) is not None:
                 was.hosts = tuple(h for h in was.hosts if h != name)
                 was.ram_mb -= ram
+                if not was.hosts and source is not host:  # a VM came and went on: it holds none
+                    self._assignments(source).pop(key, None)
             if isinstance(source, Remote):
                 source.states.get(key, {}).pop(name, None)
                 source.pids.get(key, {}).pop(name, None)

@@ -195,8 +195,20 @@ class Hypervisor:
 
     async def fault_cluster(self, key: str, fault: Fault) -> None:
         """A network fault between the cluster's VMs, asked across the wire
-        (`cluster.fault`); FaultError says why it was not made."""
-        if (provider := self.clusters.get(key)) is None:
+        (`cluster.fault`); FaultError says why it was not made. `slow` and
+        heal also reach the VMs that came here from another hypervisor (in
+        their guests); cuts are the cluster's own hypervisor's (by MAC, on
+        the bridge they share)."""
+        moves = self.moves
+        provider = self.clusters.get(key)
+        try:
+            if fault.action == "slow" and moves.arrived(key, fault.host) is not None:
+                return await moves.slow(key, fault.host, fault.delay)
+        except ProvisionError as exc:
+            raise FaultError(f"cannot slow {fault.host}: {exc}") from None
+        if fault.action == "heal" and moves.holds(key) and provider is None:
+            return await moves.heal(key)
+        if provider is None:
             raise FaultError(f"hypervisor {self.name}: no cluster {key!r}")
         if provider.faults is None:
             raise FaultError(
@@ -204,7 +216,25 @@ class Hypervisor:
                 "(run it as root, on the coordinator's machine); these VMs share QEMU's "
                 "user-mode network"
             )
-        await apply_fault(provider.faults, fault)
+        faults = provider.faults
+        gone = fault.host not in provider.vms and (key, fault.host) in moves.departed
+        if fault.action == "slow" and gone:
+            raise FaultError(
+                f"cannot slow {fault.host}: its VM moved from hypervisor {self.name} to another"
+            )
+        if fault.action != "heal" or not moves.holds(key):
+            return await apply_fault(faults, fault)
+        problems = []
+        try:
+            await apply_fault(faults, fault)
+        except FaultError as exc:
+            problems.append(str(exc))
+        try:
+            await moves.heal(key)  # the guests that came here
+        except FaultError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise FaultError("; ".join(problems))
 
     def connected(self, key: str, host: str) -> None:
         if (provider := self.clusters.get(key)) is not None:

@@ -19,8 +19,13 @@ To another hypervisor, in four requests:
    `abandon`: the new QEMU, its tap and folder gone).
 
 A VM that came in is an `Arrival`, held beside the hypervisor's clusters
-under the same key: the cluster's down and close reach it. It does not
-migrate again, and its cluster does not revert (its snapshot stayed behind).
+under the same key: the cluster's down and close reach it, and so do
+`slow` and heal (`phalanx-net`, in the guest over its own `phalanx.net`
+socket). It migrates again as a provider's VM does: beside itself (a new
+tap of its own on the bridge), or to a third hypervisor or back to the one
+it came from, whose provider no longer runs it (its root disk whole again
+when it came whole). Its cluster does not revert (its snapshot stayed
+behind). Its migrations so far, and whether it is slowed, travel with it.
 
 The NBD exports and the migration stream are plain TCP on the address the
 destination gives (its loopback when the coordinator is on its machine):
@@ -45,14 +50,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phalanx.model import Host
-from phalanx.providers import bridge, netns, qemuimg
-from phalanx.providers.base import ProvisionError
+from phalanx.providers import bridge, guestnet, netns, qemuimg
+from phalanx.providers.base import FaultError, ProvisionError
 from phalanx.providers.machine import Drive, Machine, Receiving
 from phalanx.providers.qemu import (
     EXIT_GRACE,
     POWERDOWN_GRACE,
     ROOT_DEVICE,
     QemuProvider,
+    chardev_path,
+    fresh_sockets,
     private_parent,
 )
 
@@ -75,11 +82,12 @@ class Departure:
     args: list[str]  # its QEMU command line (Machine.args)
     private: str  # the source's folder the command line's own files are in
     accel: str
-    root_hash: str  # sha256 of the root disk's base image
+    root_hash: str  # sha256 of the root disk's base image; "": it has none, it crosses whole
     drives: list[Drive]
     bridge: str | None = None  # None: QEMU's user-mode network
     tap: str | None = None
     record: dict[str, Any] = field(default_factory=dict)  # its vm.json so far
+    slowed: bool = False  # `phalanx-net slow` holds in the guest: a heal must reach it there
 
 
 def departure_fields(departure: Departure) -> dict[str, Any]:
@@ -113,6 +121,13 @@ def content_hash(path: Path) -> str:
     return value
 
 
+def crosses_whole(root_hash: str, mine: str) -> tuple[str, ...]:
+    """The drives a destination takes whole besides the user disks: the
+    root disk, unless the source's is an overlay on the very bytes of this
+    side's (`root_hash` "": it has no base image, it came whole)."""
+    return () if root_hash and root_hash == mine else (ROOT_DEVICE,)
+
+
 def bridge_exists(name: str) -> bool:
     return Path(f"/sys/class/net/{name}/bridge").is_dir()
 
@@ -127,6 +142,8 @@ class Arrival:
     departure: Departure
     tap: str | None  # made here, on the cluster's bridge
     arrived_after: float | None = None
+    slowed: bool = False
+    channel: guestnet.GuestChannel | None = None  # its phalanx.net port, once asked
 
 
 class Moves:
@@ -160,13 +177,18 @@ class Moves:
     def holds(self, key: str) -> bool:
         return bool(self.arrivals.get(key))
 
+    def arrived(self, key: str, host: str) -> Arrival | None:
+        """The VM of `host` if it came here from another hypervisor and runs
+        here now (ProvisionError while it is still coming in)."""
+        arrival = self.arrivals.get(key, {}).get(host)
+        if arrival is not None and arrival.arrived_after is None:
+            raise ProvisionError(
+                f"the VM of {host} is still coming in to hypervisor {self.hypervisor.name}"
+            )
+        return arrival
+
     def _provider(self, key: str, host: str) -> QemuProvider:
         hv = self.hypervisor
-        if host in self.arrivals.get(key, {}):
-            raise ProvisionError(
-                f"the VM of {host} came to hypervisor {hv.name} from another: it does not "
-                "migrate again"
-            )
         provider = hv.clusters.get(key)
         if provider is None:
             raise ProvisionError(f"hypervisor {hv.name}: no cluster {key!r}")
@@ -178,15 +200,57 @@ class Moves:
 
     async def migrate(self, key: str, host: str, mode: str, timeout: float) -> dict[str, Any]:
         """To a new QEMU on this hypervisor; its migration record."""
-        provider = self._provider(key, host)
-        await provider.migrate(host, mode, timeout)
-        machine = provider.vms[host].machine
+        if (arrival := self.arrived(key, host)) is not None:
+            await self._beside(arrival, mode, timeout)
+            machine = arrival.machine
+        else:
+            provider = self._provider(key, host)
+            await provider.migrate(host, mode, timeout)
+            machine = provider.vms[host].machine
         self.hypervisor.tell(key, host, "running", machine.pid)
         return dict(machine.migrations[-1])
+
+    async def _beside(self, arrival: Arrival, mode: str, timeout: float) -> None:
+        """An arrival to a new QEMU here: its sockets at new paths, on a new
+        tap of its own (it has no spare); the old tap goes once it has moved."""
+        machine = arrival.machine
+        if machine.returncode is not None:
+            raise ProvisionError(f"the VM of {arrival.host.name} is not running")
+        net = chardev_path(machine.args, guestnet.CHARDEV)
+        generation = len(machine.migrations) + 1
+        args = fresh_sockets(machine.args, generation)
+        while net is not None and chardev_path(args, guestnet.CHARDEV) == net:
+            generation += 1  # it came with sockets of this generation's name
+            args = fresh_sockets(machine.args, generation)
+        bridge_name, tap = arrival.departure.bridge, None
+        if arrival.tap is not None and bridge_name is not None:
+            tap = "pxm" + uuid.uuid4().hex[:10]
+            try:
+                await netns.add_tap(tap, bridge_name)
+            except bridge.PlumbingError as exc:
+                raise ProvisionError(
+                    f"hypervisor {self.hypervisor.name} cannot make a tap: {exc}"
+                ) from exc
+            args = [a.replace(f"ifname={arrival.tap},", f"ifname={tap},") for a in args]
+        try:
+            await machine.migrate(mode, timeout, args=args)
+        except BaseException:
+            await _remove_tap(tap, bridge_name)
+            raise
+        if tap is not None:
+            old, arrival.tap = arrival.tap, tap
+            await _remove_tap(old, bridge_name)
+            log.info(
+                "hypervisor %s: %s on tap %s (was %s)", self.hypervisor.name, machine.name, tap, old
+            )
+        if arrival.channel is not None:
+            arrival.channel.retarget(chardev_path(args, guestnet.CHARDEV) or arrival.channel.socket)
 
     # --- the source's part -----------------------------------------------------------
 
     async def departure(self, key: str, host: str) -> Departure:
+        if (arrival := self.arrived(key, host)) is not None:
+            return await self._departure(arrival)
         provider = self._provider(key, host)
         vm = provider.vms[host]
         if vm.root != "disk" or vm.host.boot_image is not None:
@@ -221,6 +285,35 @@ class Moves:
             bridge=network.record.bridge if network is not None else None,
             tap=network.taps.get(host) if network is not None else None,
             record=vm.record(),
+            slowed=isinstance(provider.faults, guestnet.VmFaults)
+            and host in provider.faults.slowed,
+        )
+
+    async def _departure(self, arrival: Arrival) -> Departure:
+        """An arrival's: its root disk is an overlay on this hypervisor's
+        (whose hash the next destination compares), or a standalone image
+        (it came whole: it goes whole)."""
+        machine = arrival.machine
+        if machine.returncode is not None:
+            raise ProvisionError(f"the VM of {arrival.host.name} is not running")
+        drives = await machine.drives()
+        root = next((d for d in drives if d.id == ROOT_DEVICE), None)
+        root_hash = ""
+        if root is not None and root.backing:  # made by `incoming` on this side's root disk
+            root_hash = (await self._images())[2]
+        return Departure(
+            hypervisor=self.hypervisor.name,
+            run_id=arrival.departure.run_id,
+            host=arrival.host.name,
+            args=list(machine.args),
+            private=str(machine.private),
+            accel=machine.accel,
+            root_hash=root_hash,
+            drives=drives,
+            bridge=arrival.departure.bridge,
+            tap=arrival.tap,
+            record=_record(arrival),
+            slowed=arrival.slowed,
         )
 
     async def send(
@@ -228,6 +321,8 @@ class Moves:
     ) -> dict[str, Any]:
         """The guest moved to the destination that answered `incoming`; this
         side's VM ended and forgotten (its vm.json kept with the run)."""
+        if (arrival := self.arrived(key, host)) is not None:
+            return await self._send(arrival, to, timeout, where)
         provider = self._provider(key, host)
         vm = provider.vms[host]
         self.departed.add((key, host))
@@ -242,6 +337,34 @@ class Moves:
             await vm.machine.close()
         with contextlib.suppress(OSError):
             (vm.folder / "vm.json").write_text(json.dumps(vm.record(), indent=2) + "\n")
+        if isinstance(provider.faults, guestnet.VmFaults):
+            provider.faults.slowed.discard(host)  # it goes with the guest (Departure.slowed)
+        self.hypervisor.forget(key, host)
+        return record
+
+    async def _send(
+        self, arrival: Arrival, to: Receiving, timeout: float, where: str
+    ) -> dict[str, Any]:
+        """`send` of an arrival: on success it is ended and forgotten here
+        (its tap removed), as a departed VM of this side's provider is."""
+        key, host = arrival.key, arrival.host.name
+        self.departed.add((key, host))
+        try:
+            drives = await arrival.machine.drives()
+            record = await arrival.machine.send(to, drives, timeout, where=where)
+        except BaseException:
+            self.departed.discard((key, host))
+            raise
+        arrivals = self.arrivals.get(key, {})
+        arrivals.pop(host, None)
+        if not arrivals:
+            self.arrivals.pop(key, None)
+        if arrival.channel is not None:
+            arrival.channel.close()
+        with contextlib.suppress(Exception):
+            await arrival.machine.close()
+        await _remove_tap(arrival.tap, arrival.departure.bridge)
+        _write_record(arrival)
         self.hypervisor.forget(key, host)
         return record
 
@@ -258,11 +381,13 @@ class Moves:
         # Another root disk than the source's (two builds are never the same
         # bytes): the overlay's blocks mean nothing over it, so the source
         # copies the whole disk into a standalone image here.
-        whole = () if mine == departure.root_hash else (ROOT_DEVICE,)
+        whole = crosses_whole(departure.root_hash, mine)
         if whole:
             log.info(
-                "hypervisor %s: %s arrives with its root disk whole (sha256 %s… here, %s… on %s)",
-                hv.name, host.name, mine[:12], departure.root_hash[:12], departure.hypervisor,
+                "hypervisor %s: %s arrives with its root disk whole (sha256 %s… here, %s on %s)",
+                hv.name, host.name, mine[:12],
+                f"{departure.root_hash[:12]}…" if departure.root_hash else "no base image",
+                departure.hypervisor,
             )  # fmt: skip
         if departure.bridge is not None and not bridge_exists(departure.bridge):
             raise ProvisionError(
@@ -297,6 +422,7 @@ class Moves:
                 await netns.add_tap(tap, departure.bridge)
                 args = [a.replace(f"ifname={departure.tap},", f"ifname={tap},") for a in args]
             machine = Machine(host.name, args, folder, private, accel=departure.accel)
+            machine.migrations = list(departure.record.get("migrations") or [])  # its history
             receiving = await machine.receive(self.address, [d.id for d in departure.drives])
             receiving = Receiving(receiving.uri, receiving.exports, whole)
         except BaseException as exc:
@@ -307,7 +433,9 @@ class Moves:
             if isinstance(exc, bridge.PlumbingError):
                 raise ProvisionError(f"hypervisor {hv.name} cannot make a tap: {exc}") from exc
             raise
-        self.arrivals.setdefault(key, {})[host.name] = Arrival(key, host, machine, departure, tap)
+        self.arrivals.setdefault(key, {})[host.name] = Arrival(
+            key, host, machine, departure, tap, slowed=departure.slowed
+        )
         hv.tell(key, host.name, "booting", machine.pid)
         return receiving
 
@@ -318,6 +446,7 @@ class Moves:
         await arrival.machine.arrived(timeout)
         arrival.arrived_after = time.monotonic() - began
         arrival.machine.migrations.append({**migration, "from": arrival.departure.hypervisor})
+        self.departed.discard((key, host))  # back where it had left: lost if it ends now
         self.hypervisor.tell(key, host, "running", arrival.machine.pid)
         self.hypervisor.watch(key, host, arrival.machine)
 
@@ -336,12 +465,53 @@ class Moves:
             raise ProvisionError(f"hypervisor {self.hypervisor.name} awaits no VM for {host}")
         return arrival
 
+    # --- `phalanx-net slow` and heal, in an arrival's guest ----------------------------
+
+    def _channel(self, arrival: Arrival) -> guestnet.GuestChannel:
+        if arrival.channel is None:
+            machine = arrival.machine
+            socket = chardev_path(machine.args, guestnet.CHARDEV) or machine.private / "net.sock"
+            arrival.channel = guestnet.GuestChannel(arrival.host.name, socket)
+        return arrival.channel
+
+    async def slow(self, key: str, host: str, delay: float) -> None:
+        arrival = self.arrived(key, host)
+        if arrival is None:
+            raise FaultError(f"cannot slow {host}: its VM did not come to this hypervisor")
+        request = guestnet.slow_request(delay)
+        if arrival.machine.returncode is not None:
+            raise FaultError(f"cannot slow {host}: its VM is not running")
+        arrival.slowed = True  # before: a half-made delay is healed too
+        try:
+            await self._channel(arrival).ask(request)
+        except FaultError as exc:
+            raise FaultError(f"cannot slow {exc}") from None
+
+    async def heal(self, key: str) -> None:
+        """Undo `slow` in the guests that came here under `key` (slowed
+        here or before they came)."""
+        problems = []
+        for arrival in list(self.arrivals.get(key, {}).values()):
+            if not arrival.slowed or arrival.machine.returncode is not None:
+                continue
+            try:
+                await self._channel(arrival).ask(guestnet.HEAL)
+            except FaultError as exc:
+                problems.append(f"heal failed: {exc}")
+            else:
+                arrival.slowed = False
+        if problems:
+            raise FaultError("; ".join(problems))
+
     # --- the end of the cluster ------------------------------------------------------
 
     async def down(self, key: str, lost: Collection[str] = ()) -> list[str]:
         """End the VMs that came in under `key`, as the qemu provider ends its
         own; their names."""
         arrivals = self.arrivals.pop(key, {})
+        for arrival in arrivals.values():
+            if arrival.channel is not None:
+                arrival.channel.close()
         await asyncio.gather(*(_stop(a, a.host.name in lost) for a in arrivals.values()))
         return list(arrivals)
 
@@ -389,21 +559,32 @@ async def _stop(arrival: Arrival, lost: bool) -> None:
     finally:
         await machine.close()
         await _remove_tap(arrival.tap, arrival.departure.bridge)
-        record = {
-            **arrival.departure.record,
-            "network": {
-                **dict(arrival.departure.record.get("network") or {}),
-                **({"tap": arrival.tap} if arrival.tap else {}),
-            },
-            "arrived_from": arrival.departure.hypervisor,
-            "arrived_after_s": (
-                round(arrival.arrived_after, 3) if arrival.arrived_after is not None else None
-            ),
-            "migrations": machine.migrations,
-            "snapshots": machine.snapshots,
-            "ended_by": machine.ended_by,
-            "exit_status": machine.returncode,
-        }
-        with contextlib.suppress(OSError):
-            arrival.machine.folder.mkdir(parents=True, exist_ok=True)
-            (arrival.machine.folder / "vm.json").write_text(json.dumps(record, indent=2) + "\n")
+        _write_record(arrival)
+
+
+def _record(arrival: Arrival) -> dict[str, Any]:
+    """Its vm.json: the source's record, with what happened to it here."""
+    machine = arrival.machine
+    return {
+        **arrival.departure.record,
+        "network": {
+            **dict(arrival.departure.record.get("network") or {}),
+            **({"tap": arrival.tap} if arrival.tap else {}),
+        },
+        "arrived_from": arrival.departure.hypervisor,
+        "arrived_after_s": (
+            round(arrival.arrived_after, 3) if arrival.arrived_after is not None else None
+        ),
+        "migrations": machine.migrations,
+        "snapshots": machine.snapshots,
+        "ended_by": machine.ended_by,
+        "exit_status": machine.returncode,
+    }
+
+
+def _write_record(arrival: Arrival) -> None:
+    with contextlib.suppress(OSError):
+        arrival.machine.folder.mkdir(parents=True, exist_ok=True)
+        (arrival.machine.folder / "vm.json").write_text(
+            json.dumps(_record(arrival), indent=2) + "\n"
+        )

@@ -108,17 +108,34 @@ class FaultingHost(Protocol):
 
 
 class WireFaults:
-    """`NetworkFaults` of a cluster on a hypervisor elsewhere: each call is
-    one request (`cluster.fault`); the hypervisor's reason for a failure is
-    the FaultError's."""
+    """`NetworkFaults` of a cluster a hypervisor runs (elsewhere, or the
+    embedded one): each call is a request (`cluster.fault`); the
+    hypervisor's reason for a failure is the FaultError's. The cuts are
+    asked of the cluster's hypervisor (by MAC, on the bridge its VMs share
+    wherever they run); `slow` of the one the VM runs on now (`current`:
+    the run's provider knows where each moved); heal of every one the
+    cluster is on (`spread`), each undoing the slows of the guests it runs."""
 
-    def __init__(self, hypervisor: FaultingHost, key: str) -> None:
+    def __init__(
+        self,
+        hypervisor: FaultingHost,
+        key: str,
+        *,
+        current: Callable[[str], object] | None = None,
+        spread: Callable[[], Sequence[object]] | None = None,
+    ) -> None:
         self.hypervisor = hypervisor
         self.key = key
+        self.current = current
+        self.spread = spread
 
-    async def _ask(self, fault: Fault) -> None:
+    async def _ask(self, fault: Fault, of: object | None = None) -> None:
+        hypervisor = self.hypervisor if of is None else of
+        if not isinstance(hypervisor, FaultingHost):
+            name = getattr(hypervisor, "name", "?")
+            raise FaultError(f"hypervisor {name} makes no network faults")
         try:
-            await self.hypervisor.fault_cluster(self.key, fault)
+            await hypervisor.fault_cluster(self.key, fault)
         except ProvisionError as exc:
             raise FaultError(str(exc)) from None
 
@@ -129,10 +146,18 @@ class WireFaults:
         await self._ask(Fault("isolate", host=host))
 
     async def slow(self, host: str, delay: float) -> None:
-        await self._ask(Fault("slow", host=host, delay=delay))
+        where = self.current(host) if self.current is not None else None
+        await self._ask(Fault("slow", host=host, delay=delay), where)
 
     async def heal(self) -> None:
-        await self._ask(Fault("heal"))
+        problems = []
+        for where in [self.hypervisor, *(self.spread() if self.spread is not None else ())]:
+            try:
+                await self._ask(Fault("heal"), where)
+            except FaultError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise FaultError("; ".join(problems))
 
 
 @runtime_checkable
@@ -225,16 +250,23 @@ class HypervisorProvider:
                 self.key, self.cluster, self.run_id, self.folder
             )
             self.listen_address = self.opened.listen_address
-        # Faults between the VMs: made by a hypervisor in this process, or
-        # asked of one across the wire when its VMs are on a bridge there.
-        if (faults_of := getattr(self.hypervisor, "faults", None)) is not None:
+        # Faults between the VMs: asked of the hypervisor (in this process,
+        # or across the wire) when its VMs are on a bridge there; `slow` and
+        # heal follow a VM that moved to another.
+        faults_of = getattr(self.hypervisor, "faults", None)
+        if faults_of is not None:
+            takes = faults_of(self.key) is not None
+        else:
+            takes = self.opened is not None and self.opened.faults
+        if takes and isinstance(self.hypervisor, FaultingHost):
+            self.faults = WireFaults(
+                self.hypervisor,
+                self.key,
+                current=lambda host: self.where.get(host, self.hypervisor),
+                spread=self._elsewhere,
+            )
+        elif faults_of is not None:
             self.faults = faults_of(self.key)
-        elif (
-            self.opened is not None
-            and self.opened.faults
-            and isinstance(self.hypervisor, FaultingHost)
-        ):
-            self.faults = WireFaults(self.hypervisor, self.key)
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
         known = self.opened.addresses if self.opened is not None else {}
@@ -276,7 +308,8 @@ class HypervisorProvider:
 
     # `revert: case` (coordinator.runs.Reverting), done by the hypervisor.
     async def revert(self) -> None:
-        if moved := sorted(h for h, where in self.where.items() if where is not self.hypervisor):
+        # Moved back, it is still not the VM its snapshot is of (it came in anew).
+        if moved := sorted(self.where):
             raise ProvisionError(
                 f"{', '.join(moved)} moved to another hypervisor, where its snapshot is not: "
                 "a cluster does not revert after a migration to another hypervisor"

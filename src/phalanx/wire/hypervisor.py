@@ -170,6 +170,7 @@ class DepartureFields(_Message):
     bridge: str | None = None
     tap: str | None = None
     record: dict[str, Any] = Field(default_factory=dict)
+    slowed: bool = False
 
 
 class ReceivingFields(_Message):
