@@ -54,12 +54,12 @@ from phalanx.providers import bridge, guestnet, netns, qemuimg
 from phalanx.providers.base import FaultError, ProvisionError
 from phalanx.providers.machine import Drive, Machine, Receiving
 from phalanx.providers.qemu import (
-    EXIT_GRACE,
-    POWERDOWN_GRACE,
     ROOT_DEVICE,
     QemuProvider,
     chardev_path,
+    end_machine,
     fresh_sockets,
+    net_channel,
     private_parent,
 )
 
@@ -224,13 +224,7 @@ class Moves:
             args = fresh_sockets(machine.args, generation)
         bridge_name, tap = arrival.departure.bridge, None
         if arrival.tap is not None and bridge_name is not None:
-            tap = "pxm" + uuid.uuid4().hex[:10]
-            try:
-                await netns.add_tap(tap, bridge_name)
-            except bridge.PlumbingError as exc:
-                raise ProvisionError(
-                    f"hypervisor {self.hypervisor.name} cannot make a tap: {exc}"
-                ) from exc
+            tap = await _new_tap(self.hypervisor.name, bridge_name)
             args = [a.replace(f"ifname={arrival.tap},", f"ifname={tap},") for a in args]
         try:
             await machine.migrate(mode, timeout, args=args)
@@ -325,13 +319,7 @@ class Moves:
             return await self._send(arrival, to, timeout, where)
         provider = self._provider(key, host)
         vm = provider.vms[host]
-        self.departed.add((key, host))
-        try:
-            drives = await vm.machine.drives()
-            record = await vm.machine.send(to, drives, timeout, where=where)
-        except BaseException:
-            self.departed.discard((key, host))
-            raise
+        record = await self._send_out(key, host, vm.machine, to, timeout, where)
         provider.vms.pop(host, None)
         with contextlib.suppress(Exception):
             await vm.machine.close()
@@ -348,13 +336,7 @@ class Moves:
         """`send` of an arrival: on success it is ended and forgotten here
         (its tap removed), as a departed VM of this side's provider is."""
         key, host = arrival.key, arrival.host.name
-        self.departed.add((key, host))
-        try:
-            drives = await arrival.machine.drives()
-            record = await arrival.machine.send(to, drives, timeout, where=where)
-        except BaseException:
-            self.departed.discard((key, host))
-            raise
+        record = await self._send_out(key, host, arrival.machine, to, timeout, where)
         arrivals = self.arrivals.get(key, {})
         arrivals.pop(host, None)
         if not arrivals:
@@ -367,6 +349,19 @@ class Moves:
         _write_record(arrival)
         self.hypervisor.forget(key, host)
         return record
+
+    async def _send_out(
+        self, key: str, host: str, machine: Machine, to: Receiving, timeout: float, where: str
+    ) -> dict[str, Any]:
+        """`machine`'s guest sent on, its drives mirrored; marked departed
+        meanwhile (its QEMU ending is no loss), unmarked if it stays."""
+        self.departed.add((key, host))
+        try:
+            drives = await machine.drives()
+            return await machine.send(to, drives, timeout, where=where)
+        except BaseException:
+            self.departed.discard((key, host))
+            raise
 
     # --- the destination's part ------------------------------------------------------
 
@@ -418,20 +413,17 @@ class Moves:
                 else:
                     await qemuimg.create(target, drive.virtual_size)
             if departure.bridge is not None and departure.tap is not None:
-                tap = "pxm" + uuid.uuid4().hex[:10]
-                await netns.add_tap(tap, departure.bridge)
+                tap = await _new_tap(hv.name, departure.bridge)
                 args = [a.replace(f"ifname={departure.tap},", f"ifname={tap},") for a in args]
             machine = Machine(host.name, args, folder, private, accel=departure.accel)
             machine.migrations = list(departure.record.get("migrations") or [])  # its history
             receiving = await machine.receive(self.address, [d.id for d in departure.drives])
             receiving = Receiving(receiving.uri, receiving.exports, whole)
-        except BaseException as exc:
+        except BaseException:
             if machine is not None:
                 await machine.close()
             await _remove_tap(tap, departure.bridge)
             shutil.rmtree(private, ignore_errors=True)
-            if isinstance(exc, bridge.PlumbingError):
-                raise ProvisionError(f"hypervisor {hv.name} cannot make a tap: {exc}") from exc
             raise
         self.arrivals.setdefault(key, {})[host.name] = Arrival(
             key, host, machine, departure, tap, slowed=departure.slowed
@@ -469,9 +461,7 @@ class Moves:
 
     def _channel(self, arrival: Arrival) -> guestnet.GuestChannel:
         if arrival.channel is None:
-            machine = arrival.machine
-            socket = chardev_path(machine.args, guestnet.CHARDEV) or machine.private / "net.sock"
-            arrival.channel = guestnet.GuestChannel(arrival.host.name, socket)
+            arrival.channel = net_channel(arrival.host.name, arrival.machine)
         return arrival.channel
 
     async def slow(self, key: str, host: str, delay: float) -> None:
@@ -536,6 +526,17 @@ def _rewrite(departure: Departure, private: Path, kernel: Path, initrd: Path) ->
     return args
 
 
+async def _new_tap(hypervisor: str, bridge_name: str) -> str:
+    """A tap of this hypervisor's on the cluster's bridge, for a VM that came
+    here (recorded first: a hypervisor that dies leaves it to the sweep)."""
+    tap = "pxm" + uuid.uuid4().hex[:10]
+    try:
+        await netns.add_tap(tap, bridge_name)
+    except bridge.PlumbingError as exc:
+        raise ProvisionError(f"hypervisor {hypervisor} cannot make a tap: {exc}") from exc
+    return tap
+
+
 async def _remove_tap(tap: str | None, bridge_name: str | None) -> None:
     if tap is not None and bridge_name is not None:
         with contextlib.suppress(bridge.PlumbingError):
@@ -545,17 +546,7 @@ async def _remove_tap(tap: str | None, bridge_name: str | None) -> None:
 async def _stop(arrival: Arrival, lost: bool) -> None:
     machine = arrival.machine
     try:
-        if lost:
-            await machine.kill()
-            machine.ended_by = "lost"
-        elif machine.returncode is None:
-            try:
-                await machine.wait(EXIT_GRACE)
-                machine.ended_by = "itself"
-            except TimeoutError:
-                await machine.power_off(POWERDOWN_GRACE)
-        else:
-            machine.ended_by = machine.ended_by or "itself"
+        await end_machine(machine, lost)
     finally:
         await machine.close()
         await _remove_tap(arrival.tap, arrival.departure.bridge)

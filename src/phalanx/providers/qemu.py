@@ -432,6 +432,13 @@ def chardev_path(args: list[str], chardev: str) -> Path | None:
     return None
 
 
+def net_channel(host: str, machine: Machine) -> guestnet.GuestChannel:
+    """The phalanx.net port of `host`'s VM (`phalanx-net slow` and heal, in
+    the guest), at the socket its QEMU listens on now."""
+    socket = chardev_path(machine.args, guestnet.CHARDEV) or machine.private / "net.sock"
+    return guestnet.GuestChannel(host, socket)
+
+
 def template_vm_args(
     accel: str,
     ram_mb: int,
@@ -849,8 +856,7 @@ class QemuProvider:
         if vm is None or vm.host.boot_image is not None or vm.process.returncode is not None:
             return None
         if host not in self._channels:
-            socket = chardev_path(vm.machine.args, guestnet.CHARDEV) or vm.private / "net.sock"
-            self._channels[host] = guestnet.GuestChannel(host, socket)
+            self._channels[host] = net_channel(host, vm.machine)
         return self._channels[host]
 
     def _why_cold(self, host: Host) -> str | None:
@@ -1070,23 +1076,31 @@ class QemuProvider:
     async def _stop(self, vm: _VM, lost: bool) -> None:
         machine = vm.machine
         try:
-            if machine.ended_by is not None:
-                pass  # powered off already (`power_off`)
-            elif lost:
-                await machine.kill()
-                machine.ended_by = "lost"
-            else:
-                try:
-                    await machine.wait(EXIT_GRACE)
-                    machine.ended_by = "itself"  # its agent ended (or its kernel did)
-                except TimeoutError:
-                    await machine.power_off(POWERDOWN_GRACE)
+            await end_machine(machine, lost)
         finally:
             if vm.go is not None:
                 vm.go.close()
             await machine.close()  # anything left of its process group, its private folder
             with contextlib.suppress(OSError):
                 (vm.folder / "vm.json").write_text(json.dumps(vm.record(), indent=2) + "\n")
+
+
+async def end_machine(machine: Machine, lost: bool) -> None:
+    """A VM at its cluster's end: a lost one (its agent gone: QEMU killed,
+    guest frozen) at once, the others once their agents have shut down and
+    powered off, by ACPI and then `quit` if not. One already powered off
+    (`power_off`) is left as it was."""
+    if machine.ended_by is not None:
+        return
+    if lost:
+        await machine.kill()
+        machine.ended_by = "lost"
+        return
+    try:
+        await machine.wait(EXIT_GRACE)
+        machine.ended_by = "itself"  # its agent ended (or its kernel did)
+    except TimeoutError:
+        await machine.power_off(POWERDOWN_GRACE)
 
 
 def _share(tag: str, path: Path, multidevs: bool = False) -> list[str]:
