@@ -289,6 +289,18 @@ class HypervisorProvider:
                 found.append(host)
         return found
 
+    async def _on_each(self, call: Callable[[ClusterHost], Awaitable[None]]) -> None:
+        """`call` on every hypervisor the cluster is on, each whatever the
+        others did; their failures together."""
+        problems = []
+        for host in [self.hypervisor, *self._elsewhere()]:
+            try:
+                await call(host)
+            except ProvisionError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ProvisionError("; ".join(problems))
+
     async def down(self, lost: Collection[str] = ()) -> None:
         if self.where:
             self.keep = False  # spread over hypervisors: not kept (`keep` names one)
@@ -297,14 +309,7 @@ class HypervisorProvider:
                 await self._on_keep(self)
             return
         self.keep = False  # a VM lost: the cluster is not worth keeping
-        problems = []
-        for host in [self.hypervisor, *self._elsewhere()]:
-            try:
-                await host.down_cluster(self.key, lost)
-            except ProvisionError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise ProvisionError("; ".join(problems))
+        await self._on_each(lambda host: host.down_cluster(self.key, lost))
 
     # `revert: case` (coordinator.runs.Reverting), done by the hypervisor.
     async def revert(self) -> None:
@@ -387,14 +392,7 @@ class HypervisorProvider:
         try:
             if self._open_called and not self.keep:
                 self._open_called = False
-                problems = []
-                for host in [self.hypervisor, *self._elsewhere()]:
-                    try:
-                        await host.close_cluster(self.key)
-                    except ProvisionError as exc:
-                        problems.append(str(exc))
-                if problems:
-                    raise ProvisionError("; ".join(problems))
+                await self._on_each(lambda host: host.close_cluster(self.key))
         finally:
             if self._on_close is not None and not self.keep:
                 await self._on_close(self)
