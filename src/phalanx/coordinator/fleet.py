@@ -268,17 +268,17 @@ class RunFleet:
         self.faulted = False  # a fault may hold: heal at the end of the case
         self.healing: asyncio.Future[str | None] | None = None  # why not healed, or None
         self.fault_lock = asyncio.Lock()  # one change of the network at a time
-        self.fault_tasks: set[asyncio.Task[None]] = set()
-        self.net_answers: dict[tuple[str, str], str | None] = {}  # (host, request) → error
-        self.net_making: set[tuple[str, str]] = set()
+        # A stage's requests (`phalanx-net`, `phalanx-vm`), each answered once:
+        # (host, request id) → the answer, or making it.
+        self.request_tasks: set[asyncio.Task[None]] = set()
+        self.answers: dict[tuple[str, str], NetDone | VmMigrated] = {}
+        self.answering: set[tuple[str, str]] = set()
         self.before_case = before_case
         self.reverting: asyncio.Future[str | None] | None = None
         self.last_kv_scope: str | None = None  # of the last stage begun
         self.migrator = migrator
         self.no_migration = no_migration
         self.migration_lock = asyncio.Lock()  # one migration at a time
-        self.vm_answers: dict[tuple[str, str], VmMigrated] = {}  # (host, request) → answer
-        self.vm_making: set[tuple[str, str]] = set()
         hub.claim(self, self.hosts)
 
     def __enter__(self) -> RunFleet:
@@ -304,7 +304,7 @@ class RunFleet:
             host.lose("the run ended")
         self.hosts.clear()
         self.waiting.clear()
-        for task in self.fault_tasks:
+        for task in self.request_tasks:
             task.cancel()
         if self.reverting is not None:
             self.reverting.cancel()
@@ -391,22 +391,43 @@ class RunFleet:
             log.warning("%s", reason)
         return reason
 
-    def _net_fault(self, host: str, message: NetFault) -> None:
-        key = (host, message.request_id)
-        if key in self.net_making:
-            return  # resent after a reconnect; answered when made
-        if key in self.net_answers:  # resent after a reconnect: answered already
-            self.hub.link(host).send(
-                NetDone(request_id=message.request_id, error=self.net_answers[key])
-            )
+    def _answer_once(
+        self,
+        host: str,
+        request_id: str,
+        answer: Callable[[], Awaitable[NetDone | VmMigrated]],
+    ) -> None:
+        """Answer a stage's request, once: the same request resent after a
+        reconnect (a guest that moved itself, a dropped connection) waits
+        for that answer, or is sent it again."""
+        key = (host, request_id)
+        if key in self.answering:
+            return  # answered when made
+        if (done := self.answers.get(key)) is not None:
+            self.hub.link(host).send(done)
             return
-        self.net_making.add(key)
-        task = asyncio.ensure_future(self._answer_fault(host, message))
-        self.fault_tasks.add(task)
-        task.add_done_callback(self.fault_tasks.discard)
+        self.answering.add(key)
+        task = asyncio.ensure_future(self._answer(host, key, answer))
+        self.request_tasks.add(task)
+        task.add_done_callback(self.request_tasks.discard)
 
-    async def _answer_fault(self, host: str, message: NetFault) -> None:
-        key = (host, message.request_id)
+    async def _answer(
+        self,
+        host: str,
+        key: tuple[str, str],
+        answer: Callable[[], Awaitable[NetDone | VmMigrated]],
+    ) -> None:
+        done = await answer()
+        self.answers[key] = done
+        self.answering.discard(key)
+        # The asking host's link now, which may have reconnected meanwhile.
+        if (link := self.hub.links.get(host)) is not None:
+            link.send(done)
+
+    def _net_fault(self, host: str, message: NetFault) -> None:
+        self._answer_once(host, message.request_id, lambda: self._answer_fault(host, message))
+
+    async def _answer_fault(self, host: str, message: NetFault) -> NetDone:
         try:
             error = await self._make_fault(host, message)
         except (FaultError, TimeoutError) as exc:
@@ -414,10 +435,7 @@ class RunFleet:
         except Exception as exc:  # the provider's bug: the stage is told, the run goes on
             log.exception("a network fault failed")
             error = f"{type(exc).__name__}: {exc}"
-        self.net_answers[key] = error
-        self.net_making.discard(key)
-        if (link := self.hub.links.get(host)) is not None:
-            link.send(NetDone(request_id=message.request_id, error=error))
+        return NetDone(request_id=message.request_id, error=error)
 
     async def _make_fault(self, host: str, message: NetFault) -> str | None:
         """Apply one fault; None when it holds, else why not."""
@@ -454,19 +472,11 @@ class RunFleet:
     # --- live migration ---------------------------------------------------------------
 
     def _vm_migrate(self, host: str, message: VmMigrate) -> None:
-        key = (host, message.request_id)
-        if key in self.vm_making:
-            return  # resent after a reconnect (a guest that moved itself); answered when done
-        if (answer := self.vm_answers.get(key)) is not None:
-            self.hub.link(host).send(answer)
-            return
-        self.vm_making.add(key)
-        task = asyncio.ensure_future(self._answer_migration(host, message))
-        self.fault_tasks.add(task)
-        task.add_done_callback(self.fault_tasks.discard)
+        # A guest on user-mode networking that moved itself reconnects (its
+        # TCP connections do not carry over) and resends the request.
+        self._answer_once(host, message.request_id, lambda: self._answer_migration(host, message))
 
-    async def _answer_migration(self, host: str, message: VmMigrate) -> None:
-        key = (host, message.request_id)
+    async def _answer_migration(self, host: str, message: VmMigrate) -> VmMigrated:
         try:
             answer = VmMigrated(
                 request_id=message.request_id, detail=await self._migrate(host, message)
@@ -481,13 +491,7 @@ class RunFleet:
         except Exception as exc:  # the provider's bug: the stage is told, the run goes on
             log.exception("a migration failed")
             answer = VmMigrated(request_id=message.request_id, error=f"{type(exc).__name__}: {exc}")
-        self.vm_answers[key] = answer
-        self.vm_making.discard(key)
-        # The asking host's link now: a guest that moved itself may have
-        # reconnected meanwhile (user-mode networking does not carry its
-        # TCP connections over); it resends the request, and gets this.
-        if (link := self.hub.links.get(host)) is not None:
-            link.send(answer)
+        return answer
 
     async def _migrate(self, host: str, message: VmMigrate) -> str:
         """Move one VM; what was done (ProvisionError: why not)."""
