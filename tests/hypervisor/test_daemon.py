@@ -40,10 +40,11 @@ def vm_repo(root: Path) -> Path:
 def start_hypervisor(
     served: Served, tmp: Path, name: str, cache: Path | None = None
 ) -> subprocess.Popen[str]:
-    """`phalanx hypervisor` NAME for `served`, in `tmp`/NAME (its log `tmp`/NAME.log)."""
+    """`phalanx hypervisor` NAME for `served`, in `tmp`/NAME (its log
+    `tmp`/NAME.log), once the service says it is connected."""
     (tmp / f"{name}.token").write_text(served.admin("token", "create", name, "--hypervisor"))
     log = (tmp / f"{name}.log").open("w")
-    return subprocess.Popen(
+    daemon = subprocess.Popen(
         [sys.executable, "-m", "phalanx.cli", "hypervisor", "--coordinator", served.url,
          "--token-file", str(tmp / f"{name}.token"), "--name", name,
          "--workdir", str(tmp / name), "-v"],
@@ -51,6 +52,14 @@ def start_hypervisor(
         env={k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
         | ({"XDG_CACHE_HOME": str(cache)} if cache is not None else {}),
     )  # fmt: skip
+    try:
+        connected = f"hypervisor {name} connected"
+        wait_for(f"{name} connects", lambda: connected in served.log.read_text(), BOOT)
+    except BaseException:
+        daemon.kill()
+        daemon.wait(30)
+        raise
+    return daemon
 
 
 def wait_for(what: str, check: object, within: float) -> None:
@@ -71,11 +80,6 @@ def test_a_hypervisor_daemon_runs_a_kept_vm_cluster_for_the_service_and_its_loss
         operator = user_token(served, "otto", "operator")
         workdir = tmp_path / "hv1"
         daemon = start_hypervisor(served, tmp_path, "hv1")
-        wait_for(
-            "the hypervisor connects",
-            lambda: "hypervisor hv1 connected" in served.log.read_text(),
-            BOOT,
-        )
         with served.client(operator) as client:
             first = client.post("/api/suites/vmhello/runs").json()["id"]
             done = wait_run(client, first, ("passed", "failed", "error"), within=BOOT * 2)
