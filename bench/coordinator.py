@@ -158,7 +158,9 @@ async def one_size(n: int, workers: int, store: Store) -> dict[str, float]:
                     reports = await asyncio.gather(
                         *(
                             fleet.session(h).run_stage(
-                                StageOrder(stage_id, h, ShellTask(script="true"), {}, 60),
+                                StageOrder(
+                                    stage_id, h, ShellTask(script="true"), {}, 60, scope=stage_id
+                                ),
                                 lambda _: None,
                             )
                             for h in hosts

@@ -102,7 +102,7 @@ class FakeAgent:
 
 
 def order(stage_id: str, host: str, timeout: float = 30) -> StageOrder:
-    return StageOrder(stage_id, host, ShellTask(script="true"), {}, timeout)
+    return StageOrder(stage_id, host, ShellTask(script="true"), {}, timeout, scope=stage_id)
 
 
 def result(stage_id: str, exit_code: int = 0) -> StageResult:

@@ -308,12 +308,14 @@ async def test_before_each_case_once_anything_ran_the_hosts_are_reverted_first()
 
             assert await stage("r1:init", "0:suite") is None
             assert reverts == []
+            fleet.begin_case("first", "r1:1:first")
             assert await stage("r1:1:run", "1:first") is None
             assert reverts == ["revert"]
             assert old.closed == (1000, "replaced: its VM was restored")
             assert link.lost is None
             assert await stage("r1:1:check", "1:first") is None
             assert reverts == ["revert"]  # once per case
+            fleet.begin_case("second", "r1:2:second")
             assert await stage("r1:2:run", "2:second") == "revert failed: no"
             assert reverts == ["revert", "revert"]
         # A replaced agent that does not come back is lost, as any other.

@@ -61,17 +61,24 @@ class FakeFleet:
     # Stage ids cancelled through a session: a hung host then ends its stage cancelled.
     cancels: dict[str, asyncio.Event] = field(default_factory=dict)
     ended_scopes: list[str] = field(default_factory=list)  # cases over, in order
+    begun_cases: list[str] = field(default_factory=list)  # in order
+    where: dict[str, tuple[str | None, str]] = field(
+        default_factory=dict
+    )  # stage id -> case, stage
 
     def session(self, host: str) -> FakeSession:
         return FakeSession(self, host, host)
 
+    def begin_case(self, case: str, scope: str) -> None:
+        self.begun_cases.append(case)
+
     def begin_stage(self, scope: StageScope) -> None:
         self.scopes[scope.stage_id] = scope
-        case, stage = _where(scope.stage_id)
+        case, stage = self.where[scope.stage_id] = scope.case, scope.stage
         self.calls.append(Call("begin", case, stage, ",".join(sorted(scope.hosts))))
 
     def end_stage(self, stage_id: str) -> None:
-        case, stage = _where(stage_id)
+        case, stage = self.where[stage_id]
         self.calls.append(Call("finish", case, stage))
 
     def end_scope(self, scope: str) -> None:
@@ -81,11 +88,6 @@ class FakeFleet:
         return [(c.case, c.stage, c.host) for c in self.calls if c.what == what]
 
 
-def _where(stage_id: str) -> tuple[str | None, str]:
-    _, _, case, stage = stage_id.rsplit(":", 3)
-    return (None if case == "suite" else case), stage
-
-
 class FakeSession:
     def __init__(self, fleet: FakeFleet, host: str, name: str) -> None:
         self.fleet = fleet
@@ -93,8 +95,8 @@ class FakeSession:
         self.name = name
 
     async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
-        case = order.env["PHALANX_CASE"] or None
-        stage = order.env["PHALANX_STAGE"]
+        case, stage = fleet_where = order.case, order.stage
+        self.fleet.where[order.stage_id] = fleet_where
         key = (case, stage, order.host)
         fleet = self.fleet
         started = datetime.now(UTC)
@@ -120,12 +122,12 @@ class FakeSession:
         return StageReport(outcome, started, datetime.now(UTC))
 
     def cancel(self, stage_id: str) -> None:
-        case, stage = _where(stage_id)
+        case, stage = self.fleet.where[stage_id]
         self.fleet.calls.append(Call("cancel", case, stage, self.host, self.name))
         self.fleet.cancels.setdefault(stage_id, asyncio.Event()).set()
 
     async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
-        case, stage = _where(stage_id)
+        case, stage = self.fleet.where[stage_id]
         self.fleet.calls.append(Call("logs", case, stage, self.host, self.name))
         return self.fleet.logs.get((case, stage, self.host), [])
 

@@ -18,6 +18,7 @@ from phalanx.tasks import Outcome
 def context(tmp_path: Path, out: list[bytes], timeout: float = 30.0) -> RunnerContext:
     return RunnerContext(
         stage_id="s",
+        scope="r:1:case",
         env=dict(os.environ),
         cwd=tmp_path,
         scratch_root=tmp_path / "scratch",

@@ -65,6 +65,7 @@ def start(stage_id: str, script: str) -> str:
     return encode(
         StageStart(
             stage_id=stage_id,
+            scope=stage_id.rsplit(":", 1)[0],
             task=TaskSpec(type="shell", version=ShellTask.version, payload={"script": script}),
             timeout=30,
         )
@@ -147,6 +148,7 @@ async def test_log_watches_nobody_collects_do_not_pile_up(
                 encode(
                     StageStart(
                         stage_id=f"s{n}",
+                        scope=f"s{n}",
                         task=TaskSpec(
                             type="shell",
                             version=ShellTask.version,

@@ -71,7 +71,7 @@ TASKS: list[Task] = [
 
 def through_the_wire(spec: TaskSpec) -> TaskSpec:
     message = parse_coordinator_message(
-        encode(StageStart(stage_id="s1", task=spec, env={}, timeout=5))
+        encode(StageStart(stage_id="s1", scope="r:1:a", task=spec, env={}, timeout=5))
     )
     assert isinstance(message, StageStart)
     return message.task

@@ -275,7 +275,7 @@ class RunFleet:
         self.answering: set[tuple[str, str]] = set()
         self.before_case = before_case
         self.reverting: asyncio.Future[str | None] | None = None
-        self.last_kv_scope: str | None = None  # of the last stage begun
+        self.stages_begun = False  # any stage of the run, suite stages included
         self.migrator = migrator
         self.no_migration = no_migration
         self.migration_lock = asyncio.Lock()  # one migration at a time
@@ -315,16 +315,14 @@ class RunFleet:
     def session(self, host: str) -> RunHost:
         return self.hosts[host]
 
+    def begin_case(self, case: str, scope: str) -> None:
+        # The hosts go back as they were before the case once anything has
+        # run on them (`revert: case`): the case's first stage waits for it.
+        if self.before_case is not None and self.stages_begun:
+            self.reverting = asyncio.ensure_future(self.before_case())
+
     def begin_stage(self, scope: StageScope) -> None:
-        if self.before_case is not None:
-            # The engine's key/value scope is "<case index>:<case>", index 0
-            # for the suite's own stages: a new one >0 is a case beginning.
-            starts_case = scope.kv_scope != self.last_kv_scope and not scope.kv_scope.startswith(
-                "0:"
-            )
-            if starts_case and self.last_kv_scope is not None:
-                self.reverting = asyncio.ensure_future(self.before_case())
-            self.last_kv_scope = scope.kv_scope
+        self.stages_begun = True
         self.rendezvous.begin_stage(scope.stage_id, scope.hosts, scope.kv_scope)
         for name, host in self.hosts.items():
             if name not in scope.hosts:
@@ -566,10 +564,9 @@ class RunFleet:
             return  # a stage already over, or a request resent after a reconnect
         if any((a.host, a.request_id) == key for a in answers):
             return
-        env = pending.order.env
-        case, stage = env.get("PHALANX_CASE") or None, env.get("PHALANX_STAGE", "")
-        self.waiting[key] = (stage_id, case, stage)
-        self.emit(HostWaiting(case, stage, run_host.name, what))
+        order = pending.order
+        self.waiting[key] = (stage_id, order.case, order.stage)
+        self.emit(HostWaiting(order.case, order.stage, run_host.name, what))
 
     def on_attach(self, host: str) -> None:
         if (run_host := self.hosts.get(host)) is not None:
@@ -594,6 +591,7 @@ def _lost_report(started: datetime, reason: str) -> StageReport:
 def _start_message(order: StageOrder, end_scopes: tuple[str, ...] = ()) -> StageStart:
     return StageStart(
         stage_id=order.stage_id,
+        scope=order.scope,
         task=task_spec(order.task),
         env=order.env,
         timeout=order.timeout,

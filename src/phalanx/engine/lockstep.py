@@ -143,6 +143,7 @@ class Lockstep:
         def skip(stage: str, reason: str, status: Status) -> StageResult:
             return self._skipped_stage(case, stage, kind, reason, status)
 
+        self.fleet.begin_case(case.name, step.scope_id(self.run.run_id, index, case.name))
         try:
             await step.run_case(
                 case, kind, result, run, skip, self.emit, cancellation=self.cancellation
@@ -175,6 +176,7 @@ class Lockstep:
     ) -> StageResult:
         case_name = case.name if case is not None else None
         sid = stage_id(self.run.run_id, index, case_name, stage)
+        scope = step.scope_id(self.run.run_id, index, case_name)
         timeout = self.suite.stage_timeout(case)
         orders: list[tuple[Host, StageOrder]] = []
         for host in self.suite.hosts:
@@ -186,7 +188,22 @@ class Lockstep:
                     "PHALANX_CASE": case_name or "",
                 }
                 logs = tuple(self._render(path, host) for path in self.suite.logs)
-                orders.append((host, StageOrder(sid, host.name, task, env, timeout, logs)))
+                orders.append(
+                    (
+                        host,
+                        StageOrder(
+                            sid,
+                            host.name,
+                            task,
+                            env,
+                            timeout,
+                            logs,
+                            case=case_name,
+                            stage=stage,
+                            scope=scope,
+                        ),
+                    )
+                )
         result = StageResult(name=stage, status=Status.RUNNING, started_at=now())
         if not orders:
             result.status, result.ended_at = Status.SKIPPED, now()
@@ -194,7 +211,11 @@ class Lockstep:
             return result
         self.fleet.begin_stage(
             StageScope(
-                sid, frozenset(h.name for h, _ in orders), f"{index}:{case_name or SUITE_SCOPE}"
+                sid,
+                frozenset(h.name for h, _ in orders),
+                f"{index}:{case_name or SUITE_SCOPE}",
+                case=case_name,
+                stage=stage,
             )
         )
         self.emit(StageStarted(case_name, stage, tuple(h.name for h, _ in orders)))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from phalanx.engine import lifecycle, step
 from phalanx.engine.session import HostSession, StageOrder
-from phalanx.engine.step import Cancellation, stage_id
+from phalanx.engine.step import Cancellation, scope_id, stage_id
 from phalanx.events import CaseEnded, CaseRecord, Event, StageEnded, StageRecord, StageStarted, now
 from phalanx.kinds import registry as kinds
 from phalanx.kinds.base import CaseKind, StageContext
@@ -126,6 +126,9 @@ class Pool:
             task,
             env,
             self.suite.stage_timeout(case),
+            case=case.name,
+            stage=stage,
+            scope=scope_id(self.run_id, index, case.name),
         )
         self.emit(StageStarted(case.name, stage, (self.host.name,)))
         host = await step.host_stage(session, order, kind, context, self.emit, self.cancellation)

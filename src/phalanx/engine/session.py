@@ -17,12 +17,19 @@ from phalanx.tasks import Outcome, Task
 
 @dataclass(frozen=True)
 class StageOrder:
-    stage_id: str  # unique in the run; results are applied once per (stage_id, host)
+    """One host's part of one stage. `stage_id` is opaque (unique in the
+    run; results are applied once per (stage_id, host)): whoever needs the
+    case or the stage reads them here, never out of the id."""
+
+    stage_id: str
     host: str
     task: Task
     env: dict[str, str]
     timeout: float
     logs: tuple[str, ...] = ()
+    case: str | None = None  # None: the suite's own stages
+    stage: str = ""
+    scope: str = ""  # the case in its run (`step.scope_id`): what ends its leftovers
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ class StageScope:
     hosts: frozenset[str]
     kv_scope: str
     extra: dict[str, str] = field(default_factory=dict)
+    case: str | None = None  # None: the suite's own stages
+    stage: str = ""
 
 
 class HostSession(Protocol):
@@ -71,6 +80,11 @@ class Fleet(Protocol):
     """The hosts of a run, as the engine sees them."""
 
     def session(self, host: str) -> HostSession: ...
+
+    def begin_case(self, case: str, scope: str) -> None:
+        """A case of the run begins (`scope`: `step.scope_id`); its stages
+        follow, then `end_scope(scope)`. The suite's own stages are in no case."""
+        ...
 
     def begin_stage(self, scope: StageScope) -> None: ...
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from phalanx.host.context import RunnerContext
-from phalanx.host.process import Child, end_scope, kill_group, scope_of, spawn
+from phalanx.host.process import Child, end_scope, kill_group, spawn
 from phalanx.tasks import Outcome
 
 DRAIN_AFTER_EXIT = 0.2  # seconds to wait for output still in the pipe after the exit
@@ -72,11 +72,10 @@ async def run_command(
         child = spawn(command, cwd or ctx.cwd, ctx.env if env is None else env, on_output)
     except OSError as exc:
         return Outcome(error=f"cannot start {command[0]}: {exc}")
-    ctx.ledger.add(child.pid, scope_of(ctx.stage_id))
+    ctx.ledger.add(child.pid, ctx.scope)
     verdict = await supervise(child, ctx.timeout, ctx.cancelled, inactivity, silent_since)
     if end_group:  # the group, and what left it carrying the stage's scope
-        scope = scope_of(ctx.stage_id)
-        await end_scope(scope, ctx.ledger.take(scope))
+        await end_scope(ctx.scope, ctx.ledger.take(ctx.scope))
     # Background processes the command left running may hold the pipe; it
     # stays open and read (so they never die of SIGPIPE) but is not waited for.
     await drain(child, paused=lambda: paused)

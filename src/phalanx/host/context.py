@@ -30,6 +30,7 @@ def no_backlog() -> asyncio.Future[None] | None:
 @dataclass
 class RunnerContext:
     stage_id: str
+    scope: str  # the case (or the suite's stages) in its run: what ends its leftovers
     env: dict[str, str]  # the whole environment of the stage's processes
     cwd: Path  # the host's working directory
     scratch_root: Path  # scratch() makes this stage's folder below it, on demand

@@ -45,7 +45,6 @@ from phalanx.host.process import (
     escapees,
     ledger_path,
     scope_left,
-    scope_of,
 )
 from phalanx.host.runners import execute
 from phalanx.tags import XRDTEST_FUNCTIONS
@@ -394,7 +393,7 @@ class Agent:
             **self.base_env,
             **message.env,
             "PHALANX_STAGE_ID": message.stage_id,
-            SCOPE_MARK: scope_of(message.stage_id),
+            SCOPE_MARK: message.scope,
             "PHALANX_STAGE_TIMEOUT": f"{message.timeout:g}",
         }
 
@@ -403,6 +402,7 @@ class Agent:
 
         context = RunnerContext(
             stage_id=message.stage_id,
+            scope=message.scope,
             env=env,
             cwd=self.workdir,
             scratch_root=self.state_dir / "stages",

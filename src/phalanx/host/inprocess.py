@@ -14,7 +14,7 @@ from pathlib import Path
 
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport
 from phalanx.host.context import RunnerContext, set_signal
-from phalanx.host.process import SCOPE_MARK, GroupLedger, scope_of
+from phalanx.host.process import SCOPE_MARK, GroupLedger
 from phalanx.host.runners import execute
 from phalanx.host.sandbox import Sandboxes
 
@@ -31,7 +31,8 @@ class InProcessSession:
         started = datetime.now(UTC)
         context = RunnerContext(
             stage_id=order.stage_id,
-            env={**order.env, SCOPE_MARK: scope_of(order.stage_id)},
+            scope=order.scope,
+            env={**order.env, SCOPE_MARK: order.scope},
             cwd=self.workdir,
             scratch_root=self.sandboxes.root,
             timeout=order.timeout,

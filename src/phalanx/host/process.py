@@ -51,12 +51,6 @@ def become_subreaper() -> bool:
     return True
 
 
-def scope_of(stage_id: str) -> str:
-    """A stage's scope: its case in its run (`run:index:case`), or the
-    run's suite stages (`run:0:suite`); the stage id without the stage."""
-    return stage_id.rsplit(":", 1)[0]
-
-
 def _state(pid: int) -> str | None:
     """The process's state letter (R, S, T, Z...), None if it is gone."""
     try:

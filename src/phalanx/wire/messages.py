@@ -29,7 +29,8 @@ from phalanx import __version__
 from phalanx.tasks import TASK_TYPES, Outcome, Task, to_json
 
 # 2: stage.output carries bytes as latin-1 text (1 sent text decoded as UTF-8).
-PROTOCOL_VERSION = 2
+# 3: stage.start names its scope (2 left the agent to cut it out of the stage id).
+PROTOCOL_VERSION = 3
 
 
 class _Message(BaseModel):
@@ -203,7 +204,8 @@ class TaskSpec(_Message):
 
 class StageStart(_Message):
     type: Literal["stage.start"] = "stage.start"
-    stage_id: str
+    stage_id: str  # opaque: unique in the run, never taken apart
+    scope: str  # the case it belongs to (what `scope.end` names when the case is over)
     task: TaskSpec
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float
