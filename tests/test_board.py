@@ -296,3 +296,43 @@ def test_a_host_waiting_in_phalanx_sync_shows_as_waiting(tmp_path: Path) -> None
     assert resumed > at_wait
     after = fold(events[: resumed + 1]).case("meet")
     assert after is not None and after.cells[0] == Cell("run", Status.RUNNING)
+
+
+def test_the_record_grows_with_the_run_and_ends_as_the_runs_own() -> None:
+    fleet = FakeFleet(outcomes={("b", "run", "h1"): Outcome(exit_code=1, signal=None)})
+    sink = Recorder()
+    s = suite(case("a", init="i"), case("b"), initialize="si")
+    asyncio.run(Lockstep(s, fleet, RunContext("r1", "127.0.0.1", 1), sink).execute())
+    ended = sink.events[-1]
+    assert isinstance(ended, RunEnded)
+
+    # Mid-run: case a's run stage started, one host done; case b not begun.
+    cut = next(
+        i
+        for i, e in enumerate(sink.events)
+        if isinstance(e, HostStageEnded) and (e.case, e.stage) == ("a", "run")
+    )
+    board = Board()
+    for event in sink.events[: cut + 1]:
+        board.apply(event)
+    record = board.record()
+    assert record.status is R and record.ended_at is None and record.cluster == "c"
+    assert [s.name for s in record.stages] == ["initialize"]
+    assert record.stages[0] == ended.result.stages[0]  # the suite's initialize, as it ended
+    a, b = record.cases
+    assert (a.status, b.status, b.stages) == (R, Status.PENDING, ())
+    assert [st.name for st in a.stages] == ["initialize", "run"]
+    assert a.stages[0] == ended.result.cases[0].stages[0]
+    running = a.stages[1]
+    assert running.status is R and running.ended_at is None
+    done = sink.events[cut]
+    assert isinstance(done, HostStageEnded)
+    by_host = {h.host: h for h in running.hosts}
+    assert by_host[done.result.host] == done.result
+    assert [h.status for n, h in sorted(by_host.items()) if n != done.result.host] == [R, R]
+    assert set(board.running()) == {"h0", "h1", "h2"} - {done.result.host}
+
+    # Every event later, the record is the run's own.
+    for event in sink.events[cut + 1 :]:
+        board.apply(event)
+    assert board.record() == ended.result and board.running() == {}

@@ -5,8 +5,14 @@ id, suite, hosts and status, each case with its status, time and reason,
 each case's stages and the hosts on them, a cell per case and host (a host
 waiting in `phalanx-sync`/`phalanx-wait` says so), the stage running now,
 the tally by status and the last line each host printed in its current
-stage. `window` picks the rows a screen has room for. The live and plain consoles, the tree console and
-(later) the web render from it, and only from it.
+stage. `window` picks the rows a screen has room for. The live and plain
+consoles and the tree console render from it, and only from it.
+
+The same fold keeps the run's record as far as it has come (`record`): the
+`RunRecord` that `RunEnded` will carry, with the stages running now (their
+hosts that have not ended `running`) and the cases not begun (`pending`).
+The service's API document, its web pages and their live updates are that
+record, as results.json is the final one.
 
 Pure: no I/O, no terminal, no clock. How long something still running has
 taken needs a moment to measure to; the caller passes one to `snapshot`.
@@ -20,11 +26,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from phalanx import layout
 from phalanx.events import (
     CaseEnded,
     CaseRecord,
     Event,
     HostOutput,
+    HostRecord,
     HostResumed,
     HostStageEnded,
     HostWaiting,
@@ -32,6 +40,7 @@ from phalanx.events import (
     RunRecord,
     RunStarted,
     StageEnded,
+    StageRecord,
     StageStarted,
 )
 from phalanx.model import Status, seconds, worst
@@ -123,6 +132,33 @@ class _Case:
     reason: str | None = None
 
 
+@dataclass
+class _Live:
+    """A stage that started and has not ended: its hosts' records so far."""
+
+    started: StageStarted
+    ended: dict[str, HostRecord]
+    printed: set[str]  # hosts that wrote output (they have an output file)
+
+    def record(self) -> StageRecord:
+        event = self.started
+        hosts = tuple(
+            self.ended.get(host)
+            or HostRecord(
+                host=host,
+                status=Status.RUNNING,
+                started_at=event.at,
+                output=(
+                    layout.output_path(event.case, event.stage, host)
+                    if host in self.printed
+                    else None
+                ),
+            )
+            for host in event.hosts
+        )
+        return StageRecord(event.stage, Status.RUNNING, hosts, started_at=event.at)
+
+
 class Board:
     """Folds events into the run's state. `apply` is cheap (a few dictionary
     updates): it runs inside the engine's emit; `snapshot` copies."""
@@ -146,6 +182,12 @@ class Board:
         self._started_at: datetime | None = None
         self._ended_at: datetime | None = None
         self._last_line: dict[str, str] = {}
+        self._cluster: str | None = None
+        # the record: stages ended (by case; None: the suite's), stages running, cases ended
+        self._ended_stages: dict[str | None, list[StageRecord]] = {}
+        self._live: dict[tuple[str | None, str], _Live] = {}
+        self._case_records: dict[str, CaseRecord] = {}
+        self._run_record: RunRecord | None = None
 
     # -- events in --
 
@@ -154,22 +196,33 @@ class Board:
             case RunStarted():
                 self._reset(event.run_id, event.suite, event.hosts, event.cases)
                 self._status, self._started_at = Status.RUNNING, event.at
+                self._cluster = event.cluster
             case StageStarted():
                 self._stage_started(event)
+                self._live[(event.case, event.stage)] = _Live(event, {}, set())
             case HostOutput():
                 self._output(event.host, event.data)
+                if (live := self._live.get((event.case, event.stage))) is not None:
+                    live.printed.add(event.host)
             case HostWaiting():
                 self._waiting(event.case, event.stage, event.host, event.what)
             case HostResumed():
                 self._waiting(event.case, event.stage, event.host, None)
             case HostStageEnded():
                 self._host_ended(event)
+                if (live := self._live.get((event.case, event.stage))) is not None:
+                    live.ended[event.result.host] = event.result
             case StageEnded():
                 self._stage_ended(event)
+                self._live.pop((event.case, event.result.name), None)
+                self._ended_stages.setdefault(event.case, []).append(event.result)
             case CaseEnded():
                 self._case_ended(event.result)
+                self._case_records[event.result.name] = event.result
             case RunEnded():
                 self._run_ended(event.result)
+                self._run_record = event.result
+                self._live.clear()
 
     def _stage_started(self, event: StageStarted) -> None:
         self._see(event.case)
@@ -250,6 +303,50 @@ class Board:
         self._ended_at = run.ended_at
         self._current = None
         self._last_line.clear()
+
+    # -- the record so far --
+
+    def record(self) -> RunRecord:
+        """The run's record as far as it has come: once the run has ended,
+        the one `RunEnded` carried."""
+        if self._run_record is not None:
+            return self._run_record
+        return RunRecord(
+            run_id=self.run_id,
+            suite=self.suite,
+            status=self._status,
+            reason=self._reason,
+            cluster=self._cluster,
+            hosts=tuple(self._hosts),
+            stages=self._stage_records(None),
+            cases=tuple(self._case_record(name) for name in self._cases),
+            started_at=self._started_at,
+        )
+
+    def running(self) -> dict[str, tuple[str | None, str, datetime]]:
+        """Each host in a stage now: its case (None: a suite stage), the
+        stage, and when the stage started."""
+        return {
+            host: (live.started.case, live.started.stage, live.started.at)
+            for live in self._live.values()
+            for host in live.started.hosts
+            if host not in live.ended
+        }
+
+    def _stage_records(self, case: str | None) -> tuple[StageRecord, ...]:
+        running = [live.record() for (c, _), live in self._live.items() if c == case]
+        return (*self._ended_stages.get(case, ()), *running)
+
+    def _case_record(self, name: str) -> CaseRecord:
+        if (ended := self._case_records.get(name)) is not None:
+            return ended
+        stages = self._stage_records(name)
+        return CaseRecord(
+            name=name,
+            status=self._cases[name].status,
+            stages=stages,
+            started_at=stages[0].started_at if stages else None,
+        )
 
     # -- a snapshot out --
 

@@ -163,6 +163,7 @@ class RunStarted:
     hosts: tuple[str, ...]
     cases: tuple[str, ...]
     at: datetime = field(default_factory=now)
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)

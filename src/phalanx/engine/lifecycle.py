@@ -26,11 +26,16 @@ def new_result(run_id: str, suite: Suite, hosts: list[str]) -> RunResult:
 
 
 def start(result: RunResult, emit: Callable[[Event], None]) -> None:
-    result.started_at = now()
+    result.started_at = moment = now()
     result.status = Status.RUNNING
     emit(
         RunStarted(
-            result.run_id, result.suite, tuple(result.hosts), tuple(c.name for c in result.cases)
+            result.run_id,
+            result.suite,
+            tuple(result.hosts),
+            tuple(c.name for c in result.cases),
+            at=moment,
+            cluster=result.cluster,
         )
     )
 
