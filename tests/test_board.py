@@ -18,7 +18,6 @@ from phalanx.events import (
     CaseRecord,
     Event,
     HostOutput,
-    HostRecord,
     HostStageEnded,
     RunEnded,
     RunRecord,
@@ -27,7 +26,7 @@ from phalanx.events import (
     StageRecord,
     StageStarted,
 )
-from phalanx.model import Status
+from phalanx.model import HostResult, Status
 from phalanx.tags import RunContext
 from phalanx.tasks import Outcome
 from tests.engine.fakes import FakeFleet, Recorder, case, suite
@@ -42,14 +41,14 @@ def at(s: float) -> datetime:
 
 def host(
     name: str, status: Status, start: float, end: float, reason: str | None = None
-) -> HostRecord:
-    return HostRecord(
+) -> HostResult:
+    return HostResult(
         host=name, status=status, started_at=at(start), ended_at=at(end), reason=reason
     )
 
 
 def stage(
-    name: str, status: Status, *hosts: HostRecord, start: float = 0, end: float = 1
+    name: str, status: Status, *hosts: HostResult, start: float = 0, end: float = 1
 ) -> StageRecord:
     return StageRecord(
         name=name, status=status, hosts=hosts, started_at=at(start), ended_at=at(end)
@@ -130,8 +129,8 @@ def test_a_cell_keeps_the_stage_that_went_worst() -> None:
                     name="run",
                     status=Status.SKIPPED,
                     hosts=(
-                        HostRecord(host="a.x", status=Status.SKIPPED),
-                        HostRecord(host="b.x", status=Status.SKIPPED),
+                        HostResult(host="a.x", status=Status.SKIPPED),
+                        HostResult(host="b.x", status=Status.SKIPPED),
                     ),
                 ),
             ),

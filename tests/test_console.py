@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from phalanx.events import (
     Event,
     HostLogs,
     HostOutput,
-    HostRecord,
     HostStageEnded,
     RunEnded,
     RunRecord,
@@ -79,7 +79,7 @@ class Script:
                 ended_at=at(start + 0.42 + i),
             )
             hosts.append(result)
-            self.events.append(HostStageEnded(case, name, HostRecord.of(result)))
+            self.events.append(HostStageEnded(case, name, result))
         self.clock = start + 0.42 + len(outcomes)
         stage = StageResult(
             name=name,
@@ -290,8 +290,9 @@ def finished_run() -> RunResult:
 def test_summary_lists_cases_failing_hosts_totals_and_folder(tmp_path: Path) -> None:
     result = finished_run()
     result.stages[0].status = Status.ERROR
-    result.stages[0].hosts[1].status = Status.ERROR
-    result.stages[0].hosts[1].reason = "agent lost"
+    result.stages[0].hosts[1] = replace(
+        result.stages[0].hosts[1], status=Status.ERROR, reason="agent lost"
+    )
     result.cases.append(CaseResult(name="case_d", status=Status.SKIPPED, reason="needs ipv6"))
     out = Console(file=io.StringIO(), width=120)
     with out.capture() as captured:
@@ -357,7 +358,9 @@ def test_summary_prints_what_each_host_reported() -> None:
     result = finished_run()
     case = result.cases[0]
     run_stage = case.stages[-1]
-    run_stage.hosts[0].data = {"final_results": {"tests:Echo": {"rtt_us": 25.7}}}
+    run_stage.hosts[0] = replace(
+        run_stage.hosts[0], data={"final_results": {"tests:Echo": {"rtt_us": 25.7}}}
+    )
     out = Console(file=io.StringIO(), width=120)
     with out.capture() as captured:
         summary(result, out)
@@ -479,7 +482,7 @@ def test_plain_console_shows_a_failing_hosts_last_lines_and_output_path(
         started_at=at(0),
         ended_at=at(1),
     )
-    console(HostStageEnded("c", "run", HostRecord.of(failed)))
+    console(HostStageEnded("c", "run", failed))
     lines = stream.getvalue().splitlines()
     at_failure = next(i for i, line in enumerate(lines) if "srv1.phalanx.test failed" in line)
     assert lines[at_failure + 1 :] == [
@@ -503,7 +506,7 @@ def many_cases(n: int, failed: set[int], running: int | None) -> list[Event]:
             break
         status = Status.FAILED if i in failed else Status.PASSED
         host = HostResult(host=SRV1, status=status, started_at=at(i), ended_at=at(i + 0.5))
-        events.append(HostStageEnded(name, "run", HostRecord.of(host)))
+        events.append(HostStageEnded(name, "run", host))
         stage = StageResult(name="run", status=status, hosts=[host], started_at=at(i))
         stage.ended_at = at(i + 0.5)
         events.append(StageEnded(name, StageRecord.of(stage)))

@@ -32,7 +32,6 @@ from phalanx.events import (
     CaseRecord,
     Event,
     HostOutput,
-    HostRecord,
     HostResumed,
     HostStageEnded,
     HostWaiting,
@@ -43,7 +42,7 @@ from phalanx.events import (
     StageRecord,
     StageStarted,
 )
-from phalanx.model import Status, seconds, worst
+from phalanx.model import HostResult, Status, seconds, worst
 
 Tally = tuple[tuple[Status, int], ...]
 
@@ -137,14 +136,14 @@ class _Live:
     """A stage that started and has not ended: its hosts' records so far."""
 
     started: StageStarted
-    ended: dict[str, HostRecord]
+    ended: dict[str, HostResult]
     printed: set[str]  # hosts that wrote output (they have an output file)
 
     def record(self) -> StageRecord:
         event = self.started
         hosts = tuple(
             self.ended.get(host)
-            or HostRecord(
+            or HostResult(
                 host=host,
                 status=Status.RUNNING,
                 started_at=event.at,

@@ -31,7 +31,6 @@ from phalanx.events import (
     Event,
     HostLogs,
     HostOutput,
-    HostRecord,
     HostStageEnded,
     HostWaiting,
     RunEnded,
@@ -40,7 +39,7 @@ from phalanx.events import (
     StageStarted,
     now,
 )
-from phalanx.model import RunResult, Status, seconds
+from phalanx.model import HostResult, RunResult, Status, seconds
 from phalanx.report.outcomes import RED, Entry, entries
 from phalanx.report.terminal import (
     SafeStream,
@@ -90,7 +89,7 @@ def styled(status: Status) -> Text:
     return Text(status.value, style=STYLES[status])
 
 
-def failure_lines(host: HostRecord, run_dir: Path | None, tail: bool = True) -> list[str]:
+def failure_lines(host: HostResult, run_dir: Path | None, tail: bool = True) -> list[str]:
     """What follows a failing host's line: the last lines it printed and
     where its whole output is."""
     if host.output is None or run_dir is None:
@@ -400,7 +399,7 @@ def _details(entry: Entry, run_dir: Path | None) -> Text:
         for problem in entry.problems:
             lines.append(problem.describe())
             if problem.host is not None and problem.status in RED:
-                lines += failure_lines(HostRecord.of(problem.host), run_dir)
+                lines += failure_lines(problem.host, run_dir)
         return Text(safe_text("\n".join(lines)))
     return Text(safe_text(entry.reason or ""))
 

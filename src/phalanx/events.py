@@ -14,7 +14,7 @@ could not start has only RunEnded. The pool engine interleaves the events of
 cases running side by side; each carries its case's name.
 
 An event never changes after it is emitted: results travel as frozen
-records taken at the moment of the event (`HostRecord`, `StageRecord`,
+records taken at the moment of the event (`HostResult`, `StageRecord`,
 `CaseRecord`, `RunRecord`), never as the engine's own results, which it goes
 on filling in. So a sink may keep events (a store, the web) and read them
 later. Sinks (the console, the run folder, reports, the web) never talk back
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
 
@@ -39,44 +39,10 @@ def now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class HostRecord:
-    """One host's part of one stage. `logs` are collected after the stage's
-    barrier: empty in HostStageEnded, named in StageEnded and later."""
-
-    host: str
-    status: Status
-    exit_code: int | None = None
-    signal: int | None = None  # the signal that ended the host's process, if one did
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    output: str | None = None
-    reason: str | None = None
-    logs: tuple[str, ...] = ()
-    # What the host's runner reported, as it reported it: the engine only
-    # passes it on, and nothing changes it.
-    data: Any = None
-
-    @classmethod
-    def of(cls, r: HostResult) -> HostRecord:
-        return cls(
-            host=r.host,
-            status=r.status,
-            exit_code=r.exit_code,
-            signal=r.signal,
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            output=r.output,
-            reason=r.reason,
-            logs=tuple(r.logs),
-            data=r.data,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class StageRecord:
     name: str
     status: Status
-    hosts: tuple[HostRecord, ...] = ()
+    hosts: tuple[HostResult, ...] = ()
     started_at: datetime | None = None
     ended_at: datetime | None = None
 
@@ -85,12 +51,12 @@ class StageRecord:
         return cls(
             name=r.name,
             status=r.status,
-            hosts=tuple(HostRecord.of(h) for h in r.hosts),
+            hosts=tuple(r.hosts),
             started_at=r.started_at,
             ended_at=r.ended_at,
         )
 
-    def host(self, name: str) -> HostRecord | None:
+    def host(self, name: str) -> HostResult | None:
         return next((h for h in self.hosts if h.host == name), None)
 
 
@@ -211,7 +177,10 @@ class HostResumed:
 class HostStageEnded:
     case: str | None
     stage: str
-    result: HostRecord
+    result: HostResult
+    # The engine's id of the stage: opaque, unique in the run (a store's key
+    # for the result; the same case run twice has two).
+    stage_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ RESULTS_JSON = "results.json"
 JUNIT_XML = "junit.xml"
 RESULTS_TAP = "results.tap"
 REPORT_HTML = "report.html"
-JOURNAL = "journal.jsonl"
 
 
 def _part(name: str) -> str:

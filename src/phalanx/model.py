@@ -254,8 +254,14 @@ class Suite:
 # --- results -----------------------------------------------------------------
 
 
-@dataclass(kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class HostResult:
+    """One host's part of one stage: the one record of that fact, from the
+    engine's judgement to the events, results.json, the store, the API and
+    the web (each encodes it with `phalanx.codec`, none copies it field by
+    field). `logs` are collected after the stage's barrier: empty in
+    HostStageEnded, named in StageEnded and later."""
+
     host: str
     status: Status = Status.PENDING
     exit_code: int | None = None
@@ -264,8 +270,10 @@ class HostResult:
     ended_at: datetime | None = None
     output: str | None = None  # path relative to the run folder
     reason: str | None = None
-    logs: list[str] = field(default_factory=list)  # paths relative to the run folder
-    data: Any = None  # a kind's per-host result (e.g. final_results)
+    logs: tuple[str, ...] = ()  # paths relative to the run folder
+    # What the host's runner reported, as it reported it (e.g. final_results):
+    # the engine only passes it on, and nothing changes it.
+    data: Any = None
 
 
 @dataclass(kw_only=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -17,31 +18,32 @@ from phalanx.wire.messages import (
     Pong,
     ScopeEnd,
     StageOutput,
-    StageResult,
     StageStart,
     SyncArrive,
     SyncRelease,
 )
 from tests.coordinator.hubhelpers import FakeConnection, order, result, until
 
-Journal = list[tuple[str, str]]
+Kept = list[tuple[str, str]]
 
 
-def journal_into(records: Journal):
-    def journal(host: str, message: StageResult) -> None:
-        records.append((host, message.stage_id))
+def kept_into(records: Kept) -> Callable[[str, str], None]:
+    """A `durable` that notes which results it was asked to keep."""
 
-    return journal
+    def durable(stage_id: str, host: str) -> None:
+        records.append((host, stage_id))
+
+    return durable
 
 
-async def test_a_result_delivered_twice_is_applied_and_journaled_once_but_acked_twice():
+async def test_a_result_delivered_twice_is_applied_and_kept_once_but_acked_twice():
     hub = AgentHub(TokenBook())
     connection = FakeConnection()
     link = hub.link("a")
     link.attach(connection)
-    journaled: Journal = []
+    journaled: Kept = []
     output: list[bytes] = []
-    with RunFleet(hub, "r1", ["a"], journal=journal_into(journaled)) as fleet:
+    with RunFleet(hub, "r1", ["a"], durable=kept_into(journaled)) as fleet:
         running = asyncio.create_task(
             fleet.session("a").run_stage(order("r1:s", "a"), output.append)
         )
@@ -126,8 +128,8 @@ async def test_a_result_for_a_stage_of_an_ended_run_is_acked_not_applied():
     connection = FakeConnection()
     link = hub.link("a")
     link.attach(connection)
-    old: Journal = []
-    with RunFleet(hub, "r1", ["a"], journal=journal_into(old)) as fleet:
+    old: Kept = []
+    with RunFleet(hub, "r1", ["a"], durable=kept_into(old)) as fleet:
         running = asyncio.create_task(fleet.session("a").run_stage(order("r1:s", "a"), print))
         await until(lambda: connection.of(StageStart))
     # The run ended (interrupted) before the agent reported.
@@ -137,8 +139,8 @@ async def test_a_result_for_a_stage_of_an_ended_run_is_acked_not_applied():
     link.handle(result("r1:s"))
     assert connection.acks() == ["r1:s"]
     # Another run holds it now: still not its stage.
-    new: Journal = []
-    with RunFleet(hub, "r2", ["a"], journal=journal_into(new)) as fleet:
+    new: Kept = []
+    with RunFleet(hub, "r2", ["a"], durable=kept_into(new)) as fleet:
         running = asyncio.create_task(fleet.session("a").run_stage(order("r2:s", "a"), print))
         await until(lambda: len(connection.of(StageStart)) == 2)
         link.handle(result("r1:s"))

@@ -242,15 +242,6 @@ def test_logs_are_collected_per_stage(tmp_path: Path):
     assert [(folder / p).read_text() for p in run_logs] == ["run-line\n"]
 
 
-def test_results_are_journaled_before_ack(tmp_path: Path):
-    _, folder = run(suite(case("c"), n=2), tmp_path)
-    records = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
-    assert {(r["host"], r["stage_id"].split(":")[-1]) for r in records} == {
-        ("h0.phalanx.test", "run"),
-        ("h1.phalanx.test", "run"),
-    }
-
-
 def test_no_process_outlives_the_run(tmp_path: Path):
     s = suite(case("bg", run="sleep 300 & echo $! > bg.pid"), n=2)
     result, folder = run(s, tmp_path)

@@ -210,7 +210,7 @@ def test_logs_reach_sinks_after_every_host_ended_and_before_the_stage_ends() -> 
     assert ended.result.logs == ()  # not collected yet when the host ended
     (stage_ended,) = [e for e in sink.of(StageEnded) if e.case == "a"]
     assert stage_ended.result.host("h1").logs == (path,)
-    assert result.cases[0].stages[0].host("h1").logs == [path]
+    assert result.cases[0].stages[0].host("h1").logs == (path,)
     # Logs are collected once the stage is over for every host.
     whats = [c.what for c in fleet.calls if c.case == "a"]
     assert whats.index("logs") > whats.index("finish")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,8 +137,11 @@ def mixed_run(run_dir: Path) -> RunResult:
     ]
     init = stage("initialize", [host(h, None, "initialize", start=0, end=1) for h in HOSTS])
     final = stage("finalize", [host(h, None, "finalize", start=100, end=101) for h in HOSTS])
-    init.hosts[0].logs = ["suite/initialize/logs/srv1.phalanx.test/var_log_xrootd.log"]
-    init.hosts[0].data = {"throughput": 12.5, "ok": True}
+    init.hosts[0] = replace(
+        init.hosts[0],
+        logs=("suite/initialize/logs/srv1.phalanx.test/var_log_xrootd.log",),
+        data={"throughput": 12.5, "ok": True},
+    )
     result = RunResult(
         run_id="run-1",
         suite="hello",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -174,7 +175,8 @@ def test_control_characters_anywhere_still_make_valid_xml(
 ) -> None:
     bad = "bell\x07 nul\x00 esc\x1b[1m surrogate\udcff"
     mixed_run.cases[1].reason = bad
-    mixed_run.cases[1].stages[1].hosts[0].reason = bad
+    hosts = mixed_run.cases[1].stages[1].hosts
+    hosts[0] = replace(hosts[0], reason=bad)
     write_junit(mixed_run, run_dir, run_dir / "junit.xml")
     failure = cases(parse(run_dir / "junit.xml"))["case_fail"].find("failure")
     assert failure is not None

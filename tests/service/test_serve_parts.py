@@ -13,10 +13,8 @@ import pytest
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.fleet import RunFleet
-from phalanx.engine.step import stage_id
 from phalanx.load.cluster import load_cluster
 from phalanx.load.errors import DefinitionErrors
-from phalanx.service.queue import provisional_status, split_stage_id
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import Ack, StageResult
 from tests.coordinator.hubhelpers import FakeConnection
@@ -36,19 +34,6 @@ def test_a_cluster_says_who_serves_its_hosts(tmp_path: Path) -> None:
     assert all(name in said for name in ("local", "netns", "ssh", "agents")), said
 
 
-def test_a_stage_id_reads_back_into_case_and_stage() -> None:
-    run = "20260101-000000-abcdef"
-    assert split_stage_id(run, stage_id(run, 0, None, "initialize")) == (None, "initialize")
-    assert split_stage_id(run, stage_id(run, 3, "a:b c", "run")) == ("a:b c", "run")
-
-
-def test_a_result_reads_as_its_outcome_before_the_run_judges_it() -> None:
-    assert provisional_status(Outcome(exit_code=0)) == "passed"
-    assert provisional_status(Outcome(exit_code=2)) == "failed"
-    assert provisional_status(Outcome(timed_out=True)) == "timeout"
-    assert provisional_status(Outcome(error="no shell")) == "error"
-
-
 class StoreLike:
     """A verifier that answers later, as the service's store does."""
 
@@ -66,13 +51,13 @@ async def test_the_ack_waits_for_the_write() -> None:
         await written.wait()
         order.append("written")
 
-    def journal(host: str, result: StageResult) -> asyncio.Task[None]:
+    def durable(stage_id: str, host: str) -> asyncio.Task[None]:
         return asyncio.ensure_future(write())
 
     connection = FakeConnection()
     link = hub.link("a")
     link.attach(connection)
-    with RunFleet(hub, "r1", ["a"], journal=journal) as fleet:
+    with RunFleet(hub, "r1", ["a"], durable=durable) as fleet:
         fleet.hosts["a"].ordered.add("r1:s")
         moment = datetime.now(UTC)
         pending = link.handle(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from phalanx import layout
-from phalanx.events import HostOutput, HostRecord, HostStageEnded
-from phalanx.model import Status
+from phalanx.events import HostOutput, HostStageEnded
+from phalanx.model import HostResult, Status
 from phalanx.store.files import RunFolder
 
 
@@ -16,7 +16,7 @@ def test_output_is_stored_as_the_bytes_written_whatever_the_pieces(tmp_path: Pat
     for piece in pieces:
         folder(HostOutput("c", "run", "h1", piece))
     folder(HostOutput("c", "run", "h2", b"other host\n"))
-    folder(HostStageEnded("c", "run", HostRecord("h1", Status.PASSED)))
+    folder(HostStageEnded("c", "run", HostResult(host="h1", status=Status.PASSED)))
     folder.close()
     stored = (tmp_path / "run" / layout.output_path("c", "run", "h1")).read_bytes()
     assert stored == b"".join(pieces)
@@ -26,6 +26,6 @@ def test_output_is_stored_as_the_bytes_written_whatever_the_pieces(tmp_path: Pat
 
 def test_a_stage_that_prints_nothing_has_no_output_file(tmp_path: Path) -> None:
     folder = RunFolder(tmp_path / "run")
-    folder(HostStageEnded(None, "initialize", HostRecord("h1", Status.PASSED)))
+    folder(HostStageEnded(None, "initialize", HostResult(host="h1", status=Status.PASSED)))
     folder.close()
     assert not (tmp_path / "run" / layout.output_path(None, "initialize", "h1")).exists()

@@ -112,17 +112,23 @@ async def create(store: Store, run_id: str, suite: str = "lab", **kw: object) ->
     )  # fmt: skip
 
 
-def record(run_id: str, stage_id: str, host_name: str, status: str = "passed", **kw: object):
+def record(
+    run_id: str, stage_id: str, host_name: str, status: str = "passed", **kw: object
+) -> HostStageRecord:
+    case = kw.pop("case", "greet")
+    stage = kw.pop("stage", "run")
     return HostStageRecord(
         run_id=run_id,
         stage_id=stage_id,
-        host=host_name,
-        case=kw.pop("case", "greet"),  # type: ignore[arg-type]
-        stage=kw.pop("stage", "run"),  # type: ignore[arg-type]
-        status=status,
-        started_at=at(2),
-        ended_at=at(3),
-        **kw,  # type: ignore[arg-type]
+        case=case,  # type: ignore[arg-type]
+        stage=stage,  # type: ignore[arg-type]
+        result=HostResult(
+            host=host_name,
+            status=Status(status),
+            started_at=at(2),
+            ended_at=at(3),
+            **kw,  # type: ignore[arg-type]
+        ),
     )
 
 
@@ -186,12 +192,12 @@ async def test_a_recorded_run_loads_as_its_results_json_plus_queued_at(
     )  # fmt: skip
     await store.runs.start(result.run_id, started_at=at(0))
     # Some results arrived during the run, under the engine's stage ids.
-    live = HostStageRecord.of(
-        result.run_id,
-        f"{result.run_id}:1:greet:run",
-        "greet",
-        "run",
-        result.cases[0].stages[1].hosts[0],
+    live = HostStageRecord(
+        run_id=result.run_id,
+        stage_id=f"{result.run_id}:1:greet:run",
+        case="greet",
+        stage="run",
+        result=result.cases[0].stages[1].hosts[0],
     )
     await store.runs.record_stage_result(live)
     await store.runs.record_run_result(result)

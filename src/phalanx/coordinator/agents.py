@@ -77,7 +77,7 @@ class Holder(Protocol):
     run_id: str
 
     def on_message(self, host: str, message: AgentMessage) -> Awaitable[None] | None:
-        """A message about a stage; a stage.result must be safe (journaled)
+        """A message about a stage; a stage.result's record must be safe
         when this returns, or when the awaitable it returns is done: the link
         acks it right after."""
         ...
@@ -172,8 +172,8 @@ class AgentLink:
 
     def handle(self, message: AgentMessage) -> Awaitable[None] | None:
         """Hand `message` to the run holding this host. None when it is
-        dealt with; an awaitable when its result is still being written (the
-        ack goes when that is done; the caller awaits it before reading on)."""
+        dealt with; an awaitable when its result's record is still being
+        made safe (the ack goes when that is done)."""
         if self.forgotten:
             return None
         self.last_seen = asyncio.get_running_loop().time()
@@ -325,7 +325,10 @@ class AgentHub:
             await asyncio.wait(list(self._closing), timeout=5.0)
 
     def _close_later(self, connection: Connection, code: int, reason: str) -> None:
-        task = asyncio.create_task(connection.close(code, reason))
+        self._later(connection.close(code, reason))
+
+    def _later(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -428,7 +431,9 @@ class AgentHub:
                     log.warning("agent %s sent a malformed message: %s", host, exc.errors()[:1])
                     continue
                 if (written := link.handle(message)) is not None:
-                    await written
+                    # The ack waits for the result's record to be safe; the
+                    # agent's next messages (pongs among them) do not.
+                    self._later(written)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

@@ -60,16 +60,17 @@ NO_MIGRATION = "live migration needs VMs (provider: qemu); this run's hosts are 
 
 log = logging.getLogger("phalanx.coordinator")
 
-# Writes a result where it is safe; an awaitable when that is not done yet
-# (a database): the result is applied and acked once it is.
-Journal = Callable[[str, StageResult], Awaitable[None] | None]
+# Given a stage id and a host whose result was just applied: an awaitable
+# that is done once the record the engine makes of it is safe (a database
+# has it), or None when nothing keeps records. The agent is acked after it.
+Durable = Callable[[str, str], Awaitable[None] | None]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _no_journal(host: str, result: StageResult) -> None:
+def _not_kept(stage_id: str, host: str) -> None:
     pass
 
 
@@ -178,23 +179,14 @@ class RunHost:
                 link.send(StageCancel(stage_id=stage_id))
 
     def result(self, message: StageResult) -> Awaitable[None] | None:
+        """Apply a result once (a resend is only acked); what to await
+        before the ack: the engine's record of it made safe (`durable`)."""
         stage_id = message.stage_id
         if stage_id not in self.ordered or stage_id in self.applied:
             return None
-        # Written before it is acked: an ack means the result is safe.
-        written = self.fleet.journal(self.name, message)
         self.applied.add(stage_id)
-        if written is None:
-            self._apply(message)
-            return None
-        return self._apply_after(written, message)
-
-    async def _apply_after(self, written: Awaitable[None], message: StageResult) -> None:
-        # Applied only once written, so the run's own end never overtakes it.
-        try:
-            await written
-        finally:
-            self._apply(message)
+        self._apply(message)
+        return self.fleet.durable(stage_id, self.name)
 
     def _apply(self, message: StageResult) -> None:
         stage_id = message.stage_id
@@ -235,7 +227,7 @@ class RunFleet:
         run_id: str,
         hosts: Iterable[str],
         *,
-        journal: Journal | None = None,
+        durable: Durable | None = None,
         emit: Callable[[Event], None] | None = None,
         faults: NetworkFaults | None = None,
         names: Mapping[str, str] | None = None,
@@ -254,7 +246,7 @@ class RunFleet:
         run's VMs live (None: a request is refused with `no_migration`)."""
         self.hub = hub
         self.run_id = run_id
-        self.journal: Journal = journal or _no_journal
+        self.durable: Durable = durable or _not_kept
         self.emit = emit or _no_emit  # HostWaiting / HostResumed, for the board
         # (host, request id) -> the stage id, case and stage of a host
         # waiting in phalanx-sync or phalanx-wait

@@ -22,13 +22,13 @@ from phalanx import layout
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
-from phalanx.coordinator.fleet import Journal, RunFleet
+from phalanx.coordinator.fleet import RunFleet
 from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
 from phalanx.coordinator.scripts import script_routes
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation, scope_id
-from phalanx.events import Fanout, Sink
+from phalanx.events import Event, Fanout, Sink
 from phalanx.model import (
     PROVIDER_AGENTS,
     PROVIDER_LOCAL,
@@ -44,7 +44,6 @@ from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
-from phalanx.wire.messages import StageResult
 
 DEFAULT_RESULTS = Path("phalanx-results")
 
@@ -64,9 +63,10 @@ class RunOptions:
     provider: str = PROVIDER_LOCAL
     # Whoever serves the hosts, whatever the cluster says (`--provider`).
     provider_override: str | None = None
-    # Called with each result before the folder's journal has it acked
-    # (the service's store); an awaitable holds the ack until it is done.
-    journal: Journal | None = None
+    # What keeps the run's records as they come (the service's store): the
+    # run's events go to it, and an agent's result is acked once its record
+    # is safe there (`Recorder.durable`).
+    recorder: Recorder | None = None
     # The definitions repo whose files the run's hosts may fetch
     # (/showScript, /downloadScript: coordinator/scripts.py); None: none.
     scripts_root: Path | None = None
@@ -146,7 +146,8 @@ async def run_suite(
     cancellation = cancellation or Cancellation()
     run_id = options.run_id or layout.new_run_id()
     folder = RunFolder(options.results / run_id)
-    emit = Fanout([folder, *sinks])
+    kept = [options.recorder] if options.recorder is not None else []
+    emit = Fanout([folder, *kept, *sinks])
     provider: Provider | None = None
     refused: str | None = None
     name = provider_name(suite, options)
@@ -246,15 +247,11 @@ async def _run_provided(
     noticing: list[asyncio.Task[None]] = []
     status = options.on_status or _no_status
 
-    def journal(host: str, result: StageResult) -> Awaitable[None] | None:
-        folder.journal(host, result)
-        return options.journal(host, result) if options.journal is not None else None
-
     with RunFleet(
         hub,
         run_id,
         names,
-        journal=journal,
+        durable=options.recorder.durable if options.recorder is not None else None,
         emit=emit,
         faults=provider.faults if provider is not None else None,
         names=host_names(hosts),
@@ -344,6 +341,15 @@ async def _run_provided(
                     hub.forget(names)
             # Remote agents outlive the run: they stay connected for the next.
     return result
+
+
+class Recorder(Protocol):
+    """A sink that keeps a run's records (the service's store) as its events
+    come, and says when the record of a host's result is safe."""
+
+    def __call__(self, event: Event, /) -> None: ...
+
+    def durable(self, stage_id: str, host: str) -> Awaitable[None] | None: ...
 
 
 @runtime_checkable

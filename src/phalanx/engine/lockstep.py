@@ -236,7 +236,7 @@ class Lockstep:
             self.fleet.end_stage(sid)
         result.hosts = list(hosts)
         if self.suite.logs:
-            await step.every_host(
+            result.hosts = await step.every_host(
                 step.collect_logs(self.fleet.session(h.host), case_name, stage, sid, h, self.emit)
                 for h in result.hosts
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from phalanx import layout
@@ -24,7 +25,6 @@ from phalanx.events import (
     Event,
     HostLogs,
     HostOutput,
-    HostRecord,
     HostStageEnded,
     now,
 )
@@ -134,16 +134,22 @@ async def host_stage(
     host's part is `cancelled`) and cancels it while it runs."""
     case = context.case.name if context.case is not None else None
     stage, host = context.stage, order.host
-    result = HostResult(host=host, status=Status.RUNNING, started_at=now())
     if cancellation is not None and not cancellation.allows(stage):
-        result.status, result.reason = Status.CANCELLED, cancellation.why(stage)
-        result.ended_at = now()
-        emit(HostStageEnded(case, stage, HostRecord.of(result)))
+        moment = now()
+        result = HostResult(
+            host=host,
+            status=Status.CANCELLED,
+            reason=cancellation.why(stage),
+            started_at=moment,
+            ended_at=moment,
+        )
+        emit(HostStageEnded(case, stage, result, order.stage_id))
         return result
+    printed = False
 
     def on_output(data: bytes) -> None:
-        if result.output is None:  # a host that prints nothing has no output file
-            result.output = layout.output_path(case, stage, host)
+        nonlocal printed
+        printed = True  # a host that prints nothing has no output file
         emit(HostOutput(case, stage, host, data))
 
     if cancellation is None:
@@ -151,15 +157,22 @@ async def host_stage(
     else:
         with cancellation.running(session, order, stage):
             report = await session.run_stage(order, on_output)
-    result.status, result.reason = kind.judge(context, report.outcome)
-    if result.status is Status.CANCELLED and cancellation is not None and cancellation.requested:
-        result.reason = cancellation.why(stage)
-    result.exit_code = report.outcome.exit_code
-    result.signal = report.outcome.signal
-    result.started_at, result.ended_at = report.started_at, report.ended_at
-    if result.status is not Status.SKIPPED:  # a skipped host's data only says why: its reason
-        result.data = report.outcome.data
-    emit(HostStageEnded(case, stage, HostRecord.of(result)))
+    status, reason = kind.judge(context, report.outcome)
+    if status is Status.CANCELLED and cancellation is not None and cancellation.requested:
+        reason = cancellation.why(stage)
+    result = HostResult(
+        host=host,
+        status=status,
+        exit_code=report.outcome.exit_code,
+        signal=report.outcome.signal,
+        started_at=report.started_at,
+        ended_at=report.ended_at,
+        output=layout.output_path(case, stage, host) if printed else None,
+        reason=reason,
+        # a skipped host's data only says why: its reason
+        data=report.outcome.data if status is not Status.SKIPPED else None,
+    )
+    emit(HostStageEnded(case, stage, result, order.stage_id))
     return result
 
 
@@ -183,18 +196,18 @@ async def collect_logs(
     stage_id: str,
     result: HostResult,
     emit: Emit,
-) -> None:
-    """Fetch what the host's logs gained during the stage; name the files in
-    `result` and hand their content to sinks as HostLogs."""
+) -> HostResult:
+    """Fetch what the host's logs gained during the stage and hand their
+    content to sinks as HostLogs; `result` with the files named."""
     logs = await session.collect_logs(stage_id)
     files = tuple(
         (layout.log_path(case, stage, result.host, log.path), log.content)
         for log in logs
         if log.content  # nothing appended during the stage: nothing to keep
     )
-    result.logs = [path for path, _ in files]
     if files:
         emit(HostLogs(case, stage, result.host, files))
+    return replace(result, logs=tuple(path for path, _ in files))
 
 
 async def run_case(

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from phalanx.codec import decode, encode, encode_fields
+from phalanx.events import CaseRecord, RunRecord, StageRecord
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, seconds
 from phalanx.report.files import write_atomic
 
@@ -33,16 +35,6 @@ FORMAT = 1
 _DERIVED = ("format", "duration", "output_tail", "output_size", "vms")
 HOSTS = "hosts"  # the run folder's host folders, where a VM's files are
 OUTPUT_TAIL = 64 * 1024
-
-
-def iso(moment: datetime | None) -> str | None:
-    """`2024-05-01T12:00:00.000000+00:00`. A naive time is taken as UTC: the
-    engine stamps in UTC, and a report must never guess the local zone."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="microseconds")
 
 
 def _duration(started: datetime | None, ended: datetime | None) -> float | None:
@@ -66,22 +58,13 @@ def output_tail(path: Path, limit: int = OUTPUT_TAIL) -> tuple[str, int] | None:
     return data.decode("utf-8", errors="replace"), size
 
 
-def _host(h: HostResult, run_dir: Path | None) -> dict[str, Any]:
-    found = output_tail(run_dir / h.output) if run_dir is not None and h.output else None
+def _host(h: HostResult, run_dir: Path | None, tail: int) -> dict[str, Any]:
+    found = output_tail(run_dir / h.output, tail) if run_dir is not None and h.output else None
     return {
-        "host": h.host,
-        "status": h.status.value,
-        "exit_code": h.exit_code,
-        "signal": h.signal,
-        "started_at": iso(h.started_at),
-        "ended_at": iso(h.ended_at),
+        **encode(h),
         "duration": _duration(h.started_at, h.ended_at),
-        "output": h.output,
         "output_tail": found[0] if found else None,
         "output_size": found[1] if found else None,
-        "reason": h.reason,
-        "logs": list(h.logs),
-        "data": jsonable(h.data),
     }
 
 
@@ -101,7 +84,7 @@ def vms(hosts: Iterable[str], run_dir: Path | None) -> dict[str, Any]:
             continue
         events = folder / "qmp-events.jsonl"
         found[host] = {
-            **jsonable(record),
+            **encode(record),
             "console": (folder / "console.log").as_posix(),
             "qmp_events": {"path": events.as_posix(), "counts": _event_counts(run_dir / events)},
         }
@@ -124,64 +107,40 @@ def _event_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def jsonable(value: Any) -> Any:
-    """A kind's data as JSON types. It is whatever the test produced: never
-    let it break the report (what JSON cannot hold is written as its repr)."""
-    if value is None or isinstance(value, str | bool | float):
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**64 else str(value)  # orjson's range
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return repr(value)
-
-
-def _stage(s: StageResult, run_dir: Path | None) -> dict[str, Any]:
+def _stage(s: StageRecord | StageResult, run_dir: Path | None, tail: int) -> dict[str, Any]:
     return {
-        "name": s.name,
-        "status": s.status.value,
-        "started_at": iso(s.started_at),
-        "ended_at": iso(s.ended_at),
+        **encode_fields(s, leaving_out=("hosts",)),
         "duration": _duration(s.started_at, s.ended_at),
-        "hosts": [_host(h, run_dir) for h in s.hosts],
+        "hosts": [_host(h, run_dir, tail) for h in s.hosts],
     }
 
 
-def _case(c: CaseResult, run_dir: Path | None) -> dict[str, Any]:
+def _case(c: CaseRecord | CaseResult, run_dir: Path | None, tail: int) -> dict[str, Any]:
     return {
-        "name": c.name,
-        "status": c.status.value,
-        "reason": c.reason,
-        "started_at": iso(c.started_at),
-        "ended_at": iso(c.ended_at),
+        **encode_fields(c, leaving_out=("stages",)),
         "duration": _duration(c.started_at, c.ended_at),
-        "stages": [_stage(s, run_dir) for s in c.stages],
+        "stages": [_stage(s, run_dir, tail) for s in c.stages],
     }
 
 
-def to_json(result: RunResult, run_dir: Path | None = None) -> dict[str, Any]:
-    """`run_dir`: the run folder, where the hosts' output files are (None:
-    no tails)."""
+def to_json(
+    result: RunRecord | RunResult, run_dir: Path | None = None, tail: int = OUTPUT_TAIL
+) -> dict[str, Any]:
+    """The run's document: every field of its record (`phalanx.codec`),
+    with what is derived from them and from the run folder (`run_dir`,
+    where the hosts' output files are; None: no tails, no VMs). `tail`:
+    how much of each output's end to include (a page shows less)."""
     return {
         "format": FORMAT,
-        "run_id": result.run_id,
-        "suite": result.suite,
-        "status": result.status.value,
-        "reason": result.reason,
-        "cluster": result.cluster,
-        "hosts": list(result.hosts),
-        "started_at": iso(result.started_at),
-        "ended_at": iso(result.ended_at),
+        **encode_fields(result, leaving_out=("stages", "cases")),
         "duration": _duration(result.started_at, result.ended_at),
-        "stages": [_stage(s, run_dir) for s in result.stages],
-        "cases": [_case(c, run_dir) for c in result.cases],
+        "stages": [_stage(s, run_dir, tail) for s in result.stages],
+        "cases": [_case(c, run_dir, tail) for c in result.cases],
         "vms": vms(result.hosts, run_dir),
     }
 
 
-def write_json(result: RunResult, path: Path, run_dir: Path | None = None) -> None:
+def write_json(result: RunRecord | RunResult, path: Path, run_dir: Path | None = None) -> None:
     dump_json(to_json(result, run_dir), path)
 
 
@@ -206,9 +165,7 @@ def _strip_derived(value: Any) -> Any:
 
 def from_json(data: dict[str, Any]) -> RunResult:
     """A results.json read back, checked: it may come from anywhere."""
-    from pydantic import TypeAdapter  # only readers pay for pydantic
-
-    return TypeAdapter(RunResult).validate_python(_strip_derived(data))
+    return decode(RunResult, _strip_derived(data))
 
 
 def read_json(path: Path) -> RunResult:

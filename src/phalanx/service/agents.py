@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from phalanx.coordinator.agents import Sighting
-from phalanx.service.queue import split_stage_id
 from phalanx.store.agents import Agents
 
 if TYPE_CHECKING:
@@ -80,19 +79,13 @@ class SeenRecorder:
 
 def current_stages(service: Service) -> dict[str, tuple[str, str | None, str, datetime | None]]:
     """host -> (run id, case, stage, since) of the stage each host runs
-    now, read from the live run holding the host."""
+    now, as the running runs' boards have it."""
     found: dict[str, tuple[str, str | None, str, datetime | None]] = {}
-    for host in list(service.hub.holders):
-        holder = service.hub.holder(host)
-        run_id = getattr(holder, "run_id", None)
-        run_host = getattr(holder, "hosts", {}).get(host)
-        pending = getattr(run_host, "pending", None)
-        if not run_id or not pending:
+    for active in list(service.queue.active.values()):
+        if active.live is None:
             continue
-        stage_id, waiting = next(iter(pending.items()))
-        case, stage = split_stage_id(run_id, stage_id)
-        since = getattr(waiting, "sent_at", None)
-        found[host] = (run_id, case, stage, since if isinstance(since, datetime) else None)
+        for host, (case, stage, since) in active.live.board.running().items():
+            found[host] = (active.id, case, stage, since)
     return found
 
 

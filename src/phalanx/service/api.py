@@ -30,6 +30,7 @@ from phalanx.service.agents import known
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal, Role
 from phalanx.service.definitions import Catalog, SuiteEntry
+from phalanx.service.documents import next_change, run_document
 from phalanx.service.queue import ALERTS_FILE, NotActive
 from phalanx.store.errors import NotFound
 from phalanx.store.runs import RunSummary
@@ -37,7 +38,6 @@ from phalanx.store.runs import RunSummary
 SESSION_COOKIE = "phalanx_session"
 MAX_READ = 1024 * 1024  # one ranged read of an output file
 DEFAULT_READ = 64 * 1024
-EVENTS_POLL = 0.25  # how often an event stream looks for changes
 
 RunId = Annotated[str, PathParam(min_length=1, max_length=200)]
 
@@ -185,12 +185,13 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/api/runs/{run_id}", tags=["runs"])
     async def run(run_id: RunId, who: Reader) -> dict[str, Any]:
-        document = await service.store.runs.load_run(run_id)
-        if document is None:
+        """The run's results.json document (while it runs: as far as it has
+        come), with `queued_at`, `trigger`, `waiting` and `alerts`."""
+        found = await run_document(service, run_id)
+        if found is None:
             raise ApiError(404, f"no run {run_id!r}")
-        document["waiting"] = service.queue.waiting(run_id) or None
-        summary = await service.store.runs.get(run_id)
-        document["alerts"] = await _alerts(summary.folder if summary else None)
+        summary, document = found
+        document["alerts"] = await _alerts(summary.folder)
         return document
 
     @app.get(
@@ -206,19 +207,19 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(404, f"no run {run_id!r}")
 
         async def stream() -> AsyncIterator[str]:
-            last = None
+            last, seen = None, -1
             while True:
-                document = await service.store.runs.load_run(run_id)
-                if document is None:
+                found = await run_document(service, run_id)
+                if found is None:
                     return
-                document["waiting"] = service.queue.waiting(run_id) or None
+                _, document = found
                 text = json.dumps(document)
                 if text != last:
                     last = text
                     yield f"event: run\ndata: {text}\n\n"
                 if document["status"] not in ("queued", "running"):
                     return
-                await asyncio.sleep(EVENTS_POLL)
+                seen = await next_change(service, run_id, seen)
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 

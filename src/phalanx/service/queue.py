@@ -5,10 +5,11 @@ A run is created `queued` in the store with a snapshot of the suite's
 definition; the `Suite` itself is kept here, so a reload of the repo never
 reaches a queued or running run. A cluster runs one run at a time, the
 others wait in the order they were queued (different clusters run at once).
-Every host's result of a stage is written to the store before the agent's
-ack (the fleet's journal awaits it), the final result when the run ends,
-then the alerts go out (how that went is kept beside the run, `alerts.json`
-in its folder) and retention prunes old runs.
+A running run's events go to its `LiveRun` (service/live.py), which folds
+them for every reader and writes each host's result to the store as it
+ends, before the agent's ack; the final record when the run ends, then the
+alerts go out (how that went is kept beside the run, `alerts.json` in its
+folder) and retention prunes old runs.
 """
 
 from __future__ import annotations
@@ -17,21 +18,20 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phalanx import layout
 from phalanx.coordinator.runs import Coordinator, RunOptions, run_suite
-from phalanx.engine.step import SUITE_SCOPE, Cancellation
+from phalanx.engine.step import Cancellation
+from phalanx.events import Event, HostStageEnded, Sink
 from phalanx.model import PROVIDER_AGENTS, RunResult, Status, Suite
 from phalanx.service import alerts
+from phalanx.service.live import LiveRun
 from phalanx.store.errors import NotFound
-from phalanx.store.runs import HostStageRecord, RunSummary
+from phalanx.store.runs import RunSummary
 from phalanx.store.store import Store
-from phalanx.tasks import Outcome
-from phalanx.wire.messages import StageResult
 
 if TYPE_CHECKING:
     from phalanx.service.metrics import ServiceMetrics
@@ -57,6 +57,7 @@ class ActiveRun:
     waiting: str = ""  # e.g. "waiting for agents: a, b"
     task: asyncio.Task[None] | None = None
     root: Path | None = None  # the definitions repo it came from (its hosts may read it)
+    live: LiveRun | None = None  # once it runs: its fold and its store records
 
     @property
     def started(self) -> bool:
@@ -196,18 +197,20 @@ class RunQueue:
                 if text:
                     log.info("run %s: %s", active.id, text)
 
+            live = active.live = LiveRun(active.id, self.store.runs)
             options = RunOptions(
                 results=self.settings.results,
                 heartbeat_timeout=self.settings.heartbeat_timeout,
                 connect_timeout=self.settings.connect_timeout,
                 run_id=active.id,
                 provider=PROVIDER_AGENTS,
-                journal=self._journal(active.id),
+                recorder=live,
                 on_status=status,
             )
             result, folder = await run_suite(
-                self.coordinator, active.suite, options, (), active.cancellation
+                self.coordinator, active.suite, options, self._sinks(), active.cancellation
             )
+            await live.flush()  # every host's row first: the final record overwrites them
             await self.store.runs.record_run_result(result, folder=folder)
             self._ended(result.status.value)
             log.info("run %s ended: %s", active.id, result.status.value)
@@ -228,35 +231,18 @@ class RunQueue:
         if self.metrics is not None:
             self.metrics.run_ended(status)
 
-    def _journal(self, run_id: str) -> Callable[[str, StageResult], Awaitable[None]]:
-        runs = self.store.runs
+    def _sinks(self) -> list[Sink]:
+        metrics = self.metrics
+        if metrics is None:
+            return []
 
-        async def write(record: HostStageRecord) -> None:
-            await runs.record_stage_result(record)
+        def observe(event: Event) -> None:
+            if isinstance(event, HostStageEnded):
+                result = event.result
+                if result.started_at is not None and result.ended_at is not None:
+                    metrics.stage_ended(result.started_at, result.ended_at)
 
-        def journal(host: str, message: StageResult) -> Awaitable[None]:
-            if self.metrics is not None:
-                self.metrics.stage_ended(message.started_at, message.ended_at)
-            case, stage = split_stage_id(run_id, message.stage_id)
-            return write(
-                HostStageRecord(
-                    run_id=run_id,
-                    stage_id=message.stage_id,
-                    host=host,
-                    case=case,
-                    stage=stage,
-                    status=provisional_status(message.outcome),
-                    reason=message.outcome.error,
-                    exit_code=message.outcome.exit_code,
-                    signal=message.outcome.signal,
-                    data=message.outcome.data,
-                    output=layout.output_path(case, stage, host),
-                    started_at=message.started_at,
-                    ended_at=message.ended_at,
-                )
-            )
-
-        return journal
+        return [observe]
 
     async def _alert(self, suite: Suite, result: RunResult, folder: Path) -> None:
         planned = alerts.plan(result, suite, public_url=self.settings.public_url)
@@ -279,27 +265,6 @@ class RunQueue:
         gone = await self.store.runs.prune(self.settings.keep_days, self.settings.keep_runs)
         if gone:
             log.info("retention removed %d run(s)", len(gone))
-
-
-def split_stage_id(run_id: str, stage_id: str) -> tuple[str | None, str]:
-    """The case (None: the suite's own stages) and stage of an engine stage
-    id (`engine.step.stage_id`: run, index, case, stage)."""
-    rest = stage_id.removeprefix(f"{run_id}:")
-    _, _, rest = rest.partition(":")
-    case, _, stage = rest.rpartition(":")
-    return (None if case == SUITE_SCOPE else case), stage
-
-
-def provisional_status(outcome: Outcome) -> str:
-    """How a host's result reads before the run judges it (the run's end
-    writes the judged one over it)."""
-    if outcome.error is not None:
-        return Status.ERROR.value
-    if outcome.timed_out:
-        return Status.TIMEOUT.value
-    if outcome.cancelled:
-        return Status.CANCELLED.value
-    return Status.PASSED.value if outcome.exit_code == 0 else Status.FAILED.value
 
 
 def snapshot(suite: Suite) -> dict[str, Any]:

@@ -1,18 +1,14 @@
 """The run folder on disk: stage output per host (the bytes the program
-wrote, undecoded), collected logs, and the journal of results (written
-before the agent's result is acked)."""
+wrote, undecoded) and collected logs. The run's record is results.json,
+written at its end; the service keeps it in its store as it goes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from phalanx import layout
 from phalanx.events import Event, HostLogs, HostOutput, HostStageEnded, RunEnded
-
-if TYPE_CHECKING:  # the wire's models cost ~16 ms to import; runs without agents skip them
-    from phalanx.wire.messages import StageResult
 
 
 class RunFolder:
@@ -22,7 +18,6 @@ class RunFolder:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         self._outputs: dict[tuple[str | None, str, str], IO[bytes]] = {}
-        self._journal = (path / layout.JOURNAL).open("a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
         match event:
@@ -50,16 +45,7 @@ class RunFolder:
             case RunEnded():
                 self.close()
 
-    def journal(self, host: str, result: StageResult) -> None:
-        if self._journal.closed:
-            return
-        record = {"host": host, **result.model_dump(mode="json")}
-        self._journal.write(json.dumps(record) + "\n")
-        self._journal.flush()
-
     def close(self) -> None:
         for f in self._outputs.values():
             f.close()
         self._outputs.clear()
-        if not self._journal.closed:
-            self._journal.close()

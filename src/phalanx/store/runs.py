@@ -25,8 +25,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from phalanx.codec import columns, decode, field_names, iso
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status, worst
-from phalanx.report.json import iso, jsonable, to_json
+from phalanx.report.json import to_json
 from phalanx.store.db import Database, rowcount
 from phalanx.store.errors import NotFound
 from phalanx.store.ingest import GroupCommit, write_host_results
@@ -47,73 +48,33 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, kw_only=True)
 class HostStageRecord:
-    """One host's result of one stage, as `record_stage_result` stores it.
-
-    `stage_id` is the engine's (`engine.step.stage_id`): unique in the run,
-    and with `host` the key that makes recording a result twice harmless.
-    `case` is None for the suite's own stages. `output` and `logs` are paths
-    relative to the run folder.
-    """
+    """One host's result of one stage (`HostResult`, the record the engine
+    judged), and where it belongs: its run, the engine's stage id (opaque,
+    unique in the run: with `host` the key that makes recording a result
+    twice harmless), its case (None: the suite's own stages) and stage."""
 
     run_id: str
     stage_id: str
-    host: str
     case: str | None
     stage: str
-    status: str
-    reason: str | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    data: Any = None
-    output: str | None = None
-    logs: Sequence[str] = ()
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    result: HostResult
 
-    @classmethod
-    def of(
-        cls, run_id: str, stage_id: str, case: str | None, stage: str, result: HostResult
-    ) -> HostStageRecord:
-        """The record of a judged `HostResult` (what `HostStageEnded` carries)."""
-        return cls(
-            run_id=run_id,
-            stage_id=stage_id,
-            host=result.host,
-            case=case,
-            stage=stage,
-            status=result.status.value,
-            reason=result.reason,
-            exit_code=result.exit_code,
-            data=result.data,
-            output=result.output,
-            logs=tuple(result.logs),
-            started_at=result.started_at,
-            ended_at=result.ended_at,
-        )
-
-    def row(self) -> dict[str, Any]:
-        """The record as a stage_results row (column names)."""
-        values = self.values()
-        values["case_name"] = values.pop("case")
-        return values | {"position": None}
-
-    def values(self) -> dict[str, Any]:
+    def row(self, position: int | None = None) -> dict[str, Any]:
+        """The record as a stage_results row (column names): every field of
+        the result (`codec.columns`) under its own name."""
         return {
             "run_id": self.run_id,
             "stage_id": self.stage_id,
-            "host": self.host,
-            "case": self.case,
+            "case_name": self.case,
             "stage": self.stage,
-            "status": str(self.status),
-            "reason": self.reason,
-            "exit_code": self.exit_code,
-            "signal": self.signal,
-            "data": jsonable(self.data),
-            "output": self.output,
-            "logs": list(self.logs),
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
+            "position": position,
+            **columns(self.result),
         }
+
+
+# What a stored host result holds of the record: all of it, field by field
+# as the record declares them (tests/store check a new field has a column).
+HOST_FIELDS = field_names(HostResult)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,9 +124,6 @@ def _status(value: str) -> Status:
         return Status(value)
     except ValueError:
         return Status.PENDING
-
-
-_HOST_FIELDS = ("status", "reason", "exit_code", "signal", "data", "output", "logs")
 
 
 class Runs:
@@ -322,22 +280,27 @@ class Runs:
                     )
                 )
                 for host_position, host in enumerate(stage.hosts):
-                    record = HostStageRecord.of(
-                        result.run_id,
-                        f"{result.run_id}:result:{case_name or 'suite'}:{stage.name}",
-                        case_name,
-                        stage.name,
-                        host,
-                    )
-                    values = record.values()
+                    values = columns(host)
                     found = existing.get((case_name, stage.name, host.host))
                     if found is None:
-                        s.add(HostResultRow(**values, position=host_position))
+                        # A host's part that never ran (a skipped stage) has
+                        # no engine stage id: its key names case and stage.
+                        key = f"{result.run_id}:result:{case_name or 'suite'}:{stage.name}"
+                        s.add(
+                            HostResultRow(
+                                run_id=result.run_id,
+                                stage_id=key,
+                                case=case_name,
+                                stage=stage.name,
+                                position=host_position,
+                                **values,
+                            )
+                        )
                         continue
                     kept.add(found.id)
                     found.position = host_position
-                    for key in (*_HOST_FIELDS, "started_at", "ended_at"):
-                        setattr(found, key, values[key])
+                    for name, value in values.items():
+                        setattr(found, name, value)
             stale = [h.id for h in existing.values() if h.id not in kept]
             if stale:
                 await s.execute(delete(HostResultRow).where(HostResultRow.id.in_(stale)))
@@ -567,16 +530,6 @@ async def _build(s: AsyncSession, row: RunRow) -> RunResult:
     )
     for h in hosts:
         build.stage(h.case, h.stage).hosts.append(
-            HostResult(
-                host=h.host,
-                status=_status(h.status),
-                exit_code=h.exit_code,
-                started_at=h.started_at,
-                ended_at=h.ended_at,
-                output=h.output,
-                reason=h.reason,
-                logs=list(h.logs or []),
-                data=h.data,
-            )
+            decode(HostResult, {name: getattr(h, name) for name in HOST_FIELDS})
         )
     return build.finish()

@@ -11,6 +11,7 @@ cookie's SameSite=Lax that keeps other sites from acting for a user.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import time
@@ -27,13 +28,14 @@ from starlette.staticfiles import StaticFiles
 from phalanx.coordinator.auth import bearer
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import AuthError, Principal, Role
+from phalanx.service.documents import next_change
 from phalanx.service.queue import NotActive
 from phalanx.service.web import charts, output, views
 from phalanx.service.web.render import Pages
 from phalanx.store.errors import Conflict, NotFound
 
 STATIC = Path(__file__).parent / "static"
-RUN_POLL = 0.5  # how often a run's live fragment is rendered again (sent only when it changed)
+DISCONNECT_CHECK = 5.0  # at most this long between two looks at whether a page is still open
 PAGE_POLL = 2.0  # the same for the dashboard and the lists
 LIVE_FOR = 600.0  # a page's stream ends after this; the browser reconnects
 
@@ -164,9 +166,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         request: Request,
         render: Callable[[], Awaitable[tuple[str, bool]]],
         event: str,
-        every: float,
+        wait: Callable[[], Awaitable[None]],
     ) -> AsyncIterator[str]:
-        """`event` with the fragment each time it changes; `end` once it is final."""
+        """`event` with the fragment each time it changes (`wait` returns
+        when it may have); `end` once it is final."""
         last = ""
         deadline = time.monotonic() + LIVE_FOR
         while time.monotonic() < deadline and not await request.is_disconnected():
@@ -178,7 +181,9 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             if final:
                 yield _sse("end", "")
                 return
-            await asyncio.sleep(every)
+            # A page no longer shown must not hold its stream open for long.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wait(), DISCONNECT_CHECK)
 
     @page("/live/{name}", live=True)
     async def live(request: Request, who: Principal | None) -> Response:
@@ -190,7 +195,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         async def render() -> tuple[str, bool]:
             return pages.fragment(template, who, **await gather()), False
 
-        return Streaming(stream(request, render, "page", PAGE_POLL), media_type="text/event-stream")
+        async def wait() -> None:
+            await asyncio.sleep(PAGE_POLL)
+
+        return Streaming(stream(request, render, "page", wait), media_type="text/event-stream")
 
     # --- pages ------------------------------------------------------------------------
 
@@ -248,7 +256,13 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             html = pages.fragment("run_live.html", who, run=view, parts=pages.report_parts(view))
             return html, not view.active
 
-        return Streaming(stream(request, render, "live", RUN_POLL), media_type="text/event-stream")
+        seen = -1
+
+        async def changed() -> None:
+            nonlocal seen
+            seen = await next_change(service, run_id, seen)
+
+        return Streaming(stream(request, render, "live", changed), media_type="text/event-stream")
 
     @page("/runs/{run_id}/files/{path:path}")
     async def run_file(request: Request, who: Principal | None) -> Response:

@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import quote
 
 from phalanx import layout
-from phalanx.report.json import output_tail
 from phalanx.service.agents import AgentInfo, current_stages, known
 from phalanx.service.app import Service
 from phalanx.service.definitions import Catalog, SuiteEntry
+from phalanx.service.documents import run_document
 from phalanx.service.web.charts import Point
 from phalanx.store.runs import ACTIVE, RunSummary
 
@@ -282,71 +282,15 @@ REPORT_FILES = (layout.RESULTS_JSON, layout.JUNIT_XML, layout.RESULTS_TAP, layou
 
 
 async def run(service: Service, run_id: str) -> RunView | None:
-    summary = await service.store.runs.get(run_id)
-    report = await service.store.runs.load_run(run_id)
-    if summary is None or report is None:
+    found = await run_document(service, run_id, tail=TAIL)
+    if found is None:
         return None
-    if summary.status in ACTIVE:
-        definition = await service.store.runs.definition(run_id) or {}
-        _add_pending_cases(report, definition.get("cases") or [])
-        _add_running(report, service, run_id)
+    summary, report = found
     files: list[str] = []
     if summary.folder is not None:
         folder: Path = summary.folder
-        files = await asyncio.to_thread(_with_tails, report, folder)
+        files = await asyncio.to_thread(lambda: [n for n in REPORT_FILES if (folder / n).is_file()])
     return RunView(summary, report, files, service.queue.waiting(run_id))
-
-
-def _add_pending_cases(report: dict[str, Any], names: list[str]) -> None:
-    """The cases the run has not come to yet, as pending rows."""
-    known = {c.get("name") for c in report.setdefault("cases", [])}
-    report["cases"] += [
-        {"name": n, "status": "pending", "stages": []} for n in names if n not in known
-    ]
-
-
-def _add_running(report: dict[str, Any], service: Service, run_id: str) -> None:
-    """The stage each host runs now, as a running host result (the store
-    has a host's result only once its stage ended)."""
-    for host, (rid, case, stage, since) in sorted(current_stages(service).items()):
-        if rid != run_id:
-            continue
-        if case is None:
-            stages = report.setdefault("stages", [])
-        else:
-            found = next((c for c in report.get("cases", []) if c.get("name") == case), None)
-            if found is None:
-                found = {"name": case, "status": "running", "stages": []}
-                report.setdefault("cases", []).append(found)
-            found["status"] = "running"
-            stages = found.setdefault("stages", [])
-        entry = next((st for st in stages if st.get("name") == stage), None)
-        if entry is None:
-            entry = {"name": stage, "status": "running", "hosts": []}
-            stages.append(entry)
-        entry["status"] = "running"
-        entry.setdefault("hosts", []).append(
-            {
-                "host": host,
-                "status": "running",
-                "started_at": since.isoformat() if since is not None else None,
-                "ended_at": None,
-                "output": layout.output_path(case, stage, host),
-            }
-        )
-
-
-def _with_tails(report: dict[str, Any], folder: Path) -> list[str]:
-    """Fill in each host's output tail and size from the run folder (as
-    results.json has them); the report files that are there."""
-    for case in [{"stages": report.get("stages", [])}, *report.get("cases", [])]:
-        for stage in case.get("stages", []):
-            for host in stage.get("hosts", []):
-                if host.get("output") and host.get("output_tail") is None:
-                    found = output_tail(folder / host["output"], TAIL)
-                    if found is not None:
-                        host["output_tail"], host["output_size"] = found
-    return [n for n in REPORT_FILES if (folder / n).is_file()]
 
 
 # --- suite history ------------------------------------------------------------------------
