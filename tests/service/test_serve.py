@@ -67,12 +67,13 @@ def make_repo(root: Path) -> Path:
 
 
 def wait_case_a(client: httpx.Client, run_id: str) -> None:
-    """Until case a's run stage is recorded (case b's long stage has started)."""
+    """Until case a has ended and case b's long stage runs (a's results were
+    acked, so recorded, before b began)."""
     deadline = time.monotonic() + 60
     while True:
         cases = client.get(f"/api/runs/{run_id}").json()["cases"]
-        done = [c for c in cases if c["name"] == "a" and c["stages"]]
-        if done and any(s["name"] == "run" for s in done[0]["stages"]):
+        a, b = (next(c for c in cases if c["name"] == name) for name in ("a", "b"))
+        if a["status"] == "passed" and any(s["name"] == "run" for s in b["stages"]):
             return
         assert time.monotonic() < deadline, cases
         time.sleep(0.1)

@@ -82,8 +82,6 @@ def current_stages(service: Service) -> dict[str, tuple[str, str | None, str, da
     now, as the running runs' boards have it."""
     found: dict[str, tuple[str, str | None, str, datetime | None]] = {}
     for active in list(service.queue.active.values()):
-        if active.live is None:
-            continue
         for host, (case, stage, since) in active.live.board.running().items():
             found[host] = (active.id, case, stage, since)
     return found

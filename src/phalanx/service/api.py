@@ -38,6 +38,7 @@ from phalanx.store.runs import RunSummary
 SESSION_COOKIE = "phalanx_session"
 MAX_READ = 1024 * 1024  # one ranged read of an output file
 DEFAULT_READ = 64 * 1024
+KEEPALIVE = 15.0  # seconds between an event stream's signs of life when nothing changes
 
 RunId = Annotated[str, PathParam(min_length=1, max_length=200)]
 
@@ -219,7 +220,12 @@ def create_app(service: Service) -> FastAPI:
                     yield f"event: run\ndata: {text}\n\n"
                 if document["status"] not in ("queued", "running"):
                     return
-                seen = await next_change(service, run_id, seen)
+                try:
+                    seen = await asyncio.wait_for(next_change(service, run_id, seen), KEEPALIVE)
+                except TimeoutError:
+                    # Nothing changed for a while: a comment line, so that the
+                    # client can tell a quiet run from a dead connection.
+                    yield ": keepalive\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 

@@ -22,15 +22,16 @@ from phalanx.service.app import Service
 from phalanx.service.live import LiveRun
 from phalanx.store.runs import ACTIVE, RunSummary
 
-# How often a run's stream looks again when nothing tells it of a change (a
-# queued run, waiting for its turn): what it sends still waits for a change.
-QUEUED_POLL = 1.0
+# How often a stream looks again at a run no live state tells of: one a
+# service before this one left queued or running (it reads `interrupted`).
+STALE_POLL = 1.0
 # A stream coalesces what happens within this time into one document: a
 # stage printing thousands of lines a second is not re-sent per line.
 COALESCE = 0.1
 
 
 def live_run(service: Service, run_id: str) -> LiveRun | None:
+    """The run's live state while the service has it queued or running."""
     active = service.queue.active.get(run_id)
     return active.live if active is not None else None
 
@@ -46,10 +47,8 @@ async def run_document(
     record: RunRecord | RunResult | None
     if live is not None and live.board.run_id:
         record = live.board.record()
-        status = record.status.value
     else:
         record = await service.store.runs.load_result(run_id)
-        status = summary.status
         if record is None:
             return None
         if summary.status in ACTIVE and not record.cases:
@@ -58,7 +57,9 @@ async def run_document(
             names = definition.get("cases") or []
             record.cases = [CaseResult(name=str(name)) for name in names]
     document = await asyncio.to_thread(to_json, record, summary.folder, tail)
-    document["status"] = status
+    # The store's: a run is over for its readers once its record and its
+    # reports are kept (its events end a moment before).
+    document["status"] = summary.status
     document["queued_at"] = iso(summary.queued_at)
     document["trigger"] = summary.trigger
     document["waiting"] = service.queue.waiting(run_id) or None
@@ -69,8 +70,8 @@ async def next_change(service: Service, run_id: str, seen: int) -> int:
     """Wait until the run may read differently than at version `seen` (of
     its live run; -1: before it started); the version to pass next."""
     live = live_run(service, run_id)
-    if live is None:
-        await asyncio.sleep(QUEUED_POLL)
+    if live is None:  # ended (the next document says so), or left by a service before
+        await asyncio.sleep(STALE_POLL)
         return -1
     version = await live.changed(seen)
     await asyncio.sleep(COALESCE)

@@ -28,8 +28,8 @@ DURABLE_TIMEOUT = 30.0
 
 
 class LiveRun:
-    """One run's events in, its board and store rows out. Call it as a sink
-    from the run's own event loop."""
+    """One run's events in, its board and store rows out. Made when the run
+    is queued; call it as a sink from the run's own event loop."""
 
     def __init__(self, run_id: str, runs: Runs) -> None:
         self.run_id = run_id
@@ -100,6 +100,12 @@ class LiveRun:
         await self.runs.flush()
 
     # --- readers ----------------------------------------------------------------------
+
+    def touch(self, *, ended: bool = False) -> None:
+        """Something readers see changed outside the run's events: it left
+        the queue, or ended there (`ended`)."""
+        self.ended = self.ended or ended
+        self._bump()
 
     def _bump(self) -> None:
         self.version += 1

@@ -53,11 +53,11 @@ class ActiveRun:
     id: str
     suite: Suite
     cluster: str
+    live: LiveRun  # its fold and its store records, and how readers hear of a change
     cancellation: Cancellation = field(default_factory=Cancellation)
     waiting: str = ""  # e.g. "waiting for agents: a, b"
     task: asyncio.Task[None] | None = None
     root: Path | None = None  # the definitions repo it came from (its hosts may read it)
-    live: LiveRun | None = None  # once it runs: its fold and its store records
 
     @property
     def started(self) -> bool:
@@ -99,7 +99,8 @@ class RunQueue:
             definition=snapshot(suite),
             folder=self.settings.results / run_id,
         )
-        self.active[run_id] = ActiveRun(run_id, suite, suite.cluster.name, root=root)
+        live = LiveRun(run_id, self.store.runs)
+        self.active[run_id] = ActiveRun(run_id, suite, suite.cluster.name, live, root=root)
         log.info("run %s of suite %s queued (%s)", run_id, suite.name, trigger)
         self._dispatch()
         return summary
@@ -117,6 +118,7 @@ class RunQueue:
         if not active.started:
             del self.active[run_id]
             await self.store.runs.end(run_id, Status.CANCELLED, reason)
+            active.live.touch(ended=True)
             self._ended(Status.CANCELLED.value)
             log.info("run %s cancelled in the queue by %s", run_id, by)
             return Status.CANCELLED.value
@@ -190,6 +192,7 @@ class RunQueue:
         assert self.coordinator is not None
         try:
             await self.store.runs.start(active.id)
+            active.live.touch()
             log.info("run %s of suite %s started", active.id, active.suite.name)
 
             def status(text: str) -> None:
@@ -197,7 +200,7 @@ class RunQueue:
                 if text:
                     log.info("run %s: %s", active.id, text)
 
-            live = active.live = LiveRun(active.id, self.store.runs)
+            live = active.live
             options = RunOptions(
                 results=self.settings.results,
                 heartbeat_timeout=self.settings.heartbeat_timeout,
@@ -225,6 +228,7 @@ class RunQueue:
             self._ended(Status.ERROR.value)
         finally:
             self.active.pop(active.id, None)
+            active.live.touch(ended=True)  # readers now find it in the store
             self._dispatch()
 
     def _ended(self, status: str) -> None:

@@ -4,14 +4,17 @@ with `--wait`, follow it to its end and exit with its exit code.
 (its current definition), all of it or only the cases that failed.
 
 The token (a user API token from `phalanx user token`, operator or admin)
-comes from `--token-file`, else `$PHALANX_TOKEN`. Following polls
-`GET /api/runs/{id}` twice a second and prints a line per change, like
-`phalanx run --plain`.
+comes from `--token-file`, else `$PHALANX_TOKEN`. Following reads the
+run's event stream (`GET /api/runs/{id}/events`: its document at each
+change) and prints a line per change, in the order things happened, like
+`phalanx run --plain`: each stage and case as it ends, and each host that
+did not pass a stage (a lost agent among them) as soon as the run knows.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -23,9 +26,10 @@ from phalanx.exits import EXIT_DEFINITIONS, EXIT_INFRASTRUCTURE, EXIT_OK, for_st
 from phalanx.model import Status
 
 TOKEN_ENV = "PHALANX_TOKEN"
-POLL = 0.5
+RETRY = 0.5  # after a dropped stream, before the next
 UNREACHABLE = 60.0  # give up after the coordinator has not answered for this long
 REQUEST_TIMEOUT = 30.0
+STREAM_SILENCE = 60.0  # the service sends a sign of life every 15 s; more silence is a dead link
 
 
 def add_command(
@@ -126,30 +130,39 @@ def _follow(client: Any, run_id: str) -> int:
 
     shown: dict[str, str] = {}
     last_answer = time.monotonic()
+    timeout = httpx.Timeout(REQUEST_TIMEOUT, read=STREAM_SILENCE)
     while True:
         try:
-            response = client.get(f"/api/runs/{run_id}")
+            with client.stream("GET", f"/api/runs/{run_id}/events", timeout=timeout) as response:
+                if response.status_code != 200:
+                    response.read()
+                    _err(f"error: {response.status_code}: {_message(response)}")
+                    return EXIT_INFRASTRUCTURE
+                for line in response.iter_lines():
+                    last_answer = time.monotonic()
+                    if not line.startswith("data: "):
+                        continue  # the event's name, a keepalive, a blank line
+                    document = json.loads(line.removeprefix("data: "))
+                    _progress(document, shown)
+                    status = document.get("status")
+                    if status not in ("queued", "running"):
+                        return _ended(run_id, document)
         except httpx.HTTPError as exc:
             if time.monotonic() - last_answer > UNREACHABLE:
                 _err(f"error: the coordinator stopped answering: {exc}")
                 return EXIT_INFRASTRUCTURE
-            time.sleep(POLL)
-            continue
-        last_answer = time.monotonic()
-        if response.status_code != 200:
-            _err(f"error: {response.status_code}: {_message(response)}")
-            return EXIT_INFRASTRUCTURE
-        document = response.json()
-        _progress(document, shown)
-        status = document.get("status")
-        if status not in ("queued", "running"):
-            reason = document.get("reason")
-            print(f"run {run_id}: {status}" + (f" ({reason})" if reason else ""), flush=True)
-            try:
-                return for_status(Status(status))
-            except ValueError:
-                return EXIT_INFRASTRUCTURE  # interrupted: the service stopped under it
-        time.sleep(POLL)
+        # The stream ended early (the service restarted, a proxy cut it): again.
+        time.sleep(RETRY)
+
+
+def _ended(run_id: str, document: dict[str, Any]) -> int:
+    status = str(document.get("status"))
+    reason = document.get("reason")
+    print(f"run {run_id}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+    try:
+        return for_status(Status(status))
+    except ValueError:
+        return EXIT_INFRASTRUCTURE  # interrupted: the service stopped under it
 
 
 def _progress(document: dict[str, Any], shown: dict[str, str]) -> None:
@@ -163,13 +176,17 @@ def _progress(document: dict[str, Any], shown: dict[str, str]) -> None:
     stages = document.get("stages") or []
     first = [s for s in stages if s["name"] == "initialize"]
     for stage in first:
+        lines += _hosts_not_passing(f"suite {stage['name']}", stage)
         lines.append((f"suite {stage['name']}", stage["status"]))
     for case in document.get("cases") or []:
         for stage in case.get("stages") or []:
-            lines.append((f"{case['name']} {stage['name']}", stage["status"]))
+            where = f"{case['name']} {stage['name']}"
+            lines += _hosts_not_passing(where, stage)
+            lines.append((where, stage["status"]))
         lines.append((f"{case['name']}", case["status"]))
     for stage in stages:
         if stage not in first:
+            lines += _hosts_not_passing(f"suite {stage['name']}", stage)
             lines.append((f"suite {stage['name']}", stage["status"]))
     if ended:
         lines.append(("run", status))
@@ -180,3 +197,16 @@ def _progress(document: dict[str, Any], shown: dict[str, str]) -> None:
             shown[key] = value
             stamp = time.strftime("%H:%M:%S")
             print(f"{stamp} {key}: {value}" if key != "waiting" else f"{stamp} {value}", flush=True)
+
+
+def _hosts_not_passing(where: str, stage: dict[str, Any]) -> list[tuple[str, str]]:
+    """A line for each host that ended `stage` without passing, while the
+    others may still run it: `greet run r2.t.test: error (agent lost: ...)`."""
+    lines = []
+    for host in stage.get("hosts") or []:
+        status = host.get("status")
+        if status in ("passed", "skipped", "pending", "running"):
+            continue
+        reason = host.get("reason")
+        lines.append((f"{where} {host['host']}", f"{status}" + (f" ({reason})" if reason else "")))
+    return lines
