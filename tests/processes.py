@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from tests.eventually import eventually
+
 
 def alive(pid: int) -> bool:
     """Running, stopped or sleeping; a zombie waiting for its reaper is dead."""
@@ -35,19 +37,22 @@ def gone(pid: int, within: float = 5.0) -> bool:
 def wait_for(paths: Path | Iterable[Path], proc: subprocess.Popen[str], within: float = 60) -> None:
     """Until every path exists; fails at once if `proc` ended first."""
     wanted = [paths] if isinstance(paths, Path) else list(paths)
-    deadline = time.monotonic() + within
-    while not all(p.exists() for p in wanted):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"never appeared: {wanted}"
-        time.sleep(0.05)
+
+    def there() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the process ended first: {proc.communicate()}")
+        return all(p.exists() for p in wanted)
+
+    eventually(there, within=within, what=f"{wanted}")
 
 
 def run_folder(cwd: Path, proc: subprocess.Popen[str], within: float = 30) -> Path:
     """The one run folder `proc` (a `phalanx run` in `cwd`) makes."""
-    deadline = time.monotonic() + within
-    while not (runs := list((cwd / "phalanx-results").glob("*"))):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no run folder"
-        time.sleep(0.05)
-    (run,) = runs
+
+    def found() -> list[Path]:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the process ended first: {proc.communicate()}")
+        return list((cwd / "phalanx-results").glob("*"))
+
+    (run,) = eventually(found, within=within, what="a run folder")
     return run

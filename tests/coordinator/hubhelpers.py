@@ -30,6 +30,7 @@ from phalanx.wire.messages import (
     SyncArrive,
     SyncRelease,
 )
+from tests.eventually import eventually_async
 
 # Not parse_coordinator_message: its JSON parser caches the strings it reads
 # (request ids, stage ids), which a test counting memory would count.
@@ -113,6 +114,4 @@ def result(stage_id: str, exit_code: int = 0) -> StageResult:
 
 
 async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
+    await eventually_async(predicate, within=timeout, what="the hub's state")

@@ -12,8 +12,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from tests.eventually import eventually
 from tests.processes import alive, gone
 from tests.service.test_serve import Served, make_repo, start, stop, user_token, wait_run
 from tests.vms import BOOT, needs_qemu
@@ -62,11 +64,8 @@ def start_hypervisor(
     return daemon
 
 
-def wait_for(what: str, check: object, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
+def wait_for(what: str, check: Callable[[], object], within: float) -> None:
+    eventually(check, within=within, what=what)
 
 
 @needs_qemu

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.eventually import eventually
 from tests.processes import gone
 from tests.service.test_serve import Served, start, stop, user_token, wait_run
 
@@ -223,16 +224,13 @@ def test_a_lost_host_releases_its_peers_barrier_under_serve(
     agents = remote_agents(served, tmp_path)
     try:
         with served.client(token) as client:
-            deadline = time.monotonic() + 30
-            while "lossy" not in [s["name"] for s in client.get("/api/suites").json()]:
-                assert time.monotonic() < deadline, "the service never saw the new suite"
-                time.sleep(0.1)
+            eventually(
+                lambda: "lossy" in [s["name"] for s in client.get("/api/suites").json()],
+                what="the service seeing the new suite",
+            )
             run = client.post("/api/suites/lossy/runs").json()["id"]
-            deadline = time.monotonic() + 60
-            while not (tmp_path / "r1-started").exists():
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            time.sleep(1)
+            eventually((tmp_path / "r1-started").exists, within=60, what="r1's stage starting")
+            time.sleep(1)  # well into the stage; the peers sleep 1 s (before) or 10 s (after)
             killed_at = time.monotonic()
             os.killpg(agents[0].pid, signal.SIGKILL)
             document = wait_run(client, run, ENDED, within=60)

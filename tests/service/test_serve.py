@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
+from tests.eventually import eventually
 from tests.processes import gone
 from tests.service.test_admin import PASSWORD, phalanx
 
@@ -69,14 +70,13 @@ def make_repo(root: Path) -> Path:
 def wait_case_a(client: httpx.Client, run_id: str) -> None:
     """Until case a has ended and case b's long stage runs (a's results were
     acked, so recorded, before b began)."""
-    deadline = time.monotonic() + 60
-    while True:
+
+    def there() -> bool:
         cases = client.get(f"/api/runs/{run_id}").json()["cases"]
         a, b = (next(c for c in cases if c["name"] == name) for name in ("a", "b"))
-        if a["status"] == "passed" and any(s["name"] == "run" for s in b["stages"]):
-            return
-        assert time.monotonic() < deadline, cases
-        time.sleep(0.1)
+        return a["status"] == "passed" and any(s["name"] == "run" for s in b["stages"])
+
+    eventually(there, within=60, what="case a over, case b running")
 
 
 @dataclass
@@ -145,13 +145,12 @@ def user_token(served: Served, name: str, role: str) -> str:
 
 
 def wait_run(client: httpx.Client, run_id: str, until: tuple[str, ...], within: float = 60) -> Any:
-    deadline = time.monotonic() + within
-    while True:
+
+    def ended() -> Any:
         document = client.get(f"/api/runs/{run_id}").json()
-        if document["status"] in until:
-            return document
-        assert time.monotonic() < deadline, document
-        time.sleep(0.1)
+        return document if document["status"] in until else None
+
+    return eventually(ended, within=within, what=f"run {run_id} {'/'.join(until)}")
 
 
 def test_health_docs_and_who_may_do_what(served: Served) -> None:

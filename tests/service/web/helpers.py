@@ -5,13 +5,13 @@ viewer, an operator and an admin."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from tests.eventually import eventually
 from tests.service.test_admin import PASSWORD
 from tests.service.test_serve import Served, make_repo, start, stop
 
@@ -86,13 +86,11 @@ def signed_in(served: Served, name: str) -> Iterator[httpx.Client]:
 def wait_status(
     client: httpx.Client, run_id: str, until: tuple[str, ...], within: float = 90
 ) -> str:
-    deadline = time.monotonic() + within
-    while True:
+    def ended() -> str | None:
         status: str = client.get(f"/api/runs/{run_id}").json()["status"]
-        if status in until:
-            return status
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
+        return status if status in until else None
+
+    return eventually(ended, within=within, what=f"run {run_id} {'/'.join(until)}")
 
 
 def run_id_of(location: str) -> str:

@@ -115,7 +115,11 @@ class Pages:
         report, files = run.report, f"/runs/{quote(run.summary.id)}/files/"
         parts = {
             "matrix": html.render_matrix(report, files),
-            "timeline": html.render_timeline(report, id_prefix="tl"),
+            # A running run's bars grow up to now (re-rendered at each change
+            # and every few seconds between).
+            "timeline": html.render_timeline(
+                report, now=datetime.now(UTC) if run.active else None, id_prefix="tl"
+            ),
             "outputs": html.render_outputs(report, files),
         }
         if runview.logs(report):
