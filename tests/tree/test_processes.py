@@ -65,7 +65,7 @@ def test_workers_run_tests_side_by_side_and_output_stays_apart(tmp_path: Path) -
     met = tmp_path / "met"
     met.mkdir()
     script = (
-        f'#!/bin/sh\ntouch {met}/{{name}}\n'
+        f"#!/bin/sh\ntouch {met}/{{name}}\n"
         f'for i in $(seq 400); do [ "$(ls {met} | wc -l)" -ge 4 ] && break; sleep 0.05; done\n'
         f'[ "$(ls {met} | wc -l)" -ge 4 ] || exit 1\n'
         'for i in 1 2 3 4 5; do echo "{name} line $i"; sleep 0.05; done\n'
