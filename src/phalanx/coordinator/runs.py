@@ -87,15 +87,16 @@ class Coordinator:
     # Who runs a qemu cluster's VMs: connected hypervisor daemons, else an
     # embedded one (coordinator/hypervisors.py); None: the qemu provider itself.
     hypervisors: Hypervisors | None = None
+    tls: bool = False  # it serves https and wss (`phalanx serve` with a certificate)
 
     @property
     def agent_url(self) -> str:
-        return f"ws://{self.host}:{self.port}{AGENT_PATH}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}{AGENT_PATH}"
 
     @property
     def proto(self) -> str:
         """How hosts reach its web routes (`@proto@`), e.g. /showScript."""
-        return "http"
+        return "https" if self.tls else "http"
 
 
 @contextlib.asynccontextmanager

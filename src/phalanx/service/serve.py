@@ -95,7 +95,6 @@ def _log_to_stderr() -> None:
 
 async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.coordinator.agents import AgentHub
-    from phalanx.coordinator.app import AGENT_PATH
     from phalanx.coordinator.auth import TokenBook
     from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
     from phalanx.coordinator.runs import Coordinator
@@ -114,15 +113,6 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.store.store import Store
 
     assert isinstance(config, ServiceConfig)
-
-    class TlsCoordinator(Coordinator):
-        @property
-        def agent_url(self) -> str:
-            return f"wss://{self.host}:{self.port}{AGENT_PATH}"
-
-        @property
-        def proto(self) -> str:
-            return "https"
 
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -234,7 +224,7 @@ async def _main(config: object, repos: list[Path]) -> None:
                     # bridge's address, so netns hosts cannot verify it there.
                     os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
                     queue.start(
-                        TlsCoordinator(hub, book, public or local, port, hypervisors=hypervisors)
+                        Coordinator(hub, book, public or local, port, None, hypervisors, tls=True)
                     )
                 else:
                     queue.start(
