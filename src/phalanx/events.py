@@ -23,10 +23,12 @@ to the engine.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
 
@@ -36,6 +38,38 @@ def now() -> datetime:
 
 
 # --- results as they were when an event was emitted ---------------------------
+
+R = TypeVar("R")
+_hints: dict[type, dict[str, Any]] = {}
+
+
+def _freeze(cls: type[R], source: object) -> R:
+    """The engine's working result `source` as the frozen record `cls`:
+    every field `cls` declares, taken from `source` by name (no copy written
+    out by hand), lists into tuples, a stage's or case's parts into their
+    own records."""
+    hints = _hints.get(cls)
+    if hints is None:
+        hints = _hints[cls] = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = getattr(source, f.name)
+        part = _part_of(hints[f.name])
+        if part is not None:
+            value = tuple(_freeze(part, v) for v in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def _part_of(hint: Any) -> type | None:
+    """The record a `tuple[Record, ...]` field holds, if it is one of ours
+    made from a working result (a host's part is frozen already)."""
+    if typing.get_origin(hint) is not tuple:
+        return None
+    (inner, *_) = typing.get_args(hint)
+    return inner if inner in (StageRecord, CaseRecord) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +82,7 @@ class StageRecord:
 
     @classmethod
     def of(cls, r: StageResult) -> StageRecord:
-        return cls(
-            name=r.name,
-            status=r.status,
-            hosts=tuple(r.hosts),
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-        )
+        return _freeze(cls, r)
 
     def host(self, name: str) -> HostResult | None:
         return next((h for h in self.hosts if h.host == name), None)
@@ -71,14 +99,7 @@ class CaseRecord:
 
     @classmethod
     def of(cls, r: CaseResult) -> CaseRecord:
-        return cls(
-            name=r.name,
-            status=r.status,
-            reason=r.reason,
-            stages=tuple(StageRecord.of(s) for s in r.stages),
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-        )
+        return _freeze(cls, r)
 
     def stage(self, name: str) -> StageRecord | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -99,18 +120,7 @@ class RunRecord:
 
     @classmethod
     def of(cls, r: RunResult) -> RunRecord:
-        return cls(
-            run_id=r.run_id,
-            suite=r.suite,
-            status=r.status,
-            reason=r.reason,
-            cluster=r.cluster,
-            hosts=tuple(r.hosts),
-            stages=tuple(StageRecord.of(s) for s in r.stages),
-            cases=tuple(CaseRecord.of(c) for c in r.cases),
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-        )
+        return _freeze(cls, r)
 
     def case(self, name: str) -> CaseRecord | None:
         return next((c for c in self.cases if c.name == name), None)

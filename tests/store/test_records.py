@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.codec import decode, encode
+from phalanx.events import CaseRecord, RunRecord, StageRecord
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
 from phalanx.report.json import from_json, to_json
 from phalanx.store.runs import HostStageRecord
@@ -134,3 +135,12 @@ def test_the_api_document_of_a_host_is_the_record_plus_what_the_folder_adds() ->
     (host,) = document["cases"][0]["stages"][0]["hosts"]
     derived = {"duration", "output_tail", "output_size"}
     assert decode(HostResult, {k: v for k, v in host.items() if k not in derived}) == record
+
+
+def test_a_working_result_freezes_into_its_record_whole() -> None:
+    run = a_run(host_record())
+    frozen = RunRecord.of(run)
+    assert encode(frozen) == encode(run)
+    assert isinstance(frozen.cases[0], CaseRecord)
+    assert isinstance(frozen.cases[0].stages[0], StageRecord)
+    assert frozen.cases[0].stages[0].hosts == (run.cases[0].stages[0].hosts[0],)
