@@ -29,6 +29,7 @@ CORE = {
     "engine",
     "combinatorial",
     "board",
+    "codec",  # records as JSON types and back: no I/O
 }
 # Where things run or meet the outside world.
 EDGES = {
