@@ -29,6 +29,7 @@ CORE = {
     "engine",
     "combinatorial",
     "board",
+    "plugins",  # finding kinds, task types, runners and providers by name
 }
 # Where things run or meet the outside world.
 EDGES = {

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 from phalanx import argtypes
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
-from phalanx.model import PROVIDERS
 
 
 class Exit(Exception):
@@ -446,9 +445,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     suites.add_argument("--plain", action="store_true", help="one line per event, no live view")
     suites.add_argument(
         "--provider",
-        choices=PROVIDERS,
-        help="serve the hosts this way, whatever the cluster says "
-        "(netns: a network namespace per host; needs root)",
+        type=argtypes.provider,
+        metavar="NAME",
+        help="serve the hosts this way, whatever the cluster says: local, netns (a network "
+        "namespace per host; needs root), ssh, agents, qemu, or an installed plug-in's",
     )
     suites.add_argument(
         "--heartbeat-timeout",

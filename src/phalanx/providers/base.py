@@ -23,11 +23,12 @@ agent never did.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from phalanx.model import Host
+from phalanx.model import Cluster, Host
 
 
 class ProvisionError(Exception):
@@ -44,6 +45,17 @@ class AgentSpec:
     host: Host
     url: str  # the coordinator's agent endpoint, as this machine reaches it
     token: str  # a secret: never logged, never on a command line
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    """What a provider is made for: one run of one cluster. Its hosts'
+    folders go under `root`; what it makes outside (namespaces, links)
+    carries `run_id`, so that a crashed run's leftovers can be told apart."""
+
+    cluster: Cluster
+    root: Path
+    run_id: str
 
 
 class NetworkFaults(Protocol):
@@ -135,3 +147,8 @@ class Migrating(Protocol):
         """`host`'s VM moved to a new QEMU: on its own hypervisor (`to`
         None or its name), or on the hypervisor named `to`."""
         ...
+
+
+# How a provider is made (an entry point of group `phalanx.providers` names
+# one): called once per run; raises ProvisionError saying why it cannot.
+ProviderFactory = Callable[[ProviderSetup], Provider]
