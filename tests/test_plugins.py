@@ -82,6 +82,8 @@ def repo(root: Path, *, provider: str, cases: str) -> Path:
     suite = root / "test-suites" / "s"
     (suite / "tc" / "echo").mkdir(parents=True)
     (suite / "tc" / "echo" / "run.sh").write_text("echo plain script on @slavename@\n")
+    (suite / "tc" / "net").mkdir()
+    (suite / "tc" / "net" / "run.sh").write_text("phalanx-net isolate h0.phalanx.test || true\n")
     (suite / "suite.yaml").write_text(f"name: s\ncluster: c\ntests:\n{cases}")
     return suite
 
@@ -92,7 +94,7 @@ def test_an_installed_plugin_adds_a_kind_and_a_provider_that_phalanx_run_uses(
     suite = repo(
         tmp_path / "repo",
         provider="demo-twins",
-        cases="  - name: stamp\n    kind: demo-stamp\n    word: hello\n  - echo\n",
+        cases="  - name: stamp\n    kind: demo-stamp\n    word: hello\n  - echo\n  - net\n",
     )
     done = phalanx(site, tmp_path, "run", str(suite), "--plain", "--results", "out")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -101,6 +103,7 @@ def test_an_installed_plugin_adds_a_kind_and_a_provider_that_phalanx_run_uses(
     assert {c["name"]: c["status"] for c in results["cases"]} == {
         "stamp": "passed",
         "echo": "passed",
+        "net": "passed",
     }
     hosts = ["h0.phalanx.test", "h1.phalanx.test"]
     # The plug-in's runner ran in each host's agent, in the host's folder...
@@ -113,6 +116,12 @@ def test_an_installed_plugin_adds_a_kind_and_a_provider_that_phalanx_run_uses(
     # The plug-in's provider was asked for everything, in order, once.
     log = (folder / "hosts" / "twins.log").read_text().splitlines()
     assert log == ["open c", "up " + " ".join(hosts), "down", "close"]
+    # What it said it cannot do is what a stage that asks is told.
+    (net,) = [c for c in results["cases"] if c["name"] == "net"]
+    assert (
+        "phalanx-net: network faults need hosts with a network of their own (provider: netns "
+        "or qemu); this run's hosts are demo-twins hosts (local processes)"
+    ) in json.dumps(net)
 
 
 def test_an_unknown_kind_or_provider_names_file_line_key_and_what_is_installed(

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from phalanx.host.context import RunnerContext
 from phalanx.kinds.base import CaseSpec, OptionError, StageContext, judge_exit
 from phalanx.model import Case, Host, Status
-from phalanx.providers.base import AgentSpec, NetworkFaults, ProviderSetup
+from phalanx.providers.base import AgentSpec, Capabilities, ProviderSetup
 from phalanx.providers.local import LocalProvider
 from phalanx.tasks import Outcome, Task
 
@@ -92,8 +92,6 @@ class TwinsProvider:
     """Local agent processes (`provider: local`'s), and a line in
     `twins.log`, beside the hosts' folders, for each thing asked of it."""
 
-    faults: NetworkFaults | None = None
-
     def __init__(self, setup: ProviderSetup) -> None:
         self.local = LocalProvider(setup.root)
         self.log = setup.root / "twins.log"
@@ -102,6 +100,10 @@ class TwinsProvider:
     @property
     def listen_address(self) -> str | None:
         return self.local.listen_address
+
+    def capabilities(self) -> Capabilities:
+        # Processes on one network stack: nothing to break, move, revert or keep.
+        return Capabilities.none("demo-twins hosts (local processes)")
 
     def _say(self, line: str) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from phalanx.host.process import (
 )
 from phalanx.layout import agent_log
 from phalanx.model import Host
-from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.base import AgentSpec, Capabilities, NetworkFaults, ProvisionError
 from phalanx.providers.forkserver import AgentProcess, Zygote
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
@@ -65,6 +65,9 @@ class LocalProvider:
 
     async def open(self) -> None:
         pass
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities.none("local hosts")
 
     async def close(self) -> None:
         await self._zygote_down()
