@@ -20,7 +20,7 @@ from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import RunFleet
 from phalanx.engine.step import Cancellation
 from phalanx.model import Case, Cluster, Host, RunResult, Status
-from phalanx.providers.base import FaultError
+from phalanx.providers.base import Capabilities, FaultError
 from phalanx.providers.local import LocalProvider
 from phalanx.wire.messages import NetDone, NetFault, StageStart
 from tests.coordinator.hubhelpers import FakeConnection, order, result, until
@@ -59,9 +59,8 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> RecordingFaults:
     recording = RecordingFaults()
 
     class FaultyLocal(LocalProvider):
-        def __init__(self, root: Path) -> None:
-            super().__init__(root)
-            self.faults = recording
+        def capabilities(self) -> Capabilities:
+            return replace(super().capabilities(), faults=recording)
 
     def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> FaultyLocal:
         return FaultyLocal(root)
