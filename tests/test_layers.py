@@ -39,6 +39,7 @@ EDGES = {
     "providers",
     "console",
     "cli",
+    "plugins_command",  # `phalanx plugins`
     "argtypes",
     "tree",
     "store",

@@ -32,11 +32,13 @@ demo-stamp = phalanx_demo:run_stamp
 [phalanx.providers]
 demo-twins = phalanx_demo:TwinsProvider
 """
-# A plug-in whose module needs a library that is not installed.
+# A plug-in whose module needs a library that is not installed (and that
+# would replace phalanx's own `scripts`, which the runs below use).
 BROKEN = "import phalanx_missing_dependency  # noqa\n"
 BROKEN_ENTRY_POINTS = """\
 [phalanx.kinds]
 broken-kind = phalanx_broken:KIND
+scripts = phalanx_broken:SCRIPTS
 [phalanx.providers]
 broken-provider = phalanx_broken:make
 """
@@ -309,3 +311,32 @@ def test_a_kind_registered_in_process_is_checked_like_an_installed_one() -> None
             KINDS.get("nameless")
     finally:
         KINDS.unregister("nameless")
+
+
+def test_phalanx_plugins_lists_what_is_installed_and_what_cannot_load(
+    site: Path, tmp_path: Path
+) -> None:
+    done = phalanx(site, tmp_path, "plugins")
+    assert done.returncode == 2, done.stdout + done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if not line.startswith("error:")]
+    assert rows == [
+        ["kind", "broken-kind", "phalanx_broken:KIND", "phalanx-broken", "0.2", "cannot", "be",
+         "loaded"],
+        ["kind", "demo-stamp", "phalanx_demo:STAMP", "phalanx-demo", "0.1", "ok"],
+        ["kind", "scripts", "phalanx_broken:SCRIPTS", "phalanx-broken", "0.2", "ignored:",
+         "phalanx", "has", "its", "own"],
+        ["task", "demo-stamp", "phalanx_demo:StampTask", "phalanx-demo", "0.1", "ok"],
+        ["runner", "demo-stamp", "phalanx_demo:run_stamp", "phalanx-demo", "0.1", "ok"],
+        ["provider", "broken-provider", "phalanx_broken:make", "phalanx-broken", "0.2", "cannot",
+         "be", "loaded"],
+        ["provider", "demo-twins", "phalanx_demo:TwinsProvider", "phalanx-demo", "0.1", "ok"],
+    ]  # fmt: skip
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: the {what} (phalanx_broken:{attr}, from distribution phalanx-broken 0.2) "
+        "cannot be loaded: ModuleNotFoundError: No module named 'phalanx_missing_dependency'"
+        for what, attr in [
+            ("case kind 'broken-kind'", "KIND"),
+            ("provider 'broken-provider'", "make"),
+        ]
+    ]

@@ -573,6 +573,9 @@ def parser() -> argparse.ArgumentParser:
     checking.add_argument("path", type=Path, help="a definitions repo or a suite folder")
     checking.add_argument("--strict", action="store_true", help="treat warnings as problems")
     _command(commands, "list", list_).add_argument("path", type=Path, help="a definitions repo")
+    from phalanx import plugins_command
+
+    plugins_command.add_command(commands, _command)
     results = commands.add_parser(
         "results", help="Work with the results of past runs.", description="Past runs' results."
     )

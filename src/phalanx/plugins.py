@@ -163,7 +163,7 @@ class Registry(Generic[T]):
             thing: object = importlib.import_module(module)
             for part in attribute.split(".") if attribute else ():
                 thing = getattr(thing, part)
-        except Exception as exc:  # a plug-in's import can fail in any way
+        except (Exception, SystemExit) as exc:  # a plug-in's import can fail in any way
             raise PluginError(
                 f"{self._where(entry)} cannot be loaded: {type(exc).__name__}: {exc}"
             ) from exc
@@ -195,7 +195,7 @@ def _installed(group: str) -> tuple[Entry, ...]:
 def _entry(ep: EntryPoint) -> Entry:
     dist = ep.dist
     origin = f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
-    return Entry(ep.name, ep.value, origin)
+    return Entry(ep.name, f"{ep.module}:{ep.attr}" if ep.attr else ep.module, origin)
 
 
 def rescan() -> None:
