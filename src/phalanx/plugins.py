@@ -38,9 +38,6 @@ REGISTERED = "registered"  # of what `Registry.register` added
 class UnknownPlugin(LookupError):
     """No such name in a registry; the message lists what is installed."""
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 class PluginError(Exception):
     """A plug-in is installed but cannot be used: its module fails to
