@@ -127,12 +127,12 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The thing called `name`, imported on first use. Raises
         UnknownPlugin, or PluginError for a plug-in that cannot load."""
-        entry = self.catalog.entry(name)
-        if entry.origin == REGISTERED:
-            return self._accepted(entry, self.catalog.registered[name])
-        found = self._loaded.get(name)
+        registered = self.catalog.registered.get(name)
+        if registered is not None:
+            return self._accepted(Entry(name, "", REGISTERED), registered)
+        found = self._loaded.get(name)  # an engine asks once per host and stage
         if found is None:
-            found = self._loaded[name] = self._load(entry)
+            found = self._loaded[name] = self._load(self.catalog.entry(name))
         return found
 
     def __contains__(self, name: object) -> bool:
