@@ -30,6 +30,7 @@ CORE = {
     "combinatorial",
     "board",
     "codec",  # records as JSON types and back: no I/O
+    "plugins",  # finding kinds, task types, runners and providers by name
 }
 # Where things run or meet the outside world.
 EDGES = {
@@ -39,6 +40,7 @@ EDGES = {
     "providers",
     "console",
     "cli",
+    "plugins_command",  # `phalanx plugins`
     "argtypes",
     "tree",
     "store",

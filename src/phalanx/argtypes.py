@@ -27,3 +27,13 @@ def count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
     return value
+
+
+def provider(text: str) -> str:
+    """The name of an installed provider (phalanx's own or a plug-in's)."""
+    from phalanx.load.cluster import provider_problem
+
+    problem = provider_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text

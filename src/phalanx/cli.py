@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 from phalanx import argtypes
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
-from phalanx.model import PROVIDERS
 
 
 class Exit(Exception):
@@ -446,9 +445,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     suites.add_argument("--plain", action="store_true", help="one line per event, no live view")
     suites.add_argument(
         "--provider",
-        choices=PROVIDERS,
-        help="serve the hosts this way, whatever the cluster says "
-        "(netns: a network namespace per host; needs root)",
+        type=argtypes.provider,
+        metavar="NAME",
+        help="serve the hosts this way, whatever the cluster says: local, netns (a network "
+        "namespace per host; needs root), ssh, agents, qemu, or an installed plug-in's",
     )
     suites.add_argument(
         "--heartbeat-timeout",
@@ -573,6 +573,9 @@ def parser() -> argparse.ArgumentParser:
     checking.add_argument("path", type=Path, help="a definitions repo or a suite folder")
     checking.add_argument("--strict", action="store_true", help="treat warnings as problems")
     _command(commands, "list", list_).add_argument("path", type=Path, help="a definitions repo")
+    from phalanx import plugins_command
+
+    plugins_command.add_command(commands, _command)
     results = commands.add_parser(
         "results", help="Work with the results of past runs.", description="Past runs' results."
     )

@@ -19,6 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from phalanx.plugins import Catalog
+
 SUITE_STAGES = ("initialize", "finalize")
 CASE_STAGES = ("initialize", "run", "finalize")
 DEFAULT_STAGE_TIMEOUT = 600.0
@@ -177,7 +179,16 @@ PROVIDER_NETNS = "netns"
 PROVIDER_SSH = "ssh"
 PROVIDER_AGENTS = "agents"
 PROVIDER_QEMU = "qemu"
-PROVIDERS = (PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_SSH, PROVIDER_AGENTS, PROVIDER_QEMU)
+# Who may serve a cluster's hosts (`provider:`, `--provider`): phalanx's own
+# and installed plug-ins' (providers/registry.py loads them).
+PROVIDERS = Catalog(
+    "phalanx.providers",
+    "provider",
+    {
+        name: f"phalanx.providers.builtin:{name}"
+        for name in (PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_SSH, PROVIDER_AGENTS, PROVIDER_QEMU)
+    },
+)
 REVERTS = ("case",)
 VM_ROOTS = ("host", "disk")
 XRDTEST_MASTER = "master.xrd.test"  # what XrdTest's slaves called their master

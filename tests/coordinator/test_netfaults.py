@@ -20,7 +20,7 @@ from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import RunFleet
 from phalanx.engine.step import Cancellation
 from phalanx.model import Case, Cluster, Host, RunResult, Status
-from phalanx.providers.base import FaultError
+from phalanx.providers.base import Capabilities, FaultError
 from phalanx.providers.local import LocalProvider
 from phalanx.wire.messages import NetDone, NetFault, StageStart
 from tests.coordinator.hubhelpers import FakeConnection, order, result, until
@@ -59,9 +59,8 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> RecordingFaults:
     recording = RecordingFaults()
 
     class FaultyLocal(LocalProvider):
-        def __init__(self, root: Path) -> None:
-            super().__init__(root)
-            self.faults = recording
+        def capabilities(self) -> Capabilities:
+            return replace(super().capabilities(), faults=recording)
 
     def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> FaultyLocal:
         return FaultyLocal(root)
@@ -236,8 +235,6 @@ def test_a_host_is_named_by_full_name_short_name_or_alias() -> None:
         "www.lab.test": "web1.lab.test",
         "www": "www.lab.test.x",
     }
-    assert runs.no_faults("local").endswith("this run's hosts are local")
-    assert runs.no_faults("agents").endswith("this run's hosts are served by remote agents")
 
 
 # --- the fleet alone, fed messages straight to its links (no processes) ---------------

@@ -30,7 +30,7 @@ def test_a_cluster_says_who_serves_its_hosts(tmp_path: Path) -> None:
     with pytest.raises(DefinitionErrors) as raised:
         load_cluster(file)
     said = str(raised.value)
-    assert "c.yaml:2: provider: must be one of" in said
+    assert "c.yaml:2: provider: unknown provider 'cloud' (installed: " in said
     assert all(name in said for name in ("local", "netns", "ssh", "agents")), said
 
 

@@ -14,7 +14,6 @@ from phalanx.kinds import registry
 from phalanx.kinds.base import CaseSpec, StageContext, judge_exit
 from phalanx.model import Case, Status
 from phalanx.tasks import (
-    TASK_TYPES,
     ExecutableTask,
     Outcome,
     PythonTask,
@@ -24,6 +23,7 @@ from phalanx.tasks import (
     from_json,
     to_json,
 )
+from phalanx.tasks.registry import TASKS as TASK_TYPES
 from phalanx.wire.messages import (
     StageStart,
     TaskRefused,
@@ -94,7 +94,7 @@ def refusal(task_type: str, payload: dict[str, Any], version: int | None = None)
     """Why `task_of` refuses this payload (sent as the type's own version
     unless `version` says otherwise)."""
     if version is None:
-        version = TASK_TYPES[task_type].version if task_type in TASK_TYPES else 1
+        version = TASK_TYPES.get(task_type).version if task_type in TASK_TYPES else 1
     with pytest.raises(TaskRefused) as info:
         task_of(through_the_wire(TaskSpec(type=task_type, version=version, payload=payload)))
     return str(info.value)
@@ -120,7 +120,9 @@ def test_a_payload_this_agent_cannot_read_is_refused_naming_type_and_field(
 ) -> None:
     text = refusal(task_type, payload)
     assert text.startswith("this agent (phalanx ")
-    assert f"cannot run this {task_type} task (version {TASK_TYPES[task_type].version}): " in text
+    assert (
+        f"cannot run this {task_type} task (version {TASK_TYPES.get(task_type).version}): " in text
+    )
     assert says in text
 
 

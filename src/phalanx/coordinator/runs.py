@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from phalanx import layout
 from phalanx.coordinator.agents import AgentHub
@@ -32,14 +32,23 @@ from phalanx.events import Event, Fanout, Sink
 from phalanx.model import (
     PROVIDER_AGENTS,
     PROVIDER_LOCAL,
-    PROVIDER_NETNS,
     PROVIDER_QEMU,
     Host,
     RunResult,
     Status,
     Suite,
 )
-from phalanx.providers.base import AgentSpec, Diagnosing, Migrating, Provider, ProvisionError
+from phalanx.providers.base import (
+    AgentSpec,
+    Capabilities,
+    Diagnosing,
+    Provider,
+    ProvisionError,
+    Reverting,
+    capabilities_of,
+    granted,
+    refusal,
+)
 from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
@@ -248,25 +257,29 @@ async def _run_provided(
     noticing: list[asyncio.Task[None]] = []
     status = options.on_status or _no_status
 
+    # What the provider can do besides up and down: each the object, or why not.
+    can = (
+        capabilities_of(provider, f"{provider_name(suite, options)} hosts")
+        if provider is not None
+        else Capabilities.none("served by remote agents")
+    )
+    reverting = granted(can.revert) if suite.cluster.revert is not None else None
     with RunFleet(
         hub,
         run_id,
         names,
         durable=options.recorder.durable if options.recorder is not None else None,
         emit=emit,
-        faults=provider.faults if provider is not None else None,
+        faults=granted(can.faults),
         names=host_names(hosts),
-        no_faults=no_faults(provider_name(suite, options)),
+        no_faults=refusal(can.faults) or "",
         before_case=(
-            _reverter(provider, hub, names, options.connect_timeout)
-            if isinstance(provider, Reverting) and suite.cluster.revert is not None
+            _reverter(reverting, hub, names, options.connect_timeout)
+            if reverting is not None
             else None
         ),
-        migrator=provider if isinstance(provider, Migrating) else None,
-        no_migration=(
-            "live migration needs VMs (provider: qemu); this run's hosts are "
-            f"{provider_name(suite, options)} hosts"
-        ),
+        migrator=granted(can.migration),
+        no_migration=refusal(can.migration) or "",
     ) as fleet:
         engine = Lockstep(
             suite,
@@ -286,11 +299,8 @@ async def _run_provided(
         try:
             if reach.problem is not None:
                 raise ProvisionError(reach.problem)
-            if suite.cluster.revert is not None and not isinstance(provider, Reverting):
-                raise ProvisionError(
-                    f"revert: {suite.cluster.revert} needs VMs that can be snapshotted "
-                    f"(provider: qemu); this run's hosts are {provider_name(suite, options)} hosts"
-                )
+            if suite.cluster.revert is not None and (refused := refusal(can.revert)):
+                raise ProvisionError(refused)
             if provider is not None:
                 specs = []
                 for h in hosts:
@@ -326,7 +336,8 @@ async def _run_provided(
                 # An agent known lost (killed, frozen) is not asked nor waited for.
                 lost = {n for n in names if (link := hub.links.get(n)) and link.lost}
                 # A kept cluster's agents (`keep: true`) live on with their tokens.
-                kept = set(getattr(provider, "keeps", ())) if not lost else set()
+                keeping = granted(can.keep)
+                kept = set(keeping.keeps) if keeping is not None and not lost else set()
                 if kept:
                     # Their agents do not exit: what the suite's stages left
                     # running ends as a case's does, not with the next run.
@@ -351,16 +362,6 @@ class Recorder(Protocol):
     def __call__(self, event: Event, /) -> None: ...
 
     def durable(self, stage_id: str, host: str) -> Awaitable[None] | None: ...
-
-
-@runtime_checkable
-class Reverting(Protocol):
-    """A provider whose hosts go back to a snapshot (`revert: case`): the
-    qemu provider."""
-
-    async def revert(self) -> None: ...
-
-    async def resume(self) -> None: ...
 
 
 def _reverter(
@@ -397,23 +398,6 @@ def host_names(hosts: Sequence[Host]) -> dict[str, str]:
         for name in (host.short_name, *host.aliases):
             names.setdefault(name, host.name)
     return names
-
-
-def no_faults(provider: str) -> str:
-    """Why a run on `provider`'s hosts cannot break their network."""
-    if provider == PROVIDER_QEMU:
-        return (
-            "network faults between VMs need them on a bridge of this machine (run as root, "
-            "with the VMs on their hypervisor here); these VMs share QEMU's user-mode network "
-            "or run on a hypervisor elsewhere"
-        )
-    hosts = {PROVIDER_AGENTS: "served by remote agents", PROVIDER_LOCAL: "local"}.get(
-        provider, f"{provider} hosts"
-    )
-    return (
-        f"network faults need hosts with a network of their own (provider: {PROVIDER_NETNS} "
-        f"or {PROVIDER_QEMU}); this run's hosts are {hosts}"
-    )
 
 
 def _no_status(text: str) -> None:

@@ -37,6 +37,9 @@ from typing import Any
 # What the agents run, imported once, before any fork.
 import phalanx.host.__main__ as agent_main
 import phalanx.host.daemon  # noqa: F401
+from phalanx.host.runners import RUNNERS
+
+RUNNERS.preload()  # phalanx's own runners, found lazily elsewhere
 
 MAX_MESSAGE = 1 << 20
 

@@ -1,43 +1,61 @@
-"""The case kinds by name: the built-in ones, and any a plugin registers.
-
-A new kind plugs in by calling `register`: it checks its own options when a
-suite is loaded (`CaseKind.prepare`) and makes its own tasks; the loader and
-the engines look kinds up here and never name one.
+"""The case kinds by name (a case's `kind:`): phalanx's own and those of
+installed plug-ins (entry-point group `phalanx.kinds`, each naming a
+`CaseKind` object). The loader and the engines look kinds up here and
+never name one; a kind checks its own options (`CaseKind.prepare`) and
+makes its own tasks.
 """
 
 from __future__ import annotations
 
-from phalanx.kinds.base import CaseKind
-from phalanx.kinds.executable import DECLARATIVE, EXECUTABLE
-from phalanx.kinds.python import PYTHON
-from phalanx.kinds.scripts import SCRIPTS
-from phalanx.kinds.vm import VM
-from phalanx.kinds.walks import WALKS
+from typing import cast
 
-_REGISTRY: dict[str, CaseKind] = {}
+from phalanx.kinds.base import CaseKind
+from phalanx.plugins import Catalog, Registry
+
+# What a case kind must have; a Protocol cannot be checked with isinstance.
+_MEMBERS = ("options", "prepare", "stages", "task", "judge")
+
+
+def _accept(name: str, thing: object) -> CaseKind:
+    missing = [m for m in _MEMBERS if not hasattr(thing, m)]
+    if missing:
+        raise TypeError(f"it has no {', '.join(missing)} (see phalanx.kinds.base.CaseKind)")
+    called = getattr(thing, "name", None)
+    if called != name:
+        raise TypeError(f"its name is {called!r}, not {name!r}")
+    return cast(CaseKind, thing)
+
+
+KINDS: Registry[CaseKind] = Registry(
+    Catalog(
+        "phalanx.kinds",
+        "case kind",
+        {
+            "scripts": "phalanx.kinds.scripts:SCRIPTS",
+            "python": "phalanx.kinds.python:PYTHON",
+            "walks": "phalanx.kinds.walks:WALKS",
+            "executable": "phalanx.kinds.executable:EXECUTABLE",
+            "declarative": "phalanx.kinds.executable:DECLARATIVE",
+            "vm": "phalanx.kinds.vm:VM",
+        },
+    ),
+    _accept,
+)
 
 
 def register(kind: CaseKind) -> CaseKind:
-    _REGISTRY[kind.name] = kind
-    return kind
+    """`kind` in this process (a test's, an embedding program's)."""
+    return KINDS.register(kind.name, kind)
 
 
 def unregister(name: str) -> None:
-    """Forget a kind (a plugin's, or a test's)."""
-    _REGISTRY.pop(name, None)
+    KINDS.unregister(name)
 
 
 def get(name: str) -> CaseKind:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown case kind {name!r} (known: {known})") from None
+    """Raises UnknownPlugin, or PluginError for a plug-in that cannot load."""
+    return KINDS.get(name)
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-for _kind in (SCRIPTS, PYTHON, WALKS, EXECUTABLE, DECLARATIVE, VM):
-    register(_kind)
+    return KINDS.names()

@@ -24,6 +24,7 @@ from phalanx.model import (
     Network,
     SshAccess,
 )
+from phalanx.plugins import PluginError, UnknownPlugin
 
 CLUSTER_KEYS = {
     "name",
@@ -107,8 +108,10 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         )
     _check_unique(hosts, problems, lambda i: src.line("hosts", i))
     provider = data.get("provider")
-    if provider is not None and provider not in PROVIDERS:
-        problems.errors.append(src.error(f"must be one of {', '.join(PROVIDERS)}", "provider"))
+    if provider is not None:
+        problem = provider_problem(provider)
+        if problem is not None:
+            problems.errors.append(src.error(problem, "provider"))
     aliases: tuple[str, ...] = ()
     if data.get("coordinator_aliases") is not None:
         try:
@@ -136,6 +139,17 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         vm_root=vm_root,
         keep=keep,
     )
+
+
+def provider_problem(name: object) -> str | None:
+    """Why `name` is not an installed provider's; None: it is."""
+    if not isinstance(name, str):
+        return "must be a provider's name"
+    try:
+        PROVIDERS.entry(name)
+    except (UnknownPlugin, PluginError) as exc:
+        return str(exc)
+    return None
 
 
 def _vm_choices(

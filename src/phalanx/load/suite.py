@@ -22,6 +22,7 @@ from phalanx.load.fields import FieldError
 from phalanx.load.schedule import ScheduleError, parse_schedule
 from phalanx.load.xrdtest import TestSuite
 from phalanx.model import AlertPolicy, Case, Cluster, Script, Suite
+from phalanx.plugins import PluginError, UnknownPlugin
 
 SUITE_KEYS = frozenset(
     {
@@ -348,8 +349,8 @@ def _case(
     kind_name = spec.get("kind", "scripts")
     try:
         kind = kinds.get(str(kind_name))
-    except KeyError as exc:
-        problems.errors.append(where.error(str(exc.args[0]), "kind"))
+    except (UnknownPlugin, PluginError) as exc:
+        problems.errors.append(where.error(str(exc), "kind"))
         return None
 
     values: dict[str, Any] = {"name": name, "kind": kind.name, "path": case_dir}

@@ -12,8 +12,12 @@ A provider's life, as `coordinator.runs` drives it:
 
 `close` runs whenever `open` was called, however the run ended.
 
-One more is optional (`Migrating`): `migrate_vm`, a VM moved live to a
-new QEMU, on this hypervisor or another (`phalanx-vm migrate`).
+Besides bringing hosts up and down, a provider says what else it can do
+for a run (`capabilities`, asked after `open`): break its hosts' network
+(`NetworkFaults`), move a VM live (`Migrating`), put its hosts back to a
+snapshot before each case (`Reverting`), leave its hosts up for the next
+run (`Keeping`); each the object that does it, or `Refused` with the reason
+the stage or the run that asked for it is given.
 
 Two methods are optional (`Diagnosing`), for a provider that sees more of
 its hosts than the coordinator does (a VM's console): `connected(host)`, told
@@ -23,11 +27,12 @@ agent never did.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Protocol, TypeVar, runtime_checkable
 
-from phalanx.model import Host
+from phalanx.model import Cluster, Host
 
 
 class ProvisionError(Exception):
@@ -44,6 +49,17 @@ class AgentSpec:
     host: Host
     url: str  # the coordinator's agent endpoint, as this machine reaches it
     token: str  # a secret: never logged, never on a command line
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    """What a provider is made for: one run of one cluster. Its hosts'
+    folders go under `root`; what it makes outside (namespaces, links)
+    carries `run_id`, so that a crashed run's leftovers can be told apart."""
+
+    cluster: Cluster
+    root: Path
+    run_id: str
 
 
 class NetworkFaults(Protocol):
@@ -70,8 +86,10 @@ class Provider(Protocol):
     # Where the coordinator must listen for these hosts to reach it; None:
     # loopback will do. Known after `open`.
     listen_address: str | None
-    # None: these hosts share one network stack, there is nothing to break.
-    faults: NetworkFaults | None
+
+    def capabilities(self) -> Capabilities:
+        """What it can do for the run beyond up and down (after `open`)."""
+        ...
 
     async def open(self) -> None:
         """What the hosts share (a bridge, a network): before any agent.
@@ -135,3 +153,88 @@ class Migrating(Protocol):
         """`host`'s VM moved to a new QEMU: on its own hypervisor (`to`
         None or its name), or on the hypervisor named `to`."""
         ...
+
+
+# How a provider is made (an entry point of group `phalanx.providers` names
+# one): called once per run; raises ProvisionError saying why it cannot.
+ProviderFactory = Callable[[ProviderSetup], Provider]
+
+
+@runtime_checkable
+class Reverting(Protocol):
+    """A provider whose hosts go back to a snapshot (`revert: case`): the
+    qemu clusters' providers."""
+
+    async def revert(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+
+@runtime_checkable
+class Keeping(Protocol):
+    """A provider whose hosts may outlive the run (`keep: true`)."""
+
+    @property
+    def keeps(self) -> Collection[str]:
+        """The tokens whose agents outlive this run: the run neither
+        revokes them nor shuts those agents down. Asked as the run ends."""
+        ...
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A capability a provider has not: the reason, as the stage (a
+    `phalanx-net`, a `phalanx-vm`) or the run that asked for it is told."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    faults: NetworkFaults | Refused
+    migration: Migrating | Refused
+    revert: Reverting | Refused
+    keep: Keeping | Refused
+
+    @classmethod
+    def none(cls, hosts: str) -> Capabilities:
+        """Nothing beyond up and down, said of `hosts` ("local hosts")."""
+        mine = f"this run's hosts are {hosts}"
+        return cls(
+            faults=Refused(
+                "network faults need hosts with a network of their own "
+                f"(provider: netns or qemu); {mine}"
+            ),
+            migration=Refused(f"live migration needs VMs (provider: qemu); {mine}"),
+            revert=Refused(
+                f"revert: case needs VMs that can be snapshotted (provider: qemu); {mine}"
+            ),
+            keep=Refused(f"only a cluster of VMs (provider: qemu) is kept up; {mine}"),
+        )
+
+
+# Why VMs on QEMU's user-mode network (or on a hypervisor elsewhere) take no faults.
+NO_VM_FAULTS = (
+    "network faults between VMs need them on a bridge of this machine (run as root, "
+    "with the VMs on their hypervisor here); these VMs share QEMU's user-mode network "
+    "or run on a hypervisor elsewhere"
+)
+
+C = TypeVar("C")
+
+
+def granted(capability: C | Refused) -> C | None:
+    """The object that does it; None when refused."""
+    return None if isinstance(capability, Refused) else capability
+
+
+def refusal(capability: object) -> str | None:
+    """Why it is refused; None when it is not."""
+    return capability.reason if isinstance(capability, Refused) else None
+
+
+def capabilities_of(provider: Provider, hosts: str) -> Capabilities:
+    """What `provider` says it can do; nothing, said of `hosts`, for a
+    plug-in's provider that says nothing."""
+    say = getattr(provider, "capabilities", None)
+    return say() if callable(say) else Capabilities.none(hosts)

@@ -25,7 +25,7 @@ from phalanx.host.process import (
 )
 from phalanx.layout import agent_log
 from phalanx.model import Host
-from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.base import AgentSpec, Capabilities, ProvisionError
 from phalanx.providers.forkserver import AgentProcess, Zygote
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
@@ -46,7 +46,6 @@ class _Agent:
 
 class LocalProvider:
     listen_address: str | None = None  # loopback
-    faults: NetworkFaults | None = None  # one network stack for every host: nothing to break
 
     def __init__(
         self,
@@ -65,6 +64,10 @@ class LocalProvider:
 
     async def open(self) -> None:
         pass
+
+    def capabilities(self) -> Capabilities:
+        # One network stack for every host: nothing to break.
+        return Capabilities.none("local hosts")
 
     async def close(self) -> None:
         await self._zygote_down()

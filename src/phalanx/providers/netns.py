@@ -33,12 +33,18 @@ import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from phalanx.model import Cluster, Host
 from phalanx.providers import bridge, bridgefaults
-from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.base import (
+    AgentSpec,
+    Capabilities,
+    NetworkFaults,
+    ProvisionError,
+    Refused,
+)
 from phalanx.providers.local import LocalProvider
 from phalanx.providers.netfaults import NetnsFaults
 
@@ -481,6 +487,10 @@ class NetnsProvider:
             for i, h in enumerate(self.cluster.hosts)
         }
         return bridge_name, hosts
+
+    def capabilities(self) -> Capabilities:
+        faults = self.faults or Refused("the hosts' network is made when the provider opens")
+        return replace(Capabilities.none("netns hosts"), faults=faults)
 
     async def open(self) -> None:
         problem = missing_privileges()

@@ -74,7 +74,14 @@ from phalanx.providers import (
     vmtemplate,
     wheelhouse,
 )
-from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.base import (
+    NO_VM_FAULTS,
+    AgentSpec,
+    Capabilities,
+    NetworkFaults,
+    ProvisionError,
+    Refused,
+)
 from phalanx.providers.bridgefaults import BridgeFaults
 from phalanx.providers.machine import Machine, Monitor, console_tail
 from phalanx.providers.qemuimg import make_overlay
@@ -532,6 +539,19 @@ class QemuProvider:
         self.vm_root = vm_root or ("disk" if self.reverts else "host")
         if self.reverts and self.vm_root != "disk":
             raise ProvisionError("revert: case needs VMs with a root disk (vm_root: disk)")
+
+    def capabilities(self) -> Capabilities:
+        # Moving a VM and keeping a cluster up are a hypervisor's (remote.py);
+        # this provider runs its VMs without one.
+        without = (
+            "these VMs run without a hypervisor (phalanx hypervisor, or the coordinator's own)"
+        )
+        return Capabilities(
+            faults=self.faults if self.faults is not None else Refused(NO_VM_FAULTS),
+            migration=Refused(f"live migration needs a hypervisor; {without}"),
+            revert=self,
+            keep=Refused(f"only a hypervisor keeps a cluster up; {without}"),
+        )
 
     async def open(self) -> None:
         for tool in (QEMU, QEMU_IMG):

@@ -1,42 +1,35 @@
 """The providers by name (a cluster's `provider:`, `phalanx run
---provider`). Each is imported only when a run asks for it: the SSH one
-brings asyncssh, which a run on local hosts has no use for."""
+--provider`), loaded: their names are `model.PROVIDERS` (phalanx's own, in
+providers/builtin.py, and installed plug-ins', entry-point group
+`phalanx.providers`, each naming a `ProviderFactory`). Each is imported
+only when a run asks for it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
-from phalanx.model import (
-    PROVIDER_LOCAL,
-    PROVIDER_NETNS,
-    PROVIDER_QEMU,
-    PROVIDER_SSH,
-    PROVIDERS,
-    Cluster,
-)
-from phalanx.providers.base import Provider, ProvisionError
+from phalanx.model import PROVIDERS as PROVIDER_NAMES
+from phalanx.model import Cluster
+from phalanx.plugins import PluginError, Registry, UnknownPlugin
+from phalanx.providers.base import Provider, ProviderFactory, ProviderSetup, ProvisionError
+
+
+def _accept(name: str, thing: object) -> ProviderFactory:
+    if not callable(thing):
+        raise TypeError("it is not callable (a function or class of a ProviderSetup)")
+    return cast(ProviderFactory, thing)
+
+
+PROVIDERS: Registry[ProviderFactory] = Registry(PROVIDER_NAMES, _accept)
 
 
 def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> Provider:
-    """The provider `name` for one run of `cluster`; its hosts' folders go
-    under `root`, and what it makes outside (namespaces, links) carries
-    `run_id`, so that a crashed run's leftovers can be told apart."""
-    if name == PROVIDER_LOCAL:
-        from phalanx.providers.local import LocalProvider
-
-        return LocalProvider(root)
-    if name == PROVIDER_NETNS:
-        from phalanx.providers.netns import NetnsProvider
-
-        return NetnsProvider(cluster, root, run_id)
-    if name == PROVIDER_SSH:
-        from phalanx.providers.ssh import SshProvider
-
-        return SshProvider(root, run_id)
-    if name == PROVIDER_QEMU:
-        from phalanx.providers.qemu import QemuProvider
-
-        return QemuProvider(root, run_id, cluster=cluster)
-    if name in PROVIDERS:
-        raise ProvisionError(f"phalanx cannot start {name!r} hosts itself")
-    raise ProvisionError(f"no provider {name!r}; the providers are {', '.join(PROVIDERS)}")
+    """The provider `name` for one run of `cluster` (see ProviderSetup).
+    Raises ProvisionError: an unknown name, a plug-in that cannot load,
+    or a provider that cannot serve this cluster."""
+    try:
+        factory = PROVIDERS.get(name)
+    except (UnknownPlugin, PluginError) as exc:
+        raise ProvisionError(str(exc)) from exc
+    return factory(ProviderSetup(cluster, root, run_id))

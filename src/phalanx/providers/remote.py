@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from phalanx.model import Cluster, Host
 from phalanx.providers.base import (
+    NO_VM_FAULTS,
     AgentSpec,
+    Capabilities,
     FaultError,
     Migrated,
     NetworkFaults,
     ProvisionError,
+    Refused,
 )
 
 log = logging.getLogger("phalanx.coordinator")
@@ -243,6 +246,14 @@ class HypervisorProvider:
         # A cluster spread over hypervisors by a migration is not kept.
         return set(self.tokens.values()) if self.keep and not self.where else set()
 
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            faults=self.faults if self.faults is not None else Refused(NO_VM_FAULTS),
+            migration=self,
+            revert=self,
+            keep=self,
+        )
+
     async def open(self) -> None:
         if not self.reused:
             self._open_called = True
@@ -311,7 +322,7 @@ class HypervisorProvider:
         self.keep = False  # a VM lost: the cluster is not worth keeping
         await self._on_each(lambda host: host.down_cluster(self.key, lost))
 
-    # `revert: case` (coordinator.runs.Reverting), done by the hypervisor.
+    # `revert: case` (`Reverting`), done by the hypervisor.
     async def revert(self) -> None:
         # Moved back, it is still not the VM its snapshot is of (it came in anew).
         if moved := sorted(self.where):

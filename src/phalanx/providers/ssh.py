@@ -46,7 +46,7 @@ import asyncssh
 from phalanx.layout import agent_log
 from phalanx.model import Host, SshAccess
 from phalanx.providers import wheelhouse as wh
-from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
+from phalanx.providers.base import AgentSpec, Capabilities, ProvisionError
 
 MIN_PYTHON = (3, 11)
 PYTHONS = ("python3", "python3.14", "python3.13", "python3.12", "python3.11")
@@ -153,7 +153,6 @@ class _Failures:
 
 class SshProvider:
     listen_address: str | None = None  # the agents come through SSH forwards to loopback
-    faults: NetworkFaults | None = None  # real networks: phalanx does not break them
 
     def __init__(
         self,
@@ -170,6 +169,10 @@ class SshProvider:
         self.remotes: dict[str, _Remote] = {}
         self._houses: dict[wh.Target, asyncio.Task[wh.Wheelhouse]] = {}
         self._installs: dict[tuple[str, int, str], asyncio.Lock] = {}
+
+    def capabilities(self) -> Capabilities:
+        # Real machines on real networks: phalanx does not break them.
+        return Capabilities.none("ssh hosts")
 
     async def open(self) -> None:
         pass

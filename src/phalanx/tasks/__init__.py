@@ -16,13 +16,7 @@ from phalanx.tasks.shell import ShellTask
 from phalanx.tasks.vm import VmTask
 from phalanx.tasks.walks import WalksTask
 
-# Every task type by the name it crosses the wire under.
-TASK_TYPES: dict[str, type[Task]] = {
-    cls.type: cls for cls in (ShellTask, PythonTask, WalksTask, ExecutableTask, VmTask)
-}
-
 __all__ = [
-    "TASK_TYPES",
     "ExecutableTask",
     "Outcome",
     "PythonTask",

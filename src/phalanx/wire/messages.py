@@ -26,7 +26,9 @@ from pydantic import (
 )
 
 from phalanx import __version__
-from phalanx.tasks import TASK_TYPES, Outcome, Task, to_json
+from phalanx.plugins import PluginError, UnknownPlugin
+from phalanx.tasks import Outcome, Task, to_json
+from phalanx.tasks.registry import TASKS
 
 # 2: stage.output carries bytes as latin-1 text (1 sent text decoded as UTF-8).
 # 3: stage.start names its scope (2 left the agent to cut it out of the stage id).
@@ -343,10 +345,15 @@ def task_of(spec: TaskSpec) -> Task:
     unknown keys, missing ones and wrong types are refused, as is another
     version of the type. Raises TaskRefused."""
     agent = f"this agent (phalanx {__version__})"
-    cls = TASK_TYPES.get(spec.type)
-    if cls is None:
-        known = ", ".join(sorted(TASK_TYPES))
-        raise TaskRefused(f"{agent} has no runner for task type {spec.type!r} (it runs {known})")
+    try:
+        cls = TASKS.get(spec.type)
+    except UnknownPlugin:
+        known = ", ".join(TASKS.names())
+        raise TaskRefused(
+            f"{agent} has no runner for task type {spec.type!r} (it runs {known})"
+        ) from None
+    except PluginError as exc:
+        raise TaskRefused(f"{agent} cannot run {spec.type} tasks: {exc}") from None
     if spec.version != cls.version:
         raise TaskRefused(
             f"{agent} runs {cls.type} tasks version {cls.version}; "
