@@ -398,8 +398,9 @@ class AgentHub:
             if first.host != host:
                 raise ValueError(f"this token belongs to {host!r}, not {first.host!r}")
         except (ValueError, ValidationError, TimeoutError, WebSocketDisconnect) as exc:
-            log.warning("refusing an agent connection: %s", exc)
-            await connection.close(CLOSE_REFUSED, str(exc)[:120])
+            why = _refusal(exc)
+            log.warning("refusing an agent connection: %s", why)
+            await connection.close(CLOSE_REFUSED, why[:120])
             return
         link = self.link(host)
         if link.connection is not None and self._alive(link):
@@ -434,3 +435,18 @@ class AgentHub:
         finally:
             link.detach(connection)
             connection.writer.cancel()
+
+
+def _refusal(exc: Exception) -> str:
+    """One line on why a hello was refused. A hostile hello can fail
+    validation thousands of times over (a label each): the first failure and
+    a count, never the whole list, go into the log and the close reason."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return "a malformed hello"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     model_serializer,
@@ -30,6 +31,22 @@ from phalanx.tasks import TASK_TYPES, Outcome, Task, to_json
 
 # 2: stage.output carries bytes as latin-1 text (1 sent text decoded as UTF-8).
 PROTOCOL_VERSION = 2
+
+# What a hello may carry. It is kept and shown on every agents page, so a
+# hostile or broken agent must not make it a megabyte: a host name is at most
+# 253 characters (RFC 1123), a version or a label's key a short word, a label's
+# value a line.
+MAX_NAME = 253
+MAX_VERSION = 64
+MAX_LABELS = 32
+MAX_LABEL_KEY = 64
+MAX_LABEL_VALUE = 256
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Version = Annotated[str, StringConstraints(max_length=MAX_VERSION)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_KEY)]
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
 
 
 class _Message(BaseModel):
@@ -45,13 +62,13 @@ class _Message(BaseModel):
 class Hello(_Message):
     type: Literal["hello"] = "hello"
     version: int
-    host: str
-    agent_version: str = ""
+    host: Name
+    agent_version: Version = ""
     pid: int | None = None
     # `phalanx agent --label KEY=VALUE`, shown with the agent. Optional:
     # an agent without labels sends none, so an older coordinator (whose
     # hello forbids unknown fields) still admits it.
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
     @model_serializer(mode="wrap")
     def _without_empty_labels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
