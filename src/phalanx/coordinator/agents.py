@@ -33,7 +33,9 @@ from phalanx.wire.messages import (
     Hello,
     Ping,
     Pong,
+    ScopeEnd,
     Shutdown,
+    StageCancel,
     StageResult,
     encode,
     parse_agent_message,
@@ -376,6 +378,28 @@ class AgentHub:
                     log.warning("agent %s lost: %s", link.name, reason)
                     link.lose(reason)
 
+    def _end_over(self, link: AgentLink, hello: Hello) -> None:
+        """Tell a (re)connected agent to end what it runs for runs that are
+        over: a coordinator killed mid-run and started again has no run of
+        the old ids, so their stages would go on beside the next run's."""
+        holder = self.holder(link.name)
+        live = f"{holder.run_id}:" if holder is not None else None
+        over = [s for s in hello.running if live is None or not s.startswith(live)]
+        scopes = {s for s in hello.scopes if live is None or not s.startswith(live)}
+        # A stage id is its scope's id and the stage's name (engine.step.stage_id).
+        scopes.update(s.rsplit(":", 1)[0] for s in over)
+        if not over and not scopes:
+            return
+        log.warning(
+            "agent %s still ran %d stage(s) of runs that are over; ending them",
+            link.name,
+            len(over) or len(scopes),
+        )
+        for stage_id in over:
+            link.send(StageCancel(stage_id=stage_id))
+        for scope in sorted(scopes):
+            link.send(ScopeEnd(scope=scope))
+
     # --- the WebSocket endpoint -------------------------------------------------------
 
     async def serve(self, websocket: WebSocket) -> None:
@@ -420,6 +444,7 @@ class AgentHub:
         link.version = first.agent_version
         link.labels = dict(first.labels)
         link.attach(connection)
+        self._end_over(link, first)
         try:
             while True:
                 raw = await _receive(websocket)

@@ -47,6 +47,10 @@ Version = Annotated[str, StringConstraints(max_length=MAX_VERSION)]
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_KEY)]
 LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
+# Stages and scopes an agent says it holds after a reconnect.
+MAX_HELD = 1024
+HeldRef = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Held = Annotated[list[HeldRef], Field(max_length=MAX_HELD)]
 
 
 class _Message(BaseModel):
@@ -69,12 +73,19 @@ class Hello(_Message):
     # an agent without labels sends none, so an older coordinator (whose
     # hello forbids unknown fields) still admits it.
     labels: Labels = Field(default_factory=dict)
+    # What it still runs from before this connection: its running stages'
+    # ids and the scopes (`run:index:case`) whose processes it holds. The
+    # coordinator ends those of runs that are over (it was restarted, or
+    # the run ended while the agent was away). Optional, as labels are.
+    running: Held = Field(default_factory=list)
+    scopes: Held = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _without_empty_labels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if not data.get("labels"):
-            data.pop("labels", None)
+        for optional in ("labels", "running", "scopes"):
+            if not data.get(optional):
+                data.pop(optional, None)
         return data
 
 
