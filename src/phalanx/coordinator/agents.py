@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phalanx.coordinator.auth import TokenVerifier, bearer
+from phalanx.store.failures import Throttle, describe
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -197,11 +199,14 @@ class AgentLink:
     async def _ack_after(self, written: Awaitable[None], stage_id: str) -> None:
         try:
             await written
-        except Exception:
+        except Exception as exc:
             # Not acked now. The run has the result all the same (the fleet
             # applies it); the agent keeps it until a later connection, whose
             # resend is acked without being written again.
-            log.exception("recording a result of agent %s failed", self.name)
+            if (why := describe(exc)) is None:
+                log.exception("recording a result of agent %s failed", self.name)
+            elif (line := self.hub.store_failures.line(why, why)) is not None:
+                log.error("recording the results of agents failed: %s", line)
             return
         self.send(Ack(ref=stage_id))
 
@@ -238,6 +243,8 @@ class AgentHub:
         self.holders: dict[str, Holder] = {}  # host -> the live run that holds it
         self._watchdog: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        # A store that cannot be written fails every result alike: a line a minute.
+        self.store_failures = Throttle(time.monotonic)
 
     def link(self, name: str) -> AgentLink:
         if name not in self.links:

@@ -32,6 +32,7 @@ from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal, Role
 from phalanx.service.definitions import Catalog, SuiteEntry
 from phalanx.service.queue import ALERTS_FILE, NotActive
+from phalanx.service.unavailable import add_store_failure_handler
 from phalanx.store.errors import NotFound
 from phalanx.store.runs import RunSummary
 
@@ -76,6 +77,7 @@ def create_app(service: Service) -> FastAPI:
         redoc_url=None,
     )
     add_api_docs(app)
+    add_store_failure_handler(app)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
