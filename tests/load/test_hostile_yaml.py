@@ -129,3 +129,26 @@ async def test_the_folder_watcher_reports_a_bomb_and_goes_on_watching(tmp_path: 
         (folder / "suite.yaml").write_text("cluster: pair\ntests: [a]\n")
         await until(source, lambda c: "gamma" in c.suites and c.suites["gamma"].ok)
     await asyncio.sleep(0)
+
+
+def test_serve_listens_with_a_bomb_in_its_repo_and_lists_it_as_a_problem(
+    tmp_path: Path,
+) -> None:
+    from tests.service.test_serve import start, stop, user_token
+
+    bomb = _bomb_repo(tmp_path / "repo", levels=9)
+    (tmp_path / "repo" / "test-suites" / "fine" / "tc" / "a").mkdir(parents=True)
+    (tmp_path / "repo" / "test-suites" / "fine" / "tc" / "a" / "run.sh").write_text("true\n")
+    (tmp_path / "repo" / "test-suites" / "fine" / "suite.yaml").write_text(
+        "cluster: one\ntests: [a]\n"
+    )
+    served = start(tmp_path, tmp_path / "repo", tmp_path / "data")
+    try:
+        token = user_token(served, "vera", "viewer")
+        with served.client(token) as client:
+            suites = {s["name"]: s for s in client.get("/api/suites").json()}
+        assert suites["fine"]["ok"]
+        assert not suites["bomb"]["ok"]
+        assert f"{bomb}:8" in served.log.read_text()
+    finally:
+        stop(served)
