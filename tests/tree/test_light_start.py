@@ -36,7 +36,9 @@ def test_a_tree_run_imports_none_of_the_heavy_libraries(tmp_path: Path) -> None:
 # The service's stack (its store, migrations, password hashing, web API) is
 # for `phalanx serve` and the admin commands: a run has its results folder.
 # asyncssh is for the ssh provider's hosts only.
-SERVICE_STACK = {"sqlalchemy", "alembic", "argon2", "fastapi", "aiosqlite", "asyncpg", "asyncssh"}
+SERVICE_STACK = {
+    "sqlalchemy", "alembic", "argon2", "fastapi", "fastapi_offline", "aiosqlite", "asyncpg", "asyncssh",
+}  # fmt: skip
 EXAMPLES = Path(__file__).parents[2] / "examples" / "repo"
 
 

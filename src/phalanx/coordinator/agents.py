@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phalanx.coordinator.auth import TokenVerifier, bearer
+from phalanx.store.failures import Throttle, describe
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -33,7 +35,9 @@ from phalanx.wire.messages import (
     Hello,
     Ping,
     Pong,
+    ScopeEnd,
     Shutdown,
+    StageCancel,
     StageResult,
     encode,
     parse_agent_message,
@@ -84,6 +88,11 @@ class Holder(Protocol):
 
     def on_attach(self, host: str) -> None:
         """The host's agent (re)connected."""
+        ...
+
+    def known(self, host: str) -> frozenset[str]:
+        """The stage ids and scopes this run has sent the host (what a
+        reconnecting agent may go on running for it)."""
         ...
 
     def on_lost(self, host: str, reason: str) -> None: ...
@@ -195,11 +204,14 @@ class AgentLink:
     async def _ack_after(self, written: Awaitable[None], stage_id: str) -> None:
         try:
             await written
-        except Exception:
+        except Exception as exc:
             # Not acked now. The run has the result all the same (the fleet
             # applies it); the agent keeps it until a later connection, whose
             # resend is acked without being written again.
-            log.exception("recording a result of agent %s failed", self.name)
+            if (why := describe(exc)) is None:
+                log.exception("recording a result of agent %s failed", self.name)
+            elif (line := self.hub.store_failures.line(why, why)) is not None:
+                log.error("recording the results of agents failed: %s", line)
             return
         self.send(Ack(ref=stage_id))
 
@@ -236,6 +248,8 @@ class AgentHub:
         self.holders: dict[str, Holder] = {}  # host -> the live run that holds it
         self._watchdog: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        # A store that cannot be written fails every result alike: a line a minute.
+        self.store_failures = Throttle(time.monotonic)
 
     def link(self, name: str) -> AgentLink:
         if name not in self.links:
@@ -379,6 +393,27 @@ class AgentHub:
                     log.warning("agent %s lost: %s", link.name, reason)
                     link.lose(reason)
 
+    def _end_over(self, link: AgentLink, hello: Hello) -> None:
+        """Tell a (re)connected agent to end what it runs for runs that are
+        over: a coordinator killed mid-run and started again has no run of
+        the old ids, so their stages would go on beside the next run's."""
+        holder = self.holder(link.name)
+        known = holder.known(link.name) if holder is not None else frozenset()
+        over = [s for s in hello.running if s not in known]
+        # The agent names its running stages' scopes among the ones it holds.
+        scopes = {s for s in hello.scopes if s not in known}
+        if not over and not scopes:
+            return
+        log.warning(
+            "agent %s still ran %d stage(s) of runs that are over; ending them",
+            link.name,
+            len(over) or len(scopes),
+        )
+        for stage_id in over:
+            link.send(StageCancel(stage_id=stage_id))
+        for scope in sorted(scopes):
+            link.send(ScopeEnd(scope=scope))
+
     # --- the WebSocket endpoint -------------------------------------------------------
 
     async def serve(self, websocket: WebSocket) -> None:
@@ -401,8 +436,9 @@ class AgentHub:
             if first.host != host:
                 raise ValueError(f"this token belongs to {host!r}, not {first.host!r}")
         except (ValueError, ValidationError, TimeoutError, WebSocketDisconnect) as exc:
-            log.warning("refusing an agent connection: %s", exc)
-            await connection.close(CLOSE_REFUSED, str(exc)[:120])
+            why = _refusal(exc)
+            log.warning("refusing an agent connection: %s", why)
+            await connection.close(CLOSE_REFUSED, why[:120])
             return
         link = self.link(host)
         if link.connection is not None and self._alive(link):
@@ -422,6 +458,7 @@ class AgentHub:
         link.version = first.agent_version
         link.labels = dict(first.labels)
         link.attach(connection)
+        self._end_over(link, first)
         try:
             while True:
                 raw = await _receive(websocket)
@@ -439,3 +476,18 @@ class AgentHub:
         finally:
             link.detach(connection)
             connection.writer.cancel()
+
+
+def _refusal(exc: Exception) -> str:
+    """One line on why a hello was refused. A hostile hello can fail
+    validation thousands of times over (a label each): the first failure and
+    a count, never the whole list, go into the log and the close reason."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return "a malformed hello"
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"

@@ -95,6 +95,7 @@ class RunHost:
         self.name = name
         self.pending: dict[str, _Pending] = {}
         self.ordered: set[str] = set()  # stage ids sent to this host in this run
+        self.scopes: set[str] = set()  # the scopes of those stages (their cases)
         self.cancelled: set[str] = set()  # of those, the ones cancelled while pending
         self.applied: set[str] = set()
         self.log_requests: dict[str, asyncio.Future[list[CollectedLog]]] = {}
@@ -125,6 +126,7 @@ class RunHost:
         ends, self.scopes_to_end = tuple(self.scopes_to_end), []
         self.pending[order.stage_id] = _Pending(order, future, on_output, sent_at, ends)
         self.ordered.add(order.stage_id)
+        self.scopes.add(order.scope)
         link.send(_start_message(order, ends))
         # The agent enforces the timeout and reports it; this one only guards
         # against an agent that neither reports nor misses a heartbeat.
@@ -563,6 +565,11 @@ class RunFleet:
     def on_attach(self, host: str) -> None:
         if (run_host := self.hosts.get(host)) is not None:
             run_host.resend()
+
+    def known(self, host: str) -> frozenset[str]:
+        if (run_host := self.hosts.get(host)) is None:
+            return frozenset()
+        return frozenset(run_host.ordered | run_host.scopes)
 
     def on_lost(self, host: str, reason: str) -> None:
         if (run_host := self.hosts.get(host)) is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
+
+log = logging.getLogger("phalanx.coordinator")
 
 DEFAULT_RESULTS = Path("phalanx-results")
 
@@ -219,7 +222,7 @@ async def _provided(
         try:
             yield _Reach(coordinator.host, coordinator.port, str(exc), scheme)
         finally:
-            await provider.close()
+            await _released("close", provider.close())
         return
     try:
         address = provider.listen_address
@@ -236,7 +239,17 @@ async def _provided(
             async with coordinator.also_listen(address) as port:
                 yield _Reach(address, port, scheme=scheme)
     finally:
-        await provider.close()
+        await _released("close", provider.close())
+
+
+async def _released(what: str, releasing: Awaitable[None]) -> None:
+    """A provider's `down` or `close`: a failure there is one line in the
+    log, never the run's end. The run has its result (and its first
+    reason) by then, and its reports are still to be written."""
+    try:
+        await releasing
+    except Exception as exc:
+        log.warning("releasing the hosts (%s) failed: %s", what, exc)
 
 
 async def _run_provided(
@@ -344,7 +357,7 @@ async def _run_provided(
                     fleet.end_scope(scope_id(run_id, 0, None))
                 else:
                     hub.shutdown(n for n in names if n not in lost)
-                await provider.down(lost)
+                await _released("down", provider.down(lost))
                 # The agents are gone with the run: so are their tokens and links.
                 for token in tokens:
                     if token not in kept:

@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     from phalanx.host.daemon import TOKEN_ENV, Agent, install_xrdtest_library
+    from phalanx.wire.messages import MAX_LABELS
+
+    if len(dict(args.labels)) > MAX_LABELS:
+        parser.error(f"at most {MAX_LABELS} labels (the coordinator refuses more)")
 
     try:
         token, context = credentials(args.token_file, TOKEN_ENV, args.ca)
@@ -97,7 +101,16 @@ def label(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
+    key, value = key.strip(), value.strip()
+    from phalanx.wire.messages import MAX_LABEL_KEY, MAX_LABEL_VALUE
+
+    # The coordinator refuses a hello whose labels are past these bounds.
+    if len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
+        raise argparse.ArgumentTypeError(
+            f"a label's key is at most {MAX_LABEL_KEY} characters and its value "
+            f"at most {MAX_LABEL_VALUE}, got {len(key)} and {len(value)}"
+        )
+    return key, value
 
 
 class Unusable(Exception):

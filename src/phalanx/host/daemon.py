@@ -50,6 +50,7 @@ from phalanx.host.runners import execute
 from phalanx.tags import XRDTEST_FUNCTIONS
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
+    MAX_HELD,
     PROTOCOL_VERSION,
     Ack,
     CoordinatorMessage,
@@ -240,6 +241,12 @@ class Agent:
                 agent_version=__version__,
                 pid=os.getpid(),
                 labels=self.labels,
+                running=list(self.running)[:MAX_HELD],
+                scopes=list(
+                    dict.fromkeys(
+                        [*(s.message.scope for s in self.running.values()), *self.ledger.scopes]
+                    )
+                )[:MAX_HELD],
             )
         )
         # What the last connection may have lost: results not yet acked, and

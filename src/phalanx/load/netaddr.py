@@ -12,15 +12,15 @@ import re
 
 from phalanx.load.fields import FieldError
 
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
 def hostname(value: str) -> str:
     """An RFC 1123 host name: dot-separated labels of letters, digits and
     inner hyphens, at most 253 characters (one trailing dot allowed)."""
     name = value[:-1] if value.endswith(".") else value
-    if not name or len(name) > 253 or not all(_LABEL.match(part) for part in name.split(".")):
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(part) for part in name.split(".")):
         raise FieldError(
             f"{value!r} is not a host name (letters, digits, hyphens and dots; "
             "each label 1-63 characters, no leading or trailing hyphen)"
@@ -51,6 +51,6 @@ def netmask(value: str) -> str:
 
 def mac(value: str) -> str:
     """A MAC address as six colon-separated hex pairs, kept in lower case."""
-    if not _MAC.match(value.strip()):
+    if not _MAC.fullmatch(value.strip()):
         raise FieldError(f"{value!r} is not a MAC address (like 52:54:00:12:34:56)")
     return value.strip().lower()

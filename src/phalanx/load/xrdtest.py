@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 
 class TestSuite:
@@ -117,7 +117,7 @@ class Host:
         **params: Any,
     ) -> None:
         if mac_or_net is not None:
-            if _MAC.match(str(mac_or_net)):
+            if _MAC.fullmatch(str(mac_or_net)):
                 mac = mac or mac_or_net
             else:
                 net = net or mac_or_net

@@ -16,6 +16,15 @@ from phalanx.load.errors import DefinitionError, DefinitionErrors
 
 KeyPath = tuple[str | int, ...]
 
+# A definition file is a few kilobytes; a test tree's biggest is a few hundred.
+# Anything past this is a mistake or an attack, and reading it costs memory
+# and seconds before any other check can say so.
+MAX_FILE_BYTES = 2 * 1024 * 1024
+# Values a document may hold once its aliases are followed. An alias is cheap
+# to write and free to parse; what costs is every reader after us walking the
+# repeats (nine aliases of nine of nine ... is a "billion laughs").
+MAX_EXPANDED_NODES = 100_000
+
 
 @dataclass(frozen=True)
 class Source:
@@ -51,6 +60,8 @@ def parse(text: str, file: Path, *, allow_duplicates: bool = False) -> Source:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _refuse_alias_bombs(node, file)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -75,10 +86,80 @@ def parse(text: str, file: Path, *, allow_duplicates: bool = False) -> Source:
 
 def read(file: Path, *, allow_duplicates: bool = False) -> Source:
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as stream:
+            # One byte past the limit tells "too big" without reading the rest.
+            raw = stream.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            line = raw.count(b"\n", 0, MAX_FILE_BYTES) + 1
+            message = (
+                f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB "
+                f"(the limit for a definition file is reached on this line)"
+            )
+            raise DefinitionErrors([DefinitionError(file, line, None, message)])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionErrors([DefinitionError(file, None, None, f"cannot read: {exc}")]) from None
     return parse(text, file, allow_duplicates=allow_duplicates)
+
+
+def _refuse_alias_bombs(root: yaml.Node, file: Path) -> None:
+    """Raise if following the aliases under `root` gives too many values.
+
+    Aliases make the node tree a graph that shares nodes; its size with the
+    repeats counted is computed once per node, so this check itself is linear
+    in the file. The error names the innermost key whose value is too big,
+    which is where the repeats are written."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in active:  # a recursive alias: no finite expansion
+            raise _TooBig(node, None)
+        active.add(id(node))
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node)
+                try:
+                    total += size(value_node)
+                except _TooBig as exc:
+                    raise exc.at(key_node) from None
+                if total > MAX_EXPANDED_NODES:
+                    raise _TooBig(value_node, key_node)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_EXPANDED_NODES:
+                    raise _TooBig(node, None)
+        active.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    try:
+        size(root)
+    except _TooBig as exc:
+        key = exc.key
+        where = key if key is not None else exc.node
+        message = (
+            f"aliases expand to more than {MAX_EXPANDED_NODES:,} values "
+            "(an alias bomb, or a recursive alias); write the values out"
+        )
+        key_text = str(key.value) if isinstance(key, yaml.ScalarNode) else None
+        raise DefinitionErrors(
+            [DefinitionError(file, where.start_mark.line + 1, key_text, message)]
+        ) from None
+
+
+class _TooBig(Exception):
+    def __init__(self, node: yaml.Node, key: yaml.Node | None) -> None:
+        self.node, self.key = node, key
+
+    def at(self, key: yaml.Node) -> _TooBig:
+        # The innermost key wins: an outer mapping only fills in a missing one.
+        return self if self.key is not None else _TooBig(self.node, key)
 
 
 def _walk(

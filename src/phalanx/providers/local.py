@@ -81,6 +81,14 @@ class LocalProvider:
         return ""
 
     async def up(self, specs: list[AgentSpec]) -> None:
+        try:
+            await self._start_agents(specs)
+        except OSError as exc:
+            # A hosts' folder that cannot be made (a full disk, a file in
+            # the way): the run's reason, not a traceback.
+            raise ProvisionError(f"cannot start the agents: {exc}") from exc
+
+    async def _start_agents(self, specs: list[AgentSpec]) -> None:
         for spec in specs:
             workdir = host_dir(self.root, spec.host.name)
             workdir.mkdir(parents=True, exist_ok=True)

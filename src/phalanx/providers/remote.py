@@ -232,6 +232,10 @@ class HypervisorProvider:
         # host: the token its agent was booted with (by an earlier run, if kept)
         self.tokens: dict[str, str] = dict(kept.tokens) if kept else {}
         self._open_called = kept is not None
+        # `open` or `up` failed: the run ends with that reason, and going down
+        # must not add another (a cluster the hypervisor never opened, or one
+        # whose hypervisor is gone, has nothing to end).
+        self._failed = False
         self._on_keep = on_keep
         self._on_close = on_close
         self._resolve = resolve
@@ -257,9 +261,13 @@ class HypervisorProvider:
     async def open(self) -> None:
         if not self.reused:
             self._open_called = True
-            self.opened = await self.hypervisor.open_cluster(
-                self.key, self.cluster, self.run_id, self.folder
-            )
+            try:
+                self.opened = await self.hypervisor.open_cluster(
+                    self.key, self.cluster, self.run_id, self.folder
+                )
+            except BaseException:
+                self._failed = True
+                raise
             self.listen_address = self.opened.listen_address
         # Faults between the VMs: asked of the hypervisor (in this process,
         # or across the wire) when its VMs are on a bridge there; `slow` and
@@ -290,7 +298,11 @@ class HypervisorProvider:
         if self.reused:
             return  # their agents are connected since the run that booted them
         self.tokens = {s.host.name: s.token for s in specs}
-        await self.hypervisor.up_cluster(self.key, specs)
+        try:
+            await self.hypervisor.up_cluster(self.key, specs)
+        except BaseException:
+            self._failed = True
+            raise
 
     def _elsewhere(self) -> list[ClusterHost]:
         """The other hypervisors running VMs of this cluster (moved there)."""
@@ -302,15 +314,20 @@ class HypervisorProvider:
 
     async def _on_each(self, call: Callable[[ClusterHost], Awaitable[None]]) -> None:
         """`call` on every hypervisor the cluster is on, each whatever the
-        others did; their failures together."""
+        others did; their failures together (logged, not raised, once the
+        cluster has failed to come up)."""
         problems = []
         for host in [self.hypervisor, *self._elsewhere()]:
             try:
                 await call(host)
             except ProvisionError as exc:
                 problems.append(str(exc))
-        if problems:
-            raise ProvisionError("; ".join(problems))
+        if not problems:
+            return
+        if self._failed:
+            log.warning("cluster %s, after it failed to come up: %s", self.key, "; ".join(problems))
+            return
+        raise ProvisionError("; ".join(problems))
 
     async def down(self, lost: Collection[str] = ()) -> None:
         if self.where:
@@ -320,6 +337,8 @@ class HypervisorProvider:
                 await self._on_keep(self)
             return
         self.keep = False  # a VM lost: the cluster is not worth keeping
+        if self.opened is None:
+            return  # never opened: there is no VM to end
         await self._on_each(lambda host: host.down_cluster(self.key, lost))
 
     # `revert: case` (`Reverting`), done by the hypervisor.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from phalanx.coordinator.agents import Sighting
 from phalanx.store.agents import Agents
+from phalanx.store.failures import Throttle, describe
 
 if TYPE_CHECKING:
     from phalanx.service.app import Service
@@ -41,6 +43,7 @@ class SeenRecorder:
         self.agents = agents
         self.queue: asyncio.Queue[tuple[Sighting, datetime]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self.throttle = Throttle(time.monotonic)
 
     def __call__(self, sighting: Sighting) -> None:
         self.queue.put_nowait((sighting, datetime.now(UTC)))
@@ -59,8 +62,13 @@ class SeenRecorder:
                     version=sighting.version or None,
                     at=at,
                 )
-            except Exception:
-                log.exception("recording agent %s failed", sighting.name)
+            except Exception as exc:
+                if (why := describe(exc)) is None:
+                    log.exception("recording agent %s failed", sighting.name)
+                elif (
+                    line := self.throttle.line(why, f"recording agents failed: {why}")
+                ) is not None:
+                    log.error("%s", line)
             finally:
                 self.queue.task_done()
 

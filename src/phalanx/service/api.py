@@ -27,11 +27,13 @@ from phalanx.coordinator.app import agent_routes
 from phalanx.coordinator.auth import bearer
 from phalanx.coordinator.scripts import script_routes
 from phalanx.service.agents import known
+from phalanx.service.apidocs import add_api_docs
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal, Role
 from phalanx.service.definitions import Catalog, SuiteEntry
 from phalanx.service.documents import next_change, run_document
 from phalanx.service.queue import ALERTS_FILE, NotActive
+from phalanx.service.unavailable import add_store_failure_handler
 from phalanx.store.errors import NotFound
 from phalanx.store.runs import RunSummary
 
@@ -68,7 +70,15 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(service: Service) -> FastAPI:
-    app = FastAPI(title="phalanx", summary="The phalanx coordinator service.", version="1")
+    app = FastAPI(
+        title="phalanx",
+        summary="The phalanx coordinator service.",
+        version="1",
+        docs_url=None,  # served by apidocs, from the package: no CDN
+        redoc_url=None,
+    )
+    add_api_docs(app)
+    add_store_failure_handler(app)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

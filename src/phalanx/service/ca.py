@@ -39,7 +39,7 @@ CERT_DAYS = 825
 # Clocks on test hosts are not always in step: a certificate valid from a
 # few minutes ago works on a host a little behind.
 BACKDATE = dt.timedelta(minutes=5)
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 
 
 class CAError(Exception):
@@ -117,7 +117,7 @@ def issue(
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise CAError(f"{name!r} is not a usable name (letters, digits, '.', '_', '-')")
     ca_cert, ca_key = load_ca(directory)
     alt_names = _alt_names(name, ips, dns)
@@ -231,7 +231,7 @@ def _alt_names(name: str, ips: Iterable[str], dns: Iterable[str]) -> list[x509.G
         except ValueError:
             raise CAError(f"--ip {value!r} is not an IP address") from None
     for value in dns:
-        if not NAME.match(value.removeprefix("*.")):
+        if not NAME.fullmatch(value.removeprefix("*.")):
             raise CAError(f"--dns {value!r} is not a DNS name")
         add(x509.DNSName(value))
     return found

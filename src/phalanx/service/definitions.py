@@ -296,6 +296,13 @@ class DefinitionSource:
             message = f"loading took longer than {self._load_timeout:g} s; kept the last load"
             self._source_problem(DefinitionError(self.root, None, None, message))
             return self._catalog
+        except Exception as exc:
+            # The loaders turn every problem they know into a DefinitionError;
+            # anything else (a MemoryError, a bug) is reported the same way and
+            # the folder is watched on, so the next save is loaded again.
+            message = f"loading failed ({type(exc).__name__}: {exc}); kept the last load"
+            self._source_problem(DefinitionError(self.root, None, None, message))
+            return self._catalog
         catalog = build_catalog(repo, self._loaded, source=self.spec.label, revision=revision)
         if self._problem is None and _same(catalog, self._loaded):
             return self._catalog  # e.g. a file no definition reads was touched

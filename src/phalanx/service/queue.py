@@ -15,7 +15,6 @@ folder) and retention prunes old runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from phalanx.model import PROVIDER_AGENTS, RunResult, Status, Suite
 from phalanx.service import alerts
 from phalanx.service.live import LiveRun
 from phalanx.store.errors import NotFound
+from phalanx.store.failures import describe
 from phalanx.store.runs import RunSummary
 from phalanx.store.store import Store
 
@@ -40,6 +40,9 @@ log = logging.getLogger("phalanx.service")
 
 ALERTS_FILE = "alerts.json"
 STOP_GRACE = 10.0
+# Pauses between tries to record a run's end while the store cannot be written.
+END_RETRY_FIRST = 1.0
+END_RETRY_MAX = 60.0
 
 
 class NotActive(Exception):
@@ -222,14 +225,37 @@ class RunQueue:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("run %s failed in the service", active.id)
-            with contextlib.suppress(Exception):
-                await self.store.runs.end(active.id, Status.ERROR, f"the service failed: {exc}")
+            if (why := describe(exc)) is not None:
+                log.error("run %s could not be recorded: %s", active.id, why)
+                reason = f"the run could not be recorded: {why}"
+            else:
+                log.exception("run %s failed in the service", active.id)
+                reason = f"the service failed: {exc}"
+            await self._end_in_error(active.id, reason)
             self._ended(Status.ERROR.value)
         finally:
             self.active.pop(active.id, None)
             active.live.touch(ended=True)  # readers now find it in the store
             self._dispatch()
+
+    async def _end_in_error(self, run_id: str, reason: str) -> None:
+        """The run ends `error` with `reason`. While the store cannot be
+        written (a full disk) this is tried again, each pause twice the last
+        up to a minute, until it is written or the service stops: the run
+        must not stay `running` once space is back."""
+        pause = END_RETRY_FIRST
+        while True:
+            try:
+                await self.store.runs.end(run_id, Status.ERROR, reason)
+                return
+            except NotFound:
+                return
+            except Exception as exc:
+                if describe(exc) is None or self._closed:
+                    log.warning("run %s: its end could not be recorded: %s", run_id, exc)
+                    return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, END_RETRY_MAX)
 
     def _ended(self, status: str) -> None:
         if self.metrics is not None:

@@ -78,9 +78,19 @@ def serve(args: argparse.Namespace) -> int:
         return EXIT_DEFINITIONS
     try:
         asyncio.run(_main(config, list(args.repo)))
-    except OSError as exc:
-        log.error("cannot serve: %s", exc)
-        return EXIT_INFRASTRUCTURE
+    except Exception as exc:
+        from phalanx.store.failures import describe
+
+        # A full, locked or damaged database: one line saying which and
+        # where, not SQLAlchemy's traceback.
+        why = describe(exc)
+        if why is not None:
+            log.error("cannot serve: database %s: %s", config.safe_database(), why)
+            return EXIT_INFRASTRUCTURE
+        if isinstance(exc, OSError):
+            log.error("cannot serve: %s", exc)
+            return EXIT_INFRASTRUCTURE
+        raise
     return EXIT_OK
 
 

@@ -18,9 +18,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from phalanx.model import Cluster
+from phalanx.wire.messages import Name, Version
+
+# The clusters a daemon may say it holds, and a cluster key's length: far
+# beyond what one machine runs, and small enough to keep and log.
+MAX_HELD_CLUSTERS = 1024
+ClusterKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 HYPERVISOR_PROTOCOL = 1
 VM_STATES = ("booting", "running", "off", "lost")
@@ -34,7 +40,7 @@ class Capacity(_Message):
     cpus: int
     ram_mb: int
     kvm: bool
-    accel_reason: str = ""
+    accel_reason: Annotated[str, StringConstraints(max_length=1024)] = ""
 
 
 # --- daemon → coordinator ------------------------------------------------------
@@ -43,15 +49,15 @@ class Capacity(_Message):
 class HyperHello(_Message):
     type: Literal["hyper.hello"] = "hyper.hello"
     version: int
-    name: str
-    phalanx_version: str = ""
+    name: Name
+    phalanx_version: Version = ""
     capacity: Capacity
     # The coordinator is on this machine: its VMs may sit on a bridge here
     # that the coordinator also listens on. Else they reach it by NAT.
     local: bool = False
     # The keys of the clusters it holds (after a reconnect): the coordinator
     # closes those it no longer knows.
-    clusters: list[str] = Field(default_factory=list)
+    clusters: list[ClusterKey] = Field(default_factory=list, max_length=MAX_HELD_CLUSTERS)
 
 
 class Reply(_Message):

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     model_serializer,
@@ -34,6 +35,26 @@ from phalanx.tasks.registry import TASKS
 # 3: stage.start names its scope (2 left the agent to cut it out of the stage id).
 PROTOCOL_VERSION = 3
 
+# What a hello may carry. It is kept and shown on every agents page, so a
+# hostile or broken agent must not make it a megabyte: a host name is at most
+# 253 characters (RFC 1123), a version or a label's key a short word, a label's
+# value a line.
+MAX_NAME = 253
+MAX_VERSION = 64
+MAX_LABELS = 32
+MAX_LABEL_KEY = 64
+MAX_LABEL_VALUE = 256
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Version = Annotated[str, StringConstraints(max_length=MAX_VERSION)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_KEY)]
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
+# Stages and scopes an agent says it holds after a reconnect.
+MAX_HELD = 1024
+HeldRef = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Held = Annotated[list[HeldRef], Field(max_length=MAX_HELD)]
+
 
 class _Message(BaseModel):
     # Each model's validator is built on its first use, not at import: an
@@ -48,19 +69,26 @@ class _Message(BaseModel):
 class Hello(_Message):
     type: Literal["hello"] = "hello"
     version: int
-    host: str
-    agent_version: str = ""
+    host: Name
+    agent_version: Version = ""
     pid: int | None = None
     # `phalanx agent --label KEY=VALUE`, shown with the agent. Optional:
     # an agent without labels sends none, so an older coordinator (whose
     # hello forbids unknown fields) still admits it.
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
+    # What it still runs from before this connection: its running stages'
+    # ids and the scopes (`run:index:case`) whose processes it holds. The
+    # coordinator ends those of runs that are over (it was restarted, or
+    # the run ended while the agent was away). Optional, as labels are.
+    running: Held = Field(default_factory=list)
+    scopes: Held = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
     def _without_empty_labels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if not data.get("labels"):
-            data.pop("labels", None)
+        for optional in ("labels", "running", "scopes"):
+            if not data.get(optional):
+                data.pop(optional, None)
         return data
 
 

@@ -31,7 +31,7 @@ from phalanx.service.auth import AuthError, Principal, Role
 from phalanx.service.documents import next_change
 from phalanx.service.queue import NotActive
 from phalanx.service.web import charts, output, views
-from phalanx.service.web.render import Pages
+from phalanx.service.web.render import SECURITY_HEADERS, Pages
 from phalanx.store.errors import Conflict, NotFound
 
 STATIC = Path(__file__).parent / "static"
@@ -280,7 +280,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         q = request.query_params
         if relative in views.REPORT_FILES:  # written by phalanx itself
             kinds = {".json": "application/json", ".xml": "application/xml", ".html": "text/html"}
-            return FileResponse(path, media_type=kinds.get(path.suffix, "text/plain"))
+            # report.html is a page of this site: the pages' CSP goes with it.
+            return FileResponse(
+                path, media_type=kinds.get(path.suffix, "text/plain"), headers=SECURITY_HEADERS
+            )
         if q.get("raw") == "1":
             # What a host wrote is never a page of this site, whatever its name.
             return FileResponse(

@@ -1,0 +1,160 @@
+"""`phalanx serve` on a bad day: a database that is damaged, locked or on a
+full disk at start is one clear line and exit 3; a disk that fills while
+the service runs gives clear 503s (no traceback per request, no tight
+loop), and the run that could not be recorded ends `error` with that
+reason once space is back. The full disk is real: a small tmpfs (root);
+where it cannot be mounted the tests that need it skip, saying why."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.test_admin import PASSWORD
+from tests.service.test_serve import make_repo, start, stop, user_token
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def serve_once(tmp: Path, data: Path, within: float = 90) -> subprocess.CompletedProcess[str]:
+    """`phalanx serve` that is expected to give up at start."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
+    return subprocess.run(
+        [sys.executable, "-m", "phalanx.cli", "serve", "--repo", str(make_repo(tmp / "defs")),
+         "--listen", "127.0.0.1:0", "--data", str(data)],
+        cwd=tmp, capture_output=True, text=True, timeout=within, env=clean,
+    )  # fmt: skip
+
+
+def one_clear_line(done: subprocess.CompletedProcess[str], words: str) -> None:
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, done.stderr
+    assert "cannot serve: database sqlite" in errors[0] and words in errors[0], errors[0]
+
+
+def test_a_damaged_database_at_start_is_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "phalanx.db").write_bytes(b"not a database at all " * 500)
+    one_clear_line(serve_once(tmp_path, data), "not a database")
+
+
+def test_a_database_locked_by_another_process_at_start_is_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = subprocess.run(
+        [sys.executable, "-m", "phalanx.cli", "db", "upgrade", "--data", str(data)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    # As a backup tool or the sqlite3 shell may: the whole file, readers too,
+    # for as long as the connection lives.
+    holder = sqlite3.connect(data / "phalanx.db", isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("DELETE FROM runs WHERE 0")
+        holder.execute("COMMIT")
+        done = serve_once(tmp_path, data)
+    finally:
+        holder.close()
+    one_clear_line(done, "locked")
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size_mb: int) -> Iterator[Path]:
+    """A tmpfs of `size_mb` at `where`, unmounted after."""
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(where)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        why = f"cannot mount a small tmpfs for a full disk: {mounted.stderr.strip()}"
+        print(why)
+        pytest.skip(why)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+def fill(disk: Path) -> Path:
+    """Fill `disk` to its last byte; the filler file, to delete for space back."""
+    filler = disk / f"filler-{uuid.uuid4().hex}"
+    chunk = b"\0" * (1 << 16)
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(chunk)
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    # Smaller writes too, until not one byte more fits.
+    with contextlib.suppress(OSError), filler.open("ab") as out:
+        while True:
+            out.write(b"\0" * 512)
+            out.flush()
+    return filler
+
+
+def test_a_full_disk_at_start_is_one_line(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", 4) as disk:
+        fill(disk)
+        done = serve_once(tmp_path, disk / "data")
+    one_clear_line(done, "full")
+
+
+def test_a_disk_filling_while_serving_gives_503s_and_the_run_ends_error_after(
+    tmp_path: Path,
+) -> None:
+    with small_disk(tmp_path / "disk", 64) as disk:
+        served = start(tmp_path, make_repo(tmp_path / "defs"), disk / "data")
+        try:
+            token = user_token(served, "otto", "operator")
+            with served.client(token) as client:
+                run_id = client.post("/api/suites/slow/runs").json()["id"]
+                deadline = time.monotonic() + 60
+                while client.get(f"/api/runs/{run_id}").json()["status"] != "running":
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+                filler = fill(disk)
+                # While it is full: a clear answer to each request, not a 500.
+                login = {"name": "otto", "password": PASSWORD}
+                answers = []
+                for _ in range(40):
+                    answers.append(httpx.post(f"{served.url}/api/login", json=login, timeout=30))
+                    time.sleep(0.05)
+                assert {a.status_code for a in answers} == {503}, answers[0].text
+                assert "full" in answers[0].json()["message"]
+                assert answers[0].headers["retry-after"]
+                # The run's end cannot be recorded yet (the slow case sleeps 4 s).
+                time.sleep(8)
+                assert client.get(f"/api/runs/{run_id}").json()["status"] == "running"
+                filler.unlink()  # space is back
+                deadline = time.monotonic() + 120
+                while (run := client.get(f"/api/runs/{run_id}").json())["status"] == "running":
+                    assert time.monotonic() < deadline, run
+                    time.sleep(0.5)
+                assert run["status"] == "error"
+                assert "could not be recorded" in run["reason"], run
+                assert "full" in run["reason"] or "space" in run["reason"], run
+                assert httpx.post(f"{served.url}/api/login", json=login, timeout=30).is_success
+        finally:
+            stop(served)
+        log = served.log.read_text()
+    assert "Traceback" not in log, log[-5000:]
+    # One line a minute for the requests, not one each.
+    assert log.count("the store cannot be used") <= 2, log[-5000:]
