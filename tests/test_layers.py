@@ -29,6 +29,7 @@ CORE = {
     "engine",
     "combinatorial",
     "board",
+    "keywords",  # -k EXPR, read and matched
 }
 # Where things run or meet the outside world.
 EDGES = {
