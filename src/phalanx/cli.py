@@ -379,6 +379,19 @@ def results_convert(args: argparse.Namespace) -> int:
         err.print(f"error: {shown_path(args.results_json)}: {exc}")
         return EXIT_DEFINITIONS
     found = rows(run_result)
+    if not found:
+        from phalanx.report.terminal import shown_path
+
+        # Said on stderr: stdout still gets the format's empty document.
+        err.print(
+            f"{shown_path(args.results_json)}: no host reported results in run "
+            f"{run_result.run_id} (suite {run_result.suite}): only walks and Python tests "
+            "report them; `phalanx results show` lists the cases' statuses",
+            markup=False,
+            soft_wrap=True,
+        )
+        if args.format == "table":
+            return EXIT_OK  # an empty table says nothing the line above did not
     summary = stat(found, args.stat) if args.stat else None
     if args.stat and summary is None:
         err.print(f"error: no result has a numeric field {args.stat!r}")
