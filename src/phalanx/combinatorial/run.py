@@ -39,7 +39,7 @@ from phalanx.combinatorial.protocol import (
     decode_result,
     encode,
 )
-from phalanx.combinatorial.results import Failure, Results, RunLogs, Shrunk
+from phalanx.combinatorial.results import Failure, Results, RunLogs, Shrunk, place_of
 from phalanx.combinatorial.serial import SerialUpdateError, apply_update, run_serial
 from phalanx.combinatorial.shrink import Candidate, shrink
 from phalanx.combinatorial.trace import TraceWriter
@@ -379,7 +379,7 @@ class _Runner:
             dead.add(walk_id)
             self._outcome(walk_id, "cancelled")
         for f in result.failed:
-            self._fail(f.walk_id, k, f.error_type, f.pos, f.message, f.traceback)
+            self._fail(f.walk_id, k, f.error_type, f.pos, f.message, f.traceback, f.place)
             dead.add(f.walk_id)
         for walk_id, encoded in zip(result.state_ids or (), result.states or (), strict=True):
             if walk_id in dead or last:
@@ -390,13 +390,20 @@ class _Runner:
                 self.carried[walk_id] = encoded
 
     def _fail(
-        self, walk_id: int, k: int, error_type: str, pos: int, message: str, tb: str | None
+        self,
+        walk_id: int,
+        k: int,
+        error_type: str,
+        pos: int,
+        message: str,
+        tb: str | None,
+        place: str = "",
     ) -> None:
         label, cls = "", ""
         if pos >= 0:
             digits = self.plan.space.digits(self.walks.product_index(walk_id))
             label, cls = self.plan.label(pos, digits[pos]), self.plan.paths[pos]
-        failure = Failure(walk_id, error_type, cls, label, message, tb, k)
+        failure = Failure(walk_id, error_type, cls, label, message, tb, k, place)
         self.failures[walk_id] = failure
         if len(self.failures) <= LOGGED_FAILURES:
             logger.error("%s", failure, extra={"walk_id": walk_id})
@@ -420,7 +427,7 @@ class _Runner:
                 self._outcome(walk_id, "cancelled")
             else:
                 error_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
-                self._fail(walk_id, k, error_type, pos, str(exc), None)
+                self._fail(walk_id, k, error_type, pos, str(exc), None, place_of(exc))
 
     def _outcome(self, walk_id: int, outcome: str, detail: str = "") -> None:
         if self.trace is not None:
@@ -434,7 +441,7 @@ class _Runner:
     # -- shrinking -----------------------------------------------------------
 
     def shrink_failures(self) -> list[Shrunk]:
-        firsts: dict[tuple[str, str], Failure] = {}
+        firsts: dict[tuple[str, str, str], Failure] = {}
         for walk_id in sorted(self.failures):
             failure = self.failures[walk_id]
             if failure.action_class and failure.signature not in firsts:
@@ -453,7 +460,7 @@ class _Runner:
             outcomes = self._run_walks(cands)
             verdicts = []
             for cand, outcome in zip(cands, outcomes, strict=True):
-                signature = (outcome.error_type, outcome.action_class)
+                signature = (outcome.error_type, outcome.action_class, outcome.place)
                 same = outcome.outcome == "failed" and signature == failure.signature
                 if same:
                     messages[cand] = outcome.message or ""
