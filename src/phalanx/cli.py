@@ -408,7 +408,37 @@ def replay(args: argparse.Namespace) -> int:
     """Replay exactly one walk of a combinatorial run."""
     from phalanx.combinatorial.cli import replay as replay_walk
 
-    return replay_walk(args.trace, args.walk_id, args.state, args.step)
+    found = _trace(args.trace)
+    if isinstance(found, str):
+        err.print(f"error: {found}", markup=False, soft_wrap=True)
+        return EXIT_DEFINITIONS
+    return replay_walk(found, args.walk_id, args.state, args.step)
+
+
+def _trace(given: Path) -> Path | str:
+    """The trace a report's `phalanx replay walks/…trace.jsonl N` names: the
+    path is the host's (relative to its working folder, `hosts/<host>/` in
+    the run folder), so it is also looked for there from the run folder and
+    from where the run was started; or why it cannot be found."""
+    if given.is_absolute() or given.exists():
+        return given
+    found = sorted(
+        {
+            p
+            for pattern in ("hosts/*/", "*/*/hosts/*/")
+            for p in Path().glob(pattern + given.as_posix())
+            if p.is_file()
+        }
+    )
+    if len(found) == 1:
+        print(f"(trace found at {found[0]})")
+        return found[0]
+    if not found:
+        return (
+            f"{given}: no such trace here, nor under hosts/*/ (a run folder) or "
+            "*/*/hosts/*/ (where runs were started)"
+        )
+    return f"{given} is in several run folders: " + ", ".join(str(p) for p in found[:5])
 
 
 def cleanup(args: argparse.Namespace) -> int:

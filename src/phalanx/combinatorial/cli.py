@@ -16,9 +16,16 @@ from phalanx.combinatorial import state as state_codec
 from phalanx.combinatorial.trace import read_entry
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_FAILED, EXIT_OK
 
+# The folder beside a trace holding the run's actions modules (a walks case
+# writes them there): replay imports them from it.
+REPLAY_MODULES = "modules"
+
 
 def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int:
     """Replay walk ``walk_id`` of ``trace``; print what runs and how it ends."""
+    modules = Path(trace).parent / REPLAY_MODULES
+    if modules.is_dir():
+        sys.path.insert(0, str(modules.resolve()))
     try:
         entry = read_entry(Path(trace), walk_id)
         walk = entry.walk()
@@ -35,6 +42,15 @@ def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int
         print(f"error: --state is not valid JSON state: {exc}", file=sys.stderr)
         return EXIT_DEFINITIONS
 
+    if entry.outcome == "pruned":
+        # Nothing ran: replaying it would print a pass the run never had.
+        print(
+            f"walk {walk_id} of {trace} was pruned: an action's should_cancel dropped it "
+            "before it ran (it repeats another walk), so there is nothing to replay"
+        )
+        for i, action in enumerate(walk):
+            print(f"  {i}: {action!r}")
+        return EXIT_OK
     origin = f", shrunk from walk {entry.shrunk_from}" if entry.shrunk_from is not None else ""
     print(f"replaying walk {walk_id} of {trace} (branch {entry.branch}{origin})")
     if entry.outcome:

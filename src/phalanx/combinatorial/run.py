@@ -123,7 +123,9 @@ def run_tests(
                         "walk_order": list(plan.paths),
                         "strategy": strategy,
                         "seed": seed,
-                        "walk_count": walks.count,
+                        # Generated, before any was pruned: the totals line at
+                        # the end says how many ran and how many were pruned.
+                        "planned_walks": walks.count,
                         "segments": len(plan.segments),
                         # So that `phalanx replay` starts a walk where the run did.
                         "state": json.loads(initial),
@@ -132,6 +134,13 @@ def run_tests(
             runner = _Runner(plan, walks, ex, trace, initial, gather_states, run_id)
             runner.run()
             shrunk = runner.shrink_failures() if shrink else []
+            if trace is not None:
+                trace.totals(
+                    walk_count=walks.count - len(runner.pruned),
+                    pruned_count=len(runner.pruned),
+                    error_count=len(runner.failures),
+                    cancel_count=len(runner.cancelled),
+                )
         finally:
             if trace is not None:
                 trace.close()

@@ -1,8 +1,11 @@
 """The trace: JSON lines naming, for each walk segment, the walk and its actions.
 
-Line kinds: a header (``"trace"``), one line per walk per segment (``"walk_id"``,
-``"segment"``, ``"branch"``, ``"actions"``), outcome lines for walks that failed
-or were cancelled, and shrunk walks (``"shrunk_from"``). Segment lines are
+Line kinds: a header (``"trace"``; ``planned_walks`` counts the walks generated,
+pruned ones included), one line per walk per segment (``"walk_id"``,
+``"segment"``, ``"branch"``, ``"actions"``), outcome lines for walks that failed,
+were cancelled or were pruned, shrunk walks (``"shrunk_from"``), and at the end
+of a run that finished a ``"totals"`` line (``walk_count`` walks ran,
+``pruned_count`` were pruned, ``error_count`` failed, ``cancel_count`` cancelled). Segment lines are
 written before the segment is dispatched, so a run that dies still leaves the
 walks it was running on disk.
 """
@@ -74,6 +77,11 @@ class TraceWriter:
                 "detail": message,
             }
         )
+
+    def totals(self, **counts: int) -> None:
+        """The last line of a run that ended: walks run, pruned, failed,
+        cancelled (the header has only what was planned)."""
+        self._write_obj({"totals": counts})
 
     def close(self) -> None:
         self._file.close()
