@@ -130,7 +130,10 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
                 _conditions(config, err)
                 list_tests(cases, checks, out)
             if args.list_terse:
-                list_terse(cases, checks, out)
+                # runtests.py numbers and lists every test -t and the regexes
+                # leave; -g and -G decide only which of them run.
+                untagged = replace(selection, tags=(), exclude_tags=())
+                list_terse(select(suite.cases, untagged, suite.name), checks, out)
             return EXIT_OK
         cases = repeat(cases, args.number)
     except SelectionError as exc:
