@@ -136,3 +136,35 @@ def test_keyword_expressions_read_as_pytest_reads_them(
 def test_a_bad_expression_says_what_and_where(expression: str, message: str) -> None:
     with pytest.raises(KeywordError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse(expression)
+
+
+def test_a_listing_whose_reader_leaves_early_ends_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    tree = tmp_path / "tests"
+    tree.mkdir()
+    # more than a pipe holds (64 KiB), so the writer meets the closed end
+    names = [f"t{i:04d}_{'x' * 40}" for i in range(3000)]
+    (tree / "tests.yaml").write_text("tests:\n" + "".join(f"    - test: '{n}'\n" for n in names))
+    for name in names:
+        (tree / name).mkdir()
+        (tree / name / "test-config.yaml").write_text("testinfo:\n    summary: x\n")
+        (tree / name / "run-test").write_text("#!/bin/sh\n")
+        (tree / name / "run-test").chmod(0o755)
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "phalanx.cli", "run", str(tree), "-l"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    assert listing.stdout.readline() == f"R tests/t0000_{'x' * 40}\n"
+    listing.stdout.close()  # as `| head -1` does
+    try:
+        assert listing.wait(timeout=60) == 0
+    finally:
+        listing.kill()
+    assert "Traceback" not in listing.stderr.read()
+    listing.stderr.close()

@@ -779,6 +779,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except Exit as stop:
         return stop.code
+    except BrokenPipeError:
+        # The reader left early (`phalanx run TREE -l | head`): what it read
+        # was right, and a traceback about the rest helps no one. Python
+        # would still complain flushing stdout on the way out, so stdout
+        # goes to /dev/null first.
+        import os
+
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+        return EXIT_OK
     finally:
         # On the way out the interpreter runs the collector over every object
         # still alive; frozen, they are freed without that last walk (~60 ms
