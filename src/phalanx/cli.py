@@ -412,7 +412,26 @@ def replay(args: argparse.Namespace) -> int:
     if isinstance(found, str):
         err.print(f"error: {found}", markup=False, soft_wrap=True)
         return EXIT_DEFINITIONS
+    _import_kept_modules(found)
     return replay_walk(found, args.walk_id, args.state, args.step)
+
+
+def _import_kept_modules(trace: Path) -> None:
+    """The actions modules a walks case keeps in its trace, importable
+    first: the replay line works without PYTHONPATH, from any copy of the
+    trace. In a temporary folder that goes when this process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from phalanx.combinatorial.trace import kept_modules
+    from phalanx.host.pychild import install_modules
+
+    modules = kept_modules(trace)
+    if modules:
+        folder = Path(tempfile.mkdtemp(prefix="phalanx-replay-"))
+        atexit.register(shutil.rmtree, folder, True)
+        install_modules(modules, folder)  # and puts the folder first on sys.path
 
 
 def _trace(given: Path) -> Path | str:

@@ -57,6 +57,14 @@ def test_the_printed_replay_line_works_from_the_run_folder_and_the_start_folder(
         assert "walk 17 failed" in replayed.stdout
     elsewhere = typed(command, tmp_path)
     assert elsewhere.returncode == 2 and "no such trace here" in elsewhere.stderr
+    # The trace keeps the actions module: a copy of it anywhere replays alone.
+    (trace,) = run_dir.glob("hosts/*/walks/boom/*.trace.jsonl")
+    copy = tmp_path / "elsewhere" / "boom.trace.jsonl"
+    copy.parent.mkdir()
+    copy.write_bytes(trace.read_bytes())
+    alone = typed(f"phalanx replay {copy.name} 17", copy.parent)
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    assert "ValueError: planted failure" in alone.stderr
 
 
 def test_a_pruned_walk_is_said_to_be_pruned_and_the_trace_counts_what_ran(

@@ -16,16 +16,9 @@ from phalanx.combinatorial import state as state_codec
 from phalanx.combinatorial.trace import read_entry
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_FAILED, EXIT_OK
 
-# The folder beside a trace holding the run's actions modules (a walks case
-# writes them there): replay imports them from it.
-REPLAY_MODULES = "modules"
-
 
 def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int:
     """Replay walk ``walk_id`` of ``trace``; print what runs and how it ends."""
-    modules = Path(trace).parent / REPLAY_MODULES
-    if modules.is_dir():
-        sys.path.insert(0, str(modules.resolve()))
     try:
         entry = read_entry(Path(trace), walk_id)
         walk = entry.walk()

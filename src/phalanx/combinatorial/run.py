@@ -16,7 +16,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ def run_tests(
     count: int | None = None,
     constraints: Constraint | None = None,
     config_file: Path | None = None,
+    modules: Mapping[str, str] | None = None,
 ) -> Results:
     """Run every walk that ``strategy`` picks from ``walk_order``.
 
@@ -84,6 +85,10 @@ def run_tests(
     ``"dask-ssh://H1,H2"``, ``"dask-local"``, or an :class:`Executor` (kept open).
     Unset, it comes from ``[combinatorial]`` in phalanx.toml or
     ``PHALANX_COMBINATORIAL_EXECUTOR``.
+
+    ``modules``: the actions modules' sources (name → source), kept in the
+    trace so that ``phalanx replay`` imports them from there, wherever the
+    trace was copied to.
 
     Raises StateError for a state that is not JSON-able, RuntimeError
     (SerialUpdateError) for a serial action update that cannot be applied, and
@@ -129,6 +134,7 @@ def run_tests(
                         "segments": len(plan.segments),
                         # So that `phalanx replay` starts a walk where the run did.
                         "state": json.loads(initial),
+                        **({"modules": dict(modules)} if modules else {}),
                     },
                 )
             runner = _Runner(plan, walks, ex, trace, initial, gather_states, run_id)

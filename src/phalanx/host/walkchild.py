@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.combinatorial import DaskExecutor, Executor, ExecutorError, Results, run_tests
-from phalanx.combinatorial.cli import REPLAY_MODULES
 from phalanx.combinatorial.config import load_settings
 from phalanx.combinatorial.executors import make_executor
 from phalanx.combinatorial.names import resolve_class
@@ -149,6 +148,7 @@ def run(task: WalksTask, modules_root: Path) -> dict[str, Any]:
             strategy=task.strategy,
             seed=task.seed,
             shrink=task.shrink,
+            modules=task.modules,  # kept in the trace: `phalanx replay` imports them from it
         )
     except ExecutorError as exc:
         traceback.print_exc(file=sys.stdout)
@@ -173,9 +173,6 @@ def main(argv: list[str]) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(root), os.environ.get("PYTHONPATH")) if p
     )
-    # Beside the trace, a copy of the actions modules: `phalanx replay` puts
-    # it on sys.path, so the printed replay line works without PYTHONPATH.
-    install_modules(task.modules, log_dir(task.case) / REPLAY_MODULES)
     data = run(task, root)
     result_path.write_text(json.dumps(data, default=repr))
     return 0 if not (data.get("error") or data.get("infra_error") or data.get("error_count")) else 1
