@@ -93,6 +93,14 @@ def test_each_variant_of_a_vm_tests_data_files_is_a_case(tmp_path: Path) -> None
     # the variant's values over the case's; the rest of the case's stay
     assert cases["iozone[two]"].params == {"user": "someone", "qemu_bin": "/opt/qemu-two"}
     assert cases["plain"].params == {}
+    # -t names a case and all its variants, or one variant
+    every = phalanx("run", str(suite), "-t", "usb", "-t", "iozone[one]", "--list", cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+    assert [ln.split()[0] for ln in every.stdout.splitlines()[:-1]] == [
+        "usb[tablet]",
+        "usb[keyboard]",
+        "iozone[one]",
+    ]
     chosen = phalanx("run", str(suite), "-k", "keyboard or two", "--list", cwd=tmp_path)
     assert [ln.split()[0] for ln in chosen.stdout.splitlines()[:-1]] == [
         "usb[keyboard]",
