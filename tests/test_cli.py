@@ -106,10 +106,10 @@ def test_the_python_role_example_pairs_each_client_with_its_server(tmp_path: Pat
 
 def test_tree_options_on_a_suite_are_refused_not_ignored(tmp_path: Path) -> None:
     done = phalanx(
-        "run", str(EXAMPLES / "test-suites" / "hello"), "-j", "2", "-g", "x", cwd=tmp_path
+        "run", str(EXAMPLES / "test-suites" / "hello"), "-j", "2", "--pcap", cwd=tmp_path
     )
     assert done.returncode == 2
-    assert "-g/--tag, -j/--jobs apply to test trees" in done.stderr
+    assert "-j/--jobs, --pcap apply to test trees" in done.stderr
     assert not (tmp_path / "phalanx-results").exists()
 
 

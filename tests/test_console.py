@@ -366,7 +366,8 @@ def test_summary_prints_what_each_host_reported() -> None:
         summary(result, out)
     text = captured.get()
     assert "host results" in text
-    line = next(ln for ln in text.splitlines() if '"rtt_us": 25.7' in ln)
+    line = next(ln for ln in text.splitlines() if "tests:Echo: rtt_us: 25.7" in ln)
+    assert '"rtt_us"' not in text  # words, not JSON (issue 23, item 10)
     assert case.name in line and run_stage.hosts[0].host in line
     without = finished_run()
     with out.capture() as captured:

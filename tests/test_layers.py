@@ -31,6 +31,7 @@ CORE = {
     "board",
     "codec",  # records as JSON types and back: no I/O
     "plugins",  # finding kinds, task types, runners and providers by name
+    "keywords",  # -k EXPR, read and matched
 }
 # Where things run or meet the outside world.
 EDGES = {

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 from phalanx import argtypes
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INTERRUPTED, EXIT_OK, for_status
 
+# `--json` with no FILE (the listing goes to stdout), and a bare `-k`.
+STDOUT = Path("-")
+KEEP_CORE = "\0keep-core"
+
 
 class Exit(Exception):
     """Stop a command with an exit code (after it said why)."""
@@ -106,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     """Run a suite on local hosts under an embedded coordinator, or a test tree."""
     from phalanx.load.tree import tree_folder
 
+    keep_core = args.keep_core or args.keywords == KEEP_CORE
+    keywords = None if args.keywords == KEEP_CORE else args.keywords
+    if args.json == STDOUT and not args.list_tests:
+        _print_errors(["--json without a FILE prints the --list as JSON; give a FILE for a run"])
+        return EXIT_DEFINITIONS
     if tree_folder(args.path) is not None:
         if args.provider:
             from phalanx.report.terminal import shown_path
@@ -126,22 +135,17 @@ def run(args: argparse.Namespace) -> int:
             args.stop_on_error, args.timeout, args.jobs, args.results,
             json=args.json, junit=args.junit, tap=args.tap, verbose=args.verbose,
             cancel_grace=args.cancel_grace, skip_regexes=args.skip_test_regex,
-            list_terse=args.list_terse, cleanup=args.cleanup, keep_core=args.keep_core,
+            list_terse=args.list_terse, cleanup=args.cleanup, keep_core=keep_core,
             valgrind=args.valgrind, pcap=args.pcap, keep_full_logs=args.keep_full_logs,
             testsuite_config=args.testsuite_config, asterisk=args.asterisk,
-            python=args.python,
+            python=args.python, keywords=keywords, last_failed=args.last_failed,
+            failed_first=args.failed_first,
         )  # fmt: skip
         return run_tree(args.path, tree)
     given = [
         name
         for name, used in {
-            "--test-regex": bool(args.test_regex),
-            "-T/--skip-test-regex": bool(args.skip_test_regex),
-            "-g/--tag": bool(args.tag),
-            "-G/--exclude-tag": bool(args.exclude_tag),
-            "-l/--list": args.list_tests,
             "--list-terse": args.list_terse,
-            "-L/--list-tags": args.list_tags,
             "--dry-run": args.dry_run,
             "--number": args.number != 1,
             "--random-order": args.random_order,
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             "--timeout": args.timeout is not None,
             "-j/--jobs": args.jobs is not None,
             "-c/--cleanup": args.cleanup,
-            "-k/--keep-core": args.keep_core,
+            "-k/--keep-core": keep_core,
             "-V/--valgrind": args.valgrind,
             "--pcap": args.pcap,
             "--keep-full-logs": args.keep_full_logs,
@@ -170,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_DEFINITIONS
+    loaded = _selected(args, _load(args.path, args.suite, args.test), keywords)
+    if loaded is None:
+        return EXIT_OK  # listed, not run
     from phalanx import aio
     from phalanx.console import make_console, summary, terminal_console
     from phalanx.coordinator.runs import RunOptions, run_local
@@ -177,7 +184,6 @@ def run(args: argparse.Namespace) -> int:
     from phalanx.layout import new_run_id
     from phalanx.report.writers import ReportPaths
 
-    loaded = _load(args.path, args.suite, args.test)
     run_id = new_run_id()  # known before the run: the console names files in its folder
     options = RunOptions(
         results=args.results,
@@ -211,6 +217,54 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     summary(result, terminal_console(sys.stdout), folder)
     return for_status(result.status)
+
+
+def _selected(args: argparse.Namespace, suite: Suite, keywords: str | None) -> Suite | None:
+    """The suite with the cases -k, -g, -G, the regexes and --last-failed /
+    --failed-first leave, in the order they run; None when it was only
+    listed (--list, --list-tags). Exit 2 when the selection is bad or empty."""
+    import dataclasses
+
+    from phalanx.report import listing
+    from phalanx.tree.cli import list_tags
+    from phalanx.tree.rerun import rerun_order
+    from phalanx.tree.select import Selection, SelectionError, select
+
+    if args.list_tags:
+        list_tags(suite.cases, sys.stdout)
+        if not args.list_tests:
+            return None
+    selection = Selection(
+        regexes=tuple(args.test_regex),
+        tags=tuple(args.tag),
+        exclude_tags=tuple(args.exclude_tag),
+        skip_regexes=tuple(args.skip_test_regex),
+        keywords=keywords,
+    )
+    try:
+        cases = select(suite.cases, selection, suite.name)
+    except SelectionError as exc:
+        _print_errors([str(exc)])
+        raise Exit(EXIT_DEFINITIONS) from None
+    cases, note = rerun_order(
+        cases,
+        args.results,
+        suite.name,
+        last_failed=args.last_failed,
+        failed_first=args.failed_first,
+    )
+    if note is not None:
+        print(note, file=sys.stderr)
+    if args.list_tests:
+        if args.json is not None:
+            listing.write_json([listing.case_row(c) for c in cases], sys.stdout, args.json)
+        else:
+            listing.write_cases(cases, sys.stdout)
+        return None
+    if not cases:
+        _print_errors([f"suite {suite.name!r}: the selection leaves no case to run"])
+        raise Exit(EXIT_DEFINITIONS)
+    return dataclasses.replace(suite, cases=tuple(cases))
 
 
 def _log_with_time() -> None:
@@ -324,6 +378,19 @@ def results_convert(args: argparse.Namespace) -> int:
         err.print(f"error: {shown_path(args.results_json)}: {exc}")
         return EXIT_DEFINITIONS
     found = rows(run_result)
+    if not found:
+        from phalanx.report.terminal import shown_path
+
+        # Said on stderr: stdout still gets the format's empty document.
+        err.print(
+            f"{shown_path(args.results_json)}: no host reported results in run "
+            f"{run_result.run_id} (suite {run_result.suite}): only walks and Python tests "
+            "report them; `phalanx results show` lists the cases' statuses",
+            markup=False,
+            soft_wrap=True,
+        )
+        if args.format == "table":
+            return EXIT_OK  # an empty table says nothing the line above did not
     summary = stat(found, args.stat) if args.stat else None
     if args.stat and summary is None:
         err.print(f"error: no result has a numeric field {args.stat!r}")
@@ -340,7 +407,56 @@ def replay(args: argparse.Namespace) -> int:
     """Replay exactly one walk of a combinatorial run."""
     from phalanx.combinatorial.cli import replay as replay_walk
 
-    return replay_walk(args.trace, args.walk_id, args.state, args.step)
+    found = _trace(args.trace)
+    if isinstance(found, str):
+        err.print(f"error: {found}", markup=False, soft_wrap=True)
+        return EXIT_DEFINITIONS
+    _import_kept_modules(found)
+    return replay_walk(found, args.walk_id, args.state, args.step)
+
+
+def _import_kept_modules(trace: Path) -> None:
+    """The actions modules a walks case keeps in its trace, importable
+    first: the replay line works without PYTHONPATH, from any copy of the
+    trace. In a temporary folder that goes when this process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from phalanx.combinatorial.trace import kept_modules
+    from phalanx.host.pychild import install_modules
+
+    modules = kept_modules(trace)
+    if modules:
+        folder = Path(tempfile.mkdtemp(prefix="phalanx-replay-"))
+        atexit.register(shutil.rmtree, folder, True)
+        install_modules(modules, folder)  # and puts the folder first on sys.path
+
+
+def _trace(given: Path) -> Path | str:
+    """The trace a report's `phalanx replay walks/…trace.jsonl N` names: the
+    path is the host's (relative to its working folder, `hosts/<host>/` in
+    the run folder), so it is also looked for there from the run folder and
+    from where the run was started; or why it cannot be found."""
+    if given.is_absolute() or given.exists():
+        return given
+    found = sorted(
+        {
+            p
+            for pattern in ("hosts/*/", "*/*/hosts/*/")
+            for p in Path().glob(pattern + given.as_posix())
+            if p.is_file()
+        }
+    )
+    if len(found) == 1:
+        print(f"(trace found at {found[0]})")
+        return found[0]
+    if not found:
+        return (
+            f"{given}: no such trace here, nor under hosts/*/ (a run folder) or "
+            "*/*/hosts/*/ (where runs were started)"
+        )
+    return f"{given} is in several run folders: " + ", ".join(str(p) for p in found[:5])
 
 
 def cleanup(args: argparse.Namespace) -> int:
@@ -432,7 +548,14 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="folder that receives the run folder (default: %(default)s)",
     )
     reports.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
-    reports.add_argument("--json", type=Path, metavar="FILE", help="also write results JSON here")
+    reports.add_argument(
+        "--json",
+        type=Path,
+        nargs="?",
+        const=STDOUT,
+        metavar="FILE",
+        help="also write results JSON here; with --list and no FILE: the list as JSON",
+    )
     reports.add_argument("--tap", type=Path, metavar="FILE", help="also write TAP here")
     parser.add_argument(
         "--cancel-grace",
@@ -441,6 +564,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="after Ctrl-C or SIGTERM, seconds the finalizes may still take (default: %(default)s)",
     )
+    _selection_options(parser)
     suites = parser.add_argument_group("suites")
     suites.add_argument("--plain", action="store_true", help="one line per event, no live view")
     suites.add_argument(
@@ -469,44 +593,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         " --verbose here, not --version)"
     )
     tree.add_argument(
-        "--test-regex",
-        action="append",
-        default=[],
-        metavar="REGEX",
-        help="tests whose name matches (repeatable: any)",
-    )
-    tree.add_argument(
-        "-T",
-        "--skip-test-regex",
-        action="append",
-        default=[],
-        metavar="REGEX",
-        help="not the tests whose name matches (repeatable)",
-    )
-    tree.add_argument(
-        "-g", "--tag", action="append", default=[], help="tests with this tag (repeatable: any)"
-    )
-    tree.add_argument(
-        "-G",
-        "--exclude-tag",
-        "--skip-tag",
-        action="append",
-        default=[],
-        metavar="TAG",
-        help="tests without this tag",
-    )
-    tree.add_argument(
-        "-l",
-        "--list",
-        "--list-tests",
-        dest="list_tests",
-        action="store_true",
-        help="list tests, run none",
-    )
-    tree.add_argument(
         "--list-terse", action="store_true", help="list as runtests.py: nnnn E|S|D name [unmet]"
     )
-    tree.add_argument("-L", "--list-tags", action="store_true", help="list tags, run none")
     tree.add_argument("-d", "--dry-run", action="store_true", help="show what would run")
     tree.add_argument(
         "--number", type=argtypes.count, default=1, metavar="N", help="run the selection N times"
@@ -524,7 +612,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "-c", "--cleanup", action="store_true", help="remove passing tests' sandboxes"
     )
     tree.add_argument(
-        "-k", "--keep-core", action="store_true", help="accepted (phalanx deletes no core file)"
+        "--keep-core", action="store_true", help="accepted (phalanx deletes no core file)"
     )
     tree.add_argument(
         "-V", "--valgrind", action="store_true", help="VALGRIND_ENABLE=true for the tests"
@@ -555,6 +643,70 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="workers (default: the number of cores)",
     )
+
+
+def _selection_options(parser: argparse.ArgumentParser) -> None:
+    """Which cases run, for suites and test trees alike (phalanx.tree.select)."""
+    chosen = parser.add_argument_group("selecting cases (suites and test trees)")
+    chosen.add_argument(
+        "-k",
+        dest="keywords",
+        nargs="?",
+        const=KEEP_CORE,
+        metavar="EXPR",
+        help="cases whose name or tags match, as pytest's -k: 'login and not slow'"
+        " (a bare -k is runtests.py's --keep-core)",
+    )
+    chosen.add_argument(
+        "-g", "--tag", action="append", default=[], help="cases with this tag (repeatable: any)"
+    )
+    chosen.add_argument(
+        "-G",
+        "--exclude-tag",
+        "--skip-tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="cases without this tag",
+    )
+    chosen.add_argument(
+        "--test-regex",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="cases whose name matches (repeatable: any)",
+    )
+    chosen.add_argument(
+        "-T",
+        "--skip-test-regex",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="not the cases whose name matches (repeatable)",
+    )
+    chosen.add_argument(
+        "--lf",
+        "--last-failed",
+        dest="last_failed",
+        action="store_true",
+        help="only the cases that did not pass in the latest run in --results (all if none)",
+    )
+    chosen.add_argument(
+        "--ff",
+        "--failed-first",
+        dest="failed_first",
+        action="store_true",
+        help="the latest run's failures first, then the rest",
+    )
+    chosen.add_argument(
+        "-l",
+        "--list",
+        "--list-tests",
+        dest="list_tests",
+        action="store_true",
+        help="list the selected cases, run none (--json: as JSON)",
+    )
+    chosen.add_argument("-L", "--list-tags", action="store_true", help="list tags, run none")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -588,6 +740,9 @@ def parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--stat", metavar="NAME", help="summarize this numeric result field")
     convert.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    from phalanx.report import results_cli
+
+    results_cli.add_commands(results_commands, _command)
     _command(commands, "cleanup", cleanup)
     walk = _command(commands, "replay", replay)
     walk.add_argument("trace", type=Path, help="a walk trace (JSON lines) written with log_dir")
@@ -646,6 +801,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except Exit as stop:
         return stop.code
+    except BrokenPipeError:
+        # The reader left early (`phalanx run TREE -l | head`): what it read
+        # was right, and a traceback about the rest helps no one. Python
+        # would still complain flushing stdout on the way out, so stdout
+        # goes to /dev/null first.
+        import os
+
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+        return EXIT_OK
     finally:
         # On the way out the interpreter runs the collector over every object
         # still alive; frozen, they are freed without that last walk (~60 ms

@@ -11,7 +11,6 @@ never holds the run (see `report/terminal.py`).
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from phalanx.events import (
     now,
 )
 from phalanx.model import HostResult, RunResult, Status, seconds
+from phalanx.report.hostdata import data_text
 from phalanx.report.outcomes import RED, Entry, entries
 from phalanx.report.terminal import (
     SafeStream,
@@ -469,14 +469,11 @@ def _data_table(result: RunResult) -> Table | None:
             for host in stage.hosts:
                 if host.data is None:
                     continue
-                shown = (
-                    host.data.get("final_results", host.data)
-                    if isinstance(host.data, dict)
-                    else host.data
+                lines = data_text(host.data).splitlines() or [""]
+                text = "\n".join(
+                    line if len(line) <= DATA_WIDTH else line[: DATA_WIDTH - 1] + "…"
+                    for line in lines
                 )
-                text = json.dumps(shown, separators=(", ", ": "), default=str)
-                if len(text) > DATA_WIDTH:
-                    text = text[: DATA_WIDTH - 1] + "…"
                 table.add_row(case.name, host.host, safe_text(text))
     return table if table.row_count else None
 

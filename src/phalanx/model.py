@@ -13,6 +13,7 @@ into these classes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -216,6 +217,11 @@ class Case:
     description: str = ""
 
 
+def named(case: str, names: Iterable[str]) -> bool:
+    """Whether `-t` names pick the case `case` (itself, or a variant of it)."""
+    return any(case == n or (case.startswith(n + "[") and case.endswith("]")) for n in names)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Suite:
     name: str
@@ -255,11 +261,12 @@ class Suite:
         return self.timeout
 
     def select(self, names: list[str]) -> Suite:
-        """The same suite with only the named cases, in the suite's order."""
+        """The same suite with only the named cases, in the suite's order. A
+        name picks the case so named and its variants (`usb` picks
+        `usb[tablet]`, `usb[mouse]`: load/variants.py)."""
         if not names:
             return self
-        wanted = set(names)
-        return replace(self, cases=tuple(c for c in self.cases if c.name in wanted))
+        return replace(self, cases=tuple(c for c in self.cases if named(c.name, names)))
 
 
 # --- results -----------------------------------------------------------------

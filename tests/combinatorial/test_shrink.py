@@ -54,3 +54,68 @@ def test_shrink_prefers_fewer_actions_then_smaller_options() -> None:
     best, tries = shrink(((0, 3), (1, 2), (2, 4)), evaluate)
     assert best == ((2, 1),)
     assert tries > 0
+
+
+# Two assertions in one action: a shrink that drops the Restart makes the
+# first one fail instead of the second, same type, same action, not the same
+# failure (issue 23, item 11).
+TWO_ASSERTS = """\
+from phalanx.combinatorial import Action, SerialAction
+
+
+class Put(Action):
+    OPTIONS = ["a", "b"]
+
+    def run(self, key, state):
+        state["store"][key] = 1
+
+
+class Restart(SerialAction):
+    OPTIONS = ["clean"]
+
+    def run(self, mode, state):
+        return {"restarts": state["restarts"] + 1}
+
+
+class Check(Action):
+    OPTIONS = ["all"]
+
+    def run(self, _, state):
+        assert state["restarts"] == 1, "restarts"
+        assert "b" in state["store"], "b not in store"
+"""
+
+
+def test_a_shrunk_walk_fails_at_the_same_place_not_just_with_the_same_type(
+    tmp_path: Path,
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "repo" / "clusters").mkdir(parents=True)
+    (tmp_path / "repo" / "clusters" / "one.yaml").write_text("name: one\nhosts: [{name: h1.t}]\n")
+    suite = tmp_path / "repo" / "test-suites" / "kv"
+    suite.mkdir(parents=True)
+    (suite / "acts.py").write_text(TWO_ASSERTS)
+    (suite / "suite.yaml").write_text(
+        "name: kv\ncluster: one\ntests:\n  - name: store\n    kind: walks\n    module: acts\n"
+        "    order: [Put, Restart, Check]\n    state: {store: {}, restarts: 0}\n"
+        "    shrink: true\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "--plain"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run_dir,) = (tmp_path / "phalanx-results").iterdir()
+    (case,) = json.loads((run_dir / "results.json").read_text())["cases"]
+    data = case["stages"][0]["hosts"][0]["data"]
+    assert data["error_count"] == 1  # Put(a): "b" is never put
+    (shrunk,) = data["shrunk"]
+    # Without the Restart, `restarts == 1` would fail first: not this failure.
+    assert shrunk["walk"] == ["Restart('clean')", "Check('all')"]
+    assert shrunk["message"] == "b not in store"

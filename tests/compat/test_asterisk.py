@@ -257,6 +257,9 @@ def test_runtests_options_select_list_and_order_as_runtests_does(tmp_path: Path)
     ]
     tags = phalanx(str(tree), "-L", cwd=tmp_path)
     assert [line.split()[0] for line in tags.stdout.splitlines()] == ["ari", "manager", "pjsip"]
+    # As runtests.py, -g does not change what --list-terse numbers and lists.
+    tagged = phalanx(str(tree), "--list-terse", "-g", "ari", cwd=tmp_path)
+    assert tagged.stdout == terse.stdout
     either = phalanx(str(tree), "-l", "-g", "pjsip", "-g", "ari", cwd=tmp_path)
     assert [line.split()[1] for line in either.stdout.splitlines()] == [
         "tests/apps/mid",
@@ -312,11 +315,16 @@ def test_asterisk_sipp_openssl_buildoption_custom_and_python_dependencies(tmp_pa
     header.write_text("#define TEST_FRAMEWORK 1\n#define LOW_MEMORY 0\n")
     bin_dir = tmp_path / "bin"
     _exe(bin_dir / "sipp", "#!/bin/sh\necho 'SIPp v3.6.1-TLS-PCAP, version 20190328.'\n")
-    _exe(bin_dir / "openssl", "#!/bin/sh\necho 'OpenSSL 3.0.2 15 Mar 2022'\n")
+    # runtests.py asks pyOpenSSL in the tests' interpreter, not the binary:
+    # a binary that says 9.9.9 changes nothing, the suite's OpenSSL module does.
+    _exe(bin_dir / "openssl", "#!/bin/sh\necho 'OpenSSL 9.9.9 15 Mar 2032'\n")
     tree = tmp_path / "suite" / "tests"
     lib = tmp_path / "suite" / "lib" / "python"
     lib.mkdir(parents=True)
     (lib / "only_in_the_suite.py").write_text("")
+    (lib / "OpenSSL").mkdir()
+    (lib / "OpenSSL" / "__init__.py").write_text("")
+    (lib / "OpenSSL" / "SSL.py").write_text("OPENSSL_VERSION_NUMBER = 0x30000020\n")  # 3.0.2
     needs = {
         "has_module": "- asterisk : 'chan_pjsip'",
         "lacks_module": "- asterisk : 'chan_sip'",
@@ -325,6 +333,8 @@ def test_asterisk_sipp_openssl_buildoption_custom_and_python_dependencies(tmp_pa
         "sipp_ok": "- sipp :\n            version : 'v3.5'\n            feature : 'PCAP'",
         "sipp_old": "- sipp :\n            version : 'v3.7'",
         "openssl_ok": "- openssl :\n            version : '1.0.2'",
+        "openssl_new": "- openssl :\n            version : '3.1.0'",
+        "sipp_tls": "- sipp :\n            version : 'v3.7'\n            feature : 'TLS'",
         "fax": "- custom : 'fax'",
         "remote": "- custom : 'remote'",
         "py_suite": "- python : 'only_in_the_suite'",
@@ -349,6 +359,8 @@ def test_asterisk_sipp_openssl_buildoption_custom_and_python_dependencies(tmp_pa
         "has_module": "R",
         "lacks_module": "U",
         "openssl_ok": "R",
+        "openssl_new": "U",
+        "sipp_tls": "U",
         "py_missing": "U",
         "py_suite": "R",
         "remote": "U",
@@ -356,6 +368,20 @@ def test_asterisk_sipp_openssl_buildoption_custom_and_python_dependencies(tmp_pa
         "sipp_old": "U",
     }
     assert "sipp version=v3.7 (found v3.6.1)" in listed.stdout
+    assert f"openssl version=3.1.0 (pyOpenSSL in {sys.executable} has OpenSSL 3.0.2)" in (
+        listed.stdout
+    )
+    terse = phalanx(
+        str(tree), "--list-terse", "--python", sys.executable, "--test-regex",
+        "/(sipp|openssl)_", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert terse.stdout.splitlines() == [
+        "0001 D tests/openssl_new 3.1.0",
+        "0002 E tests/openssl_ok",
+        "0003 E tests/sipp_ok",
+        "0004 D tests/sipp_old v3.7",
+        "0005 D tests/sipp_tls v3.7-TLS",
+    ]
     # Without --asterisk (and none on PATH) a module check says what is missing.
     bare = phalanx(str(tree), "-l", "-t", "has_module", cwd=tmp_path, env=env)
     assert "give --asterisk PATH" in bare.stdout

@@ -150,7 +150,7 @@ async def test_a_netns_agent_has_its_hosts_network_name_and_hosts_file(tmp_path:
                          "sh", "-c", "hostname; cat /etc/hosts; ls /sys/class/net"],
                         capture_output=True, text=True, check=True,
                     ).stdout.splitlines()  # fmt: skip
-                    assert seen[0] == host.name
+                    assert seen[0] == host.short_name
                     assert any(provider.ips[host.name] in line for line in seen)
                     assert "eth0" in seen
                     # The machine keeps its own name.

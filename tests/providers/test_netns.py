@@ -260,6 +260,8 @@ def getCluster():
 WHO_AM_I = """\
 #!/bin/bash
 echo "hostname=$(hostname)"
+echo "fqdn=$(hostname -f)"
+echo "HOSTNAME=$HOSTNAME"
 echo "address=@address@"
 ip -4 -o addr show dev eth0
 ip -o link show dev eth0
@@ -337,7 +339,9 @@ def test_four_xrdtest_hosts_have_their_own_names_addresses_and_resolve_everyone(
     assert len(logs) == 4
     for host, text in logs.items():
         short = host.split(".")[0]
-        assert f"hostname={host}\n" in text
+        # Linux's and XrdTest's convention: the short name, the full one with -f
+        # (XrdTest scripts test `[ x$HOSTNAME == xsrv1 ]`).
+        assert f"hostname={short}\nfqdn={host}\nHOSTNAME={short}\n" in text
         assert f"inet {ips[short]}/24" in text
         for name, ip in [("srv1.xrd.test", ips["srv1"]), ("srv1", ips["srv1"]), ("data1.xrd.test", ips["srv1"]),
                          ("srv2.xrd.test", ips["srv2"]), ("cli1", ips["cli1"]), ("cli2.xrd.test", ips["cli2"]),
@@ -529,7 +533,7 @@ hosts:
 SLEEPER = """\
 #!/bin/bash
 sleep 300 &
-echo $! > "{marks}/$(hostname)"
+echo $! > "{marks}/$(hostname -f)"
 wait
 """
 
@@ -648,7 +652,7 @@ def test_the_service_runs_a_suite_on_netns_hosts(tmp_path: Path) -> None:
     repo = _repo(
         tmp_path / "defs",
         "name: c\nprovider: netns\nhosts:\n  - {name: a.served.test}\n  - {name: b.served.test}\n",
-        {"ping": {"run.sh": "#!/bin/bash\nset -e\n[ \"$(hostname)\" = @slavename@ ]\n"
+        {"ping": {"run.sh": "#!/bin/bash\nset -e\n[ \"$(hostname -f)\" = @slavename@ ]\n"
                   "getent hosts b.served.test | grep -q @host:b.served.test@\n"}},
     )  # fmt: skip
     served = start(tmp_path, repo, tmp_path / "data")

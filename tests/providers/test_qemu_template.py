@@ -31,6 +31,7 @@ ROOT = not netns.lacking_capabilities("CAP_NET_ADMIN")
 
 # What a host says about itself: who it is, where, its kernel's RNG, its clock.
 IDENTITY = """echo "name $(hostname)"
+echo "fqdn $(hostname -f)"
 echo "mac $(cat /sys/class/net/eth0/address)"
 echo "ip $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
 echo "boot $(cat /proc/sys/kernel/random/boot_id)"
@@ -96,7 +97,7 @@ async def test_vms_restored_from_a_template_are_distinct_correctly_named_hosts(
         record = _record(folder, host.name)
         assert record["boot"] == "template"
         assert record["network"]["mode"] == network
-        assert mine["name"] == host.name
+        assert mine["name"] == host.short_name and mine["fqdn"] == host.name
         assert mine["env"] == host.name  # what a cold boot's stage2 leaves, as it leaves it
         assert mine["mac"] == mac_address(host)
         assert mine["ip"] == record["network"]["address"]
@@ -141,7 +142,7 @@ async def test_a_template_that_does_not_restore_is_discarded_and_the_vm_boots_co
         result, folder = await run_local(suite, options)
 
     assert result.status is Status.PASSED, result.reason
-    assert output(folder, result, "who", "run", host.name) == f"{host.name}\n"
+    assert output(folder, result, "who", "run", host.name) == f"{host.short_name}\n"
     assert _record(folder, host.name)["boot"] == "cold"
     assert not broken.exists()
     assert "the template tmpl-broken did not restore, so it boots cold" in caplog.text
@@ -170,7 +171,7 @@ async def test_a_template_that_cannot_be_built_leaves_the_vms_to_boot_cold(
         result, folder = await run_local(suite, options)
 
     assert result.status is Status.PASSED, result.reason
-    assert output(folder, result, "who", "run", host.name) == f"{host.name}\n"
+    assert output(folder, result, "who", "run", host.name) == f"{host.short_name}\n"
     assert _record(folder, host.name)["boot"] == "cold"
     assert "so its VMs boot cold: no room for the state" in caplog.text
     assert [p.name for p in templates.iterdir()] == []  # nothing half-built is left

@@ -297,3 +297,44 @@ def test_a_vm_test_that_outlives_its_stage_timeout_leaves_no_qemu_behind(
     (run_dir,) = (tmp_path / "phalanx-results").iterdir()
     assert next(run_dir.glob("hosts/*/vm/hang/HangTest.test_hangs/qemu.pid")).is_file()
     assert running_under(tmp_path) == []
+
+
+# A VM test whose guest lacks a command (what avocado reports as ERROR):
+# a test result, exit 1, not the infrastructure error of exit 3.
+GUEST_LACKS = """
+from phalanx.virt import test
+
+
+class LacksTest(test.VirtTest):
+    def test_needs_lsusb(self):
+        raise OSError("lsusb: command not found in the guest")
+"""
+
+
+@pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+@pytest.mark.timeout(600)
+def test_a_vm_tests_error_is_a_failed_case_not_an_infrastructure_error(
+    tmp_path: Path, vm_images: tuple[Image, RootDisk]
+) -> None:
+    root = tmp_path / "repo"
+    (root / "clusters").mkdir(parents=True)
+    (root / "clusters" / "one.yaml").write_text("name: one\nhosts:\n  - name: h1.vm.test\n")
+    suite = root / "test-suites" / "vms"
+    suite.mkdir(parents=True)
+    (suite / "lacks.py").write_text(GUEST_LACKS)
+    (suite / "suite.yaml").write_text(
+        "name: vms\ncluster: one\ntests:\n  - {name: lacks, kind: vm, test: lacks.py}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "phalanx.cli", "run", str(suite), "--plain"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env={**os.environ, "PHALANX_QEMU_ACCEL": "tcg"},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (case,) = results(tmp_path)["cases"]
+    assert case["status"] == "failed"
+    assert "LacksTest.test_needs_lsusb error: test_needs_lsusb: OSError: lsusb" in case["reason"]
+    assert reports_of(case)["LacksTest.test_needs_lsusb"]["status"] == "error"

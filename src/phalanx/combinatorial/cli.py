@@ -35,6 +35,15 @@ def replay(trace: Path, walk_id: int, state_json: str | None, step: bool) -> int
         print(f"error: --state is not valid JSON state: {exc}", file=sys.stderr)
         return EXIT_DEFINITIONS
 
+    if entry.outcome == "pruned":
+        # Nothing ran: replaying it would print a pass the run never had.
+        print(
+            f"walk {walk_id} of {trace} was pruned: an action's should_cancel dropped it "
+            "before it ran (it repeats another walk), so there is nothing to replay"
+        )
+        for i, action in enumerate(walk):
+            print(f"  {i}: {action!r}")
+        return EXIT_OK
     origin = f", shrunk from walk {entry.shrunk_from}" if entry.shrunk_from is not None else ""
     print(f"replaying walk {walk_id} of {trace} (branch {entry.branch}{origin})")
     if entry.outcome:

@@ -62,6 +62,7 @@ class WalkFailure:
     pos: int  # the action's position in the walk; -1: before any action
     message: str
     traceback: str | None = None
+    place: str = ""  # where it was raised: `file.py:function:line` (failure.place_of)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class WalkOutcome:
     error_type: str | None = None
     action_class: str | None = None  # the action that raised
     message: str | None = None
+    place: str = ""  # where it was raised, as WalkFailure.place
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,19 @@ from typing import Any
 from phalanx.combinatorial.walk import Walk
 
 
+def place_of(exc: BaseException) -> str:
+    """Where `exc` was raised: the innermost frame of its traceback, as
+    `file.py:function:line`. The file's name only: a shipped action module
+    sits in a different folder on every worker."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{Path(code.co_filename).name}:{code.co_name}:{tb.tb_lineno}"
+
+
 @dataclass(frozen=True)
 class Failure:
     """One failed walk: where it failed and with what."""
@@ -20,11 +33,14 @@ class Failure:
     message: str
     traceback: str | None  # kept for the first few failures of each task
     segment: int
+    place: str = ""  # where it was raised: `file.py:function:line` (place_of)
 
     @property
-    def signature(self) -> tuple[str, str]:
-        """Failures with the same signature fail "the same way"."""
-        return (self.error_type, self.action_class)
+    def signature(self) -> tuple[str, str, str]:
+        """Failures with the same signature fail "the same way": the same
+        exception type raised by the same action at the same line (two
+        assertions of one action are two failures)."""
+        return (self.error_type, self.action_class, self.place)
 
     def __str__(self) -> str:
         short = self.error_type.rpartition(".")[2]
@@ -36,7 +52,7 @@ class Failure:
 class Shrunk:
     """A failure reduced to a minimal walk that still fails the same way."""
 
-    signature: tuple[str, str]
+    signature: tuple[str, str, str]
     from_walk_id: int
     original_length: int
     walk: Walk  # the minimal walk; replay it with replay_walk

@@ -16,7 +16,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from phalanx.combinatorial.protocol import (
     decode_result,
     encode,
 )
-from phalanx.combinatorial.results import Failure, Results, RunLogs, Shrunk
+from phalanx.combinatorial.results import Failure, Results, RunLogs, Shrunk, place_of
 from phalanx.combinatorial.serial import SerialUpdateError, apply_update, run_serial
 from phalanx.combinatorial.shrink import Candidate, shrink
 from phalanx.combinatorial.trace import TraceWriter
@@ -72,6 +72,7 @@ def run_tests(
     count: int | None = None,
     constraints: Constraint | None = None,
     config_file: Path | None = None,
+    modules: Mapping[str, str] | None = None,
 ) -> Results:
     """Run every walk that ``strategy`` picks from ``walk_order``.
 
@@ -84,6 +85,10 @@ def run_tests(
     ``"dask-ssh://H1,H2"``, ``"dask-local"``, or an :class:`Executor` (kept open).
     Unset, it comes from ``[combinatorial]`` in phalanx.toml or
     ``PHALANX_COMBINATORIAL_EXECUTOR``.
+
+    ``modules``: the actions modules' sources (name → source), kept in the
+    trace so that ``phalanx replay`` imports them from there, wherever the
+    trace was copied to.
 
     Raises StateError for a state that is not JSON-able, RuntimeError
     (SerialUpdateError) for a serial action update that cannot be applied, and
@@ -123,15 +128,25 @@ def run_tests(
                         "walk_order": list(plan.paths),
                         "strategy": strategy,
                         "seed": seed,
-                        "walk_count": walks.count,
+                        # Generated, before any was pruned: the totals line at
+                        # the end says how many ran and how many were pruned.
+                        "planned_walks": walks.count,
                         "segments": len(plan.segments),
                         # So that `phalanx replay` starts a walk where the run did.
                         "state": json.loads(initial),
+                        **({"modules": dict(modules)} if modules else {}),
                     },
                 )
             runner = _Runner(plan, walks, ex, trace, initial, gather_states, run_id)
             runner.run()
             shrunk = runner.shrink_failures() if shrink else []
+            if trace is not None:
+                trace.totals(
+                    walk_count=walks.count - len(runner.pruned),
+                    pruned_count=len(runner.pruned),
+                    error_count=len(runner.failures),
+                    cancel_count=len(runner.cancelled),
+                )
         finally:
             if trace is not None:
                 trace.close()
@@ -379,7 +394,7 @@ class _Runner:
             dead.add(walk_id)
             self._outcome(walk_id, "cancelled")
         for f in result.failed:
-            self._fail(f.walk_id, k, f.error_type, f.pos, f.message, f.traceback)
+            self._fail(f.walk_id, k, f.error_type, f.pos, f.message, f.traceback, f.place)
             dead.add(f.walk_id)
         for walk_id, encoded in zip(result.state_ids or (), result.states or (), strict=True):
             if walk_id in dead or last:
@@ -390,13 +405,20 @@ class _Runner:
                 self.carried[walk_id] = encoded
 
     def _fail(
-        self, walk_id: int, k: int, error_type: str, pos: int, message: str, tb: str | None
+        self,
+        walk_id: int,
+        k: int,
+        error_type: str,
+        pos: int,
+        message: str,
+        tb: str | None,
+        place: str = "",
     ) -> None:
         label, cls = "", ""
         if pos >= 0:
             digits = self.plan.space.digits(self.walks.product_index(walk_id))
             label, cls = self.plan.label(pos, digits[pos]), self.plan.paths[pos]
-        failure = Failure(walk_id, error_type, cls, label, message, tb, k)
+        failure = Failure(walk_id, error_type, cls, label, message, tb, k, place)
         self.failures[walk_id] = failure
         if len(self.failures) <= LOGGED_FAILURES:
             logger.error("%s", failure, extra={"walk_id": walk_id})
@@ -420,7 +442,7 @@ class _Runner:
                 self._outcome(walk_id, "cancelled")
             else:
                 error_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
-                self._fail(walk_id, k, error_type, pos, str(exc), None)
+                self._fail(walk_id, k, error_type, pos, str(exc), None, place_of(exc))
 
     def _outcome(self, walk_id: int, outcome: str, detail: str = "") -> None:
         if self.trace is not None:
@@ -434,7 +456,7 @@ class _Runner:
     # -- shrinking -----------------------------------------------------------
 
     def shrink_failures(self) -> list[Shrunk]:
-        firsts: dict[tuple[str, str], Failure] = {}
+        firsts: dict[tuple[str, str, str], Failure] = {}
         for walk_id in sorted(self.failures):
             failure = self.failures[walk_id]
             if failure.action_class and failure.signature not in firsts:
@@ -453,7 +475,7 @@ class _Runner:
             outcomes = self._run_walks(cands)
             verdicts = []
             for cand, outcome in zip(cands, outcomes, strict=True):
-                signature = (outcome.error_type, outcome.action_class)
+                signature = (outcome.error_type, outcome.action_class, outcome.place)
                 same = outcome.outcome == "failed" and signature == failure.signature
                 if same:
                     messages[cand] = outcome.message or ""

@@ -1,8 +1,11 @@
 """The trace: JSON lines naming, for each walk segment, the walk and its actions.
 
-Line kinds: a header (``"trace"``), one line per walk per segment (``"walk_id"``,
-``"segment"``, ``"branch"``, ``"actions"``), outcome lines for walks that failed
-or were cancelled, and shrunk walks (``"shrunk_from"``). Segment lines are
+Line kinds: a header (``"trace"``; ``planned_walks`` counts the walks generated,
+pruned ones included; ``modules``, when given, the actions modules' sources), one line per walk per segment (``"walk_id"``,
+``"segment"``, ``"branch"``, ``"actions"``), outcome lines for walks that failed,
+were cancelled or were pruned, shrunk walks (``"shrunk_from"``), and at the end
+of a run that finished a ``"totals"`` line (``walk_count`` walks ran,
+``pruned_count`` were pruned, ``error_count`` failed, ``cancel_count`` cancelled). Segment lines are
 written before the segment is dispatched, so a run that dies still leaves the
 walks it was running on disk.
 """
@@ -75,6 +78,11 @@ class TraceWriter:
             }
         )
 
+    def totals(self, **counts: int) -> None:
+        """The last line of a run that ended: walks run, pruned, failed,
+        cancelled (the header has only what was planned)."""
+        self._write_obj({"totals": counts})
+
     def close(self) -> None:
         self._file.close()
 
@@ -107,6 +115,19 @@ class TraceEntry:
         return Walk([action_from_json(a) for k in sorted(self.segments) for a in self.segments[k]])
 
 
+def kept_modules(path: Path) -> dict[str, str]:
+    """The actions modules' sources a trace's header keeps (none: empty)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            header = json.loads(f.readline())
+    except (OSError, ValueError):
+        return {}
+    kept = header.get("modules") if isinstance(header, dict) else None
+    if not isinstance(kept, dict):
+        return {}
+    return {str(k): str(v) for k, v in kept.items()}
+
+
 def read_entry(path: Path, walk_id: int) -> TraceEntry:
     """Walk ``walk_id`` of the trace at ``path``; LookupError if it is not there."""
     entry = TraceEntry(walk_id)
@@ -120,6 +141,7 @@ def read_entry(path: Path, walk_id: int) -> TraceEntry:
         if not isinstance(header, dict) or header.get("trace") != FORMAT:
             raise ValueError(f"{path} is not a phalanx walk trace")
         entry.initial = header.get("state")
+
         needle = f'"walk_id":{walk_id},'
         for line in f:
             # Cheap test first: a trace holds a line per walk per segment.

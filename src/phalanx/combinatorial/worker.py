@@ -29,6 +29,7 @@ from phalanx.combinatorial.protocol import (
     decode_chunk,
     encode,
 )
+from phalanx.combinatorial.results import place_of
 from phalanx.combinatorial.serial import apply_update
 from phalanx.combinatorial.walk import run_actions
 
@@ -92,7 +93,7 @@ def _type_path(exc: BaseException) -> str:
 
 def _failure(walk_id: int, pos: int, exc: BaseException, with_tb: bool) -> WalkFailure:
     tb = traceback.format_exc()[-TRACEBACK_CHARS:] if with_tb else None
-    return WalkFailure(walk_id, _type_path(exc), pos, str(exc)[:MESSAGE_LIMIT], tb)
+    return WalkFailure(walk_id, _type_path(exc), pos, str(exc)[:MESSAGE_LIMIT], tb, place_of(exc))
 
 
 def _run_segment(plan: Plan, chunk: SegmentChunk) -> SegmentResult:
@@ -198,7 +199,7 @@ def _run_walks(plan: Plan, chunk: WalksChunk) -> list[WalkOutcome]:
         except Exception as exc:
             failing = class_path(type(actions[at[0]]))
             message = str(exc)[:MESSAGE_LIMIT]
-            outcomes.append(WalkOutcome("failed", _type_path(exc), failing, message))
+            outcomes.append(WalkOutcome("failed", _type_path(exc), failing, message, place_of(exc)))
         else:
             outcomes.append(WalkOutcome("cancelled" if cancelled else "passed"))
     return outcomes

@@ -251,7 +251,13 @@ class Checker:
         for kind, name in dependencies:
             if self.why_unmet(kind, name):
                 plain = "=" not in name and name != "any"
-                names.append(_words(name).get("version") or (name if plain else kind))
+                words = _words(name)
+                if kind == "sipp" and words.get("feature"):
+                    # runtests.py prints SIPpVersion: `v3.5-PCAP`, or `PCAP` alone
+                    version = "-".join(w for w in (words.get("version"), words["feature"]) if w)
+                    names.append(version)
+                    continue
+                names.append(words.get("version") or (name if plain else kind))
         return names
 
     def why_unmet(self, kind: str, name: str) -> str | None:
@@ -283,7 +289,7 @@ class Checker:
         if kind == "sipp":
             return _sipp(_words(name))
         if kind == "openssl":
-            return _openssl(_words(name).get("version"))
+            return self._openssl(_words(name).get("version"))
         if kind == "pcap":
             return self._python("scapy"), "needs scapy in the tests' python"
         if kind == "python":
@@ -353,6 +359,23 @@ class Checker:
             return bool(re.search(pattern, text, re.MULTILINE)), f"not defined in {place}"
         return False, "no buildopts.h found"
 
+    def _openssl(self, version: str | None) -> tuple[bool, str]:
+        """As runtests.py: the OpenSSL that pyOpenSSL reports in the tests'
+        interpreter (runtests.py asks its own, which runs the tests), not
+        the `openssl` binary. With no version asked for it is always met
+        there (the installed version is compared with itself)."""
+        if not version:
+            return True, ""
+        interpreter = self.settings.get("python") or sys.executable
+        script = "from OpenSSL.SSL import OPENSSL_VERSION_NUMBER as v; print(v)"
+        answer = _probe([interpreter, "-c", script], self._python_env()).strip()
+        if not answer.isdigit():
+            return False, f"no pyOpenSSL in {interpreter}"
+        have = int(answer)
+        if have < openssl_number(version):
+            return False, f"pyOpenSSL in {interpreter} has OpenSSL {_openssl_text(have)}"
+        return True, ""
+
     def _python_env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.settings.get("root"):
@@ -384,15 +407,22 @@ def _sipp(wanted: Mapping[str, str]) -> tuple[bool, str]:
     return True, ""
 
 
-def _openssl(version: str | None) -> tuple[bool, str]:
-    binary = shutil.which("openssl")
-    if binary is None:
-        return False, "openssl is not on PATH"
-    found = _probe([binary, "version"]).split()
-    have = found[1] if len(found) > 1 else ""
-    if version and _numbers(have) < _numbers(version):
-        return False, f"found {have or 'no version'}"
-    return True, ""
+def openssl_number(version: str) -> int:
+    """`1.0.2k` in OpenSSL's own number layout (0xMNNFFPPS: major, minor,
+    fix, patch letter), which pyOpenSSL's OPENSSL_VERSION_NUMBER has."""
+    match = re.match(r"\s*(\d+)\.(\d+)\.(\d+)([a-z]?)", version)
+    if match is None:
+        return 0
+    major, minor, fix, letter = match.groups()
+    patch = ord(letter) - ord("a") if letter else 0
+    return (int(major) << 28) + (int(minor) << 20) + (int(fix) << 12) + (patch << 4)
+
+
+def _openssl_text(number: int) -> str:
+    # OpenSSL 3 moved the patch number to 0xMNN00PP0; runtests.py compares
+    # the raw numbers either way, and so does phalanx.
+    patch = (number >> 4) & 0xFF if number >> 28 >= 3 else (number >> 12) & 0xFF
+    return f"{number >> 28}.{(number >> 20) & 0xFF}.{patch}"
 
 
 def _readable(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:

@@ -148,6 +148,7 @@ def run(task: WalksTask, modules_root: Path) -> dict[str, Any]:
             strategy=task.strategy,
             seed=task.seed,
             shrink=task.shrink,
+            modules=task.modules,  # kept in the trace: `phalanx replay` imports them from it
         )
     except ExecutorError as exc:
         traceback.print_exc(file=sys.stdout)

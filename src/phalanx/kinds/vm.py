@@ -6,8 +6,9 @@ roles the agent runs each test method with a VM of its own; `self.params`
 is the suite's and the case's `params:`.
 
 Each test method is reported (passed, failed, error, skipped, with the
-reason and its traceback's tail); the case fails when one failed and is an
-error when one could not run. The module's source travels in the task.
+reason and its traceback's tail); the case fails when one failed or ended
+in error (a test result either way), and is an error only when the tests
+could not be started. The module's source travels in the task.
 """
 
 from __future__ import annotations
@@ -99,12 +100,16 @@ class VmTests(OwnRun):
         if data.get("error"):
             return Status.ERROR, str(data["error"])
         tests = [t for t in data.get("tests", []) if isinstance(t, dict)]
-        for status, verdict in (("error", Status.ERROR), ("failed", Status.FAILED)):
-            bad = [t for t in tests if t.get("status") == status]
-            if bad:
-                return verdict, "; ".join(
-                    f"{t.get('name')} {status}: {t.get('reason')}" for t in bad
-                )
+        # A method's ERROR (avocado's word: it raised something other than a
+        # failed assertion, e.g. a command missing in the guest) is what the
+        # test found, as its FAIL is: the case failed, exit 1. Only tests
+        # that could not be started at all (`error` above) are the
+        # infrastructure's, exit 3.
+        bad = [t for t in tests if t.get("status") in ("error", "failed")]
+        if bad:
+            return Status.FAILED, "; ".join(
+                f"{t.get('name')} {t.get('status')}: {t.get('reason')}" for t in bad
+            )
         status, reason = judge_exit(outcome)
         if status is not Status.PASSED:
             return status, reason

@@ -13,7 +13,7 @@ from pathlib import Path
 from phalanx.load.cluster import load_cluster
 from phalanx.load.errors import DefinitionError, DefinitionErrors
 from phalanx.load.suite import definition_file, load_suite
-from phalanx.model import Cluster, Suite
+from phalanx.model import Cluster, Suite, named
 
 CLUSTER_SUFFIXES = (".yaml", ".yml", ".py")
 
@@ -168,7 +168,7 @@ def check_cases(suite: Suite, names: list[str]) -> list[DefinitionError]:
             f"suite {suite.name!r} has no case {name!r} (cases: {', '.join(known)})",
         )
         for name in names
-        if name not in known
+        if not any(named(case, [name]) for case in known)
     ]
 
 

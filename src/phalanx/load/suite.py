@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from phalanx.kinds import registry as kinds
 from phalanx.kinds.base import CaseSpec, OptionError
-from phalanx.load import fields, modules, pydef, scripts, yamlsrc
+from phalanx.load import fields, modules, pydef, scripts, variants, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors, Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.schedule import ScheduleError, parse_schedule
@@ -297,11 +297,18 @@ def _cases(
         case = _case(spec, where, ("tests", index), folder, repo, problems)
         if case is None:
             continue
-        if case.name in seen:
-            line = where.line("tests", index)
-            problems.add(f"case {case.name!r} is listed twice", f"tests.{case.name}", line)
-        seen.add(case.name)
-        cases.append(case)
+        try:
+            # A VM test's avocado variants (`<test>.py.data/*.yaml`): a case each.
+            expanded = list(variants.expand(case, (case.path or folder, folder, repo)))
+        except DefinitionErrors as exc:
+            problems.extend(exc.errors)
+            continue
+        for one in expanded:
+            if one.name in seen:
+                line = where.line("tests", index)
+                problems.add(f"case {one.name!r} is listed twice", f"tests.{one.name}", line)
+            seen.add(one.name)
+            cases.append(one)
     return tuple(cases)
 
 

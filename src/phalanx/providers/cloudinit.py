@@ -135,7 +135,9 @@ def user_data(seed: Seed) -> str:
     config: dict[str, Any] = {
         "hostname": seed.name.split(".", 1)[0],
         "fqdn": seed.name,
-        "prefer_fqdn_over_hostname": True,
+        # `hostname` the short name, `hostname -f` the full one (from
+        # /etc/hosts), as on netns hosts and XrdTest's guests.
+        "prefer_fqdn_over_hostname": False,
         "manage_etc_hosts": False,
         "write_files": files,
         "runcmd": [["sh", "-c", install_script(seed)]],

@@ -110,7 +110,10 @@ class LocalProvider:
                         log_file.fileno(),
                         title=[self.python, "-m", "phalanx.host", *argv],
                         namespace=self.namespace(spec.host) if self.namespace else None,
-                        hostname=spec.host.name,
+                        # As XrdTest's guests had it and Linux does: `hostname`
+                        # the short name; `hostname -f` the full one, from
+                        # the namespace's /etc/hosts (hosts_file).
+                        hostname=spec.host.short_name,
                     )
                 except OSError as exc:
                     raise ProvisionError(

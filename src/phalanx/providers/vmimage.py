@@ -241,7 +241,9 @@ umount /seed
 if [ -z "$PHALANX_TEMPLATE" ]; then
     # A template's guest has no name or address yet: each VM restored from
     # it is told its own (the template script, TEMPLATE_AGENT).
-    hostname "$PHALANX_NAME"
+    # The short name, as Linux and XrdTest's guests have it; /etc/hosts
+    # gives `hostname -f` the full one.
+    hostname "${PHALANX_NAME%%.*}"
     ip link set lo up
     ip link set eth0 up
     ip addr add "$PHALANX_ADDRESS" dev eth0
@@ -268,7 +270,7 @@ umask 077
 printf '%s' "$token" > /newroot/run/phalanx/token
 cp -r /ssh /newroot/run/phalanx/ssh
 umask 022
-printf '%s\n' "$PHALANX_NAME" > /newroot/etc/hostname
+printf '%s\n' "${PHALANX_NAME%%.*}" > /newroot/etc/hostname
 # On the cluster's bridge: every host's names and the coordinator's (as a
 # netns host has them); on the user-mode network: this VM's own.
 if [ -f /hosts ]; then
@@ -410,9 +412,9 @@ def take(told):
     random.seed()
     env = told["env"]
     name = env["PHALANX_NAME"]
-    socket.sethostname(name)
+    socket.sethostname(name.split(".")[0])  # short; /etc/hosts has the full one
     with open("/etc/hostname", "w") as out:
-        out.write(name + "\n")
+        out.write(name.split(".")[0] + "\n")
     hosts = told.get("hosts") or "127.0.0.1 localhost\n127.0.1.1 %s %s\n" % (
         name, name.split(".")[0])
     with open("/etc/hosts", "w") as out:

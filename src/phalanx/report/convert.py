@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from phalanx.model import RunResult
+from phalanx.report.hostdata import is_walks, value_text, walks_fields
 
 FORMATS = ("json", "yaml", "csv", "table", "html")
 
@@ -47,6 +48,9 @@ def rows(result: RunResult) -> list[Row]:
                 data = host.data
                 if data is None:
                     continue
+                if is_walks(data):
+                    found += _walk_rows(case.name, stage.name, host.host, host.status.value, data)
+                    continue
                 tests = data.get("final_results") if isinstance(data, dict) else None
                 if isinstance(tests, dict):
                     found += [
@@ -57,6 +61,25 @@ def rows(result: RunResult) -> list[Row]:
                     found.append(
                         Row(case.name, stage.name, host.host, case.name, host.status.value, data)
                     )
+    return found
+
+
+def _walk_rows(case: str, stage: str, host: str, status: str, data: dict[str, Any]) -> list[Row]:
+    """A walks case: its counts in one row, then one row per failed walk
+    (what results.json details; the trace has them all)."""
+    found = [Row(case, stage, host, case, status, walks_fields(data))]
+    for failure in data.get("failures") or []:
+        if isinstance(failure, dict):
+            found.append(
+                Row(
+                    case,
+                    stage,
+                    host,
+                    f"walk {failure.get('walk_id')}",
+                    "failed",
+                    {"error": failure.get("text")},
+                )
+            )
     return found
 
 
@@ -117,9 +140,7 @@ def flat(found: list[Row]) -> tuple[list[str], list[list[str]]]:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, default=repr)
+    return value_text(value)
 
 
 def render(found: list[Row], fmt: str, summary: Stat | None = None) -> str:

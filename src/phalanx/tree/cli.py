@@ -56,6 +56,9 @@ class TreeArgs:
     testsuite_config: Path | None = None
     asterisk: Path | None = None  # the asterisk binary the `asterisk:` checks ask
     python: Path | None = None  # the interpreter `python:` checks and tests use
+    keywords: str | None = None  # -k EXPR, as pytest's
+    last_failed: bool = False
+    failed_first: bool = False
 
 
 def _errors(lines: list[str], stream: TextIO) -> int:
@@ -103,17 +106,34 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
         tuple(args.tags),
         tuple(args.exclude_tags),
         tuple(args.skip_regexes),
+        args.keywords,
     )
     try:
         cases = select(suite.cases, selection, suite.name)
         chosen_names = {c.name for c in cases}
         _broken([t for t in found.tests if t.broken and t.name in chosen_names], args, err)
+        from phalanx.tree.rerun import rerun_order
+
+        cases, rerun_note = rerun_order(
+            cases,
+            args.results,
+            suite.name,
+            last_failed=args.last_failed,
+            failed_first=args.failed_first,
+        )
+        if rerun_note is not None:
+            err.write(rerun_note + "\n")
         if args.list_tests or args.list_terse:
-            if args.list_tests:
+            if args.list_tests and args.json is not None:
+                list_json(cases, checks, out, args.json)
+            elif args.list_tests:
                 _conditions(config, err)
                 list_tests(cases, checks, out)
             if args.list_terse:
-                list_terse(cases, checks, out)
+                # runtests.py numbers and lists every test -t and the regexes
+                # leave; -g and -G decide only which of them run.
+                untagged = replace(selection, tags=(), exclude_tags=())
+                list_terse(select(suite.cases, untagged, suite.name), checks, out)
             return EXIT_OK
         cases = repeat(cases, args.number)
     except SelectionError as exc:
@@ -265,6 +285,18 @@ def list_tests(cases: list[Case], checks: Checks, out: TextIO) -> None:
         letter, note = _status(case, checks)
         note = " ".join(note.split())  # one line per test, whatever a reason holds
         out.write(f"{letter} {case.name}" + (f"  ({note})" if note else "") + "\n")
+
+
+def list_json(cases: list[Case], checks: Checks, out: TextIO, path: Path | None = None) -> None:
+    """`--list --json`: the suites' listing fields, and each test's letter
+    and note as `list_tests` prints them."""
+    from phalanx.report import listing
+
+    rows = []
+    for case in cases:
+        letter, note = _status(case, checks)
+        rows.append({**listing.case_row(case), "status": letter, "note": " ".join(note.split())})
+    listing.write_json(rows, out, path)
 
 
 def list_terse(cases: list[Case], checks: Checks, out: TextIO) -> None:

@@ -1,4 +1,5 @@
-"""Which tree tests run, how often and in what order. Pure: cases in, cases out."""
+"""Which cases run, how often and in what order, for test trees and suites
+alike. Pure: cases in, cases out."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from phalanx.keywords import KeywordError, matches, parse
 from phalanx.model import Case
 
 
@@ -21,6 +23,7 @@ class Selection:
     tags: tuple[str, ...] = ()  # -g: a test must have one of them (runtests.py)
     exclude_tags: tuple[str, ...] = ()  # -G: a test must have none
     skip_regexes: tuple[str, ...] = ()  # -T: none may be found in `name/`
+    keywords: str | None = None  # -k: a pytest keyword expression (phalanx.keywords)
 
 
 def _forms(selector: str, prefix: str) -> list[str]:
@@ -65,7 +68,25 @@ def select(cases: Sequence[Case], selection: Selection, prefix: str) -> list[Cas
         picked = [c for c in picked if set(selection.tags) & set(c.tags)]
     if selection.exclude_tags:
         picked = [c for c in picked if not set(selection.exclude_tags) & set(c.tags)]
+    if selection.keywords is not None:
+        try:
+            expression = parse(selection.keywords)
+        except KeywordError as exc:
+            raise SelectionError(str(exc)) from None
+        picked = [c for c in picked if matches(expression, c.name, c.tags)]
     return picked
+
+
+def last_failed(cases: Sequence[Case], failed: frozenset[str]) -> list[Case]:
+    """--last-failed: only the cases that did not pass last time. When none
+    of them is left (the last run passed), every case, as pytest does."""
+    again = [c for c in cases if c.name in failed]
+    return again or list(cases)
+
+
+def failed_first(cases: Sequence[Case], failed: frozenset[str]) -> list[Case]:
+    """--failed-first: last time's failures, then the rest, each in its order."""
+    return [c for c in cases if c.name in failed] + [c for c in cases if c.name not in failed]
 
 
 def _patterns(regexes: Sequence[str], option: str) -> list[re.Pattern[str]]:

@@ -2,8 +2,11 @@
 # Every host has its own name and address, and knows everyone else's.
 source "$PHALANX_FUNCTIONS"
 set -e
-log "I am $(hostname) at @address@"
-[ "$(hostname)" = "@slavename@" ]
+log "I am $(hostname -f) at @address@"
+# As on any Linux machine (and XrdTest's guests): `hostname` is the short
+# name, `hostname -f` the full one.
+[ "$(hostname)" = "@shortname@" ]
+[ "$(hostname -f)" = "@slavename@" ]
 ip -4 -o addr show dev eth0 | grep -qw "inet @address@/24"
 for name in web1.lab.test web1 www.lab.test web2 cli1 cli2.lab.test; do
     getent hosts "$name" | grep -q .

@@ -2,7 +2,7 @@
 # web1 serves its name; the others only take part in the partition.
 source "$PHALANX_FUNCTIONS"
 [ "@shortname@" = web1 ] || exit 0
-mkdir -p www && hostname > www/index.html
+mkdir -p www && hostname -f > www/index.html
 python3 -m http.server --bind @address@ --directory www @web_port@ > server.log 2>&1 &
 echo $! > web1.pid
 for _ in $(seq 100); do
