@@ -273,10 +273,11 @@ def list_(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from phalanx.console import pipe_width
     from phalanx.load.repo import load_repo
 
     repo = load_repo(_repo_root(args.path))
-    out = Console()
+    out = Console(width=pipe_width(sys.stdout))
     # Only what loaded is tabled; what did not is listed below, problem by problem.
     if repo.suites:
         table = Table("suite", "cluster", "hosts", "cases", "schedule", title="suites")
