@@ -105,7 +105,7 @@ class VmTests(OwnRun):
                 return verdict, "; ".join(
                     f"{t.get('name')} {status}: {t.get('reason')}" for t in bad
                 )
-        status, reason = judge_exit(outcome)
+        status, reason = judge_exit(outcome, ctx)
         if status is not Status.PASSED:
             return status, reason
         if not tests:
