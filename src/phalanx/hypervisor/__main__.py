@@ -39,8 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    from phalanx.host.__main__ import Unusable, credentials
-    from phalanx.hypervisor.daemon import TOKEN_ENV, HypervisorDaemon
+    from phalanx.host.__main__ import Unusable, credentials, say_status
+    from phalanx.host.endpoint import BadURL
+    from phalanx.hypervisor.daemon import TOKEN_ENV, HypervisorDaemon, endpoint
+
+    try:
+        endpoint(args.coordinator)
+    except BadURL as exc:
+        parser.error(f"--coordinator: {exc}")
 
     try:
         token, context = credentials(args.token_file, TOKEN_ENV, args.ca)
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s hypervisor {args.name} %(levelname)s %(message)s",
     )
+    say_status()
     daemon = HypervisorDaemon(
         args.coordinator,
         args.name,

@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 
 from phalanx import __version__
 from phalanx.host.connection import keep_connected, refusal
+from phalanx.host.endpoint import websocket_url
 from phalanx.hypervisor.core import Hypervisor, Measured, measure
 from phalanx.providers.base import AgentSpec, FaultError, ProvisionError
 from phalanx.providers.machine import Receiving
@@ -72,12 +73,7 @@ AGENT_PATH = "/agent"
 
 def endpoint(url: str) -> str:
     """The hypervisor endpoint of a coordinator URL given with or without it."""
-    parts = urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path.rstrip("/")
-    if not path.endswith(HYPERVISOR_PATH):
-        path += HYPERVISOR_PATH
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
+    return websocket_url(url, HYPERVISOR_PATH)
 
 
 def agent_url(url: str) -> str:
