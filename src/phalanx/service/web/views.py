@@ -227,6 +227,7 @@ async def clusters(service: Service) -> list[ClusterView]:
 class ActiveView:
     summary: RunSummary
     stage: str  # what it does now, in words
+    waiting: bool = False  # started, but its hosts' agents are not all connected yet
 
 
 async def dashboard(service: Service) -> dict[str, Any]:
@@ -240,8 +241,9 @@ async def dashboard(service: Service) -> dict[str, Any]:
             {"/".join(p for p in (case, stage) if p) for run, case, stage, _ in stages.values()
              if run == r.id}
         )  # fmt: skip
-        words = ", ".join(now) or service.queue.waiting(r.id) or r.status
-        in_progress.append(ActiveView(r, words))
+        waiting = service.queue.waiting(r.id)
+        words = ", ".join(now) or waiting or r.status
+        in_progress.append(ActiveView(r, words, waiting=bool(waiting) and not now))
     next_runs = sorted(service.next_runs.items(), key=lambda item: item[1])[:10]
     return {
         "suites": await suites(service),
