@@ -403,6 +403,9 @@ def test_a_run_waiting_for_its_agents_says_waiting_and_an_unused_cluster_no_runs
             time.sleep(0.1)
         # no agent of its cluster is connected: nothing runs yet, and it says so
         assert '<span id="run-status" class="badge st-waiting">waiting</span>' in page
+        suites = viewer.get("/suites").text.split('id="suite-far"', 1)[1].split("</tr>")[0]
+        if viewer.get(f"/api/runs/{run_id}").json()["status"] == "running":  # still, so then too
+            assert 'class="state state-waiting">waiting<' in suites
         progress = viewer.get("/").text.split('id="h-progress"', 1)[1].split("</table>")[0]
         if run_id in progress:  # unless the connect timeout (4 s here) ended it meanwhile
             assert 'class="badge st-waiting">waiting<' in progress

@@ -33,7 +33,7 @@ class SuiteView:
     repo: str
     cluster: str | None
     description: str
-    state: str  # idle, queued, running, definition error
+    state: str  # idle, queued, waiting (for agents), running, definition error
     errors: list[str]
     last_good: bool
     next_run: datetime | None
@@ -57,8 +57,10 @@ def _suite_view(
     active = [a for a in service.queue.active.values() if a.suite.name == entry.name]
     if entry.errors or entry.suite is None:
         state = "definition error"
-    elif any(a.started for a in active):
-        state = "running"
+    elif started := [a for a in active if a.started]:
+        # Started, but its hosts' agents not all connected yet: nothing runs.
+        waiting = all(service.queue.waiting(a.id) for a in started)
+        state = "waiting" if waiting else "running"
     elif active:
         state = "queued"
     else:
