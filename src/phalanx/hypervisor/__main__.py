@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s hypervisor {args.name} %(levelname)s %(message)s",
     )
-    say_status()
+    status = say_status()
     daemon = HypervisorDaemon(
         args.coordinator,
         args.name,
@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context=context,
         give_up_after=args.give_up,
     )
-    return asyncio.run(_run(daemon))
+    code = asyncio.run(_run(daemon))  # SIGINT and SIGTERM end it cleanly (see _run)
+    status.info("hypervisor stopped (exit %d)", code)
+    return code
 
 
 async def _run(daemon: object) -> int:
