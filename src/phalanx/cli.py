@@ -1,7 +1,7 @@
 """The `phalanx` command.
 
 Exit codes: 0 everything passed or was skipped, 1 a test failed, 2 bad
-definitions or usage, 3 an infrastructure error.
+definitions or usage, 3 an infrastructure error, 130 cancelled.
 
 The parser is the stdlib's argparse, and every command imports what it needs
 when it runs: `phalanx run` on a 500-test tree has about a second in all,
@@ -326,10 +326,11 @@ def list_(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from phalanx.console import pipe_width
     from phalanx.load.repo import load_repo
 
     repo = load_repo(_repo_root(args.path))
-    out = Console()
+    out = Console(width=pipe_width(sys.stdout))
     # Only what loaded is tabled; what did not is listed below, problem by problem.
     if repo.suites:
         table = Table("suite", "cluster", "hosts", "cases", "schedule", title="suites")
@@ -520,9 +521,18 @@ def _command(
     handler: Callable[[argparse.Namespace], int],
 ) -> argparse.ArgumentParser:
     doc = (handler.__doc__ or "").strip()
-    parser = commands.add_parser(name, help=doc.split("\n")[0], description=doc)
+    parser = commands.add_parser(name, help=summary(doc), description=doc)
     parser.set_defaults(handler=handler)
     return parser
+
+
+def summary(doc: str) -> str:
+    """A command's one-line help: its docstring's first line, carried on
+    to the end of the sentence it is in (lines are wrapped anywhere)."""
+    first = " ".join(doc.split("\n", 1)[0].split())
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    end = paragraph.find(". ", max(0, len(first) - 1))
+    return paragraph if end < 0 else paragraph[: end + 1]
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -714,7 +724,7 @@ def parser() -> argparse.ArgumentParser:
         prog="phalanx",
         description="Run system tests across a fleet of machines, in lockstep.",
         epilog="Exit codes: 0 passed, 1 a test failed, 2 bad definitions or usage, "
-        "3 an infrastructure error.",
+        "3 an infrastructure error, 130 cancelled (Ctrl-C or SIGTERM).",
     )
     from phalanx import __version__
 

@@ -11,6 +11,7 @@ never holds the run (see `report/terminal.py`).
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -488,9 +489,31 @@ def _tally_text(counts: Tally) -> Text:
     return text or Text("none")
 
 
+# A pipe or a file has no width; Rich would take 80 columns and cut a path
+# mid-word where a CI log or `grep` wants it whole. Tables take only the
+# width their cells need, so this is a ceiling, not a padding.
+PIPE_WIDTH = 4096
+
+
 def terminal_console(stream: TextIO) -> Console:
-    """A Rich console on `stream` that goes quiet when its reader is gone."""
-    return Console(file=SafeStream(stream))  # type: ignore[arg-type]
+    """A Rich console on `stream` that goes quiet when its reader is gone;
+    on a pipe or a file, as wide as its lines are (COLUMNS still rules)."""
+    return Console(file=SafeStream(stream), width=pipe_width(stream))  # type: ignore[arg-type]
+
+
+def pipe_width(stream: TextIO) -> int | None:
+    """The width for a console on `stream`: None (Rich asks the terminal or
+    COLUMNS) on a terminal or when COLUMNS is set, else `PIPE_WIDTH`."""
+    if os.environ.get("COLUMNS") or _isatty(stream):
+        return None
+    return PIPE_WIDTH
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed, or a stand-in without it
+        return False
 
 
 def make_console(

@@ -66,7 +66,9 @@ def xrdtest_repo(root: Path, scripts: dict[str, str] | None = None) -> Path:
     return root
 
 
-def phalanx(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def phalanx(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command, run in `cwd` (a test's tmp path: a run's results folder
+    lands there, never in the checkout)."""
     return subprocess.run(
         [sys.executable, "-m", "phalanx", *map(str, args)],
         capture_output=True,
@@ -88,11 +90,11 @@ def test_a_folder_without_a_suite_file_is_skipped_not_an_error(tmp_path: Path) -
 
 def test_validate_and_list_note_the_helper_folder_and_pass(tmp_path: Path) -> None:
     root = xrdtest_repo(tmp_path)
-    validate = phalanx("validate", root)
+    validate = phalanx("validate", root, cwd=tmp_path)
     assert validate.returncode == 0, validate.stdout + validate.stderr
     assert "ok: 1 suite, 1 cluster" in validate.stdout
     assert "utils" in validate.stdout and "skipped" in validate.stdout
-    listed = phalanx("list", root)
+    listed = phalanx("list", root, cwd=tmp_path)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert "pair_suite" in listed.stdout
     assert "utils" in listed.stdout and "skipped" in listed.stdout
@@ -150,7 +152,7 @@ def test_without_errexit_a_failing_line_does_not_stop_the_script(tmp_path: Path)
     (root / "test-suites/pair_suite/tc/copy/run.sh").write_text(
         f"false\necho still here > {marker}\n"
     )
-    ran = phalanx("run", root, "-s", "pair_suite")
+    ran = phalanx("run", root, "-s", "pair_suite", cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert marker.read_text() == "still here\n"
 
@@ -162,7 +164,7 @@ def test_a_phalanx_suite_still_stops_at_the_first_failing_line(tmp_path: Path) -
     marker = tmp_path / "marker"
     (folder / "tc" / "a" / "run.sh").write_text(f"false\necho reached > {marker}\n")
     (folder / "suite.yaml").write_text("cluster: cluster_pair\ntests: [a]\n")
-    ran = phalanx("run", root, "-s", "own")
+    ran = phalanx("run", root, "-s", "own", cwd=tmp_path)
     assert ran.returncode != 0
     assert not marker.exists()
 
@@ -205,7 +207,7 @@ def test_an_xrdtest_suite_sourcing_its_functions_runs_unchanged(tmp_path: Path) 
         "test-suites/pair_suite/tc/copy/run.sh": RUN_WITH_FUNCTIONS.format(out=out),
     }
     root = xrdtest_repo(tmp_path / "repo", scripts)
-    ran = phalanx("run", root, "-s", "pair_suite")
+    ran = phalanx("run", root, "-s", "pair_suite", cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     stamp = r"\[\d\d:\d\d:\d\d\] "
     # both hosts wrote the same file; the line names one of them
@@ -224,7 +226,7 @@ def test_a_failing_run_or_a_succeeding_assert_fail_fails_the_stage(tmp_path: Pat
         root = xrdtest_repo(
             tmp_path / str(len(body)), {"test-suites/pair_suite/tc/copy/run.sh": script}
         )
-        ran = phalanx("run", root, "-s", "pair_suite")
+        ran = phalanx("run", root, "-s", "pair_suite", cwd=tmp_path)
         assert ran.returncode != 0, body
         assert "unreachable" not in ran.stdout
 
@@ -252,7 +254,7 @@ def test_the_functions_tag_names_the_library_in_any_suite(tmp_path: Path) -> Non
         f'. @functions@\nlog tagged > {out}\n[ -f "$PHALANX_XRDTEST_FUNCTIONS" ]\n'
     )
     (folder / "suite.yaml").write_text("cluster: cluster_pair\ntests: [a]\n")
-    ran = phalanx("run", root, "-s", "own")
+    ran = phalanx("run", root, "-s", "own", cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert out.read_text().endswith("] tagged\n")
 

@@ -262,7 +262,8 @@ def test_a_stage_that_ignores_sigterm_is_recorded_killed_by_sigkill(tmp_path: Pa
     assert stubborn.status is Status.TIMEOUT
     assert (stubborn.signal, stubborn.exit_code) == (9, 137)
     assert stubborn.reason == (
-        "stage timed out; its process group was killed (killed by SIGKILL after ignoring SIGTERM)"
+        "timed out after 1 s (case `stubborn`'s timeout); its process group was killed"
+        " (killed by SIGKILL after ignoring SIGTERM)"
     )
     crashed = result.cases[1].stages[0].hosts[0]
     assert crashed.status is Status.FAILED and crashed.signal == 11

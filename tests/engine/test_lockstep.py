@@ -4,6 +4,7 @@ order of every call recorded."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 
 import pytest
@@ -130,10 +131,33 @@ def test_a_timed_out_host_is_timeout_and_a_lost_agent_is_error() -> None:
     result = run(suite(case("a"), case("b")), fleet)
     a, b = result.cases
     assert a.status is Status.TIMEOUT
-    assert a.reason == "run timeout: h0 (stage timed out; its process group was killed)"
+    assert a.reason == (
+        "run timeout: h0 (timed out after 600 s (the default stage timeout);"
+        " its process group was killed)"
+    )
     assert b.status is Status.ERROR
     assert b.reason == "run error: h2 (agent lost: no heartbeat for 10s)"
     assert result.status is Status.ERROR  # an error outranks a timeout
+
+
+def test_a_timeout_says_its_limit_and_where_it_was_set_once_for_all_hosts() -> None:
+    timed_out = Outcome(exit_code=-9, timed_out=True)
+    fleet = FakeFleet(
+        outcomes={
+            ("a", "run", "h0"): timed_out,
+            ("a", "run", "h1"): timed_out,
+            ("b", "run", "h2"): timed_out,
+        }
+    )
+    s = dataclasses.replace(suite(case("a"), dataclasses.replace(case("b"), timeout=3)), timeout=20)
+    a, b = run(s, fleet).cases
+    assert a.reason == (
+        "run timeout: h0, h1 (timed out after 20 s (suite `fake`'s timeout);"
+        " its process group was killed)"
+    )
+    assert b.reason == (
+        "run timeout: h2 (timed out after 3 s (case `b`'s timeout); its process group was killed)"
+    )
 
 
 def test_a_case_with_roles_runs_only_on_hosts_with_them() -> None:

@@ -46,6 +46,8 @@ def test_a_hung_test_is_killed_with_its_children(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     data = results(tmp_path)
     assert statuses(data) == {"tests/hung": "timeout"}
+    # the limit and where it was set, said once
+    assert "timed out after 1 s (case `tests/hung`'s timeout)" in done.stdout
     (run,) = (tmp_path / "phalanx-results").iterdir()
     pid = int((run / "sandbox" / "tests_hung" / "grandchild.pid").read_text())
     assert gone(pid), f"grandchild {pid} survived its test"

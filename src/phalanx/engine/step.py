@@ -257,6 +257,13 @@ def case_reason(stages: Sequence[StageResult]) -> str | None:
 
 
 def who(stage: StageResult) -> str:
-    """The hosts that did not pass a stage, each with its reason."""
-    bad = [h for h in stage.hosts if not h.status.ok]
-    return ", ".join(f"{h.host} ({h.reason or h.status})" for h in bad) or stage.status.value
+    """The hosts that did not pass a stage, with their reason; hosts that
+    share one are named together, so that the reason is said once."""
+    by_reason: dict[str, list[str]] = {}
+    for h in stage.hosts:
+        if not h.status.ok:
+            by_reason.setdefault(h.reason or h.status.value, []).append(h.host)
+    return (
+        ", ".join(f"{', '.join(hosts)} ({reason})" for reason, hosts in by_reason.items())
+        or stage.status.value
+    )

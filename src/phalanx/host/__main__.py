@@ -5,22 +5,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import ssl
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from phalanx import argtypes
 
 CA_ENV = "PHALANX_AGENT_CA"
+AGENT_PATH = "/agent"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="phalanx agent", description="Run stages for a coordinator."
     )
-    parser.add_argument("--coordinator", required=True, help="ws(s)://HOST:PORT/agent")
+    parser.add_argument(
+        "--coordinator",
+        required=True,
+        metavar="URL",
+        help="the coordinator: http(s)://HOST:PORT (as `phalanx submit` takes it) "
+        "or its agent endpoint ws(s)://HOST:PORT/agent",
+    )
     parser.add_argument("--name", required=True, help="this host's name in the cluster")
     parser.add_argument(
         "--workdir", type=Path, default=Path.cwd(), help="working directory of stages"
@@ -65,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(dict(args.labels)) > MAX_LABELS:
         parser.error(f"at most {MAX_LABELS} labels (the coordinator refuses more)")
 
+    from phalanx.host.endpoint import BadURL, websocket_url
+
+    try:
+        url = websocket_url(args.coordinator, AGENT_PATH)
+    except BadURL as exc:
+        parser.error(f"--coordinator: {exc}")
+
     try:
         token, context = credentials(args.token_file, TOKEN_ENV, args.ca)
     except Unusable as exc:
@@ -74,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s {args.name} %(levelname)s %(message)s",
     )
+    status = say_status()
     xrdtest_functions = None
     if args.install_xrdtest_functions:
         try:
@@ -82,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"phalanx agent: cannot install XrdTest's functions.sh: {exc}", file=sys.stderr)
             return 2
     agent = Agent(
-        args.coordinator,
+        url,
         args.name,
         token,
         args.workdir.resolve(),
@@ -91,10 +109,41 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context=context,
         labels=dict(args.labels),
     )
+    code = 130
     try:
-        return asyncio.run(agent.run())
+        with said_on_sigterm(status, "agent"):
+            code = asyncio.run(agent.run())
+        return code
     except KeyboardInterrupt:
-        return 130
+        return code
+    finally:
+        status.info("agent stopped (exit %d)", code)
+
+
+def say_status() -> logging.Logger:
+    """The daemons' status lines (connected, unreachable, stopped): shown
+    without -v too, unlike the rest of their INFO log."""
+    from phalanx.host.connection import STATUS
+
+    STATUS.setLevel(logging.INFO)
+    return STATUS
+
+
+@contextlib.contextmanager
+def said_on_sigterm(status: logging.Logger, who: str) -> Iterator[None]:
+    """On SIGTERM, say so, then end as SIGTERM ends the process (what a
+    provider that stops its agents relies on)."""
+
+    def stop(signum: int, frame: object) -> None:
+        status.info("%s stopped (SIGTERM)", who)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def label(text: str) -> tuple[str, str]:

@@ -18,6 +18,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 EXIT_REFUSED = 2
 EXIT_GAVE_UP = 3
 CLOSE_REFUSED = 4001  # the coordinator's application close code: do not retry
+# What a person watching a daemon wants to know without -v: connected, the
+# coordinator unreachable (and that it retries), the connection lost. Said
+# once per change, not on every retry; the daemons' mains let it through.
+STATUS = logging.getLogger("phalanx.status")
 
 
 def refusal(exc: ConnectionClosed) -> str | None:
@@ -46,10 +50,13 @@ async def keep_connected(
     delay = 0.05
     loop = asyncio.get_running_loop()
     disconnected_since = loop.time()
+    connected_once = False
+    said_unreachable = False
     # websockets refuses an ssl argument on a ws:// URL: give it only for wss.
     tls: dict[str, Any] = {"ssl": ssl_context} if ssl_context is not None else {}
     while not stopping.is_set():
         refused: str | None = None
+        opened = False
         try:
             async with connect(
                 url,
@@ -62,6 +69,12 @@ async def keep_connected(
                 **tls,
             ) as ws:
                 delay = 0.05
+                STATUS.info(
+                    "%s to the coordinator at %s",
+                    "reconnected" if connected_once else "connected",
+                    url,
+                )
+                connected_once, said_unreachable, opened = True, False, True
                 refused = await session(ws)
                 disconnected_since = loop.time()
         except InvalidStatus as exc:
@@ -70,6 +83,13 @@ async def keep_connected(
                     "the coordinator refused this %s (HTTP %s)", who, exc.response.status_code
                 )
                 return EXIT_REFUSED
+            if not said_unreachable:
+                said_unreachable = True
+                STATUS.warning(
+                    "%s answered HTTP %s, not a WebSocket; retrying",
+                    url,
+                    exc.response.status_code,
+                )
         except ssl.SSLCertVerificationError as exc:
             # Not a network blip: retrying cannot make the certificate trusted.
             log.error(
@@ -80,6 +100,22 @@ async def keep_connected(
             return EXIT_REFUSED
         except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
             log.info("connection to %s lost: %s", url, exc)
+            if opened:
+                disconnected_since = loop.time()
+                if not stopping.is_set():
+                    STATUS.warning("lost the connection to the coordinator (%s); reconnecting", exc)
+            elif not said_unreachable and not stopping.is_set():
+                said_unreachable = True
+                STATUS.warning(
+                    "cannot reach the coordinator at %s (%s); retrying every %gs at most%s",
+                    url,
+                    exc,
+                    backoff_max,
+                    f", for {give_up_after:g}s" if give_up_after is not None else "",
+                )
+        else:
+            if refused is None and not stopping.is_set():
+                STATUS.warning("lost the connection to the coordinator; reconnecting")
         if refused is not None:
             log.error("the coordinator refused this %s: %s", who, refused)
             return EXIT_REFUSED

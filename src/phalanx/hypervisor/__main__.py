@@ -39,8 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    from phalanx.host.__main__ import Unusable, credentials
-    from phalanx.hypervisor.daemon import TOKEN_ENV, HypervisorDaemon
+    from phalanx.host.__main__ import Unusable, credentials, say_status
+    from phalanx.host.endpoint import BadURL
+    from phalanx.hypervisor.daemon import TOKEN_ENV, HypervisorDaemon, endpoint
+
+    try:
+        endpoint(args.coordinator)
+    except BadURL as exc:
+        parser.error(f"--coordinator: {exc}")
 
     try:
         token, context = credentials(args.token_file, TOKEN_ENV, args.ca)
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s hypervisor {args.name} %(levelname)s %(message)s",
     )
+    status = say_status()
     daemon = HypervisorDaemon(
         args.coordinator,
         args.name,
@@ -59,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context=context,
         give_up_after=args.give_up,
     )
-    return asyncio.run(_run(daemon))
+    code = asyncio.run(_run(daemon))  # SIGINT and SIGTERM end it cleanly (see _run)
+    status.info("hypervisor stopped (exit %d)", code)
+    return code
 
 
 async def _run(daemon: object) -> int:

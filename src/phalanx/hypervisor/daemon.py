@@ -23,7 +23,7 @@ import os
 import socket
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
@@ -32,10 +32,9 @@ from websockets.exceptions import ConnectionClosed
 
 from phalanx import __version__
 from phalanx.host.connection import keep_connected, refusal
-from phalanx.hypervisor.core import Hypervisor, Measured, measure
+from phalanx.host.endpoint import websocket_url
 from phalanx.providers.base import AgentSpec, FaultError, ProvisionError
 from phalanx.providers.machine import Receiving
-from phalanx.providers.qemu import NETWORK_ENV
 from phalanx.providers.remote import Fault
 from phalanx.wire.hypervisor import (
     HYPERVISOR_PROTOCOL,
@@ -63,6 +62,13 @@ from phalanx.wire.hypervisor import (
     parse_hub_message,
 )
 
+if TYPE_CHECKING:
+    from phalanx.hypervisor.core import Hypervisor, Measured
+
+# The VMs' machinery (hypervisor.core, the qemu provider) is imported by the
+# daemon when it starts: the service imports this module for its endpoint's
+# path only, and should not pay a tenth of a second for the providers.
+
 log = logging.getLogger("phalanx.hypervisor")
 
 TOKEN_ENV = "PHALANX_HYPERVISOR_TOKEN"
@@ -72,12 +78,7 @@ AGENT_PATH = "/agent"
 
 def endpoint(url: str) -> str:
     """The hypervisor endpoint of a coordinator URL given with or without it."""
-    parts = urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path.rstrip("/")
-    if not path.endswith(HYPERVISOR_PATH):
-        path += HYPERVISOR_PATH
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
+    return websocket_url(url, HYPERVISOR_PATH)
 
 
 def agent_url(url: str) -> str:
@@ -127,6 +128,8 @@ class HypervisorDaemon:
         self.local = is_local(self.url)
         self.queue: asyncio.Queue[str] | None = None
         self.stopping = asyncio.Event()
+        from phalanx.hypervisor.core import Hypervisor
+
         self.hypervisor = Hypervisor(
             name,
             workdir,
@@ -143,6 +146,9 @@ class HypervisorDaemon:
             self.requests.add(task)
 
     async def run(self) -> int:
+        from phalanx.hypervisor.core import measure
+        from phalanx.providers.qemu import NETWORK_ENV
+
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.local:
             # The VMs reach a coordinator elsewhere through QEMU's NAT: a

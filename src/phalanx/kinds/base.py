@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from phalanx.model import CASE_STAGES, Case, Host, Script, Status, Suite
+from phalanx.model import CASE_STAGES, DEFAULT_STAGE_TIMEOUT, Case, Host, Script, Status, Suite
 from phalanx.tasks import Outcome, Task, ended_by
 from phalanx.tasks.base import SIGKILL
 
@@ -80,17 +80,32 @@ class CaseKind(Protocol):
         ...
 
 
-def judge_exit(outcome: Outcome) -> tuple[Status, str | None]:
+def judge_exit(outcome: Outcome, ctx: StageContext | None = None) -> tuple[Status, str | None]:
     """The common rule: exit code 0 passes; anything else says why not."""
     if outcome.error is not None:
         return Status.ERROR, outcome.error
     if outcome.timed_out:
-        return Status.TIMEOUT, "stage timed out; its process group was killed" + killed_how(outcome)
+        return Status.TIMEOUT, timed_out(ctx) + killed_how(outcome)
     if outcome.cancelled:
         return Status.CANCELLED, "cancelled"
     if outcome.exit_code == 0:
         return Status.PASSED, None
     return Status.FAILED, ended_by(outcome)
+
+
+def timed_out(ctx: StageContext | None) -> str:
+    """`timed out after 3 s (case `slow`'s timeout)`: the limit and where it
+    was set, so that a reader knows which number to change."""
+    if ctx is None:
+        return "timed out; its process group was killed"
+    limit = ctx.suite.stage_timeout(ctx.case)
+    if ctx.case is not None and ctx.case.timeout is not None:
+        source = f"case `{ctx.case.name}`'s timeout"
+    elif ctx.suite.timeout == DEFAULT_STAGE_TIMEOUT:
+        source = "the default stage timeout"
+    else:
+        source = f"suite `{ctx.suite.name}`'s timeout"
+    return f"timed out after {limit:g} s ({source}); its process group was killed"
 
 
 def killed_how(outcome: Outcome) -> str:

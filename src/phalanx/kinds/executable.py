@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from phalanx.kinds import checks
-from phalanx.kinds.base import CaseSpec, OptionError, StageContext, killed_how
+from phalanx.kinds.base import CaseSpec, OptionError, StageContext, killed_how, timed_out
 from phalanx.model import Case, Status
 from phalanx.tasks import ExecutableTask, Outcome, Task, ended_by
 
@@ -79,7 +79,7 @@ class Executable:
         if outcome.error is not None:
             return Status.ERROR, outcome.error
         if outcome.timed_out:
-            why = data.get("timeout") or "timed out; its process group was killed"
+            why = data.get("timeout") or timed_out(ctx)
             return Status.TIMEOUT, str(why) + killed_how(outcome)
         if outcome.cancelled:
             return Status.CANCELLED, "cancelled"

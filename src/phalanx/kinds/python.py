@@ -156,7 +156,7 @@ class PythonTests(OwnRun):
         data = outcome.data if isinstance(outcome.data, dict) else {}
         if data.get("error"):
             return Status.FAILED, str(data["error"])
-        status, reason = judge_exit(outcome)
+        status, reason = judge_exit(outcome, ctx)
         if status is not Status.PASSED:
             return status, reason
         if ctx.case is not None and not gives_results(ctx.case, ctx.host):

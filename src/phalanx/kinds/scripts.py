@@ -52,7 +52,7 @@ class Scripts:
         return ShellTask(script=text, origin=script.origin, shell=ctx.suite.shell)
 
     def judge(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
-        return judge_exit(outcome)
+        return judge_exit(outcome, ctx)
 
 
 SCRIPTS = Scripts()

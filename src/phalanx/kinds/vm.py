@@ -110,7 +110,7 @@ class VmTests(OwnRun):
             return Status.FAILED, "; ".join(
                 f"{t.get('name')} {t.get('status')}: {t.get('reason')}" for t in bad
             )
-        status, reason = judge_exit(outcome)
+        status, reason = judge_exit(outcome, ctx)
         if status is not Status.PASSED:
             return status, reason
         if not tests:

@@ -102,7 +102,7 @@ class Walks(OwnRun):
     def judge_run(self, ctx: StageContext, outcome: Outcome) -> tuple[Status, str | None]:
         data = outcome.data if isinstance(outcome.data, dict) else {}
         if outcome.error is not None or outcome.timed_out or outcome.cancelled:
-            return judge_exit(outcome)
+            return judge_exit(outcome, ctx)
         # The machinery (executor, workers) failing is not the walks failing.
         if data.get("infra_error"):
             return Status.ERROR, str(data["infra_error"])
@@ -110,7 +110,7 @@ class Walks(OwnRun):
             return Status.FAILED, str(data["error"])
         if data.get("error_count"):
             return Status.FAILED, summary(data)
-        status, reason = judge_exit(outcome)
+        status, reason = judge_exit(outcome, ctx)
         if status is Status.PASSED and "walk_count" not in data:
             return Status.ERROR, "the walks process reported no results"
         return status, reason

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
+
+# The mode a new report file asks for; the umask takes its share, as for any
+# file the user's programs make (mkstemp's 0600 would lock out a CI step
+# that reads the reports as another user).
+MODE = 0o666
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file next to `path`, then rename it over
     `path`: a crash or a concurrent reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, MODE)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -19,5 +25,5 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -95,11 +95,7 @@ def run_folders(results: Path) -> list[Path]:
     if not results.is_dir():
         return []
     return sorted(
-        (
-            p
-            for p in results.iterdir()
-            if p.is_dir() and _is_run(p)
-        ),
+        (p for p in results.iterdir() if p.is_dir() and _is_run(p)),
         key=lambda p: p.name,
     )
 

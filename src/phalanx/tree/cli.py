@@ -1,7 +1,7 @@
 """`phalanx run TREE`: load, select, list or run an Asterisk-style test tree.
 
 Exit codes as for every run: 0 all passed or skipped, 1 a test failed,
-2 bad definitions or usage, 3 an infrastructure error.
+2 bad definitions or usage, 3 an infrastructure error, 130 cancelled.
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ VM_STATES = ("booting", "running", "off", "lost")
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use, as wire/messages.py's: `phalanx serve` imports these
+    # at start, before it answers /healthz, and most wait for a hypervisor.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Capacity(_Message):

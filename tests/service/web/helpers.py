@@ -17,6 +17,8 @@ from tests.service.test_serve import Served, make_repo, start, stop
 
 BIG_LINES = 340_000  # ~20 MB of output
 LAST_LINE = "LAST LINE OF THE BIG OUTPUT"
+MEDIUM_LINES = 6000  # ~300 KB
+MEDIUM_LINE = "medium line %.0f, some words to give the line a width"
 WEB_SUITES = {
     # two cases a few seconds apart: the run page changes while one watches
     "steps": (
@@ -33,6 +35,8 @@ WEB_SUITES = {
         },
     ),
     "chatty": ("tests: [a]\n", {"a": "for i in $(seq 1 40); do echo tick $i; sleep 0.25; done\n"}),
+    # a few pages of output (the viewer's page is 64 KiB): End and Find land mid-file
+    "medium": ("tests: [a]\n", {"a": f"seq -f '{MEDIUM_LINE}' {MEDIUM_LINES}\n"}),
 }
 
 

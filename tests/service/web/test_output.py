@@ -20,6 +20,10 @@ def _walk(path: Path, page: int) -> bytes:
         assert shown.end > offset or shown.at_end  # always moves on
         piece = path.read_bytes()[shown.start : shown.end]
         assert [line.text for line in shown.lines] == piece.decode().splitlines()
+        number = path.read_bytes()[: shown.start].count(b"\n") + 1  # numbered as from the start
+        assert [line.number for line in shown.lines] == list(
+            range(number, number + len(shown.lines))
+        )
         shown_bytes += piece
         if shown.at_end:
             return shown_bytes
@@ -39,13 +43,16 @@ def test_following_next_shows_every_byte_once(
     assert _walk(path, page) == path.read_bytes()
 
 
-def test_a_page_in_the_middle_starts_at_a_line_and_numbers_only_from_the_start(
+def test_a_page_in_the_middle_starts_at_a_line_and_keeps_the_files_numbers(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "log"
     path.write_text("".join(f"line {i}\n" for i in range(1000)))
     middle = read_page(path, 5003, page=100)
-    assert middle.lines[0].text.startswith("line ") and middle.lines[0].number is None
+    assert middle.lines[0].text.startswith("line ")
+    # "line i" is the file's line i + 1, wherever the page begins
+    for shown in (middle, read_page(path, 5003, page=100, exact=True), read_page(path, 7777)):
+        assert all(line.number == int(line.text.split()[1]) + 1 for line in shown.lines)
     assert path.read_bytes()[middle.start - 1 : middle.start] == b"\n"
     first = read_page(path, 0, page=100)
     assert [line.number for line in first.lines[:3]] == [1, 2, 3]

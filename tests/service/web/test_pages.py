@@ -15,6 +15,7 @@ import pytest
 from tests.service.test_admin import PASSWORD
 from tests.service.test_serve import Served, start, stop
 from tests.service.web.helpers import (
+    BIG_LINES,
     LAST_LINE,
     make_web_repo,
     run_id_of,
@@ -52,6 +53,9 @@ def test_a_visitor_is_sent_to_sign_in_and_a_wrong_password_is_refused(web: Serve
         assert 'action="/login"' in form.text and 'for="login-password"' in form.text
         wrong = client.post("/login", data={"name": "vera", "password": "nope", "next": "/"})
         assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
+        # the name stays filled in; the password is typed again
+        assert re.search(r'<input id="login-name"[^>]* value="vera"', wrong.text)
+        assert re.search(r'<input id="login-password"[^>]* autofocus', wrong.text)
         assert "phalanx_session" not in client.cookies
         right = client.post(
             "/login", data={"name": "vera", "password": PASSWORD, "next": "/suites"}
@@ -204,14 +208,20 @@ def test_the_output_viewer_pages_through_a_big_output(
         assert len(first.content) < 1024 * 1024  # one page, not the 20 MB
         end = client.get(base + "?at=end")
         assert LAST_LINE in end.text and 'id="output-end"' in end.text
-        assert 'class="ln k-error">error: this line is red' in end.text
-        assert 'class="ln k-warning">warning: nearly done' in end.text
+        # numbered as from the file's start, after End as after Find
+        no = '<span class="no" aria-hidden="true">{}</span>'
+        assert f'class="ln k-warning">{no.format(BIG_LINES + 1)}warning: nearly done' in end.text
+        assert f'class="ln k-error">{no.format(BIG_LINES + 2)}error: this line is red' in end.text
+        assert f'class="ln">{no.format(BIG_LINES + 3)}{LAST_LINE}</span></pre>' in end.text
         found = client.get(base + "?q=line%20200000%20of&find=1&offset=0")
-        assert 'class="ln hit">line 200000 of' in found.text
+        assert f'class="ln hit">{no.format(200000)}line 200000 of' in found.text
+        # one line each: no newline between the lines' blocks to show as an empty line
+        assert "</span>\n<span" not in found.text.split('<pre class="output"', 1)[1]
         nowhere = client.get(base + "?q=no-such-words&find=1&offset=0")
         assert "is not in this output" in nowhere.text
         wrapped = client.get(base + "?q=line%20200000%20of&find=1&offset=20000000")
-        assert 'class="ln hit">line 200000 of' in wrapped.text and "from the start" in wrapped.text
+        assert f'class="ln hit">{no.format(200000)}line 200000 of' in wrapped.text
+        assert "from the start" in wrapped.text
         raw = client.get(base + "?raw=1")
         assert raw.status_code == 200 and raw.text.endswith(LAST_LINE + "\n")
         assert raw.headers["content-type"].startswith("text/plain")
@@ -255,8 +265,12 @@ def test_while_a_run_goes_its_pages_show_the_stage_and_the_output_so_far(web: Se
         assert chip is not None and chip.group(1) == "running"
         agents = viewer.get("/agents").text.split('id="agent-h1.t.test"', 1)[1].split("</tr>")[0]
         assert "connected" in agents and f'href="/runs/{run_id}">a/run<' in agents
-        dashboard = viewer.get("/").text.split('id="h-progress"', 1)[1]
+        whole = viewer.get("/").text
+        dashboard = whole.split('id="h-progress"', 1)[1]
         assert run_id in dashboard and "a/run" in dashboard.split("</table>")[0]
+        assert '<a href="/suites/chatty">chatty</a>' in dashboard.split("</table>")[0]
+        # the running suite's tile is coloured as running, not grey as the idle ones
+        assert re.search(r'<li class="tile st-running">\s*<a href="/suites/chatty">', whole)
         assert 'class="state state-running">running<' in viewer.get("/suites").text
         assert wait_status(viewer, run_id, ("passed",)) == "passed"
 
@@ -268,6 +282,11 @@ def test_the_pages_assets_are_served_from_the_package(web: Served) -> None:
             assert answer.status_code == 200 and len(answer.content) > 1000, name
         page = anonymous.get("/login").text
         assert 'src="/static/htmx.min.js"' in page and "https://" not in page  # no CDN
+        assert '<link rel="icon" href="/static/favicon.svg"' in page
+        for path in ("/favicon.ico", "/static/favicon.svg"):  # browsers ask for the first anyway
+            icon = anonymous.get(path)
+            assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+            assert icon.text.startswith("<svg")
 
 
 def test_a_suites_history_charts_its_runs_and_shows_the_flaky_case(web: Served) -> None:
@@ -284,6 +303,16 @@ def test_a_suites_history_charts_its_runs_and_shows_the_flaky_case(web: Served) 
     row_a = page.split('<tr class="flaky">', 1)[1].split("</tr>", 1)[0]
     assert re.findall(r"cell st-(\w+)", row_a) == ["passed", "failed", "passed"]
     assert page.count('class="flaky"') == 1  # b is steady
+    # a sign beside the colour, for whoever does not tell red from green
+    assert re.findall(r'<span aria-hidden="true">(.)</span>', row_a) == ["✓", "✗", "✓"]
+    assert "✓ passed · ✗ failed" in page  # the key
+    # the duration chart has axes: seconds up the side, run numbers along the bottom
+    duration = page.split('<svg class="chart"')[2]
+    assert ">0 s</text>" in duration and duration.count('class="axis"') == 2
+    assert re.findall(r'text-anchor="middle">(\d+)<', duration) == ["1", "2", "3"]
+    # the suite's own runs table does not repeat the suite on every row
+    recent = page.split('id="h-runs"', 1)[1]
+    assert '<th scope="col">Suite</th>' not in recent and 'href="/suites/flip"' not in recent
 
 
 def test_with_anonymous_read_a_visitor_reads_the_pages_but_changes_nothing(
@@ -358,3 +387,26 @@ def test_a_hypervisor_shows_on_the_dashboard_and_clusters_pages_connected_then_l
             loop.call_soon_threadsafe(daemon.stop)
             thread.join(30)
         loop.close()
+
+
+def test_a_run_waiting_for_its_agents_says_waiting_and_an_unused_cluster_no_runs(
+    web: Served,
+) -> None:
+    with signed_in(web, "vera") as viewer, signed_in(web, "otto") as operator:
+        tiles = viewer.get("/").text.split('id="h-clusters"', 1)[1].split("</section>")[0]
+        two = tiles.split('href="/clusters#cluster-two"', 1)[1].split("</li>")[0]
+        assert "no runs yet" in two and "of last 0" not in tiles
+        run_id = run_id_of(operator.post("/suites/far/run").headers["location"])
+        deadline = time.monotonic() + 30
+        while "waiting for agents" not in (page := viewer.get(f"/runs/{run_id}").text):
+            assert time.monotonic() < deadline, page
+            time.sleep(0.1)
+        # no agent of its cluster is connected: nothing runs yet, and it says so
+        assert '<span id="run-status" class="badge st-waiting">waiting</span>' in page
+        suites = viewer.get("/suites").text.split('id="suite-far"', 1)[1].split("</tr>")[0]
+        if viewer.get(f"/api/runs/{run_id}").json()["status"] == "running":  # still, so then too
+            assert 'class="state state-waiting">waiting<' in suites
+        progress = viewer.get("/").text.split('id="h-progress"', 1)[1].split("</table>")[0]
+        if run_id in progress:  # unless the connect timeout (4 s here) ended it meanwhile
+            assert 'class="badge st-waiting">waiting<' in progress
+        assert wait_status(viewer, run_id, ("error",), within=60) == "error"

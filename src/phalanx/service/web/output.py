@@ -2,8 +2,10 @@
 byte range, cut at line boundaries, its lines classified for highlighting,
 and a search that scans forward from a position in bounded chunks.
 
-Only one page is ever read and sent, so a 50 MB log opens as fast as a
-small one and the browser never holds more than a page.
+Only one page is ever read and sent, so the browser never holds more than
+a page. A page inside the file is numbered by counting the newlines before
+it, a megabyte at a time (tens of milliseconds for a 50 MB log): "line
+123456" must mean the same after End or Find as from the start.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _SUCCESS = re.compile(rb"\b(ok|pass|passed|success|succeeded|done)\b", re.I)
 
 @dataclass(frozen=True)
 class Line:
-    number: int | None  # None: the page begins inside the file (numbers unknown)
+    number: int  # from 1 at the file's start
     text: str
     kind: str  # "error", "warning", "success" or ""
     hit: bool = False
@@ -82,6 +84,8 @@ def read_page(
         start = max(0, offset - 1)
         f.seek(start)
         data = f.read(page + (offset - start))
+        before = _newlines(f, start)
+    read_from, read = start, data
     if exact or (offset > 0 and data[:1] == b"\n"):
         data, start = data[offset - start :], offset
     elif offset > 0:
@@ -89,12 +93,13 @@ def read_page(
         newline = data.find(b"\n")
         if 0 <= newline < len(data) - 1:
             data, start = data[newline + 1 :], start + newline + 1
+    skipped_newlines = read[: start - read_from].count(b"\n")
     end = start + len(data)
     if end < size:
         cut = data.rfind(b"\n")
         if cut >= 0:
             data, end = data[: cut + 1], start + cut + 1
-    number = 1 if start == 0 else None
+    number = 1 + before + skipped_newlines  # the line that begins at `start`
     lines = []
     for raw in data.splitlines():
         lines.append(
@@ -105,11 +110,23 @@ def read_page(
                 hit=bool(needle) and needle in raw.lower(),
             )
         )
-        if number is not None:
-            number += 1
+        number += 1
     newline = data.find(b"\n")
     first_end = start + newline + 1 if newline >= 0 else end
     return OutputPage(start, end, size, tuple(lines), first_end)
+
+
+def _newlines(f: BinaryIO, end: int) -> int:
+    """How many newlines the file holds before byte `end`."""
+    f.seek(0)
+    count, left = 0, end
+    while left > 0:
+        chunk = f.read(min(SCAN_CHUNK, left))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        left -= len(chunk)
+    return count
 
 
 def find(path: Path, query: str, after: int) -> int | None:

@@ -63,6 +63,12 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
 
     app.add_api_route("/report.css", report_css, methods=["GET"], include_in_schema=False)
 
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says.
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
+
     # --- who asks -------------------------------------------------------------------
 
     async def principal(request: Request) -> Principal | None:
@@ -126,16 +132,20 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     async def login_page(request: Request) -> Response:
         who = await principal(request)
         nxt = _local(request.query_params.get("next", "/"))
-        return pages.render(request, "login.html", who, next=nxt, failed=False)
+        return pages.render(request, "login.html", who, next=nxt, failed=False, name="")
 
     async def login(request: Request) -> Response:
         if not _same_origin(request):
             return pages.error(request, None, 403, "this form was sent from another site")
         form = await _form(request)
         nxt = _local(form.get("next", "/"))
-        who = await service.auth.verify_password(form.get("name", ""), form.get("password", ""))
+        name = form.get("name", "")
+        who = await service.auth.verify_password(name, form.get("password", ""))
         if who is None:
-            return pages.render(request, "login.html", None, next=nxt, failed=True, status=401)
+            # The name stays: a mistyped password is retyped, not both.
+            return pages.render(
+                request, "login.html", None, next=nxt, failed=True, name=name, status=401
+            )
         response = RedirectResponse(nxt, status_code=303)
         await open_session(service, response, who)
         return response

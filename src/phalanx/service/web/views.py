@@ -33,7 +33,7 @@ class SuiteView:
     repo: str
     cluster: str | None
     description: str
-    state: str  # idle, queued, running, definition error
+    state: str  # idle, queued, waiting (for agents), running, definition error
     errors: list[str]
     last_good: bool
     next_run: datetime | None
@@ -57,8 +57,10 @@ def _suite_view(
     active = [a for a in service.queue.active.values() if a.suite.name == entry.name]
     if entry.errors or entry.suite is None:
         state = "definition error"
-    elif any(a.started for a in active):
-        state = "running"
+    elif started := [a for a in active if a.started]:
+        # Started, but its hosts' agents not all connected yet: nothing runs.
+        waiting = all(service.queue.waiting(a.id) for a in started)
+        state = "waiting" if waiting else "running"
     elif active:
         state = "queued"
     else:
@@ -227,6 +229,7 @@ async def clusters(service: Service) -> list[ClusterView]:
 class ActiveView:
     summary: RunSummary
     stage: str  # what it does now, in words
+    waiting: bool = False  # started, but its hosts' agents are not all connected yet
 
 
 async def dashboard(service: Service) -> dict[str, Any]:
@@ -240,8 +243,9 @@ async def dashboard(service: Service) -> dict[str, Any]:
             {"/".join(p for p in (case, stage) if p) for run, case, stage, _ in stages.values()
              if run == r.id}
         )  # fmt: skip
-        words = ", ".join(now) or service.queue.waiting(r.id) or r.status
-        in_progress.append(ActiveView(r, words))
+        waiting = service.queue.waiting(r.id)
+        words = ", ".join(now) or waiting or r.status
+        in_progress.append(ActiveView(r, words, waiting=bool(waiting) and not now))
     next_runs = sorted(service.next_runs.items(), key=lambda item: item[1])[:10]
     return {
         "suites": await suites(service),
