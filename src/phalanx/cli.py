@@ -346,7 +346,8 @@ def replay(args: argparse.Namespace) -> int:
 
 def cleanup(args: argparse.Namespace) -> int:
     """Remove what killed runs left on this machine: netns hosts' namespaces,
-    links, bridges and /etc/netns folders. Live runs are left alone."""
+    links, bridges and /etc/netns folders, container hosts' containers and
+    volumes. Live runs are left alone."""
     from phalanx import aio
     from phalanx.exits import EXIT_INFRASTRUCTURE
     from phalanx.providers.netns import describe, missing_privileges, sweep
@@ -355,7 +356,11 @@ def cleanup(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"phalanx cleanup: {problem}", file=sys.stderr)
         return EXIT_INFRASTRUCTURE
-    lines = describe(aio.run(sweep()))
+    from phalanx.providers import containers
+
+    # Containers first: their processes hold the namespaces' links.
+    lines = describe(aio.run(containers.sweep()))
+    lines += describe(aio.run(sweep()))
     for line in lines:
         print(line)
     if not lines:
@@ -367,6 +372,11 @@ def image_build(args: argparse.Namespace) -> int:
     """Build the qemu provider's tiny VM image (kernel + initramfs) and its
     root disk (what VMs that snapshot or migrate boot), once: each is cached
     by content hash. Prints each one's folder and what it is."""
+    if args.container:
+        return _container_image(args)
+    if args.packages or args.tag:
+        print("phalanx image build: --packages and --tag go with --container", file=sys.stderr)
+        return 2
     from phalanx.providers.vmimage import ImageError, build_image, build_root_disk
 
     try:
@@ -379,6 +389,22 @@ def image_build(args: argparse.Namespace) -> int:
         return 1
     how = "built" if disk.built else "cached"
     print(f"{disk.path} ({how}; root disk {disk.disk.name}, Python {disk.python})")
+    return 0
+
+
+def _container_image(args: argparse.Namespace) -> int:
+    from phalanx import aio
+    from phalanx.providers.containerimage import ImageBuildError, build, packages_of
+    from phalanx.providers.containers import EngineError, engine
+
+    try:
+        image = aio.run(build(engine(), packages_of(args.packages), args.tag))
+    except (ImageBuildError, EngineError) as exc:
+        print(f"phalanx image build: {exc}", file=sys.stderr)
+        return 1
+    how = "built" if image.built else "cached"
+    also = f", tagged {args.tag}" if args.tag else ""
+    print(f"{image.tag} ({how}{also})")
     return 0
 
 
@@ -448,7 +474,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "--provider",
         choices=PROVIDERS,
         help="serve the hosts this way, whatever the cluster says "
-        "(netns: a network namespace per host; needs root)",
+        "(netns: a network namespace per host; podman: a container per host; both need root)",
     )
     suites.add_argument(
         "--heartbeat-timeout",
@@ -592,11 +618,22 @@ def parser() -> argparse.ArgumentParser:
     walk.add_argument("--state", help="initial state, as JSON (default: the run's own)")
     walk.add_argument("--step", action="store_true", help="pause before each action")
     image = commands.add_parser(
-        "image", help="The qemu provider's VM image.", description="The VM image."
+        "image",
+        help="The qemu provider's VM image, or a container image.",
+        description="The VM image, or (--container) a Debian container image.",
     )
     image_commands = image.add_subparsers(dest="image_command", metavar="COMMAND")
     image_commands.required = True
-    _command(image_commands, "build", image_build)
+    build = _command(image_commands, "build", image_build)
+    build.add_argument(
+        "--container",
+        action="store_true",
+        help="a Debian container image (provider: podman) from Debian's mirror instead",
+    )
+    build.add_argument(
+        "--packages", default="", metavar="A,B", help="Debian packages the container image holds"
+    )
+    build.add_argument("--tag", metavar="NAME", help="also tag the container image NAME")
     commands.add_parser(
         "agent", help=(agent.__doc__ or "").strip(), add_help=False
     )  # its own parser reads the rest: see main()

@@ -35,6 +35,8 @@ CLUSTER_KEYS = {
     "revert",
     "vm_root",
     "keep",
+    "image",
+    "compose",
 }
 # YAML takes snake_case; XrdTest's camelCase is accepted too.
 HOST_KEYS = {
@@ -53,6 +55,7 @@ HOST_KEYS = {
     "params": "params",
     "link": "link",
     "ssh": "ssh",
+    "image": "image",
 }
 LINK_KEYS = {"delay", "jitter", "loss", "rate"}
 SSH_KEYS = {"user", "port", "address", "key_file", "known_hosts"}
@@ -124,6 +127,10 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         problems.errors.append(
             src.error(f"only a cluster of VMs (provider: {PROVIDER_QEMU}) is kept up", "keep")
         )
+    image = data.get("image")
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        problems.errors.append(src.error("must be an image name", "image"))
+        image = None
     problems.raise_if_any()
     return Cluster(
         name=str(name),
@@ -135,6 +142,7 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         revert=revert,
         vm_root=vm_root,
         keep=keep,
+        image=image,
     )
 
 

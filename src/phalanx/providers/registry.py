@@ -9,6 +9,7 @@ from pathlib import Path
 from phalanx.model import (
     PROVIDER_LOCAL,
     PROVIDER_NETNS,
+    PROVIDER_PODMAN,
     PROVIDER_QEMU,
     PROVIDER_SSH,
     PROVIDERS,
@@ -37,6 +38,10 @@ def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> Pr
         from phalanx.providers.qemu import QemuProvider
 
         return QemuProvider(root, run_id, cluster=cluster)
+    if name == PROVIDER_PODMAN:
+        from phalanx.providers.podman import PodmanProvider
+
+        return PodmanProvider(cluster, root, run_id)
     if name in PROVIDERS:
         raise ProvisionError(f"phalanx cannot start {name!r} hosts itself")
     raise ProvisionError(f"no provider {name!r}; the providers are {', '.join(PROVIDERS)}")
