@@ -253,6 +253,11 @@ def validate(args: argparse.Namespace) -> int:
     repo = load_repo(_repo_root(args.path))
     problems = [_problem(e) for e in repo.errors]
     warnings = [_unfilled(u) for s in repo.suites.values() for u in unfilled(s)]
+    warnings += [
+        f"{c.source or c.name}: compose keys phalanx does not honour: {', '.join(c.unhonoured)}"
+        for c in repo.clusters.values()
+        if c.unhonoured
+    ]
     if args.strict:
         problems, warnings = problems + warnings, []
     for warning in warnings:

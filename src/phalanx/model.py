@@ -199,6 +199,9 @@ class Cluster:
     keep: bool = False
     # A container host's image when it names none (provider: podman).
     image: str | None = None
+    # The keys of the cluster's compose file phalanx does not honour, for
+    # `phalanx validate` to name (services.NAME.KEY).
+    unhonoured: tuple[str, ...] = ()
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.answers_to(name)), None)

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.load import fields, netaddr, pydef, yamlsrc
-from phalanx.load.errors import Problems
+from phalanx.load.errors import DefinitionErrors, Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.xrdtest import Cluster as XrdCluster
 from phalanx.model import (
+    PROVIDER_PODMAN,
     PROVIDER_QEMU,
     PROVIDERS,
     REVERTS,
@@ -92,7 +93,11 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         problems.errors.append(src.error("must be a non-empty name", "name"))
     hosts: list[Host] = []
     raw_hosts = data.get("hosts")
-    if raw_hosts is None:
+    unhonoured: tuple[str, ...] = ()
+    if data.get("compose") is not None:
+        composed, unhonoured = _composed(src, data["compose"], raw_hosts, problems)
+        hosts.extend(composed)
+    elif raw_hosts is None:
         problems.errors.append(src.error("missing: a cluster needs `hosts`", "hosts"))
     elif not isinstance(raw_hosts, list) or not raw_hosts:
         problems.errors.append(src.error("must be a non-empty list of hosts", "hosts"))
@@ -110,6 +115,8 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         )
     _check_unique(hosts, problems, lambda i: src.line("hosts", i))
     provider = data.get("provider")
+    if provider is None and data.get("compose") is not None:
+        provider = PROVIDER_PODMAN
     if provider is not None and provider not in PROVIDERS:
         problems.errors.append(src.error(f"must be one of {', '.join(PROVIDERS)}", "provider"))
     aliases: tuple[str, ...] = ()
@@ -143,7 +150,34 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         vm_root=vm_root,
         keep=keep,
         image=image,
+        unhonoured=unhonoured,
     )
+
+
+def _composed(
+    src: yamlsrc.Source, value: Any, raw_hosts: Any, problems: Problems
+) -> tuple[list[Host], tuple[str, ...]]:
+    """The hosts of the compose file a cluster names (relative to the
+    cluster file), and the compose keys phalanx does not honour."""
+    from phalanx.load.compose import load_compose
+
+    if raw_hosts is not None:
+        problems.errors.append(
+            src.error("a cluster of a compose file has no `hosts` of its own", "hosts")
+        )
+    if not isinstance(value, str) or not value:
+        problems.errors.append(src.error("must be the path of a compose file", "compose"))
+        return [], ()
+    file = (src.file.parent / value).resolve()
+    if not file.is_file():
+        problems.errors.append(src.error(f"no compose file {file}", "compose"))
+        return [], ()
+    try:
+        hosts, unhonoured = load_compose(file)
+    except DefinitionErrors as exc:
+        problems.extend(exc.errors)
+        return [], ()
+    return list(hosts), unhonoured
 
 
 def _vm_choices(

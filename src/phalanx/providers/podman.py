@@ -144,8 +144,9 @@ class PodmanProvider:
             if service is None or service.build is None:
                 continue
             file = ["--file", service.dockerfile] if service.dockerfile else []
-            await self.engine.call("build", "--tag", self.image(host), *file, service.build,
-                                   timeout=1800.0)  # fmt: skip
+            # The engine's OCI runtime and ulimits hold for its RUN steps too.
+            await self.engine.call("build", *self.engine.run_options(), "--tag", self.image(host),
+                                   *file, service.build, timeout=1800.0)  # fmt: skip
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
         return self.network.addresses(hosts)
