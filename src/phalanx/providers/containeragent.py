@@ -17,6 +17,7 @@ A venv is cached by the wheelhouse's key and the interpreter's path under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -68,13 +69,26 @@ def parse_probe(image: str, listing: str) -> ImagePython:
     return ImagePython(chosen, libc)
 
 
-async def probe(engine: Engine, image: str) -> ImagePython:
-    """The image's Python, asked of a throwaway container."""
-    if not await engine.image_exists(image):
+async def probe(engine: Engine, image: str, cache: Path | None = None) -> ImagePython:
+    """The image's Python, asked of a throwaway container once per image
+    content (the answer is kept by the image's id)."""
+    image_id = await engine.image_id(image)
+    if image_id is None:
         raise ImageRefused(
             f"image {image} is not on this machine ({engine.kind} images); build it "
             "(phalanx image build --container, podman build) or load it first"
         )
+    kept = (cache or default_cache()) / "probes" / f"{image_id.removeprefix('sha256:')}.txt"
+    with contextlib.suppress(OSError):
+        return parse_probe(image, kept.read_text())
+    listing = await _ask(engine, image)
+    found = parse_probe(image, listing)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(listing)
+    return found
+
+
+async def _ask(engine: Engine, image: str) -> str:
     try:
         code, out, err = await engine.call(
             "run", "--rm", "--network", "none", *engine.run_options(),
@@ -86,7 +100,25 @@ async def probe(engine: Engine, image: str) -> ImagePython:
     if code != 0:
         said = (err.strip() or out.strip() or f"exit code {code}").splitlines()[-1]
         raise ImageRefused(f"image {image} cannot run phalanx's agent: no usable /bin/sh ({said})")
-    return parse_probe(image, out)
+    return out
+
+
+COMPILED = ".compiled"  # the mark of a venv whose modules the image's Python compiled
+
+
+async def compile_in(engine: Engine, image: str, venv: Path) -> None:
+    """The venv's modules compiled by the image's own Python, once: the
+    agent's mount is read-only, and an agent that compiled phalanx and
+    pydantic at each start would take seconds to connect."""
+    if (venv / COMPILED).exists():
+        return
+    await engine.call(
+        "run", "--rm", "--network", "none", *engine.run_options(),
+        "--volume", f"{venv}:{AGENT_MOUNT}", "--entrypoint", f"{AGENT_MOUNT}/bin/python",
+        image, "-m", "compileall", "-q", "-j", "0", f"{AGENT_MOUNT}/lib",
+        timeout=PIP_TIMEOUT,
+    )  # fmt: skip
+    (venv / COMPILED).touch()
 
 
 def default_cache() -> Path:

@@ -110,8 +110,14 @@ class Engine:
         return shown if isinstance(shown, list) else []
 
     async def image_exists(self, image: str) -> bool:
-        code, _, _ = await self.call("image", "inspect", image, check=False)
-        return code == 0
+        return await self.image_id(image) is not None
+
+    async def image_id(self, image: str) -> str | None:
+        """The image's content id; None when the engine has no such image."""
+        code, out, _ = await self.call(
+            "image", "inspect", "--format", "{{.Id}}", image, check=False
+        )
+        return out.strip() or None if code == 0 else None
 
 
 def engine() -> Engine:

@@ -27,7 +27,6 @@ record does for its network.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shlex
 import sys
@@ -45,7 +44,6 @@ from phalanx.providers.netns import ETC_NETNS, STATE_DIR, NetnsProvider, label
 SEED_MOUNT = "/run/phalanx-seed"  # the token, read-only
 LOG_MOUNT = "/run/phalanx-log"  # the host's folder of the run: the agent's log
 WORKDIR = "/var/tmp/phalanx-agent"  # the agent's working folder, in the container's own files
-EXIT_GRACE = 5.0  # seconds an agent has to exit after the shutdown message
 GIVE_UP_AFTER = 30.0  # an orphaned agent stops looking for its coordinator
 HEALTH_TIMEOUT = 120.0  # seconds for a compose service's healthcheck to pass
 
@@ -127,9 +125,9 @@ class PodmanProvider:
                 *(containeragent.probe(self.engine, image) for image in sorted(images))
             )
             for image, python in zip(sorted(images), found, strict=True):
-                self.venvs[image] = await asyncio.to_thread(
-                    containeragent.agent_venv, python.python
-                )
+                venv = await asyncio.to_thread(containeragent.agent_venv, python.python)
+                await containeragent.compile_in(self.engine, image, venv)
+                self.venvs[image] = venv
         except (EngineError, containeragent.ImageRefused, OSError) as exc:
             raise ProvisionError(str(exc)) from exc
         await self.network.open()
@@ -245,20 +243,13 @@ class PodmanProvider:
         raise ProvisionError(f"service {host.name} never became healthy: {said}")
 
     async def down(self, lost: Collection[str] = ()) -> None:
-        """Every container and its volumes: the agents not lost are given
-        EXIT_GRACE to end after the coordinator's shutdown message; what
-        each left goes with its container (its own process namespace)."""
+        """Every container and its volumes, at once: the results are in
+        (the coordinator acked them), and what each agent and its stages
+        left goes with its container (a process namespace of its own), so
+        there is nothing for an agent to end gracefully."""
         made, self.containers = self.containers, {}
         if not made or self.engine is None:
             return
-        waiting = [
-            c.name
-            for c in made.values()
-            if c.host not in lost and not _has_service(self.cluster, c.host)
-        ]
-        if waiting:
-            with contextlib.suppress(TimeoutError, EngineError):
-                await self.engine.call("wait", *waiting, timeout=EXIT_GRACE, check=False)
         await containers.remove(
             self.engine,
             [c.name for c in made.values()],
@@ -278,11 +269,6 @@ class PodmanProvider:
             await self.down(())
         finally:
             await self.network.close()
-
-
-def _has_service(cluster: Cluster, name: str) -> bool:
-    host = cluster.host(name)
-    return host is not None and host.service is not None
 
 
 def _service_options(host: Host) -> list[str]:
