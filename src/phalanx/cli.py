@@ -75,6 +75,31 @@ def _load(path: Path, suite: str | None, cases: list[str]) -> Suite:
     return loaded.select(cases)
 
 
+def _on_compose(suite: Suite, file: Path) -> Suite:
+    """`--compose FILE`: the suite on the compose file's services, as
+    container hosts, instead of its own cluster's."""
+    import dataclasses
+
+    from phalanx.load.compose import load_compose
+    from phalanx.load.errors import DefinitionErrors
+    from phalanx.model import PROVIDER_PODMAN, Cluster
+
+    try:
+        hosts, unhonoured = load_compose(file.resolve())
+    except DefinitionErrors as exc:
+        _print_errors([_problem(e) for e in exc.errors])
+        raise Exit(EXIT_DEFINITIONS) from None
+    cluster = Cluster(
+        name=suite.cluster.name,
+        hosts=hosts,
+        source=file,
+        provider=PROVIDER_PODMAN,
+        coordinator_aliases=suite.cluster.coordinator_aliases,
+        unhonoured=unhonoured,
+    )
+    return dataclasses.replace(suite, cluster=cluster)
+
+
 def _problem(error: DefinitionError) -> str:
     from phalanx.report.terminal import shown_problem
 
@@ -108,12 +133,12 @@ def run(args: argparse.Namespace) -> int:
     from phalanx.load.tree import tree_folder
 
     if tree_folder(args.path) is not None:
-        if args.provider:
+        if args.provider or args.compose:
             from phalanx.report.terminal import shown_path
 
             _print_errors(
                 [
-                    f"{shown_path(args.path)}: --provider applies to suites; "
+                    f"{shown_path(args.path)}: --provider and --compose apply to suites; "
                     "a test tree runs its tests on this machine"
                 ]
             )
@@ -179,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     from phalanx.report.writers import ReportPaths
 
     loaded = _load(args.path, args.suite, args.test)
+    if args.compose is not None:
+        loaded = _on_compose(loaded, args.compose)
     run_id = new_run_id()  # known before the run: the console names files in its folder
     options = RunOptions(
         results=args.results,
@@ -480,6 +507,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         choices=PROVIDERS,
         help="serve the hosts this way, whatever the cluster says "
         "(netns: a network namespace per host; podman: a container per host; both need root)",
+    )
+    suites.add_argument(
+        "--compose",
+        type=Path,
+        metavar="FILE",
+        help="run the suite on this compose file's services (container hosts, provider podman)",
     )
     suites.add_argument(
         "--heartbeat-timeout",

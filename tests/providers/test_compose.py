@@ -62,3 +62,15 @@ def test_a_real_compose_file_runs_unchanged_as_a_cluster(tmp_path: Path) -> None
     assert "built" in logs["worker"].splitlines() and "not built here" in logs["web"]
     assert "has scratch" in logs["web"] and "no scratch" in logs["worker"]
     assert _left(run.name) == []
+
+
+def test_run_compose_takes_the_services_as_hosts_and_names_a_bad_files_line(
+    tmp_path: Path,
+) -> None:
+    repo = _repo(tmp_path / "repo", "name: c\nhosts: [a.t]\n", {"ok": {"run.sh": "true\n"}})
+    bad = tmp_path / "compose.yaml"
+    bad.write_text("services:\n  web:\n    image: x\n    depends_on: [db]\n")
+    done = _phalanx("run", str(repo), "-s", "s", "--compose", str(bad), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "compose.yaml:4: services.web.depends_on: no service 'db' in this file" in done.stderr
+    assert not (tmp_path / "phalanx-results").exists()  # nothing ran

@@ -109,6 +109,7 @@ hosts:
     disks: [{{name: data, size: 1G, mount_point: /data}}]
   - name: client.pod.test
     roles: [client]
+    link: {{rate: 8mbit}}
 """
 
 # Both storage servers serve their own /data on one port; store1 cuts
@@ -141,6 +142,14 @@ if [ "$(hostname -s)" = store1 ]; then phalanx-net heal; fi
 phalanx-sync healed
 echo "store1 healed: $(fetch data1)"
 echo "store2 healed: $(fetch store2)"
+tc qdisc show dev eth0 | grep -o 'tbf .* rate [^ ]*' || echo "no tbf"
+"""
+
+# The next case: what the last one started (its servers) ended with it.
+AFTER = """\
+#!/bin/bash
+pgrep -f "http[.]server" >/dev/null && echo "server left running" || echo "no server left"
+cat /data/owner 2>/dev/null || echo "no data"
 """
 
 
@@ -152,7 +161,7 @@ def test_two_storage_servers_each_own_data_and_are_partitioned_and_healed(
     repo = _repo(
         tmp_path / "repo",
         STORAGE_CLUSTER.format(base=base, storage=storage),
-        {"store": {"run.sh": STORAGE_RUN}},
+        {"store": {"run.sh": STORAGE_RUN}, "after": {"run.sh": AFTER}},
     )
     done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -173,6 +182,11 @@ def test_two_storage_servers_each_own_data_and_are_partitioned_and_healed(
     assert "store2 cut: unreachable" in one and "store2 cut: unreachable" in client
     assert "store1 cut: unreachable" in two and "store2 cut: store2.pod.test" in two
     assert "store1 cut: store1.pod.test" in client
+    # The client's link is its own: a rate on its interface, none on the servers'.
+    assert "rate 8Mbit" in client and "no tbf" in one
+    after = _logs(run, "after")
+    assert all("no server left" in log for log in after.values()), after
+    assert "store1.pod.test" in after["store1.pod.test"] and "no data" in after["client.pod.test"]
     assert _left(run.name) == []
 
 
@@ -249,6 +263,19 @@ def test_after_kill_9_phalanx_cleanup_removes_the_containers_and_says_so(
     assert f"run {run.name}: removed container phx-" in done.stdout, done.stdout
     assert "volume phx-" in done.stdout
     assert f"namespace phx-{run.name}-0" in done.stdout
+    assert _left(run.name) == []
+
+
+@needs_podman
+def test_after_kill_9_the_next_run_removes_the_leftover_containers(tmp_path: Path) -> None:
+    proc, run = _sleeping(tmp_path / "first")
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert any(what.startswith("ps ") for what in _left(run.name))
+    cluster = f"name: c\nprovider: podman\nimage: {image()}\nhosts: [a.pod.test]\n"
+    repo = _repo(tmp_path / "second", cluster, {"ok": {"run.sh": "#!/bin/bash\ntrue\n"}})
+    done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path / "second", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert _left(run.name) == []
 
 
