@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from phalanx.layout import agent_log
 from phalanx.load.cluster import load_cluster
 from phalanx.load.errors import DefinitionErrors
+from phalanx.model import Cluster, Host
 from phalanx.providers.base import ProvisionError
 from phalanx.providers.containeragent import ImageRefused, parse_probe
 from phalanx.providers.containerimage import ImageBuildError, content_key, packages_of
 from phalanx.providers.containers import RUN_LABEL, engine
-from phalanx.providers.podman import memory
+from phalanx.providers.podman import Container, PodmanProvider, memory
 from tests.processes import run_folder, wait_for
 from tests.providers.containers import STORAGE_PACKAGES, image, needs_podman
 from tests.providers.test_netns import _logs, _made_by, _phalanx, _repo, _start
@@ -70,6 +72,22 @@ def test_a_cluster_names_its_image_and_a_bad_one_is_an_error_at_its_line(tmp_pat
     with pytest.raises(DefinitionErrors) as caught:
         load_cluster(file)
     assert [str(e) for e in caught.value.errors] == [f"{file}:3: image: must be an image name"]
+
+
+def test_an_agent_that_never_connected_is_explained_by_its_logs_last_lines(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(name="c", hosts=(Host(name="a.t"),), image="img")
+    provider = PodmanProvider(cluster, tmp_path, "run-1")
+    assert provider.explain("a.t") is None  # never started: nothing to say
+    provider.containers["a.t"] = Container("a.t", "phx-x-0", ())
+    log = agent_log(tmp_path / "a.t")
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"line {i}\n" for i in range(20)) + "ModuleNotFoundError: x\n")
+    said = provider.explain("a.t")
+    assert said is not None
+    assert said.splitlines()[0] == "a.t's agent said:"
+    assert said.splitlines()[-1] == "ModuleNotFoundError: x" and "line 8" not in said
 
 
 # --- real containers -----------------------------------------------------------------------

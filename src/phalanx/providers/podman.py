@@ -45,6 +45,7 @@ SEED_MOUNT = "/run/phalanx-seed"  # the token, read-only
 LOG_MOUNT = "/run/phalanx-log"  # the host's folder of the run: the agent's log
 WORKDIR = "/var/tmp/phalanx-agent"  # the agent's working folder, in the container's own files
 GIVE_UP_AFTER = 30.0  # an orphaned agent stops looking for its coordinator
+EXPLAIN_LINES = 12  # of an agent's log, when it never connected
 HEALTH_TIMEOUT = 120.0  # seconds for a compose service's healthcheck to pass
 
 
@@ -241,6 +242,22 @@ class PodmanProvider:
                 break
             await asyncio.sleep(check.interval)
         raise ProvisionError(f"service {host.name} never became healthy: {said}")
+
+    def connected(self, host: str) -> None:
+        pass
+
+    def explain(self, host: str) -> str | None:
+        """Why an agent never connected: the last lines of its log (the
+        agent's own output, or its Python's traceback)."""
+        if host not in self.containers:
+            return None
+        try:
+            lines = agent_log(self.root / host).read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        if not lines:
+            return None
+        return f"{host}'s agent said:\n" + "\n".join(lines[-EXPLAIN_LINES:])
 
     async def down(self, lost: Collection[str] = ()) -> None:
         """Every container and its volumes, at once: the results are in
