@@ -6,7 +6,9 @@ Without root, podman or mmdebstrap they skip, saying why."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 import subprocess
 import time
@@ -20,8 +22,8 @@ from phalanx.load.errors import DefinitionErrors
 from phalanx.model import Cluster, Host
 from phalanx.providers.base import ProvisionError
 from phalanx.providers.containeragent import ImageRefused, parse_probe
-from phalanx.providers.containerimage import ImageBuildError, content_key, packages_of
-from phalanx.providers.containers import RUN_LABEL, engine
+from phalanx.providers.containerimage import ImageBuildError, build, content_key, packages_of
+from phalanx.providers.containers import ENGINE_ENV, RUN_LABEL, EngineError, engine
 from phalanx.providers.podman import Container, PodmanProvider, memory
 from tests.processes import run_folder, wait_for
 from tests.providers.containers import STORAGE_PACKAGES, image, needs_podman
@@ -62,12 +64,13 @@ def test_ram_size_becomes_the_engines_memory_limit() -> None:
 def test_a_cluster_names_its_image_and_a_bad_one_is_an_error_at_its_line(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
     file.write_text(
-        "name: c\nprovider: podman\nimage: base:1\nhosts:\n  - {name: a.t, image: other:2}\n"
+        "name: c\nprovider: podman\nimage: base:1\nhosts:\n  - {name: a.t, image: other:2, cpus: 2}\n"
         "  - b.t\n"
     )
     cluster = load_cluster(file)
     assert (cluster.provider, cluster.image) == ("podman", "base:1")
     assert [h.image for h in cluster.hosts] == ["other:2", None]
+    assert [h.vcpus for h in cluster.hosts] == [2, None]  # a container's --cpus
     file.write_text("name: c\nprovider: podman\nimage: [x]\nhosts: [a.t]\n")
     with pytest.raises(DefinitionErrors) as caught:
         load_cluster(file)
@@ -88,6 +91,28 @@ def test_an_agent_that_never_connected_is_explained_by_its_logs_last_lines(
     assert said is not None
     assert said.splitlines()[0] == "a.t's agent said:"
     assert said.splitlines()[-1] == "ModuleNotFoundError: x" and "line 8" not in said
+
+
+def test_the_engine_is_the_one_asked_for_else_the_one_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\nexit 0\n")
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(ENGINE_ENV, raising=False)
+    found = engine()
+    assert (found.path, found.kind) == (str(docker), "docker")
+    # Docker joins no network namespace by path: container hosts say so.
+    with pytest.raises(EngineError, match="need podman here"):
+        found.network_option("phx-x-0")
+    monkeypatch.setenv(ENGINE_ENV, "podman")
+    with pytest.raises(EngineError, match=f"{ENGINE_ENV}=podman: no such program on PATH"):
+        engine()
+    monkeypatch.delenv(ENGINE_ENV)
+    docker.unlink()
+    with pytest.raises(EngineError, match=r"need podman or docker.*apt-get install podman runc"):
+        engine()
 
 
 # --- real containers -----------------------------------------------------------------------
@@ -295,6 +320,24 @@ def test_after_kill_9_the_next_run_removes_the_leftover_containers(tmp_path: Pat
     done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path / "second", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert _left(run.name) == []
+
+
+@needs_podman
+def test_an_image_unused_for_long_is_pruned_when_another_is_taken(tmp_path: Path) -> None:
+    kind = engine()
+    built = image()
+    old_key = "0123456789abcdef"
+    stale = f"localhost/phalanx-debian:{old_key}"
+    subprocess.run([kind.path, "tag", built, stale], check=True, timeout=60)
+    cache = tmp_path / "images"
+    (cache / old_key).mkdir(parents=True)
+    os.utime(cache / old_key, (time.time() - 3 * 24 * 3600,) * 2)
+    taken = asyncio.run(build(kind, cache_dir=cache))
+    assert (taken.tag, taken.built) == (built, False)
+    assert not (cache / old_key).exists()
+    gone = subprocess.run([kind.path, "image", "exists", stale], timeout=60)
+    assert gone.returncode == 1  # the stale tag is removed, the image it named kept
+    assert subprocess.run([kind.path, "image", "exists", built], timeout=60).returncode == 0
 
 
 @needs_podman

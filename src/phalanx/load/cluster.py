@@ -49,6 +49,7 @@ HOST_KEYS = {
     "ram_size": "ram_size",
     "ramSize": "ram_size",
     "vcpus": "vcpus",
+    "cpus": "vcpus",  # a container's --cpus
     "arch": "arch",
     "boot_image": "boot_image",
     "bootImage": "boot_image",
