@@ -106,3 +106,30 @@ def test_errors_name_the_file_the_line_and_the_key(tmp_path: Path) -> None:
         str(caught.value)
         == f"{tmp_path / 'c.yaml'}:2: compose: no compose file {tmp_path / 'missing.yaml'}"
     )
+
+
+def test_variables_are_interpolated_as_compose_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("TAG=1.2\nPORT=80\n")
+    monkeypatch.setenv("PORT", "8080")  # the environment wins over .env
+    monkeypatch.delenv("UNSET_IN_TEST", raising=False)
+    file = _write(
+        tmp_path,
+        """\
+        services:
+          web:
+            image: "nginx:${TAG}"
+            command: ["sh", "-c", "echo $$HOME ${UNSET_IN_TEST:-fallback} ${PORT:+set}"]
+            ports: ["${PORT}:80"]
+        """,
+    )
+    (web,), _ = load_compose(file)
+    assert web.image == "nginx:1.2"
+    assert web.service is not None
+    assert web.service.command == ("sh", "-c", "echo $HOME fallback set")
+    assert web.service.ports == ("8080:80",)
+    _write(tmp_path, "services:\n  web:\n    image: x\n    user: ${UNSET_IN_TEST:?give a user}\n")
+    with pytest.raises(DefinitionErrors) as caught:
+        load_compose(file)
+    assert str(caught.value) == f"{file}:4: services.web.user: give a user"

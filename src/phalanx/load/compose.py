@@ -19,6 +19,7 @@ validate`'s one warning. Every error names the file, the line and the key.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import dotenv
 from phalanx.load import fields, netaddr, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors
 from phalanx.load.fields import FieldError
+from phalanx.load.interpolate import InterpolationError, interpolate_all
 from phalanx.model import Disk, Healthcheck, Host, Service
 
 HONOURED = {
@@ -45,7 +47,14 @@ def load_compose(file: Path) -> tuple[tuple[Host, ...], tuple[str, ...]]:
     does not honour (as `services.NAME.KEY`); DefinitionErrors otherwise."""
     src = yamlsrc.read(file)
     errors: list[DefinitionError] = []
-    data = src.data
+    # As compose does: this process's environment over the file's .env.
+    dot_env = file.parent / ".env"
+    found = dotenv.dotenv_values(dot_env) if dot_env.is_file() else {}
+    variables = {**{k: v or "" for k, v in found.items()}, **os.environ}
+    try:
+        data = interpolate_all(src.data, variables)
+    except InterpolationError as exc:
+        raise DefinitionErrors([src.error(str(exc), *exc.path)]) from None
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise DefinitionErrors([src.error("a compose file is a mapping with `services`")])
     unhonoured = [str(k) for k in data if k not in TOP_KEYS]
