@@ -74,3 +74,26 @@ def test_run_compose_takes_the_services_as_hosts_and_names_a_bad_files_line(
     assert done.returncode == 2, done.stdout + done.stderr
     assert "compose.yaml:4: services.web.depends_on: no service 'db' in this file" in done.stderr
     assert not (tmp_path / "phalanx-results").exists()  # nothing ran
+
+
+@needs_podman
+def test_run_compose_runs_a_suite_on_the_files_services(tmp_path: Path) -> None:
+    kind = engine()
+    subprocess.run([kind.path, "tag", image(), TAG], check=True, timeout=60)
+    repo = _repo(
+        tmp_path / "repo",
+        "name: c\nhosts: [a.t]\n",
+        {"look": {"run.sh": '#!/bin/bash\necho "$(hostname) says $WORD"\n'}},
+    )
+    file = tmp_path / "compose.yaml"
+    file.write_text(
+        f"services:\n  solo:\n    image: {TAG}\n    command: sleep infinity\n"
+        "    environment: {WORD: hi}\n"
+    )
+    done = _phalanx(
+        "run", str(repo), "-s", "s", "--compose", str(file), "--plain", cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    assert _logs(run, "look") == {"solo": "solo says hi\n"}
+    assert _left(run.name) == []
