@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -338,6 +340,27 @@ def test_an_image_unused_for_long_is_pruned_when_another_is_taken(tmp_path: Path
     gone = subprocess.run([kind.path, "image", "exists", stale], timeout=60)
     assert gone.returncode == 1  # the stale tag is removed, the image it named kept
     assert subprocess.run([kind.path, "image", "exists", built], timeout=60).returncode == 0
+
+
+@needs_podman
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="no setpriv to drop capabilities")
+def test_without_net_admin_a_podman_run_errors_at_once_naming_the_provider(
+    tmp_path: Path,
+) -> None:
+    cluster = f"name: c\nprovider: podman\nimage: {image()}\nhosts: [a.pod.test]\n"
+    repo = _repo(tmp_path / "repo", cluster, {"ok": {"run.sh": "#!/bin/bash\ntrue\n"}})
+    done = subprocess.run(
+        ["setpriv", "--inh-caps=-net_admin,-sys_admin", "--bounding-set=-net_admin,-sys_admin",
+         sys.executable, "-m", "phalanx.cli", "run", str(repo), "-s", "s", "--plain"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert (
+        "provisioning failed: the podman provider makes network namespaces, a bridge and links, "
+        "which needs root" in " ".join(done.stdout.split())
+    ), done.stdout
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    assert _left(run.name) == []
 
 
 @needs_podman

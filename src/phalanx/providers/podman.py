@@ -37,9 +37,16 @@ from pathlib import Path
 from phalanx.layout import agent_log
 from phalanx.model import Cluster, Host
 from phalanx.providers import containeragent, containers
+from phalanx.providers import wheelhouse as wh
 from phalanx.providers.base import AgentSpec, NetworkFaults, ProvisionError
 from phalanx.providers.containers import Engine, EngineError
-from phalanx.providers.netns import ETC_NETNS, STATE_DIR, NetnsProvider, label
+from phalanx.providers.netns import (
+    ETC_NETNS,
+    STATE_DIR,
+    NetnsProvider,
+    label,
+    missing_privileges,
+)
 
 SEED_MOUNT = "/run/phalanx-seed"  # the token, read-only
 LOG_MOUNT = "/run/phalanx-log"  # the host's folder of the run: the agent's log
@@ -115,6 +122,9 @@ class PodmanProvider:
         return image
 
     async def open(self) -> None:
+        problem = missing_privileges()
+        if problem is not None:
+            raise ProvisionError(problem.replace("the netns provider", "the podman provider"))
         try:
             self.engine = self.engine or containers.engine()
             self.engine.network_option("-")  # refuses an engine that cannot join a namespace
@@ -129,8 +139,10 @@ class PodmanProvider:
                 venv = await asyncio.to_thread(containeragent.agent_venv, python.python)
                 await containeragent.compile_in(self.engine, image, venv)
                 self.venvs[image] = venv
-        except (EngineError, containeragent.ImageRefused, OSError) as exc:
+        except (EngineError, containeragent.ImageRefused, wh.WheelhouseError, OSError) as exc:
             raise ProvisionError(str(exc)) from exc
+        except TimeoutError:
+            raise ProvisionError("the container engine did not answer in time") from None
         await self.network.open()
         self.listen_address = self.network.listen_address
         self.faults = self.network.faults
@@ -162,7 +174,11 @@ class PodmanProvider:
         started = await asyncio.gather(
             *(self._start(spec, index[spec.host.name]) for spec in specs), return_exceptions=True
         )
-        failed = [f"{s.host.name}: {e}" for s, e in zip(specs, started, strict=True) if e]
+        failed = [
+            f"{s.host.name}: {e or type(e).__name__}"
+            for s, e in zip(specs, started, strict=True)
+            if isinstance(e, BaseException)
+        ]
         if failed:
             raise ProvisionError(f"cannot start container hosts: {'; '.join(failed)}")
         await self._healthy([s.host for s in specs])
