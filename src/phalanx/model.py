@@ -138,7 +138,6 @@ class Service:
     entrypoint: tuple[str, ...] | None = None
     environment: dict[str, str] = field(default_factory=dict)
     volumes: tuple[str, ...] = ()  # SOURCE:TARGET[:MODE], bind sources absolute
-    ports: tuple[str, ...] = ()  # as the engine's --publish takes them
     healthcheck: Healthcheck | None = None
     healthy_before: tuple[str, ...] = ()  # depends_on … condition: service_healthy
     working_dir: str | None = None

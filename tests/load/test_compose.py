@@ -57,7 +57,6 @@ def test_every_honoured_key_maps_onto_the_host(tmp_path: Path) -> None:
     }  # fmt: skip
     assert db.service.volumes == (f"{tmp_path / 'init'}:/docker-entrypoint-initdb.d:ro",)
     assert db.disks == (Disk(name="pgdata", size=0, mount_point="/var/lib/pg"),)
-    assert db.service.ports == ("5432:5432", "8080:80")
     assert db.service.healthcheck == Healthcheck(
         test=("/bin/sh", "-c", "pg_isready -U app"), interval=2.0, timeout=30.0, retries=5
     )
@@ -67,7 +66,8 @@ def test_every_honoured_key_maps_onto_the_host(tmp_path: Path) -> None:
     assert app.service.entrypoint == ("/bin/app", "--serve")
     assert app.service.healthy_before == ("db.example.test",)
     assert (app.service.user, app.service.working_dir) == ("1000", "/srv")
-    assert unhonoured == ("services.db.privileged",)
+    # ports: the engine forwards none into a namespace phalanx made.
+    assert unhonoured == ("services.db.ports", "services.db.privileged")
 
 
 def test_a_cluster_file_names_its_compose_file_and_is_a_podman_cluster(tmp_path: Path) -> None:
@@ -121,14 +121,14 @@ def test_variables_are_interpolated_as_compose_does(
           web:
             image: "nginx:${TAG}"
             command: ["sh", "-c", "echo $$HOME ${UNSET_IN_TEST:-fallback} ${PORT:+set}"]
-            ports: ["${PORT}:80"]
+            environment: {WHERE: "${PORT}"}
         """,
     )
     (web,), _ = load_compose(file)
     assert web.image == "nginx:1.2"
     assert web.service is not None
     assert web.service.command == ("sh", "-c", "echo $HOME fallback set")
-    assert web.service.ports == ("8080:80",)
+    assert web.service.environment == {"WHERE": "8080"}
     _write(tmp_path, "services:\n  web:\n    image: x\n    user: ${UNSET_IN_TEST:?give a user}\n")
     with pytest.raises(DefinitionErrors) as caught:
         load_compose(file)

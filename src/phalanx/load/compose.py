@@ -8,13 +8,14 @@ each service is a container host (provider: podman) named by its
 | `command`, `entrypoint` | its own process, as compose runs it; the agent runs beside it |
 | `environment`, `env_file` | its environment |
 | `volumes` | bind mounts (relative to the file); a named volume is a volume of its own for the run |
-| `ports` | published on this machine |
 | `depends_on` with `condition: service_healthy`, `healthcheck` | the run waits for the healthcheck before the suite's initialize |
 | `networks` (their `aliases`), `hostname`, `container_name` | names in every host's /etc/hosts; every service is on the cluster's one bridge |
 | `working_dir`, `user` | as in compose |
 
 Other keys are not honoured: `unhonoured` lists them for `phalanx
-validate`'s one warning. Every error names the file, the line and the key.
+validate`'s one warning. `ports` among them: a container in a namespace
+phalanx made gets no port forwarding from the engine, and every service is
+reached at its own address on the bridge, from this machine too. Every error names the file, the line and the key.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from phalanx.load.interpolate import InterpolationError, interpolate_all
 from phalanx.model import Disk, Healthcheck, Host, Service
 
 HONOURED = {
-    "image", "build", "command", "entrypoint", "environment", "env_file", "volumes", "ports",
+    "image", "build", "command", "entrypoint", "environment", "env_file", "volumes",
     "depends_on", "healthcheck", "networks", "hostname", "container_name", "working_dir", "user",
 }  # fmt: skip
 TOP_KEYS = {"services", "volumes", "networks", "version", "name"}
@@ -139,7 +140,6 @@ def _host(
             entrypoint=values.get("entrypoint"),
             environment=environment,
             volumes=volumes,
-            ports=values.get("ports", ()),
             healthcheck=values.get("healthcheck"),
             healthy_before=tuple(names[d] for d, healthy in depends.items() if healthy),
             working_dir=values.get("working_dir"),
@@ -216,19 +216,6 @@ def _volumes(value: Any, folder: Path) -> tuple[tuple[str, ...], tuple[Disk, ...
     return tuple(binds), tuple(disks)
 
 
-def _ports(value: Any, _: Path) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise FieldError("must be a list of ports")
-    ports = []
-    for item in value:
-        if isinstance(item, dict):
-            target, published = item.get("target"), item.get("published")
-            ports.append(f"{published}:{target}" if published else str(target))
-        else:
-            ports.append(str(item))
-    return tuple(ports)
-
-
 def _depends_on(value: Any, _: Path) -> dict[str, bool]:
     """Each service depended on, and whether it must be healthy first."""
     if isinstance(value, list):
@@ -300,7 +287,6 @@ _CONVERTERS: dict[str, Callable[[Any, Path], Any]] = {
     "environment": _environment,
     "env_file": _env_file,
     "volumes": _volumes,
-    "ports": _ports,
     "depends_on": _depends_on,
     "healthcheck": _healthcheck,
     "networks": _networks,

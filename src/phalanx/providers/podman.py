@@ -313,8 +313,6 @@ def _service_options(host: Host) -> list[str]:
         options += ["--env", f"{key}={value}"]
     for volume in service.volumes:
         options += ["--volume", volume]
-    for port in service.ports:
-        options += ["--publish", port]
     if service.working_dir:
         options += ["--workdir", service.working_dir]
     if service.user:
