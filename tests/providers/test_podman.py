@@ -235,6 +235,48 @@ def test_two_storage_servers_each_own_data_and_are_partitioned_and_healed(
     assert _left(run.name) == []
 
 
+MIXED_RUN = """\
+#!/bin/bash
+reach() {
+    python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], 9300), 2).close()' "$1" \\
+        2>/dev/null && echo ok || echo cut
+}
+test -e {mark} && echo "files: this machine's" || echo "files: its own"
+python3 -c 'import socket; s = socket.create_server(("0.0.0.0", 9300)); [s.accept()[0].close() for _ in iter(int, 1)]' &
+until [ "$(reach 127.0.0.1)" = ok ]; do sleep 0.1; done
+phalanx-sync listening
+echo "whole: box $(reach box) here $(reach here)"
+phalanx-sync seen
+if [ "$(hostname -s)" = here ]; then phalanx-net isolate box; fi
+phalanx-sync cut
+echo "cut: box $(reach box) here $(reach here)"
+phalanx-sync seen-cut
+if [ "$(hostname -s)" = here ]; then phalanx-net heal; fi
+phalanx-sync healed
+echo "healed: box $(reach box) here $(reach here)"
+"""
+
+
+@needs_podman
+def test_a_container_and_a_netns_host_share_the_bridge_and_its_faults(tmp_path: Path) -> None:
+    mark = tmp_path / "on-this-machine"
+    mark.touch()
+    cluster = f"name: c\nprovider: podman\nimage: {image()}\nhosts:\n"
+    cluster += "  - box.pod.test\n  - {name: here.pod.test, image: none}\n"
+    run_sh = MIXED_RUN.replace("{mark}", str(mark))
+    repo = _repo(tmp_path / "repo", cluster, {"mixed": {"run.sh": run_sh}})
+    done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    logs = _logs(run, "mixed")
+    box, here = logs["box.pod.test"], logs["here.pod.test"]
+    assert "files: its own" in box and "files: this machine's" in here
+    for log in (box, here):
+        assert "whole: box ok here ok" in log and "healed: box ok here ok" in log, log
+    assert "cut: box ok here cut" in box and "cut: box cut here ok" in here
+    assert _left(run.name) == []
+
+
 @needs_podman
 def test_an_image_without_python_stops_the_run_before_anything_starts(tmp_path: Path) -> None:
     kind = engine()

@@ -14,7 +14,9 @@ disk at its `mount_point`, and the agent (containeragent.py: a venv for
 the image's own Python, bind-mounted read-only) connecting out to the
 coordinator on the bridge's address. Its token is in a 0600 file in a
 folder mounted read-only, never in its environment nor on a command line.
-A plain host's container runs the agent as its process; a compose
+A host with `image: none` is a netns host on the same bridge (this
+machine's files and programs; the netns provider's agent), so a cluster
+may mix them. A plain host's container runs the agent as its process; a compose
 service's runs the service's own command, and the agent beside it
 (`exec`). Every image is asked for its Python before anything is made: an
 image that cannot run the agent stops the run there, named.
@@ -48,6 +50,7 @@ from phalanx.providers.netns import (
     missing_privileges,
 )
 
+NO_IMAGE = "none"  # a host's `image: none`: a netns host among the containers
 SEED_MOUNT = "/run/phalanx-seed"  # the token, read-only
 LOG_MOUNT = "/run/phalanx-log"  # the host's folder of the run: the agent's log
 WORKDIR = "/var/tmp/phalanx-agent"  # the agent's working folder, in the container's own files
@@ -112,6 +115,11 @@ class PodmanProvider:
     listen_address: str | None = None
     faults: NetworkFaults | None = None
 
+    def in_namespace(self, host: Host) -> bool:
+        """A netns host among the containers (`image: none`): an agent of
+        this machine in the host's namespace on the same bridge."""
+        return (host.image or self.cluster.image) == NO_IMAGE
+
     def image(self, host: Host) -> str:
         image = host.image or self.cluster.image
         if image is None:
@@ -128,7 +136,7 @@ class PodmanProvider:
         try:
             self.engine = self.engine or containers.engine()
             self.engine.network_option("-")  # refuses an engine that cannot join a namespace
-            images = {self.image(h) for h in self.cluster.hosts}
+            images = {self.image(h) for h in self.cluster.hosts if not self.in_namespace(h)}
             await containers.sweep(self.engine)
             await self._build_services()
             # Every image is judged before anything is made for the run.
@@ -171,6 +179,10 @@ class PodmanProvider:
         if unknown:
             raise ProvisionError(f"no network was made for {', '.join(unknown)}")
         index = {h.name: i for i, h in enumerate(self.cluster.hosts)}
+        plain = [s for s in specs if self.in_namespace(s.host)]
+        if plain:
+            await self.network.up(plain)
+        specs = [s for s in specs if not self.in_namespace(s.host)]
         started = await asyncio.gather(
             *(self._start(spec, index[spec.host.name]) for spec in specs), return_exceptions=True
         )
@@ -280,6 +292,7 @@ class PodmanProvider:
         (the coordinator acked them), and what each agent and its stages
         left goes with its container (a process namespace of its own), so
         there is nothing for an agent to end gracefully."""
+        await self.network.down(lost)  # the netns hosts' agents, when there are
         made, self.containers = self.containers, {}
         if not made or self.engine is None:
             return
