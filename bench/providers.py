@@ -9,6 +9,9 @@
   and a bridge instead of loopback.
 - SSH hosts: bench/providers_ssh.py, when it is there, adds its rows
   (one host brought up with a cold and a warm agent cache).
+- Container hosts (provider: podman): bench/providers_containers.py adds
+  its rows: 8 and 32 containers up and connected from a cached image, and
+  the stage overhead on them beside netns hosts'.
 
 Needs root (netns). Targets: up ≤ 1 s at 8 hosts, ≤ 3 s at 32; the stage
 overhead on netns hosts within 1.5x that on local ones.
@@ -114,6 +117,18 @@ def ssh_rows() -> None:
     print(module.report(module.ssh_bring_up()))
 
 
+def container_rows(hosts: str, repeats: int, cases: int) -> None:
+    """Container hosts beside netns ones (bench/providers_containers.py);
+    a line saying why not where podman cannot run."""
+    import shutil
+
+    if shutil.which("podman") is None or shutil.which("mmdebstrap") is None:
+        print("container hosts: skipped (needs podman, runc and mmdebstrap)")
+        return
+    module = importlib.import_module("bench.providers_containers")
+    print(module.rows([int(h) for h in hosts.split(",")], repeats, cases))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -151,6 +166,9 @@ def main() -> None:
         print()
         # --- SSH hosts (bench/providers_ssh.py, the SSH provider's own) ---
         ssh_rows()
+        print()
+        # --- container hosts (bench/providers_containers.py) ---
+        container_rows(args.hosts, args.repeats, args.cases)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,31 @@ def _load(path: Path, suite: str | None, cases: list[str]) -> Suite:
     return loaded.select(cases)
 
 
+def _on_compose(suite: Suite, file: Path) -> Suite:
+    """`--compose FILE`: the suite on the compose file's services, as
+    container hosts, instead of its own cluster's."""
+    import dataclasses
+
+    from phalanx.load.compose import load_compose
+    from phalanx.load.errors import DefinitionErrors
+    from phalanx.model import PROVIDER_PODMAN, Cluster
+
+    try:
+        hosts, unhonoured = load_compose(file.resolve())
+    except DefinitionErrors as exc:
+        _print_errors([_problem(e) for e in exc.errors])
+        raise Exit(EXIT_DEFINITIONS) from None
+    cluster = Cluster(
+        name=suite.cluster.name,
+        hosts=hosts,
+        source=file,
+        provider=PROVIDER_PODMAN,
+        coordinator_aliases=suite.cluster.coordinator_aliases,
+        unhonoured=unhonoured,
+    )
+    return dataclasses.replace(suite, cluster=cluster)
+
+
 def _problem(error: DefinitionError) -> str:
     from phalanx.report.terminal import shown_problem
 
@@ -116,12 +141,12 @@ def run(args: argparse.Namespace) -> int:
         _print_errors(["--json without a FILE prints the --list as JSON; give a FILE for a run"])
         return EXIT_DEFINITIONS
     if tree_folder(args.path) is not None:
-        if args.provider:
+        if args.provider or args.compose:
             from phalanx.report.terminal import shown_path
 
             _print_errors(
                 [
-                    f"{shown_path(args.path)}: --provider applies to suites; "
+                    f"{shown_path(args.path)}: --provider and --compose apply to suites; "
                     "a test tree runs its tests on this machine"
                 ]
             )
@@ -174,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_DEFINITIONS
-    loaded = _selected(args, _load(args.path, args.suite, args.test), keywords)
+    found = _load(args.path, args.suite, args.test)
+    if args.compose is not None:
+        found = _on_compose(found, args.compose)
+    loaded = _selected(args, found, keywords)
     if loaded is None:
         return EXIT_OK  # listed, not run
     from phalanx import aio
@@ -306,6 +334,11 @@ def validate(args: argparse.Namespace) -> int:
     repo = load_repo(_repo_root(args.path))
     problems = [_problem(e) for e in repo.errors]
     warnings = [_unfilled(u) for s in repo.suites.values() for u in unfilled(s)]
+    warnings += [
+        f"{c.source or c.name}: compose keys phalanx does not honour: {', '.join(c.unhonoured)}"
+        for c in repo.clusters.values()
+        if c.unhonoured
+    ]
     if args.strict:
         problems, warnings = problems + warnings, []
     for warning in warnings:
@@ -462,7 +495,8 @@ def _trace(given: Path) -> Path | str:
 
 def cleanup(args: argparse.Namespace) -> int:
     """Remove what killed runs left on this machine: netns hosts' namespaces,
-    links, bridges and /etc/netns folders. Live runs are left alone."""
+    links, bridges and /etc/netns folders, container hosts' containers and
+    volumes. Live runs are left alone."""
     from phalanx import aio
     from phalanx.exits import EXIT_INFRASTRUCTURE
     from phalanx.providers.netns import describe, missing_privileges, sweep
@@ -471,7 +505,11 @@ def cleanup(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"phalanx cleanup: {problem}", file=sys.stderr)
         return EXIT_INFRASTRUCTURE
-    lines = describe(aio.run(sweep()))
+    from phalanx.providers import containers
+
+    # Containers first: their processes hold the namespaces' links.
+    lines = describe(aio.run(containers.sweep()))
+    lines += describe(aio.run(sweep()))
     for line in lines:
         print(line)
     if not lines:
@@ -483,6 +521,11 @@ def image_build(args: argparse.Namespace) -> int:
     """Build the qemu provider's tiny VM image (kernel + initramfs) and its
     root disk (what VMs that snapshot or migrate boot), once: each is cached
     by content hash. Prints each one's folder and what it is."""
+    if args.container:
+        return _container_image(args)
+    if args.packages or args.tag:
+        print("phalanx image build: --packages and --tag go with --container", file=sys.stderr)
+        return 2
     from phalanx.providers.vmimage import ImageError, build_image, build_root_disk
 
     try:
@@ -495,6 +538,22 @@ def image_build(args: argparse.Namespace) -> int:
         return 1
     how = "built" if disk.built else "cached"
     print(f"{disk.path} ({how}; root disk {disk.disk.name}, Python {disk.python})")
+    return 0
+
+
+def _container_image(args: argparse.Namespace) -> int:
+    from phalanx import aio
+    from phalanx.providers.containerimage import ImageBuildError, build, packages_of
+    from phalanx.providers.containers import EngineError, engine
+
+    try:
+        image = aio.run(build(engine(), packages_of(args.packages), args.tag))
+    except (ImageBuildError, EngineError) as exc:
+        print(f"phalanx image build: {exc}", file=sys.stderr)
+        return 1
+    how = "built" if image.built else "cached"
+    also = f", tagged {args.tag}" if args.tag else ""
+    print(f"{image.tag} ({how}{also})")
     return 0
 
 
@@ -582,7 +641,14 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         type=argtypes.provider,
         metavar="NAME",
         help="serve the hosts this way, whatever the cluster says: local, netns (a network "
-        "namespace per host; needs root), ssh, agents, qemu, or an installed plug-in's",
+        "namespace per host; needs root), ssh, agents, qemu, podman (a container per host; "
+        "needs root), or an installed plug-in's",
+    )
+    suites.add_argument(
+        "--compose",
+        type=Path,
+        metavar="FILE",
+        help="run the suite on this compose file's services (container hosts, provider podman)",
     )
     suites.add_argument(
         "--heartbeat-timeout",
@@ -760,11 +826,22 @@ def parser() -> argparse.ArgumentParser:
     walk.add_argument("--state", help="initial state, as JSON (default: the run's own)")
     walk.add_argument("--step", action="store_true", help="pause before each action")
     image = commands.add_parser(
-        "image", help="The qemu provider's VM image.", description="The VM image."
+        "image",
+        help="The qemu provider's VM image, or a container image.",
+        description="The VM image, or (--container) a Debian container image.",
     )
     image_commands = image.add_subparsers(dest="image_command", metavar="COMMAND")
     image_commands.required = True
-    _command(image_commands, "build", image_build)
+    build = _command(image_commands, "build", image_build)
+    build.add_argument(
+        "--container",
+        action="store_true",
+        help="a Debian container image (provider: podman) from Debian's mirror instead",
+    )
+    build.add_argument(
+        "--packages", default="", metavar="A,B", help="Debian packages the container image holds"
+    )
+    build.add_argument("--tag", metavar="NAME", help="also tag the container image NAME")
     commands.add_parser(
         "agent", help=(agent.__doc__ or "").strip(), add_help=False
     )  # its own parser reads the rest: see main()

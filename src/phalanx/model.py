@@ -121,6 +121,33 @@ class SshAccess:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Healthcheck:
+    """A compose service's healthcheck: `test` run in its container."""
+
+    test: tuple[str, ...]  # argv, or ("sh", "-c", text) for CMD-SHELL
+    interval: float = 1.0  # seconds between tries
+    timeout: float = 30.0  # seconds one try may take
+    retries: int = 60
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Service:
+    """A container host's own process and settings, from a compose
+    file's service (provider: podman): what compose would give it."""
+
+    build: str | None = None  # a build context (a folder), relative paths resolved
+    dockerfile: str | None = None
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()  # SOURCE:TARGET[:MODE], bind sources absolute
+    healthcheck: Healthcheck | None = None
+    healthy_before: tuple[str, ...] = ()  # depends_on … condition: service_healthy
+    working_dir: str | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Host:
     name: str  # usually fully qualified: srv1.xrd.test
     ip: str | None = None
@@ -135,6 +162,8 @@ class Host:
     params: dict[str, Any] = field(default_factory=dict)
     link: Link | None = None  # netns (and VM) hosts only
     ssh: SshAccess | None = None  # the `ssh` provider's hosts
+    image: str | None = None  # a container host's image (provider: podman); None: the cluster's
+    service: Service | None = None  # what a compose file's service adds to its host
 
     @property
     def short_name(self) -> str:
@@ -170,6 +199,11 @@ class Cluster:
     # Left up after its run, for the next run of this cluster (a qemu
     # cluster's VMs, as XrdTest's cluster activation kept them).
     keep: bool = False
+    # A container host's image when it names none (provider: podman).
+    image: str | None = None
+    # The keys of the cluster's compose file phalanx does not honour, for
+    # `phalanx validate` to name (services.NAME.KEY).
+    unhonoured: tuple[str, ...] = ()
 
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.answers_to(name)), None)
@@ -180,6 +214,7 @@ PROVIDER_NETNS = "netns"
 PROVIDER_SSH = "ssh"
 PROVIDER_AGENTS = "agents"
 PROVIDER_QEMU = "qemu"
+PROVIDER_PODMAN = "podman"
 # Who may serve a cluster's hosts (`provider:`, `--provider`): phalanx's own
 # and installed plug-ins' (providers/registry.py loads them).
 PROVIDERS = Catalog(
@@ -187,7 +222,14 @@ PROVIDERS = Catalog(
     "provider",
     {
         name: f"phalanx.providers.builtin:{name}"
-        for name in (PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_SSH, PROVIDER_AGENTS, PROVIDER_QEMU)
+        for name in (
+            PROVIDER_LOCAL,
+            PROVIDER_NETNS,
+            PROVIDER_SSH,
+            PROVIDER_AGENTS,
+            PROVIDER_QEMU,
+            PROVIDER_PODMAN,
+        )
     },
 )
 REVERTS = ("case",)

@@ -27,7 +27,8 @@ from phalanx.coordinator.runs import open_coordinator
 from phalanx.model import Host
 from phalanx.providers import wheelhouse as wh
 from phalanx.providers.base import AgentSpec, ProvisionError
-from phalanx.providers.ssh import SshProvider, cache_dir, choose_python
+from phalanx.providers.pythons import choose_python
+from phalanx.providers.ssh import SshProvider, cache_dir
 from tests.providers.sshd import IP, Remote, run, skip_reason, throwaway_sshd
 
 LOCAL = wh.Target(sys.version_info[:2], platform.machine())

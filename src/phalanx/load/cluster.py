@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.load import fields, netaddr, pydef, yamlsrc
-from phalanx.load.errors import Problems
+from phalanx.load.errors import DefinitionErrors, Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.xrdtest import Cluster as XrdCluster
 from phalanx.model import (
+    PROVIDER_PODMAN,
     PROVIDER_QEMU,
     PROVIDERS,
     REVERTS,
@@ -36,6 +37,8 @@ CLUSTER_KEYS = {
     "revert",
     "vm_root",
     "keep",
+    "image",
+    "compose",
 }
 # YAML takes snake_case; XrdTest's camelCase is accepted too.
 HOST_KEYS = {
@@ -47,6 +50,7 @@ HOST_KEYS = {
     "ram_size": "ram_size",
     "ramSize": "ram_size",
     "vcpus": "vcpus",
+    "cpus": "vcpus",  # a container's --cpus
     "arch": "arch",
     "boot_image": "boot_image",
     "bootImage": "boot_image",
@@ -54,6 +58,7 @@ HOST_KEYS = {
     "params": "params",
     "link": "link",
     "ssh": "ssh",
+    "image": "image",
 }
 LINK_KEYS = {"delay", "jitter", "loss", "rate"}
 SSH_KEYS = {"user", "port", "address", "key_file", "known_hosts"}
@@ -90,7 +95,11 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         problems.errors.append(src.error("must be a non-empty name", "name"))
     hosts: list[Host] = []
     raw_hosts = data.get("hosts")
-    if raw_hosts is None:
+    unhonoured: tuple[str, ...] = ()
+    if data.get("compose") is not None:
+        composed, unhonoured = _composed(src, data["compose"], raw_hosts, problems)
+        hosts.extend(composed)
+    elif raw_hosts is None:
         problems.errors.append(src.error("missing: a cluster needs `hosts`", "hosts"))
     elif not isinstance(raw_hosts, list) or not raw_hosts:
         problems.errors.append(src.error("must be a non-empty list of hosts", "hosts"))
@@ -108,6 +117,8 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         )
     _check_unique(hosts, problems, lambda i: src.line("hosts", i))
     provider = data.get("provider")
+    if provider is None and data.get("compose") is not None:
+        provider = PROVIDER_PODMAN
     if provider is not None:
         problem = provider_problem(provider)
         if problem is not None:
@@ -127,6 +138,10 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         problems.errors.append(
             src.error(f"only a cluster of VMs (provider: {PROVIDER_QEMU}) is kept up", "keep")
         )
+    image = data.get("image")
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        problems.errors.append(src.error("must be an image name", "image"))
+        image = None
     problems.raise_if_any()
     return Cluster(
         name=str(name),
@@ -138,6 +153,8 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         revert=revert,
         vm_root=vm_root,
         keep=keep,
+        image=image,
+        unhonoured=unhonoured,
     )
 
 
@@ -150,6 +167,32 @@ def provider_problem(name: object) -> str | None:
     except (UnknownPlugin, PluginError) as exc:
         return str(exc)
     return None
+
+
+def _composed(
+    src: yamlsrc.Source, value: Any, raw_hosts: Any, problems: Problems
+) -> tuple[list[Host], tuple[str, ...]]:
+    """The hosts of the compose file a cluster names (relative to the
+    cluster file), and the compose keys phalanx does not honour."""
+    from phalanx.load.compose import load_compose
+
+    if raw_hosts is not None:
+        problems.errors.append(
+            src.error("a cluster of a compose file has no `hosts` of its own", "hosts")
+        )
+    if not isinstance(value, str) or not value:
+        problems.errors.append(src.error("must be the path of a compose file", "compose"))
+        return [], ()
+    file = (src.file.parent / value).resolve()
+    if not file.is_file():
+        problems.errors.append(src.error(f"no compose file {file}", "compose"))
+        return [], ()
+    try:
+        hosts, unhonoured = load_compose(file)
+    except DefinitionErrors as exc:
+        problems.extend(exc.errors)
+        return [], ()
+    return list(hosts), unhonoured
 
 
 def _vm_choices(

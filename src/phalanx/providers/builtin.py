@@ -31,6 +31,12 @@ def qemu(setup: ProviderSetup) -> Provider:
     return QemuProvider(setup.root, setup.run_id, cluster=setup.cluster)
 
 
+def podman(setup: ProviderSetup) -> Provider:
+    from phalanx.providers.podman import PodmanProvider
+
+    return PodmanProvider(setup.cluster, setup.root, setup.run_id)
+
+
 def agents(setup: ProviderSetup) -> Provider:
     # Remote agents connect on their own; the coordinator waits for them.
     raise ProvisionError("phalanx cannot start 'agents' hosts itself: they connect on their own")

@@ -47,9 +47,9 @@ from phalanx.layout import agent_log
 from phalanx.model import Host, SshAccess
 from phalanx.providers import wheelhouse as wh
 from phalanx.providers.base import AgentSpec, Capabilities, ProvisionError
+from phalanx.providers.pythons import FIND_PYTHONS as _FIND_PYTHONS
+from phalanx.providers.pythons import RemotePython, choose_python
 
-MIN_PYTHON = (3, 11)
-PYTHONS = ("python3", "python3.14", "python3.13", "python3.12", "python3.11")
 CONNECT_TIMEOUT = 20.0  # seconds to reach a host and log in
 COMMAND_TIMEOUT = 300.0  # seconds for a remote command (the install)
 START_TIMEOUT = 30.0  # seconds for a remote agent to say it started
@@ -66,45 +66,6 @@ def cache_dir() -> str:
 
 def host_dir(root: Path, host: str) -> Path:
     return root / host
-
-
-# Every interpreter found on the remote: implementation, version, machine, path.
-_FIND_PYTHONS = (
-    "for p in " + " ".join(PYTHONS) + "; do "
-    'command -v "$p" >/dev/null 2>&1 && "$p" -c '
-    + shlex.quote(
-        "import platform, sys; "
-        "print(sys.implementation.name, '%d.%d' % sys.version_info[:2], "
-        "platform.machine(), sys.executable)"
-    )
-    + " 2>/dev/null; done; exit 0"
-)
-
-
-@dataclass(frozen=True)
-class RemotePython:
-    path: str
-    version: tuple[int, int]
-    machine: str
-
-
-def choose_python(listing: str) -> RemotePython | str:
-    """The interpreter to run the agent with, from `_FIND_PYTHONS`'s output;
-    or why there is none."""
-    found: list[RemotePython] = []
-    for line in listing.splitlines():
-        parts = line.split(maxsplit=3)
-        if len(parts) != 4 or parts[0] != "cpython":
-            continue
-        major, _, minor = parts[1].partition(".")
-        if major.isdigit() and minor.isdigit():
-            found.append(RemotePython(parts[3], (int(major), int(minor)), parts[2]))
-    usable = [p for p in found if p.version >= MIN_PYTHON]
-    if usable:
-        return usable[0]  # python3 first: the system's own when it will do
-    seen = ", ".join(sorted({f"{p.path} ({p.version[0]}.{p.version[1]})" for p in found}))
-    wanted = f"Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]}"
-    return f"no {wanted} (found {seen})" if seen else f"no {wanted} (no python3 at all)"
 
 
 def ssh_address(host: Host) -> str:

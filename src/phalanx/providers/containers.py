@@ -1,0 +1,206 @@
+"""The container engine, spoken to through its CLI: podman, or Docker where
+that is what a machine has. Both take the same `run`, `exec`, `rm`,
+`inspect`, `ps`, `volume` and `build` commands, so the provider has one code
+path; what differs (podman's OCI runtime, joining a network namespace by
+path) is decided here, once.
+
+The engine is PHALANX_CONTAINER_ENGINE (`podman`, `docker`, or a path to
+either) when set, else the first of podman and docker on PATH.
+
+Everything phalanx starts carries two labels: the run (`phalanx.run`) and
+its owner, the phalanx process with its start time (`phalanx.owner`). The
+engine is the record: a sweep removes the containers and volumes of owners
+that are dead, and never those of a live run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ENGINE_ENV = "PHALANX_CONTAINER_ENGINE"
+ENGINES = ("podman", "docker")
+RUN_LABEL = "phalanx.run"
+OWNER_LABEL = "phalanx.owner"
+# Ulimits no higher than these: runc refuses a higher nproc here (podman
+# 4.3 as root: 65536 fails, 32768 passes) though this process may have more.
+NOFILE_CAP = 65536
+NPROC_CAP = 32768
+CALL_TIMEOUT = 120.0  # seconds for one engine command (a `run` pulls nothing: images are local)
+
+
+class EngineError(Exception):
+    """The engine is missing or a command of it failed; the message says what it said."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    path: str
+    kind: str  # "podman" or "docker"
+
+    async def call(
+        self, *args: str, timeout: float = CALL_TIMEOUT, check: bool = True
+    ) -> tuple[int, str, str]:
+        """`engine args…`: exit code, stdout, stderr; EngineError when it
+        fails and `check`, or does not end within `timeout`."""
+        process = await asyncio.create_subprocess_exec(
+            self.path,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout)
+        except BaseException:
+            # Cancelled or too slow: the engine's client goes with its group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            raise
+        code = process.returncode or 0
+        said_out, said_err = out.decode(errors="replace"), err.decode(errors="replace")
+        if check and code != 0:
+            said = said_err.strip() or said_out.strip() or f"exit code {code}"
+            raise EngineError(f"{self.kind} {' '.join(args[:2])}: {said.splitlines()[-1]}")
+        return code, said_out, said_err
+
+    def run_options(self) -> list[str]:
+        """Options every container of phalanx's gets. runc: crun refuses a
+        kernel's hybrid cgroup layout, and runc is on every machine podman
+        and Docker run on. Explicit ulimits at this process's own hard
+        limits: the engine's defaults may be above them, which the kernel
+        refuses ("setrlimit … Operation not permitted")."""
+        options = []
+        if self.kind == "podman" and shutil.which("runc"):
+            options += ["--runtime", "runc"]
+        for name, limit, cap in (
+            ("nofile", resource.RLIMIT_NOFILE, NOFILE_CAP),
+            ("nproc", resource.RLIMIT_NPROC, NPROC_CAP),
+        ):
+            hard = resource.getrlimit(limit)[1]
+            value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+            options += ["--ulimit", f"{name}={value}:{value}"]
+        return options
+
+    def network_option(self, netns: str) -> list[str]:
+        """The container in the named network namespace (`ip netns`) that
+        phalanx made and plumbed on the cluster's bridge, so that faults and
+        link conditions are those of netns hosts."""
+        if self.kind != "podman":
+            # Docker joins no namespace by path (only another container's).
+            raise EngineError(
+                "docker cannot join a container to a network namespace by path; container "
+                "hosts on the cluster's bridge need podman here (apt-get install podman runc)"
+            )
+        return ["--network", f"ns:/run/netns/{netns}"]
+
+    async def inspect(self, *names: str) -> list[dict[str, object]]:
+        _, out, _ = await self.call("inspect", "--type", "container", *names)
+        shown = json.loads(out or "[]")
+        return shown if isinstance(shown, list) else []
+
+    async def image_exists(self, image: str) -> bool:
+        return await self.image_id(image) is not None
+
+    async def image_id(self, image: str) -> str | None:
+        """The image's content id; None when the engine has no such image."""
+        code, out, _ = await self.call(
+            "image", "inspect", "--format", "{{.Id}}", image, check=False
+        )
+        return out.strip() or None if code == 0 else None
+
+
+def engine() -> Engine:
+    """The engine this machine has (see the module's doc); EngineError when none."""
+    chosen = os.environ.get(ENGINE_ENV, "").strip()
+    candidates = [chosen] if chosen else list(ENGINES)
+    for candidate in candidates:
+        path = shutil.which(candidate)
+        if path is not None:
+            name = Path(candidate).name
+            kind = "docker" if "docker" in name else "podman"
+            return Engine(path, kind)
+    if chosen:
+        raise EngineError(f"{ENGINE_ENV}={chosen}: no such program on PATH")
+    raise EngineError(
+        "container hosts need podman or docker on this machine "
+        "(apt-get install podman runc), or PHALANX_CONTAINER_ENGINE set to one"
+    )
+
+
+def labels(run_id: str, owner: str) -> list[str]:
+    return ["--label", f"{RUN_LABEL}={run_id}", "--label", f"{OWNER_LABEL}={owner}"]
+
+
+def owner_mark(pid: int | None = None) -> str:
+    """This process as a container's owner: its pid and its start time
+    (against a reused pid)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{_started(pid) or ''}"
+
+
+def _started(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_alive(mark: str) -> bool:
+    pid, _, started = mark.partition(":")
+    return pid.isdigit() and bool(started) and _started(int(pid)) == started
+
+
+async def _labelled(kind: Engine, what: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(name, run, owner) of every container or volume phalanx made."""
+    fmt = (
+        f'{{{{.Name}}}}\t{{{{index .Labels "{RUN_LABEL}"}}}}\t{{{{index .Labels "{OWNER_LABEL}"}}}}'
+    )
+    if what[0] == "ps":
+        fmt = fmt.replace(".Name", ".Names")
+    _, out, _ = await kind.call(*what, "--filter", f"label={OWNER_LABEL}", "--format", fmt)
+    found = []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3:
+            found.append((parts[0], parts[1], parts[2]))
+    return found
+
+
+async def remove(kind: Engine, containers: Sequence[str], volumes: Sequence[str] = ()) -> None:
+    """Containers (with their processes, at once) and then volumes; what is
+    already gone is no error."""
+    if containers:
+        await kind.call("rm", "--force", "--time", "0", *containers, check=False)
+    if volumes:
+        await kind.call("volume", "rm", "--force", *volumes, check=False)
+
+
+async def sweep(kind: Engine | None = None) -> dict[str, list[str]]:
+    """Remove the containers and volumes of runs whose owner is dead; per
+    run id, what went. Nothing when there is no engine here."""
+    if kind is None:
+        try:
+            kind = engine()
+        except EngineError:
+            return {}
+    swept: dict[str, list[str]] = {}
+    containers = [c for c in await _labelled(kind, ["ps", "--all"]) if not owner_alive(c[2])]
+    volumes = [v for v in await _labelled(kind, ["volume", "ls"]) if not owner_alive(v[2])]
+    await remove(kind, [c[0] for c in containers], [v[0] for v in volumes])
+    for name, run, _ in containers:
+        swept.setdefault(run, []).append(f"container {name}")
+    for name, run, _ in volumes:
+        swept.setdefault(run, []).append(f"volume {name}")
+    return swept

@@ -1,0 +1,338 @@
+"""The `podman` provider: every host is a container, with its own root
+file system (its image's), on the cluster's bridge as netns hosts are.
+
+The network is the netns provider's, made by it: a namespace per host with
+a veth on the bridge, the host's ip, mac and `link:` conditions, its
+/etc/hosts, the record that lets a sweep remove what a killed run left, and
+the same faults (`NetnsFaults`: the cut rules run in the host's namespace).
+The container joins that namespace (`--network ns:…`), so netns hosts, VMs
+and containers may share one bridge, and a fault cuts them all alike.
+
+Each container has the host's full name as its hostname, the namespace's
+hosts file as its /etc/hosts, `cpus`/`ram_size` as limits, a volume per
+disk at its `mount_point`, and the agent (containeragent.py: a venv for
+the image's own Python, bind-mounted read-only) connecting out to the
+coordinator on the bridge's address. Its token is in a 0600 file in a
+folder mounted read-only, never in its environment nor on a command line.
+A host with `image: none` is a netns host on the same bridge (this
+machine's files and programs; the netns provider's agent), so a cluster
+may mix them. A plain host's container runs the agent as its process; a compose
+service's runs the service's own command, and the agent beside it
+(`exec`). Every image is asked for its Python before anything is made: an
+image that cannot run the agent stops the run there, named.
+
+Containers and volumes carry the run and its owner (containers.py), so
+`phalanx cleanup` and the next run remove a killed run's, as the netns
+record does for its network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from phalanx.layout import agent_log
+from phalanx.model import Cluster, Host
+from phalanx.providers import containeragent, containers
+from phalanx.providers import wheelhouse as wh
+from phalanx.providers.base import AgentSpec, Capabilities, NetworkFaults, ProvisionError, Refused
+from phalanx.providers.containers import Engine, EngineError
+from phalanx.providers.netns import (
+    ETC_NETNS,
+    STATE_DIR,
+    NetnsProvider,
+    label,
+    missing_privileges,
+)
+
+NO_IMAGE = "none"  # a host's `image: none`: a netns host among the containers
+SEED_MOUNT = "/run/phalanx-seed"  # the token, read-only
+LOG_MOUNT = "/run/phalanx-log"  # the host's folder of the run: the agent's log
+WORKDIR = "/var/tmp/phalanx-agent"  # the agent's working folder, in the container's own files
+GIVE_UP_AFTER = 30.0  # an orphaned agent stops looking for its coordinator
+EXPLAIN_LINES = 12  # of an agent's log, when it never connected
+HEALTH_TIMEOUT = 120.0  # seconds for a compose service's healthcheck to pass
+
+
+@dataclass(frozen=True)
+class Container:
+    host: str
+    name: str  # the engine's name for it
+    volumes: tuple[str, ...]
+
+
+def container_name(run_id: str, index: int) -> str:
+    return f"phx-{label(run_id)}-{index}"
+
+
+def memory(ram_size: str) -> str:
+    """A host's `ram_size` (XrdTest: `512M`, `1G`, `1024`, in MiB when bare)
+    as the engine's --memory."""
+    text = ram_size.strip().upper().removesuffix("B").removesuffix("I")
+    if text.isdigit():
+        return f"{text}m"
+    if text[:-1].isdigit() and text[-1] in "KMG":
+        return f"{text[:-1]}{text[-1].lower()}"
+    raise ProvisionError(f"ram_size {ram_size!r} is not a size (512M, 2G)")
+
+
+def agent_command(spec: AgentSpec) -> str:
+    """The shell line that starts the agent inside the container."""
+    python = f"{containeragent.AGENT_MOUNT}/bin/python"
+    log = f"{LOG_MOUNT}/{agent_log(Path('.')).as_posix()}"
+    return (
+        f"mkdir -p {WORKDIR} && exec {python} -m phalanx.host "
+        f"--coordinator {shlex.quote(spec.url)} --name {shlex.quote(spec.host.name)} "
+        f"--token-file {SEED_MOUNT}/token --workdir {WORKDIR} --give-up {GIVE_UP_AFTER:g} "
+        f">>{log} 2>&1 </dev/null"
+    )
+
+
+class PodmanProvider:
+    def __init__(
+        self,
+        cluster: Cluster,
+        root: Path,
+        run_id: str,
+        state_dir: Path = STATE_DIR,
+        engine: Engine | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.root = root
+        self.run_id = run_id
+        self.network = NetnsProvider(cluster, root, run_id, sys.executable, state_dir)
+        self.engine = engine
+        self.owner = containers.owner_mark()
+        self.containers: dict[str, Container] = {}
+        self.venvs: dict[str, Path] = {}  # image → the agent's venv for it
+
+    # Both are the network's, known once it is made (`open`).
+    listen_address: str | None = None
+    faults: NetworkFaults | None = None
+
+    def in_namespace(self, host: Host) -> bool:
+        """A netns host among the containers (`image: none`): an agent of
+        this machine in the host's namespace on the same bridge."""
+        return (host.image or self.cluster.image) == NO_IMAGE
+
+    def image(self, host: Host) -> str:
+        image = host.image or self.cluster.image
+        if image is None:
+            raise ProvisionError(
+                f"host {host.name} has no image: give it `image:`, or the cluster one "
+                "(phalanx image build --container makes a Debian one)"
+            )
+        return image
+
+    def capabilities(self) -> Capabilities:
+        # Faults as on netns hosts: the containers share their hosts' namespaces.
+        faults = self.faults or Refused("the hosts' network is made when the provider opens")
+        return replace(Capabilities.none("container hosts"), faults=faults)
+
+    async def open(self) -> None:
+        problem = missing_privileges()
+        if problem is not None:
+            raise ProvisionError(problem.replace("the netns provider", "the podman provider"))
+        try:
+            self.engine = self.engine or containers.engine()
+            self.engine.network_option("-")  # refuses an engine that cannot join a namespace
+            images = {self.image(h) for h in self.cluster.hosts if not self.in_namespace(h)}
+            await containers.sweep(self.engine)
+            await self._build_services()
+            # Every image is judged before anything is made for the run.
+            found = await asyncio.gather(
+                *(containeragent.probe(self.engine, image) for image in sorted(images))
+            )
+            for image, python in zip(sorted(images), found, strict=True):
+                venv = await asyncio.to_thread(containeragent.agent_venv, python.python)
+                await containeragent.compile_in(self.engine, image, venv)
+                self.venvs[image] = venv
+        except (EngineError, containeragent.ImageRefused, wh.WheelhouseError, OSError) as exc:
+            raise ProvisionError(str(exc)) from exc
+        except TimeoutError:
+            raise ProvisionError("the container engine did not answer in time") from None
+        await self.network.open()
+        self.listen_address = self.network.listen_address
+        self.faults = self.network.faults
+
+    async def _build_services(self) -> None:
+        """A compose service's `build:` as its image, by the engine."""
+        assert self.engine is not None
+        for host in self.cluster.hosts:
+            service = host.service
+            if service is None or service.build is None:
+                continue
+            file = ["--file", service.dockerfile] if service.dockerfile else []
+            # The engine's OCI runtime and ulimits hold for its RUN steps too.
+            await self.engine.call("build", *self.engine.run_options(), "--tag", self.image(host),
+                                   *file, service.build, timeout=1800.0)  # fmt: skip
+
+    def addresses(self, hosts: list[Host]) -> dict[str, str]:
+        return self.network.addresses(hosts)
+
+    def diskmounts(self, host: Host) -> str:
+        # Each disk is a volume, mounted at its mount point when the container starts.
+        return ""
+
+    async def up(self, specs: list[AgentSpec]) -> None:
+        unknown = [s.host.name for s in specs if s.host.name not in self.network.hosts]
+        if unknown:
+            raise ProvisionError(f"no network was made for {', '.join(unknown)}")
+        index = {h.name: i for i, h in enumerate(self.cluster.hosts)}
+        plain = [s for s in specs if self.in_namespace(s.host)]
+        if plain:
+            await self.network.up(plain)
+        specs = [s for s in specs if not self.in_namespace(s.host)]
+        started = await asyncio.gather(
+            *(self._start(spec, index[spec.host.name]) for spec in specs), return_exceptions=True
+        )
+        failed = [
+            f"{s.host.name}: {e or type(e).__name__}"
+            for s, e in zip(specs, started, strict=True)
+            if isinstance(e, BaseException)
+        ]
+        if failed:
+            raise ProvisionError(f"cannot start container hosts: {'; '.join(failed)}")
+        await self._healthy([s.host for s in specs])
+
+    async def _start(self, spec: AgentSpec, index: int) -> None:
+        assert self.engine is not None
+        host = spec.host
+        name = container_name(self.run_id, index)
+        # The engine takes bind mounts by absolute path only.
+        folder = (self.root / host.name).resolve()
+        seed = folder / ".seed"
+        seed.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token = seed / "token"
+        token.touch(mode=0o600)
+        token.write_text(spec.token)
+        agent_log(folder).parent.mkdir(parents=True, exist_ok=True)
+        marks = containers.labels(self.run_id, self.owner)
+        volumes = []
+        for disk in host.disks:
+            volume = f"{name}-{disk.name}"
+            await self.engine.call("volume", "create", *marks, volume)
+            volumes.append(volume)
+        # Recorded before it starts: down and close remove what is half made.
+        self.containers[host.name] = Container(host.name, name, tuple(volumes))
+        namespace = self.network.hosts[host.name].namespace
+        options = [
+            "--detach", "--name", name, *marks, *self.engine.run_options(),
+            *self.engine.network_option(namespace),
+            "--hostname", host.name, "--no-hosts",
+            "--volume", f"{ETC_NETNS / namespace / 'hosts'}:/etc/hosts:ro",
+            "--volume", f"{self.venvs[self.image(host)]}:{containeragent.AGENT_MOUNT}:ro",
+            "--volume", f"{seed}:{SEED_MOUNT}:ro",
+            "--volume", f"{folder}:{LOG_MOUNT}",
+            "--env", f"PHALANX_HOSTNAME={host.name}",
+        ]  # fmt: skip
+        for disk, volume in zip(host.disks, volumes, strict=True):
+            options += ["--volume", f"{volume}:{disk.mount_point}"]
+        if host.vcpus:
+            options += ["--cpus", str(host.vcpus)]
+        if host.ram_size:
+            options += ["--memory", memory(host.ram_size)]
+        options += _service_options(host)
+        service = host.service
+        if service is None:
+            argv = ["--entrypoint", "/bin/sh", self.image(host), "-c", agent_command(spec)]
+            await self.engine.call("run", *options, *argv)
+            return
+        own = ["--entrypoint", json.dumps(list(service.entrypoint))] if service.entrypoint else []
+        command = list(service.command) if service.command else []
+        await self.engine.call("run", *options, *own, self.image(host), *command)
+        await self.engine.call("exec", "--detach", name, "/bin/sh", "-c", agent_command(spec))
+
+    async def _healthy(self, hosts: list[Host]) -> None:
+        """Until every service another one waits for (`condition:
+        service_healthy`) passes its healthcheck."""
+        wanted = {n for h in hosts if h.service for n in h.service.healthy_before}
+        checks = [h for h in hosts if h.service and h.service.healthcheck and h.name in wanted]
+        await asyncio.gather(*(self._wait_healthy(h) for h in checks))
+
+    async def _wait_healthy(self, host: Host) -> None:
+        assert self.engine is not None and host.service and host.service.healthcheck
+        check = host.service.healthcheck
+        name = self.containers[host.name].name
+        deadline = asyncio.get_running_loop().time() + HEALTH_TIMEOUT
+        said = ""
+        for _ in range(max(check.retries, 1)):
+            try:
+                code, out, err = await self.engine.call(
+                    "exec", name, *check.test, timeout=check.timeout, check=False
+                )
+            except TimeoutError:
+                code, out, err = 124, "", "timed out"
+            if code == 0:
+                return
+            said = (err.strip() or out.strip() or f"exit code {code}").splitlines()[-1]
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(check.interval)
+        raise ProvisionError(f"service {host.name} never became healthy: {said}")
+
+    def connected(self, host: str) -> None:
+        pass
+
+    def explain(self, host: str) -> str | None:
+        """Why an agent never connected: the last lines of its log (the
+        agent's own output, or its Python's traceback)."""
+        if host not in self.containers:
+            return None
+        try:
+            lines = agent_log(self.root / host).read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        if not lines:
+            return None
+        return f"{host}'s agent said:\n" + "\n".join(lines[-EXPLAIN_LINES:])
+
+    async def down(self, lost: Collection[str] = ()) -> None:
+        """Every container and its volumes, at once: the results are in
+        (the coordinator acked them), and what each agent and its stages
+        left goes with its container (a process namespace of its own), so
+        there is nothing for an agent to end gracefully."""
+        await self.network.down(lost)  # the netns hosts' agents, when there are
+        made, self.containers = self.containers, {}
+        if not made or self.engine is None:
+            return
+        await containers.remove(
+            self.engine,
+            [c.name for c in made.values()],
+            [v for c in made.values() for v in c.volumes],
+        )
+        for container in made.values():
+            (self.root / container.host / ".seed" / "token").unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        # Cancelled meanwhile (a service shutting down): the teardown goes on.
+        await asyncio.shield(self._teardown())
+
+    async def _teardown(self) -> None:
+        self.listen_address = None
+        self.faults = None
+        try:
+            await self.down(())
+        finally:
+            await self.network.close()
+
+
+def _service_options(host: Host) -> list[str]:
+    service = host.service
+    if service is None:
+        return []
+    options = []
+    for key, value in sorted(service.environment.items()):
+        options += ["--env", f"{key}={value}"]
+    for volume in service.volumes:
+        options += ["--volume", volume]
+    if service.working_dir:
+        options += ["--workdir", service.working_dir]
+    if service.user:
+        options += ["--user", service.user]
+    return options
