@@ -147,7 +147,7 @@ def test_an_unknown_kind_or_provider_names_file_line_key_and_what_is_installed(
     cluster = Path("provider", "clusters", "c.yaml")  # as the cwd shows it
     assert (
         f"{cluster}:2: provider: unknown provider 'cloud' (installed: agents, broken-provider, "
-        "demo-twins, local, netns, qemu, ssh)"
+        "demo-twins, local, netns, podman, qemu, ssh)"
     ) in done.stdout + done.stderr
 
     done = phalanx(site, tmp_path, "run", str(suite), "--provider", "cloud")
