@@ -29,6 +29,7 @@ CORE = {
     "engine",
     "combinatorial",
     "board",
+    "history",  # operation histories and the checkers that judge them
 }
 # Where things run or meet the outside world.
 EDGES = {
@@ -46,6 +47,7 @@ EDGES = {
     "net",  # phalanx.net: the facade Python tests break the network with
     "vm",  # phalanx.vm: the facade Python tests migrate VMs with
     "hypervisor",  # `phalanx hypervisor` and the embedded one: runs VMs for a coordinator
+    "check",  # `phalanx check`: history files checked offline
     "virt",  # phalanx.virt: VM tests drive QEMU guests (providers) from a host
 }
 

@@ -75,7 +75,9 @@ def check_key(key: Hashable, ops: Sequence[Op]) -> KeyVerdict:
         key,
         False,
         len(ops),
-        f"these {len(shown)} operations cannot be ordered",
+        "this operation cannot be explained"
+        if len(shown) == 1
+        else f"these {len(shown)} operations cannot be ordered",
         shown,
     )
 

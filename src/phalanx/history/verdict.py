@@ -38,6 +38,8 @@ class Verdict:
         if not bad:
             return f"history valid ({self.model}, {len(self.keys)} key(s))"
         what = "not linearizable" if self.model == "register" else f"not a valid {self.model}"
+        if all(k.key is None for k in bad):
+            return f"history {what}"
         names = ", ".join(key_name(k.key) for k in bad)
         return f"history {what} on key {names}"
 
