@@ -32,6 +32,11 @@ def add_command(
         help="the files' format (default: from the name or the content)",
     )
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="check the files as one history (one file per host), in time order",
+    )
+    parser.add_argument(
         "files",
         nargs="+",
         type=Path,
@@ -46,25 +51,33 @@ def check(args: argparse.Namespace) -> int:
 
     from phalanx.history import formats
     from phalanx.history.models import MODELS
-    from phalanx.history.ops import HistoryError, pair
+    from phalanx.history.ops import Event, HistoryError, pair
     from phalanx.history.text import lines
 
     worst = EXIT_VALID
+    histories: list[tuple[str, list[Event]]] = []
     for path in args.files:
         try:
             text = path.read_text(encoding="utf-8")
-            events = formats.parse(text, str(path), args.format)
-            verdict = MODELS[args.model](pair(events))
+            histories.append((str(path), formats.parse(text, str(path), args.format)))
         except (OSError, UnicodeDecodeError) as exc:
             print(f"phalanx check: {path}: cannot read: {exc}", file=sys.stderr)
             worst = EXIT_UNREADABLE
-            continue
+        except HistoryError as exc:
+            print(f"phalanx check: {exc}", file=sys.stderr)
+            worst = EXIT_UNREADABLE
+    if args.merge and histories:
+        merged = sorted((e for _, events in histories for e in events), key=lambda e: e.time)
+        histories = [(" + ".join(name for name, _ in histories), merged)]
+    for name, events in histories:
+        try:
+            verdict = MODELS[args.model](pair(events))
         except (HistoryError, ValueError) as exc:
             print(f"phalanx check: {exc}", file=sys.stderr)
             worst = EXIT_UNREADABLE
             continue
         for line in lines(verdict):
-            print(f"{path}: {line}" if line == verdict.summary() else line)
+            print(f"{name}: {line}" if line == verdict.summary() else line)
         if not verdict.valid and worst == EXIT_VALID:
             worst = EXIT_INVALID
     return worst

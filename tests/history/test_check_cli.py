@@ -124,3 +124,15 @@ def test_a_counter_history_out_of_its_bounds_exits_1(tmp_path: Path) -> None:
     done = check("--model", "counter", history)
     assert done.returncode == 1
     assert "read 5 by b, but the counter was between 2 and 2" in done.stdout
+
+
+def test_histories_of_several_hosts_are_checked_as_one_with_merge(tmp_path: Path) -> None:
+    lines = STALE_JSONL.splitlines()
+    first, second = tmp_path / "h1.jsonl", tmp_path / "h2.jsonl"
+    first.write_text("\n".join(line for line in lines if '"h1/' in line) + "\n")
+    second.write_text("\n".join(line for line in lines if '"h1/' not in line) + "\n")
+    # Apart, each host's history is fine; together, h1 read a value h2 had overwritten.
+    assert check("--model", "register", first, second).returncode == 0
+    done = check("--model", "register", "--merge", first, second)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == f"{first} + {second}: history not linearizable on key x"
