@@ -16,36 +16,17 @@ Standard library only: this starts on every operation, inside stages.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from typing import Any
 
+from phalanx.history.client import HISTORY_ENV, append, process_name
 from phalanx.history.record import Asked, asked, completed_value, outcome
 
-HISTORY_ENV = "PHALANX_HISTORY"
 EXIT_TIMEOUT = 124
 EXIT_USAGE = 2
-
-
-def _process(given: str | None) -> str:
-    host = os.environ.get("PHALANX_HOSTNAME") or socket.gethostname()
-    return f"{host}/{given or os.environ.get('PHALANX_CLIENT') or os.getppid()}"
-
-
-def _append(path: str, record: dict[str, Any]) -> None:
-    # One write of one line with O_APPEND: clients on the host append to
-    # the same file without interleaving their lines.
-    line = (json.dumps(record) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 def run(command: list[str], timeout: float | None) -> tuple[int | None, str]:
@@ -89,9 +70,9 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"phalanx-op: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    base = {"process": _process(args.process), "f": op.f, "key": args.key}
+    base = {"process": process_name(args.process), "f": op.f, "key": args.key}
     sent = None if op.f in ("read", "read-set") else op.value
-    _append(path, {**base, "type": "invoke", "value": sent, "time": time.time()})
+    append(path, {**base, "type": "invoke", "value": sent, "time": time.time()})
     try:
         status, stdout = run(command, args.timeout)
     except OSError as exc:
@@ -99,7 +80,7 @@ def main(argv: list[str]) -> int:
         status, stdout = 127, ""
     result = outcome(status)
     value = completed_value(op, result, stdout)
-    _append(path, {**base, "type": result, "value": value, "time": time.time()})
+    append(path, {**base, "type": result, "value": value, "time": time.time()})
     sys.stdout.write(stdout)
     return EXIT_TIMEOUT if status is None else status
 
