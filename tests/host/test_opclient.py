@@ -121,3 +121,11 @@ def test_bad_usage_exits_2_saying_why(tmp_path: Path) -> None:
     )
     assert op(history, "write", "1", "true").returncode == 2
     assert not history.exists()
+
+
+def test_a_read_that_prints_nothing_read_an_unset_register(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    op(history, "--key", "y", "read", "--", "true")
+    op(history, "--key", "y", "read", "--", "echo", "some text")
+    assert [r["value"] for r in records(history) if r["type"] == "ok"] == [None, "some text"]
+    assert check(history).returncode == 1  # "some text" was never written

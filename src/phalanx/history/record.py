@@ -71,7 +71,8 @@ def completed_value(op: Asked, result: str, stdout: str) -> Any:
     if result != "ok":
         return None if op.f in ("read", "read-set") else op.value
     if op.f == "read":
-        return value_of(stdout.strip())
+        # Nothing printed: nothing there (an unset key), as a fresh register.
+        return value_of(stdout.strip()) if stdout.strip() else None
     if op.f == "read-set":
         return [value_of(word) for word in stdout.split()]
     return op.value
