@@ -1,6 +1,6 @@
 #!/bin/bash
-# A client on every member; e1 is also the nemesis: it cuts itself off from
-# e2 and e3 and heals, twice. Requests that time out are `info` (they may
+# A client on every member; e1 also runs the nemesis: every 2 s it
+# partitions or isolates members (picked by the seed), then heals. Requests that time out are `info` (they may
 # have happened): etcdctl exits 1 for those too, so every error is mapped
 # to exit 2 here; only what certainly did not happen may be `fail`.
 source "$PHALANX_FUNCTIONS"
@@ -13,12 +13,8 @@ me=@shortname@
 
 phalanx-sync go
 if [ "$me" = e1 ]; then
-    (
-        for _ in 1 2; do
-            sleep 2; phalanx-net partition e1 e2,e3
-            sleep 2; phalanx-net heal
-        done
-    ) &
+    phalanx-nemesis --hosts e1,e2,e3 --every 2s --for 9s --seed 7 \
+        partition-halves partition-random isolate-random &
     nemesis=$!
 fi
 end=$((SECONDS + 10))
