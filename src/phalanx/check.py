@@ -37,6 +37,12 @@ def add_command(
         help="check the files as one history (one file per host), in time order",
     )
     parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also draw each invalid key's window as a per-client timeline in this page",
+    )
+    parser.add_argument(
         "files",
         nargs="+",
         type=Path,
@@ -78,6 +84,11 @@ def check(args: argparse.Namespace) -> int:
             continue
         for line in lines(verdict):
             print(f"{name}: {line}" if line == verdict.summary() else line)
+        if args.html:
+            from phalanx.history.picture import page
+
+            # One page: with several files (not merged) the last one's.
+            args.html.write_text(page(name, verdict), encoding="utf-8")
         if not verdict.valid and worst == EXIT_VALID:
             worst = EXIT_INVALID
     return worst

@@ -136,3 +136,20 @@ def test_histories_of_several_hosts_are_checked_as_one_with_merge(tmp_path: Path
     done = check("--model", "register", "--merge", first, second)
     assert done.returncode == 1
     assert done.stdout.splitlines()[0] == f"{first} + {second}: history not linearizable on key x"
+
+
+def test_the_window_is_drawn_as_a_per_client_timeline_with_html(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    history, page = tmp_path / "history.jsonl", tmp_path / "window.html"
+    history.write_text(STALE_JSONL)
+    assert check("--model", "register", "--html", page, history).returncode == 1
+    html = page.read_text()
+    svg = html[html.index("<svg") : html.index("</svg>") + len("</svg>")]
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    rows = [t.text for t in root.iter(f"{ns}text") if t.get("x") == "4"]
+    assert rows == ["h2/c0", "h1/c0"]  # one row per client, in order of their first call
+    bars = [(float(r.get("x", 0)), r.find(f"{ns}title").text) for r in root.iter(f"{ns}rect")]
+    assert [title.split(" (")[0] for _, title in bars] == ["write 2", "read → 1"]
+    assert bars[0][0] < bars[1][0]  # the write starts left of the read
