@@ -67,7 +67,8 @@ def page(name: str, verdict: Verdict) -> str:
     """A self-contained HTML page: the verdict, then each bad key's window."""
     body = [f"<h1>{escape(name)}</h1>", f"<p>{escape(verdict.summary())}</p>"]
     for bad in verdict.invalid:
-        body.append(f"<h2>key {escape(key_name(bad.key))}: {escape(bad.reason)}</h2>")
+        title = bad.reason if bad.key is None else f"key {key_name(bad.key)}: {bad.reason}"
+        body.append(f"<h2>{escape(title)}</h2>")
         body.append(svg(bad))
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
