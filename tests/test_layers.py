@@ -32,6 +32,7 @@ CORE = {
     "codec",  # records as JSON types and back: no I/O
     "plugins",  # finding kinds, task types, runners and providers by name
     "keywords",  # -k EXPR, read and matched
+    "history",  # operation histories and the checkers that judge them
 }
 # Where things run or meet the outside world.
 EDGES = {
@@ -50,6 +51,7 @@ EDGES = {
     "net",  # phalanx.net: the facade Python tests break the network with
     "vm",  # phalanx.vm: the facade Python tests migrate VMs with
     "hypervisor",  # `phalanx hypervisor` and the embedded one: runs VMs for a coordinator
+    "check",  # `phalanx check`: history files checked offline
     "virt",  # phalanx.virt: VM tests drive QEMU guests (providers) from a host
 }
 

@@ -848,7 +848,10 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("hypervisor", help=(hypervisor.__doc__ or "").strip(), add_help=False)
     # The service's commands import only argparse here; each command imports
     # its heavy libraries (SQLAlchemy, cryptography, ...) when it runs.
+    from phalanx import check
     from phalanx.service import admin, ca_cli, serve, submit
+
+    check.add_command(commands, _command)  # check (histories)
 
     ca_cli.add_commands(commands)  # ca init, ca issue
     admin.add_commands(commands, _command)  # db upgrade, token …, user …

@@ -92,6 +92,8 @@ COMMANDS = {
     "wait": "phalanx.host.syncclient",
     "net": "phalanx.host.netclient",
     "vm": "phalanx.host.vmclient",
+    "op": "phalanx.host.opclient",
+    "nemesis": "phalanx.host.nemesisclient",
 }
 # The coordinator resends a stage.start only for a stage it still waits on,
 # i.e. one this agent started moments ago, in a reconnect that raced with

@@ -1,0 +1,1 @@
+../follower_reads/run.sh
