@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +87,9 @@ class Coordinator:
     # Who runs a qemu cluster's VMs: connected hypervisor daemons, else an
     # embedded one (coordinator/hypervisors.py); None: the qemu provider itself.
     hypervisors: Hypervisors | None = None
+    # The environment of the local agents it starts; None: this process's
+    # own (`phalanx run`). The service gives a minimal one (providers/agentenv.py).
+    agent_env: Mapping[str, str] | None = None
 
     @property
     def agent_url(self) -> str:
@@ -158,7 +161,11 @@ async def run_suite(
                 )
             else:
                 provider = make_provider(
-                    name, cluster=suite.cluster, root=folder.path / "hosts", run_id=run_id
+                    name,
+                    cluster=suite.cluster,
+                    root=folder.path / "hosts",
+                    run_id=run_id,
+                    agent_env=coordinator.agent_env,
                 )
         except ProvisionError as exc:
             refused = str(exc)

@@ -72,7 +72,7 @@ class Zygote:
         self._loop.add_reader(sock, self._readable)
 
     @classmethod
-    async def start(cls, python: str) -> Zygote:
+    async def start(cls, python: str, env: Mapping[str, str] | None = None) -> Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -81,6 +81,7 @@ class Zygote:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                env=dict(env) if env is not None else None,
             )  # fmt: skip
         except BaseException:
             ours.close()

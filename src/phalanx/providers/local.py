@@ -10,7 +10,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +53,13 @@ class LocalProvider:
         root: Path,
         python: str = sys.executable,
         namespace: Callable[[Host], str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.python = python
+        # The agents' (and their stages') environment; None: this process's
+        # own (`phalanx run`). The service gives a minimal one (agentenv.py).
+        self.env = dict(env) if env is not None else None
         # The network namespace of each host's agent (the netns provider's);
         # the agent also gets mount and UTS namespaces of its own there.
         self.namespace = namespace
@@ -81,7 +85,8 @@ class LocalProvider:
         for spec in specs:
             workdir = host_dir(self.root, spec.host.name)
             workdir.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, TOKEN_ENV: spec.token, "PHALANX_HOSTNAME": spec.host.name}
+            base = os.environ if self.env is None else self.env
+            env = {**base, TOKEN_ENV: spec.token, "PHALANX_HOSTNAME": spec.host.name}
             log_path = agent_log(workdir)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             argv = [
@@ -111,7 +116,8 @@ class LocalProvider:
         if self._zygote is not None and not self._zygote.alive:
             await self._zygote_down()
         if self._zygote is None:
-            self._zygote = await Zygote.start(self.python)
+            # The agents are forked from it: /proc shows them its environment.
+            self._zygote = await Zygote.start(self.python, env=self.env)
         return self._zygote
 
     async def _zygote_down(self) -> None:

@@ -4,6 +4,7 @@ brings asyncssh, which a run on local hosts has no use for."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from phalanx.model import (
@@ -17,14 +18,22 @@ from phalanx.model import (
 from phalanx.providers.base import Provider, ProvisionError
 
 
-def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> Provider:
+def make_provider(
+    name: str,
+    *,
+    cluster: Cluster,
+    root: Path,
+    run_id: str,
+    agent_env: Mapping[str, str] | None = None,
+) -> Provider:
     """The provider `name` for one run of `cluster`; its hosts' folders go
     under `root`, and what it makes outside (namespaces, links) carries
-    `run_id`, so that a crashed run's leftovers can be told apart."""
+    `run_id`, so that a crashed run's leftovers can be told apart.
+    `agent_env`: the local agents' environment (None: this process's)."""
     if name == PROVIDER_LOCAL:
         from phalanx.providers.local import LocalProvider
 
-        return LocalProvider(root)
+        return LocalProvider(root, env=agent_env)
     if name == PROVIDER_NETNS:
         from phalanx.providers.netns import NetnsProvider
 

@@ -101,6 +101,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.coordinator.runs import Coordinator
     from phalanx.coordinator.server import serving
     from phalanx.host.__main__ import CA_ENV
+    from phalanx.providers.agentenv import minimal_env
     from phalanx.service.agents import SeenRecorder
     from phalanx.service.alerts import SmtpSettings
     from phalanx.service.api import create_app
@@ -233,12 +234,30 @@ async def _main(config: object, repos: list[Path]) -> None:
                     # No second listener: the certificate does not name a
                     # bridge's address, so netns hosts cannot verify it there.
                     os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
+                # Stages see none of the service's environment (its secrets).
+                agent_env = minimal_env(os.environ)
+                if tls:
                     queue.start(
-                        TlsCoordinator(hub, book, public or local, port, hypervisors=hypervisors)
+                        TlsCoordinator(
+                            hub,
+                            book,
+                            public or local,
+                            port,
+                            hypervisors=hypervisors,
+                            agent_env=agent_env,
+                        )
                     )
                 else:
                     queue.start(
-                        Coordinator(hub, book, public or local, port, also_listen, hypervisors)
+                        Coordinator(
+                            hub,
+                            book,
+                            public or local,
+                            port,
+                            also_listen,
+                            hypervisors,
+                            agent_env=agent_env,
+                        )
                     )
                 shown = f"[{config.host}]" if ":" in config.host else config.host
                 scheme = "https" if tls else "http"
