@@ -465,6 +465,8 @@ def test_a_person_signs_in_with_a_password_and_out_again(served: Served) -> None
         assert PASSWORD not in served.log.read_text()
         # The session cookie reads and writes as the user's role allows.
         assert browser.get("/api/suites").status_code == 200
-        assert browser.post("/api/suites/good/runs").status_code == 201
-        assert browser.post("/api/logout").status_code == 200
+        # a browser's page says where its writes come from (service/origin.py)
+        ours = {"Origin": served.url}
+        assert browser.post("/api/suites/good/runs", headers=ours).status_code == 201
+        assert browser.post("/api/logout", headers=ours).status_code == 200
         assert browser.get("/api/suites").status_code == 401

@@ -30,6 +30,7 @@ from phalanx.service.agents import known
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal, Role
 from phalanx.service.definitions import Catalog, SuiteEntry
+from phalanx.service.origin import from_this_site
 from phalanx.service.queue import ALERTS_FILE, NotActive
 from phalanx.store.errors import NotFound
 from phalanx.store.runs import RunSummary
@@ -37,6 +38,7 @@ from phalanx.store.runs import RunSummary
 SESSION_COOKIE = "phalanx_session"
 MAX_READ = 1024 * 1024  # one ranged read of an output file
 DEFAULT_READ = 64 * 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 EVENTS_POLL = 0.25  # how often an event stream looks for changes
 
 RunId = Annotated[str, PathParam(min_length=1, max_length=200)]
@@ -60,6 +62,15 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def foreign_write(request: Request) -> None:
+    """Refuse a cookie-authenticated write that does not come from this
+    service's own pages (service/origin.py)."""
+    if not from_this_site(request.headers, required=True):
+        raise ApiError(
+            403, "a signed-in browser's write came from another site (or said from none)"
+        )
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -97,6 +108,8 @@ def create_app(service: Service) -> FastAPI:
             return found
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
+            if request.method not in SAFE_METHODS:
+                foreign_write(request)
             return await service.auth.session_user(cookie)
         return None
 
@@ -145,6 +158,7 @@ def create_app(service: Service) -> FastAPI:
     async def logout(request: Request) -> JSONResponse:
         """End this browser's session (a no-op without one)."""
         if cookie := request.cookies.get(SESSION_COOKIE):
+            foreign_write(request)
             await service.auth.end_session(cookie)
         response = JSONResponse({"message": "signed out"})
         response.delete_cookie(SESSION_COOKIE)

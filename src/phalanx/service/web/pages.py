@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from phalanx.coordinator.auth import bearer
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import AuthError, Principal, Role
+from phalanx.service.origin import from_this_site
 from phalanx.service.queue import NotActive
 from phalanx.service.web import charts, output, views
 from phalanx.service.web.render import Pages
@@ -451,11 +452,8 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _same_origin(request: Request) -> bool:
-    """No Origin (an older browser, a script with a token), or ours."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    """No Origin nor Referer (an older browser, a script with a token), or ours."""
+    return from_this_site(request.headers, required=False)
 
 
 def _local(target: str) -> str:
