@@ -346,7 +346,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except Unrunnable as exc:
             raise Refused(409, str(exc)) from None
-        return RedirectResponse(f"/runs/{summary.id}", status_code=303)
+        return RedirectResponse(f"/runs/{quote(summary.id, safe='')}", status_code=303)
 
     @action("/runs/{run_id}/cancel")
     async def cancel(request: Request, who: Principal, form: dict[str, str]) -> Response:
@@ -357,7 +357,9 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except NotActive:
             pass  # it has ended meanwhile: the page says so
-        return RedirectResponse(_local(form.get("back", f"/runs/{run_id}")), status_code=303)
+        return RedirectResponse(
+            _local(form.get("back", f"/runs/{quote(run_id, safe='')}")), status_code=303
+        )
 
     @action("/runs/{run_id}/rerun")
     async def rerun(request: Request, who: Principal, form: dict[str, str]) -> Response:
@@ -369,7 +371,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except Unrunnable as exc:
             raise Refused(409, str(exc)) from None
-        return RedirectResponse(f"/runs/{summary.id}", status_code=303)
+        return RedirectResponse(f"/runs/{quote(summary.id, safe='')}", status_code=303)
 
     async def admin_answer(
         request: Request, who: Principal, secret: tuple[str, str] | None
