@@ -11,6 +11,7 @@ token (service/auth.py keeps the kinds apart). Every error is JSON with a
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +41,9 @@ MAX_READ = 1024 * 1024  # one ranged read of an output file
 DEFAULT_READ = 64 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 EVENTS_POLL = 0.25  # how often an event stream looks for changes
+# How often a long-lived stream checks that its reader may still read: a
+# removed user's or revoked token's streams end within this.
+RECHECK_EVERY = 0.5
 
 RunId = Annotated[str, PathParam(min_length=1, max_length=200)]
 
@@ -213,15 +217,27 @@ def create_app(service: Service) -> FastAPI:
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {}}}},
     )
-    async def events(run_id: RunId, who: Reader) -> StreamingResponse:
+    async def events(run_id: RunId, who: Reader, request: Request) -> StreamingResponse:
         """Server-sent events: the run's document (as `GET /api/runs/{id}`)
-        each time it changes, until the run has ended."""
+        each time it changes, until the run has ended, or until the reader
+        may no longer read (signed out, removed, token revoked)."""
         if await service.store.runs.get(run_id) is None:
             raise ApiError(404, f"no run {run_id!r}")
 
+        async def may_read() -> bool:
+            try:
+                return await reader(await principal(request)) is not None or who is None
+            except ApiError:
+                return False
+
         async def stream() -> AsyncIterator[str]:
             last = None
+            checked = time.monotonic()
             while True:
+                if time.monotonic() - checked >= RECHECK_EVERY:
+                    checked = time.monotonic()
+                    if not await may_read():
+                        return
                 document = await service.store.runs.load_run(run_id)
                 if document is None:
                     return

@@ -111,6 +111,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.service.definitions import DefinitionSource, DirRepo, GitRepo, RepoSpec
     from phalanx.service.metrics import ServiceMetrics
     from phalanx.service.queue import QueueSettings, RunQueue
+    from phalanx.service.revocation import watch_agent_tokens
     from phalanx.service.schedule import Scheduler
     from phalanx.store.store import Store
 
@@ -271,11 +272,12 @@ async def _main(config: object, repos: list[Path]) -> None:
                 reschedule()
                 watchers = [asyncio.create_task(_follow(source, reschedule)) for source in sources]
                 refresher = asyncio.create_task(_refresh_next(service, scheduler))
+                revocations = asyncio.create_task(watch_agent_tokens(hub, auth))
                 try:
                     await stop.wait()
                 finally:
                     log.info("stopping")
-                    for task in (*watchers, refresher):
+                    for task in (*watchers, refresher, revocations):
                         task.cancel()
                     await queue.stop()
                     await scheduler.stop()

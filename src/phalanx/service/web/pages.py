@@ -36,6 +36,7 @@ from phalanx.store.errors import Conflict, NotFound
 STATIC = Path(__file__).parent / "static"
 RUN_POLL = 0.5  # how often a run's live fragment is rendered again (sent only when it changed)
 PAGE_POLL = 2.0  # the same for the dashboard and the lists
+RECHECK_EVERY = 0.5  # how often a live stream checks that its reader may still read
 LIVE_FOR = 600.0  # a page's stream ends after this; the browser reconnects
 
 Handler = Callable[..., Awaitable[Response]]
@@ -167,7 +168,9 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         event: str,
         every: float,
     ) -> AsyncIterator[str]:
-        """`event` with the fragment each time it changes; `end` once it is final."""
+        """`event` with the fragment each time it changes; `end` once it is
+        final. It ends as soon as its reader may no longer read (signed out,
+        removed, token revoked): checked every RECHECK_EVERY seconds."""
         last = ""
         deadline = time.monotonic() + LIVE_FOR
         while time.monotonic() < deadline and not await request.is_disconnected():
@@ -179,7 +182,11 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             if final:
                 yield _sse("end", "")
                 return
-            await asyncio.sleep(every)
+            resume = time.monotonic() + every
+            while (left := resume - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, RECHECK_EVERY))
+                if await principal(request) is None and not service.config.anonymous_read:
+                    return
 
     @page("/live/{name}", live=True)
     async def live(request: Request, who: Principal | None) -> Response:
