@@ -9,7 +9,8 @@ a connected agent whose host a live run holds (the peer address of the
 agent's own authenticated connection); scripts carry no credential, so the
 address is what names the host. Everyone else gets 403. Only regular files
 inside the repo are served: `..`, absolute paths and symlinks that lead
-out of it are refused (404, so nothing tells what exists outside).
+out of it are refused (404, so nothing tells what exists outside), and so
+is anything under `.git/` (a remote's credentials may be in its config).
 """
 
 from __future__ import annotations
@@ -24,22 +25,31 @@ from starlette.routing import Route
 # The client's address -> the definitions repos of the live runs that hold
 # a host whose agent connects from there.
 RootsFor = Callable[[str], list[Path]]
+VCS_FOLDERS = frozenset({".git", ".hg", ".svn"})
 
 
 def inside(root: Path, relative: str) -> Path | None:
     """`relative` as a regular file inside `root`, or None."""
     if not relative or relative.startswith("/") or "\\" in relative or "\x00" in relative:
         return None
-    if any(part == ".." for part in PurePosixPath(relative).parts):
+    if any(part == ".." or _hidden(part) for part in PurePosixPath(relative).parts):
         return None
     try:
         base = root.resolve()
         target = (base / relative).resolve()  # follows symlinks: where it really is
         if not target.is_relative_to(base) or not target.is_file():
             return None
+        if any(_hidden(part) for part in target.relative_to(base).parts):
+            return None  # a symlink into .git/
     except (OSError, RuntimeError):  # a name too long, a symlink loop
         return None
     return target
+
+
+def _hidden(part: str) -> bool:
+    """A version control folder: `.git/config` may hold a remote's
+    credentials, and no suite reads its repo's history over HTTP."""
+    return part.lower() in VCS_FOLDERS
 
 
 def _refusal(message: str, status: int) -> Response:
