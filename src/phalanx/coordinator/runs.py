@@ -24,7 +24,7 @@ from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import Journal, RunFleet
 from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
-from phalanx.coordinator.scripts import script_routes
+from phalanx.coordinator.scripts import ScriptKeys, script_routes
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation, scope_id
@@ -90,6 +90,9 @@ class Coordinator:
     # The environment of the local agents it starts; None: this process's
     # own (`phalanx run`). The service gives a minimal one (providers/agentenv.py).
     agent_env: Mapping[str, str] | None = None
+    # Each run's capability for its suite files (coordinator/scripts.py);
+    # None: its stages get no $PHALANX_SCRIPTS_URL.
+    script_keys: ScriptKeys | None = None
 
     @property
     def agent_url(self) -> str:
@@ -120,7 +123,8 @@ async def open_coordinator(
         )
         return [scripts_root] if scripts_root is not None and hosts else []
 
-    app = agent_app(hub, script_routes(roots_for))
+    keys = ScriptKeys()
+    app = agent_app(hub, script_routes(roots_for, lambda run_id: scripts_root, keys))
     async with serving(app, host, port) as bound:
         listeners = SharedListeners(lambda address: serving(app, address, 0))
         hypervisors = Hypervisors(
@@ -128,7 +132,9 @@ async def open_coordinator(
         )
         hub.start()
         try:
-            yield Coordinator(hub, tokens, host, bound, listeners.hold, hypervisors)
+            yield Coordinator(
+                hub, tokens, host, bound, listeners.hold, hypervisors, script_keys=keys
+            )
         finally:
             await hypervisors.stop()
             await hub.stop()
@@ -178,6 +184,14 @@ async def run_suite(
         folder.close()
     write_reports(result, folder.path, options.reports)
     return result, folder.path
+
+
+def _scripts_url(coordinator: Coordinator, reach: _Reach, run_id: str) -> str:
+    keys = coordinator.script_keys
+    if keys is None:
+        return ""
+    host = f"[{reach.host}]" if ":" in reach.host else reach.host
+    return f"{coordinator.proto}://{host}:{reach.port}/scripts/{run_id}/{keys.key(run_id)}"
 
 
 def provider_name(suite: Suite, options: RunOptions) -> str:
@@ -280,7 +294,13 @@ async def _run_provided(
         engine = Lockstep(
             suite,
             fleet,
-            RunContext(run_id, reach.host, reach.port, coordinator.proto),
+            RunContext(
+                run_id,
+                reach.host,
+                reach.port,
+                coordinator.proto,
+                scripts_url=_scripts_url(coordinator, reach, run_id),
+            ),
             emit,
             addresses=(
                 provider.addresses(hosts)

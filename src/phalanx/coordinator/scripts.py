@@ -11,10 +11,22 @@ address is what names the host. Everyone else gets 403. Only regular files
 inside the repo are served: `..`, absolute paths and symlinks that lead
 out of it are refused (404, so nothing tells what exists outside), and so
 is anything under `.git/` (a remote's credentials may be in its config).
+
+A run's stages have a better way than their address: the run's own
+capability, `/scripts/<run>/<key>/<path>` ($PHALANX_SCRIPTS_URL,
+`@scripts_url@`), where the key is an HMAC of the run id under a secret of
+this process. It names the run, not a machine, so on a machine shared with
+other processes only the run's stages (who were given it) read its files,
+and it ends with the run. Files are streamed from a worker thread, at most
+MAX_SCRIPT bytes each (413 beyond), so big ones hold up nothing else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import secrets
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -25,7 +37,24 @@ from starlette.routing import Route
 # The client's address -> the definitions repos of the live runs that hold
 # a host whose agent connects from there.
 RootsFor = Callable[[str], list[Path]]
+# A run id -> the definitions repo of that live run (None: not running).
+RunRoot = Callable[[str], Path | None]
 VCS_FOLDERS = frozenset({".git", ".hg", ".svn"})
+MAX_SCRIPT = 64 * 1024 * 1024  # bytes: the biggest suite file served
+
+
+class ScriptKeys:
+    """Each run's capability for its suite files: an HMAC of its id under a
+    secret that lives and dies with this process."""
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_bytes(32)
+
+    def key(self, run_id: str) -> str:
+        return hmac.new(self._secret, run_id.encode(), hashlib.sha256).hexdigest()
+
+    def valid(self, run_id: str, key: str) -> bool:
+        return hmac.compare_digest(self.key(run_id).encode(), key.encode())
 
 
 def inside(root: Path, relative: str) -> Path | None:
@@ -60,23 +89,22 @@ def _refusal(message: str, status: int) -> Response:
     return PlainTextResponse(f"phalanx: {message}\n", status_code=status)
 
 
-def script_routes(roots_for: RootsFor) -> list[Route]:
+def script_routes(
+    roots_for: RootsFor, run_root: RunRoot | None = None, keys: ScriptKeys | None = None
+) -> list[Route]:
     async def find(request: Request) -> Path | Response:
         client = request.client.host if request.client is not None else ""
         roots = roots_for(client)
         if not roots:
             return _refusal("suite files are for the hosts of a running run", 403)
         relative = str(request.path_params.get("path", ""))
-        for root in roots:
-            if (found := inside(root, relative)) is not None:
-                return found
-        return _refusal(f"no file {relative!r} in the suite's repo", 404)
+        return await _found(roots, relative)
 
     async def show(request: Request) -> Response:
         found = await find(request)
         if isinstance(found, Response):
             return found
-        return PlainTextResponse(found.read_bytes().decode("utf-8", errors="replace"))
+        return FileResponse(found, media_type="text/plain; charset=utf-8")
 
     async def download(request: Request) -> Response:
         found = await find(request)
@@ -84,7 +112,44 @@ def script_routes(roots_for: RootsFor) -> list[Route]:
             return found
         return FileResponse(found, filename=found.name)
 
+    async def keyed(request: Request) -> Response:
+        run_id = str(request.path_params["run_id"])
+        if keys is None or run_root is None:
+            return _refusal("this coordinator gives no run capabilities", 404)
+        if not keys.valid(run_id, str(request.path_params["key"])):
+            return _refusal("not this run's key", 403)
+        root = run_root(run_id)
+        if root is None:
+            return _refusal(f"run {run_id!r} is not running", 403)
+        found = await _found([root], str(request.path_params.get("path", "")))
+        if isinstance(found, Response):
+            return found
+        return FileResponse(found, filename=found.name)
+
     return [
         Route("/showScript/{path:path}", show, methods=["GET"]),
         Route("/downloadScript/{path:path}", download, methods=["GET"]),
+        Route("/scripts/{run_id}/{key}/{path:path}", keyed, methods=["GET"]),
     ]
+
+
+async def _found(roots: list[Path], relative: str) -> Path | Response:
+    """The file `relative` in the first of `roots` that has it (looked up
+    in a worker thread: resolving touches the disk), within MAX_SCRIPT."""
+
+    def look() -> tuple[Path, int] | None:
+        for root in roots:
+            if (found := inside(root, relative)) is not None:
+                return found, found.stat().st_size
+        return None
+
+    try:
+        hit = await asyncio.to_thread(look)
+    except OSError:
+        hit = None
+    if hit is None:
+        return _refusal(f"no file {relative!r} in the suite's repo", 404)
+    found, size = hit
+    if size > MAX_SCRIPT:
+        return _refusal(f"{relative!r} is bigger than {MAX_SCRIPT} bytes, the most served", 413)
+    return found

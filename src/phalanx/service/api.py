@@ -340,7 +340,9 @@ def create_app(service: Service) -> FastAPI:
         from phalanx.hypervisor.daemon import HYPERVISOR_PATH
 
         app.router.routes.append(WebSocketRoute(HYPERVISOR_PATH, service.hypervisors.serve))
-    app.router.routes.extend(script_routes(service.queue.roots_for))
+    app.router.routes.extend(
+        script_routes(service.queue.roots_for, service.queue.root_of, service.script_keys)
+    )
     from phalanx.service.web import mount  # the web UI: pages on the same data
 
     mount(app, service, session_cookie=SESSION_COOKIE)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.auth import TokenBook
+from phalanx.coordinator.scripts import ScriptKeys
 from phalanx.model import Cluster, Suite
 from phalanx.service.auth import Auth
 from phalanx.service.config import ServiceConfig
@@ -60,6 +61,8 @@ class Service:
     next_runs: dict[str, datetime] = field(default_factory=dict)
     metrics: ServiceMetrics | None = None  # `/metrics` serves it when set
     hypervisors: Hypervisors | None = None  # `/hypervisor` serves it when set
+    # Each run's capability for its suite files (coordinator/scripts.py).
+    script_keys: ScriptKeys = field(default_factory=ScriptKeys)
 
     def catalogs(self) -> list[Catalog]:
         return [s.catalog for s in self.sources]

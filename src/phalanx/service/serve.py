@@ -246,6 +246,7 @@ async def _main(config: object, repos: list[Path]) -> None:
                             port,
                             hypervisors=hypervisors,
                             agent_env=agent_env,
+                            script_keys=service.script_keys,
                         )
                     )
                 else:
@@ -258,6 +259,7 @@ async def _main(config: object, repos: list[Path]) -> None:
                             also_listen,
                             hypervisors,
                             agent_env=agent_env,
+                            script_keys=service.script_keys,
                         )
                     )
                 shown = f"[{config.host}]" if ":" in config.host else config.host
