@@ -11,6 +11,7 @@ token (service/auth.py keeps the kinds apart). Every error is JSON with a
 import asyncio
 import dataclasses
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -77,6 +78,10 @@ def foreign_write(request: Request) -> None:
         )
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else ""
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=status)
 
@@ -129,8 +134,14 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(403, f"{who.name} is a {who.role.value}: this needs an operator")
         return who
 
+    async def admin(who: Annotated[Principal, Depends(operator)]) -> Principal:
+        if not who.role.allows(Role.ADMIN):
+            raise ApiError(403, f"{who.name} is a {who.role.value}: this needs an admin")
+        return who
+
     Reader = Annotated[Principal | None, Depends(reader)]
     Operator = Annotated[Principal, Depends(operator)]
+    Admin = Annotated[Principal, Depends(admin)]
 
     # --- routes -----------------------------------------------------------------------
 
@@ -148,11 +159,21 @@ def create_app(service: Service) -> FastAPI:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.post("/api/login", tags=["service"])
-    async def login(body: LoginRequest) -> JSONResponse:
+    async def login(body: LoginRequest, request: Request) -> JSONResponse:
         """Sign in with a name and password; the session is a cookie the
-        browser keeps (HttpOnly, SameSite=Lax, Secure when served over TLS)."""
-        who = await service.auth.verify_password(body.name, body.password)
-        if who is None:
+        browser keeps (HttpOnly, SameSite=Lax, Secure when served over TLS).
+        Too many failures for a name or from an address: 429 and a wait
+        (Retry-After) that doubles with each further failure."""
+        if not from_this_site(request.headers, required=False):
+            raise ApiError(403, "a sign-in came from another site")
+        who = await service.auth.login(body.name, body.password, client_address(request))
+        if isinstance(who, float):
+            if who > 0:
+                return JSONResponse(
+                    {"message": f"too many failed sign-ins: try again in {who:.0f} s"},
+                    status_code=429,
+                    headers={"Retry-After": str(max(1, math.ceil(who)))},
+                )
             raise ApiError(401, "wrong name or password")
         response = JSONResponse({"name": who.name, "role": who.role.value})
         await open_session(service, response, who)
@@ -163,7 +184,12 @@ def create_app(service: Service) -> FastAPI:
         """End this browser's session (a no-op without one)."""
         if cookie := request.cookies.get(SESSION_COOKIE):
             foreign_write(request)
+            who = await service.auth.session_user(cookie)
             await service.auth.end_session(cookie)
+            if who is not None:
+                await service.store.audit.record(
+                    who.name, "logout", who.name, address=client_address(request)
+                )
         response = JSONResponse({"message": "signed out"})
         response.delete_cookie(SESSION_COOKIE)
         return response
@@ -182,13 +208,16 @@ def create_app(service: Service) -> FastAPI:
         return document
 
     @app.post("/api/suites/{name}/runs", status_code=201, tags=["runs"])
-    async def submit(name: str, who: Operator) -> dict[str, Any]:
+    async def submit(name: str, who: Operator, request: Request) -> dict[str, Any]:
         try:
             summary = await service.submit(name, f"api:{who.name}")
         except UnknownSuite as exc:
             raise ApiError(404, str(exc)) from None
         except Unrunnable as exc:
             raise ApiError(409, str(exc)) from None
+        await service.store.audit.record(
+            who.name, "run.start", summary.id, address=client_address(request), detail=name
+        )
         return _summary(summary)
 
     @app.get("/api/runs", tags=["runs"])
@@ -253,18 +282,21 @@ def create_app(service: Service) -> FastAPI:
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     @app.post("/api/runs/{run_id}/cancel", status_code=202, tags=["runs"])
-    async def cancel(run_id: RunId, who: Operator) -> dict[str, Any]:
+    async def cancel(run_id: RunId, who: Operator, request: Request) -> dict[str, Any]:
         try:
             status = await service.queue.cancel(run_id, who.name)
         except NotFound as exc:
             raise ApiError(404, str(exc)) from None
         except NotActive as exc:
             raise ApiError(409, str(exc)) from None
+        await service.store.audit.record(
+            who.name, "run.cancel", run_id, address=client_address(request)
+        )
         return {"id": run_id, "status": status}
 
     @app.post("/api/runs/{run_id}/rerun", status_code=201, tags=["runs"])
     async def rerun(
-        run_id: RunId, who: Operator, request: RerunRequest | None = None
+        run_id: RunId, who: Operator, http: Request, request: RerunRequest | None = None
     ) -> dict[str, Any]:
         failed_only = request.failed_only if request is not None else False
         try:
@@ -273,7 +305,27 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(404, str(exc)) from None
         except Unrunnable as exc:
             raise ApiError(409, str(exc)) from None
+        await service.store.audit.record(
+            who.name,
+            "run.start",
+            summary.id,
+            address=client_address(http),
+            detail=f"rerun of {run_id}",
+        )
         return _summary(summary)
+
+    @app.get("/api/audit", tags=["service"])
+    async def audit(
+        who: Admin,
+        action: Annotated[str | None, Query(max_length=50)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[dict[str, Any]]:
+        """The audit log, newest first (admins): sign-ins, users and tokens
+        made or removed, runs started and cancelled; by whom, from where."""
+        return [
+            {**dataclasses.asdict(e), "at": e.at.isoformat()}
+            for e in await service.store.audit.recent(limit=limit, action=action)
+        ]
 
     @app.get(
         "/api/runs/{run_id}/output",

@@ -141,7 +141,11 @@ async def _main(config: object, repos: list[Path]) -> None:
             log.warning(
                 "marked %d run(s) the last service left active interrupted", len(interrupted)
             )
-        auth = Auth(store.credentials, session_ttl=timedelta(hours=config.session_hours))
+        auth = Auth(
+            store.credentials,
+            session_ttl=timedelta(hours=config.session_hours),
+            audit=store.audit,
+        )
         book = TokenBook()
         hub = AgentHub(
             ServiceTokens(book, auth),

@@ -37,7 +37,8 @@ STATIC = Path(__file__).parent / "static"
 RUN_POLL = 0.5  # how often a run's live fragment is rendered again (sent only when it changed)
 PAGE_POLL = 2.0  # the same for the dashboard and the lists
 RECHECK_EVERY = 0.5  # how often a live stream checks that its reader may still read
-LIVE_FOR = 600.0  # a page's stream ends after this; the browser reconnects
+LIVE_FOR = 600.0
+AUDIT_SHOWN = 100  # the admin page's latest audit entries (the API reads further back)  # a page's stream ends after this; the browser reconnects
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -133,8 +134,14 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             return pages.error(request, None, 403, "this form was sent from another site")
         form = await _form(request)
         nxt = _local(form.get("next", "/"))
-        who = await service.auth.verify_password(form.get("name", ""), form.get("password", ""))
-        if who is None:
+        who = await service.auth.login(
+            form.get("name", ""), form.get("password", ""), _address(request)
+        )
+        if isinstance(who, float):
+            if who > 0:
+                return pages.error(
+                    request, None, 429, f"too many failed sign-ins: try again in {who:.0f} s"
+                )
             return pages.render(request, "login.html", None, next=nxt, failed=True, status=401)
         response = RedirectResponse(nxt, status_code=303)
         await open_session(service, response, who)
@@ -144,7 +151,12 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         if not _same_origin(request):
             return pages.error(request, None, 403, "this form was sent from another site")
         if cookie := request.cookies.get(session_cookie):
+            who = await service.auth.session_user(cookie)
             await service.auth.end_session(cookie)
+            if who is not None:
+                await service.store.audit.record(
+                    who.name, "logout", who.name, address=_address(request)
+                )
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(session_cookie)
         return response
@@ -340,6 +352,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             users=await service.auth.users(),
             agent_tokens=await service.auth.agent_tokens(),
             roles=[r.value for r in Role],
+            audit=await service.store.audit.recent(limit=AUDIT_SHOWN),
             secret=secret,  # shown once, on the answer that made it only
         )
 
@@ -353,6 +366,13 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except Unrunnable as exc:
             raise Refused(409, str(exc)) from None
+        await service.store.audit.record(
+            who.name,
+            "run.start",
+            summary.id,
+            address=_address(request),
+            detail=request.path_params["name"],
+        )
         return RedirectResponse(f"/runs/{quote(summary.id, safe='')}", status_code=303)
 
     @action("/runs/{run_id}/cancel")
@@ -364,6 +384,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except NotActive:
             pass  # it has ended meanwhile: the page says so
+        else:
+            await service.store.audit.record(
+                who.name, "run.cancel", run_id, address=_address(request)
+            )
         return RedirectResponse(
             _local(form.get("back", f"/runs/{quote(run_id, safe='')}")), status_code=303
         )
@@ -378,6 +402,13 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except Unrunnable as exc:
             raise Refused(409, str(exc)) from None
+        await service.store.audit.record(
+            who.name,
+            "run.start",
+            summary.id,
+            address=_address(request),
+            detail=f"rerun of {request.path_params['run_id']}",
+        )
         return RedirectResponse(f"/runs/{quote(summary.id, safe='')}", status_code=303)
 
     async def admin_answer(
@@ -391,7 +422,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     async def add_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
         try:
             await service.auth.add_user(
-                form.get("name", ""), form.get("role", ""), form.get("password", "")
+                form.get("name", ""),
+                form.get("role", ""),
+                form.get("password", ""),
+                by=who.name,
             )
         except (AuthError, Conflict) as exc:
             raise Refused(400, str(exc)) from None
@@ -400,7 +434,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     @action("/admin/users/{name}/remove", Role.ADMIN)
     async def remove_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
         try:
-            await service.auth.remove_user(request.path_params["name"])
+            await service.auth.remove_user(request.path_params["name"], by=who.name)
         except NotFound as exc:
             raise Refused(404, str(exc)) from None
         return await admin_answer(request, who, None)
@@ -409,28 +443,28 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     async def user_token(request: Request, who: Principal, form: dict[str, str]) -> Response:
         name = request.path_params["name"]
         try:
-            token = await service.auth.create_user_token(name)
+            token = await service.auth.create_user_token(name, by=who.name)
         except NotFound as exc:
             raise Refused(404, str(exc)) from None
         return await admin_answer(request, who, (f"API token for {name}", token))
 
     @action("/admin/users/{name}/revoke", Role.ADMIN)
     async def revoke_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
-        await service.auth.revoke_user_tokens(request.path_params["name"])
+        await service.auth.revoke_user_tokens(request.path_params["name"], by=who.name)
         return await admin_answer(request, who, None)
 
     @action("/admin/agents", Role.ADMIN)
     async def agent_token(request: Request, who: Principal, form: dict[str, str]) -> Response:
         name = form.get("name", "")
         try:
-            token = await service.auth.create_agent_token(name)
+            token = await service.auth.create_agent_token(name, by=who.name)
         except (AuthError, Conflict) as exc:
             raise Refused(400, str(exc)) from None
         return await admin_answer(request, who, (f"agent token for {name}", token))
 
     @action("/admin/agents/{name}/revoke", Role.ADMIN)
     async def revoke_agent(request: Request, who: Principal, form: dict[str, str]) -> Response:
-        await service.auth.revoke_agent_token(request.path_params["name"])
+        await service.auth.revoke_agent_token(request.path_params["name"], by=who.name)
         return await admin_answer(request, who, None)
 
 
@@ -463,6 +497,10 @@ async def _form(request: Request) -> dict[str, str]:
 def _same_origin(request: Request) -> bool:
     """No Origin nor Referer (an older browser, a script with a token), or ours."""
     return from_this_site(request.headers, required=False)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client is not None else ""
 
 
 def _local(target: str) -> str:
