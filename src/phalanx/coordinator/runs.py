@@ -39,6 +39,7 @@ from phalanx.model import (
     Status,
     Suite,
 )
+from phalanx.providers.agentenv import AgentUser
 from phalanx.providers.base import AgentSpec, Diagnosing, Migrating, Provider, ProvisionError
 from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
@@ -93,6 +94,10 @@ class Coordinator:
     # Each run's capability for its suite files (coordinator/scripts.py);
     # None: its stages get no $PHALANX_SCRIPTS_URL.
     script_keys: ScriptKeys | None = None
+    # Who the local agents run as, and the folder their runs' working
+    # folders go in (None: this process's user; the run folder).
+    agent_user: AgentUser | None = None
+    agent_workroot: Path | None = None
 
     @property
     def agent_url(self) -> str:
@@ -172,6 +177,12 @@ async def run_suite(
                     root=folder.path / "hosts",
                     run_id=run_id,
                     agent_env=coordinator.agent_env,
+                    agent_user=coordinator.agent_user,
+                    agent_workroot=(
+                        coordinator.agent_workroot / run_id
+                        if coordinator.agent_workroot is not None
+                        else None
+                    ),
                 )
         except ProvisionError as exc:
             refused = str(exc)

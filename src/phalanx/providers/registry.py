@@ -15,6 +15,7 @@ from phalanx.model import (
     PROVIDERS,
     Cluster,
 )
+from phalanx.providers.agentenv import AgentUser
 from phalanx.providers.base import Provider, ProvisionError
 
 
@@ -25,15 +26,19 @@ def make_provider(
     root: Path,
     run_id: str,
     agent_env: Mapping[str, str] | None = None,
+    agent_user: AgentUser | None = None,
+    agent_workroot: Path | None = None,
 ) -> Provider:
     """The provider `name` for one run of `cluster`; its hosts' folders go
     under `root`, and what it makes outside (namespaces, links) carries
     `run_id`, so that a crashed run's leftovers can be told apart.
-    `agent_env`: the local agents' environment (None: this process's)."""
+    `agent_env`, `agent_user`, `agent_workroot`: the local agents'
+    environment, user and where they work (None: this process's, under
+    `root`; providers/agentenv.py)."""
     if name == PROVIDER_LOCAL:
         from phalanx.providers.local import LocalProvider
 
-        return LocalProvider(root, env=agent_env)
+        return LocalProvider(root, env=agent_env, workroot=agent_workroot, user=agent_user)
     if name == PROVIDER_NETNS:
         from phalanx.providers.netns import NetnsProvider
 

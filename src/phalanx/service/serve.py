@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
@@ -101,7 +103,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.coordinator.runs import Coordinator
     from phalanx.coordinator.server import serving
     from phalanx.host.__main__ import CA_ENV
-    from phalanx.providers.agentenv import minimal_env
+    from phalanx.providers.agentenv import UnusableUser, agent_user, minimal_env
     from phalanx.service.agents import SeenRecorder
     from phalanx.service.alerts import SmtpSettings
     from phalanx.service.api import create_app
@@ -128,6 +130,19 @@ async def _main(config: object, repos: list[Path]) -> None:
 
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
+    # The database and every run's files: the service's own, no one else's
+    # (a stage of a local agent runs as another user: agentenv.py).
+    os.chmod(data, 0o700)
+    try:
+        local_user = await asyncio.to_thread(agent_user, config.local_agent_user)
+    except UnusableUser as exc:
+        # Said loudly: stages of local clusters then run as the service's
+        # own user, and could reach its data folder (README: Security model).
+        log.warning("local agents run as this service's user: local_agent_user: %s", exc)
+        local_user = None
+    # Local agents work outside the data folder, in a folder of this
+    # process's (theirs inside it), removed when the service stops.
+    workroot = Path(tempfile.mkdtemp(prefix="phalanx-hosts-"))
     log.info("database %s, data in %s", config.safe_database(), data.resolve())
     store = await Store.open(config.database(), data_dir=data)
     seen = SeenRecorder(store.agents)
@@ -251,6 +266,8 @@ async def _main(config: object, repos: list[Path]) -> None:
                             hypervisors=hypervisors,
                             agent_env=agent_env,
                             script_keys=service.script_keys,
+                            agent_user=local_user,
+                            agent_workroot=workroot,
                         )
                     )
                 else:
@@ -264,6 +281,8 @@ async def _main(config: object, repos: list[Path]) -> None:
                             hypervisors,
                             agent_env=agent_env,
                             script_keys=service.script_keys,
+                            agent_user=local_user,
+                            agent_workroot=workroot,
                         )
                     )
                 shown = f"[{config.host}]" if ":" in config.host else config.host
@@ -294,6 +313,7 @@ async def _main(config: object, repos: list[Path]) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await store.close()
+        shutil.rmtree(workroot, ignore_errors=True)
     log.info("stopped")
 
 
