@@ -7,7 +7,10 @@ Who may read them: the hosts of a live run, and only from that run's
 definitions repo. A request is answered when it comes from the address of
 a connected agent whose host a live run holds (the peer address of the
 agent's own authenticated connection); scripts carry no credential, so the
-address is what names the host. Everyone else gets 403. Only regular files
+address is what names the host. On loopback, where every local process
+has that address, the process at the other end of the connection must
+hold a running run's capability in its environment (as the run's stages
+do: coordinator/peer.py). Everyone else gets 403. Only regular files
 inside the repo are served: `..`, absolute paths and symlinks that lead
 out of it are refused (404, so nothing tells what exists outside), and so
 is anything under `.git/` (a remote's credentials may be in its config).
@@ -33,6 +36,8 @@ from pathlib import Path, PurePosixPath
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from phalanx.coordinator.peer import is_loopback, loopback_capability
 
 # The client's address -> the definitions repos of the live runs that hold
 # a host whose agent connects from there.
@@ -94,7 +99,11 @@ def script_routes(
 ) -> list[Route]:
     async def find(request: Request) -> Path | Response:
         client = request.client.host if request.client is not None else ""
-        roots = roots_for(client)
+        if keys is not None and run_root is not None and is_loopback(client):
+            # Every local process comes from loopback: ask the client for its run's key.
+            roots = await _loopback_roots(request, keys, run_root)
+        else:
+            roots = roots_for(client)
         if not roots:
             return _refusal("suite files are for the hosts of a running run", 403)
         relative = str(request.path_params.get("path", ""))
@@ -131,6 +140,19 @@ def script_routes(
         Route("/downloadScript/{path:path}", download, methods=["GET"]),
         Route("/scripts/{run_id}/{key}/{path:path}", keyed, methods=["GET"]),
     ]
+
+
+async def _loopback_roots(request: Request, keys: ScriptKeys, run_root: RunRoot) -> list[Path]:
+    """The repo of the run whose capability the client process holds
+    (coordinator/peer.py), if that run is running."""
+    server = request.scope.get("server")
+    if request.client is None or not server:
+        return []
+    held = await asyncio.to_thread(loopback_capability, request.client.port, int(server[1]))
+    if held is None or not keys.valid(*held):
+        return []
+    root = run_root(held[0])
+    return [root] if root is not None else []
 
 
 async def _found(roots: list[Path], relative: str) -> Path | Response:
