@@ -63,7 +63,9 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> RecordingFaults:
             super().__init__(root)
             self.faults = recording
 
-    def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> FaultyLocal:
+    def make_provider(
+        name: str, *, cluster: Cluster, root: Path, run_id: str, **_: object
+    ) -> FaultyLocal:
         return FaultyLocal(root)
 
     monkeypatch.setattr(runs, "make_provider", make_provider)
