@@ -6,7 +6,11 @@ the reports carry the service's secrets."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
+
+import pytest
 
 from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
 
@@ -23,8 +27,17 @@ done
 """
 
 
-def test_a_stage_sees_a_minimal_environment_and_none_of_the_services(tmp_path: Path) -> None:
+@pytest.mark.parametrize("provider", ["local", "netns"])
+def test_a_stage_sees_a_minimal_environment_and_none_of_the_services(
+    tmp_path: Path, provider: str
+) -> None:
+    if provider == "netns" and (os.geteuid() != 0 or shutil.which("ip") is None):
+        pytest.skip("netns hosts need root and iproute2 (CI installs it)")
     repo = make_repo(tmp_path / "defs")
+    if provider == "netns":
+        (repo / "clusters" / "one.yaml").write_text(
+            f"name: one\nprovider: netns\nhosts:\n  - {{name: h1.t.test, ip: 10.{os.getpid() % 200}.77.2}}\n"
+        )
     case = repo / "test-suites" / "probe" / "tc" / "a"
     case.mkdir(parents=True)
     (case / "run.sh").write_text(PROBE)

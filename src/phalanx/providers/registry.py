@@ -42,7 +42,7 @@ def make_provider(
     if name == PROVIDER_NETNS:
         from phalanx.providers.netns import NetnsProvider
 
-        return NetnsProvider(cluster, root, run_id)
+        return NetnsProvider(cluster, root, run_id, env=agent_env)
     if name == PROVIDER_SSH:
         from phalanx.providers.ssh import SshProvider
 
