@@ -45,6 +45,41 @@ async def test_git_credentials_stay_out_of_argv_and_the_data_folder(tmp_path: Pa
             assert PASSWORD.encode() not in path.read_bytes(), path
 
 
+async def test_an_older_checkout_with_credentials_on_disk_is_cleaned(tmp_path: Path) -> None:
+    _needs_git()
+    origin = make_repo(tmp_path / "served" / "defs.git")
+    git(origin, "init", "-q", "-b", "main")
+    commit(origin, "two suites")
+    data = tmp_path / "data"
+    with git_server(tmp_path / "served", "ci", PASSWORD) as server:
+        url = server.url.replace("http://", f"http://ci:{PASSWORD}@") + "defs.git"
+        spec = GitRepo(url=url, branch="main", poll_seconds=0.2)
+        async with DefinitionSource(spec, data_dir=data):
+            pass
+        (checkout,) = (data / "repos").glob("defs-*")
+        # as an older phalanx left it: the URL with its credentials, cloned from it
+        git(checkout, "remote", "set-url", "origin", url)
+        git(checkout, "reflog", "expire", "--expire=now", "--all")
+        git(
+            checkout,
+            "-c",
+            "core.logAllRefUpdates=always",
+            "update-ref",
+            "-m",
+            f"clone: from {url}",
+            "HEAD",
+            "HEAD",
+        )
+        assert PASSWORD in (checkout / ".git" / "config").read_text()
+        async with DefinitionSource(spec, data_dir=data) as source:
+            (origin / "later.txt").write_text("a second commit\n")
+            second = commit(origin, "second")
+            await until(source, lambda c: c.revision == second)
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes(), path
+
+
 def test_a_stage_cannot_read_the_repos_git_folder(tmp_path: Path) -> None:
     _needs_git()
     repo = make_serve_repo(tmp_path / "defs")

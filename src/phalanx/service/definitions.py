@@ -360,8 +360,11 @@ class DefinitionSource:
             if before is None:
                 await self._clone(spec)
             else:
-                # An older checkout may hold the credentials in its config.
-                await self._git("remote", "set-url", "origin", self._remote.url)
+                # An older checkout may hold the credentials in its config,
+                # and its reflog ("clone: from URL").
+                if (await self._git("remote", "get-url", "origin")).strip() != self._remote.url:
+                    await self._git("remote", "set-url", "origin", self._remote.url)
+                    await self._git("reflog", "expire", "--expire=now", "--all")
                 remote = f"refs/remotes/origin/{spec.branch}"
                 await self._git("fetch", "--prune", "origin", f"+refs/heads/{spec.branch}:{remote}")
                 await self._git("reset", "--hard", remote)
