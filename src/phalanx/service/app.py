@@ -121,4 +121,5 @@ class Service:
 
     async def fire(self, name: str) -> None:
         """The scheduler's call."""
-        await self.submit(name, "schedule")
+        summary = await self.submit(name, "schedule")
+        await self.store.audit.record("schedule", "run.start", summary.id, detail=name)
