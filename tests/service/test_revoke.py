@@ -126,3 +126,27 @@ def test_removing_a_user_ends_their_event_streams_within_a_second(tmp_path: Path
         browser.close()
     finally:
         stop(served)
+
+
+def test_revoking_a_hypervisors_token_closes_its_connection(tmp_path: Path) -> None:
+    from tests.hypervisor.test_daemon import start_hypervisor
+
+    served = start(tmp_path, make_repo(tmp_path / "defs"), tmp_path / "data")
+    daemon: subprocess.Popen[str] | None = None
+    try:
+        daemon = start_hypervisor(served, tmp_path, "hv1")
+        token = user_token(served, "vera", "viewer")
+        with served.client(token) as client:
+            (row,) = client.get("/api/hypervisors").json()
+            assert row["connected"] and row["lost"] is None, row
+            served.admin("token", "revoke", "hv1", "--hypervisor")
+            revoked = time.monotonic()
+            while client.get("/api/hypervisors").json()[0]["connected"]:
+                assert time.monotonic() - revoked < WITHIN + SLACK
+                time.sleep(0.05)
+        assert "hypervisor hv1 lost: its token was revoked" in served.log.read_text()
+    finally:
+        if daemon is not None:
+            daemon.kill()
+            daemon.wait(30)
+        stop(served)

@@ -202,7 +202,8 @@ def token_list(args: argparse.Namespace) -> int:
 
 @_admin
 def token_revoke(args: argparse.Namespace) -> int:
-    """Revoke an agent's token: the agent is refused from its next connection on."""
+    """Revoke an agent's token: its live connection is closed within a second (the
+    service looks twice a second) and it is refused from then on."""
 
     async def work(store: Store, config: ServiceConfig) -> int:
         auth = _auth(store, config)

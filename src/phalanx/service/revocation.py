@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from phalanx.coordinator.agents import AgentHub
-from phalanx.service.auth import AGENT_PREFIX, Auth
+from phalanx.service.auth import AGENT_PREFIX, HYPERVISOR_PREFIX, Auth
+
+if TYPE_CHECKING:
+    from phalanx.coordinator.hypervisors import Hypervisors
 
 log = logging.getLogger("phalanx.service")
 
@@ -37,11 +41,30 @@ async def revoked_agents(hub: AgentHub, auth: Auth) -> list[str]:
     return gone
 
 
-async def watch_agent_tokens(hub: AgentHub, auth: Auth) -> None:
-    """Run until cancelled."""
+async def revoked_hypervisors(hypervisors: Hypervisors, auth: Auth) -> list[str]:
+    """The connected hypervisors whose token no longer stands; each is lost
+    (its runs end in error naming it, its connection is closed; its next
+    connection is refused)."""
+    gone = []
+    for remote in list(hypervisors.remotes.values()):
+        token = remote.token
+        if remote.connection is None or token is None or not token.startswith(HYPERVISOR_PREFIX):
+            continue
+        if await auth.verify_hypervisor_token(token) is None:
+            gone.append(remote.name)
+            hypervisors.lose(remote, "its token was revoked")
+    return gone
+
+
+async def watch_agent_tokens(
+    hub: AgentHub, auth: Auth, hypervisors: Hypervisors | None = None
+) -> None:
+    """Run until cancelled: agents' and hypervisors' revoked tokens."""
     while True:
         await asyncio.sleep(CHECK_EVERY)
         try:
             await revoked_agents(hub, auth)
+            if hypervisors is not None:
+                await revoked_hypervisors(hypervisors, auth)
         except Exception:  # a store hiccup: look again next time
             log.exception("checking the agents' tokens failed")

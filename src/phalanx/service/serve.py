@@ -297,7 +297,7 @@ async def _main(config: object, repos: list[Path]) -> None:
                 reschedule()
                 watchers = [asyncio.create_task(_follow(source, reschedule)) for source in sources]
                 refresher = asyncio.create_task(_refresh_next(service, scheduler))
-                revocations = asyncio.create_task(watch_agent_tokens(hub, auth))
+                revocations = asyncio.create_task(watch_agent_tokens(hub, auth, hypervisors))
                 try:
                     await stop.wait()
                 finally:
