@@ -24,7 +24,7 @@ echo relative-done
 if cat "@data@/phalanx.db" >/dev/null 2>&1; then echo "read the database"; fi
 if [ -w "@data@/phalanx.db" ]; then echo "may write the database"; fi
 if ls "@data@" >/dev/null 2>&1; then echo "listed the data folder"; fi
-if tr '\\0' '\\n' < /proc/@serve@/environ >/dev/null 2>&1; then echo "read the service's environment"; fi
+if tr '\\0' '\\n' 2>/dev/null </proc/@serve@/environ >/dev/null; then echo "read the service's environment"; fi
 echo done
 """
 

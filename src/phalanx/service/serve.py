@@ -143,6 +143,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     # Local agents work outside the data folder, in a folder of this
     # process's (theirs inside it), removed when the service stops.
     workroot = Path(tempfile.mkdtemp(prefix="phalanx-hosts-"))
+    os.chmod(workroot, 0o711)  # the agents' user passes through to its own folders
     log.info("database %s, data in %s", config.safe_database(), data.resolve())
     store = await Store.open(config.database(), data_dir=data)
     seen = SeenRecorder(store.agents)
