@@ -29,13 +29,13 @@ echo done
 """
 
 
-def _attack(tmp_path: Path) -> tuple[list[str], Path]:
+def _attack(tmp_path: Path, agent_user: str = "nobody") -> tuple[list[str], Path]:
     data = tmp_path / "data"
     repo = make_repo(tmp_path / "defs")
     case = repo / "test-suites" / "attack" / "tc" / "a"
     case.mkdir(parents=True)
     (repo / "test-suites" / "attack" / "suite.yaml").write_text("cluster: one\ntests: [a]\n")
-    served = start(tmp_path, repo, data)
+    served = start(tmp_path, repo, data, env={"PHALANX_LOCAL_AGENT_USER": agent_user})
     try:
         (case / "run.sh").write_text(
             ATTACK.replace("@data@", str(data.resolve())).replace("@serve@", str(served.proc.pid))

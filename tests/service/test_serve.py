@@ -104,7 +104,11 @@ def start(tmp: Path, repo: Path, data: Path, env: dict[str, str] | None = None) 
             [sys.executable, "-m", "phalanx.cli", "serve", "--repo", str(repo),
              "--listen", "127.0.0.1:0", "--data", str(data)],
             cwd=tmp, stdout=out, stderr=out, text=True,
-            env=clean | {"PHALANX_CONNECT_TIMEOUT": "4"} | (env or {}),
+            # Local agents as root, as before local_agent_user: these tests'
+            # stages write into the test's own (root-only) folders.
+            env=clean
+            | {"PHALANX_CONNECT_TIMEOUT": "4", "PHALANX_LOCAL_AGENT_USER": ""}
+            | (env or {}),
         )  # fmt: skip
     deadline = time.monotonic() + 60
     while True:

@@ -254,7 +254,15 @@ async def _main(config: object, repos: list[Path]) -> None:
                     # connect over wss and trust the service's own certificate.
                     # No second listener: the certificate does not name a
                     # bridge's address, so netns hosts cannot verify it there.
-                    os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
+                    certificate = Path(str(config.tls_cert)).resolve()
+                    if local_user is not None:
+                        # Theirs to read wherever the service keeps its own:
+                        # a copy of the (public) certificate beside their folders.
+                        copy = workroot / "coordinator.pem"
+                        shutil.copyfile(certificate, copy)
+                        os.chmod(copy, 0o644)
+                        certificate = copy
+                    os.environ[CA_ENV] = str(certificate)
                 # Stages see none of the service's environment (its secrets).
                 agent_env = minimal_env(os.environ)
                 if tls:
