@@ -33,6 +33,9 @@ class RunContext:
     coordinator: str  # host name or address of the coordinator
     port: int  # its web port
     proto: str = "http"
+    # Where the run's stages fetch its suite files with its capability
+    # (coordinator/scripts.py); "" where there is none.
+    scripts_url: str = ""
 
 
 def tag_values(
@@ -56,6 +59,7 @@ def tag_values(
             "coordinator": run.coordinator,
             "port": str(run.port),
             "proto": run.proto,
+            "scripts_url": run.scripts_url,
             "diskmounts": diskmounts,
             "address": addresses.get(host.name, ""),
             "functions": FUNCTIONS_REF,
@@ -91,7 +95,7 @@ def environment(values: Mapping[str, str]) -> dict[str, str]:
     PHALANX_HOST_<NAME> for @host:NAME@, PHALANX_TAG_<NAME> for suite tags."""
     builtin = {
         "slavename", "hostname", "shortname", "role", "run_id", "coordinator",
-        "port", "proto", "diskmounts", "logfiles", "address",
+        "port", "proto", "diskmounts", "logfiles", "address", "scripts_url",
     }  # fmt: skip
     env: dict[str, str] = {}
     for key, value in values.items():

@@ -62,7 +62,9 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> RecordingFaults:
         def capabilities(self) -> Capabilities:
             return replace(super().capabilities(), faults=recording)
 
-    def make_provider(name: str, *, cluster: Cluster, root: Path, run_id: str) -> FaultyLocal:
+    def make_provider(
+        name: str, *, cluster: Cluster, root: Path, run_id: str, **_: object
+    ) -> FaultyLocal:
         return FaultyLocal(root)
 
     monkeypatch.setattr(runs, "make_provider", make_provider)

@@ -105,7 +105,11 @@ def start(tmp: Path, repo: Path, data: Path, env: dict[str, str] | None = None) 
             [sys.executable, "-m", "phalanx.cli", "serve", "--repo", str(repo),
              "--listen", "127.0.0.1:0", "--data", str(data)],
             cwd=tmp, stdout=out, stderr=out, text=True,
-            env=clean | {"PHALANX_CONNECT_TIMEOUT": "4"} | (env or {}),
+            # Local agents as root, as before local_agent_user: these tests'
+            # stages write into the test's own (root-only) folders.
+            env=clean
+            | {"PHALANX_CONNECT_TIMEOUT": "4", "PHALANX_LOCAL_AGENT_USER": ""}
+            | (env or {}),
         )  # fmt: skip
     deadline = time.monotonic() + 60
     while True:
@@ -465,6 +469,8 @@ def test_a_person_signs_in_with_a_password_and_out_again(served: Served) -> None
         assert PASSWORD not in served.log.read_text()
         # The session cookie reads and writes as the user's role allows.
         assert browser.get("/api/suites").status_code == 200
-        assert browser.post("/api/suites/good/runs").status_code == 201
-        assert browser.post("/api/logout").status_code == 200
+        # a browser's page says where its writes come from (service/origin.py)
+        ours = {"Origin": served.url}
+        assert browser.post("/api/suites/good/runs", headers=ours).status_code == 201
+        assert browser.post("/api/logout", headers=ours).status_code == 200
         assert browser.get("/api/suites").status_code == 401

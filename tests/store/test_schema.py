@@ -26,6 +26,7 @@ TABLES = {
     "users",
     "user_tokens",
     "login_sessions",
+    "audit_log",
 }
 
 

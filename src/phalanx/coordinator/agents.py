@@ -134,6 +134,9 @@ class AgentLink:
         self.version = ""  # from its hello
         self.labels: dict[str, str] = {}  # from its hello
         self.reported = 0.0  # when `on_seen` last heard of it (loop time)
+        # The token its live connection was admitted with (in memory only):
+        # whoever issued it may check that it still stands (a revoke).
+        self.token: str | None = None
 
     def send(self, message: object) -> None:
         """Send on the live connection; without one the message is dropped
@@ -417,7 +420,8 @@ class AgentHub:
     # --- the WebSocket endpoint -------------------------------------------------------
 
     async def serve(self, websocket: WebSocket) -> None:
-        found = self.tokens.host_for(bearer(websocket.headers.get("authorization")))
+        token = bearer(websocket.headers.get("authorization"))
+        found = self.tokens.host_for(token)
         host = await found if inspect.isawaitable(found) else found
         if host is None:
             await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
@@ -457,6 +461,7 @@ class AgentHub:
         link.address = websocket.client.host if websocket.client is not None else None
         link.version = first.agent_version
         link.labels = dict(first.labels)
+        link.token = token
         link.attach(connection)
         self._end_over(link, first)
         try:

@@ -85,6 +85,9 @@ class Remote:
     local: bool
     version: str = ""
     connection: Any = None  # the live WebSocket's sender
+    # The token its live connection was admitted with (in memory only), so
+    # that a revoke can close it (service/revocation.py).
+    token: str | None = field(default=None, repr=False)
     last_seen: float = field(default_factory=time.monotonic)
     seen_at: float = field(default_factory=time.time)
     disconnected_at: float | None = None
@@ -591,8 +594,9 @@ class Hypervisors:
         )
 
         name: str | None = None
+        token = bearer(websocket.headers.get("authorization"))
         if self.verify is not None:
-            found = self.verify(bearer(websocket.headers.get("authorization")))
+            found = self.verify(token)
             name = await found if inspect.isawaitable(found) else found
         if name is None:
             await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
@@ -644,6 +648,7 @@ class Hypervisors:
             stale = asyncio.ensure_future(remote.connection.close(1000, "replaced"))
             stale.add_done_callback(lambda _: None)
         remote.connection = connection
+        remote.token = token
         remote.last_seen, remote.seen_at = time.monotonic(), time.time()
         self.remotes[name] = remote
         log.info(

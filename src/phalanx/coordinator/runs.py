@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import RunFleet
 from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
-from phalanx.coordinator.scripts import script_routes
+from phalanx.coordinator.scripts import ScriptKeys, script_routes
 from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation, scope_id
@@ -39,6 +39,7 @@ from phalanx.model import (
     Status,
     Suite,
 )
+from phalanx.providers.agentenv import AgentUser
 from phalanx.providers.base import (
     AgentSpec,
     Capabilities,
@@ -100,6 +101,16 @@ class Coordinator:
     # embedded one (coordinator/hypervisors.py); None: the qemu provider itself.
     hypervisors: Hypervisors | None = None
     tls: bool = False  # it serves https and wss (`phalanx serve` with a certificate)
+    # The environment of the local agents it starts; None: this process's
+    # own (`phalanx run`). The service gives a minimal one (providers/agentenv.py).
+    agent_env: Mapping[str, str] | None = None
+    # Each run's capability for its suite files (coordinator/scripts.py);
+    # None: its stages get no $PHALANX_SCRIPTS_URL.
+    script_keys: ScriptKeys | None = None
+    # Who the local agents run as, and the folder their runs' working
+    # folders go in (None: this process's user; the run folder).
+    agent_user: AgentUser | None = None
+    agent_workroot: Path | None = None
 
     @property
     def agent_url(self) -> str:
@@ -130,7 +141,8 @@ async def open_coordinator(
         )
         return [scripts_root] if scripts_root is not None and hosts else []
 
-    app = agent_app(hub, script_routes(roots_for))
+    keys = ScriptKeys()
+    app = agent_app(hub, script_routes(roots_for, lambda run_id: scripts_root, keys))
     async with serving(app, host, port) as bound:
         listeners = SharedListeners(lambda address: serving(app, address, 0))
         hypervisors = Hypervisors(
@@ -138,7 +150,9 @@ async def open_coordinator(
         )
         hub.start()
         try:
-            yield Coordinator(hub, tokens, host, bound, listeners.hold, hypervisors)
+            yield Coordinator(
+                hub, tokens, host, bound, listeners.hold, hypervisors, script_keys=keys
+            )
         finally:
             await hypervisors.stop()
             await hub.stop()
@@ -172,7 +186,17 @@ async def run_suite(
                 )
             else:
                 provider = make_provider(
-                    name, cluster=suite.cluster, root=folder.path / "hosts", run_id=run_id
+                    name,
+                    cluster=suite.cluster,
+                    root=folder.path / "hosts",
+                    run_id=run_id,
+                    agent_env=coordinator.agent_env,
+                    agent_user=coordinator.agent_user,
+                    agent_workroot=(
+                        coordinator.agent_workroot / run_id
+                        if coordinator.agent_workroot is not None
+                        else None
+                    ),
                 )
         except ProvisionError as exc:
             refused = str(exc)
@@ -185,6 +209,14 @@ async def run_suite(
         folder.close()
     write_reports(result, folder.path, options.reports)
     return result, folder.path
+
+
+def _scripts_url(coordinator: Coordinator, reach: _Reach, run_id: str) -> str:
+    keys = coordinator.script_keys
+    if keys is None:
+        return ""
+    host = f"[{reach.host}]" if ":" in reach.host else reach.host
+    return f"{coordinator.proto}://{host}:{reach.port}/scripts/{run_id}/{keys.key(run_id)}"
 
 
 def provider_name(suite: Suite, options: RunOptions) -> str:
@@ -297,7 +329,13 @@ async def _run_provided(
         engine = Lockstep(
             suite,
             fleet,
-            RunContext(run_id, reach.host, reach.port, coordinator.proto),
+            RunContext(
+                run_id,
+                reach.host,
+                reach.port,
+                coordinator.proto,
+                scripts_url=_scripts_url(coordinator, reach, run_id),
+            ),
             emit,
             addresses=(
                 provider.addresses(hosts)

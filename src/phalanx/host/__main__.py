@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     from phalanx.host.daemon import TOKEN_ENV, Agent, install_xrdtest_library
+    from phalanx.host.scrub import forget_env
     from phalanx.wire.messages import MAX_LABELS
 
     if len(dict(args.labels)) > MAX_LABELS:
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except Unusable as exc:
         print(f"phalanx agent: {exc}", file=sys.stderr)
         return 2
+    # The token is in memory now; the stages must not find it in /proc.
+    forget_env(TOKEN_ENV)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s {args.name} %(levelname)s %(message)s",

@@ -105,11 +105,12 @@ def escapees(mark: bytes | None = None) -> list[int]:
     return found
 
 
-def marked(name: str, value: str, *, prefix: bool = False) -> list[int]:
-    """This user's processes whose environment has NAME=VALUE (NAME=VALUE...
-    with `prefix`), wherever they are in the process tree: a scan of /proc
-    (under a millisecond for a hundred processes)."""
-    mark, uid, me = f"{name}={value}".encode(), os.getuid(), os.getpid()
+def marked(name: str, value: str, *, prefix: bool = False, uid: int | None = None) -> list[int]:
+    """This user's (or `uid`'s) processes whose environment has NAME=VALUE
+    (NAME=VALUE... with `prefix`), wherever they are in the process tree: a
+    scan of /proc (under a millisecond for a hundred processes)."""
+    mark, me = f"{name}={value}".encode(), os.getpid()
+    uid = os.getuid() if uid is None else uid
     found = []
     with contextlib.suppress(OSError), os.scandir("/proc") as entries:
         for entry in entries:
@@ -180,11 +181,13 @@ async def end_scope(scope: str, groups: Iterable[int] = (), grace: float = KILL_
         await end_processes(found, grace)
 
 
-async def end_marked(name: str, value: str, grace: float = KILL_GRACE) -> None:
-    """End every process of this user that carries NAME=VALUE (e.g. after
-    an agent killed with -9, the processes its stages left)."""
+async def end_marked(
+    name: str, value: str, grace: float = KILL_GRACE, uid: int | None = None
+) -> None:
+    """End every process of this user (or `uid`) that carries NAME=VALUE
+    (e.g. after an agent killed with -9, the processes its stages left)."""
     for _ in range(8):
-        found = marked(name, value)
+        found = marked(name, value, uid=uid)
         if not found:
             return
         await end_processes(found, grace)

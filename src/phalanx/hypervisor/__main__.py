@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except Unusable as exc:
         print(f"phalanx hypervisor: {exc}", file=sys.stderr)
         return 2
+    from phalanx.host.scrub import forget_env
+
+    forget_env(TOKEN_ENV)  # what it starts must not find the token in /proc
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"%(asctime)s hypervisor {args.name} %(levelname)s %(message)s",

@@ -91,8 +91,10 @@ def from_yaml(src: yamlsrc.Source) -> Cluster:
         if key not in CLUSTER_KEYS:
             problems.errors.append(src.error(fields.unknown_key(key, CLUSTER_KEYS), key))
     name = data.get("name", src.file.stem)
-    if not isinstance(name, str) or not name:
-        problems.errors.append(src.error("must be a non-empty name", "name"))
+    try:
+        fields.segment(name)
+    except fields.FieldError as exc:
+        problems.errors.append(src.error(str(exc), "name"))
     hosts: list[Host] = []
     raw_hosts = data.get("hosts")
     unhonoured: tuple[str, ...] = ()
@@ -431,6 +433,10 @@ def from_python(file: Path) -> Cluster:
         problems.add(f"getCluster() must return a Cluster, not {type(made).__name__}", "getCluster")
         problems.raise_if_any()
     name = made.name or file.stem
+    try:
+        fields.segment(name)
+    except fields.FieldError as exc:
+        problems.add(str(exc), "name", lines.get("name"))
     default = made.defaultHost
     hosts: list[Host] = []
     for index, raw in enumerate(made.hosts):

@@ -18,6 +18,23 @@ def text(value: Any) -> str:
     return str(value)
 
 
+# A name that is a link's path segment (`/suites/NAME/run`) and a folder's
+# name (`tc/NAME`, run folders): none of these may split or leave it.
+_UNSAFE_IN_SEGMENT = re.compile(r"[/\\?#%\x00-\x1f\x7f]")
+
+
+def segment(value: Any) -> str:
+    """A suite, case or cluster name: text that is safe as one path segment."""
+    if not isinstance(value, str) or not value.strip():
+        raise FieldError("must be a non-empty name")
+    if value in (".", "..") or _UNSAFE_IN_SEGMENT.search(value) or len(value) > 200:
+        raise FieldError(
+            f"{value!r} is not safe as one path segment: no / \\ ? # %, control "
+            "characters, `.` or `..`, and at most 200 characters"
+        )
+    return value
+
+
 def names(value: Any) -> tuple[str, ...]:
     """A list of strings; a single string is a list of one."""
     if isinstance(value, str):

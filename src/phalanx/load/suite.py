@@ -167,8 +167,10 @@ def build(
             problems.errors.append(where.error(fields.unknown_key(key, SUITE_KEYS), key))
 
     name = raw.get("name", folder.name)
-    if not isinstance(name, str) or not name.strip():
-        problems.errors.append(where.error("must be a non-empty name", "name"))
+    try:
+        fields.segment(name)
+    except FieldError as exc:
+        problems.errors.append(where.error(str(exc), "name"))
         name = folder.name
     values["name"] = name
     description = raw.get("description", raw.get("descName"))
@@ -293,6 +295,11 @@ def _cases(
                     "a case is a name, or a mapping with `name` and case keys", "tests", index
                 )
             )
+            continue
+        try:
+            fields.segment(spec["name"])
+        except FieldError as exc:
+            problems.errors.append(where.error(str(exc), "tests", index))
             continue
         case = _case(spec, where, ("tests", index), folder, repo, problems)
         if case is None:

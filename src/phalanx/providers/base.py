@@ -27,12 +27,15 @@ agent never did.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from phalanx.model import Cluster, Host
+
+if TYPE_CHECKING:
+    from phalanx.providers.agentenv import AgentUser
 
 
 class ProvisionError(Exception):
@@ -60,6 +63,12 @@ class ProviderSetup:
     cluster: Cluster
     root: Path
     run_id: str
+    # The environment, user and working folder of the agents it starts on
+    # this machine (None: this process's own, under `root`). The service
+    # gives a minimal environment and another user (providers/agentenv.py).
+    agent_env: Mapping[str, str] | None = None
+    agent_user: AgentUser | None = None
+    agent_workroot: Path | None = None
 
 
 class NetworkFaults(Protocol):

@@ -10,13 +10,15 @@ from phalanx.providers.base import Provider, ProviderSetup, ProvisionError
 def local(setup: ProviderSetup) -> Provider:
     from phalanx.providers.local import LocalProvider
 
-    return LocalProvider(setup.root)
+    return LocalProvider(
+        setup.root, env=setup.agent_env, workroot=setup.agent_workroot, user=setup.agent_user
+    )
 
 
 def netns(setup: ProviderSetup) -> Provider:
     from phalanx.providers.netns import NetnsProvider
 
-    return NetnsProvider(setup.cluster, setup.root, setup.run_id)
+    return NetnsProvider(setup.cluster, setup.root, setup.run_id, env=setup.agent_env)
 
 
 def ssh(setup: ProviderSetup) -> Provider:

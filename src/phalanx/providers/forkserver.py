@@ -26,6 +26,12 @@ class ZygoteError(OSError):
     pass
 
 
+def _identity(user: int | None, group: int | None) -> dict[str, Any]:
+    if user is None:
+        return {}
+    return {"user": user, "group": group, "extra_groups": []}
+
+
 class AgentProcess:
     """An agent forked by the zygote: its pid (its process group's too),
     and its end."""
@@ -72,7 +78,15 @@ class Zygote:
         self._loop.add_reader(sock, self._readable)
 
     @classmethod
-    async def start(cls, python: str) -> Zygote:
+    async def start(
+        cls,
+        python: str,
+        env: Mapping[str, str] | None = None,
+        user: int | None = None,
+        group: int | None = None,
+    ) -> Zygote:
+        """The fork server, with `env` (None: this process's) as `user` and
+        `group` (None: this process's): its agents are theirs too."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -81,6 +95,8 @@ class Zygote:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                env=dict(env) if env is not None else None,
+                **_identity(user, group),
             )  # fmt: skip
         except BaseException:
             ours.close()

@@ -10,7 +10,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from phalanx.host.process import (
 )
 from phalanx.layout import agent_log
 from phalanx.model import Host
+from phalanx.providers.agentenv import AgentUser, own_folder
 from phalanx.providers.base import AgentSpec, Capabilities, ProvisionError
 from phalanx.providers.forkserver import AgentProcess, Zygote
 
@@ -52,9 +53,20 @@ class LocalProvider:
         root: Path,
         python: str = sys.executable,
         namespace: Callable[[Host], str] | None = None,
+        env: Mapping[str, str] | None = None,
+        workroot: Path | None = None,
+        user: AgentUser | None = None,
     ) -> None:
         self.root = root
         self.python = python
+        # The agents' (and their stages') environment; None: this process's
+        # own (`phalanx run`). The service gives a minimal one (agentenv.py).
+        self.env = dict(env) if env is not None else None
+        # Where the agents work (None: beside their logs, under `root`), and
+        # as whom (None: this process's user). The service keeps both away
+        # from its data folder (agentenv.py).
+        self.workroot = workroot
+        self.user = user
         # The network namespace of each host's agent (the netns provider's);
         # the agent also gets mount and UTS namespaces of its own there.
         self.namespace = namespace
@@ -90,10 +102,19 @@ class LocalProvider:
 
     async def _start_agents(self, specs: list[AgentSpec]) -> None:
         for spec in specs:
-            workdir = host_dir(self.root, spec.host.name)
-            workdir.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, TOKEN_ENV: spec.token, "PHALANX_HOSTNAME": spec.host.name}
-            log_path = agent_log(workdir)
+            workdir = host_dir(self.workroot or self.root, spec.host.name)
+            if self.workroot is not None:
+                own_folder(self.workroot, None)
+                own_folder(workdir, self.user)
+                if self.user is not None:
+                    os.chmod(self.workroot, 0o711)  # its hosts' folders are theirs
+            else:
+                workdir.mkdir(parents=True, exist_ok=True)
+            base = os.environ if self.env is None else self.env
+            env = {**base, TOKEN_ENV: spec.token, "PHALANX_HOSTNAME": spec.host.name}
+            if self.user is not None:
+                env["HOME"] = str(workdir)  # the service's home is not theirs
+            log_path = agent_log(host_dir(self.root, spec.host.name))
             log_path.parent.mkdir(parents=True, exist_ok=True)
             argv = [
                 "--coordinator", spec.url,
@@ -125,7 +146,13 @@ class LocalProvider:
         if self._zygote is not None and not self._zygote.alive:
             await self._zygote_down()
         if self._zygote is None:
-            self._zygote = await Zygote.start(self.python)
+            # The agents are forked from it: /proc shows them its environment.
+            self._zygote = await Zygote.start(
+                self.python,
+                env=self.env,
+                user=self.user.uid if self.user else None,
+                group=self.user.gid if self.user else None,
+            )
         return self._zygote
 
     async def _zygote_down(self) -> None:
@@ -142,6 +169,8 @@ class LocalProvider:
             await asyncio.gather(*(self._stop(agent, agent.host in lost) for agent in agents))
         finally:
             await self._zygote_down()
+            if self.workroot is not None:  # the service's: nothing in it outlives the run
+                await asyncio.to_thread(shutil.rmtree, self.workroot, True)
 
     async def _stop(self, agent: _Agent, lost: bool) -> None:
         if lost or stopped(agent.process.pid):
@@ -169,5 +198,10 @@ class LocalProvider:
         for pgid in read_ledger(ledger_path(agent.workdir)):
             if group_alive(pgid):
                 signal_group(pgid, signal.SIGKILL)
-        await end_marked(WORKDIR_MARK, str(agent.workdir.resolve()), grace=0)
+        await end_marked(
+            WORKDIR_MARK,
+            str(agent.workdir.resolve()),
+            grace=0,
+            uid=self.user.uid if self.user is not None else None,
+        )
         shutil.rmtree(socket_dir(agent.workdir), ignore_errors=True)

@@ -450,7 +450,10 @@ class NetnsProvider:
         run_id: str,
         python: str = sys.executable,
         state_dir: Path = STATE_DIR,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env`: the agents' environment (None: this process's; the
+        service gives a minimal one: agentenv.py)."""
         self.cluster = cluster
         self.run_id = run_id
         self.state_dir = state_dir
@@ -459,7 +462,7 @@ class NetnsProvider:
         self.plan: Plan | None = None
         self._record: Record | None = None
         self._mark = label(run_id)
-        self._agents = LocalProvider(root, python, namespace=self._namespace)
+        self._agents = LocalProvider(root, python, namespace=self._namespace, env=env)
 
     # What faults need (NetnsFaults(namespaces=…, addresses=…, coordinator=…, interface=…)).
     @property

@@ -19,6 +19,7 @@ argon2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -107,11 +108,22 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _auth(store: Store, config: ServiceConfig) -> Auth:
+    import getpass
     from datetime import timedelta
 
     from phalanx.service.auth import Auth
 
-    return Auth(store.credentials, session_ttl=timedelta(hours=config.session_hours))
+    # The admin commands' changes are audited as the machine's user who ran them.
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return Auth(
+        store.credentials,
+        session_ttl=timedelta(hours=config.session_hours),
+        audit=store.audit,
+        actor=f"cli:{user}",
+    )
 
 
 def _when(moment: Any) -> str:
@@ -190,7 +202,8 @@ def token_list(args: argparse.Namespace) -> int:
 
 @_admin
 def token_revoke(args: argparse.Namespace) -> int:
-    """Revoke an agent's token: the agent is refused from its next connection on."""
+    """Revoke an agent's token: its live connection is closed within a second (the
+    service looks twice a second) and it is refused from then on."""
 
     async def work(store: Store, config: ServiceConfig) -> int:
         auth = _auth(store, config)

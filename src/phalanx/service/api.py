@@ -11,6 +11,8 @@ token (service/auth.py keeps the kinds apart). Every error is JSON with a
 import asyncio
 import dataclasses
 import json
+import math
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +34,7 @@ from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal, Role
 from phalanx.service.definitions import Catalog, SuiteEntry
 from phalanx.service.documents import next_change, run_document
+from phalanx.service.origin import from_this_site
 from phalanx.service.queue import ALERTS_FILE, NotActive
 from phalanx.service.unavailable import add_store_failure_handler
 from phalanx.store.errors import NotFound
@@ -41,6 +44,10 @@ SESSION_COOKIE = "phalanx_session"
 MAX_READ = 1024 * 1024  # one ranged read of an output file
 DEFAULT_READ = 64 * 1024
 KEEPALIVE = 15.0  # seconds between an event stream's signs of life when nothing changes
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# How often a long-lived stream checks that its reader may still read: a
+# removed user's or revoked token's streams end within this.
+RECHECK_EVERY = 0.5
 
 RunId = Annotated[str, PathParam(min_length=1, max_length=200)]
 
@@ -63,6 +70,19 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def foreign_write(request: Request) -> None:
+    """Refuse a cookie-authenticated write that does not come from this
+    service's own pages (service/origin.py)."""
+    if not from_this_site(request.headers, required=True):
+        raise ApiError(
+            403, "a signed-in browser's write came from another site (or said from none)"
+        )
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else ""
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -108,6 +128,8 @@ def create_app(service: Service) -> FastAPI:
             return found
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
+            if request.method not in SAFE_METHODS:
+                foreign_write(request)
             return await service.auth.session_user(cookie)
         return None
 
@@ -123,8 +145,14 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(403, f"{who.name} is a {who.role.value}: this needs an operator")
         return who
 
+    async def admin(who: Annotated[Principal, Depends(operator)]) -> Principal:
+        if not who.role.allows(Role.ADMIN):
+            raise ApiError(403, f"{who.name} is a {who.role.value}: this needs an admin")
+        return who
+
     Reader = Annotated[Principal | None, Depends(reader)]
     Operator = Annotated[Principal, Depends(operator)]
+    Admin = Annotated[Principal, Depends(admin)]
 
     # --- routes -----------------------------------------------------------------------
 
@@ -142,11 +170,21 @@ def create_app(service: Service) -> FastAPI:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.post("/api/login", tags=["service"])
-    async def login(body: LoginRequest) -> JSONResponse:
+    async def login(body: LoginRequest, request: Request) -> JSONResponse:
         """Sign in with a name and password; the session is a cookie the
-        browser keeps (HttpOnly, SameSite=Lax, Secure when served over TLS)."""
-        who = await service.auth.verify_password(body.name, body.password)
-        if who is None:
+        browser keeps (HttpOnly, SameSite=Lax, Secure when served over TLS).
+        Too many failures for a name or from an address: 429 and a wait
+        (Retry-After) that doubles with each further failure."""
+        if not from_this_site(request.headers, required=False):
+            raise ApiError(403, "a sign-in came from another site")
+        who = await service.auth.login(body.name, body.password, client_address(request))
+        if isinstance(who, float):
+            if who > 0:
+                return JSONResponse(
+                    {"message": f"too many failed sign-ins: try again in {who:.0f} s"},
+                    status_code=429,
+                    headers={"Retry-After": str(max(1, math.ceil(who)))},
+                )
             raise ApiError(401, "wrong name or password")
         response = JSONResponse({"name": who.name, "role": who.role.value})
         await open_session(service, response, who)
@@ -156,7 +194,13 @@ def create_app(service: Service) -> FastAPI:
     async def logout(request: Request) -> JSONResponse:
         """End this browser's session (a no-op without one)."""
         if cookie := request.cookies.get(SESSION_COOKIE):
+            foreign_write(request)
+            who = await service.auth.session_user(cookie)
             await service.auth.end_session(cookie)
+            if who is not None:
+                await service.store.audit.record(
+                    who.name, "logout", who.name, address=client_address(request)
+                )
         response = JSONResponse({"message": "signed out"})
         response.delete_cookie(SESSION_COOKIE)
         return response
@@ -175,13 +219,16 @@ def create_app(service: Service) -> FastAPI:
         return document
 
     @app.post("/api/suites/{name}/runs", status_code=201, tags=["runs"])
-    async def submit(name: str, who: Operator) -> dict[str, Any]:
+    async def submit(name: str, who: Operator, request: Request) -> dict[str, Any]:
         try:
             summary = await service.submit(name, f"api:{who.name}")
         except UnknownSuite as exc:
             raise ApiError(404, str(exc)) from None
         except Unrunnable as exc:
             raise ApiError(409, str(exc)) from None
+        await service.store.audit.record(
+            who.name, "run.start", summary.id, address=client_address(request), detail=name
+        )
         return _summary(summary)
 
     @app.get("/api/runs", tags=["runs"])
@@ -211,47 +258,68 @@ def create_app(service: Service) -> FastAPI:
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {}}}},
     )
-    async def events(run_id: RunId, who: Reader) -> StreamingResponse:
+    async def events(run_id: RunId, who: Reader, request: Request) -> StreamingResponse:
         """Server-sent events: the run's document (as `GET /api/runs/{id}`)
-        each time it changes, until the run has ended."""
+        each time it changes, until the run has ended, or until the reader
+        may no longer read (signed out, removed, token revoked)."""
         if await service.store.runs.get(run_id) is None:
             raise ApiError(404, f"no run {run_id!r}")
 
+        async def may_read() -> bool:
+            try:
+                return await reader(await principal(request)) is not None or who is None
+            except ApiError:
+                return False
+
         async def stream() -> AsyncIterator[str]:
             last, seen = None, -1
+            checked = quiet = time.monotonic()
+            changed = True
             while True:
-                found = await run_document(service, run_id)
-                if found is None:
-                    return
-                _, document = found
-                text = json.dumps(document)
-                if text != last:
-                    last = text
-                    yield f"event: run\ndata: {text}\n\n"
-                if document["status"] not in ("queued", "running"):
-                    return
+                if time.monotonic() - checked >= RECHECK_EVERY:
+                    checked = time.monotonic()
+                    if not await may_read():
+                        return
+                if changed:
+                    found = await run_document(service, run_id)
+                    if found is None:
+                        return
+                    _, document = found
+                    text = json.dumps(document)
+                    if text != last:
+                        last, quiet = text, time.monotonic()
+                        yield f"event: run\ndata: {text}\n\n"
+                    if document["status"] not in ("queued", "running"):
+                        return
                 try:
-                    seen = await asyncio.wait_for(next_change(service, run_id, seen), KEEPALIVE)
+                    seen = await asyncio.wait_for(next_change(service, run_id, seen), RECHECK_EVERY)
+                    changed = True
                 except TimeoutError:
-                    # Nothing changed for a while: a comment line, so that the
-                    # client can tell a quiet run from a dead connection.
-                    yield ": keepalive\n\n"
+                    changed = False
+                    if time.monotonic() - quiet >= KEEPALIVE:
+                        # Nothing changed for a while: a comment line, so that
+                        # the client can tell a quiet run from a dead connection.
+                        quiet = time.monotonic()
+                        yield ": keepalive\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     @app.post("/api/runs/{run_id}/cancel", status_code=202, tags=["runs"])
-    async def cancel(run_id: RunId, who: Operator) -> dict[str, Any]:
+    async def cancel(run_id: RunId, who: Operator, request: Request) -> dict[str, Any]:
         try:
             status = await service.queue.cancel(run_id, who.name)
         except NotFound as exc:
             raise ApiError(404, str(exc)) from None
         except NotActive as exc:
             raise ApiError(409, str(exc)) from None
+        await service.store.audit.record(
+            who.name, "run.cancel", run_id, address=client_address(request)
+        )
         return {"id": run_id, "status": status}
 
     @app.post("/api/runs/{run_id}/rerun", status_code=201, tags=["runs"])
     async def rerun(
-        run_id: RunId, who: Operator, request: RerunRequest | None = None
+        run_id: RunId, who: Operator, http: Request, request: RerunRequest | None = None
     ) -> dict[str, Any]:
         failed_only = request.failed_only if request is not None else False
         try:
@@ -260,7 +328,27 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(404, str(exc)) from None
         except Unrunnable as exc:
             raise ApiError(409, str(exc)) from None
+        await service.store.audit.record(
+            who.name,
+            "run.start",
+            summary.id,
+            address=client_address(http),
+            detail=f"rerun of {run_id}",
+        )
         return _summary(summary)
+
+    @app.get("/api/audit", tags=["service"])
+    async def audit(
+        who: Admin,
+        action: Annotated[str | None, Query(max_length=50)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[dict[str, Any]]:
+        """The audit log, newest first (admins): sign-ins, users and tokens
+        made or removed, runs started and cancelled; by whom, from where."""
+        return [
+            {**dataclasses.asdict(e), "at": e.at.isoformat()}
+            for e in await service.store.audit.recent(limit=limit, action=action)
+        ]
 
     @app.get(
         "/api/runs/{run_id}/output",
@@ -327,7 +415,9 @@ def create_app(service: Service) -> FastAPI:
         from phalanx.hypervisor.daemon import HYPERVISOR_PATH
 
         app.router.routes.append(WebSocketRoute(HYPERVISOR_PATH, service.hypervisors.serve))
-    app.router.routes.extend(script_routes(service.queue.roots_for))
+    app.router.routes.extend(
+        script_routes(service.queue.roots_for, service.queue.root_of, service.script_keys)
+    )
     from phalanx.service.web import mount  # the web UI: pages on the same data
 
     mount(app, service, session_cookie=SESSION_COOKIE)

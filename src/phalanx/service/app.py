@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.auth import TokenBook
+from phalanx.coordinator.scripts import ScriptKeys
 from phalanx.model import Cluster, Suite
 from phalanx.service.auth import Auth
 from phalanx.service.config import ServiceConfig
@@ -60,6 +61,8 @@ class Service:
     next_runs: dict[str, datetime] = field(default_factory=dict)
     metrics: ServiceMetrics | None = None  # `/metrics` serves it when set
     hypervisors: Hypervisors | None = None  # `/hypervisor` serves it when set
+    # Each run's capability for its suite files (coordinator/scripts.py).
+    script_keys: ScriptKeys = field(default_factory=ScriptKeys)
 
     def catalogs(self) -> list[Catalog]:
         return [s.catalog for s in self.sources]
@@ -118,4 +121,5 @@ class Service:
 
     async def fire(self, name: str) -> None:
         """The scheduler's call."""
-        await self.submit(name, "schedule")
+        summary = await self.submit(name, "schedule")
+        await self.store.audit.record("schedule", "run.start", summary.id, detail=name)

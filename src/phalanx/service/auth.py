@@ -27,6 +27,7 @@ import functools
 import hashlib
 import re
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
@@ -34,6 +35,8 @@ from typing import NamedTuple
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from phalanx.service.throttle import LoginThrottle
+from phalanx.store.audit import Audit
 from phalanx.store.credentials import AgentTokenInfo, Credentials, UserInfo
 from phalanx.store.errors import StoreError
 
@@ -122,26 +125,72 @@ class Auth:
     """
 
     def __init__(
-        self, credentials: Credentials, *, session_ttl: timedelta = DEFAULT_SESSION_TTL
+        self,
+        credentials: Credentials,
+        *,
+        session_ttl: timedelta = DEFAULT_SESSION_TTL,
+        audit: Audit | None = None,
+        actor: str = "service",
     ) -> None:
+        """`audit`: where changes and logins are recorded (None: nowhere);
+        `actor`: who makes a change no caller names (the admin commands
+        give `cli:<os user>`)."""
         self.credentials = credentials
         self.session_ttl = session_ttl
+        self.audit = audit
+        self.actor = actor
+        self.throttle = LoginThrottle()
+
+    async def _record(
+        self,
+        by: str | None,
+        action: str,
+        target: str | None = None,
+        *,
+        address: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if self.audit is not None:
+            await self.audit.record(
+                by or self.actor, action, target, address=address, detail=detail
+            )
+
+    async def login(self, name: str, password: str, address: str) -> Principal | float:
+        """Sign in: the user, or the seconds to wait before trying again
+        (0.0: a wrong name or password; more: too many tries from this name
+        or address, and this one was not even checked). Each is audited."""
+        now = time.monotonic()
+        wait = self.throttle.wait(name, address, now)
+        if wait > 0:
+            await self._record(name, "login.throttled", name, address=address)
+            return wait
+        who = await self.verify_password(name, password)
+        if who is None:
+            self.throttle.failed(name, address, time.monotonic())
+            await self._record(name, "login.failed", name, address=address)
+            return 0.0
+        self.throttle.succeeded(name, address)
+        await self._record(who.name, "login", who.name, address=address)
+        return who
 
     # --- agents -----------------------------------------------------------------------
 
-    async def create_agent_token(self, name: str) -> str:
+    async def create_agent_token(self, name: str, *, by: str | None = None) -> str:
         """A new token for agent `name`, returned once; only its hash is kept.
         Raises `Conflict` while `name` has a live token."""
         token = new_token(AGENT_PREFIX)
         await self.credentials.add_agent_token(check_name(name, "agent"), token_hash(token))
+        await self._record(by, "agent_token.create", name)
         return token
 
     async def agent_tokens(self) -> list[AgentTokenInfo]:
         return await self.credentials.agent_tokens()
 
-    async def revoke_agent_token(self, name: str) -> int:
+    async def revoke_agent_token(self, name: str, *, by: str | None = None) -> int:
         """Revoke agent `name`'s token(s); how many were live."""
-        return await self.credentials.revoke_agent_tokens(name)
+        revoked = await self.credentials.revoke_agent_tokens(name)
+        await self._record(by, "agent_token.revoke", name, detail=f"{revoked} live")
+        return revoked
 
     async def verify_agent_token(self, token: str | None) -> str | None:
         """The agent name a live agent token admits; None for anything else
@@ -152,15 +201,18 @@ class Auth:
 
     # --- hypervisors ------------------------------------------------------------------
 
-    async def create_hypervisor_token(self, name: str) -> str:
+    async def create_hypervisor_token(self, name: str, *, by: str | None = None) -> str:
         """A new token for hypervisor `name` (`phalanx hypervisor`), returned once."""
         token = new_token(HYPERVISOR_PREFIX)
         check_name(name, "hypervisor")
         await self.credentials.add_agent_token(HYPERVISOR_NAME + name, token_hash(token))
+        await self._record(by, "hypervisor_token.create", name)
         return token
 
-    async def revoke_hypervisor_token(self, name: str) -> int:
-        return await self.credentials.revoke_agent_tokens(HYPERVISOR_NAME + name)
+    async def revoke_hypervisor_token(self, name: str, *, by: str | None = None) -> int:
+        revoked = await self.credentials.revoke_agent_tokens(HYPERVISOR_NAME + name)
+        await self._record(by, "hypervisor_token.revoke", name, detail=f"{revoked} live")
+        return revoked
 
     async def verify_hypervisor_token(self, token: str | None) -> str | None:
         """The hypervisor name a live hypervisor token admits; None for anything else."""
@@ -173,7 +225,9 @@ class Auth:
 
     # --- users ------------------------------------------------------------------------
 
-    async def add_user(self, name: str, role: Role | str, password: str) -> None:
+    async def add_user(
+        self, name: str, role: Role | str, password: str, *, by: str | None = None
+    ) -> None:
         """A new user. Raises `AuthError` for a bad name, role or password,
         `Conflict` if the name is taken."""
         check_name(name, "user")
@@ -183,13 +237,15 @@ class Auth:
             raise AuthError(f"the password needs at least {MIN_PASSWORD} characters")
         hashed = await asyncio.to_thread(_hasher().hash, password)
         await self.credentials.add_user(name, str(role), hashed)
+        await self._record(by, "user.add", name, detail=f"role {role}")
 
     async def users(self) -> list[UserInfo]:
         return await self.credentials.users()
 
-    async def remove_user(self, name: str) -> None:
+    async def remove_user(self, name: str, *, by: str | None = None) -> None:
         """Remove the user with their API tokens and sessions; `NotFound` if none."""
         await self.credentials.remove_user(name)
+        await self._record(by, "user.remove", name)
 
     async def verify_password(self, name: str, password: str) -> Principal | None:
         """The user, if `password` is theirs; None otherwise."""
@@ -206,14 +262,17 @@ class Auth:
 
     # --- users' API tokens ------------------------------------------------------------
 
-    async def create_user_token(self, name: str) -> str:
+    async def create_user_token(self, name: str, *, by: str | None = None) -> str:
         """A new API token for user `name`, returned once; `NotFound` if no such user."""
         token = new_token(USER_PREFIX)
         await self.credentials.add_user_token(name, token_hash(token))
+        await self._record(by, "user_token.create", name)
         return token
 
-    async def revoke_user_tokens(self, name: str) -> int:
-        return await self.credentials.revoke_user_tokens(name)
+    async def revoke_user_tokens(self, name: str, *, by: str | None = None) -> int:
+        revoked = await self.credentials.revoke_user_tokens(name)
+        await self._record(by, "user_token.revoke", name, detail=f"{revoked} live")
+        return revoked
 
     async def verify_user_token(self, token: str | None) -> Principal | None:
         """(user, role) for a live user API token (`Authorization: Bearer`);

@@ -111,6 +111,9 @@ class ServiceConfig(BaseSettings):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Who `provider: local` agents run as when the service runs as root
+    # (providers/agentenv.py); "" runs them as root, next to the service's data.
+    local_agent_user: str = "nobody"
     # phalanx.toml may be shared with combinatorial runs; their table is theirs.
     combinatorial: dict[str, Any] = Field(default_factory=dict)
 

@@ -51,6 +51,7 @@ from urllib.parse import urlsplit, urlunsplit
 from phalanx.load.errors import DefinitionError
 from phalanx.load.repo import Repo, load_repo
 from phalanx.model import Cluster, Suite
+from phalanx.service.gitauth import NO_HELPERS, Remote, askpass_env, split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +367,11 @@ class DefinitionSource:
             if before is None:
                 await self._clone(spec)
             else:
+                # An older checkout may hold the credentials in its config,
+                # and its reflog ("clone: from URL").
+                if (await self._git("remote", "get-url", "origin")).strip() != self._remote.url:
+                    await self._git("remote", "set-url", "origin", self._remote.url)
+                    await self._git("reflog", "expire", "--expire=now", "--all")
                 remote = f"refs/remotes/origin/{spec.branch}"
                 await self._git("fetch", "--prune", "origin", f"+refs/heads/{spec.branch}:{remote}")
                 await self._git("reset", "--hard", remote)
@@ -389,7 +395,8 @@ class DefinitionSource:
             shutil.rmtree(self._checkout)
         self._checkout.parent.mkdir(parents=True, exist_ok=True)
         await self._git(
-            "clone", "--quiet", "--single-branch", "--branch", spec.branch, "--", spec.url, str(self._checkout),
+            "clone", "--quiet", "--single-branch", "--branch", spec.branch, "--", self._remote.url,
+            str(self._checkout),
             cwd=self._checkout.parent,
         )  # fmt: skip
 
@@ -401,10 +408,19 @@ class DefinitionSource:
         except GitError:
             return None
 
+    @property
+    def _remote(self) -> Remote:
+        assert isinstance(self.spec, GitRepo)
+        return split_credentials(self.spec.url)
+
     async def _git(self, *args: str, cwd: Path | None = None) -> str:
         spec = self.spec
-        assert isinstance(spec, GitRepo)
-        return await run_git(args, cwd or self.root, spec.git_timeout, hide=spec.url)
+        assert isinstance(spec, GitRepo) and self._checkout is not None
+        remote = self._remote
+        env = askpass_env(remote, self._checkout.parent)
+        return await run_git(
+            (*NO_HELPERS, *args), cwd or self.root, spec.git_timeout, hide=spec.url, env=env
+        )
 
     # --- publishing ---
 
@@ -438,10 +454,24 @@ class GitError(Exception):
     pass
 
 
-async def run_git(args: tuple[str, ...], cwd: Path, timeout: float, *, hide: str = "") -> str:
-    """`git ARGS` in `cwd`: its stdout; GitError with its message (credentials
-    in `hide` masked) when it fails or outlasts `timeout` (then it is killed)."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+async def run_git(
+    args: tuple[str, ...],
+    cwd: Path,
+    timeout: float,
+    *,
+    hide: str = "",
+    env: dict[str, str] | None = None,
+) -> str:
+    """`git ARGS` in `cwd`, with `env` added to its environment: its stdout;
+    GitError with its message (credentials in `hide` masked) when it fails
+    or outlasts `timeout` (then it is killed)."""
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "LC_ALL": "C",
+        **(env or {}),
+    }
     process = await asyncio.create_subprocess_exec(
         "git", *args, cwd=cwd, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -451,7 +481,7 @@ async def run_git(args: tuple[str, ...], cwd: Path, timeout: float, *, hide: str
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise GitError(f"`git {args[0]}` took longer than {timeout:g} s") from None
+        raise GitError(f"`git {_verb(args)}` took longer than {timeout:g} s") from None
     except asyncio.CancelledError:
         # the source is closing: leave no git behind
         process.kill()
@@ -461,8 +491,16 @@ async def run_git(args: tuple[str, ...], cwd: Path, timeout: float, *, hide: str
         text = err.decode(errors="replace").strip() or f"exit status {process.returncode}"
         if hide:
             text = text.replace(hide, redact(hide))
-        raise GitError(f"`git {args[0]}` failed: {_secretless(text)}")
+        raise GitError(f"`git {_verb(args)}` failed: {_secretless(text)}")
     return out.decode(errors="replace")
+
+
+def _verb(args: tuple[str, ...]) -> str:
+    """The git command's name, after any `-c NAME=VALUE`."""
+    rest = list(args)
+    while len(rest) >= 2 and rest[0] == "-c":
+        rest = rest[2:]
+    return rest[0] if rest else "git"
 
 
 def redact(url: str) -> str:

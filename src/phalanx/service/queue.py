@@ -152,6 +152,12 @@ class RunQueue:
                 found.append(active.root)
         return found
 
+    def root_of(self, run_id: str) -> Path | None:
+        """The repo of run `run_id` while it runs (coordinator/scripts.py:
+        the run's capability reads its files only then)."""
+        active = self.active.get(run_id)
+        return active.root if active is not None and active.started else None
+
     def queue_length(self) -> int:
         return sum(1 for a in self.active.values() if not a.started)
 

@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
@@ -110,6 +112,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.coordinator.runs import Coordinator
     from phalanx.coordinator.server import serving
     from phalanx.host.__main__ import CA_ENV
+    from phalanx.providers.agentenv import UnusableUser, agent_user, minimal_env
     from phalanx.service.agents import SeenRecorder
     from phalanx.service.alerts import SmtpSettings
     from phalanx.service.api import create_app
@@ -119,6 +122,7 @@ async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.service.definitions import DefinitionSource, DirRepo, GitRepo, RepoSpec
     from phalanx.service.metrics import ServiceMetrics
     from phalanx.service.queue import QueueSettings, RunQueue
+    from phalanx.service.revocation import watch_agent_tokens
     from phalanx.service.schedule import Scheduler
     from phalanx.store.store import Store
 
@@ -126,6 +130,20 @@ async def _main(config: object, repos: list[Path]) -> None:
 
     data = config.data_dir
     data.mkdir(parents=True, exist_ok=True)
+    # The database and every run's files: the service's own, no one else's
+    # (a stage of a local agent runs as another user: agentenv.py).
+    os.chmod(data, 0o700)
+    try:
+        local_user = await asyncio.to_thread(agent_user, config.local_agent_user)
+    except UnusableUser as exc:
+        # Said loudly: stages of local clusters then run as the service's
+        # own user, and could reach its data folder (README: Security model).
+        log.warning("local agents run as this service's user: local_agent_user: %s", exc)
+        local_user = None
+    # Local agents work outside the data folder, in a folder of this
+    # process's (theirs inside it), removed when the service stops.
+    workroot = Path(tempfile.mkdtemp(prefix="phalanx-hosts-"))
+    os.chmod(workroot, 0o711)  # the agents' user passes through to its own folders
     log.info("database %s, data in %s", config.safe_database(), data.resolve())
     store = await Store.open(config.database(), data_dir=data)
     seen = SeenRecorder(store.agents)
@@ -139,7 +157,11 @@ async def _main(config: object, repos: list[Path]) -> None:
             log.warning(
                 "marked %d run(s) the last service left active interrupted", len(interrupted)
             )
-        auth = Auth(store.credentials, session_ttl=timedelta(hours=config.session_hours))
+        auth = Auth(
+            store.credentials,
+            session_ttl=timedelta(hours=config.session_hours),
+            audit=store.audit,
+        )
         book = TokenBook()
         hub = AgentHub(
             ServiceTokens(book, auth),
@@ -232,13 +254,46 @@ async def _main(config: object, repos: list[Path]) -> None:
                     # connect over wss and trust the service's own certificate.
                     # No second listener: the certificate does not name a
                     # bridge's address, so netns hosts cannot verify it there.
-                    os.environ[CA_ENV] = str(Path(str(config.tls_cert)).resolve())
+                    certificate = Path(str(config.tls_cert)).resolve()
+                    if local_user is not None:
+                        # Theirs to read wherever the service keeps its own:
+                        # a copy of the (public) certificate beside their folders.
+                        copy = workroot / "coordinator.pem"
+                        shutil.copyfile(certificate, copy)
+                        os.chmod(copy, 0o644)
+                        certificate = copy
+                    os.environ[CA_ENV] = str(certificate)
+                # Stages see none of the service's environment (its secrets).
+                agent_env = minimal_env(os.environ)
+                if tls:
                     queue.start(
-                        Coordinator(hub, book, public or local, port, None, hypervisors, tls=True)
+                        Coordinator(
+                            hub,
+                            book,
+                            public or local,
+                            port,
+                            hypervisors=hypervisors,
+                            tls=True,
+                            agent_env=agent_env,
+                            script_keys=service.script_keys,
+                            agent_user=local_user,
+                            agent_workroot=workroot,
+                        )
                     )
                 else:
                     queue.start(
-                        Coordinator(hub, book, public or local, port, also_listen, hypervisors)
+                        Coordinator(
+                            hub,
+                            book,
+                            public or local,
+                            port,
+                            also_listen,
+                            hypervisors,
+                            agent_env=agent_env,
+                            script_keys=service.script_keys,
+                            agent_user=local_user,
+                            agent_workroot=workroot,
+                        )
                     )
                 shown = f"[{config.host}]" if ":" in config.host else config.host
                 scheme = "https" if tls else "http"
@@ -252,11 +307,12 @@ async def _main(config: object, repos: list[Path]) -> None:
                 reschedule()
                 watchers = [asyncio.create_task(_follow(source, reschedule)) for source in sources]
                 refresher = asyncio.create_task(_refresh_next(service, scheduler))
+                revocations = asyncio.create_task(watch_agent_tokens(hub, auth, hypervisors))
                 try:
                     await stop.wait()
                 finally:
                     log.info("stopping")
-                    for task in (*watchers, refresher):
+                    for task in (*watchers, refresher, revocations):
                         task.cancel()
                     await queue.stop()
                     await scheduler.stop()
@@ -267,6 +323,7 @@ async def _main(config: object, repos: list[Path]) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await store.close()
+        shutil.rmtree(workroot, ignore_errors=True)
     log.info("stopped")
 
 

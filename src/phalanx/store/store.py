@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from phalanx.store.agents import Agents
+from phalanx.store.audit import Audit
 from phalanx.store.credentials import Credentials
 from phalanx.store.db import Database
 from phalanx.store.migrate import Upgrade, upgrade
@@ -24,7 +25,8 @@ from phalanx.store.suites import Suites
 
 class Store:
     """`runs` (results, retention), `suites` (definition errors), `agents`
-    (last seen), `credentials` (token and password hashes, sessions)."""
+    (last seen), `credentials` (token and password hashes, sessions),
+    `audit` (who did what to access and runs)."""
 
     def __init__(self, db: Database, *, data_dir: Path | None = None) -> None:
         self.db = db
@@ -32,6 +34,7 @@ class Store:
         self.suites = Suites(db)
         self.agents = Agents(db)
         self.credentials = Credentials(db)
+        self.audit = Audit(db)
         self.upgraded: Upgrade | None = None
 
     @classmethod

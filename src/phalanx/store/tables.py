@@ -195,3 +195,19 @@ class LoginSessionRow(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AuditRow(Base):
+    """Who did what to access and runs: logins (also failed and refused
+    ones), users and tokens made or removed, runs started and cancelled.
+    Never a secret: names, addresses and what was done only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(200))  # a user, `cli:<os user>`, `schedule`
+    action: Mapped[str] = mapped_column(String(50), index=True)  # e.g. login.failed, run.start
+    target: Mapped[str | None] = mapped_column(String(300))  # the user, agent, suite or run
+    address: Mapped[str | None] = mapped_column(String(100))  # where a request came from
+    detail: Mapped[str | None] = mapped_column(Text)

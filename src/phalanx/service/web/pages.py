@@ -11,14 +11,13 @@ cookie's SameSite=Lax that keeps other sites from acting for a user.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -29,6 +28,7 @@ from phalanx.coordinator.auth import bearer
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import AuthError, Principal, Role
 from phalanx.service.documents import next_change
+from phalanx.service.origin import from_this_site
 from phalanx.service.queue import NotActive
 from phalanx.service.web import charts, output, views
 from phalanx.service.web.render import SECURITY_HEADERS, Pages
@@ -37,7 +37,9 @@ from phalanx.store.errors import Conflict, NotFound
 STATIC = Path(__file__).parent / "static"
 DISCONNECT_CHECK = 5.0  # at most this long between two looks at whether a page is still open
 PAGE_POLL = 2.0  # the same for the dashboard and the lists
+RECHECK_EVERY = 0.5  # how often a live stream checks that its reader may still read
 LIVE_FOR = 600.0  # a page's stream ends after this; the browser reconnects
+AUDIT_SHOWN = 100  # the admin page's latest audit entries (the API reads further back)
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -140,8 +142,12 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         form = await _form(request)
         nxt = _local(form.get("next", "/"))
         name = form.get("name", "")
-        who = await service.auth.verify_password(name, form.get("password", ""))
-        if who is None:
+        who = await service.auth.login(name, form.get("password", ""), _address(request))
+        if isinstance(who, float):
+            if who > 0:
+                return pages.error(
+                    request, None, 429, f"too many failed sign-ins: try again in {who:.0f} s"
+                )
             # The name stays: a mistyped password is retyped, not both.
             return pages.render(
                 request, "login.html", None, next=nxt, failed=True, name=name, status=401
@@ -154,7 +160,12 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         if not _same_origin(request):
             return pages.error(request, None, 403, "this form was sent from another site")
         if cookie := request.cookies.get(session_cookie):
+            who = await service.auth.session_user(cookie)
             await service.auth.end_session(cookie)
+            if who is not None:
+                await service.store.audit.record(
+                    who.name, "logout", who.name, address=_address(request)
+                )
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(session_cookie)
         return response
@@ -179,7 +190,9 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         wait: Callable[[], Awaitable[None]],
     ) -> AsyncIterator[str]:
         """`event` with the fragment each time it changes (`wait` returns
-        when it may have); `end` once it is final."""
+        when it may have); `end` once it is final. It ends as soon as its
+        reader may no longer read (signed out, removed, token revoked):
+        checked every RECHECK_EVERY seconds."""
         last = ""
         deadline = time.monotonic() + LIVE_FOR
         while time.monotonic() < deadline and not await request.is_disconnected():
@@ -191,9 +204,17 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             if final:
                 yield _sse("end", "")
                 return
-            # A page no longer shown must not hold its stream open for long.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wait(), DISCONNECT_CHECK)
+            # A page no longer shown must not hold its stream open for long,
+            # nor one its reader may no longer read.
+            waiting = asyncio.ensure_future(wait())
+            try:
+                resume = time.monotonic() + DISCONNECT_CHECK
+                while not waiting.done() and (left := resume - time.monotonic()) > 0:
+                    await asyncio.wait({waiting}, timeout=min(left, RECHECK_EVERY))
+                    if await principal(request) is None and not service.config.anonymous_read:
+                        return
+            finally:
+                waiting.cancel()
 
     @page("/live/{name}", live=True)
     async def live(request: Request, who: Principal | None) -> Response:
@@ -359,6 +380,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             users=await service.auth.users(),
             agent_tokens=await service.auth.agent_tokens(),
             roles=[r.value for r in Role],
+            audit=await service.store.audit.recent(limit=AUDIT_SHOWN),
             secret=secret,  # shown once, on the answer that made it only
         )
 
@@ -372,7 +394,14 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except Unrunnable as exc:
             raise Refused(409, str(exc)) from None
-        return RedirectResponse(f"/runs/{summary.id}", status_code=303)
+        await service.store.audit.record(
+            who.name,
+            "run.start",
+            summary.id,
+            address=_address(request),
+            detail=request.path_params["name"],
+        )
+        return RedirectResponse(f"/runs/{quote(summary.id, safe='')}", status_code=303)
 
     @action("/runs/{run_id}/cancel")
     async def cancel(request: Request, who: Principal, form: dict[str, str]) -> Response:
@@ -383,7 +412,13 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except NotActive:
             pass  # it has ended meanwhile: the page says so
-        return RedirectResponse(_local(form.get("back", f"/runs/{run_id}")), status_code=303)
+        else:
+            await service.store.audit.record(
+                who.name, "run.cancel", run_id, address=_address(request)
+            )
+        return RedirectResponse(
+            _local(form.get("back", f"/runs/{quote(run_id, safe='')}")), status_code=303
+        )
 
     @action("/runs/{run_id}/rerun")
     async def rerun(request: Request, who: Principal, form: dict[str, str]) -> Response:
@@ -395,7 +430,14 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             raise Refused(404, str(exc)) from None
         except Unrunnable as exc:
             raise Refused(409, str(exc)) from None
-        return RedirectResponse(f"/runs/{summary.id}", status_code=303)
+        await service.store.audit.record(
+            who.name,
+            "run.start",
+            summary.id,
+            address=_address(request),
+            detail=f"rerun of {request.path_params['run_id']}",
+        )
+        return RedirectResponse(f"/runs/{quote(summary.id, safe='')}", status_code=303)
 
     async def admin_answer(
         request: Request, who: Principal, secret: tuple[str, str] | None
@@ -408,7 +450,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     async def add_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
         try:
             await service.auth.add_user(
-                form.get("name", ""), form.get("role", ""), form.get("password", "")
+                form.get("name", ""),
+                form.get("role", ""),
+                form.get("password", ""),
+                by=who.name,
             )
         except (AuthError, Conflict) as exc:
             raise Refused(400, str(exc)) from None
@@ -417,7 +462,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     @action("/admin/users/{name}/remove", Role.ADMIN)
     async def remove_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
         try:
-            await service.auth.remove_user(request.path_params["name"])
+            await service.auth.remove_user(request.path_params["name"], by=who.name)
         except NotFound as exc:
             raise Refused(404, str(exc)) from None
         return await admin_answer(request, who, None)
@@ -426,28 +471,28 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     async def user_token(request: Request, who: Principal, form: dict[str, str]) -> Response:
         name = request.path_params["name"]
         try:
-            token = await service.auth.create_user_token(name)
+            token = await service.auth.create_user_token(name, by=who.name)
         except NotFound as exc:
             raise Refused(404, str(exc)) from None
         return await admin_answer(request, who, (f"API token for {name}", token))
 
     @action("/admin/users/{name}/revoke", Role.ADMIN)
     async def revoke_user(request: Request, who: Principal, form: dict[str, str]) -> Response:
-        await service.auth.revoke_user_tokens(request.path_params["name"])
+        await service.auth.revoke_user_tokens(request.path_params["name"], by=who.name)
         return await admin_answer(request, who, None)
 
     @action("/admin/agents", Role.ADMIN)
     async def agent_token(request: Request, who: Principal, form: dict[str, str]) -> Response:
         name = form.get("name", "")
         try:
-            token = await service.auth.create_agent_token(name)
+            token = await service.auth.create_agent_token(name, by=who.name)
         except (AuthError, Conflict) as exc:
             raise Refused(400, str(exc)) from None
         return await admin_answer(request, who, (f"agent token for {name}", token))
 
     @action("/admin/agents/{name}/revoke", Role.ADMIN)
     async def revoke_agent(request: Request, who: Principal, form: dict[str, str]) -> Response:
-        await service.auth.revoke_agent_token(request.path_params["name"])
+        await service.auth.revoke_agent_token(request.path_params["name"], by=who.name)
         return await admin_answer(request, who, None)
 
 
@@ -478,11 +523,12 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _same_origin(request: Request) -> bool:
-    """No Origin (an older browser, a script with a token), or ours."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    """No Origin nor Referer (an older browser, a script with a token), or ours."""
+    return from_this_site(request.headers, required=False)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client is not None else ""
 
 
 def _local(target: str) -> str:

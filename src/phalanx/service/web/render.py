@@ -56,6 +56,12 @@ def size(n: int) -> str:
     return str(n)
 
 
+def seg(value: object) -> str:
+    """`value` as one path segment of a link or a form's action: a name
+    holding `/`, `?`, `#` or `..` cannot reach another route."""
+    return quote(str(value), safe="")
+
+
 # Pages show what hosts printed: should any of it slip through escaping, it
 # still cannot run script, load from elsewhere or frame the site.
 SECURITY_HEADERS = {
@@ -77,7 +83,7 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=when, took=took, span=span, size=size)
+        self.env.filters.update(when=when, took=took, span=span, size=size, seg=seg)
 
     def _context(self, who: Principal | None, **context: Any) -> dict[str, Any]:
         return {
