@@ -26,7 +26,7 @@ def test_every_command_line_is_a_whole_sentence() -> None:
     assert {"phalanx cleanup", "phalanx image build", "phalanx token create"} <= set(found)
     cut = {name: text for name, text in found.items() if not text.rstrip().endswith((".", ".)"))}
     assert cut == {}
-    assert found["phalanx cleanup"].endswith("links, bridges and /etc/netns folders.")
+    assert found["phalanx cleanup"].endswith("container hosts' containers and volumes.")
     assert "root disk" in found["phalanx image build"]
 
 

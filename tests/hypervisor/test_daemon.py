@@ -24,7 +24,7 @@ HEARTBEAT = 5
 
 VM = "name: vm\nprovider: qemu\nkeep: true\nhosts:\n  - {name: vm1.t.test, ram_size: 256M}\n"
 SUITES = {
-    "vmhello": "echo hello from @slavename@ in $(uname -n)\n",
+    "vmhello": "echo hello from @slavename@ in $(hostname -f)\n",
     "vmlong": "echo started; sleep 300\n",
 }
 

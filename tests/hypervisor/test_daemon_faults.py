@@ -24,7 +24,7 @@ hosts:
   - {name: vm1.flt.test, ram_size: 256M}
 """
 # Each stage fails unless what it sees is what the fault should make.
-CUT = """if [ "$(uname -n)" = vm0.flt.test ]; then
+CUT = """if [ "$(hostname -f)" = vm0.flt.test ]; then
     phalanx-net isolate vm1.flt.test || exit 1
     phalanx-send cut 1
     peer=vm1.flt.test
@@ -39,7 +39,7 @@ fi
 echo "cut off from $peer"
 """
 HEALED = """for peer in vm0.flt.test vm1.flt.test; do
-    if [ "$(uname -n)" != $peer ]; then
+    if [ "$(hostname -f)" != $peer ]; then
         /run/phalanx/busybox ping -c 1 -w 20 $peer >/dev/null || exit 1
         echo "pinged $peer"
     fi

@@ -233,7 +233,7 @@ A, B = "vm0.link.test", "vm1.link.test"
 
 
 def _stage(on_b: str, on_a: str = "true") -> Script:
-    return Script(text=f'if [ "$(uname -n)" = {B} ]; then\n{on_b}\nelse\n{on_a}\nfi\n')
+    return Script(text=f'if [ "$(hostname -f)" = {B} ]; then\n{on_b}\nelse\n{on_a}\nfi\n')
 
 
 @needs_bridged_vms

@@ -117,7 +117,7 @@ async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
             pids.append(machine.pid)
             assert await machine.status() == "running"
             said = await run(ports[index], "uname -n; cat /proc/uptime")
-            assert said.splitlines()[0] == "disk.machine.test"
+            assert said.splitlines()[0] == "disk"  # the short name, as Linux hosts say it
             uptimes.append(uptime(said.splitlines()[1]))
         assert uptimes == sorted(uptimes) and len(set(uptimes)) == 3
         assert len(set(pids)) == 3

@@ -108,7 +108,7 @@ def _two_vm_suite(cases: tuple[Case, ...]) -> Suite:
 
 # Each VM's own address, its partner's by name (/etc/hosts) and by
 # @host:NAME@, the coordinator's by name, and a ping to the partner by name.
-NET = """if [ "$(uname -n)" = vm0.qemu.test ]; then
+NET = """if [ "$(hostname -f)" = vm0.qemu.test ]; then
     peer=vm1.qemu.test at=@host:vm1.qemu.test@
 else
     peer=vm0.qemu.test at=@host:vm0.qemu.test@
@@ -118,15 +118,15 @@ echo "peer $(getent hosts $peer | awk '{print $1}') $at"
 echo "coordinator $(getent hosts phalanx-coordinator | awk '{print $1}')"
 /run/phalanx/busybox ping -c 1 -w 20 $peer >/dev/null && echo "pinged $peer"
 """
-CHECK = """uname -n
+CHECK = """hostname -f
 @diskmounts@
 grep ' /mnt/scratch ' /proc/mounts | cut -d' ' -f1-3
 echo written > /mnt/scratch/file && cat /mnt/scratch/file
 """
-VICTIM = """if [ "$(uname -n)" = vm1.qemu.test ]; then echo sleeping; sleep 200; fi"""
+VICTIM = """if [ "$(hostname -f)" = vm1.qemu.test ]; then echo sleeping; sleep 200; fi"""
 # vm0 cuts vm1 off (phalanx-net: the cut is made on the bridge); neither
 # reaches the other until the case ends, which heals it.
-CUT = """if [ "$(uname -n)" = vm0.qemu.test ]; then
+CUT = """if [ "$(hostname -f)" = vm0.qemu.test ]; then
     phalanx-net isolate vm1.qemu.test && echo isolated
     phalanx-send cut 1
     peer=vm1.qemu.test
@@ -137,7 +137,7 @@ fi
 /run/phalanx/busybox ping -c 1 -w 3 $peer >/dev/null || echo "cut off from $peer"
 """
 REACH = """for peer in vm0.qemu.test vm1.qemu.test; do
-    if [ "$(uname -n)" != $peer ]; then
+    if [ "$(hostname -f)" != $peer ]; then
         /run/phalanx/busybox ping -c 1 -w 20 $peer >/dev/null && echo "pinged $peer"
     fi
 done
@@ -172,7 +172,7 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
             *net,
             Case(name="check", stages={"run": Script(text=CHECK)}),
             Case(name="victim", stages={"run": Script(text=VICTIM)}),
-            Case(name="after", stages={"run": Script(text="uname -n")}),
+            Case(name="after", stages={"run": Script(text="hostname -f")}),
         )
     )
     results = tmp_path / "results"

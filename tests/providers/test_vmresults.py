@@ -112,7 +112,7 @@ async def test_a_vm_runs_boot_timings_and_qmp_events_are_in_results_json(
     connection, and counts the QMP events its file holds; report.html
     shows it."""
     options = RunOptions(results=tmp_path / "results", connect_timeout=BOOT, run_id=_run_id("vmr"))
-    result, folder = await run_local(_suite("uname -n; nproc", vcpus=2), options)
+    result, folder = await run_local(_suite("hostname -f; nproc", vcpus=2), options)
 
     assert result.status is Status.PASSED, result.reason
     assert output(folder, result, "hello", "run", VM).split() == [VM, "2"]

@@ -337,7 +337,7 @@ class HypervisorProvider:
                 await self._on_keep(self)
             return
         self.keep = False  # a VM lost: the cluster is not worth keeping
-        if self.opened is None:
+        if not self._open_called:
             return  # never opened: there is no VM to end
         await self._on_each(lambda host: host.down_cluster(self.key, lost))
 
