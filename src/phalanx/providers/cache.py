@@ -12,10 +12,31 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 UNUSED_KEPT = 2 * 24 * 3600.0  # seconds
+
+
+def build(final: Path, fill: Callable[[Path], None], prefix: str = ".building-") -> Path:
+    """Make the cache entry `final` by `fill`ing a new folder beside it and
+    renaming it into place, so a reader never sees half an entry and two
+    builders racing end with one (the other's is dropped); then `taken`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+    try:
+        fill(building)
+        try:
+            building.rename(final)
+        except OSError:
+            if not final.is_dir():  # not another build that finished first
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    taken(final)
+    return final
 
 
 def taken(entry: Path, kept_for: float = UNUSED_KEPT) -> list[Path]:

@@ -20,15 +20,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from phalanx.providers import wheelhouse as wh
-from phalanx.providers.cache import taken
+from phalanx.providers.cache import build, taken
 from phalanx.providers.containers import Engine, EngineError
 from phalanx.providers.pythons import FIND_PYTHONS, RemotePython, choose_python
 
@@ -137,19 +135,7 @@ def agent_venv(python: RemotePython, cache: Path | None = None) -> Path:
     if final.is_dir():
         taken(final)
         return final
-    cache.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
-    try:
-        _lay_out(building, python, house, target)
-        try:
-            building.rename(final)
-        except OSError:
-            if not final.is_dir():  # not another build that finished first
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    taken(final)
-    return final
+    return build(final, lambda into: _lay_out(into, python, house, target))
 
 
 def _lay_out(into: Path, python: RemotePython, house: wh.Wheelhouse, target: wh.Target) -> None:

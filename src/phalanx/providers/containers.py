@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from phalanx.providers.netns import process_started
+
 ENGINE_ENV = "PHALANX_CONTAINER_ENGINE"
 ENGINES = ("podman", "docker")
 RUN_LABEL = "phalanx.run"
@@ -146,20 +148,12 @@ def owner_mark(pid: int | None = None) -> str:
     """This process as a container's owner: its pid and its start time
     (against a reused pid)."""
     pid = os.getpid() if pid is None else pid
-    return f"{pid}:{_started(pid) or ''}"
-
-
-def _started(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return f"{pid}:{process_started(pid) or ''}"
 
 
 def owner_alive(mark: str) -> bool:
     pid, _, started = mark.partition(":")
-    return pid.isdigit() and bool(started) and _started(int(pid)) == started
+    return pid.isdigit() and bool(started) and process_started(int(pid)) == started
 
 
 async def _labelled(kind: Engine, what: Sequence[str]) -> list[tuple[str, str, str]]:

@@ -216,7 +216,9 @@ class Record:
     tables: list[str] = field(default_factory=list)  # nftables bridge tables (VMs' faults)
 
 
-def _started(pid: int) -> str | None:
+def process_started(pid: int) -> str | None:
+    """When `pid` started (in clock ticks since boot), as /proc says: with
+    the pid, what tells a live owner from a pid reused since it died."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -225,7 +227,7 @@ def _started(pid: int) -> str | None:
 
 
 def _alive(record: Record) -> bool:
-    return _started(record.pid) == record.started
+    return process_started(record.pid) == record.started
 
 
 @contextlib.asynccontextmanager
@@ -358,7 +360,7 @@ async def make_network(
         record = Record(
             run_id=run_id,
             pid=os.getpid(),
-            started=_started(os.getpid()) or "",
+            started=process_started(os.getpid()) or "",
             bridge=bridge_name,
             bridge_made=kind is None,
             bridge_address=None if has else address.with_prefixlen,
@@ -394,7 +396,9 @@ def _save(record: Record, state_dir: Path) -> None:
 
 def _tap_record(tap: str, bridge_name: str) -> Record:
     pid = os.getpid()
-    return Record(f"tap {tap}", pid, _started(pid) or "", bridge_name, False, None, taps=[tap])
+    return Record(
+        f"tap {tap}", pid, process_started(pid) or "", bridge_name, False, None, taps=[tap]
+    )
 
 
 async def add_tap(tap: str, bridge_name: str, state_dir: Path = STATE_DIR) -> None:

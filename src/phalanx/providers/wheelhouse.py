@@ -21,17 +21,15 @@ import hashlib
 import importlib.metadata
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import phalanx
-from phalanx.providers.cache import taken
+from phalanx.providers.cache import build, taken
 
 # What `phalanx.host` imports, and nothing more (tests/providers/test_ssh.py
 # imports every module of it in a venv made from the wheelhouse alone):
@@ -134,20 +132,12 @@ def wheelhouse(target: Target, cache: Path | None = None) -> Wheelhouse:
     if final.is_dir():
         taken(final)
         return Wheelhouse(final, key)
-    cache.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
-    try:
-        _pack_phalanx(building)
-        _fetch(building, ["pip", *agent_requirements()], target)
-        try:
-            building.rename(final)
-        except OSError:
-            if not final.is_dir():  # not another build that finished first
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    taken(final)
-    return Wheelhouse(final, key)
+
+    def fill(into: Path) -> None:
+        _pack_phalanx(into)
+        _fetch(into, ["pip", *agent_requirements()], target)
+
+    return Wheelhouse(build(final, fill, prefix=f".{key}-"), key)
 
 
 def _fetch(into: Path, requirements: list[str], target: Target) -> None:
