@@ -51,7 +51,9 @@ async def keep_connected(
     loop = asyncio.get_running_loop()
     disconnected_since = loop.time()
     connected_once = False
-    said_unreachable = False
+    # Each kind of trouble is said once until the next connection: a service
+    # that answers HTTP errors while it stops, then is gone, says both.
+    said_unreachable = said_http = False
     # websockets refuses an ssl argument on a ws:// URL: give it only for wss.
     tls: dict[str, Any] = {"ssl": ssl_context} if ssl_context is not None else {}
     while not stopping.is_set():
@@ -74,7 +76,8 @@ async def keep_connected(
                     "reconnected" if connected_once else "connected",
                     url,
                 )
-                connected_once, said_unreachable, opened = True, False, True
+                connected_once, opened = True, True
+                said_unreachable = said_http = False
                 refused = await session(ws)
                 disconnected_since = loop.time()
         except InvalidStatus as exc:
@@ -83,8 +86,8 @@ async def keep_connected(
                     "the coordinator refused this %s (HTTP %s)", who, exc.response.status_code
                 )
                 return EXIT_REFUSED
-            if not said_unreachable:
-                said_unreachable = True
+            if not said_http:
+                said_http = True
                 STATUS.warning(
                     "%s answered HTTP %s, not a WebSocket; retrying",
                     url,
