@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from phalanx.codec import iso
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
 from phalanx.report.json import to_json
 from phalanx.store.errors import NotFound
@@ -132,8 +133,23 @@ def record(
     )
 
 
+async def load_run(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The run as the service's document reads it from the store
+    (service/documents.py): its record as results.json has it, with its
+    row's status, queued_at and trigger."""
+    summary = await store.runs.get(run_id)
+    result = await store.runs.load_result(run_id)
+    if summary is None or result is None:
+        return None
+    return to_json(result) | {
+        "status": summary.status,
+        "queued_at": iso(summary.queued_at),
+        "trigger": summary.trigger,
+    }
+
+
 async def loaded(store: Store, run_id: str) -> dict[str, Any]:
-    document = await store.runs.load_run(run_id)
+    document = await load_run(store, run_id)
     assert document is not None
     return document
 
@@ -202,10 +218,10 @@ async def test_a_recorded_run_loads_as_its_results_json_plus_queued_at(
     await store.runs.record_stage_result(live)
     await store.runs.record_run_result(result)
     expected = to_json(result) | {"queued_at": queued.isoformat(), "trigger": "api:alice"}
-    assert await store.runs.load_run(result.run_id) == expected
+    assert await load_run(store, result.run_id) == expected
     # Recording the final result again changes nothing.
     await store.runs.record_run_result(result)
-    assert await store.runs.load_run(result.run_id) == expected
+    assert await load_run(store, result.run_id) == expected
     assert await host_rows(store, result.run_id) == 16
     summary = await store.runs.get(result.run_id)
     assert (summary.status, summary.trigger, summary.folder) == (
@@ -243,7 +259,7 @@ async def test_a_run_in_progress_loads_from_the_results_that_arrived(store: Stor
 
 
 async def test_unknown_runs(store: Store) -> None:
-    assert await store.runs.load_run("nope") is None
+    assert await load_run(store, "nope") is None
     assert await store.runs.get("nope") is None
     with pytest.raises(NotFound):
         await store.runs.start("nope")
@@ -311,7 +327,7 @@ async def test_prune_deletes_old_and_surplus_runs_with_their_folders(
     # A folder outside the data folder is never removed; its run is.
     assert outside.exists()
     for run_id in gone:
-        assert await store.runs.load_run(run_id) is None
+        assert await load_run(store, run_id) is None
         assert await host_rows(store, run_id) == 0
     # A queued run is never pruned, however old.
     assert (await store.runs.get("a-queued")) is not None

@@ -5,10 +5,10 @@ A run's status is one of `model.Status`'s final values once it has ended,
 and before that `queued` or `running`; a run a coordinator left behind when
 it was killed is `interrupted` (see `mark_interrupted`).
 
-`load_run` answers with the same document as the run's results.json
-(`report.json.to_json`), plus `queued_at` and `trigger`: from the final
-result once `record_run_result` has written it, and from the host results
-that arrived so far before that (a running or interrupted run).
+`load_result` gives back the run's record: the final one once
+`record_run_result` has written it, and before that (a running or
+interrupted run) the one the host results that arrived so far make. The
+service's documents are `report.json.to_json` of it (service/documents.py).
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from phalanx.codec import columns, decode, field_names, iso
+from phalanx.codec import columns, decode, field_names
 from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status, worst
-from phalanx.report.json import to_json
 from phalanx.store.db import Database, rowcount
 from phalanx.store.errors import NotFound
 from phalanx.store.ingest import GroupCommit, write_host_results
@@ -338,18 +337,6 @@ class Runs:
             if row is None:
                 return None
             return await _build(s, row)
-
-    async def load_run(self, run_id: str) -> dict[str, Any] | None:
-        """The results.json document of the run, plus `queued_at` and `trigger`."""
-        async with self.db.session() as s:
-            row = await s.get(RunRow, run_id)
-            if row is None:
-                return None
-            document = to_json(await _build(s, row))
-        document["status"] = row.status
-        document["queued_at"] = iso(row.queued_at)
-        document["trigger"] = row.trigger
-        return document
 
     # --- after a crash, and retention ---------------------------------------------------
 
