@@ -40,17 +40,13 @@ def encode(value: Any) -> Any:
 def encode_fields(record: Any, *, leaving_out: tuple[str, ...]) -> dict[str, Any]:
     """`encode(record)` without some of its fields (those a writer encodes
     its own way: a stage's hosts with their output tails)."""
-    return {
-        f.name: _encode(getattr(record, f.name), times=True)
-        for f in _fields(type(record))
-        if f.name not in leaving_out
-    }
+    return _record(record, times=True, leaving_out=leaving_out)
 
 
 def columns(record: Any) -> dict[str, Any]:
     """A record's fields as a store's columns: as `encode` gives them, but
     times kept as `datetime` (the columns are typed)."""
-    return {f.name: _encode(getattr(record, f.name), times=False) for f in _fields(type(record))}
+    return _record(record, times=False)
 
 
 def field_names(cls: type) -> tuple[str, ...]:
@@ -83,6 +79,16 @@ def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
     return found
 
 
+def _record(record: Any, *, times: bool, leaving_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A record as an object of its fields, in their order: the one walk
+    over a record's fields that every writer goes through."""
+    return {
+        f.name: _encode(getattr(record, f.name), times=times)
+        for f in _fields(type(record))
+        if f.name not in leaving_out
+    }
+
+
 def _encode(value: Any, *, times: bool) -> Any:
     if value is None or isinstance(value, str | bool | float):
         return value
@@ -93,7 +99,7 @@ def _encode(value: Any, *, times: bool) -> Any:
     if isinstance(value, datetime):
         return iso(value) if times else value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name), times=times) for f in _fields(type(value))}
+        return _record(value, times=times)
     if isinstance(value, dict):
         return {str(k): _encode(v, times=times) for k, v in value.items()}
     if isinstance(value, list | tuple):
