@@ -157,3 +157,37 @@ async def test_a_daemon_back_within_the_heartbeat_timeout_keeps_its_clusters(
         finally:
             again.stop()
             await asyncio.wait_for(second, 20)
+
+
+class _Quiet:
+    """A VM's agent connection as the hub holds it; its VM went first."""
+
+    def send(self, text: str) -> None:
+        pass
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        pass
+
+
+async def test_a_vms_agent_gone_with_its_hypervisor_is_lost_under_the_hypervisors_name(
+    tmp_path: Path,
+) -> None:
+    async with hub() as (hypervisors, agents, url):
+        one = daemon(url, "hv-a", "tok-a", 4000, tmp_path)
+        task = asyncio.create_task(one.run())
+        await connected(hypervisors, "hv-a")
+        hypervisors.provider(cluster("c1", "256M"), "run1", tmp_path)
+        link = agents.link("h0.c1.test")
+        quiet = _Quiet()
+        link.attach(quiet)
+        # The VM's connection drops a little before its hypervisor's: on its
+        # own clock the agent would be lost first, as a bare disconnect.
+        link.detach(quiet)
+        await asyncio.sleep(HEARTBEAT / 3)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(HEARTBEAT * 4):
+            while link.lost is None:
+                await asyncio.sleep(0.02)
+        assert link.lost == "hypervisor hv-a lost: disconnected for 1s"

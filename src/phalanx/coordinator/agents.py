@@ -253,6 +253,10 @@ class AgentHub:
         self._closing: set[asyncio.Task[None]] = set()
         # A store that cannot be written fails every result alike: a line a minute.
         self.store_failures = Throttle(time.monotonic)
+        # Whether another watcher judges this host's loss: a VM whose
+        # hypervisor has gone quiet is lost with it, under the hypervisor's
+        # name, within the hypervisor's own heartbeat timeout.
+        self.judged_elsewhere: Callable[[str], bool] = lambda host: False
 
     def link(self, name: str) -> AgentLink:
         if name not in self.links:
@@ -377,6 +381,8 @@ class AgentHub:
             seq += 1
             now = loop.time()
             for link in list(self.links.values()):
+                if self.judged_elsewhere(link.name):
+                    continue
                 if link.connection is not None:
                     if now - link.last_seen > self.heartbeat_timeout:
                         reason = f"no heartbeat for {self.heartbeat_timeout:g}s"

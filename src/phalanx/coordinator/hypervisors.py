@@ -339,6 +339,21 @@ class Hypervisors:
         # hypervisor name: the ids of its last runs, newest last
         self.history: dict[str, deque[str]] = {}
         self._watchdog: asyncio.Task[None] | None = None
+        agents.judged_elsewhere = self._on_quiet_hypervisor
+
+    def _on_quiet_hypervisor(self, host: str) -> bool:
+        """Whether `host` is a VM of a hypervisor that has gone quiet but is
+        not lost yet: when it is, the VM's agent is lost with it, named."""
+        quiet_after = max(self.heartbeat_timeout / 2, 0.1)
+        now = time.monotonic()
+        for remote in self.remotes.values():
+            if remote.lost is not None:
+                continue
+            if remote.connection is not None and now - remote.last_seen <= quiet_after:
+                continue
+            if any(host in a.hosts for a in remote.assigned.values()):
+                return True
+        return False
 
     # --- assignment -----------------------------------------------------------------
 
