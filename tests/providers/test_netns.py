@@ -200,24 +200,28 @@ def _repo(
     return root
 
 
-def _phalanx(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _phalanx(
+    *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "phalanx.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
-def _start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def _start(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "phalanx.cli", *args],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=None if env is None else {**os.environ, **env},
     )  # fmt: skip
 
 
-def _made_by(run_id: str) -> list[str]:
+def _made_by(run_id: str, state: Path = STATE_DIR) -> list[str]:
     """What of a run is still on the machine: namespaces, links, /etc/netns
     folders, its record."""
     mark = label(run_id)
@@ -228,7 +232,7 @@ def _made_by(run_id: str) -> list[str]:
     left = [line.split()[0] for line in namespaces.splitlines() if f"phx-{run_id}-" in line]
     left += [link["ifname"] for link in links if link["ifname"].startswith(f"phx{mark}")]
     left += [str(p) for p in ETC_NETNS.glob(f"phx-{run_id}-*")] if ETC_NETNS.is_dir() else []
-    left += [str(p) for p in STATE_DIR.glob(f"{mark}.json")]
+    left += [str(p) for p in state.glob(f"{mark}.json")]
     return left
 
 
@@ -538,7 +542,9 @@ wait
 """
 
 
-def _sleeping(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, list[int]]:
+def _sleeping(
+    tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Path, list[int]]:
     """A netns run whose stages sleep, once both hosts are in their stage:
     the run, its folder and the sleepers' pids."""
     marks = tmp_path / "marks"
@@ -546,7 +552,9 @@ def _sleeping(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, list[int]]:
     repo = _repo(
         tmp_path / "repo", SLEEPER_CLUSTER, {"sleep": {"run.sh": SLEEPER.format(marks=marks)}}
     )
-    proc = _start("run", str(repo), "-s", "s", "--provider", "netns", "--plain", cwd=tmp_path)
+    proc = _start(
+        "run", str(repo), "-s", "s", "--provider", "netns", "--plain", cwd=tmp_path, env=env
+    )
     run = run_folder(tmp_path, proc)
     wanted = [marks / "a.sleep.test", marks / "b.sleep.test"]
     wait_for(wanted, proc)
@@ -579,17 +587,22 @@ def test_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_after_kill_9_phalanx_cleanup_removes_the_runs_leftovers_and_says_so(
     tmp_path: Path,
 ) -> None:
-    proc, run, pids = _sleeping(tmp_path)
+    # Its own record folder: every netns run that opens sweeps what dead
+    # runs left, and one running beside this test must not sweep it first.
+    state = tmp_path / "state"
+    env = {"PHALANX_NETNS_STATE": str(state)}
+    proc, run, pids = _sleeping(tmp_path, env)
     proc.kill()
     proc.communicate(timeout=30)
-    left = _made_by(run.name)
+    left = _made_by(run.name, state)
     assert any(name.startswith(f"phx-{run.name}-") for name in left), left
-    done = _phalanx("cleanup", cwd=tmp_path)
+    assert f"{state}/{label(run.name)}.json" in left
+    done = _phalanx("cleanup", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert f"run {run.name}: removed " in done.stdout
     assert f"namespace phx-{run.name}-0" in done.stdout
     assert f"bridge phx{label(run.name)}br" in done.stdout
-    assert _made_by(run.name) == []
+    assert _made_by(run.name, state) == []
     assert all(gone(pid) for pid in pids)
 
 
