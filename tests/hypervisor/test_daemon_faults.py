@@ -76,6 +76,16 @@ def test_a_daemons_vms_are_isolated_then_healed_through_the_wire(tmp_path: Path)
             assert done["status"] == "passed", (done, served.log.read_text()[-3000:])
             cases = {c["name"]: c["status"] for c in done["cases"]}
             assert cases == {"cut": "passed", "healed": "passed"}
+            # The VMs' records and consoles came back from the daemon with
+            # the run: the document and the page show its machines as they
+            # do for VMs of the embedded hypervisor.
+            assert sorted(done["vms"]) == ["vm0.flt.test", "vm1.flt.test"]
+            vm0 = done["vms"]["vm0.flt.test"]
+            assert vm0["network"]["mode"] == "bridge", vm0
+            console = client.get(f"/runs/{run}/files/{vm0['console']}")
+            assert console.status_code == 200
+            assert "reboot: Power down" in console.text  # its last words
+            assert "Machines" in client.get(f"/runs/{run}").text
         # The VMs were on the daemon's bridge (the faults' only place).
         vm = (tmp_path / "hv1").glob("*/hosts/vm0.flt.test/vm.json")
         assert '"mode": "bridge"' in next(vm).read_text()

@@ -156,11 +156,14 @@ class Remote:
         vms = [VmSpec(host=s.host.name, url=s.url, token=s.token) for s in specs]
         await self.request(ClusterUp(request_id=_rid(), cluster=key, vms=vms))
 
-    async def down_cluster(self, key: str, lost: Collection[str]) -> None:
+    async def down_cluster(self, key: str, lost: Collection[str]) -> object:
+        """The VMs' files the daemon kept, to go with the run (`vmfiles`)."""
         from phalanx.wire.hypervisor import ClusterDown
 
-        if self.connected:
-            await self.request(ClusterDown(request_id=_rid(), cluster=key, lost=list(lost)))
+        if not self.connected:
+            return None
+        reply = await self.request(ClusterDown(request_id=_rid(), cluster=key, lost=list(lost)))
+        return reply.data.get("files")
 
     async def close_cluster(self, key: str) -> None:
         from phalanx.wire.hypervisor import ClusterClose
@@ -443,6 +446,7 @@ class Hypervisors:
             run_id,
             key,
             folder=folder,
+            home=root,
             kept=kept.kept if kept is not None else None,
             keep=keep,
             on_keep=keeping,

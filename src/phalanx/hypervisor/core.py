@@ -159,6 +159,16 @@ class Hypervisor:
             for name in names:
                 self._tell(key, name, "off")
 
+    def vm_files(self, key: str) -> dict[str, dict[str, str]]:
+        """The cluster's VMs' records, consoles and QMP events, as they go
+        back to a coordinator elsewhere (`vmfiles`)."""
+        from phalanx.providers import vmfiles
+
+        provider = self.clusters.get(key)
+        if provider is None or provider.cluster is None:
+            return {}
+        return vmfiles.gather(provider.root, [h.name for h in provider.cluster.hosts])
+
     async def close_cluster(self, key: str) -> None:
         provider = self.clusters.pop(key, None)
         if provider is None:

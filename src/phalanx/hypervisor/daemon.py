@@ -263,6 +263,8 @@ class HypervisorDaemon:
                 await hv.up_cluster(message.cluster, specs)
             elif isinstance(message, ClusterDown):
                 await hv.down_cluster(message.cluster, message.lost)
+                files = await asyncio.to_thread(hv.vm_files, message.cluster)
+                reply = Reply(request_id=message.request_id, data={"files": files})
             elif isinstance(message, ClusterClose):
                 await hv.close_cluster(message.cluster)
             elif isinstance(message, ClusterRevert):

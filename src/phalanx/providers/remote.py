@@ -10,6 +10,7 @@ business.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -69,7 +70,11 @@ class ClusterHost(Protocol):
 
     async def up_cluster(self, key: str, specs: list[AgentSpec]) -> None: ...
 
-    async def down_cluster(self, key: str, lost: Collection[str]) -> None: ...
+    async def down_cluster(self, key: str, lost: Collection[str]) -> object:
+        """What of its VMs a hypervisor elsewhere sends with the run (its
+        files, `vmfiles.VmFiles`, not yet trusted); None from one that writes
+        into the run's folder itself."""
+        ...
 
     async def close_cluster(self, key: str) -> None: ...
 
@@ -213,6 +218,7 @@ class HypervisorProvider:
         key: str,
         *,
         folder: Path | None = None,
+        home: Path | None = None,
         kept: Kept | None = None,
         keep: bool = False,
         on_keep: Callable[[HypervisorProvider], Awaitable[None]] | None = None,
@@ -225,6 +231,7 @@ class HypervisorProvider:
         self.run_id = run_id
         self.key = key
         self.folder = folder
+        self.home = home  # the run's hosts' folder, where VMs' files end up
         self.opened: Opened | None = kept.opened if kept else None
         self.reused = kept is not None
         self.keep = keep or kept is not None
@@ -339,7 +346,15 @@ class HypervisorProvider:
         self.keep = False  # a VM lost: the cluster is not worth keeping
         if not self._open_called:
             return  # never opened: there is no VM to end
-        await self._on_each(lambda host: host.down_cluster(self.key, lost))
+        await self._on_each(lambda host: self._down(host, lost))
+
+    async def _down(self, host: ClusterHost, lost: Collection[str]) -> None:
+        files = await host.down_cluster(self.key, lost)
+        if files is not None and self.home is not None:
+            from phalanx.providers import vmfiles
+
+            names = [h.name for h in self.cluster.hosts]
+            await asyncio.to_thread(vmfiles.place, files, self.home, names, host.name)
 
     # `revert: case` (`Reverting`), done by the hypervisor.
     async def revert(self) -> None:
