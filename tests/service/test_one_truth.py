@@ -277,3 +277,39 @@ def test_the_api_event_stream_pushes_each_change(served: Served, tmp_path: Path)
             assert counts == sorted(counts)
     finally:
         end_agents(agents)
+
+
+def test_a_local_cluster_named_as_connected_remote_agents_is_refused_and_leaves_them_be(
+    served: Served, tmp_path: Path
+) -> None:
+    """The service would have run `truth-local` on the remote agents
+    connected under its hosts' names, and then shut them down."""
+    token = user_token(served, "otto", "operator")
+    agents = remote_agents(served, tmp_path)
+    try:
+        with served.client(token) as client:
+            eventually(
+                lambda: (
+                    {a["name"] for a in client.get("/api/agents").json() if a["connected"]}
+                    >= set(HOSTS)
+                ),
+                within=60,
+                what="the remote agents connect",
+            )
+            run = client.post("/api/suites/truth-local/runs").json()["id"]
+            document = wait_run(client, run, ENDED, within=120)
+            assert document["status"] == "error", document
+            assert "an agent of that name is connected already" in document["reason"]
+            assert all(name in document["reason"] for name in HOSTS)
+            assert hosts_of(document) == [] or all(
+                h["status"] in ("error", "pending") for h in hosts_of(document)
+            )
+            # The remote agents were neither used nor shut down: their own
+            # cluster's run still finds them.
+            assert all(agent.poll() is None for agent in agents)
+            run = client.post("/api/suites/truth-remote/runs").json()["id"]
+            document = wait_run(client, run, ENDED, within=120)
+            greet = next(c for c in document["cases"] if c["name"] == "greet")
+            assert greet["status"] == "passed", document
+    finally:
+        end_agents(agents)

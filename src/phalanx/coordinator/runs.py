@@ -309,6 +309,10 @@ async def _run_provided(
         else Capabilities.none("served by remote agents")
     )
     reverting = granted(can.revert) if suite.cluster.revert is not None else None
+    # Agents of these names connected already, that this run neither starts
+    # nor kept up from an earlier one (remote agents of another cluster):
+    # they are not this run's to use, nor to shut down.
+    others = _others_connected(hub, names, can) if provider is not None else []
     with RunFleet(
         hub,
         run_id,
@@ -352,6 +356,12 @@ async def _run_provided(
                 raise ProvisionError(reach.problem)
             if suite.cluster.revert is not None and (refused := refusal(can.revert)):
                 raise ProvisionError(refused)
+            if others:
+                raise ProvisionError(
+                    f"{', '.join(others)}: an agent of that name is connected already, "
+                    "and this cluster's provider starts its own; the two clusters cannot "
+                    "share host names while those agents are connected"
+                )
             if provider is not None:
                 specs = []
                 for h in hosts:
@@ -394,16 +404,30 @@ async def _run_provided(
                     # running ends as a case's does, not with the next run.
                     fleet.end_scope(scope_id(run_id, 0, None))
                 else:
-                    hub.shutdown(n for n in names if n not in lost)
+                    hub.shutdown(n for n in names if n not in lost and n not in others)
                 await _released("down", provider.down(lost))
                 # The agents are gone with the run: so are their tokens and links.
                 for token in tokens:
                     if token not in kept:
                         book.revoke(token)
                 if not kept:
-                    hub.forget(names)
+                    hub.forget(n for n in names if n not in others)
             # Remote agents outlive the run: they stay connected for the next.
     return result
+
+
+def _others_connected(hub: AgentHub, names: list[str], can: Capabilities) -> list[str]:
+    """The hosts whose names connected agents hold that the run's provider
+    did not start, nor keep up from an earlier run."""
+    keeping = granted(can.keep)
+    kept = set(keeping.keeps) if keeping is not None else set()
+    return [
+        n
+        for n in names
+        if (link := hub.links.get(n)) is not None
+        and link.connection is not None
+        and link.token not in kept
+    ]
 
 
 class Recorder(Protocol):
