@@ -249,6 +249,8 @@ async def _main(config: object, repos: list[Path]) -> None:
                 hypervisors.listeners = SharedListeners(listen)
                 also_listen = hypervisors.listeners.hold
 
+                # Stages see none of the service's environment (its secrets).
+                agent_env = minimal_env(os.environ)
                 if tls:
                     # The agents this service starts itself (`provider: local`)
                     # connect over wss and trust the service's own certificate.
@@ -262,39 +264,22 @@ async def _main(config: object, repos: list[Path]) -> None:
                         shutil.copyfile(certificate, copy)
                         os.chmod(copy, 0o644)
                         certificate = copy
-                    os.environ[CA_ENV] = str(certificate)
-                # Stages see none of the service's environment (its secrets).
-                agent_env = minimal_env(os.environ)
-                if tls:
-                    queue.start(
-                        Coordinator(
-                            hub,
-                            book,
-                            public or local,
-                            port,
-                            hypervisors=hypervisors,
-                            tls=True,
-                            agent_env=agent_env,
-                            script_keys=service.script_keys,
-                            agent_user=local_user,
-                            agent_workroot=workroot,
-                        )
+                    agent_env[CA_ENV] = str(certificate)
+                queue.start(
+                    Coordinator(
+                        hub,
+                        book,
+                        public or local,
+                        port,
+                        None if tls else also_listen,
+                        hypervisors,
+                        tls=tls,
+                        agent_env=agent_env,
+                        script_keys=service.script_keys,
+                        agent_user=local_user,
+                        agent_workroot=workroot,
                     )
-                else:
-                    queue.start(
-                        Coordinator(
-                            hub,
-                            book,
-                            public or local,
-                            port,
-                            also_listen,
-                            hypervisors,
-                            agent_env=agent_env,
-                            script_keys=service.script_keys,
-                            agent_user=local_user,
-                            agent_workroot=workroot,
-                        )
-                    )
+                )
                 shown = f"[{config.host}]" if ":" in config.host else config.host
                 scheme = "https" if tls else "http"
                 log.info("listening on %s://%s:%d (API docs at /docs)", scheme, shown, port)
