@@ -40,6 +40,7 @@ from phalanx.model import (
     Suite,
 )
 from phalanx.providers.agentenv import AgentUser
+from phalanx.providers.attached import AttachedAgents, Unprovided
 from phalanx.providers.base import (
     AgentSpec,
     Capabilities,
@@ -47,6 +48,7 @@ from phalanx.providers.base import (
     Provider,
     ProvisionError,
     Reverting,
+    attached,
     capabilities_of,
     granted,
     refusal,
@@ -175,8 +177,7 @@ async def run_suite(
     folder = RunFolder(options.results / run_id)
     kept = [options.recorder] if options.recorder is not None else []
     emit = Fanout([folder, *kept, *sinks])
-    provider: Provider | None = None
-    refused: str | None = None
+    provider: Provider = AttachedAgents(suite.cluster)
     name = provider_name(suite, options)
     if name != PROVIDER_AGENTS:
         try:
@@ -199,9 +200,9 @@ async def run_suite(
                     ),
                 )
         except ProvisionError as exc:
-            refused = str(exc)
+            provider = Unprovided(suite.cluster, str(exc))
     try:
-        async with _provided(coordinator, provider, refused) as reach:
+        async with _provided(coordinator, provider) as reach:
             result = await _run_provided(
                 coordinator, reach, suite, options, run_id, folder, emit, provider, cancellation
             )
@@ -238,16 +239,11 @@ class _Reach:
 
 
 @contextlib.asynccontextmanager
-async def _provided(
-    coordinator: Coordinator, provider: Provider | None, refused: str | None
-) -> AsyncIterator[_Reach]:
+async def _provided(coordinator: Coordinator, provider: Provider) -> AsyncIterator[_Reach]:
     """The provider opened (its networks made) for the block, and the
     coordinator listening where the provider's hosts can reach it; closed
     after, however the run ended."""
     scheme = coordinator.agent_url.split("://", 1)[0]
-    if provider is None:
-        yield _Reach(coordinator.host, coordinator.port, refused, scheme)
-        return
     try:
         await provider.open()
     except ProvisionError as exc:
@@ -292,7 +288,7 @@ async def _run_provided(
     run_id: str,
     folder: RunFolder,
     emit: Fanout,
-    provider: Provider | None,
+    provider: Provider,
     cancellation: Cancellation,
 ) -> RunResult:
     hub, book = coordinator.hub, coordinator.tokens
@@ -303,16 +299,14 @@ async def _run_provided(
     status = options.on_status or _no_status
 
     # What the provider can do besides up and down: each the object, or why not.
-    can = (
-        capabilities_of(provider, f"{provider_name(suite, options)} hosts")
-        if provider is not None
-        else Capabilities.none("served by remote agents")
-    )
+    can = capabilities_of(provider, f"{provider_name(suite, options)} hosts")
+    # Whether the run starts its hosts' agents, or they connect on their own.
+    starts = not attached(provider)
     reverting = granted(can.revert) if suite.cluster.revert is not None else None
     # Agents of these names connected already, that this run neither starts
     # nor kept up from an earlier one (remote agents of another cluster):
     # they are not this run's to use, nor to shut down.
-    others = _others_connected(hub, names, can) if provider is not None else []
+    others = _others_connected(hub, names, can) if starts else []
     with RunFleet(
         hub,
         run_id,
@@ -341,14 +335,8 @@ async def _run_provided(
                 scripts_url=_scripts_url(coordinator, reach, run_id),
             ),
             emit,
-            addresses=(
-                provider.addresses(hosts)
-                if provider is not None
-                else {h.name: h.ip or h.name for h in hosts}
-            ),
-            diskmounts={
-                h.name: provider.diskmounts(h) if provider is not None else "" for h in hosts
-            },
+            addresses=provider.addresses(hosts),
+            diskmounts={h.name: provider.diskmounts(h) for h in hosts},
             cancellation=cancellation,
         )
         try:
@@ -362,7 +350,7 @@ async def _run_provided(
                     "and this cluster's provider starts its own; the two clusters cannot "
                     "share host names while those agents are connected"
                 )
-            if provider is not None:
+            if starts:
                 specs = []
                 for h in hosts:
                     tokens.append(book.issue(h.name))
@@ -393,7 +381,7 @@ async def _run_provided(
                 noticed.cancel()
             # Hosts that outlive the run (VMs, remote agents) get their network back.
             await fleet.heal_faults()
-            if provider is not None:
+            if starts:
                 # An agent known lost (killed, frozen) is not asked nor waited for.
                 lost = {n for n in names if (link := hub.links.get(n)) and link.lost}
                 # A kept cluster's agents (`keep: true`) live on with their tokens.
@@ -511,7 +499,7 @@ def _notice_connections(
     return [asyncio.create_task(notice(h)) for h in hosts]
 
 
-def _explained(provider: Provider | None, missing: list[str]) -> str:
+def _explained(provider: Provider, missing: list[str]) -> str:
     """What the provider knows of why these hosts' agents did not connect
     (`Diagnosing.explain`), a paragraph per host it can say something of."""
     if not isinstance(provider, Diagnosing):

@@ -180,6 +180,19 @@ class Reverting(Protocol):
 
 
 @runtime_checkable
+class Attached(Protocol):
+    """A provider whose hosts' agents are started elsewhere and connect on
+    their own (`provider: agents`): the run gives them no token, waits for
+    them, and neither shuts them down nor forgets them when it ends."""
+
+    attached: bool
+
+
+def attached(provider: Provider) -> bool:
+    return isinstance(provider, Attached) and provider.attached
+
+
+@runtime_checkable
 class Keeping(Protocol):
     """A provider whose hosts may outlive the run (`keep: true`)."""
 
