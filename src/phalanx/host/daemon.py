@@ -367,10 +367,20 @@ class Agent:
                 self.stopping.set()
 
     def _signal(self, message: ProcessSignal) -> None:
-        """A nemesis's pause, resume or kill of the case's processes so named."""
+        task = asyncio.create_task(self._signal_processes(message))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _signal_processes(self, message: ProcessSignal) -> None:
+        """A nemesis's pause, resume or kill of the case's processes so named
+        (in a thread: the killed are reaped, which takes a moment)."""
         try:
-            pids = signals.send(
-                message.scope, f"{WORKDIR_MARK}={self.workdir}", message.name, message.signal
+            pids = await asyncio.to_thread(
+                signals.send,
+                message.scope,
+                f"{WORKDIR_MARK}={self.workdir}",
+                message.name,
+                message.signal,
             )
         except OSError as exc:
             self.send(ProcessSignalled(request_id=message.request_id, error=str(exc)))

@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 
-from phalanx.host.process import SCOPE_MARK, _marked, marked
+from phalanx.host.process import SCOPE_MARK, _marked, _state, marked
+
+REAP_WAIT = 2.0  # seconds for a killed process to become a zombie, to reap it
 
 SIGNALS = {"STOP": signal.SIGSTOP, "CONT": signal.SIGCONT, "KILL": signal.SIGKILL}
 
@@ -40,10 +43,29 @@ def named(scope: str, workdir_mark: str, name: str) -> list[int]:
 
 def send(scope: str, workdir_mark: str, name: str, sig: str) -> list[int]:
     """Signal the case's processes called `name`; the pids signalled. A
-    process gone meanwhile is left out."""
+    process gone meanwhile is left out. Blocks up to REAP_WAIT after a KILL:
+    run it in a thread."""
     done = []
     for pid in named(scope, workdir_mark, name):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, SIGNALS[sig])
             done.append(pid)
+    if sig == "KILL":
+        _reap(done)
     return done
+
+
+def _reap(pids: list[int]) -> None:
+    """A killed orphan of a stage is this agent's child (its subreaper):
+    reaped here, it is gone for the test that looks for it, not a zombie
+    until the case ends."""
+    deadline = time.monotonic() + REAP_WAIT
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            if _state(pid) in (None, "Z", "X"):
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+                left.discard(pid)
+        if left:
+            time.sleep(0.01)
