@@ -70,7 +70,7 @@ def record(entry: dict[str, Any], path: str | None = None) -> None:
     if where:
         append(where, entry)
     if in_stage():
-        from phalanx.host.syncclient import request
+        from phalanx.stagesocket import request
 
         try:
             answer = request({"op": "history", "records": [entry]}, AGENT_TIMEOUT)
