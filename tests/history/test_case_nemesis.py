@@ -2,7 +2,8 @@
 local): the coordinator pauses and kills the case's processes by name on
 the schedule its seed gives, records each fault in the case's history, and
 resumes what is paused when the run stage ends; a Python client's history
-that shows a lost element fails the case by its `set` check."""
+that shows a lost element fails the case by its `set` check; a nemesis
+that cannot cut the network makes its case an error."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from phalanx.exits import EXIT_INFRASTRUCTURE
 from phalanx.history.nemesis import parse_fault, schedule
 
 HOSTS = ["h1.phalanx.test", "h2.phalanx.test"]
@@ -68,6 +70,7 @@ def _suite(root: Path) -> None:
         "pausing": {"init.sh": TICKER, "run.sh": PAUSED, "finalize.sh": STATE},
         "killing": {"init.sh": TICKER, "run.sh": KILLED, "finalize.sh": STATE},
         "lost_element": {"run.sh": SET_CLIENT},
+        "no_network": {"run.sh": "sleep 1\n"},
     }.items():
         (suite / "tc" / case).mkdir(parents=True)
         for name, text in stages.items():
@@ -84,6 +87,8 @@ tests:
   - lost_element:
       roles: []
       check: set
+  - no_network:
+      nemesis: {every: 0.2s, faults: [isolate-random], seed: 1}
 timeout: 90
 """
     )
@@ -132,7 +137,7 @@ def test_the_nemesis_follows_its_seed_heals_at_the_end_and_the_check_fails_a_cas
 ) -> None:
     _suite(tmp_path)
     done, cases = _run(tmp_path)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == EXIT_INFRASTRUCTURE, done.stdout + done.stderr  # no_network's error
 
     pausing = cases["pausing"]
     assert pausing["status"] == "passed", pausing["reason"]
@@ -168,3 +173,12 @@ def test_the_nemesis_follows_its_seed_heals_at_the_end_and_the_check_fails_a_cas
     assert {e["process"] for e in history["events"]} == {f"{h}/py" for h in HOSTS}
     (window,) = history["windows"]
     assert any("add 3" in op["text"] for op in window["ops"])
+
+    # Local hosts share one network: a nemesis that would cut it cannot,
+    # and the case says so rather than pass untested.
+    no_network = cases["no_network"]
+    assert no_network["status"] == "error"
+    assert no_network["reason"].startswith(
+        "nemesis: network faults need hosts with a network of their own"
+    )
+    assert no_network["reason"].endswith("this run's hosts are local hosts")
