@@ -515,7 +515,9 @@ class RunFleet:
             if (unrestored := await run.restore()) is not None:
                 self.histories.nemesis_failed(case, unrestored)
 
-    async def signal_processes(self, host: str, scope: str, name: str, sig: str) -> list[int]:
+    async def signal_processes(
+        self, host: str, scope: str, name: str, sig: nemeses.Signal
+    ) -> list[int]:
         """STOP, CONT or KILL the case's processes `name` on `host`."""
         link = self.hub.links.get(self.names.get(host, host))
         if link is None or link.connection is None:
@@ -524,7 +526,7 @@ class RunFleet:
         future: asyncio.Future[ProcessSignalled] = asyncio.get_running_loop().create_future()
         self.signals[rid] = future
         try:
-            link.send(ProcessSignal(request_id=rid, scope=scope, name=name, signal=sig))  # type: ignore[arg-type]
+            link.send(ProcessSignal(request_id=rid, scope=scope, name=name, signal=sig))
             answer = await asyncio.wait_for(future, nemeses.FAULT_TIMEOUT)
         finally:
             self.signals.pop(rid, None)
@@ -686,7 +688,7 @@ class _Target:
     async def heal_network(self) -> None:
         await self.fleet.heal_network()
 
-    async def signal(self, host: str, name: str, signal: str) -> list[int]:
+    async def signal(self, host: str, name: str, signal: nemeses.Signal) -> list[int]:
         return await self.fleet.signal_processes(host, self.scope, name, signal)
 
 

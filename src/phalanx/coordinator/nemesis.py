@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from phalanx.history.nemesis import Step
 
 log = logging.getLogger("phalanx.coordinator")
 
 FAULT_TIMEOUT = 120.0  # seconds to make or heal one fault
+Signal = Literal["STOP", "CONT", "KILL"]
 
 
 class Target(Protocol):
@@ -29,7 +30,7 @@ class Target(Protocol):
 
     async def heal_network(self) -> None: ...
 
-    async def signal(self, host: str, name: str, signal: str) -> list[int]:
+    async def signal(self, host: str, name: str, signal: Signal) -> list[int]:
         """Send STOP, CONT or KILL to the case's processes `name` on
         `host`; the pids signalled. Raises FaultError saying why not."""
         ...
@@ -60,7 +61,7 @@ class NemesisRun:
         if kind in ("pause", "kill"):
             name = step.fault.arg
             if step.action == "start":
-                sig = "STOP" if kind == "pause" else "KILL"
+                sig: Signal = "STOP" if kind == "pause" else "KILL"
                 if kind == "pause":
                     self.paused[(step.host, name)] = None  # before: resumed even if half made
                 pids = await asyncio.wait_for(

@@ -57,28 +57,3 @@ def _op(op: Op) -> WindowOp:
         required=op.required,
         text=describe(op),
     )
-
-
-def window_ops(window: Window) -> KeyVerdict:
-    """A kept window as the checker's own, for drawing it (history.picture)."""
-    ops = tuple(
-        Op(
-            id=i,
-            process=w.process,
-            f=w.f,
-            key=window.key,
-            value=_hashable(w.value),
-            output=_hashable(w.output),
-            call=w.call,
-            ret=math.inf if w.ret is None else w.ret,
-            required=w.required,
-        )
-        for i, w in enumerate(window.ops)
-    )
-    return KeyVerdict(key=window.key, valid=False, ops=len(ops), reason=window.reason, window=ops)
-
-
-def _hashable(value: object) -> object:
-    from phalanx.history.ops import hashable
-
-    return hashable(value)
