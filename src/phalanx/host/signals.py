@@ -18,26 +18,26 @@ REAP_WAIT = 2.0  # seconds for a killed process to become a zombie, to reap it
 SIGNALS = {"STOP": signal.SIGSTOP, "CONT": signal.SIGCONT, "KILL": signal.SIGKILL}
 
 
-def _names(pid: int) -> tuple[str, ...]:
-    """What a process is called: its comm (cut at 15 characters by the
-    kernel) and its program's file name."""
-    found: list[str] = []
+COMM_MAX = 15  # the kernel cuts a process's command name to this many characters
+
+
+def called(pid: int, name: str) -> bool:
+    """Whether the process is called `name`: its command name (as the kernel
+    cut it) or its program's file name."""
     with contextlib.suppress(OSError), open(f"/proc/{pid}/comm", "rb") as f:
-        found.append(f.read().decode(errors="replace").strip())
+        if f.read().decode(errors="replace").strip() == name[:COMM_MAX]:
+            return True
     with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
-        argv = f.read().split(b"\0")
-        if argv and argv[0]:
-            found.append(os.path.basename(argv[0].decode(errors="replace")))
-    return tuple(found)
+        program = f.read().split(b"\0")[0]
+        return os.path.basename(program.decode(errors="replace")) == name
+    return False
 
 
 def named(scope: str, workdir_mark: str, name: str) -> list[int]:
     """The case's processes (on this agent) called `name`."""
     mine = workdir_mark.encode()
     return sorted(
-        pid
-        for pid in marked(SCOPE_MARK, scope)
-        if _marked(pid, mine) and (name in _names(pid) or name[:15] in _names(pid)[:1])
+        pid for pid in marked(SCOPE_MARK, scope) if _marked(pid, mine) and called(pid, name)
     )
 
 
