@@ -286,7 +286,8 @@ class RunFleet:
         self.histories = Histories()
         self.stage_cases: dict[str, str] = {}
         self.case_scopes: dict[str, str] = {}
-        self.signals: dict[str, asyncio.Future[ProcessSignalled]] = {}
+        # A nemesis's signals awaiting their answer: request id → (host, answer).
+        self.signals: dict[str, tuple[str, asyncio.Future[ProcessSignalled]]] = {}
         hub.claim(self, self.hosts)
 
     def __enter__(self) -> RunFleet:
@@ -524,7 +525,7 @@ class RunFleet:
             raise FaultError(f"cannot signal {name} on {host}: its agent is not connected")
         rid = uuid.uuid4().hex
         future: asyncio.Future[ProcessSignalled] = asyncio.get_running_loop().create_future()
-        self.signals[rid] = future
+        self.signals[rid] = (link.name, future)
         try:
             link.send(ProcessSignal(request_id=rid, scope=scope, name=name, signal=sig))
             answer = await asyncio.wait_for(future, nemeses.FAULT_TIMEOUT)
@@ -643,8 +644,8 @@ class RunFleet:
                 if (case := self.stage_cases.get(stage_id)) is not None:
                     self.histories.add(case, host, message.records)
             case ProcessSignalled(request_id=rid):
-                if (future := self.signals.get(rid)) is not None and not future.done():
-                    future.set_result(message)
+                if (asked := self.signals.get(rid)) is not None and not asked[1].done():
+                    asked[1].set_result(message)
         return None
 
     def _wait(
@@ -673,6 +674,9 @@ class RunFleet:
     def on_lost(self, host: str, reason: str) -> None:
         if (run_host := self.hosts.get(host)) is not None:
             run_host.lose(reason)
+        for rid, (asked, future) in self.signals.items():
+            if asked == host and not future.done():
+                future.set_result(ProcessSignalled(request_id=rid, error=f"agent lost: {reason}"))
 
 
 class _Target:
