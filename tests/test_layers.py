@@ -33,6 +33,7 @@ CORE = {
     "plugins",  # finding kinds, task types, runners and providers by name
     "keywords",  # -k EXPR, read and matched
     "history",  # operation histories and the checkers that judge them
+    "stagesocket",  # a stage's request to its agent (what phalanx.history.op records through)
 }
 # Where things run or meet the outside world.
 EDGES = {

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
+from phalanx.model import CaseHistory, CaseResult, HostResult, RunResult, StageResult, Status
 
 
 def now() -> datetime:
@@ -96,6 +96,7 @@ class CaseRecord:
     stages: tuple[StageRecord, ...] = ()
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    history: CaseHistory | None = None
 
     @classmethod
     def of(cls, r: CaseResult) -> CaseRecord:

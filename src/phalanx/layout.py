@@ -25,6 +25,12 @@ def output_path(case: str | None, stage: str, host: str) -> str:
     return f"{stage_dir(case, stage)}/{_part(host)}.log"
 
 
+def history_path(case: str, suffix: str = "jsonl") -> str:
+    """A case's history, from all its hosts: `history.jsonl` (phalanx's
+    records) or `history.edn` (Jepsen's)."""
+    return f"cases/{_part(case)}/history.{suffix}"
+
+
 def log_path(case: str | None, stage: str, host: str, source: str) -> str:
     """A collected log file, named after the path it had on the host."""
     return f"{stage_dir(case, stage)}/logs/{_part(host)}/{_part(source.strip('/'))}"

@@ -245,6 +245,20 @@ class Script:
     origin: str = "inline"
 
 
+CHECKS = ("register", "set", "counter")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Nemesis:
+    """Faults during a case's run stage (`nemesis:`): every `every`
+    seconds one of `faults` (as written: `partition-halves`, `kill etcd`)
+    starts or heals, between the case's hosts; `seed` fixes the schedule."""
+
+    every: float
+    faults: tuple[str, ...]
+    seed: int = 0
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Case:
     name: str
@@ -257,6 +271,8 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict)  # kind-specific
     path: Path | None = None
     description: str = ""
+    check: str | None = None  # a model of CHECKS: the case's history must satisfy it
+    nemesis: Nemesis | None = None
 
 
 def named(case: str, names: Iterable[str]) -> bool:
@@ -336,6 +352,70 @@ class HostResult:
     data: Any = None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HistoryEvent:
+    """One record of a case's history (an operation's invocation or
+    completion, or a nemesis's fault), on the coordinator's clock: `time`
+    is the recording host's time less its measured offset."""
+
+    process: str  # HOST/CLIENT, or `nemesis`
+    type: str  # invoke, ok, fail, info
+    f: str
+    key: Any = None
+    value: Any = None
+    time: float = 0.0  # seconds since the epoch, the coordinator's clock
+    host: str = ""  # whose agent sent it ("" : the coordinator's own)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HostClock:
+    """How a host's clock stood against the coordinator's: `offset` (host
+    less coordinator, seconds) from the ping whose round trip (`rtt`) was
+    the shortest of `samples`; the error is at most half that round trip.
+    `samples` 0: never measured (offset taken as 0)."""
+
+    host: str
+    offset: float = 0.0
+    rtt: float | None = None
+    samples: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WindowOp:
+    """An operation of a window that cannot be ordered."""
+
+    process: str
+    f: str
+    value: Any = None
+    output: Any = None
+    call: float = 0.0
+    ret: float | None = None  # None: never returned (info)
+    required: bool = True
+    text: str = ""  # as `phalanx check` prints it: `read → 1`
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Window:
+    key: Any
+    reason: str
+    ops: tuple[WindowOp, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CaseHistory:
+    """What a case's clients did on all its hosts, on one clock, and what
+    its check (`check:`) said of it."""
+
+    events: tuple[HistoryEvent, ...] = ()
+    clocks: tuple[HostClock, ...] = ()
+    file: str | None = None  # history.jsonl, relative to the run folder
+    check: str | None = None  # the model checked against
+    valid: bool | None = None  # None: not checked
+    verdict: str | None = None  # `history not linearizable on key x`
+    windows: tuple[Window, ...] = ()
+    nemesis_error: str | None = None  # why the nemesis could not go on
+
+
 @dataclass(kw_only=True, slots=True)
 class StageResult:
     name: str
@@ -356,6 +436,7 @@ class CaseResult:
     stages: list[StageResult] = field(default_factory=list)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    history: CaseHistory | None = None
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.name == name), None)

@@ -4,14 +4,16 @@ a test scripted it, and remember the order things happened in."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
 from phalanx.events import Event
-from phalanx.model import Case, Cluster, Host, Script, Suite
+from phalanx.model import Case, CaseHistory, Cluster, Host, Nemesis, Script, Suite
 from phalanx.tasks import Outcome
 
 Key = tuple[str | None, str, str]  # case (None: the suite), stage, host
@@ -62,6 +64,8 @@ class FakeFleet:
     cancels: dict[str, asyncio.Event] = field(default_factory=dict)
     ended_scopes: list[str] = field(default_factory=list)  # cases over, in order
     begun_cases: list[str] = field(default_factory=list)  # in order
+    histories: dict[str, CaseHistory] = field(default_factory=dict)  # what history() gives
+    nemeses: list[tuple[str, tuple[str, ...], Nemesis]] = field(default_factory=list)
     where: dict[str, tuple[str | None, str]] = field(
         default_factory=dict
     )  # stage id -> case, stage
@@ -83,6 +87,15 @@ class FakeFleet:
 
     def end_scope(self, scope: str) -> None:
         self.ended_scopes.append(scope)
+
+    def history(self, case: str) -> CaseHistory | None:
+        return self.histories.get(case)
+
+    def nemesis(
+        self, case: str, hosts: Sequence[str], spec: Nemesis, duration: float
+    ) -> AbstractAsyncContextManager[None]:
+        self.nemeses.append((case, tuple(hosts), spec))
+        return contextlib.nullcontext()
 
     def ran(self, what: str = "start") -> list[Key]:
         return [(c.case, c.stage, c.host) for c in self.calls if c.what == what]

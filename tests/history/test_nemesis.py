@@ -63,3 +63,12 @@ def test_a_bad_fault_says_what_is_wrong(text: str, error: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_fault(text)
     assert str(caught.value).startswith(error)
+
+
+def test_pausing_or_killing_needs_one_host_and_cutting_a_network_two() -> None:
+    steps = schedule([parse_fault("pause etcd"), parse_fault("kill etcd")], ["solo"], 1.0, 7, 10)
+    assert {s.host for s in steps} == {"solo"}
+    with pytest.raises(ValueError, match="at least two hosts"):
+        schedule([parse_fault("pause etcd"), parse_fault("isolate-random")], ["solo"], 1.0, 7, 10)
+    with pytest.raises(ValueError, match="needs a host"):
+        schedule([parse_fault("kill etcd")], [], 1.0, 7, 10)

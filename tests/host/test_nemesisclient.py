@@ -22,11 +22,12 @@ def test_an_unknown_fault_exits_2_saying_so() -> None:
     assert done.stderr.startswith("phalanx-nemesis: unknown fault 'partition-all'")
 
 
-def test_pause_and_kill_are_refused_for_now() -> None:
+def test_pause_and_kill_are_sent_to_the_case_nemesis() -> None:
     done = nemesis("--hosts", "a,b", "--for", "1s", "pause etcd")
     assert (done.returncode, done.stderr.strip()) == (
         2,
-        "phalanx-nemesis: pause is not supported by phalanx-nemesis yet",
+        "phalanx-nemesis: pause is a case's nemesis fault (nemesis: {faults: [pause NAME]}), "
+        "not phalanx-nemesis's",
     )
 
 

@@ -182,3 +182,58 @@ def test_repo_root_with_suite_name_and_case_check(tmp_path: Path) -> None:
     with pytest.raises(DefinitionErrors, match="no suite 'other'"):
         find_suite(tmp_path, "other")
     assert load_repo(tmp_path).suites["renamed"].cluster.name == "pair"
+
+
+def test_a_cases_check_and_nemesis_are_read_and_their_mistakes_named(tmp_path: Path) -> None:
+    good = make_repo(
+        tmp_path / "good",
+        """\
+cluster: pair
+tests:
+  - name: a
+    check: register
+    nemesis: {every: 500ms, faults: [partition-halves, kill etcd, slow-random 200ms], seed: 7}
+""",
+        {"a": {"run.sh": "true\n"}},
+    )
+    (case,) = find_suite(good).cases
+    assert case.check == "register"
+    assert case.nemesis is not None
+    assert (case.nemesis.every, case.nemesis.seed) == (0.5, 7)
+    assert case.nemesis.faults == ("partition-halves", "kill etcd", "slow-random 200ms")
+
+    bad = make_repo(
+        tmp_path / "bad",
+        """\
+cluster: pair
+tests:
+  - name: a
+    check: queue
+    nemesis:
+      every: never
+      faults:
+        - partition-halves
+        - pause
+        - slow-random fast
+      seed: seven
+      when: always
+""",
+        {"a": {"run.sh": "true\n"}},
+    )
+    with pytest.raises(DefinitionErrors) as caught:
+        find_suite(bad)
+    found = {e.key: (e.line, e.message) for e in caught.value.errors}
+    assert set(found) == {
+        "tests.a.check",
+        "tests.a.nemesis.every",
+        "tests.a.nemesis.faults.1",
+        "tests.a.nemesis.faults.2",
+        "tests.a.nemesis.seed",
+        "tests.a.nemesis.when",
+    }
+    assert found["tests.a.check"] == (4, "must be one of register, set, counter, not 'queue'")
+    assert found["tests.a.nemesis.every"][0] == 6
+    assert found["tests.a.nemesis.faults.1"] == (9, "pause needs the process's name: `pause NAME`")
+    assert found["tests.a.nemesis.faults.2"][0] == 10
+    assert found["tests.a.nemesis.seed"][0] == 11
+    assert "unknown nemesis key" in found["tests.a.nemesis.when"][1]

@@ -57,6 +57,10 @@ def _value(hint: Any, name: str, n: int) -> Any:
         return T0 + timedelta(seconds=n)
     if isinstance(hint, type) and issubclass(hint, Enum):
         return Status.TIMEOUT if hint is Status else list(hint)[-1]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return distinct(hint, n)  # a record within the record (a case's history)
+    if origin in (tuple, list) and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
+        return (distinct(args[0], n),)
     if origin in (tuple, list):
         return (f"{name}-{n}",) if origin is tuple else [f"{name}-{n}"]
     if hint is Any:

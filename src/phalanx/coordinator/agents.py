@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phalanx.coordinator.auth import TokenVerifier, bearer
+from phalanx.coordinator.clock import ClockOffset
 from phalanx.store.failures import Throttle, describe
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
@@ -137,6 +138,10 @@ class AgentLink:
         # The token its live connection was admitted with (in memory only):
         # whoever issued it may check that it still stands (a revoke).
         self.token: str | None = None
+        # Its clock against ours, from its pongs (operation histories are
+        # put on the coordinator's clock with it).
+        self.clock = ClockOffset()
+        self.ping_seq = 0
 
     def send(self, message: object) -> None:
         """Send on the live connection; without one the message is dropped
@@ -152,9 +157,18 @@ class AgentLink:
         self.disconnected_at = None
         self.last_seen = asyncio.get_running_loop().time()
         self.connected.set()
+        self.ping()  # a first clock sample now, not a heartbeat later
         self._report()
         if (holder := self.hub.holder(self.name)) is not None:
             holder.on_attach(self.name)
+
+    def ping(self) -> None:
+        """A heartbeat, and a sample of the agent's clock."""
+        if self.connection is None:
+            return
+        self.ping_seq += 1
+        self.clock.pinged(self.ping_seq, time.time())
+        self.send(Ping(seq=self.ping_seq))
 
     def detach(self, connection: Connection) -> None:
         if self.connection is connection:
@@ -191,7 +205,10 @@ class AgentLink:
         self.last_seen = asyncio.get_running_loop().time()
         if self.last_seen - self.reported >= self.hub.seen_interval:
             self._report()  # a sign of life, told now and then, not at every pong
-        if isinstance(message, Pong | Ack | Hello):
+        if isinstance(message, Pong):
+            self.clock.ponged(message.seq, time.time(), message.clock)
+            return None
+        if isinstance(message, Ack | Hello):
             return None
         holder = self.hub.holder(self.name)
         written = holder.on_message(self.name, message) if holder is not None else None
@@ -375,10 +392,8 @@ class AgentHub:
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.ping_interval
-        seq = 0
         while True:
             await asyncio.sleep(interval)
-            seq += 1
             now = loop.time()
             for link in list(self.links.values()):
                 if self.judged_elsewhere(link.name):
@@ -392,7 +407,7 @@ class AgentHub:
                         link.lose(reason)
                         self._close_later(connection, 1011, "heartbeat timeout")
                     else:
-                        link.send(Ping(seq=seq))
+                        link.ping()
                 elif (
                     link.lost is None
                     and link.disconnected_at is not None

@@ -19,21 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 
+from phalanx.coordinator import nemesis as nemeses
 from phalanx.coordinator.agents import AgentHub, AgentLink
+from phalanx.coordinator.histories import Histories
 from phalanx.engine.rendezvous import Answer, Rendezvous
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
 from phalanx.events import Event, HostResumed, HostWaiting
+from phalanx.history.nemesis import Step, parse_fault, schedule
+from phalanx.model import CaseHistory, Nemesis
 from phalanx.providers.base import FaultError, Migrated, Migrating, NetworkFaults, ProvisionError
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     AgentMessage,
+    HistoryOps,
     KvSend,
     KvValue,
     KvWait,
@@ -41,6 +48,8 @@ from phalanx.wire.messages import (
     LogsResult,
     NetDone,
     NetFault,
+    ProcessSignal,
+    ProcessSignalled,
     ScopeEnd,
     StageCancel,
     StageOutput,
@@ -273,6 +282,12 @@ class RunFleet:
         self.migrator = migrator
         self.no_migration = no_migration
         self.migration_lock = asyncio.Lock()  # one migration at a time
+        # Operation histories, per case; which case a stage and a scope are.
+        self.histories = Histories()
+        self.stage_cases: dict[str, str] = {}
+        self.case_scopes: dict[str, str] = {}
+        # A nemesis's signals awaiting their answer: request id → (host, answer).
+        self.signals: dict[str, tuple[str, asyncio.Future[ProcessSignalled]]] = {}
         hub.claim(self, self.hosts)
 
     def __enter__(self) -> RunFleet:
@@ -310,6 +325,7 @@ class RunFleet:
         return self.hosts[host]
 
     def begin_case(self, case: str, scope: str) -> None:
+        self.case_scopes[case] = scope
         # The hosts go back as they were before the case once anything has
         # run on them (`revert: case`): the case's first stage waits for it.
         if self.before_case is not None and self.stages_begun:
@@ -317,6 +333,8 @@ class RunFleet:
 
     def begin_stage(self, scope: StageScope) -> None:
         self.stages_begun = True
+        if scope.case is not None:
+            self.stage_cases[scope.stage_id] = scope.case
         self.rendezvous.begin_stage(scope.stage_id, scope.hosts, scope.kv_scope)
         for name, host in self.hosts.items():
             if name not in scope.hosts:
@@ -461,6 +479,82 @@ class RunFleet:
                     await asyncio.wait_for(faults.slow(target, delay), FAULT_TIMEOUT)
         return None
 
+    # --- operation histories and the nemesis ------------------------------------------
+
+    def history(self, case: str) -> CaseHistory | None:
+        """The case's history from every host, on this coordinator's clock."""
+        clocks = {h: link.clock for h in self.hosts if (link := self.hub.links.get(h))}
+        return self.histories.take(case, clocks)
+
+    @contextlib.asynccontextmanager
+    async def nemesis(
+        self, case: str, hosts: Sequence[str], spec: Nemesis, duration: float
+    ) -> AsyncIterator[None]:
+        """Run the case's nemesis while the body runs; when it ends, however
+        it ends, the network is healed and paused processes resumed."""
+        try:
+            steps = schedule(
+                [parse_fault(f) for f in spec.faults], list(hosts), spec.every, spec.seed, duration
+            )
+        except ValueError as exc:
+            self.histories.nemesis_failed(case, str(exc))
+            yield
+            return
+        scope = self.case_scopes.get(case, "")
+
+        def record(f: str, what: str) -> None:
+            self.histories.fault(case, f, what, time.time())
+
+        run = nemeses.NemesisRun(steps, _Target(self, scope), record)
+        task = asyncio.ensure_future(run.run())
+        try:
+            yield
+        finally:
+            failed = await nemeses.stop(task)
+            if failed is not None:
+                self.histories.nemesis_failed(case, str(failed) or type(failed).__name__)
+            if (unrestored := await run.restore()) is not None:
+                self.histories.nemesis_failed(case, unrestored)
+
+    async def signal_processes(
+        self, host: str, scope: str, name: str, sig: nemeses.Signal
+    ) -> list[int]:
+        """STOP, CONT or KILL the case's processes `name` on `host`."""
+        link = self.hub.links.get(self.names.get(host, host))
+        if link is None or link.connection is None:
+            raise FaultError(f"cannot signal {name} on {host}: its agent is not connected")
+        rid = uuid.uuid4().hex
+        future: asyncio.Future[ProcessSignalled] = asyncio.get_running_loop().create_future()
+        self.signals[rid] = (link.name, future)
+        try:
+            link.send(ProcessSignal(request_id=rid, scope=scope, name=name, signal=sig))
+            answer = await asyncio.wait_for(future, nemeses.FAULT_TIMEOUT)
+        finally:
+            self.signals.pop(rid, None)
+        if answer.error is not None:
+            raise FaultError(f"cannot signal {name} on {host}: {answer.error}")
+        return answer.pids
+
+    async def break_network(self, step: Step) -> None:
+        if self.faults is None:
+            raise FaultError(self.no_faults)
+        async with self.fault_lock:
+            self.faulted = True
+            if step.groups:
+                groups = [[self.names[n] for n in group] for group in step.groups]
+                await self.faults.partition(groups)
+            elif step.fault.kind == "isolate-random":
+                await self.faults.isolate(self.names[step.host])
+            else:
+                await self.faults.slow(self.names[step.host], step.delay)
+
+    async def heal_network(self) -> None:
+        if self.faults is None:
+            raise FaultError(self.no_faults)
+        async with self.fault_lock:
+            await self.faults.heal()
+            self.faulted = False
+
     # --- live migration ---------------------------------------------------------------
 
     def _vm_migrate(self, host: str, message: VmMigrate) -> None:
@@ -546,6 +640,12 @@ class RunFleet:
                 self._net_fault(host, message)
             case VmMigrate():
                 self._vm_migrate(host, message)
+            case HistoryOps(stage_id=stage_id):
+                if (case := self.stage_cases.get(stage_id)) is not None:
+                    self.histories.add(case, host, message.records)
+            case ProcessSignalled(request_id=rid):
+                if (asked := self.signals.get(rid)) is not None and not asked[1].done():
+                    asked[1].set_result(message)
         return None
 
     def _wait(
@@ -574,6 +674,26 @@ class RunFleet:
     def on_lost(self, host: str, reason: str) -> None:
         if (run_host := self.hosts.get(host)) is not None:
             run_host.lose(reason)
+        for rid, (asked, future) in self.signals.items():
+            if asked == host and not future.done():
+                future.set_result(ProcessSignalled(request_id=rid, error=f"agent lost: {reason}"))
+
+
+class _Target:
+    """The fleet as a nemesis sees it: one case's scope."""
+
+    def __init__(self, fleet: RunFleet, scope: str) -> None:
+        self.fleet = fleet
+        self.scope = scope
+
+    async def break_network(self, step: Step) -> None:
+        await self.fleet.break_network(step)
+
+    async def heal_network(self) -> None:
+        await self.fleet.heal_network()
+
+    async def signal(self, host: str, name: str, signal: nemeses.Signal) -> list[int]:
+        return await self.fleet.signal_processes(host, self.scope, name, signal)
 
 
 def describe(done: Migrated) -> str:

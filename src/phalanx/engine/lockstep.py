@@ -15,7 +15,9 @@ collection.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from phalanx.engine import lifecycle, step
@@ -146,7 +148,14 @@ class Lockstep:
         self.fleet.begin_case(case.name, step.scope_id(self.run.run_id, index, case.name))
         try:
             await step.run_case(
-                case, kind, result, run, skip, self.emit, cancellation=self.cancellation
+                case,
+                kind,
+                result,
+                run,
+                skip,
+                self.emit,
+                cancellation=self.cancellation,
+                history=lambda: self.fleet.history(case.name),
             )
         finally:
             # What the case's stages left running (a server its initialize
@@ -219,19 +228,24 @@ class Lockstep:
             )
         )
         self.emit(StageStarted(case_name, stage, tuple(h.name for h, _ in orders)))
+        nemesis: AbstractAsyncContextManager[None] = contextlib.nullcontext()
+        if case is not None and case.nemesis is not None and stage == "run":
+            names = [h.name for h, _ in orders]
+            nemesis = self.fleet.nemesis(case.name, names, case.nemesis, timeout)
         try:
-            # The barrier: the stage ends when every host has ended it.
-            hosts = await step.every_host(
-                step.host_stage(
-                    self.fleet.session(host.name),
-                    order,
-                    kind,
-                    self._context(case, stage, host),
-                    self.emit,
-                    self.cancellation,
+            async with nemesis:
+                # The barrier: the stage ends when every host has ended it.
+                hosts = await step.every_host(
+                    step.host_stage(
+                        self.fleet.session(host.name),
+                        order,
+                        kind,
+                        self._context(case, stage, host),
+                        self.emit,
+                        self.cancellation,
+                    )
+                    for host, order in orders
                 )
-                for host, order in orders
-            )
         finally:
             self.fleet.end_stage(sid)
         result.hosts = list(hosts)

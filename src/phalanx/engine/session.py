@@ -7,11 +7,13 @@ tests can implement it with anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from phalanx.model import CaseHistory, Nemesis
 from phalanx.tasks import Outcome, Task
 
 
@@ -93,4 +95,17 @@ class Fleet(Protocol):
     def end_scope(self, scope: str) -> None:
         """A case is over (`step.scope_id`): its hosts end whatever its
         stages left running before they start another stage."""
+        ...
+
+    def history(self, case: str) -> CaseHistory | None:
+        """What the case's clients recorded on all its hosts, on one clock
+        (None: nothing), taken once the case's stages are over."""
+        ...
+
+    def nemesis(
+        self, case: str, hosts: Sequence[str], spec: Nemesis, duration: float
+    ) -> AbstractAsyncContextManager[None]:
+        """Faults between `hosts` on the nemesis's schedule while the body
+        runs (the case's run stage, at most `duration` seconds); all healed
+        and resumed when it ends. What went wrong is in the case's history."""
         ...

@@ -29,7 +29,7 @@ from phalanx.events import (
     now,
 )
 from phalanx.kinds.base import CaseKind, StageContext
-from phalanx.model import Case, CaseResult, HostResult, StageResult, Status, worst
+from phalanx.model import Case, CaseHistory, CaseResult, HostResult, StageResult, Status, worst
 
 SUITE_SCOPE = "suite"
 INITIALIZE_DID_NOT_PASS = "case initialize did not pass"
@@ -219,12 +219,14 @@ async def run_case(
     emit: Emit,
     empty: Status = Status.PASSED,
     cancellation: Cancellation | None = None,
+    history: Callable[[], CaseHistory | None] | None = None,
 ) -> None:
     """Walk the case's stages: `run(stage)` runs one, `skip(stage, reason,
     status)` records one that does not run. A failed initialize skips `run`;
     finalize always runs, unless the run is aborted; the other stages of a
     cancelled run are recorded `cancelled`. `empty`: the case's status if it
-    has no stage."""
+    has no stage. `history`: what its clients recorded, taken once its
+    stages are over; judged by the case's `check:`, part of its verdict."""
     result.started_at = now()
     result.status = Status.RUNNING
     initialized = True
@@ -241,8 +243,35 @@ async def run_case(
             initialized = False
     result.status = worst([s.status for s in result.stages], empty=empty)
     result.reason = case_reason(result.stages)
+    if history is not None:
+        judge_history(case, result, history())
     result.ended_at = now()
     emit(CaseEnded(CaseRecord.of(result)))
+
+
+def judge_history(case: Case, result: CaseResult, history: CaseHistory | None) -> None:
+    """The case's history into its result: a check that fails fails the
+    case (`history not linearizable on key x`); a nemesis that could not
+    do its work is an error (the case did not test what it meant to)."""
+    ran = any(s.name == "run" and s.status not in UNRAN for s in result.stages)
+    if case.check is not None and (ran or history is not None):
+        from phalanx.history.judge import judge  # the checkers: only for cases that check
+
+        history = judge(history or CaseHistory(), case.check)
+    result.history = history
+    if history is None:
+        return
+    problems: list[tuple[Status, str]] = []
+    if history.valid is False and history.verdict:
+        problems.append((Status.FAILED, history.verdict))
+    if history.nemesis_error is not None:
+        problems.append((Status.ERROR, f"nemesis: {history.nemesis_error}"))
+    for status, why in problems:
+        result.reason = why if result.status.ok else f"{result.reason}; {why}"
+        result.status = worst([result.status, status])
+
+
+UNRAN = (Status.SKIPPED, Status.CANCELLED, Status.PENDING)
 
 
 def case_reason(stages: Sequence[StageResult]) -> str | None:

@@ -12,8 +12,12 @@ records `phalanx-op` writes from shell stages.
             o.fail()                      # certainly did not happen
 
 An exception leaving the block records `info` (it may have happened) and
-goes on. Records are JSON lines appended to $PHALANX_HISTORY, one write()
-of one line each, so the threads and processes of a host share the file.
+goes on. Inside a stage each record goes to the host's agent, which sends
+it to the coordinator: it joins the case's history from every host, on the
+coordinator's clock (results.json, the run folder's history.jsonl). With
+$PHALANX_HISTORY set, records are also JSON lines appended to that file,
+one write() of one line each, so the threads and processes of a host share
+the file.
 
 Standard library only: it is imported inside stages.
 """
@@ -30,6 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 
 HISTORY_ENV = "PHALANX_HISTORY"
+AGENT_TIMEOUT = 30.0  # seconds for the agent to take a record
 
 _UNSET: Any = object()
 
@@ -42,6 +47,41 @@ def append(path: str, record: dict[str, Any]) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+def in_stage() -> bool:
+    """Whether this runs inside a phalanx stage, with an agent to record to."""
+    return bool(os.environ.get("PHALANX_AGENT_SOCKET") and os.environ.get("PHALANX_STAGE_ID"))
+
+
+def destination(path: str | None = None) -> str | None:
+    """Why records cannot be kept here, or None when they can: inside a
+    stage (the agent), or in a file (`path`, $PHALANX_HISTORY)."""
+    if in_stage() or path or os.environ.get(HISTORY_ENV):
+        return None
+    return f"not inside a phalanx stage, and ${HISTORY_ENV} is not set"
+
+
+def record(entry: dict[str, Any], path: str | None = None) -> None:
+    """Keep one record: to the agent inside a stage (it is taken before this
+    returns), and to the file `path` or $PHALANX_HISTORY when one is named.
+    Raises OSError when neither takes it."""
+    where = path or os.environ.get(HISTORY_ENV)
+    if where:
+        append(where, entry)
+    if in_stage():
+        from phalanx.stagesocket import request
+
+        try:
+            answer = request({"op": "history", "records": [entry]}, AGENT_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            if not where:
+                raise OSError(f"the agent did not take the record: {exc}") from None
+            return
+        if not answer.get("ok") and not where:
+            raise OSError(f"the agent refused the record: {answer.get('error')}")
+    elif not where:
+        raise OSError(f"no history to record to: {destination()}")
 
 
 def process_name(client: str | None) -> str:
@@ -88,12 +128,12 @@ def op(
     path: str | None = None,
 ) -> Iterator[Operation]:
     """Record one operation around the block that performs it."""
-    where = path or os.environ.get(HISTORY_ENV)
-    if not where:
-        raise RuntimeError(f"phalanx.history.op: ${HISTORY_ENV} is not set and no path given")
+    if (why := destination(path)) is not None:
+        raise RuntimeError(f"phalanx.history.op: {why}")
+    where = path
     base = {"process": process_name(client), "f": f, "key": key}
     sent = None if f in READS else value
-    append(where, {**base, "type": "invoke", "value": sent, "time": time.time()})
+    record({**base, "type": "invoke", "value": sent, "time": time.time()}, where)
     current = Operation(f, sent)
     try:
         yield current
@@ -106,11 +146,11 @@ def op(
     _complete(where, base, current, current.outcome or "ok")
 
 
-def _complete(where: str, base: dict[str, Any], current: Operation, outcome: str) -> None:
+def _complete(where: str | None, base: dict[str, Any], current: Operation, outcome: str) -> None:
     if outcome == "ok" and current.f in READS:
         value = current.value
     elif outcome != "ok" and current.f in READS:
         value = None
     else:
         value = current.sent
-    append(where, {**base, "type": outcome, "value": value, "time": time.time()})
+    record({**base, "type": outcome, "value": value, "time": time.time()}, where)

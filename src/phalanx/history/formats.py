@@ -10,7 +10,7 @@ evaluated.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from pathlib import PurePath
 from typing import Any, cast
 
@@ -71,9 +71,21 @@ def from_json_lines(text: str, name: str) -> Iterator[Event]:
             raise HistoryError(f"{where}: not JSON: {exc}") from None
         if not isinstance(record, dict):
             raise HistoryError(f"{where}: an operation is a JSON object, not {line.strip()!r}")
-        if record.get("type") == "nemesis" or record.get("process") == "nemesis":
-            continue
-        yield _event(record, where, float(number))
+        if not _nemesis(record):
+            yield _event(record, where, float(number))
+
+
+def from_records(records: Iterable[Mapping[str, Any]], name: str) -> Iterator[Event]:
+    """phalanx's records already read (a case's history in its results):
+    as a JSON lines file's, `name`:N naming the Nth."""
+    for number, record in enumerate(records, 1):
+        if not _nemesis(record):
+            yield _event(dict(record), f"{name}:{number}", float(number))
+
+
+def _nemesis(record: Mapping[str, Any]) -> bool:
+    """A nemesis's event: not a client's operation, left out of the check."""
+    return record.get("type") == "nemesis" or record.get("process") == "nemesis"
 
 
 def from_edn(text: str, name: str) -> Iterator[Event]:

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 KINDS = ("partition-halves", "partition-random", "isolate-random", "slow-random", "pause", "kill")
+PROCESS_FAULTS = ("pause", "kill")
 _DELAY = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s)")
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -66,7 +67,10 @@ def schedule(
     by the end whatever the timing."""
     if not faults:
         raise ValueError("a nemesis needs at least one fault")
-    if len(hosts) < 2:
+    if not hosts:
+        raise ValueError("a nemesis needs a host")
+    if len(hosts) < 2 and any(f.kind not in PROCESS_FAULTS for f in faults):
+        # Pausing or killing a process needs only its host; cutting a network two.
         raise ValueError("a nemesis needs at least two hosts")
     if every <= 0:
         raise ValueError(f"every must be more than 0 seconds, not {every}")

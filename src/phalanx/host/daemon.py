@@ -19,6 +19,7 @@ import shutil
 import ssl
 import sys
 import tempfile
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from phalanx import __version__
+from phalanx.host import signals
 from phalanx.host.connection import keep_connected, refusal
 from phalanx.host.context import RunnerContext, new_signal, set_signal
 from phalanx.host.logs import LogWatch
@@ -55,6 +57,7 @@ from phalanx.wire.messages import (
     Ack,
     CoordinatorMessage,
     Hello,
+    HistoryOps,
     KvSend,
     KvValue,
     KvWait,
@@ -64,6 +67,8 @@ from phalanx.wire.messages import (
     NetFault,
     Ping,
     Pong,
+    ProcessSignal,
+    ProcessSignalled,
     ScopeEnd,
     Shutdown,
     StageCancel,
@@ -351,13 +356,36 @@ class Agent:
             case VmMigrated(request_id=rid, error=error, detail=detail):
                 self._answer(rid, error is None, detail if error is None else error)
             case Ping(seq=seq):
-                self.send(Pong(seq=seq))
+                self.send(Pong(seq=seq, clock=time.time()))
+            case ProcessSignal():
+                self._signal(message)
             case Ack(ref=ref):
                 self.outbox.pop(ref, None)
             case ScopeEnd(scope=scope):
                 self._end_scope(scope)
             case Shutdown():
                 self.stopping.set()
+
+    def _signal(self, message: ProcessSignal) -> None:
+        task = asyncio.create_task(self._signal_processes(message))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _signal_processes(self, message: ProcessSignal) -> None:
+        """A nemesis's pause, resume or kill of the case's processes so named
+        (in a thread: the killed are reaped, which takes a moment)."""
+        try:
+            pids = await asyncio.to_thread(
+                signals.send,
+                message.scope,
+                f"{WORKDIR_MARK}={self.workdir}",
+                message.name,
+                message.signal,
+            )
+        except OSError as exc:
+            self.send(ProcessSignalled(request_id=message.request_id, error=str(exc)))
+            return
+        self.send(ProcessSignalled(request_id=message.request_id, pids=pids))
 
     def _end_scope(self, scope: str) -> None:
         """End what a case left running; stages that start later wait for it.
@@ -470,6 +498,16 @@ class Agent:
             self.send(
                 KvSend(stage_id=stage_id, key=str(request["key"]), value=str(request["value"]))
             )
+            return {"ok": True}
+        if op == "history":
+            # Answered once it is queued: behind it on the one connection,
+            # the stage's result cannot overtake it.
+            try:
+                self.send(
+                    HistoryOps.model_validate({"stage_id": stage_id, "records": request["records"]})
+                )
+            except ValidationError as exc:
+                return {"ok": False, "error": _invalid(exc)}
             return {"ok": True}
         rid = uuid.uuid4().hex
         message: SyncArrive | KvWait | NetFault | VmMigrate

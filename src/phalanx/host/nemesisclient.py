@@ -5,11 +5,12 @@
 
 Every `--every` it alternates: start a fault picked from the list (by the
 seed: the same seed, the same schedule), heal it. Faults go through the
-agent as `phalanx-net` requests; each start and heal is printed and, when
-$PHALANX_HISTORY is set, recorded there as the nemesis's `info` event.
-Whatever happens (the end, SIGTERM, an error), the network is healed
-before it exits. `pause` and `kill` need a process on another host and are
-not supported here yet.
+agent as `phalanx-net` requests; each start and heal is printed and
+recorded as the nemesis's `info` event (in the case's history inside a
+stage, and in $PHALANX_HISTORY when it is set). Whatever happens (the end,
+SIGTERM, an error), the network is healed before it exits. `pause` and
+`kill` are a case's `nemesis:` key's (the coordinator sends the signals),
+not this command's.
 
 Standard library only: it starts inside stages.
 """
@@ -17,14 +18,14 @@ Standard library only: it starts inside stages.
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import signal
 import sys
 import time
 from types import FrameType
 from typing import Any
 
-from phalanx.history.client import HISTORY_ENV, append
+from phalanx.history.client import destination, record
 from phalanx.history.nemesis import Step, parse_fault, schedule
 from phalanx.host.netclient import ask, parse_delay, parse_group
 
@@ -53,13 +54,12 @@ def request(step: Step) -> dict[str, Any]:
 
 def _record(step: Step) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] nemesis: {step.what}", flush=True)
-    path = os.environ.get(HISTORY_ENV)
-    if path:
-        append(
-            path,
-            {"process": "nemesis", "type": "info", "f": step.action, "value": step.what,
-             "time": time.time()},
-        )  # fmt: skip
+    if destination() is None:
+        entry = {"process": "nemesis", "type": "info", "f": step.action, "value": step.what}
+        # The case's history (through the agent) and $PHALANX_HISTORY: a
+        # record lost is not worth ending the nemesis, which must heal.
+        with contextlib.suppress(OSError):
+            record({**entry, "time": time.time()})
 
 
 def main(argv: list[str]) -> int:
@@ -76,7 +76,10 @@ def main(argv: list[str]) -> int:
         faults = [parse_fault(text) for text in args.faults]
         for fault in faults:
             if fault.kind in ("pause", "kill"):
-                raise ValueError(f"{fault.kind} is not supported by phalanx-nemesis yet")
+                raise ValueError(
+                    f"{fault.kind} is a case's nemesis fault (nemesis: {{faults: [{fault.kind} NAME]}}), "
+                    "not phalanx-nemesis's"
+                )
         steps = schedule(
             faults,
             parse_group(args.hosts),

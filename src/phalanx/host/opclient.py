@@ -8,7 +8,9 @@
 It records the invocation, runs CMD in its own process group (killed whole
 on timeout), records `ok` (exit 0), `fail` (exit 1) or `info` (anything
 else, a timeout), and exits with CMD's status (124 on a timeout, as
-timeout(1) does). Records are JSON lines appended to $PHALANX_HISTORY.
+timeout(1) does). Inside a stage the records go to the coordinator through
+the host's agent (the case's history); with $PHALANX_HISTORY set they are
+also JSON lines appended to that file.
 
 Standard library only: this starts on every operation, inside stages.
 """
@@ -22,11 +24,12 @@ import subprocess
 import sys
 import time
 
-from phalanx.history.client import HISTORY_ENV, append, process_name
+from phalanx.history.client import destination, process_name, record
 from phalanx.history.record import Asked, asked, completed_value, outcome
 
 EXIT_TIMEOUT = 124
 EXIT_USAGE = 2
+EXIT_NO_RECORD = 3  # the invocation could not be recorded: the command did not run
 
 
 def run(command: list[str], timeout: float | None) -> tuple[int | None, str]:
@@ -56,14 +59,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("op", help="write, read, cas, add, read-set or incr")
     parser.add_argument("value", nargs="?", help="the operation's value (cas: OLD:NEW)")
     args = parser.parse_args(mine)
-    path = os.environ.get(HISTORY_ENV)
-    if not command or not path:
-        print(
-            "phalanx-op: no command after `--`"
-            if not command
-            else f"phalanx-op: ${HISTORY_ENV} is not set",
-            file=sys.stderr,
-        )
+    why = "no command after `--`" if not command else destination()
+    if why is not None:
+        print(f"phalanx-op: {why}", file=sys.stderr)
         return EXIT_USAGE
     try:
         op: Asked = asked(args.op, args.value)
@@ -72,7 +70,11 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     base = {"process": process_name(args.process), "f": op.f, "key": args.key}
     sent = None if op.f in ("read", "read-set") else op.value
-    append(path, {**base, "type": "invoke", "value": sent, "time": time.time()})
+    try:
+        record({**base, "type": "invoke", "value": sent, "time": time.time()})
+    except OSError as exc:
+        print(f"phalanx-op: {exc}", file=sys.stderr)
+        return EXIT_NO_RECORD
     try:
         status, stdout = run(command, args.timeout)
     except OSError as exc:
@@ -80,7 +82,10 @@ def main(argv: list[str]) -> int:
         status, stdout = 127, ""
     result = outcome(status)
     value = completed_value(op, result, stdout)
-    append(path, {**base, "type": result, "value": value, "time": time.time()})
+    try:
+        record({**base, "type": result, "value": value, "time": time.time()})
+    except OSError as exc:
+        print(f"phalanx-op: {exc}", file=sys.stderr)
     sys.stdout.write(stdout)
     return EXIT_TIMEOUT if status is None else status
 

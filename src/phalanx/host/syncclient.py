@@ -8,39 +8,16 @@ Standard library only: these start on every call, inside stages.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
 import sys
-from typing import Any
+
+from phalanx.stagesocket import _default_timeout, request
+
+__all__ = ["EXIT_NO_AGENT", "EXIT_TIMEOUT", "EXIT_USAGE", "_default_timeout", "main", "request"]
 
 EXIT_TIMEOUT = 1
 EXIT_USAGE = 2
 EXIT_NO_AGENT = 3
-
-
-def request(message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-    """One request to the agent; raises TimeoutError or OSError."""
-    path = os.environ.get("PHALANX_AGENT_SOCKET")
-    if not path:
-        raise OSError("PHALANX_AGENT_SOCKET is not set: not inside a phalanx stage")
-    message = {**message, "stage_id": os.environ.get("PHALANX_STAGE_ID", "")}
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise OSError("the agent closed the connection")
-            reply += chunk
-    answer: dict[str, Any] = json.loads(reply)
-    return answer
-
-
-def _default_timeout() -> float:
-    return float(os.environ.get("PHALANX_STAGE_TIMEOUT", "600"))
 
 
 def main(command: str, argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from phalanx.kinds import registry as kinds
 from phalanx.kinds.base import CaseSpec, OptionError
-from phalanx.load import fields, modules, pydef, scripts, variants, yamlsrc
+from phalanx.load import faults, fields, modules, pydef, scripts, variants, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors, Problems
 from phalanx.load.fields import FieldError
 from phalanx.load.schedule import ScheduleError, parse_schedule
@@ -61,6 +61,8 @@ CASE_KEYS = frozenset(
         "initialize",
         "run",
         "finalize",
+        "check",
+        "nemesis",
     }
 )
 # A case folder's stage scripts, by convention (XrdTest names first).
@@ -383,6 +385,7 @@ def _case(
         "params": fields.mapping,
         "tags": fields.names,
         "description": fields.text,
+        "check": faults.check,
     }
     for key, parse in parsers.items():
         if key in spec:
@@ -390,6 +393,10 @@ def _case(
                 values[key] = parse(spec[key])
             except FieldError as exc:
                 problems.errors.append(where.error(str(exc), key))
+    if "nemesis" in spec:
+        values["nemesis"], wrong = faults.nemesis(spec["nemesis"])
+        for message, path in wrong:
+            problems.errors.append(where.error(message, "nemesis", *path))
 
     stages: dict[str, Script] = {}
     for stage, files in STAGE_FILES.items():

@@ -1,7 +1,8 @@
 """report.html: the Run page as one self-contained file (inline CSS and SVG,
 no script, no external URL), and the pieces it is made of for the web UI to
 embed: `render_header`, `render_matrix`, `render_timeline`, `render_outputs`,
-`render_logs`, `render_results`, `render_walks`, `render_vms`, `render_files`.
+`render_logs`, `render_results`, `render_walks`, `render_histories`,
+`render_vms`, `render_files`.
 Each takes a run's JSON report (results.json's dict, or the same shape for a run still
 going) and returns an HTML string, a `markupsafe.Markup` (a Jinja2 template
 embeds it as it is); `stylesheet()` is the CSS they expect (scoped under
@@ -142,6 +143,28 @@ def render_walks(report: Mapping[str, Any], files: str = "") -> str:
     return _with_href("walks.html", files, walks=runview.walks(report))
 
 
+def render_histories(report: Mapping[str, Any], files: str = "") -> str:
+    """Per case with an operation history: its check's verdict, each invalid
+    key's window as a per-client timeline, the hosts' clock offsets, the
+    nemesis's faults; the history's files linked."""
+    import dataclasses
+
+    from phalanx.report.histview import histories
+
+    views = [
+        dataclasses.replace(
+            view,
+            windows=tuple(dataclasses.replace(w, picture=_markup(w.picture)) for w in view.windows),
+        )
+        for view in histories(report)
+    ]
+    return _with_href("histories.html", files, histories=views)
+
+
+def has_histories(report: Mapping[str, Any]) -> bool:
+    return any(isinstance(c, Mapping) and c.get("history") for c in report.get("cases") or ())
+
+
 def render_files(links: Iterable[tuple[str, str]] | None = None, files: str = "") -> str:
     """Links to the run's report files: (label, path) pairs; by default the
     usual names in the run folder."""
@@ -178,11 +201,13 @@ def render_run(
         logs=_markup(render_logs(report, files)),
         results=_markup(render_results(report)),
         walks=_markup(render_walks(report, files)),
+        histories=_markup(render_histories(report, files)) if has_histories(report) else "",
         vms=_markup(render_vms(report, files)),
         files_list=_markup(render_files(links, files)),
         has_logs=bool(runview.logs(report)),
         has_results=bool(view_rows),
         has_walks=bool(runview.walks(report)),
+        has_histories=has_histories(report),
         has_vms=bool(runview.vms(report)),
     )
 

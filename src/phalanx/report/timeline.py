@@ -87,12 +87,27 @@ class Barrier:
 
 
 @dataclass(frozen=True, slots=True)
+class Fault:
+    """A nemesis's step in a case (its history's `nemesis` events): a fault
+    started, or healed."""
+
+    case: str
+    action: str  # start | heal
+    what: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Timeline:
     hosts: tuple[str, ...]
     bars: tuple[Bar, ...]
     barriers: tuple[Barrier, ...]
     span: float  # seconds from the run's start to its end (or now)
     started_at: datetime | None
+    faults: tuple[Fault, ...] = ()
+
+
+FAULT_INK = {"start": "#b91c1c", "heal": "#15803d"}
 
 
 def moment(value: Any) -> datetime | None:
@@ -175,7 +190,28 @@ def build(report: Mapping[str, Any], now: datetime | str | None = None) -> Timel
         if ended and all(ended)
     )
     span = max([since(latest), *(b.end for b in bars)])
-    return Timeline(tuple(hosts), bars, barriers, span, origin)
+    faults = tuple(
+        Fault(case, action, what, since(datetime.fromtimestamp(at, UTC)))
+        for case, action, what, at in _faults(report)
+    )
+    return Timeline(tuple(hosts), bars, barriers, span, origin, faults)
+
+
+def _faults(report: Mapping[str, Any]) -> Iterator[tuple[str, str, str, float]]:
+    """Each case's nemesis steps, from its history: case, action, what, when
+    (seconds since the epoch, the coordinator's clock)."""
+    for case in _list(report.get("cases")):
+        history = case.get("history")
+        if not isinstance(history, Mapping):
+            continue
+        for event in _list(history.get("events")):
+            at = event.get("time")
+            if event.get("process") != "nemesis" or not isinstance(at, int | float):
+                continue
+            if not math.isfinite(at) or not 0 <= at < 1e11:
+                continue
+            action = "start" if event.get("f") == "start" else "heal"
+            yield str(case.get("name", "?")), action, str(event.get("value", "")), float(at)
 
 
 def clock(value: float, step: float = 1.0) -> str:
@@ -332,6 +368,17 @@ def timeline_svg(
             f'stroke="#374151" stroke-width="1" stroke-opacity="0.55">'
             f"<title>{escape(what)}</title></line>"
         )
+    for fault in tl.faults:
+        fx = x(min(fault.at, tl.span))
+        ink = FAULT_INK[fault.action]
+        what = f"nemesis {fault.action}: {fault.what} · {fault.case} · at {clock(fault.at, 0.001)}"
+        out.append(
+            f'<g class="fault fault-{fault.action}" data-case="{escape(fault.case)}">'
+            f'<line x1="{fx:.2f}" y1="{TOP}" x2="{fx:.2f}" y2="{bottom}" stroke="{ink}" '
+            f'stroke-width="1.2" stroke-dasharray="3 2"/>'
+            f'<path d="M{fx - 4:.2f} {TOP - 6}h8l-4 6z" fill="{ink}"/>'
+            f"<title>{escape(what)}</title></g>"
+        )
     out.append(_axis(left, right, bottom, tl.span, x))
     out.append(_legend(tl, bottom + AXIS, left, prefix))
     if not tl.bars:
@@ -379,5 +426,15 @@ def _legend(tl: Timeline, top: float, left: float, prefix: str) -> str:
             f'stroke="#374151" stroke-opacity="0.55"/>'
             f'<text x="{cx + 12:.1f}" y="{top + 14}">barrier</text>'
         )
+        cx += 70
+    for action in ("start", "heal"):
+        if any(f.action == action for f in tl.faults):
+            ink = FAULT_INK[action]
+            label = "fault" if action == "start" else "healed"
+            out.append(
+                f'<path d="M{cx + 2:.1f} {top + 6}h8l-4 6z" fill="{ink}"/>'
+                f'<text x="{cx + 14:.1f}" y="{top + 14}">{label}</text>'
+            )
+            cx += 24 + len(label) * CHAR
     out.append("</g>")
     return "".join(out)

@@ -1,5 +1,6 @@
 """The run folder on disk: stage output per host (the bytes the program
-wrote, undecoded) and collected logs. The run's record is results.json,
+wrote, undecoded), collected logs and each case's operation history
+(history.jsonl, history.edn). The run's record is results.json,
 written at its end; the service keeps it in its store as it goes."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from phalanx import layout
-from phalanx.events import Event, HostLogs, HostOutput, HostStageEnded, RunEnded
+from phalanx.events import CaseEnded, Event, HostLogs, HostOutput, HostStageEnded, RunEnded
 
 
 class RunFolder:
@@ -42,6 +43,13 @@ class RunFolder:
                     target = self.path / relative
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(content)
+            case CaseEnded(result=case) if case.history is not None and case.history.file:
+                from phalanx.history import export  # only runs that recorded histories
+
+                target = self.path / case.history.file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(export.jsonl(case.history), encoding="utf-8")
+                target.with_suffix(".edn").write_text(export.edn(case.history), encoding="utf-8")
             case RunEnded():
                 self.close()
 

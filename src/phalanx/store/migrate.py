@@ -25,7 +25,7 @@ SCRIPTS = Path(__file__).parent / "migrations"
 # A service starting on a database already there reads its revision with one
 # query and leaves Alembic unimported: a tenth of a second of `phalanx serve`'s
 # start, before it answers /healthz.
-HEAD = "0002_audit_log"
+HEAD = "0003_case_history"
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from phalanx.codec import columns, decode, field_names
-from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status, worst
+from phalanx.codec import columns, decode, encode, field_names
+from phalanx.model import CaseHistory, CaseResult, HostResult, RunResult, StageResult, Status, worst
 from phalanx.store.db import Database, rowcount
 from phalanx.store.errors import NotFound
 from phalanx.store.ingest import GroupCommit, write_host_results
@@ -262,6 +262,7 @@ class Runs:
                         reason=case.reason,
                         started_at=case.started_at,
                         ended_at=case.ended_at,
+                        history=encode(case.history) if case.history is not None else None,
                     )
                 )
             stages: list[tuple[str | None, StageResult]] = [(None, st) for st in result.stages]
@@ -484,6 +485,7 @@ async def _build(s: AsyncSession, row: RunRow) -> RunResult:
                 reason=c.reason,
                 started_at=c.started_at,
                 ended_at=c.ended_at,
+                history=decode(CaseHistory, c.history) if c.history is not None else None,
             )
         )
     for st in await s.scalars(

@@ -102,6 +102,8 @@ class CaseRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The case's operation history and its check's verdict (codec.encode).
+    history: Mapped[Any] = mapped_column(JSON, nullable=True)
 
 
 class StageRow(Base):

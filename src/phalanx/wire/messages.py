@@ -33,7 +33,9 @@ from phalanx.tasks.registry import TASKS
 
 # 2: stage.output carries bytes as latin-1 text (1 sent text decoded as UTF-8).
 # 3: stage.start names its scope (2 left the agent to cut it out of the stage id).
-PROTOCOL_VERSION = 3
+# 4: pong carries the agent's clock; history.ops (operations recorded in a
+#    stage); process.signal / process.signalled (a nemesis's pause and kill).
+PROTOCOL_VERSION = 4
 
 # What a hello may carry. It is kept and shown on every agents page, so a
 # hostile or broken agent must not make it a megabyte: a host name is at most
@@ -204,6 +206,41 @@ class LogsResult(_Message):
 class Pong(_Message):
     type: Literal["pong"] = "pong"
     seq: int
+    # The agent's wall clock when it answered (seconds since the epoch): with
+    # the ping's round trip, how far its clock is from the coordinator's.
+    clock: float | None = None
+
+
+MAX_OPS = 4096  # records in one history.ops message
+
+
+class OpRecord(_Message):
+    """One record `phalanx-op` or `phalanx.history.op` made, on its host's
+    clock."""
+
+    process: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME * 2)]
+    type: Literal["invoke", "ok", "fail", "info"]
+    f: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    key: Any = None
+    value: Any = None
+    time: float
+
+
+class HistoryOps(_Message):
+    """Operations a stage recorded: they go into its case's history."""
+
+    type: Literal["history.ops"] = "history.ops"
+    stage_id: str
+    records: Annotated[list[OpRecord], Field(max_length=MAX_OPS)]
+
+
+class ProcessSignalled(_Message):
+    """The answer to a `process.signal`: the processes signalled, or why not."""
+
+    type: Literal["process.signalled"] = "process.signalled"
+    request_id: str
+    pids: list[int] = Field(default_factory=list)
+    error: str | None = None
 
 
 # --- both ways -------------------------------------------------------------------
@@ -291,6 +328,17 @@ class Ping(_Message):
     seq: int
 
 
+class ProcessSignal(_Message):
+    """A nemesis pauses (STOP), resumes (CONT) or kills (KILL) the processes
+    named `name` that a case's stages started on this host (`scope`)."""
+
+    type: Literal["process.signal"] = "process.signal"
+    request_id: str
+    scope: str
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    signal: Literal["STOP", "CONT", "KILL"]
+
+
 class ScopeEnd(_Message):
     """A case (`run:index:case`) is over on every host: end what its stages
     left running, escapees included, before the next stage starts."""
@@ -316,6 +364,8 @@ AgentMessage = Annotated[
     | VmMigrate
     | LogsResult
     | Pong
+    | HistoryOps
+    | ProcessSignalled
     | Ack,
     Field(discriminator="type"),
 ]
@@ -328,6 +378,7 @@ CoordinatorMessage = Annotated[
     | NetDone
     | VmMigrated
     | Ping
+    | ProcessSignal
     | Ack
     | ScopeEnd
     | Shutdown,

@@ -37,6 +37,15 @@ WEB_SUITES = {
     "chatty": ("tests: [a]\n", {"a": "for i in $(seq 1 40); do echo tick $i; sleep 0.25; done\n"}),
     # a few pages of output (the viewer's page is 64 KiB): End and Find land mid-file
     "medium": ("tests: [a]\n", {"a": f"seq -f '{MEDIUM_LINE}' {MEDIUM_LINES}\n"}),
+    # a register whose read misses the write before it: the check fails the case
+    "stale": (
+        "tests:\n  - a: {check: register}\n",
+        {
+            "a": "phalanx-op --key x write 1 -- true\n"
+            "phalanx-op --key x write 2 -- true\n"
+            "phalanx-op --key x read -- echo 1 > /dev/null\n"
+        },
+    ),
 }
 
 

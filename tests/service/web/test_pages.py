@@ -413,3 +413,17 @@ def test_a_run_waiting_for_its_agents_says_waiting_and_an_unused_cluster_no_runs
         if run_id in progress:  # unless the connect timeout (4 s here) ended it meanwhile
             assert 'class="badge st-waiting">waiting<' in progress
         assert wait_status(viewer, run_id, ("error",), within=60) == "error"
+
+
+def test_the_run_page_shows_a_failed_checks_window(web: Served) -> None:
+    with signed_in(web, "otto") as client:
+        answer = client.post("/suites/stale/run")
+        assert answer.status_code == 303, answer.text
+        run_id = run_id_of(answer.headers["location"])
+        assert wait_status(client, run_id, ("passed", "failed")) == "failed"
+        page = client.get(f"/runs/{run_id}").text
+    section = page.split('id="histories"', 1)[1]
+    assert "check register: history not linearizable on key x" in section
+    window = section.split('aria-label="window of key x"', 1)[1].split("</svg>", 1)[0]
+    assert "write 2" in window and "read → 1" in window, window
+    assert f'href="/runs/{run_id}/files/cases/a/history.jsonl"' in section

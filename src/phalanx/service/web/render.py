@@ -134,6 +134,8 @@ class Pages:
             parts["results"] = html.render_results(report)
         if runview.walks(report):
             parts["walks"] = html.render_walks(report, files)
+        if html.has_histories(report):
+            parts["histories"] = html.render_histories(report, files)
         if runview.vms(report):
             parts["vms"] = html.render_vms(report, files)
         return parts
