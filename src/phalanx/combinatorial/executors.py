@@ -198,7 +198,15 @@ def local_dask(max_workers: int | None = None, timeout: float = 30.0) -> DaskExe
     workers = max_workers or os.cpu_count() or 1
     # The scheduler starts in the constructor, in this process: the routes
     # are read then.
-    with dask.config.set({"distributed.scheduler.http.routes": []}):
+    with dask.config.set(
+        {
+            "distributed.scheduler.http.routes": [],
+            # The workers' statistical profiler takes the GIL every 10 ms to
+            # walk the stacks of every thread: the walks' thread runs a
+            # quarter slower with it, and nobody reads the profiles here.
+            "distributed.worker.profile.enabled": False,
+        }
+    ):
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=workers,
             threads_per_worker=1,
