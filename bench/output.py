@@ -55,6 +55,11 @@ class Measure:
     agents_mib: list[float]  # each agent process's peak RSS
 
 
+def size_text(mib: float) -> str:
+    """What a host prints, as the scenario names it (--scale changes it)."""
+    return f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib:g} MiB"
+
+
 def write_repo(root: Path, hosts: int, size: int) -> Path:
     """A one-case suite: `run` prints `size` bytes on every host (nothing if
     0), `finalize` is `true`."""
@@ -169,8 +174,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="of the output sizes")
     args = parser.parse_args()
     cases = [
-        ("1 host x 1 GiB", 1, int(1024 * MIB * args.scale)),
-        ("8 hosts x 100 MiB", 8, int(100 * MIB * args.scale)),
+        (f"1 host x {size_text(1024 * args.scale)}", 1, int(1024 * MIB * args.scale)),
+        (f"8 hosts x {size_text(100 * args.scale)}", 8, int(100 * MIB * args.scale)),
     ]
     with tempfile.TemporaryDirectory(prefix="phalanx-bench-output-") as tmp:
         root = Path(tmp)

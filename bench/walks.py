@@ -296,7 +296,7 @@ def main() -> int:
         for label, (times, count) in table.items():
             mid = statistics.median(times)
             print(
-                f"  {label:24} {count:>7,} walks {spread(times, digits=3):>21} s "
+                f"  {label:28} {count:>7,} walks {spread(times, digits=3):>21} s "
                 f"{rates(times, count):>26} walks/s  {floor_s / mid:5.2f}x the floor"
             )
         local_times, count = table["local (fresh pool)"]
@@ -326,7 +326,7 @@ def main() -> int:
             mid = statistics.median(times)
             used = min(workers, int(label.split(", ")[1].split()[0]))
             print(
-                f"  {label:24} {spread(times, digits=3):>21} s {rates(times, count):>26} walks/s  "
+                f"  {label:28} {spread(times, digits=3):>21} s {rates(times, count):>26} walks/s  "
                 f"{count / mid / used:>9,.0f} walks/s per core in use  "
                 f"{mid / one_s:5.2f}x one local process's time"
             )
