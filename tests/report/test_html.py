@@ -453,3 +453,6 @@ def test_the_templates_are_compiled_once_per_user_into_a_private_cache(
     assert {
         p.name: p.stat().st_mtime_ns for p in cache.iterdir()
     } == compiled  # read, not rewritten
+    for entry in cache.iterdir():  # damaged entries: the templates are compiled again
+        entry.write_bytes(entry.read_bytes()[:40] + b"\0damaged")
+    assert render("third.html") == first

@@ -18,6 +18,7 @@ untrusted text. Jinja2 is imported on first use, not with this module.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Iterable, Mapping
@@ -53,6 +54,22 @@ def _bytecode_cache() -> BytecodeCache | None:
     user's cache folder, private to them (the cache is loaded as code);
     none if it cannot be made."""
     from jinja2 import FileSystemBytecodeCache
+    from jinja2.bccache import Bucket
+
+    class Cache(FileSystemBytecodeCache):
+        """A template whose cache entry cannot be read (damaged) or written
+        (a full disk) is compiled as if there were no cache: the report
+        is written all the same."""
+
+        def load_bytecode(self, bucket: Bucket) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # whatever unpickling and unmarshalling a damaged file raises
+                bucket.reset()
+
+        def dump_bytecode(self, bucket: Bucket) -> None:
+            with contextlib.suppress(OSError):
+                super().dump_bytecode(bucket)
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = os.path.join(base, "phalanx", "templates")
@@ -62,7 +79,7 @@ def _bytecode_cache() -> BytecodeCache | None:
             return None
     except OSError:
         return None
-    return FileSystemBytecodeCache(folder)
+    return Cache(folder)
 
 
 @functools.cache
