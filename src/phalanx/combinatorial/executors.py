@@ -202,8 +202,8 @@ def local_dask(max_workers: int | None = None, timeout: float = 30.0) -> DaskExe
         {
             "distributed.scheduler.http.routes": [],
             # The workers' statistical profiler takes the GIL every 10 ms to
-            # walk the stacks of every thread: the walks' thread runs a
-            # quarter slower with it, and nobody reads the profiles here.
+            # walk the stacks of every thread, time taken from the walks'
+            # thread; nobody reads the profiles here.
             "distributed.worker.profile.enabled": False,
         }
     ):
