@@ -1,19 +1,29 @@
-"""Executable tests: what a trivial `run-test` costs end to end.
+"""Executable tests: what a trivial `run-test` costs, per test and per run.
 
-500 tests, each a folder with `test-config.yaml` and a `run-test` that exits
-0, run in one go by:
+Trees of SMALL and LARGE tests (50 and 500 by default), each test a folder
+with `test-config.yaml` and a `run-test` that exits 0, run in one go, the
+runners taking turns (so that the machine's load falls on all of them alike):
 
-- `phalanx run TREE -j 2` (the whole command, start to exit: interpreter
-  start, loading 500 configs, running, writing results.json/JUnit/TAP);
-- `avocado run` on the 500 `run-test` files (avocado-framework from PyPI, in
-  the bench's own virtualenv under ~/.cache/phalanx-bench; 2 parallel tasks);
-- pytest with one parametrized test that runs each `run-test` with subprocess;
-- a bare `subprocess.run` loop in this process (the floor: nothing but spawning).
+- `phalanx run TREE -j 2` and `-j 1` (the whole command, start to exit:
+  interpreter start, loading the configs, running, writing results.json,
+  JUnit, TAP and report.html);
+- a bare serial bash loop, `for t in tests/*/run-test; do "$t"; done` (the
+  anchor: nothing but spawning, one test at a time);
+- a bare `subprocess.run` loop in this process;
+- at LARGE only: pytest with one parametrized test that runs each `run-test`
+  with subprocess, and `avocado run` on the `run-test` files
+  (avocado-framework from PyPI, in the bench's own virtualenv under
+  ~/.cache/phalanx-bench; 2 parallel tasks; once, it is slow).
 
-Prints wall time, the cost per test, and the ratios. Targets: phalanx at
-most 2 ms per test end to end and at least 50x faster than Avocado.
+For each runner: the wall time of a run of SMALL and of LARGE tests (min /
+median / max of the repetitions), the marginal cost of a test, (median
+LARGE - median SMALL) / (LARGE - SMALL), and the fixed cost of a run, median
+SMALL - SMALL x marginal: what a run costs beside its tests (start-up,
+loading, reports). Targets (issue 26): `-j 2` marginal at or below the serial
+bash loop's; fixed cost of a SMALL run <= 0.2 s; end to end at most 2 ms per
+test at LARGE and at least 50x faster than Avocado.
 
-    .venv/bin/python bench/executables.py [--tests 500] [--skip-avocado]
+    .venv/bin/python bench/executables.py [--small 50] [--large 500] [--repeat 7] [--skip-avocado]
 """
 
 from __future__ import annotations
@@ -21,15 +31,22 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import venv
+from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from bench.machine import machine, spread
 
 TARGET_MS = 2.0
 TARGET_VS_AVOCADO = 50.0
+TARGET_FIXED_S = 0.2
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "phalanx-bench"
 AVOCADO = "avocado-framework"
 
@@ -52,6 +69,22 @@ def make_tree(root: Path, count: int) -> list[Path]:
     return scripts
 
 
+def cpu_seconds() -> float:
+    """User and system CPU of this process and of its waited-for children."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measured(runner: Callable[[Path], float], root: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the run and all it started)."""
+    before = cpu_seconds()
+    wall = runner(root)
+    return wall, cpu_seconds() - before
+
+
 def timed(
     command: list[str], cwd: Path, env: dict[str, str] | None = None
 ) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -60,20 +93,40 @@ def timed(
     return time.perf_counter() - started, done
 
 
-def bench_phalanx(root: Path, results: Path) -> tuple[float, float | None]:
-    """(wall seconds of the whole command, seconds of the run itself as it reports)."""
-    # The warm-up run writes phalanx's .pyc files, as installing a wheel
-    # does; a shell with PYTHONDONTWRITEBYTECODE would recompile every run.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    took, done = timed(
-        [sys.executable, "-m", "phalanx.cli", "run", "tests", "-j", "2", "--results", str(results)],
-        root,
-        env,
-    )
+# The warm-up run writes phalanx's .pyc files, as installing a wheel does; a
+# shell with PYTHONDONTWRITEBYTECODE would recompile every run.
+PHALANX_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def phalanx_runner(jobs: int) -> Callable[[Path], float]:
+    def run(root: Path) -> float:
+        results = Path(tempfile.mkdtemp(prefix="results-", dir=root))
+        command = [sys.executable, "-m", "phalanx.cli", "run", "tests", "-j", str(jobs),
+                   "--results", str(results)]  # fmt: skip
+        took, done = timed(command, root, PHALANX_ENV)
+        if done.returncode != 0 or "passed" not in done.stdout:
+            raise SystemExit(f"phalanx failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        return took
+
+    return run
+
+
+BASH_LOOP = 'for t in tests/*/run-test; do "$t" || exit 1; done'
+
+
+def bash_loop(root: Path) -> float:
+    took, done = timed(["bash", "-c", BASH_LOOP], root)
     if done.returncode != 0:
-        raise SystemExit(f"phalanx failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    match = re.search(r"run passed in ([\d.]+)s", done.stdout)
-    return took, float(match.group(1)) if match else None
+        raise SystemExit(f"the bash loop failed: {done.stderr[-2000:]}")
+    return took
+
+
+def subprocess_loop(root: Path) -> float:
+    scripts = sorted((root / "tests").glob("*/run-test"))
+    started = time.perf_counter()
+    for script in scripts:
+        subprocess.run([str(script)], capture_output=True, check=True, timeout=60)
+    return time.perf_counter() - started
 
 
 def avocado_bin() -> Path | None:
@@ -149,56 +202,97 @@ def bench_pytest(root: Path) -> float:
     return took
 
 
-def bench_floor(scripts: list[Path]) -> float:
-    started = time.perf_counter()
-    for script in scripts:
-        subprocess.run([str(script)], capture_output=True, check=True)
-    return time.perf_counter() - started
+RUNNERS: dict[str, Callable[[Path], float]] = {
+    "phalanx run -j 2": phalanx_runner(2),
+    "phalanx run -j 1": phalanx_runner(1),
+    "bash loop (serial, anchor)": bash_loop,
+    "subprocess.run loop": subprocess_loop,
+}
+PHALANX, ANCHOR = "phalanx run -j 2", "bash loop (serial, anchor)"
+
+
+def table(
+    what: str, values: dict[tuple[str, int], list[float]], small: int, large: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Print each runner's spread at both sizes, marginal and fixed cost."""
+    print(f"{'runner':28} {f'{small} tests, {what} s':>22} {f'{large} tests, {what} s':>22} "
+          f"{'marginal ms':>12} {'fixed s':>8}")  # fmt: skip
+    marginal: dict[str, float] = {}
+    fixed: dict[str, float] = {}
+    for name in RUNNERS:
+        a, b = values[(name, small)], values[(name, large)]
+        marginal[name] = (statistics.median(b) - statistics.median(a)) / (large - small)
+        fixed[name] = statistics.median(a) - small * marginal[name]
+        print(f"{name:28} {spread(a):>22} {spread(b):>22} {marginal[name] * 1000:12.3f} "
+              f"{fixed[name]:8.3f}")  # fmt: skip
+    return marginal, fixed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tests", type=int, default=500)
+    parser.add_argument("--small", type=int, default=50)
+    parser.add_argument("--large", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=7, help="runs of each runner at each size")
     parser.add_argument("--skip-avocado", action="store_true")
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="best of N for every runner but avocado (slow)"
-    )
     args = parser.parse_args()
-    n = args.tests
+    small, large = args.small, args.large
+    print(machine() + " (before)")
+    walls: dict[tuple[str, int], list[float]] = {}
+    cpus: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="phalanx-bench-") as tmp:
-        root = Path(tmp)
-        scripts = make_tree(root, n)
-        rows: list[tuple[str, float]] = []
-        bench_phalanx(root, root / "warmup")  # page cache and .pyc: measure the steady state
-        # Best of N: on a shared 2-core machine the noise is all on one side.
-        runs = [bench_phalanx(root, root / f"results-{i}") for i in range(args.repeat)]
-        phalanx_wall, phalanx_run = min(runs, key=lambda r: r[0])
-        rows.append(("phalanx run -j 2", phalanx_wall))
-        rows.append(("pytest + subprocess", min(bench_pytest(root) for _ in range(args.repeat))))
-        floor = min(bench_floor(scripts) for _ in range(args.repeat))
-        rows.append(("subprocess.run loop (floor)", floor))
-        avocado = None if args.skip_avocado else bench_avocado(root, scripts)
+        roots = {n: Path(tmp) / f"tree-{n}" for n in (small, large)}
+        scripts = {n: make_tree(root, n) for n, root in roots.items()}
+        for root in roots.values():
+            for runner in RUNNERS.values():
+                runner(root)  # page cache and .pyc: measure the steady state
+        # Round after round, every runner once at each size: the load moves,
+        # and it moves for all of them.
+        for _ in range(args.repeat):
+            for n, root in roots.items():
+                for name, runner in RUNNERS.items():
+                    wall, cpu = measured(runner, root)
+                    walls.setdefault((name, n), []).append(wall)
+                    cpus.setdefault((name, n), []).append(cpu)
+        end_to_end = {
+            "pytest + subprocess": [bench_pytest(roots[large]) for _ in range(min(3, args.repeat))]
+        }
+        avocado = None if args.skip_avocado else bench_avocado(roots[large], scripts[large])
         if avocado is not None:
-            rows.append(("avocado run (2 tasks)", avocado))
+            end_to_end["avocado run (2 tasks)"] = [avocado]
+    print(machine() + " (after)")
     print(
-        f"\n{n} trivial run-test executables, one run each, wall time start to exit "
-        f"(best of {args.repeat}; avocado once)\n"
+        f"\ntrivial run-test executables, wall time start to exit, {args.repeat} runs each "
+        "(min / median / max); marginal = (median large - median small) / "
+        f"{large - small} tests; fixed = median small - {small} x marginal\n"
     )
-    print(f"{'runner':32} {'total s':>9} {'ms/test':>9} {'vs phalanx':>11}")
-    for name, seconds in rows:
-        ratio = seconds / phalanx_wall
-        print(f"{name:32} {seconds:9.2f} {seconds / n * 1000:9.2f} {ratio:10.1f}x")
-    per_test = phalanx_wall / n * 1000
-    if phalanx_run is not None:
-        print(
-            f"\nphalanx: {per_test:.2f} ms/test end to end; the run itself (as it reports, "
-            f"without interpreter start, loading and reports) {phalanx_run / n * 1000:.2f} ms/test"
-        )
+    marginal, fixed = table("wall", walls, small, large)
     print(
-        f"target: <= {TARGET_MS} ms/test end to end: {'met' if per_test <= TARGET_MS else 'NOT met'}"
+        "\nCPU (user + system, of the run and every process it started; what a busy "
+        "machine's load changes least):"
     )
+    table("CPU", cpus, small, large)
+    ours, anchor = marginal[PHALANX], marginal[ANCHOR]
+    print(
+        f"\n-j 2 marginal / serial bash loop marginal: {ours / anchor:.2f} "
+        f"(target <= 1.00: {'met' if ours <= anchor else 'NOT met'})"
+    )
+    ok = fixed[PHALANX] <= TARGET_FIXED_S
+    print(
+        f"-j 2 fixed cost of a {small}-test run: {fixed[PHALANX]:.3f} s "
+        f"(target <= {TARGET_FIXED_S} s: {'met' if ok else 'NOT met'})"
+    )
+    phalanx_large = statistics.median(walls[(PHALANX, large)])
+    print(f"\nend to end at {large} tests (median; ratio to phalanx -j 2's median):")
+    rows = {name: walls[(name, large)] for name in RUNNERS} | end_to_end
+    for name, values in rows.items():
+        mid = statistics.median(values)
+        print(f"  {name:28} {spread(values):>20} s {mid / large * 1000:8.2f} ms/test "
+              f"{mid / phalanx_large:7.1f}x")  # fmt: skip
+    per_test = phalanx_large / large * 1000
+    verdict = "met" if per_test <= TARGET_MS else "NOT met"
+    print(f"target: <= {TARGET_MS} ms/test end to end: {per_test:.2f}, {verdict}")
     if avocado is not None:
-        speedup = avocado / phalanx_wall
+        speedup = avocado / phalanx_large
         verdict = "met" if speedup >= TARGET_VS_AVOCADO else "NOT met"
         print(f"target: >= {TARGET_VS_AVOCADO:g}x faster than avocado: {speedup:.1f}x, {verdict}")
     else:

@@ -8,10 +8,14 @@ from /proc while it runs), the run's wall time, whether an agent was lost,
 and the lockstep overhead of the trivial stage right after the big one (the
 case's finalize, `true`), next to the same stage's overhead in a run whose
 big stage prints nothing. Stage overhead as in bench/lockstep.py: the
-stage's wall time minus its slowest host's script time.
+stage's wall time minus its slowest host's script time. The agents' memory
+too: each agent process's peak RSS (VmHWM, read the same way from the
+processes `phalanx run` started), the largest and their sum.
 
 Targets: peak RSS <= 150 MiB, no agent lost, the stage after the output
-within 2x its usual overhead.
+within 2x its usual overhead. The ratio columns print what they are named:
+`RSS/target` the coordinator's peak over 150 MiB, `after/usual` the stage
+after the output's overhead over its usual one (target <= 2).
 
     .venv/bin/python bench/output.py [--scale 1.0]
 """
@@ -19,7 +23,9 @@ within 2x its usual overhead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +34,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from bench.machine import machine
 
 MIB = 1024 * 1024
 TARGET_RSS_MIB = 150.0
@@ -43,6 +52,12 @@ class Measure:
     lost: bool
     status: str
     after_ms: float  # overhead of the stage right after the big one
+    agents_mib: list[float]  # each agent process's peak RSS
+
+
+def size_text(mib: float) -> str:
+    """What a host prints, as the scenario names it (--scale changes it)."""
+    return f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib:g} MiB"
 
 
 def write_repo(root: Path, hosts: int, size: int) -> Path:
@@ -84,6 +99,38 @@ def vm_hwm_kib(pid: int) -> int | None:
     return None
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (its children's children too)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with contextlib.suppress(OSError):
+                    children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+                    found += [int(c) for c in children]
+                    todo += [int(c) for c in children]
+    return found
+
+
+def _agent_argv(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"phalanx.host" in argv or (b"agent" in argv and any(b"phalanx" in a for a in argv))
+
+
+def is_agent(pid: int) -> bool:
+    """An agent process: its command line says so, and its parent's does not
+    (a process an agent forks carries the agent's until it execs)."""
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return False
+    return _agent_argv(pid) and not _agent_argv(ppid)
+
+
 def measure(suite: Path, results: Path, verbose: bool) -> Measure:
     command = [sys.executable, "-m", "phalanx", "run", str(suite), "--plain",
                "--results", str(results)] + (["-v"] if verbose else [])  # fmt: skip
@@ -92,10 +139,14 @@ def measure(suite: Path, results: Path, verbose: bool) -> Measure:
     with err_path.open("wb") as err:
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
         peak = [0]
+        agents: dict[int, int] = {}  # agent pid -> its peak RSS seen, KiB
 
         def sample() -> None:
             while child.poll() is None:
                 peak[0] = max(peak[0], vm_hwm_kib(child.pid) or 0)
+                for pid in descendants(child.pid):
+                    if pid in agents or is_agent(pid):
+                        agents[pid] = max(agents.get(pid, 0), vm_hwm_kib(pid) or 0)
                 time.sleep(0.05)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -108,7 +159,8 @@ def measure(suite: Path, results: Path, verbose: bool) -> Measure:
     stages = data["cases"][0]["stages"]
     after = next(s for s in stages if s["name"] == "finalize")
     lost = "agent lost" in json.dumps(data) or "agent lost" in err_path.read_text(errors="replace")
-    return Measure(peak[0] / 1024, wall, lost, data["status"], overhead_ms(after))
+    agents_mib = [kib / 1024 for kib in agents.values()]
+    return Measure(peak[0] / 1024, wall, lost, data["status"], overhead_ms(after), agents_mib)
 
 
 def scenario(root: Path, name: str, hosts: int, size: int, verbose: bool) -> Measure:
@@ -122,13 +174,15 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="of the output sizes")
     args = parser.parse_args()
     cases = [
-        ("1 host x 1 GiB", 1, int(1024 * MIB * args.scale)),
-        ("8 hosts x 100 MiB", 8, int(100 * MIB * args.scale)),
+        (f"1 host x {size_text(1024 * args.scale)}", 1, int(1024 * MIB * args.scale)),
+        (f"8 hosts x {size_text(100 * args.scale)}", 8, int(100 * MIB * args.scale)),
     ]
     with tempfile.TemporaryDirectory(prefix="phalanx-bench-output-") as tmp:
         root = Path(tmp)
-        print(f"{'scenario':<28} {'peak RSS':>9} {'wall':>8} {'lost':>5} {'after':>9} "
-              f"{'usual':>8} {'RSS/target':>10} {'after/usual':>11}")  # fmt: skip
+        print(machine())
+        print(f"{'scenario':<28} {'peak RSS':>9} {'agents max':>10} {'agents sum':>10} "
+              f"{'wall':>8} {'lost':>5} {'after':>9} {'usual':>8} {'RSS/target':>10} "
+              f"{'after/usual':>11}")  # fmt: skip
         for label, hosts, size in cases:
             usual = statistics.median(
                 scenario(root, f"base-{hosts}-{i}", hosts, 0, False).after_ms
@@ -139,15 +193,21 @@ def main() -> None:
                 m = scenario(root, f"{hosts}-{size}-{verbose}", hosts, size, verbose)
                 rss_ratio = m.peak_rss_mib / TARGET_RSS_MIB
                 after_ratio = m.after_ms / max(usual, 0.001)
+                agents_max = max(m.agents_mib, default=0.0)
                 print(
-                    f"{tag:<28} {m.peak_rss_mib:>6.1f}MiB {m.wall_s:>7.1f}s {'yes' if m.lost else 'no':>5} "
-                    f"{m.after_ms:>7.2f}ms {usual:>6.2f}ms {rss_ratio:>10.2f} "
-                    f"{after_ratio / TARGET_AFTER_RATIO:>11.2f}"
+                    f"{tag:<28} {m.peak_rss_mib:>6.1f}MiB {agents_max:>7.1f}MiB "
+                    f"{sum(m.agents_mib):>7.1f}MiB {m.wall_s:>7.1f}s "
+                    f"{'yes' if m.lost else 'no':>5} {m.after_ms:>7.2f}ms {usual:>6.2f}ms "
+                    f"{rss_ratio:>10.2f} {after_ratio:>11.2f}"
                     + ("" if m.status == "passed" else f"  run {m.status}!")
+                    + ("" if len(m.agents_mib) == hosts else f"  ({len(m.agents_mib)} agents seen)")
                 )
+        print(machine())
         print(
-            f"ratios are against the targets: peak RSS <= {TARGET_RSS_MIB:g} MiB; the stage "
-            f"after the output <= {TARGET_AFTER_RATIO:g}x its usual overhead (<= 1.00 meets both)"
+            f"RSS/target: the coordinator's peak RSS over {TARGET_RSS_MIB:g} MiB (target <= 1); "
+            f"after/usual: the stage after the output's overhead over its usual one "
+            f"(target <= {TARGET_AFTER_RATIO:g}); agents: each agent's peak RSS (VmHWM), the "
+            "largest and the sum"
         )
 
 

@@ -374,3 +374,31 @@ def test_a_tree_run_whose_reader_leaves_early_still_finishes(tmp_path: Path) -> 
     results = json.loads((only_run(tmp_path) / "results.json").read_text())
     assert results["status"] == "failed" and code == 1  # the run's own: tests/fail fails
     assert all(c["status"] != "pending" for c in results["cases"])
+
+
+def _parsed(only: str | None, argv: list[str]) -> tuple[str, object]:
+    """What the parser makes of argv: its output (help, errors) and its
+    namespace, or the exit code it stopped with."""
+    import contextlib
+    import io
+
+    from phalanx.cli import parser
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            result: object = vars(parser(only).parse_args(argv))
+        except SystemExit as stop:
+            result = stop.code
+    return out.getvalue(), result
+
+
+def test_the_run_command_parses_alone_as_it_does_among_all_commands() -> None:
+    for argv in (
+        ["run", "--help"],
+        ["run", "tests", "-j", "2", "--results", "out", "-k", "a and not b", "-g", "x"],
+        ["run", "repo", "-s", "suite", "--plain", "--provider", "netns"],
+        ["run", "tests", "--bogus"],
+        ["run"],
+    ):
+        assert _parsed("run", argv) == _parsed(None, argv), argv

@@ -40,7 +40,18 @@ def now() -> datetime:
 # --- results as they were when an event was emitted ---------------------------
 
 R = TypeVar("R")
-_hints: dict[type, dict[str, Any]] = {}
+# Per record class: each field's name and the record its items become (if
+# any), read from the class once; a tree run freezes a few records per test.
+_plans: dict[type, tuple[tuple[str, type | None], ...]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[str, type | None], ...]:
+    plan = _plans.get(cls)
+    if plan is None:
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        plan = _plans[cls] = tuple((f.name, _part_of(hints[f.name])) for f in fields)
+    return plan
 
 
 def _freeze(cls: type[R], source: object) -> R:
@@ -48,18 +59,14 @@ def _freeze(cls: type[R], source: object) -> R:
     every field `cls` declares, taken from `source` by name (no copy written
     out by hand), lists into tuples, a stage's or case's parts into their
     own records."""
-    hints = _hints.get(cls)
-    if hints is None:
-        hints = _hints[cls] = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        value = getattr(source, f.name)
-        part = _part_of(hints[f.name])
+    for name, part in _plan(cls):
+        value = getattr(source, name)
         if part is not None:
             value = tuple(_freeze(part, v) for v in value)
         elif isinstance(value, list):
             value = tuple(value)
-        values[f.name] = value
+        values[name] = value
     return cls(**values)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -10,6 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from phalanx.combinatorial import DaskExecutor, ExecutorError, run_tests
+from phalanx.combinatorial.executors import local_dask
 from tests.combinatorial import actions as a
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,3 +148,28 @@ def test_unreachable_scheduler_is_an_executor_error(tmp_path: Path) -> None:
     config.write_text("[combinatorial]\ndask_timeout = 2\n")
     with pytest.raises(ExecutorError, match="cannot use dask cluster"):
         run_tests([a.Append3], executor=f"dask://127.0.0.1:{free_port()}", config_file=config)
+
+
+def test_a_local_cluster_asked_for_no_dashboard_serves_none() -> None:
+    # 8787 is the dashboard's port: held here (if no one holds it yet), a
+    # cluster that still wanted it would warn and move to another one.
+    with socket.socket() as held, warnings.catch_warnings(record=True) as caught:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):
+            held.bind(("127.0.0.1", 8787))
+            held.listen()
+        warnings.simplefilter("always")
+        with local_dask(1) as ex:
+            results = run_tests([a.Append3, a.Append10], state={}, executor=ex, verbose=0)
+            port = ex.client.scheduler_info()["services"]["dashboard"]
+            pages = []
+            for page in ("/status", "/health", "/info/main/workers.html", "/metrics"):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=10):
+                        pages.append(page)
+                except urllib.error.HTTPError as exc:
+                    assert exc.code == 404
+    assert results.walk_count == 30 and results.error_count == 0
+    assert port != 8787
+    assert pages == []
+    assert not [w for w in caught if "already in use" in str(w.message)]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -13,7 +16,7 @@ from typing import Any
 
 from phalanx import layout
 from phalanx.model import RunResult
-from phalanx.report.html import render_matrix, render_run, render_walks, write_html
+from phalanx.report.html import TEMPLATES, render_matrix, render_run, render_walks, write_html
 from phalanx.report.json import to_json
 from phalanx.report.writers import write_reports
 from tests.report.conftest import HOSTS, SRV1, SRV2
@@ -416,3 +419,40 @@ def test_write_html_alone(mixed_run: RunResult, run_dir: Path) -> None:
     path = run_dir / "again.html"
     write_html(to_json(mixed_run, run_dir), path)
     assert parse(path.read_text()).find("section", id="matrix")
+
+
+RENDER = """
+import json, sys
+from pathlib import Path
+from phalanx.report.html import write_html
+write_html(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
+"""
+
+
+def test_the_templates_are_compiled_once_per_user_into_a_private_cache(
+    mixed_run: RunResult, run_dir: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(to_json(mixed_run, run_dir)))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def render(to: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", RENDER, str(report), str(run_dir / to)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return (run_dir / to).read_text()
+
+    first = render("first.html")
+    cache = tmp_path / "cache" / "phalanx" / "templates"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700  # loaded as code: the user's alone
+    compiled = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(compiled) >= len(list(TEMPLATES.glob("*.html")))
+    assert render("second.html") == first
+    assert {
+        p.name: p.stat().st_mtime_ns for p in cache.iterdir()
+    } == compiled  # read, not rewritten
+    for entry in cache.iterdir():  # damaged entries: the templates are compiled again
+        entry.write_bytes(entry.read_bytes()[:40] + b"\0damaged")
+    assert render("third.html") == first

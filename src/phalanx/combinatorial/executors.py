@@ -180,14 +180,40 @@ class DaskExecutor(Executor):
             self._cluster.close()
 
 
+# A Dask scheduler serves HTTP whatever its `dashboard` says (its routes:
+# the dashboard if Bokeh is there, health, metrics, JSON, info pages), on
+# port 8787 unless given an address: `dashboard_address=None` means 8787,
+# and the next cluster's warns "Port 8787 is already in use" and takes
+# another. Asked for no dashboard, it gets a port of its own on loopback.
+NO_DASHBOARD: dict[str, Any] = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+
+
 def local_dask(max_workers: int | None = None, timeout: float = 30.0) -> DaskExecutor:
-    """A Dask cluster of worker processes on this machine (to try the dask path)."""
+    """A Dask cluster of worker processes on this machine (to try the dask path):
+    no dashboard, and no HTTP route at all on the scheduler (nobody here
+    reads its pages or metrics)."""
+    import dask.config
     from distributed import LocalCluster
 
     workers = max_workers or os.cpu_count() or 1
-    cluster = LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    # The scheduler starts in the constructor, in this process: the routes
+    # are read then.
+    with dask.config.set(
+        {
+            "distributed.scheduler.http.routes": [],
+            # The workers' statistical profiler takes the GIL every 10 ms to
+            # walk the stacks of every thread, time taken from the walks'
+            # thread; nobody reads the profiles here.
+            "distributed.worker.profile.enabled": False,
+        }
+    ):
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs=NO_DASHBOARD,
+        )
     return DaskExecutor(cluster=cluster, timeout=timeout)
 
 
@@ -225,7 +251,7 @@ def ssh_dask(hosts: list[str], timeout: float = 30.0) -> DaskExecutor:
         cluster = SSHCluster(
             addresses,
             connect_options=options,
-            scheduler_options={"dashboard_address": None},
+            scheduler_options=NO_DASHBOARD,
             worker_options={"death_timeout": timeout},
         )
     except Exception as exc:
