@@ -142,12 +142,16 @@ class PodmanProvider:
             self.engine = self.engine or containers.engine()
             self.engine.network_option("-")  # refuses an engine that cannot join a namespace
             images = {self.image(h) for h in self.cluster.hosts if not self.in_namespace(h)}
-            await containers.sweep(self.engine)
             await self._build_services()
-            # Every image is judged before anything is made for the run.
-            found = await asyncio.gather(
-                *(containeragent.probe(self.engine, image) for image in sorted(images))
-            )
+            # Every image is judged before anything is made for the run; the
+            # sweep of dead runs meanwhile (each is a few engine calls).
+            sweeping = asyncio.ensure_future(containers.sweep(self.engine))
+            try:
+                found = await asyncio.gather(
+                    *(containeragent.probe(self.engine, image) for image in sorted(images))
+                )
+            finally:
+                await sweeping
             for image, python in zip(sorted(images), found, strict=True):
                 venv = await asyncio.to_thread(containeragent.agent_venv, python.python)
                 await containeragent.compile_in(self.engine, image, venv)
