@@ -4,6 +4,14 @@ the lockstep stage overhead on them. The image is built once
 (`phalanx image build --container`, cached by content) before anything
 is timed; so is the agent's venv for its Python.
 
+Beside them, interleaved with them: netns hosts (an agent forked by one
+fork server each), and the engine alone starting as many containers at
+once (`engine alone`: the floor under any bring-up with a container per
+host). `(agents)` is the part of podman's bring-up from every container
+started to every agent connected: each agent is a Python of its own that
+imports its libraries (about 0.3 CPU-seconds a host, read from the
+containers' cgroups), all at once on this machine's CPUs.
+
 Targets (issue 24): up ≤ 2 s at 8 hosts, ≤ 6 s at 32; the stage overhead
 ≤ 1.3x that of netns hosts at 8 hosts.
 
