@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from phalanx.coordinator.runs import RunOptions, open_coordinator, run_local
 from phalanx.layout import new_run_id
@@ -51,11 +52,20 @@ def cluster(hosts: int) -> Cluster:
     return Cluster(name="bench", hosts=tuple(Host(name=f"h{i}.bench") for i in range(hosts)))
 
 
+class Timing(NamedTuple):
+    """Seconds from nothing to: the network made (`open`), every host
+    started (`up` returned), every agent connected; and back to nothing."""
+
+    opened: float
+    started: float
+    up: float
+    down: float
+
+
 async def up_and_down(
     make: Callable[[Cluster, Path, str], Provider], hosts: int, root: Path
-) -> tuple[float, float, float]:
-    """Seconds from nothing to every agent connected (and of it, to the
-    network made: `open`), and back to nothing."""
+) -> Timing:
+    """Seconds from nothing to every agent connected, and back to nothing."""
     the_cluster = cluster(hosts)
     names = [h.name for h in the_cluster.hosts]
     async with open_coordinator(heartbeat_timeout=30) as coordinator:
@@ -76,6 +86,7 @@ async def up_and_down(
                 await provider.up(
                     [AgentSpec(h, url, t) for h, t in zip(the_cluster.hosts, tokens, strict=True)]
                 )
+                started_all = time.perf_counter() - started
                 missing = await coordinator.hub.wait_connected(names, 60)
                 if missing:
                     raise SystemExit(f"agents did not connect: {', '.join(missing)}")
@@ -88,7 +99,7 @@ async def up_and_down(
             coordinator.hub.forget(names)
         finally:
             await provider.close()
-    return opened, up, down
+    return Timing(opened, started_all, up, down)
 
 
 def netns(c: Cluster, root: Path, run_id: str) -> Provider:
@@ -146,8 +157,8 @@ def main() -> None:
         for hosts in (int(h) for h in args.hosts.split(",")):
             n = [asyncio.run(up_and_down(netns, hosts, root)) for _ in range(args.repeats)]
             lo = [asyncio.run(up_and_down(local, hosts, root)) for _ in range(args.repeats)]
-            n_open, n_up, n_down = (statistics.median(x) for x in zip(*n, strict=True))
-            _, l_up, l_down = (statistics.median(x) for x in zip(*lo, strict=True))
+            n_open, _, n_up, n_down = (statistics.median(x) for x in zip(*n, strict=True))
+            _, _, l_up, l_down = (statistics.median(x) for x in zip(*lo, strict=True))
             target = TARGET_UP_S.get(hosts)
             versus = f"{n_up / target:.2f}" if target else "-"
             print(

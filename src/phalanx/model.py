@@ -131,6 +131,16 @@ class Healthcheck:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PublishedPort:
+    """A compose service's `ports:` entry (TCP): this machine's
+    `host_ip:published` forwarded to the service's `target` port."""
+
+    host_ip: str  # this machine's address to listen on; 0.0.0.0: all of them
+    published: int
+    target: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Service:
     """A container host's own process and settings, from a compose
     file's service (provider: podman): what compose would give it."""
@@ -145,6 +155,7 @@ class Service:
     healthy_before: tuple[str, ...] = ()  # depends_on … condition: service_healthy
     working_dir: str | None = None
     user: str | None = None
+    ports: tuple[PublishedPort, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

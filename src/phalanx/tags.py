@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from phalanx.model import Host, Script, Suite
+if TYPE_CHECKING:
+    # Annotations only: the agent reads XRDTEST_FUNCTIONS from here, and
+    # phalanx.model is a tenth of its imports before it can connect.
+    from phalanx.model import Host, Script, Suite
 
 _TAG = re.compile(r"@([A-Za-z_][A-Za-z0-9_.:-]*)@")
 

@@ -11,7 +11,7 @@ import pytest
 from phalanx.load.cluster import load_cluster
 from phalanx.load.compose import load_compose
 from phalanx.load.errors import DefinitionErrors
-from phalanx.model import Disk, Healthcheck
+from phalanx.model import Disk, Healthcheck, PublishedPort
 
 
 def _write(folder: Path, text: str) -> Path:
@@ -33,7 +33,7 @@ def test_every_honoured_key_maps_onto_the_host(tmp_path: Path) -> None:
             environment: [PGDATA=/var/lib/pg, EMPTY=]
             env_file: db.env
             volumes: ["./init:/docker-entrypoint-initdb.d:ro", "pgdata:/var/lib/pg"]
-            ports: ["5432:5432", {target: 80, published: 8080}]
+            ports: ["5432:5432", "127.0.0.1:8443:443/tcp", {target: 80, published: "8080"}]
             healthcheck: {test: ["CMD-SHELL", "pg_isready -U app"], interval: 2s, retries: 5}
             networks: {back: {aliases: [database]}}
             privileged: true
@@ -66,8 +66,14 @@ def test_every_honoured_key_maps_onto_the_host(tmp_path: Path) -> None:
     assert app.service.entrypoint == ("/bin/app", "--serve")
     assert app.service.healthy_before == ("db.example.test",)
     assert (app.service.user, app.service.working_dir) == ("1000", "/srv")
-    # ports: the engine forwards none into a namespace phalanx made.
-    assert unhonoured == ("services.db.ports", "services.db.privileged")
+    # ports: phalanx forwards them itself (the engine forwards none into a
+    # namespace phalanx made).
+    assert db.service.ports == (
+        PublishedPort(host_ip="0.0.0.0", published=5432, target=5432),
+        PublishedPort(host_ip="127.0.0.1", published=8443, target=443),
+        PublishedPort(host_ip="0.0.0.0", published=8080, target=80),
+    )
+    assert unhonoured == ("services.db.privileged",)
 
 
 def test_a_cluster_file_names_its_compose_file_and_is_a_podman_cluster(tmp_path: Path) -> None:
@@ -90,6 +96,15 @@ def test_errors_name_the_file_the_line_and_the_key(tmp_path: Path) -> None:
             image: busybox
             command: 3
             healthcheck: {test: "true", retries: 0}
+          dns:
+            image: busybox
+            ports: ["53:53/udp"]
+          any:
+            image: busybox
+            ports: ["8080"]
+          many:
+            image: busybox
+            ports: ["9000-9009:9000-9009"]
         """,
     )
     with pytest.raises(DefinitionErrors) as caught:
@@ -98,6 +113,12 @@ def test_errors_name_the_file_the_line_and_the_key(tmp_path: Path) -> None:
         f"{file}:4: services.web.depends_on: no service 'db' in this file",
         f"{file}:7: services.worker.command: must be a command: a string or a list of strings",
         f"{file}:8: services.worker.healthcheck: retries: must be a whole number from 1",
+        f"{file}:11: services.dns.ports: '53:53/udp': only TCP ports are forwarded, not udp",
+        f"{file}:14: services.any.ports: '8080': give the published port too "
+        "(PUBLISHED:TARGET): phalanx picks none, and every service is also reached at its "
+        "own address on the bridge",
+        f"{file}:17: services.many.ports: '9000-9009:9000-9009': '9000-9009' is not one port "
+        "(1-65535; ranges are not forwarded)",
     ]
     (tmp_path / "c.yaml").write_text("name: c\ncompose: missing.yaml\n")
     with pytest.raises(DefinitionErrors) as caught:

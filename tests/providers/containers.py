@@ -8,6 +8,8 @@ import asyncio
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
@@ -45,10 +47,23 @@ def _why_not() -> str | None:
     return None
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 WHY_NOT = _why_not()
 if WHY_NOT is not None:
     print(f"container tests skipped: {WHY_NOT}", file=sys.stderr)
-needs_podman = pytest.mark.skipif(WHY_NOT is not None, reason=f"container hosts: {WHY_NOT}")
+# A test may be the first to need an image: its build (mmdebstrap from
+# Debian's mirror, minutes on a busy machine) is within the test's bound.
+IMAGE_BUILD_BOUND = 900
+
+
+def needs_podman(test: F) -> F:
+    """Skipped, saying why, where container hosts cannot run; bounded
+    with room for building the image it may be the first to need."""
+    skipped = pytest.mark.skipif(WHY_NOT is not None, reason=f"container hosts: {WHY_NOT}")
+    bounded: F = pytest.mark.timeout(IMAGE_BUILD_BOUND)(skipped(test))
+    return bounded
+
 
 _built: dict[tuple[str, ...], str] = {}
 

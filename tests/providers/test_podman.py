@@ -7,6 +7,7 @@ Without root, podman or mmdebstrap they skip, saying why."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import shutil
@@ -14,21 +15,25 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from phalanx.layout import agent_log
+from phalanx.layout import agent_log, new_run_id
 from phalanx.load.cluster import load_cluster
 from phalanx.load.errors import DefinitionErrors
-from phalanx.model import Cluster, Host
-from phalanx.providers.base import ProvisionError
+from phalanx.model import Cluster, Host, PublishedPort, Service
+from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.containeragent import ImageRefused, parse_probe
 from phalanx.providers.containerimage import ImageBuildError, build, content_key, packages_of
 from phalanx.providers.containers import ENGINE_ENV, RUN_LABEL, EngineError, engine
 from phalanx.providers.podman import Container, PodmanProvider, memory
+from tests.eventually import eventually_async
 from tests.processes import run_folder, wait_for
 from tests.providers.containers import STORAGE_PACKAGES, image, needs_podman
+from tests.providers.test_machine import _free_port
 from tests.providers.test_netns import _logs, _made_by, _phalanx, _repo, _start
 
 # --- what needs no engine ------------------------------------------------------------------
@@ -429,3 +434,51 @@ def test_image_build_container_finds_the_cached_image_and_tags_it(tmp_path: Path
     bad = _phalanx("image", "build", "--container", "--packages", "a;b", cwd=tmp_path)
     assert bad.returncode == 1
     assert "--packages: 'a;b' is not a Debian package name" in bad.stderr
+
+
+def _fetch(url: str) -> str | None:
+    """The page, or None while nothing answers there (yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as page:
+            return str(page.read().decode())
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+@needs_podman
+def test_a_services_published_port_reaches_it_from_this_machine_until_the_run_ends(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    web = Host(
+        name="web.pod.test",
+        service=Service(
+            command=("python3", "-m", "http.server", "8000", "--directory", "/etc"),
+            ports=(PublishedPort(host_ip="127.0.0.1", published=port, target=8000),),
+        ),
+    )
+    cluster = Cluster(name="c", hosts=(web,), provider="podman", image=image())
+    run_id = new_run_id()
+    url = f"http://127.0.0.1:{port}/hostname"
+
+    async def scenario() -> str:
+        provider = PodmanProvider(cluster, tmp_path / run_id, run_id)
+        try:
+            await provider.open()
+            # No coordinator: the service's own process is what is reached.
+            agent = AgentSpec(web, f"ws://{provider.listen_address}:9/agent", "unused")
+            await provider.up([agent])
+
+            async def page() -> str | None:
+                return await asyncio.to_thread(_fetch, url)
+
+            served: str = await eventually_async(page, within=90, what=f"{url} answering")
+        finally:
+            await provider.close()
+        return served
+
+    # Served by the service's container (its /etc/hostname), through this machine's port.
+    assert asyncio.run(scenario()).strip() == "web.pod.test"
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        urllib.request.urlopen(url, timeout=5)
+    assert _left(run_id) == []

@@ -11,11 +11,10 @@ each service is a container host (provider: podman) named by its
 | `depends_on` with `condition: service_healthy`, `healthcheck` | the run waits for the healthcheck before the suite's initialize |
 | `networks` (their `aliases`), `hostname`, `container_name` | names in every host's /etc/hosts; every service is on the cluster's one bridge |
 | `working_dir`, `user` | as in compose |
+| `ports` (TCP, with the published port) | this machine's `host_ip:published` forwarded by phalanx to the service's address on the bridge |
 
 Other keys are not honoured: `unhonoured` lists them for `phalanx
-validate`'s one warning. `ports` among them: a container in a namespace
-phalanx made gets no port forwarding from the engine, and every service is
-reached at its own address on the bridge, from this machine too. Every error names the file, the line and the key.
+validate`'s one warning. Every error names the file, the line and the key.
 """
 
 from __future__ import annotations
@@ -33,11 +32,12 @@ from phalanx.load import fields, netaddr, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors
 from phalanx.load.fields import FieldError
 from phalanx.load.interpolate import InterpolationError, interpolate_all
-from phalanx.model import Disk, Healthcheck, Host, Service
+from phalanx.model import Disk, Healthcheck, Host, PublishedPort, Service
 
 HONOURED = {
     "image", "build", "command", "entrypoint", "environment", "env_file", "volumes",
     "depends_on", "healthcheck", "networks", "hostname", "container_name", "working_dir", "user",
+    "ports",
 }  # fmt: skip
 TOP_KEYS = {"services", "volumes", "networks", "version", "name"}
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -144,6 +144,7 @@ def _host(
             healthy_before=tuple(names[d] for d, healthy in depends.items() if healthy),
             working_dir=values.get("working_dir"),
             user=values.get("user"),
+            ports=values.get("ports", ()),
         ),
     )
 
@@ -275,6 +276,44 @@ def _build(value: Any, folder: Path) -> tuple[str, str | None]:
     return context, str(Path(context) / str(dockerfile)) if dockerfile else None
 
 
+def _ports(value: Any, _: Path) -> tuple[PublishedPort, ...]:
+    """`ports:` in compose's short (`[HOST_IP:]PUBLISHED:TARGET[/tcp]`) or
+    long syntax. A container in a namespace phalanx made gets no forwarding
+    from the engine: phalanx forwards each itself, so it takes only what it
+    can forward as said (TCP, one port, a published port given)."""
+    if not isinstance(value, list):
+        raise FieldError("must be a list of ports")
+    return tuple(_port(item) for item in value)
+
+
+def _port(item: Any) -> PublishedPort:
+    if isinstance(item, dict):
+        host_ip, published = str(item.get("host_ip") or ""), item.get("published")
+        target, protocol = item.get("target"), str(item.get("protocol") or "tcp")
+    else:
+        text, _, protocol = str(item).partition("/")
+        # The last two are the ports; before them, an address (IPv6 in brackets).
+        *address, published, target = ["", "", *text.rsplit(":", 2)]
+        host_ip = address[-1].removeprefix("[").removesuffix("]")
+        protocol = protocol or "tcp"
+    if protocol != "tcp":
+        raise FieldError(f"{item!r}: only TCP ports are forwarded, not {protocol}")
+    if published in (None, ""):
+        raise FieldError(
+            f"{item!r}: give the published port too (PUBLISHED:TARGET): phalanx picks none, "
+            "and every service is also reached at its own address on the bridge"
+        )
+    numbers = []
+    for port in (published, target):
+        text = str(port)
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            raise FieldError(
+                f"{item!r}: {text!r} is not one port (1-65535; ranges are not forwarded)"
+            )
+        numbers.append(int(text))
+    return PublishedPort(host_ip=host_ip or "0.0.0.0", published=numbers[0], target=numbers[1])
+
+
 def _text(value: Any, _: Path) -> str:
     return fields.text(value)
 
@@ -292,4 +331,5 @@ _CONVERTERS: dict[str, Callable[[Any, Path], Any]] = {
     "networks": _networks,
     "working_dir": _text,
     "user": _text,
+    "ports": _ports,
 }

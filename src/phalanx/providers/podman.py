@@ -18,8 +18,9 @@ A host with `image: none` is a netns host on the same bridge (this
 machine's files and programs; the netns provider's agent), so a cluster
 may mix them. A plain host's container runs the agent as its process; a compose
 service's runs the service's own command, and the agent beside it
-(`exec`). Every image is asked for its Python before anything is made: an
-image that cannot run the agent stops the run there, named.
+(`exec`), and its published `ports` are forwarded from this machine
+(portforward.py). Every image is asked for its Python before anything is
+made: an image that cannot run the agent stops the run there, named.
 
 Containers and volumes carry the run and its owner (containers.py), so
 `phalanx cleanup` and the next run remove a killed run's, as the netns
@@ -49,6 +50,7 @@ from phalanx.providers.netns import (
     label,
     missing_privileges,
 )
+from phalanx.providers.portforward import ForwardError, Forwards
 
 NO_IMAGE = "none"  # a host's `image: none`: a netns host among the containers
 SEED_MOUNT = "/run/phalanx-seed"  # the token, read-only
@@ -110,6 +112,7 @@ class PodmanProvider:
         self.owner = containers.owner_mark()
         self.containers: dict[str, Container] = {}
         self.venvs: dict[str, Path] = {}  # image → the agent's venv for it
+        self.forwards = Forwards()  # compose services' published ports
 
     # Both are the network's, known once it is made (`open`).
     listen_address: str | None = None
@@ -142,12 +145,16 @@ class PodmanProvider:
             self.engine = self.engine or containers.engine()
             self.engine.network_option("-")  # refuses an engine that cannot join a namespace
             images = {self.image(h) for h in self.cluster.hosts if not self.in_namespace(h)}
-            await containers.sweep(self.engine)
             await self._build_services()
-            # Every image is judged before anything is made for the run.
-            found = await asyncio.gather(
-                *(containeragent.probe(self.engine, image) for image in sorted(images))
-            )
+            # Every image is judged before anything is made for the run; the
+            # sweep of dead runs meanwhile (each is a few engine calls).
+            sweeping = asyncio.ensure_future(containers.sweep(self.engine))
+            try:
+                found = await asyncio.gather(
+                    *(containeragent.probe(self.engine, image) for image in sorted(images))
+                )
+            finally:
+                await sweeping
             for image, python in zip(sorted(images), found, strict=True):
                 venv = await asyncio.to_thread(containeragent.agent_venv, python.python)
                 await containeragent.compile_in(self.engine, image, venv)
@@ -198,6 +205,13 @@ class PodmanProvider:
         ]
         if failed:
             raise ProvisionError(f"cannot start container hosts: {'; '.join(failed)}")
+        try:
+            for spec in specs:
+                for port in spec.host.service.ports if spec.host.service else ():
+                    address = self.network.hosts[spec.host.name].ip
+                    await self.forwards.add(port.host_ip, port.published, address, port.target)
+        except ForwardError as exc:
+            raise ProvisionError(f"{spec.host.name}: {exc}") from None
         await self._healthy([s.host for s in specs])
 
     async def _start(self, spec: AgentSpec, index: int) -> None:
@@ -297,6 +311,7 @@ class PodmanProvider:
         (the coordinator acked them), and what each agent and its stages
         left goes with its container (a process namespace of its own), so
         there is nothing for an agent to end gracefully."""
+        await self.forwards.close()
         await self.network.down(lost)  # the netns hosts' agents, when there are
         made, self.containers = self.containers, {}
         if not made or self.engine is None:
