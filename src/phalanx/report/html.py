@@ -19,9 +19,10 @@ untrusted text. Jinja2 is imported on first use, not with this module.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from phalanx.report.files import write_atomic
 from phalanx.report.timeline import timeline_svg
 
 if TYPE_CHECKING:
-    from jinja2 import BytecodeCache, Environment
+    from jinja2 import BaseLoader, Environment
 
 REPORT_HTML = layout.REPORT_HTML
 TEMPLATES = Path(__file__).parent / "templates"
@@ -49,47 +50,67 @@ def size_text(n: int) -> str:
     return f"{size:.1f} {units[0]}"
 
 
-def _bytecode_cache() -> BytecodeCache | None:
-    """The templates compiled once per user, not on every run: compiling
-    them costs a run more than rendering (about 50 ms here). Under the
-    user's cache folder, private to them (the cache is loaded as code);
-    none if it cannot be made."""
-    from jinja2 import FileSystemBytecodeCache
-    from jinja2.bccache import Bucket
+def _compiled_templates() -> BaseLoader | None:
+    """The templates compiled once per user into Python modules (Jinja2's
+    `compile_templates`), not on every run: compiling them costs a run more
+    than rendering (about 50 ms here). Python imports them as it imports any
+    module; nothing is unpickled. Kept under the user's cache folder, private
+    to them (they are loaded as code), in a folder named by the templates'
+    contents and Jinja2's version, so an edit or an upgrade compiles anew.
+    None if it cannot be made: the templates are then compiled as they load."""
+    import hashlib
 
-    class Cache(FileSystemBytecodeCache):
-        """A template whose cache entry cannot be read (damaged) or written
-        (a full disk) is compiled as if there were no cache: the report
-        is written all the same."""
+    import jinja2
 
-        def load_bytecode(self, bucket: Bucket) -> None:
-            try:
-                super().load_bytecode(bucket)
-            except Exception:  # whatever unpickling and unmarshalling a damaged file raises
-                bucket.reset()
-
-        def dump_bytecode(self, bucket: Bucket) -> None:
-            with contextlib.suppress(OSError):
-                super().dump_bytecode(bucket)
-
+    digest = hashlib.sha256(jinja2.__version__.encode())
+    for path in sorted(TEMPLATES.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "phalanx", "templates")
+    root = Path(base, "phalanx", "templates")
+    folder = root / digest.hexdigest()[:16]
     try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        if os.stat(folder).st_uid != os.getuid():
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if root.stat().st_uid != os.getuid() or root.stat().st_mode & 0o077:
             return None
+        if not folder.is_dir():
+            scratch = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
+            try:
+                _plain_environment(jinja2.FileSystemLoader(TEMPLATES)).compile_templates(
+                    scratch, zip=None, ignore_errors=False
+                )
+                scratch.rename(folder)  # whole, or not at all
+            except OSError:
+                shutil.rmtree(scratch, ignore_errors=True)
+                if not folder.is_dir():
+                    return None
     except OSError:
         return None
-    return Cache(folder)
+    return _compiled_loader(folder)
 
 
-@functools.cache
-def environment() -> Environment:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+def _compiled_loader(folder: Path) -> BaseLoader:
+    """A loader of the compiled templates that takes a module it cannot
+    import (damaged, cut short by a full disk) for one that is not there:
+    the template is then compiled from its source, and the report written."""
+    from jinja2 import ModuleLoader, TemplateNotFound
+
+    class Compiled(ModuleLoader):
+        def load(self, environment: Any, name: str, globals: Any = None) -> Any:
+            try:
+                return super().load(environment, name, globals)
+            except TemplateNotFound:
+                raise
+            except Exception as exc:
+                raise TemplateNotFound(name) from exc
+
+    return Compiled(folder)
+
+
+def _plain_environment(loader: BaseLoader) -> Environment:
+    from jinja2 import Environment, StrictUndefined
 
     env = Environment(
-        bytecode_cache=_bytecode_cache(),
-        loader=FileSystemLoader(TEMPLATES),
+        loader=loader,
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -99,6 +120,15 @@ def environment() -> Environment:
     env.filters["glyph"] = runview.glyph
     env.filters["size"] = size_text
     return env
+
+
+@functools.cache
+def environment() -> Environment:
+    from jinja2 import ChoiceLoader, FileSystemLoader
+
+    source = FileSystemLoader(TEMPLATES)
+    compiled = _compiled_templates()
+    return _plain_environment(ChoiceLoader([compiled, source]) if compiled else source)
 
 
 @functools.cache
