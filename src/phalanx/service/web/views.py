@@ -320,6 +320,7 @@ async def history(service: Service, name: str, limit: int = 50) -> HistoryView:
     points = []
     grid: dict[tuple[str, str], str] = {}
     cases: list[str] = []
+    statuses = await service.store.runs.case_statuses([r.id for r in runs])
     for r in runs:
         seconds = (
             (r.ended_at - r.started_at).total_seconds()
@@ -327,11 +328,10 @@ async def history(service: Service, name: str, limit: int = 50) -> HistoryView:
             else None
         )
         points.append(Point(r.id, r.status, seconds))
-        result = await service.store.runs.load_result(r.id)
-        for c in result.cases if result is not None else []:
-            if c.name not in cases:
-                cases.append(c.name)
-            grid[(c.name, r.id)] = c.status.value
+        for case, status in statuses[r.id]:
+            if case not in cases:
+                cases.append(case)
+            grid[(case, r.id)] = status.value
     flaky = set()
     for case in cases:
         seen = {grid[(case, r.id)] in OK for r in runs if (case, r.id) in grid}
