@@ -34,6 +34,7 @@ from phalanx.service.queue import NotActive
 from phalanx.service.unavailable import StoreFailures
 from phalanx.service.web import charts, output, views
 from phalanx.service.web.render import SECURITY_HEADERS, Pages
+from phalanx.service.web.shared import Shared
 from phalanx.store.errors import Conflict, NotFound
 
 STATIC = Path(__file__).parent / "static"
@@ -179,8 +180,10 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
 
     # --- live fragments ---------------------------------------------------------------
 
+    # Many readers at once share one gathering of the dashboard (web/shared.py).
+    the_dashboard = Shared(lambda: views.dashboard(service), lambda: views.dashboard_key(service))
     live_pages: dict[str, tuple[Callable[[], Awaitable[dict[str, Any]]], str]] = {
-        "dashboard": (lambda: views.dashboard(service), "dashboard_body.html"),
+        "dashboard": (the_dashboard.get, "dashboard_body.html"),
         "suites": (lambda: _suites(service), "suites_body.html"),
         "agents": (lambda: _agents(service), "agents_body.html"),
         "clusters": (lambda: _clusters(service), "clusters_body.html"),
@@ -261,7 +264,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
 
     @page("/")
     async def dashboard(request: Request, who: Principal | None) -> Response:
-        return pages.render(request, "dashboard.html", who, **await views.dashboard(service))
+        return pages.render(request, "dashboard.html", who, **await the_dashboard.get())
 
     @page("/suites")
     async def suites(request: Request, who: Principal | None) -> Response:
