@@ -180,11 +180,13 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
 
     # --- live fragments ---------------------------------------------------------------
 
-    # Many readers at once share one gathering of the dashboard (web/shared.py).
+    # Many readers at once share one gathering of the dashboard and of the
+    # suites list (web/shared.py); both show what the dashboard's key holds.
     the_dashboard = Shared(lambda: views.dashboard(service), lambda: views.dashboard_key(service))
+    the_suites = Shared(lambda: _suites(service), lambda: views.dashboard_key(service))
     live_pages: dict[str, tuple[Callable[[], Awaitable[dict[str, Any]]], str]] = {
         "dashboard": (the_dashboard.get, "dashboard_body.html"),
-        "suites": (lambda: _suites(service), "suites_body.html"),
+        "suites": (the_suites.get, "suites_body.html"),
         "agents": (lambda: _agents(service), "agents_body.html"),
         "clusters": (lambda: _clusters(service), "clusters_body.html"),
     }
@@ -268,7 +270,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
 
     @page("/suites")
     async def suites(request: Request, who: Principal | None) -> Response:
-        return pages.render(request, "suites.html", who, **await _suites(service))
+        return pages.render(request, "suites.html", who, **await the_suites.get())
 
     @page("/suites/{name}")
     async def suite(request: Request, who: Principal | None) -> Response:

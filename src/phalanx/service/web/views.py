@@ -235,9 +235,9 @@ class ActiveView:
 
 
 def dashboard_key(service: Service) -> Hashable:
-    """What the dashboard shows of the service's memory (web/shared.py):
-    the active runs and how far each has come, the agents' connections,
-    the definition catalogs and the schedules."""
+    """What the dashboard and the suites list show of the service's memory
+    (web/shared.py): the active runs and how far each has come, the agents'
+    connections, the definition catalogs and the schedules."""
     return (
         tuple((a.id, a.started, a.waiting, a.live.version) for a in service.queue.active.values()),
         tuple(
