@@ -3,7 +3,8 @@ full disk at start is one clear line and exit 3; a disk that fills while
 the service runs gives clear 503s (no traceback per request, no tight
 loop), and the run that could not be recorded ends `error` with that
 reason once space is back; a database that cannot be read ends the event
-streams under way with one `unavailable` event each, and one log line. The full disk is real: a small tmpfs (root);
+streams under way with one `unavailable` event each, and one log line, and
+`phalanx submit --wait` says so once and follows the run on after it. The full disk is real: a small tmpfs (root);
 where it cannot be mounted the tests that need it skip, saying why."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -201,10 +203,23 @@ def test_event_streams_end_with_one_clean_event_when_the_database_cannot_be_read
     tmp_path: Path,
 ) -> None:
     served = start(tmp_path, make_repo(tmp_path / "defs"), tmp_path / "data")
+    follower: subprocess.Popen[str] | None = None
     try:
         token = user_token(served, "vera", "operator")
+        (tmp_path / "token").write_text(token + "\n")
+        # `phalanx submit --wait` follows the run through it all.
+        with (tmp_path / "submit.out").open("w") as out, (tmp_path / "submit.err").open("w") as err:
+            follower = subprocess.Popen(
+                [sys.executable, "-m", "phalanx.cli", "submit", "long", "--coordinator",
+                 served.url, "--token-file", "token", "--wait"],
+                cwd=tmp_path, stdout=out, stderr=err, text=True, start_new_session=True,
+            )  # fmt: skip
         with served.client(token) as client:
-            run_id = client.post("/api/suites/long/runs").json()["id"]
+            run_id = eventually(
+                lambda: [r["id"] for r in client.get("/api/runs").json()],
+                within=60,
+                what="the submitted run",
+            )[0]
             wait_case_a(client, run_id)  # case b's stage sleeps a minute: the run stays live
             api = f"/api/runs/{run_id}/events"
             readers = {
@@ -227,8 +242,18 @@ def test_event_streams_end_with_one_clean_event_when_the_database_cannot_be_read
             assert "cannot use its database" in json.loads(readers[api].events[-1][1])["message"]
             # The lock gone, the run reads again, still running.
             assert client.get(f"/api/runs/{run_id}").json()["status"] == "running"
+            assert client.post(f"/api/runs/{run_id}/cancel").status_code == 202
+            assert follower.wait(120) == 130  # a cancelled run's exit code
     finally:
+        if follower is not None and follower.poll() is None:
+            os.killpg(follower.pid, signal.SIGKILL)
+            follower.wait(30)
         stop(served)
+    # The follower said the outage once, waited, and saw the run to its end.
+    said = (tmp_path / "submit.err").read_text()
+    assert said.count("cannot use its database") == 1, said
+    assert "Traceback" not in said and "error:" not in said, said
+    assert "cancelled" in (tmp_path / "submit.out").read_text()
     log = served.log.read_text()
     assert "Traceback" not in log, log[-5000:]
     # One line for the three streams' failure, not one each.
