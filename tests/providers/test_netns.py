@@ -683,6 +683,47 @@ def test_the_service_runs_a_suite_on_netns_hosts(tmp_path: Path) -> None:
     assert _made_by(run.name) == []
 
 
+FETCH = """\
+#!/bin/bash
+url=@proto@://@coordinator@:@port@/showScript/utils/helper.sh
+curl -sf "$url"
+echo "without the run's capability: $(env -u PHALANX_SCRIPTS_URL curl -s -o /dev/null -w '%{http_code}' "$url")"
+"""
+
+
+@needs_netns
+def test_netns_hosts_fetch_suite_files_as_xrdtest_did_with_their_runs_capability(
+    tmp_path: Path,
+) -> None:
+    """On a netns host, the host's address names no one (any process of the
+    machine can enter its namespace): XrdTest's unchanged `/showScript`
+    fetch works from the run's stages, which hold its capability, and
+    another process there without it is refused."""
+    from tests.service.test_admin import phalanx as admin_phalanx
+    from tests.service.test_serve import start, stop, user_token
+
+    repo = _repo(
+        tmp_path / "defs", "name: c\nprovider: netns\nhosts:\n  - {name: a.fetch.test}\n",
+        {"fetch": {"run.sh": FETCH}},
+    )  # fmt: skip
+    (repo / "utils").mkdir()
+    (repo / "utils" / "helper.sh").write_text("echo a shared helper\n")
+    served = start(tmp_path, repo, tmp_path / "data")
+    try:
+        (tmp_path / "token").write_text(user_token(served, "otto", "operator") + "\n")
+        done = admin_phalanx(
+            "submit", "s", "--coordinator", served.url, "--token-file", "token", "--wait",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr + served.log.read_text()
+    finally:
+        stop(served)
+    (run,) = (tmp_path / "data" / "runs").iterdir()
+    output = _logs(run, "fetch")["a.fetch.test"]
+    assert "a shared helper" in output, output
+    assert "without the run's capability: 403" in output, output
+
+
 @needs_netns
 async def test_a_named_bridge_serves_one_run_at_a_time_and_hosts_are_known_for_faults(
     tmp_path: Path,

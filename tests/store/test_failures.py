@@ -1,5 +1,5 @@
 """Database failures told in one line: real SQLite errors (a full database,
-a lock another connection holds, a file that is not a database), bare and
+a lock another connection or process holds, a file that is not a database), bare and
 wrapped by SQLAlchemy; and the throttle that keeps a failing store to a
 line a minute."""
 
@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DatabaseError
 
 from phalanx.store.failures import Throttle, describe
+from tests.store.locks import wal_read_locks_held
 
 
 def test_a_full_database_is_told_as_a_full_disk(tmp_path: Path) -> None:
@@ -41,6 +42,21 @@ def test_a_lock_held_elsewhere_is_told_as_a_lock(tmp_path: Path) -> None:
         holder.close()
     assert describe(caught.value) == (
         "the database is locked by another process (database is locked)"
+    )
+
+
+def test_wal_locks_held_elsewhere_are_told_as_a_lock(tmp_path: Path) -> None:
+    database = tmp_path / "wal.db"
+    reader = sqlite3.connect(database, isolation_level=None, timeout=0)
+    reader.execute("PRAGMA journal_mode=WAL")
+    reader.execute("CREATE TABLE t (x)")
+    try:
+        with wal_read_locks_held(database), pytest.raises(sqlite3.OperationalError) as caught:
+            reader.execute("SELECT * FROM t").fetchall()
+    finally:
+        reader.close()
+    assert describe(caught.value) == (
+        "the database is locked by another process (locking protocol)"
     )
 
 

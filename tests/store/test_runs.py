@@ -258,6 +258,28 @@ async def test_a_run_in_progress_loads_from_the_results_that_arrived(store: Stor
     )  # fmt: skip
 
 
+async def test_case_statuses_of_many_runs_are_what_loading_each_says(store: Store) -> None:
+    recorded = a_result("r-recorded")
+    await create(store, recorded.run_id)
+    await store.runs.record_run_result(recorded)
+    # One a killed service left: no case rows, its cases folded from hosts'.
+    await create(store, "r-killed")
+    await store.runs.start("r-killed", started_at=at(0))
+    await store.runs.record_stage_result(
+        record("r-killed", "r-killed:1:greet:initialize", "srv1.lab.test", "failed",
+               stage="initialize")
+    )  # fmt: skip
+    await create(store, "r-queued")  # nothing ran
+    ids = ["r-recorded", "r-killed", "r-queued", "r-none"]
+    found = await store.runs.case_statuses(ids)
+    for run_id in ids:
+        loaded_ = await store.runs.load_result(run_id)
+        expected = [(c.name, c.status) for c in loaded_.cases] if loaded_ is not None else []
+        assert found[run_id] == expected, run_id
+    assert found["r-recorded"] == [("greet", Status.PASSED), ("broken", Status.FAILED)]
+    assert found["r-killed"] == [("greet", Status.FAILED)]
+
+
 async def test_unknown_runs(store: Store) -> None:
     assert await load_run(store, "nope") is None
     assert await store.runs.get("nope") is None

@@ -1,5 +1,6 @@
-"""The schema: migrations make it from nothing, a second upgrade changes
-nothing, and what they make is what the tables declare."""
+"""The schema: migrations make it from nothing and from an older revision,
+a new database is made from the tables' metadata and stamped, a second
+upgrade changes nothing, and each way gives what the tables declare."""
 
 from __future__ import annotations
 
@@ -39,20 +40,60 @@ def _differences(connection: Connection) -> list[object]:
     return list(compare_metadata(context, Base.metadata))
 
 
+async def _declared_schema(db: Database) -> None:
+    async with db.engine.connect() as connection:
+        assert await connection.run_sync(_tables) >= TABLES
+        assert await connection.run_sync(_differences) == []
+
+
 async def test_migrations_build_the_schema_from_empty_and_a_second_upgrade_is_a_no_op(
     database_url: str,
 ) -> None:
     db = Database(database_url)
     try:
         assert await current(db) is None
-        first = await upgrade(db)
+        first = await upgrade(db, replay=True)
         assert (first.before, first.after, first.changed) == (None, head(), True)
-        async with db.engine.connect() as connection:
-            assert await connection.run_sync(_tables) >= TABLES
-            # What the migrations made is what the tables module declares.
-            assert await connection.run_sync(_differences) == []
+        # What the migrations made is what the tables module declares.
+        await _declared_schema(db)
         again = await upgrade(db)
         assert (again.before, again.after, again.changed) == (head(), head(), False)
+    finally:
+        await db.close()
+
+
+async def test_a_new_database_is_made_from_the_metadata_and_alembic_knows_its_revision(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        made = await upgrade(db)
+        assert (made.before, made.after, made.changed) == (None, head(), True)
+        await _declared_schema(db)
+        assert await current(db) == head()  # read by Alembic itself
+        again = await upgrade(db)
+        assert (again.before, again.after, again.changed) == (head(), head(), False)
+    finally:
+        await db.close()
+
+
+async def test_a_database_at_an_older_revision_is_migrated_and_keeps_its_rows(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        await upgrade(db, "0001")
+        async with db.engine.begin() as connection:
+            assert "audit_log" not in await connection.run_sync(_tables)
+            await connection.exec_driver_sql(
+                "INSERT INTO suites (name, updated_at) VALUES ('old', '2026-01-01 00:00:00+00')"
+            )
+        moved = await upgrade(db)
+        assert (moved.before, moved.after) == ("0001", head())
+        await _declared_schema(db)
+        async with db.engine.connect() as connection:
+            names = (await connection.exec_driver_sql("SELECT name FROM suites")).scalars()
+            assert list(names) == ["old"]
     finally:
         await db.close()
 

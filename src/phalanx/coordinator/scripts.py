@@ -6,11 +6,13 @@ which real XrdTest suite scripts fetch with
 Who may read them: the hosts of a live run, and only from that run's
 definitions repo. A request is answered when it comes from the address of
 a connected agent whose host a live run holds (the peer address of the
-agent's own authenticated connection); scripts carry no credential, so the
-address is what names the host. On loopback, where every local process
-has that address, the process at the other end of the connection must
-hold a running run's capability in its environment (as the run's stages
-do: coordinator/peer.py). Everyone else gets 403. Only regular files
+agent's own authenticated connection); scripts carry no credential. When
+the client is a process of this machine (on loopback, where every local
+process has that address, or in a netns or container host's namespace),
+the address names no one: that process must hold a running run's
+capability in its environment (as the run's stages do: coordinator/
+peer.py). Only a host on another machine (ssh, a VM) is known by its
+address alone. Everyone else gets 403. Only regular files
 inside the repo are served: `..`, absolute paths and symlinks that lead
 out of it are refused (404, so nothing tells what exists outside), and so
 is anything under `.git/` (a remote's credentials may be in its config).
@@ -37,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from phalanx.coordinator.peer import is_loopback, loopback_capability
+from phalanx.coordinator.peer import capability_of, is_loopback, local_peer, loopback_capability
 
 # The client's address -> the definitions repos of the live runs that hold
 # a host whose agent connects from there.
@@ -104,6 +106,8 @@ def script_routes(
             roots = await _loopback_roots(request, keys, run_root)
         else:
             roots = roots_for(client)
+            if roots and keys is not None and run_root is not None:
+                roots = await _local_roots(request, keys, run_root, roots)
         if not roots:
             return _refusal("suite files are for the hosts of a running run", 403)
         relative = str(request.path_params.get("path", ""))
@@ -149,6 +153,26 @@ async def _loopback_roots(request: Request, keys: ScriptKeys, run_root: RunRoot)
     if request.client is None or not server:
         return []
     held = await asyncio.to_thread(loopback_capability, request.client.port, int(server[1]))
+    if held is None or not keys.valid(*held):
+        return []
+    root = run_root(held[0])
+    return [root] if root is not None else []
+
+
+async def _local_roots(
+    request: Request, keys: ScriptKeys, run_root: RunRoot, roots: list[Path]
+) -> list[Path]:
+    """For a host's address: when the client is a process of this machine
+    (a netns or container host), the repo of the run whose capability it
+    holds, as on loopback; on another machine (an ssh host, a VM), `roots`."""
+    server = request.scope.get("server")
+    if request.client is None or not server:
+        return []
+    client = request.client
+    pid = await asyncio.to_thread(local_peer, client.host, client.port, int(server[1]))
+    if pid is None:
+        return roots
+    held = await asyncio.to_thread(capability_of, pid)
     if held is None or not keys.valid(*held):
         return []
     root = run_root(held[0])

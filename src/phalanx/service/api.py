@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +36,7 @@ from phalanx.service.definitions import Catalog, SuiteEntry
 from phalanx.service.documents import next_change, run_document
 from phalanx.service.origin import from_this_site
 from phalanx.service.queue import ALERTS_FILE, NotActive
-from phalanx.service.unavailable import add_store_failure_handler
+from phalanx.service.unavailable import add_store_failure_handler, message
 from phalanx.store.errors import NotFound
 from phalanx.store.runs import RunSummary
 
@@ -98,7 +98,7 @@ def create_app(service: Service) -> FastAPI:
         redoc_url=None,
     )
     add_api_docs(app)
-    add_store_failure_handler(app)
+    failures = add_store_failure_handler(app)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -261,7 +261,9 @@ def create_app(service: Service) -> FastAPI:
     async def events(run_id: RunId, who: Reader, request: Request) -> StreamingResponse:
         """Server-sent events: the run's document (as `GET /api/runs/{id}`)
         each time it changes, until the run has ended, or until the reader
-        may no longer read (signed out, removed, token revoked)."""
+        may no longer read (signed out, removed, token revoked). If the
+        database cannot be read, an `unavailable` event (its `message`
+        says why) ends it."""
         if await service.store.runs.get(run_id) is None:
             raise ApiError(404, f"no run {run_id!r}")
 
@@ -271,7 +273,7 @@ def create_app(service: Service) -> FastAPI:
             except ApiError:
                 return False
 
-        async def stream() -> AsyncIterator[str]:
+        async def stream() -> AsyncGenerator[str, None]:
             last, seen = None, -1
             checked = quiet = time.monotonic()
             changed = True
@@ -302,7 +304,12 @@ def create_app(service: Service) -> FastAPI:
                         quiet = time.monotonic()
                         yield ": keepalive\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        def unavailable(why: str) -> str:
+            return f"event: unavailable\ndata: {json.dumps({'message': message(why)})}\n\n"
+
+        return StreamingResponse(
+            failures.guard(stream(), unavailable), media_type="text/event-stream"
+        )
 
     @app.post("/api/runs/{run_id}/cancel", status_code=202, tags=["runs"])
     async def cancel(run_id: RunId, who: Operator, request: Request) -> dict[str, Any]:

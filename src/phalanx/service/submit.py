@@ -131,28 +131,52 @@ def _follow(client: Any, run_id: str) -> int:
     shown: dict[str, str] = {}
     last_answer = time.monotonic()
     timeout = httpx.Timeout(REQUEST_TIMEOUT, read=STREAM_SILENCE)
+    # While the service cannot read its database it says so (an
+    # `unavailable` event, then 503s): said once, and waited for as for a
+    # service that does not answer.
+    unavailable = ""
     while True:
         try:
             with client.stream("GET", f"/api/runs/{run_id}/events", timeout=timeout) as response:
-                if response.status_code != 200:
+                if response.status_code == 503:
+                    response.read()
+                    unavailable = _unavailable(unavailable, _message(response))
+                elif response.status_code != 200:
                     response.read()
                     _err(f"error: {response.status_code}: {_message(response)}")
                     return EXIT_INFRASTRUCTURE
-                for line in response.iter_lines():
-                    last_answer = time.monotonic()
+                event = ""
+                for line in response.iter_lines() if response.status_code == 200 else ():
+                    if line.startswith("event: "):
+                        event = line.removeprefix("event: ")
+                        continue
                     if not line.startswith("data: "):
-                        continue  # the event's name, a keepalive, a blank line
-                    document = json.loads(line.removeprefix("data: "))
-                    _progress(document, shown)
-                    status = document.get("status")
+                        continue  # a keepalive, a blank line
+                    data = json.loads(line.removeprefix("data: "))
+                    if event == "unavailable":
+                        unavailable = _unavailable(unavailable, str(data.get("message")))
+                        break
+                    last_answer, unavailable = time.monotonic(), ""
+                    _progress(data, shown)
+                    status = data.get("status")
                     if status not in ("queued", "running"):
-                        return _ended(run_id, document)
+                        return _ended(run_id, data)
         except httpx.HTTPError as exc:
             if time.monotonic() - last_answer > UNREACHABLE:
                 _err(f"error: the coordinator stopped answering: {exc}")
                 return EXIT_INFRASTRUCTURE
+        if unavailable and time.monotonic() - last_answer > UNREACHABLE:
+            _err(f"error: {unavailable}")
+            return EXIT_INFRASTRUCTURE
         # The stream ended early (the service restarted, a proxy cut it): again.
         time.sleep(RETRY)
+
+
+def _unavailable(said: str, message: str) -> str:
+    """Say that the service cannot read its database, once while it lasts."""
+    if not said:
+        _err(f"the coordinator: {message}; waiting")
+    return message
 
 
 def _ended(run_id: str, document: dict[str, Any]) -> int:

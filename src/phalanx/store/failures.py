@@ -18,6 +18,9 @@ _KNOWN = (
     ("database or disk is full", "the disk under the database is full"),
     ("disk i/o error", "the disk under the database failed (or is full)"),
     ("database is locked", "the database is locked by another process"),
+    # A WAL database's read locks held elsewhere (its log being recovered,
+    # or a process holding them): no read can begin.
+    ("locking protocol", "the database is locked by another process"),
     ("file is not a database", "the database file is not a database (damaged, or another file)"),
     ("database disk image is malformed", "the database file is damaged"),
     ("unable to open database file", "the database file cannot be opened"),

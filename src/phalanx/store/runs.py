@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from phalanx.codec import columns, decode, encode, field_names
 from phalanx.model import CaseHistory, CaseResult, HostResult, RunResult, StageResult, Status, worst
@@ -317,7 +318,12 @@ class Runs:
         self, *, suite: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[RunSummary]:
         """The newest runs first (by when they were queued)."""
-        query = select(RunRow).order_by(RunRow.queued_at.desc(), RunRow.id.desc()).limit(limit)
+        query = (
+            select(RunRow)
+            .options(defer(RunRow.definition))  # a summary has no use for it
+            .order_by(RunRow.queued_at.desc(), RunRow.id.desc())
+            .limit(limit)
+        )
         if suite is not None:
             query = query.where(RunRow.suite == suite)
         if status is not None:
@@ -338,6 +344,26 @@ class Runs:
             if row is None:
                 return None
             return await _build(s, row)
+
+    async def case_statuses(self, run_ids: Sequence[str]) -> dict[str, list[tuple[str, Status]]]:
+        """Each run's cases with their statuses, in order (as `load_result`
+        reads them), from the cases' rows alone: what a history grid shows,
+        in one query for many runs. A run without case rows (one a killed
+        service left) is read whole, its cases folded from its hosts'."""
+        found: dict[str, list[tuple[str, Status]]] = {run_id: [] for run_id in run_ids}
+        async with self.db.session() as s:
+            for chunk in _chunks(list(found), 500):
+                rows = await s.execute(
+                    select(CaseRow.run_id, CaseRow.name, CaseRow.status)
+                    .where(CaseRow.run_id.in_(chunk))
+                    .order_by(CaseRow.run_id, CaseRow.position)
+                )
+                for run_id, name, status in rows:
+                    found[run_id].append((name, _status(status)))
+        for run_id, cases in found.items():
+            if not cases and (result := await self.load_result(run_id)) is not None:
+                cases.extend((c.name, c.status) for c in result.cases)
+        return found
 
     # --- after a crash, and retention ---------------------------------------------------
 

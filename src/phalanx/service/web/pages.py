@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import html as markup
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -30,8 +31,10 @@ from phalanx.service.auth import AuthError, Principal, Role
 from phalanx.service.documents import next_change
 from phalanx.service.origin import from_this_site
 from phalanx.service.queue import NotActive
+from phalanx.service.unavailable import StoreFailures
 from phalanx.service.web import charts, output, views
 from phalanx.service.web.render import SECURITY_HEADERS, Pages
+from phalanx.service.web.shared import Shared
 from phalanx.store.errors import Conflict, NotFound
 
 STATIC = Path(__file__).parent / "static"
@@ -56,6 +59,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     from phalanx.service.api import open_session  # the API's login, shared
 
     pages = Pages()
+    failures: StoreFailures = app.state.store_failures
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     async def report_css(request: Request) -> Response:
@@ -176,19 +180,46 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
 
     # --- live fragments ---------------------------------------------------------------
 
+    # Many readers at once share one gathering of the dashboard and of the
+    # suites list (web/shared.py); both show what the dashboard's key holds.
+    the_dashboard = Shared(lambda: views.dashboard(service), lambda: views.dashboard_key(service))
+    the_suites = Shared(lambda: _suites(service), lambda: views.dashboard_key(service))
     live_pages: dict[str, tuple[Callable[[], Awaitable[dict[str, Any]]], str]] = {
-        "dashboard": (lambda: views.dashboard(service), "dashboard_body.html"),
-        "suites": (lambda: _suites(service), "suites_body.html"),
+        "dashboard": (the_dashboard.get, "dashboard_body.html"),
+        "suites": (the_suites.get, "suites_body.html"),
         "agents": (lambda: _agents(service), "agents_body.html"),
         "clusters": (lambda: _clusters(service), "clusters_body.html"),
     }
+
+    def live_stream(
+        request: Request,
+        render: Callable[[], Awaitable[tuple[str, bool]]],
+        event: str,
+        wait: Callable[[], Awaitable[None]],
+    ) -> Streaming:
+        """`stream`'s events; if the database cannot be read, an
+        `unavailable` event (swapped in where the page's content was: the
+        content is stale by then) ends it, and the browser comes back later."""
+
+        def unavailable(why: str) -> str:
+            said = (
+                f"The service cannot read its database: {why}. This page updates again when it can."
+            )
+            return _sse(
+                "unavailable", f'<p class="problem" role="status">{markup.escape(said)}</p>'
+            )
+
+        return Streaming(
+            failures.guard(stream(request, render, event, wait), unavailable),
+            media_type="text/event-stream",
+        )
 
     async def stream(
         request: Request,
         render: Callable[[], Awaitable[tuple[str, bool]]],
         event: str,
         wait: Callable[[], Awaitable[None]],
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """`event` with the fragment each time it changes (`wait` returns
         when it may have); `end` once it is final. It ends as soon as its
         reader may no longer read (signed out, removed, token revoked):
@@ -229,17 +260,17 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
         async def wait() -> None:
             await asyncio.sleep(PAGE_POLL)
 
-        return Streaming(stream(request, render, "page", wait), media_type="text/event-stream")
+        return live_stream(request, render, "page", wait)
 
     # --- pages ------------------------------------------------------------------------
 
     @page("/")
     async def dashboard(request: Request, who: Principal | None) -> Response:
-        return pages.render(request, "dashboard.html", who, **await views.dashboard(service))
+        return pages.render(request, "dashboard.html", who, **await the_dashboard.get())
 
     @page("/suites")
     async def suites(request: Request, who: Principal | None) -> Response:
-        return pages.render(request, "suites.html", who, **await _suites(service))
+        return pages.render(request, "suites.html", who, **await the_suites.get())
 
     @page("/suites/{name}")
     async def suite(request: Request, who: Principal | None) -> Response:
@@ -293,7 +324,7 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
             nonlocal seen
             seen = await next_change(service, run_id, seen)
 
-        return Streaming(stream(request, render, "live", changed), media_type="text/event-stream")
+        return live_stream(request, render, "live", changed)
 
     @page("/runs/{run_id}/files/{path:path}")
     async def run_file(request: Request, who: Principal | None) -> Response:

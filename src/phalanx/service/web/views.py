@@ -4,6 +4,7 @@ the hub and the definition catalogs: the same sources the REST API reads)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -186,8 +187,9 @@ class ClusterView:
         return ended[0].status if ended else None
 
 
-async def clusters(service: Service) -> list[ClusterView]:
-    recent = await service.store.runs.recent(limit=200)
+async def clusters(service: Service, recent: list[RunSummary] | None = None) -> list[ClusterView]:
+    if recent is None:
+        recent = await service.store.runs.recent(limit=200)
     hub = service.hub
     placed = {
         c.cluster: (h.name, c)
@@ -232,6 +234,23 @@ class ActiveView:
     waiting: bool = False  # started, but its hosts' agents are not all connected yet
 
 
+def dashboard_key(service: Service) -> Hashable:
+    """What the dashboard and the suites list show of the service's memory
+    (web/shared.py): the active runs and how far each has come, the agents'
+    connections, the definition catalogs and the schedules."""
+    return (
+        tuple((a.id, a.started, a.waiting, a.live.version) for a in service.queue.active.values()),
+        tuple(
+            sorted(
+                (n, link.connected.is_set(), bool(link.lost))
+                for n, link in service.hub.links.items()
+            )
+        ),
+        tuple(id(c) for c in service.catalogs()),
+        tuple(sorted(service.next_runs.items())),
+    )
+
+
 async def dashboard(service: Service) -> dict[str, Any]:
     recent = await service.store.runs.recent(limit=200)
     stages = current_stages(service)
@@ -249,7 +268,7 @@ async def dashboard(service: Service) -> dict[str, Any]:
     next_runs = sorted(service.next_runs.items(), key=lambda item: item[1])[:10]
     return {
         "suites": await suites(service),
-        "clusters": await clusters(service),
+        "clusters": await clusters(service, recent),
         "agents": await agents(service),
         "hypervisors": await hypervisors(service, recent),
         "in_progress": in_progress,
@@ -320,6 +339,7 @@ async def history(service: Service, name: str, limit: int = 50) -> HistoryView:
     points = []
     grid: dict[tuple[str, str], str] = {}
     cases: list[str] = []
+    statuses = await service.store.runs.case_statuses([r.id for r in runs])
     for r in runs:
         seconds = (
             (r.ended_at - r.started_at).total_seconds()
@@ -327,11 +347,10 @@ async def history(service: Service, name: str, limit: int = 50) -> HistoryView:
             else None
         )
         points.append(Point(r.id, r.status, seconds))
-        result = await service.store.runs.load_result(r.id)
-        for c in result.cases if result is not None else []:
-            if c.name not in cases:
-                cases.append(c.name)
-            grid[(c.name, r.id)] = c.status.value
+        for case, status in statuses[r.id]:
+            if case not in cases:
+                cases.append(case)
+            grid[(case, r.id)] = status.value
     flaky = set()
     for case in cases:
         seen = {grid[(case, r.id)] in OK for r in runs if (case, r.id) in grid}

@@ -1,0 +1,267 @@
+"""`phalanx serve` under load: GETs from 50 concurrent clients over the
+API's and the web's eight busiest routes, against a store with a history
+(runs of several suites, each with cases, stages and hosts, written by the
+store's own writer), then the dashboard alone at the same concurrency.
+
+Targets (issue 22, on this 2-core machine): p99 <= 250 ms over the mix,
+dashboard p50 <= 100 ms. The client shares the machine with the service:
+its CPU counts too, as it does for a browser on the same host.
+
+    .venv/bin/python bench/api.py [--runs 1000] [--requests 2000]
+                                  [--anchor ../main/.venv/bin/python]
+
+`--anchor PYTHON` serves the same data folder with another phalanx (another
+checkout's venv) in the same run, for a before/after as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from phalanx.model import CaseResult, HostResult, RunResult, StageResult, Status
+from phalanx.store.db import default_url
+from phalanx.store.store import Store
+
+TARGET_P99_MS = 250.0
+TARGET_DASHBOARD_P50_MS = 100.0
+CONCURRENCY = 50
+SUITES = [f"suite{n}" for n in range(8)]
+HOSTS = ["srv1.lab.test", "srv2.lab.test", "cli1.lab.test"]
+CASES = 12
+PASSWORD = "bench-password-1"
+CLUSTER = "name: lab\nprovider: local\nhosts:\n" + "".join(f"  - {{name: {h}}}\n" for h in HOSTS)
+
+
+def make_repo(root: Path) -> Path:
+    (root / "clusters").mkdir(parents=True)
+    (root / "clusters" / "lab.yaml").write_text(CLUSTER)
+    for suite in SUITES:
+        folder = root / "test-suites" / suite
+        for case in range(CASES):
+            (folder / "tc" / f"case{case}").mkdir(parents=True)
+            (folder / "tc" / f"case{case}" / "run.sh").write_text("true\n")
+        cases = ", ".join(f"case{c}" for c in range(CASES))
+        (folder / "suite.yaml").write_text(f"cluster: lab\ntests: [{cases}]\ntimeout: 60\n")
+    return root
+
+
+def a_run(number: int, when: datetime) -> RunResult:
+    """One finished run: suite stages, CASES cases of three stages, on each
+    host; one run in seven fails a case."""
+    suite = SUITES[number % len(SUITES)]
+
+    def stage(name: str, start: datetime, failed: bool = False) -> StageResult:
+        status = Status.FAILED if failed else Status.PASSED
+        hosts = [
+            HostResult(
+                host=h, status=status if h == HOSTS[0] else Status.PASSED, exit_code=0,
+                started_at=start, ended_at=start + timedelta(seconds=1),
+                output=f"cases/x/{name}/{h}.log",
+            )
+            for h in HOSTS
+        ]  # fmt: skip
+        return StageResult(
+            name=name, status=status, hosts=hosts, started_at=start,
+            ended_at=start + timedelta(seconds=1),
+        )  # fmt: skip
+
+    failing = number % 7 == 3
+    cases = []
+    for c in range(CASES):
+        start = when + timedelta(seconds=3 * c + 1)
+        bad = failing and c == CASES // 2
+        cases.append(
+            CaseResult(
+                name=f"case{c}", status=Status.FAILED if bad else Status.PASSED,
+                reason="run: srv1.lab.test exited 1" if bad else None,
+                started_at=start, ended_at=start + timedelta(seconds=3),
+                stages=[stage(s, start + timedelta(seconds=i), bad and s == "run")
+                        for i, s in enumerate(("initialize", "run", "finalize"))],
+            )
+        )  # fmt: skip
+    end = when + timedelta(seconds=3 * CASES + 2)
+    return RunResult(
+        run_id=f"{when:%Y%m%d-%H%M%S}-{number:06x}", suite=suite,
+        status=Status.FAILED if failing else Status.PASSED,
+        reason="1 case failed" if failing else None, cluster="lab", hosts=list(HOSTS),
+        started_at=when, ended_at=end,
+        stages=[stage("initialize", when), stage("finalize", end - timedelta(seconds=1))],
+        cases=cases,
+    )  # fmt: skip
+
+
+async def fill(data: Path, runs: int) -> list[str]:
+    """`runs` finished runs, the newest last, through the store's writer."""
+    start = datetime.now(UTC) - timedelta(minutes=runs)
+    ids = []
+    async with await Store.open(default_url(data), data_dir=data) as store:
+        for n in range(runs):
+            result = a_run(n, start + timedelta(minutes=n))
+            # As the queue makes it: created with its definition's snapshot,
+            # then its result recorded.
+            definition = {"name": result.suite, "cluster": "lab", "provider": "local",
+                          "hosts": HOSTS, "cases": [c.name for c in result.cases], "timeout": 60}  # fmt: skip
+            await store.runs.create(
+                result.run_id, result.suite, trigger="schedule", cluster="lab", hosts=HOSTS,
+                definition=definition, queued_at=result.started_at,
+            )  # fmt: skip
+            await store.runs.record_run_result(result)
+            ids.append(result.run_id)
+    return ids
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def admin(python: str, data: Path, *args: str, stdin: str = "") -> str:
+    done = subprocess.run(
+        [python, "-m", "phalanx.cli", *args, "--data", str(data)],
+        input=stdin, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def serve(python: str, data: Path, repo: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _port()
+    proc = subprocess.Popen(
+        [python, "-m", "phalanx.cli", "serve", "--listen", f"127.0.0.1:{port}",
+         "--data", str(data), "--repo", str(repo)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise SystemExit("the service did not answer within 120 s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
+async def load(url: str, token: str, paths: list[str], total: int) -> dict[str, list[float]]:
+    """`total` GETs over `paths` in turn from CONCURRENCY clients; the
+    seconds each took, by path."""
+    times: dict[str, list[float]] = {p: [] for p in paths}
+    todo = iter(range(total))
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=120
+    ) as client:
+
+        async def worker() -> None:
+            for n in todo:
+                path = paths[n % len(paths)]
+                started = time.perf_counter()
+                response = await client.get(path)
+                times[path].append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise SystemExit(f"GET {path}: {response.status_code} {response.text[:200]}")
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return times
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) > 1 else values[0]
+
+
+def spread(values: list[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return (f"min {min(ms):7.1f}  median {statistics.median(ms):7.1f}  p99 {p99(ms):7.1f}"
+            f"  max {max(ms):7.1f}")  # fmt: skip
+
+
+def measure(
+    python: str, data: Path, repo: Path, ids: list[str], requests: int
+) -> dict[str, list[float]]:
+    token = admin(python, data, "user", "token", "bench")
+    proc, url = serve(python, data, repo)
+    try:
+        newest, failed = ids[-1], ids[-5]
+        paths = [
+            "/api/runs", f"/api/runs/{newest}", "/api/suites", "/api/agents",
+            "/", "/suites", f"/suites/{SUITES[0]}", f"/runs/{failed}",
+        ]  # fmt: skip
+        # Once unmeasured: the service's first answers (its caches, imports).
+        asyncio.run(load(url, token, paths, len(paths)))
+        mix = asyncio.run(load(url, token, paths, requests))
+        dashboard = asyncio.run(load(url, token, ["/"], max(requests // 4, CONCURRENCY)))
+    finally:
+        stop(proc)
+    return mix | {"dashboard alone": dashboard["/"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=1000, help="runs in the store's history")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--anchor", metavar="PYTHON", help="another phalanx, side by side")
+    args = parser.parse_args()
+    pythons = {"this": sys.executable} | ({"anchor": args.anchor} if args.anchor else {})
+    with tempfile.TemporaryDirectory(prefix="phalanx-bench-") as tmp:
+        data, repo = Path(tmp) / "data", make_repo(Path(tmp) / "defs")
+        started = time.perf_counter()
+        ids = asyncio.run(fill(data, args.runs))
+        rows = args.runs * (2 + CASES * 3) * len(HOSTS)
+        print(f"history: {args.runs} runs of {len(SUITES)} suites, {rows} host results"
+              f" (written in {time.perf_counter() - started:.1f} s)")  # fmt: skip
+        admin(
+            sys.executable, data, "user", "add", "bench", "--role", "viewer", stdin=PASSWORD + "\n"
+        )
+        found = {
+            name: measure(python, data, repo, ids, args.requests)
+            for name, python in pythons.items()
+        }
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end;"
+          f" {CONCURRENCY} concurrent clients, ms")  # fmt: skip
+    for name, times in found.items():
+        print(f"== {name}")
+        everything = [t for path, ts in times.items() if path != "dashboard alone" for t in ts]
+        print(f"  {'all of the mix':<38} {spread(everything)}")
+        for path, ts in times.items():
+            print(f"  {path[:38]:<38} {spread(ts)}")
+    this = found["this"]
+    mix = [t for path, ts in this.items() if path != "dashboard alone" for t in ts]
+    tail, dash = p99(mix) * 1000, statistics.median(this["dashboard alone"]) * 1000
+    if "anchor" in found:
+        other = found["anchor"]
+        other_mix = [t for path, ts in other.items() if path != "dashboard alone" for t in ts]
+        print(f"this/anchor: mix p99 {tail / (p99(other_mix) * 1000):.2f},"
+              f" dashboard p50 {dash / (statistics.median(other['dashboard alone']) * 1000):.2f}")  # fmt: skip
+    print(f"target mix p99 <= {TARGET_P99_MS:.0f} ms: {'met' if tail <= TARGET_P99_MS else 'NOT met'}"
+          f" ({tail:.0f} ms); dashboard p50 <= {TARGET_DASHBOARD_P50_MS:.0f} ms:"
+          f" {'met' if dash <= TARGET_DASHBOARD_P50_MS else 'NOT met'} ({dash:.0f} ms)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

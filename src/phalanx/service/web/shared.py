@@ -1,0 +1,53 @@
+"""One gathering of a page's data for many readers at once.
+
+Fifty browsers on the dashboard ask for the same thing: the store's recent
+runs, each suite's strip, the agents. `Shared` gathers it once for all the
+requests that come while it is being gathered, and hands the same answer
+to those that come within `fresh` seconds after, as long as the page's
+key (what the service holds in memory that the page shows: its active
+runs and how far each has come, the connected agents, the catalogs) is the
+same. A page is then at most `fresh` seconds behind the store, and its live
+stream shows the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Shared(Generic[T]):
+    def __init__(
+        self,
+        gather: Callable[[], Awaitable[T]],
+        key: Callable[[], Hashable],
+        *,
+        fresh: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._gather, self._key, self._fresh, self._clock = gather, key, fresh, clock
+        self._last: tuple[Hashable, float, asyncio.Future[T]] | None = None
+
+    async def get(self) -> T:
+        key, now = self._key(), self._clock()
+        if self._last is not None:
+            last_key, at, future = self._last
+            if last_key == key and (not future.done() or now - at < self._fresh):
+                # Shielded: a reader that goes away does not cancel the
+                # others' gathering.
+                return await asyncio.shield(future)
+        future = asyncio.ensure_future(self._gather())
+        self._last = (key, now, future)
+        # A failed gathering (the store down) is not kept for the next reader.
+        future.add_done_callback(self._forget_failure)
+        return await asyncio.shield(future)
+
+    def _forget_failure(self, future: asyncio.Future[T]) -> None:
+        if (future.cancelled() or future.exception() is not None) and (
+            self._last is not None and self._last[2] is future
+        ):
+            self._last = None
