@@ -199,12 +199,33 @@ def run(args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_DEFINITIONS
-    found = _load(args.path, args.suite, args.test)
-    if args.compose is not None:
-        found = _on_compose(found, args.compose)
-    loaded = _selected(args, found, keywords)
-    if loaded is None:
-        return EXIT_OK  # listed, not run
+    from phalanx.model import PROVIDER_LOCAL
+    from phalanx.providers import zygotestart
+
+    if (
+        args.provider in (None, PROVIDER_LOCAL)
+        and args.compose is None
+        and not (args.list_tests or args.list_tags)
+    ):
+        # Most suites run on local hosts: the agents' fork server starts
+        # now and imports while this process loads the suite and imports
+        # the coordinator (ended below if the suite's hosts are not local).
+        zygotestart.prestart(sys.executable)
+    try:
+        found = _load(args.path, args.suite, args.test)
+        if args.compose is not None:
+            found = _on_compose(found, args.compose)
+        loaded = _selected(args, found, keywords)
+        if loaded is None:
+            return EXIT_OK  # listed, not run
+        if (args.provider or loaded.cluster.provider or PROVIDER_LOCAL) != PROVIDER_LOCAL:
+            zygotestart.discard_prestarted()
+        return _run_suite(args, loaded)
+    finally:
+        zygotestart.discard_prestarted()
+
+
+def _run_suite(args: argparse.Namespace, loaded: Suite) -> int:
     from phalanx import aio
     from phalanx.console import make_console, summary, terminal_console
     from phalanx.coordinator.runs import RunOptions, run_local
