@@ -274,12 +274,12 @@ def _selected(args: argparse.Namespace, suite: Suite, keywords: str | None) -> S
     listed (--list, --list-tags). Exit 2 when the selection is bad or empty."""
     import dataclasses
 
-    from phalanx.report import listing
-    from phalanx.tree.cli import list_tags
     from phalanx.tree.rerun import rerun_order
     from phalanx.tree.select import Selection, SelectionError, select
 
     if args.list_tags:
+        from phalanx.tree.cli import list_tags  # the test trees' command: a run goes without
+
         list_tags(suite.cases, sys.stdout)
         if not args.list_tests:
             return None
@@ -305,6 +305,8 @@ def _selected(args: argparse.Namespace, suite: Suite, keywords: str | None) -> S
     if note is not None:
         print(note, file=sys.stderr)
     if args.list_tests:
+        from phalanx.report import listing
+
         if args.json is not None:
             listing.write_json([listing.case_row(c) for c in cases], sys.stdout, args.json)
         else:

@@ -55,6 +55,7 @@ from phalanx.providers.registry import make_provider
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
+from phalanx.wire.messages import prepare_coordinator_side
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -200,14 +201,34 @@ async def run_suite(
                 )
         except ProvisionError as exc:
             refused = str(exc)
+    writing: list[asyncio.Future[None]] = []
+
+    def write(result: RunResult) -> None:
+        # In a thread, while the hosts go down: their ends are waited for,
+        # the reports' imports and writes are work that can go beside.
+        writing.append(
+            asyncio.ensure_future(
+                asyncio.to_thread(write_reports, result, folder.path, options.reports)
+            )
+        )
+
     try:
         async with _provided(coordinator, provider, refused) as reach:
             result = await _run_provided(
-                coordinator, reach, suite, options, run_id, folder, emit, provider, cancellation
+                coordinator,
+                reach,
+                suite,
+                options,
+                run_id,
+                folder,
+                emit,
+                provider,
+                cancellation,
+                write,
             )
     finally:
         folder.close()
-    write_reports(result, folder.path, options.reports)
+    await asyncio.gather(*writing)
     return result, folder.path
 
 
@@ -294,7 +315,10 @@ async def _run_provided(
     emit: Fanout,
     provider: Provider | None,
     cancellation: Cancellation,
+    on_result: Callable[[RunResult], None],
 ) -> RunResult:
+    """The run's result, given to `on_result` as soon as it is known,
+    before the hosts are released."""
     hub, book = coordinator.hub, coordinator.tokens
     hosts = list(suite.hosts)
     names = [h.name for h in hosts]
@@ -347,37 +371,49 @@ async def _run_provided(
             },
             cancellation=cancellation,
         )
+
+        async def outcome() -> RunResult:
+            try:
+                if reach.problem is not None:
+                    raise ProvisionError(reach.problem)
+                if suite.cluster.revert is not None and (refused := refusal(can.revert)):
+                    raise ProvisionError(refused)
+                if provider is not None:
+                    specs = []
+                    for h in hosts:
+                        tokens.append(book.issue(h.name))
+                        specs.append(AgentSpec(h, reach.agent_url, tokens[-1]))
+                    noticing.extend(_notice_connections(hub, names, provider))
+                    # The agents' messages' parser, built in a thread while
+                    # this one waits for their processes to start; else
+                    # the first hello waits for it.
+                    preparing = asyncio.ensure_future(asyncio.to_thread(prepare_coordinator_side))
+                    try:
+                        await provider.up(specs)
+                    finally:
+                        await preparing
+                else:
+                    absent = [n for n in names if not hub.link(n).connected.is_set()]
+                    if absent:
+                        status("waiting for agents: " + ", ".join(absent))
+                missing = await _wait_connected(hub, names, options.connect_timeout, cancellation)
+                status("")
+                if cancellation.reason is not None:
+                    return engine.fail_before_start(Status.CANCELLED, cancellation.reason)
+                if missing:
+                    return engine.fail_before_start(
+                        Status.ERROR,
+                        f"agents did not connect within {options.connect_timeout:g}s: "
+                        + ", ".join(missing)
+                        + _explained(provider, missing),
+                    )
+                return await engine.execute()
+            except ProvisionError as exc:
+                return engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
+
         try:
-            if reach.problem is not None:
-                raise ProvisionError(reach.problem)
-            if suite.cluster.revert is not None and (refused := refusal(can.revert)):
-                raise ProvisionError(refused)
-            if provider is not None:
-                specs = []
-                for h in hosts:
-                    tokens.append(book.issue(h.name))
-                    specs.append(AgentSpec(h, reach.agent_url, tokens[-1]))
-                noticing = _notice_connections(hub, names, provider)
-                await provider.up(specs)
-            else:
-                absent = [n for n in names if not hub.link(n).connected.is_set()]
-                if absent:
-                    status("waiting for agents: " + ", ".join(absent))
-            missing = await _wait_connected(hub, names, options.connect_timeout, cancellation)
-            status("")
-            if cancellation.reason is not None:
-                result = engine.fail_before_start(Status.CANCELLED, cancellation.reason)
-            elif missing:
-                result = engine.fail_before_start(
-                    Status.ERROR,
-                    f"agents did not connect within {options.connect_timeout:g}s: "
-                    + ", ".join(missing)
-                    + _explained(provider, missing),
-                )
-            else:
-                result = await engine.execute()
-        except ProvisionError as exc:
-            result = engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
+            result = await outcome()
+            on_result(result)
         finally:
             for noticed in noticing:
                 noticed.cancel()
