@@ -87,13 +87,14 @@ def _key(python: str, env: Mapping[str, str] | None, user: int | None, group: in
     return (python, frozenset(env.items()) if env is not None else None, user, group)
 
 
-def prestart(python: str) -> None:
+def prestart(python: str) -> int:
     """Start now the fork server that `Zygote.start(python)` (this process's
     user and environment) will want, so that it imports while the caller
-    does. One not adopted is ended by `discard_prestarted`."""
+    does; its pid. One not adopted is ended by `discard_prestarted`."""
     key = _key(python, None, None, None)
     if key not in _prestarted:
         _prestarted[key] = launch(python)
+    return _prestarted[key].popen.pid
 
 
 def discard_prestarted() -> None:
