@@ -77,6 +77,14 @@ class Zygote:
         self._children: dict[int, AgentProcess] = {}
         self.alive = True
         self._loop.add_reader(sock, self._readable)
+        self.process.exited.add_done_callback(self._exited)
+
+    def _exited(self, _: object) -> None:
+        # Seen at once, not at the socket's EOF later in the loop: a new
+        # `up` right after must start another.
+        if self.alive:
+            self._readable()  # what it said before it ended
+            self._gone()
 
     @classmethod
     async def start(
