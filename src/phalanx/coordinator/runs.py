@@ -52,7 +52,7 @@ from phalanx.providers.base import (
     refusal,
 )
 from phalanx.providers.registry import make_provider
-from phalanx.report.writers import ReportPaths, write_reports
+from phalanx.report.writers import ReportPaths, prepare_writers, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
 from phalanx.wire.messages import prepare_coordinator_side
@@ -201,16 +201,14 @@ async def run_suite(
                 )
         except ProvisionError as exc:
             refused = str(exc)
-    writing: list[asyncio.Future[None]] = []
+    preparing: list[asyncio.Future[None]] = []
 
-    def write(result: RunResult) -> None:
-        # In a thread, while the hosts go down: their ends are waited for,
-        # the reports' imports and writes are work that can go beside.
-        writing.append(
-            asyncio.ensure_future(
-                asyncio.to_thread(write_reports, result, folder.path, options.reports)
-            )
-        )
+    def prepare(result: RunResult) -> None:
+        # The writers' imports and templates in a thread while the hosts go
+        # down: their ends are waited for, this is work that can go beside.
+        # The reports themselves only after: a provider writes its record of
+        # a host at its down (a VM's vm.json), and they show it.
+        preparing.append(asyncio.ensure_future(asyncio.to_thread(prepare_writers)))
 
     try:
         async with _provided(coordinator, provider, refused) as reach:
@@ -224,11 +222,12 @@ async def run_suite(
                 emit,
                 provider,
                 cancellation,
-                write,
+                prepare,
             )
     finally:
         folder.close()
-    await asyncio.gather(*writing)
+    await asyncio.gather(*preparing)
+    write_reports(result, folder.path, options.reports)
     return result, folder.path
 
 

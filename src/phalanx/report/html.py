@@ -64,6 +64,15 @@ def environment() -> Environment:
     return env
 
 
+def prepare() -> None:
+    """Compile every template now (the environment keeps them), so that a
+    report written later only renders."""
+    env = environment()
+    for name in env.list_templates(extensions=["html"]):
+        env.get_template(name)
+    stylesheet()
+
+
 @functools.cache
 def stylesheet() -> str:
     """The CSS the pieces are styled by."""

@@ -25,6 +25,18 @@ class ReportPaths:
     html: Path | None = None
 
 
+def prepare_writers(html: bool = True) -> None:
+    """Import the writers and compile the HTML templates now, so that
+    `write_reports` later only writes: a run does it in a thread while its
+    hosts go down."""
+    from phalanx.report import json, junit, tap  # noqa: F401
+
+    if html:
+        from phalanx.report.html import prepare
+
+        prepare()
+
+
 def write_reports(
     result: RunResult, run_dir: Path, paths: ReportPaths | None = None, html: bool = True
 ) -> None:
