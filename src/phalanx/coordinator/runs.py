@@ -386,11 +386,11 @@ async def _run_provided(
                     # The agents' messages' parser, built in a thread while
                     # this one waits for their processes to start; else
                     # the first hello waits for it.
-                    preparing = asyncio.ensure_future(asyncio.to_thread(prepare_coordinator_side))
+                    parser = asyncio.ensure_future(asyncio.to_thread(prepare_coordinator_side))
                     try:
                         await provider.up(specs)
                     finally:
-                        await preparing
+                        await parser
                 else:
                     absent = [n for n in names if not hub.link(n).connected.is_set()]
                     if absent:
