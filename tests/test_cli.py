@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from phalanx.host.process import marked
+
 EXAMPLES = Path(__file__).parents[1] / "examples" / "repo"
 
 
@@ -87,6 +89,26 @@ def test_nothing_starts_when_a_definition_or_case_is_bad(tmp_path: Path) -> None
     assert unknown.returncode == 2
     assert "no case 'nope'" in unknown.stderr
     assert not (tmp_path / "phalanx-results").exists()
+
+
+def test_a_run_leaves_no_process_behind_whether_it_ran_or_its_definitions_were_bad(
+    tmp_path: Path,
+) -> None:
+    # The agents' fork server starts before the suite is read: a run that
+    # stops at its definitions ends it too.
+    mark = f"phx-left-{os.urandom(4).hex()}"
+    env = {**os.environ, "PHALANX_TEST_MARK": mark}
+    runs = {
+        0: [str(EXAMPLES), "-s", "hello", "-t", "greet", "--plain"],
+        2: [str(EXAMPLES / "broken"), "-s", "bad_cron"],
+    }
+    for code, args in runs.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "phalanx.cli", "run", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == code, done.stdout + done.stderr
+        assert marked("PHALANX_TEST_MARK", mark) == []
 
 
 def test_the_python_role_example_pairs_each_client_with_its_server(tmp_path: Path) -> None:

@@ -199,12 +199,33 @@ def run(args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_DEFINITIONS
-    found = _load(args.path, args.suite, args.test)
-    if args.compose is not None:
-        found = _on_compose(found, args.compose)
-    loaded = _selected(args, found, keywords)
-    if loaded is None:
-        return EXIT_OK  # listed, not run
+    from phalanx.model import PROVIDER_LOCAL
+    from phalanx.providers import zygotestart
+
+    if (
+        args.provider in (None, PROVIDER_LOCAL)
+        and args.compose is None
+        and not (args.list_tests or args.list_tags)
+    ):
+        # Most suites run on local hosts: the agents' fork server starts
+        # now and imports while this process loads the suite and imports
+        # the coordinator (ended below if the suite's hosts are not local).
+        zygotestart.prestart(sys.executable)
+    try:
+        found = _load(args.path, args.suite, args.test)
+        if args.compose is not None:
+            found = _on_compose(found, args.compose)
+        loaded = _selected(args, found, keywords)
+        if loaded is None:
+            return EXIT_OK  # listed, not run
+        if (args.provider or loaded.cluster.provider or PROVIDER_LOCAL) != PROVIDER_LOCAL:
+            zygotestart.discard_prestarted()
+        return _run_suite(args, loaded)
+    finally:
+        zygotestart.discard_prestarted()
+
+
+def _run_suite(args: argparse.Namespace, loaded: Suite) -> int:
     from phalanx import aio
     from phalanx.console import make_console, summary, terminal_console
     from phalanx.coordinator.runs import RunOptions, run_local
@@ -253,12 +274,12 @@ def _selected(args: argparse.Namespace, suite: Suite, keywords: str | None) -> S
     listed (--list, --list-tags). Exit 2 when the selection is bad or empty."""
     import dataclasses
 
-    from phalanx.report import listing
-    from phalanx.tree.cli import list_tags
     from phalanx.tree.rerun import rerun_order
     from phalanx.tree.select import Selection, SelectionError, select
 
     if args.list_tags:
+        from phalanx.tree.cli import list_tags  # the test trees' command: a run goes without
+
         list_tags(suite.cases, sys.stdout)
         if not args.list_tests:
             return None
@@ -284,6 +305,8 @@ def _selected(args: argparse.Namespace, suite: Suite, keywords: str | None) -> S
     if note is not None:
         print(note, file=sys.stderr)
     if args.list_tests:
+        from phalanx.report import listing
+
         if args.json is not None:
             listing.write_json([listing.case_row(c) for c in cases], sys.stdout, args.json)
         else:

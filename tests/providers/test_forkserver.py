@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from phalanx.coordinator.runs import open_coordinator
 from phalanx.layout import agent_log
 from phalanx.model import Cluster, Host
-from phalanx.providers import local
+from phalanx.providers import local, zygotestart
 from phalanx.providers.base import AgentSpec
 from phalanx.providers.local import LocalProvider, host_dir
 from phalanx.providers.netns import NetnsProvider
@@ -24,6 +25,10 @@ from tests.processes import alive, gone
 from tests.providers.test_netns import needs_netns
 
 HOSTS = [Host(name="z1.fork.test"), Host(name="z2.fork.test")]
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
 
 
 def _cmdlines() -> list[bytes]:
@@ -161,3 +166,33 @@ async def test_a_netns_agent_has_its_hosts_network_name_and_hosts_file(tmp_path:
         assert not alive(pid)
     finally:
         await provider.close()
+
+
+async def test_agents_are_forked_by_the_prestarted_fork_server_which_ends_with_the_provider(
+    tmp_path: Path,
+) -> None:
+    zygote = zygotestart.prestart(sys.executable)
+    provider = LocalProvider(tmp_path / "hosts")
+    try:
+        async with open_coordinator(heartbeat_timeout=5) as coordinator:
+            tokens = {h.name: coordinator.tokens.issue(h.name) for h in HOSTS}
+            await provider.up([AgentSpec(h, coordinator.agent_url, tokens[h.name]) for h in HOSTS])
+            agents = list(provider.agents)
+            assert [_parent(agent.process.pid) for agent in agents] == [zygote, zygote]
+            assert await coordinator.hub.wait_connected([h.name for h in HOSTS], 30) == []
+            coordinator.hub.shutdown([h.name for h in HOSTS])
+            await asyncio.wait_for(provider.down(), 30)
+    finally:
+        zygotestart.discard_prestarted()
+        await asyncio.wait_for(provider.down(), 30)
+    assert not alive(zygote)
+    assert not any(alive(agent.process.pid) for agent in agents)
+    assert all(agent.process.returncode == 0 for agent in agents)
+
+
+def test_a_prestarted_fork_server_that_no_provider_takes_is_ended() -> None:
+    zygote = zygotestart.prestart(sys.executable)
+    assert zygotestart.prestart(sys.executable) == zygote  # one is enough
+    assert alive(zygote)
+    zygotestart.discard_prestarted()
+    assert not alive(zygote)

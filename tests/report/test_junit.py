@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from phalanx.model import RunResult
-from phalanx.report import write_junit
+from phalanx.report.junit import write_junit
 
 # The structure Jenkins (junit-10.xsd) and GitLab accept: element order,
 # which children each element may have, which attributes, which are numbers.

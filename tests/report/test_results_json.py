@@ -9,7 +9,7 @@ import pytest
 
 from phalanx.codec import iso
 from phalanx.model import HostResult, RunResult, StageResult, Status
-from phalanx.report import read_json, to_json, write_json
+from phalanx.report.json import read_json, to_json, write_json
 from tests.report.conftest import FAILING_OUTPUT
 
 

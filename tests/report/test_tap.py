@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from phalanx.model import RunResult
-from phalanx.report import write_tap
+from phalanx.report.tap import write_tap
 
 _POINT = re.compile(r"^(not )?ok (\d+) - ((?:[^#\\]|\\.)*?)(?: # (SKIP|TODO)\b ?(.*))?$")
 

@@ -57,3 +57,30 @@ def test_a_suite_run_and_a_tree_run_import_none_of_the_service_stack(tmp_path: P
     make_tree(tmp_path, {"a": ("testinfo:\n    summary: a\n", "#!/bin/sh\necho hi\n")})
     tree = ["run", "tests", "-j", "2"]
     assert _imports_of(tree, tmp_path, SERVICE_STACK) == {"code": 0, "heavy": []}
+
+
+# What only some commands need, and a run only once it writes its reports
+# (XML, YAML, HTML) or opens its coordinator (the web stack): the parser
+# that every command goes through imports none of it.
+PARSER_PROBE = """
+import json, sys
+from phalanx.cli import main
+try:
+    main(["--help"])
+except SystemExit as stop:
+    code = stop.code
+loaded = sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(HEAVY)))
+print(json.dumps({"code": code, "heavy": loaded}), file=sys.stderr)
+"""
+
+
+def test_the_commands_parser_imports_none_of_the_heavy_libraries_nor_the_report_writers(
+    tmp_path: Path,
+) -> None:
+    heavy = HEAVY | SERVICE_STACK | {"jinja2", "yaml", "xml", "uvicorn", "websockets"}
+    done = subprocess.run(
+        [sys.executable, "-c", PARSER_PROBE.replace("HEAVY", repr(json.dumps(sorted(heavy))))],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "usage: phalanx" in done.stdout
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == {"code": 0, "heavy": []}

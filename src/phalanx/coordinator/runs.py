@@ -54,9 +54,10 @@ from phalanx.providers.base import (
     refusal,
 )
 from phalanx.providers.registry import make_provider
-from phalanx.report.writers import ReportPaths, write_reports
+from phalanx.report.writers import ReportPaths, prepare_writers, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
+from phalanx.wire.messages import prepare_coordinator_side
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -201,13 +202,32 @@ async def run_suite(
                 )
         except ProvisionError as exc:
             provider = Unprovided(suite.cluster, str(exc))
+    preparing: list[asyncio.Future[None]] = []
+
+    def prepare(result: RunResult) -> None:
+        # The writers' imports and templates in a thread while the hosts go
+        # down: their ends are waited for, this is work that can go beside.
+        # The reports themselves only after: a provider writes its record of
+        # a host at its down (a VM's vm.json), and they show it.
+        preparing.append(asyncio.ensure_future(asyncio.to_thread(prepare_writers)))
+
     try:
         async with _provided(coordinator, provider) as reach:
             result = await _run_provided(
-                coordinator, reach, suite, options, run_id, folder, emit, provider, cancellation
+                coordinator,
+                reach,
+                suite,
+                options,
+                run_id,
+                folder,
+                emit,
+                provider,
+                cancellation,
+                prepare,
             )
     finally:
         folder.close()
+    await asyncio.gather(*preparing)
     write_reports(result, folder.path, options.reports)
     return result, folder.path
 
@@ -290,7 +310,10 @@ async def _run_provided(
     emit: Fanout,
     provider: Provider,
     cancellation: Cancellation,
+    on_result: Callable[[RunResult], None],
 ) -> RunResult:
+    """The run's result, given to `on_result` as soon as it is known,
+    before the hosts are released."""
     hub, book = coordinator.hub, coordinator.tokens
     hosts = list(suite.hosts)
     names = [h.name for h in hosts]
@@ -339,43 +362,55 @@ async def _run_provided(
             diskmounts={h.name: provider.diskmounts(h) for h in hosts},
             cancellation=cancellation,
         )
+
+        async def outcome() -> RunResult:
+            try:
+                if reach.problem is not None:
+                    raise ProvisionError(reach.problem)
+                if suite.cluster.revert is not None and (refused := refusal(can.revert)):
+                    raise ProvisionError(refused)
+                if others:
+                    raise ProvisionError(
+                        f"{', '.join(others)}: an agent of that name is connected already, "
+                        "and this cluster's provider starts its own; the two clusters cannot "
+                        "share host names while those agents are connected"
+                    )
+                if starts:
+                    specs = []
+                    for h in hosts:
+                        tokens.append(book.issue(h.name))
+                        specs.append(AgentSpec(h, reach.agent_url, tokens[-1]))
+                    noticing.extend(_notice_connections(hub, names, provider))
+                    # The agents' messages' parser, built in a thread while
+                    # this one waits for their processes to start; else
+                    # the first hello waits for it.
+                    parser = asyncio.ensure_future(asyncio.to_thread(prepare_coordinator_side))
+                    try:
+                        await provider.up(specs)
+                    finally:
+                        await parser
+                else:
+                    absent = [n for n in names if not hub.link(n).connected.is_set()]
+                    if absent:
+                        status("waiting for agents: " + ", ".join(absent))
+                missing = await _wait_connected(hub, names, options.connect_timeout, cancellation)
+                status("")
+                if cancellation.reason is not None:
+                    return engine.fail_before_start(Status.CANCELLED, cancellation.reason)
+                if missing:
+                    return engine.fail_before_start(
+                        Status.ERROR,
+                        f"agents did not connect within {options.connect_timeout:g}s: "
+                        + ", ".join(missing)
+                        + _explained(provider, missing),
+                    )
+                return await engine.execute()
+            except ProvisionError as exc:
+                return engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
+
         try:
-            if reach.problem is not None:
-                raise ProvisionError(reach.problem)
-            if suite.cluster.revert is not None and (refused := refusal(can.revert)):
-                raise ProvisionError(refused)
-            if others:
-                raise ProvisionError(
-                    f"{', '.join(others)}: an agent of that name is connected already, "
-                    "and this cluster's provider starts its own; the two clusters cannot "
-                    "share host names while those agents are connected"
-                )
-            if starts:
-                specs = []
-                for h in hosts:
-                    tokens.append(book.issue(h.name))
-                    specs.append(AgentSpec(h, reach.agent_url, tokens[-1]))
-                noticing = _notice_connections(hub, names, provider)
-                await provider.up(specs)
-            else:
-                absent = [n for n in names if not hub.link(n).connected.is_set()]
-                if absent:
-                    status("waiting for agents: " + ", ".join(absent))
-            missing = await _wait_connected(hub, names, options.connect_timeout, cancellation)
-            status("")
-            if cancellation.reason is not None:
-                result = engine.fail_before_start(Status.CANCELLED, cancellation.reason)
-            elif missing:
-                result = engine.fail_before_start(
-                    Status.ERROR,
-                    f"agents did not connect within {options.connect_timeout:g}s: "
-                    + ", ".join(missing)
-                    + _explained(provider, missing),
-                )
-            else:
-                result = await engine.execute()
-        except ProvisionError as exc:
-            result = engine.fail_before_start(Status.ERROR, f"provisioning failed: {exc}")
+            result = await outcome()
+            on_result(result)
         finally:
             for noticed in noticing:
                 noticed.cancel()

@@ -1,27 +1,25 @@
 """Serving an ASGI app with uvicorn inside the caller's event loop, on a
-socket bound before the server starts (so port 0 works and the port is known)."""
+socket bound before the server starts (so port 0 works and the port is known).
+
+The server is started and stopped here rather than by `Server.serve`, whose
+loop looks for a stop request every 0.1 s and whose shutdown sleeps 0.1 s
+more, then polls its connections at that pace: a quarter of a second at
+the end of every `phalanx run`. Here it stops when asked, and waits only
+for what is still open."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
 
-START_TIMEOUT = 10.0
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A server inside a process that handles its own signals: uvicorn's
-    would take SIGINT and SIGTERM over, close every agent's connection
-    mid-run, and raise the signal again once it has stopped."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+STOP_TIMEOUT = 5.0  # seconds open connections have to close when it stops
+STOP_POLL = 0.005  # seconds between looks at connections that still close
+DATE_EVERY = 1.0  # seconds between updates of the Date header
 
 
 @contextlib.asynccontextmanager
@@ -56,18 +54,53 @@ async def serving(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    # Not `Server.serve`: besides its slow stop, it takes SIGINT and SIGTERM
+    # over, and would close every agent's connection mid-run on a Ctrl-C
+    # that the run means to handle itself.
+    server = uvicorn.Server(config)
     try:
-        async with asyncio.timeout(START_TIMEOUT):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the server stopped while starting")
-                await asyncio.sleep(0.005)
+        config.load()
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+    except BaseException:
+        sock.close()
+        raise
+    dating = asyncio.create_task(_keep_date(server))
+    try:
         yield sock.getsockname()[1]
     finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, 5.0)
+        dating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dating
+        await _stop(server)
         sock.close()
+
+
+async def _keep_date(server: uvicorn.Server) -> None:
+    """What `Server.main_loop` does besides waiting for a stop: the Date
+    header of its answers, once a second (`on_tick` with a counter at 0)."""
+    while True:
+        await server.on_tick(0)
+        await asyncio.sleep(DATE_EVERY)
+
+
+async def _stop(server: uvicorn.Server) -> None:
+    """No new connection; the open ones asked to close, and waited for (up
+    to STOP_TIMEOUT) with the tasks that serve them, then cancelled."""
+    for listener in server.servers:
+        listener.close()
+    state = server.server_state
+    for connection in list(state.connections):
+        connection.shutdown()
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT):
+            while state.connections or state.tasks:
+                if state.tasks:
+                    await asyncio.wait(set(state.tasks), timeout=STOP_POLL)
+                else:
+                    await asyncio.sleep(STOP_POLL)
+    except TimeoutError:
+        for task in list(state.tasks):
+            task.cancel()
+    for listener in server.servers:
+        await listener.wait_closed()

@@ -11,14 +11,12 @@ local socket for `phalanx-sync`, `phalanx-send`, `phalanx-wait` and
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
 import shutil
 import ssl
 import sys
-import tempfile
 import time
 import uuid
 from collections import OrderedDict
@@ -49,6 +47,7 @@ from phalanx.host.process import (
     scope_left,
 )
 from phalanx.host.runners import execute
+from phalanx.host.workdir import WORKDIR_MARK, socket_dir
 from phalanx.tags import XRDTEST_FUNCTIONS
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
@@ -88,7 +87,6 @@ from phalanx.wire.messages import (
 log = logging.getLogger("phalanx.agent")
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
-WORKDIR_MARK = "PHALANX_WORKDIR"  # in every stage process's environment: whose it is
 WATCHES_KEPT = 64  # log watches of stages whose logs were not collected yet
 # The in-stage commands (`phalanx-NAME` on a stage's PATH) and their modules.
 COMMANDS = {
@@ -590,12 +588,3 @@ def install_xrdtest_library(path: Path = Path(XRDTEST_FUNCTIONS)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(xrdtest_library())
     return path
-
-
-def socket_dir(workdir: Path) -> Path:
-    """Where the agent's local socket lives. Unix socket paths are limited to
-    about 100 bytes, too short for most working directories, so it is a short
-    folder in the temp dir, named after the workdir so that whoever cleans up
-    after a killed agent can find it."""
-    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"phx-{digest}"

@@ -11,8 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
-from phalanx.host.daemon import WORKDIR_MARK, socket_dir
 from phalanx.host.process import end_marked, group_alive, ledger_path, read_ledger, signal_group
+from phalanx.host.workdir import WORKDIR_MARK, socket_dir
 
 
 def end_leftovers(pgid: int, workdir: Path) -> None:

@@ -323,6 +323,11 @@ class Child:
     def returncode(self) -> int | None:
         return self.popen.returncode
 
+    async def wait(self) -> int | None:
+        """Until it has exited (its output may still be open); its exit code."""
+        await asyncio.shield(self.exited)
+        return self.returncode
+
 
 def spawn(
     command: list[str], cwd: Path, env: dict[str, str], on_output: Callable[[bytes], None]

@@ -1,6 +1,9 @@
 """The provider's side of the agents' fork server (host/zygote.py): start
 it, ask it for agents, and follow each agent through a pidfd, so that its
-end is noticed even if the zygote itself is gone."""
+end is noticed even if the zygote itself is gone.
+
+The zygote is started by providers/zygotestart.py (maybe early, by
+`phalanx run`); `Zygote.start` adopts a prestarted one."""
 
 from __future__ import annotations
 
@@ -9,27 +12,23 @@ import collections
 import contextlib
 import json
 import os
+import signal
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from phalanx.host.process import Child
+from phalanx.providers.zygotestart import EXIT_TIMEOUT, Launched, adopt, launch
+
 READY_TIMEOUT = 60.0  # seconds for the zygote's imports, on a loaded machine
 REPLY_TIMEOUT = 30.0
 REPORT_WAIT = 1.0  # seconds an exit status may trail the exit itself
-# A blank argument of the zygote's: the room its children write their own
-# command line into (see zygote.set_cmdline).
-ROOM = " " * 2048
 MAX_MESSAGE = 1 << 16
+MAX_ERRORS = 1 << 14  # the tail of its stderr kept, to say why it failed
 
 
 class ZygoteError(OSError):
     pass
-
-
-def _identity(user: int | None, group: int | None) -> dict[str, Any]:
-    if user is None:
-        return {}
-    return {"user": user, "group": group, "extra_groups": []}
 
 
 class AgentProcess:
@@ -67,15 +66,25 @@ class AgentProcess:
 
 
 class Zygote:
-    def __init__(self, process: asyncio.subprocess.Process, sock: socket.socket) -> None:
-        self.process = process
-        self._sock = sock
+    def __init__(self, launched: Launched) -> None:
         self._loop = asyncio.get_running_loop()
+        self._errors = bytearray()
+        self.process = Child(launched.popen, launched.stderr, self._on_stderr, self._loop)
+        sock = launched.sock
+        self._sock = sock
         self._ready: asyncio.Future[None] = self._loop.create_future()
         self._replies: collections.deque[asyncio.Future[AgentProcess]] = collections.deque()
         self._children: dict[int, AgentProcess] = {}
         self.alive = True
         self._loop.add_reader(sock, self._readable)
+        self.process.exited.add_done_callback(self._exited)
+
+    def _exited(self, _: object) -> None:
+        # Seen at once, not at the socket's EOF later in the loop: a new
+        # `up` right after must start another.
+        if self.alive:
+            self._readable()  # what it said before it ended
+            self._gone()
 
     @classmethod
     async def start(
@@ -86,25 +95,9 @@ class Zygote:
         group: int | None = None,
     ) -> Zygote:
         """The fork server, with `env` (None: this process's) as `user` and
-        `group` (None: this process's): its agents are theirs too."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                python, "-m", "phalanx.host.zygote", ROOM,
-                stdin=theirs.fileno(),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                env=dict(env) if env is not None else None,
-                **_identity(user, group),
-            )  # fmt: skip
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        zygote = cls(process, ours)
+        `group` (None: this process's), ready: a prestarted one, else a new one."""
+        launched = adopt(python, env, user, group) or launch(python, env, user, group)
+        zygote = cls(launched)
         try:
             await asyncio.wait_for(asyncio.shield(zygote._ready), READY_TIMEOUT)
         except (TimeoutError, ZygoteError) as exc:
@@ -113,13 +106,17 @@ class Zygote:
             raise ZygoteError(f"the agents' fork server did not start: {why}") from None
         return zygote
 
+    def _on_stderr(self, data: bytes) -> None:
+        self._errors += data
+        del self._errors[:-MAX_ERRORS]
+
     async def _stderr(self) -> str:
-        if self.process.stderr is None:
-            return ""
+        """The last line it wrote on stderr (its traceback's), once it has
+        closed it."""
         with contextlib.suppress(TimeoutError):
-            data = await asyncio.wait_for(self.process.stderr.read(), 2)
-            return data.decode(errors="replace").strip().splitlines()[-1:][0] if data else ""
-        return ""
+            await asyncio.wait_for(asyncio.shield(self.process.output_closed), 2)
+        lines = self._errors.decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
 
     def _readable(self) -> None:
         while True:
@@ -223,8 +220,8 @@ class Zygote:
         with contextlib.suppress(OSError):
             self._sock.close()
         try:
-            await asyncio.wait_for(self.process.wait(), 5)
+            await asyncio.wait_for(self.process.wait(), EXIT_TIMEOUT)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
             await self.process.wait()

@@ -14,7 +14,6 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from phalanx.host.daemon import WORKDIR_MARK, socket_dir
 from phalanx.host.process import (
     end_marked,
     group_alive,
@@ -23,6 +22,7 @@ from phalanx.host.process import (
     signal_group,
     stopped,
 )
+from phalanx.host.workdir import WORKDIR_MARK, socket_dir
 from phalanx.layout import agent_log
 from phalanx.model import Host
 from phalanx.providers.agentenv import AgentUser, own_folder

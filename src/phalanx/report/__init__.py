@@ -1,10 +1,8 @@
-"""Reports written into a run folder: results.json, JUnit XML, TAP.
+"""Reports written into a run folder: results.json (`report/json.py`),
+JUnit XML (`junit.py`), TAP (`tap.py`), report.html (`html.py`); written
+together by `writers.py`.
 
 Each writer takes a finished `RunResult`; none of them talks to the engine.
+Nothing is imported here: the commands that only parse arguments, and a run
+until it writes its reports, go without ElementTree, YAML and Jinja2.
 """
-
-from phalanx.report.json import read_json, to_json, write_json
-from phalanx.report.junit import write_junit
-from phalanx.report.tap import write_tap
-
-__all__ = ["read_json", "to_json", "write_json", "write_junit", "write_tap"]

@@ -122,6 +122,15 @@ def _plain_environment(loader: BaseLoader) -> Environment:
     return env
 
 
+def prepare() -> None:
+    """Compile every template now (the environment keeps them), so that a
+    report written later only renders."""
+    env = environment()
+    for path in TEMPLATES.glob("*.html"):
+        env.get_template(path.name)
+    stylesheet()
+
+
 @functools.cache
 def environment() -> Environment:
     from jinja2 import ChoiceLoader, FileSystemLoader

@@ -1,17 +1,18 @@
 """Every report of a finished run, written together: results.json, JUnit XML,
 TAP and report.html, each in the run folder under its usual name or where it
-was asked for."""
+was asked for. Each writer is imported when the reports are written: a run
+goes without ElementTree, YAML and Jinja2 until then."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phalanx import layout
-from phalanx.model import RunResult
-from phalanx.report.json import dump_json, to_json
-from phalanx.report.junit import write_junit
-from phalanx.report.tap import write_tap
+
+if TYPE_CHECKING:
+    from phalanx.model import RunResult
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,26 @@ class ReportPaths:
     html: Path | None = None
 
 
+def prepare_writers(html: bool = True) -> None:
+    """Import the writers and compile the HTML templates now, so that
+    `write_reports` later only writes: a run does it in a thread while its
+    hosts go down."""
+    from phalanx.report import json, junit, tap  # noqa: F401
+
+    if html:
+        from phalanx.report.html import prepare
+
+        prepare()
+
+
 def write_reports(
     result: RunResult, run_dir: Path, paths: ReportPaths | None = None, html: bool = True
 ) -> None:
     """`html` False: no report.html (it costs the HTML templates' import)."""
+    from phalanx.report.json import dump_json, to_json
+    from phalanx.report.junit import write_junit
+    from phalanx.report.tap import write_tap
+
     paths = paths or ReportPaths()
     report = to_json(result, run_dir)
     json_path = paths.json or run_dir / layout.RESULTS_JSON

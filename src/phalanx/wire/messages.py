@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import typing
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -396,6 +397,24 @@ def _agent_adapter() -> TypeAdapter[AgentMessage]:
 @functools.cache
 def _coordinator_adapter() -> TypeAdapter[CoordinatorMessage]:
     return TypeAdapter(CoordinatorMessage)
+
+
+def prepare_agent_side() -> None:
+    """Build now what an agent uses on every connection: the parser of the
+    coordinator's messages and the models it sends. The first build also
+    loads pydantic's schema machinery and looks its plug-ins up (a tenth of
+    a second): the agents' fork server pays it once, before it forks."""
+    _coordinator_adapter()
+    for model in typing.get_args(typing.get_args(AgentMessage)[0]):
+        model.model_rebuild()
+
+
+def prepare_coordinator_side() -> None:
+    """`prepare_agent_side`'s mirror, for a coordinator waiting for its
+    first agent."""
+    _agent_adapter()
+    for model in typing.get_args(typing.get_args(CoordinatorMessage)[0]):
+        model.model_rebuild()
 
 
 def parse_agent_message(raw: str | bytes) -> AgentMessage:
