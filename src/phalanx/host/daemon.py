@@ -164,8 +164,13 @@ class Agent:
         xrdtest_functions: Path | None = None,  # installed copy; None: the agent's own
         ssl_context: ssl.SSLContext | None = None,
         labels: dict[str, str] | None = None,
+        enter_workdir: bool = False,
     ) -> None:
+        """`enter_workdir`: make the workdir this process's working
+        directory (a daemon of its own, not a test's agent): stages then
+        start by posix_spawn, which cannot change the child's."""
         self.url = url
+        self.enter_workdir = enter_workdir
         self.labels = dict(labels or {})
         self.ssl_context = ssl_context  # wss:// trusting this (`--ca`); None: the system's
         self.host = host
@@ -196,6 +201,8 @@ class Agent:
 
     async def run(self) -> int:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.enter_workdir:
+            os.chdir(self.workdir)
         self._socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket_path.unlink(missing_ok=True)  # left by an agent that was killed
         # Processes that leave their stage's group (setsid, a double fork)
