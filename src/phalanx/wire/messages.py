@@ -389,12 +389,20 @@ def task_of(spec: TaskSpec) -> Task:
         )
     try:
         # Through JSON: strict checks there still take a list for a tuple.
-        checked = _validator(cls).validate_json(json.dumps(spec.payload))
+        return _checked(cls.type, json.dumps(spec.payload))
     except ValidationError as exc:
         problems = "; ".join(_problem(error) for error in exc.errors())
         raise TaskRefused(
             f"{agent} cannot run this {cls.type} task (version {cls.version}): {problems}"
         ) from None
+
+
+# A lockstep suite sends the same task stage after stage (tasks are frozen):
+# checked once, not at every barrier.
+@functools.lru_cache(maxsize=64)
+def _checked(task_type: str, payload: str) -> Task:
+    cls = TASKS.get(task_type)
+    checked = _validator(cls).validate_json(payload)
     # The validator's class is a pydantic subclass: hand on the task type itself.
     return cls(**{f.name: getattr(checked, f.name) for f in dataclasses.fields(cls)})
 
