@@ -127,7 +127,7 @@ class RunHost:
         self.pending[order.stage_id] = _Pending(order, future, on_output, sent_at, ends)
         self.ordered.add(order.stage_id)
         self.scopes.add(order.scope)
-        link.send(_start_message(order, ends))
+        link.send(_start_message(order, ends, link.take_acks()))
         # The agent enforces the timeout and reports it; this one only guards
         # against an agent that neither reports nor misses a heartbeat. A
         # timer on the future itself, not wait_for(shield()): each of those
@@ -596,7 +596,9 @@ def _lost_report(started: datetime, reason: str) -> StageReport:
     return StageReport(Outcome(error=f"agent lost: {reason}"), started, _now())
 
 
-def _start_message(order: StageOrder, end_scopes: tuple[str, ...] = ()) -> StageStart:
+def _start_message(
+    order: StageOrder, end_scopes: tuple[str, ...] = (), acks: list[str] | None = None
+) -> StageStart:
     return StageStart(
         stage_id=order.stage_id,
         scope=order.scope,
@@ -605,4 +607,5 @@ def _start_message(order: StageOrder, end_scopes: tuple[str, ...] = ()) -> Stage
         timeout=order.timeout,
         logs=list(order.logs),
         end_scopes=list(end_scopes),
+        acks=acks or [],
     )

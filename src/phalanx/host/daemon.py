@@ -381,6 +381,8 @@ class Agent:
             request.future.set_result((ok, value))
 
     def _start_stage(self, message: StageStart) -> None:
+        for ref in message.acks:
+            self.outbox.pop(ref, None)
         stage_id = message.stage_id
         if stage_id in self.running:
             return  # a resend after a reconnect; it is already running

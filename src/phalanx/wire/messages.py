@@ -33,7 +33,8 @@ from phalanx.tasks.registry import TASKS
 
 # 2: stage.output carries bytes as latin-1 text (1 sent text decoded as UTF-8).
 # 3: stage.start names its scope (2 left the agent to cut it out of the stage id).
-PROTOCOL_VERSION = 3
+# 4: stage.start carries the acks of results recorded since the last one.
+PROTOCOL_VERSION = 4
 
 # What a hello may carry. It is kept and shown on every agents page, so a
 # hostile or broken agent must not make it a megabyte: a host name is at most
@@ -243,6 +244,9 @@ class StageStart(_Message):
     # Cases over: end what their stages left running before this one starts
     # (a `scope.end` carried along, saving a message per case).
     end_scopes: list[str] = Field(default_factory=list)
+    # Results recorded since the last message to this agent: an `ack` each,
+    # carried along (a message and a wake-up of the agent less per stage).
+    acks: list[str] = Field(default_factory=list)
 
 
 class StageCancel(_Message):
