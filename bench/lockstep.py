@@ -22,6 +22,12 @@ stage, in run order): all a stage costs a user, the barrier and what the
 engine does between two stages included. p99 is over those samples of
 every repetition, against the floor's median round.
 
+Also the CPU time (user + system) per extra stage of `phalanx run` and
+everything under it (its agents, the scripts), against the CPU time of the
+floor's rounds (this process and its scripts): on a busy machine walls move
+with the load, CPU time much less, and on a quiet 2-core machine the wall
+ratio follows it.
+
 Targets: median <= 1.5x the floor, p99 <= 2.5x the floor, at 8 and 32 hosts.
 
     .venv/bin/python bench/lockstep.py [--cases 50] [--hosts 8,32] [--repeats 5]
@@ -33,6 +39,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -82,20 +89,28 @@ def make_repo(root: Path, hosts: int, cases: int) -> Path:
     return suite
 
 
-def phalanx_run(suite: Path, results: Path, *select: str) -> tuple[float, Path]:
-    """Wall seconds of one `phalanx run`, start to exit, and its results.json."""
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def phalanx_run(suite: Path, results: Path, *select: str) -> tuple[float, float, Path]:
+    """Wall seconds of one `phalanx run`, start to exit, the CPU seconds of
+    it and everything under it (agents, scripts), and its results.json."""
     results.mkdir(parents=True)
     command = [sys.executable, "-m", "phalanx", "run", str(suite), "--plain",
                "--results", str(results), *select]  # fmt: skip
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, check=False, timeout=600)
     wall = time.perf_counter() - started
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
     if done.returncode != 0:
         raise SystemExit(f"phalanx run failed:\n{done.stdout.decode()}{done.stderr.decode()}")
     found = sorted(results.glob("**/results.json"))
     if len(found) != 1:
         raise SystemExit(f"expected one results.json under {results}, found {len(found)}")
-    return wall, found[0]
+    return wall, cpu, found[0]
 
 
 def stage_gaps(results_json: Path) -> list[float]:
@@ -133,10 +148,16 @@ def bench_hosts(root: Path, hosts: int, cases: int, repeats: int) -> None:
     floors: list[float] = []  # ms, the median round of each repetition
     gaps: list[float] = []  # ms, every stage of every M-case run
     floor_all: list[float] = []
+    cpu_costs: list[float] = []  # CPU ms per extra stage: phalanx run, its agents, scripts
+    cpu_floors: list[float] = []  # CPU ms per round: the spawner and its scripts
     for rep in range(repeats):
-        one, _ = phalanx_run(suite, root / f"r{hosts}-{rep}-1", "-t", "c0")
-        many, results = phalanx_run(suite, root / f"r{hosts}-{rep}-m")
+        one, one_cpu, _ = phalanx_run(suite, root / f"r{hosts}-{rep}-1", "-t", "c0")
+        many, many_cpu, results = phalanx_run(suite, root / f"r{hosts}-{rep}-m")
+        cpu = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN)
         rounds = floor_rounds(script, hosts, extra)
+        cpu = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
+        cpu_costs.append((many_cpu - one_cpu) * 1000 / extra)
+        cpu_floors.append(cpu * 1000 / extra)
         costs.append((many - one) * 1000 / extra)
         gaps += stage_gaps(results)
         floors.append(statistics.median(rounds))
@@ -153,6 +174,10 @@ def bench_hosts(root: Path, hosts: int, cases: int, repeats: int) -> None:
     )
     print(f"  {'stage-start gaps in results.json':<44} {spread(gaps)}  p99 {tail:.2f}")
     print(f"  {'floor rounds':<44} {spread(floor_all)}  p99 {p99(floor_all):.2f}")
+    cpu_ratios = [c / f for c, f in zip(cpu_costs, cpu_floors, strict=True)]
+    print(f"  {'CPU per extra stage (run, agents, scripts)':<44} {spread(cpu_costs)}")
+    print(f"  {'CPU per floor round (spawner, scripts)':<44} {spread(cpu_floors)}")
+    print(f"  {'CPU ratio, per repetition':<44} {spread(cpu_ratios)}")
     median_ok = "ok" if cost <= TARGET_MEDIAN * floor else "MISSED"
     tail_ok = "ok" if tail <= TARGET_P99 * floor else "MISSED"
     print(
