@@ -136,6 +136,15 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return float("nan")
 
 
+def pss_mb(pid: int) -> float:
+    """The process's proportional set now (shared pages split among their
+    users), in MB: what a fleet of forked agents costs together."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def reset_peak_rss() -> None:
     """Start this process's VmHWM again from its present RSS (Linux)."""
     with contextlib.suppress(OSError):
@@ -243,11 +252,18 @@ async def real(n: int, store: Store, rounds: int, root: Path) -> dict[str, Any]:
             times = await stages(coordinator, store, f"real-{n}", hosts, rounds)
             rss = peak_rss_mb()
             agents = [peak_rss_mb(agent.process.pid) for agent in provider.agents]
+            pss = sum(pss_mb(agent.process.pid) for agent in provider.agents)
             coordinator.hub.shutdown(hosts)
             await provider.down()
         finally:
             await provider.close()
-    return {"connect_s": connect_s, "stages": times, "rss_mb": rss, "agents_mb": agents}
+    return {
+        "connect_s": connect_s,
+        "stages": times,
+        "rss_mb": rss,
+        "agents_mb": agents,
+        "agents_pss_mb": pss,
+    }
 
 
 async def ingest_rate(store: Store, results: int = INGEST_RESULTS) -> float:
@@ -335,7 +351,9 @@ async def main(sizes: list[int], workers: int, real_agents: int, rounds: int) ->
                     f"connected in {figures['connect_s']:.2f} s; a stage "
                     f"{spread(figures['stages'], 's')}; coordinator peak RSS "
                     f"{figures['rss_mb']:.0f} MB; each agent's peak RSS "
-                    f"{spread(agents, 'MB', 1)}, {sum(agents):.0f} MB in all"
+                    f"{spread(agents, 'MB', 1)} ({sum(agents):.0f} MB summed, shared pages "
+                    f"counted once per agent; their PSS at the end: "
+                    f"{figures['agents_pss_mb']:.0f} MB in all)"
                 )
             rates = [await ingest_rate(store) for _ in range(3)]
             print(
