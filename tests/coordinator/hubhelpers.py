@@ -63,7 +63,14 @@ class FakeConnection:
         return [m for m in self.sent if isinstance(m, kind)]
 
     def acks(self) -> list[str]:
-        return [m.ref for m in self.of(Ack)]
+        """Every ack sent, alone or carried by a stage.start, in order."""
+        refs: list[str] = []
+        for m in self.sent:
+            if isinstance(m, Ack):
+                refs.append(m.ref)
+            elif isinstance(m, StageStart):
+                refs += m.acks
+        return refs
 
 
 class FakeAgent:

@@ -61,13 +61,14 @@ async def round_trip(ws: ServerConnection, seq: int) -> list[AgentMessage]:
     return others
 
 
-def start(stage_id: str, script: str) -> str:
+def start(stage_id: str, script: str, acks: list[str] | None = None) -> str:
     return encode(
         StageStart(
             stage_id=stage_id,
             scope=stage_id.rsplit(":", 1)[0],
             task=TaskSpec(type="shell", version=ShellTask.version, payload={"script": script}),
             timeout=30,
+            acks=acks or [],
         )
     )
 
@@ -118,6 +119,32 @@ async def test_an_unacked_result_is_resent_after_a_reconnect_and_dropped_once_ac
     finally:
         running.cancel()
     assert (workdir / "count").read_text() == "ran\n"
+
+
+async def test_an_ack_carried_by_the_next_stage_start_empties_the_outbox(
+    played: tuple[PlayedCoordinator, str], tmp_path: Path
+):
+    coordinator, url = played
+    agent = Agent(url, "h1", "token", tmp_path / "h1", backoff_max=0.2)
+    running = asyncio.create_task(agent.run())
+    try:
+        ws = await coordinator.next()
+        await ws.send(start("r:1:c:init", "true"))
+        first = await receive(ws)
+        assert isinstance(first, StageResult) and first.stage_id == "r:1:c:init"
+        assert list(agent.outbox) == ["r:1:c:init"]
+        await ws.send(start("r:1:c:run", "true", acks=["r:1:c:init"]))
+        second = await receive(ws)
+        assert isinstance(second, StageResult) and second.stage_id == "r:1:c:run"
+        assert list(agent.outbox) == ["r:1:c:run"]
+        await ws.close()  # the second never acked: resent, alone, on the next connection
+        ws = await coordinator.next()
+        assert await receive(ws) == second
+        assert await round_trip(ws, 1) == []
+        await ws.send(encode(Shutdown()))
+        assert await asyncio.wait_for(running, TIMEOUT) == 0
+    finally:
+        running.cancel()
 
 
 def test_the_agent_remembers_only_its_recent_finished_stages(tmp_path: Path):

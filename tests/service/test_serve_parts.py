@@ -17,7 +17,7 @@ from phalanx.load.cluster import load_cluster
 from phalanx.load.errors import DefinitionErrors
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import Ack, StageResult
-from tests.coordinator.hubhelpers import FakeConnection
+from tests.coordinator.hubhelpers import FakeConnection, until
 
 
 def test_a_cluster_says_who_serves_its_hosts(tmp_path: Path) -> None:
@@ -66,9 +66,10 @@ async def test_the_ack_waits_for_the_write() -> None:
         )  # fmt: skip
         assert pending is not None
         await asyncio.sleep(0.05)
-        assert connection.of(Ack) == []  # not written: not acked
+        # Not written: not acked, nor waiting to be (with a stage.start or alone).
+        assert connection.acks() == [] and link.acks == []
         written.set()
         await pending
-        await asyncio.sleep(0)
         assert order == ["written"]
+        await until(lambda: connection.acks() == ["r1:s"])
         assert [m.ref for m in connection.of(Ack)] == ["r1:s"]

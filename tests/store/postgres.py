@@ -61,8 +61,11 @@ def _runner() -> tuple[int, int] | None:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, *, durable: bool = False) -> None:
+        """`durable`: fsync on, as a real server runs (a benchmark's);
+        the tests' server skips it."""
         self.bin = bin_dir
+        self.durable = durable
         self.runner = _runner()
         self.root = Path(tempfile.mkdtemp(prefix="phalanx-pg-"))
         self.data = self.root / "data"
@@ -99,10 +102,9 @@ class PostgresServer:
             "-E",
             "UTF8",
         )
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off"
-        )
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",

@@ -47,6 +47,9 @@ from phalanx.wire.messages import (
 log = logging.getLogger("phalanx.coordinator")
 
 HELLO_TIMEOUT = 10.0
+# How long an ack waits for a stage.start to ride on before it goes alone:
+# the agent keeps the result that long more, and is woken once a stage, not twice.
+ACK_DELAY = 0.5
 CLOSE_REFUSED = 4001  # application close code: the agent must not retry
 
 
@@ -142,12 +145,33 @@ class AgentLink:
         # put on the coordinator's clock with it).
         self.clock = ClockOffset()
         self.ping_seq = 0
+        self.acks: list[str] = []  # results recorded, not acked yet (see `ack`)
+        self._ack_timer: asyncio.TimerHandle | None = None
 
     def send(self, message: object) -> None:
         """Send on the live connection; without one the message is dropped
         (what must not be lost is resent on the next attach)."""
         if self.connection is not None:
             self.connection.send(encode(message))  # type: ignore[arg-type]
+
+    def ack(self, stage_id: str) -> None:
+        """Ack a result: with the next stage.start (`take_acks`), or alone
+        after ACK_DELAY if none comes."""
+        self.acks.append(stage_id)
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self.flush_acks)
+
+    def take_acks(self) -> list[str]:
+        """The acks not sent yet, for a stage.start to carry."""
+        acks, self.acks = self.acks, []
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        return acks
+
+    def flush_acks(self) -> None:
+        for ref in self.take_acks():
+            self.send(Ack(ref=ref))
 
     # --- connection life -------------------------------------------------------------
 
@@ -218,7 +242,7 @@ class AgentLink:
             return self._ack_after(written, message.stage_id)
         # Acked even when no run holds the stage (a resend after its run
         # ended): the agent's outbox must empty, and nobody wants it.
-        self.send(Ack(ref=message.stage_id))
+        self.ack(message.stage_id)
         return None
 
     async def _ack_after(self, written: Awaitable[None], stage_id: str) -> None:
@@ -233,7 +257,7 @@ class AgentLink:
             elif (line := self.hub.store_failures.line(why, why)) is not None:
                 log.error("recording the results of agents failed: %s", line)
             return
-        self.send(Ack(ref=stage_id))
+        self.ack(stage_id)
 
 
 async def _receive(websocket: WebSocket) -> str | bytes:

@@ -136,16 +136,25 @@ class RunHost:
         self.pending[order.stage_id] = _Pending(order, future, on_output, sent_at, ends)
         self.ordered.add(order.stage_id)
         self.scopes.add(order.scope)
-        link.send(_start_message(order, ends))
+        link.send(_start_message(order, ends, link.take_acks()))
         # The agent enforces the timeout and reports it; this one only guards
-        # against an agent that neither reports nor misses a heartbeat.
+        # against an agent that neither reports nor misses a heartbeat. A
+        # timer on the future itself, not wait_for(shield()): each of those
+        # layers cost a turn of the loop between the result and the barrier.
         guard = order.timeout + 2 * self.fleet.hub.heartbeat_timeout + 5
+
+        def overdue() -> None:
+            if not future.done():
+                self.link.send(StageCancel(stage_id=order.stage_id))
+                future.set_result(
+                    _lost_report(sent_at, f"the agent did not report within {guard:g}s")
+                )
+
+        timer = asyncio.get_running_loop().call_later(guard, overdue)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), guard)
-        except TimeoutError:
-            self.link.send(StageCancel(stage_id=order.stage_id))
-            return _lost_report(sent_at, f"the agent did not report within {guard:g}s")
+            return await future
         finally:
+            timer.cancel()
             self.pending.pop(order.stage_id, None)
             self.cancelled.discard(order.stage_id)
 
@@ -707,7 +716,9 @@ def _lost_report(started: datetime, reason: str) -> StageReport:
     return StageReport(Outcome(error=f"agent lost: {reason}"), started, _now())
 
 
-def _start_message(order: StageOrder, end_scopes: tuple[str, ...] = ()) -> StageStart:
+def _start_message(
+    order: StageOrder, end_scopes: tuple[str, ...] = (), acks: list[str] | None = None
+) -> StageStart:
     return StageStart(
         stage_id=order.stage_id,
         scope=order.scope,
@@ -716,4 +727,5 @@ def _start_message(order: StageOrder, end_scopes: tuple[str, ...] = ()) -> Stage
         timeout=order.timeout,
         logs=list(order.logs),
         end_scopes=list(end_scopes),
+        acks=acks or [],
     )

@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         xrdtest_functions=xrdtest_functions,
         ssl_context=context,
         labels=dict(args.labels),
+        enter_workdir=True,
     )
     code = 130
     try:

@@ -167,8 +167,13 @@ class Agent:
         xrdtest_functions: Path | None = None,  # installed copy; None: the agent's own
         ssl_context: ssl.SSLContext | None = None,
         labels: dict[str, str] | None = None,
+        enter_workdir: bool = False,
     ) -> None:
+        """`enter_workdir`: make the workdir this process's working
+        directory (a daemon of its own, not a test's agent): stages then
+        start by posix_spawn, which cannot change the child's."""
         self.url = url
+        self.enter_workdir = enter_workdir
         self.labels = dict(labels or {})
         self.ssl_context = ssl_context  # wss:// trusting this (`--ca`); None: the system's
         self.host = host
@@ -199,6 +204,8 @@ class Agent:
 
     async def run(self) -> int:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.enter_workdir:
+            os.chdir(self.workdir)
         self._socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket_path.unlink(missing_ok=True)  # left by an agent that was killed
         # Processes that leave their stage's group (setsid, a double fork)
@@ -400,6 +407,8 @@ class Agent:
             request.future.set_result((ok, value))
 
     def _start_stage(self, message: StageStart) -> None:
+        for ref in message.acks:
+            self.outbox.pop(ref, None)
         stage_id = message.stage_id
         if stage_id in self.running:
             return  # a resend after a reconnect; it is already running

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -269,13 +271,15 @@ class Child:
 
     def __init__(
         self,
-        popen: subprocess.Popen[bytes],
+        pid: int,
+        popen: subprocess.Popen[bytes] | None,
         output: int,
         on_output: Callable[[bytes], None],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.popen = popen
-        self.pid = popen.pid
+        self.popen = popen  # None: started by posix_spawn, reaped here
+        self.pid = pid
+        self._returncode: int | None = None
         self.exited: asyncio.Future[None] = loop.create_future()
         self.output_closed: asyncio.Future[None] = loop.create_future()
         self._loop = loop
@@ -283,13 +287,18 @@ class Child:
         self._output = output
         os.set_blocking(output, False)
         loop.add_reader(output, self._on_readable)
-        self._pidfd = os.pidfd_open(popen.pid)
+        self._pidfd = os.pidfd_open(pid)
         loop.add_reader(self._pidfd, self._on_exit)
 
     def _on_exit(self) -> None:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
-        self.popen.wait()
+        if self.popen is not None:
+            self.popen.wait()
+            self._returncode = self.popen.returncode
+        else:
+            _, status = os.waitpid(self.pid, 0)
+            self._returncode = os.waitstatus_to_exitcode(status)
         _spawned.discard(self.pid)
         if not self.exited.done():
             self.exited.set_result(None)
@@ -321,7 +330,7 @@ class Child:
 
     @property
     def returncode(self) -> int | None:
-        return self.popen.returncode
+        return self._returncode
 
     async def wait(self) -> int | None:
         """Until it has exited (its output may still be open); its exit code."""
@@ -337,20 +346,68 @@ def spawn(
     it from the event loop's thread."""
     loop = asyncio.get_running_loop()
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    popen: subprocess.Popen[bytes] | None = None
     try:
-        popen = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=write_end,
-            stderr=write_end,
-            start_new_session=True,
-        )
+        if _is_current_dir(cwd):
+            pid = _posix_spawn(command, env, write_end)
+        else:
+            popen = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=write_end,
+                start_new_session=True,
+            )
+            pid = popen.pid
     except BaseException:
         os.close(read_end)
         raise
     finally:
         os.close(write_end)  # the child has its copy; EOF comes when the last holder exits
-    _spawned.add(popen.pid)
-    return Child(popen, read_end, on_output, loop)
+    _spawned.add(pid)
+    return Child(pid, popen, read_end, on_output, loop)
+
+
+def _is_current_dir(cwd: Path) -> bool:
+    """Whether `cwd` is this process's working directory (an agent's is its
+    workdir): posix_spawn cannot change it for the child."""
+    try:
+        here, there = os.stat("."), os.stat(cwd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+# Reset in the child as Popen's restore_signals does: Python ignores them.
+_DEFAULT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+)
+
+
+def _posix_spawn(command: list[str], env: dict[str, str], output: int) -> int:
+    """What Popen(start_new_session=True, stdin=DEVNULL, stdout=stderr=output)
+    does, in the working directory of this process, by one vfork-like
+    clone and an exec: a third of Popen's cost in a stage's barrier (no
+    Python-level argument and environment encoding, no error pipe). Every fd
+    this process opens is close-on-exec (PEP 446), so none leaks into it."""
+    program = command[0]
+    if os.sep not in program:  # looked up in the child's PATH, as Popen does
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        program = found
+    return os.posix_spawn(
+        program,
+        command,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, output, 1),
+            (os.POSIX_SPAWN_DUP2, output, 2),
+        ],
+        setsid=True,
+        setsigmask=(),
+        setsigdef=_DEFAULT_SIGNALS,
+    )

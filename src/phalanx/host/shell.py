@@ -10,6 +10,7 @@ executed as they are. stderr goes to stdout.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 
@@ -26,17 +27,23 @@ def interpreter(text: str, default: tuple[str, ...] = DEFAULT_SHELL) -> list[str
     """The shell (with its shebang arguments, and -e when `default` has it)
     that runs `text`, or None when its shebang names something else, to be
     executed as it is. `default` runs a script without a shebang."""
-    first = text.split("\n", 1)[0]
+    shell = _interpreter(text.split("\n", 1)[0], default)
+    return list(shell) if shell is not None else None
+
+
+# Read once per first line, not at every stage that runs it.
+@functools.lru_cache(maxsize=64)
+def _interpreter(first: str, default: tuple[str, ...]) -> tuple[str, ...] | None:
     words = shlex.split(first[2:].strip()) if first.startswith("#!") else []
     if not words:
-        return list(default)
+        return default
     program, args = words[0], words[1:]
     name = os.path.basename(program)
     if name == "env" and args:
         program, args = args[0], args[1:]
         name = os.path.basename(program)
     errexit = ["-e"] if "-e" in default[1:] else []
-    return [program, *errexit, *args] if name in _SHELLS else None
+    return (program, *errexit, *args) if name in _SHELLS else None
 
 
 def command_for(

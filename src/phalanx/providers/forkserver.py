@@ -69,7 +69,9 @@ class Zygote:
     def __init__(self, launched: Launched) -> None:
         self._loop = asyncio.get_running_loop()
         self._errors = bytearray()
-        self.process = Child(launched.popen, launched.stderr, self._on_stderr, self._loop)
+        self.process = Child(
+            launched.popen.pid, launched.popen, launched.stderr, self._on_stderr, self._loop
+        )
         sock = launched.sock
         self._sock = sock
         self._ready: asyncio.Future[None] = self._loop.create_future()

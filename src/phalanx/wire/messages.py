@@ -35,7 +35,8 @@ from phalanx.tasks.registry import TASKS
 # 2: stage.output carries bytes as latin-1 text (1 sent text decoded as UTF-8).
 # 3: stage.start names its scope (2 left the agent to cut it out of the stage id).
 # 4: pong carries the agent's clock; history.ops (operations recorded in a
-#    stage); process.signal / process.signalled (a nemesis's pause and kill).
+#    stage); process.signal / process.signalled (a nemesis's pause and kill);
+#    stage.start carries the acks of results recorded since the last one.
 PROTOCOL_VERSION = 4
 
 # What a hello may carry. It is kept and shown on every agents page, so a
@@ -281,6 +282,9 @@ class StageStart(_Message):
     # Cases over: end what their stages left running before this one starts
     # (a `scope.end` carried along, saving a message per case).
     end_scopes: list[str] = Field(default_factory=list)
+    # Results recorded since the last message to this agent: an `ack` each,
+    # carried along (a message and a wake-up of the agent less per stage).
+    acks: list[str] = Field(default_factory=list)
 
 
 class StageCancel(_Message):
@@ -459,12 +463,20 @@ def task_of(spec: TaskSpec) -> Task:
         )
     try:
         # Through JSON: strict checks there still take a list for a tuple.
-        checked = _validator(cls).validate_json(json.dumps(spec.payload))
+        return _checked(cls.type, json.dumps(spec.payload))
     except ValidationError as exc:
         problems = "; ".join(_problem(error) for error in exc.errors())
         raise TaskRefused(
             f"{agent} cannot run this {cls.type} task (version {cls.version}): {problems}"
         ) from None
+
+
+# A lockstep suite sends the same task stage after stage (tasks are frozen):
+# checked once, not at every barrier.
+@functools.lru_cache(maxsize=64)
+def _checked(task_type: str, payload: str) -> Task:
+    cls = TASKS.get(task_type)
+    checked = _validator(cls).validate_json(payload)
     # The validator's class is a pydantic subclass: hand on the task type itself.
     return cls(**{f.name: getattr(checked, f.name) for f in dataclasses.fields(cls)})
 
