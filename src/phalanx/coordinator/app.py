@@ -9,8 +9,9 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 
 from phalanx.coordinator.agents import AgentHub
+from phalanx.host.endpoint import AGENT_PATH, HYPERVISOR_PATH
 
-AGENT_PATH = "/agent"
+__all__ = ["AGENT_PATH", "HYPERVISOR_PATH", "agent_app", "agent_routes"]
 
 
 def agent_routes(hub: AgentHub) -> list[WebSocketRoute]:

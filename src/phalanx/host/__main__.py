@@ -17,7 +17,6 @@ from pathlib import Path
 from phalanx import argtypes
 
 CA_ENV = "PHALANX_AGENT_CA"
-AGENT_PATH = "/agent"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(dict(args.labels)) > MAX_LABELS:
         parser.error(f"at most {MAX_LABELS} labels (the coordinator refuses more)")
 
-    from phalanx.host.endpoint import BadURL, websocket_url
+    from phalanx.host.endpoint import AGENT_PATH, BadURL, websocket_url
 
     try:
         url = websocket_url(args.coordinator, AGENT_PATH)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+# The coordinator's WebSocket endpoints: for agents, and for hypervisor daemons.
+AGENT_PATH = "/agent"
+HYPERVISOR_PATH = "/hypervisor"
+
 SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 

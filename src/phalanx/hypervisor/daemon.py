@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 
 from phalanx import __version__
 from phalanx.host.connection import keep_connected, refusal
-from phalanx.host.endpoint import websocket_url
+from phalanx.host.endpoint import AGENT_PATH, HYPERVISOR_PATH, websocket_url
 from phalanx.providers.base import AgentSpec, FaultError, ProvisionError
 from phalanx.providers.machine import Receiving
 from phalanx.providers.remote import Fault
@@ -72,8 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("phalanx.hypervisor")
 
 TOKEN_ENV = "PHALANX_HYPERVISOR_TOKEN"
-HYPERVISOR_PATH = "/hypervisor"
-AGENT_PATH = "/agent"
 
 
 def endpoint(url: str) -> str:

@@ -419,7 +419,7 @@ def create_app(service: Service) -> FastAPI:
     if service.hypervisors is not None:
         from starlette.routing import WebSocketRoute
 
-        from phalanx.hypervisor.daemon import HYPERVISOR_PATH
+        from phalanx.host.endpoint import HYPERVISOR_PATH
 
         app.router.routes.append(WebSocketRoute(HYPERVISOR_PATH, service.hypervisors.serve))
     app.router.routes.extend(
