@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import resource
 import shutil
@@ -28,6 +29,8 @@ from pathlib import Path
 
 from phalanx.providers.netns import process_started
 
+log = logging.getLogger("phalanx.providers.containers")
+
 ENGINE_ENV = "PHALANX_CONTAINER_ENGINE"
 ENGINES = ("podman", "docker")
 RUN_LABEL = "phalanx.run"
@@ -36,6 +39,7 @@ OWNER_LABEL = "phalanx.owner"
 # 4.3 as root: 65536 fails, 32768 passes) though this process may have more.
 NOFILE_CAP = 65536
 NPROC_CAP = 32768
+REMOVE_TRIES = 3
 CALL_TIMEOUT = 120.0  # seconds for one engine command (a `run` pulls nothing: images are local)
 
 
@@ -175,10 +179,29 @@ async def _labelled(kind: Engine, what: Sequence[str]) -> list[tuple[str, str, s
 async def remove(kind: Engine, containers: Sequence[str], volumes: Sequence[str] = ()) -> None:
     """Containers (with their processes, at once) and then volumes; what is
     already gone is no error."""
-    if containers:
-        await kind.call("rm", "--force", "--time", "0", *containers, check=False)
+    left = list(containers)
+    said = ""
+    # A busy engine sometimes fails a removal (a lock held by a container
+    # still starting): those still there are asked again, a bounded number
+    # of times, and what stays is an error that names them.
+    for _ in range(REMOVE_TRIES):
+        if not left:
+            break
+        _, _, said = await kind.call("rm", "--force", "--time", "0", *left, check=False)
+        _, out, _ = await kind.call(
+            "ps", "--all", "--format", "{{.Names}}", *_name_filters(left), check=False
+        )
+        there = set(out.split())
+        left = [name for name in left if name in there]
     if volumes:
         await kind.call("volume", "rm", "--force", *volumes, check=False)
+    if left:
+        why = said.strip().splitlines()[-1] if said.strip() else "no reason given"
+        raise EngineError(f"{kind.kind} rm: {', '.join(left)} still there ({why})")
+
+
+def _name_filters(names: Sequence[str]) -> list[str]:
+    return [arg for name in names for arg in ("--filter", f"name=^{name}$")]
 
 
 async def sweep(kind: Engine | None = None) -> dict[str, list[str]]:
@@ -192,7 +215,10 @@ async def sweep(kind: Engine | None = None) -> dict[str, list[str]]:
     swept: dict[str, list[str]] = {}
     containers = [c for c in await _labelled(kind, ["ps", "--all"]) if not owner_alive(c[2])]
     volumes = [v for v in await _labelled(kind, ["volume", "ls"]) if not owner_alive(v[2])]
-    await remove(kind, [c[0] for c in containers], [v[0] for v in volumes])
+    try:
+        await remove(kind, [c[0] for c in containers], [v[0] for v in volumes])
+    except EngineError as exc:  # a later sweep tries again
+        log.warning("removing what dead runs left: %s", exc)
     for name, run, _ in containers:
         swept.setdefault(run, []).append(f"container {name}")
     for name, run, _ in volumes:
