@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phalanx.coordinator.auth import TokenVerifier, bearer
 from phalanx.coordinator.clock import ClockOffset
+from phalanx.coordinator.links import HELLO_TIMEOUT, Connection, WebSocketLink, receive
 from phalanx.store.failures import Throttle, describe
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
@@ -46,7 +47,6 @@ from phalanx.wire.messages import (
 
 log = logging.getLogger("phalanx.coordinator")
 
-HELLO_TIMEOUT = 10.0
 # How long an ack waits for a stage.start to ride on before it goes alone:
 # the agent keeps the result that long more, and is woken once a stage, not twice.
 ACK_DELAY = 0.5
@@ -71,14 +71,6 @@ class HostClaimed(Exception):
     """A run asked for a host that another live run holds."""
 
 
-class Connection(Protocol):
-    """What a link needs of a live connection (a WebSocket, or a test's fake)."""
-
-    def send(self, data: str) -> None: ...
-
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
-
-
 class Holder(Protocol):
     """The run that holds a host: it gets the host's run messages."""
 
@@ -100,28 +92,6 @@ class Holder(Protocol):
         ...
 
     def on_lost(self, host: str, reason: str) -> None: ...
-
-
-class _WebSocketConnection:
-    """One live WebSocket, with a single writer so messages keep their order."""
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.writer = asyncio.create_task(self._write())
-
-    async def _write(self) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            while True:
-                await self.websocket.send_text(await self.queue.get())
-
-    def send(self, data: str) -> None:
-        self.queue.put_nowait(data)
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.writer.cancel()
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await self.websocket.close(code, reason)
 
 
 class AgentLink:
@@ -258,16 +228,6 @@ class AgentLink:
                 log.error("recording the results of agents failed: %s", line)
             return
         self.ack(stage_id)
-
-
-async def _receive(websocket: WebSocket) -> str | bytes:
-    """The next frame, text or binary: a binary frame is just another
-    message to check (and refuse), not a reason to fail the connection."""
-    message = await websocket.receive()
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000))
-    text: str | None = message.get("text")
-    return text if text is not None else message.get("bytes") or b""
 
 
 class AgentHub:
@@ -472,9 +432,9 @@ class AgentHub:
             await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
             return
         await websocket.accept()
-        connection = _WebSocketConnection(websocket)
+        connection = WebSocketLink(websocket)
         try:
-            hello = await asyncio.wait_for(_receive(websocket), HELLO_TIMEOUT)
+            hello = await asyncio.wait_for(receive(websocket), HELLO_TIMEOUT)
             first = parse_agent_message(hello)
             if not isinstance(first, Hello):
                 raise ValueError("the first message must be hello")
@@ -511,7 +471,7 @@ class AgentHub:
         self._end_over(link, first)
         try:
             while True:
-                raw = await _receive(websocket)
+                raw = await receive(websocket)
                 try:
                     message = parse_agent_message(raw)
                 except ValidationError as exc:

@@ -599,7 +599,7 @@ class Hypervisors:
         from pydantic import ValidationError
         from starlette.websockets import WebSocketDisconnect
 
-        from phalanx.coordinator.agents import HELLO_TIMEOUT, _receive, _WebSocketConnection
+        from phalanx.coordinator.links import HELLO_TIMEOUT, WebSocketLink, receive
         from phalanx.wire.hypervisor import (
             HYPERVISOR_PROTOCOL,
             ClusterClose,
@@ -621,9 +621,9 @@ class Hypervisors:
             await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
             return
         await websocket.accept()
-        connection = _WebSocketConnection(websocket)
+        connection = WebSocketLink(websocket)
         try:
-            first = parse_daemon_message(await asyncio.wait_for(_receive(websocket), HELLO_TIMEOUT))
+            first = parse_daemon_message(await asyncio.wait_for(receive(websocket), HELLO_TIMEOUT))
             if not isinstance(first, HyperHello):
                 raise ValueError("the first message must be hyper.hello")
             if first.version != HYPERVISOR_PROTOCOL:
@@ -683,7 +683,7 @@ class Hypervisors:
                 connection.send(encode(ClusterClose(request_id=_rid(), cluster=key)))
         try:
             while True:
-                raw = await _receive(websocket)
+                raw = await receive(websocket)
                 try:
                     message = parse_daemon_message(raw)
                 except ValidationError as exc:
