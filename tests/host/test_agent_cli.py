@@ -16,6 +16,7 @@ import pytest
 
 from phalanx.host.__main__ import main
 from phalanx.host.endpoint import BadURL, websocket_url
+from tests.eventually import eventually
 from tests.processes import gone
 from tests.service.test_serve import make_repo, start, stop
 
@@ -58,12 +59,14 @@ def test_an_address_that_is_no_coordinators_is_a_usage_error(
 
 
 def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], within: float = 60) -> str:
-    deadline = time.monotonic() + within
-    while text not in (seen := log.read_text()):
-        assert proc.poll() is None or text in log.read_text(), seen
-        assert time.monotonic() < deadline, f"no {text!r} in:\n{seen}"
-        time.sleep(0.05)
-    return seen
+    def said() -> str | None:
+        seen = log.read_text()
+        if text in seen:
+            return seen
+        assert proc.poll() is None or text in log.read_text(), seen  # it ended without saying it
+        return None
+
+    return eventually(said, within=within, what=f"{text!r} in {log}")
 
 
 def test_an_agent_given_http_connects_and_says_so_without_v(tmp_path: Path) -> None:

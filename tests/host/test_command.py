@@ -13,6 +13,7 @@ from phalanx.host.command import run_command
 from phalanx.host.context import RunnerContext, set_signal
 from phalanx.host.process import GroupLedger
 from phalanx.tasks import Outcome
+from tests.eventually import eventually_async
 
 
 def context(tmp_path: Path, out: list[bytes], timeout: float = 30.0) -> RunnerContext:
@@ -48,10 +49,7 @@ async def test_a_cancel_ends_the_whole_group(tmp_path: Path) -> None:
     result = await asyncio.wait_for(task, 10)
     assert result.cancelled and not result.timed_out
     grandchild = int((tmp_path / "bg.pid").read_text())
-    deadline = time.monotonic() + 5
-    while alive(grandchild) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert not alive(grandchild)
+    await eventually_async(lambda: not alive(grandchild), within=5, what="the grandchild ended")
 
 
 async def test_silence_is_a_timeout_that_says_so(tmp_path: Path) -> None:

@@ -4,10 +4,12 @@ runs submitted over HTTP and with `phalanx submit`, real agent processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -72,9 +74,14 @@ def wait_case_a(client: httpx.Client, run_id: str) -> None:
     acked, so recorded, before b began)."""
 
     def there() -> bool:
-        cases = client.get(f"/api/runs/{run_id}").json()["cases"]
-        a, b = (next(c for c in cases if c["name"] == name) for name in ("a", "b"))
-        return a["status"] == "passed" and any(s["name"] == "run" for s in b["stages"])
+        cases = {c["name"]: c for c in client.get(f"/api/runs/{run_id}").json()["cases"]}
+        a, b = cases.get("a"), cases.get("b")  # none while the run is queued
+        return (
+            a is not None
+            and b is not None
+            and a["status"] == "passed"
+            and any(s["name"] == "run" for s in b["stages"])
+        )
 
     eventually(there, within=60, what="case a over, case b running")
 
@@ -111,15 +118,16 @@ def start(tmp: Path, repo: Path, data: Path, env: dict[str, str] | None = None) 
             | {"PHALANX_CONNECT_TIMEOUT": "4", "PHALANX_LOCAL_AGENT_USER": ""}
             | (env or {}),
         )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
+
+    def listening() -> str | None:
         text = log.read_text()
+        assert proc.poll() is None, text  # it did not stop meanwhile
         if "listening on http://" in text:
-            url = text.split("listening on ", 1)[1].split()[0]
-            return Served(proc, url, data, log, tmp)
-        assert proc.poll() is None, text
-        assert time.monotonic() < deadline, text
-        time.sleep(0.05)
+            return text.split("listening on ", 1)[1].split()[0]
+        return None
+
+    url = eventually(listening, within=60, what="phalanx serve listening")
+    return Served(proc, url, data, log, tmp)
 
 
 def stop(served: Served) -> None:
@@ -322,10 +330,11 @@ def test_remote_agents_serve_their_hosts_with_store_tokens(served: Served, tmp_p
     with served.client(token) as client:
         # No agent: the run waits for it, visibly, then ends in error.
         lonely = client.post("/api/suites/far/runs").json()["id"]
-        deadline = time.monotonic() + 30
-        while not (waiting := client.get(f"/api/runs/{lonely}").json()["waiting"]):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        waiting = eventually(
+            lambda: client.get(f"/api/runs/{lonely}").json()["waiting"],
+            within=30,
+            what="the run waits for its agent",
+        )
         assert waiting == "waiting for agents: r1.t.test"
         ended = wait_run(client, lonely, ("error",), within=30)
         assert "did not connect" in ended["reason"]
@@ -358,6 +367,13 @@ def test_a_killed_service_leaves_its_run_interrupted_with_the_results_it_acked(
         with service.client(token) as client:
             run = client.post("/api/suites/long/runs").json()["id"]
             wait_case_a(client, run)
+        # What the agent was acked is in the database (the live page may show
+        # a result a moment before its row is committed).
+        eventually(
+            lambda: _recorded(data / "phalanx.db", run, "a", "run"),
+            within=30,
+            what="case a's run stage recorded",
+        )
         service.proc.kill()
         service.proc.wait(10)
     finally:
@@ -372,6 +388,17 @@ def test_a_killed_service_leaves_its_run_interrupted_with_the_results_it_acked(
             assert run_stage and run_stage[0]["hosts"][0]["exit_code"] == 0
     finally:
         stop(again)
+
+
+def _recorded(database: Path, run_id: str, case: str, stage: str) -> bool:
+    """Whether a host's result of that stage has its row (read as another
+    process would, without the service)."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        (count,) = db.execute(
+            "select count(*) from stage_results where run_id = ? and case_name = ? and stage = ?",
+            (run_id, case, stage),
+        ).fetchone()
+    return bool(count)
 
 
 def test_a_schedule_fires_runs_and_the_next_time_is_shown(tmp_path: Path) -> None:
@@ -389,10 +416,11 @@ def test_a_schedule_fires_runs_and_the_next_time_is_shown(tmp_path: Path) -> Non
         with service.client(token) as client:
             (suite,) = client.get("/api/suites").json()
             assert suite["schedule"] == {"second": "*"} and suite["next_run"]
-            deadline = time.monotonic() + 30
-            while not (runs := client.get("/api/runs", params={"suite": "tick"}).json()):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            runs = eventually(
+                lambda: client.get("/api/runs", params={"suite": "tick"}).json(),
+                within=30,
+                what="a scheduled run",
+            )
             assert runs[0]["trigger"] == "schedule"
     finally:
         stop(service)
@@ -430,10 +458,11 @@ def test_alerts_are_sent_and_kept_with_the_run_and_retention_prunes(tmp_path: Pa
             first = client.post("/api/suites/good/runs").json()["id"]
             document = wait_run(client, first, ("passed", "failed", "error"))
             assert document["status"] == "passed"  # a dead receiver fails no run
-            deadline = time.monotonic() + 30
-            while (alerts := client.get(f"/api/runs/{first}").json()["alerts"]) is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            alerts = eventually(
+                lambda: client.get(f"/api/runs/{first}").json()["alerts"],
+                within=30,
+                what="the run's alerts recorded",
+            )
             assert [(a["channel"], a["ok"]) for a in alerts] == [
                 ("webhook", True),
                 ("webhook", False),
@@ -444,11 +473,12 @@ def test_alerts_are_sent_and_kept_with_the_run_and_retention_prunes(tmp_path: Pa
 
             second = client.post("/api/suites/good/runs").json()["id"]
             wait_run(client, second, ("passed", "failed", "error"))
-            deadline = time.monotonic() + 30
             # keep_runs = 1: the older run goes, its row and then its folder
-            while client.get(f"/api/runs/{first}").status_code != 404 or folder.exists():
-                assert time.monotonic() < deadline, "the older run was not pruned"
-                time.sleep(0.1)
+            eventually(
+                lambda: client.get(f"/api/runs/{first}").status_code == 404 and not folder.exists(),
+                within=30,
+                what="the older run pruned",
+            )
     finally:
         stop(service)
         receiver.shutdown()

@@ -9,11 +9,11 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from tests.eventually import eventually
 from tests.processes import gone
 from tests.service.test_admin import PASSWORD, phalanx
 from tests.service.test_serve import make_repo
@@ -52,10 +52,12 @@ def test_agents_and_submit_trust_the_service_through_the_ca(tmp_path: Path) -> N
         )  # fmt: skip
     agents: list[subprocess.Popen[bytes]] = []
     try:
-        deadline = time.monotonic() + 60
-        while "listening on https://" not in log.read_text():
-            assert serve.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+
+        def listening() -> bool:
+            assert serve.poll() is None, log.read_text()  # it did not stop meanwhile
+            return "listening on https://" in log.read_text()
+
+        eventually(listening, within=60, what="phalanx serve listening on https")
         url = log.read_text().split("listening on ", 1)[1].split()[0]
         with httpx.Client(
             verify=ssl.create_default_context(cafile=ca / "ca.pem"), timeout=30

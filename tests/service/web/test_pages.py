@@ -5,13 +5,13 @@ that needs the role for it and comes from the site itself."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.eventually import eventually
 from tests.service.test_admin import PASSWORD
 from tests.service.test_serve import Served, start, stop
 from tests.service.web.helpers import (
@@ -255,13 +255,14 @@ def test_an_admin_adds_a_user_and_makes_tokens(web: Served) -> None:
 def test_while_a_run_goes_its_pages_show_the_stage_and_the_output_so_far(web: Served) -> None:
     with signed_in(web, "vera") as viewer, signed_in(web, "otto") as operator:
         run_id = run_id_of(operator.post("/suites/chatty/run").headers["location"])
-        deadline = time.monotonic() + 60
-        while True:
+
+        def ticked() -> str | None:
             page = viewer.get(f"/runs/{run_id}").text
             if 'id="outputs"' in page and "tick 3" in page.split('id="outputs"', 1)[1]:
-                break
-            assert time.monotonic() < deadline, page
-            time.sleep(0.2)
+                return page
+            return None
+
+        page = eventually(ticked, within=60, what="the run page with 'tick 3' in its output")
         outputs = page.split('data-host="h1.t.test"', 1)
         assert len(outputs) == 2 and "tick" in page.split('id="outputs"', 1)[1]
         chip = re.search(r'data-stage="run" data-status="(\w+)"', page.split('data-case="a"')[1])
@@ -363,10 +364,11 @@ def test_a_hypervisor_shows_on_the_dashboard_and_clusters_pages_connected_then_l
     thread.start()
     try:
         with signed_in(web, "vera") as viewer:
-            deadline = time.monotonic() + 30
-            while "hypervisor-hvweb" not in viewer.get("/clusters").text:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            eventually(
+                lambda: "hypervisor-hvweb" in viewer.get("/clusters").text,
+                within=30,
+                what="hvweb on the clusters page",
+            )
             row = _hypervisor_row(viewer, "hvweb")
             assert 'class="badge st-passed">connected' in row
             assert "8 CPUs · 16000 of 16000 MB free · KVM" in row
@@ -378,10 +380,11 @@ def test_a_hypervisor_shows_on_the_dashboard_and_clusters_pages_connected_then_l
             loop.call_soon_threadsafe(daemon.stop)
             thread.join(30)
             # gone without coming back: lost once the heartbeat timeout has passed
-            deadline = time.monotonic() + 40
-            while "lost" not in (row := _hypervisor_row(viewer, "hvweb")):
-                assert time.monotonic() < deadline, row
-                time.sleep(0.2)
+            row = eventually(
+                lambda: _containing(_hypervisor_row(viewer, "hvweb"), "lost"),
+                within=40,
+                what="hvweb lost",
+            )
             assert 'class="badge st-failed">lost' in row and "disconnected for" in row
             tile = viewer.get("/").text.split('id="h-hypervisors"', 1)[1].split("</section>")[0]
             assert "tile st-failed" in tile
@@ -400,10 +403,11 @@ def test_a_run_waiting_for_its_agents_says_waiting_and_an_unused_cluster_no_runs
         two = tiles.split('href="/clusters#cluster-two"', 1)[1].split("</li>")[0]
         assert "no runs yet" in two and "of last 0" not in tiles
         run_id = run_id_of(operator.post("/suites/far/run").headers["location"])
-        deadline = time.monotonic() + 30
-        while "waiting for agents" not in (page := viewer.get(f"/runs/{run_id}").text):
-            assert time.monotonic() < deadline, page
-            time.sleep(0.1)
+        page = eventually(
+            lambda: _containing(viewer.get(f"/runs/{run_id}").text, "waiting for agents"),
+            within=30,
+            what="the run page says it waits for agents",
+        )
         # no agent of its cluster is connected: nothing runs yet, and it says so
         assert '<span id="run-status" class="badge st-waiting">waiting</span>' in page
         suites = viewer.get("/suites").text.split('id="suite-far"', 1)[1].split("</tr>")[0]
@@ -427,3 +431,7 @@ def test_the_run_page_shows_a_failed_checks_window(web: Served) -> None:
     window = section.split('aria-label="window of key x"', 1)[1].split("</svg>", 1)[0]
     assert "write 2" in window and "read → 1" in window, window
     assert f'href="/runs/{run_id}/files/cases/a/history.jsonl"' in section
+
+
+def _containing(text: str, wanted: str) -> str | None:
+    return text if wanted in text else None
