@@ -657,17 +657,13 @@ def test_without_net_admin_the_run_errors_at_once_with_one_clear_reason(tmp_path
     assert _made_by(run.name) == []
 
 
-@needs_netns
-def test_the_service_runs_a_suite_on_netns_hosts(tmp_path: Path) -> None:
+def _served_run(tmp_path: Path, repo: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Suite `s` of `repo` through a `phalanx serve` of its own, followed to
+    its end by `phalanx submit --wait` (which must pass): what submit said,
+    and the run's folder."""
     from tests.service.test_admin import phalanx as admin_phalanx
     from tests.service.test_serve import start, stop, user_token
 
-    repo = _repo(
-        tmp_path / "defs",
-        "name: c\nprovider: netns\nhosts:\n  - {name: a.served.test}\n  - {name: b.served.test}\n",
-        {"ping": {"run.sh": "#!/bin/bash\nset -e\n[ \"$(hostname -f)\" = @slavename@ ]\n"
-                  "getent hosts b.served.test | grep -q @host:b.served.test@\n"}},
-    )  # fmt: skip
     served = start(tmp_path, repo, tmp_path / "data")
     try:
         (tmp_path / "token").write_text(user_token(served, "otto", "operator") + "\n")
@@ -676,10 +672,22 @@ def test_the_service_runs_a_suite_on_netns_hosts(tmp_path: Path) -> None:
             cwd=tmp_path,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr + served.log.read_text()
-        assert "ping: passed" in done.stdout
     finally:
         stop(served)
     (run,) = (tmp_path / "data" / "runs").iterdir()
+    return done, run
+
+
+@needs_netns
+def test_the_service_runs_a_suite_on_netns_hosts(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path / "defs",
+        "name: c\nprovider: netns\nhosts:\n  - {name: a.served.test}\n  - {name: b.served.test}\n",
+        {"ping": {"run.sh": "#!/bin/bash\nset -e\n[ \"$(hostname -f)\" = @slavename@ ]\n"
+                  "getent hosts b.served.test | grep -q @host:b.served.test@\n"}},
+    )  # fmt: skip
+    done, run = _served_run(tmp_path, repo)
+    assert "ping: passed" in done.stdout
     assert _made_by(run.name) == []
 
 
@@ -699,26 +707,13 @@ def test_netns_hosts_fetch_suite_files_as_xrdtest_did_with_their_runs_capability
     machine can enter its namespace): XrdTest's unchanged `/showScript`
     fetch works from the run's stages, which hold its capability, and
     another process there without it is refused."""
-    from tests.service.test_admin import phalanx as admin_phalanx
-    from tests.service.test_serve import start, stop, user_token
-
     repo = _repo(
         tmp_path / "defs", "name: c\nprovider: netns\nhosts:\n  - {name: a.fetch.test}\n",
         {"fetch": {"run.sh": FETCH}},
     )  # fmt: skip
     (repo / "utils").mkdir()
     (repo / "utils" / "helper.sh").write_text("echo a shared helper\n")
-    served = start(tmp_path, repo, tmp_path / "data")
-    try:
-        (tmp_path / "token").write_text(user_token(served, "otto", "operator") + "\n")
-        done = admin_phalanx(
-            "submit", "s", "--coordinator", served.url, "--token-file", "token", "--wait",
-            cwd=tmp_path,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr + served.log.read_text()
-    finally:
-        stop(served)
-    (run,) = (tmp_path / "data" / "runs").iterdir()
+    _, run = _served_run(tmp_path, repo)
     output = _logs(run, "fetch")["a.fetch.test"]
     assert "a shared helper" in output, output
     assert "without the run's capability: 403" in output, output
