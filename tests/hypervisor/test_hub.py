@@ -72,6 +72,13 @@ async def connected(hypervisors: Hypervisors, *names: str) -> None:
             await asyncio.sleep(0.02)
 
 
+async def vanish(task: asyncio.Task[int]) -> None:
+    """A daemon gone as a killed process goes: no goodbye on its socket."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def test_a_wrong_token_is_refused_and_the_daemon_exits(tmp_path: Path) -> None:
     async with hub() as (hypervisors, _, url):
         refused = daemon(url, "hv-a", "not-a-token", 1000, tmp_path)
@@ -122,9 +129,7 @@ async def test_a_daemon_gone_is_lost_within_the_heartbeat_timeout_with_its_agent
         await connected(hypervisors, "hv-a")
         hypervisors.provider(cluster("c1", "256M"), "run1", tmp_path)
         link = agents.link("h0.c1.test")
-        task.cancel()  # the daemon's process is gone: no goodbye
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await vanish(task)
         async with asyncio.timeout(HEARTBEAT * 4):
             while hypervisors.remotes["hv-a"].lost is None:
                 await asyncio.sleep(0.02)
@@ -143,9 +148,7 @@ async def test_a_daemon_back_within_the_heartbeat_timeout_keeps_its_clusters(
         await connected(hypervisors, "hv-a")
         remote = hypervisors.remotes["hv-a"]
         provider = hypervisors.provider(cluster("c1", "256M"), "run1", tmp_path)
-        first.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await first
+        await vanish(first)
         again = daemon(url, "hv-a", "tok-a", 4000, tmp_path)
         second = asyncio.create_task(again.run())
         try:
@@ -184,9 +187,7 @@ async def test_a_vms_agent_gone_with_its_hypervisor_is_lost_under_the_hypervisor
         # own clock the agent would be lost first, as a bare disconnect.
         link.detach(quiet)
         await asyncio.sleep(HEARTBEAT / 3)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await vanish(task)
         async with asyncio.timeout(HEARTBEAT * 4):
             while link.lost is None:
                 await asyncio.sleep(0.02)
