@@ -380,10 +380,10 @@ class AgentHub:
             await asyncio.sleep(interval)
             now = loop.time()
             for link in list(self.links.values()):
-                if self.judged_elsewhere(link.name):
-                    continue
                 if link.connection is not None:
                     if now - link.last_seen > self.heartbeat_timeout:
+                        if self.judged_elsewhere(link.name):
+                            continue
                         reason = f"no heartbeat for {self.heartbeat_timeout:g}s"
                         log.warning("agent %s lost: %s", link.name, reason)
                         connection = link.connection
@@ -396,6 +396,7 @@ class AgentHub:
                     link.lost is None
                     and link.disconnected_at is not None
                     and now - link.disconnected_at > self.heartbeat_timeout
+                    and not self.judged_elsewhere(link.name)
                 ):
                     reason = f"disconnected for {self.heartbeat_timeout:g}s"
                     log.warning("agent %s lost: %s", link.name, reason)
