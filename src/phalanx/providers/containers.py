@@ -187,7 +187,10 @@ async def remove(kind: Engine, containers: Sequence[str], volumes: Sequence[str]
     for _ in range(REMOVE_TRIES):
         if not left:
             break
-        _, _, said = await kind.call("rm", "--force", "--time", "0", *left, check=False)
+        code, _, said = await kind.call("rm", "--force", "--time", "0", *left, check=False)
+        if code == 0:
+            left = []
+            break
         _, out, _ = await kind.call(
             "ps", "--all", "--format", "{{.Names}}", *_name_filters(left), check=False
         )
