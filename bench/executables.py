@@ -42,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from bench.machine import machine, spread
+from bench.machine import installed_env, machine, spread
 
 TARGET_MS = 2.0
 TARGET_VS_AVOCADO = 50.0
@@ -93,9 +93,8 @@ def timed(
     return time.perf_counter() - started, done
 
 
-# The warm-up run writes phalanx's .pyc files, as installing a wheel does; a
-# shell with PYTHONDONTWRITEBYTECODE would recompile every run.
-PHALANX_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+# The warm-up run writes phalanx's .pyc files, as installing a wheel does.
+PHALANX_ENV = installed_env()
 
 
 def phalanx_runner(jobs: int) -> Callable[[Path], float]:
