@@ -187,6 +187,9 @@ class Agent:
         self.running: dict[str, _Stage] = {}
         self.finished = RecentIds(FINISHED_REMEMBERED)
         self.outbox: dict[str, StageResult] = {}
+        # A running stage's history batches, kept until its result is acked:
+        # a record made while the connection is down goes out on the next.
+        self.history_out: dict[str, list[HistoryOps]] = {}
         self.watches: dict[str, LogWatch] = {}
         self.requests: dict[str, _Request] = {}
         self.queue: asyncio.Queue[str] | None = None
@@ -261,8 +264,13 @@ class Agent:
                 )[:MAX_HELD],
             )
         )
-        # What the last connection may have lost: results not yet acked, and
-        # requests not yet answered (the coordinator deduplicates both).
+        # What the last connection may have lost: history records and results
+        # not yet acked (records first: no record comes after its stage's
+        # result), and requests not yet answered (the coordinator
+        # deduplicates all three).
+        for batches in self.history_out.values():
+            for batch in batches:
+                self.send(batch)
         for result in self.outbox.values():
             self.send(result)
         for request in self.requests.values():
@@ -365,7 +373,7 @@ class Agent:
             case ProcessSignal():
                 self._signal(message)
             case Ack(ref=ref):
-                self.outbox.pop(ref, None)
+                self._acked(ref)
             case ScopeEnd(scope=scope):
                 self._end_scope(scope)
             case Shutdown():
@@ -406,9 +414,13 @@ class Agent:
         if request is not None and not request.future.done():
             request.future.set_result((ok, value))
 
+    def _acked(self, stage_id: str) -> None:
+        self.outbox.pop(stage_id, None)
+        self.history_out.pop(stage_id, None)
+
     def _start_stage(self, message: StageStart) -> None:
         for ref in message.acks:
-            self.outbox.pop(ref, None)
+            self._acked(ref)
         stage_id = message.stage_id
         if stage_id in self.running:
             return  # a resend after a reconnect; it is already running
@@ -510,11 +522,14 @@ class Agent:
             # Answered once it is queued: behind it on the one connection,
             # the stage's result cannot overtake it.
             try:
-                self.send(
-                    HistoryOps.model_validate({"stage_id": stage_id, "records": request["records"]})
+                batch = HistoryOps.model_validate(
+                    {"stage_id": stage_id, "batch": uuid.uuid4().hex, "records": request["records"]}
                 )
             except ValidationError as exc:
                 return {"ok": False, "error": _invalid(exc)}
+            if stage_id in self.running:  # else no result will ever ack it
+                self.history_out.setdefault(stage_id, []).append(batch)
+            self.send(batch)
             return {"ok": True}
         rid = uuid.uuid4().hex
         message: SyncArrive | KvWait | NetFault | VmMigrate
