@@ -6,10 +6,13 @@ machine's userland over 9p, this very phalanx and Python) runs `phalanx run
 --provider netns` inside itself, on two netns hosts: `far` with `link:
 {delay, jitter, loss}`, measured by pings from `near` (round trips, how many
 came back), then slowed by `phalanx-net slow` and healed. What the inner run
-said comes back as the VM's stage output."""
+said comes back as the VM's stage output. The same boot carries two cases
+whose nemesis pauses and kills a process of theirs inside the guest (the
+VM's agent signals it, as on local, netns and container hosts)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -20,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from phalanx.coordinator.runs import RunOptions, run_local
-from phalanx.model import Case, Cluster, Host, Script, Status, Suite
+from phalanx.model import Case, Cluster, Host, Nemesis, RunResult, Script, Status, Suite
 from phalanx.providers import netns
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.coordinator.runhelpers import output
+from tests.history.test_case_nemesis import KILLED, PAUSED, STATE, TICKER
 from tests.vms import BOOT, qemu_missing, with_images
 
 MISSING = qemu_missing()
@@ -99,31 +103,60 @@ def _pings(text: str) -> tuple[list[float], int]:
     return rtts, len(rtts)
 
 
-@pytest.mark.timeout(BOOT + 480)
-async def test_link_conditions_and_slow_on_netns_hosts_are_measured_on_a_real_netem(
-    tmp_path: Path, vm_images: tuple[Image, RootDisk], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with_images(monkeypatch, vm_images)
-    repo = _repo(tmp_path / "repo")
-    vm = Host(name="netem.vm.test", ram_size="1024M", vcpus=2)
+VM = Host(name="netem.vm.test", ram_size="1024M", vcpus=2)
+NEMESIS_STAGES = {"initialize": TICKER, "finalize": STATE}
+
+
+@pytest.fixture(scope="module")
+def vm_run(
+    tmp_path_factory: pytest.TempPathFactory, vm_images: tuple[Image, RootDisk]
+) -> tuple[RunResult, Path]:
+    """One VM boot for the module: its `netns` case runs the inner netns
+    run; `pausing` and `killing` have a case nemesis that pauses and kills
+    a process of theirs inside the guest."""
+    root = tmp_path_factory.mktemp("netem")
+    repo = _repo(root / "repo")
+
+    def nemesis_case(name: str, run: str, fault: str) -> Case:
+        stages = {stage: Script(text=text) for stage, text in NEMESIS_STAGES.items()}
+        return Case(
+            name=name,
+            stages={**stages, "run": Script(text=run)},
+            nemesis=Nemesis(every=0.5, faults=(fault,), seed=7),
+        )
+
     suite = Suite(
         name="netem",
-        cluster=Cluster(name="netem", hosts=(vm,), provider="qemu"),
-        cases=(Case(name="netns", stages={"run": Script(text=OUTER.format(repo=repo))}),),
+        cluster=Cluster(name="netem", hosts=(VM,), provider="qemu"),
+        cases=(
+            Case(name="netns", stages={"run": Script(text=OUTER.format(repo=repo))}),
+            nemesis_case("pausing", PAUSED, "pause ticker"),
+            nemesis_case("killing", KILLED, "kill ticker"),
+        ),
         timeout=480,
     )
     options = RunOptions(
-        results=tmp_path / "results",
+        results=root / "results",
         heartbeat_timeout=30,
         connect_timeout=BOOT,
         run_id=f"vm-netem-{uuid.uuid4().hex[:8]}",
     )
-    result, folder = await run_local(suite, options)
-    said = output(folder, result, "netns", "run", vm.name)
+    with pytest.MonkeyPatch.context() as patch:
+        with_images(patch, vm_images)
+        return asyncio.run(run_local(suite, options))
+
+
+@pytest.mark.timeout(BOOT + 600)
+def test_link_conditions_and_slow_on_netns_hosts_are_measured_on_a_real_netem(
+    vm_run: tuple[RunResult, Path],
+) -> None:
+    result, folder = vm_run
+    said = output(folder, result, "netns", "run", VM.name)
     (line,) = [line for line in said.splitlines() if line.startswith("inner {")]
     inner = json.loads(line.removeprefix("inner "))
     assert "inner exit 0\n" in said, inner["run"]
-    assert result.status is Status.PASSED, said
+    netns_case = result.case("netns")
+    assert netns_case is not None and netns_case.status is Status.PASSED, said
     logs = inner["logs"]
 
     # The link: no round trip under twice 100 - 40 ms, some under twice 100
@@ -146,3 +179,23 @@ async def test_link_conditions_and_slow_on_netns_hosts_are_measured_on_a_real_ne
     assert min(rtts) >= 120 and min(rtts) < 300, rtts
     shown = logs["healed"]["far.netem.test"].strip()
     assert re.fullmatch(r"qdisc netem 1: root .* delay 100ms +40ms loss 30%", shown), shown
+
+
+@pytest.mark.timeout(BOOT + 600)
+def test_pause_and_kill_nemesis_reach_a_cases_process_inside_a_vm(
+    vm_run: tuple[RunResult, Path],
+) -> None:
+    result, folder = vm_run
+    for name, fault, done, after in (
+        ("pausing", "pause", "ticker paused", "SR"),
+        ("killing", "kill", "ticker killed", "g"),
+    ):
+        case = result.case(name)
+        assert case is not None and case.status is Status.PASSED, case
+        assert output(folder, result, name, "run", VM.name).strip() == done
+        state = output(folder, result, name, "finalize", VM.name).split("ticker state: ")[1]
+        assert state[0] in after, state  # resumed after a pause; gone after a kill
+        assert case.history is not None
+        faults = [(e.f, str(e.value)) for e in case.history.events if e.process == "nemesis"]
+        assert faults[0][0] == "start", faults
+        assert faults[0][1].startswith(f"{fault} ticker on {VM.name} (pid "), faults
