@@ -188,7 +188,8 @@ class Agent:
         self.outbox: dict[str, StageResult] = {}
         # A running stage's history batches, kept until its result is acked:
         # a record made while the connection is down goes out on the next.
-        self.history_out: dict[str, list[HistoryOps]] = {}
+        # Kept encoded (a few hundred bytes each): a long stage makes many.
+        self.history_out: dict[str, list[str]] = {}
         self.watches: dict[str, LogWatch] = {}
         self.requests: dict[str, _Request] = {}
         self.queue: asyncio.Queue[str] | None = None
@@ -268,8 +269,8 @@ class Agent:
         # result), and requests not yet answered (the coordinator
         # deduplicates all three).
         for batches in self.history_out.values():
-            for batch in batches:
-                self.send(batch)
+            for data in batches:
+                self._queue(data)
         for result in self.outbox.values():
             self.send(result)
         for request in self.requests.values():
@@ -304,9 +305,13 @@ class Agent:
 
     def send(self, message: Any) -> None:
         """Queue a message on the live connection; without one it is dropped
-        (results and requests are resent on reconnect, output is not)."""
+        (results, history records and requests are resent on reconnect,
+        output is not)."""
         if self.queue is not None:
-            data = encode(message)
+            self._queue(encode(message))
+
+    def _queue(self, data: str) -> None:
+        if self.queue is not None:
             self.queue.put_nowait(data)
             self._set_queued(self.queued + len(data))
 
@@ -526,9 +531,10 @@ class Agent:
                 )
             except ValidationError as exc:
                 return {"ok": False, "error": _invalid(exc)}
+            data = encode(batch)
             if stage_id in self.running:  # else no result will ever ack it
-                self.history_out.setdefault(stage_id, []).append(batch)
-            self.send(batch)
+                self.history_out.setdefault(stage_id, []).append(data)
+            self._queue(data)
             return {"ok": True}
         rid = uuid.uuid4().hex
         message: SyncArrive | KvWait | NetFault | VmMigrate

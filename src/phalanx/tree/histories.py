@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class TreeHistories:
     def env(self, index: int, path: str) -> dict[str, str]:
         """What a test's stages record with: $PHALANX_HISTORY, and
         `phalanx-op` first on its PATH (`path`: the PATH it had)."""
-        return {HISTORY_ENV: str(self._file(index)), "PATH": f"{self.bin_dir}:{path}"}
+        return {HISTORY_ENV: str(self._file(index)), "PATH": f"{self.bin_dir}{os.pathsep}{path}"}
 
     def take(self, index: int, case: str) -> CaseHistory | None:
         """The test's history (None: it recorded nothing); its file goes."""
