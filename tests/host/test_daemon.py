@@ -16,6 +16,7 @@ from phalanx.wire.messages import (
     Ack,
     AgentMessage,
     Hello,
+    HistoryOps,
     Ping,
     Pong,
     Shutdown,
@@ -192,6 +193,34 @@ async def test_log_watches_nobody_collects_do_not_pile_up(
         await round_trip(ws, 1)
         # Only the newest stages' watches are kept for a collect that may come.
         assert list(agent.watches) == [f"s{n}" for n in range(6, WATCHES_KEPT + 6)]
+        await ws.send(encode(Shutdown()))
+        assert await asyncio.wait_for(running, TIMEOUT) == 0
+    finally:
+        running.cancel()
+
+
+async def test_history_batches_are_resent_with_their_ids_until_the_stages_result_is_acked(
+    played: tuple[PlayedCoordinator, str], tmp_path: Path
+):
+    coordinator, url = played
+    agent = Agent(url, "h1", "token", tmp_path / "h1", backoff_max=0.2)
+    running = asyncio.create_task(agent.run())
+    try:
+        ws = await coordinator.next()
+        await ws.send(start("s1", "phalanx-op --key x --process c write 1 -- true"))
+        first = [await receive(ws) for _ in range(3)]
+        assert [type(m) for m in first] == [HistoryOps, HistoryOps, StageResult]
+        await ws.close()  # never acked: records first, then the result, again
+        ws = await coordinator.next()
+        assert [await receive(ws) for _ in range(3)] == first
+        batches = [m.batch for m in first if isinstance(m, HistoryOps)]
+        assert len(set(batches)) == 2
+        await ws.send(encode(Ack(ref="s1")))
+        await round_trip(ws, 1)
+        assert agent.history_out == {}
+        await ws.close()
+        ws = await coordinator.next()
+        assert await round_trip(ws, 2) == []
         await ws.send(encode(Shutdown()))
         assert await asyncio.wait_for(running, TIMEOUT) == 0
     finally:

@@ -272,14 +272,13 @@ def netem_missing(network: Network) -> str | None:
 async def test_slow_delays_a_host_or_says_the_kernel_cannot(
     network: Network, faults: NetnsFaults
 ) -> None:
-    missing = netem_missing(network)
-    if missing is not None:
-        # What a stage is told on such a kernel, then the skip.
+    """Where the kernel has no sch_netem (this host's) a stage is told so;
+    slowing on a real netem is measured inside a VM (test_netem_vm.py)."""
+    if netem_missing(network) is not None:
         with pytest.raises(FaultError, match="no netem qdisc"):
             await faults.slow("a", 0.2)
         assert not faults.slowed
-        print(missing)
-        pytest.skip(missing)
+        return
     await faults.slow("a", 0.2)
     assert faults.slowed == {"a"}
     await faults.heal()

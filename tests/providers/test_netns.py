@@ -495,36 +495,28 @@ fi
 
 
 @needs_netns
-def test_a_links_delay_is_measured_on_a_round_trip(tmp_path: Path) -> None:
-    if asyncio.run(bridge.netem_missing()):
-        print(
-            "netem delay test skipped: this kernel has no netem qdisc (sch_netem)", file=sys.stderr
-        )
-        pytest.skip(
-            "this kernel has no netem qdisc (sch_netem): delay, jitter and loss cannot be applied"
-        )
+def test_a_links_delay_is_measured_or_without_netem_is_one_clear_error_naming_the_host(
+    tmp_path: Path,
+) -> None:
+    """With sch_netem, far's 50 ms each way is seen on a round trip; without
+    it (this host's kernel), the run is one clear error and leaves nothing.
+    The netem side runs in CI inside a VM whose kernel has it
+    (test_netem_vm.py)."""
     repo = _repo(tmp_path / "repo", DELAY_CLUSTER, {"delay": {"run.sh": DELAY_RUN}})
     done = _phalanx("run", str(repo), "-s", "s", "--provider", "netns", "--plain", cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
     (run,) = (tmp_path / "phalanx-results").iterdir()
+    if asyncio.run(bridge.netem_missing()):
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert (
+            "provisioning failed: host far.delay.test's link asks for delay, jitter or loss, and this kernel has no netem qdisc"
+            in done.stdout
+        )
+        assert _made_by(run.name) == []
+        return
+    assert done.returncode == 0, done.stdout + done.stderr
     rtt = float(_logs(run, "delay")["far.delay.test"].split("rtt ")[1].split()[0])
     # 50 ms each way on far's link.
     assert 90 <= rtt <= 1000
-
-
-@needs_netns
-def test_delay_on_a_kernel_without_netem_is_one_clear_error_naming_the_host(tmp_path: Path) -> None:
-    if not asyncio.run(bridge.netem_missing()):
-        pytest.skip("this kernel has netem")
-    repo = _repo(tmp_path / "repo", DELAY_CLUSTER, {"delay": {"run.sh": DELAY_RUN}})
-    done = _phalanx("run", str(repo), "-s", "s", "--provider", "netns", "--plain", cwd=tmp_path)
-    assert done.returncode == 3
-    assert (
-        "provisioning failed: host far.delay.test's link asks for delay, jitter or loss, and this kernel has no netem qdisc"
-        in done.stdout
-    )
-    (run,) = (tmp_path / "phalanx-results").iterdir()
-    assert _made_by(run.name) == []
 
 
 SLEEPER_CLUSTER = """\

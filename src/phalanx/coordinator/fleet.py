@@ -651,7 +651,7 @@ class RunFleet:
                 self._vm_migrate(host, message)
             case HistoryOps(stage_id=stage_id):
                 if (case := self.stage_cases.get(stage_id)) is not None:
-                    self.histories.add(case, host, message.records)
+                    self.histories.add(case, host, message.batch, message.records)
             case ProcessSignalled(request_id=rid):
                 if (asked := self.signals.get(rid)) is not None and not asked[1].done():
                     asked[1].set_result(message)

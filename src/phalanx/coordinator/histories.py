@@ -19,11 +19,20 @@ class Histories:
     def __init__(self) -> None:
         # case → (host, record on its host's clock) in the order they came
         self.records: dict[str, list[tuple[str, OpRecord]]] = {}
+        # case → the batches it holds: an agent resends a batch after a
+        # reconnect until its stage's result is acked (at least once), so
+        # each is kept once; a case already taken takes no more.
+        self.batches: dict[str, set[str]] = {}
+        self.taken: set[str] = set()
         # case → the nemesis's events, already on the coordinator's clock
         self.faults: dict[str, list[HistoryEvent]] = {}
         self.nemesis_errors: dict[str, str] = {}
 
-    def add(self, case: str, host: str, records: list[OpRecord]) -> None:
+    def add(self, case: str, host: str, batch: str, records: list[OpRecord]) -> None:
+        seen = self.batches.setdefault(case, set())
+        if case in self.taken or batch in seen:
+            return
+        seen.add(batch)
         self.records.setdefault(case, []).extend((host, r) for r in records)
 
     def fault(self, case: str, f: str, what: str, at: float) -> None:
@@ -39,6 +48,8 @@ class Histories:
         """The case's history (None: nothing was recorded), its records
         moved onto the coordinator's clock; forgotten here."""
         records = self.records.pop(case, [])
+        self.batches.pop(case, None)
+        self.taken.add(case)
         faults = self.faults.pop(case, [])
         error = self.nemesis_errors.pop(case, None)
         if not records and not faults and error is None:

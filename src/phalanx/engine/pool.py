@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from phalanx.engine import lifecycle, step
 from phalanx.engine.session import HostSession, StageOrder
@@ -22,7 +23,25 @@ from phalanx.engine.step import Cancellation, scope_id, stage_id
 from phalanx.events import CaseEnded, CaseRecord, Event, StageEnded, StageRecord, StageStarted, now
 from phalanx.kinds import registry as kinds
 from phalanx.kinds.base import CaseKind, StageContext
-from phalanx.model import Case, CaseResult, HostResult, RunResult, StageResult, Status, Suite
+from phalanx.model import (
+    Case,
+    CaseHistory,
+    CaseResult,
+    HostResult,
+    RunResult,
+    StageResult,
+    Status,
+    Suite,
+)
+
+
+class Recorder(Protocol):
+    """Where a case's operation records go, and its history once it is over
+    (a tree run's: tree/histories.py). `index` is the case's in the run."""
+
+    def env(self, index: int, path: str) -> dict[str, str]: ...
+
+    def take(self, index: int, case: str) -> CaseHistory | None: ...
 
 
 @dataclass
@@ -35,6 +54,7 @@ class Pool:
     stop_on_error: bool = False
     # The edge's way to stop the run (`cancel`, `abort`): see step.Cancellation.
     cancellation: Cancellation = field(default_factory=Cancellation)
+    histories: Recorder | None = None
 
     def __post_init__(self) -> None:
         if self.suite.initialize is not None or self.suite.finalize is not None:
@@ -107,7 +127,14 @@ class Pool:
             self.emit,
             empty=Status.SKIPPED,
             cancellation=self.cancellation,
+            history=self._history(index, case.name),
         )
+
+    def _history(self, index: int, case: str) -> Callable[[], CaseHistory | None] | None:
+        recorder = self.histories
+        if recorder is None:
+            return None
+        return lambda: recorder.take(index, case)
 
     async def _stage(
         self, session: HostSession, case: Case, kind: CaseKind, stage: str, index: int
@@ -120,6 +147,8 @@ class Pool:
             self.emit(StageEnded(case.name, StageRecord.of(result)))
             return result
         env = {**self.env, "PHALANX_STAGE": stage, "PHALANX_CASE": case.name}
+        if self.histories is not None:
+            env.update(self.histories.env(index, env.get("PATH", "")))
         order = StageOrder(
             stage_id(self.run_id, index, case.name, stage),
             self.host.name,

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import ssl
-import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -31,7 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from phalanx import __version__
-from phalanx.host import signals
+from phalanx.host import commandfiles, signals
 from phalanx.host.connection import keep_connected, refusal
 from phalanx.host.context import RunnerContext, new_signal, set_signal
 from phalanx.host.logs import LogWatch
@@ -187,6 +186,10 @@ class Agent:
         self.running: dict[str, _Stage] = {}
         self.finished = RecentIds(FINISHED_REMEMBERED)
         self.outbox: dict[str, StageResult] = {}
+        # A running stage's history batches, kept until its result is acked:
+        # a record made while the connection is down goes out on the next.
+        # Kept encoded (a few hundred bytes each): a long stage makes many.
+        self.history_out: dict[str, list[str]] = {}
         self.watches: dict[str, LogWatch] = {}
         self.requests: dict[str, _Request] = {}
         self.queue: asyncio.Queue[str] | None = None
@@ -261,8 +264,13 @@ class Agent:
                 )[:MAX_HELD],
             )
         )
-        # What the last connection may have lost: results not yet acked, and
-        # requests not yet answered (the coordinator deduplicates both).
+        # What the last connection may have lost: history records and results
+        # not yet acked (records first: no record comes after its stage's
+        # result), and requests not yet answered (the coordinator
+        # deduplicates all three).
+        for batches in self.history_out.values():
+            for data in batches:
+                self._queue(data)
         for result in self.outbox.values():
             self.send(result)
         for request in self.requests.values():
@@ -297,9 +305,13 @@ class Agent:
 
     def send(self, message: Any) -> None:
         """Queue a message on the live connection; without one it is dropped
-        (results and requests are resent on reconnect, output is not)."""
+        (results, history records and requests are resent on reconnect,
+        output is not)."""
         if self.queue is not None:
-            data = encode(message)
+            self._queue(encode(message))
+
+    def _queue(self, data: str) -> None:
+        if self.queue is not None:
             self.queue.put_nowait(data)
             self._set_queued(self.queued + len(data))
 
@@ -365,7 +377,7 @@ class Agent:
             case ProcessSignal():
                 self._signal(message)
             case Ack(ref=ref):
-                self.outbox.pop(ref, None)
+                self._acked(ref)
             case ScopeEnd(scope=scope):
                 self._end_scope(scope)
             case Shutdown():
@@ -406,9 +418,13 @@ class Agent:
         if request is not None and not request.future.done():
             request.future.set_result((ok, value))
 
+    def _acked(self, stage_id: str) -> None:
+        self.outbox.pop(stage_id, None)
+        self.history_out.pop(stage_id, None)
+
     def _start_stage(self, message: StageStart) -> None:
         for ref in message.acks:
-            self.outbox.pop(ref, None)
+            self._acked(ref)
         stage_id = message.stage_id
         if stage_id in self.running:
             return  # a resend after a reconnect; it is already running
@@ -510,11 +526,15 @@ class Agent:
             # Answered once it is queued: behind it on the one connection,
             # the stage's result cannot overtake it.
             try:
-                self.send(
-                    HistoryOps.model_validate({"stage_id": stage_id, "records": request["records"]})
+                batch = HistoryOps.model_validate(
+                    {"stage_id": stage_id, "batch": uuid.uuid4().hex, "records": request["records"]}
                 )
             except ValidationError as exc:
                 return {"ok": False, "error": _invalid(exc)}
+            data = encode(batch)
+            if stage_id in self.running:  # else no result will ever ack it
+                self.history_out.setdefault(stage_id, []).append(data)
+            self._queue(data)
             return {"ok": True}
         rid = uuid.uuid4().hex
         message: SyncArrive | KvWait | NetFault | VmMigrate
@@ -561,10 +581,7 @@ class Agent:
         functions = resources.files("phalanx.host").joinpath("functions.sh").read_text()
         (self.state_dir / "functions.sh").write_text(functions)
         (self.state_dir / "xrdtest_functions.sh").write_text(xrdtest_library())
-        for command, module in COMMANDS.items():
-            path = bin_dir / f"phalanx-{command}"
-            path.write_text(f"#!{sys.executable}\nfrom {module} import entry\nentry()\n")
-            path.chmod(0o755)
+        commandfiles.install(bin_dir, COMMANDS)
 
 
 def _net_fault(rid: str, stage_id: str, request: dict[str, Any]) -> NetFault:

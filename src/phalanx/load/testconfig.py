@@ -27,6 +27,7 @@ class TestConfig:
     tags: tuple[str, ...] = ()
     expected_fail: bool = False
     timeout: float | None = None  # seconds for the whole test
+    check: str | None = None  # `properties: check:`, a model its history must satisfy
     declarative: bool = False  # has `test-modules:`
     errors: list[DefinitionError] = field(default_factory=list)
 
@@ -74,6 +75,15 @@ def parse(source: Source) -> TestConfig:
         except fields.FieldError as exc:
             errors.append(source.error(str(exc), "properties", "timeout"))
 
+    check: str | None = None
+    if props.get("check") is not None:
+        from phalanx.load import faults  # only tests that check their history
+
+        try:
+            check = faults.check(props["check"])
+        except fields.FieldError as exc:
+            errors.append(source.error(str(exc), "properties", "check"))
+
     return TestConfig(
         summary=text(info, "testinfo", "summary").strip(),
         description=text(info, "testinfo", "description").strip(),
@@ -82,6 +92,7 @@ def parse(source: Source) -> TestConfig:
         tags=tags,
         expected_fail=_expected_fail(source, props, errors),
         timeout=timeout,
+        check=check,
         declarative="test-modules" in data,
         errors=errors + _test_modules(source, data),
     )

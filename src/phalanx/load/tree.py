@@ -169,6 +169,7 @@ def to_case(test: TreeTest, root: Path) -> Case:
         name=test.name,
         kind="declarative" if config.declarative else "executable",
         timeout=config.timeout,
+        check=config.check,
         tags=config.tags,
         path=test.folder,
         description=config.summary,

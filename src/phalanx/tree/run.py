@@ -17,6 +17,7 @@ from phalanx.host.sandbox import Sandboxes
 from phalanx.model import RunResult, Suite
 from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
+from phalanx.tree.histories import TreeHistories
 
 SANDBOX = "sandbox"
 
@@ -48,6 +49,7 @@ async def run_tree(
     sessions = [InProcessSession(host, workdir, sandboxes, ledger) for _ in range(max(1, jobs))]
     run_id = run_dir.name
     env = {**os.environ, "PHALANX_RUN_ID": run_id, "PHALANX_RESULTS": str(run_dir)}
+    histories = TreeHistories(run_dir.resolve(), host)
     engine = Pool(
         suite,
         sessions,
@@ -56,6 +58,7 @@ async def run_tree(
         env=env,
         stop_on_error=stop_on_error,
         cancellation=cancellation or Cancellation(),
+        histories=histories,
     )
     try:
         result = await engine.execute()
@@ -63,6 +66,7 @@ async def run_tree(
         # What an interrupted run left behind: every group a test had (each
         # group is ended when its test ends; this catches a cancelled wait).
         ledger.kill_all()
+        histories.close()
         folder.close()
         sandboxes.close()
     write_reports(result, run_dir, reports)

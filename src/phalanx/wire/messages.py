@@ -37,7 +37,7 @@ from phalanx.tasks.registry import TASKS
 # 4: pong carries the agent's clock; history.ops (operations recorded in a
 #    stage); process.signal / process.signalled (a nemesis's pause and kill);
 #    stage.start carries the acks of results recorded since the last one.
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 # What a hello may carry. It is kept and shown on every agents page, so a
 # hostile or broken agent must not make it a megabyte: a host name is at most
@@ -229,10 +229,13 @@ class OpRecord(_Message):
 
 
 class HistoryOps(_Message):
-    """Operations a stage recorded: they go into its case's history."""
+    """Operations a stage recorded: they go into its case's history. The
+    agent resends a batch after a reconnect until its stage's result is
+    acked, so the coordinator keeps each `batch` once."""
 
     type: Literal["history.ops"] = "history.ops"
     stage_id: str
+    batch: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     records: Annotated[list[OpRecord], Field(max_length=MAX_OPS)]
 
 
