@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import ssl
-import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -31,7 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from phalanx import __version__
-from phalanx.host import signals
+from phalanx.host import beside, signals
 from phalanx.host.connection import keep_connected, refusal
 from phalanx.host.context import RunnerContext, new_signal, set_signal
 from phalanx.host.logs import LogWatch
@@ -563,7 +562,8 @@ class Agent:
         (self.state_dir / "xrdtest_functions.sh").write_text(xrdtest_library())
         for command, module in COMMANDS.items():
             path = bin_dir / f"phalanx-{command}"
-            path.write_text(f"#!{sys.executable}\nfrom {module} import entry\nentry()\n")
+            # Run with the stages' Python: a container's, when the agent is beside one.
+            path.write_text(f"#!{beside.python()}\nfrom {module} import entry\nentry()\n")
             path.chmod(0o755)
 
 
