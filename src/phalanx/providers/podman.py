@@ -37,9 +37,10 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from phalanx.layout import agent_log
 from phalanx.model import Cluster, Host
@@ -57,6 +58,8 @@ from phalanx.providers.netns import (
 )
 from phalanx.providers.portforward import ForwardError, Forwards
 
+A = TypeVar("A")
+B = TypeVar("B")
 NO_IMAGE = "none"  # a host's `image: none`: a netns host among the containers
 EXPLAIN_LINES = 12  # of an agent's log, when it never connected
 HEALTH_TIMEOUT = 120.0  # seconds for a compose service's healthcheck to pass
@@ -152,16 +155,15 @@ class PodmanProvider:
             self.engine.network_option("-")  # refuses an engine that cannot join a namespace
             images = {self.image(h) for h in self.cluster.hosts if not self.in_namespace(h)}
             await self._build_services()
-            # Every image is judged before anything is made for the run; the
-            # sweep of dead runs meanwhile (each is a few engine calls).
-            sweeping = asyncio.ensure_future(containers.sweep(self.engine))
-            try:
-                found = await asyncio.gather(
-                    *(containeragent.probe(self.engine, image) for image in sorted(images))
-                )
-            finally:
-                await sweeping
-            for image, python in zip(sorted(images), found, strict=True):
+            # The images are judged, dead runs swept and the network made at
+            # once (each is a few engine or `ip` calls): a refused image ends
+            # the run before any container starts, and `close` removes the
+            # network made meanwhile.
+            judged, _ = await _all(
+                asyncio.gather(*(containeragent.probe(self.engine, i) for i in sorted(images))),
+                asyncio.gather(containers.sweep(self.engine), self.network.open()),
+            )
+            for image, python in zip(sorted(images), judged, strict=True):
                 venv = await asyncio.to_thread(containeragent.agent_venv, python.python)
                 await containeragent.compile_in(self.engine, image, venv)
                 self.venvs[image] = venv
@@ -170,7 +172,6 @@ class PodmanProvider:
             raise ProvisionError(str(exc)) from exc
         except TimeoutError:
             raise ProvisionError("the container engine did not answer in time") from None
-        await self.network.open()
         self.listen_address = self.network.listen_address
         self.faults = self.network.faults
 
@@ -364,6 +365,16 @@ class PodmanProvider:
         finally:
             await self.agents.close()
             await self.network.close()
+
+
+async def _all(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both, run at once and both awaited to their end, whatever either
+    does; then the first's error, else the second's."""
+    done = await asyncio.gather(first, second, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return done[0], done[1]  # type: ignore[return-value]
 
 
 def _service_options(host: Host) -> list[str]:
