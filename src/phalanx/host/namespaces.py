@@ -176,11 +176,3 @@ def _cgroup_mounts() -> dict[str, tuple[str, str]]:
             ]
             found.setdefault(",".join(sorted(controllers)), (root, mountpoint))
     return found
-
-
-def files_as(uid: int, gid: int) -> None:
-    """Make and open files as `uid` and `gid` (the file system ids alone:
-    this process keeps its privileges for the rest)."""
-    libc = _libc()
-    libc.setfsgid(gid)
-    libc.setfsuid(uid)

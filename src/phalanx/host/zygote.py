@@ -90,8 +90,8 @@ def _child(request: dict[str, Any], log_fd: int, closing: list[int]) -> int:
             nsenter = beside.find_nsenter()
             namespaces.join_container(container["pid"])  # returns in a child of this one
             user = container.get("user")
-            if user:  # the stages' files, made by the agent, are the stages' user's
-                namespaces.files_as(int(user[0]), int(user[1]))
+            if user:  # what the agent makes in its folders, the stages' group may change
+                os.umask(0o002)
             beside.settle(
                 beside.Container(
                     container["python"],

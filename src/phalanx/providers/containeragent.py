@@ -132,10 +132,14 @@ def agent_venv(python: RemotePython, cache: Path | None = None) -> Path:
     house = wh.wheelhouse(target)
     digest = hashlib.sha256(f"{house.key}\0{python.path}".encode()).hexdigest()[:12]
     final = cache / f"{house.key}-{target.tag}-{digest}"
-    if final.is_dir():
+    if not final.is_dir():
+        build(final, lambda into: _lay_out(into, python, house, target))
+    else:
         taken(final)
-        return final
-    return build(final, lambda into: _lay_out(into, python, house, target))
+    # Mounted into the containers, whose user may be any: readable by all
+    # (the cache makes its folders private).
+    final.chmod(0o755)
+    return final
 
 
 def _lay_out(into: Path, python: RemotePython, house: wh.Wheelhouse, target: wh.Target) -> None:

@@ -271,9 +271,12 @@ class PodmanProvider:
         pid = await self._first_process(name, pidfile)
         await joined.handed_over(pid)
         user = joined.container_user(pid)
-        if user is not None:  # the agent works in its folders as the stages' user
-            for path in (folder, folder / ".phalanx", agent_log(folder), sockets):
-                os.chown(path, *user)
+        if user is not None:
+            # The agent is root; its folders are the stages' group's too (set-group-id:
+            # what it makes in them is), so the stages write where they work.
+            for path, mode in ((folder, 0o2775), (folder / ".phalanx", 0o2775), (sockets, 0o2770)):
+                os.chown(path, 0, user[1])
+                os.chmod(path, mode)
         inside = joined.Inside(pid, python, self.sites[image], joined.container_env(pid), user)
         await self.agents.start(spec, folder, inside)
 
