@@ -26,6 +26,7 @@ single-threaded process. At EOF the zygote exits; its children live on
 from __future__ import annotations
 
 import contextlib
+import importlib.readers  # noqa: F401
 import json
 import os
 import selectors
@@ -36,9 +37,13 @@ import threading
 import traceback
 from typing import Any
 
-# What the agents run, imported once, before any fork.
+# What the agents run, imported once, before any fork; those above and
+# these two the agent would import lazily (its shell functions are read
+# as resources), each agent again.
 import phalanx.host.__main__ as agent_main
-import phalanx.host.daemon  # noqa: F401
+import phalanx.host.daemon
+import phalanx.host.endpoint
+import phalanx.host.scrub  # noqa: F401
 from phalanx.host import beside, namespaces
 from phalanx.host.runners import RUNNERS
 from phalanx.wire.messages import prepare_agent_side
