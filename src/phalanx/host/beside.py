@@ -43,9 +43,9 @@ class Container:
 _current: Container | None = None
 
 
-def settle(container: Container) -> None:
+def settle(container: Container | None) -> None:
     """This process is an agent beside `container` (called once, by the
-    fork server's child, before the agent starts)."""
+    fork server's child, before the agent starts); None: it is not."""
     global _current
     _current = container
 

@@ -139,17 +139,9 @@ def _wait_for(child: int) -> None:
 
 
 def _join_cgroups(pid: int) -> None:
-    """Into each cgroup of the container's first process (every v1
-    hierarchy, or the unified one), through this machine's cgroup mounts."""
-    mounts = _cgroup_mounts()
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        hierarchy, controllers, path = line.split(":", 2)
-        key = "" if hierarchy == "0" else ",".join(sorted(controllers.split(",")))
-        if key not in mounts:
-            continue
-        root, mountpoint = mounts[key]
-        inner = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
-        procs = Path(mountpoint, inner, "cgroup.procs")
+    """Into each cgroup of the container's first process."""
+    cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+    for procs in cgroup_procs(cgroups, Path("/proc/self/mountinfo").read_text()):
         try:
             procs.write_text("0")
         except OSError as exc:
@@ -158,21 +150,35 @@ def _join_cgroups(pid: int) -> None:
             ) from exc
 
 
-def _cgroup_mounts() -> dict[str, tuple[str, str]]:
-    """Per v1 hierarchy (its controllers as /proc/PID/cgroup names them,
-    "" for the unified one): the mount's root and where it is mounted."""
-    found: dict[str, tuple[str, str]] = {}
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+def cgroup_procs(cgroups: str, mountinfo: str) -> list[Path]:
+    """The `cgroup.procs` files that put a process into the cgroups a
+    /proc/PID/cgroup text names (every v1 hierarchy, and the unified one),
+    through the cgroup mounts a /proc/self/mountinfo text shows; a
+    hierarchy mounted nowhere is left out."""
+    mounts: dict[str, tuple[str, str]] = {}  # controllers ("" unified) -> root, mount point
+    for line in mountinfo.splitlines():
         fields = line.split()
+        if "-" not in fields:
+            continue
         dash = fields.index("-")
         fstype, options = fields[dash + 1], fields[dash + 3].split(",")
         root, mountpoint = fields[3], fields[4]
         if fstype == "cgroup2":
-            found.setdefault("", (root, mountpoint))
+            mounts.setdefault("", (root, mountpoint))
         elif fstype == "cgroup":
-            known = {"rw", "ro", "noprefix", "clone_children", "xattr", "nsdelegate"}
-            controllers = [
-                o for o in options if o not in known and not o.startswith("release_agent")
-            ]
-            found.setdefault(",".join(sorted(controllers)), (root, mountpoint))
+            names = [o for o in options if o not in _MOUNT_OPTIONS and "=" not in o]
+            names += [o for o in options if o.startswith("name=")]
+            mounts.setdefault(",".join(sorted(names)), (root, mountpoint))
+    found = []
+    for line in cgroups.splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        key = "" if hierarchy == "0" else ",".join(sorted(controllers.split(",")))
+        if key not in mounts:
+            continue
+        root, mountpoint = mounts[key]
+        inner = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
+        found.append(Path(mountpoint, "" if inner == "." else inner, "cgroup.procs"))
     return found
+
+
+_MOUNT_OPTIONS = {"rw", "ro", "noprefix", "clone_children", "xattr", "nsdelegate", "cpuset_v2_mode"}
