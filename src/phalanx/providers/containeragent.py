@@ -6,10 +6,11 @@ Python it has, on which machine, with which C library. The agent's wheels
 installed here, by this machine's pip (`--target` with the image's
 platform), into a venv laid out for the image's interpreter: its
 `bin/python` is a symlink to the image's own python, which exists only
-inside the container. The venv is bind-mounted read-only at AGENT_MOUNT;
-the agent runs as `AGENT_MOUNT/bin/python -m phalanx.host`, so its helper
-commands (`phalanx-sync`, …) find phalanx as the agent does, and the
-image's own Python stays as it was for the stages.
+inside the container. The venv is bind-mounted read-only at AGENT_MOUNT:
+the agent (forked into the container by this machine: host/beside.py)
+writes its helper commands (`phalanx-sync`, …) for `AGENT_MOUNT/bin/python`
+and runs Python test children with it, and the image's own Python stays as
+it was for the stages.
 
 A venv is cached by the wheelhouse's key and the interpreter's path under
 ~/.cache/phalanx/container-agent/ (pruned as the other caches are).

@@ -94,7 +94,11 @@ def workdir_of(folder: Path) -> tuple[Path, Path]:
 
 
 class JoinedAgents:
-    def __init__(self) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        """`env`: the fork server's own (None: this process's); each agent
+        gets its container's. What the agents' /proc shows of the fork
+        server's environment block is this."""
+        self.env = env
         self.agents: dict[str, AgentProcess] = {}
         self._zygote: Zygote | None = None
         self._starting: asyncio.Future[Zygote] | None = None
@@ -103,7 +107,7 @@ class JoinedAgents:
         """Start the fork server now, while the containers start: its
         imports and the engine's work overlap."""
         if self._zygote is None and self._starting is None:
-            self._starting = asyncio.ensure_future(Zygote.start(sys.executable))
+            self._starting = asyncio.ensure_future(Zygote.start(sys.executable, self.env))
 
     async def _fork_server(self) -> Zygote:
         if self._zygote is not None and not self._zygote.alive:

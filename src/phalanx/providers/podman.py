@@ -37,7 +37,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -106,18 +106,22 @@ class PodmanProvider:
         run_id: str,
         state_dir: Path = STATE_DIR,
         engine: Engine | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env`: the fork server's environment (None: this process's; the
+        service gives a minimal one, agentenv.py). A container host's agent
+        and stages have their container's; `image: none` hosts have `env`."""
         self.cluster = cluster
         self.root = root
         self.run_id = run_id
-        self.network = NetnsProvider(cluster, root, run_id, sys.executable, state_dir)
+        self.network = NetnsProvider(cluster, root, run_id, sys.executable, state_dir, env)
         self.engine = engine
         self.owner = containers.owner_mark()
         self.containers: dict[str, Container] = {}
         self.venvs: dict[str, Path] = {}  # image → the agent's venv for it
         self.sites: dict[str, str] = {}  # image → where phalanx is inside its containers
         self.forwards = Forwards()  # compose services' published ports
-        self.agents = joined.JoinedAgents()
+        self.agents = joined.JoinedAgents(env)
 
     # Both are the network's, known once it is made (`open`).
     listen_address: str | None = None
