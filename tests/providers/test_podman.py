@@ -392,6 +392,22 @@ def test_a_container_hosts_stages_python_tests_and_nemesis_are_inside_its_contai
     assert "ticker paused" in logs["pausing"] and "ticker killed" in logs["killing"], logs
     assert "ticker state: gone" in _logs(run, "killing", "finalize")["box.pod.test"]
     assert _left(run.name) == []
+    # The agent went with its container, and what waited for it outside too.
+    assert _processes_naming(str(run.resolve())) == []
+
+
+def _processes_naming(text: str) -> list[str]:
+    """The command lines of this machine's processes that name `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in line:
+                found.append(line)
+    return found
 
 
 def _sleeping(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
