@@ -17,6 +17,14 @@ Targets (issue 24): up ≤ 2 s at 8 hosts, ≤ 6 s at 32; the stage overhead
 
     sudo .venv/bin/python bench/providers_containers.py [--repeats 3] [--cases 50]
 
+`--anchor SRC` measures another phalanx's podman provider (SRC: its `src`
+folder, e.g. `git archive BASE src | tar -x -C /tmp/base`) beside this
+checkout's, round after round: each in a process of its own (the anchor's
+with PYTHONPATH=SRC), then netns hosts and the engine alone, with the
+CPU-seconds the whole machine spent during each bring-up (/proc/stat: the
+engine's processes and the agents, and whatever else ran meanwhile, so
+read it beside the load it prints).
+
 `bench/providers.py` calls `rows()`.
 """
 
@@ -25,8 +33,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,13 +156,95 @@ def rows(hosts: list[int], repeats: int, cases: int) -> str:
     return "\n".join(lines)
 
 
+def machine_cpu() -> float:
+    """CPU-seconds this machine has spent busy since it booted (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def one(count: int, image: str, root: Path) -> dict[str, float]:
+    """One podman bring-up and teardown (of whichever phalanx this process
+    imports), with the machine's CPU-seconds during the bring-up."""
+    before = machine_cpu()
+    timing = asyncio.run(up_and_down(podman(image), count, root))
+    cpu = machine_cpu() - before
+    return {**timing._asdict(), "cpu": cpu}
+
+
+def _measured(src: Path | None, count: int, image: str, root: Path) -> dict[str, float]:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", str(count), "--image", image, "--root", str(root)],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"a bring-up failed ({src or 'this checkout'}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def anchored(anchor: Path, hosts: list[int], repeats: int) -> str:
+    kind = engine()
+    image = asyncio.run(build(kind)).tag
+    load = os.getloadavg()[0]
+    lines = [
+        f"podman up, this checkout (head) beside the anchor {anchor} (base), interleaved; "
+        f"seconds min/median/max of {repeats}; cpu: the machine's CPU-seconds during the "
+        "bring-up, median",
+        f"{'hosts':>5} {'head up':>16} {'base up':>16} {'head/base':>9} {'head cpu':>8} "
+        f"{'base cpu':>8} {'netns up':>16} {'engine alone':>16} {'head/eng':>8} {'target':>6}",
+    ]
+    with tempfile.TemporaryDirectory(prefix="phalanx-bench-") as tmp:
+        root = Path(tmp)
+        for src in (None, anchor):  # once unmeasured: each one's agent venv
+            _measured(src, 1, image, root)
+        for count in hosts:
+            head: list[dict[str, float]] = []
+            base: list[dict[str, float]] = []
+            n: list[float] = []
+            alone: list[float] = []
+            for _ in range(repeats):
+                head.append(_measured(None, count, image, root))
+                base.append(_measured(anchor, count, image, root))
+                n.append(asyncio.run(up_and_down(netns, count, root)).up)
+                alone.append(asyncio.run(engine_alone(kind, image, count)))
+            h_up, b_up = [t["up"] for t in head], [t["up"] for t in base]
+            lines.append(
+                f"{count:>5} {spread(h_up):>16} {spread(b_up):>16} "
+                f"{statistics.median(h_up) / statistics.median(b_up):>9.2f} "
+                f"{statistics.median(t['cpu'] for t in head):>8.2f} "
+                f"{statistics.median(t['cpu'] for t in base):>8.2f} "
+                f"{spread(n):>16} {spread(alone):>16} "
+                f"{statistics.median(h_up) / statistics.median(alone):>8.2f} "
+                f"{TARGET_UP_S.get(count, 0):>6.1f}"
+            )
+    lines.append(
+        f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", type=int, default=50)
     parser.add_argument("--hosts", default="8,32")
+    parser.add_argument("--anchor", type=Path, help="another phalanx's src folder, measured beside")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--image", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(rows([int(h) for h in args.hosts.split(",")], args.repeats, args.cases))
+    hosts = [int(h) for h in args.hosts.split(",")]
+    if args.one is not None:
+        print(json.dumps(one(args.one, args.image, args.root)))
+    elif args.anchor is not None:
+        print(anchored(args.anchor.resolve(), hosts, args.repeats))
+    else:
+        print(rows(hosts, args.repeats, args.cases))
 
 
 if __name__ == "__main__":

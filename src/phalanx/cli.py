@@ -199,17 +199,15 @@ def run(args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_DEFINITIONS
-    from phalanx.model import PROVIDER_LOCAL
+    from phalanx.model import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_PODMAN
     from phalanx.providers import zygotestart
 
-    if (
-        args.provider in (None, PROVIDER_LOCAL)
-        and args.compose is None
-        and not (args.list_tests or args.list_tags)
-    ):
-        # Most suites run on local hosts: the agents' fork server starts
+    # Local, netns and container hosts' agents are forked by one fork server.
+    forked = (PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_PODMAN)
+    if args.provider in (None, *forked) and not (args.list_tests or args.list_tags):
+        # Most suites run on such hosts: the agents' fork server starts
         # now and imports while this process loads the suite and imports
-        # the coordinator (ended below if the suite's hosts are not local).
+        # the coordinator (ended below if the suite's hosts are others).
         zygotestart.prestart(sys.executable)
     try:
         found = _load(args.path, args.suite, args.test)
@@ -218,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = _selected(args, found, keywords)
         if loaded is None:
             return EXIT_OK  # listed, not run
-        if (args.provider or loaded.cluster.provider or PROVIDER_LOCAL) != PROVIDER_LOCAL:
+        if (args.provider or loaded.cluster.provider or PROVIDER_LOCAL) not in forked:
             zygotestart.discard_prestarted()
         return _run_suite(args, loaded)
     finally:

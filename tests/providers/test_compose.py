@@ -76,6 +76,14 @@ def test_run_compose_takes_the_services_as_hosts_and_names_a_bad_files_line(
     assert not (tmp_path / "phalanx-results").exists()  # nothing ran
 
 
+LOOK_AS_USER = """\
+#!/bin/bash
+echo "$(hostname) says $WORD as $(id -u):$(id -g)"
+echo mine > mine && echo wrote
+phalanx-sync done && echo synced
+"""
+
+
 @needs_podman
 def test_run_compose_runs_a_suite_on_the_files_services(tmp_path: Path) -> None:
     kind = engine()
@@ -83,17 +91,18 @@ def test_run_compose_runs_a_suite_on_the_files_services(tmp_path: Path) -> None:
     repo = _repo(
         tmp_path / "repo",
         "name: c\nhosts: [a.t]\n",
-        {"look": {"run.sh": '#!/bin/bash\necho "$(hostname) says $WORD"\n'}},
+        {"look": {"run.sh": LOOK_AS_USER}},
     )
     file = tmp_path / "compose.yaml"
     file.write_text(
         f"services:\n  solo:\n    image: {TAG}\n    command: sleep infinity\n"
-        "    environment: {WORD: hi}\n"
+        "    environment: {WORD: hi}\n    user: '1000:1000'\n"
     )
     done = _phalanx(
         "run", str(repo), "-s", "s", "--compose", str(file), "--plain", cwd=tmp_path, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = (tmp_path / "phalanx-results").iterdir()
-    assert _logs(run, "look") == {"solo": "solo says hi\n"}
+    # The stage runs as the service's user, writes where it works, reaches its agent.
+    assert _logs(run, "look") == {"solo": "solo says hi as 1000:1000\nwrote\nsynced\n"}
     assert _left(run.name) == []

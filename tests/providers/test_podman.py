@@ -311,6 +311,105 @@ def test_an_image_without_python_stops_the_run_before_anything_starts(tmp_path: 
     assert not (run / "hosts" / "a.pod.test").exists()  # no container was started
 
 
+# What a stage of a container host is in: the container's own namespaces
+# and cgroups (those of its first process), its Python for phalanx's commands.
+INSIDE = """\
+#!/bin/bash
+same() { [ "$(readlink /proc/self/ns/$1)" = "$(readlink /proc/1/ns/$1)" ] && echo yes || echo no; }
+echo "mounts: $(same mnt) pids: $(same pid) net: $(same net) uts: $(same uts)"
+cmp -s /proc/self/cgroup /proc/1/cgroup && echo "cgroups: the container's" || echo "cgroups: others"
+echo "memory limit: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
+echo "agent: $(ps -eo args | grep -c '[p]halanx.host --coordinator')"
+echo "helpers run with $(sed -n '1s/^#!//p' "$(command -v phalanx-sync)")"
+echo "in its folder: $(pwd)"
+hostname > /written-in-box
+"""
+
+LOOK = """\
+import socket
+import sys
+
+
+class Look:
+    def __init__(self, config):
+        self.config = config
+        self.final_results = None
+
+    def run(self):
+        with open("/written-in-box") as f:
+            written = f.read().strip()
+        self.final_results = {"python": sys.executable, "host": socket.gethostname(),
+                              "written": written}
+"""
+
+
+@needs_podman
+def test_a_container_hosts_stages_python_tests_and_nemesis_are_inside_its_container(
+    tmp_path: Path,
+) -> None:
+    from tests.history.test_case_nemesis import KILLED, PAUSED, STATE, TICKER
+
+    cluster = f"name: c\nprovider: podman\nimage: {image()}\nhosts:\n"
+    cluster += "  - {name: box.pod.test, ram_size: 256M}\n"
+    repo = _repo(
+        tmp_path / "repo",
+        cluster,
+        {
+            "inside": {"run.sh": INSIDE},
+            "pausing": {"init.sh": TICKER, "run.sh": PAUSED, "finalize.sh": STATE},
+            "killing": {"init.sh": TICKER, "run.sh": KILLED, "finalize.sh": STATE},
+        },
+    )
+    suite = repo / "test-suites" / "s"
+    (suite / "look.py").write_text(LOOK)
+    (suite / "suite.yaml").write_text(
+        "name: s\ncluster: c\ntimeout: 90\ntests:\n  - inside\n"
+        "  - {name: look, kind: python, class: look:Look}\n"
+        "  - pausing:\n      nemesis: {every: 0.3s, faults: [pause ticker], seed: 7}\n"
+        "  - killing:\n      nemesis: {every: 0.3s, faults: [kill ticker], seed: 3}\n"
+    )
+    done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = (tmp_path / "phalanx-results").iterdir()
+    inside = _logs(run, "inside")["box.pod.test"]
+    assert "mounts: yes pids: yes net: yes uts: yes" in inside, inside
+    assert "cgroups: the container's" in inside, inside
+    assert f"memory limit: {256 * 1024 * 1024}" in inside, inside
+    assert "agent: 1" in inside, inside  # the agent is one of the container's processes
+    assert "helpers run with /opt/phalanx-agent/bin/python" in inside, inside
+    assert f"in its folder: {(run / 'hosts' / 'box.pod.test').resolve()}" in inside, inside
+    assert not Path("/written-in-box").exists()
+    results = json.loads((run / "results.json").read_text())
+    cases = {c["name"]: c for c in results["cases"]}
+    (host,) = cases["look"]["stages"][0]["hosts"]
+    assert host["data"]["final_results"]["look"] == {
+        "python": "/opt/phalanx-agent/bin/python",
+        "host": "box.pod.test",
+        "written": "box.pod.test",
+    }
+    # The nemesis reached the case's processes inside the container.
+    logs = {case: _logs(run, case)["box.pod.test"] for case in ("pausing", "killing")}
+    assert "ticker paused" in logs["pausing"] and "ticker killed" in logs["killing"], logs
+    assert "ticker state: gone" in _logs(run, "killing", "finalize")["box.pod.test"]
+    assert _left(run.name) == []
+    # The agent went with its container, and what waited for it outside too.
+    assert _processes_naming(str(run.resolve())) == []
+
+
+def _processes_naming(text: str) -> list[str]:
+    """The command lines of this machine's processes that name `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in line:
+                found.append(line)
+    return found
+
+
 def _sleeping(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     """A run on two container hosts (one with a volume) whose stages sleep,
     once both hosts are in their stage: the run and its folder."""

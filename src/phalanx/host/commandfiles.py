@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
-def install(bin_dir: Path, commands: Mapping[str, str]) -> Path:
-    """`bin_dir/phalanx-NAME` for each NAME → module; returns `bin_dir`."""
+def install(bin_dir: Path, commands: Mapping[str, str], python: str = sys.executable) -> Path:
+    """`bin_dir/phalanx-NAME` for each NAME → module, run by `python`;
+    returns `bin_dir`."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     for command, module in commands.items():
         path = bin_dir / f"phalanx-{command}"
-        path.write_text(f"#!{sys.executable}\nfrom {module} import entry\nentry()\n")
+        path.write_text(f"#!{python}\nfrom {module} import entry\nentry()\n")
         path.chmod(0o755)
     return bin_dir

@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from phalanx import __version__
-from phalanx.host import commandfiles, signals
+from phalanx.host import beside, commandfiles, signals
 from phalanx.host.connection import keep_connected, refusal
 from phalanx.host.context import RunnerContext, new_signal, set_signal
 from phalanx.host.logs import LogWatch
@@ -581,7 +581,8 @@ class Agent:
         functions = resources.files("phalanx.host").joinpath("functions.sh").read_text()
         (self.state_dir / "functions.sh").write_text(functions)
         (self.state_dir / "xrdtest_functions.sh").write_text(xrdtest_library())
-        commandfiles.install(bin_dir, COMMANDS)
+        # Run with the stages' Python: a container's, when the agent is beside one.
+        commandfiles.install(bin_dir, COMMANDS, beside.python())
 
 
 def _net_fault(rid: str, stage_id: str, request: dict[str, Any]) -> NetFault:

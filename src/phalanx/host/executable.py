@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
-from phalanx.host import depends
+from phalanx.host import beside, depends
 from phalanx.host.command import run_command
 from phalanx.host.context import RunnerContext
 from phalanx.host.sandbox import Sandboxes
@@ -32,9 +31,9 @@ def command(task: ExecutableTask) -> list[str]:
     if task.declarative:
         root = task.cwd
         if root is not None and os.path.isfile(os.path.join(root, ASTERISK_RUNNER)):
-            python = dict(task.checks).get("python") or sys.executable
+            python = dict(task.checks).get("python") or beside.python()
             return [python, "-m", "asterisk.test_runner", os.path.relpath(task.dir, root)]
-        return [sys.executable, "-m", "phalanx.host.declarative", task.dir]
+        return [beside.python(), "-m", "phalanx.host.declarative", task.dir]
     return [os.path.join(task.dir, RUN_TEST)]
 
 

@@ -7,6 +7,7 @@ import base64
 import glob
 from pathlib import Path
 
+from phalanx.host import beside
 from phalanx.wire.messages import LogFile
 
 MAX_LOG_BYTES = 16 * 1024 * 1024  # per file per stage; the rest is cut, and said so
@@ -23,11 +24,16 @@ class LogWatch:
         relative patterns are relative to the host's working directory."""
         found: list[tuple[str, Path]] = []
         for pattern in self.patterns:
-            matches = sorted(
-                glob.glob(pattern, root_dir=None if Path(pattern).is_absolute() else self.cwd)
-            )
+            if Path(pattern).is_absolute():
+                # A container host's files, when the agent is beside one.
+                seen = beside.path(pattern)
+                prefix = len(seen) - len(pattern)
+                matches = [m[prefix:] for m in sorted(glob.glob(seen))]
+            else:
+                matches = sorted(glob.glob(pattern, root_dir=self.cwd))
             for name in matches or [pattern]:
-                found.append((name, Path(name) if Path(name).is_absolute() else self.cwd / name))
+                where = beside.path(name) if Path(name).is_absolute() else self.cwd / name
+                found.append((name, Path(where)))
         return found
 
     def collect(self) -> list[LogFile]:

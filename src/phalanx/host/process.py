@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from phalanx.host import beside
+
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 READ_SIZE = 64 * 1024
 SCOPE_MARK = "PHALANX_SCOPE"  # in every stage process's environment: its scope
@@ -112,7 +114,7 @@ def marked(name: str, value: str, *, prefix: bool = False, uid: int | None = Non
     (NAME=VALUE... with `prefix`), wherever they are in the process tree: a
     scan of /proc (under a millisecond for a hundred processes)."""
     mark, me = f"{name}={value}".encode(), os.getpid()
-    uid = os.getuid() if uid is None else uid
+    uid = beside.stage_uid() if uid is None else uid
     found = []
     with contextlib.suppress(OSError), os.scandir("/proc") as entries:
         for entry in entries:
@@ -347,9 +349,10 @@ def spawn(
     loop = asyncio.get_running_loop()
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     popen: subprocess.Popen[bytes] | None = None
+    inside = beside.current() is not None  # the command enters the container, in `cwd` there
     try:
-        if _is_current_dir(cwd):
-            pid = _posix_spawn(command, env, write_end)
+        if inside or _is_current_dir(cwd):
+            pid = _posix_spawn(beside.command(command, cwd), env, write_end)
         else:
             popen = subprocess.Popen(
                 command,

@@ -8,10 +8,9 @@ import asyncio
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 
-import phalanx
+from phalanx.host import beside
 from phalanx.host.command import run_command
 from phalanx.host.context import RunnerContext
 from phalanx.tasks import Outcome, PythonTask, Task, WalksTask, to_json
@@ -31,13 +30,13 @@ async def run_child(task: Task, ctx: RunnerContext, module: str, python: str = "
         if problem := await unusable(python):
             return Outcome(error=f"python: {problem}")
         env = dict(ctx.env)
-        source = str(Path(phalanx.__file__).resolve().parent.parent)
+        source = beside.phalanx_path()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
     scratch = ctx.scratch()
     task_path, result_path = scratch / "task.json", scratch / "result.json"
     task_path.write_text(json.dumps(to_json(task)))
     result_path.unlink(missing_ok=True)
-    command = [python or sys.executable, "-m", module, str(task_path), str(result_path)]
+    command = [python or beside.python(), "-m", module, str(task_path), str(result_path)]
     result = await run_command(ctx, command, env=env)
     try:
         data = json.loads(result_path.read_text())
@@ -54,14 +53,13 @@ async def run_python(task: PythonTask, ctx: RunnerContext) -> Outcome:
 
 async def unusable(python: str) -> str | None:
     """Why `python` cannot run phalanx's test child, or None if it can."""
-    if not os.path.isfile(python) or not os.access(python, os.X_OK):
+    seen = beside.path(python)  # a container host's, when the agent is beside one
+    if not os.path.isfile(seen) or not os.access(seen, os.X_OK):
         return f"{python}: no such executable on this host"
     probe = "import sys; print('%d %d' % sys.version_info[:2])"
     try:
         proc = await asyncio.create_subprocess_exec(
-            python,
-            "-c",
-            probe,
+            *beside.command([python, "-c", probe], Path.cwd()),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

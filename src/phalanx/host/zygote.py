@@ -6,12 +6,14 @@ times. The zygote imports them once and forks one agent per request; each
 child becomes the agent exactly as `python -m phalanx.host ARGS` would:
 its own session, stdin /dev/null, stdout and stderr to its log, the
 environment it was sent (the token travels in it, over the socket, never
-on a command line), optionally inside a netns host's namespaces.
+on a command line), optionally inside a netns host's namespaces, or beside
+a running container's processes (host/beside.py).
 
 Its stdin is a SOCK_SEQPACKET socket to the provider (providers/forkserver.py),
 one JSON message a packet:
 
     → {"argv": [...], "env": {...}, "namespace": NS|null, "hostname": H|null,
+       "container": {"pid": PID, "python": P, "site": S, "user": [UID, GID]|null}|null,
        "title": [...]}  with the agent log's fd
     ← {"ready": true}                          once imported
     ← {"pid": PID}  with a pidfd of the child  (or {"error": "..."})
@@ -24,6 +26,7 @@ single-threaded process. At EOF the zygote exits; its children live on
 from __future__ import annotations
 
 import contextlib
+import importlib.readers  # noqa: F401
 import json
 import os
 import selectors
@@ -34,9 +37,14 @@ import threading
 import traceback
 from typing import Any
 
-# What the agents run, imported once, before any fork.
+# What the agents run, imported once, before any fork; those above and
+# these two the agent would import lazily (its shell functions are read
+# as resources), each agent again.
 import phalanx.host.__main__ as agent_main
-import phalanx.host.daemon  # noqa: F401
+import phalanx.host.daemon
+import phalanx.host.endpoint
+import phalanx.host.scrub  # noqa: F401
+from phalanx.host import beside, namespaces
 from phalanx.host.runners import RUNNERS
 from phalanx.wire.messages import prepare_agent_side
 
@@ -77,18 +85,31 @@ def _child(request: dict[str, Any], log_fd: int, closing: list[int]) -> int:
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
-    if request.get("namespace"):
-        from phalanx.host import namespaces
-
-        try:
-            namespaces.enter(request["namespace"], request["hostname"])
-        except OSError as exc:
-            print(f"phalanx agent: cannot enter the host's namespaces: {exc}", file=sys.stderr)
-            return 2
-    os.environ.clear()
-    os.environ.update(request["env"])
     with contextlib.suppress(OSError, ValueError, IndexError):  # only cosmetic
         set_cmdline(request["title"])
+    container = request.get("container")
+    try:
+        if request.get("namespace"):
+            namespaces.enter(request["namespace"], request["hostname"])
+        elif container:
+            nsenter = beside.find_nsenter()
+            namespaces.join_container(container["pid"])  # returns in a child of this one
+            user = container.get("user")
+            if user:  # what the agent makes in its folders, the stages' group may change
+                os.umask(0o002)
+            beside.settle(
+                beside.Container(
+                    container["python"],
+                    container["site"],
+                    nsenter,
+                    (int(user[0]), int(user[1])) if user else None,
+                )
+            )
+    except OSError as exc:
+        print(f"phalanx agent: cannot enter the host's namespaces: {exc}", file=sys.stderr)
+        return 2
+    os.environ.clear()
+    os.environ.update(request["env"])
     return agent_main.main(request["argv"])
 
 

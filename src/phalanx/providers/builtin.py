@@ -36,7 +36,7 @@ def qemu(setup: ProviderSetup) -> Provider:
 def podman(setup: ProviderSetup) -> Provider:
     from phalanx.providers.podman import PodmanProvider
 
-    return PodmanProvider(setup.cluster, setup.root, setup.run_id)
+    return PodmanProvider(setup.cluster, setup.root, setup.run_id, env=setup.agent_env)
 
 
 def agents(setup: ProviderSetup) -> Provider:

@@ -6,10 +6,11 @@ Python it has, on which machine, with which C library. The agent's wheels
 installed here, by this machine's pip (`--target` with the image's
 platform), into a venv laid out for the image's interpreter: its
 `bin/python` is a symlink to the image's own python, which exists only
-inside the container. The venv is bind-mounted read-only at AGENT_MOUNT;
-the agent runs as `AGENT_MOUNT/bin/python -m phalanx.host`, so its helper
-commands (`phalanx-sync`, …) find phalanx as the agent does, and the
-image's own Python stays as it was for the stages.
+inside the container. The venv is bind-mounted read-only at AGENT_MOUNT:
+the agent (forked into the container by this machine: host/beside.py)
+writes its helper commands (`phalanx-sync`, …) for `AGENT_MOUNT/bin/python`
+and runs Python test children with it, and the image's own Python stays as
+it was for the stages.
 
 A venv is cached by the wheelhouse's key and the interpreter's path under
 ~/.cache/phalanx/container-agent/ (pruned as the other caches are).
@@ -132,10 +133,14 @@ def agent_venv(python: RemotePython, cache: Path | None = None) -> Path:
     house = wh.wheelhouse(target)
     digest = hashlib.sha256(f"{house.key}\0{python.path}".encode()).hexdigest()[:12]
     final = cache / f"{house.key}-{target.tag}-{digest}"
-    if final.is_dir():
+    if not final.is_dir():
+        build(final, lambda into: _lay_out(into, python, house, target))
+    else:
         taken(final)
-        return final
-    return build(final, lambda into: _lay_out(into, python, house, target))
+    # Mounted into the containers, whose user may be any: readable by all
+    # (the cache makes its folders private).
+    final.chmod(0o755)
+    return final
 
 
 def _lay_out(into: Path, python: RemotePython, house: wh.Wheelhouse, target: wh.Target) -> None:

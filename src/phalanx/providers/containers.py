@@ -216,8 +216,11 @@ async def sweep(kind: Engine | None = None) -> dict[str, list[str]]:
         except EngineError:
             return {}
     swept: dict[str, list[str]] = {}
-    containers = [c for c in await _labelled(kind, ["ps", "--all"]) if not owner_alive(c[2])]
-    volumes = [v for v in await _labelled(kind, ["volume", "ls"]) if not owner_alive(v[2])]
+    found = await asyncio.gather(
+        _labelled(kind, ["ps", "--all"]), _labelled(kind, ["volume", "ls"])
+    )
+    containers = [c for c in found[0] if not owner_alive(c[2])]
+    volumes = [v for v in found[1] if not owner_alive(v[2])]
     try:
         await remove(kind, [c[0] for c in containers], [v[0] for v in volumes])
     except EngineError as exc:  # a later sweep tries again

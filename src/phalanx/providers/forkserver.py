@@ -182,10 +182,14 @@ class Zygote:
         title: Sequence[str],
         namespace: str | None = None,
         hostname: str | None = None,
+        container: Mapping[str, object] | None = None,
     ) -> AgentProcess:
         """Fork an agent running `python -m phalanx.host ARGV` in its own
         session, its output to `log_fd`, optionally in a netns host's
-        namespaces under `hostname`; shown as `title` in ps."""
+        namespaces under `hostname`, or beside a running container's
+        processes (`container`: its first process's `pid`, the `python` and
+        `site` phalanx runs from inside it, the stages' `user`: see
+        host/beside.py); shown as `title` in ps."""
         if not self.alive:
             raise ZygoteError("the agents' fork server has ended")
         request = {
@@ -193,6 +197,7 @@ class Zygote:
             "env": dict(env),
             "namespace": namespace,
             "hostname": hostname,
+            "container": dict(container) if container is not None else None,
             "title": list(title),
         }
         reply: asyncio.Future[AgentProcess] = self._loop.create_future()

@@ -10,16 +10,19 @@ and containers may share one bridge, and a fault cuts them all alike.
 
 Each container has the host's full name as its hostname, the namespace's
 hosts file as its /etc/hosts, `cpus`/`ram_size` as limits, a volume per
-disk at its `mount_point`, and the agent (containeragent.py: a venv for
-the image's own Python, bind-mounted read-only) connecting out to the
-coordinator on the bridge's address. Its token is in a 0600 file in a
-folder mounted read-only, never in its environment nor on a command line.
+disk at its `mount_point`, and the agent's venv for the image's own Python
+(containeragent.py), bind-mounted read-only: phalanx's own commands in the
+stages (`phalanx-sync`, …) and Python test children run with it. The agent
+itself is forked by this machine's fork server into the running container
+(joinedagents.py, host/beside.py): one of its processes, connecting out to
+the coordinator on the bridge's address, its token sent over the fork
+server's socket; its working folder (the host's folder of the run) is
+bind-mounted at the same path. A plain host's container runs a process
+that only waits; a compose service's runs the service's own command, and
+its published `ports` are forwarded from this machine (portforward.py).
 A host with `image: none` is a netns host on the same bridge (this
 machine's files and programs; the netns provider's agent), so a cluster
-may mix them. A plain host's container runs the agent as its process; a compose
-service's runs the service's own command, and the agent beside it
-(`exec`), and its published `ports` are forwarded from this machine
-(portforward.py). Every image is asked for its Python before anything is
+may mix them. Every image is asked for its Python before anything is
 made: an image that cannot run the agent stops the run there, named.
 
 Containers and volumes carry the run and its owner (containers.py), so
@@ -31,15 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shlex
+import os
+import shutil
 import sys
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from phalanx.layout import agent_log
 from phalanx.model import Cluster, Host
 from phalanx.providers import containeragent, containers
+from phalanx.providers import joinedagents as joined
 from phalanx.providers import wheelhouse as wh
 from phalanx.providers.base import AgentSpec, Capabilities, NetworkFaults, ProvisionError, Refused
 from phalanx.providers.containers import Engine, EngineError
@@ -52,11 +58,9 @@ from phalanx.providers.netns import (
 )
 from phalanx.providers.portforward import ForwardError, Forwards
 
+A = TypeVar("A")
+B = TypeVar("B")
 NO_IMAGE = "none"  # a host's `image: none`: a netns host among the containers
-SEED_MOUNT = "/run/phalanx-seed"  # the token, read-only
-LOG_MOUNT = "/run/phalanx-log"  # the host's folder of the run: the agent's log
-WORKDIR = "/var/tmp/phalanx-agent"  # the agent's working folder, in the container's own files
-GIVE_UP_AFTER = 30.0  # an orphaned agent stops looking for its coordinator
 EXPLAIN_LINES = 12  # of an agent's log, when it never connected
 HEALTH_TIMEOUT = 120.0  # seconds for a compose service's healthcheck to pass
 
@@ -83,16 +87,15 @@ def memory(ram_size: str) -> str:
     raise ProvisionError(f"ram_size {ram_size!r} is not a size (512M, 2G)")
 
 
-def agent_command(spec: AgentSpec) -> str:
-    """The shell line that starts the agent inside the container."""
-    python = f"{containeragent.AGENT_MOUNT}/bin/python"
-    log = f"{LOG_MOUNT}/{agent_log(Path('.')).as_posix()}"
-    return (
-        f"mkdir -p {WORKDIR} && exec {python} -m phalanx.host "
-        f"--coordinator {shlex.quote(spec.url)} --name {shlex.quote(spec.host.name)} "
-        f"--token-file {SEED_MOUNT}/token --workdir {WORKDIR} --give-up {GIVE_UP_AFTER:g} "
-        f">>{log} 2>&1 </dev/null"
-    )
+# A plain host's container: its first process only waits, and reaps what
+# is re-parented to it (the agent reaps its stages' own), with the image's
+# Python, which the agent needs anyway.
+WAIT = "import signal\nsignal.signal(signal.SIGCHLD, signal.SIG_IGN)\nwhile 1: signal.pause()"
+
+
+def site_packages(version: tuple[int, int]) -> str:
+    """Where phalanx is in the agent's venv, as the container sees it."""
+    return f"{containeragent.AGENT_MOUNT}/lib/python{version[0]}.{version[1]}/site-packages"
 
 
 class PodmanProvider:
@@ -103,16 +106,22 @@ class PodmanProvider:
         run_id: str,
         state_dir: Path = STATE_DIR,
         engine: Engine | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env`: the fork server's environment (None: this process's; the
+        service gives a minimal one, agentenv.py). A container host's agent
+        and stages have their container's; `image: none` hosts have `env`."""
         self.cluster = cluster
         self.root = root
         self.run_id = run_id
-        self.network = NetnsProvider(cluster, root, run_id, sys.executable, state_dir)
+        self.network = NetnsProvider(cluster, root, run_id, sys.executable, state_dir, env)
         self.engine = engine
         self.owner = containers.owner_mark()
         self.containers: dict[str, Container] = {}
         self.venvs: dict[str, Path] = {}  # image → the agent's venv for it
+        self.sites: dict[str, str] = {}  # image → where phalanx is inside its containers
         self.forwards = Forwards()  # compose services' published ports
+        self.agents = joined.JoinedAgents(env)
 
     # Both are the network's, known once it is made (`open`).
     listen_address: str | None = None
@@ -141,29 +150,32 @@ class PodmanProvider:
         problem = missing_privileges()
         if problem is not None:
             raise ProvisionError(problem.replace("the netns provider", "the podman provider"))
+        if shutil.which("nsenter") is None:
+            raise ProvisionError("the podman provider needs nsenter (util-linux) on PATH")
+        if any(not self.in_namespace(h) for h in self.cluster.hosts):
+            self.agents.prepare()  # the agents' fork server imports meanwhile
         try:
             self.engine = self.engine or containers.engine()
             self.engine.network_option("-")  # refuses an engine that cannot join a namespace
             images = {self.image(h) for h in self.cluster.hosts if not self.in_namespace(h)}
             await self._build_services()
-            # Every image is judged before anything is made for the run; the
-            # sweep of dead runs meanwhile (each is a few engine calls).
-            sweeping = asyncio.ensure_future(containers.sweep(self.engine))
-            try:
-                found = await asyncio.gather(
-                    *(containeragent.probe(self.engine, image) for image in sorted(images))
-                )
-            finally:
-                await sweeping
-            for image, python in zip(sorted(images), found, strict=True):
+            # The images are judged, dead runs swept and the network made at
+            # once (each is a few engine or `ip` calls): a refused image ends
+            # the run before any container starts, and `close` removes the
+            # network made meanwhile.
+            judged, _ = await _all(
+                asyncio.gather(*(containeragent.probe(self.engine, i) for i in sorted(images))),
+                asyncio.gather(containers.sweep(self.engine), self.network.open()),
+            )
+            for image, python in zip(sorted(images), judged, strict=True):
                 venv = await asyncio.to_thread(containeragent.agent_venv, python.python)
                 await containeragent.compile_in(self.engine, image, venv)
                 self.venvs[image] = venv
+                self.sites[image] = site_packages(python.python.version)
         except (EngineError, containeragent.ImageRefused, wh.WheelhouseError, OSError) as exc:
             raise ProvisionError(str(exc)) from exc
         except TimeoutError:
             raise ProvisionError("the container engine did not answer in time") from None
-        await self.network.open()
         self.listen_address = self.network.listen_address
         self.faults = self.network.faults
 
@@ -219,13 +231,10 @@ class PodmanProvider:
         host = spec.host
         name = container_name(self.run_id, index)
         # The engine takes bind mounts by absolute path only.
-        folder = (self.root / host.name).resolve()
-        seed = folder / ".seed"
-        seed.mkdir(parents=True, exist_ok=True, mode=0o700)
-        token = seed / "token"
-        token.touch(mode=0o600)
-        token.write_text(spec.token)
-        agent_log(folder).parent.mkdir(parents=True, exist_ok=True)
+        folder, sockets = joined.workdir_of(self.root / host.name)
+        pidfile = folder / ".phalanx" / "container.pid"
+        pidfile.parent.mkdir(parents=True, exist_ok=True)
+        sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
         marks = containers.labels(self.run_id, self.owner)
         volumes = []
         for disk in host.disks:
@@ -235,14 +244,16 @@ class PodmanProvider:
         # Recorded before it starts: down and close remove what is half made.
         self.containers[host.name] = Container(host.name, name, tuple(volumes))
         namespace = self.network.hosts[host.name].namespace
+        image = self.image(host)
+        python = f"{containeragent.AGENT_MOUNT}/bin/python"
         options = [
             "--detach", "--name", name, *marks, *self.engine.run_options(),
             *self.engine.network_option(namespace),
-            "--hostname", host.name, "--no-hosts",
+            "--hostname", host.name, "--no-hosts", "--pidfile", str(pidfile),
             "--volume", f"{ETC_NETNS / namespace / 'hosts'}:/etc/hosts:ro",
-            "--volume", f"{self.venvs[self.image(host)]}:{containeragent.AGENT_MOUNT}:ro",
-            "--volume", f"{seed}:{SEED_MOUNT}:ro",
-            "--volume", f"{folder}:{LOG_MOUNT}",
+            "--volume", f"{self.venvs[image]}:{containeragent.AGENT_MOUNT}:ro",
+            "--volume", f"{folder}:{folder}",
+            "--volume", f"{sockets}:{sockets}",
             "--env", f"PHALANX_HOSTNAME={host.name}",
         ]  # fmt: skip
         for disk, volume in zip(host.disks, volumes, strict=True):
@@ -254,13 +265,35 @@ class PodmanProvider:
         options += _service_options(host)
         service = host.service
         if service is None:
-            argv = ["--entrypoint", "/bin/sh", self.image(host), "-c", agent_command(spec)]
-            await self.engine.call("run", *options, *argv)
-            return
-        own = ["--entrypoint", json.dumps(list(service.entrypoint))] if service.entrypoint else []
-        command = list(service.command) if service.command else []
-        await self.engine.call("run", *options, *own, self.image(host), *command)
-        await self.engine.call("exec", "--detach", name, "/bin/sh", "-c", agent_command(spec))
+            argv = ["--entrypoint", python, image, "-I", "-S", "-c", WAIT]
+        else:
+            own = (
+                ["--entrypoint", json.dumps(list(service.entrypoint))] if service.entrypoint else []
+            )
+            argv = [*own, image, *(service.command or ())]
+        await self.engine.call("run", *options, *argv)
+        pid = await self._first_process(name, pidfile)
+        await joined.handed_over(pid)
+        user = joined.container_user(pid)
+        if user is not None:
+            # The agent is root; its folders are the stages' group's too (set-group-id:
+            # what it makes in them is), so the stages write where they work.
+            for path, mode in ((folder, 0o2775), (folder / ".phalanx", 0o2775), (sockets, 0o2770)):
+                os.chown(path, 0, user[1])
+                os.chmod(path, mode)
+        inside = joined.Inside(pid, python, self.sites[image], joined.container_env(pid), user)
+        await self.agents.start(spec, folder, inside)
+
+    async def _first_process(self, name: str, pidfile: Path) -> int:
+        """The container's first process, as this machine numbers it."""
+        try:
+            return int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            assert self.engine is not None
+            _, out, _ = await self.engine.call("inspect", "--format", "{{.State.Pid}}", name)
+            if not out.strip().isdigit() or int(out) == 0:
+                raise ProvisionError(f"container {name} is not running") from None
+            return int(out)
 
     async def _healthy(self, hosts: list[Host]) -> None:
         """Until every service another one waits for (`condition:
@@ -308,21 +341,24 @@ class PodmanProvider:
 
     async def down(self, lost: Collection[str] = ()) -> None:
         """Every container and its volumes, at once: the results are in
-        (the coordinator acked them), and what each agent and its stages
-        left goes with its container (a process namespace of its own), so
-        there is nothing for an agent to end gracefully."""
+        (the coordinator acked them), and each agent and what its stages
+        left go with its container (the agent is in its process namespace),
+        so there is nothing for an agent to end gracefully."""
         await self.forwards.close()
         await self.network.down(lost)  # the netns hosts' agents, when there are
         made, self.containers = self.containers, {}
-        if not made or self.engine is None:
-            return
-        await containers.remove(
-            self.engine,
-            [c.name for c in made.values()],
-            [v for c in made.values() for v in c.volumes],
-        )
-        for container in made.values():
-            (self.root / container.host / ".seed" / "token").unlink(missing_ok=True)
+        try:
+            if made and self.engine is not None:
+                await containers.remove(
+                    self.engine,
+                    [c.name for c in made.values()],
+                    [v for c in made.values() for v in c.volumes],
+                )
+        finally:
+            await self.agents.ended()
+            for container in made.values():
+                _, sockets = joined.workdir_of(self.root / container.host)
+                shutil.rmtree(sockets, ignore_errors=True)
 
     async def close(self) -> None:
         # Cancelled meanwhile (a service shutting down): the teardown goes on.
@@ -334,7 +370,18 @@ class PodmanProvider:
         try:
             await self.down(())
         finally:
+            await self.agents.close()
             await self.network.close()
+
+
+async def _all(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both, run at once and both awaited to their end, whatever either
+    does; then the first's error, else the second's."""
+    done = await asyncio.gather(first, second, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return done[0], done[1]  # type: ignore[return-value]
 
 
 def _service_options(host: Host) -> list[str]:
