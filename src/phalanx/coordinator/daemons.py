@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -385,6 +386,10 @@ def refusal(exc: Exception) -> str:
     where = ".".join(str(part) for part in first["loc"])
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     return f"{where}: {first['msg']}{more}"
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _a(kind: str) -> str:

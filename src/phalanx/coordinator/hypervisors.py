@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
@@ -30,7 +29,7 @@ from pydantic import BaseModel
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.auth import TokenBook
-from phalanx.coordinator.daemons import DaemonHub, DaemonLink, Unanswered, Verifier
+from phalanx.coordinator.daemons import DaemonHub, DaemonLink, Unanswered, Verifier, new_request_id
 from phalanx.model import Cluster
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.remote import ClusterHost, Fault, HypervisorProvider, Kept, Opened
@@ -138,7 +137,7 @@ class Remote(DaemonLink):
 
         reply = await self.call(
             ClusterOpen(
-                request_id=_rid(),
+                request_id=new_request_id(),
                 cluster=key,
                 run_id=run_id,
                 definition=cluster_fields(cluster),
@@ -152,7 +151,7 @@ class Remote(DaemonLink):
         from phalanx.wire.hypervisor import ClusterUp, VmSpec
 
         vms = [VmSpec(host=s.host.name, url=s.url, token=s.token) for s in specs]
-        await self.call(ClusterUp(request_id=_rid(), cluster=key, vms=vms))
+        await self.call(ClusterUp(request_id=new_request_id(), cluster=key, vms=vms))
 
     async def down_cluster(self, key: str, lost: Collection[str]) -> object:
         """The VMs' files the daemon kept, to go with the run (`vmfiles`)."""
@@ -160,24 +159,26 @@ class Remote(DaemonLink):
 
         if not self.connected:
             return None
-        reply = await self.call(ClusterDown(request_id=_rid(), cluster=key, lost=list(lost)))
+        reply = await self.call(
+            ClusterDown(request_id=new_request_id(), cluster=key, lost=list(lost))
+        )
         return reply.data.get("files")
 
     async def close_cluster(self, key: str) -> None:
         from phalanx.wire.hypervisor import ClusterClose
 
         if self.connected:
-            await self.call(ClusterClose(request_id=_rid(), cluster=key))
+            await self.call(ClusterClose(request_id=new_request_id(), cluster=key))
 
     async def revert_cluster(self, key: str) -> None:
         from phalanx.wire.hypervisor import ClusterRevert
 
-        await self.call(ClusterRevert(request_id=_rid(), cluster=key))
+        await self.call(ClusterRevert(request_id=new_request_id(), cluster=key))
 
     async def resume_cluster(self, key: str) -> None:
         from phalanx.wire.hypervisor import ClusterResume
 
-        await self.call(ClusterResume(request_id=_rid(), cluster=key))
+        await self.call(ClusterResume(request_id=new_request_id(), cluster=key))
 
     async def fault_cluster(self, key: str, fault: Fault) -> None:
         """A network fault made by the daemon (`remote.WireFaults`)."""
@@ -185,7 +186,7 @@ class Remote(DaemonLink):
 
         await self.call(
             ClusterFault(
-                request_id=_rid(),
+                request_id=new_request_id(),
                 cluster=key,
                 action=fault.action,  # type: ignore[arg-type]
                 groups=[list(group) for group in fault.groups],
@@ -200,7 +201,13 @@ class Remote(DaemonLink):
         from phalanx.wire.hypervisor import ClusterMigrate
 
         message = ClusterMigrate.model_validate(
-            {"request_id": _rid(), "cluster": key, "host": host, "mode": mode, "timeout": timeout}
+            {
+                "request_id": new_request_id(),
+                "cluster": key,
+                "host": host,
+                "mode": mode,
+                "timeout": timeout,
+            }
         )
         return dict((await self.call(message, timeout + MIGRATION_MARGIN)).data)
 
@@ -209,7 +216,7 @@ class Remote(DaemonLink):
         from phalanx.wire.hypervisor import DepartureFields, VmDeparture
 
         reply = await self.call(
-            VmDeparture(request_id=_rid(), cluster=key, host=host), PREPARE_TIMEOUT
+            VmDeparture(request_id=new_request_id(), cluster=key, host=host), PREPARE_TIMEOUT
         )
         return departure_of(_checked(DepartureFields, reply.data, self.name).model_dump())
 
@@ -224,7 +231,7 @@ class Remote(DaemonLink):
         )
 
         message = VmIncoming(
-            request_id=_rid(),
+            request_id=new_request_id(),
             cluster=key,
             definition=cluster_fields(cluster),
             departure=DepartureFields.model_validate(departure_fields(departure)),
@@ -239,7 +246,7 @@ class Remote(DaemonLink):
         from phalanx.wire.hypervisor import ReceivingFields, VmSend
 
         message = VmSend(
-            request_id=_rid(),
+            request_id=new_request_id(),
             cluster=key,
             host=host,
             to=ReceivingFields(uri=to.uri, exports=to.exports, whole=list(to.whole)),
@@ -254,7 +261,11 @@ class Remote(DaemonLink):
         from phalanx.wire.hypervisor import VmSettle
 
         message = VmSettle(
-            request_id=_rid(), cluster=key, host=host, timeout=timeout, migration=migration
+            request_id=new_request_id(),
+            cluster=key,
+            host=host,
+            timeout=timeout,
+            migration=migration,
         )
         await self.call(message, timeout + MIGRATION_MARGIN)
 
@@ -266,10 +277,6 @@ def _checked(model: Any, data: dict[str, Any], name: str) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ProvisionError(f"hypervisor {name} answered with {exc.errors()[:1]}") from None
-
-
-def _rid() -> str:
-    return uuid.uuid4().hex
 
 
 @dataclass
@@ -598,8 +605,8 @@ class Hypervisors(DaemonHub[Remote]):
         )
         for key in hello.clusters:
             if key not in remote.assigned:  # a run that ended while it was away
-                remote.send(ClusterDown(request_id=_rid(), cluster=key, lost=[]))
-                remote.send(ClusterClose(request_id=_rid(), cluster=key))
+                remote.send(ClusterDown(request_id=new_request_id(), cluster=key, lost=[]))
+                remote.send(ClusterClose(request_id=new_request_id(), cluster=key))
 
     def on_message(self, remote: Remote, message: BaseModel) -> None:
         from phalanx.wire.hypervisor import HyperPong, Reply, VmState
