@@ -2,8 +2,9 @@
 
 An `AgentLink` is one host's agent as the coordinator knows it; it outlives
 the WebSocket connections its agent opens and closes, and it outlives runs.
-The `AgentHub` authenticates connections, sends heartbeats, declares an agent
-lost when it stops answering, and knows which run holds which host. Everything
+The `AgentHub` is a `DaemonHub` (daemons.py: admission, heartbeats, loss,
+request/reply, the same for hypervisor daemons) that also acks results and
+knows which run holds which host. Everything
 that belongs to one run (its stages, results, barriers and key/values) lives
 in that run's fleet (coordinator/fleet.py), which claims its hosts here: a
 link hands its messages to whoever holds its host, so nothing here grows per run.
@@ -278,8 +279,8 @@ class AgentHub(DaemonHub[AgentLink]):
         with a refusal, so the agents exit instead of reconnecting."""
         for host in hosts:
             if (link := self.links.get(host)) is not None:
-                self.disconnect(link, CLOSE_REFUSED, reason)
                 link.lose(reason)
+                self.disconnect(link, CLOSE_REFUSED, reason)
 
     def forget(self, hosts: Iterable[str]) -> None:
         """Drop these hosts' links (their agents are gone for good, e.g. a run

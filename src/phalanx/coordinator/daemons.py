@@ -282,8 +282,8 @@ class DaemonHub(Generic[L]):
     def lose(self, link: L, reason: str) -> None:
         """`link`'s daemon is gone: its connection closed, its requests failed."""
         log.warning("%s %s lost: %s", self.kind, link.name, reason)
+        link.lose(reason)  # first: what waits on it hears why
         self.disconnect(link, CLOSE_LOST, f"lost: {reason}")
-        link.lose(reason)
         self.on_lost(link, reason)
 
     async def _watch(self) -> None:

@@ -1,7 +1,7 @@
 """The coordinator's hypervisors: the daemons connected to `/hypervisor`
-(authenticated, their capacity, heartbeats, loss), the embedded one, which
-cluster is on which, and the clusters left up for the next run (`keep:
-true`).
+(a `DaemonHub`: admitted, pinged and lost as agents are; their capacity),
+the embedded one, which cluster is on which, and the clusters left up for
+the next run (`keep: true`).
 
 A run of a qemu cluster asks `provider()`: with hypervisors connected, the
 cluster goes to the one with the most free RAM that has enough for its VMs
