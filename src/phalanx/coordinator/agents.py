@@ -165,9 +165,10 @@ class AgentLink(DaemonLink):
     # --- messages from the agent ------------------------------------------------------
 
     def handle(self, message: AgentMessage) -> Awaitable[None] | None:
-        """Hand `message` to the run holding this host. None when it is
-        dealt with; an awaitable when its result's record is still being
-        made safe (the ack goes when that is done)."""
+        """Hand `message` to the run holding this host (a reply, to the
+        request waiting for it). None when it is dealt with; an awaitable
+        when its result's record is still being made safe (the ack goes
+        when that is done)."""
         if self.forgotten:
             return None
         self.heard()
