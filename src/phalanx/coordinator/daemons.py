@@ -36,6 +36,9 @@ log = logging.getLogger("phalanx.coordinator")
 CLOSE_REFUSED = 4001  # application close code: the daemon must not retry
 CLOSE_LOST = 1011
 ANSWERS_KEPT = 256  # answers to a daemon's own requests kept for its resends
+SETTLE_TIMEOUT = 5.0  # seconds the closes left running have when a hub stops
+# What refuses a newcomer: a hello that is wrong, malformed, late, or gone.
+REFUSED = (ValueError, ValidationError, TimeoutError, WebSocketDisconnect)
 
 # The bearer token's daemon name, or None; a store's answer may be awaitable.
 Verifier = Callable[[str | None], Awaitable[str | None] | str | None]
@@ -192,7 +195,6 @@ class DaemonHub(Generic[L]):
     """Every daemon of one kind connected to a coordinator."""
 
     kind = "daemon"
-    Refused = (ValueError, ValidationError, TimeoutError, WebSocketDisconnect)
 
     def __init__(self, verify: Verifier | None, heartbeat_timeout: float) -> None:
         self.verify = verify  # None: no daemon of this kind may connect
@@ -227,7 +229,7 @@ class DaemonHub(Generic[L]):
         raise NotImplementedError
 
     def on_lost(self, link: L, reason: str) -> None:
-        """`link` was just declared lost by the heartbeat."""
+        """`link` was just declared lost (its heartbeat, or `lose` called)."""
 
     # --- lifetime -------------------------------------------------------------------
 
@@ -247,7 +249,7 @@ class DaemonHub(Generic[L]):
     async def settle(self) -> None:
         """Wait (a little) for the closes and writes left running."""
         if self._later_tasks:
-            await asyncio.wait(list(self._later_tasks), timeout=5.0)
+            await asyncio.wait(list(self._later_tasks), timeout=SETTLE_TIMEOUT)
 
     def later(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -333,7 +335,7 @@ class DaemonHub(Generic[L]):
                 # has missed its heartbeat is a dead socket its own daemon is
                 # replacing, and gives way.
                 raise ValueError(f"{_a(self.kind)} named {name} is already connected")
-        except self.Refused as exc:
+        except REFUSED as exc:
             why = refusal(exc)
             log.warning("refusing %s connection: %s", _a(self.kind), why)
             await connection.close(CLOSE_REFUSED, why[:120])
