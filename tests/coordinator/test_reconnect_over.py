@@ -52,7 +52,7 @@ async def test_the_live_runs_stages_go_on_and_the_others_are_ended() -> None:
     link = hub.link(HOST)
     connection = FakeConnection()
     link.attach(connection)
-    hub._end_over(
+    hub.welcome(
         link,
         _hello(
             running=["live:1:a:run", "old:1:a:run"],
@@ -72,7 +72,7 @@ async def test_with_no_run_holding_the_host_everything_it_runs_is_over() -> None
     link = hub.link(HOST)
     connection = FakeConnection()
     link.attach(connection)
-    hub._end_over(link, _hello(running=["r:1:a:run"], scopes=["r:1:a"]))
+    hub.welcome(link, _hello(running=["r:1:a:run"], scopes=["r:1:a"]))
     assert [m.stage_id for m in connection.of(StageCancel)] == ["r:1:a:run"]
     assert [m.scope for m in connection.of(ScopeEnd)] == ["r:1:a"]
 

@@ -88,6 +88,26 @@ async def test_a_wrong_token_is_refused_and_the_daemon_exits(tmp_path: Path) -> 
         assert hypervisors.remotes == {}
 
 
+async def test_a_second_daemon_under_a_live_name_is_refused_as_a_second_agent_would_be(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with hub() as (hypervisors, _, url):
+        first = daemon(url, "hv-a", "tok-a", 1000, tmp_path)
+        task = asyncio.create_task(first.run())
+        try:
+            await connected(hypervisors, "hv-a")
+            remote = hypervisors.remotes["hv-a"]
+            second = daemon(url, "hv-a", "tok-a", 2000, tmp_path / "second")
+            assert await asyncio.wait_for(second.run(), 20) == EXIT_REFUSED
+            assert "a hypervisor named hv-a is already connected" in caplog.text
+            # The first goes on as it was, under the same link.
+            assert hypervisors.remotes["hv-a"] is remote and remote.connected
+            assert remote.ram_mb == 1000
+        finally:
+            first.stop()
+            await asyncio.wait_for(task, 20)
+
+
 async def test_clusters_go_where_most_ram_is_free_and_none_fitting_says_so(tmp_path: Path) -> None:
     async with hub() as (hypervisors, _, url):
         daemons = [

@@ -1,42 +1,47 @@
-"""One run's hosts, as the engine sees them (its `Fleet`).
+"""One run's hosts, as the engine sees them (its `Fleet`): stage dispatch
+and the rendezvous.
 
 The hub's links outlive runs; a `RunFleet` lives exactly as long as one run.
 It claims the run's hosts on the hub (a host belongs to one live run at a
 time), and owns everything of that run: the stages sent and not yet
-answered, which results were applied, the journal, and the run's own
-`Rendezvous`, so barriers and key/values of concurrent runs never meet even
-where their names and kv scopes are the same. Closing it releases the hosts
-and drops all of that at once.
+answered, which results were applied, and the run's own `Rendezvous`, so
+barriers and key/values of concurrent runs never meet even where their
+names and kv scopes are the same. Closing it releases the hosts and drops
+all of that at once.
 
-It also applies the network faults its stages ask for (`phalanx-net`)
-through the provider's `NetworkFaults`, and heals them when a case ends and
-when the run does: a case's next stage is sent only once the network is
-whole again. And it has the provider migrate the VMs its stages ask to move
-(`phalanx-vm migrate`), one at a time, through its `Migrating`.
+Beside it plug in what a run's stages may ask of its provider: network
+faults and their healing (`faults.py`), live migration (`migration.py`),
+and hosts put back before each case (`revert.py`). A stage's own requests
+are answered once each through its host's link (`DaemonLink.answer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel
 
 from phalanx.coordinator import nemesis as nemeses
 from phalanx.coordinator.agents import AgentHub, AgentLink
+from phalanx.coordinator.daemons import Unanswered, new_request_id
+from phalanx.coordinator.faults import RunFaults
 from phalanx.coordinator.histories import Histories
+from phalanx.coordinator.migration import NO_MIGRATION, RunMigrations
+from phalanx.coordinator.revert import CaseRevert
 from phalanx.engine.rendezvous import Answer, Rendezvous
 from phalanx.engine.session import CollectedLog, StageOrder, StageReport, StageScope
 from phalanx.events import Event, HostResumed, HostWaiting
-from phalanx.history.nemesis import Step, parse_fault, schedule
+from phalanx.history.nemesis import Step
 from phalanx.model import CaseHistory, Nemesis
-from phalanx.providers.base import FaultError, Migrated, Migrating, NetworkFaults, ProvisionError
+from phalanx.providers.base import FaultError, Migrating, NetworkFaults
 from phalanx.tasks import Outcome
 from phalanx.wire.messages import (
     AgentMessage,
@@ -46,7 +51,6 @@ from phalanx.wire.messages import (
     KvWait,
     LogsCollect,
     LogsResult,
-    NetDone,
     NetFault,
     ProcessSignal,
     ProcessSignalled,
@@ -58,14 +62,10 @@ from phalanx.wire.messages import (
     SyncArrive,
     SyncRelease,
     VmMigrate,
-    VmMigrated,
     task_spec,
 )
 
 LOGS_TIMEOUT = 60.0
-FAULT_TIMEOUT = 120.0  # seconds to make or heal one network fault
-MIGRATION_MARGIN = 30.0  # past a migration's own timeout: the provider's cleanup after one
-NO_MIGRATION = "live migration needs VMs (provider: qemu); this run's hosts are not VMs"
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -107,7 +107,6 @@ class RunHost:
         self.scopes: set[str] = set()  # the scopes of those stages (their cases)
         self.cancelled: set[str] = set()  # of those, the ones cancelled while pending
         self.applied: set[str] = set()
-        self.log_requests: dict[str, asyncio.Future[list[CollectedLog]]] = {}
         # Cases over whose leftovers this host has not been told to end yet:
         # they go with its next stage.start (a message of their own cost about
         # a millisecond per case at 8 hosts), or on their own when the next
@@ -123,10 +122,10 @@ class RunHost:
     async def run_stage(self, order: StageOrder, on_output: Callable[[bytes], None]) -> StageReport:
         sent_at = _now()
         # After a case that broke the network: not before it is whole again.
-        if (unhealed := await self.fleet.healed()) is not None:
+        if (unhealed := await self.fleet.network.healed()) is not None:
             return StageReport(Outcome(error=unhealed), sent_at, _now())
         # A case on reverted hosts: not before they are back (`revert: case`).
-        if (unreverted := await self.fleet.reverted()) is not None:
+        if (unreverted := await self.fleet.revert.reverted()) is not None:
             return StageReport(Outcome(error=unreverted), sent_at, _now())
         link = self.link
         if link.lost is not None and link.connection is None:
@@ -173,19 +172,15 @@ class RunHost:
             self.link.send(StageCancel(stage_id=stage_id))
 
     async def collect_logs(self, stage_id: str) -> list[CollectedLog]:
-        link = self.link
-        if link.connection is None:
-            return []
-        rid = uuid.uuid4().hex
-        future: asyncio.Future[list[CollectedLog]] = asyncio.get_running_loop().create_future()
-        self.log_requests[rid] = future
-        link.send(LogsCollect(request_id=rid, stage_id=stage_id))
+        request = LogsCollect(request_id=new_request_id(), stage_id=stage_id)
         try:
-            return await asyncio.wait_for(future, LOGS_TIMEOUT)
-        except TimeoutError:
+            reply = await self.link.request(request, LogsResult, LOGS_TIMEOUT)
+        except Unanswered:
             return []
-        finally:
-            self.log_requests.pop(rid, None)
+        return [
+            CollectedLog(f.path, base64.b64decode(f.content_b64), f.truncated, f.missing)
+            for f in reply.files
+        ]
 
     # --- what the link hands over ----------------------------------------------------------
 
@@ -217,24 +212,11 @@ class RunHost:
             )
         self.fleet.deliver(self.fleet.rendezvous.host_done(stage_id, self.name))
 
-    def logs(self, message: LogsResult) -> None:
-        future = self.log_requests.get(message.request_id)
-        if future is not None and not future.done():
-            future.set_result(
-                [
-                    CollectedLog(f.path, base64.b64decode(f.content_b64), f.truncated, f.missing)
-                    for f in message.files
-                ]
-            )
-
     def lose(self, reason: str) -> None:
         for stage_id, pending in list(self.pending.items()):
             if not pending.future.done():
                 pending.future.set_result(_lost_report(pending.sent_at, reason))
             self.fleet.deliver(self.fleet.rendezvous.host_done(stage_id, self.name))
-        for future in self.log_requests.values():
-            if not future.done():
-                future.set_result([])
 
 
 class RunFleet:
@@ -274,29 +256,17 @@ class RunFleet:
         self.rendezvous = Rendezvous()
         self.hosts = {name: RunHost(self, name) for name in hosts}
         self.closed = False
-        self.faults = faults
-        self.no_faults = no_faults
-        self.names = {name: name for name in self.hosts} | dict(names or {})
-        self.faulted = False  # a fault may hold: heal at the end of the case
-        self.healing: asyncio.Future[str | None] | None = None  # why not healed, or None
-        self.fault_lock = asyncio.Lock()  # one change of the network at a time
-        # A stage's requests (`phalanx-net`, `phalanx-vm`), each answered once:
-        # (host, request id) → the answer, or making it.
+        names = {name: name for name in self.hosts} | dict(names or {})
+        self.names = names
+        self.network = RunFaults(faults, no_faults, names, self._asking)
+        self.migrations = RunMigrations(migrator, no_migration, names, self._asking)
+        self.revert = CaseRevert(before_case)
+        # The tasks answering a stage's requests (`phalanx-net`, `phalanx-vm`).
         self.request_tasks: set[asyncio.Task[None]] = set()
-        self.answers: dict[tuple[str, str], NetDone | VmMigrated] = {}
-        self.answering: set[tuple[str, str]] = set()
-        self.before_case = before_case
-        self.reverting: asyncio.Future[str | None] | None = None
-        self.stages_begun = False  # any stage of the run, suite stages included
-        self.migrator = migrator
-        self.no_migration = no_migration
-        self.migration_lock = asyncio.Lock()  # one migration at a time
         # Operation histories, per case; which case a stage and a scope are.
         self.histories = Histories()
         self.stage_cases: dict[str, str] = {}
         self.case_scopes: dict[str, str] = {}
-        # A nemesis's signals awaiting their answer: request id → (host, answer).
-        self.signals: dict[str, tuple[str, asyncio.Future[ProcessSignalled]]] = {}
         hub.claim(self, self.hosts)
 
     def __enter__(self) -> RunFleet:
@@ -324,8 +294,7 @@ class RunFleet:
         self.waiting.clear()
         for task in self.request_tasks:
             task.cancel()
-        if self.reverting is not None:
-            self.reverting.cancel()
+        self.revert.close()
         self.rendezvous = Rendezvous()
 
     # --- Fleet --------------------------------------------------------------------
@@ -335,13 +304,10 @@ class RunFleet:
 
     def begin_case(self, case: str, scope: str) -> None:
         self.case_scopes[case] = scope
-        # The hosts go back as they were before the case once anything has
-        # run on them (`revert: case`): the case's first stage waits for it.
-        if self.before_case is not None and self.stages_begun:
-            self.reverting = asyncio.ensure_future(self.before_case())
+        self.revert.begin_case()
 
     def begin_stage(self, scope: StageScope) -> None:
-        self.stages_begun = True
+        self.revert.begin_stage()
         if scope.case is not None:
             self.stage_cases[scope.stage_id] = scope.case
         self.rendezvous.begin_stage(scope.stage_id, scope.hosts, scope.kv_scope)
@@ -357,136 +323,25 @@ class RunFleet:
     def end_scope(self, scope: str) -> None:
         for host in self.hosts.values():
             host.scopes_to_end.append(scope)
-        self._heal_soon()
+        self.network.heal_soon()
 
-    # --- network faults -----------------------------------------------------------------
+    def _asking(self, host: str, stage_id: str) -> bool:
+        """Whether `host`'s stage `stage_id` still runs (its requests stand)."""
+        run_host = self.hosts.get(host)
+        return run_host is not None and stage_id in run_host.pending
 
-    def _heal_soon(self) -> None:
-        """Heal what this run's stages broke; the next stage waits for it."""
-        if self.faults is None or not self.faulted:
-            return
-        if self.healing is not None and not self.healing.done():
-            return  # under way, and it takes the lock after any fault being made
-        self.healing = asyncio.ensure_future(self._heal(self.faults))
-
-    async def _heal(self, faults: NetworkFaults) -> str | None:
-        async with self.fault_lock:
-            try:
-                await asyncio.wait_for(faults.heal(), FAULT_TIMEOUT)
-            except (FaultError, TimeoutError) as exc:
-                reason = str(exc) or f"no answer within {FAULT_TIMEOUT:g}s"
-            except Exception as exc:  # the provider's bug: the run goes on, the stage says why
-                log.exception("healing the network failed")
-                reason = f"{type(exc).__name__}: {exc}"
-            else:
-                self.faulted = False
-                return None
-        return f"the network faults of the last case could not be healed: {reason}"
-
-    async def reverted(self) -> str | None:
-        """Once the hosts are back as before the case (`before_case`): None,
-        or why not."""
-        if self.reverting is None:
-            return None
-        return await asyncio.shield(self.reverting)
-
-    async def healed(self) -> str | None:
-        """Wait for a heal under way; None once the network is whole (or
-        there is nothing to heal), else why it is not."""
-        healing = self.healing
-        if healing is None:
-            return None
-        reason = await asyncio.shield(healing)
-        if reason is not None and self.healing is healing and not self.faulted:
-            self.healing = None  # healed since, by a `phalanx-net heal`
-            return None
-        return reason
+    def _answer(
+        self, host: str, request_id: str, make: Callable[[], Coroutine[Any, Any, BaseModel]]
+    ) -> None:
+        """Answer a stage's request once (a resend after a reconnect is
+        sent the same answer), on its host's link."""
+        if (task := self.hub.link(host).answer(request_id, make)) is not None:
+            self.request_tasks.add(task)
+            task.add_done_callback(self.request_tasks.discard)
 
     async def heal_faults(self) -> str | None:
         """At the run's end: heal whatever still holds; why not, or None."""
-        self._heal_soon()
-        reason = await self.healed()
-        if reason is not None:
-            log.warning("%s", reason)
-        return reason
-
-    def _answer_once(
-        self,
-        host: str,
-        request_id: str,
-        answer: Callable[[], Awaitable[NetDone | VmMigrated]],
-    ) -> None:
-        """Answer a stage's request, once: the same request resent after a
-        reconnect (a guest that moved itself, a dropped connection) waits
-        for that answer, or is sent it again."""
-        key = (host, request_id)
-        if key in self.answering:
-            return  # answered when made
-        if (done := self.answers.get(key)) is not None:
-            self.hub.link(host).send(done)
-            return
-        self.answering.add(key)
-        task = asyncio.ensure_future(self._answer(host, key, answer))
-        self.request_tasks.add(task)
-        task.add_done_callback(self.request_tasks.discard)
-
-    async def _answer(
-        self,
-        host: str,
-        key: tuple[str, str],
-        answer: Callable[[], Awaitable[NetDone | VmMigrated]],
-    ) -> None:
-        done = await answer()
-        self.answers[key] = done
-        self.answering.discard(key)
-        # The asking host's link now, which may have reconnected meanwhile.
-        if (link := self.hub.links.get(host)) is not None:
-            link.send(done)
-
-    def _net_fault(self, host: str, message: NetFault) -> None:
-        self._answer_once(host, message.request_id, lambda: self._answer_fault(host, message))
-
-    async def _answer_fault(self, host: str, message: NetFault) -> NetDone:
-        try:
-            error = await self._make_fault(host, message)
-        except (FaultError, TimeoutError) as exc:
-            error = str(exc) or f"no answer within {FAULT_TIMEOUT:g}s"
-        except Exception as exc:  # the provider's bug: the stage is told, the run goes on
-            log.exception("a network fault failed")
-            error = f"{type(exc).__name__}: {exc}"
-        return NetDone(request_id=message.request_id, error=error)
-
-    async def _make_fault(self, host: str, message: NetFault) -> str | None:
-        """Apply one fault; None when it holds, else why not."""
-        faults = self.faults
-        if faults is None:
-            return self.no_faults
-        asked = [name for group in message.groups or [] for name in group]
-        asked += [message.host] if message.host is not None else []
-        unknown = [name for name in asked if name not in self.names]
-        if unknown:
-            known = ", ".join(sorted(self.hosts))
-            return f"no host {unknown[0]!r} in this run (its hosts: {known})"
-        target = self.names[message.host] if message.host is not None else ""
-        async with self.fault_lock:
-            run_host = self.hosts.get(host)
-            if run_host is None or message.stage_id not in run_host.pending:
-                return "the stage that asked for it is over"
-            if message.action == "heal":
-                await asyncio.wait_for(faults.heal(), FAULT_TIMEOUT)
-                self.faulted = False
-                return None
-            self.faulted = True  # before: a fault half made is healed too
-            match message.action:
-                case "partition":
-                    groups = [[self.names[n] for n in group] for group in message.groups or []]
-                    await asyncio.wait_for(faults.partition(groups), FAULT_TIMEOUT)
-                case "isolate":
-                    await asyncio.wait_for(faults.isolate(target), FAULT_TIMEOUT)
-                case "slow":
-                    delay = message.delay or 0.0
-                    await asyncio.wait_for(faults.slow(target, delay), FAULT_TIMEOUT)
-        return None
+        return await self.network.heal_all()
 
     # --- operation histories and the nemesis ------------------------------------------
 
@@ -495,119 +350,11 @@ class RunFleet:
         clocks = {h: link.clock for h in self.hosts if (link := self.hub.links.get(h))}
         return self.histories.take(case, clocks)
 
-    @contextlib.asynccontextmanager
-    async def nemesis(
+    def nemesis(
         self, case: str, hosts: Sequence[str], spec: Nemesis, duration: float
-    ) -> AsyncIterator[None]:
-        """Run the case's nemesis while the body runs; when it ends, however
-        it ends, the network is healed and paused processes resumed."""
-        try:
-            steps = schedule(
-                [parse_fault(f) for f in spec.faults], list(hosts), spec.every, spec.seed, duration
-            )
-        except ValueError as exc:
-            self.histories.nemesis_failed(case, str(exc))
-            yield
-            return
-        scope = self.case_scopes.get(case, "")
-
-        def record(f: str, what: str) -> None:
-            self.histories.fault(case, f, what, time.time())
-
-        run = nemeses.NemesisRun(steps, _Target(self, scope), record)
-        task = asyncio.ensure_future(run.run())
-        try:
-            yield
-        finally:
-            failed = await nemeses.stop(task)
-            if failed is not None:
-                self.histories.nemesis_failed(case, str(failed) or type(failed).__name__)
-            if (unrestored := await run.restore()) is not None:
-                self.histories.nemesis_failed(case, unrestored)
-
-    async def signal_processes(
-        self, host: str, scope: str, name: str, sig: nemeses.Signal
-    ) -> list[int]:
-        """STOP, CONT or KILL the case's processes `name` on `host`."""
-        link = self.hub.links.get(self.names.get(host, host))
-        if link is None or link.connection is None:
-            raise FaultError(f"cannot signal {name} on {host}: its agent is not connected")
-        rid = uuid.uuid4().hex
-        future: asyncio.Future[ProcessSignalled] = asyncio.get_running_loop().create_future()
-        self.signals[rid] = (link.name, future)
-        try:
-            link.send(ProcessSignal(request_id=rid, scope=scope, name=name, signal=sig))
-            answer = await asyncio.wait_for(future, nemeses.FAULT_TIMEOUT)
-        finally:
-            self.signals.pop(rid, None)
-        if answer.error is not None:
-            raise FaultError(f"cannot signal {name} on {host}: {answer.error}")
-        return answer.pids
-
-    async def break_network(self, step: Step) -> None:
-        if self.faults is None:
-            raise FaultError(self.no_faults)
-        async with self.fault_lock:
-            self.faulted = True
-            if step.groups:
-                groups = [[self.names[n] for n in group] for group in step.groups]
-                await self.faults.partition(groups)
-            elif step.fault.kind == "isolate-random":
-                await self.faults.isolate(self.names[step.host])
-            else:
-                await self.faults.slow(self.names[step.host], step.delay)
-
-    async def heal_network(self) -> None:
-        if self.faults is None:
-            raise FaultError(self.no_faults)
-        async with self.fault_lock:
-            await self.faults.heal()
-            self.faulted = False
-
-    # --- live migration ---------------------------------------------------------------
-
-    def _vm_migrate(self, host: str, message: VmMigrate) -> None:
-        # A guest on user-mode networking that moved itself reconnects (its
-        # TCP connections do not carry over) and resends the request.
-        self._answer_once(host, message.request_id, lambda: self._answer_migration(host, message))
-
-    async def _answer_migration(self, host: str, message: VmMigrate) -> VmMigrated:
-        try:
-            answer = VmMigrated(
-                request_id=message.request_id, detail=await self._migrate(host, message)
-            )
-        except (ProvisionError, FaultError) as exc:
-            answer = VmMigrated(request_id=message.request_id, error=str(exc))
-        except TimeoutError:
-            answer = VmMigrated(
-                request_id=message.request_id,
-                error=f"the migration did not end within {message.timeout + MIGRATION_MARGIN:g}s",
-            )
-        except Exception as exc:  # the provider's bug: the stage is told, the run goes on
-            log.exception("a migration failed")
-            answer = VmMigrated(request_id=message.request_id, error=f"{type(exc).__name__}: {exc}")
-        return answer
-
-    async def _migrate(self, host: str, message: VmMigrate) -> str:
-        """Move one VM; what was done (ProvisionError: why not)."""
-        if self.migrator is None:
-            raise ProvisionError(self.no_migration)
-        asked = message.host if message.host is not None else host
-        target = self.names.get(asked)
-        if target is None:
-            known = ", ".join(sorted(self.hosts))
-            raise ProvisionError(f"no host {asked!r} in this run (its hosts: {known})")
-        async with self.migration_lock:
-            run_host = self.hosts.get(host)
-            if run_host is None or message.stage_id not in run_host.pending:
-                raise ProvisionError("the stage that asked for it is over")
-            done = await asyncio.wait_for(
-                self.migrator.migrate_vm(
-                    target, to=message.to, mode=message.mode, timeout=message.timeout
-                ),
-                message.timeout + MIGRATION_MARGIN,
-            )
-        return describe(done)
+    ) -> AbstractAsyncContextManager[None]:
+        target = _Target(self, self.case_scopes.get(case, ""))
+        return nemeses.during(self.histories, case, hosts, spec, duration, target)
 
     def deliver(self, answers: list[Answer]) -> None:
         for answer in answers:
@@ -643,18 +390,16 @@ class RunFleet:
                 answers = self.rendezvous.wait(stage_id, host, key, rid)
                 self._wait(run_host, stage_id, rid, f"phalanx-wait {key}", answers)
                 self.deliver(answers)
-            case LogsResult():
-                run_host.logs(message)
             case NetFault():
-                self._net_fault(host, message)
+                self._answer(host, message.request_id, lambda: self.network.answer(host, message))
             case VmMigrate():
-                self._vm_migrate(host, message)
+                # A guest on user-mode networking that moved itself reconnects
+                # (its TCP connections do not carry over) and resends this.
+                answer = self.migrations.answer
+                self._answer(host, message.request_id, lambda: answer(host, message))
             case HistoryOps(stage_id=stage_id):
                 if (case := self.stage_cases.get(stage_id)) is not None:
                     self.histories.add(case, host, message.batch, message.records)
-            case ProcessSignalled(request_id=rid):
-                if (asked := self.signals.get(rid)) is not None and not asked[1].done():
-                    asked[1].set_result(message)
         return None
 
     def _wait(
@@ -683,9 +428,6 @@ class RunFleet:
     def on_lost(self, host: str, reason: str) -> None:
         if (run_host := self.hosts.get(host)) is not None:
             run_host.lose(reason)
-        for rid, (asked, future) in self.signals.items():
-            if asked == host and not future.done():
-                future.set_result(ProcessSignalled(request_id=rid, error=f"agent lost: {reason}"))
 
 
 class _Target:
@@ -696,20 +438,25 @@ class _Target:
         self.scope = scope
 
     async def break_network(self, step: Step) -> None:
-        await self.fleet.break_network(step)
+        await self.fleet.network.break_network(step)
 
     async def heal_network(self) -> None:
-        await self.fleet.heal_network()
+        await self.fleet.network.heal_network()
 
     async def signal(self, host: str, name: str, signal: nemeses.Signal) -> list[int]:
-        return await self.fleet.signal_processes(host, self.scope, name, signal)
-
-
-def describe(done: Migrated) -> str:
-    """A migration as the stage that asked for it is told."""
-    where = f"to hypervisor {done.hypervisor}" if done.moved else f"on {done.hypervisor}"
-    downtime = f", QEMU downtime {done.downtime_ms} ms" if done.downtime_ms is not None else ""
-    return f"{done.host} migrated {where} in {done.seconds:.2f}s{downtime}"
+        """STOP, CONT or KILL the case's processes `name` on `host`."""
+        link = self.fleet.hub.links.get(self.fleet.names.get(host, host))
+        if link is None or link.connection is None:
+            raise FaultError(f"cannot signal {name} on {host}: its agent is not connected")
+        rid = new_request_id()
+        request = ProcessSignal(request_id=rid, scope=self.scope, name=name, signal=signal)
+        try:
+            answer = await link.request(request, ProcessSignalled, nemeses.FAULT_TIMEOUT)
+        except Unanswered as exc:
+            raise FaultError(f"cannot signal {name} on {host}: {exc}") from None
+        if answer.error is not None:
+            raise FaultError(f"cannot signal {name} on {host}: {answer.error}")
+        return answer.pids
 
 
 def _lost_report(started: datetime, reason: str) -> StageReport:

@@ -1,7 +1,7 @@
 """The coordinator's hypervisors: the daemons connected to `/hypervisor`
-(authenticated, their capacity, heartbeats, loss), the embedded one, which
-cluster is on which, and the clusters left up for the next run (`keep:
-true`).
+(a `DaemonHub`: admitted, pinged and lost as agents are; their capacity),
+the embedded one, which cluster is on which, and the clusters left up for
+the next run (`keep: true`).
 
 A run of a qemu cluster asks `provider()`: with hypervisors connected, the
 cluster goes to the one with the most free RAM that has enough for its VMs
@@ -16,29 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
-import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phalanx.coordinator.agents import CLOSE_REFUSED, AgentHub
-from phalanx.coordinator.auth import TokenBook, bearer
+from pydantic import BaseModel
+
+from phalanx.coordinator.agents import AgentHub
+from phalanx.coordinator.auth import TokenBook
+from phalanx.coordinator.daemons import DaemonHub, DaemonLink, Unanswered, Verifier, new_request_id
 from phalanx.model import Cluster
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.remote import ClusterHost, Fault, HypervisorProvider, Kept, Opened
 
 if TYPE_CHECKING:
-    from starlette.websockets import WebSocket
-
     from phalanx.hypervisor.core import Hypervisor
     from phalanx.hypervisor.moving import Departure
     from phalanx.providers.machine import Receiving
+    from phalanx.wire.hypervisor import HyperHello, Reply
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -48,8 +48,6 @@ REQUEST_TIMEOUT = 1800.0  # booting a cluster under TCG on a busy machine
 MIGRATION_MARGIN = 30.0  # past a migration's own timeout, for a hypervisor's answer
 PREPARE_TIMEOUT = 600.0  # a destination making (or hashing) its root disk
 DEFAULT_VM_RAM_MB = 512  # the qemu provider's, for a host without ram_size
-
-Verifier = Callable[[str | None], Awaitable[str | None] | str | None]
 
 
 def cluster_ram_mb(cluster: Cluster) -> int:
@@ -73,29 +71,39 @@ class Assignment:
     kept: bool = False
 
 
-@dataclass
-class Remote:
+class Remote(DaemonLink):
     """A connected (or lost) hypervisor daemon, as the hub asks things of it."""
 
-    name: str
-    cpus: int
-    ram_mb: int
-    kvm: bool
-    accel_reason: str
-    local: bool
-    version: str = ""
-    connection: Any = None  # the live WebSocket's sender
-    # The token its live connection was admitted with (in memory only), so
-    # that a revoke can close it (service/revocation.py).
-    token: str | None = field(default=None, repr=False)
-    last_seen: float = field(default_factory=time.monotonic)
-    seen_at: float = field(default_factory=time.time)
-    disconnected_at: float | None = None
-    lost: str | None = None
-    assigned: dict[str, Assignment] = field(default_factory=dict)
-    states: dict[str, dict[str, str]] = field(default_factory=dict)
-    pids: dict[str, dict[str, int]] = field(default_factory=dict)
-    pending: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    kind = "hypervisor"
+
+    def __init__(
+        self,
+        name: str,
+        cpus: int,
+        ram_mb: int,
+        kvm: bool,
+        accel_reason: str,
+        local: bool,
+        version: str = "",
+        connection: Any = None,
+    ) -> None:
+        super().__init__(name)
+        self.cpus, self.ram_mb, self.kvm = cpus, ram_mb, kvm
+        self.accel_reason, self.local, self.version = accel_reason, local, version
+        self.connection = connection
+        self.seen_at = time.time()  # for the pages
+        self.assigned: dict[str, Assignment] = {}
+        self.states: dict[str, dict[str, str]] = {}
+        self.pids: dict[str, dict[str, int]] = {}
+
+    def ping_message(self, seq: int) -> BaseModel:
+        from phalanx.wire.hypervisor import HyperPing
+
+        return HyperPing(seq=seq)
+
+    def heard(self) -> None:
+        super().heard()
+        self.seen_at = time.time()
 
     @property
     def connected(self) -> bool:
@@ -105,28 +113,17 @@ class Remote:
     def free_mb(self) -> int:
         return self.ram_mb - sum(a.ram_mb for a in self.assigned.values())
 
-    def fail_pending(self, reason: str) -> None:
-        pending, self.pending = self.pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(ProvisionError(reason))
+    async def call(self, message: Any, timeout: float = REQUEST_TIMEOUT) -> Reply:
+        """Its reply to `message`; ProvisionError saying why there is none
+        or what went wrong."""
+        from phalanx.wire.hypervisor import Reply
 
-    async def request(self, message: Any, timeout: float = REQUEST_TIMEOUT) -> Any:
-        from phalanx.wire.hypervisor import encode
-
-        if not self.connected:
-            raise ProvisionError(f"hypervisor {self.name} is {self.lost or 'not connected'}")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending[message.request_id] = future
-        self.connection.send(encode(message))
+        if self.lost is not None:
+            raise ProvisionError(f"hypervisor {self.name} is {self.lost}")
         try:
-            reply = await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise ProvisionError(
-                f"hypervisor {self.name} did not answer {message.type} within {timeout:g}s"
-            ) from None
-        finally:
-            self.pending.pop(message.request_id, None)
+            reply = await self.request(message, Reply, timeout)
+        except Unanswered as exc:
+            raise ProvisionError(str(exc)) from None
         if reply.error is not None:
             raise ProvisionError(f"hypervisor {self.name}: {reply.error}")
         return reply
@@ -138,9 +135,9 @@ class Remote:
     ) -> Opened:
         from phalanx.wire.hypervisor import ClusterOpen, cluster_fields
 
-        reply = await self.request(
+        reply = await self.call(
             ClusterOpen(
-                request_id=_rid(),
+                request_id=new_request_id(),
                 cluster=key,
                 run_id=run_id,
                 definition=cluster_fields(cluster),
@@ -154,7 +151,7 @@ class Remote:
         from phalanx.wire.hypervisor import ClusterUp, VmSpec
 
         vms = [VmSpec(host=s.host.name, url=s.url, token=s.token) for s in specs]
-        await self.request(ClusterUp(request_id=_rid(), cluster=key, vms=vms))
+        await self.call(ClusterUp(request_id=new_request_id(), cluster=key, vms=vms))
 
     async def down_cluster(self, key: str, lost: Collection[str]) -> object:
         """The VMs' files the daemon kept, to go with the run (`vmfiles`)."""
@@ -162,32 +159,34 @@ class Remote:
 
         if not self.connected:
             return None
-        reply = await self.request(ClusterDown(request_id=_rid(), cluster=key, lost=list(lost)))
+        reply = await self.call(
+            ClusterDown(request_id=new_request_id(), cluster=key, lost=list(lost))
+        )
         return reply.data.get("files")
 
     async def close_cluster(self, key: str) -> None:
         from phalanx.wire.hypervisor import ClusterClose
 
         if self.connected:
-            await self.request(ClusterClose(request_id=_rid(), cluster=key))
+            await self.call(ClusterClose(request_id=new_request_id(), cluster=key))
 
     async def revert_cluster(self, key: str) -> None:
         from phalanx.wire.hypervisor import ClusterRevert
 
-        await self.request(ClusterRevert(request_id=_rid(), cluster=key))
+        await self.call(ClusterRevert(request_id=new_request_id(), cluster=key))
 
     async def resume_cluster(self, key: str) -> None:
         from phalanx.wire.hypervisor import ClusterResume
 
-        await self.request(ClusterResume(request_id=_rid(), cluster=key))
+        await self.call(ClusterResume(request_id=new_request_id(), cluster=key))
 
     async def fault_cluster(self, key: str, fault: Fault) -> None:
         """A network fault made by the daemon (`remote.WireFaults`)."""
         from phalanx.wire.hypervisor import ClusterFault
 
-        await self.request(
+        await self.call(
             ClusterFault(
-                request_id=_rid(),
+                request_id=new_request_id(),
                 cluster=key,
                 action=fault.action,  # type: ignore[arg-type]
                 groups=[list(group) for group in fault.groups],
@@ -202,16 +201,22 @@ class Remote:
         from phalanx.wire.hypervisor import ClusterMigrate
 
         message = ClusterMigrate.model_validate(
-            {"request_id": _rid(), "cluster": key, "host": host, "mode": mode, "timeout": timeout}
+            {
+                "request_id": new_request_id(),
+                "cluster": key,
+                "host": host,
+                "mode": mode,
+                "timeout": timeout,
+            }
         )
-        return dict((await self.request(message, timeout + MIGRATION_MARGIN)).data)
+        return dict((await self.call(message, timeout + MIGRATION_MARGIN)).data)
 
     async def vm_departure(self, key: str, host: str) -> Departure:
         from phalanx.hypervisor.moving import departure_of
         from phalanx.wire.hypervisor import DepartureFields, VmDeparture
 
-        reply = await self.request(
-            VmDeparture(request_id=_rid(), cluster=key, host=host), PREPARE_TIMEOUT
+        reply = await self.call(
+            VmDeparture(request_id=new_request_id(), cluster=key, host=host), PREPARE_TIMEOUT
         )
         return departure_of(_checked(DepartureFields, reply.data, self.name).model_dump())
 
@@ -226,12 +231,12 @@ class Remote:
         )
 
         message = VmIncoming(
-            request_id=_rid(),
+            request_id=new_request_id(),
             cluster=key,
             definition=cluster_fields(cluster),
             departure=DepartureFields.model_validate(departure_fields(departure)),
         )
-        reply = await self.request(message, PREPARE_TIMEOUT)
+        reply = await self.call(message, PREPARE_TIMEOUT)
         fields = _checked(ReceivingFields, reply.data, self.name)
         return Receiving(fields.uri, dict(fields.exports), tuple(fields.whole))
 
@@ -241,14 +246,14 @@ class Remote:
         from phalanx.wire.hypervisor import ReceivingFields, VmSend
 
         message = VmSend(
-            request_id=_rid(),
+            request_id=new_request_id(),
             cluster=key,
             host=host,
             to=ReceivingFields(uri=to.uri, exports=to.exports, whole=list(to.whole)),
             timeout=timeout,
             where=where,
         )
-        return dict((await self.request(message, timeout + MIGRATION_MARGIN)).data)
+        return dict((await self.call(message, timeout + MIGRATION_MARGIN)).data)
 
     async def vm_settle(
         self, key: str, host: str, timeout: float, migration: dict[str, Any] | None
@@ -256,9 +261,13 @@ class Remote:
         from phalanx.wire.hypervisor import VmSettle
 
         message = VmSettle(
-            request_id=_rid(), cluster=key, host=host, timeout=timeout, migration=migration
+            request_id=new_request_id(),
+            cluster=key,
+            host=host,
+            timeout=timeout,
+            migration=migration,
         )
-        await self.request(message, timeout + MIGRATION_MARGIN)
+        await self.call(message, timeout + MIGRATION_MARGIN)
 
 
 def _checked(model: Any, data: dict[str, Any], name: str) -> Any:
@@ -268,10 +277,6 @@ def _checked(model: Any, data: dict[str, Any], name: str) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ProvisionError(f"hypervisor {name} answered with {exc.errors()[:1]}") from None
-
-
-def _rid() -> str:
-    return uuid.uuid4().hex
 
 
 @dataclass
@@ -318,8 +323,10 @@ class SharedListeners:
             await self.release(address)
 
 
-class Hypervisors:
+class Hypervisors(DaemonHub[Remote]):
     """Every hypervisor of one coordinator."""
+
+    kind = "hypervisor"
 
     def __init__(
         self,
@@ -330,29 +337,28 @@ class Hypervisors:
         heartbeat_timeout: float = 10.0,
         listeners: SharedListeners | None = None,
     ) -> None:
+        # verify None: no daemon may connect (`phalanx run`)
+        super().__init__(verify, heartbeat_timeout)
         self.agents = agents
         self.tokens = tokens
-        self.verify = verify  # None: no daemon may connect (`phalanx run`)
-        self.heartbeat_timeout = heartbeat_timeout
         self.listeners = listeners
-        self.remotes: dict[str, Remote] = {}
         self.embedded: Hypervisor | None = None
         self.embedded_assigned: dict[str, Assignment] = {}
         self.kept: dict[str, _KeptCluster] = {}  # cluster name: what its last run left up
         # hypervisor name: the ids of its last runs, newest last
         self.history: dict[str, deque[str]] = {}
-        self._watchdog: asyncio.Task[None] | None = None
         agents.judged_elsewhere = self._on_quiet_hypervisor
+
+    @property
+    def remotes(self) -> dict[str, Remote]:
+        return self.links
 
     def _on_quiet_hypervisor(self, host: str) -> bool:
         """Whether `host` is a VM of a hypervisor that has gone quiet but is
         not lost yet: when it is, the VM's agent is lost with it, named."""
         quiet_after = max(self.heartbeat_timeout / 2, 0.1)
-        now = time.monotonic()
         for remote in self.remotes.values():
-            if remote.lost is not None:
-                continue
-            if remote.connection is not None and now - remote.last_seen <= quiet_after:
+            if remote.lost is not None or not self.quiet(remote, quiet_after):
                 continue
             if any(host in a.hosts for a in remote.assigned.values()):
                 return True
@@ -530,57 +536,18 @@ class Hypervisors:
 
     # --- lifetime -------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._watchdog is None:
-            self._watchdog = asyncio.create_task(self._watch())
-
     async def stop(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
-            self._watchdog = None
+        await self.stop_watching()
         await self.end_kept()
         if self.embedded is not None:
             await self.embedded.close_all()
         for remote in self.remotes.values():
-            if remote.connection is not None:
-                with contextlib.suppress(Exception):
-                    await remote.connection.close(1001, "coordinator stopping")
+            self.disconnect(remote, 1001, "coordinator stopping")
+        await self.settle()
 
-    async def _watch(self) -> None:
-        from phalanx.wire.hypervisor import HyperPing, encode
-
-        interval = max(self.heartbeat_timeout / 4, 0.05)
-        seq = 0
-        while True:
-            await asyncio.sleep(interval)
-            seq += 1
-            now = time.monotonic()
-            for remote in list(self.remotes.values()):
-                if remote.lost is not None:
-                    continue
-                if remote.connection is not None:
-                    if now - remote.last_seen > self.heartbeat_timeout:
-                        self.lose(remote, f"no heartbeat for {self.heartbeat_timeout:g}s")
-                    else:
-                        remote.connection.send(encode(HyperPing(seq=seq)))
-                elif (
-                    remote.disconnected_at is not None
-                    and now - remote.disconnected_at > self.heartbeat_timeout
-                ):
-                    self.lose(remote, f"disconnected for {self.heartbeat_timeout:g}s")
-
-    def lose(self, remote: Remote, reason: str) -> None:
+    def on_lost(self, remote: Remote, reason: str) -> None:
         """`remote` is gone: its runs end in error naming it."""
         why = f"hypervisor {remote.name} lost: {reason}"
-        log.warning("%s", why)
-        remote.lost = reason
-        remote.fail_pending(why)
-        if remote.connection is not None:
-            connection, remote.connection = remote.connection, None
-            task = asyncio.ensure_future(connection.close(1011, "lost"))
-            task.add_done_callback(lambda _: None)
         for assignment in remote.assigned.values():
             self.agents.drop(assignment.hosts, why)
         for name in [n for n, k in self.kept.items() if k.host is remote]:
@@ -593,123 +560,66 @@ class Hypervisors:
             for host in states:
                 states[host] = "lost"
 
-    # --- the WebSocket endpoint -----------------------------------------------------
+    # --- DaemonHub: what a hypervisor daemon says -------------------------------------
 
-    async def serve(self, websocket: WebSocket) -> None:
-        from pydantic import ValidationError
-        from starlette.websockets import WebSocketDisconnect
+    def parse(self, raw: str | bytes) -> BaseModel:
+        from phalanx.wire.hypervisor import parse_daemon_message
 
-        from phalanx.coordinator.links import HELLO_TIMEOUT, WebSocketLink, receive
-        from phalanx.wire.hypervisor import (
-            HYPERVISOR_PROTOCOL,
-            ClusterClose,
-            ClusterDown,
-            HyperHello,
-            HyperPong,
-            Reply,
-            VmState,
-            encode,
-            parse_daemon_message,
-        )
+        return parse_daemon_message(raw)
 
-        name: str | None = None
-        token = bearer(websocket.headers.get("authorization"))
-        if self.verify is not None:
-            found = self.verify(token)
-            name = await found if inspect.isawaitable(found) else found
-        if name is None:
-            await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
-            return
-        await websocket.accept()
-        connection = WebSocketLink(websocket)
-        try:
-            first = parse_daemon_message(await asyncio.wait_for(receive(websocket), HELLO_TIMEOUT))
-            if not isinstance(first, HyperHello):
-                raise ValueError("the first message must be hyper.hello")
-            if first.version != HYPERVISOR_PROTOCOL:
-                raise ValueError(
-                    f"hypervisor protocol {first.version} is not supported "
-                    f"(this coordinator speaks {HYPERVISOR_PROTOCOL})"
-                )
-            if first.name != name:
-                raise ValueError(f"this token belongs to {name!r}, not {first.name!r}")
-            old = self.remotes.get(name)
-            if (
-                old is not None
-                and old.connected
-                and time.monotonic() - old.last_seen <= self.heartbeat_timeout / 2
-            ):
-                raise ValueError(f"a hypervisor named {name} is already connected")
-        except (ValueError, ValidationError, TimeoutError, WebSocketDisconnect) as exc:
-            log.warning("refusing a hypervisor connection: %s", exc)
-            await connection.close(CLOSE_REFUSED, str(exc)[:120])
-            return
-        capacity = first.capacity
-        if old is not None and old.lost is None:
-            # A reconnect within the heartbeat timeout: the same hypervisor
-            # (its runs' providers hold it), its clusters carry on.
-            remote = old
-            remote.fail_pending(f"hypervisor {name} reconnected; a request was lost")
-            remote.cpus, remote.ram_mb, remote.kvm = capacity.cpus, capacity.ram_mb, capacity.kvm
-            remote.accel_reason, remote.local = capacity.accel_reason, first.local
-            remote.version, remote.disconnected_at = first.phalanx_version, None
-        else:
-            remote = Remote(
-                name,
-                capacity.cpus,
-                capacity.ram_mb,
-                capacity.kvm,
-                capacity.accel_reason,
-                first.local,
-                first.phalanx_version,
+    def check_hello(self, hello: BaseModel, name: str) -> None:
+        from phalanx.wire.hypervisor import HYPERVISOR_PROTOCOL, HyperHello
+
+        if not isinstance(hello, HyperHello):
+            raise ValueError("the first message must be hyper.hello")
+        if hello.version != HYPERVISOR_PROTOCOL:
+            raise ValueError(
+                f"hypervisor protocol {hello.version} is not supported "
+                f"(this coordinator speaks {HYPERVISOR_PROTOCOL})"
             )
-        if remote.connection is not None:  # a dead socket its daemon is replacing
-            stale = asyncio.ensure_future(remote.connection.close(1000, "replaced"))
-            stale.add_done_callback(lambda _: None)
-        remote.connection = connection
-        remote.token = token
-        remote.last_seen, remote.seen_at = time.monotonic(), time.time()
-        self.remotes[name] = remote
+        if hello.name != name:
+            raise ValueError(f"this token belongs to {name!r}, not {hello.name!r}")
+
+    def admit(self, name: str, hello: HyperHello) -> Remote:
+        capacity = hello.capacity
+        remote = self.remotes.get(name)
+        if remote is None or remote.lost is not None:
+            # New, or back after it was lost (its runs ended): a fresh start.
+            remote = Remote(name, 0, 0, False, "", hello.local)
+        # Else a reconnect within the heartbeat timeout: the same hypervisor
+        # (its runs' providers hold it), its clusters carry on.
+        remote.cpus, remote.ram_mb, remote.kvm = capacity.cpus, capacity.ram_mb, capacity.kvm
+        remote.accel_reason, remote.local = capacity.accel_reason, hello.local
+        remote.version = hello.phalanx_version
+        return remote
+
+    def welcome(self, remote: Remote, hello: HyperHello) -> None:
+        from phalanx.wire.hypervisor import ClusterClose, ClusterDown
+
         log.info(
             "hypervisor %s connected: %d CPUs, %d MB, %s",
-            name,
+            remote.name,
             remote.cpus,
             remote.ram_mb,
             "KVM" if remote.kvm else "TCG",
         )
-        for key in first.clusters:
+        for key in hello.clusters:
             if key not in remote.assigned:  # a run that ended while it was away
-                connection.send(encode(ClusterDown(request_id=_rid(), cluster=key, lost=[])))
-                connection.send(encode(ClusterClose(request_id=_rid(), cluster=key)))
-        try:
-            while True:
-                raw = await receive(websocket)
-                try:
-                    message = parse_daemon_message(raw)
-                except ValidationError as exc:
-                    log.warning(
-                        "hypervisor %s sent a malformed message: %s", name, exc.errors()[:1]
-                    )
-                    continue
-                remote.last_seen, remote.seen_at = time.monotonic(), time.time()
-                if isinstance(message, Reply):
-                    future = remote.pending.get(message.request_id)
-                    if future is not None and not future.done():
-                        future.set_result(message)
-                elif isinstance(message, VmState):
-                    remote.states.setdefault(message.cluster, {})[message.host] = message.state
-                    if message.pid is not None:
-                        remote.pids.setdefault(message.cluster, {})[message.host] = message.pid
-                elif isinstance(message, HyperPong):
-                    pass
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            connection.writer.cancel()
-            if remote.connection is connection:
-                remote.connection = None
-                remote.disconnected_at = time.monotonic()
-                remote.fail_pending(f"hypervisor {name} disconnected")
+                remote.send(ClusterDown(request_id=new_request_id(), cluster=key, lost=[]))
+                remote.send(ClusterClose(request_id=new_request_id(), cluster=key))
+
+    def on_message(self, remote: Remote, message: BaseModel) -> None:
+        from phalanx.wire.hypervisor import HyperPong, Reply, VmState
+
+        remote.heard()
+        if isinstance(message, Reply):
+            remote.reply(message.request_id, message)
+        elif isinstance(message, VmState):
+            remote.states.setdefault(message.cluster, {})[message.host] = message.state
+            if message.pid is not None:
+                remote.pids.setdefault(message.cluster, {})[message.host] = message.pid
+        elif isinstance(message, HyperPong):
+            remote.ponged(message.seq, None)
 
     # --- what the pages show --------------------------------------------------------
 

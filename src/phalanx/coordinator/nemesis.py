@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Literal, Protocol
 
-from phalanx.history.nemesis import Step
+from phalanx.coordinator.histories import Histories
+from phalanx.history.nemesis import Step, parse_fault, schedule
+from phalanx.model import Nemesis
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -111,3 +114,39 @@ async def stop(task: asyncio.Task[None]) -> BaseException | None:
         except Exception as exc:
             return exc
     return None
+
+
+@contextlib.asynccontextmanager
+async def during(
+    histories: Histories,
+    case: str,
+    hosts: Sequence[str],
+    spec: Nemesis,
+    duration: float,
+    target: Target,
+) -> AsyncIterator[None]:
+    """Run the case's nemesis while the body runs; when it ends, however
+    it ends, the network is healed and paused processes resumed. What it
+    did, and what went wrong, goes into the case's history."""
+    try:
+        steps = schedule(
+            [parse_fault(f) for f in spec.faults], list(hosts), spec.every, spec.seed, duration
+        )
+    except ValueError as exc:
+        histories.nemesis_failed(case, str(exc))
+        yield
+        return
+
+    def record(f: str, what: str) -> None:
+        histories.fault(case, f, what, time.time())
+
+    run = NemesisRun(steps, target, record)
+    task = asyncio.ensure_future(run.run())
+    try:
+        yield
+    finally:
+        failed = await stop(task)
+        if failed is not None:
+            histories.nemesis_failed(case, str(failed) or type(failed).__name__)
+        if (unrestored := await run.restore()) is not None:
+            histories.nemesis_failed(case, unrestored)

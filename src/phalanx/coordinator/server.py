@@ -86,12 +86,24 @@ async def _keep_date(server: uvicorn.Server) -> None:
 
 async def _stop(server: uvicorn.Server) -> None:
     """No new connection; the open ones asked to close, and waited for (up
-    to STOP_TIMEOUT) with the tasks that serve them, then cancelled."""
+    to STOP_TIMEOUT) with the tasks that serve them, then cancelled.
+
+    A WebSocket whose handshake the app is still deciding (a daemon's token
+    being looked up) is not cut: uvicorn would answer it HTTP 500. It is
+    left to the app's answer (a coordinator that stops turns it away with
+    a 503) and asked to close once it has one."""
     for listener in server.servers:
         listener.close()
     state = server.server_state
-    for connection in list(state.connections):
-        connection.shutdown()
+    asked: set[object] = set()
+
+    def ask_to_close() -> None:
+        for connection in list(state.connections):
+            if connection not in asked and not _deciding(connection):
+                asked.add(connection)
+                connection.shutdown()
+
+    ask_to_close()
     try:
         async with asyncio.timeout(STOP_TIMEOUT):
             while state.connections or state.tasks:
@@ -99,8 +111,19 @@ async def _stop(server: uvicorn.Server) -> None:
                     await asyncio.wait(set(state.tasks), timeout=STOP_POLL)
                 else:
                     await asyncio.sleep(STOP_POLL)
+                ask_to_close()
     except TimeoutError:
+        for connection in list(state.connections):
+            if connection not in asked:
+                connection.shutdown()
         for task in list(state.tasks):
             task.cancel()
     for listener in server.servers:
         await listener.wait_closed()
+
+
+def _deciding(connection: object) -> bool:
+    """Whether `connection` is a WebSocket handshake its app has not
+    answered yet (uvicorn's WebSocket protocols say so; HTTP ones do not)."""
+    started = getattr(connection, "handshake_initiated", False)
+    return bool(started) and not getattr(connection, "handshake_complete", True)
