@@ -26,6 +26,7 @@ from phalanx.wire.messages import (
     MAX_LABELS,
     PROTOCOL_VERSION,
     Hello,
+    InvalidMessage,
     parse_agent_message,
 )
 
@@ -49,7 +50,7 @@ def hello(**fields: object) -> str:
     ids=["10MB", "too-many", "long-value", "long-key", "long-version", "long-host"],
 )
 def test_an_oversized_hello_does_not_parse(fields: dict[str, object]) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidMessage):
         parse_agent_message(hello(**fields))
 
 

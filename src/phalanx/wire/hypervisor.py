@@ -21,12 +21,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from phalanx.model import Cluster
-from phalanx.wire.messages import Name, Version
+from phalanx.wire.messages import MAX_NAME, MAX_VERSION
 
 # The clusters a daemon may say it holds, and a cluster key's length: far
 # beyond what one machine runs, and small enough to keep and log.
 MAX_HELD_CLUSTERS = 1024
 ClusterKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Version = Annotated[str, StringConstraints(max_length=MAX_VERSION)]
 
 HYPERVISOR_PROTOCOL = 1
 VM_STATES = ("booting", "running", "off", "lost")
