@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from phalanx.coordinator.agents import CLOSE_REFUSED, AgentHub
 from phalanx.coordinator.auth import TokenBook, bearer
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from phalanx.hypervisor.core import Hypervisor
     from phalanx.hypervisor.moving import Departure
     from phalanx.providers.machine import Receiving
+    from phalanx.wire.messages import MessagePart
+
+    P = TypeVar("P", bound=MessagePart)
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -200,20 +203,23 @@ class Remote:
 
     async def migrate_vm(self, key: str, host: str, mode: str, timeout: float) -> dict[str, Any]:
         from phalanx.wire.hypervisor import ClusterMigrate
+        from phalanx.wire.messages import checked
 
-        message = ClusterMigrate.model_validate(
-            {"request_id": _rid(), "cluster": key, "host": host, "mode": mode, "timeout": timeout}
+        message = checked(
+            ClusterMigrate,
+            {"request_id": _rid(), "cluster": key, "host": host, "mode": mode, "timeout": timeout},
         )
         return dict((await self.request(message, timeout + MIGRATION_MARGIN)).data)
 
     async def vm_departure(self, key: str, host: str) -> Departure:
         from phalanx.hypervisor.moving import departure_of
         from phalanx.wire.hypervisor import DepartureFields, VmDeparture
+        from phalanx.wire.messages import fields_of
 
         reply = await self.request(
             VmDeparture(request_id=_rid(), cluster=key, host=host), PREPARE_TIMEOUT
         )
-        return departure_of(_checked(DepartureFields, reply.data, self.name).model_dump())
+        return departure_of(fields_of(_checked(DepartureFields, reply.data, self.name)))
 
     async def vm_incoming(self, key: str, cluster: Cluster, departure: Departure) -> Receiving:
         from phalanx.hypervisor.moving import departure_fields
@@ -224,12 +230,13 @@ class Remote:
             VmIncoming,
             cluster_fields,
         )
+        from phalanx.wire.messages import checked
 
         message = VmIncoming(
             request_id=_rid(),
             cluster=key,
             definition=cluster_fields(cluster),
-            departure=DepartureFields.model_validate(departure_fields(departure)),
+            departure=checked(DepartureFields, departure_fields(departure)),
         )
         reply = await self.request(message, PREPARE_TIMEOUT)
         fields = _checked(ReceivingFields, reply.data, self.name)
@@ -261,13 +268,13 @@ class Remote:
         await self.request(message, timeout + MIGRATION_MARGIN)
 
 
-def _checked(model: Any, data: dict[str, Any], name: str) -> Any:
-    from pydantic import ValidationError
+def _checked(model: type[P], data: dict[str, Any], name: str) -> P:
+    from phalanx.wire.messages import InvalidMessage, checked
 
     try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ProvisionError(f"hypervisor {name} answered with {exc.errors()[:1]}") from None
+        return checked(model, data)
+    except InvalidMessage as exc:
+        raise ProvisionError(f"hypervisor {name} answered with {exc}") from None
 
 
 def _rid() -> str:
@@ -596,7 +603,6 @@ class Hypervisors:
     # --- the WebSocket endpoint -----------------------------------------------------
 
     async def serve(self, websocket: WebSocket) -> None:
-        from pydantic import ValidationError
         from starlette.websockets import WebSocketDisconnect
 
         from phalanx.coordinator.links import HELLO_TIMEOUT, WebSocketLink, receive
@@ -611,6 +617,7 @@ class Hypervisors:
             encode,
             parse_daemon_message,
         )
+        from phalanx.wire.messages import MessageErrors
 
         name: str | None = None
         token = bearer(websocket.headers.get("authorization"))
@@ -640,7 +647,7 @@ class Hypervisors:
                 and time.monotonic() - old.last_seen <= self.heartbeat_timeout / 2
             ):
                 raise ValueError(f"a hypervisor named {name} is already connected")
-        except (ValueError, ValidationError, TimeoutError, WebSocketDisconnect) as exc:
+        except (ValueError, *MessageErrors, TimeoutError, WebSocketDisconnect) as exc:
             log.warning("refusing a hypervisor connection: %s", exc)
             await connection.close(CLOSE_REFUSED, str(exc)[:120])
             return
@@ -686,10 +693,8 @@ class Hypervisors:
                 raw = await receive(websocket)
                 try:
                     message = parse_daemon_message(raw)
-                except ValidationError as exc:
-                    log.warning(
-                        "hypervisor %s sent a malformed message: %s", name, exc.errors()[:1]
-                    )
+                except MessageErrors as exc:
+                    log.warning("hypervisor %s sent a malformed message: %s", name, str(exc)[:200])
                     continue
                 remote.last_seen, remote.seen_at = time.monotonic(), time.time()
                 if isinstance(message, Reply):

@@ -62,13 +62,13 @@ InvalidMessage = msgspec.ValidationError
 MessageErrors = (msgspec.ValidationError, msgspec.DecodeError)
 
 
-class _Part(
+class MessagePart(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
 ):
     """A part of a message: checked as the message is."""
 
 
-class _Message(_Part, frozen=True, tag_field="type"):
+class Message(MessagePart, frozen=True, tag_field="type"):
     """A message: its class's `tag` is its `type` on the wire. Fields left at
     their defaults are not sent (an agent without labels sends none, so an
     older coordinator, which refuses unknown fields, still admits it)."""
@@ -83,13 +83,13 @@ class _Message(_Part, frozen=True, tag_field="type"):
 # --- agent → coordinator -------------------------------------------------------
 
 
-class Hello(_Message, tag="hello", frozen=True, kw_only=True):
+class Hello(Message, tag="hello", frozen=True, kw_only=True):
     version: int
     host: Name
     agent_version: Version = ""
     pid: int | None = None
     # `phalanx agent --label KEY=VALUE`, shown with the agent. Optional:
-    # left empty it is not sent (see _Message).
+    # left empty it is not sent (see Message).
     labels: Labels = {}
     # What it still runs from before this connection: its running stages'
     # ids and the scopes (`run:index:case`) whose processes it holds. The
@@ -99,7 +99,7 @@ class Hello(_Message, tag="hello", frozen=True, kw_only=True):
     scopes: Held = []
 
 
-class StageOutput(_Message, tag="stage.output", frozen=True, kw_only=True):
+class StageOutput(Message, tag="stage.output", frozen=True, kw_only=True):
     """A piece of a stage's output: the bytes the program wrote, each as the
     character of the same number (latin-1), so the agent never decodes and
     the coordinator gets them back with `.encode("latin-1")`. Text, unlike
@@ -118,7 +118,7 @@ class StageOutput(_Message, tag="stage.output", frozen=True, kw_only=True):
         return self.data.encode("latin-1", errors="replace")
 
 
-class StageResult(_Message, tag="stage.result", frozen=True, kw_only=True):
+class StageResult(Message, tag="stage.result", frozen=True, kw_only=True):
     """How a task ended. Kept in the agent's outbox until acked."""
 
     stage_id: str
@@ -127,25 +127,25 @@ class StageResult(_Message, tag="stage.result", frozen=True, kw_only=True):
     ended_at: datetime
 
 
-class SyncArrive(_Message, tag="sync.arrive", frozen=True, kw_only=True):
+class SyncArrive(Message, tag="sync.arrive", frozen=True, kw_only=True):
     request_id: str
     stage_id: str
     name: str
 
 
-class KvSend(_Message, tag="kv.send", frozen=True, kw_only=True):
+class KvSend(Message, tag="kv.send", frozen=True, kw_only=True):
     stage_id: str
     key: str
     value: str = ""
 
 
-class KvWait(_Message, tag="kv.wait", frozen=True, kw_only=True):
+class KvWait(Message, tag="kv.wait", frozen=True, kw_only=True):
     request_id: str
     stage_id: str
     key: str
 
 
-class NetFault(_Message, tag="net.fault", frozen=True, kw_only=True):
+class NetFault(Message, tag="net.fault", frozen=True, kw_only=True):
     """A stage asks for a network fault (`phalanx-net`, `phalanx.net`): one
     action, with exactly the fields that action takes. Answered by `net.done`."""
 
@@ -174,7 +174,7 @@ class NetFault(_Message, tag="net.fault", frozen=True, kw_only=True):
             raise ValueError("net.fault slow: the delay is not between 0 and an hour")
 
 
-class VmMigrate(_Message, tag="vm.migrate", frozen=True, kw_only=True):
+class VmMigrate(Message, tag="vm.migrate", frozen=True, kw_only=True):
     """A stage asks for a VM's live migration (`phalanx-vm migrate`,
     `phalanx.vm.migrate`): `host` (None: the asking host) to a new QEMU on
     its hypervisor, or on the hypervisor `to`. Answered by `vm.migrated`."""
@@ -187,19 +187,19 @@ class VmMigrate(_Message, tag="vm.migrate", frozen=True, kw_only=True):
     timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 120.0
 
 
-class LogFile(_Part, frozen=True, kw_only=True):
+class LogFile(MessagePart, frozen=True, kw_only=True):
     path: str  # as the suite named it, tags applied
     content_b64: str = ""
     truncated: bool = False
     missing: bool = False
 
 
-class LogsResult(_Message, tag="logs.result", frozen=True, kw_only=True):
+class LogsResult(Message, tag="logs.result", frozen=True, kw_only=True):
     request_id: str
     files: list[LogFile]
 
 
-class Pong(_Message, tag="pong", frozen=True, kw_only=True):
+class Pong(Message, tag="pong", frozen=True, kw_only=True):
     seq: int
     # The agent's wall clock when it answered (seconds since the epoch): with
     # the ping's round trip, how far its clock is from the coordinator's.
@@ -209,7 +209,7 @@ class Pong(_Message, tag="pong", frozen=True, kw_only=True):
 MAX_OPS = 4096  # records in one history.ops message
 
 
-class OpRecord(_Part, frozen=True, kw_only=True):
+class OpRecord(MessagePart, frozen=True, kw_only=True):
     """One record `phalanx-op` or `phalanx.history.op` made, on its host's
     clock."""
 
@@ -221,14 +221,14 @@ class OpRecord(_Part, frozen=True, kw_only=True):
     time: float
 
 
-class HistoryOps(_Message, tag="history.ops", frozen=True, kw_only=True):
+class HistoryOps(Message, tag="history.ops", frozen=True, kw_only=True):
     """Operations a stage recorded: they go into its case's history."""
 
     stage_id: str
     records: Annotated[list[OpRecord], msgspec.Meta(max_length=MAX_OPS)]
 
 
-class ProcessSignalled(_Message, tag="process.signalled", frozen=True, kw_only=True):
+class ProcessSignalled(Message, tag="process.signalled", frozen=True, kw_only=True):
     """The answer to a `process.signal`: the processes signalled, or why not."""
 
     request_id: str
@@ -239,7 +239,7 @@ class ProcessSignalled(_Message, tag="process.signalled", frozen=True, kw_only=T
 # --- both ways -------------------------------------------------------------------
 
 
-class Ack(_Message, tag="ack", frozen=True, kw_only=True):
+class Ack(Message, tag="ack", frozen=True, kw_only=True):
     """Receipt of a message that must not be lost: a stage.result (coordinator
     → agent, after the result is written) or a stage.start (agent → coordinator)."""
 
@@ -249,7 +249,7 @@ class Ack(_Message, tag="ack", frozen=True, kw_only=True):
 # --- coordinator → agent -------------------------------------------------------
 
 
-class TaskSpec(_Part, frozen=True, kw_only=True):
+class TaskSpec(MessagePart, frozen=True, kw_only=True):
     """A task on the wire: its type, that type's version, and its fields.
 
     The payload is checked only by the agent, against the task type it
@@ -261,7 +261,7 @@ class TaskSpec(_Part, frozen=True, kw_only=True):
     payload: dict[str, Any] = {}
 
 
-class StageStart(_Message, tag="stage.start", frozen=True, kw_only=True):
+class StageStart(Message, tag="stage.start", frozen=True, kw_only=True):
     stage_id: str  # opaque: unique in the run, never taken apart
     scope: str  # the case it belongs to (what `scope.end` names when the case is over)
     task: TaskSpec
@@ -276,33 +276,33 @@ class StageStart(_Message, tag="stage.start", frozen=True, kw_only=True):
     acks: list[str] = []
 
 
-class StageCancel(_Message, tag="stage.cancel", frozen=True, kw_only=True):
+class StageCancel(Message, tag="stage.cancel", frozen=True, kw_only=True):
     stage_id: str
 
 
-class LogsCollect(_Message, tag="logs.collect", frozen=True, kw_only=True):
+class LogsCollect(Message, tag="logs.collect", frozen=True, kw_only=True):
     request_id: str
     stage_id: str
 
 
-class SyncRelease(_Message, tag="sync.release", frozen=True, kw_only=True):
+class SyncRelease(Message, tag="sync.release", frozen=True, kw_only=True):
     request_id: str
 
 
-class KvValue(_Message, tag="kv.value", frozen=True, kw_only=True):
+class KvValue(Message, tag="kv.value", frozen=True, kw_only=True):
     request_id: str
     key: str
     value: str
 
 
-class NetDone(_Message, tag="net.done", frozen=True, kw_only=True):
+class NetDone(Message, tag="net.done", frozen=True, kw_only=True):
     """The answer to a `net.fault`: done, or why not (`error`)."""
 
     request_id: str
     error: str | None = None
 
 
-class VmMigrated(_Message, tag="vm.migrated", frozen=True, kw_only=True):
+class VmMigrated(Message, tag="vm.migrated", frozen=True, kw_only=True):
     """The answer to a `vm.migrate`: what was done (`detail`), or why not
     (`error`)."""
 
@@ -311,11 +311,11 @@ class VmMigrated(_Message, tag="vm.migrated", frozen=True, kw_only=True):
     detail: str = ""
 
 
-class Ping(_Message, tag="ping", frozen=True, kw_only=True):
+class Ping(Message, tag="ping", frozen=True, kw_only=True):
     seq: int
 
 
-class ProcessSignal(_Message, tag="process.signal", frozen=True, kw_only=True):
+class ProcessSignal(Message, tag="process.signal", frozen=True, kw_only=True):
     """A nemesis pauses (STOP), resumes (CONT) or kills (KILL) the processes
     named `name` that a case's stages started on this host (`scope`)."""
 
@@ -325,14 +325,14 @@ class ProcessSignal(_Message, tag="process.signal", frozen=True, kw_only=True):
     signal: Literal["STOP", "CONT", "KILL"]
 
 
-class ScopeEnd(_Message, tag="scope.end", frozen=True, kw_only=True):
+class ScopeEnd(Message, tag="scope.end", frozen=True, kw_only=True):
     """A case (`run:index:case`) is over on every host: end what its stages
     left running, escapees included, before the next stage starts."""
 
     scope: str
 
 
-class Shutdown(_Message, tag="shutdown", frozen=True, kw_only=True):
+class Shutdown(Message, tag="shutdown", frozen=True, kw_only=True):
     """The run is over: end every stage process group and exit."""
 
 
@@ -404,7 +404,7 @@ def parse_coordinator_message(raw: str | bytes) -> CoordinatorMessage:
     return _coordinator_decoder().decode(raw)
 
 
-M = TypeVar("M", bound=_Part)
+M = TypeVar("M", bound=MessagePart)
 
 
 def checked(cls: type[M], fields: dict[str, Any]) -> M:
@@ -413,7 +413,14 @@ def checked(cls: type[M], fields: dict[str, Any]) -> M:
     return msgspec.convert(fields, cls)
 
 
-def encode(message: _Part) -> str:
+def fields_of(part: MessagePart) -> dict[str, Any]:
+    """`part`'s fields as JSON's types (nested parts too); fields left at
+    their defaults are left out, as on the wire."""
+    fields: dict[str, Any] = msgspec.to_builtins(part)
+    return fields
+
+
+def encode(message: MessagePart) -> str:
     return _encoder.encode(message).decode()
 
 
