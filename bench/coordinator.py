@@ -51,8 +51,9 @@ from phalanx.engine.session import StageOrder, StageScope
 from phalanx.model import HostResult, Status
 from phalanx.store.runs import HostStageRecord
 from phalanx.store.store import Store
+from phalanx.tasks import Outcome
 from phalanx.tasks.shell import ShellTask
-from phalanx.wire.messages import PROTOCOL_VERSION, StageResult
+from phalanx.wire.messages import PROTOCOL_VERSION, StageResult, encode
 
 TARGET_RSS_MB = 500.0  # at 1,000 agents
 TARGET_STAGE_S = 2.0  # one stage across 1,000 agents
@@ -61,10 +62,6 @@ INGEST_RESULTS = 20_000
 
 
 # --- the simulated agents (worker processes) ------------------------------------------
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 async def _agent(url: str, host: str, token: str, ready: asyncio.Event, counter: list[int]) -> None:
@@ -88,14 +85,14 @@ async def _agent(url: str, host: str, token: str, ready: asyncio.Event, counter:
             if kind == "ping":
                 await ws.send(json.dumps({"type": "pong", "seq": message["seq"]}))
             elif kind == "stage.start":
-                now = _now()
+                now = datetime.now(UTC)
                 result = StageResult(
                     stage_id=message["stage_id"],
-                    outcome={"exit_code": 0},  # type: ignore[arg-type]
-                    started_at=now,  # type: ignore[arg-type]
-                    ended_at=now,  # type: ignore[arg-type]
+                    outcome=Outcome(exit_code=0),
+                    started_at=now,
+                    ended_at=now,
                 )
-                await ws.send(result.model_dump_json())
+                await ws.send(encode(result))
             elif kind == "shutdown":
                 return
 

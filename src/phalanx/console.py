@@ -16,13 +16,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TextIO
-
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Self, TextIO
 
 from phalanx import layout
 from phalanx.board import Board, Cell, Elided, Snapshot, Tally, tally, tally_text, window
@@ -51,6 +45,12 @@ from phalanx.report.terminal import (
     safe_text,
     shown_path,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+    from rich.table import Table
+    from rich.text import Text
 
 STYLES: dict[Status, str] = {
     Status.PENDING: "dim",
@@ -86,7 +86,23 @@ def _clock(moment: datetime | None) -> str:
     return local.strftime("%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
 
 
+def prefetch_rich() -> threading.Thread:
+    """Import Rich in a thread: a plain console prints through it only the
+    summary, at the end, and its ~40 ms of imports can go while the run
+    waits on its hosts."""
+
+    def load() -> None:
+        import rich.console
+        import rich.table  # noqa: F401
+
+    thread = threading.Thread(target=load, name="phalanx-rich", daemon=True)
+    thread.start()
+    return thread
+
+
 def styled(status: Status) -> Text:
+    from rich.text import Text
+
     return Text(status.value, style=STYLES[status])
 
 
@@ -273,6 +289,8 @@ class LiveConsole(_Started):
     def start(self) -> None:
         if self._live is not None:
             return
+        from rich.live import Live
+
         self._stopping.clear()
         self._live = Live(
             self,
@@ -310,6 +328,8 @@ class LiveConsole(_Started):
                 self._print_pending(live)
 
     def _print_pending(self, live: Live) -> None:
+        from rich.text import Text
+
         text = self._shown.take()
         if text:
             live.console.print(Text(text.removesuffix("\n")), highlight=False, soft_wrap=True)
@@ -319,6 +339,11 @@ def render_board(board: Snapshot, rows: int = ROWS) -> RenderableType:
     """The live view: a header, a table of cases by hosts (the running case
     and every failure kept in view when there are more than `rows`), and
     while the run goes, the last line each host printed."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     header = Text.assemble(
         ("phalanx ", "bold"),
         (board.suite, "bold cyan"),
@@ -380,6 +405,8 @@ def _host_labels(hosts: tuple[str, ...]) -> list[str]:
 
 
 def _cell(cell: Cell | None) -> Text:
+    from rich.text import Text
+
     if cell is None:
         return Text("·", style="dim")
     if cell.waiting is not None:
@@ -391,6 +418,8 @@ def _cell(cell: Cell | None) -> Text:
 
 
 def _details(entry: Entry, run_dir: Path | None) -> Text:
+    from rich.text import Text
+
     if entry.status is Status.PASSED:
         return Text("")
     if not entry.status.done:
@@ -408,6 +437,10 @@ def _details(entry: Entry, run_dir: Path | None) -> Text:
 def summary(result: RunResult, console: Console, run_dir: Path | None = None) -> None:
     """One row per case (and per suite stage that did not pass), totals, and
     where the results are. A big suite lists only what did not pass."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     listed = entries(result)
     big = len(result.cases) > BIG
     shown = [e for e in listed if e.status is not Status.PASSED] if big else listed
@@ -461,6 +494,9 @@ DATA_WIDTH = 160  # longer results are cut here; results.json has them whole
 
 def _data_table(result: RunResult) -> Table | None:
     """What each host's test reported (e.g. Python tests' final_results), if any did."""
+    from rich import box
+    from rich.table import Table
+
     table = Table(title="host results", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     table.add_column("case", no_wrap=True)
     table.add_column("host", no_wrap=True)
@@ -481,6 +517,8 @@ def _data_table(result: RunResult) -> Table | None:
 
 def _tally_text(counts: Tally) -> Text:
     """`tally_text`, each count in its status's color."""
+    from rich.text import Text
+
     text = Text()
     for status, n in counts:
         if text:
@@ -498,6 +536,8 @@ PIPE_WIDTH = 4096
 def terminal_console(stream: TextIO) -> Console:
     """A Rich console on `stream` that goes quiet when its reader is gone;
     on a pipe or a file, as wide as its lines are (COLUMNS still rules)."""
+    from rich.console import Console
+
     return Console(file=SafeStream(stream), width=pipe_width(stream))  # type: ignore[arg-type]
 
 
@@ -522,5 +562,6 @@ def make_console(
     """A live table on a terminal; plain lines when asked or when the output
     is a pipe or a file (CI logs keep every line)."""
     if plain or not stream.isatty():
+        prefetch_rich()  # for the summary
         return PlainConsole(stream, verbose=verbose, run_dir=run_dir)
     return LiveConsole(terminal_console(stream), verbose=verbose)

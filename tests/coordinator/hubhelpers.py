@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter
+import msgspec
 
 from phalanx.coordinator.agents import AgentLink
 from phalanx.engine.session import StageOrder
@@ -32,10 +32,6 @@ from phalanx.wire.messages import (
 )
 from tests.eventually import eventually_async
 
-# Not parse_coordinator_message: its JSON parser caches the strings it reads
-# (request ids, stage ids), which a test counting memory would count.
-_messages: TypeAdapter[CoordinatorMessage] = TypeAdapter(CoordinatorMessage)
-
 
 class FakeConnection:
     """Records what the coordinator sends (when `keep`), and hands each
@@ -50,7 +46,7 @@ class FakeConnection:
         self.closed: tuple[int, str] | None = None
 
     def send(self, data: str) -> None:
-        message = _messages.validate_python(json.loads(data))
+        message = msgspec.convert(json.loads(data), CoordinatorMessage)
         if self.keep:
             self.sent.append(message)
         if self.react is not None:

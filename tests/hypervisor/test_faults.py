@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from phalanx.hypervisor.core import Hypervisor
 from phalanx.hypervisor.daemon import fault_of
@@ -29,6 +28,7 @@ from phalanx.wire.hypervisor import (
     parse_daemon_message,
     parse_hub_message,
 )
+from phalanx.wire.messages import InvalidMessage
 
 CLUSTER = Cluster(name="c", hosts=(Host(name="a.t"), Host(name="b.t")), provider="qemu")
 
@@ -57,7 +57,7 @@ def test_a_fault_crosses_the_wire_and_back_and_a_bad_one_is_refused() -> None:
         '{"type": "cluster.fault", "request_id": "r", "cluster": "k", "action": "heal",'
         ' "command": "rm -rf /"}',
     ):
-        with pytest.raises(ValidationError):
+        with pytest.raises(InvalidMessage):
             parse_hub_message(raw)
     # cluster.open's reply says whether the cluster takes faults; an older
     # daemon's says nothing, which is no.

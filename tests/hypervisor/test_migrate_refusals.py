@@ -15,7 +15,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.auth import TokenBook
@@ -47,6 +46,7 @@ from phalanx.wire import messages
 from phalanx.wire.hypervisor import (
     ClusterMigrate,
     DepartureFields,
+    ReceivingFields,
     Reply,
     VmDeparture,
     VmIncoming,
@@ -57,6 +57,7 @@ from phalanx.wire.hypervisor import (
     parse_hub_message,
 )
 from phalanx.wire.messages import (
+    InvalidMessage,
     VmMigrate,
     VmMigrated,
     parse_agent_message,
@@ -91,13 +92,13 @@ def test_the_agents_migration_messages_round_trip_and_refuse_what_is_not_one() -
     answer = VmMigrated(request_id="r", detail="vm2 migrated to hypervisor hv2 in 1.00s")
     assert parse_coordinator_message(messages.encode(answer)) == answer
     for bad in ({"mode": "rdma"}, {"timeout": 0}, {"timeout": 7200}, {"speed": 1}):
-        with pytest.raises(ValidationError):
-            VmMigrate.model_validate({"request_id": "r", "stage_id": "s", **bad})
+        with pytest.raises(messages.InvalidMessage):
+            messages.checked(VmMigrate, {"request_id": "r", "stage_id": "s", **bad})
 
 
 def test_the_hypervisors_migration_messages_round_trip() -> None:
-    fields = DepartureFields.model_validate(departure_fields(departure()))
-    assert departure_of(fields.model_dump()) == departure()
+    fields = messages.checked(DepartureFields, departure_fields(departure()))
+    assert departure_of(messages.fields_of(fields)) == departure()
     for message in (
         ClusterMigrate(request_id="1", cluster="k", host=HOST, mode="unix", timeout=60),
         VmDeparture(request_id="2", cluster="k", host=HOST),
@@ -106,7 +107,7 @@ def test_the_hypervisors_migration_messages_round_trip() -> None:
             request_id="4",
             cluster="k",
             host=HOST,
-            to={"uri": "tcp:127.0.0.1:1", "exports": {"phalanx-root": "nbd://x"}},  # type: ignore[arg-type]
+            to=ReceivingFields(uri="tcp:127.0.0.1:1", exports={"phalanx-root": "nbd://x"}),
             timeout=60,
             where="hv2",
         ),
@@ -115,7 +116,7 @@ def test_the_hypervisors_migration_messages_round_trip() -> None:
         assert parse_hub_message(encode(message)) == message
     reply = Reply(request_id="2", data=departure_fields(departure()))
     assert parse_daemon_message(encode(reply)) == reply
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidMessage):
         parse_hub_message('{"type": "vm.send", "request_id": "4", "cluster": "k", "host": "h"}')
 
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -26,6 +25,7 @@ from phalanx.wire.messages import (
     MAX_LABELS,
     PROTOCOL_VERSION,
     Hello,
+    InvalidMessage,
     parse_agent_message,
 )
 
@@ -49,7 +49,7 @@ def hello(**fields: object) -> str:
     ids=["10MB", "too-many", "long-value", "long-key", "long-version", "long-host"],
 )
 def test_an_oversized_hello_does_not_parse(fields: dict[str, object]) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidMessage):
         parse_agent_message(hello(**fields))
 
 
@@ -69,7 +69,7 @@ def test_a_hypervisor_hello_is_bounded_too() -> None:
         {"clusters": ["k"] * 1025},
         {"capacity": {**capacity, "accel_reason": "r" * 2000}},
     ):
-        with pytest.raises(ValidationError):
+        with pytest.raises(InvalidMessage):
             parse_daemon_message(json.dumps({**base, **extra}))
 
 

@@ -108,10 +108,14 @@ WALKS = {"case": "w", "module": "acts", "order": ["Pick"]}
     [
         ("walks", {**WALKS, "colour": "red"}, "colour: unknown key"),
         ("walks", {"case": "w", "order": ["Pick"]}, "module: missing"),
-        ("walks", {**WALKS, "max_workers": "two"}, "max_workers: Input should be a valid integer"),
-        ("walks", {**WALKS, "shrink": "yes"}, "shrink: Input should be a valid boolean"),
-        ("shell", {"script": ["echo"]}, "script: Input should be a valid string"),
-        ("python", {"classes": ["m:C"], "test_mode": "parallel"}, "test_mode: Input should be"),
+        ("walks", {**WALKS, "max_workers": "two"}, "max_workers: Expected `int | null`, got `str`"),
+        ("walks", {**WALKS, "shrink": "yes"}, "shrink: Expected `bool`, got `str`"),
+        ("shell", {"script": ["echo"]}, "script: Expected `str`, got `array`"),
+        (
+            "python",
+            {"classes": ["m:C"], "test_mode": "parallel"},
+            "test_mode: Invalid enum value 'parallel'",
+        ),
         ("executable", {"name": "t", "dir": "/t", "dependencies": [["x"]]}, "dependencies.0"),
     ],
 )

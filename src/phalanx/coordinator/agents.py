@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import BaseModel
-
 from phalanx.coordinator.auth import TokenVerifier
 from phalanx.coordinator.daemons import CLOSE_REFUSED, DaemonHub, DaemonLink
 from phalanx.coordinator.links import Connection
@@ -35,6 +33,7 @@ from phalanx.wire.messages import (
     AgentMessage,
     Hello,
     LogsResult,
+    MessagePart,
     Ping,
     Pong,
     ProcessSignalled,
@@ -313,7 +312,7 @@ class AgentHub(DaemonHub[AgentLink]):
     def parse(self, raw: str | bytes) -> AgentMessage:
         return parse_agent_message(raw)
 
-    def check_hello(self, hello: BaseModel, name: str) -> None:
+    def check_hello(self, hello: MessagePart, name: str) -> None:
         if not isinstance(hello, Hello):
             raise ValueError("the first message must be hello")
         if hello.version != PROTOCOL_VERSION:
@@ -350,7 +349,7 @@ class AgentHub(DaemonHub[AgentLink]):
         for scope in sorted(scopes):
             link.send(ScopeEnd(scope=scope))
 
-    def on_message(self, link: AgentLink, message: BaseModel) -> Awaitable[None] | None:
+    def on_message(self, link: AgentLink, message: MessagePart) -> Awaitable[None] | None:
         # The ack of a result waits for its record to be safe; the agent's
         # next messages (pongs among them) do not.
         return link.handle(message)  # type: ignore[arg-type]

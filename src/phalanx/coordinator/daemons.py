@@ -23,13 +23,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ValidationError
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phalanx.coordinator.auth import bearer
 from phalanx.coordinator.clock import ClockOffset
 from phalanx.coordinator.links import HELLO_TIMEOUT, Connection, WebSocketLink, receive
+from phalanx.wire.messages import MessageErrors, MessagePart, encode
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -38,7 +38,7 @@ CLOSE_LOST = 1011
 ANSWERS_KEPT = 256  # answers to a daemon's own requests kept for its resends
 SETTLE_TIMEOUT = 5.0  # seconds the closes left running have when a hub stops
 # What refuses a newcomer: a hello that is wrong, malformed, late, or gone.
-REFUSED = (ValueError, ValidationError, TimeoutError, WebSocketDisconnect)
+REFUSED = (ValueError, *MessageErrors, TimeoutError, WebSocketDisconnect)
 
 # The bearer token's daemon name, or None; a store's answer may be awaitable.
 Verifier = Callable[[str | None], Awaitable[str | None] | str | None]
@@ -83,20 +83,20 @@ class DaemonLink:
         self._waiting: dict[str, tuple[asyncio.Future[Any], type[Any]]] = {}
         # Its own requests (a stage's `phalanx-net`, `phalanx-vm`), each
         # answered once: request id → the answer, or None while it is made.
-        self._answers: dict[str, BaseModel | None] = {}
+        self._answers: dict[str, MessagePart | None] = {}
 
     # --- what a kind of daemon says -----------------------------------------------
 
-    def ping_message(self, seq: int) -> BaseModel:
+    def ping_message(self, seq: int) -> MessagePart:
         raise NotImplementedError
 
     # --- the connection --------------------------------------------------------------
 
-    def send(self, message: BaseModel) -> None:
+    def send(self, message: MessagePart) -> None:
         """Send on the live connection; without one the message is dropped
         (what must not be lost is resent on the next attach)."""
         if self.connection is not None:
-            self.connection.send(message.model_dump_json())
+            self.connection.send(encode(message))
 
     def attach(self, connection: Connection) -> None:
         self.connection = connection
@@ -167,7 +167,7 @@ class DaemonLink:
                 future.set_exception(Unanswered(reason))
 
     def answer(
-        self, request_id: str, make: Callable[[], Coroutine[Any, Any, BaseModel]]
+        self, request_id: str, make: Callable[[], Coroutine[Any, Any, MessagePart]]
     ) -> asyncio.Task[None] | None:
         """Answer the daemon's own request once: the same request resent
         after a reconnect waits for the answer being made, or is sent the
@@ -209,10 +209,10 @@ class DaemonHub(Generic[L]):
 
     # --- what each kind of daemon does ------------------------------------------------
 
-    def parse(self, raw: str | bytes) -> BaseModel:
+    def parse(self, raw: str | bytes) -> MessagePart:
         raise NotImplementedError
 
-    def check_hello(self, hello: BaseModel, name: str) -> None:
+    def check_hello(self, hello: MessagePart, name: str) -> None:
         """Raise ValueError saying why this hello, from the daemon the token
         names `name`, is refused."""
         raise NotImplementedError
@@ -224,7 +224,7 @@ class DaemonHub(Generic[L]):
     def welcome(self, link: L, hello: Any) -> None:
         """Just attached: tell the daemon what it must know at once."""
 
-    def on_message(self, link: L, message: BaseModel) -> Awaitable[None] | None:
+    def on_message(self, link: L, message: MessagePart) -> Awaitable[None] | None:
         """A message from `link`'s daemon; an awaitable to finish in the background."""
         raise NotImplementedError
 
@@ -352,9 +352,9 @@ class DaemonHub(Generic[L]):
                 raw = await receive(websocket)
                 try:
                     message = self.parse(raw)
-                except ValidationError as exc:
+                except MessageErrors as exc:
                     log.warning(
-                        "%s %s sent a malformed message: %s", self.kind, name, exc.errors()[:1]
+                        "%s %s sent a malformed message: %s", self.kind, name, str(exc)[:200]
                     )
                     continue
                 if (work := self.on_message(link, message)) is not None:
@@ -376,18 +376,10 @@ async def _stopping(websocket: WebSocket) -> None:
 
 
 def refusal(exc: Exception) -> str:
-    """One line on why a hello was refused. A hostile hello can fail
-    validation thousands of times over (a label each): the first failure and
-    a count, never the whole list, go into the log and the close reason."""
-    if not isinstance(exc, ValidationError):
-        return str(exc)
-    errors = exc.errors(include_url=False, include_input=False)
-    if not errors:
-        return "a malformed hello"
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"])
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    """One line on why a hello was refused. msgspec stops at the first
+    problem, so a hostile hello failing thousands of ways (a label each)
+    still makes one short line for the log and the close reason."""
+    return str(exc)[:200]
 
 
 def new_request_id() -> str:

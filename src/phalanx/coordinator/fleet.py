@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from pydantic import BaseModel
-
 from phalanx.coordinator import nemesis as nemeses
 from phalanx.coordinator.agents import AgentHub, AgentLink
 from phalanx.coordinator.daemons import Unanswered, new_request_id
@@ -51,6 +49,7 @@ from phalanx.wire.messages import (
     KvWait,
     LogsCollect,
     LogsResult,
+    MessagePart,
     NetFault,
     ProcessSignal,
     ProcessSignalled,
@@ -331,7 +330,7 @@ class RunFleet:
         return run_host is not None and stage_id in run_host.pending
 
     def _answer(
-        self, host: str, request_id: str, make: Callable[[], Coroutine[Any, Any, BaseModel]]
+        self, host: str, request_id: str, make: Callable[[], Coroutine[Any, Any, MessagePart]]
     ) -> None:
         """Answer a stage's request once (a resend after a reconnect is
         sent the same answer), on its host's link."""

@@ -23,9 +23,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.auth import TokenBook
@@ -33,6 +31,9 @@ from phalanx.coordinator.daemons import DaemonHub, DaemonLink, Unanswered, Verif
 from phalanx.model import Cluster
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.remote import ClusterHost, Fault, HypervisorProvider, Kept, Opened
+from phalanx.wire.messages import MessagePart
+
+P = TypeVar("P", bound=MessagePart)
 
 if TYPE_CHECKING:
     from phalanx.hypervisor.core import Hypervisor
@@ -96,7 +97,7 @@ class Remote(DaemonLink):
         self.states: dict[str, dict[str, str]] = {}
         self.pids: dict[str, dict[str, int]] = {}
 
-    def ping_message(self, seq: int) -> BaseModel:
+    def ping_message(self, seq: int) -> MessagePart:
         from phalanx.wire.hypervisor import HyperPing
 
         return HyperPing(seq=seq)
@@ -199,26 +200,29 @@ class Remote(DaemonLink):
 
     async def migrate_vm(self, key: str, host: str, mode: str, timeout: float) -> dict[str, Any]:
         from phalanx.wire.hypervisor import ClusterMigrate
+        from phalanx.wire.messages import checked
 
-        message = ClusterMigrate.model_validate(
+        message = checked(
+            ClusterMigrate,
             {
                 "request_id": new_request_id(),
                 "cluster": key,
                 "host": host,
                 "mode": mode,
                 "timeout": timeout,
-            }
+            },
         )
         return dict((await self.call(message, timeout + MIGRATION_MARGIN)).data)
 
     async def vm_departure(self, key: str, host: str) -> Departure:
         from phalanx.hypervisor.moving import departure_of
         from phalanx.wire.hypervisor import DepartureFields, VmDeparture
+        from phalanx.wire.messages import fields_of
 
         reply = await self.call(
             VmDeparture(request_id=new_request_id(), cluster=key, host=host), PREPARE_TIMEOUT
         )
-        return departure_of(_checked(DepartureFields, reply.data, self.name).model_dump())
+        return departure_of(fields_of(_checked(DepartureFields, reply.data, self.name)))
 
     async def vm_incoming(self, key: str, cluster: Cluster, departure: Departure) -> Receiving:
         from phalanx.hypervisor.moving import departure_fields
@@ -229,12 +233,13 @@ class Remote(DaemonLink):
             VmIncoming,
             cluster_fields,
         )
+        from phalanx.wire.messages import checked
 
         message = VmIncoming(
             request_id=new_request_id(),
             cluster=key,
             definition=cluster_fields(cluster),
-            departure=DepartureFields.model_validate(departure_fields(departure)),
+            departure=checked(DepartureFields, departure_fields(departure)),
         )
         reply = await self.call(message, PREPARE_TIMEOUT)
         fields = _checked(ReceivingFields, reply.data, self.name)
@@ -270,13 +275,13 @@ class Remote(DaemonLink):
         await self.call(message, timeout + MIGRATION_MARGIN)
 
 
-def _checked(model: Any, data: dict[str, Any], name: str) -> Any:
-    from pydantic import ValidationError
+def _checked(model: type[P], data: dict[str, Any], name: str) -> P:
+    from phalanx.wire.messages import InvalidMessage, checked
 
     try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ProvisionError(f"hypervisor {name} answered with {exc.errors()[:1]}") from None
+        return checked(model, data)
+    except InvalidMessage as exc:
+        raise ProvisionError(f"hypervisor {name} answered with {exc}") from None
 
 
 @dataclass
@@ -562,12 +567,12 @@ class Hypervisors(DaemonHub[Remote]):
 
     # --- DaemonHub: what a hypervisor daemon says -------------------------------------
 
-    def parse(self, raw: str | bytes) -> BaseModel:
+    def parse(self, raw: str | bytes) -> MessagePart:
         from phalanx.wire.hypervisor import parse_daemon_message
 
         return parse_daemon_message(raw)
 
-    def check_hello(self, hello: BaseModel, name: str) -> None:
+    def check_hello(self, hello: MessagePart, name: str) -> None:
         from phalanx.wire.hypervisor import HYPERVISOR_PROTOCOL, HyperHello
 
         if not isinstance(hello, HyperHello):
@@ -608,7 +613,7 @@ class Hypervisors(DaemonHub[Remote]):
                 remote.send(ClusterDown(request_id=new_request_id(), cluster=key, lost=[]))
                 remote.send(ClusterClose(request_id=new_request_id(), cluster=key))
 
-    def on_message(self, remote: Remote, message: BaseModel) -> None:
+    def on_message(self, remote: Remote, message: MessagePart) -> None:
         from phalanx.wire.hypervisor import HyperPong, Reply, VmState
 
         remote.heard()

@@ -25,7 +25,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -56,11 +55,13 @@ from phalanx.wire.messages import (
     CoordinatorMessage,
     Hello,
     HistoryOps,
+    InvalidMessage,
     KvSend,
     KvValue,
     KvWait,
     LogsCollect,
     LogsResult,
+    MessageErrors,
     NetDone,
     NetFault,
     Ping,
@@ -78,6 +79,7 @@ from phalanx.wire.messages import (
     TaskRefused,
     VmMigrate,
     VmMigrated,
+    checked,
     encode,
     parse_coordinator_message,
     task_of,
@@ -280,8 +282,8 @@ class Agent:
             async for raw in ws:
                 try:
                     message = parse_coordinator_message(raw)
-                except ValidationError as exc:
-                    log.warning("ignoring a malformed message: %s", exc.errors()[:1])
+                except MessageErrors as exc:
+                    log.warning("ignoring a malformed message: %s", str(exc)[:200])
                     continue
                 await self._dispatch(message)
                 if self.stopping.is_set():
@@ -526,10 +528,15 @@ class Agent:
             # Answered once it is queued: behind it on the one connection,
             # the stage's result cannot overtake it.
             try:
-                batch = HistoryOps.model_validate(
-                    {"stage_id": stage_id, "batch": uuid.uuid4().hex, "records": request["records"]}
+                batch = checked(
+                    HistoryOps,
+                    {
+                        "stage_id": stage_id,
+                        "batch": uuid.uuid4().hex,
+                        "records": request["records"],
+                    },
                 )
-            except ValidationError as exc:
+            except InvalidMessage as exc:
                 return {"ok": False, "error": _invalid(exc)}
             data = encode(batch)
             if stage_id in self.running:  # else no result will ever ack it
@@ -545,12 +552,12 @@ class Agent:
         elif op == "net":
             try:
                 message = _net_fault(rid, stage_id, request)
-            except ValidationError as exc:
+            except InvalidMessage as exc:
                 return {"ok": False, "error": _invalid(exc)}
         elif op == "vm":
             try:
                 message = _vm_migrate(rid, stage_id, request)
-            except ValidationError as exc:
+            except InvalidMessage as exc:
                 return {"ok": False, "error": _invalid(exc)}
         else:
             return {"ok": False, "error": f"unknown request {op!r}"}
@@ -587,21 +594,26 @@ class Agent:
 
 def _net_fault(rid: str, stage_id: str, request: dict[str, Any]) -> NetFault:
     """The `net.fault` a local `phalanx-net` request asks for; raises
-    ValidationError when it is not one."""
-    fields = {key: request[key] for key in ("action", "groups", "host", "delay") if key in request}
-    return NetFault.model_validate({"request_id": rid, "stage_id": stage_id, **fields})
+    InvalidMessage when it is not one."""
+    fields: dict[str, Any] = {
+        key: request[key] for key in ("action", "groups", "host", "delay") if key in request
+    }
+    return checked(NetFault, {"request_id": rid, "stage_id": stage_id, **fields})
 
 
 def _vm_migrate(rid: str, stage_id: str, request: dict[str, Any]) -> VmMigrate:
     """The `vm.migrate` a local `phalanx-vm migrate` asks for; raises
-    ValidationError when it is not one."""
-    fields = {key: request[key] for key in ("host", "to", "mode", "timeout") if key in request}
-    return VmMigrate.model_validate({"request_id": rid, "stage_id": stage_id, **fields})
+    InvalidMessage when it is not one."""
+    fields: dict[str, Any] = {
+        key: request[key] for key in ("host", "to", "mode", "timeout") if key in request
+    }
+    return checked(VmMigrate, {"request_id": rid, "stage_id": stage_id, **fields})
 
 
-def _invalid(exc: ValidationError) -> str:
-    """One line per problem, without pydantic's links."""
-    return "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+def _invalid(exc: InvalidMessage) -> str:
+    """The problem, where it is if not the whole request: `net.fault slow:
+    the delay …`, or `Expected `str`, got `int` - at `$.host``."""
+    return str(exc)
 
 
 def xrdtest_library() -> str:

@@ -1,6 +1,6 @@
 """The agents' fork server ("zygote"): `python -m phalanx.host.zygote`.
 
-Starting an agent costs mostly its imports (pydantic models, websockets,
+Starting an agent costs mostly its imports (the wire, websockets,
 asyncio: ~0.3 s of CPU); a provider bringing up 32 hosts paid that 32
 times. The zygote imports them once and forks one agent per request; each
 child becomes the agent exactly as `python -m phalanx.host ARGS` would:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -61,6 +60,7 @@ from phalanx.wire.hypervisor import (
     encode,
     parse_hub_message,
 )
+from phalanx.wire.messages import InvalidMessage, MessageErrors, fields_of
 
 if TYPE_CHECKING:
     from phalanx.hypervisor.core import Hypervisor, Measured
@@ -215,8 +215,8 @@ class HypervisorDaemon:
             async for raw in ws:
                 try:
                     message = parse_hub_message(raw)
-                except ValidationError as exc:
-                    log.warning("ignoring a malformed message: %s", exc.errors()[:1])
+                except MessageErrors as exc:
+                    log.warning("ignoring a malformed message: %s", str(exc)[:200])
                     continue
                 if isinstance(message, HyperPing):
                     self.send(HyperPong(seq=message.seq))
@@ -240,8 +240,8 @@ class HypervisorDaemon:
             if isinstance(message, ClusterOpen):
                 try:
                     cluster = cluster_of(message.definition)
-                except ValidationError as exc:
-                    raise ProvisionError(f"not a cluster: {exc.errors()[:1]}") from exc
+                except InvalidMessage as exc:
+                    raise ProvisionError(f"not a cluster: {exc}") from exc
                 opened = await hv.open_cluster(message.cluster, cluster, message.run_id)
                 reply = Reply(
                     request_id=message.request_id,
@@ -303,9 +303,9 @@ async def _migration(
     if isinstance(message, VmIncoming):
         try:
             cluster = cluster_of(message.definition)
-        except ValidationError as exc:
-            raise ProvisionError(f"not a cluster: {exc.errors()[:1]}") from exc
-        departure = moving.departure_of(message.departure.model_dump())
+        except InvalidMessage as exc:
+            raise ProvisionError(f"not a cluster: {exc}") from exc
+        departure = moving.departure_of(fields_of(message.departure))
         receiving = await hv.vm_incoming(message.cluster, cluster, departure)
         return {"uri": receiving.uri, "exports": receiving.exports, "whole": list(receiving.whole)}
     if isinstance(message, VmSend):

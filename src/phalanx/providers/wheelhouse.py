@@ -33,12 +33,20 @@ from phalanx.providers.cache import build, taken
 
 # What `phalanx.host` imports, and nothing more (tests/providers/test_ssh.py
 # imports every module of it in a venv made from the wheelhouse alone):
-# pydantic (the wire messages), pydantic-settings (the settings of walks),
+# msgspec (the wire messages), pydantic and pydantic-settings (the settings
+# of walks),
 # websockets (the link to the coordinator), PyYAML (the declarative runtime),
 # allpairspy (walks). Their version bounds come from phalanx's own metadata
 # (pyproject), so they are kept in one place. Left out: the service's stack,
 # and dask (a walk's dask executor on an SSH host says it needs it).
-AGENT_REQUIREMENTS = ("pydantic", "pydantic-settings", "websockets", "pyyaml", "allpairspy")
+AGENT_REQUIREMENTS = (
+    "msgspec",
+    "pydantic",
+    "pydantic-settings",
+    "websockets",
+    "pyyaml",
+    "allpairspy",
+)
 DIST = "phalanx"
 PIP_TIMEOUT = 600.0  # seconds for pip to fetch the wheels
 

@@ -6,7 +6,6 @@ alone, without agents, so the records are on the run's own clock already
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -66,13 +65,11 @@ class TreeHistories:
         one; a line that is not one is left out, and said in the log."""
         if not line.strip():
             return None
-        from pydantic import ValidationError
-
-        from phalanx.wire.messages import OpRecord
+        from phalanx.wire.messages import MessageErrors, OpRecord, parse_part
 
         try:
-            r = OpRecord.model_validate(json.loads(line))
-        except (ValueError, ValidationError) as exc:
+            r = parse_part(OpRecord, line)
+        except MessageErrors as exc:
             log.warning("%s: history line %d is not a record, left out: %s", case, number, exc)
             return None
         return HistoryEvent(

@@ -16,40 +16,36 @@ whose `data` carries its result.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+import msgspec
 
 from phalanx.model import Cluster
-from phalanx.wire.messages import Name, Version
+from phalanx.wire.messages import Message, MessagePart, Name, Version
+from phalanx.wire.messages import encode as encode  # one encoder for both protocols
 
 # The clusters a daemon may say it holds, and a cluster key's length: far
 # beyond what one machine runs, and small enough to keep and log.
 MAX_HELD_CLUSTERS = 1024
-ClusterKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ClusterKey = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 HYPERVISOR_PROTOCOL = 1
 VM_STATES = ("booting", "running", "off", "lost")
 
 
-class _Message(BaseModel):
-    # Built on first use, as wire/messages.py's: `phalanx serve` imports these
-    # at start, before it answers /healthz, and most wait for a hypervisor.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-class Capacity(_Message):
+class Capacity(MessagePart, frozen=True, kw_only=True):
     cpus: int
     ram_mb: int
     kvm: bool
-    accel_reason: Annotated[str, StringConstraints(max_length=1024)] = ""
+    accel_reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
 
 
 # --- daemon → coordinator ------------------------------------------------------
 
 
-class HyperHello(_Message):
-    type: Literal["hyper.hello"] = "hyper.hello"
+class HyperHello(Message, tag="hyper.hello", frozen=True, kw_only=True):
     version: int
     name: Name
     phalanx_version: Version = ""
@@ -59,112 +55,102 @@ class HyperHello(_Message):
     local: bool = False
     # The keys of the clusters it holds (after a reconnect): the coordinator
     # closes those it no longer knows.
-    clusters: list[ClusterKey] = Field(default_factory=list, max_length=MAX_HELD_CLUSTERS)
+    clusters: Annotated[list[ClusterKey], msgspec.Meta(max_length=MAX_HELD_CLUSTERS)] = []
 
 
-class Reply(_Message):
-    type: Literal["reply"] = "reply"
+class Reply(Message, tag="reply", frozen=True, kw_only=True):
     request_id: str
     error: str | None = None  # why the request failed (a ProvisionError's text)
     listen_address: str | None = None  # cluster.open's
-    addresses: dict[str, str] = Field(default_factory=dict)
-    diskmounts: dict[str, str] = Field(default_factory=dict)
+    addresses: dict[str, str] = {}
+    diskmounts: dict[str, str] = {}
     # cluster.open's: whether the cluster takes `cluster.fault` (its VMs are
     # on a bridge); False from a daemon that predates it.
     faults: bool = False
-    data: dict[str, Any] = Field(default_factory=dict)  # a migration request's result
+    data: dict[str, Any] = {}  # a migration request's result
 
 
-class VmState(_Message):
-    type: Literal["vm.state"] = "vm.state"
+class VmState(Message, tag="vm.state", frozen=True, kw_only=True):
     cluster: str  # the key the coordinator gave the cluster
     host: str
     state: Literal["booting", "running", "off", "lost"]
     pid: int | None = None  # QEMU's
 
 
-class HyperPong(_Message):
-    type: Literal["pong"] = "pong"
+class HyperPong(Message, tag="pong", frozen=True, kw_only=True):
     seq: int
 
 
 # --- coordinator → daemon ------------------------------------------------------
 
 
-class ClusterOpen(_Message):
-    type: Literal["cluster.open"] = "cluster.open"
+class ClusterOpen(Message, tag="cluster.open", frozen=True, kw_only=True):
     request_id: str
     cluster: str  # the key: one open cluster on this hypervisor
     run_id: str
     definition: dict[str, Any]  # a model.Cluster's fields (`cluster_fields`)
 
 
-class VmSpec(_Message):
+class VmSpec(MessagePart, frozen=True, kw_only=True):
     host: str
     url: str
     token: str  # a secret: never logged
 
 
-class ClusterUp(_Message):
-    type: Literal["cluster.up"] = "cluster.up"
+class ClusterUp(Message, tag="cluster.up", frozen=True, kw_only=True):
     request_id: str
     cluster: str
     vms: list[VmSpec]
 
 
-class ClusterDown(_Message):
-    type: Literal["cluster.down"] = "cluster.down"
+class ClusterDown(Message, tag="cluster.down", frozen=True, kw_only=True):
     request_id: str
     cluster: str
-    lost: list[str] = Field(default_factory=list)
+    lost: list[str] = []
 
 
-class ClusterClose(_Message):
-    type: Literal["cluster.close"] = "cluster.close"
+class ClusterClose(Message, tag="cluster.close", frozen=True, kw_only=True):
     request_id: str
     cluster: str
 
 
-class ClusterRevert(_Message):
+class ClusterRevert(Message, tag="cluster.revert", frozen=True, kw_only=True):
     """Every VM of the cluster back to its snapshot (`revert: case`)."""
 
-    type: Literal["cluster.revert"] = "cluster.revert"
     request_id: str
     cluster: str
 
 
-class ClusterResume(_Message):
+class ClusterResume(Message, tag="cluster.resume", frozen=True, kw_only=True):
     """After cluster.revert: the guests start their agents."""
 
-    type: Literal["cluster.resume"] = "cluster.resume"
     request_id: str
     cluster: str
 
 
-class ClusterFault(_Message):
+class ClusterFault(Message, tag="cluster.fault", frozen=True, kw_only=True):
     """A network fault between the cluster's VMs (`phalanx-net`), made by
     the hypervisor that runs them; the reply's error says why it was not."""
 
-    type: Literal["cluster.fault"] = "cluster.fault"
     request_id: str
     cluster: str
     action: Literal["partition", "isolate", "slow", "heal"]
-    groups: list[list[str]] = Field(default_factory=list)  # partition's
+    groups: list[list[str]] = []  # partition's
     host: str = ""  # isolate's and slow's
-    delay: float = Field(default=0.0, ge=0.0)  # slow's, in seconds
+    delay: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0  # slow's, in seconds
 
 
 # --- live migration -----------------------------------------------------------
 
 
-class DriveFields(_Message):
+class DriveFields(MessagePart, frozen=True, kw_only=True):
     id: str
     file: str
     virtual_size: int
     backing: bool
 
 
-class DepartureFields(_Message):
+class DepartureFields(MessagePart, frozen=True, kw_only=True):
     """`hypervisor.moving.Departure`'s fields."""
 
     hypervisor: str
@@ -177,80 +163,74 @@ class DepartureFields(_Message):
     drives: list[DriveFields]
     bridge: str | None = None
     tap: str | None = None
-    record: dict[str, Any] = Field(default_factory=dict)
+    record: dict[str, Any] = {}
     slowed: bool = False
 
 
-class ReceivingFields(_Message):
+class ReceivingFields(MessagePart, frozen=True, kw_only=True):
     """`machine.Receiving`'s fields: where the destination takes the guest."""
 
     uri: str
     exports: dict[str, str]
-    whole: list[str] = Field(default_factory=list)  # drives to be copied whole
+    whole: list[str] = []  # drives to be copied whole
 
 
-class ClusterMigrate(_Message):
+class ClusterMigrate(Message, tag="cluster.migrate", frozen=True, kw_only=True):
     """A VM to a new QEMU on the same hypervisor; the reply's data is the
     migration's record."""
 
-    type: Literal["cluster.migrate"] = "cluster.migrate"
     request_id: str
     cluster: str
     host: str
     mode: Literal["tcp", "unix"] = "tcp"
-    timeout: float = Field(gt=0, le=3600)
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)]
 
 
-class VmDeparture(_Message):
+class VmDeparture(Message, tag="vm.departure", frozen=True, kw_only=True):
     """Source: what the destination needs (the reply's data: DepartureFields)."""
 
-    type: Literal["vm.departure"] = "vm.departure"
     request_id: str
     cluster: str
     host: str
 
 
-class VmIncoming(_Message):
+class VmIncoming(Message, tag="vm.incoming", frozen=True, kw_only=True):
     """Destination: a QEMU waiting for the guest (the reply's data: ReceivingFields)."""
 
-    type: Literal["vm.incoming"] = "vm.incoming"
     request_id: str
     cluster: str
     definition: dict[str, Any]  # the cluster's fields: the host's own among them
     departure: DepartureFields
 
 
-class VmSend(_Message):
+class VmSend(Message, tag="vm.send", frozen=True, kw_only=True):
     """Source: mirror, migrate, switch over (the reply's data: the record)."""
 
-    type: Literal["vm.send"] = "vm.send"
     request_id: str
     cluster: str
     host: str
     to: ReceivingFields
-    timeout: float = Field(gt=0, le=3600)
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)]
     where: str = ""  # the destination's name, for the record
 
 
-class VmSettle(_Message):
+class VmSettle(Message, tag="vm.settle", frozen=True, kw_only=True):
     """Destination: until the guest runs (`migration`: the source's record),
     or, `migration` None, the waiting QEMU abandoned."""
 
-    type: Literal["vm.settle"] = "vm.settle"
     request_id: str
     cluster: str
     host: str
-    timeout: float = Field(gt=0, le=3600)
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)]
     migration: dict[str, Any] | None = None
 
 
-class HyperPing(_Message):
-    type: Literal["ping"] = "ping"
+class HyperPing(Message, tag="ping", frozen=True, kw_only=True):
     seq: int
 
 
-DaemonMessage = Annotated[HyperHello | Reply | VmState | HyperPong, Field(discriminator="type")]
-HubMessage = Annotated[
+DaemonMessage = HyperHello | Reply | VmState | HyperPong
+HubMessage = (
     ClusterOpen
     | ClusterUp
     | ClusterDown
@@ -263,34 +243,44 @@ HubMessage = Annotated[
     | VmIncoming
     | VmSend
     | VmSettle
-    | HyperPing,
-    Field(discriminator="type"),
-]
+    | HyperPing
+)
 
-_daemon: TypeAdapter[DaemonMessage] = TypeAdapter(DaemonMessage)
-_hub: TypeAdapter[HubMessage] = TypeAdapter(HubMessage)
-_cluster: TypeAdapter[Cluster] = TypeAdapter(Cluster)
+
+@functools.cache
+def _daemon() -> msgspec.json.Decoder[DaemonMessage]:
+    return msgspec.json.Decoder(DaemonMessage)
+
+
+@functools.cache
+def _hub() -> msgspec.json.Decoder[HubMessage]:
+    return msgspec.json.Decoder(HubMessage)
 
 
 def parse_daemon_message(raw: str | bytes) -> DaemonMessage:
-    """Raises pydantic.ValidationError on anything that is not a valid message."""
-    return _daemon.validate_json(raw)
+    """Raises one of wire.messages.MessageErrors on anything that is not a
+    valid message."""
+    return _daemon().decode(raw)
 
 
 def parse_hub_message(raw: str | bytes) -> HubMessage:
-    return _hub.validate_json(raw)
+    return _hub().decode(raw)
 
 
-def encode(message: _Message) -> str:
-    return message.model_dump_json()
+def _path_in(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"{kind} is not a cluster's field type")
 
 
 def cluster_fields(cluster: Cluster) -> dict[str, Any]:
-    fields: dict[str, Any] = _cluster.dump_python(cluster, mode="json")
+    """The cluster's fields as JSON has them (lists for its tuples, paths as
+    text): what arrives compares equal to what left."""
+    fields: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(cluster, enc_hook=str))
     fields.pop("source", None)  # a path on the coordinator's machine, of no use here
     return fields
 
 
 def cluster_of(fields: dict[str, Any]) -> Cluster:
-    """Raises pydantic.ValidationError when the fields are not a cluster's."""
-    return _cluster.validate_python(fields)
+    """Raises wire.messages.InvalidMessage when the fields are not a cluster's."""
+    return msgspec.convert(fields, Cluster, dec_hook=_path_in)
