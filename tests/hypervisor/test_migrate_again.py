@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from phalanx.providers import netns
-from phalanx.providers import qemu as qemu_module
+from phalanx.providers import netns, qemuvm
 from tests.hypervisor.test_daemon import start_hypervisor, wait_for
 from tests.hypervisor.test_migrate_daemons import _links, _stage_output, vms_on
 from tests.processes import alive
@@ -131,8 +130,8 @@ def test_a_vm_moves_on_and_back_and_slow_and_heal_follow_it(tmp_path: Path) -> N
         taps |= set(re.findall(r"on tap \S+ \(was (\S+)\)", (tmp_path / "hv2.log").read_text()))
         assert len(taps) == 3 and all(t.startswith("pxm") for t in taps), taps
         assert not taps & set(_links())
-        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
-        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
+        assert not list(qemuvm.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
+        assert not list(qemuvm.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
     finally:
         for daemon in daemons:
             if daemon.poll() is None:

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from phalanx.providers import bridge
-from phalanx.providers import qemu as qemu_module
+from phalanx.providers import bridge, qemuvm
 from tests.hypervisor.test_daemon import start_hypervisor, wait_for
 from tests.processes import alive
 from tests.providers.test_qemu_disk import MISSING
@@ -144,8 +143,8 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path, root_di
         dest_pid = int(next((tmp_path / "hv2").glob(f"*/hosts/{HOST}/qemu.pid")).read_text())
         wait_for("the destination QEMU ends", lambda: not alive(dest_pid), 60)
         # Nothing of the run left on either side.
-        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
-        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
+        assert not list(qemuvm.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
+        assert not list(qemuvm.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
         tap = came["network"].get("tap")  # hv2's own, on the cluster's bridge
         assert tap is None or tap not in _links()
     finally:

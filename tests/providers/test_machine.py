@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from phalanx.providers import qemu as qemu_module
+from phalanx.providers import qemuargs, qemuguest, qemuvm
 from phalanx.providers.base import ProvisionError
-from phalanx.providers.machine import Machine
+from phalanx.providers.machine import Machine, Monitor
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.processes import alive
 from tests.vms import vm_missing
@@ -61,7 +61,7 @@ async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
     user, host_key = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
     ports = [_free_port() for _ in range(3)]
     private = tmp_path / "private"
-    machine = await qemu_module.standalone_vm(
+    machine = await qemuvm.standalone_vm(
         "disk.machine.test",
         tmp_path / "vm",
         private,
@@ -147,11 +147,11 @@ async def test_qemu_refuses_to_save_or_migrate_a_vm_with_its_9p_root_and_says_wh
     image, _ = vm_images
     private = tmp_path / "private"
     seed = private / "seed"
-    env = qemu_module.guest_env("ninep.machine.test", None, python=os.path.abspath("/bin/sh"))
-    qemu_module.write_seed(seed, env)
-    args = qemu_module._machine_args("tcg", 256, image, qemu_module.KERNEL_ARGS)
-    args += qemu_module._share("hostroot", Path("/"), multidevs=True)
-    args += qemu_module._share("seed", seed)
+    env = qemuguest.guest_env("ninep.machine.test", None, python=os.path.abspath("/bin/sh"))
+    qemuguest.write_seed(seed, env)
+    args = qemuargs.machine_args("tcg", 256, image, qemuargs.KERNEL_ARGS)
+    args += qemuargs.share_args("hostroot", Path("/"), multidevs=True)
+    args += qemuargs.share_args("seed", seed)
     machine = Machine("ninep.machine.test", args, tmp_path / "vm", private, accel="tcg")
     try:
         await _up(machine, UP)
@@ -173,7 +173,7 @@ async def test_a_qemu_that_ends_at_its_start_is_a_provision_error_with_what_qemu
 ) -> None:
     private = tmp_path / "private"
     machine = Machine(
-        "bad.machine.test", [qemu_module.QEMU, "-no-such-option"], tmp_path / "vm", private,
+        "bad.machine.test", [qemuargs.QEMU, "-no-such-option"], tmp_path / "vm", private,
         accel="tcg",
     )  # fmt: skip
     with pytest.raises(ProvisionError, match=r"ended at its start .*-no-such-option") as caught:
@@ -215,7 +215,7 @@ async def test_the_monitor_waits_for_a_qmp_socket_bound_but_not_yet_listening(
 
     process = await asyncio.create_subprocess_exec("sleep", "30")  # QEMU, alive meanwhile
     later = asyncio.create_task(listen_later())
-    monitor = qemu_module.Monitor(path, tmp_path / "events.jsonl")
+    monitor = Monitor(path, tmp_path / "events.jsonl")
     try:
         await monitor.open(process, within=10)
         assert monitor.connected
