@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from phalanx.providers import qemuargs, qemuguest, qemuvm
 from phalanx.providers.base import ProvisionError
 from phalanx.providers.machine import Machine, Monitor
 from phalanx.providers.vmimage import Image, RootDisk
+from tests.eventually import eventually_async
 from tests.processes import alive
 from tests.vms import vm_missing
 
@@ -30,11 +30,13 @@ needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 async def _up(machine: Machine, mark: str) -> None:
     await machine.start()
-    deadline = time.monotonic() + BOOT
-    while mark.encode() not in machine.console.read_bytes():
-        assert machine.returncode is None, machine.console.read_text(errors="replace")
-        assert time.monotonic() < deadline, machine.console.read_text(errors="replace")
-        await asyncio.sleep(0.2)
+
+    def booted() -> bool:
+        if machine.returncode is not None:
+            raise RuntimeError(machine.console.read_text(errors="replace"))
+        return mark.encode() in machine.console.read_bytes()
+
+    await eventually_async(booted, within=BOOT, what=f"{mark!r} on the console")
 
 
 UP = "phalanx-vm: no coordinator, no agent; up"
@@ -79,21 +81,22 @@ async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
         known = asyncssh.import_known_hosts(
             f"[127.0.0.1]:{port} {host_key.export_public_key().decode()}"
         )
+
         # A guest just restored or migrated may drop the first connection
         # through its user-mode network (a loaded machine saw a reset): the
         # login is tried again for a while, as login_remote does.
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:
+        async def attempt() -> list[str] | None:  # a list: an empty output is an answer too
             try:
                 async with asyncssh.connect(
                     "127.0.0.1", port, username="root", client_keys=[user], known_hosts=known
                 ) as connection:
                     done = await connection.run(command, check=True, timeout=60)
-                    return str(done.stdout)
-            except (OSError, asyncssh.ConnectionLost):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
+                    return [str(done.stdout)]
+            except (OSError, asyncssh.ConnectionLost) as exc:
+                raise AssertionError(f"no login yet: {exc!r}") from exc  # tried again
+
+        found: list[str] = await eventually_async(attempt, within=60, what=f"ssh {command!r}")
+        return found[0]
 
     def uptime(said: str) -> float:
         return float(said.split()[0])
