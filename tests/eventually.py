@@ -75,6 +75,20 @@ async def eventually_async(
         await asyncio.sleep(EVERY)
 
 
+async def never_async(
+    check: Callable[[], object | Awaitable[object]], *, window: float, what: str = ""
+) -> None:
+    """`never` inside an event loop: the loop runs while this watches."""
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        answer = check()
+        if isinstance(answer, Awaitable):
+            answer = await answer
+        if answer:
+            raise AssertionError(f"{what or 'the condition'} happened: {answer!r}")
+        await asyncio.sleep(EVERY)
+
+
 def never(check: Callable[[], object], *, window: float, what: str = "") -> None:
     """`check()` stays falsy for the whole `window` (a bound a slow bug
     cannot pass by being slow: it is checked all along, not once at the end)."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from tests.eventually import eventually
+from tests.eventually import NotYet, eventually
 
 
 def alive(pid: int) -> bool:
@@ -26,11 +25,10 @@ def alive(pid: int) -> bool:
 
 def gone(pid: int, within: float = 5.0) -> bool:
     """Whether `pid` is dead within `within` seconds."""
-    deadline = time.monotonic() + within
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
+    try:
+        eventually(lambda: not alive(pid), within=within, what=f"pid {pid} ended")
+    except NotYet:
+        return False
     return True
 
 

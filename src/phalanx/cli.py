@@ -141,54 +141,44 @@ def run(args: argparse.Namespace) -> int:
         _print_errors(["--json without a FILE prints the --list as JSON; give a FILE for a run"])
         return EXIT_DEFINITIONS
     if tree_folder(args.path) is not None:
-        if args.provider or args.compose:
-            from phalanx.report.terminal import shown_path
+        return _run_tree(args, keep_core, keywords)
+    return _run_suite_file(args, keep_core, keywords)
 
-            _print_errors(
-                [
-                    f"{shown_path(args.path)}: --provider and --compose apply to suites; "
-                    "a test tree runs its tests on this machine"
-                ]
-            )
-            return EXIT_DEFINITIONS
-        from phalanx.tree.cli import TreeArgs
-        from phalanx.tree.cli import main as run_tree
 
-        tree = TreeArgs(
-            args.test, args.test_regex, args.tag, args.exclude_tag, args.list_tests,
-            args.list_tags, args.dry_run, args.number, args.random_order, args.seed,
-            args.stop_on_error, args.timeout, args.jobs, args.results,
-            json=args.json, junit=args.junit, tap=args.tap, verbose=args.verbose,
-            cancel_grace=args.cancel_grace, skip_regexes=args.skip_test_regex,
-            list_terse=args.list_terse, cleanup=args.cleanup, keep_core=keep_core,
-            valgrind=args.valgrind, pcap=args.pcap, keep_full_logs=args.keep_full_logs,
-            testsuite_config=args.testsuite_config, asterisk=args.asterisk,
-            python=args.python, keywords=keywords, last_failed=args.last_failed,
-            failed_first=args.failed_first,
-        )  # fmt: skip
-        return run_tree(args.path, tree)
-    given = [
-        name
-        for name, used in {
-            "--list-terse": args.list_terse,
-            "--dry-run": args.dry_run,
-            "--number": args.number != 1,
-            "--random-order": args.random_order,
-            "--seed": args.seed is not None,
-            "--stop-on-error": args.stop_on_error,
-            "--timeout": args.timeout is not None,
-            "-j/--jobs": args.jobs is not None,
-            "-c/--cleanup": args.cleanup,
-            "-k/--keep-core": keep_core,
-            "-V/--valgrind": args.valgrind,
-            "--pcap": args.pcap,
-            "--keep-full-logs": args.keep_full_logs,
-            "--testsuite-config": args.testsuite_config is not None,
-            "--asterisk": args.asterisk is not None,
-            "--python": args.python is not None,
-        }.items()
-        if used
-    ]
+def _run_tree(args: argparse.Namespace, keep_core: bool, keywords: str | None) -> int:
+    """`phalanx run TREE`: a test tree's tests on this machine (tree/cli.py)."""
+    if args.provider or args.compose:
+        from phalanx.report.terminal import shown_path
+
+        _print_errors(
+            [
+                f"{shown_path(args.path)}: --provider and --compose apply to suites; "
+                "a test tree runs its tests on this machine"
+            ]
+        )
+        return EXIT_DEFINITIONS
+    from phalanx.tree.cli import TreeArgs
+    from phalanx.tree.cli import main as run_tree
+
+    tree = TreeArgs(
+        args.test, args.test_regex, args.tag, args.exclude_tag, args.list_tests,
+        args.list_tags, args.dry_run, args.number, args.random_order, args.seed,
+        args.stop_on_error, args.timeout, args.jobs, args.results,
+        json=args.json, junit=args.junit, tap=args.tap, verbose=args.verbose,
+        cancel_grace=args.cancel_grace, skip_regexes=args.skip_test_regex,
+        list_terse=args.list_terse, cleanup=args.cleanup, keep_core=keep_core,
+        valgrind=args.valgrind, pcap=args.pcap, keep_full_logs=args.keep_full_logs,
+        testsuite_config=args.testsuite_config, asterisk=args.asterisk,
+        python=args.python, keywords=keywords, last_failed=args.last_failed,
+        failed_first=args.failed_first,
+    )  # fmt: skip
+    return run_tree(args.path, tree)
+
+
+def _run_suite_file(args: argparse.Namespace, keep_core: bool, keywords: str | None) -> int:
+    """`phalanx run SUITE`: a suite's cases on its cluster's hosts (listed
+    only, with --list or --list-tags)."""
+    given = _tree_only_options(args, keep_core)
     if given:
         from phalanx.report.terminal import shown_path
 
@@ -221,6 +211,32 @@ def run(args: argparse.Namespace) -> int:
         return _run_suite(args, loaded)
     finally:
         zygotestart.discard_prestarted()
+
+
+def _tree_only_options(args: argparse.Namespace, keep_core: bool) -> list[str]:
+    """The options given that only a test tree takes."""
+    return [
+        name
+        for name, used in {
+            "--list-terse": args.list_terse,
+            "--dry-run": args.dry_run,
+            "--number": args.number != 1,
+            "--random-order": args.random_order,
+            "--seed": args.seed is not None,
+            "--stop-on-error": args.stop_on_error,
+            "--timeout": args.timeout is not None,
+            "-j/--jobs": args.jobs is not None,
+            "-c/--cleanup": args.cleanup,
+            "-k/--keep-core": keep_core,
+            "-V/--valgrind": args.valgrind,
+            "--pcap": args.pcap,
+            "--keep-full-logs": args.keep_full_logs,
+            "--testsuite-config": args.testsuite_config is not None,
+            "--asterisk": args.asterisk is not None,
+            "--python": args.python is not None,
+        }.items()
+        if used
+    ]
 
 
 def _run_suite(args: argparse.Namespace, loaded: Suite) -> int:

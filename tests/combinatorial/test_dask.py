@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -23,6 +22,7 @@ import pytest
 from phalanx.combinatorial import DaskExecutor, ExecutorError, run_tests
 from phalanx.combinatorial.executors import local_dask
 from tests.combinatorial import actions as a
+from tests.eventually import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 DASK = Path(sys.executable).with_name("dask")
@@ -37,16 +37,14 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"dask scheduler exited with {proc.returncode}")
         with socket.socket() as s:
             s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"dask scheduler not listening on {port} after {timeout}s")
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    eventually(listening, within=timeout, what=f"dask scheduler listening on {port}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

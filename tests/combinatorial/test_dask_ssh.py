@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from phalanx.combinatorial import make_executor, run_tests
 from tests.combinatorial import actions as a
 from tests.combinatorial.test_dask import REPO, free_port, stop, wait_for_port
+from tests.eventually import NotYet, eventually
 
 SSHD = shutil.which("sshd") or next(
     (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None
@@ -54,10 +54,8 @@ def end_marked(mark: str, timeout: float = 10.0) -> None:
         for pid in marked_pids(mark):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while marked_pids(mark) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not marked_pids(mark):
+        with contextlib.suppress(NotYet):  # then SIGKILL
+            eventually(lambda: not marked_pids(mark), within=timeout, what="marked pids ended")
             return
 
 

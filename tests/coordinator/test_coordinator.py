@@ -8,6 +8,7 @@ from pathlib import Path
 from phalanx.coordinator.runs import RunOptions, open_coordinator, run_suite
 from phalanx.model import Status
 from tests.coordinator.runhelpers import case, output, suite
+from tests.eventually import eventually_async
 
 # Both runs: the same barrier names, the same key. The second run's hosts
 # start talking only once the first run's server has sent its value, and
@@ -67,9 +68,11 @@ async def test_a_run_cannot_take_a_host_another_live_run_holds(tmp_path: Path):
         first = asyncio.create_task(
             run_suite(coordinator, s, RunOptions(results=tmp_path, run_id="first"))
         )
-        async with asyncio.timeout(30):
-            while "h0.phalanx.test" not in coordinator.hub.holders:
-                await asyncio.sleep(0.01)
+        await eventually_async(
+            lambda: "h0.phalanx.test" in coordinator.hub.holders,
+            within=30,
+            what="the first run holds h0",
+        )
         try:
             await run_suite(coordinator, s, RunOptions(results=tmp_path, run_id="second"))
         except Exception as exc:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from phalanx.coordinator.runs import Coordinator, RunOptions, open_coordinator, 
 from phalanx.model import RunResult, Status
 from phalanx.wire.messages import PROTOCOL_VERSION, Hello, encode
 from tests.coordinator.runhelpers import case, suite
+from tests.eventually import eventually
 
 FUZZ_HOST = "fuzz.phalanx.test"  # not a host of the run: its link is the fuzzer's own
 TYPES = [
@@ -100,9 +100,11 @@ def _send(url: str, token: str, hello: bool, sent: list[Any]) -> None:
             # Once the pong is back the coordinator has read what came before;
             # unless it closed the socket (a refusal), which ends the wait too.
             pong = ws.ping()
-            deadline = time.monotonic() + 5
-            while not pong.wait(0.01) and ws.protocol.state is State.OPEN:
-                assert time.monotonic() < deadline, "the coordinator stopped answering"
+            eventually(
+                lambda: pong.wait(0.01) or ws.protocol.state is not State.OPEN,
+                within=5,
+                what="the coordinator's pong (or its refusal)",
+            )
         except ConnectionClosed:
             pass  # refused: the coordinator closed this socket, and only this one
 

@@ -43,8 +43,7 @@ async def test_a_cancel_ends_the_whole_group(tmp_path: Path) -> None:
     ctx = context(tmp_path, out)
     script = "sleep 60 & echo $! > bg.pid; echo started; wait"
     task = asyncio.create_task(run_command(ctx, ["sh", "-c", script]))
-    while not out:
-        await asyncio.sleep(0.01)
+    await eventually_async(lambda: out, within=10, what="the script's first line")
     set_signal(ctx.cancelled)
     result = await asyncio.wait_for(task, 10)
     assert result.cancelled and not result.timed_out

@@ -34,7 +34,7 @@ from phalanx.wire.messages import (
     TaskSpec,
     encode,
 )
-from tests.eventually import eventually_async
+from tests.eventually import eventually_async, never_async
 from tests.host.test_daemon import PlayedCoordinator, played, receive
 from tests.processes import alive
 
@@ -135,8 +135,7 @@ async def test_a_barrier_holds_the_stage_until_the_coordinator_releases_it(
     arrive = await wire.next(SyncArrive)
     assert isinstance(arrive, SyncArrive)
     assert (arrive.stage_id, arrive.name) == ("s1", "ready")
-    await asyncio.sleep(0.3)
-    assert not after.exists()  # still held
+    await never_async(after.exists, window=0.3, what="the stage went past its barrier")
     await wire.send(SyncRelease(request_id=arrive.request_id))
     result = await wire.result("s1")
     assert result.outcome.exit_code == 0 and after.exists()

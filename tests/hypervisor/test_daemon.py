@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.eventually import eventually
@@ -56,16 +55,14 @@ def start_hypervisor(
     )  # fmt: skip
     try:
         connected = f"hypervisor {name} connected"
-        wait_for(f"{name} connects", lambda: connected in served.log.read_text(), BOOT)
+        eventually(
+            lambda: connected in served.log.read_text(), within=BOOT, what=f"{name} connects"
+        )
     except BaseException:
         daemon.kill()
         daemon.wait(30)
         raise
     return daemon
-
-
-def wait_for(what: str, check: Callable[[], object], within: float) -> None:
-    eventually(check, within=within, what=what)
 
 
 @needs_qemu
@@ -98,12 +95,13 @@ def test_a_hypervisor_daemon_runs_a_kept_vm_cluster_for_the_service_and_its_loss
             assert '<span class="state state-running">vm1.t.test running</span>' in page
             # the hypervisor dies mid-run
             third = client.post("/api/suites/vmlong/runs").json()["id"]
-            wait_for(
-                "the long stage starts",
-                lambda: client.get(f"/api/runs/{third}").json()["status"] == "running",
-                BOOT,
+            # Killed while its stage runs on the VM: once the stage said so.
+            where = {"case": "a", "stage": "run", "host": "vm1.t.test"}
+            eventually(
+                lambda: "started" in client.get(f"/api/runs/{third}/output", params=where).text,
+                within=BOOT,
+                what="the long stage started",
             )
-            time.sleep(2)
             daemon.send_signal(signal.SIGKILL)
             daemon.wait(10)
             killed = time.monotonic()

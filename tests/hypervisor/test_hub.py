@@ -24,6 +24,7 @@ from phalanx.hypervisor.core import Measured
 from phalanx.hypervisor.daemon import HypervisorDaemon
 from phalanx.model import Cluster, Host
 from phalanx.providers.base import ProvisionError
+from tests.eventually import eventually_async
 
 TOKENS = {"tok-a": "hv-a", "tok-b": "hv-b"}
 HEARTBEAT = 1.0
@@ -67,9 +68,11 @@ def daemon(url: str, name: str, token: str, ram_mb: int, tmp: Path) -> Hyperviso
 
 
 async def connected(hypervisors: Hypervisors, *names: str) -> None:
-    async with asyncio.timeout(20):
-        while not all((r := hypervisors.remotes.get(n)) is not None and r.connected for n in names):
-            await asyncio.sleep(0.02)
+
+    def all_connected() -> bool:
+        return all((r := hypervisors.remotes.get(n)) is not None and r.connected for n in names)
+
+    await eventually_async(all_connected, within=20, what=f"{names} connected")
 
 
 async def vanish(task: asyncio.Task[int]) -> None:
@@ -150,9 +153,11 @@ async def test_a_daemon_gone_is_lost_within_the_heartbeat_timeout_with_its_agent
         hypervisors.provider(cluster("c1", "256M"), "run1", tmp_path)
         link = agents.link("h0.c1.test")
         await vanish(task)
-        async with asyncio.timeout(HEARTBEAT * 4):
-            while hypervisors.remotes["hv-a"].lost is None:
-                await asyncio.sleep(0.02)
+        await eventually_async(
+            lambda: hypervisors.remotes["hv-a"].lost is not None,
+            within=HEARTBEAT * 4,
+            what="hv-a lost",
+        )
         assert link.lost == "hypervisor hv-a lost: disconnected for 1s"
         view = hypervisors.views()[0]
         assert (view.name, view.connected, view.lost) == ("hv-a", False, "disconnected for 1s")
@@ -208,7 +213,7 @@ async def test_a_vms_agent_gone_with_its_hypervisor_is_lost_under_the_hypervisor
         link.detach(quiet)
         await asyncio.sleep(HEARTBEAT / 3)
         await vanish(task)
-        async with asyncio.timeout(HEARTBEAT * 4):
-            while link.lost is None:
-                await asyncio.sleep(0.02)
+        await eventually_async(
+            lambda: link.lost is not None, within=HEARTBEAT * 4, what="the link lost"
+        )
         assert link.lost == "hypervisor hv-a lost: disconnected for 1s"

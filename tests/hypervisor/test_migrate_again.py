@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from phalanx.providers import netns
-from phalanx.providers import qemu as qemu_module
-from tests.hypervisor.test_daemon import start_hypervisor, wait_for
+from phalanx.providers import netns, qemuvm
+from tests.eventually import eventually
+from tests.hypervisor.test_daemon import start_hypervisor
 from tests.hypervisor.test_migrate_daemons import _links, _stage_output, vms_on
 from tests.processes import alive
 from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
@@ -90,8 +90,10 @@ def test_a_vm_moves_on_and_back_and_slow_and_heal_follow_it(tmp_path: Path) -> N
         daemons.append(start_hypervisor(served, tmp_path, "hv1"))
         with served.client(operator) as client:
             run_id = client.post("/api/suites/again/runs").json()["id"]
-            wait_for(
-                "the VM runs on hv1", lambda: vms_on(client, "hv1").get(HOST) == "running", BOOT
+            eventually(
+                lambda: vms_on(client, "hv1").get(HOST) == "running",
+                within=BOOT,
+                what="the VM runs on hv1",
             )
             pid_file = next((tmp_path / "hv1").glob(f"*/hosts/{HOST}/qemu.pid"))
             first_pid = int(pid_file.read_text())
@@ -126,13 +128,13 @@ def test_a_vm_moves_on_and_back_and_slow_and_heal_follow_it(tmp_path: Path) -> N
         # Nothing left: its QEMUs, its taps on both sides, its private folders.
         pids = [first_pid, int(pid_file.read_text())]
         pids += [int(p.read_text()) for p in (tmp_path / "hv2").glob(f"*/hosts/{HOST}/qemu.pid")]
-        wait_for("every QEMU of it ends", lambda: not any(alive(p) for p in pids), 60)
+        eventually(lambda: not any(alive(p) for p in pids), within=60, what="every QEMU of it ends")
         taps = {there["network"]["tap"], back["network"]["tap"]}
         taps |= set(re.findall(r"on tap \S+ \(was (\S+)\)", (tmp_path / "hv2.log").read_text()))
         assert len(taps) == 3 and all(t.startswith("pxm") for t in taps), taps
         assert not taps & set(_links())
-        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
-        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
+        assert not list(qemuvm.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
+        assert not list(qemuvm.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
     finally:
         for daemon in daemons:
             if daemon.poll() is None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from phalanx.providers import bridge
-from phalanx.providers import qemu as qemu_module
-from tests.hypervisor.test_daemon import start_hypervisor, wait_for
+from phalanx.providers import bridge, qemuvm
+from tests.eventually import eventually
+from tests.hypervisor.test_daemon import start_hypervisor
 from tests.processes import alive
 from tests.providers.test_qemu_disk import MISSING
 from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
@@ -97,18 +97,18 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path, root_di
         daemons.append(start_hypervisor(served, tmp_path, "hv1"))
         with served.client(operator) as client:
             run_id = client.post("/api/suites/move/runs").json()["id"]
-            wait_for(
-                "the VM runs on hv1",
+            eventually(
                 lambda: vms_on(client, "hv1").get(HOST) == "running",
-                BOOT,
+                within=BOOT,
+                what="the VM runs on hv1",
             )
             source_pid = int(next((tmp_path / "hv1").glob(f"*/hosts/{HOST}/qemu.pid")).read_text())
             cache = None if root_disk == "shared" else own_root_disk(tmp_path / "cache2")
             daemons.append(start_hypervisor(served, tmp_path, "hv2", cache=cache))
-            wait_for(
-                "the VM runs on hv2",
+            eventually(
                 lambda: vms_on(client, "hv2").get(HOST) == "running",
-                BOOT,
+                within=BOOT,
+                what="the VM runs on hv2",
             )
             assert HOST not in vms_on(client, "hv1")  # the report has it on hv2 only
             assert not alive(source_pid)  # the source QEMU ended with the migration
@@ -142,10 +142,10 @@ def test_a_vm_moves_to_another_hypervisor_and_carries_on(tmp_path: Path, root_di
         assert ("arrives with its root disk whole" in hv2_log) == (root_disk == "own"), hv2_log
         assert came["migrations"][-1]["downtime_ms"] is not None
         dest_pid = int(next((tmp_path / "hv2").glob(f"*/hosts/{HOST}/qemu.pid")).read_text())
-        wait_for("the destination QEMU ends", lambda: not alive(dest_pid), 60)
+        eventually(lambda: not alive(dest_pid), within=60, what="the destination QEMU ends")
         # Nothing of the run left on either side.
-        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
-        assert not list(qemu_module.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
+        assert not list(qemuvm.PRIVATE_PARENT.glob(f"phalanx-in-{run_id[-8:]}-*"))
+        assert not list(qemuvm.PRIVATE_PARENT.glob(f"phalanx-qemu-{run_id[-8:]}-*"))
         tap = came["network"].get("tap")  # hv2's own, on the cluster's bridge
         assert tap is None or tap not in _links()
     finally:

@@ -29,7 +29,7 @@ from phalanx.hypervisor.moving import (
     departure_of,
 )
 from phalanx.model import Cluster, Host
-from phalanx.providers import qemu as qemu_module
+from phalanx.providers import qemuvm
 from phalanx.providers.base import FaultError, Migrating, ProvisionError
 from phalanx.providers.guestnet import port_args
 from phalanx.providers.machine import Drive
@@ -143,7 +143,7 @@ async def test_a_destination_refuses_a_bridge_it_lacks_and_a_host_not_in_the_clu
     with pytest.raises(ProvisionError, match=r"no host 'other\.test'"):
         await hv.vm_incoming("k", CLUSTER, departure(host="other.test"))
     assert not hv.moves.arrivals
-    assert not list(qemu_module.PRIVATE_PARENT.glob("phalanx-in-r1-*"))
+    assert not list(qemuvm.PRIVATE_PARENT.glob("phalanx-in-r1-*"))
 
 
 async def test_a_source_refuses_a_vm_on_this_machines_root_and_an_unknown_one(

@@ -18,12 +18,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from phalanx.model import Host, SshAccess
+from tests.eventually import NotYet, eventually
 
 SSHD = shutil.which("sshd") or next(
     (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None
@@ -100,10 +100,9 @@ class Remote:
         return found
 
     def wait_no_processes(self, timeout: float = 15.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while (left := self.processes()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return left
+        with contextlib.suppress(NotYet):  # the caller shows what is left
+            eventually(lambda: not self.processes(), within=timeout, what="no processes left")
+        return self.processes()
 
 
 @contextlib.contextmanager
@@ -203,11 +202,14 @@ Match LocalPort {port + NO_PYTHON}
 
 
 def _wait_for_port(address: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"sshd exited: {log.read_text()}")
         with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"sshd did not listen on {address}:{port}: {log.read_text()}")
+            return True
+        return False
+
+    try:
+        eventually(listening, within=START_TIMEOUT, what=f"sshd listening on {address}:{port}")
+    except NotYet:
+        raise RuntimeError(f"sshd did not listen on {address}:{port}: {log.read_text()}") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from phalanx.providers import bridge, cloudinit, netns, qemu, qemuimg
+from phalanx.providers import bridge, cloudinit, netns, qemuimg, qemuvm
 from phalanx.providers.base import ProvisionError
 from phalanx.providers.vmimage import BOOTED_MARK, ImageError, find_busybox, find_kernel
 from tests.processes import alive
@@ -234,7 +234,7 @@ def test_a_boot_image_boots_by_its_own_bootloader_installs_the_agent_and_runs_a_
     # went with the VM's private folder.
     assert _digest(image) == before
     assert not alive(int((folder / "qemu.pid").read_text()))
-    for parent in (qemu.PRIVATE_PARENT, Path(os.environ.get("TMPDIR", "/tmp"))):
+    for parent in (qemuvm.PRIVATE_PARENT, Path(os.environ.get("TMPDIR", "/tmp"))):
         assert not list(parent.glob(f"phalanx-qemu-{run.name[-8:]}-*")), parent
     mark = f"phx{netns.label(run.name)}"
     assert [link for link in asyncio.run(bridge.links()) if link.startswith(mark)] == []

@@ -9,15 +9,15 @@ import asyncio
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
-from phalanx.providers import qemu as qemu_module
+from phalanx.providers import qemuargs, qemuguest, qemuvm
 from phalanx.providers.base import ProvisionError
-from phalanx.providers.machine import Machine
+from phalanx.providers.machine import Machine, Monitor
 from phalanx.providers.vmimage import Image, RootDisk
+from tests.eventually import eventually_async
 from tests.processes import alive
 from tests.vms import vm_missing
 
@@ -30,11 +30,13 @@ needs_qemu = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 async def _up(machine: Machine, mark: str) -> None:
     await machine.start()
-    deadline = time.monotonic() + BOOT
-    while mark.encode() not in machine.console.read_bytes():
-        assert machine.returncode is None, machine.console.read_text(errors="replace")
-        assert time.monotonic() < deadline, machine.console.read_text(errors="replace")
-        await asyncio.sleep(0.2)
+
+    def booted() -> bool:
+        if machine.returncode is not None:
+            raise RuntimeError(machine.console.read_text(errors="replace"))
+        return mark.encode() in machine.console.read_bytes()
+
+    await eventually_async(booted, within=BOOT, what=f"{mark!r} on the console")
 
 
 UP = "phalanx-vm: no coordinator, no agent; up"
@@ -61,7 +63,7 @@ async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
     user, host_key = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
     ports = [_free_port() for _ in range(3)]
     private = tmp_path / "private"
-    machine = await qemu_module.standalone_vm(
+    machine = await qemuvm.standalone_vm(
         "disk.machine.test",
         tmp_path / "vm",
         private,
@@ -79,21 +81,22 @@ async def test_a_disk_root_vm_is_saved_restored_and_migrated_over_tcp_and_unix(
         known = asyncssh.import_known_hosts(
             f"[127.0.0.1]:{port} {host_key.export_public_key().decode()}"
         )
+
         # A guest just restored or migrated may drop the first connection
         # through its user-mode network (a loaded machine saw a reset): the
         # login is tried again for a while, as login_remote does.
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:
+        async def attempt() -> list[str] | None:  # a list: an empty output is an answer too
             try:
                 async with asyncssh.connect(
                     "127.0.0.1", port, username="root", client_keys=[user], known_hosts=known
                 ) as connection:
                     done = await connection.run(command, check=True, timeout=60)
-                    return str(done.stdout)
-            except (OSError, asyncssh.ConnectionLost):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
+                    return [str(done.stdout)]
+            except (OSError, asyncssh.ConnectionLost) as exc:
+                raise AssertionError(f"no login yet: {exc!r}") from exc  # tried again
+
+        found: list[str] = await eventually_async(attempt, within=60, what=f"ssh {command!r}")
+        return found[0]
 
     def uptime(said: str) -> float:
         return float(said.split()[0])
@@ -147,11 +150,11 @@ async def test_qemu_refuses_to_save_or_migrate_a_vm_with_its_9p_root_and_says_wh
     image, _ = vm_images
     private = tmp_path / "private"
     seed = private / "seed"
-    env = qemu_module.guest_env("ninep.machine.test", None, python=os.path.abspath("/bin/sh"))
-    qemu_module.write_seed(seed, env)
-    args = qemu_module._machine_args("tcg", 256, image, qemu_module.KERNEL_ARGS)
-    args += qemu_module._share("hostroot", Path("/"), multidevs=True)
-    args += qemu_module._share("seed", seed)
+    env = qemuguest.guest_env("ninep.machine.test", None, python=os.path.abspath("/bin/sh"))
+    qemuguest.write_seed(seed, env)
+    args = qemuargs.machine_args("tcg", 256, image, qemuargs.KERNEL_ARGS)
+    args += qemuargs.share_args("hostroot", Path("/"), multidevs=True)
+    args += qemuargs.share_args("seed", seed)
     machine = Machine("ninep.machine.test", args, tmp_path / "vm", private, accel="tcg")
     try:
         await _up(machine, UP)
@@ -173,7 +176,7 @@ async def test_a_qemu_that_ends_at_its_start_is_a_provision_error_with_what_qemu
 ) -> None:
     private = tmp_path / "private"
     machine = Machine(
-        "bad.machine.test", [qemu_module.QEMU, "-no-such-option"], tmp_path / "vm", private,
+        "bad.machine.test", [qemuargs.QEMU, "-no-such-option"], tmp_path / "vm", private,
         accel="tcg",
     )  # fmt: skip
     with pytest.raises(ProvisionError, match=r"ended at its start .*-no-such-option") as caught:
@@ -215,7 +218,7 @@ async def test_the_monitor_waits_for_a_qmp_socket_bound_but_not_yet_listening(
 
     process = await asyncio.create_subprocess_exec("sleep", "30")  # QEMU, alive meanwhile
     later = asyncio.create_task(listen_later())
-    monitor = qemu_module.Monitor(path, tmp_path / "events.jsonl")
+    monitor = Monitor(path, tmp_path / "events.jsonl")
     try:
         await monitor.open(process, within=10)
         assert monitor.connected

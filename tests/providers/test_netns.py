@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ from phalanx.providers.netns import (
     missing_privileges,
     plan_addresses,
 )
+from tests.eventually import eventually
 from tests.processes import gone, run_folder, wait_for
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "repo"
@@ -558,10 +558,7 @@ def _sleeping(
 
 
 def wait_for_text(path: Path) -> None:
-    for _ in range(100):
-        if path.read_text().strip():
-            return
-        time.sleep(0.05)
+    eventually(lambda: path.read_text().strip(), within=30, what=f"{path} written")
 
 
 @needs_netns

@@ -30,7 +30,7 @@ from phalanx.providers.containeragent import ImageRefused, parse_probe
 from phalanx.providers.containerimage import ImageBuildError, build, content_key, packages_of
 from phalanx.providers.containers import ENGINE_ENV, RUN_LABEL, EngineError, engine
 from phalanx.providers.podman import Container, PodmanProvider, memory
-from tests.eventually import eventually_async
+from tests.eventually import eventually, eventually_async
 from tests.processes import run_folder, wait_for
 from tests.providers.containers import STORAGE_PACKAGES, image, needs_podman
 from tests.providers.test_machine import _free_port
@@ -422,10 +422,11 @@ def _sleeping(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     run = run_folder(tmp_path, proc, within=120)
     logs = [run / "cases" / "long" / "run" / f"{h}.pod.test.log" for h in ("a", "b")]
     wait_for(logs, proc, within=120)
-    deadline = time.monotonic() + 60
-    while not all("sleeping" in log.read_text() for log in logs):
-        assert time.monotonic() < deadline, "the stages never started"
-        time.sleep(0.05)
+    eventually(
+        lambda: all("sleeping" in log.read_text() for log in logs),
+        within=60,
+        what="both stages sleeping",
+    )
     return proc, run
 
 

@@ -26,7 +26,10 @@ from phalanx.providers import bridge, bridgefaults, netns
 from phalanx.providers import qemu as qemu_module
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.bridgefaults import BridgeFaults
-from phalanx.providers.qemu import QemuProvider, guest_url, ram_megabytes
+from phalanx.providers.qemu import QemuProvider
+from phalanx.providers.qemuargs import DEFAULT_RAM_MB, mac_address, ram_megabytes
+from phalanx.providers.qemuguest import guest_url
+from phalanx.providers.qemuvm import PRIVATE_PARENT
 from phalanx.providers.vmimage import Image, build_image
 from tests.coordinator.runhelpers import output
 from tests.processes import alive
@@ -58,7 +61,7 @@ def test_ram_size_is_xrdtest_kib_or_a_size_with_a_unit() -> None:
     assert ram_megabytes("524288") == 512
     assert ram_megabytes("256M") == 256
     assert ram_megabytes("2G") == 2048
-    assert ram_megabytes(None) == qemu_module.DEFAULT_RAM_MB
+    assert ram_megabytes(None) == DEFAULT_RAM_MB
 
 
 def test_the_guest_reaches_the_coordinators_loopback_at_the_user_network_gateway() -> None:
@@ -243,7 +246,7 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
             assert record["network"]["address"] == own[name]
             assert record["network"]["tap"].startswith(f"phx{netns.label(run_id)}t")
     assert json.loads((folder / "hosts/vm1.qemu.test/vm.json").read_text())["ram_mb"] == 256
-    for parent in (qemu_module.PRIVATE_PARENT, Path(os.environ.get("TMPDIR", "/tmp"))):
+    for parent in (PRIVATE_PARENT, Path(os.environ.get("TMPDIR", "/tmp"))):
         assert not list(parent.glob(f"phalanx-qemu-{run_id[-8:]}-*")), parent  # seeds, disks
     if ROOT:
         mark = f"phx{netns.label(run_id)}"
@@ -314,7 +317,7 @@ async def test_the_taps_and_bridge_of_a_crashed_run_are_swept_like_netns_leftove
         shown = json.loads(await bridge.ip("-j", "link", "show", "master", f"{mark}br"))
         assert sorted(link["ifname"] for link in shown) == [f"{mark}t0", f"{mark}t1"]
         table = qemu_module.fault_table(netns.label(run_id))
-        faults = BridgeFaults(table=table, macs={h.name: qemu_module.mac_address(h) for h in hosts})
+        faults = BridgeFaults(table=table, macs={h.name: mac_address(h) for h in hosts})
         await faults.isolate("a.sweep.test")  # a cut the crashed run never healed
         await netns.add_tap(arrived, f"{mark}br", state)
         shown = json.loads(await bridge.ip("-j", "link", "show", "master", f"{mark}br"))

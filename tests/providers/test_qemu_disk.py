@@ -16,7 +16,7 @@ import pytest
 from phalanx.coordinator.runs import RunOptions, run_local
 from phalanx.events import Event, HostOutput
 from phalanx.model import Case, Cluster, Host, Script, Status, Suite
-from phalanx.providers import bridge, netns
+from phalanx.providers import bridge, netns, qemuvm
 from phalanx.providers import qemu as qemu_module
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.coordinator.runhelpers import output
@@ -43,7 +43,7 @@ def _suite(cases: tuple[Case, ...], **cluster: str) -> Suite:
 async def _nothing_left(folder: Path, run_id: str, pids: list[int]) -> None:
     """No QEMU, no seed or overlay, no tap or bridge of the run is left."""
     assert not any(alive(pid) for pid in pids), pids
-    for parent in (qemu_module.PRIVATE_PARENT, Path(os.environ.get("TMPDIR", "/tmp"))):
+    for parent in (qemuvm.PRIVATE_PARENT, Path(os.environ.get("TMPDIR", "/tmp"))):
         assert not list(parent.glob(f"phalanx-qemu-{run_id[-8:]}-*")), parent
     if ROOT:
         mark = f"phx{netns.label(run_id)}"

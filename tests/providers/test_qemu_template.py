@@ -18,7 +18,7 @@ from phalanx.coordinator.runs import RunOptions, run_local
 from phalanx.model import Case, Cluster, Host, Script, Status, Suite
 from phalanx.providers import netns, vmtemplate
 from phalanx.providers.base import ProvisionError
-from phalanx.providers.qemu import mac_address
+from phalanx.providers.qemuargs import mac_address
 from phalanx.providers.qemuimg import make_overlay
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.coordinator.runhelpers import output

@@ -180,11 +180,12 @@ def test_the_live_document_grows_as_stages_run(served: Served, tmp_path: Path) -
         with served.client(token) as client:
             run = client.post("/api/suites/truth-remote/runs").json()["id"]
             seen: list[tuple[str, ...]] = []
-            deadline = time.monotonic() + 120
-            while True:
+
+            def ended() -> bool:
+                """Whether the run has ended; each document on the way noted."""
                 document = client.get(f"/api/runs/{run}").json()
                 if document["status"] not in ("queued", "running"):
-                    break
+                    return True
                 cases = tuple(f"{c['name']}:{c['status']}" for c in document["cases"])
                 if not seen or seen[-1] != cases:
                     seen.append(cases)
@@ -192,10 +193,13 @@ def test_the_live_document_grows_as_stages_run(served: Served, tmp_path: Path) -
                 if slow["status"] == "running":
                     (stage,) = [s for s in slow["stages"] if s["name"] == "run"]
                     running = [h for h in stage["hosts"] if h["status"] == "running"]
-                    if running:  # a host still in the stage, with what it printed so far
-                        assert all(h["started_at"] and h["ended_at"] is None for h in running)
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+                    if running and not all(
+                        h["started_at"] and h["ended_at"] is None for h in running
+                    ):  # a host still in the stage, with what it printed so far
+                        raise ValueError(f"a running host's times are wrong: {running}")
+                return False
+
+            eventually(ended, within=120, what=f"run {run} ended")
             # The cases were pending before they ran, and ran one after another.
             assert seen[0] == tuple(f"{c}:pending" for c in CASES) or seen[0][0].startswith(
                 "greet:"
@@ -216,7 +220,8 @@ def test_a_lost_host_releases_its_peers_barrier_under_serve(
     repo = tmp_path / "defs" / "test-suites" / "lossy"
     (repo / "tc" / "a").mkdir(parents=True)
     (repo / "tc" / "a" / "run.sh").write_text(
-        f"case @slavename@ in r1*) touch {tmp_path}/r1-started; sleep 60;; *) sleep {wait};; esac\n"
+        f"case @slavename@ in r1*) touch {tmp_path}/r1-started; sleep 60;;"
+        f" *) sleep {wait}; touch {tmp_path}/@slavename@-at-barrier;; esac\n"
         "phalanx-sync done\necho released\n"
     )
     (repo / "suite.yaml").write_text("cluster: remote\ntimeout: 50\ntests: [a]\n")
@@ -230,7 +235,12 @@ def test_a_lost_host_releases_its_peers_barrier_under_serve(
             )
             run = client.post("/api/suites/lossy/runs").json()["id"]
             eventually((tmp_path / "r1-started").exists, within=60, what="r1's stage starting")
-            time.sleep(1)  # well into the stage; the peers sleep 1 s (before) or 10 s (after)
+            if peers == "before":  # at the barrier already (after: 10 s from now)
+                eventually(
+                    lambda: len(list(tmp_path.glob("*-at-barrier"))) == 2,
+                    within=60,
+                    what="the peers at the barrier",
+                )
             killed_at = time.monotonic()
             os.killpg(agents[0].pid, signal.SIGKILL)
             document = wait_run(client, run, ENDED, within=60)

@@ -13,6 +13,7 @@ from phalanx.load.repo import load_repo
 from phalanx.load.schedule import ScheduleError
 from phalanx.service.definitions import build_catalog
 from phalanx.service.schedule import Scheduler, next_fire
+from tests.eventually import eventually_async
 
 EVERY_SECOND = {"second": "*"}
 NEVER_SOON = {"year": "2999"}
@@ -47,9 +48,7 @@ async def test_a_one_second_schedule_fires_with_real_time() -> None:
 
     async with Scheduler(fire) as scheduler:
         scheduler.update({"nightly": EVERY_SECOND, "idle": NEVER_SOON, "manual": None})
-        async with asyncio.timeout(10):
-            while len(fired) < 2:
-                await asyncio.sleep(0.05)
+        await eventually_async(lambda: len(fired) >= 2, within=10, what="two fires")
     names = {name for name, _ in fired}
     assert names == {"nightly"}
     first, second = fired[0][1], fired[1][1]
@@ -81,18 +80,14 @@ async def test_a_changed_catalog_reschedules_and_a_removed_suite_stops_firing() 
     async with Scheduler(fire) as scheduler:
         scheduler.update({"a": NEVER_SOON, "b": EVERY_SECOND})
         unchanged = scheduler.next_runs()["a"]
-        async with asyncio.timeout(10):
-            while "b" not in fired:
-                await asyncio.sleep(0.05)
+        await eventually_async(lambda: "b" in fired, within=10, what="b fired")
 
         # a now fires every second; b is gone
         scheduler.update({"a": EVERY_SECOND})
         assert set(scheduler.next_runs()) == {"a"}
         assert scheduler.next_runs()["a"] < unchanged
         fired.clear()
-        async with asyncio.timeout(10):
-            while fired.count("a") < 2:
-                await asyncio.sleep(0.05)
+        await eventually_async(lambda: fired.count("a") >= 2, within=10, what="a fired twice")
         assert "b" not in fired
 
         # the same schedule again keeps its time; a schedule removed stops it
@@ -122,9 +117,7 @@ async def test_a_failing_or_slow_fire_delays_no_one_and_no_task_is_left() -> Non
     scheduler = Scheduler(fire, stop_grace=0.2)
     scheduler.update({"broken": EVERY_SECOND, "slow": EVERY_SECOND, "fine": EVERY_SECOND})
     async with scheduler:
-        async with asyncio.timeout(10):
-            while fired.count("fine") < 2:
-                await asyncio.sleep(0.05)
+        await eventually_async(lambda: fired.count("fine") >= 2, within=10, what="fine fired twice")
     assert fired.count("broken") >= 2
     assert asyncio.all_tasks() == tasks_before
 
@@ -152,6 +145,4 @@ async def test_a_catalog_feeds_the_scheduler(tmp_path: Path) -> None:
         scheduler.update(catalog.schedules())
         assert sorted(scheduler.next_runs()) == ["nightly", "often"]
         assert scheduler.next_runs()["nightly"].time() == time(3, 0)
-        async with asyncio.timeout(10):
-            while "often" not in fired:
-                await asyncio.sleep(0.05)
+        await eventually_async(lambda: "often" in fired, within=10, what="often fired")

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
 from phalanx.coordinator.scripts import MAX_SCRIPT
+from tests.eventually import eventually
 from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
 
 CHECK = """\
@@ -43,10 +43,11 @@ def test_a_runs_stages_fetch_its_files_with_its_capability_and_nobody_else(tmp_p
             run = client.post("/api/suites/cap/runs").json()["id"]
             # While the run is on, a process of this machine that is not one
             # of its stages: no capability, no file.
-            deadline = time.monotonic() + 60
-            while client.get(f"/api/runs/{run}").json()["status"] != "running":
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            eventually(
+                lambda: client.get(f"/api/runs/{run}").json()["status"] == "running",
+                within=60,
+                what=f"run {run} running",
+            )
             guesses = [
                 f"/scripts/{run}/0000/utils/helper.sh",
                 f"/scripts/{run}/{'a' * 43}/utils/helper.sh",
@@ -99,16 +100,15 @@ def test_big_files_are_streamed_not_held_in_memory(tmp_path: Path) -> None:
         token = user_token(served, "otto", "operator")
         with served.client(token) as client:
             run = client.post("/api/suites/hold/runs").json()["id"]
-            deadline = time.monotonic() + 60
             where = {"case": "a", "stage": "run", "host": "h1.t.test"}
+
+            def printed() -> str:
+                said = client.get(f"/api/runs/{run}/output", params=where)
+                return said.text.strip() if said.is_success else ""
+
             # the stage prints its capability (it runs as another user than
             # this test where the service is root: it cannot write here)
-            while not (said := client.get(f"/api/runs/{run}/output", params=where)).is_success or (
-                not said.text.strip()
-            ):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-            capability = said.text.strip()
+            capability = eventually(printed, within=60, what="the stage's capability")
             before = _peak_rss(served.proc.pid)
             # 8 readers at once: 4 by the capability, 4 on the XrdTest route
             # from processes that hold it in their environment, as stages do.

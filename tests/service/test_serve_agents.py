@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from phalanx import __version__
+from tests.eventually import eventually
 from tests.processes import gone
 from tests.service.test_serve import make_repo, start, stop, user_token, wait_run
 from tests.service.web.helpers import add_users, signed_in
@@ -136,11 +137,13 @@ def test_an_agent_shows_its_labels_version_stage_and_host_and_stays_listed_when_
         )  # fmt: skip
         with served.client(token) as client, signed_in(served, "vera") as viewer:
             run = client.post("/api/suites/held/runs").json()["id"]
-            deadline = time.monotonic() + 60
-            while not started.exists():
-                assert agent.poll() is None, agent.stderr.read() if agent.stderr else ""
-                assert time.monotonic() < deadline, "the held run never started"
-                time.sleep(0.1)
+
+            def run_started() -> bool:
+                if agent.poll() is not None:
+                    raise RuntimeError(agent.stderr.read() if agent.stderr else "the agent ended")
+                return started.exists()
+
+            eventually(run_started, within=60, what="the held run started")
 
             row = agent_row(viewer, NAME)
             assert badge(row) == "connected"
@@ -162,10 +165,11 @@ def test_an_agent_shows_its_labels_version_stage_and_host_and_stays_listed_when_
             assert wait_run(client, run, ("passed", "failed", "error"))["status"] == "passed"
             end(agent)
 
-            deadline = time.monotonic() + 30
-            while (row := agent_row(viewer, NAME)) and badge(row) == "connected":
-                assert time.monotonic() < deadline, row
-                time.sleep(0.1)
+            def not_connected() -> str | None:
+                row = agent_row(viewer, NAME)
+                return row if row and badge(row) != "connected" else None
+
+            row = eventually(not_connected, within=30, what=f"{NAME} no longer connected")
             assert badge(row) in ("disconnected", "lost")
             assert "rack=r1, os=debian" in row and ">idle<" in row
             assert re.search(r'class="last-seen">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC', row)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.eventually import eventually
 from tests.processes import alive, gone
 from tests.service.test_serve import Served, make_repo, start, stop, user_token
 from tests.service.test_serve_agents import end
@@ -30,11 +31,13 @@ def restart(served: Served, repo: Path) -> Served:
              "--listen", f"127.0.0.1:{port}", "--data", str(served.data)],
             cwd=served.cwd, stdout=out, stderr=out, text=True, env=clean,
         )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while "listening on http://" not in log.read_text():
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text())
+        return "listening on http://" in log.read_text()
+
+    eventually(listening, within=60, what="serve listening")
     return Served(proc, served.url, served.data, log, served.cwd)
 
 
@@ -63,10 +66,11 @@ def test_after_kill_9_and_a_restart_the_old_runs_stage_is_ended(tmp_path: Path) 
         with served.client(token) as client:
             answer = client.post("/api/suites/held/runs")
             assert answer.status_code in (200, 201, 202), answer.text
-        deadline = time.monotonic() + 60
-        while not (pidfile.exists() and pidfile.read_text().strip()):
-            assert time.monotonic() < deadline, "the stage never started"
-            time.sleep(0.1)
+        eventually(
+            lambda: pidfile.exists() and pidfile.read_text().strip(),
+            within=60,
+            what="the stage started",
+        )
         stage_pid = int(pidfile.read_text())
 
         served.proc.send_signal(signal.SIGKILL)

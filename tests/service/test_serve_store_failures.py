@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.eventually import eventually
+from tests.eventually import eventually, never
 from tests.service.test_admin import PASSWORD
 from tests.service.test_serve import make_repo, start, stop, user_token, wait_case_a
 from tests.store.locks import wal_read_locks_held
@@ -133,10 +133,11 @@ def test_a_disk_filling_while_serving_gives_503s_and_the_run_ends_error_after(
             token = user_token(served, "otto", "operator")
             with served.client(token) as client:
                 run_id = client.post("/api/suites/slow/runs").json()["id"]
-                deadline = time.monotonic() + 60
-                while client.get(f"/api/runs/{run_id}").json()["status"] != "running":
-                    assert time.monotonic() < deadline
-                    time.sleep(0.1)
+                eventually(
+                    lambda: client.get(f"/api/runs/{run_id}").json()["status"] == "running",
+                    within=60,
+                    what=f"run {run_id} running",
+                )
                 filler = fill(disk)
                 # While it is full: a clear answer to each request, not a 500.
                 login = {"name": "otto", "password": PASSWORD}
@@ -148,13 +149,20 @@ def test_a_disk_filling_while_serving_gives_503s_and_the_run_ends_error_after(
                 assert "full" in answers[0].json()["message"]
                 assert answers[0].headers["retry-after"]
                 # The run's end cannot be recorded yet (the slow case sleeps 4 s).
-                time.sleep(8)
-                assert client.get(f"/api/runs/{run_id}").json()["status"] == "running"
+                never(
+                    lambda: client.get(f"/api/runs/{run_id}").json()["status"] != "running",
+                    window=8,
+                    what="the run recorded as ended on a full disk",
+                )
                 filler.unlink()  # space is back
-                deadline = time.monotonic() + 120
-                while (run := client.get(f"/api/runs/{run_id}").json())["status"] == "running":
-                    assert time.monotonic() < deadline, run
-                    time.sleep(0.5)
+                run = eventually(
+                    lambda: (
+                        (run := client.get(f"/api/runs/{run_id}").json())["status"] != "running"
+                        and run
+                    ),
+                    within=120,
+                    what=f"run {run_id} ended",
+                )
                 assert run["status"] == "error"
                 assert "could not be recorded" in run["reason"], run
                 assert "full" in run["reason"] or "space" in run["reason"], run

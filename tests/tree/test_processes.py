@@ -3,6 +3,8 @@ real processes, checked from the outside."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.eventually import eventually
 from tests.processes import gone, run_folder, wait_for
 from tests.tree.helpers import make_tree, phalanx, reasons, results, statuses
 
@@ -187,6 +190,26 @@ def _start_tree(cwd: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def stderr_until(proc: subprocess.Popen[str], text: str, within: float = 30) -> str:
+    """What `proc` wrote on stderr up to `text` (read without blocking)."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    os.set_blocking(fd, False)
+    said = b""
+
+    def seen() -> bool:
+        nonlocal said
+        with contextlib.suppress(BlockingIOError):
+            said += os.read(fd, 65536) or b""
+        return text.encode() in said
+
+    try:
+        eventually(seen, within=within, what=f"{text!r} on stderr")
+    finally:
+        os.set_blocking(fd, True)
+    return said.decode(errors="replace")
+
+
 HANGS = (
     '#!/bin/sh\n{trap}sleep 300 &\necho $! > "$PHALANX_RESULTS/child.pid"\n'
     'touch "$PHALANX_RESULTS/running"\nwait\n'
@@ -236,9 +259,11 @@ def test_a_second_signal_stops_a_tree_run_at_once_and_the_record_says_sigkill(
         run = run_folder(tmp_path, proc)
         wait_for(run / "running", proc)
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.2)
+        # The second signal once the first was taken (two at once would be one).
+        said = stderr_until(proc, "stopping the run")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
+        err = said + err
     finally:
         proc.kill()
     assert proc.returncode == 130, out + err

@@ -52,13 +52,13 @@ DEFAULT_VM_RAM_MB = 512  # the qemu provider's, for a host without ram_size
 
 
 def cluster_ram_mb(cluster: Cluster) -> int:
-    from phalanx.providers.qemu import ram_megabytes
+    from phalanx.providers.qemuargs import ram_megabytes
 
     return sum(ram_megabytes(h.ram_size) for h in cluster.hosts)
 
 
 def _host_ram_mb(cluster: Cluster, name: str) -> int:
-    from phalanx.providers.qemu import ram_megabytes
+    from phalanx.providers.qemuargs import ram_megabytes
 
     return sum(ram_megabytes(h.ram_size) for h in cluster.hosts if h.name == name)
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from phalanx.model import Cluster
 from phalanx.providers.base import AgentSpec, FaultError, NetworkFaults, ProvisionError
 from phalanx.providers.machine import Machine
-from phalanx.providers.qemu import QemuProvider, choose_accel
+from phalanx.providers.qemu import QemuProvider
+from phalanx.providers.qemuaccel import choose_accel
 from phalanx.providers.remote import Fault, Opened, apply_fault
 
 if TYPE_CHECKING:

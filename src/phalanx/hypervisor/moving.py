@@ -53,15 +53,9 @@ from phalanx.model import Host
 from phalanx.providers import bridge, guestnet, netns, qemuimg
 from phalanx.providers.base import FaultError, ProvisionError
 from phalanx.providers.machine import Drive, Machine, Receiving
-from phalanx.providers.qemu import (
-    ROOT_DEVICE,
-    QemuProvider,
-    chardev_path,
-    end_machine,
-    fresh_sockets,
-    net_channel,
-    private_parent,
-)
+from phalanx.providers.qemu import QemuProvider
+from phalanx.providers.qemuargs import ROOT_DEVICE, chardev_path, fresh_sockets
+from phalanx.providers.qemuvm import end_machine, net_channel, private_parent
 
 if TYPE_CHECKING:
     from phalanx.hypervisor.core import Hypervisor

@@ -46,24 +46,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import platform
-import re
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from phalanx.host.process import signal_group
 from phalanx.model import Cluster, Host
 from phalanx.providers import (
     bridge,
@@ -83,12 +77,44 @@ from phalanx.providers.base import (
     Refused,
 )
 from phalanx.providers.bridgefaults import BridgeFaults
-from phalanx.providers.machine import Machine, Monitor, console_tail
+from phalanx.providers.machine import Machine, console_tail
+from phalanx.providers.qemuaccel import choose_accel
+from phalanx.providers.qemuargs import (
+    DISK_ROOT_ARG,
+    KERNEL_ARGS,
+    QEMU,
+    chardev_path,
+    disk_args,
+    disk_serial,
+    fresh_sockets,
+    go_args,
+    hardware_args,
+    mac_address,
+    machine_args,
+    ram_megabytes,
+    share_args,
+    template_vm_args,
+)
+from phalanx.providers.qemuguest import (
+    DNS,
+    GATEWAY,
+    GIVE_UP_AFTER,
+    GUEST_ADDRESS,
+    GUEST_WORKDIR,
+    guest_env,
+    write_seed,
+)
 from phalanx.providers.qemuimg import make_overlay
+from phalanx.providers.qemuvm import (
+    POWERDOWN_GRACE,
+    VM,
+    Bridged,
+    end_machine,
+    net_channel,
+    private_parent,
+)
 from phalanx.providers.vmimage import (
     BOOTED_MARK,
-    PROBE_MARK,
-    ROOT_SERIAL,
     Image,
     ImageError,
     RootDisk,
@@ -98,406 +124,22 @@ from phalanx.providers.vmimage import (
 )
 from phalanx.providers.vmtemplate import Template
 
-__all__ = ["Machine", "Monitor", "QemuProvider", "console_tail", "mac_address", "ram_megabytes"]
+__all__ = ["QemuProvider"]
 
 log = logging.getLogger("phalanx.providers.qemu")
 
-QEMU = "qemu-system-x86_64"
 QEMU_IMG = qemuimg.QEMU_IMG
-ACCEL_ENV = "PHALANX_QEMU_ACCEL"
 NETWORK_ENV = "PHALANX_QEMU_NETWORK"  # user | bridge: instead of deciding by privileges
-DEFAULT_RAM_MB = 512
-GUEST_ADDRESS = "10.0.2.15/24"  # QEMU user-mode networking's fixed plan
-GATEWAY = "10.0.2.2"  # ...where the guest reaches this machine's loopback
-DNS = "10.0.2.3"
-GUEST_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-GUEST_WORKDIR = "/var/lib/phalanx/agent"
-GIVE_UP_AFTER = 30.0  # an agent whose coordinator is gone stops, and its VM with it
-PROBE_TIMEOUT = 20.0
 BOOT_TIMEOUT = {"kvm": 60.0, "tcg": 180.0}  # to the agent's start, per VM
 IMAGE_BOOT_FACTOR = 3  # a boot image's whole distribution boots, and installs the agent
-EXIT_GRACE = 10.0  # a VM whose agent was told to shut down powers off by itself
-POWERDOWN_GRACE = 10.0  # after ACPI power-off, before `quit`
 CONSOLE_LINES = 15  # of a VM that did not boot, in the run's reason
-KERNEL_ARGS = "console=ttyS0 panic=-1 loglevel=4 tsc=reliable no_timer_check"
-
-
-def ram_megabytes(ram_size: str | None) -> int:
-    """`ram_size` as MiB: XrdTest's bare number is KiB; `256M`, `2G`, `512K`."""
-    if ram_size is None or not ram_size.strip():
-        return DEFAULT_RAM_MB
-    match = re.fullmatch(r"(\d+)\s*([KMGT]?)i?B?", ram_size.strip(), re.I)
-    if match is None:
-        raise ProvisionError(f"ram_size {ram_size!r} is not a size (524288, 256M, 2G)")
-    number, unit = int(match[1]), (match[2] or "K").upper()
-    kib = number * {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}[unit]
-    if kib < 64 * 1024:
-        raise ProvisionError(f"ram_size {ram_size!r} is less than the 64M a VM needs")
-    return kib // 1024
-
-
-def mac_address(host: Host) -> str:
-    """The host's MAC, or a locally administered one derived from its name
-    (stable from run to run)."""
-    if host.mac:
-        return host.mac
-    digest = hashlib.sha256(host.name.encode()).digest()
-    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
-
-
-def guest_url(url: str) -> str:
-    """The coordinator's endpoint as a guest on user-mode networking reaches
-    it: this machine's loopback is the gateway's address there."""
-    parts = urlsplit(url)
-    hostname = parts.hostname or ""
-    if hostname in ("localhost", "::1") or hostname.startswith("127."):
-        netloc = GATEWAY + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+REVERT_TAG = "phalanx-revert"  # the snapshot a cluster with `revert: case` returns to
+WAITING_MARK = "phalanx-vm: waiting for go"  # the guest's stage2, before its agent (revert)
 
 
 def fault_table(mark: str) -> str:
     """The run's nftables table for faults between its VMs (bridgefaults)."""
     return f"phalanx_{mark}"
-
-
-def disk_serial(name: str) -> str:
-    return name[:20]  # virtio-blk serials are at most 20 bytes
-
-
-# --- acceleration -----------------------------------------------------------------
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-async def _probe_kvm(image: Image, qemu: str) -> str | None:
-    """None when a short boot under KVM reaches the guest's init; else why not."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return "/dev/kvm is missing or not usable by this user"
-    with tempfile.TemporaryDirectory(prefix="phalanx-kvm-probe-") as tmp:
-        console = Path(tmp) / "console.log"
-        process = await asyncio.create_subprocess_exec(
-            *_machine_args("kvm", 128, image, f"{KERNEL_ARGS} phalanx.probe"),
-            "-serial",
-            f"file:{console}",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            _, err = await asyncio.wait_for(process.communicate(), PROBE_TIMEOUT)
-        except TimeoutError:
-            signal_group(process.pid, signal.SIGKILL)
-            await process.wait()
-            return f"a boot under KVM did not finish within {PROBE_TIMEOUT:g}s"
-        if PROBE_MARK in console_tail(console, 100):
-            return None
-        lines = err.decode(errors="replace").strip().splitlines()
-        detail = lines[-1] if lines else f"exit status {process.returncode}"
-        return f"a boot under KVM failed: {detail}"
-
-
-async def choose_accel(image: Image, qemu: str = QEMU) -> tuple[str, str]:
-    """("kvm" or "tcg", why)."""
-    forced = os.environ.get(ACCEL_ENV)
-    if forced in ("kvm", "tcg"):
-        return forced, f"{ACCEL_ENV}={forced}"
-    record = cache_root().parent / "kvm-probe.json"
-    key = {"boot_id": _boot_id(), "qemu": shutil.which(qemu) or qemu, "kernel": str(image.path)}
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        known = json.loads(record.read_text())
-        if all(known[k] == v for k, v in key.items()):
-            return str(known["accel"]), str(known["reason"]) + " (probed earlier)"
-    problem = await _probe_kvm(image, qemu)
-    accel, reason = ("kvm", "KVM works") if problem is None else ("tcg", problem)
-    with contextlib.suppress(OSError):
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({**key, "accel": accel, "reason": reason}))
-    return accel, reason
-
-
-def _machine_args(
-    accel: str,
-    ram_mb: int,
-    image: Image,
-    append: str,
-    machine_type: str = "q35",
-    vcpus: int = 1,
-) -> list[str]:
-    return [
-        *_hardware_args(accel, ram_mb, machine_type, vcpus),
-        "-kernel",
-        str(image.kernel),
-        "-initrd",
-        str(image.initrd),
-        "-append",
-        append,
-    ]
-
-
-def _hardware_args(accel: str, ram_mb: int, machine_type: str = "q35", vcpus: int = 1) -> list[str]:
-    cpu = "host" if accel == "kvm" else "max"
-    return [
-        QEMU,
-        "-machine",
-        f"{machine_type},accel={accel}",
-        "-cpu",
-        cpu,
-        "-m",
-        f"{ram_mb}M",
-        "-smp",
-        str(vcpus),
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",  # a guest that panics or reboots ends its QEMU
-    ]
-
-
-# --- the provider -----------------------------------------------------------------
-
-REVERT_TAG = "phalanx-revert"  # the snapshot a cluster with `revert: case` returns to
-WAITING_MARK = "phalanx-vm: waiting for go"  # the guest's stage2, before its agent (revert)
-DISK_ROOT_ARG = "phalanx.root=disk"
-ROOT_DEVICE = "phalanx-root"  # the root disk's drive id
-
-
-@dataclass
-class _VM:
-    host: Host
-    machine: Machine
-    network: dict[str, str]  # how it was connected, for vm.json
-    root: str  # host | disk
-    boot: str = "cold"  # cold | template (restored from one: vmtemplate)
-    booted_after: float | None = None  # seconds from QEMU's start to the agent's (or to `go`)
-    connected_after: float | None = None  # ...to the agent's connection
-    go: asyncio.StreamWriter | None = None  # the "go" port's connection (revert: case)
-
-    @property
-    def process(self) -> asyncio.subprocess.Process:
-        assert self.machine.process is not None, "a VM is registered once QEMU runs"
-        return self.machine.process
-
-    @property
-    def folder(self) -> Path:
-        return self.machine.folder
-
-    @property
-    def private(self) -> Path:
-        return self.machine.private
-
-    @property
-    def monitor(self) -> Monitor | None:
-        return self.machine.monitor
-
-    @property
-    def console(self) -> Path:
-        return self.machine.console
-
-    def record(self) -> dict[str, object]:
-        """What `vm.json` keeps with the run: how the VM was made, how long
-        it took to boot, its migrations and snapshots, how it ended."""
-        host = self.host
-        return {
-            "accel": self.machine.accel,
-            "boot_image": host.boot_image,  # None: the tiny image
-            "ram_mb": ram_megabytes(host.ram_size),
-            "vcpus": host.vcpus or 1,
-            "mac": mac_address(host),
-            "root": self.root,
-            "boot": self.boot,
-            "network": self.network,
-            "disks": [
-                {"name": d.name, "size": d.size, "mount_point": d.mount_point} for d in host.disks
-            ],
-            "boot_to_agent_s": _rounded(self.booted_after),
-            "boot_to_connected_s": _rounded(self.connected_after),
-            "migrations": self.machine.migrations,
-            "snapshots": self.machine.snapshots,
-            "ended_by": self.machine.ended_by,
-            "exit_status": self.machine.returncode,
-        }
-
-
-def _rounded(seconds: float | None) -> float | None:
-    return round(seconds, 3) if seconds is not None else None
-
-
-@dataclass(frozen=True)
-class Bridged:
-    """The VMs' network when they have taps on the cluster's bridge."""
-
-    plan: netns.Plan
-    record: netns.Record
-    taps: dict[str, str]  # host name: its tap
-    hosts_file: str  # every VM's /etc/hosts
-    # host name: a second tap on the bridge, for the QEMU a VM migrates to
-    # (a tap serves one QEMU at a time); the two swap at each migration.
-    spares: dict[str, str] = field(default_factory=dict)
-
-
-def guest_env(
-    name: str,
-    url: str | None,
-    *,
-    python: str,
-    address: str = GUEST_ADDRESS,
-    gateway: str = GATEWAY,
-    dns: str = DNS,
-    private: str = "",
-    wait_go: bool = False,
-) -> dict[str, str]:
-    """What the guest's init and stage2 are told (`vm.env` in its seed).
-    No `url`: no agent is started (a VM driven from outside)."""
-    env = {
-        "PHALANX_NAME": name,
-        "PHALANX_URL": guest_url(url) if url else "",
-        "PHALANX_PYTHON": python,
-        "PHALANX_PATH": os.pathsep.join(dict.fromkeys((os.path.dirname(python), *GUEST_PATH))),
-        "PHALANX_WORKDIR": GUEST_WORKDIR,
-        "PHALANX_GIVE_UP": f"{GIVE_UP_AFTER:g}",
-        "PHALANX_ADDRESS": address,
-        "PHALANX_GATEWAY": gateway,
-        "PHALANX_DNS": dns,
-        "PHALANX_PRIVATE": private,
-    }
-    if wait_go:
-        env["PHALANX_WAIT_GO"] = "1"
-    return env
-
-
-def write_seed(
-    seed: Path,
-    env: dict[str, str],
-    token: str | None = None,
-    files: Mapping[str, str | bytes] = {},
-) -> None:
-    """A VM's seed folder (0700; its files 0600): `vm.env`, the agent's
-    token, and `files` by name (`hosts`, `authorized_keys`,
-    `ssh_host_ed25519_key`). It reaches the guest on a 9p share its init
-    reads and unmounts before anything else runs (an unmounted share keeps
-    neither savevm nor migration from working)."""
-    seed.mkdir(mode=0o700, parents=True, exist_ok=True)
-    texts: dict[str, str | bytes] = dict(files)
-    texts["vm.env"] = "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
-    if token is not None:
-        texts["token"] = token
-    for name, data in texts.items():
-        path = seed / name
-        path.touch(mode=0o600)
-        if isinstance(data, bytes):
-            path.write_bytes(data)
-        else:
-            path.write_text(data)
-
-
-def disk_args(overlay: Path) -> list[str]:
-    """The root disk (its per-VM overlay) as the init finds it: by serial."""
-    return [
-        "-drive",
-        f"file={overlay},if=none,id={ROOT_DEVICE},format=qcow2",
-        "-device",
-        f"virtio-blk-pci,drive={ROOT_DEVICE},serial={ROOT_SERIAL}",
-    ]
-
-
-def go_args(socket: Path) -> list[str]:
-    """The `phalanx.go` port: the provider says go on it, the guest's stage2
-    waits for it before starting its agent."""
-    return [
-        "-device", "virtio-serial-pci,id=phalanx-vser",
-        "-chardev", f"socket,id=phalanx-go,path={socket},server=on,wait=off",
-        "-device", "virtserialport,bus=phalanx-vser.0,chardev=phalanx-go,name=phalanx.go",
-    ]  # fmt: skip
-
-
-def fresh_sockets(args: list[str], generation: int) -> list[str]:
-    """A migration's clone of `args`, its ports' sockets (`go`, `net`) at
-    paths of its own: QEMU removes a listening socket's path when it ends,
-    so a path shared with the source would be gone with the source (and a
-    destination that failed would take the source's with it)."""
-    return [
-        re.sub(r"(path=[^,]*/(?:go|net))(?:-\d+)?\.sock", rf"\g<1>-{generation}.sock", a)
-        for a in args
-    ]
-
-
-def chardev_path(args: list[str], chardev: str) -> Path | None:
-    """Where the QEMU of `args` listens for chardev `chardev`'s socket."""
-    for arg in args:
-        if arg.startswith("socket,") and f",id={chardev}," in f",{arg[7:]},":
-            match = re.search(r"(?:^|,)path=([^,]*)", arg)
-            if match:
-                return Path(match[1])
-    return None
-
-
-def net_channel(host: str, machine: Machine) -> guestnet.GuestChannel:
-    """The phalanx.net port of `host`'s VM (`phalanx-net slow` and heal, in
-    the guest), at the socket its QEMU listens on now."""
-    socket = chardev_path(machine.args, guestnet.CHARDEV) or machine.private / "net.sock"
-    return guestnet.GuestChannel(host, socket)
-
-
-def template_vm_args(
-    accel: str,
-    ram_mb: int,
-    vcpus: int,
-    image: Image,
-    overlay: Path,
-    seed: Path,
-    go: Path,
-    net: Path,
-    netdev: str,
-    mac: str,
-) -> list[str]:
-    """A VM that is a template (vmtemplate) or is restored from one: the
-    same machine and devices in the same order either way (a restoring QEMU
-    must match the saved one), only the files and the network's backend
-    its own. `vmgenid`: each restoring QEMU has a new one, and the guest's
-    kernel reseeds its RNG when it changes."""
-    args = _machine_args(accel, ram_mb, image, f"{KERNEL_ARGS} {DISK_ROOT_ARG}", vcpus=vcpus)
-    args += disk_args(overlay) + _share("seed", seed) + go_args(go) + guestnet.port_args(net)
-    args += ["-device", "vmgenid,guid=auto"]
-    args += ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={mac}"]
-    return args
-
-
-async def standalone_vm(
-    name: str,
-    folder: Path,
-    private: Path,
-    *,
-    accel: str,
-    image: Image,
-    root_disk: RootDisk,
-    ram_mb: int = 256,
-    netdev: str = "user,id=net0",
-    mac: str = "",
-    files: Mapping[str, str | bytes] = {},
-    extra: tuple[str, ...] = (),
-    machine_type: str = "q35",
-) -> Machine:
-    """A disk-root VM without an agent (phalanx.virt drives it): its seed
-    (`files`: `authorized_keys` and `ssh_host_ed25519_key` start sshd),
-    its overlay and command line; not started yet. `machine_type`: `pc`
-    for tests whose devices name the i440fx buses (`bus=pci.0`)."""
-    private.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_seed(private / "seed", guest_env(name, None, python=root_disk.python), files=files)
-    overlay = private / "root.qcow2"
-    await make_overlay(root_disk.disk, overlay)
-    mac = mac or mac_address(Host(name=name))
-    args = _machine_args(accel, ram_mb, image, f"{KERNEL_ARGS} {DISK_ROOT_ARG}", machine_type)
-    args += _share("seed", private / "seed") + disk_args(overlay)
-    args += ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={mac}", *extra]
-    return Machine(name, args, folder, private, accel=accel)
 
 
 class QemuProvider:
@@ -525,7 +167,7 @@ class QemuProvider:
         self.cluster = cluster
         self.state_dir = state_dir or netns.STATE_DIR
         self.accel = "tcg"
-        self.vms: dict[str, _VM] = {}
+        self.vms: dict[str, VM] = {}
         self.network: Bridged | None = None  # None: user-mode networking
         # The bridge's address once the VMs have one; None: loopback (10.0.2.2 in the guests).
         self.listen_address: str | None = None
@@ -710,7 +352,7 @@ class QemuProvider:
         """After `revert`: the guests start their agents."""
         await asyncio.gather(*(self._go(vm) for vm in self.vms.values()))
 
-    async def _go(self, vm: _VM) -> None:
+    async def _go(self, vm: VM) -> None:
         if vm.go is not None:
             vm.go.close()
         try:
@@ -824,11 +466,11 @@ class QemuProvider:
                 private,
                 (await self._wheelhouse()).wheels,
                 f"{self.run_id}-{host.name}",
-                _hardware_args(self.accel, ram_megabytes(host.ram_size), vcpus=host.vcpus or 1),
+                hardware_args(self.accel, ram_megabytes(host.ram_size), vcpus=host.vcpus or 1),
             )
         else:
             append = KERNEL_ARGS
-            args = _machine_args(
+            args = machine_args(
                 self.accel, ram_megabytes(host.ram_size), image, "", vcpus=host.vcpus or 1
             )
             if disk_root:
@@ -838,9 +480,9 @@ class QemuProvider:
                 args += disk_args(overlay)
                 append += f" {DISK_ROOT_ARG}"
             else:
-                args += _share("hostroot", Path("/"), multidevs=True)
+                args += share_args("hostroot", Path("/"), multidevs=True)
             args[args.index("-append") + 1] = append
-            args += _share("seed", private / "seed")
+            args += share_args("seed", private / "seed")
             if self.reverts:
                 args += go_args(private / "go.sock")
             args += guestnet.port_args(private / "net.sock")  # slow and heal, in the guest
@@ -867,7 +509,7 @@ class QemuProvider:
                 await machine.close()
                 raise
             # QEMU ended at once: `_booted` says so, with what QEMU said.
-        self.vms[host.name] = _VM(host, machine, network, "disk" if disk_root else "host")
+        self.vms[host.name] = VM(host, machine, network, "disk" if disk_root else "host")
 
     def _channel(self, host: str) -> guestnet.GuestChannel | None:
         """The VM's phalanx.net port (None: it boots its own image, or is not
@@ -963,7 +605,7 @@ class QemuProvider:
         netdev: str,
         hosts: str,
         network: dict[str, str],
-    ) -> _VM | None:
+    ) -> VM | None:
         """The host's VM restored from its template and told who it is;
         None (logged) when there is no template or it did not restore: the
         caller boots it cold. A template QEMU cannot load is discarded (the
@@ -981,7 +623,7 @@ class QemuProvider:
             private / "net.sock", netdev, mac_address(host),
         )  # fmt: skip
         machine = Machine(host.name, args, folder, private, accel=self.accel)
-        vm = _VM(host, machine, network, "disk", boot="template")
+        vm = VM(host, machine, network, "disk", boot="template")
         try:
             await machine.start(vmtemplate.incoming(template))
             await vmtemplate.restored(machine)
@@ -1006,7 +648,7 @@ class QemuProvider:
             return None
         return vm
 
-    async def _tell(self, vm: _VM, line: bytes) -> None:
+    async def _tell(self, vm: VM, line: bytes) -> None:
         """`line` on the VM's go port (its connection kept: closed at `down`)."""
         try:
             _, writer = await asyncio.wait_for(
@@ -1026,7 +668,7 @@ class QemuProvider:
         except wheelhouse.WheelhouseError as exc:
             raise ProvisionError(f"cannot build the agent's wheelhouse: {exc}") from exc
 
-    async def _booted(self, vm: _VM, mark: str = BOOTED_MARK) -> str | None:
+    async def _booted(self, vm: VM, mark: str = BOOTED_MARK) -> str | None:
         """None once the guest starts its agent (or waits to); else why not."""
         timeout = BOOT_TIMEOUT[self.accel] * (IMAGE_BOOT_FACTOR if vm.host.boot_image else 1)
         deadline = time.monotonic() + timeout
@@ -1093,7 +735,7 @@ class QemuProvider:
             channel.close()
         await asyncio.gather(*(self._stop(vm, vm.host.name in lost) for vm in vms))
 
-    async def _stop(self, vm: _VM, lost: bool) -> None:
+    async def _stop(self, vm: VM, lost: bool) -> None:
         machine = vm.machine
         try:
             await end_machine(machine, lost)
@@ -1103,43 +745,3 @@ class QemuProvider:
             await machine.close()  # anything left of its process group, its private folder
             with contextlib.suppress(OSError):
                 (vm.folder / "vm.json").write_text(json.dumps(vm.record(), indent=2) + "\n")
-
-
-async def end_machine(machine: Machine, lost: bool) -> None:
-    """A VM at its cluster's end: a lost one (its agent gone: QEMU killed,
-    guest frozen) at once, the others once their agents have shut down and
-    powered off, by ACPI and then `quit` if not. One already powered off
-    (`power_off`) is left as it was."""
-    if machine.ended_by is not None:
-        return
-    if lost:
-        await machine.kill()
-        machine.ended_by = "lost"
-        return
-    try:
-        await machine.wait(EXIT_GRACE)
-        machine.ended_by = "itself"  # its agent ended (or its kernel did)
-    except TimeoutError:
-        await machine.power_off(POWERDOWN_GRACE)
-
-
-def _share(tag: str, path: Path, multidevs: bool = False) -> list[str]:
-    """A read-only virtio-9p share of `path` under mount tag `tag`."""
-    options = f"local,id={tag},path={path},security_model=none,readonly=on"
-    if multidevs:
-        options += ",multidevs=remap"  # `/` spans many file systems
-    return ["-fsdev", options, "-device", f"virtio-9p-pci,fsdev={tag},mount_tag={tag}"]
-
-
-PRIVATE_PARENT = Path("/run/phalanx/qemu")
-
-
-def private_parent() -> str | None:
-    """Where the VMs' seeds and disks go: under /run when this process may
-    write there (every guest mounts a fresh /run, so no VM sees another's
-    seed through its 9p root), else the temp dir (the guest masks them)."""
-    try:
-        PRIVATE_PARENT.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return str(PRIVATE_PARENT) if os.access(PRIVATE_PARENT, os.W_OK) else None

@@ -192,12 +192,12 @@ def run_test(
 def prepare_guest(loop: Loop, accel: str, ram_mb: int, private: Path) -> Guest:
     """The image and root disk (built once, cached), and the accelerator:
     the one asked for, or KVM where it works, else TCG."""
-    from phalanx.providers import qemu, vmimage
+    from phalanx.providers import qemuaccel, vmimage
 
     image = vmimage.build_image()
     root_disk = vmimage.build_root_disk()
     if not accel:
-        accel, why = loop.run(qemu.choose_accel(image), 120, "probing KVM")
+        accel, why = loop.run(qemuaccel.choose_accel(image), 120, "probing KVM")
         logging.getLogger("phalanx.virt").info("accelerator %s: %s", accel, why)
     return Guest(image=image, root_disk=root_disk, accel=accel, ram_mb=ram_mb, private=private)
 

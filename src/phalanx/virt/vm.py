@@ -115,7 +115,7 @@ class VM:
         self._call(self._power_on(), START_TIMEOUT, f"powering on {self.name}")
 
     async def _power_on(self) -> None:
-        from phalanx.providers import qemu
+        from phalanx.providers import qemuvm
 
         if self.machine is not None:  # powered on again: the old QEMU's monitor and scratch
             await self.machine.close()
@@ -123,7 +123,7 @@ class VM:
         self.port = free_port()
         self.boot_to_login = None
         guest = self._guest
-        machine = await qemu.standalone_vm(
+        machine = await qemuvm.standalone_vm(
             self.name,
             self.folder,
             # Short: QMP's socket path below it must stay under 108 bytes.

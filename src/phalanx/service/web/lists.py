@@ -1,0 +1,70 @@
+"""The pages that list what the service knows: the dashboard, suites (and
+one suite's history), agents, clusters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from phalanx.service.app import Service, UnknownSuite
+from phalanx.service.auth import Principal
+from phalanx.service.web import charts, views
+from phalanx.service.web.access import Refused, Web, page
+
+router = APIRouter()
+
+
+@page(router, "/")
+async def dashboard(web: Web, request: Request, who: Principal | None) -> Response:
+    return web.pages.render(request, "dashboard.html", who, **await web.dashboard.get())
+
+
+@page(router, "/suites")
+async def suites(web: Web, request: Request, who: Principal | None) -> Response:
+    return web.pages.render(request, "suites.html", who, **await web.suites.get())
+
+
+@page(router, "/suites/{name}")
+async def suite(web: Web, request: Request, who: Principal | None) -> Response:
+    name = request.path_params["name"]
+    try:
+        view = await views.suite(web.service, name)
+    except UnknownSuite as exc:
+        raise Refused(404, str(exc)) from None
+    found = await views.history(web.service, name)
+    return web.pages.render(
+        request,
+        "suite.html",
+        who,
+        suite=view,
+        history=found,
+        status_chart=charts.status_chart(found.points, f"Results of {name}'s last runs"),
+        duration_chart=charts.duration_chart(found.points, f"Duration of {name}'s last runs"),
+    )
+
+
+@page(router, "/agents")
+async def agents(web: Web, request: Request, who: Principal | None) -> Response:
+    return web.pages.render(request, "agents.html", who, **await agents_data(web.service))
+
+
+@page(router, "/clusters")
+async def clusters(web: Web, request: Request, who: Principal | None) -> Response:
+    return web.pages.render(request, "clusters.html", who, **await clusters_data(web.service))
+
+
+async def suites_data(service: Service) -> dict[str, Any]:
+    return {"suites": await views.suites(service)}
+
+
+async def agents_data(service: Service) -> dict[str, Any]:
+    return {"agents": await views.agents(service)}
+
+
+async def clusters_data(service: Service) -> dict[str, Any]:
+    return {
+        "clusters": await views.clusters(service),
+        "hypervisors": await views.hypervisors(service),
+    }
