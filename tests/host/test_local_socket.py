@@ -17,7 +17,7 @@ from typing import Any
 
 from phalanx.host.daemon import Agent
 from phalanx.host.workdir import socket_dir
-from phalanx.wire.messages import KvSend, Shutdown, SyncArrive, SyncRelease
+from phalanx.wire.messages import KvSend, Shutdown, SyncArrive, SyncRelease, encode
 from tests.eventually import eventually_async
 from tests.host.test_daemon import PlayedCoordinator, played, round_trip
 from tests.host.test_daemon_stages import Link, link, start
@@ -151,7 +151,7 @@ async def test_the_socket_folder_goes_with_the_agent(
             "ok": False,
             "error": "unknown request 'nothing'",
         }
-        await ws.send(Shutdown().model_dump_json())
+        await ws.send(encode(Shutdown()))
         assert await asyncio.wait_for(running, 30) == 0
     finally:
         running.cancel()
