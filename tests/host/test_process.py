@@ -72,10 +72,13 @@ def test_processes_are_found_by_their_mark_exactly_or_by_its_prefix(
     mine = start(started, "exec sleep 300", {"PHALANX_TEST_MARK": "run-7/case-a"})
     other = start(started, "exec sleep 300", {"PHALANX_TEST_MARK": "run-7/case-b"})
     eventually(
-        lambda: mine.pid in marked("PHALANX_TEST_MARK", "run-7/case-a"),
+        lambda: (
+            mine.pid in marked("PHALANX_TEST_MARK", "run-7/case-a")
+            and other.pid in marked("PHALANX_TEST_MARK", "run-7/case-b")
+        ),
         within=TIMEOUT,
-        what="the marked process found",
-    )  # (its environment is readable once it has exec'd)
+        what="both marked processes found",
+    )  # (an environment is readable once its process has exec'd)
     assert marked("PHALANX_TEST_MARK", "run-7/case-a") == [mine.pid]
     assert sorted(marked("PHALANX_TEST_MARK", "run-7/", prefix=True)) == sorted(
         [mine.pid, other.pid]
