@@ -29,12 +29,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from phalanx.coordinator.auth import TokenVerifier, bearer
 from phalanx.coordinator.clock import ClockOffset
 from phalanx.coordinator.links import HELLO_TIMEOUT, Connection, WebSocketLink, receive
+from phalanx.coordinator.vouching import Vouching
 from phalanx.store.failures import Throttle, describe
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
     Ack,
     AgentMessage,
     Hello,
+    PeerHeld,
     Ping,
     Pong,
     ScopeEnd,
@@ -204,6 +206,9 @@ class AgentLink:
             return None
         if isinstance(message, Ack | Hello):
             return None
+        if isinstance(message, PeerHeld):
+            self.hub.vouching.answered(self.name, message)
+            return None
         holder = self.hub.holder(self.name)
         written = holder.on_message(self.name, message) if holder is not None else None
         if not isinstance(message, StageResult):
@@ -258,11 +263,34 @@ class AgentHub:
         # hypervisor has gone quiet is lost with it, under the hypervisor's
         # name, within the hypervisor's own heartbeat timeout.
         self.judged_elsewhere: Callable[[str], bool] = lambda host: False
+        self.vouching = Vouching()
 
     def link(self, name: str) -> AgentLink:
         if name not in self.links:
             self.links[name] = AgentLink(self, name)
         return self.links[name]
+
+    # --- who holds a connection on an agent's host (coordinator/vouching.py) ----------
+
+    def agents_at(self, address: str) -> list[str]:
+        """The agents whose live connection comes from `address`."""
+        return [
+            name
+            for name, link in self.links.items()
+            if link.connection is not None and link.address == address
+        ]
+
+    async def vouch(
+        self, agents: Iterable[str], client_port: int, server_port: int
+    ) -> list[tuple[str, str]]:
+        """The run capabilities the connected `agents` find at the client end
+        of a connection from `client_port` to `server_port` on their hosts."""
+        links = [
+            link
+            for name in agents
+            if (link := self.links.get(name)) is not None and link.connection is not None
+        ]
+        return await self.vouching.ask(links, client_port, server_port)
 
     # --- which run holds which host ----------------------------------------------------
 

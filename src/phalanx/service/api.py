@@ -423,7 +423,9 @@ def create_app(service: Service) -> FastAPI:
 
         app.router.routes.append(WebSocketRoute(HYPERVISOR_PATH, service.hypervisors.serve))
     app.router.routes.extend(
-        script_routes(service.queue.roots_for, service.queue.root_of, service.script_keys)
+        script_routes(
+            service.queue.roots_for, service.queue.root_of, service.script_keys, service.hub
+        )
     )
     from phalanx.service.web import mount  # the web UI: pages on the same data
 

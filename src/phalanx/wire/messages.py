@@ -37,7 +37,9 @@ from phalanx.tasks.registry import TASKS
 # 4: pong carries the agent's clock; history.ops (operations recorded in a
 #    stage); process.signal / process.signalled (a nemesis's pause and kill);
 #    stage.start carries the acks of results recorded since the last one.
-PROTOCOL_VERSION = 4
+# 5: peer.ask / peer.held (the agent vouches for a connection's owner on its
+#    host: whose run capability it holds).
+PROTOCOL_VERSION = 5
 
 # What a hello may carry. It is kept and shown on every agents page, so a
 # hostile or broken agent must not make it a megabyte: a host name is at most
@@ -245,6 +247,17 @@ class ProcessSignalled(_Message):
     error: str | None = None
 
 
+class PeerHeld(_Message):
+    """The answer to a `peer.ask`: the run capability (run id, key) in the
+    environment of the process on this host holding that connection; None
+    when no process of this agent's reach holds it, or holds none."""
+
+    type: Literal["peer.held"] = "peer.held"
+    request_id: str
+    run_id: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    key: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+
 # --- both ways -------------------------------------------------------------------
 
 
@@ -344,6 +357,17 @@ class ProcessSignal(_Message):
     signal: Literal["STOP", "CONT", "KILL"]
 
 
+class PeerAsk(_Message):
+    """Who on this host holds the client end of a TCP connection from local
+    port `client_port` to remote port `server_port`, and which run's
+    capability it holds (a stage fetching suite files: coordinator/scripts.py)."""
+
+    type: Literal["peer.ask"] = "peer.ask"
+    request_id: str
+    client_port: Annotated[int, Field(ge=1, le=65535)]
+    server_port: Annotated[int, Field(ge=1, le=65535)]
+
+
 class ScopeEnd(_Message):
     """A case (`run:index:case`) is over on every host: end what its stages
     left running, escapees included, before the next stage starts."""
@@ -371,6 +395,7 @@ AgentMessage = Annotated[
     | Pong
     | HistoryOps
     | ProcessSignalled
+    | PeerHeld
     | Ack,
     Field(discriminator="type"),
 ]
@@ -384,6 +409,7 @@ CoordinatorMessage = Annotated[
     | VmMigrated
     | Ping
     | ProcessSignal
+    | PeerAsk
     | Ack
     | ScopeEnd
     | Shutdown,
