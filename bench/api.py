@@ -140,11 +140,12 @@ def admin(python: str, data: Path, *args: str, stdin: str = "") -> str:
 
 def serve(python: str, data: Path, repo: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _port()
-    proc = subprocess.Popen(
-        [python, "-m", "phalanx.cli", "serve", "--listen", f"127.0.0.1:{port}",
-         "--data", str(data), "--repo", str(repo)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    with (data / "serve.log").open("ab") as log:  # shown if a request fails
+        proc = subprocess.Popen(
+            [python, "-m", "phalanx.cli", "serve", "--listen", f"127.0.0.1:{port}",
+             "--data", str(data), "--repo", str(repo)],
+            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -216,6 +217,10 @@ def measure(
         asyncio.run(load(url, token, paths, len(paths)))
         mix = asyncio.run(load(url, token, paths, requests))
         dashboard = asyncio.run(load(url, token, ["/"], max(requests // 4, CONCURRENCY)))
+    except (httpx.HTTPError, SystemExit):
+        print(f"{python}: the service's log ends:", file=sys.stderr)
+        print(*(data / "serve.log").read_text().splitlines()[-30:], sep="\n", file=sys.stderr)
+        raise
     finally:
         stop(proc)
     return mix | {"dashboard alone": dashboard["/"]}

@@ -32,11 +32,14 @@ from phalanx.service.agents import known
 from phalanx.service.apidocs import add_api_docs
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal, Role
+from phalanx.service.caches import Lru
 from phalanx.service.definitions import Catalog, SuiteEntry
 from phalanx.service.documents import next_change, run_document
 from phalanx.service.origin import from_this_site
 from phalanx.service.queue import ALERTS_FILE, NotActive
 from phalanx.service.unavailable import add_store_failure_handler, message
+from phalanx.service.web.shared import Shared
+from phalanx.service.web.views import dashboard_key
 from phalanx.store.errors import NotFound
 from phalanx.store.runs import RunSummary
 
@@ -150,6 +153,15 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(403, f"{who.name} is a {who.role.value}: this needs an admin")
         return who
 
+    # Lists many readers ask for at once, gathered once for them all
+    # (web/shared.py): runs by their query, and the agents.
+    listings: Lru[tuple[str | None, str | None, int], Shared[list[dict[str, Any]]]] = Lru(64)
+
+    async def agents_json() -> list[dict[str, Any]]:
+        return [agent.to_json() for agent in await known(service)]
+
+    every_agent = Shared(agents_json, lambda: dashboard_key(service))
+
     Reader = Annotated[Principal | None, Depends(reader)]
     Operator = Annotated[Principal, Depends(operator)]
     Admin = Annotated[Principal, Depends(admin)]
@@ -238,8 +250,15 @@ def create_app(service: Service) -> FastAPI:
         status: Annotated[str | None, Query(max_length=40)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> list[dict[str, Any]]:
-        found = await service.store.runs.recent(suite=suite, status=status, limit=limit)
-        return [_summary(s, service.queue.waiting(s.id)) for s in found]
+        key = (suite, status, limit)
+        if (shared := listings.get(key)) is None:
+
+            async def gather() -> list[dict[str, Any]]:
+                found = await service.store.runs.recent(suite=suite, status=status, limit=limit)
+                return [_summary(s, service.queue.waiting(s.id)) for s in found]
+
+            shared = listings.put(key, Shared(gather, lambda: dashboard_key(service)))
+        return await shared.get()
 
     @app.get("/api/runs/{run_id}", tags=["runs"])
     async def run(run_id: RunId, who: Reader) -> dict[str, Any]:
@@ -394,7 +413,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/api/agents", tags=["agents"])
     async def agents(who: Reader) -> list[dict[str, Any]]:
         """Every agent connected now or recorded before: the Agents page's rows."""
-        return [agent.to_json() for agent in await known(service)]
+        return await every_agent.get()
 
     @app.get("/api/clusters", tags=["clusters"])
     async def clusters(who: Reader) -> list[dict[str, Any]]:

@@ -44,6 +44,11 @@ async def run_document(
     if summary is None:
         return None
     live = live_run(service, run_id)
+    # An ended run's document never changes: made once, copied per reader
+    # (who may add to it, as the API adds its alerts).
+    ended = live is None and summary.status not in ACTIVE
+    if ended and (kept := service.caches.documents.get((run_id, tail))) is not None:
+        return summary, dict(kept)
     record: RunRecord | RunResult | None
     if live is not None and live.board.run_id:
         record = live.board.record()
@@ -63,6 +68,8 @@ async def run_document(
     document["queued_at"] = iso(summary.queued_at)
     document["trigger"] = summary.trigger
     document["waiting"] = service.queue.waiting(run_id) or None
+    if ended:
+        service.caches.documents.put((run_id, tail), dict(document))
     return summary, document
 
 

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import html as markup
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 from phalanx.coordinator.auth import bearer
 from phalanx.service.app import Service, UnknownSuite, Unrunnable
 from phalanx.service.auth import AuthError, Principal, Role
+from phalanx.service.caches import Lru
 from phalanx.service.documents import next_change
 from phalanx.service.origin import from_this_site
 from phalanx.service.queue import NotActive
@@ -184,6 +185,19 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     # suites list (web/shared.py); both show what the dashboard's key holds.
     the_dashboard = Shared(lambda: views.dashboard(service), lambda: views.dashboard_key(service))
     the_suites = Shared(lambda: _suites(service), lambda: views.dashboard_key(service))
+
+    def dashboard_key() -> Hashable:
+        return views.dashboard_key(service)
+
+    def _suite_page(
+        name: str,
+    ) -> Callable[[], Awaitable[tuple[views.SuiteView, views.HistoryView]]]:
+        async def gather() -> tuple[views.SuiteView, views.HistoryView]:
+            return await views.suite(service, name), await views.history(service, name)
+
+        return gather
+
+    suite_pages: Lru[str, Shared[tuple[views.SuiteView, views.HistoryView]]] = Lru(256)
     live_pages: dict[str, tuple[Callable[[], Awaitable[dict[str, Any]]], str]] = {
         "dashboard": (the_dashboard.get, "dashboard_body.html"),
         "suites": (the_suites.get, "suites_body.html"),
@@ -276,19 +290,30 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
     async def suite(request: Request, who: Principal | None) -> Response:
         name = request.path_params["name"]
         try:
-            view = await views.suite(service, name)
+            service.entry(name)
+            if (shared := suite_pages.get(name)) is None:  # at most one per suite
+                shared = suite_pages.put(name, Shared(_suite_page(name), dashboard_key))
+            view, found = await shared.get()
         except UnknownSuite as exc:
             raise Refused(404, str(exc)) from None
-        found = await views.history(service, name)
-        return pages.render(
-            request,
-            "suite.html",
-            who,
-            suite=view,
-            history=found,
-            status_chart=charts.status_chart(found.points, f"Results of {name}'s last runs"),
-            duration_chart=charts.duration_chart(found.points, f"Duration of {name}'s last runs"),
-        )
+        # The same for every reader until another run of the suite ends.
+        key = (name, tuple(r.id for r in found.runs))
+        if (history_html := service.caches.history_html.get(key)) is None:
+            history_html = service.caches.history_html.put(
+                key,
+                pages.fragment(
+                    "suite_history.html",
+                    None,
+                    history=found,
+                    status_chart=charts.status_chart(
+                        found.points, f"Results of {name}'s last runs"
+                    ),
+                    duration_chart=charts.duration_chart(
+                        found.points, f"Duration of {name}'s last runs"
+                    ),
+                ),
+            )
+        return pages.render(request, "suite.html", who, suite=view, history_html=history_html)
 
     @page("/agents")
     async def agents(request: Request, who: Principal | None) -> Response:
