@@ -202,9 +202,17 @@ def spread(values: list[float]) -> str:
             f"  max {max(ms):7.1f}")  # fmt: skip
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     python: str, data: Path, repo: Path, ids: list[str], requests: int
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], float]:
+    """The seconds each request took, by path, and the service's CPU
+    seconds per request over the mix and the dashboard."""
     token = admin(python, data, "user", "token", "bench")
     proc, url = serve(python, data, repo)
     try:
@@ -215,15 +223,18 @@ def measure(
         ]  # fmt: skip
         # Once unmeasured: the service's first answers (its caches, imports).
         asyncio.run(load(url, token, paths, len(paths)))
+        before = cpu_seconds(proc.pid)
         mix = asyncio.run(load(url, token, paths, requests))
-        dashboard = asyncio.run(load(url, token, ["/"], max(requests // 4, CONCURRENCY)))
+        dashboards = max(requests // 4, CONCURRENCY)
+        dashboard = asyncio.run(load(url, token, ["/"], dashboards))
+        cpu = (cpu_seconds(proc.pid) - before) / (requests + dashboards)
     except (httpx.HTTPError, SystemExit):
         print(f"{python}: the service's log ends:", file=sys.stderr)
         print(*(data / "serve.log").read_text().splitlines()[-30:], sep="\n", file=sys.stderr)
         raise
     finally:
         stop(proc)
-    return mix | {"dashboard alone": dashboard["/"]}
+    return mix | {"dashboard alone": dashboard["/"]}, cpu
 
 
 def main() -> None:
@@ -243,14 +254,16 @@ def main() -> None:
         admin(
             sys.executable, data, "user", "add", "bench", "--role", "viewer", stdin=PASSWORD + "\n"
         )
-        found = {
+        measured = {
             name: measure(python, data, repo, ids, args.requests)
             for name, python in pythons.items()
         }
+    found = {name: times for name, (times, _) in measured.items()}
+    cpu = {name: per_request for name, (_, per_request) in measured.items()}
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end;"
           f" {CONCURRENCY} concurrent clients, ms")  # fmt: skip
     for name, times in found.items():
-        print(f"== {name}")
+        print(f"== {name}: the service's CPU {cpu[name] * 1000:.2f} ms a request")
         everything = [t for path, ts in times.items() if path != "dashboard alone" for t in ts]
         print(f"  {'all of the mix':<38} {spread(everything)}")
         for path, ts in times.items():
@@ -262,7 +275,8 @@ def main() -> None:
         other = found["anchor"]
         other_mix = [t for path, ts in other.items() if path != "dashboard alone" for t in ts]
         print(f"this/anchor: mix p99 {tail / (p99(other_mix) * 1000):.2f},"
-              f" dashboard p50 {dash / (statistics.median(other['dashboard alone']) * 1000):.2f}")  # fmt: skip
+              f" dashboard p50 {dash / (statistics.median(other['dashboard alone']) * 1000):.2f},"
+              f" CPU a request {cpu['this'] / cpu['anchor']:.2f}")  # fmt: skip
     print(f"target mix p99 <= {TARGET_P99_MS:.0f} ms: {'met' if tail <= TARGET_P99_MS else 'NOT met'}"
           f" ({tail:.0f} ms); dashboard p50 <= {TARGET_DASHBOARD_P50_MS:.0f} ms:"
           f" {'met' if dash <= TARGET_DASHBOARD_P50_MS else 'NOT met'} ({dash:.0f} ms)")  # fmt: skip
