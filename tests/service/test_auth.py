@@ -118,12 +118,12 @@ async def test_a_revoke_by_another_process_is_seen_within_a_fraction_of_a_second
     assert await service.session_user(cookie) == ("erin", Role.OPERATOR)
     await command.remove_user("erin")
 
-    async def refused() -> bool:
-        return await service.verify_user_token(token) is None and (
-            await service.session_user(cookie) is None
-        )
+    async def refused() -> bool | None:
+        token_refused = await service.verify_user_token(token) is None
+        return (token_refused and await service.session_user(cookie) is None) or None
 
-    await eventually_async(refused, within=CHECKED_TTL + 10, what="the removal seen")
+    seen: bool = await eventually_async(refused, within=CHECKED_TTL + 10, what="the removal seen")
+    assert seen
 
 
 async def test_an_expired_session_is_refused_and_pruned(store: Store) -> None:
