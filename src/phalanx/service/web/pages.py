@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.responses import StreamingResponse as Streaming
 from starlette.staticfiles import StaticFiles
 
@@ -278,13 +278,28 @@ def mount(app: FastAPI, service: Service, *, session_cookie: str) -> None:
 
     # --- pages ------------------------------------------------------------------------
 
+    # (page, reader) -> the gathering it was last rendered from, and the page
+    rendered: Lru[tuple[str, Principal | None], tuple[object, bytes]] = Lru(256)
+
+    def render_once(
+        request: Request, template: str, who: Principal | None, gathered: dict[str, Any]
+    ) -> Response:
+        """A page of a shared gathering, rendered once per reader for it."""
+        key = (template, who)
+        if (last := rendered.get(key)) is not None and last[0] is gathered:
+            html = last[1]
+        else:
+            html = bytes(pages.render(request, template, who, **gathered).body)
+            rendered.put(key, (gathered, html))
+        return HTMLResponse(html, headers=SECURITY_HEADERS)
+
     @page("/")
     async def dashboard(request: Request, who: Principal | None) -> Response:
-        return pages.render(request, "dashboard.html", who, **await the_dashboard.get())
+        return render_once(request, "dashboard.html", who, await the_dashboard.get())
 
     @page("/suites")
     async def suites(request: Request, who: Principal | None) -> Response:
-        return pages.render(request, "suites.html", who, **await the_suites.get())
+        return render_once(request, "suites.html", who, await the_suites.get())
 
     @page("/suites/{name}")
     async def suite(request: Request, who: Principal | None) -> Response:
