@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from phalanx.service.caches import Lru, Recent
+from phalanx.service.caches import Lru, Recent, ServiceCaches
 
 
 def test_the_least_recently_used_goes_first() -> None:
@@ -31,3 +31,12 @@ def test_a_recent_answer_is_kept_for_its_time_and_none_is_an_answer() -> None:
     assert (recent.get("a"), recent.get("c")) == (None, ("z",))
     recent.clear()
     assert recent.get("c") is None
+
+
+def test_runs_retention_removed_are_forgotten() -> None:
+    caches = ServiceCaches()
+    caches.documents.put(("r1", 100), ("summary 1", {"status": "passed"}))
+    caches.documents.put(("r1", 200), ("summary 1", {"status": "passed"}))
+    caches.documents.put(("r2", 100), ("summary 2", {"status": "failed"}))
+    caches.forget(["r1"])
+    assert caches.documents.keys() == [("r2", 100)]

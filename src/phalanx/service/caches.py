@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -41,6 +41,12 @@ class Lru(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def keys(self) -> list[K]:
+        return list(self._entries)
+
+    def drop(self, key: K) -> None:
+        self._entries.pop(key, None)
 
 
 class Recent(Generic[K, V]):
@@ -83,8 +89,14 @@ class ServiceCaches:
     """The service's caches of what never changes once made."""
 
     def __init__(self) -> None:
-        # (run id, output tail) -> an ended run's document (documents.py)
-        self.documents: Lru[tuple[str, int], dict[str, object]] = Lru(ENDED_RUNS)
+        # (run id, output tail) -> an ended run's summary and document (documents.py)
+        self.documents: Lru[tuple[str, int], tuple[Any, dict[str, Any]]] = Lru(ENDED_RUNS)
         # (suite, its ended runs' ids) -> its history and that section of its page (web/)
         self.histories: Lru[tuple[str, tuple[str, ...]], object] = Lru(SUITE_HISTORIES)
         self.history_html: Lru[tuple[str, tuple[str, ...]], str] = Lru(SUITE_HISTORIES)
+
+    def forget(self, run_ids: list[str]) -> None:
+        """Runs that are gone (retention removed them): nothing of them is served."""
+        gone = set(run_ids)
+        for key in [k for k in self.documents.keys() if k[0] in gone]:  # noqa: SIM118 (not a dict)
+            self.documents.drop(key)

@@ -40,15 +40,16 @@ async def run_document(
     service: Service, run_id: str, tail: int = OUTPUT_TAIL
 ) -> tuple[RunSummary, dict[str, Any]] | None:
     """The run's summary row and its document; None: no such run."""
+    live = live_run(service, run_id)
+    # An ended run's summary and document never change: made once (no store
+    # query after), copied per reader (who may add to it, as the API adds
+    # its alerts); retention's removal forgets them (caches.py).
+    if live is None and (kept := service.caches.documents.get((run_id, tail))) is not None:
+        return kept[0], dict(kept[1])
     summary = await service.store.runs.get(run_id)
     if summary is None:
         return None
-    live = live_run(service, run_id)
-    # An ended run's document never changes: made once, copied per reader
-    # (who may add to it, as the API adds its alerts).
     ended = live is None and summary.status not in ACTIVE
-    if ended and (kept := service.caches.documents.get((run_id, tail))) is not None:
-        return summary, dict(kept)
     record: RunRecord | RunResult | None
     if live is not None and live.board.run_id:
         record = live.board.record()
@@ -69,7 +70,7 @@ async def run_document(
     document["trigger"] = summary.trigger
     document["waiting"] = service.queue.waiting(run_id) or None
     if ended:
-        service.caches.documents.put((run_id, tail), dict(document))
+        service.caches.documents.put((run_id, tail), (summary, dict(document)))
     return summary, document
 
 
