@@ -357,7 +357,7 @@ echo "download: $(code "@proto@://@coordinator@:@port@/downloadScript/utils/data
 echo "keyed: $(code "$PHALANX_SCRIPTS_URL/utils/data.txt")"
 echo "clean environment: $(env -i PATH="$PATH" curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$url")"
 # Another user's process on this host, started outside the run, fetches now.
-echo "$url" > @meet@/url.tmp && mv @meet@/url.tmp @meet@/url
+echo "$url" > @meet@/url.$$ && mv @meet@/url.$$ @meet@/url  # both hosts write it
 for _ in $(seq 300); do [ -s @meet@/code ] && break; sleep 0.1; done
 echo "another user: $(cat @meet@/code)"
 """
