@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -203,7 +204,11 @@ async def test_the_agent_comes_back_through_ssh_with_its_token_off_the_command_l
             assert token.encode() not in b" ".join(command_line)
             url = command_line[command_line.index(b"--coordinator") + 1].decode()
             assert url.startswith("ws://127.0.0.1:") and url.endswith("/agent")
-            assert url != coordinator.agent_url  # the forward's port on the remote
+            # The forward's port on the remote: the coordinator's own, free there.
+            assert agent.listener is not None
+            assert (
+                url == f"ws://127.0.0.1:{agent.listener.get_port()}/agent" == coordinator.agent_url
+            )
             assert Path(agent.workdir).owner() == remote.user
             assert Path(agent.workdir).name.startswith("phalanx-agent-r2-")
             # What a stage left running, as the agent's ledger would name it.
@@ -340,3 +345,60 @@ def test_the_remote_python_is_the_first_usable_one() -> None:
         "no Python >= 3.11 (found /usr/bin/python3 (3.9))"
     )
     assert choose_python("") == "no Python >= 3.11 (no python3 at all)"
+
+
+FETCH = """\
+#!/bin/sh
+code() { curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$@"; }
+url="@proto@://@coordinator@:@port@/showScript/utils/data.txt"
+echo "stage: $(code "$url")"
+echo "text: $(curl -s --max-time 20 "$url")"
+echo "download: $(code "@proto@://@coordinator@:@port@/downloadScript/utils/data.txt")"
+echo "keyed: $(code "$PHALANX_SCRIPTS_URL/utils/data.txt")"
+echo "clean environment: $(env -i PATH="$PATH" curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$url")"
+# Another user's process on this host, started outside the run, fetches now.
+echo "$url" > @meet@/url.$$ && mv @meet@/url.$$ @meet@/url  # both hosts write it
+for _ in $(seq 300); do [ -s @meet@/code ] && break; sleep 0.1; done
+echo "another user: $(cat @meet@/code)"
+"""
+# The other user's side: root in the host's namespace, waiting for the url.
+OUTSIDER = """\
+for _ in $(seq 600); do [ -s "$1/url" ] && break; sleep 0.1; done
+curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$(cat "$1/url")" > "$1/code.tmp"
+mv "$1/code.tmp" "$1/code"
+"""
+
+
+def test_an_ssh_hosts_stage_fetches_suite_files_as_xrdtest_did_and_no_other_process_there(
+    remote: Remote, wheel_cache: Path, tmp_path: Path
+) -> None:
+    """/showScript from an ssh host: the host's agent names the process at
+    the client end; only the run's stages hold its capability."""
+    suite = _write_suite(tmp_path, remote)
+    (suite.parents[1] / "utils").mkdir()
+    (suite.parents[1] / "utils" / "data.txt").write_text("from the repo\n")
+    # Not under pytest's temp folders: those are closed to other users.
+    meet = Path(tempfile.mkdtemp(prefix="phxt-meet-"))
+    try:
+        meet.chmod(0o777)
+        (suite / "tc" / "where" / "run.sh").write_text(FETCH.replace("@meet@", str(meet)))
+        outsider = subprocess.Popen(
+            [IP or "ip", "netns", "exec", remote.netns, "sh", "-c", OUTSIDER, "sh", str(meet)],
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            done = _phalanx_run(suite, tmp_path / "results", wheel_cache)
+        finally:
+            if outsider.poll() is None:
+                os.killpg(outsider.pid, signal.SIGKILL)
+            outsider.wait(30)
+    finally:
+        shutil.rmtree(meet, ignore_errors=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_folder,) = (tmp_path / "results").iterdir()
+    for host in HOSTS:  # the second host's forward is on another port: the first's serves both
+        output = (run_folder / "cases" / "where" / "run" / f"{host}.log").read_text()
+        assert output.splitlines() == [
+            "stage: 200", "text: from the repo", "download: 200", "keyed: 200",
+            "clean environment: 403", "another user: 403",
+        ], output  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 
 from phalanx.service.auth import (
     AGENT_PREFIX,
+    CHECKED_TTL,
     USER_PREFIX,
     Auth,
     AuthError,
@@ -18,6 +19,7 @@ from phalanx.service.auth import (
 )
 from phalanx.store.errors import Conflict, NotFound
 from phalanx.store.store import Store
+from tests.eventually import eventually_async
 
 PASSWORD = "correct horse battery"
 
@@ -101,6 +103,27 @@ async def test_user_api_tokens_and_sessions(store: Store) -> None:
     assert await auth.session_user(cookie) is None
     with pytest.raises(NotFound):
         await auth.remove_user("carol")
+
+
+async def test_a_revoke_by_another_process_is_seen_within_a_fraction_of_a_second(
+    store: Store,
+) -> None:
+    """The service reuses a check for CHECKED_TTL; a `phalanx user` command
+    (another Auth on the same store) revoking meanwhile is seen after it."""
+    service, command = Auth(store.credentials), Auth(store.credentials)
+    await command.add_user("erin", "operator", PASSWORD)
+    token = await command.create_user_token("erin")
+    cookie = await command.create_session("erin")
+    assert await service.verify_user_token(token) == ("erin", Role.OPERATOR)
+    assert await service.session_user(cookie) == ("erin", Role.OPERATOR)
+    await command.remove_user("erin")
+
+    async def refused() -> bool | None:
+        token_refused = await service.verify_user_token(token) is None
+        return (token_refused and await service.session_user(cookie) is None) or None
+
+    seen: bool = await eventually_async(refused, within=CHECKED_TTL + 10, what="the removal seen")
+    assert seen
 
 
 async def test_an_expired_session_is_refused_and_pruned(store: Store) -> None:

@@ -104,12 +104,18 @@ class Served:
         return done.stdout.strip()
 
 
-def start(tmp: Path, repo: Path, data: Path, env: dict[str, str] | None = None) -> Served:
+def start(
+    tmp: Path,
+    repo: Path,
+    data: Path,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+) -> Served:
     log = tmp / f"serve-{time.monotonic_ns()}.log"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PHALANX_")}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "phalanx.cli", "serve", "--repo", str(repo),
+            [python, "-m", "phalanx.cli", "serve", "--repo", str(repo),
              "--listen", "127.0.0.1:0", "--data", str(data)],
             cwd=tmp, stdout=out, stderr=out, text=True,
             # Local agents as root, as before local_agent_user: these tests'

@@ -26,6 +26,7 @@ from typing import Protocol
 from phalanx.coordinator.auth import TokenVerifier
 from phalanx.coordinator.daemons import CLOSE_REFUSED, DaemonHub, DaemonLink
 from phalanx.coordinator.links import Connection
+from phalanx.coordinator.vouching import Vouching
 from phalanx.store.failures import Throttle, describe
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
@@ -34,6 +35,7 @@ from phalanx.wire.messages import (
     Hello,
     LogsResult,
     MessagePart,
+    PeerHeld,
     Ping,
     Pong,
     ProcessSignalled,
@@ -181,6 +183,9 @@ class AgentLink(DaemonLink):
         if isinstance(message, LogsResult | ProcessSignalled):
             self.reply(message.request_id, message)
             return None
+        if isinstance(message, PeerHeld):
+            self.hub.vouching.answered(self.name, message)
+            return None
         holder = self.hub.holder(self.name)
         written = holder.on_message(self.name, message) if holder is not None else None
         if not isinstance(message, StageResult):
@@ -230,11 +235,34 @@ class AgentHub(DaemonHub[AgentLink]):
         self.holders: dict[str, Holder] = {}  # host -> the live run that holds it
         # A store that cannot be written fails every result alike: a line a minute.
         self.store_failures = Throttle(time.monotonic)
+        self.vouching = Vouching()
 
     def link(self, name: str) -> AgentLink:
         if name not in self.links:
             self.links[name] = AgentLink(self, name)
         return self.links[name]
+
+    # --- who holds a connection on an agent's host (coordinator/vouching.py) ----------
+
+    def agents_at(self, address: str) -> list[str]:
+        """The agents whose live connection comes from `address`."""
+        return [
+            name
+            for name, link in self.links.items()
+            if link.connection is not None and link.address == address
+        ]
+
+    async def vouch(
+        self, agents: Iterable[str], client_port: int, server_port: int
+    ) -> list[tuple[str, str]]:
+        """The run capabilities the connected `agents` find at the client end
+        of a connection from `client_port` to `server_port` on their hosts."""
+        links = [
+            link
+            for name in agents
+            if (link := self.links.get(name)) is not None and link.connection is not None
+        ]
+        return await self.vouching.ask(links, client_port, server_port)
 
     # --- which run holds which host ----------------------------------------------------
 

@@ -145,7 +145,7 @@ async def open_coordinator(
         return [scripts_root] if scripts_root is not None and hosts else []
 
     keys = ScriptKeys()
-    app = agent_app(hub, script_routes(roots_for, lambda run_id: scripts_root, keys))
+    app = agent_app(hub, script_routes(roots_for, lambda run_id: scripts_root, keys, hub))
     async with serving(app, host, port) as bound:
         listeners = SharedListeners(lambda address: serving(app, address, 0))
         hypervisors = Hypervisors(

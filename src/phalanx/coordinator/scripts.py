@@ -3,16 +3,17 @@
 which real XrdTest suite scripts fetch with
 `curl "@proto@://master.xrd.test:@port@/showScript/utils/…"`.
 
-Who may read them: the hosts of a live run, and only from that run's
-definitions repo. A request is answered when it comes from the address of
-a connected agent whose host a live run holds (the peer address of the
-agent's own authenticated connection); scripts carry no credential. When
-the client is a process of this machine (on loopback, where every local
-process has that address, or in a netns or container host's namespace),
-the address names no one: that process must hold a running run's
-capability in its environment (as the run's stages do: coordinator/
-peer.py). Only a host on another machine (ssh, a VM) is known by its
-address alone. Everyone else gets 403. Only regular files
+Who may read them: the stages of a running run, and only from that run's
+definitions repo. Scripts carry no credential, and an address names no
+one (every process of a host shares it; every process of this machine
+comes from loopback), so the connection's owner is looked up: the process
+at its client end must hold a running run's capability in its environment,
+as that run's stages do. On this machine (loopback, netns and container
+hosts) the coordinator looks in /proc itself (host/peer.py); on an ssh host
+or a VM the host's agent, known by its token, looks on its host when asked
+(coordinator/vouching.py), the connection named by its ports there (for an
+ssh host, as they were before its reverse forward: providers/forwarded.py).
+Everyone else gets 403. Only regular files
 inside the repo are served: `..`, absolute paths and symlinks that lead
 out of it are refused (404, so nothing tells what exists outside), and so
 is anything under `.git/` (a remote's credentials may be in its config).
@@ -32,14 +33,16 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from phalanx.coordinator.peer import capability_of, is_loopback, local_peer, loopback_capability
+from phalanx.host.peer import capability_of, connection_capability, is_loopback, local_peer
+from phalanx.providers import forwarded
 
 # The client's address -> the definitions repos of the live runs that hold
 # a host whose agent connects from there.
@@ -48,6 +51,16 @@ RootsFor = Callable[[str], list[Path]]
 RunRoot = Callable[[str], Path | None]
 VCS_FOLDERS = frozenset({".git", ".hg", ".svn"})
 MAX_SCRIPT = 64 * 1024 * 1024  # bytes: the biggest suite file served
+
+
+class Vouchers(Protocol):
+    """The agents, who tell who holds a connection on their hosts (the hub)."""
+
+    def agents_at(self, address: str) -> list[str]: ...
+
+    async def vouch(
+        self, agents: Iterable[str], client_port: int, server_port: int
+    ) -> list[tuple[str, str]]: ...
 
 
 class ScriptKeys:
@@ -97,17 +110,19 @@ def _refusal(message: str, status: int) -> Response:
 
 
 def script_routes(
-    roots_for: RootsFor, run_root: RunRoot | None = None, keys: ScriptKeys | None = None
+    roots_for: RootsFor,
+    run_root: RunRoot | None = None,
+    keys: ScriptKeys | None = None,
+    vouchers: Vouchers | None = None,
 ) -> list[Route]:
+    """`roots_for` answers by address alone, only where there are no run
+    capabilities (`keys`, `run_root`) to ask for."""
+
     async def find(request: Request) -> Path | Response:
-        client = request.client.host if request.client is not None else ""
-        if keys is not None and run_root is not None and is_loopback(client):
-            # Every local process comes from loopback: ask the client for its run's key.
-            roots = await _loopback_roots(request, keys, run_root)
+        if keys is not None and run_root is not None:
+            roots = await _held_roots(request, keys, run_root, vouchers)
         else:
-            roots = roots_for(client)
-            if roots and keys is not None and run_root is not None:
-                roots = await _local_roots(request, keys, run_root, roots)
+            roots = roots_for(request.client.host if request.client is not None else "")
         if not roots:
             return _refusal("suite files are for the hosts of a running run", 403)
         relative = str(request.path_params.get("path", ""))
@@ -146,37 +161,36 @@ def script_routes(
     ]
 
 
-async def _loopback_roots(request: Request, keys: ScriptKeys, run_root: RunRoot) -> list[Path]:
-    """The repo of the run whose capability the client process holds
-    (coordinator/peer.py), if that run is running."""
-    server = request.scope.get("server")
-    if request.client is None or not server:
-        return []
-    held = await asyncio.to_thread(loopback_capability, request.client.port, int(server[1]))
-    if held is None or not keys.valid(*held):
-        return []
-    root = run_root(held[0])
-    return [root] if root is not None else []
-
-
-async def _local_roots(
-    request: Request, keys: ScriptKeys, run_root: RunRoot, roots: list[Path]
+async def _held_roots(
+    request: Request, keys: ScriptKeys, run_root: RunRoot, vouchers: Vouchers | None
 ) -> list[Path]:
-    """For a host's address: when the client is a process of this machine
-    (a netns or container host), the repo of the run whose capability it
-    holds, as on loopback; on another machine (an ssh host, a VM), `roots`."""
+    """The repos of the running runs whose capability the client process
+    holds."""
     server = request.scope.get("server")
     if request.client is None or not server:
         return []
-    client = request.client
-    pid = await asyncio.to_thread(local_peer, client.host, client.port, int(server[1]))
-    if pid is None:
-        return roots
-    held = await asyncio.to_thread(capability_of, pid)
-    if held is None or not keys.valid(*held):
-        return []
-    root = run_root(held[0])
-    return [root] if root is not None else []
+    client, port = request.client, int(server[1])
+    held: list[tuple[str, str]] = []
+    if is_loopback(client.host) and (through := forwarded.through(client.port, port)):
+        # Through an ssh host's forward: its agent looks on the host.
+        if vouchers is not None:
+            held = await vouchers.vouch([through.agent], through.client_port, through.server_port)
+    elif is_loopback(client.host):
+        # Every local process comes from loopback: ask the client for its run's key.
+        one = await asyncio.to_thread(connection_capability, client.port, port)
+        held = [one] if one is not None else []
+    elif (pid := await asyncio.to_thread(local_peer, client.host, client.port, port)) is not None:
+        # A process of this machine in another namespace (a netns or container host).
+        one = await asyncio.to_thread(capability_of, pid)
+        held = [one] if one is not None else []
+    elif vouchers is not None:
+        # Another machine (a VM, a host reached directly): the agents connected from there look.
+        held = await vouchers.vouch(vouchers.agents_at(client.host), client.port, port)
+    roots = []
+    for run_id, key in held:
+        if keys.valid(run_id, key) and (root := run_root(run_id)) is not None and root not in roots:
+            roots.append(root)
+    return roots
 
 
 async def _found(roots: list[Path], relative: str) -> Path | Response:

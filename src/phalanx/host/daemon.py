@@ -33,6 +33,7 @@ from phalanx.host import beside, commandfiles, signals
 from phalanx.host.connection import keep_connected, refusal
 from phalanx.host.context import RunnerContext, new_signal, set_signal
 from phalanx.host.logs import LogWatch
+from phalanx.host.peer import connection_capability
 from phalanx.host.process import (
     SCOPE_MARK,
     GroupLedger,
@@ -64,6 +65,8 @@ from phalanx.wire.messages import (
     MessageErrors,
     NetDone,
     NetFault,
+    PeerAsk,
+    PeerHeld,
     Ping,
     Pong,
     ProcessSignal,
@@ -378,6 +381,10 @@ class Agent:
                 self.send(Pong(seq=seq, clock=time.time()))
             case ProcessSignal():
                 self._signal(message)
+            case PeerAsk():
+                task = asyncio.create_task(self._vouch(message))
+                self.background.add(task)
+                task.add_done_callback(self.background.discard)
             case Ack(ref=ref):
                 self._acked(ref)
             case ScopeEnd(scope=scope):
@@ -405,6 +412,20 @@ class Agent:
             self.send(ProcessSignalled(request_id=message.request_id, error=str(exc)))
             return
         self.send(ProcessSignalled(request_id=message.request_id, pids=pids))
+
+    async def _vouch(self, message: PeerAsk) -> None:
+        """Whose run capability the process on this host at the client end
+        of that connection holds (host/peer.py; in a thread: it reads /proc).
+        Only what this agent's user may read is seen: its stages, not other
+        users' processes."""
+        try:
+            held = await asyncio.to_thread(
+                connection_capability, message.client_port, message.server_port
+            )
+        except OSError:
+            held = None
+        run_id, key = held if held is not None else (None, None)
+        self.send(PeerHeld(request_id=message.request_id, run_id=run_id, key=key))
 
     def _end_scope(self, scope: str) -> None:
         """End what a case left running; stages that start later wait for it.

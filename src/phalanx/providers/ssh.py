@@ -22,7 +22,10 @@ Then each agent is started in a session of its own, in a fresh working
 directory under the remote's temp dir; its token goes to it on stdin,
 never on a command line. It reaches the coordinator through an SSH reverse
 port forward (`ws://127.0.0.1:<port>/agent` on the remote), so the
-coordinator opens no port to the network. Its output is the host's
+coordinator opens no port to the network. The forward listens on the
+coordinator's own port when the remote has it free, so that stages reach
+the coordinator at `@coordinator@:@port@` as on a local host (suite files:
+coordinator/scripts.py, whose client the host's agent names). Its output is the host's
 `agent.log` in the run folder. `down` waits for the agent to exit after
 the coordinator's shutdown, then ends whatever is left of it and of its
 stages on the remote, removes its working directory and logs out: the
@@ -42,11 +45,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncssh
+from asyncssh.forward import SSHForwarder
 
 from phalanx.layout import agent_log
 from phalanx.model import Host, SshAccess
+from phalanx.providers import forwarded
 from phalanx.providers import wheelhouse as wh
 from phalanx.providers.base import AgentSpec, Capabilities, ProvisionError
+from phalanx.providers.forwarded import Forwarded
 from phalanx.providers.pythons import FIND_PYTHONS as _FIND_PYTHONS
 from phalanx.providers.pythons import RemotePython, choose_python
 
@@ -75,6 +81,28 @@ def ssh_address(host: Host) -> str:
 
 def _local_path(text: str) -> str:
     return str(Path(os.path.expanduser(text)).resolve())
+
+
+class _Tracked(SSHForwarder):
+    """This process's end of a connection through a host's reverse forward,
+    registered while open (providers/forwarded.py)."""
+
+    def __init__(self, on_host: Forwarded) -> None:
+        super().__init__()
+        self.on_host = on_host
+        self.ends: tuple[int, int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        local, peer = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+        if local is not None and peer is not None:
+            self.ends = (local[1], peer[1])
+            forwarded.opened(*self.ends, self.on_host)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.ends is not None:
+            forwarded.closed(*self.ends)
+        super().connection_lost(exc)
 
 
 @dataclass
@@ -295,11 +323,29 @@ class SshProvider:
 
     async def _start(self, remote: _Remote, spec: AgentSpec) -> None:
         url = urlsplit(spec.url)
+        dest = (url.hostname or "127.0.0.1", url.port or 80)
+
+        async def tunnel(_host: str, port: int) -> SSHForwarder:
+            # Every connection through the forward is known for as long as it
+            # is open: its client on the host is asked for by its ports there.
+            assert remote.listener is not None
+            on_host = Forwarded(spec.host.name, port, remote.listener.get_port())
+            try:
+                _, peer = await asyncio.get_running_loop().create_connection(
+                    lambda: _Tracked(on_host), *dest
+                )
+            except OSError as exc:
+                raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(exc)) from None
+            return SSHForwarder(peer)
+
         try:
-            remote.listener = await remote.conn.forward_remote_port(
-                "127.0.0.1", 0, url.hostname or "127.0.0.1", url.port or 80
-            )
-        except (OSError, asyncssh.Error) as exc:
+            # On the coordinator's own port where the remote has it free: a
+            # stage's `@coordinator@:@port@` (loopback) then reaches it too.
+            try:
+                remote.listener = await remote.conn.create_server(tunnel, "127.0.0.1", dest[1])
+            except (OSError, asyncssh.Error, asyncssh.ChannelListenError):
+                remote.listener = await remote.conn.create_server(tunnel, "127.0.0.1", 0)
+        except (OSError, asyncssh.Error, asyncssh.ChannelListenError) as exc:
             raise ProvisionError(
                 f"the SSH server refuses a reverse port forward (AllowTcpForwarding?): {exc}"
             ) from exc

@@ -23,6 +23,7 @@ from phalanx.service.app import Service
 from phalanx.service.routes import agents, events, files, runs, suites
 from phalanx.service.routes import service as service_routes
 from phalanx.service.routes.deps import SESSION_COOKIE, ApiError, open_session
+from phalanx.service.routes.listings import Listings
 from phalanx.service.unavailable import add_store_failure_handler
 
 __all__ = ["SESSION_COOKIE", "ApiError", "create_app", "open_session"]
@@ -42,6 +43,7 @@ def create_app(service: Service) -> FastAPI:
     )
     # The routers' dependencies read the service from here (routes/deps.py).
     app.state.service = service
+    app.state.listings = Listings(service)
     add_api_docs(app)
     add_store_failure_handler(app)
 
@@ -72,7 +74,9 @@ def create_app(service: Service) -> FastAPI:
 
         app.router.routes.append(WebSocketRoute(HYPERVISOR_PATH, service.hypervisors.serve))
     app.router.routes.extend(
-        script_routes(service.queue.roots_for, service.queue.root_of, service.script_keys)
+        script_routes(
+            service.queue.roots_for, service.queue.root_of, service.script_keys, service.hub
+        )
     )
     from phalanx.service.web import mount  # the web UI: pages on the same data
 

@@ -16,6 +16,7 @@ from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.scripts import ScriptKeys
 from phalanx.model import Cluster, Suite
 from phalanx.service.auth import Auth
+from phalanx.service.caches import ServiceCaches
 from phalanx.service.config import ServiceConfig
 from phalanx.service.definitions import Catalog, DefinitionSource, SuiteEntry
 from phalanx.service.queue import RunQueue
@@ -63,6 +64,7 @@ class Service:
     hypervisors: Hypervisors | None = None  # `/hypervisor` serves it when set
     # Each run's capability for its suite files (coordinator/scripts.py).
     script_keys: ScriptKeys = field(default_factory=ScriptKeys)
+    caches: ServiceCaches = field(default_factory=ServiceCaches)
 
     def catalogs(self) -> list[Catalog]:
         return [s.catalog for s in self.sources]

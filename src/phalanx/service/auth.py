@@ -35,6 +35,7 @@ from typing import NamedTuple
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from phalanx.service.caches import Recent
 from phalanx.service.throttle import LoginThrottle
 from phalanx.store.audit import Audit
 from phalanx.store.credentials import AgentTokenInfo, Credentials, UserInfo
@@ -49,6 +50,10 @@ HYPERVISOR_PREFIX = "phx_hyper_"
 HYPERVISOR_NAME = "hypervisor."
 MIN_PASSWORD = 8
 DEFAULT_SESSION_TTL = timedelta(hours=12)
+# Seconds a user token's or a session's check is reused: every request of a
+# page costs no store query. A change this service makes (revoke, remove,
+# log out) is seen at once; one another process makes, within this.
+CHECKED_TTL = 0.3
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}")
 
@@ -140,6 +145,8 @@ class Auth:
         self.audit = audit
         self.actor = actor
         self.throttle = LoginThrottle()
+        # token or session hash -> whom it admits (None: no one), for CHECKED_TTL
+        self.checked: Recent[str, Principal | None] = Recent(CHECKED_TTL)
 
     async def _record(
         self,
@@ -245,6 +252,7 @@ class Auth:
     async def remove_user(self, name: str, *, by: str | None = None) -> None:
         """Remove the user with their API tokens and sessions; `NotFound` if none."""
         await self.credentials.remove_user(name)
+        self.checked.clear()
         await self._record(by, "user.remove", name)
 
     async def verify_password(self, name: str, password: str) -> Principal | None:
@@ -271,6 +279,7 @@ class Auth:
 
     async def revoke_user_tokens(self, name: str, *, by: str | None = None) -> int:
         revoked = await self.credentials.revoke_user_tokens(name)
+        self.checked.clear()
         await self._record(by, "user_token.revoke", name, detail=f"{revoked} live")
         return revoked
 
@@ -279,10 +288,13 @@ class Auth:
         None for anything else, an agent token included."""
         if not token or not token.startswith(USER_PREFIX):
             return None
-        found = await self.credentials.user_for_token_hash(token_hash(token))
+        hashed = token_hash(token)
+        if (known := self.checked.get(hashed)) is not None:
+            return known[0]
+        found = await self.credentials.user_for_token_hash(hashed)
         if found is None or (role := _role(found[1])) is None:
-            return None
-        return Principal(found[0], role)
+            return self.checked.put(hashed, None)
+        return self.checked.put(hashed, Principal(found[0], role))
 
     # --- login sessions ---------------------------------------------------------------
 
@@ -297,11 +309,15 @@ class Auth:
         """The user of a live session cookie; None if unknown or expired."""
         if not cookie or cookie.startswith((AGENT_PREFIX, USER_PREFIX, HYPERVISOR_PREFIX)):
             return None
-        found = await self.credentials.session_user(token_hash(cookie))
+        hashed = token_hash(cookie)
+        if (known := self.checked.get(hashed)) is not None:
+            return known[0]
+        found = await self.credentials.session_user(hashed)
         if found is None or (role := _role(found[1])) is None:
-            return None
-        return Principal(found[0], role)
+            return self.checked.put(hashed, None)
+        return self.checked.put(hashed, Principal(found[0], role))
 
     async def end_session(self, cookie: str) -> None:
         """Log out."""
         await self.credentials.end_session(token_hash(cookie))
+        self.checked.clear()

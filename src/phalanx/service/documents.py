@@ -40,10 +40,16 @@ async def run_document(
     service: Service, run_id: str, tail: int = OUTPUT_TAIL
 ) -> tuple[RunSummary, dict[str, Any]] | None:
     """The run's summary row and its document; None: no such run."""
+    live = live_run(service, run_id)
+    # An ended run's summary and document never change: made once (no store
+    # query after), copied per reader (who may add to it, as the API adds
+    # its alerts); retention's removal forgets them (caches.py).
+    if live is None and (kept := service.caches.documents.get((run_id, tail))) is not None:
+        return kept[0], dict(kept[1])
     summary = await service.store.runs.get(run_id)
     if summary is None:
         return None
-    live = live_run(service, run_id)
+    ended = live is None and summary.status not in ACTIVE
     record: RunRecord | RunResult | None
     if live is not None and live.board.run_id:
         record = live.board.record()
@@ -63,6 +69,8 @@ async def run_document(
     document["queued_at"] = iso(summary.queued_at)
     document["trigger"] = summary.trigger
     document["waiting"] = service.queue.waiting(run_id) or None
+    if ended:
+        service.caches.documents.put((run_id, tail), (summary, dict(document)))
     return summary, document
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,8 @@ class RunQueue:
         self.active: dict[str, ActiveRun] = {}  # run id -> queued or running, in queue order
         self._closed = False
         self.metrics: ServiceMetrics | None = None  # set by `serve`
+        # Told the ids of the runs retention removed (what keeps them in memory forgets them).
+        self.on_pruned: Callable[[list[str]], None] = lambda gone: None
 
     # --- asking -------------------------------------------------------------------
 
@@ -300,6 +303,7 @@ class RunQueue:
             return
         gone = await self.store.runs.prune(self.settings.keep_days, self.settings.keep_runs)
         if gone:
+            self.on_pruned(gone)
             log.info("retention removed %d run(s)", len(gone))
 
 

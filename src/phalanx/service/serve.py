@@ -222,6 +222,7 @@ async def _main(config: object, repos: list[Path]) -> None:
             service = Service(
                 config, store, auth, hub, queue, sources, metrics=metrics, hypervisors=hypervisors
             )
+            queue.on_pruned = service.caches.forget
             app = create_app(service)
             tls = config.tls_cert is not None and config.tls_key is not None
             async with serving(

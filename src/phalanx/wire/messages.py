@@ -242,6 +242,16 @@ class ProcessSignalled(Message, tag="process.signalled", frozen=True, kw_only=Tr
     error: str | None = None
 
 
+class PeerHeld(Message, tag="peer.held", frozen=True, kw_only=True):
+    """The answer to a `peer.ask`: the run capability (run id, key) in the
+    environment of the process on this host holding that connection; None
+    when no process of this agent's reach holds it, or holds none."""
+
+    request_id: str
+    run_id: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    key: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+
 # --- both ways -------------------------------------------------------------------
 
 
@@ -331,6 +341,16 @@ class ProcessSignal(Message, tag="process.signal", frozen=True, kw_only=True):
     signal: Literal["STOP", "CONT", "KILL"]
 
 
+class PeerAsk(Message, tag="peer.ask", frozen=True, kw_only=True):
+    """Who on this host holds the client end of a TCP connection from local
+    port `client_port` to remote port `server_port`, and which run's
+    capability it holds (a stage fetching suite files: coordinator/scripts.py)."""
+
+    request_id: str
+    client_port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    server_port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
 class ScopeEnd(Message, tag="scope.end", frozen=True, kw_only=True):
     """A case (`run:index:case`) is over on every host: end what its stages
     left running, escapees included, before the next stage starts."""
@@ -355,6 +375,7 @@ AgentMessage = (
     | Pong
     | HistoryOps
     | ProcessSignalled
+    | PeerHeld
     | Ack
 )
 CoordinatorMessage = (
@@ -367,6 +388,7 @@ CoordinatorMessage = (
     | VmMigrated
     | Ping
     | ProcessSignal
+    | PeerAsk
     | Ack
     | ScopeEnd
     | Shutdown

@@ -319,6 +319,30 @@ def test_a_suites_history_charts_its_runs_and_shows_the_flaky_case(web: Served) 
     assert '<th scope="col">Suite</th>' not in recent and 'href="/suites/flip"' not in recent
 
 
+def test_a_suites_history_and_an_ended_runs_page_follow_each_run_that_ends(web: Served) -> None:
+    """Both are kept in memory once made (service/caches.py): a run that
+    ends is on the suite's page (within the second a page may lag), and an
+    ended run's page and document read the same every time."""
+    with signed_in(web, "otto") as operator:
+        ids: list[str] = []
+        for n in (1, 2):
+            ids.append(run_id_of(operator.post("/suites/flip/run").headers["location"]))
+            wait_status(operator, ids[-1], ("passed", "failed"))
+
+            def shown(count: int = n) -> str | None:
+                page = operator.get("/suites/flip").text
+                history = page.split('id="h-history"', 1)[1].split('id="h-runs"', 1)[0]
+                linked = re.findall(r'<th scope="col"><a href="/runs/([^"]+)"', history)
+                # The oldest left; other tests' runs of the suite may come before.
+                return page if linked[-count:] == ids[:count] else None
+
+            eventually(shown, within=10, what=f"run {n} in the suite's history")
+        first = [operator.get(f"/runs/{ids[0]}").text for _ in range(2)]
+        assert first[0] == first[1] and ids[0] in first[0]
+        documents = [operator.get(f"/api/runs/{ids[0]}").json() for _ in range(2)]
+        assert documents[0] == documents[1] and documents[0]["status"] in ("passed", "failed")
+
+
 def test_with_anonymous_read_a_visitor_reads_the_pages_but_changes_nothing(
     tmp_path: Path,
 ) -> None:

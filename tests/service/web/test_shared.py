@@ -29,7 +29,9 @@ class Source:
 
 async def test_readers_at_once_share_one_gathering_and_later_ones_a_fresh_one() -> None:
     source = Source()
-    shared = Shared(source.gather, lambda: source.key, fresh=1.0, clock=lambda: source.now)
+    shared = Shared(
+        source.gather, lambda: source.key, fresh=1.0, stale=0.0, clock=lambda: source.now
+    )
     readers = [asyncio.ensure_future(shared.get()) for _ in range(50)]
     await asyncio.sleep(0)
     source.gate.set()
@@ -41,6 +43,33 @@ async def test_readers_at_once_share_one_gathering_and_later_ones_a_fresh_one() 
     source.now = 2.0
     assert await shared.get() == 3  # too old
     assert source.gathered == 3
+
+
+async def test_a_stale_answer_is_handed_out_while_the_next_is_gathered_once() -> None:
+    source = Source()
+    source.gate.set()
+    shared = Shared(
+        source.gather, lambda: source.key, fresh=1.0, stale=2.0, clock=lambda: source.now
+    )
+    assert await shared.get() == 1
+    source.now = 1.5
+    source.gate.clear()  # the next gathering takes its time
+    assert [await shared.get() for _ in range(5)] == [1] * 5  # no reader waits for it
+    await asyncio.sleep(0)  # the gathering starts
+    assert source.gathered == 2  # one gathering behind them all
+    source.gate.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert await shared.get() == 2  # taken once ready
+    source.key = "b"
+    source.gate.clear()
+    waiting = asyncio.ensure_future(shared.get())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # a new key is always waited for
+    source.gate.set()
+    assert await waiting == 3
+    source.now = 10.0  # too old even to hand out stale
+    assert await shared.get() == 4
 
 
 async def test_a_reader_that_leaves_does_not_cancel_the_others() -> None:

@@ -5,16 +5,15 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from phalanx.service.agents import known
-from phalanx.service.routes.deps import Reader, ServiceDep
+from phalanx.service.routes.deps import ListingsDep, Reader, ServiceDep
 
 router = APIRouter()
 
 
 @router.get("/api/agents", tags=["agents"])
-async def agents(who: Reader, service: ServiceDep) -> list[dict[str, Any]]:
+async def agents(who: Reader, listings: ListingsDep) -> list[dict[str, Any]]:
     """Every agent connected now or recorded before: the Agents page's rows."""
-    return [agent.to_json() for agent in await known(service)]
+    return await listings.agents.get()
 
 
 @router.get("/api/clusters", tags=["clusters"])

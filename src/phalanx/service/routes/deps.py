@@ -12,6 +12,7 @@ from phalanx.coordinator.auth import bearer
 from phalanx.service.app import Service
 from phalanx.service.auth import Principal, Role
 from phalanx.service.origin import from_this_site
+from phalanx.service.routes.listings import Listings
 from phalanx.service.unavailable import StoreFailures
 
 SESSION_COOKIE = "phalanx_session"
@@ -37,6 +38,14 @@ def store_failures(request: Request) -> StoreFailures:
 
 
 ServiceDep = Annotated[Service, Depends(the_service)]
+
+
+def the_listings(request: Request) -> Listings:
+    """The lists shared by readers asking together (set by `create_app`)."""
+    return cast(Listings, request.app.state.listings)
+
+
+ListingsDep = Annotated[Listings, Depends(the_listings)]
 
 
 def foreign_write(request: Request) -> None:

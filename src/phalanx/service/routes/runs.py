@@ -5,7 +5,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from phalanx.service.app import UnknownSuite, Unrunnable
@@ -13,6 +15,7 @@ from phalanx.service.documents import run_document
 from phalanx.service.queue import ALERTS_FILE, NotActive
 from phalanx.service.routes.deps import (
     ApiError,
+    ListingsDep,
     Operator,
     Reader,
     RunId,
@@ -49,16 +52,20 @@ async def submit(name: str, who: Operator, request: Request, service: ServiceDep
 async def runs(
     who: Reader,
     service: ServiceDep,
+    listings: ListingsDep,
     suite: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[dict[str, Any]]:
-    found = await service.store.runs.recent(suite=suite, status=status, limit=limit)
-    return [_summary(s, service.queue.waiting(s.id)) for s in found]
+    async def gather() -> list[dict[str, Any]]:
+        found = await service.store.runs.recent(suite=suite, status=status, limit=limit)
+        return [_summary(s, service.queue.waiting(s.id)) for s in found]
+
+    return await listings.runs((suite, status, limit), gather)
 
 
-@router.get("/api/runs/{run_id}")
-async def run(run_id: RunId, who: Reader, service: ServiceDep) -> dict[str, Any]:
+@router.get("/api/runs/{run_id}", response_model=dict[str, Any])
+async def run(run_id: RunId, who: Reader, service: ServiceDep) -> Response:
     """The run's results.json document (while it runs: as far as it has
     come), with `queued_at`, `trigger`, `waiting` and `alerts`."""
     found = await run_document(service, run_id)
@@ -66,7 +73,9 @@ async def run(run_id: RunId, who: Reader, service: ServiceDep) -> dict[str, Any]
         raise ApiError(404, f"no run {run_id!r}")
     summary, document = found
     document["alerts"] = await _alerts(summary.folder)
-    return document
+    # JSON types already (report/json.py): encoded as they are, not walked
+    # again by FastAPI's encoder (most of this route's CPU).
+    return Response(orjson.dumps(document), media_type="application/json")
 
 
 @router.post("/api/runs/{run_id}/cancel", status_code=202)

@@ -6,19 +6,21 @@ that needs a role."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from phalanx.coordinator.auth import bearer
 from phalanx.service.app import Service
 from phalanx.service.auth import Principal, Role
+from phalanx.service.caches import Lru
 from phalanx.service.origin import from_this_site
 from phalanx.service.unavailable import StoreFailures
-from phalanx.service.web.render import Pages
+from phalanx.service.web import views
+from phalanx.service.web.render import SECURITY_HEADERS, Pages
 from phalanx.service.web.shared import Shared
 
 Handler = Callable[..., Awaitable[Response]]
@@ -36,6 +38,39 @@ class Web:
     # suites list (web/shared.py); both show what the dashboard's key holds.
     dashboard: Shared[dict[str, Any]]
     suites: Shared[dict[str, Any]]
+    # One suite page's gathering per suite (at most one gathering at once).
+    suite_pages: Lru[str, Shared[tuple[views.SuiteView, views.HistoryView]]] = field(
+        default_factory=lambda: Lru(256)
+    )
+    # (page, reader) -> the gathering it was last rendered from, and the page.
+    rendered: Lru[tuple[str, Principal | None], tuple[object, bytes]] = field(
+        default_factory=lambda: Lru(256)
+    )
+
+    def render_once(
+        self, request: Request, template: str, who: Principal | None, gathered: dict[str, Any]
+    ) -> Response:
+        """A page of a shared gathering, rendered once per reader for it."""
+        key = (template, who)
+        if (last := self.rendered.get(key)) is not None and last[0] is gathered:
+            html = last[1]
+        else:
+            html = bytes(self.pages.render(request, template, who, **gathered).body)
+            self.rendered.put(key, (gathered, html))
+        return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+    def suite_page(self, name: str) -> Shared[tuple[views.SuiteView, views.HistoryView]]:
+        if (shared := self.suite_pages.get(name)) is None:
+
+            async def gather() -> tuple[views.SuiteView, views.HistoryView]:
+                return await views.suite(self.service, name), await views.history(
+                    self.service, name
+                )
+
+            shared = self.suite_pages.put(
+                name, Shared(gather, lambda: views.dashboard_key(self.service))
+            )
+        return shared
 
 
 def web_of(request: Request) -> Web:

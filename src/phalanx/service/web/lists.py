@@ -18,31 +18,39 @@ router = APIRouter()
 
 @page(router, "/")
 async def dashboard(web: Web, request: Request, who: Principal | None) -> Response:
-    return web.pages.render(request, "dashboard.html", who, **await web.dashboard.get())
+    return web.render_once(request, "dashboard.html", who, await web.dashboard.get())
 
 
 @page(router, "/suites")
 async def suites(web: Web, request: Request, who: Principal | None) -> Response:
-    return web.pages.render(request, "suites.html", who, **await web.suites.get())
+    return web.render_once(request, "suites.html", who, await web.suites.get())
 
 
 @page(router, "/suites/{name}")
 async def suite(web: Web, request: Request, who: Principal | None) -> Response:
     name = request.path_params["name"]
+    service = web.service
     try:
-        view = await views.suite(web.service, name)
+        service.entry(name)
+        view, found = await web.suite_page(name).get()
     except UnknownSuite as exc:
         raise Refused(404, str(exc)) from None
-    found = await views.history(web.service, name)
-    return web.pages.render(
-        request,
-        "suite.html",
-        who,
-        suite=view,
-        history=found,
-        status_chart=charts.status_chart(found.points, f"Results of {name}'s last runs"),
-        duration_chart=charts.duration_chart(found.points, f"Duration of {name}'s last runs"),
-    )
+    # The same for every reader until another run of the suite ends.
+    key = (name, tuple(r.id for r in found.runs))
+    if (history_html := service.caches.history_html.get(key)) is None:
+        history_html = service.caches.history_html.put(
+            key,
+            web.pages.fragment(
+                "suite_history.html",
+                None,
+                history=found,
+                status_chart=charts.status_chart(found.points, f"Results of {name}'s last runs"),
+                duration_chart=charts.duration_chart(
+                    found.points, f"Duration of {name}'s last runs"
+                ),
+            ),
+        )
+    return web.pages.render(request, "suite.html", who, suite=view, history_html=history_html)
 
 
 @page(router, "/agents")

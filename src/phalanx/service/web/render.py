@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from phalanx.service.auth import Principal, Role
+from phalanx.service.caches import ENDED_RUNS, Lru
 
 if TYPE_CHECKING:
     from phalanx.service.web.views import RunView
@@ -84,6 +85,8 @@ class Pages:
             lstrip_blocks=True,
         )
         self.env.filters.update(when=when, took=took, span=span, size=size, seg=seg)
+        # An ended run's report parts never change: rendered once.
+        self.ended_parts: Lru[str, dict[str, str]] = Lru(ENDED_RUNS)
 
     def _context(self, who: Principal | None, **context: Any) -> dict[str, Any]:
         return {
@@ -116,6 +119,14 @@ class Pages:
     def report_parts(self, run: RunView) -> dict[str, str]:
         """The Run page's pieces from the report renderers (report/html.py),
         linking files through this site's viewer."""
+        if not run.active and (kept := self.ended_parts.get(run.summary.id)) is not None:
+            return kept
+        parts = self._report_parts(run)
+        if not run.active:
+            self.ended_parts.put(run.summary.id, parts)
+        return parts
+
+    def _report_parts(self, run: RunView) -> dict[str, str]:
         from phalanx.report import html, runview
 
         report, files = run.report, f"/runs/{quote(run.summary.id)}/files/"

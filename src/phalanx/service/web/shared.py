@@ -8,6 +8,12 @@ key (what the service holds in memory that the page shows: its active
 runs and how far each has come, the connected agents, the catalogs) is the
 same. A page is then at most `fresh` seconds behind the store, and its live
 stream shows the rest.
+
+An answer older than `fresh` (with the key unchanged) is still handed out
+for `stale` seconds more while the next one is gathered in the background:
+readers of a busy page never all wait for a gathering that only refreshes
+what they would see anyway (the dashboard's takes half a second under
+load). A new key is always waited for.
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ class Shared(Generic[T]):
         key: Callable[[], Hashable],
         *,
         fresh: float = 1.0,
+        stale: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._gather, self._key, self._fresh, self._clock = gather, key, fresh, clock
+        self._stale = stale
         self._last: tuple[Hashable, float, asyncio.Future[T]] | None = None
+        self._next: asyncio.Future[T] | None = None  # gathered behind a stale answer
 
     async def get(self) -> T:
         key, now = self._key(), self._clock()
@@ -40,11 +49,35 @@ class Shared(Generic[T]):
                 # Shielded: a reader that goes away does not cancel the
                 # others' gathering.
                 return await asyncio.shield(future)
+            if (
+                last_key == key
+                and now - at < self._fresh + self._stale
+                and not future.cancelled()
+                and future.exception() is None
+            ):
+                self._refresh(key, now)
+                return future.result()
         future = asyncio.ensure_future(self._gather())
         self._last = (key, now, future)
         # A failed gathering (the store down) is not kept for the next reader.
         future.add_done_callback(self._forget_failure)
         return await asyncio.shield(future)
+
+    def _refresh(self, key: Hashable, now: float) -> None:
+        """The next answer for `key`, gathered once behind the stale one and
+        taken when it is ready (if the key still holds)."""
+        if self._next is not None and not self._next.done():
+            return
+        future = asyncio.ensure_future(self._gather())
+        self._next = future
+
+        def ready(done: asyncio.Future[T]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return  # the stale one stays until it is too old
+            if self._last is not None and self._last[0] == key:
+                self._last = (key, now, done)
+
+        future.add_done_callback(ready)
 
     def _forget_failure(self, future: asyncio.Future[T]) -> None:
         if (future.cancelled() or future.exception() is not None) and (

@@ -336,6 +336,10 @@ async def history(service: Service, name: str, limit: int = 50) -> HistoryView:
         if r.status not in ACTIVE
     ]
     runs.reverse()
+    # Ended runs never change: the same runs, the same history.
+    key = (name, tuple(r.id for r in runs))
+    if isinstance(kept := service.caches.histories.get(key), HistoryView):
+        return kept
     points = []
     grid: dict[tuple[str, str], str] = {}
     cases: list[str] = []
@@ -356,4 +360,6 @@ async def history(service: Service, name: str, limit: int = 50) -> HistoryView:
         seen = {grid[(case, r.id)] in OK for r in runs if (case, r.id) in grid}
         if len(seen) == 2:
             flaky.add(case)
-    return HistoryView(name, runs, points, cases, grid, flaky)
+    found = HistoryView(name, runs, points, cases, grid, flaky)
+    service.caches.histories.put(key, found)
+    return found

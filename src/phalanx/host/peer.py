@@ -1,14 +1,18 @@
-"""Who is at the other end of a loopback connection, and which run's
-capability it holds.
+"""Who is at the other end of a TCP connection, and which run's capability
+it holds.
 
-On loopback an address names no host: every process of the machine comes
-from 127.0.0.1. The connection itself still has an owner: the kernel lists
-the socket (/proc/net/tcp*, by its ports) with an inode, and the process
-holding that inode among its open files is the client. A stage's processes
-carry their run's capability in their environment (`PHALANX_SCRIPTS_URL`),
-so the legacy XrdTest routes ask the client for it instead of trusting
-the address. Linux only; the service reads other users' /proc as root (or
-its agents run as its own user)."""
+An address names no one on a machine shared by many processes: every
+process of the coordinator's machine comes from 127.0.0.1, and every process
+of a host from the host's address. The connection itself still has an
+owner: the kernel lists the socket (/proc/net/tcp*, by its ports) with an
+inode, and the process holding that inode among its open files is the
+client. A stage's processes carry their run's capability in their
+environment (`PHALANX_SCRIPTS_URL`), so the legacy XrdTest routes ask for
+it instead of trusting the address: the coordinator looks on its own
+machine (loopback, netns and container hosts), and an agent looks on its
+host when the coordinator asks it (`peer.ask`: ssh hosts and VMs). Linux
+only; other users' /proc is read as root, or as the stages' own user.
+"""
 
 from __future__ import annotations
 
@@ -132,7 +136,9 @@ def capability_of(pid: int) -> tuple[str, str] | None:
     return None
 
 
-def loopback_capability(client_port: int, server_port: int) -> tuple[str, str] | None:
+def connection_capability(client_port: int, server_port: int) -> tuple[str, str] | None:
+    """(run id, key) held by the process of this network namespace at the
+    client end of a connection from `client_port` to `server_port`."""
     pid = peer_pid(client_port, server_port)
     return capability_of(pid) if pid is not None else None
 
