@@ -17,7 +17,7 @@ import pytest
 from phalanx.coordinator.runs import open_coordinator
 from phalanx.layout import agent_log
 from phalanx.model import Cluster, Host
-from phalanx.providers import local, zygotestart
+from phalanx.providers import agentenv, zygotestart
 from phalanx.providers.base import AgentSpec
 from phalanx.providers.local import LocalProvider, host_dir
 from phalanx.providers.netns import NetnsProvider
@@ -96,7 +96,7 @@ async def test_with_the_fork_server_killed_agents_still_end_at_down_and_it_comes
 async def test_agents_of_a_dead_fork_server_give_up_without_their_coordinator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local, "GIVE_UP_AFTER", 1.0)
+    monkeypatch.setattr(agentenv, "GIVE_UP_AFTER", 1.0)
     provider = LocalProvider(tmp_path / "hosts")
     try:
         async with open_coordinator(heartbeat_timeout=5) as coordinator:

@@ -86,3 +86,17 @@ def own_folder(path: Path, user: AgentUser | None) -> None:
     if user is not None:
         os.chown(path, user.uid, user.gid)
     os.chmod(path, 0o700)
+
+
+GIVE_UP_AFTER = 30.0  # an orphaned agent stops looking for its coordinator
+
+
+def agent_argv(url: str, name: str, workdir: Path) -> list[str]:
+    """The arguments of `python -m phalanx.host` for a host's agent that a
+    provider forks on this machine (local, netns and container hosts)."""
+    return [
+        "--coordinator", url,
+        "--name", name,
+        "--workdir", str(workdir),
+        "--give-up", f"{GIVE_UP_AFTER:g}",
+    ]  # fmt: skip

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from phalanx.host.workdir import socket_dir
 from phalanx.layout import agent_log
+from phalanx.providers.agentenv import agent_argv
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.forkserver import AgentProcess, Zygote
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
-GIVE_UP_AFTER = 30.0  # an orphaned agent stops looking for its coordinator
 END_WAIT = 10.0  # seconds for an agent to end once its container is removed
 HANDOVER_WAIT = 30.0  # seconds for a container's runtime to start its program
 
@@ -129,12 +129,7 @@ class JoinedAgents:
         log in `folder` (its working folder)."""
         workdir, _ = workdir_of(folder)
         env = {**inside.env, TOKEN_ENV: spec.token, "PHALANX_HOSTNAME": spec.host.name}
-        argv = [
-            "--coordinator", spec.url,
-            "--name", spec.host.name,
-            "--workdir", str(workdir),
-            "--give-up", f"{GIVE_UP_AFTER:g}",
-        ]  # fmt: skip
+        argv = agent_argv(spec.url, spec.host.name, workdir)
         container = {
             "pid": inside.pid,
             "python": inside.python,

@@ -25,13 +25,12 @@ from phalanx.host.process import (
 from phalanx.host.workdir import WORKDIR_MARK, socket_dir
 from phalanx.layout import agent_log
 from phalanx.model import Host
-from phalanx.providers.agentenv import AgentUser, own_folder
+from phalanx.providers.agentenv import AgentUser, agent_argv, own_folder
 from phalanx.providers.base import AgentSpec, Capabilities, ProvisionError
 from phalanx.providers.forkserver import AgentProcess, Zygote
 
 TOKEN_ENV = "PHALANX_AGENT_TOKEN"
 EXIT_GRACE = 5.0  # seconds an agent has to exit after the shutdown message
-GIVE_UP_AFTER = 30.0  # an orphaned local agent stops looking for its coordinator
 
 
 def host_dir(root: Path, host: str) -> Path:
@@ -116,12 +115,7 @@ class LocalProvider:
                 env["HOME"] = str(workdir)  # the service's home is not theirs
             log_path = agent_log(host_dir(self.root, spec.host.name))
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            argv = [
-                "--coordinator", spec.url,
-                "--name", spec.host.name,
-                "--workdir", str(workdir),
-                "--give-up", f"{GIVE_UP_AFTER:g}",
-            ]  # fmt: skip
+            argv = agent_argv(spec.url, spec.host.name, workdir)
             with log_path.open("ab") as log_file:
                 try:
                     zygote = await self._zygote_up()
