@@ -229,6 +229,12 @@ def test_event_streams_end_with_one_clean_event_when_the_database_cannot_be_read
                 what="the submitted run",
             )[0]
             wait_case_a(client, run_id)  # case b's stage sleeps a minute: the run stays live
+            # The follower reads the run's stream too (it has printed case a's end).
+            eventually(
+                lambda: " a: passed" in (tmp_path / "submit.out").read_text(),
+                within=60,
+                what="`phalanx submit --wait` following the run",
+            )
             api = f"/api/runs/{run_id}/events"
             readers = {
                 path: EventReader(served.url + path, token)

@@ -63,9 +63,22 @@ def _runs_own_program(pid: int) -> bool:
     return (running.st_dev, running.st_ino) == (inside.st_dev, inside.st_ino)
 
 
-def container_env(pid: int) -> dict[str, str]:
+async def container_env(pid: int, within: float = 2.0) -> dict[str, str]:
     """The environment the container's first process started with: the
-    image's, the engine's and the run's options' (its stages' too)."""
+    image's, the engine's and the run's options' (its stages' too). The
+    engine always gives it a PATH; once, on a loaded machine, it was read
+    without one (the stages then had Python's default PATH, /bin first),
+    so it is read again until it has one, for at most `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    env = _environ(pid)
+    while "PATH" not in env and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+        env = _environ(pid)
+    return env
+
+
+def _environ(pid: int) -> dict[str, str]:
     data = Path(f"/proc/{pid}/environ").read_bytes()
     env = {}
     for item in data.split(b"\0"):

@@ -281,7 +281,9 @@ class PodmanProvider:
             for path, mode in ((folder, 0o2775), (folder / ".phalanx", 0o2775), (sockets, 0o2770)):
                 os.chown(path, 0, user[1])
                 os.chmod(path, mode)
-        inside = joined.Inside(pid, python, self.sites[image], joined.container_env(pid), user)
+        inside = joined.Inside(
+            pid, python, self.sites[image], await joined.container_env(pid), user
+        )
         await self.agents.start(spec, folder, inside)
 
     async def _first_process(self, name: str, pidfile: Path) -> int:
