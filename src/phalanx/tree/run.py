@@ -4,8 +4,6 @@ server: everything runs here, so that a 1 ms test costs about 1 ms."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +15,7 @@ from phalanx.host.inprocess import InProcessSession
 from phalanx.host.process import GroupLedger, become_subreaper, ledger_path
 from phalanx.host.sandbox import Sandboxes
 from phalanx.model import RunResult, Suite
-from phalanx.report.writers import ReportPaths, prepare_writers, write_reports
+from phalanx.report.writers import ReportPaths, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tree.histories import TreeHistories
 
@@ -62,10 +60,6 @@ async def run_tree(
         cancellation=cancellation or Cancellation(),
         histories=histories,
     )
-    # The writers' imports and report.html's templates in a thread while
-    # the tests run: the loop mostly waits on the tests' processes, and the
-    # reports are then only written at the end.
-    preparing = asyncio.ensure_future(asyncio.to_thread(prepare_writers))
     try:
         result = await engine.execute()
     finally:
@@ -75,7 +69,5 @@ async def run_tree(
         histories.close()
         folder.close()
         sandboxes.close()
-        with contextlib.suppress(Exception):  # write_reports imports what failed, and says
-            await preparing
     write_reports(result, run_dir, reports)
     return result
