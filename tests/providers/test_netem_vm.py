@@ -24,7 +24,7 @@ import pytest
 
 from phalanx.coordinator.runs import RunOptions, run_local
 from phalanx.model import Case, Cluster, Host, Nemesis, RunResult, Script, Status, Suite
-from phalanx.providers import netns
+from phalanx.providers import netns, qemu
 from phalanx.providers.vmimage import Image, RootDisk
 from tests.coordinator.runhelpers import output
 from tests.history.test_case_nemesis import KILLED, PAUSED, STATE, TICKER
@@ -143,6 +143,10 @@ def vm_run(
     )
     with pytest.MonkeyPatch.context() as patch:
         with_images(patch, vm_images)
+        # Two vCPUs under TCG beside the suite's other VMs: once in CI this
+        # boot printed nothing within the provider's 180 s; give it the
+        # module's whole bound instead.
+        patch.setitem(qemu.BOOT_TIMEOUT, "tcg", 2.0 * BOOT)
         return asyncio.run(run_local(suite, options))
 
 
