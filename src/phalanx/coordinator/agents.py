@@ -26,7 +26,7 @@ from typing import Protocol
 from phalanx.coordinator.auth import TokenVerifier
 from phalanx.coordinator.daemons import CLOSE_REFUSED, DaemonHub, DaemonLink
 from phalanx.coordinator.links import Connection
-from phalanx.coordinator.vouching import Vouching
+from phalanx.coordinator.vouching import vouch
 from phalanx.store.failures import Throttle, describe
 from phalanx.wire.messages import (
     PROTOCOL_VERSION,
@@ -180,11 +180,8 @@ class AgentLink(DaemonLink):
             return None
         if isinstance(message, Ack | Hello):
             return None
-        if isinstance(message, LogsResult | ProcessSignalled):
+        if isinstance(message, LogsResult | ProcessSignalled | PeerHeld):
             self.reply(message.request_id, message)
-            return None
-        if isinstance(message, PeerHeld):
-            self.hub.vouching.answered(self.name, message)
             return None
         holder = self.hub.holder(self.name)
         written = holder.on_message(self.name, message) if holder is not None else None
@@ -235,7 +232,6 @@ class AgentHub(DaemonHub[AgentLink]):
         self.holders: dict[str, Holder] = {}  # host -> the live run that holds it
         # A store that cannot be written fails every result alike: a line a minute.
         self.store_failures = Throttle(time.monotonic)
-        self.vouching = Vouching()
 
     def link(self, name: str) -> AgentLink:
         if name not in self.links:
@@ -262,7 +258,7 @@ class AgentHub(DaemonHub[AgentLink]):
             for name in agents
             if (link := self.links.get(name)) is not None and link.connection is not None
         ]
-        return await self.vouching.ask(links, client_port, server_port)
+        return await vouch(links, client_port, server_port)
 
     # --- which run holds which host ----------------------------------------------------
 
