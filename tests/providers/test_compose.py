@@ -36,6 +36,20 @@ ls /scratch >/dev/null 2>&1 && echo "has scratch" || echo "no scratch"
 
 @needs_podman
 def test_a_real_compose_file_runs_unchanged_as_a_cluster(tmp_path: Path) -> None:
+    _compose_file_runs_unchanged(tmp_path)
+
+
+@needs_podman
+def test_through_dockers_cli_a_real_compose_file_runs_unchanged(
+    tmp_path: Path, docker: dict[str, str]
+) -> None:
+    """With Docker's CLI as the engine: each service's own program waits
+    for its network (plumbed after its container starts), its build is the
+    engine's."""
+    _compose_file_runs_unchanged(tmp_path, docker)
+
+
+def _compose_file_runs_unchanged(tmp_path: Path, env: dict[str, str] | None = None) -> None:
     kind = engine()
     subprocess.run([kind.path, "tag", image(), TAG], check=True, timeout=60)
     shutil.copytree(COMPOSE, tmp_path / "compose")
@@ -48,7 +62,7 @@ def test_a_real_compose_file_runs_unchanged_as_a_cluster(tmp_path: Path) -> None
     assert len(warned) == 1, checked.stderr
     assert "services.cache.restart" in warned[0]
 
-    done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path, timeout=600)
+    done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path, timeout=600, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = (tmp_path / "phalanx-results").iterdir()
     logs = _logs(run, "look")

@@ -110,9 +110,12 @@ def test_the_engine_is_the_one_asked_for_else_the_one_installed(
     monkeypatch.delenv(ENGINE_ENV, raising=False)
     found = engine()
     assert (found.path, found.kind) == (str(docker), "docker")
-    # Docker joins no network namespace by path: container hosts say so.
-    with pytest.raises(EngineError, match="need podman here"):
-        found.network_option("phx-x-0")
+    # Docker joins no network namespace by path: its containers start without
+    # one (phalanx plumbs it after), are asked their pid, and rm takes no --time.
+    assert found.network_option("phx-x-0") == ["--network", "none"]
+    assert found.pidfile_option(tmp_path / "pid") == []
+    assert found.remove_options() == ["--force"]
+    assert found.label_field("phalanx.run") == '{{.Label "phalanx.run"}}'
     monkeypatch.setenv(ENGINE_ENV, "podman")
     with pytest.raises(EngineError, match=f"{ENGINE_ENV}=podman: no such program on PATH"):
         engine()
@@ -207,13 +210,35 @@ cat /data/owner 2>/dev/null || echo "no data"
 def test_two_storage_servers_each_own_data_and_are_partitioned_and_healed(
     tmp_path: Path,
 ) -> None:
+    _storage_servers_partitioned_and_healed(tmp_path)
+
+
+@needs_podman
+def test_through_dockers_cli_two_storage_servers_are_partitioned_and_healed(
+    tmp_path: Path, docker: dict[str, str]
+) -> None:
+    """The same suite with Docker's CLI as the engine (its network plumbed
+    after each container starts): podman is not called once."""
+    calls = tmp_path / "podman-calls"
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "podman").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 1\n')
+    (shim / "podman").chmod(0o755)
+    path = f"{shim}{os.pathsep}{os.environ['PATH']}"
+    _storage_servers_partitioned_and_healed(tmp_path, {**docker, "PATH": path})
+    assert not calls.exists(), calls.read_text()
+
+
+def _storage_servers_partitioned_and_healed(
+    tmp_path: Path, env: dict[str, str] | None = None
+) -> None:
     base, storage = image(), image(STORAGE_PACKAGES)
     repo = _repo(
         tmp_path / "repo",
         STORAGE_CLUSTER.format(base=base, storage=storage),
         {"store": {"run.sh": STORAGE_RUN}, "after": {"run.sh": AFTER}},
     )
-    done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path, timeout=300)
+    done = _phalanx("run", str(repo), "-s", "s", "--plain", cwd=tmp_path, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = (tmp_path / "phalanx-results").iterdir()
     logs = _logs(run, "store")

@@ -1,8 +1,18 @@
 """The container engine, spoken to through its CLI: podman, or Docker where
 that is what a machine has. Both take the same `run`, `exec`, `rm`,
 `inspect`, `ps`, `volume` and `build` commands, so the provider has one code
-path; what differs (podman's OCI runtime, joining a network namespace by
-path) is decided here, once.
+path; what differs is decided here, once:
+
+- podman is given runc (crun refuses a hybrid cgroup layout); Docker runs
+  its own default runtime (runc);
+- podman joins a container to a network namespace by path before its
+  program starts; Docker joins none but another container's, so a Docker
+  container starts without a network and its namespace is plumbed after,
+  found by its first process (`joins_by_path`);
+- podman writes the first process's pid to a file as it starts the
+  container (one engine call less); Docker is asked (`inspect`);
+- `rm --force` waits for a stop timeout on podman unless `--time 0`; on
+  Docker it kills at once, and takes no `--time`.
 
 The engine is PHALANX_CONTAINER_ENGINE (`podman`, `docker`, or a path to
 either) when set, else the first of podman and docker on PATH.
@@ -80,15 +90,18 @@ class Engine:
             raise EngineError(f"{self.kind} {' '.join(args[:2])}: {said.splitlines()[-1]}")
         return code, said_out, said_err
 
+    def runtime_options(self) -> list[str]:
+        """The OCI runtime: runc on podman, where crun may be the default
+        (Docker's default is runc)."""
+        return ["--runtime", "runc"] if self.kind == "podman" and shutil.which("runc") else []
+
     def run_options(self) -> list[str]:
         """Options every container of phalanx's gets. runc: crun refuses a
         kernel's hybrid cgroup layout, and runc is on every machine podman
         and Docker run on. Explicit ulimits at this process's own hard
         limits: the engine's defaults may be above them, which the kernel
         refuses ("setrlimit … Operation not permitted")."""
-        options = []
-        if self.kind == "podman" and shutil.which("runc"):
-            options += ["--runtime", "runc"]
+        options = self.runtime_options()
         for name, limit, cap in (
             ("nofile", resource.RLIMIT_NOFILE, NOFILE_CAP),
             ("nproc", resource.RLIMIT_NPROC, NPROC_CAP),
@@ -98,17 +111,41 @@ class Engine:
             options += ["--ulimit", f"{name}={value}:{value}"]
         return options
 
+    @property
+    def joins_by_path(self) -> bool:
+        """Whether a container can join a network namespace by its path as
+        it starts (podman's `--network ns:PATH`)."""
+        return self.kind == "podman"
+
+    def build_options(self) -> list[str]:
+        """`build`'s, for its RUN steps: podman's are `run_options`. Docker's
+        builder takes no runtime, and the Docker Engine API's ulimits are
+        read otherwise by podman's service: its steps get the engine's own."""
+        return self.run_options() if self.kind == "podman" else []
+
     def network_option(self, netns: str) -> list[str]:
-        """The container in the named network namespace (`ip netns`) that
-        phalanx made and plumbed on the cluster's bridge, so that faults and
-        link conditions are those of netns hosts."""
-        if self.kind != "podman":
-            # Docker joins no namespace by path (only another container's).
-            raise EngineError(
-                "docker cannot join a container to a network namespace by path; container "
-                "hosts on the cluster's bridge need podman here (apt-get install podman runc)"
-            )
-        return ["--network", f"ns:/run/netns/{netns}"]
+        """The container's network: the named namespace (`ip netns`) that
+        phalanx made and plumbed on the cluster's bridge, where the engine
+        joins one by path; else none of the engine's, for phalanx to plumb
+        once the container runs (`ip netns attach` by its first process)."""
+        if self.joins_by_path:
+            return ["--network", f"ns:/run/netns/{netns}"]
+        return ["--network", "none"]
+
+    def pidfile_option(self, path: Path) -> list[str]:
+        """Where the engine writes the container's first process's pid, if it can."""
+        return ["--pidfile", str(path)] if self.kind == "podman" else []
+
+    def remove_options(self) -> list[str]:
+        """`rm`'s: forced, the processes killed at once."""
+        return ["--force", "--time", "0"] if self.kind == "podman" else ["--force"]
+
+    def label_field(self, key: str) -> str:
+        """A label's value in a `ps` or `volume ls` --format template: podman
+        shows the labels as a map, Docker as a string with a `Label` method."""
+        if self.kind == "podman":
+            return f'{{{{index .Labels "{key}"}}}}'
+        return f'{{{{.Label "{key}"}}}}'
 
     async def inspect(self, *names: str) -> list[dict[str, object]]:
         _, out, _ = await self.call("inspect", "--type", "container", *names)
@@ -162,11 +199,8 @@ def owner_alive(mark: str) -> bool:
 
 async def _labelled(kind: Engine, what: Sequence[str]) -> list[tuple[str, str, str]]:
     """(name, run, owner) of every container or volume phalanx made."""
-    fmt = (
-        f'{{{{.Name}}}}\t{{{{index .Labels "{RUN_LABEL}"}}}}\t{{{{index .Labels "{OWNER_LABEL}"}}}}'
-    )
-    if what[0] == "ps":
-        fmt = fmt.replace(".Name", ".Names")
+    name = "{{.Names}}" if what[0] == "ps" else "{{.Name}}"
+    fmt = f"{name}\t{kind.label_field(RUN_LABEL)}\t{kind.label_field(OWNER_LABEL)}"
     _, out, _ = await kind.call(*what, "--filter", f"label={OWNER_LABEL}", "--format", fmt)
     found = []
     for line in out.splitlines():
@@ -187,7 +221,7 @@ async def remove(kind: Engine, containers: Sequence[str], volumes: Sequence[str]
     for _ in range(REMOVE_TRIES):
         if not left:
             break
-        code, _, said = await kind.call("rm", "--force", "--time", "0", *left, check=False)
+        code, _, said = await kind.call("rm", *kind.remove_options(), *left, check=False)
         if code == 0:
             left = []
             break

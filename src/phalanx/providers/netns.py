@@ -464,6 +464,10 @@ class NetnsProvider:
         self.listen_address: str | None = None
         self.hosts: dict[str, NetnsHost] = {}
         self.plan: Plan | None = None
+        # Hosts whose namespace is a process's, attached once it runs
+        # (`attach`): a Docker container's, which joins no namespace by path.
+        self.attached_later: set[str] = set()
+        self._bridge = ""
         self._record: Record | None = None
         self._mark = label(run_id)
         self._agents = LocalProvider(root, python, namespace=self._namespace, env=env)
@@ -525,10 +529,9 @@ class NetnsProvider:
 
     async def _make(self) -> None:
         bridge_name, hosts = self._names()
-        veths = {
-            h.name: bridge.Veth(hosts[h.name].veth, hosts[h.name].namespace, mac=h.mac)
-            for h in self.cluster.hosts
-        }
+        self._bridge = bridge_name
+        now = [h for h in self.cluster.hosts if h.name not in self.attached_later]
+        veths = {h.name: self._veth(h, hosts[h.name]) for h in now}
         lines = [f"netns add {v.netns}" for v in veths.values()]
         for veth in veths.values():
             lines += veth.lines(bridge_name)
@@ -547,14 +550,13 @@ class NetnsProvider:
             for name, h in hosts.items()
         }
         hosts_text = hosts_file(self.cluster, plan)
-        await asyncio.gather(
-            *(self._inside(h, veths[h.name], plan, hosts_text) for h in self.cluster.hosts)
-        )
+        for host in self.cluster.hosts:  # before any container mounts it
+            etc = ETC_NETNS / hosts[host.name].namespace
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "hosts").write_text(hosts_text)
+        await asyncio.gather(*(self._inside(h, veths[h.name], plan) for h in now))
         outer = [
-            line
-            for h in self.cluster.hosts
-            if h.link
-            for line in bridge.qdisc_lines(veths[h.name].outer, h.link)
+            line for h in now if h.link for line in bridge.qdisc_lines(veths[h.name].outer, h.link)
         ]
         await bridge.tc_batch(outer)
         self.listen_address = str(plan.gateway)
@@ -568,13 +570,34 @@ class NetnsProvider:
             },
         )
 
-    async def _inside(self, host: Host, veth: bridge.Veth, plan: Plan, hosts_text: str) -> None:
+    @staticmethod
+    def _veth(host: Host, made: NetnsHost) -> bridge.Veth:
+        return bridge.Veth(made.veth, made.namespace, mac=host.mac)
+
+    async def _inside(self, host: Host, veth: bridge.Veth, plan: Plan) -> None:
         await bridge.ip_batch(veth.inner_lines(plan.interface(plan.ips[host.name])), veth.netns)
         if host.link:
             await bridge.tc_batch(bridge.qdisc_lines(veth.interface, host.link), veth.netns)
-        etc = ETC_NETNS / veth.netns
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "hosts").write_text(hosts_text)
+
+    async def attach(self, name: str, pid: int) -> None:
+        """Host `name`'s network (one of `attached_later`) plumbed into the
+        network namespace of process `pid`, which then goes by the host's
+        namespace name, as a namespace the provider made would: faults,
+        `link:` and the sweep find it so. The name holds the namespace
+        (and the veth in it) until the network is removed."""
+        host = next(h for h in self.cluster.hosts if h.name == name)
+        made = self.hosts[name]
+        assert self.plan is not None and name in self.attached_later
+        veth = self._veth(host, made)
+        try:
+            await bridge.ip_batch(
+                [f"netns attach {made.namespace} {pid}", *veth.lines(self._bridge)]
+            )
+            await self._inside(host, veth, self.plan)
+            if host.link:
+                await bridge.tc_batch(bridge.qdisc_lines(veth.outer, host.link))
+        except bridge.PlumbingError as exc:
+            raise ProvisionError(f"cannot plumb host {name}'s network: {exc}") from exc
 
     def _namespace(self, host: Host) -> str:
         return self.hosts[host.name].namespace

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from phalanx.layout import agent_log
-from phalanx.model import Cluster, Host
+from phalanx.model import Cluster, Host, Service
 from phalanx.providers import containeragent, containers
 from phalanx.providers import joinedagents as joined
 from phalanx.providers import wheelhouse as wh
@@ -91,6 +91,17 @@ def memory(ram_size: str) -> str:
 # is re-parented to it (the agent reaps its stages' own), with the image's
 # Python, which the agent needs anyway.
 WAIT = "import signal\nsignal.signal(signal.SIGCHLD, signal.SIG_IGN)\nwhile 1: signal.pause()"
+
+
+# A compose service's gate (`_gated`): its program once `READY` is there.
+READY = ".phalanx/network.ready"
+GATE = f"""import os, sys, time
+end = time.monotonic() + {HEALTH_TIMEOUT}
+while not os.path.exists(sys.argv[1]):
+    if time.monotonic() > end:
+        sys.exit("phalanx: this container's network was never plumbed")
+    time.sleep(0.005)
+os.execvp(sys.argv[2], sys.argv[2:])"""
 
 
 def site_packages(version: tuple[int, int]) -> str:
@@ -156,7 +167,10 @@ class PodmanProvider:
             self.agents.prepare()  # the agents' fork server imports meanwhile
         try:
             self.engine = self.engine or containers.engine()
-            self.engine.network_option("-")  # refuses an engine that cannot join a namespace
+            if not self.engine.joins_by_path:
+                self.network.attached_later = {
+                    h.name for h in self.cluster.hosts if not self.in_namespace(h)
+                }
             images = {self.image(h) for h in self.cluster.hosts if not self.in_namespace(h)}
             await self._build_services()
             # The images are judged, dead runs swept and the network made at
@@ -188,7 +202,7 @@ class PodmanProvider:
                 continue
             file = ["--file", service.dockerfile] if service.dockerfile else []
             # The engine's OCI runtime and ulimits hold for its RUN steps too.
-            await self.engine.call("build", *self.engine.run_options(), "--tag", self.image(host),
+            await self.engine.call("build", *self.engine.build_options(), "--tag", self.image(host),
                                    *file, service.build, timeout=1800.0)  # fmt: skip
 
     def addresses(self, hosts: list[Host]) -> dict[str, str]:
@@ -246,10 +260,11 @@ class PodmanProvider:
         namespace = self.network.hosts[host.name].namespace
         image = self.image(host)
         python = f"{containeragent.AGENT_MOUNT}/bin/python"
+        # The hosts file mounted over /etc/hosts: both engines then leave it be.
         options = [
             "--detach", "--name", name, *marks, *self.engine.run_options(),
-            *self.engine.network_option(namespace),
-            "--hostname", host.name, "--no-hosts", "--pidfile", str(pidfile),
+            *self.engine.network_option(namespace), *self.engine.pidfile_option(pidfile),
+            "--hostname", host.name,
             "--volume", f"{ETC_NETNS / namespace / 'hosts'}:/etc/hosts:ro",
             "--volume", f"{self.venvs[image]}:{containeragent.AGENT_MOUNT}:ro",
             "--volume", f"{folder}:{folder}",
@@ -267,13 +282,19 @@ class PodmanProvider:
         if service is None:
             argv = ["--entrypoint", python, image, "-I", "-S", "-c", WAIT]
         else:
-            own = (
-                ["--entrypoint", json.dumps(list(service.entrypoint))] if service.entrypoint else []
-            )
-            argv = [*own, image, *(service.command or ())]
+            # Docker's --entrypoint is one word: the rest goes before the command.
+            entry = list(service.entrypoint or ())
+            own = ["--entrypoint", entry[0]] if entry else []
+            argv = [*own, image, *entry[1:], *(service.command or ())]
+        late = host.name in self.network.attached_later
+        if late and service is not None:
+            (folder / READY).unlink(missing_ok=True)
+            argv = await self._gated(host.name, image, service, folder / READY)
         await self.engine.call("run", *options, *argv)
         pid = await self._first_process(name, pidfile)
         await joined.handed_over(pid)
+        if late:
+            await self.network.attach(host.name, pid)
         user = joined.container_user(pid)
         if user is not None:
             # The agent is root; its folders are the stages' group's too (set-group-id:
@@ -281,10 +302,36 @@ class PodmanProvider:
             for path, mode in ((folder, 0o2775), (folder / ".phalanx", 0o2775), (sockets, 0o2770)):
                 os.chown(path, 0, user[1])
                 os.chmod(path, mode)
+        if late and service is not None:
+            (folder / READY).touch()  # the service's own program starts now
         inside = joined.Inside(
             pid, python, self.sites[image], await joined.container_env(pid), user
         )
         await self.agents.start(spec, folder, inside)
+
+    async def _gated(self, host: str, image: str, service: Service, ready: Path) -> list[str]:
+        """A compose service's `run` arguments for an engine that plumbs its
+        network after it starts (Docker): its program (its entrypoint and
+        command, else the image's) is run by a gate, in the image's Python,
+        that waits for `ready`, so the program starts on its network."""
+        assert self.engine is not None
+        program = list(service.entrypoint or ())
+        if not program:
+            _, out, _ = await self.engine.call(
+                "image", "inspect", "--format", "{{json .Config.Entrypoint}}", image
+            )
+            program = [str(word) for word in json.loads(out.strip() or "null") or ()]
+        if service.command is not None:
+            program += service.command
+        elif not service.entrypoint:
+            _, out, _ = await self.engine.call(
+                "image", "inspect", "--format", "{{json .Config.Cmd}}", image
+            )
+            program += [str(word) for word in json.loads(out.strip() or "null") or ()]
+        if not program:
+            raise ProvisionError(f"service {host}: its image {image} has no command")
+        python = f"{containeragent.AGENT_MOUNT}/bin/python"
+        return ["--entrypoint", python, image, "-I", "-S", "-c", GATE, str(ready), *program]
 
     async def _first_process(self, name: str, pidfile: Path) -> int:
         """The container's first process, as this machine numbers it."""
