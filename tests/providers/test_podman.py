@@ -435,7 +435,9 @@ def _processes_naming(text: str) -> list[str]:
     return found
 
 
-def _sleeping(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+def _sleeping(
+    tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Path]:
     """A run on two container hosts (one with a volume) whose stages sleep,
     once both hosts are in their stage: the run and its folder."""
     cluster = f"name: c\nprovider: podman\nimage: {image()}\nhosts:\n"
@@ -443,7 +445,7 @@ def _sleeping(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     cluster += "  - b.pod.test\n"
     sleeper = "#!/bin/bash\necho sleeping\nsleep 600\n"
     repo = _repo(tmp_path / "repo", cluster, {"long": {"run.sh": sleeper}})
-    proc = _start("run", str(repo), "-s", "s", "--plain", cwd=tmp_path)
+    proc = _start("run", str(repo), "-s", "s", "--plain", cwd=tmp_path, env=env)
     run = run_folder(tmp_path, proc, within=120)
     logs = [run / "cases" / "long" / "run" / f"{h}.pod.test.log" for h in ("a", "b")]
     wait_for(logs, proc, within=120)
@@ -469,13 +471,26 @@ def test_ctrl_c_leaves_no_container_volume_nor_network_behind(tmp_path: Path) ->
 def test_after_kill_9_phalanx_cleanup_removes_the_containers_and_says_so(
     tmp_path: Path,
 ) -> None:
-    proc, run = _sleeping(tmp_path)
+    _killed_and_cleaned_up(tmp_path)
+
+
+@needs_podman
+def test_through_dockers_cli_after_kill_9_phalanx_cleanup_removes_everything(
+    tmp_path: Path, docker: dict[str, str]
+) -> None:
+    """The containers' namespaces, named as netns hosts' once attached,
+    and the containers and volumes, found by Docker's label templates."""
+    _killed_and_cleaned_up(tmp_path, docker)
+
+
+def _killed_and_cleaned_up(tmp_path: Path, env: dict[str, str] | None = None) -> None:
+    proc, run = _sleeping(tmp_path, env)
     proc.kill()
     proc.communicate(timeout=60)
     left = _left(run.name)
     assert any(what.startswith("ps ") for what in left), left
     assert any(what.startswith("volume ") for what in left), left
-    done = _phalanx("cleanup", cwd=tmp_path, timeout=300)
+    done = _phalanx("cleanup", cwd=tmp_path, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert _left(run.name) == []
     # Any podman or netns run that opens sweeps what dead runs left, so a
