@@ -25,6 +25,12 @@ CPU-seconds the whole machine spent during each bring-up (/proc/stat: the
 engine's processes and the agents, and whatever else ran meanwhile, so
 read it beside the load it prints).
 
+`--docker` measures the Docker path beside podman's, round after round:
+the same bring-up with Docker's CLI as the engine (`--network none`, each
+host's network plumbed into its container once it runs), speaking the
+Docker Engine API to a `podman system service` the bench starts (no
+Docker engine needed; the Docker CLI must be installed).
+
 `bench/providers.py` calls `rows()`.
 """
 
@@ -35,6 +41,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,9 +66,9 @@ TARGET_UP_S = {8: 2.0, 32: 6.0}
 TARGET_OVERHEAD_RATIO = 1.3
 
 
-def podman(image: str) -> Callable[[Cluster, Path, str], Provider]:
+def podman(image: str, kind: Engine | None = None) -> Callable[[Cluster, Path, str], Provider]:
     def make(c: Cluster, root: Path, run_id: str) -> Provider:
-        return PodmanProvider(dataclasses.replace(c, image=image), root, run_id)
+        return PodmanProvider(dataclasses.replace(c, image=image), root, run_id, engine=kind)
 
     return make
 
@@ -156,6 +163,44 @@ def rows(hosts: list[int], repeats: int, cases: int) -> str:
     return "\n".join(lines)
 
 
+def docker_rows(hosts: list[int], repeats: int) -> str:
+    """Bring-up on podman beside bring-up through Docker's CLI (to podman's
+    Docker API service), interleaved."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise SystemExit("--docker needs Docker's CLI installed")
+    from tests.providers.containers import docker_on_podman  # its service, as the tests start it
+
+    kind = engine()
+    image = asyncio.run(build(kind)).tag
+    load = os.getloadavg()[0]
+    lines = [
+        f"container hosts up: podman's CLI beside Docker's (to podman's service), interleaved; "
+        f"seconds, min/median/max of {repeats}",
+        f"{'hosts':>5} {'podman up':>16} {'docker up':>16} {'docker/podman':>13}",
+    ]
+    with tempfile.TemporaryDirectory(prefix="phalanx-bench-") as tmp:
+        root = Path(tmp)
+        with docker_on_podman(root) as env:
+            os.environ["DOCKER_HOST"] = env["DOCKER_HOST"]  # for the docker CLI only
+            through = Engine(docker, "docker")
+            for maker in (podman(image), podman(image, through)):  # once unmeasured
+                asyncio.run(up_and_down(maker, 1, root))
+            for count in hosts:
+                p: list[float] = []
+                d: list[float] = []
+                for _ in range(repeats):
+                    p.append(asyncio.run(up_and_down(podman(image), count, root)).up)
+                    d.append(asyncio.run(up_and_down(podman(image, through), count, root)).up)
+                ratio = statistics.median(d) / statistics.median(p)
+                lines.append(f"{count:>5} {spread(p):>16} {spread(d):>16} {ratio:>13.2f}")
+    lines.append(
+        f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
+    return "\n".join(lines)
+
+
 def machine_cpu() -> float:
     """CPU-seconds this machine has spent busy since it booted (/proc/stat)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
@@ -234,6 +279,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=50)
     parser.add_argument("--hosts", default="8,32")
     parser.add_argument("--anchor", type=Path, help="another phalanx's src folder, measured beside")
+    parser.add_argument("--docker", action="store_true", help="podman beside Docker's CLI")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -241,6 +287,8 @@ def main() -> None:
     hosts = [int(h) for h in args.hosts.split(",")]
     if args.one is not None:
         print(json.dumps(one(args.one, args.image, args.root)))
+    elif args.docker:
+        print(docker_rows(hosts, args.repeats))
     elif args.anchor is not None:
         print(anchored(args.anchor.resolve(), hosts, args.repeats))
     else:
