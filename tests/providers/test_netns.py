@@ -739,3 +739,26 @@ async def test_a_named_bridge_serves_one_run_at_a_time_and_hosts_are_known_for_f
         await first.close()
     assert name not in bridge_links()
     assert _made_by(first.run_id) == [] and _made_by(second.run_id) == []
+
+
+@needs_netns
+def test_the_bridge_keeps_its_mac_address_as_ports_join(tmp_path: Path) -> None:
+    """A host plumbed while others already talk to the coordinator (a
+    Docker container's, a VM's tap) must not change the bridge's address:
+    a bridge without one takes its lowest port's, and packets to the old
+    one were lost for seconds."""
+    space = f"phxtest-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", space], check=True, timeout=30)
+    try:
+        name = "phxtestbr"
+        lines = bridge.bridge_lines(name, ipaddress.IPv4Interface("10.99.0.1/24"), make=True)
+        lines += ["link add p0 address 00:00:00:00:00:01 type veth peer name q0"]
+        lines += [bridge.attach("p0", name)]
+        asyncio.run(bridge.ip_batch(lines, netns=space))
+        shown = subprocess.run(
+            ["ip", "-n", space, "-j", "link", "show", name],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+        assert json.loads(shown)[0]["address"] == bridge.bridge_mac(name)
+    finally:
+        subprocess.run(["ip", "netns", "del", space], timeout=30)

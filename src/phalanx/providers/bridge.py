@@ -11,6 +11,7 @@ bring-up takes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import os
@@ -114,10 +115,22 @@ async def pids_in(netns: str) -> list[int]:
     return [int(word) for word in out.split() if word.isdigit()]
 
 
+def bridge_mac(name: str) -> str:
+    """The MAC address of the bridge `name`: locally administered, fixed
+    by its name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def bridge_lines(name: str, address: ipaddress.IPv4Interface | None, make: bool) -> list[str]:
     """A bridge up with `address` on it (the coordinator's side of the
-    hosts' network). Forwarding starts at once: there is no loop to learn."""
-    lines = [f"link add {name} type bridge forward_delay 0"] if make else []
+    hosts' network). Forwarding starts at once: there is no loop to learn.
+    Its MAC address is set: a bridge without one takes its lowest port's,
+    so it would change as hosts join while others already talk to it (a
+    container plumbed once it runs, a VM's tap), and a host's packets to
+    the coordinator were lost for seconds."""
+    make_line = f"link add {name} address {bridge_mac(name)} type bridge forward_delay 0"
+    lines = [make_line] if make else []
     if address is not None:
         lines.append(f"addr add {address.with_prefixlen} dev {name}")
     lines.append(f"link set {name} up")
