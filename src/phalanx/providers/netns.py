@@ -598,7 +598,6 @@ class NetnsProvider:
                 await bridge.tc_batch(bridge.qdisc_lines(veth.outer, host.link))
         except bridge.PlumbingError as exc:
             raise ProvisionError(f"cannot plumb host {name}'s network: {exc}") from exc
-        await _carrier(veth.outer)
 
     def _namespace(self, host: Host) -> str:
         return self.hosts[host.name].namespace
@@ -632,21 +631,6 @@ class NetnsProvider:
     async def _teardown(self, record: Record) -> None:
         await self._agents.down(())
         await remove_network(record, self.state_dir)
-
-
-async def _carrier(link: str, within: float = 5.0) -> None:
-    """Until a veth just made is up on both ends as the kernel reports it:
-    until then its queue drops what is sent (the kernel starts it a moment
-    later, longer on a loaded machine), and an agent started at once would
-    wait out TCP's retries. Past `within` it goes on regardless."""
-    state = Path(f"/sys/class/net/{link}/operstate")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        with contextlib.suppress(OSError):
-            if state.read_text().strip() == "up":
-                return
-        await asyncio.sleep(0.005)
 
 
 def describe(swept: Mapping[str, list[str]]) -> list[str]:
