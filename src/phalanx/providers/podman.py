@@ -6,7 +6,11 @@ a veth on the bridge, the host's ip, mac and `link:` conditions, its
 /etc/hosts, the record that lets a sweep remove what a killed run left, and
 the same faults (`NetnsFaults`: the cut rules run in the host's namespace).
 The container joins that namespace (`--network ns:…`), so netns hosts, VMs
-and containers may share one bridge, and a fault cuts them all alike.
+and containers may share one bridge, and a fault cuts them all alike. With
+Docker as the engine (containers.py), which joins no namespace by path, a
+container starts without a network and the host's is plumbed into its own
+namespace once it runs (`NetnsProvider.attach`); a compose service's own
+program waits for it behind a gate (`_gated`).
 
 Each container has the host's full name as its hostname, the namespace's
 hosts file as its /etc/hosts, `cpus`/`ram_size` as limits, a volume per
