@@ -202,15 +202,12 @@ async def run_suite(
                 )
         except ProvisionError as exc:
             provider = Unprovided(suite.cluster, str(exc))
-    preparing: list[asyncio.Future[None]] = []
-
-    def prepare(result: RunResult) -> None:
-        # The writers' imports and templates in a thread while the hosts go
-        # down: their ends are waited for, this is work that can go beside.
-        # The reports themselves only after: a provider writes its record of
-        # a host at its down (a VM's vm.json), and they show it.
-        preparing.append(asyncio.ensure_future(asyncio.to_thread(prepare_writers)))
-
+    # The writers' imports and templates in a thread from the start: the
+    # run waits for its agents to start and connect, and for them to end,
+    # and this work goes beside those waits instead of after them. The
+    # reports themselves only after: a provider writes its record of a host
+    # at its down (a VM's vm.json), and they show it.
+    preparing = asyncio.ensure_future(asyncio.to_thread(prepare_writers))
     try:
         async with _provided(coordinator, provider) as reach:
             result = await _run_provided(
@@ -223,11 +220,10 @@ async def run_suite(
                 emit,
                 provider,
                 cancellation,
-                prepare,
             )
     finally:
         folder.close()
-    await asyncio.gather(*preparing)
+    await preparing
     write_reports(result, folder.path, options.reports)
     return result, folder.path
 
@@ -310,10 +306,8 @@ async def _run_provided(
     emit: Fanout,
     provider: Provider,
     cancellation: Cancellation,
-    on_result: Callable[[RunResult], None],
 ) -> RunResult:
-    """The run's result, given to `on_result` as soon as it is known,
-    before the hosts are released."""
+    """The run's result, once its hosts are released."""
     hub, book = coordinator.hub, coordinator.tokens
     hosts = list(suite.hosts)
     names = [h.name for h in hosts]
@@ -410,7 +404,6 @@ async def _run_provided(
 
         try:
             result = await outcome()
-            on_result(result)
         finally:
             for noticed in noticing:
                 noticed.cancel()
