@@ -1,14 +1,17 @@
 """A daemon that connects while the coordinator stops (an agent whose
 connection the stop just closed comes straight back) is turned away with a
 clean answer it retries, HTTP 503, not an HTTP 500 and a traceback in the
-log: real uvicorn, real sockets, the agent hub behind them."""
+log: real servers (`phalanx serve`'s uvicorn and `phalanx run`'s listener
+on websockets), real sockets, the agent hub behind them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -16,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.app import AGENT_PATH, agent_app
+from phalanx.coordinator.listener import listening
 from phalanx.coordinator.server import serving
 from tests.eventually import eventually_async
 
@@ -55,8 +59,13 @@ async def handshake(url: str) -> None:
         pass
 
 
+Serving = Callable[[Any, str, int], AbstractAsyncContextManager[int]]
+SERVERS = pytest.mark.parametrize("serving", [serving, listening], ids=["uvicorn", "websockets"])
+
+
+@SERVERS
 async def test_a_daemon_whose_token_is_checked_while_the_coordinator_stops_gets_503_not_500(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, serving: Serving
 ) -> None:
     tokens = HeldTokens()
     hub = AgentHub(tokens, heartbeat_timeout=5)  # type: ignore[arg-type]
@@ -90,7 +99,10 @@ async def test_a_daemon_whose_token_is_checked_while_the_coordinator_stops_gets_
     assert hub.links == {}  # nobody was let in
 
 
-async def test_a_daemon_arriving_after_the_hub_stopped_gets_503_and_is_not_let_in() -> None:
+@SERVERS
+async def test_a_daemon_arriving_after_the_hub_stopped_gets_503_and_is_not_let_in(
+    serving: Serving,
+) -> None:
     tokens = HeldTokens()
     tokens.answer.set()
     hub = AgentHub(tokens, heartbeat_timeout=5)  # type: ignore[arg-type]

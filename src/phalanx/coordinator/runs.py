@@ -25,8 +25,8 @@ from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import RunFleet
 from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
+from phalanx.coordinator.listener import listening
 from phalanx.coordinator.scripts import ScriptKeys, script_routes
-from phalanx.coordinator.server import serving
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation, scope_id
 from phalanx.events import Event, Fanout, Sink
@@ -146,8 +146,8 @@ async def open_coordinator(
 
     keys = ScriptKeys()
     app = agent_app(hub, script_routes(roots_for, lambda run_id: scripts_root, keys, hub))
-    async with serving(app, host, port) as bound:
-        listeners = SharedListeners(lambda address: serving(app, address, 0))
+    async with listening(app, host, port) as bound:
+        listeners = SharedListeners(lambda address: listening(app, address, 0))
         hypervisors = Hypervisors(
             hub, tokens, heartbeat_timeout=heartbeat_timeout, listeners=listeners
         )
