@@ -133,7 +133,7 @@ def _print_errors(lines: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run a suite on local hosts under an embedded coordinator, or a test tree."""
-    from phalanx.load.tree import tree_folder
+    from phalanx.load.treeroot import tree_folder
 
     keep_core = args.keep_core or args.keywords == KEEP_CORE
     keywords = None if args.keywords == KEEP_CORE else args.keywords
@@ -189,7 +189,7 @@ def _run_suite_file(args: argparse.Namespace, keep_core: bool, keywords: str | N
             ]
         )
         return EXIT_DEFINITIONS
-    from phalanx.model import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_PODMAN
+    from phalanx.providernames import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_PODMAN
     from phalanx.providers import zygotestart
 
     # Local, netns and container hosts' agents are forked by one fork server.
