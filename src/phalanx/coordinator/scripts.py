@@ -23,8 +23,10 @@ capability, `/scripts/<run>/<key>/<path>` ($PHALANX_SCRIPTS_URL,
 `@scripts_url@`), where the key is an HMAC of the run id under a secret of
 this process. It names the run, not a machine, so on a machine shared with
 other processes only the run's stages (who were given it) read its files,
-and it ends with the run. Files are streamed from a worker thread, at most
-MAX_SCRIPT bytes each (413 beyond), so big ones hold up nothing else.
+and it ends with the run. Files are read in a worker thread, at most
+MAX_SCRIPT bytes each (413 beyond), so big ones hold up nothing else;
+`phalanx serve` streams them, `phalanx run`'s listener (listener.py) sends
+each whole once read.
 """
 
 from __future__ import annotations
