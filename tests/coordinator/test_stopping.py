@@ -11,7 +11,6 @@ import logging
 import socket
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -19,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.app import AGENT_PATH, agent_app
-from phalanx.coordinator.listener import listening
+from phalanx.coordinator.listener import Routes, listening
 from phalanx.coordinator.server import serving
 from tests.eventually import eventually_async
 
@@ -59,18 +58,28 @@ async def handshake(url: str) -> None:
         pass
 
 
-Serving = Callable[[Any, str, int], AbstractAsyncContextManager[int]]
-SERVERS = pytest.mark.parametrize("serving", [serving, listening], ids=["uvicorn", "websockets"])
+Serving = Callable[[AgentHub], AbstractAsyncContextManager[int]]
+
+
+def on_uvicorn(hub: AgentHub) -> AbstractAsyncContextManager[int]:
+    return serving(agent_app(hub), "127.0.0.1", 0)  # `phalanx serve`'s
+
+
+def on_websockets(hub: AgentHub) -> AbstractAsyncContextManager[int]:
+    return listening(Routes({AGENT_PATH: hub.serve}), "127.0.0.1", 0)  # `phalanx run`'s
+
+
+SERVERS = pytest.mark.parametrize("serve", [on_uvicorn, on_websockets])
 
 
 @SERVERS
 async def test_a_daemon_whose_token_is_checked_while_the_coordinator_stops_gets_503_not_500(
-    caplog: pytest.LogCaptureFixture, serving: Serving
+    caplog: pytest.LogCaptureFixture, serve: Serving
 ) -> None:
     tokens = HeldTokens()
     hub = AgentHub(tokens, heartbeat_timeout=5)  # type: ignore[arg-type]
     caplog.set_level(logging.INFO)
-    server = serving(agent_app(hub), "127.0.0.1", 0)
+    server = serve(hub)
     port = await server.__aenter__()
     stopping: asyncio.Task[None] | None = None
     try:
@@ -101,12 +110,12 @@ async def test_a_daemon_whose_token_is_checked_while_the_coordinator_stops_gets_
 
 @SERVERS
 async def test_a_daemon_arriving_after_the_hub_stopped_gets_503_and_is_not_let_in(
-    serving: Serving,
+    serve: Serving,
 ) -> None:
     tokens = HeldTokens()
     tokens.answer.set()
     hub = AgentHub(tokens, heartbeat_timeout=5)  # type: ignore[arg-type]
-    async with serving(agent_app(hub), "127.0.0.1", 0) as port:
+    async with serve(hub) as port:
         hub.start()
         await hub.stop()
         with pytest.raises(InvalidStatus) as got:

@@ -59,9 +59,10 @@ WIRE_ONLY = {"pydantic", "pydantic_core"}
 
 # `phalanx run`'s coordinator listens on websockets' own server
 # (coordinator/listener.py): uvicorn and what it brings (click, its
-# reloaders) are `phalanx serve`'s. A run that selects nothing goes without
-# the selection's modules (the -k grammar, the past runs' reader).
-EMBEDDED = {"uvicorn", "click", "httptools", "watchfiles"}
+# reloaders), Starlette and anyio are `phalanx serve`'s. A run that selects
+# nothing goes without the selection's modules (the -k grammar, the past
+# runs' reader).
+EMBEDDED = {"uvicorn", "click", "httptools", "watchfiles", "starlette", "anyio"}
 UNSELECTED = {"phalanx.tree.select", "phalanx.tree.rerun", "phalanx.keywords"}
 
 

@@ -1,18 +1,18 @@
-"""The embedded coordinator's listener (`phalanx run`): the coordinator's
-ASGI app, the very one `phalanx serve` runs under uvicorn, served on
-websockets' own asyncio server instead.
+"""The embedded coordinator's listener (`phalanx run`): the daemons' hub and
+the suite files, served on websockets' own asyncio server.
 
-uvicorn costs `phalanx run` a tenth of its start (it imports click, its
-reloaders and their supervisors, logging.config, ...), for one WebSocket
-route and three GET routes. The hub (coordinator/daemons.py) and the suite
-files' routes (coordinator/scripts.py) stay as they are, behind the ASGI
-interface: only how the bytes come in differs, so an agent meets the same
-handshake, the same denials (403, 503) and the same close codes either way.
+`phalanx serve` mounts the same hub and files on Starlette under uvicorn
+(app.py, scripts.py's `script_routes`); those cost `phalanx run` about a
+sixth of its own CPU here (uvicorn imports click, its reloaders and their
+supervisors; Starlette and anyio) for one WebSocket
+route and three GET routes. What a daemon meets is decided in one place
+either way, the hub (`DaemonHub.serve`, through `links.Socket`): the same
+handshake, the same denials (403, 503) and close codes.
 
-A WebSocket's handshake waits for the app's decision (its `accept`, or its
-close or denial before one); a plain GET is answered with the app's whole
-response once it is made (the suite files a run's stages fetch: small, and
-at most MAX_SCRIPT). websockets speaks GET only; anything else gets 400."""
+A WebSocket's handshake waits for the hub's decision (its `accept`, or its
+refusal before one); a GET for a suite file is answered with the whole
+file, read in a thread (at most MAX_SCRIPT; `phalanx serve` streams them).
+websockets speaks GET only; anything else gets 400."""
 
 from __future__ import annotations
 
@@ -20,23 +20,35 @@ import asyncio
 import contextlib
 import http
 import logging
+import mimetypes
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
-from urllib.parse import unquote
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-log = logging.getLogger("phalanx.coordinator")
+from phalanx.coordinator import scripts
+from phalanx.coordinator.links import Disconnected, Socket
 
-Message = MutableMapping[str, Any]
-App = Callable[[Any, Any, Any], Awaitable[None]]  # ASGI: scope, receive, send
+log = logging.getLogger("phalanx.coordinator")
 
 STOP_TIMEOUT = 5.0  # seconds open connections have to close when it stops
 MAX_MESSAGE = 64 * 1024 * 1024  # bytes: as uvicorn's ws_max_size for `phalanx serve`
+
+Endpoint = Callable[[Socket], Awaitable[None]]
+
+
+@dataclass
+class Routes:
+    """What the listener serves: a hub's `serve` per WebSocket path, and
+    the suite files (None: none)."""
+
+    sockets: Mapping[str, Endpoint] = field(default_factory=dict)
+    files: scripts.SuiteFiles | None = None
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -56,9 +68,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def listening(app: App, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
-    """Serve `app` for the duration of the block; yields the bound port."""
-    bridge = _Bridge(app)
+async def listening(routes: Routes, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
+    """Serve `routes` for the duration of the block; yields the bound port."""
+    bridge = _Bridge(routes)
     sock = listening_socket(host, port)
     try:
         server = await serve(
@@ -81,7 +93,7 @@ async def listening(app: App, host: str = "127.0.0.1", port: int = 0) -> AsyncIt
 
 
 async def _stop(server: Server) -> None:
-    """No new connection; a handshake still waiting for the app's decision
+    """No new connection; a handshake still waiting for the hub's decision
     is answered 503 once it has one (a daemon retries that); open WebSockets
     asked to close, and waited for up to STOP_TIMEOUT, then cut."""
     server.close()
@@ -92,183 +104,149 @@ async def _stop(server: Server) -> None:
             connection.transport.abort()
 
 
-def _scope(kind: str, connection: ServerConnection, request: Request) -> Message:
-    path, _, query = request.path.partition("?")
-    return {
-        "type": kind,
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "ws" if kind == "websocket" else "http",
-        "path": unquote(path),
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in request.headers.raw_items()
-        ],
-        "client": tuple(connection.remote_address[:2]),
-        "server": tuple(connection.local_address[:2]),
-        "subprotocols": [
-            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p
-        ],
-        "extensions": {"websocket.http.response": {}} if kind == "websocket" else {},
-        "state": {},
-    }
-
-
-def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
-    fields = Headers(
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in headers
-        if name.lower() != b"connection"
-    )
+def _response(status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
+    fields = Headers(headers or {})
     fields["Connection"] = "close"  # websockets closes the connection after it
-    if "Content-Length" not in fields:
-        fields["Content-Length"] = str(len(body))
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    return Response(status, phrase, fields, body)
+    fields["Content-Length"] = str(len(body))
+    return Response(status, http.HTTPStatus(status).phrase, fields, body)
+
+
+def _text(status: int, text: str) -> Response:
+    return _response(status, text.encode(), {"Content-Type": "text/plain; charset=utf-8"})
 
 
 class _Bridge:
-    """websockets' handshake and connections, spoken to an ASGI app."""
+    """websockets' handshakes and connections, handed to the routes."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.sessions: dict[ServerConnection, _WebSocket] = {}
+    def __init__(self, routes: Routes) -> None:
+        self.routes = routes
+        self.sockets: dict[ServerConnection, _Socket] = {}
 
     async def request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """The handshake's answer: None lets a WebSocket the app accepted open."""
+        """The handshake's answer: None lets a WebSocket the hub accepted open."""
+        path = unquote(request.path.partition("?")[0])
         if "websocket" not in request.headers.get("Upgrade", "").lower():
-            return await _http(self.app, _scope("http", connection, request))
-        session = _WebSocket(self.app, _scope("websocket", connection, request), connection)
-        self.sessions[connection] = session
-        session.task.add_done_callback(lambda _: self.sessions.pop(connection, None))
-        return await session.decision
+            return await self._get(connection, path)
+        endpoint = self.routes.sockets.get(path)
+        if endpoint is None:
+            return _response(403)  # as Starlette answers a WebSocket no route takes
+        peer = _Socket(connection, request, endpoint)
+        self.sockets[connection] = peer
+        peer.task.add_done_callback(lambda _: self.sockets.pop(connection, None))
+        return await peer.decision
 
     async def opened(self, connection: ServerConnection) -> None:
-        """An accepted WebSocket, open: the app has it until it returns."""
-        session = self.sessions.pop(connection, None)
-        if session is not None:
-            session.open.set()
-            await session.task
+        """An accepted WebSocket, open: the hub has it until it returns."""
+        peer = self.sockets.pop(connection, None)
+        if peer is not None:
+            peer.open.set()
+            await peer.task
+
+    async def _get(self, connection: ServerConnection, path: str) -> Response:
+        files = self.routes.files
+        matched = scripts.match(path) if files is not None else None
+        if files is None or matched is None:
+            return _text(404, "Not Found")
+        route, params = matched
+        client = connection.remote_address
+        answer = await files.answer(
+            route, params, (client[0], client[1]), connection.local_address[1]
+        )
+        if answer.file is None:
+            return _text(answer.status, answer.text)
+        try:
+            body = await asyncio.to_thread(answer.file.read_bytes)
+        except OSError:
+            return _text(404, f"phalanx: {answer.file.name} cannot be read\n")
+        if not answer.download:
+            return _response(200, body, {"Content-Type": "text/plain; charset=utf-8"})
+        name = answer.file.name
+        quoted = quote(name)
+        return _response(
+            200,
+            body,
+            {
+                "Content-Type": mimetypes.guess_type(name)[0] or "text/plain",
+                "Content-Disposition": (
+                    f'attachment; filename="{name}"'
+                    if quoted == name
+                    else f"attachment; filename*=utf-8''{quoted}"
+                ),
+            },
+        )
 
 
-class _WebSocket:
-    """One WebSocket as the app sees it (ASGI's websocket messages)."""
+class _Socket:
+    """One daemon's WebSocket as the hub speaks to it (`links.Socket`)."""
 
-    def __init__(self, app: App, scope: Message, connection: ServerConnection) -> None:
+    def __init__(self, connection: ServerConnection, request: Request, endpoint: Endpoint) -> None:
         self.connection = connection
+        self.request = request
         self.decision: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
         self.open = asyncio.Event()  # the handshake's 101 went out
-        self.connected = False  # the app was told of the connection
-        self.denial: tuple[int, list[tuple[bytes, bytes]]] | None = None
-        self.body: list[bytes] = []
-        self.task = asyncio.create_task(self._run(app, scope))
+        self.task = asyncio.create_task(self._run(endpoint))
 
-    async def _run(self, app: App, scope: Message) -> None:
+    async def _run(self, endpoint: Endpoint) -> None:
         try:
-            await app(scope, self.receive, self.send)
+            await endpoint(self)
         except Exception:
             log.exception("the coordinator's WebSocket endpoint failed")
-            self._decide(_response(500, [], b""))
+            self._decide(_response(500))
             if self.open.is_set():
                 await self.connection.close(1011)
         finally:
-            # An app that returned without a word refuses the connection.
-            self._decide(_response(403, [], b""))
+            self._decide(_response(403))  # returned without a word: refused
 
     def _decide(self, answer: Response | None) -> None:
         if not self.decision.done():
             self.decision.set_result(answer)
 
-    async def _opened(self) -> bool:
-        """Whether the handshake completed: it may still be turned away
-        after the app's accept (a 503 when the server closes meanwhile)."""
-        if not self.open.is_set():
-            waiting = asyncio.ensure_future(self.open.wait())
-            closing = asyncio.ensure_future(self.connection.wait_closed())
-            try:
-                await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiting.cancel()
-                closing.cancel()
-        return self.open.is_set()
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.request.headers
 
-    async def receive(self) -> Message:
-        if not self.connected:
-            self.connected = True
-            return {"type": "websocket.connect"}
-        if not await self._opened():
-            return {"type": "websocket.disconnect", "code": 1006}
+    @property
+    def client_host(self) -> str | None:
+        return str(self.connection.remote_address[0])
+
+    async def accept(self) -> None:
+        self._decide(None)
+
+    async def refuse(self) -> None:
+        self._decide(_response(403))
+
+    async def deny(self, status: int, text: str) -> None:
+        self._decide(_text(status, text))
+
+    async def _opened(self) -> None:
+        """Wait for the handshake to complete: it may still be turned away
+        after the accept (a 503 when the server closes meanwhile)."""
+        if self.open.is_set():
+            return
+        waiting = asyncio.ensure_future(self.open.wait())
+        closing = asyncio.ensure_future(self.connection.wait_closed())
         try:
-            data = await self.connection.recv()
+            await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            closing.cancel()
+        if not self.open.is_set():
+            raise Disconnected(1006)
+
+    async def receive(self) -> str | bytes:
+        await self._opened()
+        try:
+            return await self.connection.recv()
         except ConnectionClosed as closed:
-            return {
-                "type": "websocket.disconnect",
-                "code": closed.rcvd.code if closed.rcvd else 1006,
-            }
-        if isinstance(data, str):
-            return {"type": "websocket.receive", "text": data}
-        return {"type": "websocket.receive", "bytes": data}
+            raise Disconnected(closed.rcvd.code if closed.rcvd else 1006) from closed
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "websocket.accept":
-            self._decide(None)
-        elif kind == "websocket.http.response.start":
-            self.denial = (message["status"], list(message.get("headers", [])))
-        elif kind == "websocket.http.response.body":
-            self.body.append(message.get("body", b""))
-            if not message.get("more_body", False) and self.denial is not None:
-                self._decide(_response(*self.denial, b"".join(self.body)))
-        elif not self.decision.done():
-            if kind == "websocket.close":  # before accept: HTTP 403, as uvicorn answers
-                self._decide(_response(403, [], b""))
-        elif not await self._opened():
-            raise OSError("the WebSocket is closed")
-        elif kind == "websocket.send":
-            text = message.get("text")
-            try:
-                await self.connection.send(text if text is not None else message["bytes"])
-            except ConnectionClosed as exc:
-                raise OSError("the WebSocket is closed") from exc
-        elif kind == "websocket.close":
-            await self.connection.close(message.get("code", 1000), message.get("reason") or "")
+    async def send_text(self, data: str) -> None:
+        await self._opened()
+        try:
+            await self.connection.send(data)
+        except ConnectionClosed as closed:
+            raise Disconnected(closed.rcvd.code if closed.rcvd else 1006) from closed
 
-
-async def _http(app: App, scope: Message) -> Response:
-    """The app's whole answer to a GET."""
-    status, headers, body = 500, [], []
-    sent = False
-    answered = asyncio.Event()
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await answered.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        nonlocal status, headers
-        if message["type"] == "http.response.start":
-            status, headers = message["status"], list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            body.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                answered.set()
-
-    try:
-        await app(scope, receive, send)
-    except Exception:
-        log.exception("the coordinator's HTTP endpoint failed")
-        return _response(500, [], b"")
-    finally:
-        answered.set()
-    return _response(status, headers, b"".join(body))
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._opened()
+        await self.connection.close(code, reason)

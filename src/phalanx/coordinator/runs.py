@@ -21,15 +21,15 @@ from typing import Protocol
 
 from phalanx import layout
 from phalanx.coordinator.agents import AgentHub
-from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import RunFleet
 from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
-from phalanx.coordinator.listener import listening
-from phalanx.coordinator.scripts import ScriptKeys, script_routes
+from phalanx.coordinator.listener import Routes, listening
+from phalanx.coordinator.scripts import ScriptKeys, SuiteFiles
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation, scope_id
 from phalanx.events import Event, Fanout, Sink
+from phalanx.host.endpoint import AGENT_PATH
 from phalanx.model import (
     PROVIDER_AGENTS,
     PROVIDER_LOCAL,
@@ -145,9 +145,11 @@ async def open_coordinator(
         return [scripts_root] if scripts_root is not None and hosts else []
 
     keys = ScriptKeys()
-    app = agent_app(hub, script_routes(roots_for, lambda run_id: scripts_root, keys, hub))
-    async with listening(app, host, port) as bound:
-        listeners = SharedListeners(lambda address: listening(app, address, 0))
+    routes = Routes(
+        {AGENT_PATH: hub.serve}, SuiteFiles(roots_for, lambda run_id: scripts_root, keys, hub)
+    )
+    async with listening(routes, host, port) as bound:
+        listeners = SharedListeners(lambda address: listening(routes, address, 0))
         hypervisors = Hypervisors(
             hub, tokens, heartbeat_timeout=heartbeat_timeout, listeners=listeners
         )
