@@ -17,15 +17,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from phalanx import layout
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import RunFleet
-from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
 from phalanx.coordinator.listener import Routes, listening
 from phalanx.coordinator.scripts import ScriptKeys, SuiteFiles
+from phalanx.coordinator.sharedlisteners import SharedListeners
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation, scope_id
 from phalanx.events import Event, Fanout, Sink
@@ -58,6 +58,9 @@ from phalanx.report.writers import ReportPaths, prepare_writers, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
 from phalanx.wire.messages import prepare_coordinator_side
+
+if TYPE_CHECKING:
+    from phalanx.coordinator.hypervisors import Hypervisors
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -101,8 +104,9 @@ class Coordinator:
     # bridge), yielding the port; None: this coordinator cannot.
     also_listen: Callable[[str], AbstractAsyncContextManager[int]] | None = None
     # Who runs a qemu cluster's VMs: connected hypervisor daemons, else an
-    # embedded one (coordinator/hypervisors.py); None: the qemu provider itself.
-    hypervisors: Hypervisors | None = None
+    # embedded one (coordinator/hypervisors.py), made when first asked for;
+    # None: the qemu provider itself.
+    hypervisors: Callable[[], Hypervisors] | None = None
     tls: bool = False  # it serves https and wss (`phalanx serve` with a certificate)
     # The environment of the local agents it starts; None: this process's
     # own (`phalanx run`). The service gives a minimal one (providers/agentenv.py).
@@ -150,16 +154,29 @@ async def open_coordinator(
     )
     async with listening(routes, host, port) as bound:
         listeners = SharedListeners(lambda address: listening(routes, address, 0))
-        hypervisors = Hypervisors(
-            hub, tokens, heartbeat_timeout=heartbeat_timeout, listeners=listeners
-        )
+        made: list[Hypervisors] = []
+
+        def hypervisors() -> Hypervisors:
+            # Only a qemu cluster's run asks: the others go without the
+            # hypervisors' modules (no hypervisor daemon connects to `phalanx run`).
+            if not made:
+                from phalanx.coordinator.hypervisors import Hypervisors
+
+                made.append(
+                    Hypervisors(
+                        hub, tokens, heartbeat_timeout=heartbeat_timeout, listeners=listeners
+                    )
+                )
+            return made[0]
+
         hub.start()
         try:
             yield Coordinator(
                 hub, tokens, host, bound, listeners.hold, hypervisors, script_keys=keys
             )
         finally:
-            await hypervisors.stop()
+            for made_hypervisors in made:
+                await made_hypervisors.stop()
             await hub.stop()
 
 
@@ -185,7 +202,7 @@ async def run_suite(
     if name != PROVIDER_AGENTS:
         try:
             if name == PROVIDER_QEMU and coordinator.hypervisors is not None:
-                provider = coordinator.hypervisors.provider(
+                provider = coordinator.hypervisors().provider(
                     suite.cluster, run_id, folder.path / "hosts"
                 )
             else:
