@@ -21,7 +21,6 @@ import contextlib
 import http
 import logging
 import mimetypes
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
@@ -33,6 +32,7 @@ from websockets.http11 import Request, Response
 
 from phalanx.coordinator import scripts
 from phalanx.coordinator.links import Disconnected, Socket
+from phalanx.coordinator.tcp import listening_socket
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -49,22 +49,6 @@ class Routes:
 
     sockets: Mapping[str, Endpoint] = field(default_factory=dict)
     files: scripts.SuiteFiles | None = None
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (`host`, `port`; 0: any free port), not yet listening."""
-    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets that do, and
-    # accepted sockets inherit it. Without it Nagle holds every second small
-    # message until the peer's delayed ACK, 40 ms per barrier.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 @contextlib.asynccontextmanager
