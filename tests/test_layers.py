@@ -31,6 +31,7 @@ CORE = {
     "board",
     "codec",  # records as JSON types and back: no I/O
     "plugins",  # finding kinds, task types, runners and providers by name
+    "providernames",  # phalanx's own providers' names (the model's, light for the cli)
     "keywords",  # -k EXPR, read and matched
     "history",  # operation histories and the checkers that judge them
     "stagesocket",  # a stage's request to its agent (what phalanx.history.op records through)

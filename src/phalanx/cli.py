@@ -133,7 +133,7 @@ def _print_errors(lines: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run a suite on local hosts under an embedded coordinator, or a test tree."""
-    from phalanx.load.tree import tree_folder
+    from phalanx.load.treeroot import tree_folder
 
     keep_core = args.keep_core or args.keywords == KEEP_CORE
     keywords = None if args.keywords == KEEP_CORE else args.keywords
@@ -189,7 +189,7 @@ def _run_suite_file(args: argparse.Namespace, keep_core: bool, keywords: str | N
             ]
         )
         return EXIT_DEFINITIONS
-    from phalanx.model import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_PODMAN
+    from phalanx.providernames import PROVIDER_LOCAL, PROVIDER_NETNS, PROVIDER_PODMAN
     from phalanx.providers import zygotestart
 
     # Local, netns and container hosts' agents are forked by one fork server.
@@ -288,15 +288,21 @@ def _selected(args: argparse.Namespace, suite: Suite, keywords: str | None) -> S
     listed (--list, --list-tags). Exit 2 when the selection is bad or empty."""
     import dataclasses
 
-    from phalanx.tree.rerun import rerun_order
-    from phalanx.tree.select import Selection, SelectionError, select
-
     if args.list_tags:
         from phalanx.tree.cli import list_tags  # the test trees' command: a run goes without
 
         list_tags(suite.cases, sys.stdout)
         if not args.list_tests:
             return None
+    selecting = bool(args.test_regex or args.tag or args.exclude_tag or args.skip_test_regex)
+    reordering = bool(args.last_failed or args.failed_first or args.list_tests)
+    if not (selecting or reordering or keywords is not None) and suite.cases:
+        # Most runs select nothing: the selection's modules (the -k
+        # grammar, the past runs' reader) stay out of them.
+        return suite
+    from phalanx.tree.rerun import rerun_order
+    from phalanx.tree.select import Selection, SelectionError, select
+
     selection = Selection(
         regexes=tuple(args.test_regex),
         tags=tuple(args.tag),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from phalanx.model import Status
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Not at run time: every command imports this module first thing, and
+    # the model (its dataclasses) is a run's, imported once a suite loads.
+    from phalanx.model import Status
 
 EXIT_OK = 0  # everything passed or was skipped
 EXIT_FAILED = 1  # a test failed
@@ -12,6 +17,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 def for_status(status: Status) -> int:
+    from phalanx.model import Status
+
     if status in (Status.PASSED, Status.SKIPPED):
         return EXIT_OK
     if status is Status.ERROR:

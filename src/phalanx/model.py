@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from phalanx import providernames as provider_names
 from phalanx.plugins import Catalog
 
 SUITE_STAGES = ("initialize", "finalize")
@@ -220,12 +221,12 @@ class Cluster:
         return next((h for h in self.hosts if h.answers_to(name)), None)
 
 
-PROVIDER_LOCAL = "local"
-PROVIDER_NETNS = "netns"
-PROVIDER_SSH = "ssh"
-PROVIDER_AGENTS = "agents"
-PROVIDER_QEMU = "qemu"
-PROVIDER_PODMAN = "podman"
+PROVIDER_LOCAL = provider_names.PROVIDER_LOCAL
+PROVIDER_NETNS = provider_names.PROVIDER_NETNS
+PROVIDER_SSH = provider_names.PROVIDER_SSH
+PROVIDER_AGENTS = provider_names.PROVIDER_AGENTS
+PROVIDER_QEMU = provider_names.PROVIDER_QEMU
+PROVIDER_PODMAN = provider_names.PROVIDER_PODMAN
 # Who may serve a cluster's hosts (`provider:`, `--provider`): phalanx's own
 # and installed plug-ins' (providers/registry.py loads them).
 PROVIDERS = Catalog(

@@ -1,13 +1,15 @@
 """A daemon that connects while the coordinator stops (an agent whose
 connection the stop just closed comes straight back) is turned away with a
 clean answer it retries, HTTP 503, not an HTTP 500 and a traceback in the
-log: real uvicorn, real sockets, the agent hub behind them."""
+log: real servers (`phalanx serve`'s uvicorn and `phalanx run`'s listener
+on websockets), real sockets, the agent hub behind them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 import pytest
@@ -16,6 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.app import AGENT_PATH, agent_app
+from phalanx.coordinator.listener import Routes, listening
 from phalanx.coordinator.server import serving
 from tests.eventually import eventually_async
 
@@ -55,13 +58,28 @@ async def handshake(url: str) -> None:
         pass
 
 
+Serving = Callable[[AgentHub], AbstractAsyncContextManager[int]]
+
+
+def on_uvicorn(hub: AgentHub) -> AbstractAsyncContextManager[int]:
+    return serving(agent_app(hub), "127.0.0.1", 0)  # `phalanx serve`'s
+
+
+def on_websockets(hub: AgentHub) -> AbstractAsyncContextManager[int]:
+    return listening(Routes({AGENT_PATH: hub.serve}), "127.0.0.1", 0)  # `phalanx run`'s
+
+
+SERVERS = pytest.mark.parametrize("serve", [on_uvicorn, on_websockets])
+
+
+@SERVERS
 async def test_a_daemon_whose_token_is_checked_while_the_coordinator_stops_gets_503_not_500(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, serve: Serving
 ) -> None:
     tokens = HeldTokens()
     hub = AgentHub(tokens, heartbeat_timeout=5)  # type: ignore[arg-type]
     caplog.set_level(logging.INFO)
-    server = serving(agent_app(hub), "127.0.0.1", 0)
+    server = serve(hub)
     port = await server.__aenter__()
     stopping: asyncio.Task[None] | None = None
     try:
@@ -90,11 +108,14 @@ async def test_a_daemon_whose_token_is_checked_while_the_coordinator_stops_gets_
     assert hub.links == {}  # nobody was let in
 
 
-async def test_a_daemon_arriving_after_the_hub_stopped_gets_503_and_is_not_let_in() -> None:
+@SERVERS
+async def test_a_daemon_arriving_after_the_hub_stopped_gets_503_and_is_not_let_in(
+    serve: Serving,
+) -> None:
     tokens = HeldTokens()
     tokens.answer.set()
     hub = AgentHub(tokens, heartbeat_timeout=5)  # type: ignore[arg-type]
-    async with serving(agent_app(hub), "127.0.0.1", 0) as port:
+    async with serve(hub) as port:
         hub.start()
         await hub.stop()
         with pytest.raises(InvalidStatus) as got:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
 
 from phalanx.coordinator.agents import AgentHub
+from phalanx.coordinator.app import daemon_route
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.hypervisors import Hypervisors
 from phalanx.coordinator.server import serving
@@ -45,7 +45,7 @@ async def hub() -> AsyncIterator[tuple[Hypervisors, AgentHub, str]]:
     hypervisors = Hypervisors(
         agents, book, verify=lambda token: TOKENS.get(token or ""), heartbeat_timeout=HEARTBEAT
     )
-    app = Starlette(routes=[WebSocketRoute("/hypervisor", hypervisors.serve)])
+    app = Starlette(routes=[daemon_route("/hypervisor", hypervisors.serve)])
     async with serving(app, "127.0.0.1", 0) as port:
         agents.start()
         hypervisors.start()

@@ -23,12 +23,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
-from starlette.responses import PlainTextResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
-
 from phalanx.coordinator.auth import bearer
 from phalanx.coordinator.clock import ClockOffset
-from phalanx.coordinator.links import HELLO_TIMEOUT, Connection, WebSocketLink, receive
+from phalanx.coordinator.links import HELLO_TIMEOUT, Connection, Disconnected, Socket, WebSocketLink
 from phalanx.wire.messages import MessageErrors, MessagePart, encode
 
 log = logging.getLogger("phalanx.coordinator")
@@ -38,7 +35,7 @@ CLOSE_LOST = 1011
 ANSWERS_KEPT = 256  # answers to a daemon's own requests kept for its resends
 SETTLE_TIMEOUT = 5.0  # seconds the closes left running have when a hub stops
 # What refuses a newcomer: a hello that is wrong, malformed, late, or gone.
-REFUSED = (ValueError, *MessageErrors, TimeoutError, WebSocketDisconnect)
+REFUSED = (ValueError, *MessageErrors, TimeoutError, Disconnected)
 
 # The bearer token's daemon name, or None; a store's answer may be awaitable.
 Verifier = Callable[[str | None], Awaitable[str | None] | str | None]
@@ -309,7 +306,7 @@ class DaemonHub(Generic[L]):
 
     # --- the WebSocket endpoint -----------------------------------------------------
 
-    async def serve(self, websocket: WebSocket) -> None:
+    async def serve(self, websocket: Socket) -> None:
         if self.closing:
             await _stopping(websocket)
             return
@@ -319,7 +316,7 @@ class DaemonHub(Generic[L]):
             found = self.verify(token)
             name = await found if inspect.isawaitable(found) else found
         if name is None:
-            await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
+            await websocket.refuse()  # before accept: the handshake gets HTTP 403
             return
         if self.closing:  # it stopped while the token was looked up
             await _stopping(websocket)
@@ -327,7 +324,7 @@ class DaemonHub(Generic[L]):
         await websocket.accept()
         connection = WebSocketLink(websocket)
         try:
-            hello = self.parse(await asyncio.wait_for(receive(websocket), HELLO_TIMEOUT))
+            hello = self.parse(await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT))
             self.check_hello(hello, name)
             if (known := self.links.get(name)) is not None and self.alive(known):
                 # Two daemons under one name would take each other's work; the
@@ -343,13 +340,13 @@ class DaemonHub(Generic[L]):
         link = self.admit(name, hello)
         self.links[name] = link
         self.disconnect(link, 1000, "replaced by a newer connection")
-        link.address = websocket.client.host if websocket.client is not None else None
+        link.address = websocket.client_host
         link.token = token
         link.attach(connection)
         self.welcome(link, hello)
         try:
             while True:
-                raw = await receive(websocket)
+                raw = await websocket.receive()
                 try:
                     message = self.parse(raw)
                 except MessageErrors as exc:
@@ -359,20 +356,18 @@ class DaemonHub(Generic[L]):
                     continue
                 if (work := self.on_message(link, message)) is not None:
                     self.later(work)
-        except (WebSocketDisconnect, RuntimeError):
+        except (Disconnected, RuntimeError):
             pass
         finally:
             link.detach(connection)
             connection.writer.cancel()
 
 
-async def _stopping(websocket: WebSocket) -> None:
+async def _stopping(websocket: Socket) -> None:
     """Turn a newcomer away while the coordinator stops: HTTP 503 before the
     handshake completes, which a daemon retries (a 403 would end it for good,
     and a coordinator started again wants it back)."""
-    await websocket.send_denial_response(
-        PlainTextResponse("the coordinator is stopping", status_code=503)
-    )
+    await websocket.deny(503, "the coordinator is stopping")
 
 
 def refusal(exc: Exception) -> str:

@@ -19,8 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from phalanx.coordinator.agents import AgentHub
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.daemons import DaemonHub, DaemonLink, Unanswered, Verifier, new_request_id
+from phalanx.coordinator.sharedlisteners import SharedListeners
 from phalanx.model import Cluster
 from phalanx.providers.base import AgentSpec, ProvisionError
 from phalanx.providers.remote import ClusterHost, Fault, HypervisorProvider, Kept, Opened
@@ -291,41 +291,6 @@ class _KeptCluster:
     cluster: Cluster
     kept: Kept
     listening: str | None  # the address held open for its agents
-
-
-class SharedListeners:
-    """One extra listener per address, open while anyone holds it: a kept
-    cluster's agents keep the address and port they were booted with."""
-
-    def __init__(self, listen: Callable[[str], AbstractAsyncContextManager[int]]) -> None:
-        self._listen = listen
-        self._open: dict[str, tuple[contextlib.AsyncExitStack, int, int]] = {}
-
-    async def acquire(self, address: str) -> int:
-        if address in self._open:
-            stack, port, count = self._open[address]
-            self._open[address] = (stack, port, count + 1)
-            return port
-        stack = contextlib.AsyncExitStack()
-        port = await stack.enter_async_context(self._listen(address))
-        self._open[address] = (stack, port, 1)
-        return port
-
-    async def release(self, address: str) -> None:
-        stack, port, count = self._open[address]
-        if count > 1:
-            self._open[address] = (stack, port, count - 1)
-            return
-        del self._open[address]
-        await stack.aclose()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, address: str) -> AsyncIterator[int]:
-        port = await self.acquire(address)
-        try:
-            yield port
-        finally:
-            await self.release(address)
 
 
 class Hypervisors(DaemonHub[Remote]):

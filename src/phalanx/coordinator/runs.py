@@ -17,19 +17,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from phalanx import layout
 from phalanx.coordinator.agents import AgentHub
-from phalanx.coordinator.app import AGENT_PATH, agent_app
 from phalanx.coordinator.auth import TokenBook
 from phalanx.coordinator.fleet import RunFleet
-from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
-from phalanx.coordinator.scripts import ScriptKeys, script_routes
-from phalanx.coordinator.server import serving
+from phalanx.coordinator.listener import Routes, listening
+from phalanx.coordinator.scripts import ScriptKeys, SuiteFiles
+from phalanx.coordinator.sharedlisteners import SharedListeners
 from phalanx.engine.lockstep import Lockstep
 from phalanx.engine.step import Cancellation, scope_id
 from phalanx.events import Event, Fanout, Sink
+from phalanx.host.endpoint import AGENT_PATH
 from phalanx.model import (
     PROVIDER_AGENTS,
     PROVIDER_LOCAL,
@@ -58,6 +58,9 @@ from phalanx.report.writers import ReportPaths, prepare_writers, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tags import RunContext
 from phalanx.wire.messages import prepare_coordinator_side
+
+if TYPE_CHECKING:
+    from phalanx.coordinator.hypervisors import Hypervisors
 
 log = logging.getLogger("phalanx.coordinator")
 
@@ -101,8 +104,9 @@ class Coordinator:
     # bridge), yielding the port; None: this coordinator cannot.
     also_listen: Callable[[str], AbstractAsyncContextManager[int]] | None = None
     # Who runs a qemu cluster's VMs: connected hypervisor daemons, else an
-    # embedded one (coordinator/hypervisors.py); None: the qemu provider itself.
-    hypervisors: Hypervisors | None = None
+    # embedded one (coordinator/hypervisors.py), made when first asked for;
+    # None: the qemu provider itself.
+    hypervisors: Callable[[], Hypervisors] | None = None
     tls: bool = False  # it serves https and wss (`phalanx serve` with a certificate)
     # The environment of the local agents it starts; None: this process's
     # own (`phalanx run`). The service gives a minimal one (providers/agentenv.py).
@@ -145,19 +149,34 @@ async def open_coordinator(
         return [scripts_root] if scripts_root is not None and hosts else []
 
     keys = ScriptKeys()
-    app = agent_app(hub, script_routes(roots_for, lambda run_id: scripts_root, keys, hub))
-    async with serving(app, host, port) as bound:
-        listeners = SharedListeners(lambda address: serving(app, address, 0))
-        hypervisors = Hypervisors(
-            hub, tokens, heartbeat_timeout=heartbeat_timeout, listeners=listeners
-        )
+    routes = Routes(
+        {AGENT_PATH: hub.serve}, SuiteFiles(roots_for, lambda run_id: scripts_root, keys, hub)
+    )
+    async with listening(routes, host, port) as bound:
+        listeners = SharedListeners(lambda address: listening(routes, address, 0))
+        made: list[Hypervisors] = []
+
+        def hypervisors() -> Hypervisors:
+            # Only a qemu cluster's run asks: the others go without the
+            # hypervisors' modules (no hypervisor daemon connects to `phalanx run`).
+            if not made:
+                from phalanx.coordinator.hypervisors import Hypervisors
+
+                made.append(
+                    Hypervisors(
+                        hub, tokens, heartbeat_timeout=heartbeat_timeout, listeners=listeners
+                    )
+                )
+            return made[0]
+
         hub.start()
         try:
             yield Coordinator(
                 hub, tokens, host, bound, listeners.hold, hypervisors, script_keys=keys
             )
         finally:
-            await hypervisors.stop()
+            for made_hypervisors in made:
+                await made_hypervisors.stop()
             await hub.stop()
 
 
@@ -183,7 +202,7 @@ async def run_suite(
     if name != PROVIDER_AGENTS:
         try:
             if name == PROVIDER_QEMU and coordinator.hypervisors is not None:
-                provider = coordinator.hypervisors.provider(
+                provider = coordinator.hypervisors().provider(
                     suite.cluster, run_id, folder.path / "hosts"
                 )
             else:
@@ -202,15 +221,12 @@ async def run_suite(
                 )
         except ProvisionError as exc:
             provider = Unprovided(suite.cluster, str(exc))
-    preparing: list[asyncio.Future[None]] = []
-
-    def prepare(result: RunResult) -> None:
-        # The writers' imports and templates in a thread while the hosts go
-        # down: their ends are waited for, this is work that can go beside.
-        # The reports themselves only after: a provider writes its record of
-        # a host at its down (a VM's vm.json), and they show it.
-        preparing.append(asyncio.ensure_future(asyncio.to_thread(prepare_writers)))
-
+    # The writers' imports and templates in a thread from the start: the
+    # run waits for its agents to start and connect, and for them to end,
+    # and this work goes beside those waits instead of after them. The
+    # reports themselves only after: a provider writes its record of a host
+    # at its down (a VM's vm.json), and they show it.
+    preparing = asyncio.ensure_future(asyncio.to_thread(prepare_writers))
     try:
         async with _provided(coordinator, provider) as reach:
             result = await _run_provided(
@@ -223,11 +239,10 @@ async def run_suite(
                 emit,
                 provider,
                 cancellation,
-                prepare,
             )
     finally:
         folder.close()
-    await asyncio.gather(*preparing)
+    await preparing
     write_reports(result, folder.path, options.reports)
     return result, folder.path
 
@@ -310,10 +325,8 @@ async def _run_provided(
     emit: Fanout,
     provider: Provider,
     cancellation: Cancellation,
-    on_result: Callable[[RunResult], None],
 ) -> RunResult:
-    """The run's result, given to `on_result` as soon as it is known,
-    before the hosts are released."""
+    """The run's result, once its hosts are released."""
     hub, book = coordinator.hub, coordinator.tokens
     hosts = list(suite.hosts)
     names = [h.name for h in hosts]
@@ -410,7 +423,6 @@ async def _run_provided(
 
         try:
             result = await outcome()
-            on_result(result)
         finally:
             for noticed in noticing:
                 noticed.cancel()

@@ -23,8 +23,10 @@ capability, `/scripts/<run>/<key>/<path>` ($PHALANX_SCRIPTS_URL,
 `@scripts_url@`), where the key is an HMAC of the run id under a secret of
 this process. It names the run, not a machine, so on a machine shared with
 other processes only the run's stages (who were given it) read its files,
-and it ends with the run. Files are streamed from a worker thread, at most
-MAX_SCRIPT bytes each (413 beyond), so big ones hold up nothing else.
+and it ends with the run. Files are read in a worker thread, at most
+MAX_SCRIPT bytes each (413 beyond), so big ones hold up nothing else;
+`phalanx serve` streams them, `phalanx run`'s listener (listener.py) sends
+each whole once read.
 """
 
 from __future__ import annotations
@@ -32,17 +34,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
-
-from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from typing import TYPE_CHECKING, Protocol
 
 from phalanx.host.peer import capability_of, connection_capability, is_loopback, local_peer
 from phalanx.providers import forwarded
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
 
 # The client's address -> the definitions repos of the live runs that hold
 # a host whose agent connects from there.
@@ -101,91 +106,155 @@ def _hidden(part: str) -> bool:
     return part.lower() in VCS_FOLDERS
 
 
-def _refusal(message: str, status: int) -> Response:
+@dataclass(frozen=True)
+class Answer:
+    """What a GET for a suite file gets, whichever server sends it: a file
+    (as text, or as a download under its name), or a refusal's line."""
+
+    status: int
+    file: Path | None = None
+    download: bool = False
+    text: str = ""
+
+
+def _refusal(message: str, status: int) -> Answer:
     # Plain text, not JSON: suite scripts fetch with `curl -sSO` (no -f) and
     # run what they got. A JSON body is a valid Python dict literal, so
     # `python fetched.py` would "pass" without a word; this line makes any
     # interpreter stop and show it.
-    return PlainTextResponse(f"phalanx: {message}\n", status_code=status)
+    return Answer(status, text=f"phalanx: {message}\n")
 
 
-def script_routes(
-    roots_for: RootsFor,
-    run_root: RunRoot | None = None,
-    keys: ScriptKeys | None = None,
-    vouchers: Vouchers | None = None,
-) -> list[Route]:
-    """`roots_for` answers by address alone, only where there are no run
-    capabilities (`keys`, `run_root`) to ask for."""
+# The routes, as Starlette writes them; `match` reads them for a server that
+# routes by itself (`phalanx run`'s listener).
+ROUTES = {
+    "/showScript/{path:path}": "show",
+    "/downloadScript/{path:path}": "download",
+    "/scripts/{run_id}/{key}/{path:path}": "keyed",
+}
 
-    async def find(request: Request) -> Path | Response:
-        if keys is not None and run_root is not None:
-            roots = await _held_roots(request, keys, run_root, vouchers)
+
+def _pattern(route: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)(?::path)?\}", route)
+    regex = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?P<{part}>{'.*' if part == 'path' else '[^/]+'})"
+        for i, part in enumerate(parts)
+    )
+    return re.compile(regex + "$")
+
+
+_PATTERNS = {name: _pattern(route) for route, name in ROUTES.items()}
+
+
+def match(path: str) -> tuple[str, dict[str, str]] | None:
+    """Which route a (percent-decoded) path is, and its parameters."""
+    for name, pattern in _PATTERNS.items():
+        if (found := pattern.match(path)) is not None:
+            return name, found.groupdict()
+    return None
+
+
+class SuiteFiles:
+    """Who may read which suite file (the module's docstring). `roots_for`
+    answers by address alone, only where there are no run capabilities
+    (`keys`, `run_root`) to ask for."""
+
+    def __init__(
+        self,
+        roots_for: RootsFor,
+        run_root: RunRoot | None = None,
+        keys: ScriptKeys | None = None,
+        vouchers: Vouchers | None = None,
+    ) -> None:
+        self.roots_for = roots_for
+        self.run_root = run_root
+        self.keys = keys
+        self.vouchers = vouchers
+
+    async def answer(
+        self,
+        route: str,
+        params: Mapping[str, str],
+        client: tuple[str, int] | None,
+        server_port: int | None,
+    ) -> Answer:
+        """The answer to a GET of `route` (a name of ROUTES) from `client`
+        (host, port) to this server's `server_port`."""
+        if route == "keyed":
+            return await self._keyed(params)
+        if self.keys is not None and self.run_root is not None:
+            roots = await _held_roots(client, server_port, self.keys, self.run_root, self.vouchers)
         else:
-            roots = roots_for(request.client.host if request.client is not None else "")
+            roots = self.roots_for(client[0] if client is not None else "")
         if not roots:
             return _refusal("suite files are for the hosts of a running run", 403)
-        relative = str(request.path_params.get("path", ""))
-        return await _found(roots, relative)
+        return await _found(roots, params.get("path", ""), download=route == "download")
 
-    async def show(request: Request) -> Response:
-        found = await find(request)
-        if isinstance(found, Response):
-            return found
-        return FileResponse(found, media_type="text/plain; charset=utf-8")
-
-    async def download(request: Request) -> Response:
-        found = await find(request)
-        if isinstance(found, Response):
-            return found
-        return FileResponse(found, filename=found.name)
-
-    async def keyed(request: Request) -> Response:
-        run_id = str(request.path_params["run_id"])
-        if keys is None or run_root is None:
+    async def _keyed(self, params: Mapping[str, str]) -> Answer:
+        run_id = params["run_id"]
+        if self.keys is None or self.run_root is None:
             return _refusal("this coordinator gives no run capabilities", 404)
-        if not keys.valid(run_id, str(request.path_params["key"])):
+        if not self.keys.valid(run_id, params["key"]):
             return _refusal("not this run's key", 403)
-        root = run_root(run_id)
+        root = self.run_root(run_id)
         if root is None:
             return _refusal(f"run {run_id!r} is not running", 403)
-        found = await _found([root], str(request.path_params.get("path", "")))
-        if isinstance(found, Response):
-            return found
-        return FileResponse(found, filename=found.name)
+        return await _found([root], params.get("path", ""), download=True)
 
-    return [
-        Route("/showScript/{path:path}", show, methods=["GET"]),
-        Route("/downloadScript/{path:path}", download, methods=["GET"]),
-        Route("/scripts/{run_id}/{key}/{path:path}", keyed, methods=["GET"]),
-    ]
+
+def script_routes(files: SuiteFiles) -> list[Route]:
+    """The routes for Starlette (`phalanx serve`): files streamed from disk."""
+    from starlette.responses import FileResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    def endpoint(route: str) -> Callable[[Request], Awaitable[Response]]:
+        async def answer(request: Request) -> Response:
+            server = request.scope.get("server")
+            found = await files.answer(
+                route,
+                {k: str(v) for k, v in request.path_params.items()},
+                (request.client.host, request.client.port) if request.client is not None else None,
+                int(server[1]) if server else None,
+            )
+            if found.file is None:
+                return PlainTextResponse(found.text, status_code=found.status)
+            if found.download:
+                return FileResponse(found.file, filename=found.file.name)
+            return FileResponse(found.file, media_type="text/plain; charset=utf-8")
+
+        return answer
+
+    return [Route(path, endpoint(name), methods=["GET"]) for path, name in ROUTES.items()]
 
 
 async def _held_roots(
-    request: Request, keys: ScriptKeys, run_root: RunRoot, vouchers: Vouchers | None
+    client: tuple[str, int] | None,
+    port: int | None,
+    keys: ScriptKeys,
+    run_root: RunRoot,
+    vouchers: Vouchers | None,
 ) -> list[Path]:
     """The repos of the running runs whose capability the client process
-    holds."""
-    server = request.scope.get("server")
-    if request.client is None or not server:
+    (at `client`, connected to this server's `port`) holds."""
+    if client is None or not port:
         return []
-    client, port = request.client, int(server[1])
+    client_host, client_port = client
     held: list[tuple[str, str]] = []
-    if is_loopback(client.host) and (through := forwarded.through(client.port, port)):
+    if is_loopback(client_host) and (through := forwarded.through(client_port, port)):
         # Through an ssh host's forward: its agent looks on the host.
         if vouchers is not None:
             held = await vouchers.vouch([through.agent], through.client_port, through.server_port)
-    elif is_loopback(client.host):
+    elif is_loopback(client_host):
         # Every local process comes from loopback: ask the client for its run's key.
-        one = await asyncio.to_thread(connection_capability, client.port, port)
+        one = await asyncio.to_thread(connection_capability, client_port, port)
         held = [one] if one is not None else []
-    elif (pid := await asyncio.to_thread(local_peer, client.host, client.port, port)) is not None:
+    elif (pid := await asyncio.to_thread(local_peer, client_host, client_port, port)) is not None:
         # A process of this machine in another namespace (a netns or container host).
         one = await asyncio.to_thread(capability_of, pid)
         held = [one] if one is not None else []
     elif vouchers is not None:
         # Another machine (a VM, a host reached directly): the agents connected from there look.
-        held = await vouchers.vouch(vouchers.agents_at(client.host), client.port, port)
+        held = await vouchers.vouch(vouchers.agents_at(client_host), client_port, port)
     roots = []
     for run_id, key in held:
         if keys.valid(run_id, key) and (root := run_root(run_id)) is not None and root not in roots:
@@ -193,7 +262,7 @@ async def _held_roots(
     return roots
 
 
-async def _found(roots: list[Path], relative: str) -> Path | Response:
+async def _found(roots: list[Path], relative: str, download: bool) -> Answer:
     """The file `relative` in the first of `roots` that has it (looked up
     in a worker thread: resolving touches the disk), within MAX_SCRIPT."""
 
@@ -212,4 +281,4 @@ async def _found(roots: list[Path], relative: str) -> Path | Response:
     found, size = hit
     if size > MAX_SCRIPT:
         return _refusal(f"{relative!r} is bigger than {MAX_SCRIPT} bytes, the most served", 413)
-    return found
+    return Answer(200, found, download)

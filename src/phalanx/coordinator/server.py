@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
+
+from phalanx.coordinator.tcp import listening_socket
 
 STOP_TIMEOUT = 5.0  # seconds open connections have to close when it stops
 STOP_POLL = 0.005  # seconds between looks at connections that still close
@@ -33,13 +34,7 @@ async def serving(
 ) -> AsyncIterator[int]:
     """Serve `app` for the duration of the block (over TLS with a certificate
     and key); yields the bound port."""
-    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets that do, and
-    # accepted sockets inherit it. Without it Nagle holds every second small
-    # message until the peer's delayed ACK, 40 ms per barrier.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     config = uvicorn.Config(
         app,
         log_level="warning",

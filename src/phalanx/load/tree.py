@@ -18,9 +18,9 @@ from pathlib import Path
 from phalanx.load import testconfig, yamlsrc
 from phalanx.load.errors import DefinitionError, DefinitionErrors
 from phalanx.load.testconfig import TestConfig
+from phalanx.load.treeroot import TESTS_YAML, tree_folder
 from phalanx.model import Case, Cluster, Host, Suite
 
-TESTS_YAML = "tests.yaml"
 TEST_CONFIG = "test-config.yaml"
 RUN_TEST = "run-test"
 LOCAL_HOST = "localhost"
@@ -41,15 +41,6 @@ class TreeTest:
 class Scan:
     tests: list[TreeTest]  # sorted by name, the order runtests.py runs them in
     notes: list[DefinitionError]  # listing entries passed over (a missing folder)
-
-
-def tree_folder(path: Path) -> Path | None:
-    """The folder holding the top `tests.yaml`: `path` itself, or the `tests/`
-    folder of an Asterisk test-suite checkout."""
-    for candidate in (path, path / "tests"):
-        if (candidate / TESTS_YAML).is_file():
-            return candidate
-    return None
 
 
 def scan(folder: Path) -> Scan:

@@ -9,11 +9,15 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phalanx import layout
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_OK
-from phalanx.report.pastruns import PastRun, RunNotFound, find_run, past_runs
+
+if TYPE_CHECKING:
+    # Imported by the commands themselves: every command's parser (`phalanx
+    # --help`) imports this module, and the past runs' reader the model.
+    from phalanx.report.pastruns import PastRun
 
 Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[
@@ -59,6 +63,8 @@ def _row(run: PastRun) -> dict[str, Any]:
 
 def list_runs(args: argparse.Namespace) -> int:
     """The runs in the results folder, oldest first: id, suite, status, cases, start, time."""
+    from phalanx.report.pastruns import past_runs
+
     runs = past_runs(args.results)
     if args.json:
         print(json.dumps([_row(r) for r in runs], indent=2))
@@ -92,6 +98,8 @@ def list_runs(args: argparse.Namespace) -> int:
 
 
 def _find(args: argparse.Namespace) -> PastRun | None:
+    from phalanx.report.pastruns import RunNotFound, find_run
+
     try:
         return find_run(args.results, args.run)
     except RunNotFound as exc:

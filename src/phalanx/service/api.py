@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from phalanx.coordinator.app import agent_routes
-from phalanx.coordinator.scripts import script_routes
+from phalanx.coordinator.app import agent_routes, daemon_route
+from phalanx.coordinator.scripts import SuiteFiles, script_routes
 from phalanx.service.apidocs import add_api_docs
 from phalanx.service.app import Service
 from phalanx.service.routes import agents, events, files, runs, suites
@@ -68,14 +68,14 @@ def create_app(service: Service) -> FastAPI:
 
     app.router.routes.extend(agent_routes(service.hub))
     if service.hypervisors is not None:
-        from starlette.routing import WebSocketRoute
-
         from phalanx.host.endpoint import HYPERVISOR_PATH
 
-        app.router.routes.append(WebSocketRoute(HYPERVISOR_PATH, service.hypervisors.serve))
+        app.router.routes.append(daemon_route(HYPERVISOR_PATH, service.hypervisors.serve))
     app.router.routes.extend(
         script_routes(
-            service.queue.roots_for, service.queue.root_of, service.script_keys, service.hub
+            SuiteFiles(
+                service.queue.roots_for, service.queue.root_of, service.script_keys, service.hub
+            )
         )
     )
     from phalanx.service.web import mount  # the web UI: pages on the same data

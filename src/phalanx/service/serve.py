@@ -108,9 +108,10 @@ def _log_to_stderr() -> None:
 async def _main(config: object, repos: list[Path]) -> None:
     from phalanx.coordinator.agents import AgentHub
     from phalanx.coordinator.auth import TokenBook
-    from phalanx.coordinator.hypervisors import Hypervisors, SharedListeners
+    from phalanx.coordinator.hypervisors import Hypervisors
     from phalanx.coordinator.runs import Coordinator
     from phalanx.coordinator.server import serving
+    from phalanx.coordinator.sharedlisteners import SharedListeners
     from phalanx.host.__main__ import CA_ENV
     from phalanx.providers.agentenv import UnusableUser, agent_user, minimal_env
     from phalanx.service.agents import SeenRecorder
@@ -273,7 +274,7 @@ async def _main(config: object, repos: list[Path]) -> None:
                         public or local,
                         port,
                         None if tls else also_listen,
-                        hypervisors,
+                        lambda: hypervisors,
                         tls=tls,
                         agent_env=agent_env,
                         script_keys=service.script_keys,

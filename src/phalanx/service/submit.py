@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.exits import EXIT_DEFINITIONS, EXIT_INFRASTRUCTURE, EXIT_OK, for_status
-from phalanx.model import Status
 
 TOKEN_ENV = "PHALANX_TOKEN"
 RETRY = 0.5  # after a dropped stream, before the next
@@ -183,6 +182,8 @@ def _ended(run_id: str, document: dict[str, Any]) -> int:
     status = str(document.get("status"))
     reason = document.get("reason")
     print(f"run {run_id}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+    from phalanx.model import Status  # not with the module: every command's parser imports it
+
     try:
         return for_status(Status(status))
     except ValueError:

@@ -83,7 +83,8 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
 
 def _main(path: Path, args: TreeArgs, out: TextIO, err: TextIO) -> int:
     from phalanx.load.errors import DefinitionErrors
-    from phalanx.load.tree import load_tree, scan, tree_folder
+    from phalanx.load.tree import load_tree, scan
+    from phalanx.load.treeroot import tree_folder
     from phalanx.report.terminal import shown_problem
     from phalanx.tree.select import Selection, SelectionError, repeat, select, shuffle
     from phalanx.tree.suiteconfig import apply, read_global
