@@ -134,6 +134,8 @@ def _show(body: bytes, cut: bool = True) -> str:
 def safe_text(text: str) -> str:
     """`text` without escape sequences, its other controls as `\\xNN` (tabs
     and newlines stay); lines are not cut."""
+    if text.isascii() and text.isprintable():  # most lines: nothing to show otherwise
+        return text
     return _show(text.encode("utf-8", errors="replace"), cut=False)
 
 
