@@ -30,7 +30,13 @@ ratio follows it.
 
 Targets: median <= 1.5x the floor, p99 <= 2.5x the floor, at 8 and 32 hosts.
 
-    .venv/bin/python bench/lockstep.py [--cases 50] [--hosts 8,32] [--repeats 5]
+phalanx runs as installed (without PYTHONDONTWRITEBYTECODE, after one
+untimed run). `--compare SRC` also runs phalanx from another checkout's
+`src` folder (`git archive BASE src | tar -x -C /tmp/base`, then
+`--compare /tmp/base/src`) in the same repetitions, interleaved, and prints
+this checkout's ratio to it.
+
+    .venv/bin/python bench/lockstep.py [--cases 50] [--hosts 8,32] [--repeats 5] [--compare SRC]
 """
 
 from __future__ import annotations
@@ -45,8 +51,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from bench.machine import installed_env
 
 from phalanx.model import Case, Cluster, Host, RunResult, Script, Suite
 
@@ -94,7 +104,9 @@ def cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def phalanx_run(suite: Path, results: Path, *select: str) -> tuple[float, float, Path]:
+def phalanx_run(
+    suite: Path, results: Path, env: dict[str, str], *select: str
+) -> tuple[float, float, Path]:
     """Wall seconds of one `phalanx run`, start to exit, the CPU seconds of
     it and everything under it (agents, scripts), and its results.json."""
     results.mkdir(parents=True)
@@ -102,7 +114,7 @@ def phalanx_run(suite: Path, results: Path, *select: str) -> tuple[float, float,
                "--results", str(results), *select]  # fmt: skip
     cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, check=False, timeout=600)
+    done = subprocess.run(command, capture_output=True, check=False, timeout=600, env=env)
     wall = time.perf_counter() - started
     cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
     if done.returncode != 0:
@@ -139,52 +151,81 @@ def floor_rounds(script: Path, hosts: int, rounds: int) -> list[float]:
     return times
 
 
-def bench_hosts(root: Path, hosts: int, cases: int, repeats: int) -> None:
+@dataclass
+class Series:
+    """One phalanx (this checkout's, or `--compare SRC`'s) at one size."""
+
+    label: str
+    env: dict[str, str]
+    costs: list[float] = field(default_factory=list)  # ms per extra stage, one per repetition
+    gaps: list[float] = field(default_factory=list)  # ms, every stage of every M-case run
+    cpu_costs: list[float] = field(default_factory=list)  # CPU ms per extra stage
+
+    def measure(self, suite: Path, out: Path, extra: int) -> None:
+        one, one_cpu, _ = phalanx_run(suite, out / "1", self.env, "-t", "c0")
+        many, many_cpu, results = phalanx_run(suite, out / "m", self.env)
+        self.costs.append((many - one) * 1000 / extra)
+        self.cpu_costs.append((many_cpu - one_cpu) * 1000 / extra)
+        self.gaps += stage_gaps(results)
+
+
+def bench_hosts(
+    root: Path, hosts: int, cases: int, repeats: int, compare: Path | None = None
+) -> None:
     suite = make_repo(root, hosts, cases)
     script = suite / "tc" / "c0" / "run.sh"
     script.chmod(0o755)
     extra = len(STAGES) * (cases - 1)
-    costs: list[float] = []  # ms per extra stage, one per repetition
+    env = installed_env()
+    series = [Series("this checkout", env)]
+    if compare is not None:
+        series.append(Series(f"--compare {compare}", {**env, "PYTHONPATH": str(compare)}))
+    for each in series:  # untimed: the .pyc files an installed copy has
+        phalanx_run(suite, root / f"warm-{hosts}-{len(each.label)}", each.env, "-t", "c0")
     floors: list[float] = []  # ms, the median round of each repetition
-    gaps: list[float] = []  # ms, every stage of every M-case run
     floor_all: list[float] = []
-    cpu_costs: list[float] = []  # CPU ms per extra stage: phalanx run, its agents, scripts
     cpu_floors: list[float] = []  # CPU ms per round: the spawner and its scripts
     for rep in range(repeats):
-        one, one_cpu, _ = phalanx_run(suite, root / f"r{hosts}-{rep}-1", "-t", "c0")
-        many, many_cpu, results = phalanx_run(suite, root / f"r{hosts}-{rep}-m")
+        # Interleaved: each repetition runs every phalanx and the floor, so
+        # a change in the machine's load falls on all of them alike.
+        for index, each in enumerate(series):
+            each.measure(suite, root / f"r{hosts}-{rep}-{index}", extra)
         cpu = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN)
         rounds = floor_rounds(script, hosts, extra)
         cpu = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
-        cpu_costs.append((many_cpu - one_cpu) * 1000 / extra)
         cpu_floors.append(cpu * 1000 / extra)
-        costs.append((many - one) * 1000 / extra)
-        gaps += stage_gaps(results)
         floors.append(statistics.median(rounds))
         floor_all += rounds
     floor = statistics.median(floor_all)
-    cost = statistics.median(costs)
-    tail = p99(gaps)
     print(f"{hosts} hosts, {cases} cases x {len(STAGES)} stages, {repeats} repetitions")
     print(f"  {'ms per stage':<44} {'min':>7} {'median':>7} {'max':>7}")
-    print(f"  {'user-visible cost ((M-case - 1-case) / extra)':<44} {spread(costs)}")
     print(f"  {'spawn floor (median round, per repetition)':<44} {spread(floors)}")
-    print(
-        f"  {'ratio, per repetition':<44} {spread([c / f for c, f in zip(costs, floors, strict=True)])}"
-    )
-    print(f"  {'stage-start gaps in results.json':<44} {spread(gaps)}  p99 {tail:.2f}")
     print(f"  {'floor rounds':<44} {spread(floor_all)}  p99 {p99(floor_all):.2f}")
-    cpu_ratios = [c / f for c, f in zip(cpu_costs, cpu_floors, strict=True)]
-    print(f"  {'CPU per extra stage (run, agents, scripts)':<44} {spread(cpu_costs)}")
     print(f"  {'CPU per floor round (spawner, scripts)':<44} {spread(cpu_floors)}")
-    print(f"  {'CPU ratio, per repetition':<44} {spread(cpu_ratios)}")
-    median_ok = "ok" if cost <= TARGET_MEDIAN * floor else "MISSED"
-    tail_ok = "ok" if tail <= TARGET_P99 * floor else "MISSED"
-    print(
-        f"  median {cost:.2f} ms = {cost / floor:.2f}x the floor {floor:.2f} ms "
-        f"(target <= {TARGET_MEDIAN}x: {median_ok}); "
-        f"p99 {tail:.2f} ms = {tail / floor:.2f}x (target <= {TARGET_P99}x: {tail_ok})"
-    )
+    for each in series:
+        cost, tail = statistics.median(each.costs), p99(each.gaps)
+        ratios = [c / f for c, f in zip(each.costs, floors, strict=True)]
+        cpu_ratios = [c / f for c, f in zip(each.cpu_costs, cpu_floors, strict=True)]
+        print(f"  {each.label}:")
+        print(f"  {'user-visible cost ((M-case - 1-case) / extra)':<44} {spread(each.costs)}")
+        print(f"  {'ratio to the floor, per repetition':<44} {spread(ratios)}")
+        print(f"  {'stage-start gaps in results.json':<44} {spread(each.gaps)}  p99 {tail:.2f}")
+        print(f"  {'CPU per extra stage (run, agents, scripts)':<44} {spread(each.cpu_costs)}")
+        print(f"  {'CPU ratio to the floor, per repetition':<44} {spread(cpu_ratios)}")
+        median_ok = "ok" if cost <= TARGET_MEDIAN * floor else "MISSED"
+        tail_ok = "ok" if tail <= TARGET_P99 * floor else "MISSED"
+        print(
+            f"  median {cost:.2f} ms = {cost / floor:.2f}x the floor {floor:.2f} ms "
+            f"(target <= {TARGET_MEDIAN}x: {median_ok}); "
+            f"p99 {tail:.2f} ms = {tail / floor:.2f}x (target <= {TARGET_P99}x: {tail_ok})"
+        )
+    if compare is not None:
+        head, base = series
+        print(
+            "  this checkout / --compare, per repetition: cost "
+            f"{spread([a / b for a, b in zip(head.costs, base.costs, strict=True)])}, CPU "
+            f"{spread([a / b for a, b in zip(head.cpu_costs, base.cpu_costs, strict=True)])}"
+        )
 
 
 # --- for the provider benches (bench/providers*.py, bench/vms.py), which
@@ -223,11 +264,18 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=50)
     parser.add_argument("--hosts", default="8,32")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="SRC",
+        help="also run phalanx from this src folder (another checkout's), interleaved",
+    )
     args = parser.parse_args()
+    compare = args.compare.resolve() if args.compare is not None else None
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="phalanx-bench-") as tmp:
         for hosts in (int(h) for h in args.hosts.split(",")):
-            bench_hosts(Path(tmp), hosts, args.cases, args.repeats)
+            bench_hosts(Path(tmp), hosts, args.cases, args.repeats, compare)
     print(f"machine after: {machine()}")
 
 

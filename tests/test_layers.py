@@ -55,6 +55,7 @@ EDGES = {
     "hypervisor",  # `phalanx hypervisor` and the embedded one: runs VMs for a coordinator
     "check",  # `phalanx check`: history files checked offline
     "virt",  # phalanx.virt: VM tests drive QEMU guests (providers) from a host
+    "loops",  # the event loop a long-lived process runs (uvloop where installed)
 }
 
 

@@ -18,6 +18,8 @@ import signal
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from phalanx import loops
+
 T = TypeVar("T")
 
 
@@ -27,7 +29,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     async def main() -> None:
         box.append(await coro)
 
-    asyncio.run(main())
+    loops.run(main())
     return box[0]
 
 

@@ -89,7 +89,20 @@ def _record(record: Any, *, times: bool, leaving_out: tuple[str, ...] = ()) -> d
     }
 
 
+# The types most fields hold, looked up by exact type before the checks
+# below: a run's records are thousands of fields by the time results.json
+# is written.
+_AS_IS = frozenset({str, bool, float, type(None)})
+
+
 def _encode(value: Any, *, times: bool) -> Any:
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is datetime:
+        return iso(value) if times else value
+    if kind in _field_lists:  # a record type seen before
+        return _record(value, times=times)
     if value is None or isinstance(value, str | bool | float):
         return value
     if isinstance(value, enum.Enum):

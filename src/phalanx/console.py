@@ -82,8 +82,16 @@ def duration(value: float) -> str:
 
 def _clock(moment: datetime | None) -> str:
     """Wall-clock time of day, local: what a person compares with their watch."""
-    local = (moment or now()).astimezone()
-    return local.strftime("%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
+    moment = moment or now()
+    second = moment.replace(microsecond=0)
+    # A line per host and stage: the local time of a second is worked out
+    # once for all the lines within it.
+    if _last_second[0] != second:
+        _last_second[:] = [second, second.astimezone().strftime("%H:%M:%S.")]
+    return f"{_last_second[1]}{moment.microsecond // 1000:03d}"
+
+
+_last_second: list[object] = [None, ""]
 
 
 def prefetch_rich() -> threading.Thread:

@@ -4,7 +4,6 @@ provider starts agents this way; `phalanx agent` calls the same `main`)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -14,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from phalanx import argtypes
+from phalanx import argtypes, loops
 
 CA_ENV = "PHALANX_AGENT_CA"
 
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 130
     try:
         with said_on_sigterm(status, "agent"):
-            code = asyncio.run(agent.run())
+            code = loops.run(agent.run())
         return code
     except KeyboardInterrupt:
         return code

@@ -186,6 +186,7 @@ class Agent:
         self.backoff_max = backoff_max
         self.give_up_after = give_up_after
         self.state_dir = workdir / ".phalanx"
+        self.scratch_root = self.state_dir / "stages"  # made once: a Path costs on every barrier
         self.xrdtest_functions = xrdtest_functions or self.state_dir / "xrdtest_functions.sh"
         self.ledger = GroupLedger(ledger_path(workdir))
         self.running: dict[str, _Stage] = {}
@@ -488,7 +489,7 @@ class Agent:
             scope=message.scope,
             env=env,
             cwd=self.workdir,
-            scratch_root=self.state_dir / "stages",
+            scratch_root=self.scratch_root,
             timeout=message.timeout,
             output=output,
             ledger=self.ledger,

@@ -35,7 +35,8 @@ from phalanx.providers.cache import build, taken
 # imports every module of it in a venv made from the wheelhouse alone):
 # msgspec (the wire messages), pydantic and pydantic-settings (the settings
 # of walks),
-# websockets (the link to the coordinator), PyYAML (the declarative runtime),
+# websockets (the link to the coordinator), uvloop (its event loop), PyYAML
+# (the declarative runtime),
 # allpairspy (walks). Their version bounds come from phalanx's own metadata
 # (pyproject), so they are kept in one place. Left out: the service's stack,
 # and dask (a walk's dask executor on an SSH host says it needs it).
@@ -44,6 +45,7 @@ AGENT_REQUIREMENTS = (
     "pydantic",
     "pydantic-settings",
     "websockets",
+    "uvloop",
     "pyyaml",
     "allpairspy",
 )

@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 LINE_SHOWN = 400  # bytes of a line shown; a longer one is cut and its length given
 BACKLOG = 4 * 1024 * 1024  # bytes of program output waiting for a slow reader
 CLOSE_WAIT = 10.0  # seconds a closing Terminal waits for a reader that takes nothing
+# Seconds the writer thread, having written, lets the console's lines
+# gather before it writes again: events come in bursts (a host's line per
+# result), and one write per burst costs one wake of the thread instead of
+# one per line. Programs' output cuts the pause short: it keeps flowing.
+GATHER = 0.01
 MANY_CONTROLS = 256  # more in one piece: binary, shown as dots rather than \xNN each
 
 # Escapes in their 7-bit form, found by their ESC: CSI (colors, cursor
@@ -134,6 +139,8 @@ def _show(body: bytes, cut: bool = True) -> str:
 def safe_text(text: str) -> str:
     """`text` without escape sequences, its other controls as `\\xNN` (tabs
     and newlines stay); lines are not cut."""
+    if text.isascii() and text.isprintable():  # most lines: nothing to show otherwise
+        return text
     return _show(text.encode("utf-8", errors="replace"), cut=False)
 
 
@@ -373,6 +380,8 @@ class Terminal:
         self.shown = Shown(backlog)
         self._fd = descriptor(stream)
         self._closing = False
+        # Set by programs' output and by closing: the gathering pause ends.
+        self._hurry = threading.Event()
         self._busy = False
         self._thread: threading.Thread | None = None
         if self._fd is not None:
@@ -389,9 +398,11 @@ class Terminal:
 
     def output(self, key: Hashable, prefix: str, data: bytes) -> None:
         self._then(self.shown.output, key, prefix, data)
+        self._hurry.set()
 
     def end(self, key: Hashable, prefix: str) -> None:
         self._then(self.shown.end, key, prefix)
+        self._hurry.set()
 
     def _then(self, put: Callable[..., None], *args: object) -> None:
         if self.safe.quiet:
@@ -410,12 +421,14 @@ class Terminal:
                 if not self.shown:
                     return
                 self._busy = True
+            self._hurry.clear()  # what comes from now on ends the pause below
             try:
                 self._put(self.shown.take().encode(self.safe.encoding, errors="replace"))
             finally:
                 with lock:
                     self._busy = False
                     lock.notify_all()
+            self._hurry.wait(GATHER)
 
     def _put(self, data: bytes) -> None:
         # Straight to the descriptor: a thread blocked in a write must hold no
@@ -450,6 +463,7 @@ class Terminal:
         with self.shown.lock:
             self._closing = True
             self.shown.lock.notify_all()
+        self._hurry.set()
         thread.join(timeout)
         if not thread.is_alive():
             self._thread = None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -487,7 +486,7 @@ def task_of(spec: TaskSpec) -> Task:
         )
     try:
         # Through JSON: strict checks there still take a list for a tuple.
-        return _checked(cls.type, json.dumps(spec.payload))
+        return _checked(cls.type, _encoder.encode(spec.payload))
     except msgspec.ValidationError as exc:
         raise TaskRefused(
             f"{agent} cannot run this {cls.type} task (version {cls.version}): {_problem(exc)}"
@@ -505,11 +504,11 @@ class _Unknown(ValueError):
 # A lockstep suite sends the same task stage after stage (tasks are frozen):
 # checked once, not at every barrier.
 @functools.lru_cache(maxsize=64)
-def _checked(task_type: str, payload: str) -> Task:
+def _checked(task_type: str, payload: bytes) -> Task:
     decoder, fields = _decoder(task_type)
     # A dataclass decodes with unknown keys ignored; a payload with one
     # comes from another version and must say so.
-    for key in json.loads(payload):
+    for key in msgspec.json.decode(payload):
         if key not in fields:
             raise _Unknown(key)
     task: Task = decoder.decode(payload)
