@@ -306,6 +306,12 @@ def output_link(run_id: str, case: str | None, stage: str, host: str) -> str:
 REPORT_FILES = (layout.RESULTS_JSON, layout.JUNIT_XML, layout.RESULTS_TAP, layout.REPORT_HTML)
 
 
+def ended_kept(service: Service, run_id: str) -> bool:
+    """Whether the ended run's document is kept (service/caches.py): what
+    is made of it may be served as it was."""
+    return service.caches.documents.get((run_id, TAIL)) is not None
+
+
 async def run(service: Service, run_id: str) -> RunView | None:
     found = await run_document(service, run_id, tail=TAIL)
     if found is None:
