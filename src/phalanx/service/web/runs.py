@@ -33,7 +33,8 @@ async def run(web: Web, request: Request, who: Principal | None) -> Response:
     response = web.pages.render(
         request, "run.html", who, run=view, parts=web.pages.report_parts(view)
     )
-    if not view.active:
+    if not view.active and views.ended_kept(web.service, run_id):
+        # Rendered from its ended document (not a live board's last look)
         web.ended_runs.put(key, bytes(response.body))
     return response
 
