@@ -18,9 +18,11 @@ from phalanx.hypervisor.core import Hypervisor
 from phalanx.model import Cluster, Host, SshAccess
 from phalanx.providers.base import AgentSpec, Provider, ProvisionError
 from phalanx.providers.local import LocalProvider
+from phalanx.providers.netns import label
 from phalanx.providers.qemu import QemuProvider
 from phalanx.providers.remote import HypervisorProvider, Opened
 from phalanx.providers.ssh import SshProvider
+from tests.providers.containers import needs_podman
 from tests.providers.test_netns import WHY_NOT as NETNS_WHY_NOT
 
 CLUSTER = Cluster(name="c", hosts=(Host(name="h1.fail.test"), Host(name="h2.fail.test")))
@@ -73,6 +75,29 @@ async def test_netns_when_the_agents_cannot_start_removes_its_network(tmp_path: 
         ["ip", "netns", "list"], capture_output=True, text=True, timeout=30
     ).stdout
     assert f"phx-{run_id}" not in namespaces
+
+
+@needs_podman
+async def test_podman_when_an_image_is_not_there_removes_its_network(tmp_path: Path) -> None:
+    """The image is judged while the network is made: the run ends before
+    any container starts, and nothing of the network is left."""
+    from phalanx.providers.podman import PodmanProvider
+
+    run_id = f"failpod{os.getpid()}"
+    missing = "localhost/phalanx-no-such-image:none"
+    cluster = Cluster(
+        name="c", provider="podman", hosts=(Host(name="h1.fail.test", image=missing),)
+    )
+    provider = PodmanProvider(cluster, tmp_path / "hosts", run_id, state_dir=tmp_path / "state")
+    error = await fails_then_goes_down_quietly(provider, cluster, "is not on this machine",
+                                               in_open=True)  # fmt: skip
+    assert missing in str(error)
+    namespaces = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=30
+    ).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=30).stdout
+    assert f"phx-{run_id}-" not in namespaces  # its hosts' namespaces
+    assert f"phx{label(run_id)}" not in links  # its bridge
 
 
 def closed_port() -> int:

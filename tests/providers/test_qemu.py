@@ -139,6 +139,25 @@ else
 fi
 /run/phalanx/busybox ping -c 1 -w 3 $peer >/dev/null || echo "cut off from $peer"
 """
+# Suite files as XrdTest fetched them (/showScript from the VM, no
+# credential): the stage's own curl gets the file; a copy of it with the
+# run's key altered, and a process outside the run (a daemon of the VM in
+# a session of its own, none of the run's environment, started after the
+# stage hands off to it, not a child of the stage by then) get 403.
+FILES = """code() { curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$@"; }
+url="@proto@://@coordinator@:@port@/showScript/utils/data.txt"
+echo "stage: $(code "$url")"
+echo "text: $(curl -s --max-time 20 "$url")"
+echo "keyed: $(code "$PHALANX_SCRIPTS_URL/utils/data.txt")"
+forged="$(echo "$PHALANX_SCRIPTS_URL" | sed 's|/[0-9a-f]*$|/0000000000000000000000000000000000000000000000000000000000000000|')"
+echo "forged key: $(PHALANX_SCRIPTS_URL="$forged" curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$url")"
+echo "$url" > /tmp/outsider.url
+( setsid env -i PATH=/usr/bin:/bin sh -c '
+    curl -s -o /dev/null -w "%{http_code}" --max-time 20 "$(cat /tmp/outsider.url)" > /tmp/outsider.tmp
+    mv /tmp/outsider.tmp /tmp/outsider.code' </dev/null >/dev/null 2>&1 & )
+for _ in $(seq 300); do [ -s /tmp/outsider.code ] && break; sleep 0.1; done
+echo "outside the run: $(cat /tmp/outsider.code)"
+"""
 REACH = """for peer in vm0.qemu.test vm1.qemu.test; do
     if [ "$(hostname -f)" != $peer ]; then
         /run/phalanx/busybox ping -c 1 -w 20 $peer >/dev/null && echo "pinged $peer"
@@ -166,6 +185,7 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
             Case(name="net", stages={"run": Script(text=NET)}),
             Case(name="cut", stages={"run": Script(text=CUT)}),
             Case(name="healed", stages={"run": Script(text=REACH)}),
+            Case(name="files", stages={"run": Script(text=FILES)}),
         )
         if ROOT
         else ()
@@ -193,7 +213,13 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
             os.kill(killed[0], signal.SIGKILL)
 
     run_id = _run_id("vm-run")
-    options = RunOptions(results=results, heartbeat_timeout=15, connect_timeout=BOOT, run_id=run_id)
+    repo = tmp_path / "repo"  # the suite's definitions repo: its files are served to the run
+    (repo / "utils").mkdir(parents=True)
+    (repo / "utils" / "data.txt").write_text("from the repo\n")
+    options = RunOptions(
+        results=results, heartbeat_timeout=15, connect_timeout=BOOT, run_id=run_id,
+        scripts_root=repo,
+    )  # fmt: skip
     result, folder = await run_local(suite, options, [kill_when_sleeping])
 
     own = _bridged(folder, result) if ROOT else {}
@@ -207,6 +233,10 @@ async def test_a_two_vm_cluster_on_a_bridge_runs_stages_and_a_killed_qemu_is_a_l
             "vm0.qemu.test": ["isolated", "cut off from vm1.qemu.test"],
             "vm1.qemu.test": ["cut off from vm0.qemu.test"],
         }
+        files = {n: output(folder, result, "files", "run", n).splitlines() for n in vms}
+        fetched = ["stage: 200", "text: from the repo", "keyed: 200", "forged key: 403",
+                   "outside the run: 403"]  # fmt: skip
+        assert files == {n: fetched for n in vms}, files
         healed = {n: output(folder, result, "healed", "run", n).splitlines() for n in vms}
         assert healed == {
             "vm0.qemu.test": ["pinged vm1.qemu.test"],

@@ -3,6 +3,7 @@ sessions; and the kinds never stand in for each other."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -124,6 +125,36 @@ async def test_a_revoke_by_another_process_is_seen_within_a_fraction_of_a_second
 
     seen: bool = await eventually_async(refused, within=CHECKED_TTL + 10, what="the removal seen")
     assert seen
+
+
+async def test_fifty_requests_at_once_check_a_token_with_one_store_query(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's fifty readers whose check just went stale ask the store
+    once between them, not fifty times at once; a revoke by this service
+    while that query runs is still seen by the next request."""
+    auth = Auth(store.credentials)
+    await auth.add_user("frank", "viewer", PASSWORD)
+    token = await auth.create_user_token("frank")
+    queries = 0
+    real = store.credentials.user_for_token_hash
+
+    async def counted(hashed: str) -> tuple[str, str] | None:
+        nonlocal queries
+        queries += 1
+        return await real(hashed)
+
+    monkeypatch.setattr(store.credentials, "user_for_token_hash", counted)
+    answers = await asyncio.gather(*(auth.verify_user_token(token) for _ in range(50)))
+    assert answers == [("frank", Role.VIEWER)] * 50
+    assert queries == 1
+    auth.checked.clear()  # stale: the next readers ask again
+    during = [asyncio.ensure_future(auth.verify_user_token(token)) for _ in range(10)]
+    await asyncio.sleep(0)
+    await auth.revoke_user_tokens("frank")
+    assert await auth.verify_user_token(token) is None
+    await asyncio.gather(*during)
+    assert await auth.verify_user_token(token) is None  # what the older query found is not kept
 
 
 async def test_an_expired_session_is_refused_and_pruned(store: Store) -> None:

@@ -476,6 +476,10 @@ def test_alerts_are_sent_and_kept_with_the_run_and_retention_prunes(tmp_path: Pa
             assert [(g["run_id"], g["status"]) for g in _Hooks.got] == [(first, "passed")]
             folder = tmp_path / "data" / "runs" / first
             assert folder.is_dir()
+            # An ended run's page, rendered once and then kept for its readers
+            for _ in range(2):
+                page = client.get(f"/runs/{first}")
+                assert page.status_code == 200 and first in page.text
 
             second = client.post("/api/suites/good/runs").json()["id"]
             wait_run(client, second, ("passed", "failed", "error"))
@@ -485,6 +489,7 @@ def test_alerts_are_sent_and_kept_with_the_run_and_retention_prunes(tmp_path: Pa
                 within=30,
                 what="the older run pruned",
             )
+            assert client.get(f"/runs/{first}").status_code == 404  # its kept page went with it
     finally:
         stop(service)
         receiver.shutdown()

@@ -320,6 +320,28 @@ async def test_recent_runs_filter_by_suite_and_status_newest_first(store: Store)
     assert [r.id for r in await store.runs.recent(limit=1)] == ["r2"]
 
 
+async def test_every_suites_newest_runs_in_one_query_are_what_each_suites_query_finds(
+    store: Store,
+) -> None:
+    """The suites list's strips: the newest `limit` runs of each suite,
+    newest first (ties by id), as `recent(suite=...)` finds them; a suite
+    without runs has none."""
+    for i in range(12):
+        suite = ("a", "b", "c")[i % 3] if i < 9 else "a"
+        # Two runs of "b" queued at the same moment: the id breaks the tie.
+        await create(store, f"r{i:02}", suite=suite, queued_at=at(4 if i in (4, 7) else i))
+    found = await store.runs.recent_by_suite(["a", "b", "c", "never"], 3)
+    assert {name: [r.id for r in runs] for name, runs in found.items()} == {
+        "a": ["r11", "r10", "r09"],
+        "b": ["r07", "r04", "r01"],
+        "c": ["r08", "r05", "r02"],
+        "never": [],
+    }
+    for name in ("a", "b", "c"):
+        assert found[name] == await store.runs.recent(suite=name, limit=3)
+    assert await store.runs.recent_by_suite([], 3) == {}
+
+
 async def test_prune_deletes_old_and_surplus_runs_with_their_folders(
     store: Store, data_dir: Path, tmp_path: Path
 ) -> None:

@@ -289,12 +289,14 @@ class Auth:
         if not token or not token.startswith(USER_PREFIX):
             return None
         hashed = token_hash(token)
-        if (known := self.checked.get(hashed)) is not None:
-            return known[0]
-        found = await self.credentials.user_for_token_hash(hashed)
-        if found is None or (role := _role(found[1])) is None:
-            return self.checked.put(hashed, None)
-        return self.checked.put(hashed, Principal(found[0], role))
+
+        async def look() -> Principal | None:
+            found = await self.credentials.user_for_token_hash(hashed)
+            if found is None or (role := _role(found[1])) is None:
+                return None
+            return Principal(found[0], role)
+
+        return await self.checked.fetch(hashed, look)
 
     # --- login sessions ---------------------------------------------------------------
 
@@ -310,12 +312,14 @@ class Auth:
         if not cookie or cookie.startswith((AGENT_PREFIX, USER_PREFIX, HYPERVISOR_PREFIX)):
             return None
         hashed = token_hash(cookie)
-        if (known := self.checked.get(hashed)) is not None:
-            return known[0]
-        found = await self.credentials.session_user(hashed)
-        if found is None or (role := _role(found[1])) is None:
-            return self.checked.put(hashed, None)
-        return self.checked.put(hashed, Principal(found[0], role))
+
+        async def look() -> Principal | None:
+            found = await self.credentials.session_user(hashed)
+            if found is None or (role := _role(found[1])) is None:
+                return None
+            return Principal(found[0], role)
+
+        return await self.checked.fetch(hashed, look)
 
     async def end_session(self, cookie: str) -> None:
         """Log out."""

@@ -5,14 +5,17 @@
 - `Recent`: answers that may change (who a token or a session is), kept for
   a fraction of a second and forgotten at once when the service itself
   changes them; another process's change (a `phalanx user` command) is seen
-  within `ttl`.
+  within `ttl`. Readers asking together while none is kept wait for one
+  look-up between them (`fetch`): fifty requests of one browser or script
+  whose answer just went stale are one store query, not fifty at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -57,6 +60,9 @@ class Recent(Generic[K, V]):
     ) -> None:
         self.ttl, self.size, self._clock = ttl, size, clock
         self._entries: dict[K, tuple[float, V]] = {}
+        self._looking: dict[K, asyncio.Future[V]] = {}
+        # Bumped by `clear`: a look-up begun before it is not kept after it.
+        self._generation = 0
 
     def get(self, key: K) -> tuple[V] | None:
         """(the answer,) while fresh; None when there is none or it is stale
@@ -75,8 +81,37 @@ class Recent(Generic[K, V]):
         self._entries[key] = (self._clock(), value)
         return value
 
+    async def fetch(self, key: K, look: Callable[[], Awaitable[V]]) -> V:
+        """The answer for `key`: kept, or looked up by `look` once for every
+        reader asking while it is looked up (a reader going away does not
+        cancel the others' look-up; a failed one is kept for no one)."""
+        if (known := self.get(key)) is not None:
+            return known[0]
+        looking = self._looking.get(key)
+        if looking is None:
+            looking = asyncio.ensure_future(look())
+            self._looking[key] = looking
+            generation = self._generation
+
+            def done(future: asyncio.Future[V]) -> None:
+                if self._looking.get(key) is future:
+                    del self._looking[key]
+                if (
+                    generation == self._generation
+                    and not future.cancelled()
+                    and future.exception() is None
+                ):
+                    self.put(key, future.result())
+
+            looking.add_done_callback(done)
+        return await asyncio.shield(looking)
+
     def clear(self) -> None:
+        """Forget every answer, and every look-up under way: a reader asking
+        after this waits for one begun after it."""
         self._entries.clear()
+        self._looking.clear()
+        self._generation += 1
 
 
 # An ended run's document is some hundred kilobytes of objects: a few dozen

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import shutil
@@ -282,6 +283,11 @@ async def _main(config: object, repos: list[Path]) -> None:
                         agent_workroot=workroot,
                     )
                 )
+                # Everything made so far lives as long as the service (modules,
+                # the app, its routes and templates): out of the collector's
+                # full passes, which walked it all and held every request for
+                # 0.1-0.3 s under load.
+                gc.freeze()
                 shown = f"[{config.host}]" if ":" in config.host else config.host
                 scheme = "https" if tls else "http"
                 log.info("listening on %s://%s:%d (API docs at /docs)", scheme, shown, port)

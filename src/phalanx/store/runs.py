@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -330,6 +330,37 @@ class Runs:
             query = query.where(RunRow.status == status)
         async with self.db.session() as s:
             return [RunSummary.of(row) for row in await s.scalars(query)]
+
+    async def recent_by_suite(
+        self, suites: Sequence[str], limit: int
+    ) -> dict[str, list[RunSummary]]:
+        """Each suite's newest `limit` runs, newest first (as `recent` reads
+        them), in one query for all: a page of every suite's strip is one
+        round trip to the store, not one a suite."""
+        found: dict[str, list[RunSummary]] = {name: [] for name in suites}
+        if not found:
+            return found
+        newest = (RunRow.queued_at.desc(), RunRow.id.desc())
+        async with self.db.session() as s:
+            # A few hundred suites a statement: SQLite's compound SELECT
+            # takes 500 terms at most.
+            for chunk in _chunks(list(found), 200):
+                each = [
+                    select(RunRow.id).where(RunRow.suite == name).order_by(*newest).limit(limit)
+                    for name in chunk
+                ]
+                # Each limited SELECT in a subquery: SQLite allows no ORDER
+                # BY or LIMIT on the terms of a UNION themselves.
+                ids = union_all(*(select(term.subquery()) for term in each)).subquery()
+                query = (
+                    select(RunRow)
+                    .options(defer(RunRow.definition))
+                    .where(RunRow.id.in_(select(ids)))
+                    .order_by(*newest)
+                )
+                for row in await s.scalars(query):
+                    found[row.suite].append(RunSummary.of(row))
+        return found
 
     async def definition(self, run_id: str) -> Any:
         """The definition snapshot the run was created with (None: none)."""

@@ -92,3 +92,25 @@ async def test_a_failed_gathering_is_not_kept() -> None:
         await shared.get()
     source.fail = False
     assert await shared.get() == 2
+
+
+async def test_an_answer_too_old_to_hand_out_waits_for_the_gathering_under_way() -> None:
+    """Under load a gathering can outlast `stale`: readers then wait for it,
+    and no second gathering starts beside it."""
+    source = Source()
+    source.gate.set()
+    shared = Shared(
+        source.gather, lambda: source.key, fresh=1.0, stale=2.0, clock=lambda: source.now
+    )
+    assert await shared.get() == 1
+    source.now = 1.5
+    source.gate.clear()
+    assert await shared.get() == 1  # stale, handed out; the next is gathered behind it
+    await asyncio.sleep(0)
+    source.now = 5.0  # that gathering is still under way, and the answer too old
+    waiting = [asyncio.ensure_future(shared.get()) for _ in range(10)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiting)
+    assert source.gathered == 2  # no second gathering
+    source.gate.set()
+    assert await asyncio.gather(*waiting) == [2] * 10

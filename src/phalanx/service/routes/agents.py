@@ -4,16 +4,18 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from phalanx.service.routes.deps import ListingsDep, Reader, ServiceDep
 
 router = APIRouter()
 
 
-@router.get("/api/agents", tags=["agents"])
-async def agents(who: Reader, listings: ListingsDep) -> list[dict[str, Any]]:
+@router.get("/api/agents", tags=["agents"], response_model=list[dict[str, Any]])
+async def agents(who: Reader, listings: ListingsDep) -> Response:
     """Every agent connected now or recorded before: the Agents page's rows."""
-    return await listings.agents.get()
+    found = await listings.agents.get()
+    return Response(listings.encoded("agents", found), media_type="application/json")
 
 
 @router.get("/api/clusters", tags=["clusters"])

@@ -28,8 +28,10 @@ class ApiError(Exception):
         self.message = message
 
 
-def the_service(request: Request) -> Service:
-    """The service this app serves (set by `create_app`)."""
+async def the_service(request: Request) -> Service:
+    """The service this app serves (set by `create_app`). Dependencies are
+    coroutines: FastAPI runs a plain function in its thread pool, a hop
+    through another thread (and the GIL) for every request."""
     return cast(Service, request.app.state.service)
 
 
@@ -40,7 +42,7 @@ def store_failures(request: Request) -> StoreFailures:
 ServiceDep = Annotated[Service, Depends(the_service)]
 
 
-def the_listings(request: Request) -> Listings:
+async def the_listings(request: Request) -> Listings:
     """The lists shared by readers asking together (set by `create_app`)."""
     return cast(Listings, request.app.state.listings)
 

@@ -1,9 +1,11 @@
 """Lists many readers ask for at once, gathered once for them all
-(web/shared.py): the runs by their query, and the agents. Kept on the app's
-state beside the service."""
+(web/shared.py): the runs by their query, and the agents; each encoded as
+JSON once per gathering. Kept on the app's state beside the service."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
+
+import orjson
 
 from phalanx.service.agents import known
 from phalanx.service.app import Service
@@ -19,6 +21,15 @@ class Listings:
         self.service = service
         self._runs: Lru[RunsKey, Shared[list[dict[str, Any]]]] = Lru(64)
         self.agents = Shared(self._agents, lambda: dashboard_key(service))
+        # (list, query) -> the gathering last encoded, and its JSON
+        self._encoded: Lru[Hashable, tuple[object, bytes]] = Lru(64)
+
+    def encoded(self, key: Hashable, answer: list[dict[str, Any]]) -> bytes:
+        """`answer` (one gathering of the list `key`) as JSON, encoded once
+        for all its readers."""
+        if (last := self._encoded.get(key)) is not None and last[0] is answer:
+            return last[1]
+        return self._encoded.put(key, (answer, orjson.dumps(answer)))[1]
 
     async def _agents(self) -> list[dict[str, Any]]:
         return [agent.to_json() for agent in await known(self.service)]

@@ -48,7 +48,7 @@ async def submit(name: str, who: Operator, request: Request, service: ServiceDep
     return _summary(summary)
 
 
-@router.get("/api/runs")
+@router.get("/api/runs", response_model=list[dict[str, Any]])
 async def runs(
     who: Reader,
     service: ServiceDep,
@@ -56,12 +56,16 @@ async def runs(
     suite: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> list[dict[str, Any]]:
+) -> Response:
     async def gather() -> list[dict[str, Any]]:
         found = await service.store.runs.recent(suite=suite, status=status, limit=limit)
         return [_summary(s, service.queue.waiting(s.id)) for s in found]
 
-    return await listings.runs((suite, status, limit), gather)
+    key = (suite, status, limit)
+    found = await listings.runs(key, gather)
+    # JSON types already: encoded once per gathering, not walked by FastAPI's
+    # encoder for every reader.
+    return Response(listings.encoded(("runs", key), found), media_type="application/json")
 
 
 @router.get("/api/runs/{run_id}", response_model=dict[str, Any])

@@ -42,20 +42,32 @@ class Web:
     suite_pages: Lru[str, Shared[tuple[views.SuiteView, views.HistoryView]]] = field(
         default_factory=lambda: Lru(256)
     )
-    # (page, reader) -> the gathering it was last rendered from, and the page.
+    # (path, reader) -> the gathering it was last rendered from, and the page.
     rendered: Lru[tuple[str, Principal | None], tuple[object, bytes]] = field(
         default_factory=lambda: Lru(256)
     )
+    # (run id, reader) -> an ended run's page, which never changes; served
+    # while its document is kept (service/caches.py: retention forgets it).
+    ended_runs: Lru[tuple[str, Principal | None], bytes] = field(default_factory=lambda: Lru(256))
 
     def render_once(
-        self, request: Request, template: str, who: Principal | None, gathered: dict[str, Any]
+        self,
+        request: Request,
+        template: str,
+        who: Principal | None,
+        gathered: object,
+        context: dict[str, Any] | None = None,
     ) -> Response:
-        """A page of a shared gathering, rendered once per reader for it."""
-        key = (template, who)
+        """A page of a shared gathering (`gathered`: what it shows, its
+        template's context unless `context` is given, made of it), rendered
+        once per reader for it. Pages are told apart by their path."""
+        key = (request.url.path, who)
         if (last := self.rendered.get(key)) is not None and last[0] is gathered:
             html = last[1]
         else:
-            html = bytes(self.pages.render(request, template, who, **gathered).body)
+            if context is None:
+                context = cast(dict[str, Any], gathered)
+            html = bytes(self.pages.render(request, template, who, **context).body)
             self.rendered.put(key, (gathered, html))
         return HTMLResponse(html, headers=SECURITY_HEADERS)
 

@@ -32,9 +32,10 @@ async def suite(web: Web, request: Request, who: Principal | None) -> Response:
     service = web.service
     try:
         service.entry(name)
-        view, found = await web.suite_page(name).get()
+        gathered = await web.suite_page(name).get()
     except UnknownSuite as exc:
         raise Refused(404, str(exc)) from None
+    view, found = gathered
     # The same for every reader until another run of the suite ends.
     key = (name, tuple(r.id for r in found.runs))
     if (history_html := service.caches.history_html.get(key)) is None:
@@ -50,7 +51,8 @@ async def suite(web: Web, request: Request, who: Principal | None) -> Response:
                 ),
             ),
         )
-    return web.pages.render(request, "suite.html", who, suite=view, history_html=history_html)
+    context = {"suite": view, "history_html": history_html}
+    return web.render_once(request, "suite.html", who, gathered, context)
 
 
 @page(router, "/agents")

@@ -83,6 +83,9 @@ class Pages:
             autoescape=select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,
+            # The templates ship with the package: not looked up on disk
+            # again (a stat of each of a page's templates) for every page.
+            auto_reload=False,
         )
         self.env.filters.update(when=when, took=took, span=span, size=size, seg=seg)
         # An ended run's report parts never change: rendered once.

@@ -8,7 +8,7 @@ import functools
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from phalanx.service.app import UnknownSuite, Unrunnable
 from phalanx.service.auth import Principal
@@ -23,10 +23,20 @@ router = APIRouter()
 
 @page(router, "/runs/{run_id}")
 async def run(web: Web, request: Request, who: Principal | None) -> Response:
-    view = await views.run(web.service, request.path_params["run_id"])
+    run_id = request.path_params["run_id"]
+    key = (run_id, who)
+    if (kept := web.ended_runs.get(key)) is not None and views.ended_kept(web.service, run_id):
+        return HTMLResponse(kept, headers=SECURITY_HEADERS)
+    view = await views.run(web.service, run_id)
     if view is None:
-        raise Refused(404, f"no run {request.path_params['run_id']!r}")
-    return web.pages.render(request, "run.html", who, run=view, parts=web.pages.report_parts(view))
+        raise Refused(404, f"no run {run_id!r}")
+    response = web.pages.render(
+        request, "run.html", who, run=view, parts=web.pages.report_parts(view)
+    )
+    if not view.active and views.ended_kept(web.service, run_id):
+        # Rendered from its ended document (not a live board's last look)
+        web.ended_runs.put(key, bytes(response.body))
+    return response
 
 
 @page(router, "/runs/{run_id}/files/{path:path}")

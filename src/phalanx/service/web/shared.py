@@ -13,7 +13,10 @@ An answer older than `fresh` (with the key unchanged) is still handed out
 for `stale` seconds more while the next one is gathered in the background:
 readers of a busy page never all wait for a gathering that only refreshes
 what they would see anyway (the dashboard's takes half a second under
-load). A new key is always waited for.
+load). A new key is always waited for. An answer too old even for that
+waits for the gathering under way, if there is one: under load a gathering
+can take longer than `stale`, and a second one beside it would only slow
+both (and every reader with them).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class Shared(Generic[T]):
         self._gather, self._key, self._fresh, self._clock = gather, key, fresh, clock
         self._stale = stale
         self._last: tuple[Hashable, float, asyncio.Future[T]] | None = None
-        self._next: asyncio.Future[T] | None = None  # gathered behind a stale answer
+        # (its key, it) gathered behind a stale answer
+        self._next: tuple[Hashable, asyncio.Future[T]] | None = None
 
     async def get(self) -> T:
         key, now = self._key(), self._clock()
@@ -57,6 +61,8 @@ class Shared(Generic[T]):
             ):
                 self._refresh(key, now)
                 return future.result()
+        if self._next is not None and self._next[0] == key and not self._next[1].done():
+            return await asyncio.shield(self._next[1])
         future = asyncio.ensure_future(self._gather())
         self._last = (key, now, future)
         # A failed gathering (the store down) is not kept for the next reader.
@@ -66,10 +72,10 @@ class Shared(Generic[T]):
     def _refresh(self, key: Hashable, now: float) -> None:
         """The next answer for `key`, gathered once behind the stale one and
         taken when it is ready (if the key still holds)."""
-        if self._next is not None and not self._next.done():
+        if self._next is not None and not self._next[1].done():
             return
         future = asyncio.ensure_future(self._gather())
-        self._next = future
+        self._next = (key, future)
 
         def ready(done: asyncio.Future[T]) -> None:
             if done.cancelled() or done.exception() is not None:

@@ -89,11 +89,9 @@ def _cron(schedule: dict[str, str] | None) -> str | None:
 
 
 async def suites(service: Service) -> list[SuiteView]:
-    views = []
-    for catalog, entry in service.entries():
-        recent = await service.store.runs.recent(suite=entry.name, limit=STRIP)
-        views.append(_suite_view(service, catalog, entry, recent))
-    return views
+    entries = service.entries()
+    strips = await service.store.runs.recent_by_suite([e.name for _, e in entries], STRIP)
+    return [_suite_view(service, catalog, entry, strips[entry.name]) for catalog, entry in entries]
 
 
 async def suite(service: Service, name: str) -> SuiteView:
@@ -252,7 +250,11 @@ def dashboard_key(service: Service) -> Hashable:
 
 
 async def dashboard(service: Service) -> dict[str, Any]:
-    recent = await service.store.runs.recent(limit=200)
+    # Its three store queries at once: under load each waits its turn on
+    # the event loop several times, and one after the other they added up.
+    recent, suite_views, agent_views = await asyncio.gather(
+        service.store.runs.recent(limit=200), suites(service), agents(service)
+    )
     stages = current_stages(service)
     in_progress = []
     for r in recent:
@@ -267,9 +269,9 @@ async def dashboard(service: Service) -> dict[str, Any]:
         in_progress.append(ActiveView(r, words, waiting=bool(waiting) and not now))
     next_runs = sorted(service.next_runs.items(), key=lambda item: item[1])[:10]
     return {
-        "suites": await suites(service),
+        "suites": suite_views,
         "clusters": await clusters(service, recent),
-        "agents": await agents(service),
+        "agents": agent_views,
         "hypervisors": await hypervisors(service, recent),
         "in_progress": in_progress,
         "next_runs": next_runs,
@@ -302,6 +304,12 @@ def output_link(run_id: str, case: str | None, stage: str, host: str) -> str:
 
 
 REPORT_FILES = (layout.RESULTS_JSON, layout.JUNIT_XML, layout.RESULTS_TAP, layout.REPORT_HTML)
+
+
+def ended_kept(service: Service, run_id: str) -> bool:
+    """Whether the ended run's document is kept (service/caches.py): what
+    is made of it may be served as it was."""
+    return service.caches.documents.get((run_id, TAIL)) is not None
 
 
 async def run(service: Service, run_id: str) -> RunView | None:
