@@ -154,3 +154,19 @@ def test_variables_are_interpolated_as_compose_does(
     with pytest.raises(DefinitionErrors) as caught:
         load_compose(file)
     assert str(caught.value) == f"{file}:4: services.web.user: give a user"
+
+
+def test_a_volume_source_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    file = _write(
+        tmp_path,
+        """\
+        services:
+          db:
+            image: postgres:16
+            volumes: [{type: volume, source: "pgdata\\n", target: /var/lib/pg}]
+        """,
+    )
+    with pytest.raises(DefinitionErrors) as caught:
+        load_compose(file)
+    assert "compose.yaml:4" in str(caught.value) and "volumes" in str(caught.value)
+    assert "one printable line" in str(caught.value)

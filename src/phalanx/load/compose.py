@@ -40,7 +40,9 @@ HONOURED = {
     "ports",
 }  # fmt: skip
 TOP_KEYS = {"services", "volumes", "networks", "version", "name"}
-_VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VOLUME_NAME = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+)  # fullmatch: "$" would pass a trailing newline
 
 
 def load_compose(file: Path) -> tuple[tuple[Host, ...], tuple[str, ...]]:
@@ -208,7 +210,9 @@ def _volumes(value: Any, folder: Path) -> tuple[tuple[str, ...], tuple[Disk, ...
                 source, target, mode = parts[0], parts[1], ":".join(parts[2:])
         if not target or not str(target).startswith("/"):
             raise FieldError(f"{item!r}: the path in the container must be absolute")
-        if source is None or (_VOLUME_NAME.match(str(source)) and "/" not in str(source)):
+        if any(not str(part).isprintable() for part in (source or "", target)):
+            raise FieldError(f"{item!r}: a volume's source and target are one printable line")
+        if source is None or (_VOLUME_NAME.fullmatch(str(source)) and "/" not in str(source)):
             volume = str(source or f"anon{len(disks)}")
             disks.append(Disk(name=volume, size=0, mount_point=str(target)))
             continue

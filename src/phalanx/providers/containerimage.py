@@ -34,7 +34,7 @@ MIRROR = "http://deb.debian.org/debian"
 # essential set: Python for the agent, `ip` and `ps` for looking around.
 BASE_PACKAGES = ("python3", "iproute2", "procps")
 BUILD_TIMEOUT = 1800.0  # seconds: the mirror may be slow
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")  # fullmatch: "$" would pass a trailing newline
 
 
 class ImageBuildError(Exception):
@@ -50,7 +50,7 @@ class ContainerImage:
 def packages_of(text: str) -> tuple[str, ...]:
     """`--packages a,b`: Debian package names, checked."""
     names = tuple(p.strip() for p in text.split(",") if p.strip())
-    bad = [p for p in names if not _PACKAGE.match(p)]
+    bad = [p for p in names if not _PACKAGE.fullmatch(p)]
     if bad:
         raise ImageBuildError(f"--packages: {bad[0]!r} is not a Debian package name")
     return names
