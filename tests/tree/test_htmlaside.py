@@ -4,12 +4,15 @@ the page still written, by the run, when the helper cannot."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.processes import run_folder, wait_for
 from tests.tree.helpers import make_tree, phalanx
 
 PASS = "#!/bin/sh\necho fine\n"
@@ -128,3 +131,31 @@ def test_a_page_the_helper_did_not_write_is_written_by_the_run(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     (run_dir,) = (tmp_path / "phalanx-results").iterdir()
     assert "tests/good" in (run_dir / "report.html").read_text()
+
+
+def test_ctrl_c_to_the_whole_group_still_gives_the_page(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the run, its tests and its page's helper
+    at once: the cancelled run's page is written all the same, whole."""
+    hangs = '#!/bin/sh\ntouch "$PHALANX_RESULTS/running"\nsleep 300\n'
+    make_tree(tmp_path, {"fast": (CONFIG, PASS), "hangs": (CONFIG, hangs)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phalanx.cli", "run", "tests", "-j", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        run = run_folder(tmp_path, proc)
+        wait_for(run / "running", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == 130, out + err
+    page = (run / "report.html").read_text()
+    assert "tests/hangs" in page and "cancelled" in page
+    assert not list(run.glob(".report.html.*")), "a half-written page was left"
