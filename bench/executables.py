@@ -24,6 +24,11 @@ bash loop's; fixed cost of a SMALL run <= 0.2 s; end to end at most 2 ms per
 test at LARGE and at least 50x faster than Avocado.
 
     .venv/bin/python bench/executables.py [--small 50] [--large 500] [--repeat 7] [--skip-avocado]
+        [--compare SRC]
+
+`--compare SRC` adds `phalanx run -j 2` from another src folder, in the same
+rounds (`git archive BASE src | tar -x -C /tmp/before`, then
+`--compare /tmp/before/src`).
 """
 
 from __future__ import annotations
@@ -97,12 +102,15 @@ def timed(
 PHALANX_ENV = installed_env()
 
 
-def phalanx_runner(jobs: int) -> Callable[[Path], float]:
+def phalanx_runner(jobs: int, src: Path | None = None) -> Callable[[Path], float]:
+    """`phalanx run -j JOBS`; `src`: phalanx from that src folder instead."""
+    env = PHALANX_ENV if src is None else {**PHALANX_ENV, "PYTHONPATH": str(src.resolve())}
+
     def run(root: Path) -> float:
         results = Path(tempfile.mkdtemp(prefix="results-", dir=root))
         command = [sys.executable, "-m", "phalanx.cli", "run", "tests", "-j", str(jobs),
                    "--results", str(results)]  # fmt: skip
-        took, done = timed(command, root, PHALANX_ENV)
+        took, done = timed(command, root, env)
         if done.returncode != 0 or "passed" not in done.stdout:
             raise SystemExit(f"phalanx failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         return took
@@ -208,13 +216,14 @@ RUNNERS: dict[str, Callable[[Path], float]] = {
     "subprocess.run loop": subprocess_loop,
 }
 PHALANX, ANCHOR = "phalanx run -j 2", "bash loop (serial, anchor)"
+COMPARED = "phalanx run -j 2, --compare SRC"
 
 
 def table(
     what: str, values: dict[tuple[str, int], list[float]], small: int, large: int
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Print each runner's spread at both sizes, marginal and fixed cost."""
-    print(f"{'runner':28} {f'{small} tests, {what} s':>22} {f'{large} tests, {what} s':>22} "
+    print(f"{'runner':32} {f'{small} tests, {what} s':>22} {f'{large} tests, {what} s':>22} "
           f"{'marginal ms':>12} {'fixed s':>8}")  # fmt: skip
     marginal: dict[str, float] = {}
     fixed: dict[str, float] = {}
@@ -222,7 +231,7 @@ def table(
         a, b = values[(name, small)], values[(name, large)]
         marginal[name] = (statistics.median(b) - statistics.median(a)) / (large - small)
         fixed[name] = statistics.median(a) - small * marginal[name]
-        print(f"{name:28} {spread(a):>22} {spread(b):>22} {marginal[name] * 1000:12.3f} "
+        print(f"{name:32} {spread(a):>22} {spread(b):>22} {marginal[name] * 1000:12.3f} "
               f"{fixed[name]:8.3f}")  # fmt: skip
     return marginal, fixed
 
@@ -233,7 +242,15 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=7, help="runs of each runner at each size")
     parser.add_argument("--skip-avocado", action="store_true")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="SRC",
+        help="also run phalanx -j 2 from this src folder (e.g. the code before a change)",
+    )
     args = parser.parse_args()
+    if args.compare is not None:
+        RUNNERS[COMPARED] = phalanx_runner(2, args.compare)
     small, large = args.small, args.large
     print(machine() + " (before)")
     walls: dict[tuple[str, int], list[float]] = {}
@@ -275,6 +292,11 @@ def main() -> None:
         f"\n-j 2 marginal / serial bash loop marginal: {ours / anchor:.2f} "
         f"(target <= 1.00: {'met' if ours <= anchor else 'NOT met'})"
     )
+    if COMPARED in marginal:
+        print(
+            f"--compare SRC: marginal / serial bash loop {marginal[COMPARED] / anchor:.2f}, "
+            f"fixed {fixed[COMPARED]:.3f} s"
+        )
     ok = fixed[PHALANX] <= TARGET_FIXED_S
     print(
         f"-j 2 fixed cost of a {small}-test run: {fixed[PHALANX]:.3f} s "

@@ -6,7 +6,9 @@ each case's stages and the hosts on them, a cell per case and host (a host
 waiting in `phalanx-sync`/`phalanx-wait` says so), the stage running now,
 the tally by status and the last line each host printed in its current
 stage. `window` picks the rows a screen has room for. The live and plain
-consoles and the tree console render from it, and only from it.
+consoles render from it, and only from it; the tree console prints a
+test's line from its CaseEnded record, the same status, time and reason
+the board folds from it.
 
 The same fold keeps the run's record as far as it has come (`record`): the
 `RunRecord` that `RunEnded` will carry, with the stages running now (their

@@ -24,8 +24,9 @@ to the engine.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -40,18 +41,38 @@ def now() -> datetime:
 # --- results as they were when an event was emitted ---------------------------
 
 R = TypeVar("R")
-# Per record class: each field's name and the record its items become (if
-# any), read from the class once; a tree run freezes a few records per test.
-_plans: dict[type, tuple[tuple[str, type | None], ...]] = {}
+# Per record class, made from the class once: a function that copies a
+# working result into it (a tree run freezes a few records per test).
+_freezers: dict[type, Callable[[Any], Any]] = {}
 
 
-def _plan(cls: type) -> tuple[tuple[str, type | None], ...]:
-    plan = _plans.get(cls)
-    if plan is None:
-        hints = typing.get_type_hints(cls)
-        fields = dataclasses.fields(cls)
-        plan = _plans[cls] = tuple((f.name, _part_of(hints[f.name])) for f in fields)
-    return plan
+def _freezer(cls: type) -> Callable[[Any], Any]:
+    found = _freezers.get(cls)
+    if found is not None:
+        return found
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    assert all(f.init for f in fields), f"{cls.__name__}: every field is given"
+    take = operator.attrgetter(*(f.name for f in fields))
+    # The tuple fields: a list becomes a tuple, of records if its items are
+    # a stage's or a case's parts.
+    tuples = [
+        (i, _part_of(hints[f.name]))
+        for i, f in enumerate(fields)
+        if typing.get_origin(hints[f.name]) is tuple
+    ]
+
+    def freeze(source: Any) -> Any:
+        values = list(take(source))
+        for i, part in tuples:
+            if part is None:
+                values[i] = tuple(values[i])
+            else:
+                values[i] = tuple(map(_freezer(part), values[i]))
+        return cls(*values)
+
+    _freezers[cls] = freeze
+    return freeze
 
 
 def _freeze(cls: type[R], source: object) -> R:
@@ -59,15 +80,8 @@ def _freeze(cls: type[R], source: object) -> R:
     every field `cls` declares, taken from `source` by name (no copy written
     out by hand), lists into tuples, a stage's or case's parts into their
     own records."""
-    values: dict[str, Any] = {}
-    for name, part in _plan(cls):
-        value = getattr(source, name)
-        if part is not None:
-            value = tuple(_freeze(part, v) for v in value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        values[name] = value
-    return cls(**values)
+    frozen: R = _freezer(cls)(source)
+    return frozen
 
 
 def _part_of(hint: Any) -> type | None:

@@ -244,6 +244,7 @@ def test_a_signal_cancels_a_tree_run_and_still_writes_every_report(
     }
     assert reasons(data)["tests/never0"] == f"cancelled by {sig.name}"
     assert (run / "junit.xml").is_file() and (run / "results.tap").is_file()
+    assert "tests/hangs" in (run / "report.html").read_text()
     assert not (run / "never").exists()
     assert gone(int((run / "child.pid").read_text()))
 

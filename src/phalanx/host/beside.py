@@ -83,7 +83,7 @@ def phalanx_path() -> str:
     return str(Path(phalanx.__file__).resolve().parent.parent)
 
 
-def command(argv: Sequence[str], cwd: Path) -> list[str]:
+def command(argv: Sequence[str], cwd: str | Path) -> list[str]:
     """`argv` as it starts for a stage: inside the container (its mount
     namespace, `cwd` there, the stages' user) when the agent is beside one."""
     if _current is None:

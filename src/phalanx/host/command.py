@@ -33,7 +33,7 @@ async def run_command(
     ctx: RunnerContext,
     command: list[str],
     *,
-    cwd: Path | None = None,
+    cwd: str | Path | None = None,
     env: dict[str, str] | None = None,
     inactivity: float | None = None,
     end_group: bool = False,

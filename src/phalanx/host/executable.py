@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 
 from phalanx.host import beside, depends
 from phalanx.host.command import run_command
@@ -60,7 +59,7 @@ async def run_executable(task: ExecutableTask, ctx: RunnerContext) -> Outcome:
         return await run_command(
             ctx,
             command(task),
-            cwd=Path(task.cwd or task.dir),
+            cwd=task.cwd or task.dir,
             env=env,
             inactivity=task.inactivity,
             end_group=True,

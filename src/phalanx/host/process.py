@@ -36,6 +36,16 @@ _spawned: set[int] = set()
 _subreaper = False
 
 
+def own(pid: int) -> None:
+    """A child this process started for itself (a helper, not a stage):
+    never taken for a stage's escapee. `disown` it once it is reaped."""
+    _spawned.add(pid)
+
+
+def disown(pid: int) -> None:
+    _spawned.discard(pid)
+
+
 def become_subreaper() -> bool:
     """Make this process the reaper of its descendants' orphans (Linux);
     whether it is. Elsewhere escapees are found by their mark alone."""
@@ -89,9 +99,22 @@ def _children() -> list[int]:
     except OSError:
         return pids
     for task in tasks:
-        with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children", "rb") as f:
-            pids += [int(p) for p in f.read().split()]
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in _read(f"/proc/self/task/{task}/children").split()]
     return pids
+
+
+def _read(path: str) -> bytes:
+    """A whole /proc file, by the fd: a tree run asks for its children after
+    every test, and a buffered file object costs twice the reading."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, READ_SIZE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def escapees(mark: bytes | None = None) -> list[int]:
@@ -341,7 +364,10 @@ class Child:
 
 
 def spawn(
-    command: list[str], cwd: Path, env: dict[str, str], on_output: Callable[[bytes], None]
+    command: list[str],
+    cwd: str | Path,
+    env: dict[str, str],
+    on_output: Callable[[bytes], None],
 ) -> Child:
     """Start `command` in a new session (its own process group), stdout and
     stderr merged into `on_output`. Raises OSError if it cannot start. Call
@@ -373,10 +399,14 @@ def spawn(
     return Child(pid, popen, read_end, on_output, loop)
 
 
-def _is_current_dir(cwd: Path) -> bool:
+def _is_current_dir(cwd: str | Path) -> bool:
     """Whether `cwd` is this process's working directory (an agent's is its
     workdir): posix_spawn cannot change it for the child."""
     try:
+        # The usual case, cheaply: the very path (a tree run from the tree's
+        # parent gives each test that folder, resolved).
+        if os.fspath(cwd) == os.getcwd():
+            return True
         here, there = os.stat("."), os.stat(cwd)
     except OSError:
         return False

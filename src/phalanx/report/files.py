@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 # The mode a new report file asks for; the umask takes its share, as for any
@@ -16,7 +15,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file next to `path`, then rename it over
     `path`: a crash or a concurrent reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # os.urandom as secrets.token_hex uses it, without secrets' imports
+    # (hmac, hashlib, random) in every run that writes a report.
+    tmp = path.parent / f".{path.name}.{os.urandom(8).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, MODE)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -16,6 +16,7 @@ from phalanx import layout
 from phalanx.history.ops import Op, hashable
 from phalanx.history.picture import svg
 from phalanx.history.verdict import KeyVerdict
+from phalanx.report.timeline import mappings
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +55,6 @@ class HistoryView:
     files: tuple[tuple[str, str], ...]  # (label, path in the run folder)
 
 
-def _list(value: Any) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
@@ -70,12 +67,12 @@ def _ms(seconds: float, sign: bool = False) -> str:
 
 def histories(report: Mapping[str, Any]) -> tuple[HistoryView, ...]:
     found = []
-    for case in _list(report.get("cases")):
+    for case in mappings(report.get("cases")):
         history = case.get("history")
         if not isinstance(history, Mapping):
             continue
         name = str(case.get("name", "?"))
-        events = _list(history.get("events"))
+        events = mappings(history.get("events"))
         clients = {str(e.get("process")) for e in events if e.get("process") != "nemesis"}
         times = [t for e in events if (t := _number(e.get("time"))) is not None]
         first = min(times, default=0.0)
@@ -94,9 +91,9 @@ def histories(report: Mapping[str, Any]) -> tuple[HistoryView, ...]:
                 _ms(_number(c.get("offset")) or 0.0, sign=True),
                 _ms(rtt) if (rtt := _number(c.get("rtt"))) is not None else "not measured",
             )
-            for c in _list(history.get("clocks"))
+            for c in mappings(history.get("clocks"))
         )
-        windows = tuple(_drawn(w) for w in _list(history.get("windows")))
+        windows = tuple(_drawn(w) for w in mappings(history.get("windows")))
         file = history.get("file")
         files: tuple[tuple[str, str], ...] = ()
         if isinstance(file, str) and file:
@@ -129,7 +126,7 @@ def _drawn(window: Mapping[str, Any]) -> Drawn:
     key = window.get("key")
     reason = str(window.get("reason") or "")
     ops = []
-    for i, op in enumerate(_list(window.get("ops"))):
+    for i, op in enumerate(mappings(window.get("ops"))):
         call = _number(op.get("call")) or 0.0
         ret = _number(op.get("ret"))
         ops.append(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from phalanx.report.text import clean
-from phalanx.report.timeline import LOOKS, SUITE, moment, took
+from phalanx.report.timeline import LOOKS, SUITE, mappings, moment, took
 
 # A status and where it stands: worst first, as `model.worst` folds them.
 ORDER = ("error", "timeout", "failed", "cancelled", "running", "pending", "passed", "skipped")
@@ -39,13 +39,6 @@ def glyph(status: str) -> str:
     """The sign that shows a status besides its colour."""
     look = LOOKS.get(status)
     return look.glyph if look else RUN_GLYPHS.get(status, "?")
-
-
-def _list(value: Any) -> list[Mapping[str, Any]]:
-    # `type(v) is dict` first: a report's items are dicts, and the ABC's
-    # isinstance costs a tenth of rendering a big run's page.
-    items = value if isinstance(value, list) else []
-    return [v for v in items if type(v) is dict or isinstance(v, Mapping)]
 
 
 def _text(value: Any) -> str | None:
@@ -85,7 +78,7 @@ class Header:
 def header(report: Mapping[str, Any], now: Any = None) -> Header:
     """`now`: what a run still going is measured up to (a datetime or ISO
     text); without it, such a run shows no duration."""
-    statuses = [str(c.get("status", "pending")) for c in _list(report.get("cases"))]
+    statuses = [str(c.get("status", "pending")) for c in mappings(report.get("cases"))]
     counts = tuple((s, statuses.count(s)) for s in ORDER if s in statuses)
     counts += tuple(
         (s, statuses.count(s)) for s in sorted(set(statuses)) if s not in ORDER
@@ -135,7 +128,7 @@ def hosts_of(report: Mapping[str, Any]) -> tuple[str, ...]:
     """The run's hosts, then any a stage names that the run's list does not."""
     found: dict[str, None] = dict.fromkeys(str(h) for h in report.get("hosts") or ())
     for _, stage in stages_of(report):
-        for host in _list(stage.get("hosts")):
+        for host in mappings(stage.get("hosts")):
             found.setdefault(str(host.get("host", "?")))
     return tuple(found)
 
@@ -143,11 +136,11 @@ def hosts_of(report: Mapping[str, Any]) -> tuple[str, ...]:
 def stages_of(report: Mapping[str, Any]) -> Iterator[tuple[str | None, Mapping[str, Any]]]:
     """(case name or None for the suite, stage) of every stage, in run order:
     the suite's initialize, the cases, then its other stages."""
-    suite = _list(report.get("stages"))
+    suite = mappings(report.get("stages"))
     for stage in suite[:1]:
         yield None, stage
-    for case in _list(report.get("cases")):
-        for stage in _list(case.get("stages")):
+    for case in mappings(report.get("cases")):
+        for stage in mappings(case.get("stages")):
             yield str(case.get("name", "?")), stage
     for stage in suite[1:]:
         yield None, stage
@@ -169,8 +162,8 @@ def _row(
     name: str | None, status: str, reason: Any, item: Mapping[str, Any], hosts: tuple[str, ...]
 ) -> MatrixRow:
     cells: dict[str, list[Chip]] = {h: [] for h in hosts}
-    for stage in _list(item.get("stages")):
-        for host in _list(stage.get("hosts")):
+    for stage in mappings(item.get("stages")):
+        for host in mappings(stage.get("hosts")):
             cells.setdefault(str(host.get("host", "?")), []).append(_chip(name, stage, host))
     return MatrixRow(
         name=name or SUITE,
@@ -186,12 +179,12 @@ def matrix(report: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[MatrixRow,
     """The hosts (columns) and a row per case, the suite's stages first."""
     hosts = hosts_of(report)
     rows = []
-    suite = _list(report.get("stages"))
+    suite = mappings(report.get("stages"))
     if suite:
         statuses = [str(s.get("status", "pending")) for s in suite]
         status = next((s for s in ORDER if s in statuses), statuses[0])
         rows.append(_row(None, status, None, {"stages": suite}, hosts))
-    for case in _list(report.get("cases")):
+    for case in mappings(report.get("cases")):
         rows.append(
             _row(
                 str(case.get("name", "?")),
@@ -253,7 +246,7 @@ def tails(report: Mapping[str, Any]) -> tuple[HostTails, ...]:
         h: [] for h in hosts_of(report)
     }
     for case, stage in stages_of(report):
-        for host in _list(stage.get("hosts")):
+        for host in mappings(stage.get("hosts")):
             if host.get("output") or host.get("output_tail"):
                 per_host.setdefault(str(host.get("host", "?")), []).append((case, stage, host))
     out = []
@@ -293,7 +286,7 @@ class LogFile:
 def logs(report: Mapping[str, Any]) -> tuple[LogFile, ...]:
     found = []
     for case, stage in stages_of(report):
-        for host in _list(stage.get("hosts")):
+        for host in mappings(stage.get("hosts")):
             for path in host.get("logs") or ():
                 found.append(
                     LogFile(
@@ -336,7 +329,7 @@ def vms(report: Mapping[str, Any]) -> tuple[VmFacts, ...]:
     for host, vm in found.items():
         if not isinstance(vm, Mapping):
             continue
-        moves = _list(vm.get("migrations"))
+        moves = mappings(vm.get("migrations"))
         migrations = (
             f"{len(moves)} ({', '.join(_secs(m.get('seconds')) for m in moves)})" if moves else NONE
         )
@@ -389,7 +382,7 @@ def result_rows(report: Mapping[str, Any]) -> tuple[ResultRow, ...]:
     test's `final_results`, or a kind's data as it is (walks aside)."""
     found: list[ResultRow] = []
     for case, stage in stages_of(report):
-        for host in _list(stage.get("hosts")):
+        for host in mappings(stage.get("hosts")):
             data = host.get("data")
             if data is None or is_walks(data):
                 continue
@@ -543,7 +536,7 @@ def _trace_copy(trace: str | None, logs: list[str]) -> str | None:
 def walks(report: Mapping[str, Any]) -> tuple[Walks, ...]:
     found = []
     for case, stage in stages_of(report):
-        for host in _list(stage.get("hosts")):
+        for host in mappings(stage.get("hosts")):
             data = host.get("data")
             if not is_walks(data):
                 continue
@@ -560,10 +553,11 @@ def walks(report: Mapping[str, Any]) -> tuple[Walks, ...]:
                     clean(str(f.get("text") or f.get("message") or "")),
                     replay_line(trace, f.get("walk_id")) if trace else None,
                 )
-                for f in _list(data.get("failures"))
+                for f in mappings(data.get("failures"))
             )
             shrunk = tuple(
-                clean(str(s.get("text") or s.get("walk") or "")) for s in _list(data.get("shrunk"))
+                clean(str(s.get("text") or s.get("walk") or ""))
+                for s in mappings(data.get("shrunk"))
             )
             found.append(
                 Walks(

@@ -85,7 +85,8 @@ def _framed(result: RunResult) -> list[Entry]:
         return Entry(name, Status.SKIPPED, "the suite has none", 0.0, ())
 
     run = listed.get(SUITE_ENTRY) or Entry(SUITE_ENTRY, Status.PASSED, None, took, ())
-    cases = [e for e in listed.values() if e.name in {c.name for c in result.cases}]
+    names = {c.name for c in result.cases}
+    cases = [e for e in listed.values() if e.name in names]
     return [
         suite_point(f"{SUITE_ENTRY}.initialize"),
         *cases,

@@ -126,19 +126,22 @@ def moment(value: Any) -> datetime | None:
 
 
 def _stages(report: Mapping[str, Any]) -> Iterator[tuple[str | None, Mapping[str, Any]]]:
-    for stage in _list(report.get("stages")):
+    for stage in mappings(report.get("stages")):
         yield None, stage
-    for case in _list(report.get("cases")):
+    for case in mappings(report.get("cases")):
         name = case.get("name")
-        for stage in _list(case.get("stages")):
+        for stage in mappings(case.get("stages")):
             yield (str(name) if name is not None else "?"), stage
 
 
-def _list(value: Any) -> list[Mapping[str, Any]]:
-    # `type(v) is dict` first: a report's items are dicts, and the ABC's
-    # isinstance costs a tenth of rendering a big run's page.
-    items = value if isinstance(value, list) else []
-    return [v for v in items if type(v) is dict or isinstance(v, Mapping)]
+def mappings(value: Any) -> list[Mapping[str, Any]]:
+    """The mappings in `value` if it is a list (a report's cases, stages,
+    hosts); anything else in it is left out."""
+    if not isinstance(value, list):
+        return []
+    # A decoded report holds dicts: asking the Mapping ABC about each item
+    # of a big tree, several times a page, was most of the page's cost.
+    return [v for v in value if type(v) is dict or isinstance(v, Mapping)]
 
 
 def build(report: Mapping[str, Any], now: datetime | str | None = None) -> Timeline:
@@ -155,7 +158,7 @@ def build(report: Mapping[str, Any], now: datetime | str | None = None) -> Timel
         stage_name = str(stage.get("name", "?"))
         stage_start = moment(stage.get("started_at"))
         ended: list[datetime | None] = []
-        for host in _list(stage.get("hosts")):
+        for host in mappings(stage.get("hosts")):
             name = str(host.get("host", "?"))
             hosts.setdefault(name)
             status = str(host.get("status", "pending"))
@@ -203,11 +206,11 @@ def build(report: Mapping[str, Any], now: datetime | str | None = None) -> Timel
 def _faults(report: Mapping[str, Any]) -> Iterator[tuple[str, str, str, float]]:
     """Each case's nemesis steps, from its history: case, action, what, when
     (seconds since the epoch, the coordinator's clock)."""
-    for case in _list(report.get("cases")):
+    for case in mappings(report.get("cases")):
         history = case.get("history")
         if not isinstance(history, Mapping):
             continue
-        for event in _list(history.get("events")):
+        for event in mappings(history.get("events")):
             at = event.get("time")
             if event.get("process") != "nemesis" or not isinstance(at, int | float):
                 continue

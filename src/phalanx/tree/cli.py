@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import random
 import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from phalanx.host.depends import Checker as Checks
     from phalanx.load.testconfig import GlobalConfig
     from phalanx.load.tree import TreeTest
+    from phalanx.tree.htmlaside import HtmlAside
 
 
 @dataclass
@@ -75,13 +75,26 @@ def main(path: Path, args: TreeArgs, out: TextIO = sys.stdout, err: TextIO = sys
     # it again and again for nothing (about a tenth of a small run's CPU).
     # It is off until then, and what was made is frozen out of its way.
     gc.disable()
+    html = _html_aside(args)
     try:
-        return _main(path, args, out, err)
+        return _main(path, args, out, err, html)
     finally:
+        if html is not None:
+            html.close()
         gc.enable()
 
 
-def _main(path: Path, args: TreeArgs, out: TextIO, err: TextIO) -> int:
+def _html_aside(args: TreeArgs) -> HtmlAside | None:
+    """The helper that writes report.html beside the run (tree/htmlaside.py),
+    forked first, before this process has threads; none for a listing."""
+    if args.list_tests or args.list_tags or args.list_terse or args.dry_run:
+        return None
+    from phalanx.tree.htmlaside import HtmlAside
+
+    return HtmlAside.start()
+
+
+def _main(path: Path, args: TreeArgs, out: TextIO, err: TextIO, html: HtmlAside | None) -> int:
     from phalanx.load.errors import DefinitionErrors
     from phalanx.load.tree import load_tree, scan
     from phalanx.load.treeroot import tree_folder
@@ -126,17 +139,18 @@ def _main(path: Path, args: TreeArgs, out: TextIO, err: TextIO) -> int:
         cases = select(suite.cases, selection, suite.name)
         chosen_names = {c.name for c in cases}
         _broken([t for t in found.tests if t.broken and t.name in chosen_names], args, err)
-        from phalanx.tree.rerun import rerun_order
+        if args.last_failed or args.failed_first:  # reading past runs: only then
+            from phalanx.tree.rerun import rerun_order
 
-        cases, rerun_note = rerun_order(
-            cases,
-            args.results,
-            suite.name,
-            last_failed=args.last_failed,
-            failed_first=args.failed_first,
-        )
-        if rerun_note is not None:
-            err.write(rerun_note + "\n")
+            cases, rerun_note = rerun_order(
+                cases,
+                args.results,
+                suite.name,
+                last_failed=args.last_failed,
+                failed_first=args.failed_first,
+            )
+            if rerun_note is not None:
+                err.write(rerun_note + "\n")
         if args.list_tests or args.list_terse:
             if args.list_tests and args.json is not None:
                 list_json(cases, checks, out, args.json)
@@ -153,6 +167,8 @@ def _main(path: Path, args: TreeArgs, out: TextIO, err: TextIO) -> int:
     except SelectionError as exc:
         return _errors([str(exc)], err)
     if args.random_order:
+        import random
+
         seed = args.seed if args.seed is not None else random.randrange(2**32)
         cases = shuffle(cases, seed)
         out.write(f"random order, seed {seed} (--seed {seed} repeats it)\n")
@@ -175,7 +191,7 @@ def _main(path: Path, args: TreeArgs, out: TextIO, err: TextIO) -> int:
         for case in runnable:
             out.write(f"  {case.name}\n")
         return EXIT_OK
-    return _run(chosen, args, jobs, out)
+    return _run(chosen, args, jobs, out, html)
 
 
 def _broken(broken: list[TreeTest], args: TreeArgs, err: TextIO) -> None:
@@ -221,7 +237,7 @@ def _conditions(config: GlobalConfig, err: TextIO) -> None:
         )
 
 
-def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
+def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO, html: HtmlAside | None) -> int:
     from phalanx import aio
     from phalanx.engine.step import Cancellation
     from phalanx.layout import new_run_id
@@ -249,6 +265,7 @@ def _run(suite: Suite, args: TreeArgs, jobs: int, out: TextIO) -> int:
                 stop_on_error=args.stop_on_error,
                 reports=ReportPaths(json=args.json, junit=args.junit, tap=args.tap),
                 cancellation=cancellation,
+                html=html,
             )
 
     gc.freeze()

@@ -31,26 +31,29 @@ class TreeHistories:
         self.host = host
         bin_dir = commandfiles.install(self.folder / "bin", COMMANDS)
         self.bin_dir = str(bin_dir)
+        self._prefix = os.path.join(self.folder, "")  # each test's file is named here, as text
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def _file(self, index: int) -> Path:
-        return self.folder / f"{index}.jsonl"
+    def _file(self, index: int) -> str:
+        # Text, not a Path: two per test, and most tests record nothing.
+        return f"{self._prefix}{index}.jsonl"
 
     def env(self, index: int, path: str) -> dict[str, str]:
         """What a test's stages record with: $PHALANX_HISTORY, and
         `phalanx-op` first on its PATH (`path`: the PATH it had)."""
-        return {HISTORY_ENV: str(self._file(index)), "PATH": f"{self.bin_dir}{os.pathsep}{path}"}
+        return {HISTORY_ENV: self._file(index), "PATH": f"{self.bin_dir}{os.pathsep}{path}"}
 
     def take(self, index: int, case: str) -> CaseHistory | None:
         """The test's history (None: it recorded nothing); its file goes."""
         file = self._file(index)
         try:
-            text = file.read_text(encoding="utf-8", errors="replace")
+            with open(file, encoding="utf-8", errors="replace") as f:
+                text = f.read()
         except FileNotFoundError:
             return None
-        file.unlink()
+        os.unlink(file)
         events = [e for number, line in enumerate(text.splitlines(), 1)
                   if (e := self._event(line, case, number)) is not None]  # fmt: skip
         if not events:

@@ -15,7 +15,7 @@ from phalanx.host.inprocess import InProcessSession
 from phalanx.host.process import GroupLedger, become_subreaper, ledger_path
 from phalanx.host.sandbox import Sandboxes
 from phalanx.model import RunResult, Suite
-from phalanx.report.writers import ReportPaths, write_reports
+from phalanx.report.writers import HtmlElsewhere, ReportPaths, write_reports
 from phalanx.store.files import RunFolder
 from phalanx.tree.histories import TreeHistories
 
@@ -35,9 +35,11 @@ async def run_tree(
     stop_on_error: bool = False,
     reports: ReportPaths | None = None,
     cancellation: Cancellation | None = None,
+    html: HtmlElsewhere | None = None,
 ) -> RunResult:
     """Run every case of `suite` (one local host) on `jobs` workers; write
-    results.json, junit.xml and results.tap (or to the paths in `reports`)."""
+    results.json, junit.xml, results.tap (or to the paths in `reports`) and
+    report.html (by `html` when given and able: tree/htmlaside.py)."""
     folder = RunFolder(run_dir)
     # A test's processes that leave its group come back here, to be ended
     # with the test (host.process).
@@ -69,5 +71,5 @@ async def run_tree(
         histories.close()
         folder.close()
         sandboxes.close()
-    write_reports(result, run_dir, reports)
+    write_reports(result, run_dir, reports, elsewhere=html)
     return result

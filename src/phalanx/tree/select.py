@@ -3,12 +3,10 @@ alike. Pure: cases in, cases out."""
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from phalanx.keywords import KeywordError, matches, parse
 from phalanx.model import Case
 
 
@@ -69,6 +67,8 @@ def select(cases: Sequence[Case], selection: Selection, prefix: str) -> list[Cas
     if selection.exclude_tags:
         picked = [c for c in picked if not set(selection.exclude_tags) & set(c.tags)]
     if selection.keywords is not None:
+        from phalanx.keywords import KeywordError, matches, parse  # -k only: its grammar
+
         try:
             expression = parse(selection.keywords)
         except KeywordError as exc:
@@ -111,5 +111,7 @@ def repeat(cases: Sequence[Case], number: int) -> list[Case]:
 
 def shuffle(cases: Sequence[Case], seed: int) -> list[Case]:
     shuffled = list(cases)
+    import random  # only a shuffled run pays for it
+
     random.Random(seed).shuffle(shuffled)
     return shuffled
