@@ -18,8 +18,6 @@ import signal
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from phalanx import loops
-
 T = TypeVar("T")
 
 
@@ -29,7 +27,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     async def main() -> None:
         box.append(await coro)
 
-    loops.run(main())
+    # asyncio's own loop, not uvloop (phalanx/loops.py says why): the runs,
+    # providers and commands here start engines' and tools' processes.
+    asyncio.run(main())
     return box[0]
 
 
