@@ -123,6 +123,14 @@ def _role(value: str) -> Role | None:
         return None
 
 
+def _principal(found: tuple[str, str] | None) -> Principal | None:
+    """(user, role) as the store found them; None for none or a role no
+    longer known."""
+    if found is None or (role := _role(found[1])) is None:
+        return None
+    return Principal(found[0], role)
+
+
 class Auth:
     """The credentials of one store, with the checks the service makes.
 
@@ -291,10 +299,7 @@ class Auth:
         hashed = token_hash(token)
 
         async def look() -> Principal | None:
-            found = await self.credentials.user_for_token_hash(hashed)
-            if found is None or (role := _role(found[1])) is None:
-                return None
-            return Principal(found[0], role)
+            return _principal(await self.credentials.user_for_token_hash(hashed))
 
         return await self.checked.fetch(hashed, look)
 
@@ -314,10 +319,7 @@ class Auth:
         hashed = token_hash(cookie)
 
         async def look() -> Principal | None:
-            found = await self.credentials.session_user(hashed)
-            if found is None or (role := _role(found[1])) is None:
-                return None
-            return Principal(found[0], role)
+            return _principal(await self.credentials.session_user(hashed))
 
         return await self.checked.fetch(hashed, look)
 
