@@ -42,9 +42,15 @@ def agent_log(workdir: Path) -> Path:
 
 
 def new_run_id() -> str:
-    """A run's id and folder name: sortable by time, unique by a random tail."""
+    """A run's id and folder name: sortable by its start time to the
+    millisecond (runs follow each other within a second: the latest run,
+    `--last-failed`'s previous one, is the last folder by name), unique by
+    a random tail."""
     import os
     import time
 
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    milliseconds = int(now % 1 * 1000)
     # os.urandom is what secrets.token_hex reads; secrets itself costs ~6 ms to import.
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+    return f"{stamp}-{milliseconds:03d}{os.urandom(3).hex()}"
