@@ -69,7 +69,9 @@ STAGES = {
 OUTER = """\
 cd "$(mktemp -d)"
 code=0
-phalanx run {repo} -s s --provider netns --plain --results results \\
+# Bounded below the suite's stage timeout: a run that hangs in the guest
+# still says what it printed (once in CI the stage printed nothing in 480 s).
+timeout -k 10 400 phalanx run {repo} -s s --provider netns --plain --results results \\
     --connect-timeout 300 --heartbeat-timeout 60 > said.txt 2>&1 || code=$?
 echo "inner exit $code"
 "$PHALANX_PYTHON" - <<'PY'
