@@ -1,17 +1,15 @@
-"""Which event loop an agent runs: uvloop when it is installed (libuv's
-loop: a lockstep stage's turns of the loop in every agent cost a fraction of
-asyncio's pure-Python ones), asyncio's own otherwise, or when
-`PHALANX_LOOP=asyncio` asks for it (to tell a loop's bug from phalanx's).
+"""Which event loop an agent runs: asyncio's own, or uvloop when
+`PHALANX_LOOP=uvloop` asks for it and it is installed (libuv's loop: a
+lockstep stage's turns of the loop in every agent cost about a fifth less).
 
-Only the agents. uvloop gives a subprocess's pipes as a socket pair and
-leaves a second descriptor of it open in the child (uvloop 0.22: fd 1 and,
-say, fd 15 are the same socket, `close_fds` or not). A child that
-daemonizes hands that descriptor on: `podman run -d`'s conmon kept it, so
-reading the client's output never ended and no container host came up.
-The coordinator's side (`phalanx run`, its providers, `cleanup`, image
-builds: phalanx/aio.py) starts such programs, so it stays on asyncio's
-loop. An agent starts its stages with its own spawn (host/process.py),
-not through the loop."""
+Opt-in, not the default. uvloop gives a subprocess's pipes as a socket
+pair and leaves a second descriptor of it open in the child (uvloop 0.22:
+fd 1 and, say, fd 15 are the same socket, `close_fds` or not); a child that
+daemonizes hands it on (`podman run -d`'s conmon kept it, so reading the
+client's output never ended). And with agents on uvloop, two tests that
+had passed for many stops hung now and then in CI (a TLS agent and
+`submit --wait`; a netns run inside a VM), which asyncio's loop never did.
+The coordinator's side (phalanx/aio.py) always runs on asyncio's loop."""
 
 from __future__ import annotations
 
@@ -22,12 +20,12 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-LOOP_ENV = "PHALANX_LOOP"  # "asyncio": asyncio's own loop even where uvloop is installed
+LOOP_ENV = "PHALANX_LOOP"  # "uvloop": uvloop where it is installed; else asyncio's own loop
 
 
 def factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """What makes this process's loop; None: asyncio's default."""
-    if os.environ.get(LOOP_ENV) == "asyncio":
+    if os.environ.get(LOOP_ENV) != "uvloop":
         return None
     try:
         import uvloop

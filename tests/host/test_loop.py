@@ -1,5 +1,5 @@
-"""Which event loop an agent runs (phalanx/loops.py): uvloop where it is
-installed, asyncio's own when PHALANX_LOOP=asyncio asks for it. Seen from
+"""Which event loop an agent runs (phalanx/loops.py): asyncio's own, and
+uvloop when PHALANX_LOOP=uvloop asks for it. Seen from
 outside, as a person would check: the libraries the agent process has
 mapped, once its loop serves its local socket."""
 
@@ -55,11 +55,11 @@ def agent(tmp_path: Path) -> Iterator[Callable[[str | None], int]]:
         proc.stderr.close()
 
 
-def test_an_agent_runs_on_uvloop_where_it_is_installed(agent: Callable[[str | None], int]) -> None:
-    assert uvloop_mapped(agent(None))
+def test_an_agent_runs_on_uvloop_when_asked_to(agent: Callable[[str | None], int]) -> None:
+    assert uvloop_mapped(agent("uvloop"))
 
 
-def test_phalanx_loop_asyncio_gives_the_agent_asyncios_own_loop(
+def test_an_agent_runs_on_asyncios_own_loop_by_default(
     agent: Callable[[str | None], int],
 ) -> None:
-    assert not uvloop_mapped(agent("asyncio"))
+    assert not uvloop_mapped(agent(None))

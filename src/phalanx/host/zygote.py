@@ -48,8 +48,9 @@ from phalanx.host import beside, namespaces
 from phalanx.host.runners import RUNNERS
 from phalanx.wire.messages import prepare_agent_side
 
-with contextlib.suppress(ImportError):  # the agents' loop (phalanx/loops.py)
-    import uvloop  # noqa: F401
+if os.environ.get("PHALANX_LOOP") == "uvloop":  # the agents' loop, asked for (phalanx/loops.py)
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: F401
 RUNNERS.preload()  # phalanx's own runners, found lazily elsewhere
 prepare_agent_side()  # else built again in every agent, on its first message
 
