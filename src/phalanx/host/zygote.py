@@ -44,13 +44,12 @@ import phalanx.host.__main__ as agent_main
 import phalanx.host.daemon
 import phalanx.host.endpoint
 import phalanx.host.scrub  # noqa: F401
+from phalanx import loops
 from phalanx.host import beside, namespaces
 from phalanx.host.runners import RUNNERS
 from phalanx.wire.messages import prepare_agent_side
 
-if os.environ.get("PHALANX_LOOP") == "uvloop":  # the agents' loop, asked for (phalanx/loops.py)
-    with contextlib.suppress(ImportError):
-        import uvloop  # noqa: F401
+loops.factory()  # imports uvloop here, once for every agent, when PHALANX_LOOP asks for it
 RUNNERS.preload()  # phalanx's own runners, found lazily elsewhere
 prepare_agent_side()  # else built again in every agent, on its first message
 
